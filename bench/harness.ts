@@ -1,0 +1,91 @@
+// Shared measuring tools for `npm run bench`. Timings on a shared 2-core machine are noisy, so
+// every figure is the median of several rounds and is reported beside its anchor from the same run.
+
+import { performance } from 'node:perf_hooks';
+
+export interface Row {
+  /** What was measured, e.g. "ECDSA P-256 sign". */
+  readonly name: string;
+  /** Coffer's figure and its unit, e.g. 27_000 and "ops/s". */
+  readonly value: number;
+  readonly unit: string;
+  /** The anchor measured in the same run (raw node:crypto, ...), when there is one. */
+  readonly anchorName?: string;
+  readonly anchorValue?: number;
+  /** Target written in the issue, as text, e.g. "≥ 0.9 × raw". */
+  readonly target?: string;
+  readonly note?: string;
+}
+
+export interface Section {
+  readonly title: string;
+  readonly rows: Row[];
+  readonly notes: string[];
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+/** Runs `fn` repeatedly for about `roundMs`, `rounds` times; returns the median ops/s. */
+export function opsPerSecond(fn: () => void, roundMs = 300, rounds = 5): number {
+  for (let i = 0; i < 200; i++) fn(); // warm-up
+  const rates: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let n = 0;
+    const start = performance.now();
+    let now = start;
+    while (now - start < roundMs) {
+      for (let i = 0; i < 50; i++) fn();
+      n += 50;
+      now = performance.now();
+    }
+    rates.push((n * 1000) / (now - start));
+  }
+  return median(rates);
+}
+
+/** Like opsPerSecond for asynchronous work, keeping `inFlight` calls outstanding. */
+export async function opsPerSecondAsync(fn: () => Promise<unknown>, inFlight = 16, roundMs = 300, rounds = 5): Promise<number> {
+  const runFor = async (ms: number): Promise<number> => {
+    let n = 0;
+    const start = performance.now();
+    const worker = async (): Promise<void> => {
+      while (performance.now() - start < ms) {
+        await fn();
+        n++;
+      }
+    };
+    await Promise.all(Array.from({ length: inFlight }, worker));
+    return (n * 1000) / (performance.now() - start);
+  };
+  await runFor(100); // warm-up
+  const rates: number[] = [];
+  for (let r = 0; r < rounds; r++) rates.push(await runFor(roundMs));
+  return median(rates);
+}
+
+/** Renders sections as the Markdown of docs/bench.md. */
+export function renderMarkdown(sections: readonly Section[], header: string): string {
+  const out = [header, ''];
+  for (const s of sections) {
+    out.push(`## ${s.title}`, '', '| figure | Coffer | anchor | anchor value | ratio | target |', '|---|---:|---|---:|---:|---|');
+    for (const r of s.rows) {
+      const ratio = r.anchorValue !== undefined && r.anchorValue !== 0 ? (r.value / r.anchorValue).toFixed(2) : '';
+      out.push(
+        `| ${r.name} | ${fmt(r.value)} ${r.unit} | ${r.anchorName ?? ''} | ${r.anchorValue === undefined ? '' : `${fmt(r.anchorValue)} ${r.unit}`} | ${ratio} | ${r.target ?? ''} |`,
+      );
+    }
+    if (s.notes.length > 0) out.push('', ...s.notes.map((n) => `- ${n}`));
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+export function fmt(x: number): string {
+  if (x >= 100) return Math.round(x).toLocaleString('en-US');
+  if (x >= 1) return x.toFixed(2);
+  return x.toPrecision(3);
+}

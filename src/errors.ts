@@ -1,0 +1,149 @@
+// The one registry of expected failures (STYLE.md rule 2). Every code is stable: clients, docs and
+// the PKCS#11 and HTTP mappings key on it. A test keeps docs/errors.md in step with this table.
+// Messages are fixed text: no secret, no caller input, nothing that says which check of an
+// authentication failed. Programmer bugs are asserts (src/assert.ts), not entries here.
+//
+// This module is below every layer (crypto ← formats ← hsm ← …): anything may import it.
+
+/** How an expected failure is described and mapped. */
+export interface ErrorSpec {
+  /** Fixed, human-readable text. Never includes secrets or caller-supplied values. */
+  readonly message: string;
+  /** The PKCS#11 return value a bridge reports for it. */
+  readonly ckr: string;
+  /** The HTTP status an API reports for it. */
+  readonly http: number;
+}
+
+export const ERRORS = {
+  // ── crypto ──────────────────────────────────────────────────────────────────────────────
+  COFFER_CRYPTO_KEY_SIZE: { message: 'Key has an unsupported length for this algorithm', ckr: 'CKR_KEY_SIZE_RANGE', http: 400 },
+  COFFER_CRYPTO_INPUT_LENGTH: { message: 'Input has an invalid length for this algorithm', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
+  COFFER_CRYPTO_UNWRAP_FAILED: { message: 'Key unwrap failed its integrity check', ckr: 'CKR_WRAPPED_KEY_INVALID', http: 400 },
+  COFFER_CRYPTO_AEAD_TAMPERED: { message: 'Encrypted stream failed authentication: altered, reordered, truncated or extended', ckr: 'CKR_ENCRYPTED_DATA_INVALID', http: 400 },
+  COFFER_CRYPTO_DECRYPT_FAILED: { message: 'Decryption failed authentication', ckr: 'CKR_ENCRYPTED_DATA_INVALID', http: 400 },
+  COFFER_CRYPTO_SIGNATURE_INVALID: { message: 'Signature did not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
+  COFFER_CRYPTO_UNSUPPORTED_CURVE: { message: 'Curve is not supported', ckr: 'CKR_CURVE_NOT_SUPPORTED', http: 400 },
+  COFFER_CRYPTO_DIGEST_LENGTH: { message: 'Digest length does not suit the curve', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
+  COFFER_CRYPTO_KCV_MISMATCH: { message: 'Key check value does not match', ckr: 'CKR_KEY_HANDLE_INVALID', http: 400 },
+  COFFER_CRYPTO_SECRET_DESTROYED: { message: 'Secret was already zeroised', ckr: 'CKR_GENERAL_ERROR', http: 500 },
+  // ── formats ─────────────────────────────────────────────────────────────────────────────
+  COFFER_FORMAT_BAD_MAGIC: { message: 'Input is not a Coffer record of the expected kind', ckr: 'CKR_DATA_INVALID', http: 400 },
+  COFFER_FORMAT_UNKNOWN_VERSION: { message: 'Format version is not supported by this build', ckr: 'CKR_DATA_INVALID', http: 400 },
+  COFFER_FORMAT_TRUNCATED: { message: 'Input ends before the record does', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
+  COFFER_FORMAT_LIMIT: { message: 'A length exceeds its limit', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
+  COFFER_FORMAT_MALFORMED: { message: 'Record is malformed', ckr: 'CKR_DATA_INVALID', http: 400 },
+  // ── sealed store ────────────────────────────────────────────────────────────────────────
+  COFFER_STORE_TAMPERED: { message: 'Sealed store record failed authentication', ckr: 'CKR_DEVICE_ERROR', http: 500 },
+  COFFER_STORE_WRONG_DEVICE: { message: 'Sealed store belongs to another device or the device secret is wrong', ckr: 'CKR_DEVICE_ERROR', http: 500 },
+  COFFER_STORE_CLOSED: { message: 'Sealed store is closed', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
+  COFFER_STORE_FULL: { message: 'Device object capacity reached', ckr: 'CKR_DEVICE_MEMORY', http: 507 },
+  // ── device identity, manufacture, commissioning ─────────────────────────────────────────
+  COFFER_DEVICE_NOT_MANUFACTURED: { message: 'Device has not been manufactured', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_DEVICE_ALREADY_MANUFACTURED: { message: 'Device was already manufactured', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_DEVICE_NOT_COMMISSIONED: { message: 'Device has not been commissioned by an operator', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_DEVICE_ALREADY_COMMISSIONED: { message: 'Device was already commissioned', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_FIRMWARE_UNVERIFIED: { message: 'Firmware manifest does not verify against the manufacturer signing key', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_CERT_INVALID: { message: 'Certificate does not verify against the expected root', ckr: 'CKR_CERTIFICATE_INVALID', http: 400 },
+  COFFER_AKBK_COMPONENT_KCV: { message: 'AKBK component does not match its key check value', ckr: 'CKR_KEY_HANDLE_INVALID', http: 400 },
+  COFFER_AKBK_KCV: { message: 'Combined AKBK does not match its key check value', ckr: 'CKR_KEY_HANDLE_INVALID', http: 400 },
+  COFFER_AKBK_COMPONENTS: { message: 'AKBK needs at least two separately entered components', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_FIPS_REFUSED: { message: 'Mechanism or key size is not approved in FIPS mode', ckr: 'CKR_MECHANISM_INVALID', http: 400 },
+  // ── users and sessions ──────────────────────────────────────────────────────────────────
+  COFFER_AUTH_FAILED: { message: 'Login failed', ckr: 'CKR_PIN_INCORRECT', http: 401 },
+  COFFER_USER_LOCKED: { message: 'Login failed', ckr: 'CKR_PIN_LOCKED', http: 401 },
+  COFFER_NOT_LOGGED_IN: { message: 'Not logged in', ckr: 'CKR_USER_NOT_LOGGED_IN', http: 401 },
+  COFFER_ALREADY_LOGGED_IN: { message: 'Already logged in', ckr: 'CKR_USER_ALREADY_LOGGED_IN', http: 409 },
+  COFFER_PERMISSION_DENIED: { message: 'Operation not permitted for this user', ckr: 'CKR_USER_TYPE_INVALID', http: 403 },
+  COFFER_USER_EXISTS: { message: 'A user with this name already exists', ckr: 'CKR_USER_ALREADY_LOGGED_IN', http: 409 },
+  COFFER_USER_NOT_FOUND: { message: 'User not found', ckr: 'CKR_USER_PIN_NOT_INITIALIZED', http: 404 },
+  COFFER_USER_NAME_INVALID: { message: 'User name must be 1-31 characters of letters, digits, underscore or hyphen', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_PASSWORD_INVALID: { message: 'Password must be 8-32 characters', ckr: 'CKR_PIN_LEN_RANGE', http: 400 },
+  COFFER_USER_LIMIT: { message: 'User capacity reached', ckr: 'CKR_DEVICE_MEMORY', http: 507 },
+  COFFER_USER_IN_USE: { message: 'User still owns or shares objects, or is the last admin', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
+  // ── quorum ──────────────────────────────────────────────────────────────────────────────
+  COFFER_QUORUM_REQUIRED: { message: 'Operation needs quorum approval', ckr: 'CKR_FUNCTION_REJECTED', http: 403 },
+  COFFER_QUORUM_TOKEN_INVALID: { message: 'Quorum token is unknown, used or expired', ckr: 'CKR_FUNCTION_REJECTED', http: 403 },
+  COFFER_QUORUM_APPROVAL_INVALID: { message: 'Quorum approval does not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 403 },
+  COFFER_QUORUM_VALUE_INVALID: { message: 'Quorum value must be between 2 and 8 and not exceed the registered approvers', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  // ── objects and mechanisms ──────────────────────────────────────────────────────────────
+  COFFER_OBJECT_NOT_FOUND: { message: 'Object handle is not valid for this user', ckr: 'CKR_OBJECT_HANDLE_INVALID', http: 404 },
+  COFFER_ATTRIBUTE_INVALID: { message: 'Attribute value is invalid', ckr: 'CKR_ATTRIBUTE_VALUE_INVALID', http: 400 },
+  COFFER_ATTRIBUTE_READ_ONLY: { message: 'Attribute cannot be changed', ckr: 'CKR_ATTRIBUTE_READ_ONLY', http: 400 },
+  COFFER_ATTRIBUTE_SENSITIVE: { message: 'Attribute is sensitive or the key is not extractable', ckr: 'CKR_ATTRIBUTE_SENSITIVE', http: 403 },
+  COFFER_TEMPLATE_INCONSISTENT: { message: 'Template attributes are inconsistent', ckr: 'CKR_TEMPLATE_INCONSISTENT', http: 400 },
+  COFFER_MECHANISM_INVALID: { message: 'Mechanism is not supported', ckr: 'CKR_MECHANISM_INVALID', http: 400 },
+  COFFER_MECHANISM_PARAM_INVALID: { message: 'Mechanism parameters are invalid', ckr: 'CKR_MECHANISM_PARAM_INVALID', http: 400 },
+  COFFER_KEY_FUNCTION_NOT_PERMITTED: { message: 'Key attributes do not permit this operation', ckr: 'CKR_KEY_FUNCTION_NOT_PERMITTED', http: 403 },
+  COFFER_KEY_TYPE_INCONSISTENT: { message: 'Key type does not suit the mechanism', ckr: 'CKR_KEY_TYPE_INCONSISTENT', http: 400 },
+  COFFER_KEY_SIZE_RANGE: { message: 'Key size is outside the supported range', ckr: 'CKR_KEY_SIZE_RANGE', http: 400 },
+  COFFER_KEY_NOT_WRAPPABLE: { message: 'Key may not be wrapped with this wrapping key', ckr: 'CKR_KEY_NOT_WRAPPABLE', http: 403 },
+  COFFER_KEY_UNEXTRACTABLE: { message: 'Key is not extractable', ckr: 'CKR_KEY_UNEXTRACTABLE', http: 403 },
+  COFFER_OBJECT_NOT_DESTROYABLE: { message: 'Object is not destroyable', ckr: 'CKR_ACTION_PROHIBITED', http: 403 },
+  COFFER_SHARE_LIMIT: { message: 'An object can be shared with at most 7 users', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_DATA_INVALID: { message: 'Input data is invalid for this operation', ckr: 'CKR_DATA_INVALID', http: 400 },
+  COFFER_DATA_LEN_RANGE: { message: 'Input data length is out of range', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
+  COFFER_ENCRYPTED_DATA_INVALID: { message: 'Ciphertext failed authentication or is malformed', ckr: 'CKR_ENCRYPTED_DATA_INVALID', http: 400 },
+  COFFER_SIGNATURE_INVALID: { message: 'Signature did not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
+  COFFER_WRAPPED_KEY_INVALID: { message: 'Wrapped key failed its integrity check or is malformed', ckr: 'CKR_WRAPPED_KEY_INVALID', http: 400 },
+  // ── cli ─────────────────────────────────────────────────────────────────────────────────
+  COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Non-secret facts that help an operator: names, counts, versions. Never key bytes or passwords. */
+export type ErrorDetail = Readonly<Record<string, string | number | boolean>>;
+
+/** Every expected failure Coffer raises. `code` is stable; `message` is the registry's text. */
+export class CofferError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: ErrorDetail;
+
+  constructor(code: ErrorCode, detail: ErrorDetail = {}, options?: { readonly cause?: unknown }) {
+    super(ERRORS[code].message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CofferError';
+    this.code = code;
+    this.detail = Object.freeze({ ...detail });
+  }
+
+  get ckr(): string {
+    return ERRORS[this.code].ckr;
+  }
+
+  get http(): number {
+    return ERRORS[this.code].http;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; detail: ErrorDetail } {
+    return { code: this.code, message: this.message, detail: this.detail };
+  }
+}
+
+/** Throws the typed error for `code`. */
+export function fail(code: ErrorCode, detail?: ErrorDetail, cause?: unknown): never {
+  throw new CofferError(code, detail, cause === undefined ? undefined : { cause });
+}
+
+/** True when `e` is a CofferError, optionally of the given code. */
+export function isCofferError(e: unknown, code?: ErrorCode): e is CofferError {
+  return e instanceof CofferError && (code === undefined || e.code === code);
+}
+
+/** The registry rendered as Markdown: the body of docs/errors.md. */
+export function renderErrorsDoc(): string {
+  const lines = [
+    '# Error codes',
+    '',
+    'Every expected failure in Coffer carries one of these stable codes. This page is generated from',
+    '`src/errors.ts` (`npm run docs:errors`); a test fails when the two differ.',
+    '',
+    '| code | message | PKCS#11 | HTTP |',
+    '|---|---|---|---|',
+  ];
+  for (const [code, spec] of Object.entries(ERRORS)) {
+    lines.push(`| \`${code}\` | ${spec.message} | \`${spec.ckr}\` | ${spec.http} |`);
+  }
+  return lines.join('\n') + '\n';
+}

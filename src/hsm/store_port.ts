@@ -1,0 +1,95 @@
+// The port every piece of device state goes through: a namespaced record store with atomic
+// transactions. The sealed adapter (store.ts) encrypts every record under the device storage
+// key and survives crashes; MemoryRecordStore is the in-process adapter for unit tests and for
+// staging. Both pass test/hsm/store_conformance.ts.
+//
+// Synchronous by design: the device's state machine is deterministic and single-threaded; crypto
+// that must use the thread pool happens outside the store.
+
+import { assert } from '../assert.js';
+
+/** One write inside a transaction. Values are plaintext here; the adapter seals them. */
+export interface RecordTx {
+  get(ns: string, id: string): Uint8Array | undefined;
+  put(ns: string, id: string, value: Uint8Array): void;
+  delete(ns: string, id: string): void;
+}
+
+export interface RecordStore {
+  get(ns: string, id: string): Uint8Array | undefined;
+  /** Every record of a namespace, in ascending id order. */
+  list(ns: string): IterableIterator<[string, Uint8Array]>;
+  count(ns: string): number;
+  /** Runs `fn` atomically: either every write lands or none does (also across a crash). */
+  transaction<T>(fn: (tx: RecordTx) => T): T;
+  close(): void;
+}
+
+/** In-memory adapter: same semantics as the sealed store, no persistence. */
+export class MemoryRecordStore implements RecordStore {
+  readonly #data = new Map<string, Map<string, Uint8Array>>();
+  #open = true;
+
+  get(ns: string, id: string): Uint8Array | undefined {
+    this.#check();
+    const v = this.#data.get(ns)?.get(id);
+    return v === undefined ? undefined : v.slice();
+  }
+
+  *list(ns: string): IterableIterator<[string, Uint8Array]> {
+    this.#check();
+    const m = this.#data.get(ns);
+    if (m === undefined) return;
+    for (const id of [...m.keys()].sort()) {
+      const v = m.get(id);
+      if (v !== undefined) yield [id, v.slice()];
+    }
+  }
+
+  count(ns: string): number {
+    this.#check();
+    return this.#data.get(ns)?.size ?? 0;
+  }
+
+  transaction<T>(fn: (tx: RecordTx) => T): T {
+    this.#check();
+    const pending = new Map<string, Map<string, Uint8Array | null>>();
+    const tx: RecordTx = {
+      get: (ns, id) => {
+        const p = pending.get(ns)?.get(id);
+        if (p === null) return undefined;
+        if (p !== undefined) return p.slice();
+        return this.get(ns, id);
+      },
+      put: (ns, id, value) => {
+        let m = pending.get(ns);
+        if (m === undefined) pending.set(ns, (m = new Map()));
+        m.set(id, value.slice());
+      },
+      delete: (ns, id) => {
+        let m = pending.get(ns);
+        if (m === undefined) pending.set(ns, (m = new Map()));
+        m.set(id, null);
+      },
+    };
+    const result = fn(tx);
+    assert(!(result instanceof Promise), 'transactions are synchronous');
+    for (const [ns, writes] of pending) {
+      let m = this.#data.get(ns);
+      if (m === undefined) this.#data.set(ns, (m = new Map()));
+      for (const [id, v] of writes) {
+        if (v === null) m.delete(id);
+        else m.set(id, v);
+      }
+    }
+    return result;
+  }
+
+  close(): void {
+    this.#open = false;
+  }
+
+  #check(): void {
+    assert(this.#open, 'store used after close');
+  }
+}
