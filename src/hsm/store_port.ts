@@ -7,6 +7,8 @@
 // that must use the thread pool happens outside the store.
 
 import { assert } from '../assert.js';
+import { fail } from '../errors.js';
+import { SEALED_RECORD_BYTES_MAX } from '../formats/limits.js';
 
 /** One write inside a transaction. Values are plaintext here; the adapter seals them. */
 export interface RecordTx {
@@ -62,6 +64,7 @@ export class MemoryRecordStore implements RecordStore {
         return this.get(ns, id);
       },
       put: (ns, id, value) => {
+        if (value.length > SEALED_RECORD_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { field: 'record', max: SEALED_RECORD_BYTES_MAX });
         let m = pending.get(ns);
         if (m === undefined) pending.set(ns, (m = new Map()));
         m.set(id, value.slice());
