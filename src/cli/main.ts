@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// The `coffer` command. Today: the offline ceremony tools (factory, operator, kcv), a demo of the
+// device in one process, and the generator of docs/errors.md. Exit codes (docs/cli.md):
+//   0 success · 1 an expected failure (a CofferError, its code on stderr) · 2 bad usage · 70 a bug.
+
+import { Command, CommanderError } from 'commander';
+import { isCofferError, renderErrorsDoc } from '../errors.js';
+import { registerCeremonyCommands } from './ceremony_commands.js';
+import { runDemo } from './demo.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_BUG = 70;
+
+export function buildProgram(): Command {
+  const program = new Command('coffer')
+    .description('Coffer: a clustered software HSM with sealed backup and restore')
+    .showHelpAfterError()
+    .exitOverride();
+  registerCeremonyCommands(program);
+  program
+    .command('demo')
+    .description('provision a development device in a temporary directory, then log in, make keys and sign')
+    .action(async () => {
+      await runDemo((line) => void process.stdout.write(line + '\n'));
+    });
+  program
+    .command('errors-doc')
+    .description('print docs/errors.md, generated from the error registry')
+    .action(() => void process.stdout.write(renderErrorsDoc()));
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    if (isCofferError(e)) {
+      process.stderr.write(`coffer: ${e.code}: ${e.message}${Object.keys(e.detail).length > 0 ? ` ${JSON.stringify(e.detail)}` : ''}\n`);
+      return EXIT_FAILURE;
+    }
+    process.stderr.write(`coffer: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return EXIT_BUG;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
