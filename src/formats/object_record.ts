@@ -1,0 +1,287 @@
+// The stored form of one token object (DESIGN.md §4): what the object table writes to the record
+// store under namespace 'object', and what a backup carries for every key. Versioned binary,
+// big-endian, every length checked against a named limit before it is read (STYLE.md rule 4).
+// The record holds key material in plaintext: the sealed store (and the backup) encrypt it, so the
+// caller of encodeObjectRecord must zeroise the bytes it gets once they are written.
+//
+// Version 1 layout (offsets in bytes; all integers unsigned big-endian):
+//
+//   0   4  magic 'COBJ' (0x43 0x4f 0x42 0x4a)
+//   4   2  version = 1
+//   6   8  handle (≤ 2^53 - 1: handles are JavaScript numbers)
+//  14   4  class, a PKCS#11 CKO_* value (v2.40 §2.2 table: 2 public, 3 private, 4 secret)
+//  18   4  key type, a PKCS#11 CKK_* value (0 RSA, 3 EC, 0x10 GENERIC_SECRET, 0x1f AES, 0x40 EC_EDWARDS)
+//  22   1  curve: 0 none, 1 P-256, 2 P-384, 3 P-521, 4 secp256k1, 5 Ed25519
+//  23   4  key size in bits
+//  27   4  boolean attributes, bit i = BOOLEAN_ATTRIBUTE_NAMES[i]; other bits must be 0
+//  31   1  key-management quorum value (0, or QUORUM_MIN..QUORUM_MAX)
+//  32   1  key-usage quorum value (same)
+//  33   1  owner length (1..USER_NAME_CHARS_MAX), then the owner's user id (ASCII)
+//  ..   1  sharee count (0..SHAREES_MAX), then per sharee: 1-byte length and user id
+//  ..   2  label length (≤ LABEL_BYTES_MAX), then the label (UTF-8)
+//  ..   2  id length (≤ OBJECT_ID_BYTES_MAX), then the id bytes
+//  ..   1  KCV length (≤ KCV_BYTES_MAX), then the KCV
+//  ..   4  key material length (1..KEY_MATERIAL_BYTES_MAX), then the material: the raw value of a
+//          secret key, PKCS#8 DER of a private key, SPKI DER of a public key
+//  end     nothing may follow
+//
+// Types are declared here rather than imported from hsm/types.ts because formats sits below hsm;
+// they are the same string unions, so the hsm types assign to them structurally.
+
+import { SecretBytes } from '../crypto/secret_bytes.js';
+import { fail } from '../errors.js';
+import {
+  KCV_BYTES_MAX,
+  KEY_MATERIAL_BYTES_MAX,
+  LABEL_BYTES_MAX,
+  OBJECT_ID_BYTES_MAX,
+  QUORUM_MAX,
+  QUORUM_MIN,
+  SHAREES_MAX,
+  USER_NAME_CHARS_MAX,
+} from './limits.js';
+
+export const OBJECT_RECORD_MAGIC = Uint8Array.of(0x43, 0x4f, 0x42, 0x4a); // 'COBJ'
+export const OBJECT_RECORD_VERSION = 1;
+const SUPPORTED_VERSIONS: readonly number[] = [OBJECT_RECORD_VERSION];
+
+export type RecordClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY';
+export type RecordKeyType = 'AES' | 'GENERIC_SECRET' | 'RSA' | 'EC' | 'EC_EDWARDS';
+export type RecordCurve = 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519';
+
+/** Bit order of the attribute field. Append only: a bit's meaning never changes within a version. */
+export const BOOLEAN_ATTRIBUTE_NAMES = [
+  'token', 'sensitive', 'extractable', 'encrypt', 'decrypt', 'sign', 'verify', 'wrap', 'unwrap', 'derive',
+  'trusted', 'wrapWithTrusted', 'local', 'neverExtractable', 'alwaysSensitive', 'modifiable', 'destroyable',
+] as const;
+export type BooleanAttributeName = (typeof BOOLEAN_ATTRIBUTE_NAMES)[number];
+
+export interface ObjectRecord {
+  readonly handle: number;
+  readonly class: RecordClass;
+  readonly keyType: RecordKeyType;
+  readonly curve?: RecordCurve;
+  readonly bits: number;
+  readonly attributes: Readonly<Record<BooleanAttributeName, boolean>>;
+  readonly manageKeyQuorum: number;
+  readonly useKeyQuorum: number;
+  readonly owner: string;
+  readonly sharees: readonly string[];
+  readonly label: string;
+  readonly id: Uint8Array;
+  readonly kcv: Uint8Array;
+  /** Owned by the record's holder: destroy it when the record is dropped. */
+  readonly material: SecretBytes;
+}
+
+// PKCS#11 v2.40 CKO_* and CKK_* values (pkcs11t.h), so a record reads the same to a PKCS#11 tool.
+const CLASS_CODES: Readonly<Record<RecordClass, number>> = { PUBLIC_KEY: 2, PRIVATE_KEY: 3, SECRET_KEY: 4 };
+const KEY_TYPE_CODES: Readonly<Record<RecordKeyType, number>> = { RSA: 0, EC: 3, GENERIC_SECRET: 0x10, AES: 0x1f, EC_EDWARDS: 0x40 };
+const CURVE_CODES: Readonly<Record<RecordCurve, number>> = { 'P-256': 1, 'P-384': 2, 'P-521': 3, secp256k1: 4, Ed25519: 5 };
+
+const FIXED_BYTES = 33; // magic through the quorum values
+const utf8 = new TextEncoder();
+// ignoreBOM keeps a leading U+FEFF in a label, so that decode then encode gives the same bytes.
+const utf8Strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function reverse<K extends string>(codes: Readonly<Record<K, number>>): ReadonlyMap<number, K> {
+  return new Map(Object.entries(codes).map(([k, v]) => [v as number, k as K]));
+}
+const CLASS_BY_CODE = reverse(CLASS_CODES);
+const KEY_TYPE_BY_CODE = reverse(KEY_TYPE_CODES);
+const CURVE_BY_CODE = reverse(CURVE_CODES);
+
+function checkQuorum(value: number, field: string): void {
+  if (value !== 0 && !(Number.isInteger(value) && value >= QUORUM_MIN && value <= QUORUM_MAX)) {
+    fail('COFFER_FORMAT_MALFORMED', { field });
+  }
+}
+
+function checkLength(length: number, min: number, max: number, field: string): void {
+  if (length > max) fail('COFFER_FORMAT_LIMIT', { field, max });
+  if (length < min) fail('COFFER_FORMAT_MALFORMED', { field });
+}
+
+// ── encoder ──────────────────────────────────────────────────────────────────────────────────
+
+/** Encodes `record`. The result contains the key material: zeroise it after use. */
+export function encodeObjectRecord(record: ObjectRecord): Uint8Array {
+  if (!Number.isSafeInteger(record.handle) || record.handle < 0) fail('COFFER_FORMAT_MALFORMED', { field: 'handle' });
+  if (!Number.isInteger(record.bits) || record.bits < 0 || record.bits > 0xffffffff) fail('COFFER_FORMAT_MALFORMED', { field: 'bits' });
+  checkQuorum(record.manageKeyQuorum, 'manageKeyQuorum');
+  checkQuorum(record.useKeyQuorum, 'useKeyQuorum');
+  const owner = utf8.encode(record.owner);
+  checkLength(owner.length, 1, USER_NAME_CHARS_MAX, 'owner');
+  checkLength(record.sharees.length, 0, SHAREES_MAX, 'sharees');
+  const sharees = record.sharees.map((s) => utf8.encode(s));
+  for (const s of sharees) checkLength(s.length, 1, USER_NAME_CHARS_MAX, 'sharee');
+  if (new Set([record.owner, ...record.sharees]).size !== 1 + record.sharees.length) fail('COFFER_FORMAT_MALFORMED', { field: 'sharee' });
+  const label = utf8.encode(record.label);
+  checkLength(label.length, 0, LABEL_BYTES_MAX, 'label');
+  checkLength(record.id.length, 0, OBJECT_ID_BYTES_MAX, 'id');
+  checkLength(record.kcv.length, 0, KCV_BYTES_MAX, 'kcv');
+  const materialBytes = record.material.length;
+  checkLength(materialBytes, 1, KEY_MATERIAL_BYTES_MAX, 'material');
+
+  const total = FIXED_BYTES + 1 + owner.length + 1 + sharees.reduce((n, s) => n + 1 + s.length, 0)
+    + 2 + label.length + 2 + record.id.length + 1 + record.kcv.length + 4 + materialBytes;
+  const out = new Uint8Array(new ArrayBuffer(total));
+  const view = new DataView(out.buffer);
+  out.set(OBJECT_RECORD_MAGIC, 0);
+  view.setUint16(4, OBJECT_RECORD_VERSION);
+  view.setBigUint64(6, BigInt(record.handle));
+  view.setUint32(14, CLASS_CODES[record.class]);
+  view.setUint32(18, KEY_TYPE_CODES[record.keyType]);
+  view.setUint8(22, record.curve === undefined ? 0 : CURVE_CODES[record.curve]);
+  view.setUint32(23, record.bits);
+  view.setUint32(27, attributeBits(record.attributes));
+  view.setUint8(31, record.manageKeyQuorum);
+  view.setUint8(32, record.useKeyQuorum);
+  let off = FIXED_BYTES;
+  const put = (bytes: Uint8Array, lengthBytes: 1 | 2 | 4): void => {
+    if (lengthBytes === 1) view.setUint8(off, bytes.length);
+    else if (lengthBytes === 2) view.setUint16(off, bytes.length);
+    else view.setUint32(off, bytes.length);
+    out.set(bytes, off + lengthBytes);
+    off += lengthBytes + bytes.length;
+  };
+  put(owner, 1);
+  view.setUint8(off++, sharees.length);
+  for (const s of sharees) put(s, 1);
+  put(label, 2);
+  put(record.id, 2);
+  put(record.kcv, 1);
+  record.material.use((m) => put(m, 4));
+  return out;
+}
+
+function attributeBits(attributes: Readonly<Record<BooleanAttributeName, boolean>>): number {
+  let bits = 0;
+  BOOLEAN_ATTRIBUTE_NAMES.forEach((name, i) => {
+    if (attributes[name]) bits |= 1 << i;
+  });
+  return bits >>> 0;
+}
+
+// ── decoder ──────────────────────────────────────────────────────────────────────────────────
+
+/** A bounds-checked reader: every read first checks that the bytes are there. */
+class Reader {
+  #off = 0;
+  readonly #view: DataView;
+  constructor(readonly bytes: Uint8Array) {
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  get offset(): number {
+    return this.#off;
+  }
+  #need(n: number): number {
+    if (this.#off + n > this.bytes.length) fail('COFFER_FORMAT_TRUNCATED', { offset: this.#off, needed: n });
+    const at = this.#off;
+    this.#off += n;
+    return at;
+  }
+  u8(): number {
+    return this.#view.getUint8(this.#need(1));
+  }
+  u16(): number {
+    return this.#view.getUint16(this.#need(2));
+  }
+  u32(): number {
+    return this.#view.getUint32(this.#need(4));
+  }
+  u64(): bigint {
+    return this.#view.getBigUint64(this.#need(8));
+  }
+  /** A view (not a copy) of the next `n` bytes. */
+  take(n: number): Uint8Array {
+    const at = this.#need(n);
+    return this.bytes.subarray(at, at + n);
+  }
+}
+
+function readString(r: Reader, length: number, field: string): string {
+  try {
+    return utf8Strict.decode(r.take(length));
+  } catch (e) {
+    if (e instanceof TypeError) fail('COFFER_FORMAT_MALFORMED', { field });
+    throw e;
+  }
+}
+
+function readUserId(r: Reader, field: string): string {
+  const length = r.u8();
+  checkLength(length, 1, USER_NAME_CHARS_MAX, field);
+  return readString(r, length, field);
+}
+
+function readHeader(r: Reader): void {
+  const magic = r.take(4);
+  if (!magic.every((b, i) => b === OBJECT_RECORD_MAGIC[i])) fail('COFFER_FORMAT_BAD_MAGIC', { expected: 'COBJ' });
+  const version = r.u16();
+  if (!SUPPORTED_VERSIONS.includes(version)) {
+    // Say what was found and what this build reads, so an operator knows which side to upgrade.
+    fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'object record', version, supported: SUPPORTED_VERSIONS.join(',') });
+  }
+}
+
+function lookup<K>(map: ReadonlyMap<number, K>, code: number, field: string): K {
+  return map.get(code) ?? fail('COFFER_FORMAT_MALFORMED', { field, code });
+}
+
+function readAttributes(r: Reader): Record<BooleanAttributeName, boolean> {
+  const bits = r.u32();
+  if (bits >>> BOOLEAN_ATTRIBUTE_NAMES.length !== 0) fail('COFFER_FORMAT_MALFORMED', { field: 'attributes' });
+  const out = {} as Record<BooleanAttributeName, boolean>;
+  BOOLEAN_ATTRIBUTE_NAMES.forEach((name, i) => {
+    out[name] = (bits & (1 << i)) !== 0;
+  });
+  return out;
+}
+
+/**
+ * Decodes one record. Throws COFFER_FORMAT_* for anything but a well-formed record of a supported
+ * version with nothing after it. The returned material is a fresh copy the caller owns; the input
+ * is not modified (the caller zeroises it).
+ */
+export function decodeObjectRecord(bytes: Uint8Array): ObjectRecord {
+  const r = new Reader(bytes);
+  readHeader(r);
+  const handle = r.u64();
+  if (handle > BigInt(Number.MAX_SAFE_INTEGER)) fail('COFFER_FORMAT_MALFORMED', { field: 'handle' });
+  const cls = lookup(CLASS_BY_CODE, r.u32(), 'class');
+  const keyType = lookup(KEY_TYPE_BY_CODE, r.u32(), 'keyType');
+  const curveCode = r.u8();
+  const curve = curveCode === 0 ? undefined : lookup(CURVE_BY_CODE, curveCode, 'curve');
+  const bits = r.u32();
+  const attributes = readAttributes(r);
+  const manageKeyQuorum = r.u8();
+  const useKeyQuorum = r.u8();
+  checkQuorum(manageKeyQuorum, 'manageKeyQuorum');
+  checkQuorum(useKeyQuorum, 'useKeyQuorum');
+  const owner = readUserId(r, 'owner');
+  const shareeCount = r.u8();
+  checkLength(shareeCount, 0, SHAREES_MAX, 'sharees');
+  const sharees: string[] = [];
+  for (let i = 0; i < shareeCount; i++) {
+    const sharee = readUserId(r, 'sharee');
+    if (sharee === owner || sharees.includes(sharee)) fail('COFFER_FORMAT_MALFORMED', { field: 'sharee' });
+    sharees.push(sharee);
+  }
+  const labelBytes = r.u16();
+  checkLength(labelBytes, 0, LABEL_BYTES_MAX, 'label');
+  const label = readString(r, labelBytes, 'label');
+  const idBytes = r.u16();
+  checkLength(idBytes, 0, OBJECT_ID_BYTES_MAX, 'id');
+  const id = r.take(idBytes).slice();
+  const kcvBytes = r.u8();
+  checkLength(kcvBytes, 0, KCV_BYTES_MAX, 'kcv');
+  const kcv = r.take(kcvBytes).slice();
+  const materialBytes = r.u32();
+  checkLength(materialBytes, 1, KEY_MATERIAL_BYTES_MAX, 'material');
+  const materialView = r.take(materialBytes);
+  if (r.offset !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { field: 'trailing', bytes: bytes.length - r.offset });
+  const material = SecretBytes.copyOf(materialView);
+  const base = { handle: Number(handle), class: cls, keyType, bits, attributes, manageKeyQuorum, useKeyQuorum, owner, sharees, label, id, kcv, material };
+  return curve === undefined ? base : { ...base, curve };
+}

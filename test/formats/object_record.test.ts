@@ -1,0 +1,185 @@
+// Object record codec: a golden vector written out field by field from the layout in
+// src/formats/object_record.ts, round trips, and mutation (flip every byte, truncate at every
+// length, extend) — every malformed input must fail with a typed error, never a crash.
+
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { isCofferError, type ErrorCode } from '../../src/errors.js';
+import {
+  BOOLEAN_ATTRIBUTE_NAMES,
+  decodeObjectRecord,
+  encodeObjectRecord,
+  type BooleanAttributeName,
+  type ObjectRecord,
+} from '../../src/formats/object_record.js';
+import { KEY_MATERIAL_BYTES_MAX, LABEL_BYTES_MAX } from '../../src/formats/limits.js';
+
+const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
+const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+function attrs(on: readonly BooleanAttributeName[]): Record<BooleanAttributeName, boolean> {
+  return Object.fromEntries(BOOLEAN_ATTRIBUTE_NAMES.map((n) => [n, on.includes(n)])) as Record<BooleanAttributeName, boolean>;
+}
+
+const MATERIAL = Uint8Array.from({ length: 32 }, (_, i) => i);
+
+function goldenRecord(): ObjectRecord {
+  return {
+    handle: 42,
+    class: 'SECRET_KEY',
+    keyType: 'AES',
+    bits: 256,
+    attributes: attrs(['token', 'sensitive', 'extractable', 'encrypt', 'decrypt', 'local', 'alwaysSensitive', 'modifiable', 'destroyable']),
+    manageKeyQuorum: 0,
+    useKeyQuorum: 2,
+    owner: 'alice',
+    sharees: ['bob'],
+    label: 'k1',
+    id: Uint8Array.of(1, 2),
+    kcv: Uint8Array.of(0xaa, 0xbb, 0xcc),
+    material: SecretBytes.copyOf(MATERIAL),
+  };
+}
+
+// Version 1, written from the layout table, not from the encoder.
+const GOLDEN_V1 = hex(`
+  434f424a                 # magic COBJ
+  0001                     # version 1
+  000000000000002a         # handle 42
+  00000004                 # CKO_SECRET_KEY
+  0000001f                 # CKK_AES
+  00                       # no curve
+  00000100                 # 256 bits
+  0001d01f                 # token sensitive extractable encrypt decrypt | local alwaysSensitive modifiable destroyable
+  00 02                    # quorum: manage 0, use 2
+  05 616c696365            # owner alice
+  01 03 626f62             # one sharee: bob
+  0002 6b31                # label k1
+  0002 0102                # id
+  03 aabbcc                # kcv
+  00000020 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
+`.replace(/#[^\n]*/g, ''));
+
+function plain(r: ObjectRecord): object {
+  return { ...r, material: r.material.use((m) => toHex(m)), id: toHex(r.id), kcv: toHex(r.kcv) };
+}
+
+function throwsCode(fn: () => unknown, code: ErrorCode): void {
+  assert.throws(fn, (e: unknown) => isCofferError(e, code));
+}
+
+void test('golden vector v1: encoder output is byte-exact and decodes back', () => {
+  assert.equal(toHex(encodeObjectRecord(goldenRecord())), toHex(GOLDEN_V1));
+  assert.deepEqual(plain(decodeObjectRecord(GOLDEN_V1)), plain(goldenRecord()));
+});
+
+void test('round trip: an EC public key with a curve, a UTF-8 label, empty id and kcv, full sharees', () => {
+  const r: ObjectRecord = {
+    handle: 2 ** 40 - 1,
+    class: 'PUBLIC_KEY',
+    keyType: 'EC',
+    curve: 'P-384',
+    bits: 384,
+    attributes: attrs(BOOLEAN_ATTRIBUTE_NAMES.filter((_, i) => i % 2 === 0)),
+    manageKeyQuorum: 8,
+    useKeyQuorum: 0,
+    owner: 'o',
+    sharees: ['a', 'b', 'c', 'd', 'e', 'f', 'g'],
+    label: '\ufeffclé ✓ 🔑',
+    id: new Uint8Array(0),
+    kcv: new Uint8Array(0),
+    material: SecretBytes.copyOf(new Uint8Array(91).fill(7)),
+  };
+  const bytes = encodeObjectRecord(r);
+  const back = decodeObjectRecord(bytes);
+  assert.deepEqual(plain(back), plain(r));
+  assert.equal(toHex(encodeObjectRecord(back)), toHex(bytes));
+});
+
+void test('unknown version is refused with what was found and what is supported', () => {
+  const v2 = GOLDEN_V1.slice();
+  v2[5] = 2;
+  assert.throws(
+    () => decodeObjectRecord(v2),
+    (e: unknown) => isCofferError(e, 'COFFER_FORMAT_UNKNOWN_VERSION') && e.detail.version === 2 && e.detail.supported === '1',
+  );
+});
+
+void test('bad magic is refused before anything else is read', () => {
+  const bad = GOLDEN_V1.slice();
+  bad[0] = 0x63; // 'c' for 'C'
+  throwsCode(() => decodeObjectRecord(bad), 'COFFER_FORMAT_BAD_MAGIC');
+});
+
+void test('every truncation fails as TRUNCATED; any extension fails as MALFORMED', () => {
+  for (let n = 0; n < GOLDEN_V1.length; n++) throwsCode(() => decodeObjectRecord(GOLDEN_V1.subarray(0, n)), 'COFFER_FORMAT_TRUNCATED');
+  throwsCode(() => decodeObjectRecord(Uint8Array.of(...GOLDEN_V1, 0)), 'COFFER_FORMAT_MALFORMED');
+});
+
+void test('every single-byte flip either fails with a typed error or decodes to a record that re-encodes to exactly those bytes', () => {
+  let refused = 0;
+  for (let i = 0; i < GOLDEN_V1.length; i++) {
+    for (const mask of [0x01, 0x80, 0xff]) {
+      const m = GOLDEN_V1.slice();
+      m[i] = (m[i] ?? 0) ^ mask;
+      let r: ObjectRecord;
+      try {
+        r = decodeObjectRecord(m);
+      } catch (e) {
+        assert.ok(isCofferError(e) && e.code.startsWith('COFFER_FORMAT_'), `offset ${i} mask ${mask}: ${String(e)}`);
+        refused++;
+        continue;
+      }
+      assert.equal(toHex(encodeObjectRecord(r)), toHex(m), `offset ${i} mask ${mask}`);
+    }
+  }
+  assert.ok(refused > GOLDEN_V1.length, `most mutations of structure must be refused (${refused})`);
+});
+
+void test('lengths are checked against their limits before the bytes are read', () => {
+  // label length field at offset 33 + 1 + 5 + 1 + 1 + 3 = 44: claim 0xffff with nothing after it
+  const m = GOLDEN_V1.slice(0, 46);
+  m[44] = 0xff;
+  m[45] = 0xff;
+  throwsCode(() => decodeObjectRecord(m), 'COFFER_FORMAT_LIMIT');
+  const materialAt = GOLDEN_V1.length - 32 - 4;
+  const big = GOLDEN_V1.slice(0, materialAt + 4);
+  new DataView(big.buffer).setUint32(materialAt, KEY_MATERIAL_BYTES_MAX + 1);
+  throwsCode(() => decodeObjectRecord(big), 'COFFER_FORMAT_LIMIT');
+});
+
+void test('semantic checks: quorum values, unknown attribute bits, codes, duplicate sharees, bad UTF-8', () => {
+  const at = (i: number, v: number): Uint8Array => {
+    const m = GOLDEN_V1.slice();
+    m[i] = v;
+    return m;
+  };
+  throwsCode(() => decodeObjectRecord(at(32, 1)), 'COFFER_FORMAT_MALFORMED'); // use quorum 1
+  throwsCode(() => decodeObjectRecord(at(32, 9)), 'COFFER_FORMAT_MALFORMED'); // use quorum 9
+  throwsCode(() => decodeObjectRecord(at(28, 0x03)), 'COFFER_FORMAT_MALFORMED'); // attribute bit 17
+  throwsCode(() => decodeObjectRecord(at(17, 5)), 'COFFER_FORMAT_MALFORMED'); // class 5
+  throwsCode(() => decodeObjectRecord(at(22, 6)), 'COFFER_FORMAT_MALFORMED'); // curve 6
+  // the owner listed again as a sharee
+  throwsCode(() => decodeObjectRecord(hex(toHex(GOLDEN_V1).replace('0103626f62', '0105616c696365'))), 'COFFER_FORMAT_MALFORMED');
+  throwsCode(() => decodeObjectRecord(at(46, 0xff)), 'COFFER_FORMAT_MALFORMED'); // label byte 0xff is not UTF-8
+});
+
+void test('encoder refuses what the decoder would refuse', () => {
+  const g = goldenRecord();
+  throwsCode(() => encodeObjectRecord({ ...g, label: 'x'.repeat(LABEL_BYTES_MAX + 1) }), 'COFFER_FORMAT_LIMIT');
+  throwsCode(() => encodeObjectRecord({ ...g, sharees: ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] }), 'COFFER_FORMAT_LIMIT');
+  throwsCode(() => encodeObjectRecord({ ...g, sharees: ['alice'] }), 'COFFER_FORMAT_MALFORMED');
+  throwsCode(() => encodeObjectRecord({ ...g, owner: '' }), 'COFFER_FORMAT_MALFORMED');
+  throwsCode(() => encodeObjectRecord({ ...g, useKeyQuorum: 1 }), 'COFFER_FORMAT_MALFORMED');
+  throwsCode(() => encodeObjectRecord({ ...g, handle: 2 ** 53 }), 'COFFER_FORMAT_MALFORMED');
+  throwsCode(() => encodeObjectRecord({ ...g, material: SecretBytes.copyOf(new Uint8Array(0)) }), 'COFFER_FORMAT_MALFORMED');
+  throwsCode(() => encodeObjectRecord({ ...g, material: SecretBytes.copyOf(new Uint8Array(KEY_MATERIAL_BYTES_MAX + 1)) }), 'COFFER_FORMAT_LIMIT');
+});
+
+void test('decoded material is a copy: wiping the input leaves the record intact', () => {
+  const input = GOLDEN_V1.slice();
+  const r = decodeObjectRecord(input);
+  input.fill(0);
+  assert.equal(r.material.use((m) => toHex(m)), toHex(MATERIAL));
+});
