@@ -3,7 +3,7 @@
 // prints `[redacted]` from toJSON, toString and util.inspect so a secret cannot reach a log by accident.
 
 import { inspect } from 'node:util';
-import { randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createSecretKey, randomFillSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { fail } from '../errors.js';
 
 export class SecretBytes {
@@ -92,4 +92,28 @@ export function withSecret<T>(secret: SecretBytes, fn: (bytes: Uint8Array) => T)
   } finally {
     secret.destroy();
   }
+}
+
+/**
+ * A symmetric key as the crypto layer accepts it: a node KeyObject (preferred: its bytes live in
+ * OpenSSL memory, out of the JS heap), a SecretBytes owner, or plain bytes the caller owns.
+ */
+export type SecretKeyInput = KeyObject | SecretBytes | Uint8Array;
+
+/**
+ * The key as a secret KeyObject. Bytes are copied into OpenSSL memory by createSecretKey; the
+ * caller's buffer is neither kept nor wiped. A KeyObject that is not secret is a programmer bug
+ * of the caller's type juggling, reported as a key-size error so no detail of it leaks.
+ */
+export function secretKeyObject(key: SecretKeyInput): KeyObject {
+  if (key instanceof SecretBytes) return key.use((b) => createSecretKey(b));
+  if (key instanceof Uint8Array) return createSecretKey(key);
+  if (key.type !== 'secret') fail('COFFER_CRYPTO_KEY_SIZE');
+  return key;
+}
+
+/** Length in bytes of a secret key input, without copying it. */
+export function secretKeyLength(key: SecretKeyInput): number {
+  if (key instanceof SecretBytes || key instanceof Uint8Array) return key.length;
+  return key.symmetricKeySize ?? 0;
 }

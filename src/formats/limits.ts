@@ -30,3 +30,88 @@ export const OBJECT_ID_BYTES_MAX = 256;
 export const SEALED_RECORD_BYTES_MAX = 1024 * 1024;
 /** Data given to a single-part crypto call. */
 export const CRYPTO_INPUT_BYTES_MAX = 16 * 1024 * 1024;
+/** Key material inside one object record (raw secret, PKCS#8 or SPKI DER): an RSA-4096 PKCS#8 key
+ * is about 2.4 KiB; 8 KiB leaves room for RSA-8192 while bounding what a record decoder allocates. */
+export const KEY_MATERIAL_BYTES_MAX = 8 * 1024;
+/** A wrapped key given to unwrap: the material limit plus room for any wrapping overhead (KWP
+ * padding, an RSA-OAEP block, a GCM IV and tag). Refused before any crypto runs. */
+export const WRAPPED_KEY_BYTES_MAX = 16 * 1024;
+/** A key check value: CloudHSM shows 3 bytes; 32 bytes holds a whole SHA-256 if a format needs it. */
+export const KCV_BYTES_MAX = 32;
+/** Session objects per HSM (in memory only, never backed up): bounded so clients cannot exhaust
+ * memory by creating throwaway keys. */
+export const SESSION_OBJECTS_MAX = 16_384;
+/** Sealed store namespaces (the device's record kinds: "objects", "users", "meta"…): short fixed
+ * names; bounded because every record's AAD carries its namespace (formats/sealed_record.ts). */
+export const SEALED_NAMESPACE_BYTES_MAX = 64;
+/** Sealed store record ids, as UTF-8 bytes: room for a hex handle, a user name or an object id
+ * (OBJECT_ID_BYTES_MAX) with a prefix; ids are stored in clear as the index key, so they stay short. */
+export const SEALED_RECORD_ID_BYTES_MAX = 512;
+/** Records fetched from SQLite per page while list() streams a namespace: bounds memory per step
+ * (about 20 KiB for ~300-byte key objects) without a query per record. */
+export const SEALED_LIST_PAGE_RECORDS = 64;
+/** Code files hashed into a firmware digest: the built node is a few hundred files; the bound stops
+ * a wrong --code directory (a home folder, /) from being walked without end. */
+export const FIRMWARE_FILES_MAX = 20_000;
+/** One code file hashed into a firmware digest: compiled modules are KiB; a bundle stays far below. */
+export const FIRMWARE_FILE_BYTES_MAX = 64 * 1024 * 1024;
+/** A firmware manifest or a signed ceremony transcript as JSON text: a few hundred bytes each. */
+export const MANIFEST_JSON_BYTES_MAX = 64 * 1024;
+/** A certificate or CSR given to the device or a ceremony tool, PEM or DER: ours are under 1 KiB;
+ * 16 KiB admits any ordinary certificate while bounding what the ASN.1 parser sees. */
+export const CERTIFICATE_BYTES_MAX = 16 * 1024;
+/** AKBK custodian components (DESIGN.md §3): at least 2 (two-person control), at most 16 so a
+ * ceremony stays something people can run and a transcript stays small. */
+export const AKBK_COMPONENTS_MIN = 2;
+export const AKBK_COMPONENTS_MAX = 16;
+/** A custodian's name in a ceremony transcript: a person's name or role, not a document. */
+export const CUSTODIAN_NAME_CHARS_MAX = 64;
+/** C_GenerateRandom per call: enough for any key, nonce or seed a client asks for; larger requests
+ * loop on the client side so one call cannot hold the device's CSPRNG and memory. */
+export const RANDOM_BYTES_MAX = 64 * 1024;
+/** Generic secret (HMAC/KDF) keys, in bits: PKCS#11 allows any byte length; at least one byte, at most
+ * 1 KiB (CloudHSM's limit is 800 bytes; HMAC hashes longer keys first, so more adds nothing). */
+export const GENERIC_SECRET_BITS_MIN = 8;
+export const GENERIC_SECRET_BITS_MAX = 8192;
+/** RSA key generation, in bits: 2048 to 4096 in steps of 256, as CloudHSM (DESIGN.md §4). */
+export const RSA_KEYGEN_BITS_MIN = 2048;
+export const RSA_KEYGEN_BITS_MAX = 4096;
+export const RSA_KEYGEN_BITS_STEP = 256;
+/** RSA keys imported or unwrapped, in bits: outside FIPS mode legacy 1024-bit keys may still verify or
+ * decrypt old data (SP 800-131A r2 §2 legacy use); FIPS mode raises the floor to 2048. */
+export const RSA_KEY_BITS_MIN_LEGACY = 1024;
+export const RSA_KEY_BITS_MAX = 4096;
+/** A caller-supplied GCM IV (SP 800-38D §5.2.1.1 allows 1 bit to 2^64): 128 bytes covers every real
+ * protocol and the published test cases (60 bytes) while bounding the GHASH of the IV. */
+export const GCM_IV_BYTES_MAX = 128;
+/** Mechanism parameters that are byte strings (OAEP label, HKDF salt and info, SP 800-108 label and
+ * context): small in every protocol; bounded so a parameter cannot be a second data channel. */
+export const MECHANISM_PARAM_BYTES_MAX = 64 * 1024;
+/** Memory a password verifier's scrypt parameters may ask for (128·r·(N + p + 2) bytes, RFC 7914
+ * §6): also scrypt's maxmem. Bounds what a stored or restored verifier can make a login allocate;
+ * the default parameters (N = 2^14, r = 8) need 16 MiB, so 256 MiB leaves room to raise them. */
+export const PASSWORD_KDF_MEMORY_BYTES_MAX = 256 * 1024 * 1024;
+/** scrypt parallelism bound (RFC 7914 §2): each unit of p repeats the whole memory-hard pass, so it
+ * bounds a verifier's CPU cost as the memory limit bounds its memory. */
+export const PASSWORD_KDF_PARALLELISM_MAX = 16;
+/** Names that are not users but failed a login, counted in memory so that an unknown name locks
+ * after LOGIN_FAILURES_MAX like a real one (the lock does not reveal that a user exists). Bounded
+ * so guessing names cannot grow memory; the oldest entry is forgotten first. */
+export const LOGIN_UNKNOWN_NAMES_MAX = 4096;
+/** A registered quorum public key, SPKI DER: RSA-8192 is about 1.05 KiB; 2 KiB bounds the record. */
+export const QUORUM_KEY_BYTES_MAX = 2048;
+/** RSA quorum keys: at least 2048 bits (SP 800-57 Pt 1 §5.6.1, CloudHSM's default); at most 8192
+ * so that verifying an approval stays cheap (an approval is submitted without logging in). */
+export const QUORUM_RSA_BITS_MIN = 2048;
+export const QUORUM_RSA_BITS_MAX = 8192;
+/** A quorum approval signature: an RSA-8192 signature is 1024 bytes, a DER ECDSA P-384 one ≤ 104. */
+export const QUORUM_SIGNATURE_BYTES_MAX = 1024;
+/** The crypto layer's limits. They are defined beside the primitives they bound, because crypto/
+ * sits below formats/ and may not import this file; they are listed here so that every limit can
+ * still be found in one place, and so that decoders (a backup header's segment size) check input
+ * against the very constants the primitives enforce. Each has its reason in its own module. */
+export { AEAD_SEGMENT_BYTES_DEFAULT, AEAD_SEGMENT_BYTES_MIN, AEAD_SEGMENT_BYTES_MAX, AEAD_SEGMENTS_MAX, AEAD_STREAM_PREFIX_BYTES } from '../crypto/aead_stream.js';
+export { KW_DATA_BYTES_MAX } from '../crypto/aes_kw.js';
+export { KDF_OUTPUT_BYTES_MAX } from '../crypto/kdf_sp800_108.js';
+export { HKDF_SHA256_OUTPUT_BYTES_MAX } from '../crypto/hkdf.js';
+export { ECDSA_DIGEST_BYTES_MAX } from '../crypto/ecdsa_raw.js';

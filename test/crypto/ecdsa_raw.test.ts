@@ -1,0 +1,380 @@
+// Raw ECDSA over a digest, checked by independent implementations: node:crypto's hashed verify
+// (sign d = H(m) raw, node verifies m), the OpenSSL CLI on raw digests (both directions),
+// @noble/curves for cross-checks, and RFC 6979 §A.2.5 as a known answer with a fixed nonce.
+
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { p256, p384, p521 } from '@noble/curves/nist.js';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import {
+  ECDSA_CURVES,
+  curveParameters,
+  invertModPrime,
+  signDigest,
+  signDigestWithNonceForTest,
+  verifyDigest,
+  type DsaEncoding,
+  type EcdsaCurve,
+} from '../../src/crypto/ecdsa_raw.js';
+import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { isCofferError, type ErrorCode } from '../../src/errors.js';
+
+const NOBLE = { 'P-256': p256, 'P-384': p384, 'P-521': p521, secp256k1 } as const;
+const HASH: Readonly<Record<EcdsaCurve, string>> = { 'P-256': 'sha256', 'P-384': 'sha384', 'P-521': 'sha512', secp256k1: 'sha256' };
+const ORDER_BYTES: Readonly<Record<EcdsaCurve, number>> = { 'P-256': 32, 'P-384': 48, 'P-521': 66, secp256k1: 32 };
+const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
+const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const digestOf = (hash: string, m: Uint8Array): Uint8Array => new Uint8Array(createHash(hash).update(m).digest());
+
+function throwsCode(fn: () => unknown, code: ErrorCode): void {
+  assert.throws(fn, (e: unknown) => isCofferError(e, code), `expected ${code}`);
+}
+
+function keyPair(curve: EcdsaCurve): { privateKey: KeyObject; publicKey: KeyObject; d: Uint8Array } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: curve });
+  const d = new Uint8Array(Buffer.from(privateKey.export({ format: 'jwk' }).d ?? '', 'base64url'));
+  assert.equal(d.length, ORDER_BYTES[curve]);
+  return { privateKey, publicKey, d };
+}
+
+/** Flips one bit of a copy. */
+function flipped(b: Uint8Array, bit: number): Uint8Array {
+  const t = Uint8Array.from(b);
+  t[bit >> 3] = (t[bit >> 3] ?? 0) ^ (1 << (bit & 7));
+  return t;
+}
+
+void test('curve parameters agree with @noble/curves', () => {
+  for (const curve of ECDSA_CURVES) {
+    const theirs = NOBLE[curve].Point.CURVE();
+    const ours = curveParameters(curve);
+    assert.equal(ours.p, theirs.p, `${curve} p`);
+    assert.equal(ours.n, theirs.n, `${curve} n`);
+    assert.equal(ours.a, theirs.a, `${curve} a`);
+  }
+  throwsCode(() => curveParameters('P-224' as EcdsaCurve), 'COFFER_CRYPTO_UNSUPPORTED_CURVE');
+});
+
+void test('RFC 6979 §A.2.5 (P-256, SHA-256, "sample") with its k: exact r and s, s left high', () => {
+  // RFC 6979 Appendix A.2.5: private key x, and the k it derives for SHA-256 over "sample".
+  const x = hex('c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721');
+  const k = 0xa6e3c57dd01abe90086538398355dd4c3b17aa873382b0f24d6129493d8aad60n;
+  const r = 'efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716';
+  const s = 'f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8';
+  const digest = digestOf('sha256', new TextEncoder().encode('sample'));
+  assert.equal(toHex(signDigestWithNonceForTest('P-256', x, digest, k, { dsaEncoding: 'ieee-p1363' })), r + s);
+  // DER: both integers have the top bit set, so each gets a 0x00 prefix.
+  assert.equal(toHex(signDigestWithNonceForTest('P-256', x, digest, k)), `3046022100${r}022100${s}`);
+  // s > n/2: a low-s normaliser would have changed it; we do not (documented in ecdsa_raw.ts).
+  assert.ok(BigInt(`0x${s}`) > curveParameters('P-256').n / 2n);
+  // Its public key U = x·G (RFC 6979 §A.2.5, Ux and Uy).
+  const b64 = (h: string): string => Buffer.from(h, 'hex').toString('base64url');
+  const pub = createPublicKey({
+    key: { kty: 'EC', crv: 'P-256', x: b64('60fed4ba255a9d31c961eb74c6356d68c049b8923b61fa6ce669622e60f29fb6'), y: b64('7903fe1008b8bc99a41ae9e95628bc64f2f1b20c2d7e9f5177a3c294d4462299') },
+    format: 'jwk',
+  });
+  assert.ok(verify('sha256', new TextEncoder().encode('sample'), pub, hex(`3046022100${r}022100${s}`)));
+  assert.ok(verifyDigest('P-256', pub, digest, hex(r + s), { dsaEncoding: 'ieee-p1363' }));
+  // A different k gives a different (still valid) signature: the KAT pins the arithmetic.
+  const other = signDigestWithNonceForTest('P-256', x, digest, k + 1n, { dsaEncoding: 'ieee-p1363' });
+  assert.notEqual(toHex(other), r + s);
+  assert.ok(verifyDigest('P-256', pub, digest, other, { dsaEncoding: 'ieee-p1363' }));
+});
+
+void test('node:crypto verifies raw signatures over H(m), every curve, both encodings and nonce sources', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { privateKey, publicKey } = keyPair(curve);
+    for (let i = 0; i < 25; i++) {
+      const m = randomBytes(1 + i);
+      const digest = digestOf(HASH[curve], m);
+      for (const nonceSource of ['openssl-keygen', 'rejection-sampling'] as const) {
+        const der = signDigest(curve, privateKey, digest, { nonceSource });
+        assert.ok(verify(HASH[curve], m, publicKey, der), `${curve} DER ${nonceSource}`);
+        const p1363 = signDigest(curve, privateKey, digest, { nonceSource, dsaEncoding: 'ieee-p1363' });
+        assert.equal(p1363.length, 2 * ORDER_BYTES[curve]);
+        assert.ok(verify(HASH[curve], m, { key: publicKey, dsaEncoding: 'ieee-p1363' }, p1363), `${curve} P1363 ${nonceSource}`);
+        assert.ok(!verify(HASH[curve], randomBytes(8), publicKey, der), 'node refuses it for another message');
+      }
+    }
+  }
+});
+
+void test('digest lengths: truncation to the order (P-256 with SHA-512) and shorter digests (P-521 with SHA-256, P-256 with SHA-1)', () => {
+  for (const [curve, hash] of [
+    ['P-256', 'sha512'],
+    ['P-384', 'sha512'],
+    ['P-521', 'sha256'],
+    ['P-521', 'sha384'],
+    ['P-256', 'sha1'],
+    ['secp256k1', 'sha384'],
+  ] as const) {
+    const { privateKey, publicKey } = keyPair(curve);
+    for (let i = 0; i < 10; i++) {
+      const m = randomBytes(32);
+      const sig = signDigest(curve, privateKey, digestOf(hash, m));
+      assert.ok(verify(hash, m, publicKey, sig), `${curve} with ${hash}`);
+      assert.ok(verifyDigest(curve, publicKey, digestOf(hash, m), sig));
+    }
+  }
+  // Truncation keeps the leftmost bits: a 64-byte digest signs as its first 32 bytes on P-256.
+  const { privateKey, publicKey } = keyPair('P-256');
+  const long = randomBytes(64);
+  assert.ok(verifyDigest('P-256', publicKey, long.subarray(0, 32), signDigest('P-256', privateKey, long)));
+  const { d } = keyPair('P-256');
+  for (const n of [0, 65, 100]) throwsCode(() => signDigest('P-256', d, new Uint8Array(n)), 'COFFER_CRYPTO_DIGEST_LENGTH');
+  throwsCode(() => verifyDigest('P-256', publicKey, new Uint8Array(0), new Uint8Array(8)), 'COFFER_CRYPTO_DIGEST_LENGTH');
+  // A one-byte "digest" is accepted (documented) and checked by noble independently.
+  const q = NOBLE['P-256'].getPublicKey(d, false);
+  const sig1 = signDigest('P-256', d, new Uint8Array([7]));
+  assert.ok(NOBLE['P-256'].verify(sig1, new Uint8Array([7]), q, { prehash: false, lowS: false, format: 'der' }));
+});
+
+void test('verifyDigest accepts node-made signatures and agrees with @noble/curves on good and bad ones', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { privateKey, publicKey, d } = keyPair(curve);
+    const q = NOBLE[curve].getPublicKey(d, false);
+    for (let i = 0; i < 20; i++) {
+      const m = randomBytes(16);
+      const digest = digestOf(HASH[curve], m);
+      const nodeSig = new Uint8Array(sign(HASH[curve], m, privateKey));
+      assert.ok(verifyDigest(curve, publicKey, digest, nodeSig), `${curve} node signature`);
+      const bad = flipped(nodeSig, 8 * (nodeSig.length - 1) + (i % 8));
+      const nobleSays = NOBLE[curve].verify(bad, digest, q, { prehash: false, lowS: false, format: 'der' });
+      assert.equal(verifyDigest(curve, publicKey, digest, bad), nobleSays, `${curve} flipped signature`);
+      assert.equal(nobleSays, false);
+      const ours = signDigest(curve, d, digest, { dsaEncoding: 'ieee-p1363' });
+      assert.ok(NOBLE[curve].verify(ours, digest, q, { prehash: false, lowS: false, format: 'compact' }), `${curve} noble verifies ours`);
+    }
+  }
+});
+
+void test('negative cases: altered digest, altered signature, wrong key, out-of-range r or s, malformed DER', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { privateKey, publicKey } = keyPair(curve);
+    const other = keyPair(curve).publicKey;
+    const digest = digestOf(HASH[curve], randomBytes(10));
+    const sig = signDigest(curve, privateKey, digest);
+    assert.ok(verifyDigest(curve, publicKey, digest, sig));
+    // One bit in every byte (a different bit position each time) of the digest and the signature.
+    for (let i = 0; i < digest.length; i++) assert.ok(!verifyDigest(curve, publicKey, flipped(digest, 8 * i + (i % 8)), sig), `${curve} digest byte ${i}`);
+    for (let i = 0; i < sig.length; i++) assert.ok(!verifyDigest(curve, publicKey, digest, flipped(sig, 8 * i + ((i * 3) % 8))), `${curve} signature byte ${i}`);
+    assert.ok(!verifyDigest(curve, other, digest, sig), `${curve} wrong key`);
+    const raw = signDigest(curve, privateKey, digest, { dsaEncoding: 'ieee-p1363' });
+    assert.ok(!verifyDigest(curve, publicKey, digest, raw), 'P1363 bytes are not DER');
+    assert.ok(!verifyDigest(curve, publicKey, digest, sig, { dsaEncoding: 'ieee-p1363' }), 'DER bytes are not P1363');
+    const len = ORDER_BYTES[curve];
+    const n = curveParameters(curve).n;
+    const r = raw.subarray(0, len);
+    const fixed = (x: bigint): Uint8Array => hex(x.toString(16).padStart(2 * len, '0'));
+    for (const [what, bytes] of [
+      ['r = 0', [fixed(0n), raw.subarray(len)]],
+      ['s = 0', [r, fixed(0n)]],
+      ['s = n', [r, fixed(n)]],
+      ['s + n', [r, fixed(BigInt(`0x${toHex(raw.subarray(len))}`) + n)]],
+    ] as const) {
+      assert.ok(!verifyDigest(curve, publicKey, digest, Buffer.concat(bytes), { dsaEncoding: 'ieee-p1363' }), `${curve} ${what}`);
+    }
+    assert.ok(!verifyDigest(curve, publicKey, digest, Buffer.concat([sig, Buffer.of(0)])), 'trailing byte');
+    assert.ok(!verifyDigest(curve, publicKey, digest, sig.subarray(0, sig.length - 1)), 'truncated');
+  }
+  // Non-minimal DER (BER) forms of a valid signature are refused, as OpenSSL refuses them.
+  const { privateKey, publicKey } = keyPair('P-256');
+  const digest = randomBytes(32);
+  const p1363 = signDigest('P-256', privateKey, digest, { dsaEncoding: 'ieee-p1363' });
+  /** DER INTEGER of an unsigned big-endian value: minimal, or with `extraZeros` needless 0x00s. */
+  const int = (b: Uint8Array, extraZeros: number): Buffer => {
+    let v = Buffer.from(b);
+    while (v.length > 1 && v[0] === 0) v = v.subarray(1);
+    if ((v[0] ?? 0) & 0x80) v = Buffer.concat([Buffer.of(0), v]);
+    const body = Buffer.concat([Buffer.alloc(extraZeros), v]);
+    return Buffer.concat([Buffer.of(2, body.length), body]);
+  };
+  const seq = (content: Buffer, longForm: boolean): Buffer => Buffer.concat([Buffer.of(0x30), longForm ? Buffer.of(0x81, content.length) : Buffer.of(content.length), content]);
+  const rr = p1363.subarray(0, 32);
+  const ss = p1363.subarray(32);
+  assert.ok(verifyDigest('P-256', publicKey, digest, seq(Buffer.concat([int(rr, 0), int(ss, 0)]), false)), 'hand-made minimal DER verifies');
+  assert.ok(!verifyDigest('P-256', publicKey, digest, seq(Buffer.concat([int(rr, 1), int(ss, 0)]), false)), 'padded integer');
+  assert.ok(!verifyDigest('P-256', publicKey, digest, seq(Buffer.concat([int(rr, 0), int(ss, 2)]), false)), 'padded integer');
+  assert.ok(!verifyDigest('P-256', publicKey, digest, seq(Buffer.concat([int(rr, 0), int(ss, 0)]), true)), 'long-form length');
+  const negative = seq(Buffer.concat([int(rr, 0), int(ss, 0)]), false);
+  negative[3] = (negative[3] ?? 0) + 1; // claim one more byte for r, breaking every length after it
+  assert.ok(!verifyDigest('P-256', publicKey, digest, negative), 'inconsistent lengths');
+});
+
+void test('edge points: t·G = Q takes the doubling path; t·G = −Q (R at infinity) is refused', () => {
+  const curve: EcdsaCurve = 'P-256';
+  const { n } = curveParameters(curve);
+  const d = 0x1234567890abcdef1234567890abcdef1234567890abcdef1234567890abcdefn;
+  const dBytes = hex(d.toString(16).padStart(64, '0'));
+  const q = p256.getPublicKey(dBytes, false);
+  const k = 0x7777777777777777777777777777777777777777777777777777777777777777n;
+  const r = p256.Point.BASE.multiply(k).toAffine().x % n;
+  // e = d·r makes t = e·r⁻¹ = d, so Q + t·G = 2Q.
+  const e = (d * r) % n;
+  const digest = hex(e.toString(16).padStart(64, '0'));
+  const sig = signDigestWithNonceForTest(curve, dBytes, digest, k);
+  assert.ok(p256.verify(sig, digest, q, { prehash: false, lowS: false, format: 'der' }));
+  assert.ok(verifyDigest(curve, q, digest, sig));
+  // e = −d·r makes Q + t·G the point at infinity: no s makes that verify.
+  const e2 = (n - ((d * r) % n)) % n;
+  const digest2 = hex(e2.toString(16).padStart(64, '0'));
+  throwsCode(() => signDigestWithNonceForTest(curve, dBytes, digest2, k), 'COFFER_CRYPTO_INPUT_LENGTH'); // s would be 0
+  const forged = hex(r.toString(16).padStart(64, '0') + '01'.padStart(64, '0'));
+  assert.ok(!verifyDigest(curve, q, digest2, forged, { dsaEncoding: 'ieee-p1363' }));
+  // e ≡ 0 (an all-zero digest) skips the addition: u1 = 0.
+  const zero = new Uint8Array(32);
+  const sig0 = signDigest(curve, dBytes, zero);
+  assert.ok(verifyDigest(curve, q, zero, sig0));
+  assert.ok(p256.verify(sig0, zero, q, { prehash: false, lowS: false, format: 'der' }));
+});
+
+void test('private key forms: KeyObject, raw scalar bytes, SecretBytes; bad keys refused without showing the scalar', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { privateKey, publicKey, d } = keyPair(curve);
+    const digest = randomBytes(32);
+    for (const form of [privateKey, d, SecretBytes.copyOf(d)]) assert.ok(verifyDigest(curve, publicKey, digest, signDigest(curve, form, digest)));
+  }
+  const { privateKey, publicKey, d } = keyPair('P-256');
+  const n = curveParameters('P-256').n;
+  const digest = randomBytes(32);
+  const bad: Array<KeyObject | Uint8Array> = [
+    d.subarray(1), // 31 bytes
+    Buffer.concat([Buffer.of(0), d]), // 33 bytes
+    new Uint8Array(32), // d = 0
+    hex(n.toString(16)), // d = n
+    publicKey, // not a private key
+    keyPair('P-384').privateKey, // another curve
+    generateKeyPairSync('ed25519').privateKey,
+  ];
+  for (const key of bad) throwsCode(() => signDigest('P-256', key, digest), 'COFFER_CRYPTO_KEY_INVALID');
+  throwsCode(() => signDigest('P-384', privateKey, digest), 'COFFER_CRYPTO_KEY_INVALID'); // cached scalar, other curve
+  throwsCode(() => signDigest('P-999' as EcdsaCurve, privateKey, digest), 'COFFER_CRYPTO_UNSUPPORTED_CURVE');
+  // Nothing about the scalar in the error: not as hex, base64url or decimal, not in detail or cause.
+  const secretForms = [toHex(d), Buffer.from(d).toString('base64url'), BigInt(`0x${toHex(d)}`).toString()];
+  for (const key of [d.subarray(1), Buffer.concat([d, Buffer.of(1)])]) {
+    try {
+      signDigest('P-256', key, digest);
+      assert.fail('must throw');
+    } catch (e) {
+      assert.ok(isCofferError(e, 'COFFER_CRYPTO_KEY_INVALID'));
+      const text = [e.message, JSON.stringify(e), inspect(e, { depth: 5 }), String(e.stack), String(e.cause)].join('\n');
+      for (const f of secretForms) assert.ok(!text.includes(f.slice(0, 16)), 'scalar leaked into an error');
+      assert.equal(e.cause, undefined);
+      assert.deepEqual(e.detail, {});
+    }
+  }
+});
+
+void test('public key forms: KeyObject (public or private), SPKI DER, SEC1 uncompressed and compressed; bad points refused', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { privateKey, publicKey, d } = keyPair(curve);
+    const digest = randomBytes(32);
+    const sig = signDigest(curve, d, digest);
+    const spki = publicKey.export({ format: 'der', type: 'spki' });
+    for (const form of [publicKey, privateKey, new Uint8Array(spki), NOBLE[curve].getPublicKey(d, false), NOBLE[curve].getPublicKey(d, true)]) {
+      assert.ok(verifyDigest(curve, form, digest, sig), curve);
+    }
+    const offCurve = NOBLE[curve].getPublicKey(d, false);
+    offCurve[offCurve.length - 1] = (offCurve[offCurve.length - 1] ?? 0) ^ 1;
+    throwsCode(() => verifyDigest(curve, offCurve, digest, sig), 'COFFER_CRYPTO_KEY_INVALID');
+    throwsCode(() => verifyDigest(curve, new Uint8Array([0]), digest, sig), 'COFFER_CRYPTO_KEY_INVALID');
+    throwsCode(() => verifyDigest(curve, new Uint8Array([0x30, 0x00]), digest, sig), 'COFFER_CRYPTO_KEY_INVALID');
+  }
+  const p384spki = new Uint8Array(keyPair('P-384').publicKey.export({ format: 'der', type: 'spki' }));
+  throwsCode(() => verifyDigest('P-256', p384spki, randomBytes(32), new Uint8Array(8)), 'COFFER_CRYPTO_KEY_INVALID');
+  throwsCode(() => verifyDigest('P-256', generateKeyPairSync('ed25519').publicKey, randomBytes(32), new Uint8Array(8)), 'COFFER_CRYPTO_KEY_INVALID');
+});
+
+void test('invertModPrime against the plain extended Euclid, edges included', () => {
+  const euclid = (x: bigint, m: bigint): bigint => {
+    let [r0, r1, t0, t1] = [m, ((x % m) + m) % m, 0n, 1n];
+    while (r1 !== 0n) {
+      const q = r0 / r1;
+      [r0, r1, t0, t1] = [r1, r0 - q * r1, t1, t0 - q * t1];
+    }
+    return ((t0 % m) + m) % m;
+  };
+  for (const curve of ECDSA_CURVES) {
+    const { p, n } = curveParameters(curve);
+    for (const m of [p, n]) {
+      const bytes = Math.ceil(m.toString(16).length / 2);
+      const xs = [1n, 2n, 3n, m - 1n, m - 2n, m + 5n, -7n, (m >> 1n) + 1n];
+      for (let i = 0; i < 200; i++) xs.push(BigInt(`0x${randomBytes(bytes).toString('hex')}`) % m || 1n);
+      for (const x of xs) assert.equal(invertModPrime(x, m), euclid(x, m), `${curve} ${x}`);
+    }
+  }
+  assert.throws(() => invertModPrime(0n, curveParameters('P-256').n), /inverse/);
+});
+
+/** Runs the OpenSSL CLI in `dir`; null when it is not installed. */
+function openssl(dir: string, args: readonly string[]): { status: number | null; out: string } | null {
+  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+  if (r.error !== undefined) return null;
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+void test('the OpenSSL CLI verifies our raw signatures (pkeyutl -verify over the digest) and we verify its', (t) => {
+  if (spawnSync('openssl', ['version']).error !== undefined) {
+    t.skip('openssl CLI not installed: cross-check with OpenSSL skipped');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-ecdsa-'));
+  try {
+    const cases: Array<[EcdsaCurve, string]> = [
+      ['P-256', 'sha256'],
+      ['P-384', 'sha384'],
+      ['P-521', 'sha512'],
+      ['secp256k1', 'sha256'],
+      ['P-256', 'sha512'], // OpenSSL truncates the long digest the same way
+    ];
+    for (const [curve, hash] of cases) {
+      const { privateKey, publicKey } = keyPair(curve);
+      writeFileSync(join(dir, 'pub.pem'), publicKey.export({ format: 'pem', type: 'spki' }));
+      writeFileSync(join(dir, 'key.pem'), privateKey.export({ format: 'pem', type: 'pkcs8' }));
+      const digest = digestOf(hash, randomBytes(40));
+      writeFileSync(join(dir, 'digest.bin'), digest);
+      const check = (sig: Uint8Array): { status: number | null; out: string } => {
+        writeFileSync(join(dir, 'sig.der'), sig);
+        const r = openssl(dir, ['pkeyutl', '-verify', '-pubin', '-inkey', 'pub.pem', '-in', 'digest.bin', '-sigfile', 'sig.der']);
+        assert.ok(r !== null);
+        return r;
+      };
+      const ours = signDigest(curve, privateKey, digest);
+      const good = check(ours);
+      assert.equal(good.status, 0, `${curve}/${hash}: ${good.out}`);
+      assert.match(good.out, /Signature Verified Successfully/);
+      assert.notEqual(check(flipped(ours, ours.length * 8 - 3)).status, 0, `${curve}/${hash}: OpenSSL must refuse a flipped signature`);
+      // And the other way: OpenSSL signs the raw digest, we verify.
+      const signed = openssl(dir, ['pkeyutl', '-sign', '-inkey', 'key.pem', '-in', 'digest.bin', '-out', 'theirs.der']);
+      assert.equal(signed?.status, 0, signed?.out);
+      const theirs = new Uint8Array(readFileSync(join(dir, 'theirs.der')));
+      assert.ok(verifyDigest(curve, publicKey, digest, theirs), `${curve}/${hash}: OpenSSL's signature`);
+      assert.ok(!verifyDigest(curve, publicKey, flipped(digest, 0), theirs));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+void test('both encodings round-trip for every curve (sign with one source, verify ours)', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { privateKey, publicKey } = keyPair(curve);
+    for (const dsaEncoding of ['der', 'ieee-p1363'] as DsaEncoding[]) {
+      for (let i = 0; i < 10; i++) {
+        const digest = randomBytes(ORDER_BYTES[curve] > 48 ? 64 : 32);
+        assert.ok(verifyDigest(curve, publicKey, digest, signDigest(curve, privateKey, digest, { dsaEncoding }), { dsaEncoding }));
+      }
+    }
+  }
+  // The private key object from PKCS#8 works the same as the generated one.
+  const { privateKey } = keyPair('P-256');
+  const reparsed = createPrivateKey({ key: privateKey.export({ format: 'der', type: 'pkcs8' }), format: 'der', type: 'pkcs8' });
+  const digest = randomBytes(32);
+  assert.ok(verifyDigest('P-256', privateKey, digest, signDigest('P-256', reparsed, digest)));
+});
