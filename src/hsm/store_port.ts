@@ -66,12 +66,12 @@ export class MemoryRecordStore implements RecordStore {
       put: (ns, id, value) => {
         if (value.length > SEALED_RECORD_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { field: 'record', max: SEALED_RECORD_BYTES_MAX });
         let m = pending.get(ns);
-        if (m === undefined) pending.set(ns, (m = new Map()));
+        if (m === undefined) pending.set(ns, (m = new Map<string, Uint8Array | null>()));
         m.set(id, value.slice());
       },
       delete: (ns, id) => {
         let m = pending.get(ns);
-        if (m === undefined) pending.set(ns, (m = new Map()));
+        if (m === undefined) pending.set(ns, (m = new Map<string, Uint8Array | null>()));
         m.set(id, null);
       },
     };
@@ -79,7 +79,7 @@ export class MemoryRecordStore implements RecordStore {
     assert(!(result instanceof Promise), 'transactions are synchronous');
     for (const [ns, writes] of pending) {
       let m = this.#data.get(ns);
-      if (m === undefined) this.#data.set(ns, (m = new Map()));
+      if (m === undefined) this.#data.set(ns, (m = new Map<string, Uint8Array>()));
       for (const [id, v] of writes) {
         if (v === null) m.delete(id);
         else m.set(id, v);
