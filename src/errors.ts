@@ -27,6 +27,7 @@ export const ERRORS = {
   COFFER_CRYPTO_DIGEST_LENGTH: { message: 'Digest length does not suit the curve', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
   COFFER_CRYPTO_KCV_MISMATCH: { message: 'Key check value does not match', ckr: 'CKR_KEY_HANDLE_INVALID', http: 400 },
   COFFER_CRYPTO_SECRET_DESTROYED: { message: 'Secret was already zeroised', ckr: 'CKR_GENERAL_ERROR', http: 500 },
+  COFFER_CRYPTO_KEY_INVALID: { message: 'Key is not a valid key of the expected type and curve', ckr: 'CKR_KEY_TYPE_INCONSISTENT', http: 400 },
   // ── formats ─────────────────────────────────────────────────────────────────────────────
   COFFER_FORMAT_BAD_MAGIC: { message: 'Input is not a Coffer record of the expected kind', ckr: 'CKR_DATA_INVALID', http: 400 },
   COFFER_FORMAT_UNKNOWN_VERSION: { message: 'Format version is not supported by this build', ckr: 'CKR_DATA_INVALID', http: 400 },
@@ -38,6 +39,9 @@ export const ERRORS = {
   COFFER_STORE_WRONG_DEVICE: { message: 'Sealed store belongs to another device or the device secret is wrong', ckr: 'CKR_DEVICE_ERROR', http: 500 },
   COFFER_STORE_CLOSED: { message: 'Sealed store is closed', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_STORE_FULL: { message: 'Device object capacity reached', ckr: 'CKR_DEVICE_MEMORY', http: 507 },
+  COFFER_STORE_NOT_FOUND: { message: 'No sealed store exists at the given path', ckr: 'CKR_DEVICE_ERROR', http: 500 },
+  COFFER_STORE_EXISTS: { message: 'A sealed store already exists at the given path', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_STORE_IN_USE: { message: 'Sealed store is open in another process or connection', ckr: 'CKR_DEVICE_ERROR', http: 409 },
   // ── device identity, manufacture, commissioning ─────────────────────────────────────────
   COFFER_DEVICE_NOT_MANUFACTURED: { message: 'Device has not been manufactured', ckr: 'CKR_DEVICE_ERROR', http: 409 },
   COFFER_DEVICE_ALREADY_MANUFACTURED: { message: 'Device was already manufactured', ckr: 'CKR_DEVICE_ERROR', http: 409 },
@@ -49,9 +53,14 @@ export const ERRORS = {
   COFFER_AKBK_KCV: { message: 'Combined AKBK does not match its key check value', ckr: 'CKR_KEY_HANDLE_INVALID', http: 400 },
   COFFER_AKBK_COMPONENTS: { message: 'AKBK needs at least two separately entered components', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_FIPS_REFUSED: { message: 'Mechanism or key size is not approved in FIPS mode', ckr: 'CKR_MECHANISM_INVALID', http: 400 },
+  COFFER_DEVICE_NO_IDENTITY: { message: 'Device has not generated its identity key yet', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_DEVICE_IDENTITY_EXISTS: { message: 'Device identity key was already generated', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_AKBK_CUSTODIAN: { message: 'Each AKBK component must be entered by a different, named custodian', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_AKBK_INSTALL_INACTIVE: { message: 'No AKBK installation is in progress', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
   // ── users and sessions ──────────────────────────────────────────────────────────────────
   COFFER_AUTH_FAILED: { message: 'Login failed', ckr: 'CKR_PIN_INCORRECT', http: 401 },
   COFFER_USER_LOCKED: { message: 'Login failed', ckr: 'CKR_PIN_LOCKED', http: 401 },
+  COFFER_SESSION_CLOSED: { message: 'Session is closed', ckr: 'CKR_SESSION_HANDLE_INVALID', http: 400 },
   COFFER_NOT_LOGGED_IN: { message: 'Not logged in', ckr: 'CKR_USER_NOT_LOGGED_IN', http: 401 },
   COFFER_ALREADY_LOGGED_IN: { message: 'Already logged in', ckr: 'CKR_USER_ALREADY_LOGGED_IN', http: 409 },
   COFFER_PERMISSION_DENIED: { message: 'Operation not permitted for this user', ckr: 'CKR_USER_TYPE_INVALID', http: 403 },
@@ -66,6 +75,8 @@ export const ERRORS = {
   COFFER_QUORUM_TOKEN_INVALID: { message: 'Quorum token is unknown, used or expired', ckr: 'CKR_FUNCTION_REJECTED', http: 403 },
   COFFER_QUORUM_APPROVAL_INVALID: { message: 'Quorum approval does not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 403 },
   COFFER_QUORUM_VALUE_INVALID: { message: 'Quorum value must be between 2 and 8 and not exceed the registered approvers', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_QUORUM_TOKEN_LIMIT: { message: 'Too many outstanding quorum tokens', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
+  COFFER_QUORUM_KEY_INVALID: { message: 'Quorum key must be an RSA 2048-8192 bit or EC P-256/P-384 public key', ckr: 'CKR_PUBLIC_KEY_INVALID', http: 400 },
   // ── objects and mechanisms ──────────────────────────────────────────────────────────────
   COFFER_OBJECT_NOT_FOUND: { message: 'Object handle is not valid for this user', ckr: 'CKR_OBJECT_HANDLE_INVALID', http: 404 },
   COFFER_ATTRIBUTE_INVALID: { message: 'Attribute value is invalid', ckr: 'CKR_ATTRIBUTE_VALUE_INVALID', http: 400 },
@@ -86,6 +97,7 @@ export const ERRORS = {
   COFFER_ENCRYPTED_DATA_INVALID: { message: 'Ciphertext failed authentication or is malformed', ckr: 'CKR_ENCRYPTED_DATA_INVALID', http: 400 },
   COFFER_SIGNATURE_INVALID: { message: 'Signature did not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
   COFFER_WRAPPED_KEY_INVALID: { message: 'Wrapped key failed its integrity check or is malformed', ckr: 'CKR_WRAPPED_KEY_INVALID', http: 400 },
+  COFFER_SESSION_OBJECT_NOT_SHAREABLE: { message: 'Session objects cannot be shared', ckr: 'CKR_ACTION_PROHIBITED', http: 400 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
