@@ -67,6 +67,38 @@ export async function opsPerSecondAsync(fn: () => Promise<unknown>, inFlight = 1
   return median(rates);
 }
 
+/** Coffer and its anchor measured in alternating rounds (order swapped each pair), medians of each:
+ * drift on a shared machine then hits both sides alike. */
+export function paired(ours: () => void, raw: () => void, roundMs = 150, pairs = 9): { ours: number; raw: number } {
+  const o: number[] = [];
+  const r: number[] = [];
+  for (let i = 0; i < pairs; i++) {
+    if (i % 2 === 0) {
+      r.push(opsPerSecond(raw, roundMs, 1));
+      o.push(opsPerSecond(ours, roundMs, 1));
+    } else {
+      o.push(opsPerSecond(ours, roundMs, 1));
+      r.push(opsPerSecond(raw, roundMs, 1));
+    }
+  }
+  return { ours: median(o), raw: median(r) };
+}
+
+/** paired() for asynchronous work with `inFlight` calls outstanding. */
+export async function pairedAsync(ours: () => Promise<unknown>, raw: () => Promise<unknown>, inFlight = 16, roundMs = 150, pairs = 9): Promise<{ ours: number; raw: number }> {
+  const o: number[] = [];
+  const r: number[] = [];
+  for (let i = 0; i < pairs; i++) {
+    const first = i % 2 === 0 ? raw : ours;
+    const second = i % 2 === 0 ? ours : raw;
+    const a = await opsPerSecondAsync(first, inFlight, roundMs, 1);
+    const b = await opsPerSecondAsync(second, inFlight, roundMs, 1);
+    (i % 2 === 0 ? r : o).push(a);
+    (i % 2 === 0 ? o : r).push(b);
+  }
+  return { ours: median(o), raw: median(r) };
+}
+
 /** Renders sections as the Markdown of docs/bench.md. */
 export function renderMarkdown(sections: readonly Section[], header: string): string {
   const out = [header, ''];

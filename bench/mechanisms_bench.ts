@@ -5,7 +5,7 @@
 // of noise lands on both sides instead of one.
 
 import { createCipheriv, createHmac, randomBytes, sign, type KeyObject, type SignKeyObjectInput } from 'node:crypto';
-import { median, opsPerSecond, opsPerSecondAsync, type Row, type Section } from './harness.js';
+import { paired, pairedAsync, type Row, type Section } from './harness.js';
 import * as mech from '../src/hsm/mechanisms.js';
 import type { MechanismParams } from '../src/hsm/types.js';
 
@@ -14,13 +14,8 @@ const ROUND_MS = 150;
 const PAIRS = 9;
 
 function pairRow(name: string, anchorName: string, ours: () => void, raw: () => void): Row {
-  const rawRates: number[] = [];
-  const ourRates: number[] = [];
-  for (let i = 0; i < PAIRS; i++) {
-    rawRates.push(opsPerSecond(raw, ROUND_MS, 1));
-    ourRates.push(opsPerSecond(ours, ROUND_MS, 1));
-  }
-  return { name, value: median(ourRates), unit: 'ops/s', anchorName, anchorValue: median(rawRates), target: TARGET };
+  const m = paired(ours, raw, ROUND_MS, PAIRS);
+  return { name, value: m.ours, unit: 'ops/s', anchorName, anchorValue: m.raw, target: TARGET };
 }
 
 function signRows(): Row[] {
@@ -93,18 +88,13 @@ async function asyncRow(): Promise<Row> {
   const p1363: SignKeyObjectInput = { key: ec.privateKey.key, dsaEncoding: 'ieee-p1363' };
   const raw = (): Promise<Buffer> => new Promise((resolve, reject) => sign('sha256', msg, p1363, (err, sig) => (err === null ? resolve(sig) : reject(err))));
   const ours = (): Promise<Uint8Array> => mech.signAsync({ mechanism: 'CKM_ECDSA_SHA256' }, ec.privateKey, msg);
-  const rawRates: number[] = [];
-  const ourRates: number[] = [];
-  for (let i = 0; i < PAIRS; i++) {
-    rawRates.push(await opsPerSecondAsync(raw, 16, ROUND_MS, 1));
-    ourRates.push(await opsPerSecondAsync(ours, 16, ROUND_MS, 1));
-  }
+  const m = await pairedAsync(ours, raw, 16, ROUND_MS, PAIRS);
   return {
     name: 'ECDSA P-256 signAsync, 16 in flight (libuv pool)',
-    value: median(ourRates),
+    value: m.ours,
     unit: 'ops/s',
     anchorName: 'node crypto.sign(sha256, callback), 16 in flight',
-    anchorValue: median(rawRates),
+    anchorValue: m.raw,
     target: TARGET,
   };
 }
