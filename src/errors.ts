@@ -34,6 +34,11 @@ export const ERRORS = {
   COFFER_FORMAT_TRUNCATED: { message: 'Input ends before the record does', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
   COFFER_FORMAT_LIMIT: { message: 'A length exceeds its limit', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
   COFFER_FORMAT_MALFORMED: { message: 'Record is malformed', ckr: 'CKR_DATA_INVALID', http: 400 },
+  // ── backup ──────────────────────────────────────────────────────────────────────────────
+  COFFER_BACKUP_TAMPERED: { message: 'Backup failed authentication: altered, truncated, reordered or extended', ckr: 'CKR_ENCRYPTED_DATA_INVALID', http: 400 },
+  COFFER_BACKUP_UNTRUSTED: { message: 'Backup does not come from a device this device trusts', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
+  COFFER_BACKUP_MODE_MISMATCH: { message: 'Backup was made in the other mode (FIPS / non-FIPS)', ckr: 'CKR_FUNCTION_REJECTED', http: 400 },
+  COFFER_BACKUP_WRONG_KEYS: { message: 'Backup was sealed under other manufacturer or operator keys', ckr: 'CKR_WRAPPING_KEY_HANDLE_INVALID', http: 400 },
   // ── sealed store ────────────────────────────────────────────────────────────────────────
   COFFER_STORE_TAMPERED: { message: 'Sealed store record failed authentication', ckr: 'CKR_DEVICE_ERROR', http: 500 },
   COFFER_STORE_WRONG_DEVICE: { message: 'Sealed store belongs to another device or the device secret is wrong', ckr: 'CKR_DEVICE_ERROR', http: 500 },

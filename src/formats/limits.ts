@@ -115,3 +115,17 @@ export { KW_DATA_BYTES_MAX } from '../crypto/aes_kw.js';
 export { KDF_OUTPUT_BYTES_MAX } from '../crypto/kdf_sp800_108.js';
 export { HKDF_SHA256_OUTPUT_BYTES_MAX } from '../crypto/hkdf.js';
 export { ECDSA_DIGEST_BYTES_MAX } from '../crypto/ecdsa_raw.js';
+/** Backup format v1 (docs/backup-format.md "Limits"). A header holds fixed fields, four short strings
+ * and four certificates (ours are under 1 KiB each); 64 KiB admits ordinary certificates while
+ * bounding what a reader allocates before the header is authenticated. */
+export const BACKUP_HEADER_BYTES_MAX = 64 * 1024;
+/** Backup id, cluster id, source HSM id and firmware version in a backup header, as UTF-8 bytes. */
+export const BACKUP_STRING_BYTES_MAX = 256;
+/** Plaintext per body segment written by this build; readers accept AEAD_SEGMENT_BYTES_MIN..MAX. */
+export const BACKUP_SEGMENT_BYTES = 65_536;
+/** A backup body: 256 GiB, far above a full device (OBJECTS_MAX objects of a few KiB each). */
+export const BACKUP_BODY_BYTES_MAX = 2 ** 38;
+/** Records in one backup: OBJECTS_MAX objects + USERS_MAX users + the other namespaces, with room. */
+export const BACKUP_RECORDS_MAX = 2 ** 20;
+/** Bytes read from a backup source at once while hashing or decrypting it: bounds memory, not size. */
+export const BACKUP_READ_CHUNK_BYTES = 1024 * 1024;

@@ -1,0 +1,150 @@
+// Certificate helpers over @peculiar/x509 for the device identity chain (DESIGN.md §1, §3): the
+// Manufacturer and Operator Root CAs, the device and operator certificates, and the device CSR.
+// They live in formats/ (crypto ← formats ← hsm) because a backup verifier checks the chain a
+// backup carries without a device; src/hsm/x509.ts re-exports them for the device code.
+// Every certificate here is ECDSA P-384 with SHA-384 (RFC 5480 §2.1.1.1, RFC 5758 §3.2).
+//
+// @peculiar/x509 resolves its ASN.1 serialisers through tsyringe, which needs the reflect-metadata
+// polyfill loaded first; it signs through a WebCrypto provider, which we set to Node's own.
+// Checks here return typed errors (COFFER_CERT_INVALID with a non-secret `reason`), never throw
+// the library's own messages at a caller.
+
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { createHash, createPublicKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
+import { fail } from '../errors.js';
+import { CERTIFICATE_BYTES_MAX } from './limits.js';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+export { x509 };
+
+/** Key generation / import parameters of every CA and identity key (NIST P-384). */
+export const EC_P384 = { name: 'ECDSA', namedCurve: 'P-384' } as const;
+/** Signature parameters: ECDSA with SHA-384, the hash matched to the curve (SP 800-57 Pt 1 §5.6.1). */
+export const ECDSA_SHA384 = { name: 'ECDSA', hash: 'SHA-384' } as const;
+/** Generation parameters as @peculiar/x509 wants them: curve and hash together. */
+export const EC_P384_SHA384 = { ...EC_P384, hash: 'SHA-384' } as const;
+
+/** A relative distinguished name list, in the order it appears in the certificate. */
+export type JsonName = Array<Record<string, string[]>>;
+
+/** Parses a certificate given as PEM text or DER bytes; anything else is COFFER_CERT_INVALID. */
+export function parseCertificate(input: string | Uint8Array): x509.X509Certificate {
+  checkSize(input);
+  try {
+    return new x509.X509Certificate(typeof input === 'string' ? input.trim() : input);
+  } catch (e) {
+    return fail('COFFER_CERT_INVALID', { reason: 'unparsable-certificate' }, e);
+  }
+}
+
+/** Parses a PKCS#10 request (RFC 2986) given as PEM text or DER bytes. */
+export function parseCsr(input: string | Uint8Array): x509.Pkcs10CertificateRequest {
+  checkSize(input);
+  try {
+    return new x509.Pkcs10CertificateRequest(typeof input === 'string' ? input.trim() : input);
+  } catch (e) {
+    return fail('COFFER_CERT_INVALID', { reason: 'unparsable-csr' }, e);
+  }
+}
+
+function checkSize(input: string | Uint8Array): void {
+  if (input.length > CERTIFICATE_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { limit: 'CERTIFICATE_BYTES_MAX' });
+}
+
+/** DER bytes of a certificate or CSR. */
+export function derOf(item: x509.X509Certificate | x509.Pkcs10CertificateRequest): Uint8Array {
+  return new Uint8Array(item.rawData);
+}
+
+/** PEM text of a certificate or CSR, with a trailing newline. */
+export function pemOf(item: x509.X509Certificate | x509.Pkcs10CertificateRequest): string {
+  return item.toString('pem') + '\n';
+}
+
+/** SubjectPublicKeyInfo DER of a certificate's or CSR's key (RFC 5280 §4.1.2.7). */
+export function spkiOf(item: x509.X509Certificate | x509.Pkcs10CertificateRequest): Uint8Array {
+  return new Uint8Array(item.publicKey.rawData);
+}
+
+/** SHA-256 over the certificate's DER, lower-case hex: the fingerprint transcripts record. */
+export function fingerprintSha256(cert: x509.X509Certificate): string {
+  return createHash('sha256').update(derOf(cert)).digest('hex');
+}
+
+/** A Node public KeyObject for an SPKI, refused unless it is an EC P-384 key. */
+export function p384PublicKey(spki: Uint8Array): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (e) {
+    return fail('COFFER_CERT_INVALID', { reason: 'unparsable-public-key' }, e);
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') {
+    fail('COFFER_CRYPTO_UNSUPPORTED_CURVE', { expected: 'P-384' });
+  }
+  return key;
+}
+
+/**
+ * The serial of the device whose identity key has this SPKI: "CFR-" + upper-case hex of the first 8
+ * bytes of SHA-256(SPKI DER) (src/hsm/identity.ts explains the choice). Here so that a verifier
+ * below the hsm layer (formats/backup.ts) can bind a certificate's key to its serial.
+ */
+export function deviceSerialOf(spki: Uint8Array): string {
+  return 'CFR-' + createHash('sha256').update(spki).digest().subarray(0, 8).toString('hex').toUpperCase();
+}
+
+/** A positive 127-bit certificate serial number in hex (RFC 5280 §4.1.2.2: ≤ 20 octets, positive). */
+export function randomSerialHex(): string {
+  const b = randomBytes(16);
+  b[0] = ((b[0] ?? 0) & 0x7f) | 0x01;
+  return b.toString('hex');
+}
+
+/** Value of the first attribute `type` (CN, O, OU…) of a certificate's subject, if any. */
+export function subjectField(cert: x509.X509Certificate | x509.Pkcs10CertificateRequest, type: string): string | undefined {
+  return cert.subjectName.getField(type)[0];
+}
+
+/**
+ * Checks that `cert` is a root CA fit to anchor a Coffer chain at `atMs`: self-issued and
+ * self-signed, inside its validity period, basicConstraints cA=TRUE (RFC 5280 §4.2.1.9) and, if a
+ * keyUsage is present, keyCertSign (§4.2.1.3). A P-384 key is required.
+ */
+export async function checkRootCa(cert: x509.X509Certificate, atMs: number): Promise<void> {
+  p384PublicKey(spkiOf(cert));
+  if (cert.issuer !== cert.subject) fail('COFFER_CERT_INVALID', { reason: 'root-not-self-issued' });
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  if (bc === null || !bc.ca) fail('COFFER_CERT_INVALID', { reason: 'root-not-ca' });
+  const ku = cert.getExtension(x509.KeyUsagesExtension);
+  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) fail('COFFER_CERT_INVALID', { reason: 'root-cannot-sign-certificates' });
+  if (!(await verifySafely(cert, cert, atMs))) fail('COFFER_CERT_INVALID', { reason: 'root-signature-or-validity' });
+}
+
+/**
+ * Checks that `leaf` is an end-entity certificate issued by `root` and valid at `atMs`: issuer name
+ * equals the root's subject, the signature verifies under the root's key, the validity period covers
+ * `atMs`, and it is not itself a CA. The root must have passed checkRootCa.
+ */
+export async function checkIssuedBy(leaf: x509.X509Certificate, root: x509.X509Certificate, atMs: number): Promise<void> {
+  p384PublicKey(spkiOf(leaf));
+  if (leaf.issuer !== root.subject) fail('COFFER_CERT_INVALID', { reason: 'issuer-mismatch' });
+  const bc = leaf.getExtension(x509.BasicConstraintsExtension);
+  if (bc !== null && bc.ca) fail('COFFER_CERT_INVALID', { reason: 'leaf-is-ca' });
+  if (!(await verifySafely(leaf, root, atMs))) fail('COFFER_CERT_INVALID', { reason: 'signature-or-validity' });
+}
+
+async function verifySafely(cert: x509.X509Certificate, issuer: x509.X509Certificate, atMs: number): Promise<boolean> {
+  try {
+    return await cert.verify({ publicKey: issuer.publicKey, date: new Date(atMs) });
+  } catch {
+    return false;
+  }
+}
+
+/** Constant-shape comparison of two SPKIs (public data: no timing concern). */
+export function sameSpki(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
