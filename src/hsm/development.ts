@@ -6,8 +6,12 @@
 
 import { assert } from '../assert.js';
 import { pemOf } from './x509.js';
-import { createManufacturer, createOperator, generateAkbkComponents, issueDeviceCertificate, issueOperatorCertificate, type Manufacturer, type Operator } from './ceremony.js';
+import {
+  BACKUP_KEY_BYTES, createManufacturer, createOperator, generateAkbkComponents, issueDeviceCertificate, issueOperatorCertificate, keyId, xorComponents,
+  type AkbkComponents, type Manufacturer, type Operator,
+} from './ceremony.js';
 import { kcvAes } from '../crypto/kcv.js';
+import { SecretBytes } from '../crypto/secret_bytes.js';
 import type { FirmwareEvidence, SignedTranscript } from './provisioning.js';
 import type { Hsm } from './device.js';
 import type { Clock } from './ports.js';
@@ -17,11 +21,26 @@ import type { Mode } from './types.js';
 export interface DevelopmentAuthorities {
   readonly manufacturer: Manufacturer;
   readonly operator: Operator;
+  /**
+   * The operator's AKBK, one per operator (DESIGN.md §3), so that every device these authorities
+   * commission restores the others' backups. A development shortcut: a production operator never
+   * holds the AKBK whole, only its custodians' components. Absent, each device gets its own AKBK.
+   */
+  readonly akbk?: SecretBytes;
 }
 
 export async function createDevelopmentAuthorities(clock?: Clock): Promise<DevelopmentAuthorities> {
   const opts = { development: true, ...(clock === undefined ? {} : { clock }) };
-  return { manufacturer: await createManufacturer(opts), operator: await createOperator(opts) };
+  return { manufacturer: await createManufacturer(opts), operator: await createOperator(opts), akbk: SecretBytes.random(BACKUP_KEY_BYTES) };
+}
+
+/** Splits the operator's AKBK into `count` fresh XOR components (count − 1 random, the last one
+ * completing the XOR), or makes a fresh AKBK when the authorities hold none. */
+function akbkComponentsFor(akbk: SecretBytes | undefined, count: number): AkbkComponents {
+  if (akbk === undefined || !Number.isInteger(count) || count < 2) return generateAkbkComponents(count); // which also refuses bad counts
+  const random = Array.from({ length: count - 1 }, () => SecretBytes.random(BACKUP_KEY_BYTES));
+  const components = [...random, xorComponents([akbk, ...random])];
+  return { components, componentKcvs: components.map((c) => c.use(kcvAes)), akbkKcv: akbk.use(kcvAes), akbkKeyId: akbk.use(keyId) };
 }
 
 export interface CommissionOptions {
@@ -50,7 +69,7 @@ export async function provisionDevelopmentDevice(hsm: Hsm, authorities: Developm
   });
   const operatorCert = await issueOperatorCertificate(operator, pemOf(deviceCert), { manufacturerRoot: pemOf(manufacturer.rootCertificate), ...clockOpt });
   const custodians = options.custodians ?? ['custodian-1', 'custodian-2'];
-  const akbk = generateAkbkComponents(custodians.length);
+  const akbk = akbkComponentsFor(authorities.akbk, custodians.length);
   try {
     const install = await hsm.provisioning.beginAkbkInstall({
       operatorCertificate: pemOf(operatorCert),

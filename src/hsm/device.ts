@@ -6,13 +6,19 @@
 // themselves, so the facade only routes, wires quorum into user and key management, and refuses
 // key work before the device is commissioned (its mode is fixed then) and the cluster activated.
 //
+// Backup and restore (docs/backup-format.md, backup.ts): createBackup seals the whole state;
+// restoreBackup replaces it atomically, then rebuilds the in-memory modules over the restored
+// records and closes every open session (docs/device.md "Backup and restore").
+//
 // Start-up rule for FIPS mode: a commissioned FIPS device opens only if its firmware manifest
 // verifies against the manufacturer's firmware signing key (Provisioning.checkFirmwareForMode).
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import { fail } from '../errors.js';
 import type { SecretBytes } from '../crypto/secret_bytes.js';
+import type { BackupSource } from '../formats/backup.js';
 import { RANDOM_BYTES_MAX } from '../formats/limits.js';
+import * as backup from './backup.js';
 import * as mech from './mechanisms.js';
 import { ObjectTable, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects.js';
 import type { SettableAttribute } from './attributes.js';
@@ -48,24 +54,34 @@ export interface HsmStatus {
 export class Hsm {
   readonly provisioning: Provisioning;
   readonly #store: RecordStore;
-  readonly #users: Users;
-  readonly #quorum: Quorum;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #kdfParams: ScryptParams | undefined;
+  /** Rebuilt after a restore (their in-memory parts describe the state that was replaced). */
+  #users: Users;
+  #quorum: Quorum;
   readonly #firmware: FirmwareEvidence | undefined;
   readonly #sessions = new Map<string, Session>();
   #objects: ObjectTable | undefined;
 
   private constructor(options: HsmOptions) {
-    const clock = options.clock ?? systemClock;
-    const random = options.random ?? systemRandom;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? systemRandom;
+    this.#kdfParams = options.kdfParams;
     this.#store = options.store;
     this.#firmware = options.firmware;
-    this.provisioning = new Provisioning(options.store, clock);
-    this.#users = new Users(options.store, {
-      random,
-      ...(options.kdfParams === undefined ? {} : { kdfParams: options.kdfParams }),
+    this.provisioning = new Provisioning(options.store, this.#clock);
+    [this.#users, this.#quorum] = this.#userModules();
+  }
+
+  /** The user table and the quorum engine over it, as loaded from the store. */
+  #userModules(): [Users, Quorum] {
+    const users = new Users(this.#store, {
+      random: this.#random,
+      ...(this.#kdfParams === undefined ? {} : { kdfParams: this.#kdfParams }),
       ownsObjects: (userId) => this.#objects !== undefined && (this.#objects.countOwnedBy(userId) > 0 || this.#objects.countSharedWith(userId) > 0),
     });
-    this.#quorum = new Quorum(options.store, this.#users, { clock, random });
+    return [users, new Quorum(this.#store, users, { clock: this.#clock, random: this.#random })];
   }
 
   /** Opens a device over `store`. A commissioned FIPS device must bring verified firmware evidence. */
@@ -135,6 +151,47 @@ export class Hsm {
       tokenObjects: this.#objects?.tokenObjectCount ?? 0,
       sessions: this.#sessions.size,
     };
+  }
+
+  // ── backup and restore ────────────────────────────────────────────────────────────────────
+
+  /**
+   * Writes a sealed backup of the whole state (users, quorum, token objects, configuration; never
+   * the 'device' namespace) to `sink`. Synchronous, bounded memory. Commissioned devices only.
+   */
+  createBackup(sink: backup.BackupSink, options: backup.CreateBackupOptions): backup.BackupSummary {
+    this.objects(); // commissioned, and a FIPS device's firmware verified
+    return backup.createBackup(this.#backupDevice(), sink, options);
+  }
+
+  /**
+   * Replaces the whole state with a backup's, atomically, or refuses with the spec's typed error
+   * and changes nothing. On success every open session is closed (its session objects dropped),
+   * quorum tokens are dropped, and users and objects are reloaded from the restored records.
+   */
+  restoreBackup(source: BackupSource, options: backup.RestoreBackupOptions = {}): backup.BackupSummary {
+    this.objects();
+    const summary = backup.restoreBackup(this.#backupDevice(), source, options);
+    this.#reloadAfterRestore();
+    return summary;
+  }
+
+  /** SHA-256 over every record outside 'device' (backup.ts stateDigestOf): equal on two devices
+   * with the same state; unchanged by any refused operation. Like a KCV: not for publication. */
+  stateDigest(): Uint8Array {
+    return backup.stateDigestOf(this.#store);
+  }
+
+  #backupDevice(): backup.BackupDevice {
+    return { store: this.#store, provisioning: this.provisioning, clock: this.#clock, random: this.#random };
+  }
+
+  #reloadAfterRestore(): void {
+    for (const s of [...this.#sessions.values()]) s.close(); // drops their session objects from the old table
+    // The old table's key material is left to the garbage collector: ObjectTable has no zeroising close yet.
+    this.#objects = undefined;
+    [this.#users, this.#quorum] = this.#userModules();
+    this.#startObjects();
   }
 
   close(): void {

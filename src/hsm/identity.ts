@@ -14,8 +14,9 @@
 // transcript starts with "coffer akbk ceremony transcript v1\0") so that no signature made for one
 // purpose can be replayed as another.
 
-import { createHash, createPrivateKey, sign, verify, webcrypto, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createSign, sign, verify, webcrypto, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
+import { assert } from '../assert.js';
 import { fail } from '../errors.js';
 import type { RecordStore } from './store_port.js';
 import { ECDSA_SHA384, EC_P384, derOf, p384PublicKey, parseCsr, pemOf, spkiOf, x509 } from './x509.js';
@@ -28,6 +29,12 @@ const SERIAL_PREFIX = 'CFR-';
 const SERIAL_HASH_BYTES = 8;
 /** Organisational unit named in device CSRs and certificates. */
 export const DEVICE_OU = 'Coffer HSM';
+
+/** An incremental ECDSA P-384 / SHA-384 signer (P1363): update() in order, then sign() once. */
+export interface StreamSigner {
+  update(chunk: Uint8Array): void;
+  sign(): Uint8Array;
+}
 
 export class DeviceIdentity {
   readonly serial: string;
@@ -93,6 +100,27 @@ export class DeviceIdentity {
   /** ECDSA P-384 / SHA-384 signature (P1363) over exactly `message`; see the header on context. */
   sign(message: Uint8Array): Uint8Array {
     return new Uint8Array(sign('sha384', message, { key: this.#privateKey, dsaEncoding: 'ieee-p1363' }));
+  }
+
+  /**
+   * The same signature as sign() over a message fed in pieces (a backup of any size is signed
+   * without holding it: SHA-384 runs incrementally, then the digest is signed). The first piece
+   * must be the caller's context string, as for sign().
+   */
+  streamSigner(): StreamSigner {
+    const signer = createSign('sha384');
+    let done = false;
+    return {
+      update: (chunk) => {
+        assert(!done, 'no update after sign');
+        signer.update(chunk);
+      },
+      sign: () => {
+        assert(!done, 'a stream signer signs once');
+        done = true;
+        return new Uint8Array(signer.sign({ key: this.#privateKey, dsaEncoding: 'ieee-p1363' }));
+      },
+    };
   }
 
   toJSON(): { serial: string } {

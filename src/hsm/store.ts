@@ -29,6 +29,7 @@ import {
   RecordKind,
   sealRecord,
   SEALED_RECORD_NONCE_BYTES,
+  SEALED_RECORD_OVERHEAD_BYTES,
   STORAGE_KEY_BYTES,
   STORE_ID_BYTES,
   type RecordBinding,
@@ -78,9 +79,13 @@ interface Statements {
   get: Database.Statement<[string, Buffer], Buffer>;
   put: Database.Statement<[string, Buffer, Uint8Array]>;
   del: Database.Statement<[string, Buffer]>;
+  clear: Database.Statement<[string]>;
+  namespaces: Database.Statement<[], string>;
   count: Database.Statement<[string], number>;
   pageFirst: Database.Statement<[string, number], { id: Buffer; v: Buffer }>;
   pageAfter: Database.Statement<[string, Buffer, number], { id: Buffer; v: Buffer }>;
+  sizesFirst: Database.Statement<[string, number], { id: Buffer; n: number }>;
+  sizesAfter: Database.Statement<[string, Buffer, number], { id: Buffer; n: number }>;
 }
 
 const SCHEMA = `
@@ -110,9 +115,13 @@ export class SealedStore implements RecordStore {
       get: db.prepare<[string, Buffer], Buffer>('SELECT v FROM records WHERE ns = ? AND id = ?').pluck(),
       put: db.prepare<[string, Buffer, Uint8Array]>('INSERT OR REPLACE INTO records (ns, id, v) VALUES (?, ?, ?)'),
       del: db.prepare<[string, Buffer]>('DELETE FROM records WHERE ns = ? AND id = ?'),
+      clear: db.prepare<[string]>('DELETE FROM records WHERE ns = ?'),
+      namespaces: db.prepare<[], string>('SELECT DISTINCT ns FROM records').pluck(),
       count: db.prepare<[string], number>('SELECT count(*) FROM records WHERE ns = ?').pluck(),
       pageFirst: db.prepare('SELECT id, v FROM records WHERE ns = ? ORDER BY id LIMIT ?'),
       pageAfter: db.prepare('SELECT id, v FROM records WHERE ns = ? AND id > ? ORDER BY id LIMIT ?'),
+      sizesFirst: db.prepare('SELECT id, length(v) AS n FROM records WHERE ns = ? ORDER BY id LIMIT ?'),
+      sizesAfter: db.prepare('SELECT id, length(v) AS n FROM records WHERE ns = ? AND id > ? ORDER BY id LIMIT ?'),
     };
     this.#runTx = db.transaction((fn: (tx: RecordTx) => unknown, tx: RecordTx) => {
       const result = fn(tx);
@@ -219,6 +228,31 @@ export class SealedStore implements RecordStore {
     return this.#read(() => this.#stmts.count.get(ns)) ?? 0;
   }
 
+  /**
+   * Value lengths from the envelope lengths, nothing decrypted: a sealed record is its plaintext plus
+   * SEALED_RECORD_OVERHEAD_BYTES (formats/sealed_record.ts). Not authenticated here: whoever reads
+   * the values afterwards (get, list) authenticates them, and finds any record altered on disk.
+   */
+  *sizes(ns: string): IterableIterator<[string, number]> {
+    let after: Buffer | undefined;
+    for (;;) {
+      this.#check();
+      const from = after;
+      const rows = this.#read(() =>
+        from === undefined ? this.#stmts.sizesFirst.all(ns, SEALED_LIST_PAGE_RECORDS) : this.#stmts.sizesAfter.all(ns, from, SEALED_LIST_PAGE_RECORDS),
+      );
+      for (const row of rows) yield [idFromKey(row.id), Math.max(0, row.n - SEALED_RECORD_OVERHEAD_BYTES)];
+      if (rows.length < SEALED_LIST_PAGE_RECORDS) return;
+      after = rows[rows.length - 1]?.id;
+    }
+  }
+
+  /** Sorted here, not in SQL: SQLite orders TEXT by UTF-8 bytes, the port by UTF-16 code units. */
+  namespaces(): string[] {
+    this.#check();
+    return this.#read(() => this.#stmts.namespaces.all()).sort();
+  }
+
   /** Runs `fn` in one SQLite write transaction: every write lands, or (fn throws, the process
    * dies) none does. Reads through `tx` see the transaction's own writes. Not re-entrant. */
   transaction<T>(fn: (tx: RecordTx) => T): T {
@@ -237,6 +271,10 @@ export class SealedStore implements RecordStore {
       delete: (ns, id) => {
         assert(live, 'transaction handle used after its transaction');
         this.#stmts.del.run(ns, idKey(id));
+      },
+      clear: (ns) => {
+        assert(live, 'transaction handle used after its transaction');
+        this.#stmts.clear.run(ns); // one statement, whatever the namespace's size
       },
     };
     this.#inTx = true;

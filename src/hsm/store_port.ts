@@ -15,6 +15,9 @@ export interface RecordTx {
   get(ns: string, id: string): Uint8Array | undefined;
   put(ns: string, id: string, value: Uint8Array): void;
   delete(ns: string, id: string): void;
+  /** Deletes every record of a namespace (restore replaces a device's state wholesale). Writes
+   * after it in the same transaction land; reads after it see only those. */
+  clear(ns: string): void;
 }
 
 export interface RecordStore {
@@ -22,6 +25,11 @@ export interface RecordStore {
   /** Every record of a namespace, in ascending id order. */
   list(ns: string): IterableIterator<[string, Uint8Array]>;
   count(ns: string): number;
+  /** Every record id of a namespace with the length of its value in bytes, in list() order, without
+   * reading the values (a backup sizes its body with it before streaming it). */
+  sizes(ns: string): IterableIterator<[string, number]>;
+  /** The namespaces that hold at least one record, in ascending (JavaScript string) order. */
+  namespaces(): string[];
   /** Runs `fn` atomically: either every write lands or none does (also across a crash). */
   transaction<T>(fn: (tx: RecordTx) => T): T;
   close(): void;
@@ -53,15 +61,26 @@ export class MemoryRecordStore implements RecordStore {
     return this.#data.get(ns)?.size ?? 0;
   }
 
+  *sizes(ns: string): IterableIterator<[string, number]> {
+    for (const [id, value] of this.list(ns)) yield [id, value.length];
+  }
+
+  namespaces(): string[] {
+    this.#check();
+    return [...this.#data].filter(([, m]) => m.size > 0).map(([ns]) => ns).sort();
+  }
+
   transaction<T>(fn: (tx: RecordTx) => T): T {
     this.#check();
     const pending = new Map<string, Map<string, Uint8Array | null>>();
+    /** Namespaces cleared in this transaction: the committed records there no longer show. */
+    const cleared = new Set<string>();
     const tx: RecordTx = {
       get: (ns, id) => {
         const p = pending.get(ns)?.get(id);
         if (p === null) return undefined;
         if (p !== undefined) return p.slice();
-        return this.get(ns, id);
+        return cleared.has(ns) ? undefined : this.get(ns, id);
       },
       put: (ns, id, value) => {
         if (value.length > SEALED_RECORD_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { field: 'record', max: SEALED_RECORD_BYTES_MAX });
@@ -74,9 +93,14 @@ export class MemoryRecordStore implements RecordStore {
         if (m === undefined) pending.set(ns, (m = new Map<string, Uint8Array | null>()));
         m.set(id, null);
       },
+      clear: (ns) => {
+        cleared.add(ns);
+        pending.set(ns, new Map<string, Uint8Array | null>()); // earlier writes to ns are void too
+      },
     };
     const result = fn(tx);
     assert(!(result instanceof Promise), 'transactions are synchronous');
+    for (const ns of cleared) this.#data.delete(ns);
     for (const [ns, writes] of pending) {
       let m = this.#data.get(ns);
       if (m === undefined) this.#data.set(ns, (m = new Map<string, Uint8Array>()));

@@ -34,6 +34,12 @@ class FailingStore implements RecordStore {
   count(ns: string): number {
     return this.inner.count(ns);
   }
+  namespaces(): string[] {
+    return this.inner.namespaces();
+  }
+  sizes(ns: string): IterableIterator<[string, number]> {
+    return this.inner.sizes(ns);
+  }
   transaction<T>(fn: (tx: RecordTx) => T): T {
     if (!this.failNext) return this.inner.transaction(fn);
     this.failNext = false;

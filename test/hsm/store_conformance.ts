@@ -46,6 +46,7 @@ export function storeConformance(name: string, h: StoreHarness): void {
     transactions(h);
     copies(h);
     listing(h);
+    namespacesAndClear(h);
     limitsAndPersistence(h);
   });
 }
@@ -190,6 +191,76 @@ function listing(h: StoreHarness): void {
     }));
 }
 
+function namespacesAndClear(h: StoreHarness): void {
+  void test('sizes gives every id with its value length, in list order, over several pages', () =>
+    withStore(h, (s) => {
+      const n = SEALED_LIST_PAGE_RECORDS + 5;
+      s.transaction((tx) => {
+        for (let i = 0; i < n; i++) tx.put('objects', `r${String(i).padStart(4, '0')}`, new Uint8Array(i % 7 === 0 ? 0 : (i * 13) % 300));
+        tx.put('objects', '😀', bytes('astral'));
+        tx.put('objects', '\uFFFF', bytes('last BMP'));
+        tx.put('other', 'x', bytes('elsewhere'));
+      });
+      assert.deepEqual([...s.sizes('objects')], [...s.list('objects')].map(([id, v]) => [id, v.length]));
+      assert.equal([...s.sizes('objects')].length, n + 2);
+      assert.deepEqual([...s.sizes('nothing')], []);
+      assert.deepEqual([...s.sizes('other')], [['x', 9]]);
+    }));
+
+  void test('namespaces lists the non-empty namespaces in ascending order', () =>
+    withStore(h, (s) => {
+      assert.deepEqual(s.namespaces(), []);
+      s.transaction((tx) => {
+        for (const ns of ['user', 'object', 'a', 'ab', 'Z', 'é', '😀', '\uFFFF']) tx.put(ns, 'x', bytes(ns));
+        tx.put('object', 'y', bytes('y'));
+      });
+      assert.deepEqual(s.namespaces(), ['Z', 'a', 'ab', 'object', 'user', 'é', '😀', '\uFFFF']);
+      s.transaction((tx) => tx.delete('ab', 'x')); // emptied namespaces disappear
+      assert.deepEqual(s.namespaces(), ['Z', 'a', 'object', 'user', 'é', '😀', '\uFFFF']);
+    }));
+
+  void test('clear empties one namespace only; reads and writes after it in the transaction see the cleared state', () =>
+    withStore(h, (s) => {
+      s.transaction((tx) => {
+        for (let i = 0; i < 5; i++) tx.put('object', `o${i}`, bytes(`old ${i}`));
+        tx.put('objects', 'o1', bytes('prefix neighbour'));
+        tx.put('user', 'alice', bytes('alice'));
+      });
+      const seen = s.transaction((tx) => {
+        tx.put('object', 'early', bytes('written before the clear'));
+        tx.clear('object');
+        const afterClear = [tx.get('object', 'o1'), tx.get('object', 'early')];
+        tx.put('object', 'o3', bytes('new 3'));
+        tx.put('object', 'fresh', bytes('fresh'));
+        return [...afterClear, text(tx.get('object', 'o3')), text(tx.get('objects', 'o1'))];
+      });
+      assert.deepEqual(seen, [undefined, undefined, 'new 3', 'prefix neighbour']);
+      assert.deepEqual(contents(s, 'object'), [['fresh', 'fresh'], ['o3', 'new 3']]);
+      assert.equal(s.count('object'), 2);
+      assert.deepEqual(contents(s, 'objects'), [['o1', 'prefix neighbour']]);
+      assert.equal(text(s.get('user', 'alice')), 'alice');
+      s.transaction((tx) => tx.clear('never-there'));
+      assert.deepEqual(s.namespaces(), ['object', 'objects', 'user']);
+    }));
+
+  void test('a transaction that clears and then throws lands nothing', () =>
+    withStore(h, (s) => {
+      s.transaction((tx) => {
+        for (let i = 0; i < 3; i++) tx.put('object', `o${i}`, bytes(`v${i}`));
+      });
+      assert.throws(() =>
+        s.transaction((tx) => {
+          tx.clear('object');
+          tx.clear('user');
+          tx.put('object', 'intruder', bytes('x'));
+          throw new Error('restore failed half-way');
+        }),
+      );
+      assert.deepEqual(contents(s, 'object'), [['o0', 'v0'], ['o1', 'v1'], ['o2', 'v2']]);
+      assert.deepEqual(s.namespaces(), ['object']);
+    }));
+}
+
 function limitsAndPersistence(h: StoreHarness): void {
   void test('values up to SEALED_RECORD_BYTES_MAX are kept; larger ones are refused and land nothing', { todo: h.recordLimitTodo ?? false }, () =>
     withStore(h, (s) => {
@@ -222,6 +293,22 @@ function limitsAndPersistence(h: StoreHarness): void {
       assert.deepEqual(contents(again, 'objects'), before);
       assert.equal(again.count('objects'), 19);
       assert.equal(text(again.get('users', 'alice')), 'verifier');
+      return again;
+    }));
+
+  void test('a cleared and refilled namespace persists across close and reopen', () =>
+    withStore(h, (s) => {
+      s.transaction((tx) => {
+        for (let i = 0; i < 10; i++) tx.put('objects', `r${i}`, bytes(`old ${i}`));
+        tx.put('users', 'alice', bytes('verifier'));
+      });
+      s.transaction((tx) => {
+        tx.clear('objects');
+        tx.put('objects', 'r5', bytes('new 5'));
+      });
+      const again = reopen(s);
+      assert.deepEqual(contents(again, 'objects'), [['r5', 'new 5']]);
+      assert.deepEqual(again.namespaces(), ['objects', 'users']);
       return again;
     }));
 }
