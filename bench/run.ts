@@ -14,6 +14,7 @@ const MODULES: readonly [string, () => Promise<BenchModule>][] = [
   ['mechanisms', () => import('./mechanisms_bench.js')],
   ['crypto', () => import('./crypto_bench.js')],
   ['store', () => import('./store_bench.js')],
+  ['backup', () => import('./backup_bench.js')],
 ];
 
 async function main(): Promise<void> {
