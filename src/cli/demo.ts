@@ -61,7 +61,7 @@ export async function runDemo(say: (line: string) => void): Promise<void> {
     const stillVerifies = s.verify(pair.publicHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message, signature);
     say(`[${ms()}] device restarted from its sealed store: ${s.find().length} objects, the signature still verifies: ${stillVerifies}`);
     again.close();
-    say('Not yet here: the HSM node on the network, clusters, sealed backups, the control plane (see README status).');
+    say('Not yet here: the HSM node on the network, clusters and their journal, the control plane (see README status).');
   } finally {
     storageKey.destroy();
     deviceSecret.destroy();

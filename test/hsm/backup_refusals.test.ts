@@ -14,9 +14,10 @@ import { BACKUP_TRAILER_BYTES, bufferSource, decodeBackupHeader, peekBackupHeade
 import type { BackupSigner } from '../../src/hsm/backup.js';
 import { Hsm } from '../../src/hsm/device.js';
 import { createDevelopmentAuthorities, type DevelopmentAuthorities } from '../../src/hsm/development.js';
-import { MemoryRecordStore, type RecordStore, type RecordTx } from '../../src/hsm/store_port.js';
+import { MemoryRecordStore } from '../../src/hsm/store_port.js';
 import { CLUSTER, FAST_KDF, activeDevice, backupOf, commissionedDevice, firmwareEvidence, hex, rejects, type ActiveDevice } from './backup_support.js';
 import type { FirmwareEvidence } from '../../src/hsm/provisioning.js';
+import { FailingStore } from './failing_store.js';
 
 let A: DevelopmentAuthorities;
 let B: DevelopmentAuthorities;
@@ -168,43 +169,6 @@ test('a restore is refused before commissioning', () => {
   rejects(() => fresh.restoreBackup(bufferSource(blob)), 'COFFER_DEVICE_NOT_COMMISSIONED');
 });
 
-/** A store whose transactions fail at the n-th put once armed (a full disk half-way through). */
-class FailingStore implements RecordStore {
-  failAtPut = 0;
-  constructor(readonly inner: MemoryRecordStore = new MemoryRecordStore()) {}
-  get(ns: string, id: string): Uint8Array | undefined {
-    return this.inner.get(ns, id);
-  }
-  list(ns: string): IterableIterator<[string, Uint8Array]> {
-    return this.inner.list(ns);
-  }
-  count(ns: string): number {
-    return this.inner.count(ns);
-  }
-  namespaces(): string[] {
-    return this.inner.namespaces();
-  }
-  sizes(ns: string): IterableIterator<[string, number]> {
-    return this.inner.sizes(ns);
-  }
-  transaction<T>(fn: (tx: RecordTx) => T): T {
-    return this.inner.transaction((tx) => {
-      let puts = 0;
-      return fn({
-        get: (ns, id) => tx.get(ns, id),
-        delete: (ns, id) => tx.delete(ns, id),
-        clear: (ns) => tx.clear(ns),
-        put: (ns, id, value) => {
-          if (this.failAtPut > 0 && ++puts === this.failAtPut) throw new Error('simulated disk full');
-          tx.put(ns, id, value);
-        },
-      });
-    });
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
 
 test('a store failure half-way through the replacement rolls everything back', async () => {
   const store = new FailingStore();

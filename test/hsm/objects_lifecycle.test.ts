@@ -9,9 +9,10 @@ import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
 import { BOOLEAN_ATTRIBUTE_NAMES, encodeObjectRecord } from '../../src/formats/object_record.js';
 import { CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, SESSION_OBJECTS_MAX } from '../../src/formats/limits.js';
-import { MemoryRecordStore, type RecordStore, type RecordTx } from '../../src/hsm/store_port.js';
+import { MemoryRecordStore, type RecordStore } from '../../src/hsm/store_port.js';
 import { ObjectTable, SESSION_HANDLE_BASE } from '../../src/hsm/objects.js';
 import type { Actor, MechanismParams } from '../../src/hsm/types.js';
+import { FailingStore } from './failing_store.js';
 
 const alice: Actor = { userId: 'alice', role: 'crypto-user' };
 const bob: Actor = { userId: 'bob', role: 'crypto-user' };
@@ -21,37 +22,6 @@ const GCM = (): MechanismParams => ({ mechanism: 'CKM_AES_GCM', iv: new Uint8Arr
 const DATA = new TextEncoder().encode('ledger entry');
 const isCryptoUser = (u: string): boolean => u === 'alice' || u === 'bob';
 
-/** A store whose next transaction fails after its writes were staged (a full disk, a crash). */
-class FailingStore implements RecordStore {
-  failNext = false;
-  constructor(readonly inner: MemoryRecordStore = new MemoryRecordStore()) {}
-  get(ns: string, id: string): Uint8Array | undefined {
-    return this.inner.get(ns, id);
-  }
-  list(ns: string): IterableIterator<[string, Uint8Array]> {
-    return this.inner.list(ns);
-  }
-  count(ns: string): number {
-    return this.inner.count(ns);
-  }
-  namespaces(): string[] {
-    return this.inner.namespaces();
-  }
-  sizes(ns: string): IterableIterator<[string, number]> {
-    return this.inner.sizes(ns);
-  }
-  transaction<T>(fn: (tx: RecordTx) => T): T {
-    if (!this.failNext) return this.inner.transaction(fn);
-    this.failNext = false;
-    return this.inner.transaction((tx) => {
-      fn(tx);
-      throw new Error('simulated store failure');
-    });
-  }
-  close(): void {
-    this.inner.close();
-  }
-}
 
 function open(store: RecordStore): ObjectTable {
   return new ObjectTable({ store, mode: 'NON_FIPS', isCryptoUser });
