@@ -15,6 +15,7 @@ const MODULES: readonly [string, () => Promise<BenchModule>][] = [
   ['crypto', () => import('./crypto_bench.js')],
   ['store', () => import('./store_bench.js')],
   ['backup', () => import('./backup_bench.js')],
+  ['wire', () => import('./wire_bench.js')],
 ];
 
 async function main(): Promise<void> {

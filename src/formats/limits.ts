@@ -129,3 +129,36 @@ export const BACKUP_BODY_BYTES_MAX = 2 ** 38;
 export const BACKUP_RECORDS_MAX = 2 ** 20;
 /** Bytes read from a backup source at once while hashing or decrypting it: bounds memory, not size. */
 export const BACKUP_READ_CHUNK_BYTES = 1024 * 1024;
+/** Data-plane wire protocol (docs/wire-protocol.md "Limits"). One frame carries one request or reply:
+ * the largest is a single-part crypto call on CRYPTO_INPUT_BYTES_MAX of data, plus 1 MiB for the
+ * mechanism parameters and headers. The length is checked before a byte of the frame is buffered. */
+export const WIRE_FRAME_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX + 1024 * 1024;
+/** Requests a connection may have in flight; more is a protocol error, not a queue. 64 in flight
+ * already saturates a node over one TLS connection (~500k small round trips/s measured); 256 gives
+ * clients headroom while bounding what one connection makes a node hold. */
+export const WIRE_IN_FLIGHT_MAX = 256;
+/** Items in one batch request (SIGN_BATCH …): amortises framing and scheduling over many small
+ * operations while keeping one reply well inside WIRE_FRAME_BYTES_MAX for ordinary signatures. */
+export const WIRE_BATCH_ITEMS_MAX = 1024;
+/** Device sessions one connection may open (each holds a login and session objects). */
+export const WIRE_SESSIONS_PER_CONNECTION_MAX = 64;
+/** A user name on the wire, as UTF-8 bytes: USER_NAME_CHARS_MAX characters of at most 4 bytes each;
+ * the device checks the characters themselves. */
+export const WIRE_NAME_BYTES_MAX = USER_NAME_CHARS_MAX * 4;
+/** A password on the wire, as UTF-8 bytes: PASSWORD_CHARS_MAX characters of at most 4 bytes each. */
+export const WIRE_PASSWORD_BYTES_MAX = PASSWORD_CHARS_MAX * 4;
+/** A key as PEM text (import, export of a public key): PEM of KEY_MATERIAL_BYTES_MAX of DER is
+ * about 4/3 of it plus armour lines; 16 KiB covers it. */
+export const WIRE_PEM_BYTES_MAX = 16 * 1024;
+/** Short identifiers and free text in replies (error codes, detail keys and values, token ids,
+ * serials): all fixed vocabulary or ids, never documents. */
+export const WIRE_TEXT_BYTES_MAX = 1024;
+/** Detail entries in an error reply: errors carry a handful of non-secret facts. */
+export const WIRE_ERROR_DETAIL_ENTRIES_MAX = 16;
+/** Objects in one FIND reply; more are fetched with the next page (after the last handle): 4096
+ * object descriptions of a few hundred bytes stay around 1 MiB per frame. */
+export const WIRE_FIND_RESULTS_MAX = 4096;
+/** A BUSY reply's retry hint: at most a minute, so a confused node cannot park clients for hours. */
+export const WIRE_RETRY_AFTER_MS_MAX = 60_000;
+/** A signature given to VERIFY: an RSA-8192 signature is 1024 bytes, every other mechanism's less. */
+export const WIRE_SIGNATURE_BYTES_MAX = 1024;

@@ -1,0 +1,284 @@
+// Data-plane wire protocol v1: frames, the streaming frame decoder, the write coalescer and the
+// typed encode/decode entry points (docs/wire-protocol.md).
+//
+// A frame is  u32 length ‖ u8 kind ‖ u32 request id ‖ u16 op code ‖ payload  (big-endian; length
+// counts the bytes after itself). Many requests are in flight per connection and replies come in
+// any order, matched by request id. The decoder refuses a length above WIRE_FRAME_BYTES_MAX before
+// buffering a byte of its frame, and dies on the first error: the connection is then closed,
+// because after garbage the stream has no trustworthy frame boundary (docs/wire-protocol.md §2).
+
+import { CofferError, ERRORS, fail, isCofferError, type ErrorCode } from '../errors.js';
+import { WIRE_BATCH_ITEMS_MAX, WIRE_ERROR_DETAIL_ENTRIES_MAX, WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_SESSIONS_PER_CONNECTION_MAX } from './limits.js';
+import { Writer, decodeWith, type Codec } from './wire_codec.js';
+import { OPS, busyPayload, errorPayload, opName, type OpName, type WireError, type WireRequest, type WireResponse } from './wire_ops.js';
+
+export { OPS, MECHANISM_CODES, BOOLEAN_ATTRIBUTES, opName } from './wire_ops.js';
+export type { OpName, WireRequest, WireResponse, WireError, WireMechanismParams, WireBooleanAttributes } from './wire_ops.js';
+
+/** The protocol versions this build speaks (HELLO negotiates the highest both sides know). */
+export const WIRE_VERSION_MIN = 1;
+export const WIRE_VERSION_MAX = 1;
+/** u32 length + u8 kind + u32 request id + u16 op code. */
+export const FRAME_HEADER_BYTES = 11;
+const LENGTH_MIN = FRAME_HEADER_BYTES - 4;
+
+export const FrameKind = { REQUEST: 1, RESPONSE: 2, ERROR: 3, BUSY: 4 } as const;
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+
+/** One decoded frame. `payload` is a view into the received bytes (copied only when the frame
+ * spanned several chunks); it stays valid as long as the caller keeps the chunk. */
+export interface Frame {
+  readonly kind: FrameKind;
+  readonly requestId: number;
+  readonly op: number;
+  readonly payload: Uint8Array;
+}
+
+const scratch = new Writer(64 * 1024);
+/** An already encoded payload, copied in as is. */
+const rawPayload: Codec<Uint8Array> = { write: (w, p) => w.raw(p), read: (r) => r.sub(r.buf.length - r.pos) };
+
+/** Encodes a whole frame around an already encoded payload. */
+export function encodeFrame(kind: FrameKind, requestId: number, op: number, payload: Uint8Array): Uint8Array {
+  return encodeFrameWith(kind, requestId, op, rawPayload, payload);
+}
+
+/** Writes the header, then the payload straight after it in the scratch buffer (one copy out). */
+function encodeFrameWith<T>(kind: FrameKind, requestId: number, op: number, codec: Codec<T>, value: T): Uint8Array {
+  try {
+    scratch.u32(0);
+    scratch.u8(kind);
+    scratch.u32(requestId);
+    scratch.u16(op);
+    codec.write(scratch, value);
+    if (scratch.pos > WIRE_FRAME_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { length: scratch.pos, max: WIRE_FRAME_BYTES_MAX });
+    scratch.view.setUint32(0, scratch.pos - 4);
+    return scratch.take();
+  } finally {
+    scratch.buf.fill(0, 0, scratch.pos); // a refused value may have left part of a secret behind
+    scratch.pos = 0;
+  }
+}
+
+export function encodeRequest<N extends OpName>(requestId: number, name: N, request: WireRequest<N>): Uint8Array {
+  const o = OPS[name];
+  return encodeFrameWith(FrameKind.REQUEST, requestId, o.code, o.request as Codec<WireRequest<N>>, request);
+}
+
+export function encodeResponse<N extends OpName>(requestId: number, name: N, response: WireResponse<N>): Uint8Array {
+  const o = OPS[name];
+  return encodeFrameWith(FrameKind.RESPONSE, requestId, o.code, o.response as Codec<WireResponse<N>>, response);
+}
+
+/** An ERROR reply: the typed error's stable code and detail (never its message text, cause or
+ * stack; detail is non-secret by the registry's rule). Untyped exceptions are server bugs: the node
+ * closes the connection rather than describe them. */
+export function encodeError(requestId: number, op: number, error: CofferError): Uint8Array {
+  return encodeFrameWith(FrameKind.ERROR, requestId, op, errorPayload, toWireError(error));
+}
+
+/** A BUSY reply: the node is at capacity; the client retries after `retryAfterMs` (here or elsewhere). */
+export function encodeBusy(requestId: number, op: number, retryAfterMs: number): Uint8Array {
+  return encodeFrameWith(FrameKind.BUSY, requestId, op, busyPayload, { retryAfterMs });
+}
+
+/** A request, by operation, as the server decodes it. */
+export type AnyRequest = { [N in OpName]: { readonly name: N; readonly request: WireRequest<N> } }[OpName];
+
+/** Decodes a REQUEST frame: the op code must be known and the payload exactly its codec's. */
+export function decodeRequest(frame: Frame): AnyRequest {
+  if (frame.kind !== FrameKind.REQUEST) fail('COFFER_FORMAT_MALFORMED', { reason: 'not a request frame' });
+  const name = opName(frame.op);
+  const codec = OPS[name].request as Codec<unknown>;
+  return { name, request: decodeWith(codec, frame.payload) } as AnyRequest;
+}
+
+/** What a client gets back for a request it sent as operation `name`. */
+export type Reply<N extends OpName> =
+  | { readonly kind: 'response'; readonly response: WireResponse<N> }
+  | { readonly kind: 'error'; readonly error: CofferError }
+  | { readonly kind: 'busy'; readonly retryAfterMs: number };
+
+/** Decodes a reply frame to a request of operation `name` (the client matched it by request id). */
+export function decodeReply<N extends OpName>(name: N, frame: Frame): Reply<N> {
+  if (frame.op !== OPS[name].code) fail('COFFER_FORMAT_MALFORMED', { reason: 'reply op differs from request op' });
+  switch (frame.kind) {
+    case FrameKind.RESPONSE:
+      return { kind: 'response', response: decodeWith(OPS[name].response as Codec<WireResponse<N>>, frame.payload) };
+    case FrameKind.ERROR:
+      return { kind: 'error', error: fromWireError(decodeWith(errorPayload, frame.payload)) };
+    case FrameKind.BUSY:
+      return { kind: 'busy', retryAfterMs: decodeWith(busyPayload, frame.payload).retryAfterMs };
+    default:
+      return fail('COFFER_FORMAT_MALFORMED', { reason: 'a request frame sent as a reply' });
+  }
+}
+
+export function toWireError(error: CofferError): WireError {
+  const detail = Object.entries(error.detail).slice(0, WIRE_ERROR_DETAIL_ENTRIES_MAX).map(([key, value]) => ({ key, value }));
+  return { code: error.code, detail };
+}
+
+/** The client's view of an ERROR reply. A code this build does not know (a newer server) is
+ * refused as malformed rather than guessed at; servers speak only codes of the negotiated version. */
+export function fromWireError(e: WireError): CofferError {
+  if (!Object.hasOwn(ERRORS, e.code)) fail('COFFER_FORMAT_MALFORMED', { reason: 'unknown error code' });
+  const detail: Record<string, string | number | boolean> = {};
+  for (const { key, value } of e.detail) detail[key] = value;
+  return new CofferError(e.code as ErrorCode, detail);
+}
+
+/** The server's answer to HELLO: the highest version both speak, or COFFER_FORMAT_UNKNOWN_VERSION. */
+export function negotiateVersion(hello: WireRequest<'HELLO'>): WireResponse<'HELLO'> {
+  const version = Math.min(hello.versionMax, WIRE_VERSION_MAX);
+  if (hello.versionMin > hello.versionMax || version < Math.max(hello.versionMin, WIRE_VERSION_MIN)) {
+    fail('COFFER_FORMAT_UNKNOWN_VERSION', { supportedMin: WIRE_VERSION_MIN, supportedMax: WIRE_VERSION_MAX });
+  }
+  return { version, frameBytesMax: WIRE_FRAME_BYTES_MAX, inFlightMax: WIRE_IN_FLIGHT_MAX, batchItemsMax: WIRE_BATCH_ITEMS_MAX, sessionsMax: WIRE_SESSIONS_PER_CONNECTION_MAX };
+}
+
+function checkLength(length: number): void {
+  if (length < LENGTH_MIN) fail('COFFER_FORMAT_MALFORMED', { reason: 'frame shorter than its header' });
+  if (length > WIRE_FRAME_BYTES_MAX - 4) fail('COFFER_FORMAT_LIMIT', { length, max: WIRE_FRAME_BYTES_MAX - 4 });
+}
+
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at] ?? 0) * 0x100_0000 + (((b[at + 1] ?? 0) << 16) | ((b[at + 2] ?? 0) << 8) | (b[at + 3] ?? 0)));
+}
+
+/** `bytes` holds exactly one frame (length prefix included). */
+function parseFrame(bytes: Uint8Array): Frame {
+  const kind = bytes[4] ?? 0;
+  if (kind < FrameKind.REQUEST || kind > FrameKind.BUSY) fail('COFFER_FORMAT_MALFORMED', { reason: 'unknown frame kind' });
+  const op = ((bytes[9] ?? 0) << 8) | (bytes[10] ?? 0);
+  return { kind: kind as FrameKind, requestId: readU32(bytes, 5), op, payload: bytes.subarray(FRAME_HEADER_BYTES) };
+}
+
+/**
+ * Splits a byte stream, in chunks as they come from a socket, into frames. Whole frames inside a
+ * chunk are views (no copy); a frame cut across chunks is copied once into a buffer of exactly its
+ * size, allocated only after its length passed the limit. After an error every push throws it again.
+ */
+export class FrameDecoder {
+  readonly #header = new Uint8Array(4);
+  #headerFilled = 0;
+  #frame: Uint8Array | undefined;
+  #frameFilled = 0;
+  #error: CofferError | undefined;
+
+  /** Bytes held for an incomplete frame (for the node's per-connection accounting). */
+  get bufferedBytes(): number {
+    return this.#frame === undefined ? this.#headerFilled : this.#frameFilled;
+  }
+
+  push(chunk: Uint8Array): Frame[] {
+    if (this.#error !== undefined) throw this.#error;
+    try {
+      const frames: Frame[] = [];
+      const off = this.#finishPending(chunk, frames);
+      this.#takeWhole(chunk, off, frames);
+      return frames;
+    } catch (e) {
+      this.#frame = undefined;
+      this.#error = isCofferError(e) ? e : new CofferError('COFFER_FORMAT_MALFORMED', { reason: 'decoder failure' }, { cause: e });
+      throw this.#error;
+    }
+  }
+
+  /** Completes a frame begun in earlier chunks; returns how much of `chunk` it used. */
+  #finishPending(chunk: Uint8Array, frames: Frame[]): number {
+    let off = 0;
+    if (this.#frame === undefined) {
+      if (this.#headerFilled === 0) return 0;
+      off = Math.min(4 - this.#headerFilled, chunk.length);
+      this.#header.set(chunk.subarray(0, off), this.#headerFilled);
+      this.#headerFilled += off;
+      if (this.#headerFilled < 4) return off;
+      this.#startFrame(this.#header, 0, this.#header.length);
+    }
+    const frame = this.#frame;
+    if (frame === undefined) return off;
+    const n = Math.min(frame.length - this.#frameFilled, chunk.length - off);
+    frame.set(chunk.subarray(off, off + n), this.#frameFilled);
+    this.#frameFilled += n;
+    if (this.#frameFilled < frame.length) return off + n;
+    this.#frame = undefined;
+    this.#frameFilled = 0;
+    this.#headerFilled = 0;
+    frames.push(parseFrame(frame));
+    return off + n;
+  }
+
+  /** Whole frames straight out of `chunk`, then the start of the next one kept for later. */
+  #takeWhole(chunk: Uint8Array, from: number, frames: Frame[]): void {
+    let off = from;
+    while (chunk.length - off >= 4) {
+      const length = readU32(chunk, off);
+      checkLength(length);
+      if (chunk.length - off < 4 + length) break;
+      frames.push(parseFrame(chunk.subarray(off, off + 4 + length)));
+      off += 4 + length;
+    }
+    const rest = chunk.length - off;
+    if (rest === 0) return;
+    if (rest < 4) {
+      this.#header.set(chunk.subarray(off), 0);
+      this.#headerFilled = rest;
+      return;
+    }
+    this.#startFrame(chunk, off, rest);
+  }
+
+  /** Allocates the frame whose first `n` (≥ 4) bytes are at `src[off..]` and copies them in. */
+  #startFrame(src: Uint8Array, off: number, n: number): void {
+    const length = readU32(src, off);
+    checkLength(length);
+    if (n >= 5 && ((src[off + 4] ?? 0) < FrameKind.REQUEST || (src[off + 4] ?? 0) > FrameKind.BUSY)) {
+      fail('COFFER_FORMAT_MALFORMED', { reason: 'unknown frame kind' }); // refuse garbage before buffering it
+    }
+    const frame = new Uint8Array(4 + length);
+    frame.set(src.subarray(off, off + n), 0);
+    this.#frame = frame;
+    this.#frameFilled = n;
+    this.#headerFilled = 4;
+  }
+}
+
+/**
+ * Batches the frames produced during one tick into one buffer, so the node calls socket.write once
+ * per tick instead of once per reply (docs/wire-protocol.md §7). The buffer is zero-filled, never
+ * from the shared pool: replies may carry exported key material.
+ */
+export class FrameCoalescer {
+  #frames: Uint8Array[] = [];
+  #bytes = 0;
+
+  get pendingBytes(): number {
+    return this.#bytes;
+  }
+  get pendingFrames(): number {
+    return this.#frames.length;
+  }
+
+  push(frame: Uint8Array): void {
+    this.#frames.push(frame);
+    this.#bytes += frame.length;
+  }
+
+  /** Everything pushed since the last flush, in order, as one Buffer (empty when nothing was). */
+  flush(): Buffer {
+    const frames = this.#frames;
+    const total = this.#bytes;
+    this.#frames = [];
+    this.#bytes = 0;
+    const only = frames[0];
+    if (frames.length === 1 && only !== undefined) return Buffer.from(only.buffer, only.byteOffset, only.byteLength);
+    const out = Buffer.alloc(total);
+    let off = 0;
+    for (const f of frames) {
+      out.set(f, off);
+      off += f.length;
+    }
+    return out;
+  }
+}
