@@ -34,16 +34,22 @@ export class Writer {
     this.view = new DataView(next.buffer);
   }
   u8(v: number): void {
+    // Range-checked: DataView would silently wrap an out-of-range value into another one.
+    if (!(v >= 0 && v <= 0xff && Number.isInteger(v))) fail('COFFER_FORMAT_LIMIT', { field: 'u8' });
     this.ensure(1);
     this.view.setUint8(this.pos, v);
     this.pos += 1;
   }
   u16(v: number): void {
+    // Range-checked: DataView would silently wrap an out-of-range value into another one.
+    if (!(v >= 0 && v <= 0xffff && Number.isInteger(v))) fail('COFFER_FORMAT_LIMIT', { field: 'u16' });
     this.ensure(2);
     this.view.setUint16(this.pos, v);
     this.pos += 2;
   }
   u32(v: number): void {
+    // Range-checked: DataView would silently wrap an out-of-range value into another one.
+    if (!(v >= 0 && v <= 0xffff_ffff && Number.isInteger(v))) fail('COFFER_FORMAT_LIMIT', { field: 'u32' });
     this.ensure(4);
     this.view.setUint32(this.pos, v);
     this.pos += 4;
@@ -146,6 +152,7 @@ export const u32: Codec<number> = { write: (w, v) => w.u32(v), read: (r) => r.u3
 /** u64 as two u32 halves; values above 2^53 - 1 are refused (they would lose precision). */
 export const u64: Codec<number> = {
   write: (w, v) => {
+    if (!(Number.isSafeInteger(v) && v >= 0)) fail('COFFER_FORMAT_LIMIT', { field: 'u64' });
     w.u32(Math.floor(v / 2 ** 32));
     w.u32(v >>> 0);
   },

@@ -128,6 +128,11 @@ test('encoders refuse values beyond their limits and stay usable afterwards', ()
   throwsCode(() => encodeRequest(1, 'DELETE_USER', { session: 1, name: 'x'.repeat(200) }), 'COFFER_FORMAT_LIMIT');
   throwsCode(() => encodeRequest(1, 'SIGN_BATCH', { session: 1, items: new Array(1025).fill(OP_SAMPLES.SIGN.request) }), 'COFFER_FORMAT_LIMIT');
   throwsCode(() => encodeRequest(1, 'SIGN', { session: 1, handle: 1, params: { mechanism: 'CKM_NOPE' } as never, data: new Uint8Array(0) }), 'COFFER_MECHANISM_INVALID');
+  // Integers outside their field are refused, never wrapped into another value (a 2^40 handle
+  // must not become handle 0).
+  throwsCode(() => encodeRequest(1, 'DESTROY', { session: 1, handle: 2 ** 40 }), 'COFFER_FORMAT_LIMIT');
+  throwsCode(() => encodeRequest(1, 'DESTROY', { session: -1, handle: 5 }), 'COFFER_FORMAT_LIMIT');
+  throwsCode(() => encodeRequest(1, 'DESTROY', { session: 1, handle: 1.5 }), 'COFFER_FORMAT_LIMIT');
   const again = decodeRequest(one(encodeRequest(2, 'LOGOUT', { session: 4 })));
   assert.deepEqual(again, { name: 'LOGOUT', request: { session: 4 } });
 });
