@@ -103,6 +103,11 @@ export const ERRORS = {
   COFFER_SIGNATURE_INVALID: { message: 'Signature did not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
   COFFER_WRAPPED_KEY_INVALID: { message: 'Wrapped key failed its integrity check or is malformed', ckr: 'CKR_WRAPPED_KEY_INVALID', http: 400 },
   COFFER_SESSION_OBJECT_NOT_SHAREABLE: { message: 'Session objects cannot be shared', ckr: 'CKR_ACTION_PROHIBITED', http: 400 },
+  // ── node and client (data plane) ──────────────────────────────────────────────────────────
+  COFFER_NODE_BUSY: { message: 'Node is at capacity; retry after the hint', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
+  COFFER_CONNECTION_LOST: { message: 'Connection to the node was lost', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
+  COFFER_OPERATION_UNSUPPORTED: { message: 'Operation is not supported by this node', ckr: 'CKR_FUNCTION_NOT_SUPPORTED', http: 501 },
+  COFFER_SESSION_LIMIT: { message: 'Too many sessions on this connection', ckr: 'CKR_SESSION_COUNT', http: 503 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },

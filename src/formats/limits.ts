@@ -162,3 +162,13 @@ export const WIRE_FIND_RESULTS_MAX = 4096;
 export const WIRE_RETRY_AFTER_MS_MAX = 60_000;
 /** A signature given to VERIFY: an RSA-8192 signature is 1024 bytes, every other mechanism's less. */
 export const WIRE_SIGNATURE_BYTES_MAX = 1024;
+/** Node-wide requests in flight (all connections) before the node answers BUSY: 64 in flight already
+ * saturate two cores (docs/wire-protocol.md §8); 4096 keeps latency bounded while many clients share it. */
+export const NODE_IN_FLIGHT_MAX = 4096;
+/** Bytes a node holds for one connection (request frames being served + replies not yet taken by the
+ * socket): one maximal frame plus 1 MiB, so a client that sends fast or never reads cannot grow memory. */
+export const NODE_CONNECTION_BYTES_MAX = WIRE_FRAME_BYTES_MAX + 1024 * 1024;
+/** TLS handshake and the HELLO that must follow it: a peer that stalls longer holds a socket for nothing. */
+export const NODE_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The retry hint of a BUSY reply: a few signature times, well under WIRE_RETRY_AFTER_MS_MAX. */
+export const NODE_BUSY_RETRY_AFTER_MS = 20;

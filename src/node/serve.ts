@@ -1,0 +1,87 @@
+// `coffer hsm serve` as a library call (DESIGN.md §2): opens the node's sealed store in a data
+// directory, creating it and its device secret on first start, provisions a development device when
+// the store is new, and starts the data plane. The CLI wiring is the lead's (docs/node.md "Serving").
+//
+// Files in dataDir: device.secret (32 random bytes, mode 0600, created exclusively: the host's file
+// permissions are the boundary, docs/threat-model.md) and store.sqlite (the sealed store, store.ts).
+
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { fail } from '../errors.js';
+import { SecretBytes } from '../crypto/secret_bytes.js';
+import { Hsm } from '../hsm/device.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../hsm/development.js';
+import { DEVICE_SECRET_BYTES, SealedStore, deriveStorageKey } from '../hsm/store.js';
+import { startDataPlane, type DataPlane, type DataPlaneOptions } from './data_plane.js';
+
+export const DEVICE_SECRET_FILE = 'device.secret';
+export const STORE_FILE = 'store.sqlite';
+
+export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm'> {
+  readonly dataDir: string;
+  /** Provision a NEW device with throw-away development authorities (marked as such). Required:
+   * production provisioning runs the factory and operator ceremonies instead. */
+  readonly development: true;
+}
+
+export interface ServedNode {
+  readonly hsm: Hsm;
+  readonly dataPlane: DataPlane;
+  close(): Promise<void>;
+}
+
+/** Reads the device secret, or creates it (0600, exclusive) when absent. */
+function deviceSecret(path: string): SecretBytes {
+  if (!existsSync(path)) {
+    const fresh = SecretBytes.random(DEVICE_SECRET_BYTES);
+    const fd = openSync(path, 'wx', 0o600);
+    try {
+      fresh.use((b) => writeSync(fd, b));
+    } finally {
+      closeSync(fd);
+    }
+    return fresh;
+  }
+  const raw = new Uint8Array(readFileSync(path));
+  if (raw.length !== DEVICE_SECRET_BYTES) {
+    raw.fill(0);
+    fail('COFFER_CRYPTO_KEY_SIZE', { expectedBytes: DEVICE_SECRET_BYTES });
+  }
+  return SecretBytes.adopt(raw);
+}
+
+function openStore(dataDir: string): SealedStore {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const secret = deviceSecret(join(dataDir, DEVICE_SECRET_FILE));
+  const storageKey = deriveStorageKey(secret);
+  try {
+    const path = join(dataDir, STORE_FILE);
+    return existsSync(path) ? SealedStore.open({ path, storageKey }) : SealedStore.create({ path, storageKey });
+  } finally {
+    storageKey.destroy();
+    secret.destroy();
+  }
+}
+
+/** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
+export async function serveNode(options: ServeOptions): Promise<ServedNode> {
+  const { dataDir, development: _development, ...planeOptions } = options;
+  const hsm = Hsm.open({ store: openStore(dataDir) });
+  try {
+    if (hsm.status().provisioning === 'NEW') {
+      await provisionDevelopmentDevice(hsm, await createDevelopmentAuthorities(), { mode: 'NON_FIPS' });
+    }
+    const dataPlane = await startDataPlane({ ...planeOptions, hsm });
+    return {
+      hsm,
+      dataPlane,
+      close: async () => {
+        await dataPlane.close();
+        hsm.close();
+      },
+    };
+  } catch (e) {
+    hsm.close();
+    throw e;
+  }
+}
