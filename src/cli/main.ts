@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // The `coffer` command. Today: the offline ceremony tools (factory, operator, kcv), backup
-// inspection, a demo of the device in one process, and the generator of docs/errors.md. Exit codes (docs/cli.md):
+// inspection, `hsm serve` (one node's data plane), a demo of the device in one process, and the generator of docs/errors.md. Exit codes (docs/cli.md):
 //   0 success · 1 an expected failure (a CofferError, its code on stderr) · 2 bad usage · 70 a bug.
 
 import { Command, CommanderError } from 'commander';
 import { isCofferError, renderErrorsDoc } from '../errors.js';
 import { registerBackupCommands } from './backup_commands.js';
 import { registerCeremonyCommands } from './ceremony_commands.js';
+import { registerHsmCommands } from './hsm_commands.js';
 import { runDemo } from './demo.js';
 
 export const EXIT_OK = 0;
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerCeremonyCommands(program);
   registerBackupCommands(program);
+  registerHsmCommands(program);
   program
     .command('demo')
     .description('provision a development device in a temporary directory, then log in, make keys and sign')
