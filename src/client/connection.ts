@@ -2,14 +2,14 @@
 //
 // TLS 1.3 only; HELLO on connect; call() sends a request under a fresh request id and resolves with
 // the reply matched by id, so many calls are in flight and replies come in any order. Requests made
-// during one tick are written with one socket.write (FrameCoalescer). Replies map to errors:
+// during one tick are written with one socket.write (TickWriter). Replies map to errors:
 // ERROR → the CofferError of its stable code; BUSY → NodeBusyError (COFFER_NODE_BUSY) carrying the
 // node's retryAfterMs (retrying is the caller's or a later balancer's policy); a lost connection
 // rejects every pending call with COFFER_CONNECTION_LOST. Imports only crypto and formats.
 
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { CofferError, fail } from '../errors.js';
-import { WIRE_VERSION_MAX, WIRE_VERSION_MIN, FrameCoalescer, FrameDecoder, decodeReply, encodeRequest, type Frame, type OpName, type WireRequest, type WireResponse, type WireMechanismParams } from '../formats/wire.js';
+import { WIRE_VERSION_MAX, WIRE_VERSION_MIN, FrameDecoder, TickWriter, decodeReply, encodeRequest, type Frame, type OpName, type WireRequest, type WireResponse, type WireMechanismParams } from '../formats/wire.js';
 
 /** How long connect() waits for TCP + TLS + HELLO before giving up. */
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -43,10 +43,11 @@ export type Hello = WireResponse<'HELLO'>;
 export class Connection {
   readonly #socket: TLSSocket;
   readonly #decoder = new FrameDecoder();
-  readonly #out = new FrameCoalescer();
+  readonly #out = new TickWriter((bytes) => {
+    if (this.#lost === undefined) this.#socket.write(bytes);
+  });
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
-  #flushScheduled = false;
   #lost: CofferError | undefined;
   #hello: Hello | undefined;
 
@@ -120,12 +121,6 @@ export class Connection {
 
   #push(frame: Uint8Array): void {
     this.#out.push(frame);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      if (this.#lost === undefined) this.#socket.write(this.#out.flush());
-    });
   }
 
   #onData(chunk: Buffer): void {

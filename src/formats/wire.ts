@@ -282,3 +282,32 @@ export class FrameCoalescer {
     return out;
   }
 }
+
+/**
+ * Writes every frame pushed during one turn of the event loop as a single buffer (setImmediate):
+ * many small replies or requests cost one socket write. `write` receives each coalesced buffer.
+ */
+export class TickWriter {
+  readonly #out = new FrameCoalescer();
+  readonly #write: (bytes: Buffer) => void;
+  #scheduled = false;
+
+  constructor(write: (bytes: Buffer) => void) {
+    this.#write = write;
+  }
+
+  /** Bytes queued for the next write. */
+  get pendingBytes(): number {
+    return this.#out.pendingBytes;
+  }
+
+  push(frame: Uint8Array): void {
+    this.#out.push(frame);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#write(this.#out.flush());
+    });
+  }
+}

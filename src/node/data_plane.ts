@@ -13,7 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { assert } from '../assert.js';
 import { isCofferError } from '../errors.js';
 import { NODE_BUSY_RETRY_AFTER_MS, NODE_CONNECTION_BYTES_MAX, NODE_HANDSHAKE_TIMEOUT_MS, NODE_IN_FLIGHT_MAX, WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_RETRY_AFTER_MS_MAX } from '../formats/limits.js';
-import { FrameCoalescer, FrameDecoder, OPS, decodeRequest, encodeBusy, encodeError, type Frame } from '../formats/wire.js';
+import { FrameDecoder, TickWriter, OPS, decodeRequest, encodeBusy, encodeError, type Frame } from '../formats/wire.js';
 import type { Hsm } from '../hsm/device.js';
 import { SessionTable, dispatch, type DispatchContext, type NodeLoad } from './dispatch.js';
 import { createTlsIdentity, type TlsIdentity } from './tls_identity.js';
@@ -119,14 +119,16 @@ class Connection {
   readonly #node: NodeState;
   readonly #socket: TLSSocket;
   readonly #decoder = new FrameDecoder();
-  readonly #out = new FrameCoalescer();
+  readonly #out = new TickWriter((bytes) => {
+    if (!this.#closed) this.#socket.write(bytes);
+    this.#checkReading();
+  });
   readonly #ctx: DispatchContext;
   readonly #sessions: SessionTable;
   #inFlight = 0;
   /** Bytes of request frames being served. */
   #requestBytes = 0;
   #helloDone = false;
-  #flushScheduled = false;
   #closed = false;
   readonly #helloTimer: NodeJS.Timeout;
 
@@ -230,13 +232,6 @@ class Connection {
 
   #push(frame: Uint8Array): void {
     this.#out.push(frame);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      if (!this.#closed) this.#socket.write(this.#out.flush());
-      this.#checkReading();
-    });
   }
 
   /** Backpressure: stop reading while the connection holds more than its byte budget. */
