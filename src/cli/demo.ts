@@ -61,7 +61,7 @@ export async function runDemo(say: (line: string) => void): Promise<void> {
     const stillVerifies = s.verify(pair.publicHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message, signature);
     say(`[${ms()}] device restarted from its sealed store: ${s.find().length} objects, the signature still verifies: ${stillVerifies}`);
     again.close();
-    say('Not yet here: the HSM node on the network, clusters and their journal, the control plane (see README status).');
+    say('Next: `coffer hsm serve --development` serves a node over TLS 1.3. Not yet here: clusters and their journal, the client SDK, the control plane (see README status).');
   } finally {
     storageKey.destroy();
     deviceSecret.destroy();
