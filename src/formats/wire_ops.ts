@@ -14,6 +14,7 @@ import {
   WIRE_PASSWORD_BYTES_MAX, WIRE_PEM_BYTES_MAX, WIRE_RETRY_AFTER_MS_MAX, WIRE_SIGNATURE_BYTES_MAX, WIRE_TEXT_BYTES_MAX, WRAPPED_KEY_BYTES_MAX,
 } from './limits.js';
 import { fail } from '../errors.js';
+import type { MechanismParams } from './mechanism_params.js';
 import {
   bool, bytes, enumeration, f64, list, mapped, opt, secretBytes, string, struct, tagged, u16, u32, u64, u8, type Codec, type Infer, type OptCodec, type StructCodec,
 } from './wire_codec.js';
@@ -84,26 +85,8 @@ const MECHANISMS = [
   [0x0603, 'CKM_SP800_108_COUNTER_KDF', { label: paramBytes, context: paramBytes }],
 ] as const;
 
-type HashName = Infer<typeof hashName>;
-/** hsm/types.ts MechanismParams, variant for variant (the node layer assigns one to the other). */
-export type WireMechanismParams =
-  | { readonly mechanism: 'CKM_AES_GCM'; readonly iv?: Uint8Array; readonly aad?: Uint8Array; readonly tagBytes?: number }
-  | { readonly mechanism: 'CKM_AES_CBC_PAD'; readonly iv: Uint8Array }
-  | { readonly mechanism: 'CKM_AES_CTR'; readonly iv: Uint8Array; readonly counterBits?: number }
-  | { readonly mechanism: 'CKM_AES_CMAC' | 'CKM_AES_KEY_WRAP' | 'CKM_AES_KEY_WRAP_PAD' | 'CKM_RSA_PKCS' }
-  | { readonly mechanism: 'CKM_SHA224_RSA_PKCS' | 'CKM_SHA256_RSA_PKCS' | 'CKM_SHA384_RSA_PKCS' | 'CKM_SHA512_RSA_PKCS' }
-  | { readonly mechanism: 'CKM_RSA_PKCS_PSS'; readonly hash: HashName; readonly saltBytes?: number }
-  | {
-      readonly mechanism: 'CKM_SHA224_RSA_PKCS_PSS' | 'CKM_SHA256_RSA_PKCS_PSS' | 'CKM_SHA384_RSA_PKCS_PSS' | 'CKM_SHA512_RSA_PKCS_PSS';
-      readonly saltBytes?: number;
-    }
-  | { readonly mechanism: 'CKM_RSA_PKCS_OAEP'; readonly hash: HashName; readonly label?: Uint8Array }
-  | { readonly mechanism: 'CKM_ECDSA' | 'CKM_ECDSA_SHA224' | 'CKM_ECDSA_SHA256' | 'CKM_ECDSA_SHA384' | 'CKM_ECDSA_SHA512' | 'CKM_EDDSA' }
-  | { readonly mechanism: 'CKM_SHA224_HMAC' | 'CKM_SHA256_HMAC' | 'CKM_SHA384_HMAC' | 'CKM_SHA512_HMAC' }
-  | { readonly mechanism: 'CKM_SHA224' | 'CKM_SHA256' | 'CKM_SHA384' | 'CKM_SHA512' }
-  | { readonly mechanism: 'CKM_ECDH1_DERIVE'; readonly publicKey: Uint8Array }
-  | { readonly mechanism: 'CKM_HKDF_DERIVE'; readonly hash: HashName; readonly salt?: Uint8Array; readonly info?: Uint8Array }
-  | { readonly mechanism: 'CKM_SP800_108_COUNTER_KDF'; readonly label: Uint8Array; readonly context: Uint8Array };
+/** The device's MechanismParams, one definition for both (formats/mechanism_params.ts). */
+export type WireMechanismParams = MechanismParams;
 
 /** Every mechanism name with its wire code (tests and docs iterate it). */
 export const MECHANISM_CODES: ReadonlyMap<WireMechanismParams['mechanism'], number> = new Map(MECHANISMS.map(([c, n]) => [n, c]));

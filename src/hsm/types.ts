@@ -16,7 +16,7 @@ export type Mode = 'FIPS' | 'NON_FIPS';
 export type ObjectClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY';
 export type KeyType = 'AES' | 'GENERIC_SECRET' | 'RSA' | 'EC' | 'EC_EDWARDS';
 export type Curve = 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519';
-export type HashName = 'SHA-1' | 'SHA-224' | 'SHA-256' | 'SHA-384' | 'SHA-512';
+export type { HashName } from '../formats/mechanism_params.js';
 
 /** Cluster-wide object handle: the same object has the same handle on every HSM of a cluster. */
 export type Handle = number;
@@ -45,29 +45,4 @@ export interface BooleanAttributes {
 /** What a mechanism is used for; matches the key attribute that must permit it. */
 export type KeyFunction = 'encrypt' | 'decrypt' | 'sign' | 'verify' | 'wrap' | 'unwrap' | 'derive';
 
-/** Mechanism parameters: one variant per mechanism family (PKCS#11 CKM_* names). */
-export type MechanismParams =
-  | { readonly mechanism: 'CKM_AES_GCM'; readonly iv?: Uint8Array; readonly aad?: Uint8Array; readonly tagBytes?: number }
-  | { readonly mechanism: 'CKM_AES_CBC_PAD'; readonly iv: Uint8Array }
-  | { readonly mechanism: 'CKM_AES_CTR'; readonly iv: Uint8Array; readonly counterBits?: number }
-  | { readonly mechanism: 'CKM_AES_CMAC' }
-  | { readonly mechanism: 'CKM_AES_KEY_WRAP' }
-  | { readonly mechanism: 'CKM_AES_KEY_WRAP_PAD' }
-  | { readonly mechanism: 'CKM_RSA_PKCS' }
-  | { readonly mechanism: 'CKM_SHA224_RSA_PKCS' | 'CKM_SHA256_RSA_PKCS' | 'CKM_SHA384_RSA_PKCS' | 'CKM_SHA512_RSA_PKCS' }
-  | { readonly mechanism: 'CKM_RSA_PKCS_PSS'; readonly hash: HashName; readonly saltBytes?: number }
-  | {
-      readonly mechanism: 'CKM_SHA224_RSA_PKCS_PSS' | 'CKM_SHA256_RSA_PKCS_PSS' | 'CKM_SHA384_RSA_PKCS_PSS' | 'CKM_SHA512_RSA_PKCS_PSS';
-      readonly saltBytes?: number;
-    }
-  | { readonly mechanism: 'CKM_RSA_PKCS_OAEP'; readonly hash: HashName; readonly label?: Uint8Array }
-  | { readonly mechanism: 'CKM_ECDSA' }
-  | { readonly mechanism: 'CKM_ECDSA_SHA224' | 'CKM_ECDSA_SHA256' | 'CKM_ECDSA_SHA384' | 'CKM_ECDSA_SHA512' }
-  | { readonly mechanism: 'CKM_EDDSA' }
-  | { readonly mechanism: 'CKM_SHA224_HMAC' | 'CKM_SHA256_HMAC' | 'CKM_SHA384_HMAC' | 'CKM_SHA512_HMAC' }
-  | { readonly mechanism: 'CKM_SHA224' | 'CKM_SHA256' | 'CKM_SHA384' | 'CKM_SHA512' }
-  | { readonly mechanism: 'CKM_ECDH1_DERIVE'; readonly publicKey: Uint8Array }
-  | { readonly mechanism: 'CKM_HKDF_DERIVE'; readonly hash: HashName; readonly salt?: Uint8Array; readonly info?: Uint8Array }
-  | { readonly mechanism: 'CKM_SP800_108_COUNTER_KDF'; readonly label: Uint8Array; readonly context: Uint8Array };
-
-export type MechanismName = MechanismParams['mechanism'];
+export type { MechanismParams, MechanismName } from '../formats/mechanism_params.js';
