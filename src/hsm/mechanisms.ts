@@ -386,6 +386,11 @@ function asError(e: unknown): Error {
 
 export function encrypt(params: MechanismParams, key: KeyMaterial, data: Uint8Array): Uint8Array {
   usable(params.mechanism, 'encrypt', key, data.length);
+  return encryptBytes(params, key, data);
+}
+
+/** The cipher dispatch shared by encrypt and wrapKey (callers have checked the function). */
+function encryptBytes(params: MechanismParams, key: KeyMaterial, data: Uint8Array): Uint8Array {
   switch (params.mechanism) {
     case 'CKM_AES_GCM':
       return aes.gcmEncrypt(params, key, data);
@@ -408,6 +413,11 @@ export function encrypt(params: MechanismParams, key: KeyMaterial, data: Uint8Ar
 
 export function decrypt(params: MechanismParams, key: KeyMaterial, data: Uint8Array): Uint8Array {
   usable(params.mechanism, 'decrypt', key, data.length);
+  return decryptBytes(params, key, data);
+}
+
+/** The cipher dispatch shared by decrypt and unwrapKey (callers have checked the function). */
+function decryptBytes(params: MechanismParams, key: KeyMaterial, data: Uint8Array): Uint8Array {
   switch (params.mechanism) {
     case 'CKM_AES_GCM':
       return aes.gcmDecrypt(params, key, data);
@@ -463,30 +473,14 @@ export function wrapKey(params: MechanismParams, wrappingKey: KeyMaterial, targe
   if (rsaWrap && target.class !== 'SECRET_KEY') fail('COFFER_KEY_NOT_WRAPPABLE', { class: target.class });
   const bytes = materialToBytes(target);
   try {
-    return translate(() => wrapBytes(params, wrappingKey, bytes), {
+    // Only wrap mechanisms get here (usable above), so the cipher dispatch is the encrypt one; its
+    // length errors become 'not wrappable'.
+    return translate(() => encryptBytes(params, wrappingKey, bytes), {
       COFFER_CRYPTO_INPUT_LENGTH: 'COFFER_KEY_NOT_WRAPPABLE',
       COFFER_DATA_LEN_RANGE: 'COFFER_KEY_NOT_WRAPPABLE',
     });
   } finally {
     bytes.fill(0);
-  }
-}
-
-function wrapBytes(params: MechanismParams, key: KeyMaterial, bytes: Uint8Array): Uint8Array {
-  switch (params.mechanism) {
-    case 'CKM_AES_KEY_WRAP':
-      return aes.kwEncrypt(false, key, bytes);
-    case 'CKM_AES_KEY_WRAP_PAD':
-      return aes.kwEncrypt(true, key, bytes);
-    case 'CKM_AES_GCM':
-      return aes.gcmEncrypt(params, key, bytes);
-    case 'CKM_RSA_PKCS_OAEP':
-      checkOaepParams(params.hash, params.label);
-      return rsa.oaepEncrypt(params.hash, params.label, key, bytes);
-    case 'CKM_RSA_PKCS':
-      return rsa.pkcs1Encrypt(key, bytes);
-    default:
-      return fail('COFFER_MECHANISM_INVALID');
   }
 }
 
@@ -500,7 +494,7 @@ export function unwrapKey(params: MechanismParams, unwrappingKey: KeyMaterial, w
   if (wrapped.length > WRAPPED_KEY_BYTES_MAX) fail('COFFER_WRAPPED_KEY_INVALID');
   if (template.class === 'PUBLIC_KEY') fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'class' });
   if (params.mechanism === 'CKM_RSA_PKCS_OAEP' && template.class !== 'SECRET_KEY') fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'class' });
-  const bytes = translate(() => unwrapBytes(params, unwrappingKey, wrapped), {
+  const bytes = translate(() => decryptBytes(params, unwrappingKey, wrapped), {
     COFFER_CRYPTO_INPUT_LENGTH: 'COFFER_WRAPPED_KEY_INVALID',
     COFFER_CRYPTO_UNWRAP_FAILED: 'COFFER_WRAPPED_KEY_INVALID',
     COFFER_ENCRYPTED_DATA_INVALID: 'COFFER_WRAPPED_KEY_INVALID',
@@ -515,21 +509,6 @@ export function unwrapKey(params: MechanismParams, unwrappingKey: KeyMaterial, w
   }
 }
 
-function unwrapBytes(params: MechanismParams, key: KeyMaterial, wrapped: Uint8Array): Uint8Array {
-  switch (params.mechanism) {
-    case 'CKM_AES_KEY_WRAP':
-      return aes.kwDecrypt(false, key, wrapped);
-    case 'CKM_AES_KEY_WRAP_PAD':
-      return aes.kwDecrypt(true, key, wrapped);
-    case 'CKM_AES_GCM':
-      return aes.gcmDecrypt(params, key, wrapped);
-    case 'CKM_RSA_PKCS_OAEP':
-      checkOaepParams(params.hash, params.label);
-      return rsa.oaepDecrypt(params.hash, params.label, key, wrapped);
-    default:
-      return fail('COFFER_MECHANISM_INVALID');
-  }
-}
 
 /** Derives a secret key of the template's type and length (see mech_derive.ts). */
 export function deriveKey(params: MechanismParams, baseKey: KeyMaterial, template: { keyType: KeyType; bits: number }): KeyMaterial {
