@@ -10,16 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { createSecretKey, randomBytes } from 'node:crypto';
 import { kwWrap, kwUnwrap, kwpWrap, kwpUnwrap } from '../../src/crypto/aes_kw.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
+import { isCofferError } from '../../src/errors.js';
+import { throwsCode } from '../helpers.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const VECTORS = resolve(ROOT, 'test/vectors');
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-
-function throwsCode(fn: () => unknown, code: ErrorCode): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code), `expected ${code}`);
-}
 
 interface KwRecord {
   readonly file: string;

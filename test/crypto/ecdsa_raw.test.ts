@@ -23,7 +23,8 @@ import {
   type EcdsaCurve,
 } from '../../src/crypto/ecdsa_raw.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
+import { isCofferError } from '../../src/errors.js';
+import { throwsCode } from '../helpers.js';
 
 const NOBLE = { 'P-256': p256, 'P-384': p384, 'P-521': p521, secp256k1 } as const;
 const HASH: Readonly<Record<EcdsaCurve, string>> = { 'P-256': 'sha256', 'P-384': 'sha384', 'P-521': 'sha512', secp256k1: 'sha256' };
@@ -31,10 +32,6 @@ const ORDER_BYTES: Readonly<Record<EcdsaCurve, number>> = { 'P-256': 32, 'P-384'
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const digestOf = (hash: string, m: Uint8Array): Uint8Array => new Uint8Array(createHash(hash).update(m).digest());
-
-function throwsCode(fn: () => unknown, code: ErrorCode): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code), `expected ${code}`);
-}
 
 function keyPair(curve: EcdsaCurve): { privateKey: KeyObject; publicKey: KeyObject; d: Uint8Array } {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: curve });

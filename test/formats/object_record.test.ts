@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
+import { isCofferError } from '../../src/errors.js';
 import {
   BOOLEAN_ATTRIBUTE_NAMES,
   decodeObjectRecord,
@@ -14,6 +14,7 @@ import {
   type ObjectRecord,
 } from '../../src/formats/object_record.js';
 import { KEY_MATERIAL_BYTES_MAX, LABEL_BYTES_MAX } from '../../src/formats/limits.js';
+import { throwsCode } from '../helpers.js';
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -63,10 +64,6 @@ const GOLDEN_V1 = hex(`
 
 function plain(r: ObjectRecord): object {
   return { ...r, material: r.material.use((m) => toHex(m)), id: toHex(r.id), kcv: toHex(r.kcv) };
-}
-
-function throwsCode(fn: () => unknown, code: ErrorCode): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code));
 }
 
 void test('golden vector v1: encoder output is byte-exact and decodes back', () => {

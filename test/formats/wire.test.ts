@@ -4,13 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { CofferError, isCofferError, type ErrorCode } from '../../src/errors.js';
+import { CofferError } from '../../src/errors.js';
 import {
   BOOLEAN_ATTRIBUTES, FRAME_HEADER_BYTES, FrameCoalescer, FrameDecoder, FrameKind, MECHANISM_CODES, OPS, decodeReply, decodeRequest, encodeBusy, encodeError,
   encodeFrame, encodeRequest, encodeResponse, negotiateVersion, type Frame, type OpName,
 } from '../../src/formats/wire.js';
 import { WIRE_FRAME_BYTES_MAX, WIRE_RETRY_AFTER_MS_MAX } from '../../src/formats/limits.js';
 import { MECHANISM_SAMPLES, OP_SAMPLES } from './wire_samples.js';
+import { throwsCode } from '../helpers.js';
 
 const names = Object.keys(OPS) as OpName[];
 
@@ -18,9 +19,6 @@ function one(bytes: Uint8Array): Frame {
   const frames = new FrameDecoder().push(bytes);
   assert.equal(frames.length, 1);
   return frames[0] as Frame;
-}
-function throwsCode(fn: () => unknown, code: ErrorCode): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code));
 }
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 

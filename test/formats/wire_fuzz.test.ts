@@ -9,20 +9,10 @@ import { isCofferError } from '../../src/errors.js';
 import { FrameDecoder, OPS, decodeReply, decodeRequest, encodeBusy, encodeError, encodeRequest, encodeResponse, type OpName } from '../../src/formats/wire.js';
 import { CofferError } from '../../src/errors.js';
 import { OP_SAMPLES } from './wire_samples.js';
+import { mulberry32 as prng } from '../helpers.js';
 
 const ITERATIONS = 20_000;
 
-/** mulberry32: small, seedable, good enough to spread mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const names = Object.keys(OPS) as OpName[];
 const valid: Uint8Array[] = names.flatMap((n) => [

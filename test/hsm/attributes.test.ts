@@ -3,7 +3,6 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import {
   KEY_FUNCTIONS,
   PERMITTED_FUNCTIONS,
@@ -13,12 +12,9 @@ import {
   type ObjectTemplate,
 } from '../../src/hsm/attributes.js';
 import type { BooleanAttributes, KeyType, ObjectClass } from '../../src/hsm/types.js';
+import { throwsCode } from '../helpers.js';
 
 const GEN = { kind: 'generated' } as const;
-
-function throwsCode(fn: () => unknown, code: ErrorCode): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code), code);
-}
 
 function aes(template: ObjectTemplate = {}): ResolvedTemplate {
   return resolveTemplate('SECRET_KEY', 'AES', template, GEN);

@@ -12,8 +12,9 @@ import { createHmac, createSecretKey, verify as nodeVerify } from 'node:crypto';
 import * as mech from '../../src/hsm/mechanisms.js';
 import { pkcs7PadBytes } from '../../src/hsm/mech_aes.js';
 import { kdfCounterHmacSha256 } from '../../src/crypto/kdf_sp800_108.js';
-import { CofferError, isCofferError, type ErrorCode } from '../../src/errors.js';
+import { CofferError } from '../../src/errors.js';
 import type { HashName, MechanismParams } from '../../src/hsm/types.js';
+import { throwsCode, flip } from '../helpers.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
@@ -21,14 +22,6 @@ const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const vectors = <T>(name: string): T => JSON.parse(readFileSync(resolve(ROOT, 'test/vectors/mechanisms', name), 'utf8')) as T;
 const aesKey = (k: string): mech.KeyMaterial => mech.materialFromBytes('SECRET_KEY', 'AES', hex(k));
 const secretKey = (k: string): mech.KeyMaterial => mech.materialFromBytes('SECRET_KEY', 'GENERIC_SECRET', hex(k));
-const throwsCode = (fn: () => unknown, code: ErrorCode): void => {
-  assert.throws(fn, (e) => isCofferError(e, code), `expected ${code}`);
-};
-const flip = (b: Uint8Array, i: number): Uint8Array => {
-  const c = Uint8Array.from(b); // a copy: Buffer#slice would share memory
-  c[i] = (c[i] ?? 0) ^ 0x01;
-  return c;
-};
 
 // ── GCM ─────────────────────────────────────────────────────────────────────────────────────
 

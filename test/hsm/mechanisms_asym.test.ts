@@ -17,18 +17,11 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import * as mech from '../../src/hsm/mechanisms.js';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
+import { isCofferError } from '../../src/errors.js';
 import type { HashName, MechanismParams } from '../../src/hsm/types.js';
+import { throwsCode, flip } from '../helpers.js';
 
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const throwsCode = (fn: () => unknown, code: ErrorCode): void => {
-  assert.throws(fn, (e) => isCofferError(e, code), `expected ${code}`);
-};
-const flip = (b: Uint8Array, i: number): Uint8Array => {
-  const c = Uint8Array.from(b); // a copy: Buffer#slice would share memory
-  c[i] = (c[i] ?? 0) ^ 0x01;
-  return c;
-};
 const MSG = Buffer.from('Coffer signs this message');
 const NODE: Record<HashName, string> = { 'SHA-1': 'sha1', 'SHA-224': 'sha224', 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 const HLEN: Record<HashName, number> = { 'SHA-1': 20, 'SHA-224': 28, 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64 };

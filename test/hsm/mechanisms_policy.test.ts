@@ -6,12 +6,9 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import * as mech from '../../src/hsm/mechanisms.js';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import type { KeyFunction, MechanismName, MechanismParams, Mode } from '../../src/hsm/types.js';
+import { throwsCode } from '../helpers.js';
 
-const throwsCode = (fn: () => unknown, code: ErrorCode, message?: string): void => {
-  assert.throws(fn, (e) => isCofferError(e, code), message ?? `expected ${code}`);
-};
 
 const AES128 = mech.generateSecretKey({ keyType: 'AES', bits: 128 });
 const AES256 = mech.generateSecretKey({ keyType: 'AES', bits: 256 });

@@ -5,11 +5,11 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { kcvAes } from '../../src/crypto/kcv.js';
 import { MemoryRecordStore } from '../../src/hsm/store_port.js';
 import { ObjectTable, type KeyQuorumGate } from '../../src/hsm/objects.js';
 import type { Actor, MechanismParams, Mode } from '../../src/hsm/types.js';
+import { throwsCode } from '../helpers.js';
 
 const alice: Actor = { userId: 'alice', role: 'crypto-user' };
 const admin: Actor = { userId: 'admin', role: 'admin' };
@@ -22,10 +22,6 @@ function setup(mode: Mode = 'NON_FIPS', quorumGate?: KeyQuorumGate): ObjectTable
   const store = new MemoryRecordStore();
   const base = { store, mode, isCryptoUser: (u: string) => u === 'alice' || u === 'bob' };
   return new ObjectTable(quorumGate === undefined ? base : { ...base, quorumGate });
-}
-
-function throwsCode(fn: () => unknown, code: ErrorCode, what: string = code): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code), what);
 }
 
 void test('each key function needs its attribute, and switching it off takes effect at once', () => {

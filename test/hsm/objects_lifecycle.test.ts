@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
+import { isCofferError } from '../../src/errors.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
 import { BOOLEAN_ATTRIBUTE_NAMES, encodeObjectRecord } from '../../src/formats/object_record.js';
 import { CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, SESSION_OBJECTS_MAX } from '../../src/formats/limits.js';
@@ -13,6 +13,7 @@ import { MemoryRecordStore, type RecordStore } from '../../src/hsm/store_port.js
 import { ObjectTable, SESSION_HANDLE_BASE } from '../../src/hsm/objects.js';
 import type { Actor, MechanismParams } from '../../src/hsm/types.js';
 import { FailingStore } from './failing_store.js';
+import { throwsCode } from '../helpers.js';
 
 const alice: Actor = { userId: 'alice', role: 'crypto-user' };
 const bob: Actor = { userId: 'bob', role: 'crypto-user' };
@@ -25,10 +26,6 @@ const isCryptoUser = (u: string): boolean => u === 'alice' || u === 'bob';
 
 function open(store: RecordStore): ObjectTable {
   return new ObjectTable({ store, mode: 'NON_FIPS', isCryptoUser });
-}
-
-function throwsCode(fn: () => unknown, code: ErrorCode, what: string = code): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code), what);
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -4,10 +4,11 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { isCofferError, type ErrorCode } from '../../src/errors.js';
+import { isCofferError } from '../../src/errors.js';
 import { MemoryRecordStore } from '../../src/hsm/store_port.js';
 import { ObjectTable } from '../../src/hsm/objects.js';
 import type { Actor, MechanismParams } from '../../src/hsm/types.js';
+import { throwsCode } from '../helpers.js';
 
 const cu = (userId: string): Actor => ({ userId, role: 'crypto-user' });
 const alice = cu('alice');
@@ -23,10 +24,6 @@ const DATA = new TextEncoder().encode('message');
 function setup(): { t: ObjectTable; store: MemoryRecordStore } {
   const store = new MemoryRecordStore();
   return { store, t: new ObjectTable({ store, mode: 'NON_FIPS', isCryptoUser: (u) => CRYPTO_USERS.has(u) }) };
-}
-
-function throwsCode(fn: () => unknown, code: ErrorCode, what: string = code): void {
-  assert.throws(fn, (e: unknown) => isCofferError(e, code), what);
 }
 
 function ecPair(t: ObjectTable, owner: Actor = alice): { publicHandle: number; privateHandle: number } {

@@ -9,6 +9,8 @@
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
 import { SealedStore } from '../../src/hsm/store.js';
 import type { RecordTx } from '../../src/hsm/store_port.js';
+import { mulberry32 } from '../helpers.js';
+export { mulberry32 };
 
 /** Fixed test key: this store holds nothing secret. */
 export const CRASH_STORAGE_KEY = Uint8Array.from({ length: 32 }, (_, i) => 0x60 + i);
@@ -19,17 +21,6 @@ const DATA_IDS = 48;
 
 export type Op = { readonly put: true; readonly ns: string; readonly id: string; readonly value: Uint8Array } | { readonly put: false; readonly ns: string; readonly id: string };
 
-/** mulberry32: a small seeded PRNG, enough to make transactions varied and reproducible. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function valueFor(n: number, id: string, size: number): Uint8Array {
   const v = new Uint8Array(size);
