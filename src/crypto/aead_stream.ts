@@ -95,36 +95,51 @@ function sealSegmentInto(p: StreamParams, index: number, last: boolean, plaintex
   target.set(cipher.getAuthTag(), at + plaintext.length);
 }
 
-/** Seals a stream segment by segment. Every segment but the last must be exactly `segmentBytes`. */
-export class StreamSealer {
-  readonly #p: StreamParams;
-  #index = 0;
+/** What a sealer and an opener share: the stream's parameters and the position in it. */
+abstract class StreamCursor {
+  protected readonly p: StreamParams;
+  protected index = 0;
   #finished = false;
 
   constructor(key: SecretKeyInput, prefix: Uint8Array, aad: Uint8Array, segmentBytes = AEAD_SEGMENT_BYTES_DEFAULT) {
-    this.#p = streamParams(key, prefix, aad, segmentBytes);
+    this.p = streamParams(key, prefix, aad, segmentBytes);
   }
 
   get segmentBytes(): number {
-    return this.#p.segmentBytes;
+    return this.p.segmentBytes;
   }
 
-  /** True once the final segment has been sealed. */
+  /** True once the final segment has been sealed or opened. */
   get finished(): boolean {
     return this.#finished;
   }
 
+  /**
+   * May a segment of `size` plaintext bytes stand at the current index? Every segment but the last
+   * is exactly `segmentBytes`, and the index must not wrap: the segment at the largest index has to
+   * be the final one.
+   */
+  protected fits(size: number, last: boolean): boolean {
+    const sized = last ? size <= this.p.segmentBytes : size === this.p.segmentBytes;
+    return sized && (last || this.index !== AEAD_SEGMENTS_MAX - 1);
+  }
+
+  protected advance(last: boolean): void {
+    this.index++;
+    this.#finished = last;
+  }
+}
+
+/** Seals a stream segment by segment. Every segment but the last must be exactly `segmentBytes`. */
+export class StreamSealer extends StreamCursor {
   /** Seals the next segment: ciphertext || tag. `last` marks the final segment. */
   seal(plaintext: Uint8Array, last: boolean): Uint8Array {
-    assert(!this.#finished, 'no segment may follow the final one');
+    assert(!this.finished, 'no segment may follow the final one');
     const size = plaintext.length;
-    if (last ? size > this.#p.segmentBytes : size !== this.#p.segmentBytes) fail('COFFER_CRYPTO_INPUT_LENGTH');
-    // The index must not wrap: the segment at the largest index has to be the final one.
-    if (this.#index === AEAD_SEGMENTS_MAX - 1 && !last) fail('COFFER_CRYPTO_INPUT_LENGTH');
+    if (!this.fits(size, last)) fail('COFFER_CRYPTO_INPUT_LENGTH');
     const out = new Uint8Array(size + AEAD_TAG_BYTES);
-    sealSegmentInto(this.#p, this.#index, last, plaintext, out, 0);
-    this.#index++;
-    this.#finished = last;
+    sealSegmentInto(this.p, this.index, last, plaintext, out, 0);
+    this.advance(last);
     return out;
   }
 }
@@ -133,33 +148,16 @@ export class StreamSealer {
  * Opens a stream segment by segment, in order. Any failure (a bad tag, a wrong length, a segment
  * after the final one) poisons the opener: it refuses everything after it.
  */
-export class StreamOpener {
-  readonly #p: StreamParams;
-  #index = 0;
-  #finished = false;
+export class StreamOpener extends StreamCursor {
   #poisoned = false;
-
-  constructor(key: SecretKeyInput, prefix: Uint8Array, aad: Uint8Array, segmentBytes = AEAD_SEGMENT_BYTES_DEFAULT) {
-    this.#p = streamParams(key, prefix, aad, segmentBytes);
-  }
-
-  get segmentBytes(): number {
-    return this.#p.segmentBytes;
-  }
-
-  /** True once the final segment has been opened. */
-  get finished(): boolean {
-    return this.#finished;
-  }
 
   /** Opens the next sealed segment; `last` says whether the framing puts it at the end. */
   open(sealed: Uint8Array, last: boolean): Uint8Array {
-    if (this.#poisoned || this.#finished) return this.#tampered(); // extension after the final segment
+    if (this.#poisoned || this.finished) return this.#tampered(); // extension after the final segment
     const size = sealed.length - AEAD_TAG_BYTES;
-    if (size < 0 || (last ? size > this.#p.segmentBytes : size !== this.#p.segmentBytes)) return this.#tampered();
-    if (this.#index === AEAD_SEGMENTS_MAX - 1 && !last) return this.#tampered();
-    const decipher = createDecipheriv('aes-256-gcm', this.#p.key, segmentNonce(this.#p.prefix, this.#index, last), { authTagLength: AEAD_TAG_BYTES });
-    decipher.setAAD(this.#p.aad);
+    if (size < 0 || !this.fits(size, last)) return this.#tampered();
+    const decipher = createDecipheriv('aes-256-gcm', this.p.key, segmentNonce(this.p.prefix, this.index, last), { authTagLength: AEAD_TAG_BYTES });
+    decipher.setAAD(this.p.aad);
     decipher.setAuthTag(sealed.subarray(size));
     const body = decipher.update(sealed.subarray(0, size));
     try {
@@ -169,14 +167,13 @@ export class StreamOpener {
       body.fill(0);
       return this.#tampered();
     }
-    this.#index++;
-    this.#finished = last;
+    this.advance(last);
     return new Uint8Array(body.buffer, body.byteOffset, body.length); // node gives update() its own buffer
   }
 
   /** Confirms the stream ended with its final segment; refuses a stream cut short. */
   finish(): void {
-    if (this.#poisoned || !this.#finished) this.#tampered();
+    if (this.#poisoned || !this.finished) this.#tampered();
   }
 
   #tampered(): never {
