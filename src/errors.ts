@@ -103,11 +103,21 @@ export const ERRORS = {
   COFFER_SIGNATURE_INVALID: { message: 'Signature did not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
   COFFER_WRAPPED_KEY_INVALID: { message: 'Wrapped key failed its integrity check or is malformed', ckr: 'CKR_WRAPPED_KEY_INVALID', http: 400 },
   COFFER_SESSION_OBJECT_NOT_SHAREABLE: { message: 'Session objects cannot be shared', ckr: 'CKR_ACTION_PROHIBITED', http: 400 },
+  // ── cluster identity (the cluster key, its certificate and the customer's trust anchor) ──────
+  COFFER_CLUSTER_NOT_INITIALISED: { message: 'Cluster is not initialised on this device', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
+  COFFER_CLUSTER_ALREADY_INITIALISED: { message: 'Cluster is already initialised on this device', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
+  COFFER_CLUSTER_NO_CSR: { message: 'No cluster key exists yet: ask for the cluster CSR first', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
+  COFFER_CLUSTER_CERT_MISMATCH: { message: 'Certificate is not for this cluster key or does not chain to the trust anchor', ckr: 'CKR_CERTIFICATE_INVALID', http: 400 },
   // ── node and client (data plane) ──────────────────────────────────────────────────────────
   COFFER_NODE_BUSY: { message: 'Node is at capacity; retry after the hint', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
   COFFER_CONNECTION_LOST: { message: 'Connection to the node was lost', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_OPERATION_UNSUPPORTED: { message: 'Operation is not supported by this node', ckr: 'CKR_FUNCTION_NOT_SUPPORTED', http: 501 },
   COFFER_SESSION_LIMIT: { message: 'Too many sessions on this connection', ckr: 'CKR_SESSION_COUNT', http: 503 },
+  COFFER_NODE_UNTRUSTED: { message: 'Node did not prove it belongs to the cluster (certificate not trusted)', ckr: 'CKR_DEVICE_ERROR', http: 502 },
+  COFFER_CLUSTER_UNAVAILABLE: { message: 'No HSM of the cluster could serve the request', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
+  COFFER_REQUEST_TIMEOUT: { message: 'Request timed out', ckr: 'CKR_DEVICE_ERROR', http: 504 },
+  COFFER_NODE_ZEROISED: { message: 'Node was zeroised and holds no state', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_MANAGEMENT_REQUEST: { message: 'Management request is not valid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
