@@ -172,3 +172,75 @@ export const NODE_CONNECTION_BYTES_MAX = WIRE_FRAME_BYTES_MAX + 1024 * 1024;
 export const NODE_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** The retry hint of a BUSY reply: a few signature times, well under WIRE_RETRY_AFTER_MS_MAX. */
 export const NODE_BUSY_RETRY_AFTER_MS = 20;
+/** Client-certificate trust anchors on the data plane: the current CA and its successor, so a CA can
+ * be rotated without a gap; more would only widen who may connect. */
+export const NODE_CLIENT_TRUST_ANCHORS_MAX = 2;
+/** Management interface (docs/node.md "Management interface"). A JSON request body: the largest is
+ * cluster initialisation with two certificates (CERTIFICATE_BYTES_MAX each) and two short
+ * credentials; 64 KiB holds that with room while bounding what a request makes the node buffer. */
+export const MANAGEMENT_JSON_BODY_BYTES_MAX = 64 * 1024;
+/** A sealed backup uploaded for restore is spooled to disk before the device reads it: 16 GiB is far
+ * above a full device (OBJECTS_MAX objects of a few KiB) and stops an upload from filling the disk. */
+export const MANAGEMENT_RESTORE_BYTES_MAX = 16 * 1024 ** 3;
+/** Management requests served at once: the control plane probes health and moves backups, a few at a
+ * time; more would only queue behind the device's synchronous backup and restore. */
+export const MANAGEMENT_REQUESTS_MAX = 8;
+/** The TLS handshake, and then the headers of each management request, must finish within this (a
+ * peer that stalls holds a socket for nothing). */
+export const MANAGEMENT_HEADERS_TIMEOUT_MS = 10_000;
+/** A whole management request, upload included: a multi-GiB restore over a slow link needs minutes. */
+export const MANAGEMENT_REQUEST_TIMEOUT_MS = 30 * 60 * 1000;
+/** A JSON response the management client buffers (identity with four certificates, health): far
+ * below this; the bound stops a hostile node from growing the client's memory. */
+export const MANAGEMENT_RESPONSE_JSON_BYTES_MAX = 256 * 1024;
+/** Cluster identity (docs/cluster-identity.md). A cluster id is the CN of the cluster CSR and of
+ * every TLS leaf: RFC 5280's ub-common-name is 64 characters. */
+export const CLUSTER_ID_CHARS_MAX = 64;
+/** Subject alternative names in one TLS leaf: a node has a few addresses and names; 32 covers
+ * dual-stack hosts with aliases and stops a request from making a certificate of any size. */
+export const TLS_LEAF_HOSTS_MAX = 32;
+/** Longest validity of a TLS leaf the cluster key issues: leaves are re-issued on start and are
+ * short-lived by design (default 7 days); 90 days bounds how long a stolen leaf key stays useful. */
+export const TLS_LEAF_VALIDITY_MS_MAX = 90 * 24 * 60 * 60 * 1000;
+/** SubjectPublicKeyInfo of a TLS leaf key: an RSA-8192 SPKI is about 1.1 KiB, an EC one ~120 bytes. */
+export const TLS_LEAF_SPKI_BYTES_MAX = 2048;
+/** A management client gives up on a request when the connection is silent this long: a node seals
+ * or restores a large backup synchronously before it answers, so this is generous. */
+export const MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
+/** Requests the CLI keeps in flight when it signs a file of records: enough to keep a node's cores
+ * busy over one connection (docs/node.md measured the knee near 64), well under WIRE_IN_FLIGHT_MAX. */
+export const CLI_BATCH_IN_FLIGHT_MAX = 64;
+
+// ── client SDK (src/client/, docs/sdk.md) ────────────────────────────────────────────────────
+/** Nodes one Cluster talks to: CloudHSM allows 28 HSMs per cluster; 32 keeps a per-call bit mask of
+ * tried nodes in one int32. */
+export const CLIENT_ENDPOINTS_MAX = 32;
+/** Connection + session + login to one node must finish within this, or the node counts as down. */
+export const CLIENT_CONNECT_TIMEOUT_MS = 10_000;
+/** A node with requests in flight that answers nothing for this long is declared stuck and dropped
+ * (its idempotent calls move on). Generous: RSA-4096 key generation on a loaded 2-core host takes
+ * seconds, and one slow answer must not cost a healthy connection. */
+export const CLIENT_REQUEST_TIMEOUT_MS = 30_000;
+/** Default extra attempts of an idempotent call (another node each time when there is one). */
+export const CLIENT_RETRIES_DEFAULT = 3;
+/** Most extra attempts a caller may ask for: retries multiply load on a cluster in trouble. */
+export const CLIENT_RETRIES_MAX = 16;
+/** How often each node's STATUS (capacity, load) is polled; also the stuck-node check period. */
+export const CLIENT_STATUS_POLL_MS = 1_000;
+/** First re-probe delay of a node that went down; doubles per failure up to the maximum. */
+export const CLIENT_PROBE_BACKOFF_MIN_MS = 100;
+/** Longest re-probe delay: a node that comes back is used again within this. */
+export const CLIENT_PROBE_BACKOFF_MAX_MS = 10_000;
+/** Calls that may wait for a free in-flight slot when every node is at its limit; beyond this the
+ * call fails COFFER_NODE_BUSY at once rather than grow memory without bound. */
+export const CLIENT_QUEUE_MAX = 65_536;
+/** Connections (each with its own logged-in session) the SDK may open to one node. */
+export const CLIENT_CONNECTIONS_PER_NODE_MAX = 8;
+/** Handles remembered per node as "not on this node" (no cluster journal yet: state changes live on
+ * one node); past this the set is cleared rather than grown. */
+export const CLIENT_MISSING_HANDLES_MAX = 4096;
+/** Objects asked for per FIND page. */
+export const CLIENT_FIND_PAGE_OBJECTS = 1024;
+/** Auto-batching starts when this many calls are in flight on a node: below it a call goes out at once
+ * as itself, so latency at low concurrency is unchanged (docs/sdk.md "Auto-batching"). */
+export const CLIENT_AUTO_BATCH_IN_FLIGHT_MIN = 16;

@@ -35,6 +35,7 @@ import {
 } from '../formats/backup.js';
 import { decodeObjectRecord } from '../formats/object_record.js';
 import { deviceSerialOf, p384PublicKey, parseCertificate, sameSpki, subjectField } from '../formats/x509.js';
+import { CLUSTER_NS, checkClusterRecord } from './cluster.js';
 import type { StreamSigner } from './identity.js';
 import type { Clock, Random } from './ports.js';
 import type { Provisioning } from './provisioning.js';
@@ -460,16 +461,17 @@ function unwrapBek(header: BackupHeader, p: Provisioning): SecretBytes {
 }
 
 /** Records must also decode with the codec of their namespace, or the device could not load them. */
-const RECORD_CHECKS: Readonly<Record<string, (value: Uint8Array) => void>> = {
+const RECORD_CHECKS: Readonly<Record<string, (value: Uint8Array, id: string) => void>> = {
   [BACKUP_OBJECT_NAMESPACE]: (value) => decodeObjectRecord(value).material.destroy(),
   [BACKUP_USER_NAMESPACE]: (value) => void decodeUserRecord(value),
+  [CLUSTER_NS]: (value, id) => checkClusterRecord(id, value),
 };
 
 function checkRecord(r: BackupRecord): void {
   const check = RECORD_CHECKS[r.ns];
   if (check === undefined) return;
   try {
-    check(r.value);
+    check(r.value, r.id);
   } catch (e) {
     // A newer record version is not tampering: say so (the detail names it), state unchanged.
     if (isCofferError(e, 'COFFER_FORMAT_UNKNOWN_VERSION') || !isCofferError(e)) throw e;

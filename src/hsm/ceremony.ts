@@ -228,8 +228,12 @@ async function createRootCa(cn: string, org: string, clock: Clock): Promise<{ ce
   return { certificate, privateKey: keys.privateKey };
 }
 
-async function issueLeaf(
+/** An end-entity certificate (not a CA, keyUsage digitalSignature) for `publicKey`, signed by
+ * `root` with ECDSA SHA-384; `extensions` adds to the profile (EKU, SAN: the cluster's TLS leaves,
+ * development management client certificates). */
+export async function issueLeaf(
   root: x509.X509Certificate, rootKey: webcrypto.CryptoKey, publicKey: x509.PublicKey, subject: JsonName, validityMs: number, clock: Clock,
+  extensions: readonly x509.Extension[] = [],
 ): Promise<x509.X509Certificate> {
   const nowMs = clock.nowMs();
   return x509.X509CertificateGenerator.create({
@@ -244,10 +248,18 @@ async function issueLeaf(
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      await x509.AuthorityKeyIdentifierExtension.create(root, false),
+      await authorityKeyIdOf(root),
       await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      ...extensions,
     ],
   });
+}
+
+/** The issuer's own subjectKeyIdentifier when it has one (RFC 5280 §4.2.1.1: the AKI repeats it,
+ * and OpenSSL refuses a chain whose AKI and SKI differ); else the SHA-1 key id our CAs use. */
+async function authorityKeyIdOf(issuer: x509.X509Certificate): Promise<x509.AuthorityKeyIdentifierExtension> {
+  const ski = issuer.getExtension(x509.SubjectKeyIdentifierExtension);
+  return ski === null ? x509.AuthorityKeyIdentifierExtension.create(issuer, false) : new x509.AuthorityKeyIdentifierExtension(ski.keyId, false);
 }
 
 // ── files ───────────────────────────────────────────────────────────────────────────────────

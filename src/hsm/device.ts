@@ -10,6 +10,10 @@
 // restoreBackup replaces it atomically, then rebuilds the in-memory modules over the restored
 // records and closes every open session (docs/device.md "Backup and restore").
 //
+// The cluster identity (cluster.ts, docs/cluster-identity.md) lives in namespace 'cluster' and
+// travels with backups; zeroise() erases everything but the device's own identity and
+// commissioning (namespace 'device').
+//
 // Start-up rule for FIPS mode: a commissioned FIPS device opens only if its firmware manifest
 // verifies against the manufacturer's firmware signing key (Provisioning.checkFirmwareForMode).
 
@@ -19,6 +23,8 @@ import type { SecretBytes } from '../crypto/secret_bytes.js';
 import type { BackupSource } from '../formats/backup.js';
 import { RANDOM_BYTES_MAX } from '../formats/limits.js';
 import * as backup from './backup.js';
+import { ClusterIdentity, type ClusterState } from './cluster.js';
+import { DEVICE_NS } from './identity.js';
 import * as mech from './mechanisms.js';
 import { ObjectTable, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects.js';
 import type { SettableAttribute } from './attributes.js';
@@ -49,10 +55,14 @@ export interface HsmStatus {
   readonly activated: boolean;
   readonly tokenObjects: number;
   readonly sessions: number;
+  readonly cluster: ClusterState;
+  readonly clusterId: string | null;
 }
 
 export class Hsm {
   readonly provisioning: Provisioning;
+  /** The cluster key, its certificate and the customer's trust anchor; reloaded after a restore. */
+  readonly cluster: ClusterIdentity;
   readonly #store: RecordStore;
   readonly #clock: Clock;
   readonly #random: Random;
@@ -72,6 +82,12 @@ export class Hsm {
     this.#firmware = options.firmware;
     this.provisioning = new Provisioning(options.store, this.#clock);
     [this.#users, this.#quorum] = this.#userModules();
+    this.cluster = new ClusterIdentity({
+      store: options.store,
+      clock: this.#clock,
+      requireCommissioned: () => void this.objects(),
+      prepareUsers: (preCo, appliance) => this.#users.prepareInitialise(preCo, appliance),
+    });
   }
 
   /** The user table and the quorum engine over it, as loaded from the store. */
@@ -150,6 +166,8 @@ export class Hsm {
       activated: this.#users.activated,
       tokenObjects: this.#objects?.tokenObjectCount ?? 0,
       sessions: this.#sessions.size,
+      cluster: this.cluster.state(),
+      clusterId: this.cluster.clusterId(),
     };
   }
 
@@ -172,8 +190,21 @@ export class Hsm {
   restoreBackup(source: BackupSource, options: backup.RestoreBackupOptions = {}): backup.BackupSummary {
     this.objects();
     const summary = backup.restoreBackup(this.#backupDevice(), source, options);
-    this.#reloadAfterRestore();
+    this.#reloadState();
     return summary;
+  }
+
+  /**
+   * Erases every customer secret and all state but the device's own identity and commissioning
+   * (namespace 'device'): users, objects, quorum, the cluster identity, configuration — in one
+   * store transaction. Closes every open session. The device stays COMMISSIONED (same serial,
+   * mode, MKBK and AKBK) and can initialise or join a cluster again, or restore a backup.
+   */
+  zeroise(): void {
+    this.#store.transaction((tx) => {
+      for (const ns of this.#store.namespaces()) if (ns !== DEVICE_NS) tx.clear(ns);
+    });
+    this.#reloadState();
   }
 
   /** SHA-256 over every record outside 'device' (backup.ts stateDigestOf): equal on two devices
@@ -186,12 +217,15 @@ export class Hsm {
     return { store: this.#store, provisioning: this.provisioning, clock: this.#clock, random: this.#random };
   }
 
-  #reloadAfterRestore(): void {
+  /** After a restore or a zeroise replaced the records: closes every session and rebuilds the
+   * in-memory modules from the store. */
+  #reloadState(): void {
     for (const s of [...this.#sessions.values()]) s.close(); // drops their session objects from the old table
     // The old table's key material is left to the garbage collector: ObjectTable has no zeroising close yet.
     this.#objects = undefined;
     [this.#users, this.#quorum] = this.#userModules();
-    this.#startObjects();
+    if (this.provisioning.state() === 'COMMISSIONED') this.#startObjects();
+    this.cluster.reload();
   }
 
   close(): void {

@@ -268,14 +268,23 @@ export class Users {
    * generateApplianceCredential). Refused with COFFER_USER_EXISTS once any user exists.
    */
   async initialise(preCoPassword: PasswordInput, applianceCredential: PasswordInput): Promise<void> {
+    const write = await this.prepareInitialise(preCoPassword, applianceCredential);
+    this.#store.transaction(write);
+  }
+
+  /**
+   * The slow half of `initialise` (the verifiers), returning its writes for the caller to run inside
+   * its own transaction: cluster initialisation stores its certificates and the users atomically.
+   */
+  async prepareInitialise(preCoPassword: PasswordInput, applianceCredential: PasswordInput): Promise<(tx: RecordTx) => void> {
     if (this.initialised) fail('COFFER_USER_EXISTS');
     const admin = await this.#verifierFor(preCoPassword);
     const appliance = await this.#verifierFor(applianceCredential);
-    this.#store.transaction((tx) => {
+    return (tx) => {
       if (tx.get(NS, ADMIN_NAME) !== undefined || tx.get(NS, APPLIANCE_NAME) !== undefined) fail('COFFER_USER_EXISTS');
       putRecord(tx, { name: ADMIN_NAME, role: 'unactivated-admin', failedLogins: 0, verifier: admin, quorumKey: undefined });
       putRecord(tx, { name: APPLIANCE_NAME, role: 'appliance', failedLogins: 0, verifier: appliance, quorumKey: undefined });
-    });
+    };
   }
 
   /**
