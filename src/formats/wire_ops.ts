@@ -31,9 +31,12 @@ const quorumService = enumeration(['user', 'quorum', 'key-management', 'key-usag
 const adminService = enumeration(['user', 'quorum'] as const);
 const provisioningState = enumeration(['NEW', 'IDENTIFIED', 'MANUFACTURED', 'COMMISSIONED'] as const);
 const mode = enumeration(['FIPS', 'NON_FIPS'] as const);
+const clusterState = enumeration(['UNINITIALISED', 'CSR_ISSUED', 'INITIALISED'] as const);
 
 const session = u32; // a connection-local session number, given by OPEN_SESSION
-const handle = u32;
+/** Object handles are u64 (≤ 2^53 − 1): the device numbers session objects from 2^40 (hsm/objects.ts),
+ * so a u32 could not name them; the codec refuses a value JS cannot hold exactly. */
+const handle = u64;
 const name = string(WIRE_NAME_BYTES_MAX);
 const text = string(WIRE_TEXT_BYTES_MAX);
 const password = secretBytes(WIRE_PASSWORD_BYTES_MAX);
@@ -232,13 +235,14 @@ const handleOut = struct({ handle });
 export const OPS = {
   HELLO: op(0x0001, struct({ versionMin: u16, versionMax: u16 }), struct({ version: u16, frameBytesMax: u32, inFlightMax: u16, batchItemsMax: u16, sessionsMax: u16 })),
   STATUS: op(0x0002, empty, struct({
-    provisioning: provisioningState, serial: opt(text), mode: opt(mode), usersInitialised: bool, activated: bool, tokenObjects: u32, sessions: u32,
-    inFlight: u32, inFlightMax: u32, connections: u32, capacityOpsPerSecond: u32, loadPermille: u16,
+    provisioning: provisioningState, serial: opt(text), mode: opt(mode), usersInitialised: bool, activated: bool, cluster: clusterState, clusterId: opt(text),
+    tokenObjects: u32, sessions: u32, inFlight: u32, inFlightMax: u32, connections: u32, capacityOpsPerSecond: u32, loadPermille: u16,
   })),
   OPEN_SESSION: op(0x0003, empty, inSession),
   CLOSE_SESSION: op(0x0004, inSession, empty),
   LOGIN: op(0x0010, struct({ session, name, password, role: opt(role) }), struct({ userId: name, role })),
   LOGOUT: op(0x0011, inSession, empty),
+  ACTIVATE: op(0x0012, struct({ preCoPassword: password, newPassword: password }), empty),
   CREATE_USER: op(0x0020, struct({ session, name, password, role: managedRole }), empty),
   DELETE_USER: op(0x0021, struct({ session, name }), empty),
   LIST_USERS: op(0x0022, inSession, struct({ users: list(struct({ name, role, locked: bool, failedLogins: u8, quorumKeyRegistered: bool }), USERS_MAX) })),

@@ -7,24 +7,41 @@
 // frame + requests being served + unsent replies) are capped: over the cap the node stops reading
 // that socket until its replies drain; a framing error or an untyped exception closes the connection;
 // the TLS handshake and the HELLO after it must finish within a timeout.
+//
+// TLS (docs/node.md "TLS identities"): the node presents the identity its device's cluster state
+// calls for (tls_identity.ts) and switches to a fresh one on refreshTls() — new connections get it,
+// open ones keep theirs — and before a cluster leaf expires. With clientTrustAnchors set, a client
+// must present a certificate that chains to one of them, or the handshake fails.
 
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import { assert } from '../assert.js';
-import { isCofferError } from '../errors.js';
-import { NODE_BUSY_RETRY_AFTER_MS, NODE_CONNECTION_BYTES_MAX, NODE_HANDSHAKE_TIMEOUT_MS, NODE_IN_FLIGHT_MAX, WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_RETRY_AFTER_MS_MAX } from '../formats/limits.js';
+import { fail, isCofferError } from '../errors.js';
+import {
+  NODE_BUSY_RETRY_AFTER_MS, NODE_CLIENT_TRUST_ANCHORS_MAX, NODE_CONNECTION_BYTES_MAX, NODE_HANDSHAKE_TIMEOUT_MS, NODE_IN_FLIGHT_MAX, WIRE_BATCH_ITEMS_MAX,
+  WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_RETRY_AFTER_MS_MAX,
+} from '../formats/limits.js';
 import { FrameDecoder, TickWriter, OPS, decodeRequest, encodeBusy, encodeError, type Frame } from '../formats/wire.js';
 import type { Hsm } from '../hsm/device.js';
+import { parseCertificate, pemOf } from '../hsm/x509.js';
 import { SessionTable, dispatch, type DispatchContext, type NodeLoad } from './dispatch.js';
-import { createTlsIdentity, type TlsIdentity } from './tls_identity.js';
+import { currentTlsIdentity, type TlsIdentity } from './tls_identity.js';
 
 export interface DataPlaneOptions {
   readonly hsm: Hsm;
   readonly host?: string;
   /** 0 (default): any free port. */
   readonly port?: number;
-  /** Key and certificate to present; default: a fresh attested identity (tls_identity.ts). */
+  /** Identity to present at start; default: the one the device's cluster state calls for
+   * (tls_identity.ts currentTlsIdentity). refreshTls() always recomputes it from the device. */
   readonly tls?: TlsIdentity;
+  /** Names and addresses the TLS leaf is for (SAN); default [host, 'localhost']. */
+  readonly tlsHosts?: readonly string[];
+  /** Validity asked for a cluster-issued leaf (the device may shorten it); default the device's. */
+  readonly clusterLeafValidityMs?: number;
+  /** PEM CA certificates (at most NODE_CLIENT_TRUST_ANCHORS_MAX): when given, every client must
+   * present a certificate that chains to one of them. */
+  readonly clientTrustAnchors?: readonly string[];
   /** Requests in flight per connection before BUSY (default WIRE_IN_FLIGHT_MAX). */
   readonly inFlightMax?: number;
   /** Requests in flight on the whole node before BUSY (default NODE_IN_FLIGHT_MAX). */
@@ -41,8 +58,15 @@ export interface DataPlaneOptions {
 
 export interface DataPlane {
   readonly port: number;
+  /** The identity new connections get (changes on refreshTls and renewal). */
   readonly tls: TlsIdentity;
   load(): NodeLoad;
+  /** Bytes the node holds for its connections (partial frames, requests being served, unsent
+   * replies): what the per-connection budget bounds (docs/node.md "Connection behaviour"). */
+  bytesHeld(): number;
+  /** Recomputes the identity from the device's cluster state (a fresh key; a cluster leaf once
+   * INITIALISED, else the attested self-signed one) and serves it to new connections. */
+  refreshTls(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -64,10 +88,97 @@ class NodeState {
   }
 }
 
-/** Starts the data plane; resolves once it listens. */
-export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
-  const host = options.host ?? '127.0.0.1';
-  const tls = options.tls ?? (await createTlsIdentity(options.hsm, [host, 'localhost']));
+/** Renewal of a cluster leaf at this fraction of its remaining life (so at ~half its validity). */
+const RENEW_AT_FRACTION = 0.5;
+/** A failed renewal (device busy restoring, say) is tried again after this. */
+const RENEW_RETRY_MS = 60_000;
+/** setTimeout's largest delay (2^31 − 1 ms, ~24.8 days); a longer wait is re-armed. */
+const TIMER_MS_MAX = 2 ** 31 - 1;
+
+/**
+ * The identity the server presents, switched with server.setSecureContext: new connections get
+ * the new one, established ones keep theirs. Refreshes run one after the other, so the last one
+ * asked for is the one that stays. A cluster leaf is renewed at about half its validity.
+ */
+class TlsSwitch {
+  #identity: TlsIdentity;
+  #chain: Promise<void> = Promise.resolve();
+  #timer: NodeJS.Timeout | undefined;
+  #server: Server | undefined;
+  #closed = false;
+
+  constructor(
+    private readonly hsm: Hsm,
+    private readonly hosts: readonly string[],
+    private readonly clientAnchors: readonly string[] | undefined,
+    private readonly leafValidityMs: number | undefined,
+    private readonly onBug: (e: unknown) => void,
+    first: TlsIdentity,
+  ) {
+    this.#identity = first;
+  }
+
+  get identity(): TlsIdentity {
+    return this.#identity;
+  }
+
+  /** Options for createServer and setSecureContext (minVersion is a context option: kept in both). */
+  contextOptions(): SecureContextOptions {
+    const anchors = this.clientAnchors;
+    return { key: this.#identity.keyPem, cert: this.#identity.chainPem.join(''), minVersion: 'TLSv1.3', ...(anchors === undefined ? {} : { ca: [...anchors] }) };
+  }
+
+  start(server: Server): void {
+    this.#server = server;
+    this.#arm();
+  }
+
+  refresh(): Promise<void> {
+    const next = this.#chain.then(async () => {
+      if (this.#closed) return;
+      this.#identity = await currentTlsIdentity(this.hsm, this.hosts, this.leafValidityMs);
+      this.#server?.setSecureContext(this.contextOptions());
+      this.#arm();
+    });
+    this.#chain = next.catch(() => undefined); // a failed refresh must not block the next one
+    return next;
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+  }
+
+  /** Schedules renewal of a cluster leaf; a device leaf lasts as long as the process needs it. */
+  #arm(): void {
+    clearTimeout(this.#timer);
+    if (this.#closed || this.#identity.kind !== 'cluster') return;
+    const leftMs = this.#identity.notAfterMs - Date.now();
+    const waitMs = Math.min(TIMER_MS_MAX, Math.max(0, Math.floor(leftMs * RENEW_AT_FRACTION)));
+    this.#timer = setTimeout(() => this.#renew(), waitMs);
+    this.#timer.unref();
+  }
+
+  #renew(): void {
+    this.refresh().catch((e: unknown) => {
+      if (!isCofferError(e)) this.onBug(e);
+      if (this.#closed) return;
+      this.#timer = setTimeout(() => this.#renew(), RENEW_RETRY_MS);
+      this.#timer.unref();
+    });
+  }
+}
+
+/** Client trust anchors, checked at start: at most NODE_CLIENT_TRUST_ANCHORS_MAX, each a certificate. */
+function checkClientAnchors(anchors: readonly string[] | undefined): readonly string[] | undefined {
+  if (anchors === undefined) return undefined;
+  if (anchors.length === 0 || anchors.length > NODE_CLIENT_TRUST_ANCHORS_MAX) {
+    fail('COFFER_FORMAT_LIMIT', { field: 'clientTrustAnchors', length: anchors.length, max: NODE_CLIENT_TRUST_ANCHORS_MAX });
+  }
+  return anchors.map((pem) => pemOf(parseCertificate(pem)));
+}
+
+function limitsOf(options: DataPlaneOptions): Limits {
   const limits: Limits = {
     inFlightMax: options.inFlightMax ?? WIRE_IN_FLIGHT_MAX,
     capacityMax: options.capacityMax ?? NODE_IN_FLIGHT_MAX,
@@ -78,15 +189,55 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   // A budget below one maximal frame could pause a socket mid-frame for ever.
   assert(limits.bytesMax >= WIRE_FRAME_BYTES_MAX, 'connectionBytesMax must hold one maximal frame');
   assert(limits.retryAfterMs >= 0 && limits.retryAfterMs <= WIRE_RETRY_AFTER_MS_MAX, 'retryAfterMs within the wire limit');
-  const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, options.onBug ?? (() => undefined));
-  const server: Server = createServer({ key: tls.keyPem, cert: tls.certificatePem, minVersion: 'TLSv1.3', handshakeTimeout: limits.handshakeTimeoutMs });
-  // node:tls's handshakeTimeout does not fire for a peer that never sends a ClientHello, so each TCP
-  // connection gets its own timer, cancelled once TLS is up (a live TCP peer is unique by address
-  // and port); the HELLO timer of Connection then takes over.
+  return limits;
+}
+
+/** Starts the data plane; resolves once it listens. */
+export async function startDataPlane(options: DataPlaneOptions): Promise<DataPlane> {
+  const host = options.host ?? '127.0.0.1';
+  const hosts = options.tlsHosts ?? [host, 'localhost'];
+  const anchors = checkClientAnchors(options.clientTrustAnchors);
+  const limits = limitsOf(options);
+  const onBug = options.onBug ?? (() => undefined);
+  const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, onBug);
+  const first = options.tls ?? (await currentTlsIdentity(options.hsm, hosts, options.clusterLeafValidityMs));
+  const tls = new TlsSwitch(options.hsm, hosts, anchors, options.clusterLeafValidityMs, onBug, first);
+  const server: Server = createServer({
+    ...tls.contextOptions(), handshakeTimeout: limits.handshakeTimeoutMs,
+    ...(anchors === undefined ? {} : { requestCert: true, rejectUnauthorized: true }),
+  });
+  watchHandshakes(server, node);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  tls.start(server);
+  return {
+    port: (server.address() as AddressInfo).port,
+    get tls() {
+      return tls.identity;
+    },
+    load: () => node.load(),
+    bytesHeld: () => [...node.connections].reduce((sum, c) => sum + c.bytesHeld, 0),
+    refreshTls: () => tls.refresh(),
+    close: () => new Promise<void>((resolve) => {
+      tls.close();
+      for (const c of node.connections) c.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/**
+ * node:tls's handshakeTimeout does not fire for a peer that never sends a ClientHello, so each TCP
+ * connection gets its own timer, cancelled once TLS is up (a live TCP peer is unique by address and
+ * port); the HELLO timer of Connection then takes over.
+ */
+function watchHandshakes(server: Server, node: NodeState): void {
   const handshaking = new Map<string, NodeJS.Timeout>();
   server.on('connection', (raw: Socket) => {
     const key = `${raw.remoteAddress ?? ''}|${raw.remotePort ?? 0}`;
-    handshaking.set(key, setTimeout(() => raw.destroy(), limits.handshakeTimeoutMs));
+    handshaking.set(key, setTimeout(() => raw.destroy(), node.limits.handshakeTimeoutMs));
     raw.once('close', () => {
       clearTimeout(handshaking.get(key));
       handshaking.delete(key);
@@ -98,20 +249,19 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     handshaking.delete(key);
     node.connections.add(new Connection(node, socket));
   });
-  server.on('tlsClientError', () => undefined); // refused handshakes (old TLS, timeouts) just end
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => resolve());
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    tls,
-    load: () => node.load(),
-    close: () => new Promise<void>((resolve) => {
-      for (const c of node.connections) c.destroy();
-      server.close(() => resolve());
-    }),
-  };
+  server.on('tlsClientError', () => undefined); // refused handshakes (old TLS, no or bad client certificate, timeouts) just end
+}
+
+const BATCH_OPS: ReadonlySet<number> = new Set([OPS.SIGN_BATCH.code, OPS.VERIFY_BATCH.code, OPS.ENCRYPT_BATCH.code, OPS.DECRYPT_BATCH.code]);
+
+/**
+ * How much of the node's capacity a request takes: 1, or a batch's item count (its payload starts
+ * with session u32 ‖ item count u16), read before decoding so that BUSY costs nothing. A count
+ * above WIRE_BATCH_ITEMS_MAX is refused by the decoder later; here it weighs no more than the limit.
+ */
+function requestWeight(frame: Frame): number {
+  if (!BATCH_OPS.has(frame.op) || frame.payload.length < 6) return 1;
+  return Math.min(WIRE_BATCH_ITEMS_MAX, Math.max(1, ((frame.payload[4] ?? 0) << 8) | (frame.payload[5] ?? 0)));
 }
 
 /** One client connection: decoder, sessions, in-flight accounting, the write coalescer. */
@@ -180,16 +330,19 @@ class Connection {
       return;
     }
     const node = this.#node;
-    if (this.#inFlight >= node.limits.inFlightMax || node.inFlight >= node.limits.capacityMax) {
+    const weight = requestWeight(frame);
+    // A batch bigger than the whole capacity still runs on an idle node, or it never could.
+    const full = node.inFlight > 0 && node.inFlight + weight > node.limits.capacityMax;
+    if (this.#inFlight >= node.limits.inFlightMax || full) {
       this.#push(encodeBusy(frame.requestId, frame.op, node.limits.retryAfterMs));
       return;
     }
     this.#inFlight++;
-    node.inFlight++;
+    node.inFlight += weight;
     this.#requestBytes += frame.payload.length;
     this.#serve(frame).finally(() => {
       this.#inFlight--;
-      node.inFlight--;
+      node.inFlight -= weight;
       this.#requestBytes -= frame.payload.length;
       this.#checkReading();
     }).catch((e: unknown) => this.#bug(e));
@@ -234,11 +387,14 @@ class Connection {
     this.#out.push(frame);
   }
 
+  get bytesHeld(): number {
+    return this.#decoder.bufferedBytes + this.#requestBytes + this.#out.pendingBytes + this.#socket.writableLength;
+  }
+
   /** Backpressure: stop reading while the connection holds more than its byte budget. */
   #checkReading(): void {
     if (this.#closed) return;
-    const held = this.#decoder.bufferedBytes + this.#requestBytes + this.#out.pendingBytes + this.#socket.writableLength;
-    if (held > this.#node.limits.bytesMax) this.#socket.pause();
+    if (this.bytesHeld > this.#node.limits.bytesMax) this.#socket.pause();
     else if (this.#socket.isPaused()) this.#socket.resume();
   }
 }

@@ -1,13 +1,19 @@
 // Routes one decoded data-plane request to the device and encodes its reply (docs/wire-protocol.md
 // §5, docs/node.md "Operations"). The device's Session enforces every rule (roles, ownership, quorum,
-// FIPS); this module only maps connection-local session numbers to sessions and wire shapes to calls.
-// Asymmetric sign and verify use the device's async calls so a node's crypto spreads over its cores.
-// Operations not listed here answer COFFER_OPERATION_UNSUPPORTED (the connection stays up).
+// FIPS); these modules only map connection-local session numbers to sessions and wire shapes to
+// calls: here the connection and session operations, in dispatch_users.ts user and quorum
+// management, in dispatch_keys.ts key management and single crypto calls, in dispatch_batch.ts the
+// batches. One handler per operation of OPS: the compiler refuses a table that misses one.
+// Secrets that arrive (passwords, private keys) or leave (exported keys) are zeroised once used.
 
 import { fail } from '../errors.js';
-import { WIRE_FIND_RESULTS_MAX, WIRE_SESSIONS_PER_CONNECTION_MAX } from '../formats/limits.js';
-import { encodeResponse, negotiateVersion, type AnyRequest, type WireRequest, type WireResponse } from '../formats/wire.js';
+import { WIRE_SESSIONS_PER_CONNECTION_MAX } from '../formats/limits.js';
+import { encodeResponse, negotiateVersion, type AnyRequest, type OpName, type WireRequest, type WireResponse } from '../formats/wire.js';
 import type { Hsm, Session } from '../hsm/device.js';
+import { SESSION_HANDLE_BASE } from '../hsm/objects.js';
+import { BATCH_HANDLERS } from './dispatch_batch.js';
+import { KEY_HANDLERS } from './dispatch_keys.js';
+import { USER_HANDLERS } from './dispatch_users.js';
 
 /** The node-wide figures STATUS reports (DESIGN.md §7: what clients balance on). */
 export interface NodeLoad {
@@ -17,9 +23,16 @@ export interface NodeLoad {
   readonly capacityOpsPerSecond: number;
 }
 
-/** One connection's sessions, numbered from 1 (u32, connection-local: docs/wire-protocol.md §2.3). */
+/**
+ * One connection's sessions, numbered from 1 (u32, connection-local: docs/wire-protocol.md §2.3),
+ * and the session objects they made. Session objects (handles from SESSION_HANDLE_BASE) are
+ * visible to this connection only, as PKCS#11 session objects are to one application: the device
+ * scopes them to their owner, and this table hides another connection's ones of the same user.
+ */
 export class SessionTable {
   readonly #sessions = new Map<number, Session>();
+  /** Session-object handle → the wire session that made it. */
+  readonly #objects = new Map<number, number>();
   #next = 1;
 
   constructor(private readonly hsm: Hsm) {}
@@ -40,15 +53,47 @@ export class SessionTable {
     return this.#sessions.get(n) ?? fail('COFFER_SESSION_CLOSED');
   }
 
+  /** Session `n`, once every handle named is visible to this connection. */
+  on(n: number, ...handles: number[]): Session {
+    const session = this.get(n);
+    for (const h of handles) if (!this.visible(h)) fail('COFFER_OBJECT_NOT_FOUND');
+    return session;
+  }
+
+  /** A token object, or a session object of this connection whose session is still logged in (a
+   * restore closes every device session, and a fresh table may reuse the numbers). */
+  visible(handle: number): boolean {
+    if (handle < SESSION_HANDLE_BASE) return true;
+    const owner = this.#objects.get(handle);
+    return owner !== undefined && this.#sessions.get(owner)?.user !== undefined;
+  }
+
+  /** Records a handle session `n` just created (token objects need no record). */
+  made(n: number, handle: number): number {
+    if (handle >= SESSION_HANDLE_BASE) this.#objects.set(handle, n);
+    return handle;
+  }
+
+  destroyed(handle: number): void {
+    this.#objects.delete(handle);
+  }
+
+  /** The device dropped session `n`'s session objects (logout or close). */
+  dropObjectsOf(n: number): void {
+    for (const [h, owner] of this.#objects) if (owner === n) this.#objects.delete(h);
+  }
+
   close(n: number): void {
     this.get(n).close();
     this.#sessions.delete(n);
+    this.dropObjectsOf(n);
   }
 
   /** Closes every session (their session objects go with them): the connection ended. */
   closeAll(): void {
     for (const s of this.#sessions.values()) s.close();
     this.#sessions.clear();
+    this.#objects.clear();
   }
 }
 
@@ -60,57 +105,37 @@ export interface DispatchContext {
   readonly inFlightMax: number;
 }
 
+/** Runs one request of operation N and returns its response (typed failures thrown). */
+export type Handler<N extends OpName> = (ctx: DispatchContext, request: WireRequest<N>) => WireResponse<N> | Promise<WireResponse<N>>;
+export type Handlers<K extends OpName> = { readonly [N in K]: Handler<N> };
+
+const CONNECTION_HANDLERS: Handlers<'HELLO' | 'STATUS' | 'OPEN_SESSION' | 'CLOSE_SESSION' | 'LOGIN' | 'LOGOUT' | 'ACTIVATE' | 'RANDOM'> = {
+  HELLO: (ctx, r) => ({ ...negotiateVersion(r), inFlightMax: ctx.inFlightMax }),
+  STATUS: (ctx) => status(ctx),
+  OPEN_SESSION: (ctx) => ({ session: ctx.sessions.open() }),
+  CLOSE_SESSION: (ctx, r) => (ctx.sessions.close(r.session), {}),
+  LOGIN: (ctx, r) => login(ctx.sessions, r),
+  LOGOUT: (ctx, r) => {
+    ctx.sessions.get(r.session).logout();
+    ctx.sessions.dropObjectsOf(r.session);
+    return {};
+  },
+  ACTIVATE: (ctx, r) => activate(ctx.hsm, r),
+  RANDOM: (ctx, r) => ({ bytes: ctx.sessions.get(r.session).random(r.length) }),
+};
+
+const HANDLERS: Handlers<OpName> = { ...CONNECTION_HANDLERS, ...USER_HANDLERS, ...KEY_HANDLERS, ...BATCH_HANDLERS };
+
 /** Runs `req` and returns its encoded RESPONSE frame; typed failures are thrown as CofferError. */
 export async function dispatch(ctx: DispatchContext, requestId: number, req: AnyRequest): Promise<Uint8Array> {
-  const s = ctx.sessions;
-  switch (req.name) {
-    case 'HELLO': return encodeResponse(requestId, 'HELLO', { ...negotiateVersion(req.request), inFlightMax: ctx.inFlightMax });
-    case 'STATUS': return encodeResponse(requestId, 'STATUS', status(ctx));
-    case 'OPEN_SESSION': return encodeResponse(requestId, 'OPEN_SESSION', { session: s.open() });
-    case 'CLOSE_SESSION': s.close(req.request.session); return encodeResponse(requestId, 'CLOSE_SESSION', {});
-    case 'LOGIN': return encodeResponse(requestId, 'LOGIN', await login(s, req.request));
-    case 'LOGOUT': s.get(req.request.session).logout(); return encodeResponse(requestId, 'LOGOUT', {});
-    case 'RANDOM': return encodeResponse(requestId, 'RANDOM', { bytes: s.get(req.request.session).random(req.request.length) });
-    case 'GENERATE_KEY': {
-      const r = req.request;
-      return encodeResponse(requestId, 'GENERATE_KEY', { handle: s.get(r.session).generateKey(r.spec, tokenOnly(r.template)) });
-    }
-    case 'GENERATE_KEY_PAIR': {
-      const r = req.request;
-      return encodeResponse(requestId, 'GENERATE_KEY_PAIR', s.get(r.session).generateKeyPair(r.spec, tokenOnly(r.publicTemplate), tokenOnly(r.privateTemplate)));
-    }
-    case 'SIGN': {
-      const r = req.request;
-      return encodeResponse(requestId, 'SIGN', { signature: await s.get(r.session).signAsync(r.handle, r.params, r.data) });
-    }
-    case 'VERIFY': {
-      const r = req.request;
-      return encodeResponse(requestId, 'VERIFY', { valid: await s.get(r.session).verifyAsync(r.handle, r.params, r.data, r.signature) });
-    }
-    case 'ENCRYPT': {
-      const r = req.request;
-      return encodeResponse(requestId, 'ENCRYPT', { data: s.get(r.session).encrypt(r.handle, r.params, r.data) });
-    }
-    case 'DECRYPT': {
-      const r = req.request;
-      return encodeResponse(requestId, 'DECRYPT', { data: s.get(r.session).decrypt(r.handle, r.params, r.data) });
-    }
-    case 'FIND': return encodeResponse(requestId, 'FIND', find(s, req.request));
-    case 'GET_ATTRIBUTES': return encodeResponse(requestId, 'GET_ATTRIBUTES', s.get(req.request.session).getAttributes(req.request.handle));
-    case 'EXPORT_PUBLIC': return encodeResponse(requestId, 'EXPORT_PUBLIC', { pem: s.get(req.request.session).exportPublic(req.request.handle) });
-    case 'DESTROY': s.get(req.request.session).destroy(req.request.handle); return encodeResponse(requestId, 'DESTROY', {});
-    default: return fail('COFFER_OPERATION_UNSUPPORTED', { op: req.name });
+  const { name, request } = req as { readonly name: OpName; readonly request: never };
+  const response = await (HANDLERS[name] as Handler<OpName>)(ctx, request);
+  try {
+    return encodeResponse(requestId, name, response as never);
+  } finally {
+    // An exported plaintext key: the frame now holds it; the response's own copy is wiped.
+    if (name === 'EXPORT_PLAINTEXT') (response as WireResponse<'EXPORT_PLAINTEXT'>).key.fill(0);
   }
-}
-
-/**
- * Session objects (token = false) are refused before anything is created: the device numbers them
- * from 2^40 (objects.ts) and the wire's handles are u32 (wire-protocol.md §5), so their handles
- * cannot travel yet (docs/node.md "Not yet").
- */
-function tokenOnly<T extends { readonly token?: boolean }>(template: T): T {
-  if (template.token === false) fail('COFFER_OPERATION_UNSUPPORTED', { reason: 'session objects' });
-  return template;
 }
 
 function status(ctx: DispatchContext): WireResponse<'STATUS'> {
@@ -122,6 +147,8 @@ function status(ctx: DispatchContext): WireResponse<'STATUS'> {
     ...(st.mode === null ? {} : { mode: st.mode }),
     usersInitialised: st.usersInitialised,
     activated: st.activated,
+    cluster: st.cluster,
+    ...(st.clusterId === null ? {} : { clusterId: st.clusterId }),
     tokenObjects: st.tokenObjects,
     sessions: st.sessions,
     ...load,
@@ -139,11 +166,13 @@ async function login(s: SessionTable, r: WireRequest<'LOGIN'>): Promise<WireResp
   }
 }
 
-/** FIND pages in handle order after `afterHandle` (docs/wire-protocol.md §5 notes). */
-function find(s: SessionTable, r: WireRequest<'FIND'>): WireResponse<'FIND'> {
-  const all = s.get(r.session).find(r.filter).sort((a, b) => a.handle - b.handle);
-  const after = r.afterHandle;
-  const rest = after === undefined ? all : all.filter((o) => o.handle > after);
-  const limit = Math.min(r.limit, WIRE_FIND_RESULTS_MAX);
-  return { objects: rest.slice(0, limit), more: rest.length > limit };
+/** CloudHSM's `cluster activate`: proven by the PreCO password itself, so no session or login. */
+async function activate(hsm: Hsm, r: WireRequest<'ACTIVATE'>): Promise<WireResponse<'ACTIVATE'>> {
+  try {
+    await hsm.activate(r.preCoPassword, r.newPassword);
+    return {};
+  } finally {
+    r.preCoPassword.fill(0);
+    r.newPassword.fill(0);
+  }
 }

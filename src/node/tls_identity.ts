@@ -1,15 +1,18 @@
-// The TLS identity a node presents before a cluster exists (docs/node.md "TLS identity").
+// The TLS identity a node presents on its data plane (docs/node.md "TLS identities").
 //
-// The device identity key (P-384, hsm/identity.ts) never leaves the device object: DeviceIdentity
-// exposes sign(), not its KeyObject, and node:tls needs the private key itself. So each start of the
-// node generates a fresh ECDSA P-256 TLS key pair, self-signs a short-lived leaf for it, and has the
-// device identity key sign an attestation of the leaf's public key:
+// Each identity has a fresh ECDSA P-256 key, made in memory when the identity is made: the device
+// identity key (P-384, hsm/identity.ts) and the cluster key (hsm/cluster.ts) never leave the device
+// objects (both expose signing, not their KeyObject), while node:tls needs the private key itself.
+//
+// - kind 'device', before the device's cluster is INITIALISED: a self-signed leaf. Clients pin it,
+//   after checking the device identity's attestation of its key against the device certificate.
+// - kind 'cluster', once the cluster is INITIALISED: a leaf issued by the cluster key, presented as
+//   the chain [leaf, cluster certificate], so a client that trusts only the customer CA verifies it
+//   with ordinary TLS verification, host name included (DESIGN.md §7).
+//
+// Both are attested by the device identity key, so a client can also tie either to one device:
 //
 //   signature = ECDSA-P384-SHA384_identity( "coffer node tls key v1\0" ‖ SPKI DER of the TLS key )
-//
-// A client that knows the device certificate (manufacturer-issued, chained to the manufacturer root)
-// checks the attestation, then pins the leaf. Once a cluster exists the leaf is to be issued by the
-// cluster key instead (DESIGN.md §7); that is later work.
 
 import { createPrivateKey, verify, webcrypto } from 'node:crypto';
 import type { Hsm } from '../hsm/device.js';
@@ -17,17 +20,23 @@ import { p384PublicKey, parseCertificate, pemOf, randomSerialHex, spkiOf, x509 }
 
 /** Distinct context string (hsm/identity.ts: every identity signature names its purpose first). */
 export const TLS_ATTESTATION_CONTEXT = 'coffer node tls key v1\0';
-/** Validity of the per-start leaf: a node restarts (and so renews) well within a week. */
+/** Validity of the self-signed leaf: a node restarts (and so renews) well within a week. */
 export const TLS_LEAF_VALIDITY_MS = 7 * 24 * 3600 * 1000;
 /** Back-dating of notBefore, for clocks a little behind the node's. */
 const BACKDATE_MS = 5 * 60 * 1000;
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 
 export interface TlsIdentity {
-  /** PEM private key for node:tls (per start, in memory only). */
+  /** 'device': self-signed, attested leaf (no cluster yet); 'cluster': issued by the cluster key. */
+  readonly kind: 'device' | 'cluster';
+  /** PEM private key for node:tls (made with the identity, in memory only). */
   readonly keyPem: string;
-  /** The self-signed leaf, PEM: what clients pin (`ca`). */
+  /** The leaf, PEM. For kind 'device' it is what clients pin (`ca`). */
   readonly certificatePem: string;
+  /** What the server presents: [leaf] or [leaf, cluster certificate]. */
+  readonly chainPem: readonly string[];
+  /** The leaf's notAfter, ms since the Unix epoch (the node renews a cluster leaf before it). */
+  readonly notAfterMs: number;
   /** The device identity's signature over the context and the leaf's SPKI (P1363, 96 bytes). */
   readonly attestation: Uint8Array;
   /** The device certificate, PEM (manufacturer-issued), to check `attestation` with. */
@@ -42,10 +51,24 @@ function message(spki: Uint8Array): Uint8Array {
   return m;
 }
 
-/** A fresh TLS identity for `hsm`, whose device must be at least manufactured (it has a certificate). */
+/** A fresh P-256 key pair and its private key as PEM (the PKCS#8 bytes are wiped; the PEM is a JS
+ * string node:tls needs, which cannot be). */
+async function freshKey(): Promise<{ readonly keys: webcrypto.CryptoKeyPair; readonly keyPem: string; readonly spki: Uint8Array }> {
+  const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
+  const pkcs8 = new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  try {
+    const keyPem = createPrivateKey({ key: Buffer.from(pkcs8.buffer, pkcs8.byteOffset, pkcs8.byteLength), format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }).toString();
+    const spki = new Uint8Array(await webcrypto.subtle.exportKey('spki', keys.publicKey));
+    return { keys, keyPem, spki };
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
+/** A self-signed, device-attested identity for `hsm`, whose device must be at least manufactured. */
 export async function createTlsIdentity(hsm: Hsm, hosts: readonly string[], nowMs = Date.now()): Promise<TlsIdentity> {
   const deviceCertificatePem = hsm.provisioning.deviceCertificate();
-  const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
+  const { keys, keyPem, spki } = await freshKey();
   const altNames = hosts.map((h) => (/^[\d.]+$/.test(h) || h.includes(':') ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h }));
   const leaf = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerialHex(),
@@ -56,14 +79,24 @@ export async function createTlsIdentity(hsm: Hsm, hosts: readonly string[], nowM
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
     extensions: [new x509.SubjectAlternativeNameExtension(altNames), new x509.BasicConstraintsExtension(false, undefined, true)],
   });
-  const pkcs8 = new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  try {
-    const keyPem = createPrivateKey({ key: Buffer.from(pkcs8.buffer, pkcs8.byteOffset, pkcs8.byteLength), format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }).toString();
-    const attestation = hsm.provisioning.identity().sign(message(spkiOf(leaf)));
-    return { keyPem, certificatePem: pemOf(leaf), attestation, deviceCertificatePem };
-  } finally {
-    pkcs8.fill(0);
-  }
+  const certificatePem = pemOf(leaf);
+  const attestation = hsm.provisioning.identity().sign(message(spki));
+  return { kind: 'device', keyPem, certificatePem, chainPem: [certificatePem], notAfterMs: leaf.notAfter.getTime(), attestation, deviceCertificatePem };
+}
+
+/** An identity issued by the device's cluster key (COFFER_CLUSTER_NOT_INITIALISED before). */
+export async function createClusterTlsIdentity(hsm: Hsm, hosts: readonly string[], validityMs?: number): Promise<TlsIdentity> {
+  const deviceCertificatePem = hsm.provisioning.deviceCertificate();
+  const { keyPem, spki } = await freshKey();
+  const issued = await hsm.cluster.issueTlsCertificate(spki, { hosts, ...(validityMs === undefined ? {} : { validityMs }) });
+  const notAfterMs = parseCertificate(issued.leafPem).notAfter.getTime();
+  const attestation = hsm.provisioning.identity().sign(message(spki));
+  return { kind: 'cluster', keyPem, certificatePem: issued.leafPem, chainPem: [...issued.chainPem], notAfterMs, attestation, deviceCertificatePem };
+}
+
+/** The identity the device's current cluster state calls for: cluster-issued once INITIALISED. */
+export function currentTlsIdentity(hsm: Hsm, hosts: readonly string[], clusterLeafValidityMs?: number): Promise<TlsIdentity> {
+  return hsm.cluster.state() === 'INITIALISED' ? createClusterTlsIdentity(hsm, hosts, clusterLeafValidityMs) : createTlsIdentity(hsm, hosts);
 }
 
 /** True when `attestation` is the device key's signature over the leaf's public key. The caller

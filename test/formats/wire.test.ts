@@ -59,8 +59,8 @@ test('every mechanism parameter variant round-trips inside a SIGN request', () =
 
 test('golden frame: SIGN with CKM_ECDSA_SHA256 (the layout of docs/wire-protocol.md)', () => {
   const bytes = encodeRequest(0x01020304, 'SIGN', { session: 5, handle: 0x42, params: { mechanism: 'CKM_ECDSA_SHA256' }, data: new Uint8Array([0xaa, 0xbb]) });
-  // length 7+16 ‖ kind 1 ‖ request id ‖ op 0x0050 ‖ session ‖ handle ‖ mechanism 0x0303 ‖ data len 2 ‖ data
-  assert.equal(hex(bytes), '00000017' + '01' + '01020304' + '0050' + '00000005' + '00000042' + '0303' + '00000002' + 'aabb');
+  // length 7+20 ‖ kind 1 ‖ request id ‖ op 0x0050 ‖ session ‖ handle ‖ mechanism 0x0303 ‖ data len 2 ‖ data
+  assert.equal(hex(bytes), '0000001b' + '01' + '01020304' + '0050' + '00000005' + '0000000000000042' + '0303' + '00000002' + 'aabb');
   const busy = encodeBusy(9, OPS.SIGN.code, 250);
   assert.equal(hex(busy), '0000000b' + '04' + '00000009' + '0050' + '000000fa');
 });
@@ -98,7 +98,7 @@ test('unknown op codes, unknown mechanisms, bad enumerations and trailing bytes 
   throwsCode(() => decodeRequest(one(encodeFrame(FrameKind.RESPONSE, 1, OPS.STATUS.code, new Uint8Array(0)))), 'COFFER_FORMAT_MALFORMED');
   const sign = encodeRequest(1, 'SIGN', { session: 1, handle: 1, params: { mechanism: 'CKM_ECDSA' }, data: new Uint8Array(1) });
   const badMech = sign.slice();
-  badMech.set([0x09, 0x99], FRAME_HEADER_BYTES + 8);
+  badMech.set([0x09, 0x99], FRAME_HEADER_BYTES + 12); // after session u32 and handle u64
   throwsCode(() => decodeRequest(one(badMech)), 'COFFER_MECHANISM_INVALID');
   const trailing = encodeFrame(FrameKind.REQUEST, 1, OPS.SIGN.code, new Uint8Array([...sign.subarray(FRAME_HEADER_BYTES), 0]));
   throwsCode(() => decodeRequest(one(trailing)), 'COFFER_FORMAT_MALFORMED');
@@ -126,9 +126,10 @@ test('encoders refuse values beyond their limits and stay usable afterwards', ()
   throwsCode(() => encodeRequest(1, 'DELETE_USER', { session: 1, name: 'x'.repeat(200) }), 'COFFER_FORMAT_LIMIT');
   throwsCode(() => encodeRequest(1, 'SIGN_BATCH', { session: 1, items: new Array(1025).fill(OP_SAMPLES.SIGN.request) }), 'COFFER_FORMAT_LIMIT');
   throwsCode(() => encodeRequest(1, 'SIGN', { session: 1, handle: 1, params: { mechanism: 'CKM_NOPE' } as never, data: new Uint8Array(0) }), 'COFFER_MECHANISM_INVALID');
-  // Integers outside their field are refused, never wrapped into another value (a 2^40 handle
-  // must not become handle 0).
-  throwsCode(() => encodeRequest(1, 'DESTROY', { session: 1, handle: 2 ** 40 }), 'COFFER_FORMAT_LIMIT');
+  // Integers outside their field are refused, never wrapped into another value (a 2^53 handle
+  // must not become a neighbour; a 2^40 session number must not become session 0).
+  throwsCode(() => encodeRequest(1, 'DESTROY', { session: 1, handle: 2 ** 53 }), 'COFFER_FORMAT_LIMIT');
+  throwsCode(() => encodeRequest(1, 'DESTROY', { session: 2 ** 40, handle: 1 }), 'COFFER_FORMAT_LIMIT');
   throwsCode(() => encodeRequest(1, 'DESTROY', { session: -1, handle: 5 }), 'COFFER_FORMAT_LIMIT');
   throwsCode(() => encodeRequest(1, 'DESTROY', { session: 1, handle: 1.5 }), 'COFFER_FORMAT_LIMIT');
   const again = decodeRequest(one(encodeRequest(2, 'LOGOUT', { session: 4 })));
@@ -252,4 +253,15 @@ test('a large frame (2 MiB of data) crosses many chunks and the encoder stays us
   assert.equal(hex(req.request.data.subarray(-64)), hex(data.subarray(-64)));
   assert.equal(req.request.data.length, data.length);
   assert.deepEqual(decodeRequest(one(encodeRequest(12, 'LOGOUT', { session: 2 }))), { name: 'LOGOUT', request: { session: 2 } });
+});
+
+test('handles are u64: session-object handles (2^40 and up) travel; above 2^53 - 1 is refused on decode', () => {
+  const big = 2 ** 40 + 7;
+  const req = decodeRequest(one(encodeRequest(1, 'DESTROY', { session: 1, handle: big })));
+  assert.deepEqual(req.request, { session: 1, handle: big });
+  const max = decodeRequest(one(encodeRequest(1, 'DESTROY', { session: 1, handle: Number.MAX_SAFE_INTEGER })));
+  assert.deepEqual(max.request, { session: 1, handle: Number.MAX_SAFE_INTEGER });
+  // session 1 ‖ handle high half 0x00200000 (2^53), low half 0: JS could not hold it exactly
+  const payload = new Uint8Array([0, 0, 0, 1, 0x00, 0x20, 0, 0, 0, 0, 0, 0]);
+  throwsCode(() => decodeRequest(one(encodeFrame(FrameKind.REQUEST, 1, OPS.DESTROY.code, payload))), 'COFFER_FORMAT_MALFORMED');
 });

@@ -49,7 +49,7 @@ export const MECHANISM_SAMPLES: { [M in MechanismName]: WireMechanismParams & { 
 };
 
 const info = {
-  handle: 0x1234_5678, class: 'PRIVATE_KEY', keyType: 'EC', bits: 256, curve: 'P-256', label: 'signing-key é', id: b(1, 2, 3),
+  handle: 2 ** 53 - 1, class: 'PRIVATE_KEY', keyType: 'EC', bits: 256, curve: 'P-256', label: 'signing-key é', id: b(1, 2, 3),
   attributes: attrs, kcv: b(0xab, 0xcd, 0xef), owner: 'alice', sharees: ['bob', 'carol'], manageKeyQuorum: 0, useKeyQuorum: 2,
 } as const;
 const { curve: _curve, ...infoNoCurve } = { ...info, handle: 9, keyType: 'AES', class: 'SECRET_KEY', bits: 128 } as const;
@@ -60,7 +60,8 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
   STATUS: {
     request: {},
     response: {
-      provisioning: 'COMMISSIONED', serial: 'SN-0001', mode: 'FIPS', usersInitialised: true, activated: true, tokenObjects: 12, sessions: 3,
+      provisioning: 'COMMISSIONED', serial: 'SN-0001', mode: 'FIPS', usersInitialised: true, activated: true, cluster: 'INITIALISED',
+      clusterId: 'cluster-abc234def56', tokenObjects: 12, sessions: 3,
       inFlight: 17, inFlightMax: 4096, connections: 2, capacityOpsPerSecond: 29_000, loadPermille: 512,
     },
   },
@@ -68,6 +69,7 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
   CLOSE_SESSION: { request: { session: 7 }, response: {} },
   LOGIN: { request: { session: 1, name: 'Alice', password: new TextEncoder().encode('correct horse'), role: 'crypto-user' }, response: { userId: 'alice', role: 'crypto-user' } },
   LOGOUT: { request: { session: 1 }, response: {} },
+  ACTIVATE: { request: { preCoPassword: new TextEncoder().encode('preco-password'), newPassword: new TextEncoder().encode('admin-password') }, response: {} },
   CREATE_USER: { request: { session: 1, name: 'bob', password: b(0x70, 0x61, 0x73, 0x73, 0x77, 0x6f, 0x72, 0x64), role: 'admin' }, response: {} },
   DELETE_USER: { request: { session: 1, name: 'bob' }, response: {} },
   LIST_USERS: {
@@ -97,7 +99,7 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
   IMPORT_PUBLIC_KEY: { request: { session: 1, key: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n', template: {} }, response: { handle: 4 } },
   IMPORT_PRIVATE_KEY: { request: { session: 1, key: new Uint8Array(138).fill(0x42), template: { derive: true } }, response: { handle: 5 } },
   FIND: { request: { session: 1, filter: { keyType: 'EC', sign: true, label: 'signing-key é' }, afterHandle: 100, limit: 50 }, response: { objects: [info, infoNoCurve], more: true } },
-  GET_ATTRIBUTES: { request: { session: 1, handle: 5 }, response: info },
+  GET_ATTRIBUTES: { request: { session: 1, handle: 2 ** 40 + 3 }, response: info },
   SET_ATTRIBUTE: { request: { session: 1, handle: 5, name: 'label', value: 'renamed' }, response: {} },
   SHARE: { request: { session: 1, handle: 5, userName: 'bob' }, response: {} },
   UNSHARE: { request: { session: 1, handle: 5, userName: 'bob' }, response: {} },

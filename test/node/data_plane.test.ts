@@ -12,7 +12,10 @@ import { MemoryRecordStore } from '../../src/hsm/store_port.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { verifyTlsAttestation } from '../../src/node/tls_identity.js';
 import { Connection, NodeBusyError } from '../../src/client/connection.js';
-import { FrameDecoder, FrameKind, OPS, encodeFrame, encodeRequest, fromWireError, type Frame } from '../../src/formats/wire.js';
+import {
+  FrameDecoder, FrameKind, OPS, decodeReply, encodeFrame, encodeRequest, fromWireError, type Frame, type OpName, type WireRequest, type WireResponse,
+} from '../../src/formats/wire.js';
+import { WIRE_FRAME_BYTES_MAX } from '../../src/formats/limits.js';
 import { errorPayload } from '../../src/formats/wire_ops.js';
 import { decodeWith } from '../../src/formats/wire_codec.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
@@ -116,11 +119,11 @@ test('64 requests in flight on one connection are all answered and matched by id
   c.close();
 });
 
-test('a wrong password is COFFER_AUTH_FAILED; unimplemented and unopened things are typed errors', async () => {
+test('a wrong password is COFFER_AUTH_FAILED; unauthorised and unopened things are typed errors', async () => {
   const c = await connect();
   const s = await c.openSession();
   await rejectsWith(c.login(s, 'alice', 'wrong-password', 'crypto-user'), 'COFFER_AUTH_FAILED');
-  await rejectsWith(c.call('CREATE_USER', { session: s, name: 'bob', password: new TextEncoder().encode('bob-password'), role: 'crypto-user' }), 'COFFER_OPERATION_UNSUPPORTED');
+  await rejectsWith(c.call('CREATE_USER', { session: s, name: 'bob', password: new TextEncoder().encode('bob-password'), role: 'crypto-user' }), 'COFFER_NOT_LOGGED_IN');
   await rejectsWith(c.random(999, 16), 'COFFER_SESSION_CLOSED');
   await rejectsWith(c.random(s, 16), 'COFFER_NOT_LOGGED_IN');
   c.close();
@@ -198,10 +201,11 @@ test('closing a connection closes its sessions', async () => {
   const s = await aliceSession(c);
   await c.openSession();
   assert.equal(hsm.status().sessions, before + 2);
-  // Session objects cannot travel yet (u32 wire handles): refused before anything is created.
-  await rejectsWith(c.generateKey(s, { keyType: 'AES', bits: 128 }, { token: false }), 'COFFER_OPERATION_UNSUPPORTED');
-  assert.equal(hsm.objects().sessionObjectCount, 0);
+  const sessionKey = await c.generateKey(s, { keyType: 'AES', bits: 128 }, { token: false });
+  assert.ok(sessionKey >= 2 ** 40, 'a session object handle travels as u64');
+  assert.equal(hsm.objects().sessionObjectCount, 1);
   c.close();
+  await until(() => hsm.objects().sessionObjectCount === 0, 'session objects die with the connection');
   await until(() => hsm.status().sessions === before, 'sessions closed with the connection');
   const again = await connect();
   const s2 = await aliceSession(again);
@@ -243,5 +247,47 @@ test('a peer that never completes the TLS handshake or never sends HELLO is drop
     c.close();
   } finally {
     await quick.close();
+  }
+});
+
+test('a slow client that never reads its replies: the node stops reading it at the byte budget, others are served', async () => {
+  const budget = WIRE_FRAME_BYTES_MAX; // the smallest budget allowed: one maximal frame
+  const plane = await startDataPlane({ hsm, connectionBytesMax: budget });
+  try {
+    const raw = await rawSocket(plane);
+    const ask = async <N extends OpName>(id: number, name: N, request: WireRequest<N>): Promise<WireResponse<N>> => {
+      const seen = raw.frames.length;
+      raw.socket.write(encodeRequest(id, name, request));
+      await until(() => raw.frames.length > seen, `${name} answered`);
+      const reply = decodeReply(name, raw.frames[seen] as Frame);
+      return reply.kind === 'response' ? reply.response : assert.fail(`${name}: ${reply.kind}`);
+    };
+    await ask(1, 'HELLO', { versionMin: 1, versionMax: 1 });
+    const { session } = await ask(2, 'OPEN_SESSION', {});
+    await ask(3, 'LOGIN', { session, name: 'alice', password: new TextEncoder().encode('alice-password'), role: 'crypto-user' });
+    const { handle } = await ask(4, 'GENERATE_KEY', { session, spec: { keyType: 'AES', bits: 256 }, template: {} });
+    const answered = raw.frames.length;
+    raw.socket.pause(); // from here on the client reads nothing
+    const count = 48;
+    const data = new Uint8Array(1024 * 1024).fill(7); // 48 MiB of requests, 48 MiB of replies
+    const ctr = { mechanism: 'CKM_AES_CTR', iv: new Uint8Array(16) } as const;
+    for (let i = 0; i < count; i++) raw.socket.write(encodeRequest(100 + i, 'ENCRYPT', { session, handle, params: ctr, data }));
+    let heldMax = 0;
+    for (let i = 0; i < 40; i++) { // 2 s of watching: the node must settle, not keep reading
+      heldMax = Math.max(heldMax, plane.bytesHeld());
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    console.log(`slow client: the node held at most ${heldMax} bytes for it (budget ${budget})`);
+    assert.ok(heldMax <= budget + 4 * 1024 * 1024, `held ${heldMax} bytes: bounded by the budget plus about one read`);
+    assert.ok(raw.socket.writableLength > 0, 'the node stopped reading, so the client could not send everything');
+    const other = await connect(plane); // everyone else is still served
+    assert.equal((await other.status()).provisioning, 'COMMISSIONED');
+    other.close();
+    raw.socket.resume(); // once the client reads, the node reads again and every request is answered
+    await until(() => raw.frames.length === answered + count, 'every reply arrived');
+    assert.ok(raw.frames.slice(answered).every((f) => f.kind === FrameKind.RESPONSE && f.payload.length === 4 + data.length));
+    raw.socket.destroy();
+  } finally {
+    await plane.close();
   }
 });

@@ -1,0 +1,50 @@
+// User and quorum management over the wire (docs/wire-protocol.md §5, codes 0x002x and 0x003x):
+// each handler maps one request to the device Session call of the same name. Roles, lockout and
+// quorum are the device's rules (hsm/users.ts, hsm/quorum.ts); nothing is decided here. Passwords
+// arrive in fresh buffers (wire_ops secretBytes) and are zeroised once the device has used them.
+
+import type { WireRequest, WireResponse } from '../formats/wire.js';
+import type { Handlers, SessionTable } from './dispatch.js';
+
+/** Runs `fn`, then zeroises every password buffer of the request, whatever happened. */
+async function withPasswords<T>(passwords: readonly Uint8Array[], fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } finally {
+    for (const p of passwords) p.fill(0);
+  }
+}
+
+type UserOps =
+  | 'CREATE_USER' | 'DELETE_USER' | 'LIST_USERS' | 'CHANGE_PASSWORD' | 'CHANGE_OWN_PASSWORD' | 'UNLOCK_USER'
+  | 'REGISTER_QUORUM_KEY' | 'SET_QUORUM_VALUE' | 'QUORUM_VALUES' | 'GENERATE_QUORUM_TOKEN' | 'APPROVE_QUORUM_TOKEN' | 'LIST_QUORUM_TOKENS';
+
+export const USER_HANDLERS: Handlers<UserOps> = {
+  CREATE_USER: (ctx, r) => withPasswords([r.password], async () => {
+    await ctx.sessions.get(r.session).createUser(r.name, r.password, r.role);
+    return {};
+  }),
+  DELETE_USER: (ctx, r) => (ctx.sessions.get(r.session).deleteUser(r.name), {}),
+  LIST_USERS: (ctx, r) => ({ users: ctx.sessions.get(r.session).listUsers() }),
+  CHANGE_PASSWORD: (ctx, r) => withPasswords([r.newPassword], async () => {
+    await ctx.sessions.get(r.session).changePassword(r.name, r.newPassword);
+    return {};
+  }),
+  CHANGE_OWN_PASSWORD: (ctx, r) => withPasswords([r.currentPassword, r.newPassword], async () => {
+    await ctx.sessions.get(r.session).changeOwnPassword(r.currentPassword, r.newPassword);
+    return {};
+  }),
+  UNLOCK_USER: (ctx, r) => (ctx.sessions.get(r.session).unlockUser(r.name), {}),
+  REGISTER_QUORUM_KEY: (ctx, r) => (ctx.sessions.get(r.session).registerQuorumKey(r.spkiDer), {}),
+  SET_QUORUM_VALUE: (ctx, r) => (ctx.sessions.get(r.session).setQuorumValue(r.service, r.m), {}),
+  QUORUM_VALUES: (ctx, r) => ctx.sessions.get(r.session).quorumValues(),
+  GENERATE_QUORUM_TOKEN: (ctx, r) => generateQuorumToken(ctx.sessions, r),
+  APPROVE_QUORUM_TOKEN: (ctx, r) => ({ approvals: ctx.sessions.get(r.session).approveQuorumToken(r.token, r.approverName, r.signature) }),
+  LIST_QUORUM_TOKENS: (ctx, r) => ({ tokens: ctx.sessions.get(r.session).listQuorumTokens() }),
+};
+
+/** A key-service token names a handle, which must be one this connection may see. */
+function generateQuorumToken(sessions: SessionTable, r: WireRequest<'GENERATE_QUORUM_TOKEN'>): WireResponse<'GENERATE_QUORUM_TOKEN'> {
+  const session = r.handle === undefined ? sessions.get(r.session) : sessions.on(r.session, r.handle);
+  return session.generateQuorumToken(r.service, r.handle);
+}
