@@ -1,38 +1,81 @@
-// `coffer hsm serve`: runs one HSM node (its data plane) from a data directory. Today it serves
-// development devices only: a new data directory is provisioned with throw-away development
-// authorities (docs/node.md). It writes the node's TLS certificate (what clients pin) and the
-// device's attestation of it into the data directory, prints one JSON line, and serves until
-// SIGINT or SIGTERM.
+// `coffer hsm serve`: runs one HSM node (data plane and, with --management-port, its management
+// interface) from a data directory. Today it serves development devices only: a new data directory
+// is provisioned with development authorities, throw-away ones or those of --authorities
+// (docs/node.md). It writes the node's start-time TLS certificate and the device's attestation of it
+// into the data directory, prints ONE JSON line `{"event":"ready",…}` (the dev cluster and tests
+// read it), and serves until SIGINT or SIGTERM, then closes its servers and the store.
 
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { serveNode } from '../node/serve.js';
+
+interface ServeFlags {
+  readonly data: string;
+  readonly host: string;
+  readonly port: string;
+  readonly managementPort?: string;
+  readonly authorities?: string;
+  readonly clientCa: readonly string[];
+  readonly development?: true;
+}
+
+function portOf(value: string, flag: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) fail('COFFER_CLI_USAGE', { reason: `${flag} must be 0-65535` });
+  return port;
+}
+
+function collect(value: string, previous: readonly string[]): string[] {
+  return [...previous, value];
+}
+
+/** Resolves when the process is asked to stop. */
+function stopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+}
+
+async function serve(opts: ServeFlags): Promise<void> {
+  if (opts.development !== true) fail('COFFER_CLI_USAGE', { reason: 'only development nodes can be served yet: pass --development' });
+  const port = portOf(opts.port, '--port');
+  const managementPort = opts.managementPort === undefined ? undefined : portOf(opts.managementPort, '--management-port');
+  const clientTrustAnchors = opts.clientCa.map((f) => readFileSync(f, 'utf8'));
+  const stopping = stopSignal(); // listen before the (slow) start, so an early SIGTERM still stops cleanly
+  const node = await serveNode({
+    dataDir: opts.data, development: true, host: opts.host, port,
+    ...(opts.authorities === undefined ? {} : { authoritiesDir: opts.authorities }),
+    ...(managementPort === undefined ? {} : { managementPort }),
+    ...(clientTrustAnchors.length === 0 ? {} : { clientTrustAnchors }),
+    onBug: (e) => void process.stderr.write(`coffer: internal error in a request: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`),
+  });
+  const certificatePath = join(opts.data, 'tls-certificate.pem');
+  writeFileSync(certificatePath, node.dataPlane.tls.certificatePem, { mode: 0o644 });
+  writeFileSync(join(opts.data, 'tls-attestation.bin'), node.dataPlane.tls.attestation, { mode: 0o644 });
+  const status = node.hsm.status();
+  const ready = {
+    event: 'ready', host: opts.host, port: node.dataPlane.port, managementPort: node.management?.port ?? null,
+    serial: status.serial, mode: status.mode, pid: process.pid, tlsCertificate: certificatePath,
+  };
+  process.stdout.write(JSON.stringify(ready) + '\n');
+  await stopping;
+  await node.close();
+}
 
 export function registerHsmCommands(program: Command): void {
   const hsm = program.command('hsm').description('run an HSM node');
   hsm
     .command('serve')
-    .description('serve one HSM node’s data plane (TLS 1.3) from a data directory')
+    .description('serve one HSM node: data plane (TLS 1.3) and, with --management-port, its management interface (mutual TLS)')
     .requiredOption('--data <dir>', 'data directory: device secret and sealed store (created 0700/0600)')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'TCP port (0: any free port)', '0')
+    .option('--port <port>', 'data-plane TCP port (0: any free port)', '0')
+    .option('--management-port <port>', 'management interface TCP port (0: any free port); absent: not served')
+    .option('--authorities <dir>', 'development authorities to provision a new device with (saved by `coffer dev cluster`)')
+    .option('--client-ca <file>', 'a PEM CA whose client certificates the data plane accepts (repeatable)', collect, [])
     .option('--development', 'provision a new directory with development keys (required today)')
-    .action(async (opts: { data: string; host: string; port: string; development?: true }) => {
-      if (opts.development !== true) fail('COFFER_CLI_USAGE', { reason: 'only development nodes can be served yet: pass --development' });
-      const port = Number(opts.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) fail('COFFER_CLI_USAGE', { reason: 'port must be 0-65535' });
-      const node = await serveNode({ dataDir: opts.data, development: true, host: opts.host, port });
-      const certificatePath = join(opts.data, 'tls-certificate.pem');
-      writeFileSync(certificatePath, node.dataPlane.tls.certificatePem, { mode: 0o644 });
-      writeFileSync(join(opts.data, 'tls-attestation.bin'), node.dataPlane.tls.attestation, { mode: 0o644 });
-      const status = node.hsm.status();
-      process.stdout.write(JSON.stringify({ serial: status.serial, mode: status.mode, host: opts.host, port: node.dataPlane.port, tlsCertificate: certificatePath }) + '\n');
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-      await node.close();
-    });
+    .action(serve);
 }

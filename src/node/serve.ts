@@ -1,6 +1,8 @@
 // `coffer hsm serve` as a library call (DESIGN.md §2): opens the node's sealed store in a data
 // directory, creating it and its device secret on first start, provisions a development device when
-// the store is new, and starts the data plane. The CLI wiring is the lead's (docs/node.md "Serving").
+// the store is new (with shared development authorities when given, so that nodes restore each
+// other's backups), and starts the data plane and, when asked, the management interface
+// (management.ts). docs/node.md "Serving".
 //
 // Files in dataDir: device.secret (32 random bytes, mode 0600, created exclusively: the host's file
 // permissions are the boundary, docs/threat-model.md) and store.sqlite (the sealed store, store.ts).
@@ -10,9 +12,10 @@ import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { SecretBytes } from '../crypto/secret_bytes.js';
 import { Hsm } from '../hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../hsm/development.js';
+import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice } from '../hsm/development.js';
 import { DEVICE_SECRET_BYTES, SealedStore, deriveStorageKey } from '../hsm/store.js';
 import { startDataPlane, type DataPlane, type DataPlaneOptions } from './data_plane.js';
+import { startManagement, type ManagementServer } from './management.js';
 
 export const DEVICE_SECRET_FILE = 'device.secret';
 export const STORE_FILE = 'store.sqlite';
@@ -22,11 +25,18 @@ export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm'> {
   /** Provision a NEW device with throw-away development authorities (marked as such). Required:
    * production provisioning runs the factory and operator ceremonies instead. */
   readonly development: true;
+  /** Development authorities saved by saveDevelopmentAuthorities: a NEW device is provisioned with
+   * them instead of throw-away ones. Nodes that must restore each other's backups share them. */
+  readonly authoritiesDir?: string;
+  /** Serve the management interface on this port (0: any free port); absent: no management server. */
+  readonly managementPort?: number;
 }
 
 export interface ServedNode {
   readonly hsm: Hsm;
   readonly dataPlane: DataPlane;
+  /** Present when `managementPort` was given. */
+  readonly management: ManagementServer | undefined;
   close(): Promise<void>;
 }
 
@@ -65,22 +75,33 @@ function openStore(dataDir: string): SealedStore {
 
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, ...planeOptions } = options;
+  const { dataDir, development: _development, authoritiesDir, managementPort, ...planeOptions } = options;
   const hsm = Hsm.open({ store: openStore(dataDir) });
+  let dataPlane: DataPlane | undefined;
   try {
     if (hsm.status().provisioning === 'NEW') {
-      await provisionDevelopmentDevice(hsm, await createDevelopmentAuthorities(), { mode: 'NON_FIPS' });
+      const authorities = authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir);
+      await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
     }
-    const dataPlane = await startDataPlane({ ...planeOptions, hsm });
+    dataPlane = await startDataPlane({ ...planeOptions, hsm });
+    const management = managementPort === undefined ? undefined : await startManagement({
+      hsm, dataPlane, dataDir, port: managementPort,
+      ...(planeOptions.host === undefined ? {} : { host: planeOptions.host }),
+      ...(planeOptions.onBug === undefined ? {} : { onBug: planeOptions.onBug }),
+    });
+    const plane = dataPlane;
     return {
       hsm,
-      dataPlane,
+      dataPlane: plane,
+      management,
       close: async () => {
-        await dataPlane.close();
+        await management?.close();
+        await plane.close();
         hsm.close();
       },
     };
   } catch (e) {
+    await dataPlane?.close();
     hsm.close();
     throw e;
   }

@@ -1,15 +1,18 @@
 // `coffer hsm serve` as a user runs it: a child process on a fresh data directory, reached over
-// TLS 1.3 with the certificate it wrote, stopped with SIGTERM.
+// TLS 1.3 with the certificate it wrote (and over its management interface), stopped with a signal.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { Connection } from '../../src/client/connection.js';
+import { ManagementClient } from '../../src/client/management.js';
+import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../../src/hsm/development.js';
+import { pemOf } from '../../src/formats/x509.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
@@ -41,6 +44,60 @@ test('coffer hsm serve provisions a development node, serves TLS 1.3, and stops 
 
 test('coffer hsm serve refuses to run without --development (production provisioning is not built yet)', async () => {
   const child = spawn(process.execPath, [MAIN, 'hsm', 'serve', '--data', join(tmpdir(), 'coffer-never-created')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((ok) => child.once('exit', ok));
+  assert.equal(code, 1);
+  assert.match(stderr, /COFFER_CLI_USAGE/);
+});
+
+test('coffer hsm serve --management-port --authorities prints one ready line, serves management, logs nothing, stops on SIGINT', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-serve-'));
+  const authorities = await createDevelopmentAuthorities();
+  saveDevelopmentAuthorities(authorities, join(dir, 'authorities'));
+  const credential = await issueManagementClientCertificate(authorities.operator, 'cli test');
+  const customerCa = await createDevelopmentCustomerCa();
+  writeFileSync(join(dir, 'client-ca.pem'), customerCa.certificatePem);
+  const args = [MAIN, 'hsm', 'serve', '--data', join(dir, 'node'), '--development', '--authorities', join(dir, 'authorities'), '--port', '0', '--management-port', '0', '--client-ca', join(dir, 'client-ca.pem')];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  try {
+    const line = await new Promise<string>((ok, ko) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        if (stdout.includes('\n')) ok(stdout.slice(0, stdout.indexOf('\n')));
+      });
+      child.once('exit', (code) => ko(new Error(`serve exited early with ${String(code)}: ${stderr}`)));
+    });
+    const ready = JSON.parse(line) as { event: string; host: string; port: number; managementPort: number; serial: string; pid: number };
+    assert.equal(ready.event, 'ready');
+    assert.equal(ready.host, '127.0.0.1');
+    assert.equal(ready.pid, child.pid);
+    assert.ok(ready.port > 0 && ready.managementPort > 0 && ready.port !== ready.managementPort);
+    const client = new ManagementClient({
+      host: '127.0.0.1', port: ready.managementPort, ...credential,
+      manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate),
+    });
+    const health = await client.health();
+    assert.equal(health.serial, ready.serial);
+    client.close();
+    const code = await new Promise<number | null>((ok) => {
+      child.once('exit', ok);
+      child.kill('SIGINT');
+    });
+    assert.equal(code, 0);
+    assert.equal(stdout.trim().split('\n').length, 1, 'exactly one line on stdout');
+    assert.equal(stderr, '', 'nothing logged');
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('coffer hsm serve refuses a bad management port', async () => {
+  const child = spawn(process.execPath, [MAIN, 'hsm', 'serve', '--data', join(tmpdir(), 'coffer-never-created'), '--development', '--management-port', 'x'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((ok) => child.once('exit', ok));
