@@ -117,6 +117,7 @@ export const ERRORS = {
   COFFER_CLUSTER_UNAVAILABLE: { message: 'No HSM of the cluster could serve the request', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_REQUEST_TIMEOUT: { message: 'Request timed out', ckr: 'CKR_DEVICE_ERROR', http: 504 },
   COFFER_NODE_ZEROISED: { message: 'Node was zeroised and holds no state', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  COFFER_CLIENT_CONFIG_INVALID: { message: 'Client configuration (endpoints, discovery input or options) is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_MANAGEMENT_REQUEST: { message: 'Management request is not valid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },

@@ -21,6 +21,9 @@ export interface ConnectOptions {
   readonly ca?: string | readonly string[];
   readonly servername?: string;
   readonly connectTimeoutMs?: number;
+  /** Client certificate (PEM, optionally followed by its chain) and key, for a node that asks for one. */
+  readonly cert?: string;
+  readonly key?: string;
 }
 
 /** The node answered BUSY: nothing was done; retry after `retryAfterMs`, here or on another node. */
@@ -65,6 +68,8 @@ export class Connection {
       host: options.host, port: options.port, minVersion: 'TLSv1.3',
       ...(options.ca === undefined ? {} : { ca: typeof options.ca === 'string' ? options.ca : [...options.ca] }),
       ...(options.servername === undefined ? {} : { servername: options.servername }),
+      ...(options.cert === undefined ? {} : { cert: options.cert }),
+      ...(options.key === undefined ? {} : { key: options.key }),
     });
     const timer = setTimeout(() => socket.destroy(), options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
     try {
@@ -142,9 +147,19 @@ export class Connection {
     }
   }
 
-  #lose(): void {
+  /** Drops the connection now (a client that gave up on a stuck node): every pending and later
+   * call rejects with `error` (default COFFER_CONNECTION_LOST). */
+  abort(error?: CofferError): void {
+    this.#lose(error);
+  }
+  /** True once the connection is lost, closed or aborted: every call now rejects. */
+  get isLost(): boolean {
+    return this.#lost !== undefined;
+  }
+
+  #lose(error?: CofferError): void {
     if (this.#lost !== undefined) return;
-    this.#lost = new CofferError('COFFER_CONNECTION_LOST');
+    this.#lost = error ?? new CofferError('COFFER_CONNECTION_LOST');
     for (const p of this.#pending.values()) p.reject(this.#lost);
     this.#pending.clear();
     this.#socket.destroy();
@@ -200,5 +215,74 @@ export class Connection {
   }
   async destroy(session: number, handle: number): Promise<void> {
     await this.call('DESTROY', { session, handle });
+  }
+
+  // ── user, quorum and key-management helpers (each is one call of the same op) ──────────────
+
+  /** CloudHSM's `cluster activate`; the passwords are zeroised once encoded when given as text. */
+  async activate(preCoPassword: string | Uint8Array, newPassword: string | Uint8Array): Promise<void> {
+    await this.#withPasswords([preCoPassword, newPassword], ([p, n]) => this.call('ACTIVATE', { preCoPassword: p, newPassword: n }));
+  }
+  async createUser(session: number, name: string, password: string | Uint8Array, role: WireRequest<'CREATE_USER'>['role']): Promise<void> {
+    await this.#withPasswords([password], ([p]) => this.call('CREATE_USER', { session, name, password: p, role }));
+  }
+  async deleteUser(session: number, name: string): Promise<void> {
+    await this.call('DELETE_USER', { session, name });
+  }
+  async listUsers(session: number): Promise<WireResponse<'LIST_USERS'>['users']> {
+    return (await this.call('LIST_USERS', { session })).users;
+  }
+  async changePassword(session: number, name: string, newPassword: string | Uint8Array): Promise<void> {
+    await this.#withPasswords([newPassword], ([n]) => this.call('CHANGE_PASSWORD', { session, name, newPassword: n }));
+  }
+  async changeOwnPassword(session: number, currentPassword: string | Uint8Array, newPassword: string | Uint8Array): Promise<void> {
+    await this.#withPasswords([currentPassword, newPassword], ([c, n]) => this.call('CHANGE_OWN_PASSWORD', { session, currentPassword: c, newPassword: n }));
+  }
+  async unlockUser(session: number, name: string): Promise<void> {
+    await this.call('UNLOCK_USER', { session, name });
+  }
+  async importPublicKey(session: number, key: Uint8Array | string, template: WireRequest<'IMPORT_PUBLIC_KEY'>['template'] = {}): Promise<number> {
+    return (await this.call('IMPORT_PUBLIC_KEY', { session, key, template })).handle;
+  }
+  async importPrivateKey(session: number, key: Uint8Array | string, template: WireRequest<'IMPORT_PRIVATE_KEY'>['template'] = {}): Promise<number> {
+    return (await this.call('IMPORT_PRIVATE_KEY', { session, key, template })).handle;
+  }
+  async setAttribute(session: number, handle: number, name: WireRequest<'SET_ATTRIBUTE'>['name'], value: WireRequest<'SET_ATTRIBUTE'>['value']): Promise<void> {
+    await this.call('SET_ATTRIBUTE', { session, handle, name, value });
+  }
+  async share(session: number, handle: number, userName: string): Promise<void> {
+    await this.call('SHARE', { session, handle, userName });
+  }
+  async unshare(session: number, handle: number, userName: string): Promise<void> {
+    await this.call('UNSHARE', { session, handle, userName });
+  }
+  /** The key's bytes, in a buffer the caller owns and should zeroise. */
+  async exportPlaintext(session: number, handle: number): Promise<Uint8Array> {
+    return (await this.call('EXPORT_PLAINTEXT', { session, handle })).key;
+  }
+  async wrapKey(session: number, wrappingHandle: number, targetHandle: number, params: WireMechanismParams): Promise<Uint8Array> {
+    return (await this.call('WRAP_KEY', { session, wrappingHandle, targetHandle, params })).wrapped;
+  }
+  async unwrapKey(session: number, unwrappingHandle: number, wrapped: Uint8Array, params: WireMechanismParams, template: WireRequest<'UNWRAP_KEY'>['template']): Promise<number> {
+    return (await this.call('UNWRAP_KEY', { session, unwrappingHandle, wrapped, params, template })).handle;
+  }
+  async deriveKey(session: number, baseHandle: number, params: WireMechanismParams, template: WireRequest<'DERIVE_KEY'>['template']): Promise<number> {
+    return (await this.call('DERIVE_KEY', { session, baseHandle, params, template })).handle;
+  }
+  async digest(session: number, params: WireMechanismParams, data: Uint8Array): Promise<Uint8Array> {
+    return (await this.call('DIGEST', { session, params, data })).digest;
+  }
+
+  /** Text passwords become bytes for the wire and are zeroised once call() has encoded them
+   * (synchronously); bytes given by the caller stay the caller's. */
+  #withPasswords<const P extends readonly (string | Uint8Array)[], T>(passwords: P, send: (bytes: { readonly [K in keyof P]: Uint8Array }) => Promise<T>): Promise<T> {
+    const bytes = passwords.map((p) => (typeof p === 'string' ? new TextEncoder().encode(p) : p));
+    try {
+      return send(bytes as unknown as { readonly [K in keyof P]: Uint8Array });
+    } finally {
+      bytes.forEach((b, i) => {
+        if (typeof passwords[i] === 'string') b.fill(0);
+      });
+    }
   }
 }

@@ -1,0 +1,287 @@
+// A cluster of HSMs as one (DESIGN.md §7, docs/sdk.md): connect to every node trusting only the
+// customer CA, log in on each, balance calls by capacity and in-flight count, retry idempotent calls
+// on another node, send state changes to one primary once, re-probe dead nodes.
+//
+// Login: the first node that answers TLS gets the login first; only when it succeeds are the others
+// logged in (in parallel). A refused login fails connect and is never repeated: every refusal counts
+// toward the user's lockout. A later node that refuses (a diverged node) is left out, not retried.
+
+import { CofferError } from '../errors.js';
+import {
+  CLIENT_CONNECT_TIMEOUT_MS, CLIENT_CONNECTIONS_PER_NODE_MAX, CLIENT_FIND_PAGE_OBJECTS, CLIENT_REQUEST_TIMEOUT_MS, CLIENT_RETRIES_DEFAULT, CLIENT_RETRIES_MAX,
+} from '../formats/limits.js';
+import type { WireMechanismParams, WireRequest, WireResponse } from '../formats/wire.js';
+import { Connection } from './connection.js';
+import { checkEndpoints } from './discovery.js';
+import { Key, type Curve, type KeyInfo, type KeyType, type ObjectClass, type Template } from './keys.js';
+import { NodeLink, connectError, isLoginRefusal, type Endpoint, type NodeSnapshot } from './node_link.js';
+import { Router } from './router.js';
+import { Quorum, Users, withPasswords } from './users.js';
+
+export interface Credentials {
+  readonly username: string;
+  readonly password: string | Uint8Array;
+  /** Default 'crypto-user' (CloudHSM's CU); 'admin' for user and quorum management. */
+  readonly role?: 'crypto-user' | 'admin';
+}
+
+export interface ClusterOptions {
+  readonly endpoints: readonly Endpoint[];
+  /** The customer CA (PEM): the only trust anchor (DESIGN.md §7). */
+  readonly ca: string | readonly string[];
+  readonly credentials: Credentials;
+  /** Client certificate and key (PEM) for nodes that require mTLS. */
+  readonly cert?: string;
+  readonly key?: string;
+  readonly connectTimeoutMs?: number;
+  readonly requestTimeoutMs?: number;
+  /** Extra attempts of an idempotent call (default CLIENT_RETRIES_DEFAULT, at most CLIENT_RETRIES_MAX). */
+  readonly retries?: number;
+  /** Connections (each its own logged-in session) per node; default 1 (docs/sdk.md "Measured"). */
+  readonly connectionsPerNode?: number;
+  /** Coalesce concurrent single sign calls into SIGN_BATCH frames (default false; docs/sdk.md). */
+  readonly autoBatch?: boolean;
+}
+
+export interface KeyOptions {
+  readonly label?: string;
+  readonly id?: Uint8Array;
+  /** Default false: the key never leaves the HSM in the clear or wrapped. */
+  readonly extractable?: boolean;
+  /** Default true: a token (persistent) object; false = a session object, gone with the session. */
+  readonly token?: boolean;
+}
+export type KeyPairSpec = (
+  | { readonly curve: 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519' }
+  | { readonly keyType: 'RSA'; readonly bits: number; readonly publicExponent?: number }
+) & KeyOptions & { readonly publicAttributes?: Template; readonly privateAttributes?: Template };
+export type SecretKeySpec = { readonly type: 'AES' | 'GENERIC_SECRET'; readonly bits: number; readonly attributes?: Template } & KeyOptions;
+export interface KeyPair {
+  readonly publicKey: Key;
+  readonly privateKey: Key;
+}
+export type FindFilter = Omit<WireRequest<'FIND'>['filter'], 'handle'>;
+export type NodeStatus = { readonly endpoint: Endpoint } & ({ readonly status: WireResponse<'STATUS'> } | { readonly error: CofferError });
+export type DigestName = 'SHA-224' | 'SHA-256' | 'SHA-384' | 'SHA-512';
+
+const bad = (reason: string): CofferError => new CofferError('COFFER_CLIENT_CONFIG_INVALID', { reason });
+
+function boundedInt(v: number | undefined, dflt: number, min: number, max: number, what: string): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < min || v > max) throw bad(`${what} must be an integer ${min}-${max}`);
+  return v;
+}
+
+export class Cluster {
+  readonly router: Router;
+  readonly users: Users;
+  readonly quorum: Quorum;
+  readonly #links: readonly NodeLink[];
+
+  private constructor(links: readonly NodeLink[], retries: number) {
+    this.#links = links;
+    this.router = new Router(links, retries);
+    this.users = new Users(this.router, (node, pw) => (links[node] as NodeLink).replacePassword(pw));
+    this.quorum = new Quorum(this.router);
+  }
+
+  /** Connects to every endpoint, logs in, and resolves once at least one node is up. */
+  static async connect(options: ClusterOptions): Promise<Cluster> {
+    const endpoints = checkEndpoints(options.endpoints);
+    const retries = boundedInt(options.retries, CLIENT_RETRIES_DEFAULT, 0, CLIENT_RETRIES_MAX, 'retries');
+    const connections = boundedInt(options.connectionsPerNode, 1, 1, CLIENT_CONNECTIONS_PER_NODE_MAX, 'connectionsPerNode');
+    const connectTimeoutMs = boundedInt(options.connectTimeoutMs, CLIENT_CONNECT_TIMEOUT_MS, 1, 3_600_000, 'connectTimeoutMs');
+    const requestTimeoutMs = boundedInt(options.requestTimeoutMs, CLIENT_REQUEST_TIMEOUT_MS, 1, 3_600_000, 'requestTimeoutMs');
+    const cred = options.credentials;
+    if (typeof cred?.username !== 'string' || cred.username.length === 0) throw bad('credentials need a username');
+    const password = typeof cred.password === 'string' ? new TextEncoder().encode(cred.password) : cred.password;
+    const holder: { cluster?: Cluster } = {};
+    const links = endpoints.map((endpoint, i) => new NodeLink(i, {
+      endpoint, ca: options.ca, username: cred.username, password: Uint8Array.from(password), role: cred.role ?? 'crypto-user',
+      connections, autoBatch: options.autoBatch ?? false, connectTimeoutMs, requestTimeoutMs, onUp: () => holder.cluster?.router.wake(),
+      ...(options.cert === undefined ? {} : { cert: options.cert }), ...(options.key === undefined ? {} : { key: options.key }),
+    }));
+    if (typeof cred.password === 'string') password.fill(0);
+    const cluster = new Cluster(links, retries);
+    holder.cluster = cluster;
+    try {
+      await cluster.#logInEverywhere();
+    } catch (e) {
+      await cluster.close();
+      throw e;
+    }
+    return cluster;
+  }
+
+  async #logInEverywhere(): Promise<void> {
+    const links = this.#links;
+    const transports = await Promise.allSettled(links.map((l) => l.connectTransport()));
+    const errors: CofferError[] = [];
+    let first: NodeLink | undefined;
+    for (const [i, t] of transports.entries()) {
+      const link = links[i] as NodeLink;
+      if (t.status === 'rejected') {
+        errors.push(connectError(t.reason, link.endpoint));
+        link.startProbing(errors[errors.length - 1] as CofferError);
+        continue;
+      }
+      if (first !== undefined) continue;
+      try {
+        await link.login();
+        first = link;
+      } catch (e) {
+        if (isLoginRefusal(e)) throw e; // never try the password on another node
+        errors.push(connectError(e, link.endpoint));
+        link.startProbing(errors[errors.length - 1] as CofferError);
+      }
+    }
+    if (first === undefined) {
+      const untrusted = errors.find((e) => e.code === 'COFFER_NODE_UNTRUSTED');
+      if (untrusted !== undefined && errors.every((e) => e.code === 'COFFER_NODE_UNTRUSTED')) throw untrusted;
+      throw new CofferError('COFFER_CLUSTER_UNAVAILABLE', { nodes: links.length, down: links.length }, { cause: errors[0] });
+    }
+    const rest = links.filter((l, i) => l !== first && transports[i]?.status === 'fulfilled' && l.state !== 'up');
+    await Promise.all(rest.map(async (l) => {
+      try {
+        await l.login();
+      } catch (e) {
+        l.startProbing(connectError(e, l.endpoint)); // a refusal stops there (node_link: no re-login)
+      }
+    }));
+  }
+
+  /** A snapshot of every node: state, this client's in-flight count, capacity, last error. */
+  get nodes(): readonly NodeSnapshot[] {
+    return this.#links.map((l) => l.snapshot());
+  }
+
+  /** Each node's STATUS (down nodes: their last error). */
+  async status(): Promise<NodeStatus[]> {
+    return Promise.all(this.#links.map(async (l): Promise<NodeStatus> => {
+      if (l.state !== 'up') return { endpoint: l.endpoint, error: l.lastError ?? new CofferError('COFFER_CONNECTION_LOST') };
+      try {
+        return { endpoint: l.endpoint, status: await l.callPlain('STATUS') };
+      } catch (e) {
+        return { endpoint: l.endpoint, error: e instanceof CofferError ? e : new CofferError('COFFER_CONNECTION_LOST') };
+      }
+    }));
+  }
+
+  async generateKeyPair(spec: KeyPairSpec): Promise<KeyPair> {
+    const wireSpec: WireRequest<'GENERATE_KEY_PAIR'>['spec'] = 'curve' in spec
+      ? (spec.curve === 'Ed25519' ? { keyType: 'EC_EDWARDS', curve: 'Ed25519' } : { keyType: 'EC', curve: spec.curve })
+      : { keyType: 'RSA', bits: spec.bits, ...(spec.publicExponent === undefined ? {} : { publicExponent: spec.publicExponent }) };
+    const base = templateOf(spec);
+    const { response, node } = await this.router.primary('GENERATE_KEY_PAIR', {
+      spec: wireSpec,
+      publicTemplate: { ...withoutExtractable(base), ...spec.publicAttributes },
+      privateTemplate: { ...base, ...spec.privateAttributes },
+    });
+    const keyType: KeyType = wireSpec.keyType;
+    const curve = 'curve' in wireSpec ? wireSpec.curve : undefined;
+    return {
+      publicKey: this.#made(response.publicHandle, node, { class: 'PUBLIC_KEY', keyType, curve }),
+      privateKey: this.#made(response.privateHandle, node, { class: 'PRIVATE_KEY', keyType, curve }),
+    };
+  }
+
+  async generateKey(spec: SecretKeySpec): Promise<Key> {
+    const { response, node } = await this.router.primary('GENERATE_KEY', { spec: { keyType: spec.type, bits: spec.bits }, template: { ...templateOf(spec), ...spec.attributes } });
+    return this.#made(response.handle, node, { class: 'SECRET_KEY', keyType: spec.type });
+  }
+
+  async importPublicKeyPem(pem: string, options: KeyOptions & { readonly attributes?: Template } = {}): Promise<Key> {
+    const { response, node } = await this.router.primary('IMPORT_PUBLIC_KEY', { key: pem, template: { ...withoutExtractable(templateOf(options)), ...options.attributes } });
+    return this.#made(response.handle, node, { class: 'PUBLIC_KEY' });
+  }
+
+  /** Imports a private key given as PEM text (a JS string: the SDK cannot zeroise it) or PKCS#8 DER bytes. */
+  async importPrivateKeyPem(pem: string | Uint8Array, options: KeyOptions & { readonly attributes?: Template } = {}): Promise<Key> {
+    const { response, node } = await this.router.primary('IMPORT_PRIVATE_KEY', { key: pem, template: { ...templateOf(options), ...options.attributes } });
+    return this.#made(response.handle, node, { class: 'PRIVATE_KEY' });
+  }
+
+  /** Unwraps `wrapped` with `unwrappingKey` into a new key (default mechanism: see Key.wrap). */
+  async unwrapKey(unwrappingKey: Key, wrapped: Uint8Array, template: WireRequest<'UNWRAP_KEY'>['template'], params?: WireMechanismParams): Promise<Key> {
+    const p = params ?? (unwrappingKey.keyType === 'RSA' ? { mechanism: 'CKM_RSA_PKCS_OAEP', hash: 'SHA-256' } as const : { mechanism: 'CKM_AES_KEY_WRAP_PAD' } as const);
+    const { response, node } = await this.router.primary('UNWRAP_KEY', { unwrappingHandle: unwrappingKey.handle, wrapped, params: p, template });
+    return this.#made(response.handle, node, { class: template.class, keyType: template.keyType, curve: template.curve });
+  }
+
+  async deriveKey(baseKey: Key, params: WireMechanismParams, template: WireRequest<'DERIVE_KEY'>['template']): Promise<Key> {
+    const { response, node } = await this.router.primary('DERIVE_KEY', { baseHandle: baseKey.handle, params, template });
+    return this.#made(response.handle, node, { class: 'SECRET_KEY', keyType: template.keyType });
+  }
+
+  /** Every key the user can see that matches, all pages, read on one node (the primary first). */
+  async findKeys(filter: FindFilter = {}): Promise<Key[]> {
+    const infos = await this.router.onOneNode(async (link) => {
+      const found: KeyInfo[] = [];
+      let afterHandle: number | undefined;
+      for (;;) {
+        const page = await link.call('FIND', { filter, limit: CLIENT_FIND_PAGE_OBJECTS, ...(afterHandle === undefined ? {} : { afterHandle }) });
+        found.push(...page.objects);
+        const last = page.objects[page.objects.length - 1];
+        if (!page.more || last === undefined) return found;
+        afterHandle = last.handle;
+      }
+    });
+    return infos.map((i) => new Key(this, i.handle, undefined, { class: i.class, keyType: i.keyType, curve: i.curve }));
+  }
+
+  /** A Key for a known handle (its type is fetched when a default mechanism needs it). */
+  key(handle: number, known: { readonly class?: ObjectClass; readonly keyType?: KeyType; readonly curve?: Curve } = {}): Key {
+    return new Key(this, handle, undefined, { ...known });
+  }
+
+  async random(length: number): Promise<Uint8Array> {
+    return (await this.router.idempotent('RANDOM', { length })).bytes;
+  }
+
+  async digest(algorithm: DigestName, data: Uint8Array): Promise<Uint8Array> {
+    const mechanism = `CKM_${algorithm.replace('-', '')}` as 'CKM_SHA224' | 'CKM_SHA256' | 'CKM_SHA384' | 'CKM_SHA512';
+    return (await this.router.idempotent('DIGEST', { params: { mechanism }, data })).digest;
+  }
+
+  /** CloudHSM `cluster activate`: ACTIVATE on every node (each must answer; the first failure is thrown). */
+  static async activate(options: { readonly endpoints: readonly Endpoint[]; readonly ca: string | readonly string[]; readonly preCoPassword: string; readonly newAdminPassword: string; readonly connectTimeoutMs?: number }): Promise<void> {
+    const endpoints = checkEndpoints(options.endpoints);
+    const results = await Promise.allSettled(endpoints.map(async (e) => {
+      let c: Connection;
+      try {
+        c = await Connection.connect({ host: e.host, port: e.port, ca: options.ca, connectTimeoutMs: options.connectTimeoutMs ?? CLIENT_CONNECT_TIMEOUT_MS, ...(e.servername === undefined ? {} : { servername: e.servername }) });
+      } catch (err) {
+        throw connectError(err, e);
+      }
+      try {
+        await withPasswords([options.preCoPassword, options.newAdminPassword], ([pre, pw]) => c.call('ACTIVATE', { preCoPassword: pre as Uint8Array, newPassword: pw as Uint8Array }));
+      } finally {
+        c.close();
+      }
+    }));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  /** Closes every connection and stops probing; stored passwords are zeroised. */
+  async close(): Promise<void> {
+    for (const l of this.#links) l.close();
+    return Promise.resolve();
+  }
+
+  #made(handle: number, node: number, known: { class?: ObjectClass; keyType?: KeyType; curve?: Curve | undefined }): Key {
+    // Without the cluster journal the new object exists on `node` alone (docs/sdk.md).
+    return new Key(this, handle, this.#links.length > 1 ? node : undefined, known);
+  }
+}
+
+function templateOf(o: KeyOptions): Template {
+  return {
+    token: o.token ?? true, extractable: o.extractable ?? false,
+    ...(o.label === undefined ? {} : { label: o.label }), ...(o.id === undefined ? {} : { id: o.id }),
+  };
+}
+function withoutExtractable(t: Template): Template {
+  const { extractable: _e, ...rest } = t;
+  return rest;
+}

@@ -1,0 +1,111 @@
+// Where a cluster's HSMs are (DESIGN.md §7, docs/sdk.md "Discovery"): from CloudHSMv2
+// DescribeClusters output (the control plane's answer, or `aws cloudhsmv2 describe-clusters`), or
+// from a small config file. Discovery finds addresses only: trust comes from the customer CA alone,
+// so a wrong or hostile list can cost availability, never confidentiality.
+
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { CofferError } from '../errors.js';
+import { CLIENT_ENDPOINTS_MAX } from '../formats/limits.js';
+import type { Endpoint } from './node_link.js';
+
+const invalid = (reason: string): CofferError => new CofferError('COFFER_CLIENT_CONFIG_INVALID', { reason });
+
+function parseJson(json: unknown, what: string): unknown {
+  if (typeof json !== 'string') return json;
+  try {
+    return JSON.parse(json) as unknown;
+  } catch {
+    throw invalid(`${what} is not JSON`);
+  }
+}
+
+function isPort(p: unknown): p is number {
+  return typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+/** Checks a list of endpoints (count, host text, port range). */
+export function checkEndpoints(endpoints: readonly Endpoint[]): readonly Endpoint[] {
+  if (endpoints.length === 0) throw invalid('no endpoints');
+  if (endpoints.length > CLIENT_ENDPOINTS_MAX) throw invalid(`more than ${CLIENT_ENDPOINTS_MAX} endpoints`);
+  for (const e of endpoints) {
+    if (typeof e.host !== 'string' || e.host.length === 0 || e.host.length > 253) throw invalid('endpoint host must be a non-empty name or address');
+    if (!isPort(e.port)) throw invalid('endpoint port must be an integer 1-65535');
+  }
+  return endpoints;
+}
+
+/** The endpoints of a CloudHSMv2 DescribeClusters answer: `Clusters[].Hsms[].EniIp` of HSMs in state
+ * ACTIVE (others are being created, replaced or deleted), on `port`. `clusterId` picks one cluster. */
+export function endpointsFromDescribeClusters(json: unknown, options: { readonly port: number; readonly clusterId?: string }): Endpoint[] {
+  if (!isPort(options.port)) throw invalid('port must be an integer 1-65535');
+  const doc = parseJson(json, 'DescribeClusters output');
+  const clusters = (doc as { Clusters?: unknown } | null)?.Clusters;
+  if (!Array.isArray(clusters)) throw invalid('DescribeClusters output has no Clusters list');
+  const endpoints: Endpoint[] = [];
+  for (const c of clusters as unknown[]) {
+    if (typeof c !== 'object' || c === null) throw invalid('a Clusters entry is not an object');
+    const { ClusterId: id, Hsms: hsms } = c as { ClusterId?: unknown; Hsms?: unknown };
+    if (options.clusterId !== undefined && id !== options.clusterId) continue;
+    if (hsms === undefined) continue;
+    if (!Array.isArray(hsms)) throw invalid('Hsms is not a list');
+    for (const h of hsms as unknown[]) {
+      const { State: state, EniIp: ip } = (h ?? {}) as { State?: unknown; EniIp?: unknown };
+      if (state !== 'ACTIVE') continue;
+      if (typeof ip !== 'string' || ip.length === 0) throw invalid('an ACTIVE HSM has no EniIp');
+      endpoints.push({ host: ip, port: options.port });
+    }
+  }
+  if (endpoints.length === 0) throw invalid('no ACTIVE HSM in DescribeClusters output');
+  return [...checkEndpoints(endpoints)];
+}
+
+export interface ClusterConfig {
+  readonly endpoints: readonly Endpoint[];
+  /** The customer CA certificate (PEM text, read from the file the config names). */
+  readonly ca: string;
+}
+
+/** Reads a config file `{ "endpoints": [{ "host", "port", "servername"? } | "host:port", …], "ca": "path" }`;
+ * a relative `ca` path is relative to the config file. */
+export function loadClusterConfig(path: string): ClusterConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw invalid('config file cannot be read');
+  }
+  return parseClusterConfig(text, dirname(resolve(path)));
+}
+
+/** The config file's content; `baseDir` resolves a relative `ca` path. */
+export function parseClusterConfig(json: unknown, baseDir: string): ClusterConfig {
+  const doc = parseJson(json, 'config') as { endpoints?: unknown; ca?: unknown } | null;
+  if (typeof doc !== 'object' || doc === null) throw invalid('config is not an object');
+  if (!Array.isArray(doc.endpoints)) throw invalid('config has no endpoints list');
+  const endpoints = (doc.endpoints as unknown[]).map(parseEndpoint);
+  if (typeof doc.ca !== 'string' || doc.ca.length === 0) throw invalid('config has no ca path');
+  let ca: string;
+  try {
+    ca = readFileSync(resolve(baseDir, doc.ca), 'utf8');
+  } catch {
+    throw invalid('ca file cannot be read');
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw invalid('ca file holds no PEM certificate');
+  return { endpoints: checkEndpoints(endpoints), ca };
+}
+
+function parseEndpoint(e: unknown): Endpoint {
+  if (typeof e === 'string') {
+    const m = /^(.+):(\d{1,5})$/.exec(e);
+    if (m === null) throw invalid('endpoint string must be host:port');
+    const host = (m[1] as string).replace(/^\[(.*)\]$/, '$1');
+    return { host, port: Number(m[2]) };
+  }
+  if (typeof e !== 'object' || e === null) throw invalid('endpoint must be an object or host:port');
+  const { host, port, servername } = e as { host?: unknown; port?: unknown; servername?: unknown };
+  if (typeof host !== 'string') throw invalid('endpoint host must be a string');
+  if (!isPort(port)) throw invalid('endpoint port must be an integer 1-65535');
+  if (servername !== undefined && typeof servername !== 'string') throw invalid('endpoint servername must be a string');
+  return { host, port, ...(servername === undefined ? {} : { servername }) };
+}

@@ -1,0 +1,392 @@
+// One HSM node as the SDK sees it (docs/sdk.md "Nodes and failover"): its connection(s), each with
+// one session logged in as the cluster's user; its state (up, down, probing); the client's own
+// in-flight count and the node's reported capacity and load (STATUS, polled every
+// CLIENT_STATUS_POLL_MS), which the balancer weighs.
+//
+// A link that loses a connection, or whose node answers nothing for requestTimeoutMs while requests
+// are in flight, goes down: its pending calls fail (COFFER_CONNECTION_LOST / COFFER_REQUEST_TIMEOUT)
+// and the cluster moves idempotent ones elsewhere. A down link is re-probed with doubling backoff
+// and gets traffic again only after TLS, HELLO, session and login all succeed. A login refused on a
+// re-probe stops the probing for good: repeating it would lock the user out.
+
+import { CofferError, isCofferError } from '../errors.js';
+import {
+  CLIENT_AUTO_BATCH_IN_FLIGHT_MIN, CLIENT_MISSING_HANDLES_MAX, CLIENT_PROBE_BACKOFF_MAX_MS, CLIENT_PROBE_BACKOFF_MIN_MS, CLIENT_STATUS_POLL_MS,
+} from '../formats/limits.js';
+import { fromWireError, type OpName, type WireRequest, type WireResponse } from '../formats/wire.js';
+import { Connection } from './connection.js';
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+  /** TLS server name to verify, when it differs from `host`. */
+  readonly servername?: string;
+}
+
+export type LoginRole = NonNullable<WireRequest<'LOGIN'>['role']>;
+export type NodeState = 'up' | 'down' | 'probing';
+
+/** A read-only view of one node for callers (Cluster.nodes). */
+export interface NodeSnapshot {
+  readonly endpoint: Endpoint;
+  readonly state: NodeState;
+  readonly inFlight: number;
+  /** The node's own estimate of small signatures per second (STATUS); 0 = not measured. */
+  readonly capacity: number;
+  readonly loadPermille: number;
+  readonly lastError?: CofferError;
+}
+
+export interface LinkOptions {
+  readonly endpoint: Endpoint;
+  readonly ca: string | readonly string[];
+  readonly cert?: string;
+  readonly key?: string;
+  readonly username: string;
+  /** This link's own copy (zeroised on close). */
+  readonly password: Uint8Array;
+  readonly role: LoginRole;
+  readonly connections: number;
+  /** Coalesce concurrent single SIGNs into SIGN_BATCH (docs/sdk.md "Auto-batching"). */
+  readonly autoBatch: boolean;
+  readonly connectTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** Called when the link (re)joins after a probe, so waiting calls can use it. */
+  readonly onUp: () => void;
+}
+
+/** Operations whose request names a session: the link fills the session in. */
+export type SessionOp = { [N in OpName]: WireRequest<N> extends { readonly session: number } ? N : never }[OpName];
+/** A request without its session: the link that sends it fills it in (so a retry can go elsewhere). */
+export type SessionBody<N extends SessionOp> = Omit<WireRequest<N>, 'session'> & { session?: number };
+
+interface QueuedSign {
+  readonly body: SessionBody<'SIGN'>;
+  readonly resolve: (r: WireResponse<'SIGN'>) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface Channel {
+  readonly connection: Connection;
+  readonly session: number;
+  inFlight: number;
+}
+
+/** node:tls verification failures: the node did not prove it belongs to the customer's cluster. */
+const UNTRUSTED_TLS_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED',
+  'INVALID_CA', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_CHAIN_TOO_LONG', 'PATH_LENGTH_EXCEEDED',
+]);
+
+/** A failure to reach a node, as a typed error (the node's own typed errors pass through). */
+export function connectError(e: unknown, endpoint: Endpoint): CofferError {
+  if (e instanceof CofferError) return e;
+  const code = typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'unknown';
+  const where = { host: endpoint.host, port: endpoint.port, reason: code };
+  return new CofferError(UNTRUSTED_TLS_CODES.has(code) ? 'COFFER_NODE_UNTRUSTED' : 'COFFER_CONNECTION_LOST', where, { cause: e });
+}
+
+/** Login refusals: never repeated automatically (each one counts toward the lockout). */
+export function isLoginRefusal(e: unknown): boolean {
+  return isCofferError(e, 'COFFER_AUTH_FAILED') || isCofferError(e, 'COFFER_USER_LOCKED');
+}
+
+export class NodeLink {
+  readonly index: number;
+  readonly endpoint: Endpoint;
+  state: NodeState = 'down';
+  /** Requests this client has in flight on the node (all connections). */
+  inFlight = 0;
+  /** What the node accepts in flight from this client: the sum of HELLO inFlightMax. */
+  inFlightMax = 0;
+  /** Items per batch request the node accepts (HELLO batchItemsMax). */
+  batchItemsMax = 1;
+  capacityOpsPerSecond = 0;
+  loadPermille = 0;
+  /** Share of the node's capacity other clients use (STATUS inFlight minus ours). */
+  othersLoad = 0;
+  /** Until when the node asked not to be sent more (BUSY retryAfterMs). */
+  busyUntilMs = 0;
+  /** Calls answered (any answer): progress, for the stuck-node check and for tests. */
+  completed = 0;
+  /** SIGN_BATCH frames auto-batching has sent (for tests and tuning). */
+  autoBatches = 0;
+  lastError: CofferError | undefined;
+  /** Handles this node said it does not hold (no journal yet: see docs/sdk.md). */
+  readonly missing = new Set<number>();
+  readonly #o: LinkOptions;
+  #channels: Channel[] = [];
+  #signQueue: QueuedSign[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #probeTimer: NodeJS.Timeout | undefined;
+  #backoffMs = CLIENT_PROBE_BACKOFF_MIN_MS;
+  #closed = false;
+  #probing = true;
+  #polling = false;
+  #progressMark = -1;
+  #stalledSinceMs = 0;
+
+  constructor(index: number, options: LinkOptions) {
+    this.index = index;
+    this.endpoint = options.endpoint;
+    this.#o = options;
+  }
+
+  snapshot(): NodeSnapshot {
+    return {
+      endpoint: this.endpoint, state: this.state, inFlight: this.inFlight, capacity: this.capacityOpsPerSecond, loadPermille: this.loadPermille,
+      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
+    };
+  }
+
+  /** TLS + HELLO + a session on each connection; no login yet. Typed errors only. */
+  async connectTransport(): Promise<void> {
+    this.#dropChannels();
+    const opened = await Promise.allSettled(Array.from({ length: this.#o.connections }, () => this.#openChannel()));
+    const channels = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failure = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure !== undefined) {
+      for (const c of channels) c.connection.close();
+      throw connectError(failure.reason, this.endpoint);
+    }
+    this.#channels = channels;
+  }
+
+  async #openChannel(): Promise<Channel> {
+    const o = this.#o;
+    const connection = await Connection.connect({
+      host: o.endpoint.host, port: o.endpoint.port, ca: o.ca, connectTimeoutMs: o.connectTimeoutMs,
+      ...(o.endpoint.servername === undefined ? {} : { servername: o.endpoint.servername }),
+      ...(o.cert === undefined ? {} : { cert: o.cert }),
+      ...(o.key === undefined ? {} : { key: o.key }),
+    });
+    try {
+      return { connection, session: await connection.openSession(), inFlight: 0 };
+    } catch (e) {
+      connection.close();
+      throw e;
+    }
+  }
+
+  /** Logs every channel in, then marks the link up. A refusal on the first channel stops there. */
+  async login(): Promise<void> {
+    const [first, ...rest] = this.#channels;
+    if (first === undefined) throw new CofferError('COFFER_CONNECTION_LOST', { host: this.endpoint.host, port: this.endpoint.port });
+    const o = this.#o;
+    await first.connection.login(first.session, o.username, o.password, o.role);
+    await Promise.all(rest.map((c) => c.connection.login(c.session, o.username, o.password, o.role)));
+    await this.#pollStatus();
+    this.inFlightMax = this.#channels.reduce((n, c) => n + c.connection.hello.inFlightMax, 0);
+    this.batchItemsMax = Math.max(1, Math.min(...this.#channels.map((c) => c.connection.hello.batchItemsMax)));
+    this.missing.clear(); // the node may have been restored since: ask it again
+    this.busyUntilMs = 0;
+    this.#backoffMs = CLIENT_PROBE_BACKOFF_MIN_MS;
+    this.#probing = false;
+    this.state = 'up';
+    this.#startTimer();
+  }
+
+  /** Sends one session request on the least-loaded connection; the link counts it in flight. */
+  async call<N extends SessionOp>(name: N, body: SessionBody<N>): Promise<WireResponse<N>> {
+    if (name === 'SIGN' && this.#o.autoBatch && this.inFlight >= CLIENT_AUTO_BATCH_IN_FLIGHT_MIN) {
+      return this.#queueSign(body as unknown as SessionBody<'SIGN'>) as Promise<WireResponse<N>>;
+    }
+    const ch = this.#channel();
+    body.session = ch.session; // encoded synchronously by call(): a retry elsewhere sets its own
+    ch.inFlight++;
+    this.inFlight++;
+    try {
+      return await ch.connection.call(name, body as unknown as WireRequest<N>);
+    } catch (e) {
+      if (ch.connection.isLost) this.#down(e);
+      throw e;
+    } finally {
+      ch.inFlight--;
+      this.inFlight--;
+      this.completed++;
+    }
+  }
+
+  /** Auto-batching (docs/sdk.md): while many calls are in flight, the single SIGNs of one tick travel
+   * as SIGN_BATCH frames; each still settles on its own (a failing item rejects with its own error). */
+  #queueSign(body: SessionBody<'SIGN'>): Promise<WireResponse<'SIGN'>> {
+    if (this.#channels.length === 0) return Promise.reject(this.lastError ?? new CofferError('COFFER_CONNECTION_LOST'));
+    this.inFlight++;
+    return new Promise((resolve, reject) => {
+      this.#signQueue.push({ body, resolve, reject });
+      if (this.#signQueue.length >= this.batchItemsMax) this.#flushSigns();
+      else if (this.#signQueue.length === 1) setImmediate(this.#flush);
+    });
+  }
+
+  readonly #flush = (): void => this.#flushSigns();
+
+  #flushSigns(): void {
+    const queued = this.#signQueue;
+    if (queued.length === 0) return;
+    this.#signQueue = [];
+    const settle = (): void => {
+      this.inFlight -= queued.length;
+      this.completed += queued.length;
+    };
+    let ch: Channel;
+    try {
+      ch = this.#channel();
+    } catch (e) {
+      settle();
+      for (const q of queued) q.reject(e);
+      return;
+    }
+    const items = queued.map((q) => ({ handle: q.body.handle, params: q.body.params, data: q.body.data }));
+    ch.inFlight += queued.length;
+    this.autoBatches++;
+    ch.connection.call('SIGN_BATCH', { session: ch.session, items }).then((r) => {
+      ch.inFlight -= queued.length;
+      settle();
+      queued.forEach((q, i) => {
+        const x = r.results[i];
+        if (x === undefined) q.reject(new CofferError('COFFER_FORMAT_MALFORMED', { reason: 'batch reply is short' }));
+        else if (x.ok) q.resolve({ signature: x.value });
+        else q.reject(fromWireError(x.error));
+      });
+    }, (e: unknown) => {
+      ch.inFlight -= queued.length;
+      settle();
+      if (ch.connection.isLost) this.#down(e);
+      for (const q of queued) q.reject(e);
+    });
+  }
+
+  /** A request that needs no session (STATUS). */
+  async callPlain(name: 'STATUS'): Promise<WireResponse<'STATUS'>> {
+    const ch = this.#channel();
+    try {
+      return await ch.connection.call(name, {});
+    } catch (e) {
+      if (ch.connection.isLost) this.#down(e);
+      throw e;
+    }
+  }
+
+  markMissing(handle: number): void {
+    if (this.missing.size >= CLIENT_MISSING_HANDLES_MAX) this.missing.clear();
+    this.missing.add(handle);
+  }
+
+  /** The cluster gave up on this node at connect time: probe it in the background. */
+  startProbing(error: CofferError): void {
+    this.lastError = error;
+    this.state = 'down';
+    this.#probing = true;
+    this.#scheduleProbe(error);
+  }
+
+  /** The stored password for re-logins (after CHANGE_OWN_PASSWORD on this node). */
+  replacePassword(password: Uint8Array): void {
+    this.#o.password.fill(0);
+    (this.#o as { password: Uint8Array }).password = password;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.state = 'down';
+    clearInterval(this.#timer);
+    clearTimeout(this.#probeTimer);
+    this.#dropChannels();
+    this.#o.password.fill(0);
+  }
+
+  #channel(): Channel {
+    const chs = this.#channels;
+    let best = chs[0];
+    if (best === undefined) throw this.lastError ?? new CofferError('COFFER_CONNECTION_LOST', { host: this.endpoint.host, port: this.endpoint.port });
+    for (let i = 1; i < chs.length; i++) {
+      const c = chs[i] as Channel;
+      if (c.inFlight < best.inFlight) best = c;
+    }
+    return best;
+  }
+
+  #dropChannels(): void {
+    for (const c of this.#channels) c.connection.abort();
+    this.#channels = [];
+  }
+
+  #down(e: unknown, error?: CofferError): void {
+    if (this.state !== 'up') return;
+    this.state = 'down';
+    this.lastError = error ?? (e instanceof CofferError ? e : new CofferError('COFFER_CONNECTION_LOST'));
+    clearInterval(this.#timer);
+    for (const c of this.#channels) c.connection.abort(error);
+    this.#channels = [];
+    this.#probing = true;
+    this.#scheduleProbe(this.lastError);
+  }
+
+  #scheduleProbe(error: CofferError): void {
+    if (this.#closed) return;
+    if (isLoginRefusal(error)) return; // never log in again by ourselves: it would lock the user
+    // An untrusted node will not become trusted soon: probe it at the slowest rate.
+    const delayMs = error.code === 'COFFER_NODE_UNTRUSTED' ? CLIENT_PROBE_BACKOFF_MAX_MS : this.#backoffMs;
+    this.#backoffMs = Math.min(this.#backoffMs * 2, CLIENT_PROBE_BACKOFF_MAX_MS);
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = setTimeout(() => void this.#probe(), delayMs);
+    this.#probeTimer.unref();
+  }
+
+  async #probe(): Promise<void> {
+    if (this.#closed || !this.#probing) return;
+    this.state = 'probing';
+    try {
+      await this.connectTransport();
+      await this.login();
+    } catch (e) {
+      this.#dropChannels();
+      if (this.#closed) return;
+      this.state = 'down';
+      this.lastError = connectError(e, this.endpoint);
+      this.#scheduleProbe(this.lastError);
+      return;
+    }
+    if (this.#closed) {
+      this.#dropChannels();
+      return;
+    }
+    this.#o.onUp();
+  }
+
+  #startTimer(): void {
+    clearInterval(this.#timer);
+    this.#progressMark = -1;
+    this.#timer = setInterval(() => this.#tick(), CLIENT_STATUS_POLL_MS);
+    this.#timer.unref();
+  }
+
+  #tick(): void {
+    if (this.state !== 'up') return;
+    const nowMs = Date.now();
+    if (this.inFlight === 0 || this.completed !== this.#progressMark) {
+      this.#progressMark = this.completed;
+      this.#stalledSinceMs = nowMs;
+    } else if (nowMs - this.#stalledSinceMs >= this.#o.requestTimeoutMs) {
+      const timeout = new CofferError('COFFER_REQUEST_TIMEOUT', { host: this.endpoint.host, port: this.endpoint.port, timeoutMs: this.#o.requestTimeoutMs });
+      this.#down(timeout, timeout);
+      return;
+    }
+    if (!this.#polling) void this.#pollStatus().catch(() => undefined);
+  }
+
+  async #pollStatus(): Promise<void> {
+    this.#polling = true;
+    try {
+      const st = await this.callPlain('STATUS');
+      this.capacityOpsPerSecond = st.capacityOpsPerSecond;
+      this.loadPermille = st.loadPermille;
+      const others = st.inFlightMax > 0 ? (st.inFlight - this.inFlight) / st.inFlightMax : 0;
+      this.othersLoad = Math.min(0.9, Math.max(0, others));
+    } finally {
+      this.#polling = false;
+    }
+  }
+}

@@ -1,0 +1,170 @@
+// Sends each call to a node and decides what a failure means (docs/sdk.md "Retries").
+//
+// Idempotent calls (crypto, reads) go to the balancer's pick and, when a node fails them (connection
+// lost, stuck, BUSY, or "no such object" on a node that may simply not hold it), move to another node,
+// up to `retries` extra attempts; BUSY marks its node for retryAfterMs. State changes go to the
+// primary (the first up node in endpoint order) once: after a request may have reached a node it is
+// never resent, since it may have taken effect; only BUSY (the node did nothing) is retried there.
+// When every node is at its in-flight limit a call waits in a bounded FIFO for a free slot.
+
+import { CofferError, isCofferError } from '../errors.js';
+import { CLIENT_QUEUE_MAX } from '../formats/limits.js';
+import type { WireResponse } from '../formats/wire.js';
+import { PICK_IGNORE_MISSING, PICK_IGNORE_TRIED, PICK_STRICT, pickLink } from './balancer.js';
+import { NodeBusyError } from './connection.js';
+import type { NodeLink, SessionBody, SessionOp } from './node_link.js';
+
+/** Where a call may go: any node (balanced), one node only (an object only it holds), or the
+ * primary first (reads that should see this client's own state changes). */
+export type Route = { readonly handle?: number; readonly home?: number; readonly primaryFirst?: boolean };
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class Router {
+  readonly links: readonly NodeLink[];
+  readonly #retries: number;
+  readonly #waiters: Array<() => void> = [];
+  #start = 0;
+
+  constructor(links: readonly NodeLink[], retries: number) {
+    this.links = links;
+    this.#retries = retries;
+  }
+
+  /** An idempotent call: balanced, retried on another node when one fails it. */
+  async idempotent<N extends SessionOp>(name: N, body: SessionBody<N>, route?: Route): Promise<WireResponse<N>> {
+    let tried = 0;
+    let lastError: unknown;
+    for (let attempt = 0; attempt <= this.#retries; attempt++) {
+      const link = this.#pick(route, tried) ?? (await this.#await(route, tried, lastError));
+      try {
+        return await link.call(name, body);
+      } catch (e) {
+        lastError = e;
+        tried |= 1 << link.index;
+        if (!this.#retryable(e, link, route)) throw e;
+      } finally {
+        this.#released();
+      }
+    }
+    throw this.#exhausted(lastError);
+  }
+
+  /** A state change: to the primary, once (BUSY excepted: the node did nothing). */
+  async primary<N extends SessionOp>(name: N, body: SessionBody<N>): Promise<{ response: WireResponse<N>; node: number }> {
+    for (let attempt = 0; ; attempt++) {
+      const link = this.primaryLink();
+      try {
+        return { response: await link.call(name, body), node: link.index };
+      } catch (e) {
+        if (!(e instanceof NodeBusyError) || attempt >= this.#retries) throw e;
+        await sleep(e.retryAfterMs);
+      } finally {
+        this.#released();
+      }
+    }
+  }
+
+  primaryLink(): NodeLink {
+    for (const l of this.links) if (l.state === 'up') return l;
+    throw this.#unavailable(undefined);
+  }
+
+  /** A sequence of calls that must see one node (FIND pages): run on one node, all again elsewhere if it fails. */
+  async onOneNode<T>(fn: (link: NodeLink) => Promise<T>): Promise<T> {
+    let tried = 0;
+    let lastError: unknown;
+    for (let attempt = 0; attempt <= this.#retries; attempt++) {
+      const link = this.#pick({ primaryFirst: true }, tried) ?? (await this.#await({ primaryFirst: true }, tried, lastError));
+      try {
+        return await fn(link);
+      } catch (e) {
+        lastError = e;
+        tried |= 1 << link.index;
+        if (!this.#retryable(e, link, undefined)) throw e;
+      }
+    }
+    throw this.#exhausted(lastError);
+  }
+
+  /** Wakes one call waiting for a slot (a node joined, or a call finished). */
+  wake(): void {
+    const w = this.#waiters.shift();
+    if (w !== undefined) w();
+  }
+
+  #released(): void {
+    if (this.#waiters.length !== 0) this.wake();
+  }
+
+  #pick(route: Route | undefined, tried: number): NodeLink | undefined {
+    if (route !== undefined) {
+      if (route.home !== undefined) return this.#home(route.home);
+      if (route.primaryFirst === true) return this.#primaryFirst(tried);
+    }
+    const nowMs = Date.now();
+    const start = this.#start++ % this.links.length;
+    const handle = route?.handle;
+    return pickLink(this.links, handle, tried, nowMs, start, PICK_STRICT)
+      ?? pickLink(this.links, handle, tried, nowMs, start, PICK_IGNORE_TRIED)
+      ?? pickLink(this.links, handle, tried, nowMs, start, PICK_IGNORE_TRIED | PICK_IGNORE_MISSING);
+  }
+
+  #home(index: number): NodeLink | undefined {
+    const l = this.links[index];
+    return l !== undefined && l.state === 'up' && l.inFlight < l.inFlightMax && l.busyUntilMs <= Date.now() ? l : undefined;
+  }
+
+  #primaryFirst(tried: number): NodeLink | undefined {
+    const nowMs = Date.now();
+    let fallback: NodeLink | undefined;
+    for (const l of this.links) {
+      if (l.state !== 'up' || l.inFlight >= l.inFlightMax || l.busyUntilMs > nowMs) continue;
+      if ((tried & (1 << l.index)) === 0) return l;
+      fallback ??= l;
+    }
+    return fallback;
+  }
+
+  /** No node fits now: wait for a BUSY hint to pass or for a slot; none up → unavailable. */
+  async #await(route: Route | undefined, tried: number, lastError: unknown): Promise<NodeLink> {
+    for (;;) {
+      const up = route?.home === undefined ? this.links.filter((l) => l.state === 'up') : this.links.filter((l) => l.index === route.home && l.state === 'up');
+      if (up.length === 0) throw this.#unavailable(lastError);
+      const roomy = up.filter((l) => l.inFlight < l.inFlightMax);
+      if (roomy.length !== 0) {
+        await sleep(Math.max(1, Math.min(...roomy.map((l) => l.busyUntilMs)) - Date.now()));
+      } else {
+        if (this.#waiters.length >= CLIENT_QUEUE_MAX) throw new NodeBusyError(Math.max(1, ...up.map((l) => l.busyUntilMs - Date.now())));
+        await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      }
+      const link = this.#pick(route, tried);
+      if (link !== undefined) return link;
+    }
+  }
+
+  #retryable(e: unknown, link: NodeLink, route: Route | undefined): boolean {
+    if (e instanceof NodeBusyError) {
+      link.busyUntilMs = Date.now() + e.retryAfterMs;
+      return true;
+    }
+    if (isCofferError(e, 'COFFER_CONNECTION_LOST') || isCofferError(e, 'COFFER_REQUEST_TIMEOUT')) return true;
+    const handle = route?.handle;
+    if (handle !== undefined && route?.home === undefined && isCofferError(e, 'COFFER_OBJECT_NOT_FOUND')) {
+      link.markMissing(handle);
+      return this.links.some((l) => l !== link && l.state === 'up' && !l.missing.has(handle));
+    }
+    return false;
+  }
+
+  #exhausted(lastError: unknown): unknown {
+    if (lastError instanceof NodeBusyError) return lastError;
+    if (isCofferError(lastError, 'COFFER_OBJECT_NOT_FOUND')) return lastError;
+    return this.#unavailable(lastError);
+  }
+
+  #unavailable(cause: unknown): CofferError {
+    const down = this.links.filter((l) => l.state !== 'up').length;
+    return new CofferError('COFFER_CLUSTER_UNAVAILABLE', { nodes: this.links.length, down }, cause === undefined ? undefined : { cause });
+  }
+}
