@@ -16,6 +16,8 @@ const MODULES: readonly [string, () => Promise<BenchModule>][] = [
   ['store', () => import('./store_bench.js')],
   ['backup', () => import('./backup_bench.js')],
   ['wire', () => import('./wire_bench.js')],
+  ['node', () => import('./node_bench.js')],
+  ['sdk', () => import('./sdk_bench.js')],
 ];
 
 async function main(): Promise<void> {
