@@ -6,6 +6,8 @@
 import type { Command } from 'commander';
 import { fail } from '../errors.js';
 import { CLUSTER_FILE, startDevelopmentCluster } from './dev_cluster.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** The nodes one command may start: a development cluster on one machine, not a fleet. */
@@ -16,17 +18,18 @@ export function registerDevCommands(program: Command): void {
   dev
     .command('cluster')
     .description('start an initialised, activated cluster of N node processes; runs until SIGINT/SIGTERM')
-    .requiredOption('--dir <dir>', 'directory for authorities, node data, certificates and cluster.json')
+    .option('--dir <dir>', 'a new directory for authorities, node data, certificates and cluster.json (default: a fresh one under the system temp directory)')
     .option('--nodes <n>', `number of nodes (1-${DEV_CLUSTER_NODES_MAX})`, '1')
     .option('--host <host>', 'address the nodes listen on', '127.0.0.1')
-    .action(async (opts: { dir: string; nodes: string; host: string }) => {
+    .action(async (opts: { dir?: string; nodes: string; host: string }) => {
       const nodes = Number(opts.nodes);
       if (!/^\d+$/.test(opts.nodes) || nodes < 1 || nodes > DEV_CLUSTER_NODES_MAX) fail('COFFER_CLI_USAGE', { reason: `--nodes must be 1-${DEV_CLUSTER_NODES_MAX}` });
       const stopping = new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());
         process.once('SIGTERM', () => resolve());
       });
-      const cluster = await startDevelopmentCluster({ dir: opts.dir, nodes, host: opts.host });
+      const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'coffer-dev-'));
+      const cluster = await startDevelopmentCluster({ dir, nodes, host: opts.host });
       const ready = {
         event: 'ready', clusterId: cluster.clusterId, clusterFile: join(cluster.dir, CLUSTER_FILE),
         nodes: cluster.nodes.map((n) => ({ host: n.host, port: n.port, managementPort: n.managementPort, serial: n.serial, pid: n.pid })),

@@ -8,6 +8,8 @@ import { isCofferError, renderErrorsDoc } from '../errors.js';
 import { registerBackupCommands } from './backup_commands.js';
 import { registerCeremonyCommands } from './ceremony_commands.js';
 import { registerHsmCommands } from './hsm_commands.js';
+import { registerDevCommands } from './dev_commands.js';
+import { registerUserCli } from './user_cli/register.js';
 import { runDemo } from './demo.js';
 
 export const EXIT_OK = 0;
@@ -23,6 +25,8 @@ export function buildProgram(): Command {
   registerCeremonyCommands(program);
   registerBackupCommands(program);
   registerHsmCommands(program);
+  registerDevCommands(program);
+  registerUserCli(program);
   program
     .command('demo')
     .description('provision a development device in a temporary directory, then log in, make keys and sign')
@@ -38,7 +42,8 @@ export function buildProgram(): Command {
 
 export async function main(argv: readonly string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv, { from: 'user' });
+    // `coffer` alone on a terminal opens the interactive prompt, as CloudHSM CLI does.
+    await buildProgram().parseAsync(argv.length === 0 && process.stdin.isTTY ? ['interactive'] : argv, { from: 'user' });
     return EXIT_OK;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;

@@ -1,0 +1,162 @@
+// The state a user-CLI command runs in, and the one function every command's action goes through.
+//
+// One-shot (`coffer key list …`): each command resolves the cluster and the credentials from its
+// options and the environment, connects and logs in, runs, prints, closes.
+// Interactive (`coffer interactive`): one connection and one login live across commands; `login`
+// and `logout` change them; a command without a login fails COFFER_NOT_LOGGED_IN.
+//
+// Failures: JSON mode prints the failure envelope on stdout; the error goes on to main.ts (stderr
+// line, exit 1). A usage error (COFFER_CLI_USAGE) becomes commander's usage failure: exit 2.
+
+import { CommanderError } from 'commander';
+import { CofferError, isCofferError } from '../../errors.js';
+import { resolveTarget, parsePin, parseRole, type ClusterTarget, type ConnectionOptions, type LoginRole } from './config.js';
+import type { LineSource } from './line_source.js';
+import { failureJson, failureText, parseOutputMode, render, type OutputMode, type Result } from './output.js';
+import type { ClusterFactory, Credentials, UserCluster } from './port.js';
+import { startProgress, type Progress } from './progress.js';
+
+/** Exit code of a usage error (docs/cli.md). */
+const EXIT_USAGE = 2;
+
+export interface CliIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+  /** stdin as lines: secrets and the interactive prompt read from it. */
+  readonly lines: () => LineSource;
+  readonly progressEnabled: boolean;
+}
+
+/** Options every user-CLI command takes (connection ones only in one-shot mode). */
+export interface CommonOptions extends ConnectionOptions {
+  output?: string;
+  loginUsername?: string;
+  loginRole?: string;
+  loginPassword?: string;
+  passwordStdin?: true;
+}
+
+/** What a command does once connected and logged in. */
+export type Plan = (cluster: UserCluster) => Promise<Result>;
+
+/** The login of an interactive session. */
+interface SessionLogin {
+  readonly cluster: UserCluster;
+  readonly username: string;
+  readonly role: LoginRole;
+}
+
+export class CliContext {
+  readonly io: CliIo;
+  readonly factory: ClusterFactory;
+  /** Set in interactive mode: where `login` connects to. */
+  readonly interactiveTarget: ClusterTarget | undefined;
+  readonly defaultOutput: OutputMode;
+  #login: SessionLogin | undefined;
+  /** Errors already printed, so the interactive loop does not print them twice. */
+  readonly reported = new WeakSet<object>();
+
+  constructor(io: CliIo, factory: ClusterFactory, interactiveTarget?: ClusterTarget, defaultOutput: OutputMode = 'json') {
+    this.io = io;
+    this.factory = factory;
+    this.interactiveTarget = interactiveTarget;
+    this.defaultOutput = defaultOutput;
+  }
+
+  get interactive(): boolean {
+    return this.interactiveTarget !== undefined;
+  }
+  get login(): { username: string; role: LoginRole } | undefined {
+    return this.#login === undefined ? undefined : { username: this.#login.username, role: this.#login.role };
+  }
+
+  outputMode(o: CommonOptions): OutputMode {
+    return o.output === undefined ? this.defaultOutput : parseOutputMode(o.output);
+  }
+
+  progress(label: string, total: number): Progress {
+    return startProgress(label, total, this.io.progressEnabled);
+  }
+
+  /** Reads a secret from the terminal (not echoed) or the next line of piped stdin. */
+  readSecret(prompt: string): Promise<string> {
+    return this.io.lines().readSecret(prompt);
+  }
+
+  /** Interactive `login`: connects and logs in, replacing any earlier login. */
+  async startSession(credentials: Credentials): Promise<void> {
+    if (this.interactiveTarget === undefined) throw new CofferError('COFFER_CLI_USAGE', { reason: 'login and logout are interactive-mode commands; one-shot commands log in with COFFER_PIN or --login-username' });
+    await this.endSession();
+    const cluster = await this.factory.connect(this.interactiveTarget, credentials);
+    this.#login = { cluster, username: credentials.username, role: credentials.role };
+  }
+
+  async endSession(): Promise<boolean> {
+    const l = this.#login;
+    this.#login = undefined;
+    if (l === undefined) return false;
+    await l.cluster.close();
+    return true;
+  }
+
+  /** One-shot credentials: --login-username (password prompted or --password), else COFFER_PIN. */
+  async credentials(o: CommonOptions): Promise<Credentials> {
+    const role = parseRole(o.loginRole ?? this.io.env['COFFER_ROLE'] ?? 'crypto-user');
+    if (o.loginUsername !== undefined) {
+      const password = o.loginPassword ?? (await this.readSecret(`Password for ${o.loginUsername}: `));
+      return { username: o.loginUsername, password, role };
+    }
+    const pin = this.io.env['COFFER_PIN'];
+    if (pin === undefined || pin === '') throw new CofferError('COFFER_CLI_USAGE', { reason: 'no credentials: set COFFER_PIN=user:password (and COFFER_ROLE) or give --login-username' });
+    return { ...parsePin(pin), role };
+  }
+
+  /**
+   * Runs a command that needs a logged-in cluster and prints its result (see the header for
+   * failures). `plan` parses and checks the options first, so bad usage fails before any
+   * connection or login; it returns what to do with the cluster.
+   */
+  async run(o: CommonOptions, plan: () => Plan | Promise<Plan>): Promise<void> {
+    await this.runWithout(o, async () => {
+      const fn = await plan();
+      if (this.#login !== undefined) return fn(this.#login.cluster);
+      if (this.interactive) throw new CofferError('COFFER_NOT_LOGGED_IN');
+      const target = resolveTarget(o, this.io.env);
+      const cluster = await this.factory.connect(target, await this.credentials(o));
+      try {
+        return await fn(cluster);
+      } finally {
+        await cluster.close();
+      }
+    });
+  }
+
+  /** Runs `fn` (which needs no login) and prints its result. */
+  async runWithout(o: CommonOptions, fn: () => Promise<Result>): Promise<void> {
+    let mode: OutputMode = this.defaultOutput;
+    try {
+      mode = this.outputMode(o);
+      const result = await fn();
+      this.io.out(render(mode, result));
+    } catch (e) {
+      throw this.#report(mode, e);
+    }
+  }
+
+  #report(mode: OutputMode, e: unknown): unknown {
+    if (!isCofferError(e)) return e; // a bug: main.ts prints the stack and exits 70
+    if (mode === 'json') this.io.out(failureJson(e));
+    if (e.code === 'COFFER_CLI_USAGE') {
+      this.io.err(failureText(e));
+      const usage = new CommanderError(EXIT_USAGE, 'coffer.usage', `${e.code}: ${String(e.detail['reason'] ?? e.message)}`);
+      this.reported.add(usage);
+      return usage;
+    }
+    if (this.interactive) {
+      if (mode === 'text') this.io.err(failureText(e));
+      this.reported.add(e);
+    }
+    return e;
+  }
+}

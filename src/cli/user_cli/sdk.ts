@@ -1,0 +1,90 @@
+// The UserCluster the `coffer` command uses: the client SDK's Cluster (src/client/cluster.ts), which
+// connects to every HSM trusting only the customer CA, logs in on each, balances and fails over.
+//
+// The SDK's findKeys returns Keys without their descriptions, so listing reads each key's
+// attributes (CLI_BATCH_IN_FLIGHT_MAX at a time), which is what the progress bar of `key list`
+// counts.
+
+import { Cluster, type Key, type KeyInfo, type FindFilter } from '../../client/index.js';
+import { CLI_BATCH_IN_FLIGHT_MAX } from '../../formats/limits.js';
+import type { KeyFilter } from './args.js';
+import type { ClusterTarget } from './config.js';
+import type { KeyDescription } from './output.js';
+import type { ClusterFactory, Credentials, UserCluster } from './port.js';
+
+function findFilter(f: KeyFilter): FindFilter {
+  return {
+    ...(f.label === undefined ? {} : { label: f.label }),
+    ...(f.id === undefined ? {} : { id: f.id }),
+    ...(f.class === undefined ? {} : { class: f.class }),
+    ...(f.keyType === undefined ? {} : { keyType: f.keyType }),
+    ...f.booleans,
+  };
+}
+
+/** Reads every key's description, a bounded number at a time, reporting progress. */
+async function describeAll(keys: readonly Key[], onProgress?: (done: number, total: number) => void): Promise<KeyInfo[]> {
+  const out = new Array<KeyInfo>(keys.length);
+  let next = 0;
+  let done = 0;
+  const worker = async (): Promise<void> => {
+    while (next < keys.length) {
+      const i = next++;
+      out[i] = await (keys[i] as Key).attributes();
+      done++;
+      onProgress?.(done, keys.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CLI_BATCH_IN_FLIGHT_MAX, keys.length) }, worker));
+  return out;
+}
+
+function adapt(c: Cluster): UserCluster {
+  return {
+    generateKeyPair: async (spec, publicAttributes, privateAttributes) => {
+      const sdkSpec = spec.keyType === 'RSA' ? spec : { curve: spec.curve };
+      const pair = await c.generateKeyPair({ ...sdkSpec, publicAttributes, privateAttributes });
+      return { publicHandle: pair.publicKey.handle, privateHandle: pair.privateKey.handle };
+    },
+    generateKey: async (spec, attributes) => (await c.generateKey({ type: spec.keyType, bits: spec.bits, attributes })).handle,
+    findKeys: async (filter, onProgress): Promise<KeyDescription[]> => {
+      if (filter.handle !== undefined) return [await c.key(filter.handle).attributes()];
+      return describeAll(await c.findKeys(findFilter(filter)), onProgress);
+    },
+    describe: (handle) => c.key(handle).attributes(),
+    setAttribute: (handle, name, value) => c.key(handle).setAttribute(name, value),
+    share: (handle, user) => c.key(handle).share(user),
+    unshare: (handle, user) => c.key(handle).unshare(user),
+    destroy: (handle) => c.key(handle).destroy(),
+    exportPublicPem: (handle) => c.key(handle).exportPublicPem(),
+    importPem: async (pem, kind, attributes) => (kind === 'public' ? await c.importPublicKeyPem(pem, { attributes }) : await c.importPrivateKeyPem(pem, { attributes })).handle,
+    sign: (handle, params, data) => c.key(handle).sign(data, params),
+    verify: (handle, params, data, signature) => c.key(handle).verify(data, signature, params),
+    encrypt: (handle, params, data) => c.key(handle).encrypt(data, params),
+    decrypt: (handle, params, data) => c.key(handle).decrypt(data, params),
+    wrap: (wrappingHandle, targetHandle, params) => c.key(wrappingHandle).wrap(c.key(targetHandle), params),
+    unwrap: async (unwrappingHandle, wrapped, params, template) => (await c.unwrapKey(c.key(unwrappingHandle), wrapped, template, params)).handle,
+    createUser: (name, password, role) => c.users.create(name, password, role),
+    listUsers: () => c.users.list(),
+    deleteUser: (name) => c.users.delete(name),
+    changePassword: (name, password) => c.users.changePassword(name, password),
+    changeOwnPassword: (current, next) => c.users.changeOwnPassword(current, next),
+    unlockUser: (name) => c.users.unlock(name),
+    registerQuorumKey: (spki) => c.quorum.registerKey(spki),
+    setQuorumValue: (service, m) => c.quorum.setValue(service, m),
+    quorumValues: async () => ({ ...(await c.quorum.values()) }),
+    generateQuorumToken: (service, handle) => c.quorum.generateToken(service, handle),
+    approveQuorumToken: (token, approver, signature) => c.quorum.approve(token, approver, signature),
+    listQuorumTokens: () => c.quorum.listTokens(),
+    close: () => c.close(),
+  };
+}
+
+export const SDK_CLUSTER_FACTORY: ClusterFactory = {
+  async connect(target: ClusterTarget, credentials: Credentials): Promise<UserCluster> {
+    return adapt(await Cluster.connect({ endpoints: target.endpoints, ca: target.caPem, credentials }));
+  },
+  async activate(target, preCoPassword, newAdminPassword) {
+    await Cluster.activate({ endpoints: target.endpoints, ca: target.caPem, preCoPassword, newAdminPassword });
+  },
+};
