@@ -49,7 +49,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     if (isCofferError(e)) {
       process.stderr.write(`coffer: ${e.code}: ${e.message}${Object.keys(e.detail).length > 0 ? ` ${JSON.stringify(e.detail)}` : ''}\n`);
-      return EXIT_FAILURE;
+      // Bad usage exits 2 whichever layer noticed it (commander or a command's own checks).
+      return e.code === 'COFFER_CLI_USAGE' ? EXIT_USAGE : EXIT_FAILURE;
     }
     process.stderr.write(`coffer: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     return EXIT_BUG;

@@ -56,6 +56,6 @@ test('coffer dev cluster refuses a bad node count', async () => {
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((ok) => child.once('exit', ok));
-  assert.equal(code, 1);
+  assert.equal(code, 2);
   assert.match(stderr, /COFFER_CLI_USAGE/);
 });

@@ -47,7 +47,7 @@ test('coffer hsm serve refuses to run without --development (production provisio
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((ok) => child.once('exit', ok));
-  assert.equal(code, 1);
+  assert.equal(code, 2);
   assert.match(stderr, /COFFER_CLI_USAGE/);
 });
 
@@ -101,6 +101,6 @@ test('coffer hsm serve refuses a bad management port', async () => {
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((ok) => child.once('exit', ok));
-  assert.equal(code, 1);
+  assert.equal(code, 2);
   assert.match(stderr, /COFFER_CLI_USAGE/);
 });

@@ -40,7 +40,8 @@ test('bad filters, references and attribute values are usage errors', () => {
   for (const terms of [['label=x'], ['attr.nope=1'], ['attr.sign=maybe'], ['attr.class=cert'], ['key-reference=0xZZ'], ['key-reference=0'], ['noequals'], ['attr.label=a', 'attr.label=b']]) {
     throwsCode(() => parseFilter(terms), 'COFFER_CLI_USAGE', terms.join(' '));
   }
-  throwsCode(() => parseKeyReference('0x100000000'), 'COFFER_CLI_USAGE');
+  throwsCode(() => parseKeyReference('0x20000000000000'), 'COFFER_CLI_USAGE');
+  assert.equal(parseKeyReference('0x10000000000'), 2 ** 40);
   throwsCode(() => parseSetAttribute('local', 'true'), 'COFFER_CLI_USAGE'); // not settable
   throwsCode(() => parseFilter([`attr.label=${'x'.repeat(257)}`]), 'COFFER_CLI_USAGE');
 });
