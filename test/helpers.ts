@@ -26,3 +26,18 @@ export function flip(b: Uint8Array, i: number): Uint8Array {
   c[i] = (c[i] ?? 0) ^ 0x01;
   return c;
 }
+
+/** Runs `total` calls of `fn` with `concurrency` in flight (a closed-loop load); results in order. */
+export async function load<T>(total: number, concurrency: number, fn: (i: number) => Promise<T>, onProgress?: (done: number) => void): Promise<T[]> {
+  const out: T[] = new Array<T>(total);
+  let next = 0;
+  let done = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < total) {
+      const i = next++;
+      out[i] = await fn(i);
+      onProgress?.(++done);
+    }
+  }));
+  return out;
+}

@@ -11,6 +11,7 @@ import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import type { Session } from '../../src/hsm/device.js';
 import { FailingStore } from '../hsm/failing_store.js';
 import { ALICE, startTestCluster, until } from './support.js';
+import { load } from '../helpers.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise<void> {
@@ -18,20 +19,6 @@ async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise<void> 
 }
 const ecKey = { setup: (alice: Session) => alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { token: true }, { token: true, label: 'shared' }) };
 
-/** Runs `total` calls of `fn` with `concurrency` in flight; returns their results in order. */
-async function load<T>(total: number, concurrency: number, fn: (i: number) => Promise<T>, onProgress?: (done: number) => void): Promise<T[]> {
-  const out: T[] = new Array<T>(total);
-  let next = 0;
-  let done = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < total) {
-      const i = next++;
-      out[i] = await fn(i);
-      onProgress?.(++done);
-    }
-  }));
-  return out;
-}
 
 test('3 cloned nodes: connect trusting only the customer CA, sign on all three, every signature verifies', async () => {
   const tc = await startTestCluster({ nodes: 3, ...ecKey });

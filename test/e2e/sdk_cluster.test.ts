@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { Cluster } from '../../src/client/cluster.js';
 import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
+import { load } from '../helpers.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dir = mkdtempSync(join(tmpdir(), 'coffer-sdk-e2e-'));
@@ -19,19 +20,6 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function load<T>(total: number, concurrency: number, fn: (i: number) => Promise<T>, onProgress?: (done: number) => void): Promise<T[]> {
-  const out: T[] = new Array<T>(total);
-  let next = 0;
-  let done = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < total) {
-      const i = next++;
-      out[i] = await fn(i);
-      onProgress?.(++done);
-    }
-  }));
-  return out;
-}
 
 test('the SDK against 1 node, then 3 (cloned by backup and restore); then one of 3 killed under a sign load', { timeout: 240_000 }, async () => {
   dev = await startDevelopmentCluster({ dir: join(dir, 'cluster'), nodes: 1 });

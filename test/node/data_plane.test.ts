@@ -6,11 +6,10 @@ import assert from 'node:assert/strict';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
-import { Hsm } from '../../src/hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../../src/hsm/development.js';
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
+import type { Hsm } from '../../src/hsm/device.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { verifyTlsAttestation } from '../../src/node/tls_identity.js';
+import { activatedDeviceWithAlice } from './node_support.js';
 import { Connection, NodeBusyError } from '../../src/client/connection.js';
 import {
   FrameDecoder, FrameKind, OPS, decodeReply, encodeFrame, encodeRequest, fromWireError, type Frame, type OpName, type WireRequest, type WireResponse,
@@ -19,22 +18,13 @@ import { WIRE_FRAME_BYTES_MAX } from '../../src/formats/limits.js';
 import { errorPayload } from '../../src/formats/wire_ops.js';
 import { decodeWith } from '../../src/formats/wire_codec.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
-import type { ScryptParams } from '../../src/hsm/password.js';
 
-const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only
 const ECDSA_SHA256 = { mechanism: 'CKM_ECDSA_SHA256' } as const;
 let hsm: Hsm;
 let dp: DataPlane;
 
 before(async () => {
-  hsm = Hsm.open({ store: new MemoryRecordStore(), kdfParams: FAST_KDF });
-  await provisionDevelopmentDevice(hsm, await createDevelopmentAuthorities(), { mode: 'NON_FIPS' });
-  await hsm.initialiseUsers('preco-password', 'appliance-credential-0123456789');
-  await hsm.activate('preco-password', 'admin-password-1');
-  const admin = hsm.openSession();
-  await admin.login('admin', 'admin-password-1');
-  await admin.createUser('alice', 'alice-password', 'crypto-user');
-  admin.close();
+  hsm = await activatedDeviceWithAlice();
   dp = await startDataPlane({ hsm });
 });
 after(async () => {

@@ -8,17 +8,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { Hsm } from '../../src/hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../../src/hsm/development.js';
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { FrameDecoder, FrameKind, OPS, encodeFrame, encodeRequest, type Frame, type OpName } from '../../src/formats/wire.js';
 import { FRAME_HEADER_BYTES } from '../../src/formats/wire.js';
 import { OP_SAMPLES } from '../formats/wire_samples.js';
 import { mulberry32 } from '../helpers.js';
-import type { ScryptParams } from '../../src/hsm/password.js';
+import { activatedDeviceWithAlice } from './node_support.js';
 
-const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only
 const ITERATIONS = 3000;
 const PIPELINE = 32;
 /** Left out: closing or logging out session 1 would turn the rest into SESSION_CLOSED; an RSA-3072
@@ -28,14 +24,7 @@ let dp: DataPlane;
 const bugs: unknown[] = [];
 
 before(async () => {
-  const hsm = Hsm.open({ store: new MemoryRecordStore(), kdfParams: FAST_KDF });
-  await provisionDevelopmentDevice(hsm, await createDevelopmentAuthorities(), { mode: 'NON_FIPS' });
-  await hsm.initialiseUsers('preco-password', 'appliance-credential-0123456789');
-  await hsm.activate('preco-password', 'admin-password-1');
-  const admin = hsm.openSession();
-  await admin.login('admin', 'admin-password-1');
-  await admin.createUser('alice', 'alice-password', 'crypto-user');
-  admin.close();
+  const hsm = await activatedDeviceWithAlice();
   dp = await startDataPlane({ hsm, onBug: (e) => bugs.push(e) });
 });
 after(async () => {
