@@ -32,7 +32,7 @@ function fail(): never {
 
 /** MB/s of FrameDecoder over `total` bytes of 64-byte frames pushed in 16 KiB + 7 chunks. */
 function decoderThroughput(): { mbPerSecond: number; framesPerSecond: number } {
-  const frame = encodeRequest(1, 'SIGN', { ...signRequest, data: new Uint8Array(64 - 11 - 4 - 4 - 2 - 4) });
+  const frame = encodeRequest(1, 'SIGN', { ...signRequest, data: new Uint8Array(64 - 11 - 4 - 8 - 2 - 4) }); // header 11, session 4, handle 8, mechanism 2, data length 4
   if (frame.length !== 64) throw new Error(`bench: frame is ${frame.length} bytes, not 64`);
   const count = 16_384;
   const stream = new Uint8Array(count * 64);
