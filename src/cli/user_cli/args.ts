@@ -58,10 +58,11 @@ export function parseHash(value: string): HashName {
   return HASHES[value.toLowerCase().replace('-', '')] ?? usage(`--hash-function must be one of ${Object.keys(HASHES).join(', ')}`);
 }
 
-/** A key reference: `0x…` hex or decimal, a u32 (handles are cluster-wide u32 on the wire). */
+/** A key reference: `0x…` hex or decimal, 1 to 2^53-1 (handles are u64 on the wire, session
+ * objects numbered from 2^40; the wire refuses values above 2^53-1). */
 export function parseKeyReference(value: string): number {
-  const n = /^0x[0-9a-f]{1,16}$/i.test(value) ? Number.parseInt(value.slice(2), 16) : /^[0-9]{1,10}$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > 0xffff_ffff) usage('key-reference must be a handle: 0x… hex or decimal, 1 to 2^32-1');
+  const n = /^0x[0-9a-f]{1,16}$/i.test(value) ? Number.parseInt(value.slice(2), 16) : /^[0-9]{1,16}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) usage('key-reference must be a handle: 0x… hex or decimal, 1 to 2^53-1');
   return n;
 }
 
