@@ -198,13 +198,15 @@ export class Hsm {
    * Erases every customer secret and all state but the device's own identity and commissioning
    * (namespace 'device'): users, objects, quorum, the cluster identity, configuration — in one
    * store transaction. Closes every open session. The device stays COMMISSIONED (same serial,
-   * mode, MKBK and AKBK) and can initialise or join a cluster again, or restore a backup.
+   * mode, MKBK and AKBK) and can initialise or join a cluster again, or restore a backup. The
+   * store is then scrubbed, so the erased records do not survive in its files either.
    */
   zeroise(): void {
     this.#store.transaction((tx) => {
       for (const ns of this.#store.namespaces()) if (ns !== DEVICE_NS) tx.clear(ns);
     });
     this.#reloadState();
+    this.#store.scrub?.(); // after the commit: the erased records must not survive in freed space
   }
 
   /** SHA-256 over every record outside 'device' (backup.ts stateDigestOf): equal on two devices

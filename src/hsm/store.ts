@@ -288,6 +288,23 @@ export class SealedStore implements RecordStore {
     }
   }
 
+  /**
+   * After a zeroise: deleted records are sealed, but SQLite leaves their bytes in freed pages and
+   * in the WAL, readable with this device's storage key (which zeroise keeps). VACUUM rewrites the
+   * file from the live records only, and a TRUNCATE checkpoint empties the WAL to 0 bytes. What
+   * the file system keeps of old blocks is the host's boundary (docs/threat-model.md).
+   */
+  scrub(): void {
+    this.#check();
+    assert(!this.#inTx, 'sealed store scrubbed inside its own transaction');
+    try {
+      this.#db.exec('VACUUM');
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (e) {
+      throw storeError(e);
+    }
+  }
+
   /** Closes the file (checkpointing the WAL). Idempotent; later calls fail COFFER_STORE_CLOSED. */
   close(): void {
     assert(!this.#inTx, 'sealed store closed inside its own transaction');

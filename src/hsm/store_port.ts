@@ -32,6 +32,9 @@ export interface RecordStore {
   namespaces(): string[];
   /** Runs `fn` atomically: either every write lands or none does (also across a crash). */
   transaction<T>(fn: (tx: RecordTx) => T): T;
+  /** Makes records already deleted unrecoverable from the store's own files (zeroise): a store
+   * that keeps freed space or old page images rewrites and empties them. Absent: nothing kept. */
+  scrub?(): void;
   close(): void;
 }
 

@@ -13,6 +13,12 @@ import { checkClusterRecord } from '../../src/hsm/cluster.js';
 import { createDevelopmentAuthorities, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../src/hsm/development.js';
 import { Hsm } from '../../src/hsm/device.js';
 import { MemoryRecordStore } from '../../src/hsm/store_port.js';
+import { SealedStore, deriveStorageKey } from '../../src/hsm/store.js';
+import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { parseCsr, subjectField } from '../../src/hsm/x509.js';
 import { FailingStore } from './failing_store.js';
 import { ADMIN_PW, APPLIANCE_PW, CLUSTER, PRECO, backupOf, commissionedDevice, hex, rejects, rejectsAsync } from './backup_support.js';
@@ -349,6 +355,32 @@ describe('zeroise', () => {
     assert.deepEqual([reopened.status().provisioning, reopened.status().cluster, reopened.status().usersInitialised], ['COMMISSIONED', 'UNINITIALISED', false]);
     hsm.restoreBackup({ length: blob.length, read: (offset, length) => blob.slice(offset, offset + length) });
     assert.equal(hsm.cluster.state(), 'INITIALISED');
+  });
+
+  test('on the sealed SQLite store, the erased records leave no trace in its files', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'coffer-zeroise-'));
+    try {
+      const path = join(dir, 'store.sqlite');
+      const secret = SecretBytes.random(32);
+      const open = (): Hsm => Hsm.open({ store: existsSync(path) ? SealedStore.open({ path, storageKey: deriveStorageKey(secret) }) : SealedStore.create({ path, storageKey: deriveStorageKey(secret) }) });
+      (await initialisedDevice(authorities, ca, { store: SealedStore.create({ path, storageKey: deriveStorageKey(secret) }) })).close();
+      // The sealed bytes of every customer record, as they sit on disk (random nonces: unique).
+      const raw = new Database(path, { readonly: true });
+      const sealed = raw.prepare("SELECT v FROM records WHERE ns <> 'device'").all().map((r) => Buffer.from((r as { v: Buffer }).v).subarray(0, 32));
+      raw.close();
+      assert.ok(sealed.length >= 4, 'cluster and user records exist');
+      const onDisk = (): Buffer => Buffer.concat(readdirSync(dir).map((f) => readFileSync(join(dir, f))));
+      assert.ok(sealed.every((b) => onDisk().includes(b)), 'the records are found before zeroise (the check below can fail)');
+      const hsm = open();
+      hsm.zeroise();
+      const files = onDisk();
+      assert.deepEqual(sealed.filter((b) => files.includes(b)).length, 0, 'no erased record survives in the store files, WAL included');
+      hsm.close();
+      assert.equal(onDisk().length > 0 && sealed.some((b) => onDisk().includes(b)), false);
+      assert.equal(open().status().provisioning, 'COMMISSIONED');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('an initialise still checking when zeroise runs stores nothing', async () => {
