@@ -56,13 +56,19 @@ export interface ActiveDevice {
 export async function activeDevice(authorities: DevelopmentAuthorities, o: DeviceOptions = {}): Promise<ActiveDevice> {
   const hsm = await commissionedDevice(authorities, o);
   await hsm.initialiseUsers(PRECO, APPLIANCE_PW);
+  return { hsm, ...(await activateWithAlice(hsm)) };
+}
+
+/** Activates a device whose users are initialised (PreCO password PRECO), then creates the crypto
+ * user `alice`; returns both sessions, logged in. */
+export async function activateWithAlice(hsm: Hsm): Promise<{ admin: Session; alice: Session }> {
   await hsm.activate(PRECO, ADMIN_PW);
   const admin = hsm.openSession();
   await admin.login('admin', ADMIN_PW);
   await admin.createUser('alice', 'alice-password', 'crypto-user');
   const alice = hsm.openSession();
   await alice.login('alice', 'alice-password', 'crypto-user');
-  return { hsm, admin, alice };
+  return { admin, alice };
 }
 
 /** Firmware evidence the manufacturer signed, over a temporary folder of code files. */

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { parseCsr, subjectField } from '../../src/hsm/x509.js';
 import { FailingStore } from './failing_store.js';
-import { ADMIN_PW, APPLIANCE_PW, CLUSTER, PRECO, backupOf, commissionedDevice, hex, rejects, rejectsAsync } from './backup_support.js';
+import { ADMIN_PW, APPLIANCE_PW, CLUSTER, PRECO, activateWithAlice, backupOf, commissionedDevice, hex, rejects, rejectsAsync } from './backup_support.js';
 import { DAY_MS, createDevelopmentCustomerCa, initialisedDevice, signWith, testCa, tlsKeyPair } from './cluster_support.js';
 
 let authorities: DevelopmentAuthorities;
@@ -313,12 +313,7 @@ describe('backup and restore carry the cluster identity', () => {
 describe('zeroise', () => {
   test('erases users, objects, quorum, config and the cluster; keeps the commissioned identity', async () => {
     const hsm = await initialisedDevice(authorities, ca);
-    await hsm.activate(PRECO, ADMIN_PW);
-    const admin = hsm.openSession();
-    await admin.login('admin', ADMIN_PW);
-    await admin.createUser('alice', 'alice-password', 'crypto-user');
-    const alice = hsm.openSession();
-    await alice.login('alice', 'alice-password', 'crypto-user');
+    const { admin, alice } = await activateWithAlice(hsm);
     alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'k' });
     const before = hsm.status();
     assert.equal(before.tokenObjects, 1);
