@@ -1,4 +1,4 @@
-// Sealed backup and restore benchmark (DESIGN.md §3, §8; docs/backup-format.md): createBackup and
+// Sealed backup and restore benchmark (docs/architecture.md §3, §8; docs/backup-format.md): createBackup and
 // restoreBackup of devices holding 1k, 10k and 100k mixed token objects in a sealed store (SQLite,
 // sync=full) in a temporary directory — seconds, throughput (blob bytes per second) and peak
 // resident memory growth of each — and the body's sealing (the segmented AES-256-GCM stream)
@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { AEAD_SEGMENT_BYTES_DEFAULT, AEAD_STREAM_PREFIX_BYTES, sealStream } from '../src/crypto/index.js';
-import { generateAkbkComponents, saveManufacturer, saveOperator } from '../src/hsm/ceremony.js';
-import { createDevelopmentAuthorities } from '../src/hsm/development.js';
+import { generateAkbkComponents, saveManufacturer, saveOperator } from '../src/factory/ceremony.js';
+import { createDevelopmentAuthorities } from '../src/factory/development.js';
 import { median, renderMarkdown, type Row, type Section } from './harness.js';
 
 const SIZES = [1_000, 10_000, 100_000] as const;

@@ -17,11 +17,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SecretBytes } from '../src/crypto/secret_bytes.js';
 import { fileSource } from '../src/formats/backup.js';
-import { fileSink } from '../src/hsm/backup.js';
-import { loadManufacturer, loadOperator, readKeyFile, xorComponents } from '../src/hsm/ceremony.js';
+import { fileSink } from '../src/hsm/backup/backup.js';
+import { loadManufacturer, loadOperator, readKeyFile } from '../src/factory/ceremony.js';
+import { xorComponents } from '../src/crypto/backup_keys.js';
 import { Hsm, type Session } from '../src/hsm/device.js';
-import { provisionDevelopmentDevice, type DevelopmentAuthorities } from '../src/hsm/development.js';
-import { SealedStore, deriveStorageKey } from '../src/hsm/store.js';
+import { provisionDevelopmentDevice, type DevelopmentAuthorities } from '../src/factory/development.js';
+import { SealedStore, deriveStorageKey } from '../src/hsm/store/sealed_store.js';
 
 const FAST_KDF = { log2N: 4, r: 1, p: 1 }; // logins are not what is measured
 const PASSWORD = 'bench-password';

@@ -6,8 +6,8 @@
 import { createCipheriv, createHmac, createPrivateKey, createSecretKey, randomBytes, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { paired, pairedAsync, type Row, type Section } from './harness.js';
 import { Hsm, type Session } from '../src/hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../src/hsm/development.js';
-import { MemoryRecordStore } from '../src/hsm/store_port.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../src/factory/development.js';
+import { MemoryRecordStore } from '../src/hsm/store/store_port.js';
 import type { Handle } from '../src/hsm/types.js';
 
 const DATA_64 = randomBytes(64);

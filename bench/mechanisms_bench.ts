@@ -1,4 +1,4 @@
-// Benchmarks of the device's mechanisms (src/hsm/mechanisms.ts) against raw node:crypto doing the
+// Benchmarks of the device's mechanisms (src/hsm/mechanisms/mechanisms.ts) against raw node:crypto doing the
 // same work in the same run: the hot path target is ≥ 0.9 × raw for hashed mechanisms. The shared
 // 2-core machine is noisy (other processes come and go), so each figure and its anchor are measured
 // in short alternating rounds (raw, Coffer, raw, Coffer, …) and each side reports its median: a burst
@@ -6,7 +6,7 @@
 
 import { createCipheriv, createHmac, randomBytes, sign, type KeyObject, type SignKeyObjectInput } from 'node:crypto';
 import { paired, pairedAsync, type Row, type Section } from './harness.js';
-import * as mech from '../src/hsm/mechanisms.js';
+import * as mech from '../src/hsm/mechanisms/mechanisms.js';
 import type { MechanismParams } from '../src/hsm/types.js';
 
 const TARGET = '≥ 0.9 × raw';
@@ -102,7 +102,7 @@ async function asyncRow(): Promise<Row> {
 export async function run(): Promise<Section> {
   const rows = [...signRows(), ...symmetricRows(), await asyncRow()];
   return {
-    title: 'Mechanisms (src/hsm/mechanisms.ts) vs raw node:crypto',
+    title: 'Mechanisms (src/hsm/mechanisms/mechanisms.ts) vs raw node:crypto',
     rows,
     notes: [
       'Coffer figures include the mechanism layer’s per-call checks (mechanism supports the function, key type and class, input size) and PKCS#11 output formats (ECDSA r || s).',

@@ -1,4 +1,4 @@
-// Sealed store benchmark (DESIGN.md §4, §8): a device with 100k key objects of ~300 bytes.
+// Sealed store benchmark (docs/architecture.md §4, §8): a device with 100k key objects of ~300 bytes.
 // Populate time; open time (open + key check) and the full decrypting scan a device does at start;
 // and single-object insert and delete at 1k and at 100k objects, each the median of many
 // one-object transactions. The issue requires the 100k figures within 2× of the 1k ones, which
@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { SecretBytes } from '../src/crypto/secret_bytes.js';
-import { SealedStore } from '../src/hsm/store.js';
+import { SealedStore } from '../src/hsm/store/sealed_store.js';
 import { median, renderMarkdown, type Row, type Section } from './harness.js';
 
 const OBJECT_BYTES = 300;

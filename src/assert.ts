@@ -1,4 +1,4 @@
-// Programmer-bug checks (STYLE.md rule 2): kept on in production, they crash rather than carry on
+// Programmer-bug checks (CONTRIBUTING.md rule 2): kept on in production, they crash rather than carry on
 // with a broken invariant. Expected failures use CofferError instead (src/errors.ts).
 
 export class AssertionFailure extends Error {

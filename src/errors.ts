@@ -1,4 +1,4 @@
-// The one registry of expected failures (STYLE.md rule 2). Every code is stable: clients, docs and
+// The one registry of expected failures (CONTRIBUTING.md rule 2). Every code is stable: clients, docs and
 // the PKCS#11 and HTTP mappings key on it. A test keeps docs/errors.md in step with this table.
 // Messages are fixed text: no secret, no caller input, nothing that says which check of an
 // authentication failed. Programmer bugs are asserts (src/assert.ts), not entries here.

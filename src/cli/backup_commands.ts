@@ -11,7 +11,9 @@ import { fail } from '../errors.js';
 import { AEAD_TAG_BYTES } from '../crypto/index.js';
 import { BACKUP_TRAILER_BYTES, backupBlobBytes, fileSource, readBackupHeader, verifyBackup, type BackupHeader, type BackupRoots, type BackupVerdict } from '../formats/backup.js';
 import { fingerprintSha256, parseCertificate, subjectField } from '../formats/x509.js';
-import { DEVELOPMENT_MARK, hex, readBytes } from '../hsm/ceremony.js';
+import { readBytes } from '../factory/ceremony.js';
+import { DEVELOPMENT_MARK } from '../formats/x509.js';
+import { hex } from '../crypto/backup_keys.js';
 
 /** Where command output goes; tests pass their own. */
 export interface BackupIo {

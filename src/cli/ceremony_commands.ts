@@ -1,5 +1,5 @@
 // `coffer factory …`, `coffer operator …` and `coffer kcv`: the offline ceremony tools of the
-// manufacturer and the operator (DESIGN.md §1, §2, §3) over src/hsm/ceremony.ts. Each command
+// manufacturer and the operator (docs/architecture.md §1, §2, §3) over src/factory/ceremony.ts. Each command
 // prints one JSON object on stdout. Bad input throws a CofferError (COFFER_CLI_INPUT,
 // COFFER_CLI_USAGE, …) for main.ts to report with a non-zero exit code; no command prints a key,
 // only key check values and key ids.
@@ -9,13 +9,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fail } from '../errors.js';
 import { kcvAes } from '../crypto/kcv.js';
-import {
-  FACTORY_FILES, OPERATOR_FILES, createManufacturer, createOperator, generateAkbkComponents, hex, issueDeviceCertificate,
-  issueOperatorCertificate, keyId, loadManufacturer, loadOperator, readBytes, readText, saveManufacturer, saveOperator,
-  signFirmware, writeNewFile,
-} from '../hsm/ceremony.js';
-import { encodeFirmwareManifest } from '../hsm/firmware.js';
-import { fingerprintSha256, pemOf, subjectField } from '../hsm/x509.js';
+import { FACTORY_FILES, OPERATOR_FILES, createManufacturer, createOperator, generateAkbkComponents, issueDeviceCertificate, issueOperatorCertificate, loadManufacturer, loadOperator, readBytes, readText, saveManufacturer, saveOperator, signFirmware, writeNewFile } from '../factory/ceremony.js';
+import { hex, keyId } from '../crypto/backup_keys.js';
+import { encodeFirmwareManifest } from '../hsm/identity/firmware.js';
+import { fingerprintSha256, pemOf, subjectField } from '../formats/x509.js';
 
 /** Where command output goes; tests pass their own. */
 export interface CeremonyIo {

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { SecretBytes } from '../crypto/secret_bytes.js';
 import { Hsm } from '../hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../hsm/development.js';
-import { verifyCeremonyTranscript } from '../hsm/provisioning.js';
-import { SealedStore, deriveStorageKey } from '../hsm/store.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../factory/development.js';
+import { verifyCeremonyTranscript } from '../hsm/identity/provisioning.js';
+import { SealedStore, deriveStorageKey } from '../hsm/store/sealed_store.js';
 
 export async function runDemo(say: (line: string) => void): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-demo-'));

@@ -18,17 +18,17 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '../client/connection.js';
-import { ManagementClient, type ManagementClientOptions } from '../client/management.js';
+import { ManagementClient, type ManagementClientOptions } from '../management/client.js';
 import { fail } from '../errors.js';
 import { pemOf } from '../formats/x509.js';
-import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities, type DevelopmentCustomerCa } from '../hsm/development.js';
+import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities, type DevelopmentCustomerCa } from '../factory/development.js';
 import { isRunning, spawnNode, stopNode, type DevNode } from './dev_node_process.js';
 
 export type { DevNode } from './dev_node_process.js';
 
 export const ADMIN_NAME = 'admin';
 export const CRYPTO_USER_NAME = 'crypto_user';
-/** CloudHSM's cluster id shape: `cluster-` + 11 of [2-7a-z] (DESIGN.md §6). */
+/** CloudHSM's cluster id shape: `cluster-` + 11 of [2-7a-z] (docs/architecture.md §6). */
 const CLUSTER_ID_CHARS = '234567abcdefghijklmnopqrstuvwxyz';
 const CLUSTER_ID_LENGTH = 11;
 export const CLUSTER_FILE = 'cluster.json';

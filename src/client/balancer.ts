@@ -1,4 +1,4 @@
-// Which node gets the next call (DESIGN.md §7, docs/sdk.md "Balancing").
+// Which node gets the next call (docs/architecture.md §7, docs/sdk.md "Balancing").
 //
 // Least-loaded by weighted in-flight count: score = (client in-flight + 1) / weight, weight = the
 // node's reported capacity (STATUS capacityOpsPerSecond; equal weights when any candidate has not

@@ -1,4 +1,4 @@
-// A cluster of HSMs as one (DESIGN.md §7, docs/sdk.md): connect to every node trusting only the
+// A cluster of HSMs as one (docs/architecture.md §7, docs/sdk.md): connect to every node trusting only the
 // customer CA, log in on each, balance calls by capacity and in-flight count, retry idempotent calls
 // on another node, send state changes to one primary once, re-probe dead nodes.
 //
@@ -27,7 +27,7 @@ export interface Credentials {
 
 export interface ClusterOptions {
   readonly endpoints: readonly Endpoint[];
-  /** The customer CA (PEM): the only trust anchor (DESIGN.md §7). */
+  /** The customer CA (PEM): the only trust anchor (docs/architecture.md §7). */
   readonly ca: string | readonly string[];
   readonly credentials: Credentials;
   /** Client certificate and key (PEM) for nodes that require mTLS. */

@@ -1,4 +1,4 @@
-// Where a cluster's HSMs are (DESIGN.md §7, docs/sdk.md "Discovery"): from CloudHSMv2
+// Where a cluster's HSMs are (docs/architecture.md §7, docs/sdk.md "Discovery"): from CloudHSMv2
 // DescribeClusters output (the control plane's answer, or `aws cloudhsmv2 describe-clusters`), or
 // from a small config file. Discovery finds addresses only: trust comes from the customer CA alone,
 // so a wrong or hostile list can cost availability, never confidentiality.

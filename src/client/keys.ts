@@ -3,7 +3,7 @@
 // attribute changes, sharing, destroying and wrapping-with-state go to the primary once.
 //
 // A key made by this client while the cluster has more than one node is pinned to the node that made
-// it ("home"): without the cluster journal (DESIGN.md §5) no other node holds it, and a handle number
+// it ("home"): without the cluster journal (docs/architecture.md §5) no other node holds it, and a handle number
 // on another node could name a different object. Keys from Cluster.key() and findKeys() are not
 // pinned: a node that answers "no such object" is remembered and skipped for that handle.
 

@@ -1,5 +1,5 @@
 // A segmented AEAD stream over AES-256-GCM, for backup bodies and other large payloads that must
-// be sealed and opened in bounded memory (DESIGN.md §3). The construction is STREAM (Hoang,
+// be sealed and opened in bounded memory (docs/architecture.md §3). The construction is STREAM (Hoang,
 // Reyhanitabar, Rogaway, Vizár, "Online Authenticated-Encryption and its Nonce-Reuse
 // Misuse-Resistance", CRYPTO 2015, §7): each segment is sealed on its own under a nonce that names
 // its position and whether it is the last, so a reader detects truncation, reordering, duplication
@@ -23,7 +23,7 @@
 //
 // A streaming opener releases each segment's plaintext once its tag verifies, before it knows the
 // stream is complete: a consumer must not commit what it read until `finish()` (or the end of the
-// Transform) succeeds. Coffer restores into staging and commits only then (DESIGN.md §3).
+// Transform) succeeds. Coffer restores into staging and commits only then (docs/architecture.md §3).
 
 import { createCipheriv, createDecipheriv, randomBytes, type KeyObject } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';

@@ -1,5 +1,5 @@
 // AES key wrap, SP 800-38F §6.2 (KW, = RFC 3394) and §6.3 (KWP, = RFC 5649), with 128/192/256-bit
-// KEKs. Coffer wraps each backup's BEK under the PBK with KW (DESIGN.md §3), and offers both modes
+// KEKs. Coffer wraps each backup's BEK under the PBK with KW (docs/architecture.md §3), and offers both modes
 // as PKCS#11 mechanisms (CKM_AES_KEY_WRAP, CKM_AES_KEY_WRAP_KWP).
 //
 // Built on OpenSSL's `id-aesNNN-wrap` / `id-aesNNN-wrap-pad` ciphers, with the default ICVs given

@@ -1,4 +1,4 @@
-// Raw ECDSA over a caller-given digest (PKCS#11 CKM_ECDSA, DESIGN.md §4) on P-256, P-384, P-521
+// Raw ECDSA over a caller-given digest (PKCS#11 CKM_ECDSA, docs/architecture.md §4) on P-256, P-384, P-521
 // and secp256k1 (the last outside FIPS mode; refusing it there is the mechanism layer's job).
 // node:crypto always hashes the message itself, so this module does the ECDSA arithmetic of
 // FIPS 186-5 §6.4.1 (sign) and §6.4.2 (verify) around OpenSSL's scalar multiplication:

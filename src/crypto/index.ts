@@ -1,4 +1,4 @@
-// The crypto layer's public surface (DESIGN.md §10: the bottom layer, on node:crypto). Everything
+// The crypto layer's public surface (docs/architecture.md §10: the bottom layer, on node:crypto). Everything
 // above imports from here. Test-only hooks (signDigestWithNonceForTest, counterModePrfInput) are
 // left out on purpose: import them from their modules in tests.
 

@@ -1,5 +1,5 @@
 // Key check values: 3 bytes that let people and devices confirm they hold the same key without
-// showing it (AKBK components are printed with theirs, DESIGN.md §3; every object carries one, §4).
+// showing it (AKBK components are printed with theirs, docs/architecture.md §3; every object carries one, §4).
 // The definitions are CloudHSM's ("Check value in CloudHSM CLI", AWS CloudHSM user guide):
 //   - AES (symmetric) keys: the first 3 bytes of the AES-ECB encryption of one zero block under the
 //     key (also PKCS#11 v3.0's CKA_CHECK_VALUE for CKK_AES).

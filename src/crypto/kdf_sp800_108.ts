@@ -1,5 +1,5 @@
 // Key derivation in counter mode, NIST SP 800-108r1 §4.1, with PRF HMAC-SHA-256. Coffer derives the
-// PBK from the MKBK and AKBK with it (DESIGN.md §3) and offers it as a PKCS#11 mechanism.
+// PBK from the MKBK and AKBK with it (docs/architecture.md §3) and offers it as a PKCS#11 mechanism.
 //
 // Two layers:
 //   - `kdfCounterHmacSha256`, the general core: K(i) = PRF(K_I, before || [i]_r || after) for

@@ -1,4 +1,4 @@
-// The owner of secret key bytes (STYLE.md rule 3). A SecretBytes holds its own ArrayBuffer (never a
+// The owner of secret key bytes (CONTRIBUTING.md rule 3). A SecretBytes holds its own ArrayBuffer (never a
 // slice of Node's shared Buffer pool), hands out views only inside `use`, zeroises on `destroy`, and
 // prints `[redacted]` from toJSON, toString and util.inspect so a secret cannot reach a log by accident.
 

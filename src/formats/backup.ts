@@ -1,9 +1,9 @@
 // Backup format v1: the codec of a sealed backup blob, `header ‖ body ‖ trailer`, every byte as
-// docs/backup-format.md specifies it (DESIGN.md §3). This module holds everything that needs no
+// docs/backup-format.md specifies it (docs/architecture.md §3). This module holds everything that needs no
 // device secret: the header encoder and decoder, the record framing of the body plaintext, the
 // trailer, the PBK derivation (given the keys), byte sources, and `verifyBackup`, which checks a
 // blob's format, certificate chain and signature for anyone (control plane, customer, CLI).
-// Sealing and opening the body with the BEK is the device's job (src/hsm/backup.ts).
+// Sealing and opening the body with the BEK is the device's job (src/hsm/backup/backup.ts).
 //
 // The header parser follows aws-encryption-sdk-javascript's deserialize_header_v2.ts: magic,
 // version and suite first; every length checked against a named limit (src/formats/limits.ts)

@@ -1,4 +1,4 @@
-// Every limit in one place (STYLE.md rule 5). Each is a named constant with the reason it exists.
+// Every limit in one place (CONTRIBUTING.md rule 5). Each is a named constant with the reason it exists.
 // A length read from input is checked against one of these before it is used.
 
 /** CloudHSM's own limits on user names; longer names are refused, comparison is case-insensitive. */
@@ -17,7 +17,7 @@ export const QUORUM_MAX = 8;
 export const QUORUM_TOKEN_TTL_MS = 10 * 60 * 1000;
 /** Outstanding quorum tokens per HSM: bounded so a client cannot grow state without end. */
 export const QUORUM_TOKENS_MAX = 1024;
-/** An object may be shared with at most 7 users besides its owner (DESIGN.md §4). */
+/** An object may be shared with at most 7 users besides its owner (docs/architecture.md §4). */
 export const SHAREES_MAX = 7;
 /** Token objects per HSM. CloudHSM hsm2m holds 16,666 keys; a software HSM can hold more, bounded
  * so a backup of a full device still fits the backup format's limits. */
@@ -60,7 +60,7 @@ export const MANIFEST_JSON_BYTES_MAX = 64 * 1024;
 /** A certificate or CSR given to the device or a ceremony tool, PEM or DER: ours are under 1 KiB;
  * 16 KiB admits any ordinary certificate while bounding what the ASN.1 parser sees. */
 export const CERTIFICATE_BYTES_MAX = 16 * 1024;
-/** AKBK custodian components (DESIGN.md §3): at least 2 (two-person control), at most 16 so a
+/** AKBK custodian components (docs/architecture.md §3): at least 2 (two-person control), at most 16 so a
  * ceremony stays something people can run and a transcript stays small. */
 export const AKBK_COMPONENTS_MIN = 2;
 export const AKBK_COMPONENTS_MAX = 16;
@@ -73,7 +73,7 @@ export const RANDOM_BYTES_MAX = 64 * 1024;
  * 1 KiB (CloudHSM's limit is 800 bytes; HMAC hashes longer keys first, so more adds nothing). */
 export const GENERIC_SECRET_BITS_MIN = 8;
 export const GENERIC_SECRET_BITS_MAX = 8192;
-/** RSA key generation, in bits: 2048 to 4096 in steps of 256, as CloudHSM (DESIGN.md §4). */
+/** RSA key generation, in bits: 2048 to 4096 in steps of 256, as CloudHSM (docs/architecture.md §4). */
 export const RSA_KEYGEN_BITS_MIN = 2048;
 export const RSA_KEYGEN_BITS_MAX = 4096;
 export const RSA_KEYGEN_BITS_STEP = 256;

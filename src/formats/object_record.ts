@@ -1,6 +1,6 @@
-// The stored form of one token object (DESIGN.md §4): what the object table writes to the record
+// The stored form of one token object (docs/architecture.md §4): what the object table writes to the record
 // store under namespace 'object', and what a backup carries for every key. Versioned binary,
-// big-endian, every length checked against a named limit before it is read (STYLE.md rule 4).
+// big-endian, every length checked against a named limit before it is read (CONTRIBUTING.md rule 4).
 // The record holds key material in plaintext: the sealed store (and the backup) encrypt it, so the
 // caller of encodeObjectRecord must zeroise the bytes it gets once they are written.
 //

@@ -1,4 +1,4 @@
-// The sealed record envelope: how one record of a device's sealed store (DESIGN.md §4) is laid out
+// The sealed record envelope: how one record of a device's sealed store (docs/architecture.md §4) is laid out
 // on disk. AES-256-GCM under the device storage key with a fresh 96-bit nonce per write; the header
 // and the record's binding (store id, namespace, record id) are the AAD, so a record cannot be
 // altered, moved to another id or namespace, or copied into another store without failing
@@ -95,7 +95,7 @@ export function sealRecord(key: KeyObject, binding: RecordBinding, plaintext: Ui
 
 /**
  * Checks and parses the header of `envelope` without any crypto: magic, then version, then suite,
- * kind and lengths, each before anything that depends on it is read (STYLE.md rule 4).
+ * kind and lengths, each before anything that depends on it is read (CONTRIBUTING.md rule 4).
  */
 export function decodeHeader(envelope: Uint8Array): SealedRecordHeader {
   const view = new DataView(envelope.buffer, envelope.byteOffset, envelope.byteLength);

@@ -34,7 +34,7 @@ const mode = enumeration(['FIPS', 'NON_FIPS'] as const);
 const clusterState = enumeration(['UNINITIALISED', 'CSR_ISSUED', 'INITIALISED'] as const);
 
 const session = u32; // a connection-local session number, given by OPEN_SESSION
-/** Object handles are u64 (≤ 2^53 − 1): the device numbers session objects from 2^40 (hsm/objects.ts),
+/** Object handles are u64 (≤ 2^53 − 1): the device numbers session objects from 2^40 (hsm/objects/objects.ts),
  * so a u32 could not name them; the codec refuses a value JS cannot hold exactly. */
 const handle = u64;
 const name = string(WIRE_NAME_BYTES_MAX);
@@ -141,7 +141,7 @@ const booleanAttributes: Codec<Readonly<WireBooleanAttributes>> = mapped(
   (a) => BOOLEAN_ATTRIBUTES.reduce((m, n, i) => (a[n] ? m | (1 << i) : m), 0) >>> 0,
 );
 
-/** hsm/attributes.ts ObjectTemplate without sessionId (the node scopes session objects itself). */
+/** hsm/objects/attributes.ts ObjectTemplate without sessionId (the node scopes session objects itself). */
 const templateFields = {
   label: opt(string(LABEL_BYTES_MAX)), id: opt(bytes(OBJECT_ID_BYTES_MAX)), token: opt(bool), sensitive: opt(bool),
   extractable: opt(bool), encrypt: opt(bool), decrypt: opt(bool), sign: opt(bool), verify: opt(bool), wrap: opt(bool),

@@ -1,4 +1,4 @@
-// Certificate helpers over @peculiar/x509 for the device identity chain (DESIGN.md §1, §3): the
+// Certificate helpers over @peculiar/x509 for the device identity chain (docs/architecture.md §1, §3): the
 // Manufacturer and Operator Root CAs, the device and operator certificates, and the device CSR.
 // They live in formats/ (crypto ← formats ← hsm) because a backup verifier checks the chain a
 // backup carries without a device; src/hsm/x509.ts re-exports them for the device code.
@@ -25,6 +25,12 @@ export const EC_P384 = { name: 'ECDSA', namedCurve: 'P-384' } as const;
 export const ECDSA_SHA384 = { name: 'ECDSA', hash: 'SHA-384' } as const;
 /** Generation parameters as @peculiar/x509 wants them: curve and hash together. */
 export const EC_P384_SHA384 = { ...EC_P384, hash: 'SHA-384' } as const;
+
+/** Marks every certificate subject made with development keys (in its organisation), so a development
+ * chain can never be mistaken for a production one. */
+export const DEVELOPMENT_MARK = '(DEVELOPMENT KEY)';
+/** Certificates are back-dated by this much, so a device whose clock runs a little behind still accepts them. */
+export const CERT_BACKDATE_MS = 5 * 60_000;
 
 /** A relative distinguished name list, in the order it appears in the certificate. */
 export type JsonName = Array<Record<string, string[]>>;
@@ -89,7 +95,7 @@ export function p384PublicKey(spki: Uint8Array): KeyObject {
 
 /**
  * The serial of the device whose identity key has this SPKI: "CFR-" + upper-case hex of the first 8
- * bytes of SHA-256(SPKI DER) (src/hsm/identity.ts explains the choice). Here so that a verifier
+ * bytes of SHA-256(SPKI DER) (src/hsm/identity/identity.ts explains the choice). Here so that a verifier
  * below the hsm layer (formats/backup.ts) can bind a certificate's key to its serial.
  */
 export function deviceSerialOf(spki: Uint8Array): string {
@@ -147,4 +153,38 @@ async function verifySafely(cert: x509.X509Certificate, issuer: x509.X509Certifi
 /** Constant-shape comparison of two SPKIs (public data: no timing concern). */
 export function sameSpki(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/** An end-entity certificate (not a CA, keyUsage digitalSignature) for `publicKey`, signed by
+ * `root` with ECDSA SHA-384; `extensions` adds to the profile (EKU, SAN: the cluster's TLS leaves,
+ * development management client certificates). */
+export async function issueLeaf(
+  root: x509.X509Certificate, rootKey: webcrypto.CryptoKey, publicKey: x509.PublicKey, subject: JsonName, validityMs: number, clock: { nowMs(): number },
+  extensions: readonly x509.Extension[] = [],
+): Promise<x509.X509Certificate> {
+  const nowMs = clock.nowMs();
+  return x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialHex(),
+    subject,
+    issuer: root.subjectName,
+    notBefore: new Date(nowMs - CERT_BACKDATE_MS),
+    notAfter: new Date(nowMs + validityMs),
+    publicKey,
+    signingKey: rootKey,
+    signingAlgorithm: ECDSA_SHA384,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      await authorityKeyIdOf(root),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      ...extensions,
+    ],
+  });
+}
+
+/** The issuer's own subjectKeyIdentifier when it has one (RFC 5280 §4.2.1.1: the AKI repeats it,
+ * and OpenSSL refuses a chain whose AKI and SKI differ); else the SHA-1 key id our CAs use. */
+async function authorityKeyIdOf(issuer: x509.X509Certificate): Promise<x509.AuthorityKeyIdentifierExtension> {
+  const ski = issuer.getExtension(x509.SubjectKeyIdentifierExtension);
+  return ski === null ? x509.AuthorityKeyIdentifierExtension.create(issuer, false) : new x509.AuthorityKeyIdentifierExtension(ski.keyId, false);
 }

@@ -1,4 +1,4 @@
-// The HSM device: one facade over provisioning, users, quorum and objects (DESIGN.md §4).
+// The HSM device: one facade over provisioning, users, quorum and objects (docs/architecture.md §4).
 //
 // A device is opened over a RecordStore (the sealed store in production, a memory store in tests).
 // Work happens in sessions, as in PKCS#11 and CloudHSM: a session logs in as one user and every
@@ -22,19 +22,19 @@ import { fail } from '../errors.js';
 import type { SecretBytes } from '../crypto/secret_bytes.js';
 import type { BackupSource } from '../formats/backup.js';
 import { RANDOM_BYTES_MAX } from '../formats/limits.js';
-import * as backup from './backup.js';
-import { ClusterIdentity, type ClusterState } from './cluster.js';
-import { DEVICE_NS } from './identity.js';
-import * as mech from './mechanisms.js';
-import { ObjectTable, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects.js';
-import type { SettableAttribute } from './attributes.js';
-import type { PasswordInput, ScryptParams } from './password.js';
+import * as backup from './backup/backup.js';
+import { ClusterIdentity, type ClusterState } from './identity/cluster.js';
+import { DEVICE_NS } from './identity/identity.js';
+import * as mech from './mechanisms/mechanisms.js';
+import { ObjectTable, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects/objects.js';
+import type { SettableAttribute } from './objects/attributes.js';
+import type { PasswordInput, ScryptParams } from './users/password.js';
 import { systemClock, systemRandom, type Clock, type Random } from './ports.js';
-import { Provisioning, type FirmwareEvidence } from './provisioning.js';
-import { Quorum, type AdminService, type QuorumService, type QuorumToken, type TokenSummary } from './quorum.js';
-import type { RecordStore } from './store_port.js';
+import { Provisioning, type FirmwareEvidence } from './identity/provisioning.js';
+import { Quorum, type AdminService, type QuorumService, type QuorumToken, type TokenSummary } from './users/quorum.js';
+import type { RecordStore } from './store/store_port.js';
 import type { Actor, Handle, MechanismParams, Mode, Role } from './types.js';
-import { Users, type ManagedRole, type UserInfo } from './users.js';
+import { Users, type ManagedRole, type UserInfo } from './users/users.js';
 
 export interface HsmOptions {
   readonly store: RecordStore;

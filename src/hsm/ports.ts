@@ -1,4 +1,4 @@
-// Ports the device depends on (STYLE.md rule 6): time and randomness are injected so that
+// Ports the device depends on (CONTRIBUTING.md rule 6): time and randomness are injected so that
 // lockout, quorum-token expiry and key generation can be tested deterministically.
 
 import { randomBytes } from 'node:crypto';

@@ -1,8 +1,8 @@
-// The device's domain vocabulary, shared by users, quorum, objects and mechanisms (DESIGN.md §4).
+// The device's domain vocabulary, shared by users, quorum, objects and mechanisms (docs/architecture.md §4).
 // Names follow PKCS#11 (CKO_/CKK_/CKM_/CKA_) where one exists, so that the PKCS#11 bridge and the
 // CloudHSM-style CLI map onto them without translation tables of their own.
 
-/** Roles of DESIGN.md §4. `unactivated-admin` is the admin of a new cluster before activation. */
+/** Roles of docs/architecture.md §4. `unactivated-admin` is the admin of a new cluster before activation. */
 export type Role = 'admin' | 'crypto-user' | 'appliance' | 'unactivated-admin';
 
 /** Who is asking. `userId` is the user name normalised to lower case (names are case-insensitive). */
@@ -21,7 +21,7 @@ export type { HashName } from '../formats/mechanism_params.js';
 /** Cluster-wide object handle: the same object has the same handle on every HSM of a cluster. */
 export type Handle = number;
 
-/** The boolean attributes of DESIGN.md §4 (CKA_*), lower camel case. */
+/** The boolean attributes of docs/architecture.md §4 (CKA_*), lower camel case. */
 export interface BooleanAttributes {
   token: boolean;
   sensitive: boolean;

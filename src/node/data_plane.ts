@@ -1,5 +1,5 @@
 // The node's data-plane server: TLS 1.3 over node:tls, the wire protocol of docs/wire-protocol.md
-// around one device (DESIGN.md §2). Per connection: a FrameDecoder on 'data', HELLO first, requests
+// around one device (docs/architecture.md §2). Per connection: a FrameDecoder on 'data', HELLO first, requests
 // dispatched concurrently (replies in any order), replies coalesced and written once per tick.
 //
 // Bounds (docs/node.md "Limits"): a per-connection in-flight limit and a node-wide one, over which a
@@ -23,7 +23,7 @@ import {
 } from '../formats/limits.js';
 import { FrameDecoder, TickWriter, OPS, decodeRequest, encodeBusy, encodeError, type Frame } from '../formats/wire.js';
 import type { Hsm } from '../hsm/device.js';
-import { parseCertificate, pemOf } from '../hsm/x509.js';
+import { parseCertificate, pemOf } from '../formats/x509.js';
 import { SessionTable, dispatch, type DispatchContext, type NodeLoad } from './dispatch.js';
 import { currentTlsIdentity, type TlsIdentity } from './tls_identity.js';
 

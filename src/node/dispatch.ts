@@ -10,12 +10,12 @@ import { fail } from '../errors.js';
 import { WIRE_SESSIONS_PER_CONNECTION_MAX } from '../formats/limits.js';
 import { encodeResponse, negotiateVersion, type AnyRequest, type OpName, type WireRequest, type WireResponse } from '../formats/wire.js';
 import type { Hsm, Session } from '../hsm/device.js';
-import { SESSION_HANDLE_BASE } from '../hsm/objects.js';
+import { SESSION_HANDLE_BASE } from '../hsm/objects/objects.js';
 import { BATCH_HANDLERS } from './dispatch_batch.js';
 import { KEY_HANDLERS } from './dispatch_keys.js';
 import { USER_HANDLERS } from './dispatch_users.js';
 
-/** The node-wide figures STATUS reports (DESIGN.md §7: what clients balance on). */
+/** The node-wide figures STATUS reports (docs/architecture.md §7: what clients balance on). */
 export interface NodeLoad {
   readonly inFlight: number;
   readonly inFlightMax: number;

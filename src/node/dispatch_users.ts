@@ -1,6 +1,6 @@
 // User and quorum management over the wire (docs/wire-protocol.md §5, codes 0x002x and 0x003x):
 // each handler maps one request to the device Session call of the same name. Roles, lockout and
-// quorum are the device's rules (hsm/users.ts, hsm/quorum.ts); nothing is decided here. Passwords
+// quorum are the device's rules (hsm/users/users.ts, hsm/users/quorum.ts); nothing is decided here. Passwords
 // arrive in fresh buffers (wire_ops secretBytes) and are zeroised once the device has used them.
 
 import type { WireRequest, WireResponse } from '../formats/wire.js';

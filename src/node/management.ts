@@ -1,4 +1,4 @@
-// The node's management interface (DESIGN.md §2, docs/node.md "Management interface"): HTTPS on its
+// The node's management interface (docs/architecture.md §2, docs/node.md "Management interface"): HTTPS on its
 // own port, TLS 1.3 only, mutual TLS against the device's operator root. It serves the control plane
 // (and `coffer dev cluster`): identity, health, sealed backup, restore, cluster CSR and
 // initialisation, zeroisation. Never key use, key listing or user management: no endpoint takes a
@@ -6,7 +6,7 @@
 //
 // The server presents the node's attested per-start TLS leaf (tls_identity.ts); a management client
 // cannot know that leaf in advance, so it checks the device certificate and the attestation that
-// GET /v1/identity returns against the leaf of that very connection (src/client/management.ts).
+// GET /v1/identity returns against the leaf of that very connection (src/management/client.ts).
 // Requests that read or change the device's state run one at a time (createBackup and
 // restoreBackup are synchronous; a restore must never interleave with a backup or an initialise).
 

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { fail } from '../errors.js';
 import { fileSource } from '../formats/backup.js';
 import { CERTIFICATE_BYTES_MAX, PASSWORD_CHARS_MAX } from '../formats/limits.js';
-import { fileSink } from '../hsm/backup.js';
+import { fileSink } from '../hsm/backup/backup.js';
 import type { Hsm } from '../hsm/device.js';
 import type { ManagementDataPlane } from './management.js';
 import { readJsonBody, spoolBody, stringField } from './management_http.js';
@@ -30,7 +30,7 @@ export interface ManagementContext {
 
 type Handler = (ctx: ManagementContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<unknown>;
 
-/** CloudHSM's cluster id shape (DESIGN.md §6). */
+/** CloudHSM's cluster id shape (docs/architecture.md §6). */
 const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
 /** PEM text of a certificate: base64 (4/3 of the DER) plus armour and line breaks. */
 const PEM_CHARS_MAX = 2 * CERTIFICATE_BYTES_MAX;
@@ -70,7 +70,7 @@ async function health(ctx: ManagementContext): Promise<unknown> {
       connections: load.connections,
       capacityOpsPerSecond: load.capacityOpsPerSecond,
       loadPermille: load.inFlightMax === 0 ? 0 : Math.round((load.inFlight * 1000) / load.inFlightMax),
-      journalPosition: 0, // no cluster journal yet (DESIGN.md §5): every node reports 0
+      journalPosition: 0, // no cluster journal yet (docs/architecture.md §5): every node reports 0
       stateDigest: Buffer.from(ctx.hsm.stateDigest()).toString('hex'),
     };
   });

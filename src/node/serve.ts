@@ -1,4 +1,4 @@
-// `coffer hsm serve` as a library call (DESIGN.md §2): opens the node's sealed store in a data
+// `coffer hsm serve` as a library call (docs/architecture.md §2): opens the node's sealed store in a data
 // directory, creating it and its device secret on first start, provisions a development device when
 // the store is new (with shared development authorities when given, so that nodes restore each
 // other's backups), and starts the data plane and, when asked, the management interface
@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { SecretBytes } from '../crypto/secret_bytes.js';
 import { Hsm } from '../hsm/device.js';
-import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice } from '../hsm/development.js';
-import { DEVICE_SECRET_BYTES, SealedStore, deriveStorageKey } from '../hsm/store.js';
+import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice } from '../factory/development.js';
+import { DEVICE_SECRET_BYTES, SealedStore, deriveStorageKey } from '../hsm/store/sealed_store.js';
 import { startDataPlane, type DataPlane, type DataPlaneOptions } from './data_plane.js';
 import { startManagement, type ManagementServer } from './management.js';
 

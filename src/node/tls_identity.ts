@@ -1,14 +1,14 @@
 // The TLS identity a node presents on its data plane (docs/node.md "TLS identities").
 //
 // Each identity has a fresh ECDSA P-256 key, made in memory when the identity is made: the device
-// identity key (P-384, hsm/identity.ts) and the cluster key (hsm/cluster.ts) never leave the device
+// identity key (P-384, hsm/identity/identity.ts) and the cluster key (hsm/identity/cluster.ts) never leave the device
 // objects (both expose signing, not their KeyObject), while node:tls needs the private key itself.
 //
 // - kind 'device', before the device's cluster is INITIALISED: a self-signed leaf. Clients pin it,
 //   after checking the device identity's attestation of its key against the device certificate.
 // - kind 'cluster', once the cluster is INITIALISED: a leaf issued by the cluster key, presented as
 //   the chain [leaf, cluster certificate], so a client that trusts only the customer CA verifies it
-//   with ordinary TLS verification, host name included (DESIGN.md §7).
+//   with ordinary TLS verification, host name included (docs/architecture.md §7).
 //
 // Both are attested by the device identity key, so a client can also tie either to one device:
 //
@@ -16,9 +16,9 @@
 
 import { createPrivateKey, verify, webcrypto } from 'node:crypto';
 import type { Hsm } from '../hsm/device.js';
-import { p384PublicKey, parseCertificate, pemOf, randomSerialHex, spkiOf, x509 } from '../hsm/x509.js';
+import { p384PublicKey, parseCertificate, pemOf, randomSerialHex, spkiOf, x509 } from '../formats/x509.js';
 
-/** Distinct context string (hsm/identity.ts: every identity signature names its purpose first). */
+/** Distinct context string (hsm/identity/identity.ts: every identity signature names its purpose first). */
 export const TLS_ATTESTATION_CONTEXT = 'coffer node tls key v1\0';
 /** Validity of the self-signed leaf: a node restarts (and so renews) well within a week. */
 export const TLS_LEAF_VALIDITY_MS = 7 * 24 * 3600 * 1000;

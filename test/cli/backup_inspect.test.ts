@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { registerBackupCommands } from '../../src/cli/backup_commands.js';
-import { createManufacturer, keyId } from '../../src/hsm/ceremony.js';
+import { createManufacturer } from '../../src/factory/ceremony.js';
+import { keyId } from '../../src/crypto/backup_keys.js';
 import { derOf, fingerprintSha256, pemOf } from '../../src/formats/x509.js';
 import { SAMPLE_RECORDS, assembleBackup, createFixture, type BackupFixture } from '../formats/backup_fixture.js';
 

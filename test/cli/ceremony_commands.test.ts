@@ -14,10 +14,10 @@ import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { kcvAes } from '../../src/crypto/kcv.js';
 import { registerCeremonyCommands } from '../../src/cli/ceremony_commands.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
-import { Provisioning, verifyCeremonyTranscript } from '../../src/hsm/provisioning.js';
-import { keyId, xorComponents } from '../../src/hsm/ceremony.js';
-import { computeFirmwareDigest, parseFirmwareManifest, verifyFirmware } from '../../src/hsm/firmware.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { Provisioning, verifyCeremonyTranscript } from '../../src/hsm/identity/provisioning.js';
+import { keyId, xorComponents } from '../../src/crypto/backup_keys.js';
+import { computeFirmwareDigest, parseFirmwareManifest, verifyFirmware } from '../../src/hsm/identity/firmware.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -10,8 +10,8 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { Connection } from '../../src/client/connection.js';
-import { ManagementClient } from '../../src/client/management.js';
-import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../../src/hsm/development.js';
+import { ManagementClient } from '../../src/management/client.js';
+import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../../src/factory/development.js';
 import { pemOf } from '../../src/formats/x509.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');

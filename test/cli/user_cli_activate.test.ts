@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ManagementClient } from '../../src/client/management.js';
+import { ManagementClient } from '../../src/management/client.js';
 import { randomClusterId, randomPassword } from '../../src/cli/dev_cluster.js';
 import { spawnNode, stopNode } from '../../src/cli/dev_node_process.js';
 import { pemOf } from '../../src/formats/x509.js';
-import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../../src/hsm/development.js';
+import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../../src/factory/development.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { Cluster } from '../../src/client/cluster.js';
 import { NodeBusyError } from '../../src/client/connection.js';
-import { createDevelopmentCustomerCa } from '../../src/hsm/development.js';
+import { createDevelopmentCustomerCa } from '../../src/factory/development.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import type { Session } from '../../src/hsm/device.js';
-import { FailingStore } from '../hsm/failing_store.js';
+import { FailingStore } from '../hsm/store/failing_store.js';
 import { ALICE, startTestCluster, until } from './support.js';
 import { load } from '../helpers.js';
 

@@ -1,16 +1,16 @@
 // Test support for the SDK (not a test file): a cluster of in-process nodes on real TLS sockets.
 // Node 0 is a device whose cluster is initialised under a development customer CA and activated,
 // with crypto user `alice`; `setup` runs on it (as alice) before nodes 1.. are cloned from it by
-// sealed backup and restore, so every node holds what setup made (DESIGN.md §3: no journal yet).
+// sealed backup and restore, so every node holds what setup made (docs/architecture.md §3: no journal yet).
 
-import { createDevelopmentAuthorities, createDevelopmentCustomerCa } from '../../src/hsm/development.js';
+import { createDevelopmentAuthorities, createDevelopmentCustomerCa } from '../../src/factory/development.js';
 import type { Session } from '../../src/hsm/device.js';
 import type { Hsm } from '../../src/hsm/device.js';
 import { bufferSource } from '../../src/formats/backup.js';
 import { startDataPlane, type DataPlane, type DataPlaneOptions } from '../../src/node/data_plane.js';
-import type { RecordStore } from '../../src/hsm/store_port.js';
-import { ADMIN_PW, PRECO, backupOf, commissionedDevice } from '../hsm/backup_support.js';
-import { initialisedDevice } from '../hsm/cluster_support.js';
+import type { RecordStore } from '../../src/hsm/store/store_port.js';
+import { ADMIN_PW, PRECO, backupOf, commissionedDevice } from '../hsm/backup/backup_support.js';
+import { initialisedDevice } from '../hsm/identity/cluster_support.js';
 import type { Endpoint } from '../../src/client/node_link.js';
 
 export const ALICE = { username: 'alice', password: 'alice-password' } as const;

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { SecretBytes, sealedStreamLength } from '../../src/crypto/index.js';
-import { DeviceIdentity } from '../../src/hsm/identity.js';
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
-import { createManufacturer, createOperator, issueDeviceCertificate, issueOperatorCertificate } from '../../src/hsm/ceremony.js';
+import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { createManufacturer, createOperator, issueDeviceCertificate, issueOperatorCertificate } from '../../src/factory/ceremony.js';
 import { derOf, pemOf } from '../../src/formats/x509.js';
 import {
   BACKUP_HEADER_BYTES_MAX, BACKUP_READ_CHUNK_BYTES, BACKUP_SIGNATURE_CONTEXT, BACKUP_TRAILER_BYTES, BackupRecordReader, backupRecordBytes,

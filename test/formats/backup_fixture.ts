@@ -4,9 +4,10 @@
 // prefix ‖ header ‖ body). `openBlob` does the reverse with the keys, so tests can show that a blob
 // made from the pieces opens to the records it was made from.
 
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
-import { DeviceIdentity } from '../../src/hsm/identity.js';
-import { createManufacturer, createOperator, issueDeviceCertificate, issueOperatorCertificate, keyId, type Manufacturer, type Operator } from '../../src/hsm/ceremony.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
+import { createManufacturer, createOperator, issueDeviceCertificate, issueOperatorCertificate, type Manufacturer, type Operator } from '../../src/factory/ceremony.js';
+import { keyId } from '../../src/crypto/backup_keys.js';
 import { derOf, pemOf } from '../../src/formats/x509.js';
 import { SecretBytes, kwUnwrap, kwWrap, openStream, sealStream } from '../../src/crypto/index.js';
 import {

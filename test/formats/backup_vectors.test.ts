@@ -20,12 +20,13 @@ import {
   encodeBackupTrailer, peekBackupHeaderLength, signedMessagePrefix, verifyBackup, verifyBackupSignature, type BackupHeaderFields, type BackupMode, type BackupRecord,
 } from '../../src/formats/backup.js';
 import { p384PublicKey, parseCertificate, spkiOf } from '../../src/formats/x509.js';
-import { bufferSink, stateDigestOf, type BackupSigner } from '../../src/hsm/backup.js';
-import { keyId, loadManufacturer, loadOperator, readKeyFile, xorComponents } from '../../src/hsm/ceremony.js';
+import { bufferSink, stateDigestOf, type BackupSigner } from '../../src/hsm/backup/backup.js';
+import { loadManufacturer, loadOperator, readKeyFile } from '../../src/factory/ceremony.js';
+import { keyId, xorComponents } from '../../src/crypto/backup_keys.js';
 import { Hsm } from '../../src/hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/hsm/development.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/factory/development.js';
 import { ManualClock } from '../../src/hsm/ports.js';
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const DIR = resolve(ROOT, 'test/vectors/backup-v1');

@@ -1,4 +1,4 @@
-// Seeded fuzz of the data-plane decoder and codecs (DESIGN.md §9: bad input on every network
+// Seeded fuzz of the data-plane decoder and codecs (docs/architecture.md §9: bad input on every network
 // surface gives a clear error, no crash). Random bytes and mutated valid frames go through the
 // frame decoder, then through every request and reply codec: each step either decodes or throws a
 // CofferError — never another exception, never a hang. Set WIRE_FUZZ_SEED to replay a failure.

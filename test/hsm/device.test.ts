@@ -9,13 +9,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hsm, type Session } from '../../src/hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/hsm/development.js';
-import { MemoryRecordStore, type RecordStore } from '../../src/hsm/store_port.js';
-import { SealedStore, deriveStorageKey } from '../../src/hsm/store.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/factory/development.js';
+import { MemoryRecordStore, type RecordStore } from '../../src/hsm/store/store_port.js';
+import { SealedStore, deriveStorageKey } from '../../src/hsm/store/sealed_store.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
-import { verifyCeremonyTranscript } from '../../src/hsm/provisioning.js';
+import { verifyCeremonyTranscript } from '../../src/hsm/identity/provisioning.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
-import type { ScryptParams } from '../../src/hsm/password.js';
+import type { ScryptParams } from '../../src/hsm/users/password.js';
 
 const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only: logins in microseconds
 const PRECO = 'preco-password';

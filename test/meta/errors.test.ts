@@ -1,4 +1,4 @@
-// Keeps src/errors.ts, docs/errors.md and the mappings in step (STYLE.md rule 2; fastify's
+// Keeps src/errors.ts, docs/errors.md and the mappings in step (CONTRIBUTING.md rule 2; fastify's
 // test/internals/errors.test.js is the model).
 
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// Keeps imports pointing down (DESIGN.md §10, STYLE.md "Layout"): a file may import only from its
+// Keeps imports pointing down (docs/architecture.md §10, CONTRIBUTING.md "Layout"): a file may import only from its
 // own layer and the layers listed for it here. src/errors.ts and src/assert.ts sit below them all.
 
 import { test } from 'node:test';
@@ -14,12 +14,16 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   crypto: [],
   formats: ['crypto'],
   hsm: ['crypto', 'formats'],
-  node: ['crypto', 'formats', 'hsm'],
+  // Offline manufacturer and operator tooling: it provisions devices, the device never imports it.
+  factory: ['crypto', 'formats', 'hsm'],
+  node: ['crypto', 'formats', 'hsm', 'factory'],
+  // The management interface's client: the control plane and the CLI drive nodes with it.
+  management: ['crypto', 'formats'],
   storage: ['formats'],
-  service: ['crypto', 'formats', 'storage'],
+  service: ['crypto', 'formats', 'storage', 'management'],
   client: ['crypto', 'formats'],
   pkcs11: ['crypto', 'formats', 'client'],
-  cli: ['crypto', 'formats', 'hsm', 'node', 'storage', 'service', 'client', 'pkcs11'],
+  cli: ['crypto', 'formats', 'hsm', 'factory', 'node', 'management', 'storage', 'service', 'client', 'pkcs11'],
 };
 const ROOT_MODULES = new Set(['errors.ts', 'assert.ts']);
 

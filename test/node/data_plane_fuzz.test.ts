@@ -1,4 +1,4 @@
-// Seeded fuzz of the node's dispatch over a real TLS socket (DESIGN.md §9: bad input on every
+// Seeded fuzz of the node's dispatch over a real TLS socket (docs/architecture.md §9: bad input on every
 // network surface): every operation's sample request with its payload damaged (bytes changed, cut
 // or added, the frame length kept consistent) goes to a node whose session 1 is logged in. Each
 // must be answered with a RESPONSE, an ERROR or a BUSY (a damaged batch count may claim much of the

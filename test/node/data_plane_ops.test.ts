@@ -8,12 +8,12 @@ import {
   createCipheriv, createHash, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes, sign as nodeSign, verify as nodeVerify,
 } from 'node:crypto';
 import { Hsm } from '../../src/hsm/device.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/hsm/development.js';
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/factory/development.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { Connection } from '../../src/client/connection.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
-import type { ScryptParams } from '../../src/hsm/password.js';
+import type { ScryptParams } from '../../src/hsm/users/password.js';
 
 const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only
 const ECDSA_SHA256 = { mechanism: 'CKM_ECDSA_SHA256' } as const;

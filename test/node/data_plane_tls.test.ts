@@ -8,14 +8,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, webcrypto } from 'node:crypto';
 import { Hsm } from '../../src/hsm/device.js';
-import { createDevelopmentAuthorities, createDevelopmentCustomerCa, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/hsm/development.js';
-import { MemoryRecordStore } from '../../src/hsm/store_port.js';
-import { parseCertificate, pemOf, randomSerialHex, x509 } from '../../src/hsm/x509.js';
+import { createDevelopmentAuthorities, createDevelopmentCustomerCa, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../src/factory/development.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { parseCertificate, pemOf, randomSerialHex, x509 } from '../../src/formats/x509.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { verifyTlsAttestation } from '../../src/node/tls_identity.js';
 import { Connection } from '../../src/client/connection.js';
 import { isCofferError } from '../../src/errors.js';
-import type { ScryptParams } from '../../src/hsm/password.js';
+import type { ScryptParams } from '../../src/hsm/users/password.js';
 
 const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;

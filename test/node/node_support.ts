@@ -3,8 +3,8 @@
 // no session left open.
 
 import type { Hsm } from '../../src/hsm/device.js';
-import { createDevelopmentAuthorities } from '../../src/hsm/development.js';
-import { activeDevice } from '../hsm/backup_support.js';
+import { createDevelopmentAuthorities } from '../../src/factory/development.js';
+import { activeDevice } from '../hsm/backup/backup_support.js';
 
 export async function activatedDeviceWithAlice(): Promise<Hsm> {
   const { hsm, admin, alice } = await activeDevice(await createDevelopmentAuthorities());

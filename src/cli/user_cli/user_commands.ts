@@ -172,7 +172,7 @@ function registerQuorumApproval(tokenSign: Command, ctx: CliContext): void {
   }));
 }
 
-/** Signs token bytes as the device checks them (hsm/quorum.ts): SHA-384 for P-384, else SHA-256. */
+/** Signs token bytes as the device checks them (hsm/users/quorum.ts): SHA-384 for P-384, else SHA-256. */
 export function approvalSignature(privateKeyPath: string, token: Uint8Array): Uint8Array {
   let key;
   try {

@@ -26,12 +26,13 @@ import {
   backupHeaderDigest, bodyBytesFor, bufferSource, compareBackupRecordKeys, derivePbk, encodeBackupHeader, encodeBackupRecord, encodeBackupTrailer,
   signedMessagePrefix, verifyBackup, type BackupHeaderFields, type BackupRecord,
 } from '../../../src/formats/backup.js';
-import { generateAkbkComponents, keyId, saveManufacturer, saveOperator, xorComponents } from '../../../src/hsm/ceremony.js';
-import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../../../src/hsm/development.js';
+import { generateAkbkComponents, saveManufacturer, saveOperator } from '../../../src/factory/ceremony.js';
+import { keyId, xorComponents } from '../../../src/crypto/backup_keys.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../../../src/factory/development.js';
 import { Hsm } from '../../../src/hsm/device.js';
 import { ManualClock } from '../../../src/hsm/ports.js';
-import { MemoryRecordStore } from '../../../src/hsm/store_port.js';
-import { bufferSink, type BackupSigner } from '../../../src/hsm/backup.js';
+import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { bufferSink, type BackupSigner } from '../../../src/hsm/backup/backup.js';
 
 const FAST_KDF = { log2N: 4, r: 1, p: 1 }; // verifiers cheap to check in tests
 const CERT_TIME_MS = Date.UTC(2026, 10, 1); // certificates issued "now" on this clock

@@ -1,0 +1,400 @@
+// The cluster identity inside a device (docs/architecture.md §6, §7; docs/cluster-identity.md): the cluster
+// key pair (ECDSA P-384), its CSR, the cluster certificate the customer's CA signed, and the
+// customer's trust anchor. The first HSM of a cluster makes the key and the CSR; InitializeCluster
+// hands back the signed certificate and the anchor; from then on the device issues short-lived TLS
+// leaf certificates under the cluster key, so a client that trusts only the customer CA can tell a
+// genuine HSM of the cluster from anything else.
+//
+//   UNINITIALISED ──createCsr──▶ CSR_ISSUED ──initialise──▶ INITIALISED
+//         ▲                                                     │
+//         └──────────────────────── Hsm.zeroise ◀───────────────┘
+//
+// Records (namespace 'cluster', sealed by the store like every other record, carried by backups so
+// that HSMs cloned by restore share the identity, docs/architecture.md §3): 'key' (PKCS#8 DER of the private
+// key), 'csr' (DER; its CN is the cluster id), 'certificate' and 'trust-anchor' (DER). The private
+// key is held in memory as a KeyObject (never as text) and, for signing certificates, as a
+// non-extractable WebCrypto key made from it on first use.
+
+import { createPrivateKey, createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
+import { inspect } from 'node:util';
+import { assert } from '../../assert.js';
+import { fail } from '../../errors.js';
+import { CLUSTER_ID_CHARS_MAX, TLS_LEAF_HOSTS_MAX, TLS_LEAF_SPKI_BYTES_MAX, TLS_LEAF_VALIDITY_MS_MAX } from '../../formats/limits.js';
+import { issueLeaf } from '../../formats/x509.js';
+import type { PasswordInput } from '../users/password.js';
+import type { Clock } from '../ports.js';
+import type { RecordStore, RecordTx } from '../store/store_port.js';
+import { ECDSA_SHA384, EC_P384, derOf, parseCertificate, parseCsr, pemOf, sameSpki, spkiOf, subjectField, x509 } from '../../formats/x509.js';
+
+/** Record-store namespace of the cluster identity (backed up, cleared by zeroise). */
+export const CLUSTER_NS = 'cluster';
+const KEY_ID = 'key';
+const CSR_ID = 'csr';
+const CERT_ID = 'certificate';
+const ANCHOR_ID = 'trust-anchor';
+const DAY_MS = 86_400_000;
+/** Default validity of a TLS leaf: a week, re-issued by the node long before it ends. */
+export const TLS_LEAF_VALIDITY_MS_DEFAULT = 7 * DAY_MS;
+/** Shortest leaf validity accepted: less would expire during a slow handshake's clock skew. */
+const TLS_LEAF_VALIDITY_MS_MIN = 60_000;
+/** A cluster id: letters, digits, '.', '_' and '-' (CloudHSM's `cluster-[2-7a-zA-Z]{11,16}` fits). */
+const CLUSTER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** A DNS name for a SAN dNSName (RFC 1123 labels, no wildcard: each node has its own leaf). */
+const DNS_LABEL_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+const DNS_NAME_CHARS_MAX = 253;
+
+export type ClusterState = 'UNINITIALISED' | 'CSR_ISSUED' | 'INITIALISED';
+
+export interface ClusterInitialisation {
+  /** The cluster certificate the customer CA signed (for the CSR's key). */
+  readonly certificatePem: string;
+  /** The customer CA certificate (self-signed root or an intermediate the customer trusts). */
+  readonly trustAnchorPem: string;
+  /** Becomes the unactivated admin's password (as Hsm.initialiseUsers). */
+  readonly preCoPassword: PasswordInput;
+  /** The appliance user's credential (as Hsm.initialiseUsers). */
+  readonly applianceCredential: PasswordInput;
+}
+
+export interface TlsLeafOptions {
+  readonly hosts: readonly string[];
+  readonly validityMs?: number;
+}
+
+export interface TlsLeaf {
+  readonly leafPem: string;
+  /** [leafPem, clusterCertificatePem]: what a TLS server presents. */
+  readonly chainPem: readonly string[];
+}
+
+/** What the device hands its cluster identity (Hsm wires it). */
+export interface ClusterIdentityOptions {
+  readonly store: RecordStore;
+  readonly clock: Clock;
+  /** Throws unless the device may hold a cluster: commissioned (its mode fixed), firmware verified. */
+  readonly requireCommissioned: () => void;
+  /** The users' initialisation with its verifiers derived, to run inside initialise's transaction. */
+  readonly prepareUsers: (preCoPassword: PasswordInput, applianceCredential: PasswordInput) => Promise<(tx: RecordTx) => void>;
+}
+
+/** The identity as loaded from the store. */
+interface Loaded {
+  readonly clusterId: string;
+  readonly privateKey: KeyObject;
+  readonly csr: x509.Pkcs10CertificateRequest;
+  readonly csrDer: Uint8Array;
+  readonly certificate: x509.X509Certificate | undefined;
+  readonly trustAnchor: x509.X509Certificate | undefined;
+}
+
+export class ClusterIdentity {
+  readonly #options: ClusterIdentityOptions;
+  #loaded: Loaded | undefined;
+  /** The signing key for certificate generation, made once per loaded key. */
+  #signingKey: Promise<webcrypto.CryptoKey> | undefined;
+
+  /** @internal The device makes it (Hsm.cluster). */
+  constructor(options: ClusterIdentityOptions) {
+    this.#options = options;
+    this.reload();
+  }
+
+  /** @internal Re-reads the records (after a restore or a zeroise replaced them). */
+  reload(): void {
+    this.#loaded = loadIdentity(this.#options.store);
+    this.#signingKey = undefined;
+  }
+
+  state(): ClusterState {
+    if (this.#loaded === undefined) return 'UNINITIALISED';
+    return this.#loaded.certificate === undefined ? 'CSR_ISSUED' : 'INITIALISED';
+  }
+
+  clusterId(): string | null {
+    return this.#loaded?.clusterId ?? null;
+  }
+
+  csrPem(): string | null {
+    return this.#loaded === undefined ? null : pemOf(this.#loaded.csr);
+  }
+
+  certificatePem(): string | null {
+    const cert = this.#loaded?.certificate;
+    return cert === undefined ? null : pemOf(cert);
+  }
+
+  trustAnchorPem(): string | null {
+    const anchor = this.#loaded?.trustAnchor;
+    return anchor === undefined ? null : pemOf(anchor);
+  }
+
+  /**
+   * PEM CSR for the cluster key (ECDSA P-384, SHA-384), subject CN = clusterId. The first call
+   * generates the key; later calls with the same id return the same CSR. A different id, or any
+   * call once INITIALISED, is COFFER_CLUSTER_ALREADY_INITIALISED.
+   */
+  async createCsr(clusterId: string): Promise<string> {
+    checkClusterId(clusterId);
+    this.#options.requireCommissioned();
+    const existing = this.#existingCsr(clusterId);
+    if (existing !== undefined) return existing;
+    const keys = await webcrypto.subtle.generateKey(EC_P384, true, ['sign', 'verify']);
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: [{ CN: [clusterId] }],
+      keys,
+      signingAlgorithm: ECDSA_SHA384,
+      // What the cluster certificate must allow (docs/cluster-identity.md): a CA for the TLS leaves only.
+      extensions: [new x509.BasicConstraintsExtension(true, 0, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.digitalSignature, true)],
+    });
+    const pkcs8 = new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+    try {
+      // Another createCsr (or a restore) may have stored a key while this one generated: the first wins.
+      const stored = this.#options.store.transaction((tx) => {
+        if (tx.get(CLUSTER_NS, KEY_ID) !== undefined) return false;
+        tx.put(CLUSTER_NS, KEY_ID, pkcs8);
+        tx.put(CLUSTER_NS, CSR_ID, derOf(csr));
+        return true;
+      });
+      this.reload();
+      if (stored) return pemOf(csr);
+      const winner = this.#existingCsr(clusterId);
+      assert(winner !== undefined, 'a stored cluster key has a CSR');
+      return winner;
+    } finally {
+      pkcs8.fill(0);
+    }
+  }
+
+  /** The stored CSR if it is for `clusterId`; undefined when there is no key yet. */
+  #existingCsr(clusterId: string): string | undefined {
+    const loaded = this.#loaded;
+    if (loaded === undefined) return undefined;
+    if (loaded.certificate !== undefined || loaded.clusterId !== clusterId) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
+    return pemOf(loaded.csr);
+  }
+
+  /**
+   * Checks the signed cluster certificate and the trust anchor (docs/cluster-identity.md "What
+   * initialise checks"), then stores both and creates the built-in users in ONE transaction. Any
+   * failure leaves the device as it was.
+   */
+  async initialise(init: ClusterInitialisation): Promise<void> {
+    this.#options.requireCommissioned();
+    const loaded = this.#loaded;
+    if (loaded === undefined) fail('COFFER_CLUSTER_NO_CSR');
+    if (loaded.certificate !== undefined) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
+    const nowMs = this.#options.clock.nowMs();
+    const anchor = parseCertificate(init.trustAnchorPem);
+    const certificate = parseCertificate(init.certificatePem);
+    checkTrustAnchor(anchor, nowMs);
+    await checkClusterCertificate(certificate, anchor, spkiOf(loaded.csr), nowMs);
+    const writeUsers = await this.#options.prepareUsers(init.preCoPassword, init.applianceCredential);
+    this.#options.store.transaction((tx) => {
+      // The checks and the verifiers took time: a restore or a zeroise may have moved the state.
+      const csrNow = tx.get(CLUSTER_NS, CSR_ID);
+      if (csrNow === undefined) fail('COFFER_CLUSTER_NO_CSR');
+      if (Buffer.compare(csrNow, loaded.csrDer) !== 0) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'cluster-key-replaced' });
+      if (tx.get(CLUSTER_NS, CERT_ID) !== undefined) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
+      tx.put(CLUSTER_NS, CERT_ID, derOf(certificate));
+      tx.put(CLUSTER_NS, ANCHOR_ID, derOf(anchor));
+      writeUsers(tx);
+    });
+    this.reload();
+  }
+
+  /**
+   * A TLS server (and client) leaf for this node under the cluster key (profile in
+   * docs/cluster-identity.md). Before INITIALISED: COFFER_CLUSTER_NOT_INITIALISED.
+   */
+  async issueTlsCertificate(leafSpkiDer: Uint8Array, options: TlsLeafOptions): Promise<TlsLeaf> {
+    const loaded = this.#loaded;
+    const issuer = loaded?.certificate;
+    if (loaded === undefined || issuer === undefined) return fail('COFFER_CLUSTER_NOT_INITIALISED');
+    const publicKey = tlsLeafPublicKey(leafSpkiDer);
+    const sans = subjectAltNames(options.hosts);
+    const validityMs = leafValidityMs(options.validityMs ?? TLS_LEAF_VALIDITY_MS_DEFAULT, issuer, this.#options.clock.nowMs());
+    const signingKey = await this.#signingKeyFor(loaded);
+    const leaf = await issueLeaf(issuer, signingKey, publicKey, [{ CN: [loaded.clusterId] }], validityMs, this.#options.clock, [
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
+      new x509.SubjectAlternativeNameExtension(sans, false),
+    ]);
+    const leafPem = pemOf(leaf);
+    return { leafPem, chainPem: [leafPem, pemOf(issuer)] };
+  }
+
+  /** A non-extractable WebCrypto copy of the cluster key (@peculiar/x509 signs through WebCrypto). */
+  #signingKeyFor(loaded: Loaded): Promise<webcrypto.CryptoKey> {
+    if (this.#signingKey === undefined) {
+      const der = loaded.privateKey.export({ format: 'der', type: 'pkcs8' });
+      this.#signingKey = webcrypto.subtle.importKey('pkcs8', der, EC_P384, false, ['sign']).finally(() => der.fill(0));
+    }
+    return this.#signingKey;
+  }
+
+  toJSON(): { state: ClusterState; clusterId: string | null } {
+    return { state: this.state(), clusterId: this.clusterId() };
+  }
+
+  toString(): string {
+    return `ClusterIdentity { state: ${this.state()}, clusterId: ${this.clusterId() ?? 'none'} }`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+}
+
+// ── loading and record checks ───────────────────────────────────────────────────────────────
+
+/** The identity in `store`, or undefined before a CSR. Records that do not fit together (only a
+ * trusted device's backup could bring such) are COFFER_FORMAT_MALFORMED, never silently dropped. */
+function loadIdentity(store: RecordStore): Loaded | undefined {
+  const pkcs8 = store.get(CLUSTER_NS, KEY_ID);
+  const csrDer = store.get(CLUSTER_NS, CSR_ID);
+  const certDer = store.get(CLUSTER_NS, CERT_ID);
+  const anchorDer = store.get(CLUSTER_NS, ANCHOR_ID);
+  if (pkcs8 === undefined && csrDer === undefined && certDer === undefined && anchorDer === undefined) return undefined;
+  try {
+    if (pkcs8 === undefined || csrDer === undefined || (certDer === undefined) !== (anchorDer === undefined)) malformed('incomplete');
+    const privateKey = clusterPrivateKey(pkcs8);
+    const csr = parseCsr(csrDer);
+    const spki = new Uint8Array(createPublicKey(privateKey).export({ format: 'der', type: 'spki' }));
+    if (!sameSpki(spki, spkiOf(csr))) malformed('csr-key');
+    const certificate = certDer === undefined ? undefined : parseCertificate(certDer);
+    if (certificate !== undefined && !sameSpki(spki, spkiOf(certificate))) malformed('certificate-key');
+    const clusterId = subjectField(csr, 'CN');
+    if (clusterId === undefined) return malformed('cluster-id');
+    return { clusterId, privateKey, csr, csrDer, certificate, trustAnchor: anchorDer === undefined ? undefined : parseCertificate(anchorDer) };
+  } finally {
+    pkcs8?.fill(0);
+  }
+}
+
+function malformed(reason: string): never {
+  return fail('COFFER_FORMAT_MALFORMED', { record: CLUSTER_NS, reason });
+}
+
+function clusterPrivateKey(pkcs8: Uint8Array): KeyObject {
+  let key: KeyObject;
+  try {
+    // A view over the record's bytes, not a copy: the caller's fill(0) wipes the only copy.
+    key = createPrivateKey({ key: Buffer.from(pkcs8.buffer, pkcs8.byteOffset, pkcs8.byteLength), format: 'der', type: 'pkcs8' });
+  } catch (e) {
+    return fail('COFFER_FORMAT_MALFORMED', { record: CLUSTER_NS, reason: 'key' }, e);
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') malformed('key-curve');
+  return key;
+}
+
+/**
+ * The backup's per-record check for namespace 'cluster' (hsm/backup/backup.ts RECORD_CHECKS): each record
+ * must decode as what its id says. An id this build does not know comes from a newer one:
+ * COFFER_FORMAT_UNKNOWN_VERSION, which a restore reports as such rather than as tampering.
+ */
+export function checkClusterRecord(id: string, value: Uint8Array): void {
+  switch (id) {
+    case KEY_ID:
+      clusterPrivateKey(value); // parsed and curve checked; the KeyObject is dropped
+      return;
+    case CSR_ID:
+      parseCsr(value);
+      return;
+    case CERT_ID:
+    case ANCHOR_ID:
+      parseCertificate(value);
+      return;
+    default:
+      fail('COFFER_FORMAT_UNKNOWN_VERSION', { record: CLUSTER_NS, id });
+  }
+}
+
+// ── what initialise checks ──────────────────────────────────────────────────────────────────
+
+function checkClusterId(clusterId: string): void {
+  if (typeof clusterId !== 'string' || clusterId.length === 0 || clusterId.length > CLUSTER_ID_CHARS_MAX || !CLUSTER_ID_PATTERN.test(clusterId)) {
+    fail('COFFER_DATA_INVALID', { reason: 'cluster-id', max: CLUSTER_ID_CHARS_MAX });
+  }
+}
+
+/** The trust anchor must be a CA able to sign the cluster certificate, itself a CA (RFC 5280
+ * §4.2.1.9: a pathLenConstraint of 0 would forbid it), and valid now. */
+function checkTrustAnchor(anchor: x509.X509Certificate, nowMs: number): void {
+  const bc = anchor.getExtension(x509.BasicConstraintsExtension);
+  if (bc === null || !bc.ca) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-not-ca' });
+  if (bc.pathLength !== undefined && bc.pathLength < 1) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-path-length' });
+  const ku = anchor.getExtension(x509.KeyUsagesExtension);
+  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-cannot-sign-certificates' });
+  if (!validAt(anchor, nowMs)) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-validity' });
+}
+
+/** The cluster certificate: for the cluster key, issued and signed by the anchor, valid now, and a
+ * CA that may sign the TLS leaves (basicConstraints cA, keyCertSign if keyUsage is present). */
+async function checkClusterCertificate(cert: x509.X509Certificate, anchor: x509.X509Certificate, clusterSpki: Uint8Array, nowMs: number): Promise<void> {
+  if (!sameSpki(spkiOf(cert), clusterSpki)) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'not-the-cluster-key' });
+  if (cert.issuer !== anchor.subject) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'issuer-mismatch' });
+  if (!(await signedBy(cert, anchor))) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'signature' });
+  if (!validAt(cert, nowMs)) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'validity' });
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  if (bc === null || !bc.ca) fail('COFFER_CERT_INVALID', { reason: 'cluster-certificate-not-ca' });
+  const ku = cert.getExtension(x509.KeyUsagesExtension);
+  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) fail('COFFER_CERT_INVALID', { reason: 'cluster-certificate-cannot-sign-certificates' });
+}
+
+async function signedBy(cert: x509.X509Certificate, issuer: x509.X509Certificate): Promise<boolean> {
+  try {
+    return await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true });
+  } catch {
+    return false; // an algorithm or encoding the provider cannot even parse
+  }
+}
+
+function validAt(cert: x509.X509Certificate, nowMs: number): boolean {
+  return cert.notBefore.getTime() <= nowMs && nowMs <= cert.notAfter.getTime();
+}
+
+// ── the TLS leaf ────────────────────────────────────────────────────────────────────────────
+
+/** The leaf's key: EC P-256/384/521 or RSA ≥ 2048 bits, as TLS 1.3 servers use. */
+function tlsLeafPublicKey(spki: Uint8Array): x509.PublicKey {
+  if (!(spki instanceof Uint8Array) || spki.length > TLS_LEAF_SPKI_BYTES_MAX) fail('COFFER_CRYPTO_KEY_INVALID', { reason: 'tls-leaf-key' });
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (e) {
+    return fail('COFFER_CRYPTO_KEY_INVALID', { reason: 'tls-leaf-key' }, e);
+  }
+  const d = key.asymmetricKeyDetails;
+  const ok = key.asymmetricKeyType === 'ec'
+    ? ['prime256v1', 'secp384r1', 'secp521r1'].includes(d?.namedCurve ?? '')
+    : key.asymmetricKeyType === 'rsa' && (d?.modulusLength ?? 0) >= 2048;
+  if (!ok) fail('COFFER_CRYPTO_KEY_INVALID', { reason: 'tls-leaf-key-type' });
+  return new x509.PublicKey(spki.slice());
+}
+
+/** SAN entries: IP addresses as iPAddress, names as dNSName (RFC 5280 §4.2.1.6). */
+function subjectAltNames(hosts: readonly string[]): x509.JsonGeneralNames {
+  if (!Array.isArray(hosts) || hosts.length === 0 || hosts.length > TLS_LEAF_HOSTS_MAX) fail('COFFER_DATA_INVALID', { reason: 'tls-hosts', max: TLS_LEAF_HOSTS_MAX });
+  return hosts.map((host) => {
+    if (typeof host === 'string' && isIP(host) !== 0) return { type: 'ip' as const, value: host };
+    if (!isDnsName(host)) fail('COFFER_DATA_INVALID', { reason: 'tls-host' });
+    return { type: 'dns' as const, value: host.toLowerCase() };
+  });
+}
+
+function isDnsName(host: unknown): host is string {
+  if (typeof host !== 'string' || host.length === 0 || host.length > DNS_NAME_CHARS_MAX) return false;
+  return host.split('.').every((label) => DNS_LABEL_PATTERN.test(label));
+}
+
+/** The requested validity, refused outside [1 min, TLS_LEAF_VALIDITY_MS_MAX] and cut to end with the
+ * cluster certificate (a leaf outliving its issuer would only fail later, at a client). */
+function leafValidityMs(requestedMs: number, issuer: x509.X509Certificate, nowMs: number): number {
+  if (!Number.isSafeInteger(requestedMs) || requestedMs < TLS_LEAF_VALIDITY_MS_MIN || requestedMs > TLS_LEAF_VALIDITY_MS_MAX) {
+    fail('COFFER_DATA_INVALID', { reason: 'tls-validity', max: TLS_LEAF_VALIDITY_MS_MAX });
+  }
+  const issuerLeftMs = issuer.notAfter.getTime() - nowMs;
+  if (issuerLeftMs < TLS_LEAF_VALIDITY_MS_MIN) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'cluster-certificate-expired' });
+  return Math.min(requestedMs, issuerLeftMs);
+}
+

@@ -1,0 +1,308 @@
+// The client of a node's management interface (docs/node.md "Management interface"): HTTPS, TLS 1.3,
+// with a client certificate issued by the operator root (mutual TLS).
+//
+// A node presents a fresh self-signed TLS leaf each start, so the client cannot pin it in advance.
+// It authenticates the node by channel binding instead: on a new connection it asks only for
+// GET /v1/identity, checks that the device certificate chains to the manufacturer root it was
+// configured with, that the operator certificate chains to the operator root it was configured with
+// and certifies the same key, and that the device key's attestation covers the public key of THIS
+// connection's peer leaf. Only then is that leaf pinned (it becomes the only trusted certificate,
+// compared by fingerprint as well), and every other request goes over pinned connections; a
+// handshake that fails the pin (the node restarted with a new leaf) is verified afresh once.
+//
+// This client can ask for health, a sealed backup, a restore, the cluster CSR, cluster
+// initialisation and zeroisation: the interface offers nothing else (no key use, no users).
+// Imports only crypto and formats (docs/architecture.md §10).
+
+import { verify, type X509Certificate } from 'node:crypto';
+import { createReadStream, createWriteStream, rmSync, statSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { Agent, request, type RequestOptions } from 'node:https';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { pipeline } from 'node:stream/promises';
+import { CofferError, ERRORS, fail, isCofferError, type ErrorCode } from '../errors.js';
+import { MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, MANAGEMENT_RESPONSE_JSON_BYTES_MAX } from '../formats/limits.js';
+import { checkIssuedBy, checkRootCa, p384PublicKey, parseCertificate, sameSpki, spkiOf, subjectField } from '../formats/x509.js';
+
+/** The node's attestation context (src/node/tls_identity.ts TLS_ATTESTATION_CONTEXT; a test keeps
+ * the two equal: client/ may not import node/). */
+export const MANAGEMENT_TLS_ATTESTATION_CONTEXT = 'coffer node tls key v1\0';
+/** ECDSA P-384 signature, IEEE P1363 form (r ‖ s). */
+const ATTESTATION_BYTES = 96;
+/** TLS errors that mean "this peer's certificate is not the one pinned". */
+const PIN_FAILURES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_SIGNATURE_FAILURE', 'ERR_COFFER_PIN']);
+
+export interface ManagementClientOptions {
+  readonly host: string;
+  readonly port: number;
+  /** Client certificate and key, PEM: issued by the operator root, EKU clientAuth. */
+  readonly certificatePem: string;
+  readonly keyPem: string;
+  /** The roots a node's device and operator certificates must chain to. */
+  readonly manufacturerRootPem: string;
+  readonly operatorRootPem: string;
+  /** A request fails with COFFER_REQUEST_TIMEOUT when its connection is silent this long. */
+  readonly idleTimeoutMs?: number;
+}
+
+/** What a verified node is. */
+export interface VerifiedNode {
+  readonly serial: string;
+  readonly deviceCertificatePem: string;
+  readonly operatorCertificatePem: string;
+  /** The management TLS leaf now pinned, and its SHA-256 fingerprint (node:crypto's colon form). */
+  readonly leafPem: string;
+  readonly leafFingerprint256: string;
+}
+
+export interface NodeHealth {
+  readonly provisioning: string;
+  readonly serial: string | null;
+  readonly mode: string | null;
+  readonly cluster: string;
+  readonly clusterId: string | null;
+  readonly usersInitialised: boolean;
+  readonly activated: boolean;
+  readonly tokenObjects: number;
+  readonly sessions: number;
+  readonly inFlight: number;
+  readonly inFlightMax: number;
+  readonly connections: number;
+  readonly capacityOpsPerSecond: number;
+  readonly loadPermille: number;
+  readonly journalPosition: number;
+  readonly stateDigest: string;
+}
+
+export interface RestoreSummary {
+  readonly backupId: string;
+  readonly bytes: number;
+  readonly records: number;
+  readonly users: number;
+  readonly objects: number;
+}
+
+export interface ClusterInitialisation {
+  readonly certificatePem: string;
+  readonly trustAnchorPem: string;
+  readonly preCoPassword: string;
+  readonly applianceCredential: string;
+}
+
+interface IdentityDocument {
+  readonly deviceCertificatePem?: unknown;
+  readonly operatorCertificatePem?: unknown;
+  readonly attestation?: unknown;
+}
+
+interface Call {
+  readonly method: 'GET' | 'PUT' | 'POST';
+  readonly path: string;
+  readonly json?: unknown;
+  /** A file to upload as the body. */
+  readonly uploadPath?: string;
+}
+
+export class ManagementClient {
+  readonly #options: ManagementClientOptions;
+  #pinned: VerifiedNode | undefined;
+  #agent: Agent | undefined;
+
+  constructor(options: ManagementClientOptions) {
+    this.#options = options;
+  }
+
+  /** The verified node (verifying it on a fresh connection when nothing is pinned yet). */
+  async identity(): Promise<VerifiedNode> {
+    return this.#pinned ?? (await this.#verify());
+  }
+
+  async health(): Promise<NodeHealth> {
+    return (await this.#json({ method: 'GET', path: '/v1/health' })) as NodeHealth;
+  }
+
+  /** Streams a sealed backup into a new file (0600, refused if it exists). Default cluster id: the node's. */
+  async backupToFile(path: string, clusterId?: string): Promise<{ readonly backupId: string; readonly bytes: number }> {
+    const query = clusterId === undefined ? '' : `?clusterId=${encodeURIComponent(clusterId)}`;
+    const res = await this.#call({ method: 'GET', path: `/v1/backup${query}` });
+    if (res.statusCode !== 200) return errorOf(res);
+    try {
+      await pipeline(res, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
+    } catch (e) {
+      rmSync(path, { force: true });
+      throw isCofferError(e) ? e : new CofferError('COFFER_CONNECTION_LOST', { phase: 'backup' }, { cause: e });
+    }
+    return { backupId: String(res.headers['x-coffer-backup-id'] ?? ''), bytes: statSync(path).size };
+  }
+
+  /** Uploads a sealed backup file; the node restores it (all or nothing) and answers its summary. */
+  async restoreFromFile(path: string): Promise<RestoreSummary> {
+    return (await this.#json({ method: 'PUT', path: '/v1/restore', uploadPath: path })) as RestoreSummary;
+  }
+
+  async clusterCsr(clusterId: string): Promise<string> {
+    const r = (await this.#json({ method: 'POST', path: '/v1/cluster/csr', json: { clusterId } })) as { csrPem?: unknown };
+    return typeof r.csrPem === 'string' ? r.csrPem : fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-response' });
+  }
+
+  async initialiseCluster(input: ClusterInitialisation): Promise<void> {
+    await this.#json({ method: 'POST', path: '/v1/cluster/initialise', json: input });
+  }
+
+  async zeroise(): Promise<void> {
+    await this.#json({ method: 'POST', path: '/v1/zeroise' });
+  }
+
+  /** Closes pooled connections. */
+  close(): void {
+    this.#agent?.destroy();
+    this.#agent = undefined;
+  }
+
+  // ── verification ──────────────────────────────────────────────────────────────────────────
+
+  /** Asks a fresh, unpinned connection for its identity and checks it against that connection's leaf. */
+  async #verify(): Promise<VerifiedNode> {
+    this.close();
+    this.#pinned = undefined;
+    const res = await this.#send({ method: 'GET', path: '/v1/identity' }, { rejectUnauthorized: false, agent: false });
+    const peer = (res.socket as TLSSocket).getPeerX509Certificate();
+    const body = await readJson(res);
+    if (res.statusCode !== 200) return errorOf(res, body);
+    if (peer === undefined) return fail('COFFER_NODE_UNTRUSTED', { reason: 'no-certificate' });
+    const node = await this.#checkIdentity(body as IdentityDocument, peer);
+    this.#pinned = node;
+    return node;
+  }
+
+  async #checkIdentity(doc: IdentityDocument, peer: X509Certificate): Promise<VerifiedNode> {
+    const { deviceCertificatePem, operatorCertificatePem, attestation } = doc;
+    if (typeof deviceCertificatePem !== 'string' || typeof operatorCertificatePem !== 'string' || typeof attestation !== 'string') {
+      return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
+    }
+    try {
+      const nowMs = Date.now();
+      const manufacturerRoot = parseCertificate(this.#options.manufacturerRootPem);
+      const operatorRoot = parseCertificate(this.#options.operatorRootPem);
+      await checkRootCa(manufacturerRoot, nowMs);
+      await checkRootCa(operatorRoot, nowMs);
+      const device = parseCertificate(deviceCertificatePem);
+      const operator = parseCertificate(operatorCertificatePem);
+      await checkIssuedBy(device, manufacturerRoot, nowMs);
+      await checkIssuedBy(operator, operatorRoot, nowMs);
+      if (!sameSpki(spkiOf(device), spkiOf(operator))) fail('COFFER_NODE_UNTRUSTED', { reason: 'operator-certificate-key' });
+      if (!attestationHolds(spkiOf(device), spkiOf(parseCertificate(new Uint8Array(peer.raw))), Buffer.from(attestation, 'base64'))) {
+        fail('COFFER_NODE_UNTRUSTED', { reason: 'attestation' });
+      }
+      return { serial: subjectField(device, 'CN') ?? '', deviceCertificatePem, operatorCertificatePem, leafPem: peer.toString(), leafFingerprint256: peer.fingerprint256 };
+    } catch (e) {
+      if (isCofferError(e, 'COFFER_NODE_UNTRUSTED')) throw e;
+      return fail('COFFER_NODE_UNTRUSTED', { reason: isCofferError(e) ? e.code : 'certificate' });
+    }
+  }
+
+  // ── requests ──────────────────────────────────────────────────────────────────────────────
+
+  async #json(call: Call): Promise<unknown> {
+    const res = await this.#call(call);
+    const body = await readJson(res);
+    return res.statusCode === 200 ? body : errorOf(res, body);
+  }
+
+  /** A request on a pinned connection; verifies first when needed, and once more if the pin fails. */
+  async #call(call: Call): Promise<IncomingMessage> {
+    const pinned = await this.identity();
+    try {
+      return await this.#send(call, this.#pinnedOptions(pinned));
+    } catch (e) {
+      if (e instanceof StaleSocket) return await this.#send(call, this.#pinnedOptions(pinned));
+      if (!(e instanceof PinFailure)) throw e;
+      return await this.#send(call, this.#pinnedOptions(await this.#verify()));
+    }
+  }
+
+  #pinnedOptions(pinned: VerifiedNode): RequestOptions {
+    this.#agent ??= new Agent({ keepAlive: true });
+    return {
+      agent: this.#agent,
+      ca: pinned.leafPem,
+      rejectUnauthorized: true,
+      // The trust anchor is the leaf itself, so its name does not matter; its fingerprint must match.
+      checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+        cert.fingerprint256 === pinned.leafFingerprint256 ? undefined : Object.assign(new Error('pinned leaf differs'), { code: 'ERR_COFFER_PIN' }),
+    };
+  }
+
+  /** One HTTPS exchange; resolves with the response (body unread). */
+  #send(call: Call, tls: RequestOptions): Promise<IncomingMessage> {
+    const o = this.#options;
+    const json = call.json === undefined ? undefined : Buffer.from(JSON.stringify(call.json), 'utf8');
+    const length = json?.length ?? (call.uploadPath === undefined ? 0 : statSync(call.uploadPath).size);
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request({
+        host: o.host, port: o.port, method: call.method, path: call.path, minVersion: 'TLSv1.3', cert: o.certificatePem, key: o.keyPem, ...tls,
+        headers: { 'content-length': length, ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
+      });
+      let secure = false;
+      req.once('socket', (s) => {
+        if ((s as TLSSocket).encrypted && !(s as TLSSocket).connecting) secure = true; // a reused keep-alive socket
+        s.once('secureConnect', () => (secure = true));
+      });
+      req.setTimeout(o.idleTimeoutMs ?? MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, () => req.destroy(new CofferError('COFFER_REQUEST_TIMEOUT')));
+      req.once('response', resolve);
+      req.once('error', (e: NodeJS.ErrnoException) => reject(requestError(e, secure, req.reusedSocket)));
+      if (call.uploadPath === undefined) req.end(json);
+      else createReadStream(call.uploadPath).on('error', (e) => req.destroy(e)).pipe(req);
+    });
+  }
+}
+
+/** Raised when a handshake fails the pin; #call verifies afresh and retries once. Nothing was sent. */
+class PinFailure extends CofferError {}
+/** A pooled keep-alive connection the node had just closed (the race every HTTP/1.1 client has);
+ * the request did not reach the node, and #call retries it once on a new connection. */
+class StaleSocket extends CofferError {}
+
+function requestError(e: NodeJS.ErrnoException, secure: boolean, reused: boolean): CofferError {
+  if (isCofferError(e)) return e;
+  if (reused && e.code === 'ECONNRESET') return new StaleSocket('COFFER_CONNECTION_LOST', { reason: 'stale-keep-alive' });
+  if (!secure && e.code !== undefined && PIN_FAILURES.has(e.code)) return new PinFailure('COFFER_NODE_UNTRUSTED', { reason: 'pin' });
+  return new CofferError('COFFER_CONNECTION_LOST', { reason: (e.code ?? 'error').slice(0, 64) }, { cause: e });
+}
+
+/** context ‖ SPKI of the leaf, signed by the device key (ECDSA P-384 / SHA-384, P1363). */
+function attestationHolds(deviceSpki: Uint8Array, leafSpki: Uint8Array, signature: Uint8Array): boolean {
+  if (signature.length !== ATTESTATION_BYTES) return false;
+  const message = Buffer.concat([Buffer.from(MANAGEMENT_TLS_ATTESTATION_CONTEXT, 'utf8'), leafSpki]);
+  return verify('sha384', message, { key: p384PublicKey(deviceSpki), dsaEncoding: 'ieee-p1363' }, signature);
+}
+
+/** Reads a JSON response body of at most MANAGEMENT_RESPONSE_JSON_BYTES_MAX. */
+async function readJson(res: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > MANAGEMENT_RESPONSE_JSON_BYTES_MAX) {
+      res.destroy();
+      return fail('COFFER_FORMAT_LIMIT', { limit: 'managementResponseBytes' });
+    }
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'response-not-json', status: res.statusCode ?? 0 });
+  }
+}
+
+/** The typed error a non-200 answer carries (its registry code when it names one). */
+async function errorOf(res: IncomingMessage, body?: unknown): Promise<never> {
+  const b = (body ?? (await readJson(res).catch(() => ({})))) as { code?: unknown; detail?: unknown };
+  const code = typeof b.code === 'string' && Object.hasOwn(ERRORS, b.code) ? (b.code as ErrorCode) : 'COFFER_MANAGEMENT_REQUEST';
+  const detail: Record<string, string | number | boolean> = { status: res.statusCode ?? 0 };
+  if (typeof b.detail === 'object' && b.detail !== null) {
+    for (const [k, v] of Object.entries(b.detail)) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') detail[k] = v;
+  }
+  throw new CofferError(code, detail);
+}
