@@ -29,15 +29,15 @@ const PASSWORD = 'bench-password';
 const CLUSTER = 'cluster-benchbackup2';
 
 /** Per 10 objects: 6 AES-256 keys, 2 generic secrets (HMAC), 1 EC P-256 key pair (2 objects). */
-function populateObjects(s: Session, count: number): void {
+async function populateObjects(s: Session, count: number): Promise<void> {
   let made = 0;
   while (made < count) {
     const slot = made % 10;
     if (slot === 8 && count - made >= 2) {
-      s.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: `ec-pub-${made}` }, { label: `ec-priv-${made}` });
+      await s.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: `ec-pub-${made}` }, { label: `ec-priv-${made}` });
       made += 2;
     } else {
-      s.generateKey(slot >= 6 && slot < 8 ? { keyType: 'GENERIC_SECRET', bits: 256 } : { keyType: 'AES', bits: 256 }, { label: `key-${made}` });
+      await s.generateKey(slot >= 6 && slot < 8 ? { keyType: 'GENERIC_SECRET', bits: 256 } : { keyType: 'AES', bits: 256 }, { label: `key-${made}` });
       made++;
     }
   }
@@ -80,19 +80,19 @@ async function populate(dir: string, name: string, objects: number): Promise<Rec
   const s = hsm.openSession();
   await s.login('bench', PASSWORD);
   const start = performance.now();
-  populateObjects(s, objects);
+  await populateObjects(s, objects);
   const seconds = (performance.now() - start) / 1000;
   hsm.close();
   return { seconds, objects };
 }
 
 /** Opens the device at full durability (the production setting) and measures `fn` from a settled baseline. */
-function measured(dir: string, name: string, fn: (hsm: Hsm) => Record<string, number>): Record<string, number> {
+async function measured(dir: string, name: string, fn: (hsm: Hsm) => Record<string, number> | Promise<Record<string, number>>): Promise<Record<string, number>> {
   const hsm = Hsm.open({ store: openStore(dir, name, 'full'), kdfParams: FAST_KDF });
   globalThis.gc?.();
   const baselineRss = process.memoryUsage().rss;
   const start = performance.now();
-  const result = fn(hsm);
+  const result = await fn(hsm);
   const seconds = (performance.now() - start) / 1000;
   hsm.close();
   const peakRss = process.resourceUsage().maxRSS * 1024; // kilobytes
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
   if (command === 'populate') {
     out = await populate(dir, name, Number(arg));
   } else if (command === 'backup') {
-    out = measured(dir, name, (hsm) => {
+    out = await measured(dir, name, (hsm) => {
       const sink = fileSink(arg);
       try {
         const summary = hsm.createBackup(sink, { clusterId: CLUSTER });
@@ -116,10 +116,10 @@ async function main(): Promise<void> {
       }
     });
   } else if (command === 'restore') {
-    out = measured(dir, name, (hsm) => {
+    out = await measured(dir, name, async (hsm) => {
       const source = fileSource(arg);
       try {
-        const summary = hsm.restoreBackup(source);
+        const summary = await hsm.restoreBackup(source);
         return { bytes: summary.bytes, records: summary.records, objects: summary.objects, tokenObjects: hsm.status().tokenObjects };
       } finally {
         source.close();

@@ -47,7 +47,7 @@ export async function run(): Promise<Section> {
   const add = (name: string, ours: () => void, raw: () => void, target = '≥ 0.9 × raw', anchorName?: string): void => push(name, paired(ours, raw), target, anchorName);
   const plain = { extractable: true, sensitive: false } as const;
 
-  const ec = s.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, {}, plain);
+  const ec = await s.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, {}, plain);
   const ecRaw = rawPrivate(s, ec.privateHandle);
   add('ECDSA P-256 sign (SHA-256, 64 B)', () => s.sign(ec.privateHandle, { mechanism: 'CKM_ECDSA_SHA256' }, DATA_64), () => nodeSign('sha256', DATA_64, { key: ecRaw, dsaEncoding: 'ieee-p1363' }));
   push(
@@ -66,15 +66,15 @@ export async function run(): Promise<Section> {
     'node:crypto hashed ECDSA sign',
   );
 
-  const rsa = s.generateKeyPair({ keyType: 'RSA', bits: 2048 }, {}, plain);
+  const rsa = await s.generateKeyPair({ keyType: 'RSA', bits: 2048 }, {}, plain);
   const rsaRaw = rawPrivate(s, rsa.privateHandle);
   add('RSA-2048 sign (PKCS#1 v1.5, SHA-256)', () => s.sign(rsa.privateHandle, { mechanism: 'CKM_SHA256_RSA_PKCS' }, DATA_64), () => nodeSign('sha256', DATA_64, rsaRaw));
 
-  const ed = s.generateKeyPair({ keyType: 'EC_EDWARDS', curve: 'Ed25519' }, {}, plain);
+  const ed = await s.generateKeyPair({ keyType: 'EC_EDWARDS', curve: 'Ed25519' }, {}, plain);
   const edRaw = rawPrivate(s, ed.privateHandle);
   add('Ed25519 sign (64 B)', () => s.sign(ed.privateHandle, { mechanism: 'CKM_EDDSA' }, DATA_64), () => nodeSign(null, DATA_64, edRaw));
 
-  const aes = s.generateKey({ keyType: 'AES', bits: 256 }, plain);
+  const aes = await s.generateKey({ keyType: 'AES', bits: 256 }, plain);
   const aesRaw = rawPrivate(s, aes);
   add(
     'AES-256-GCM encrypt 4 KiB (device-drawn IV)',
@@ -86,7 +86,7 @@ export async function run(): Promise<Section> {
     },
   );
 
-  const hmac = s.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { ...plain, sign: true, verify: true });
+  const hmac = await s.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { ...plain, sign: true, verify: true });
   const hmacRaw = rawPrivate(s, hmac);
   add('HMAC-SHA-256 (64 B)', () => s.sign(hmac, { mechanism: 'CKM_SHA256_HMAC' }, DATA_64), () => createHmac('sha256', hmacRaw).update(DATA_64).digest());
   add('HMAC-SHA-256 (4 KiB)', () => s.sign(hmac, { mechanism: 'CKM_SHA256_HMAC' }, DATA_4K), () => createHmac('sha256', hmacRaw).update(DATA_4K).digest());

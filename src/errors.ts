@@ -103,6 +103,9 @@ export const ERRORS = {
   COFFER_SIGNATURE_INVALID: { message: 'Signature did not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
   COFFER_WRAPPED_KEY_INVALID: { message: 'Wrapped key failed its integrity check or is malformed', ckr: 'CKR_WRAPPED_KEY_INVALID', http: 400 },
   COFFER_SESSION_OBJECT_NOT_SHAREABLE: { message: 'Session objects cannot be shared', ckr: 'CKR_ACTION_PROHIBITED', http: 400 },
+  COFFER_OBJECT_MISMATCH: { message: 'The object at this handle is not the one the request names', ckr: 'CKR_OBJECT_HANDLE_INVALID', http: 409 },
+  // ── device state (the one writer) ─────────────────────────────────────────────────────────
+  COFFER_DEVICE_BUSY: { message: 'Too many state changes are waiting on this device; retry', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
   // ── cluster identity (the cluster key, its certificate and the customer's trust anchor) ──────
   COFFER_CLUSTER_NOT_INITIALISED: { message: 'Cluster is not initialised on this device', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
   COFFER_CLUSTER_ALREADY_INITIALISED: { message: 'Cluster is already initialised on this device', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
@@ -115,6 +118,7 @@ export const ERRORS = {
   COFFER_SESSION_LIMIT: { message: 'Too many sessions on this connection', ckr: 'CKR_SESSION_COUNT', http: 503 },
   COFFER_NODE_UNTRUSTED: { message: 'Node did not prove it belongs to the cluster (certificate not trusted)', ckr: 'CKR_DEVICE_ERROR', http: 502 },
   COFFER_CLUSTER_UNAVAILABLE: { message: 'No HSM of the cluster could serve the request', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
+  COFFER_KEY_UNAVAILABLE: { message: 'No HSM known to hold this key as it was found is up; retry later or find the key again', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_REQUEST_TIMEOUT: { message: 'Request timed out', ckr: 'CKR_DEVICE_ERROR', http: 504 },
   COFFER_NODE_ZEROISED: { message: 'Node was zeroised and holds no state', ckr: 'CKR_DEVICE_ERROR', http: 409 },
   COFFER_CLIENT_CONFIG_INVALID: { message: 'Client configuration (endpoints, discovery input or options) is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },

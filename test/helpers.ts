@@ -41,3 +41,11 @@ export async function load<T>(total: number, concurrency: number, fn: (i: number
   }));
   return out;
 }
+
+/** Asserts that `fn` fails with a CofferError with `code`, whether it throws or returns a promise
+ * that rejects (state-changing device calls wait their turn in the writer queue). */
+export async function rejectsCode(fn: () => unknown, code: ErrorCode, what = `expected ${code}`): Promise<void> {
+  await assert.rejects(async () => {
+    await fn();
+  }, (e: unknown) => isCofferError(e, code), what);
+}

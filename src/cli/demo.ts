@@ -42,13 +42,13 @@ export async function runDemo(say: (line: string) => void): Promise<void> {
 
     const alice = hsm.openSession();
     await alice.login('alice', 'demo-alice-pw');
-    const pair = alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'demo-ec' }, { label: 'demo-ec' });
+    const pair = await alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'demo-ec' }, { label: 'demo-ec' });
     const message = new TextEncoder().encode('signed inside Coffer');
     const signature = alice.sign(pair.privateHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message);
     const verified = nodeVerify('sha256', message, { key: createPublicKey(alice.exportPublic(pair.publicHandle)), dsaEncoding: 'ieee-p1363' }, signature);
     say(`[${ms()}] alice: EC P-256 key pair (handles ${pair.publicHandle}/${pair.privateHandle}); ECDSA-SHA256 signature verified by node:crypto: ${verified}`);
 
-    const aes = alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'demo-aes' });
+    const aes = await alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'demo-aes' });
     const plaintext = new TextEncoder().encode('a secret message');
     const sealed = alice.encrypt(aes, { mechanism: 'CKM_AES_GCM' }, plaintext);
     const opened = alice.decrypt(aes, { mechanism: 'CKM_AES_GCM' }, sealed);
@@ -61,7 +61,7 @@ export async function runDemo(say: (line: string) => void): Promise<void> {
     const stillVerifies = s.verify(pair.publicHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message, signature);
     say(`[${ms()}] device restarted from its sealed store: ${s.find().length} objects, the signature still verifies: ${stillVerifies}`);
     again.close();
-    say('Next: `coffer hsm serve --development` serves a node over TLS 1.3. Not yet here: clusters and their journal, the client SDK, the control plane (see README status).');
+    say('Next: `coffer hsm serve --development` serves a node over TLS 1.3. `coffer dev cluster` runs several nodes with the client SDK and the `coffer` CLI; the cluster journal and the control plane are not built yet (see README status).');
   } finally {
     storageKey.destroy();
     deviceSecret.destroy();

@@ -24,9 +24,14 @@ export const PICK_STRICT = 0;
 export const PICK_IGNORE_TRIED = 1;
 export const PICK_IGNORE_MISSING = 2;
 
+/** Every node: the `allowed` mask of a call that may go anywhere. */
+export const ALL_NODES = -1;
+
 /** The best node for a call, or undefined when none is up with room and without a BUSY hint.
- * `tried` is a bit mask of node indexes this call already failed on; `handle` the object it uses. */
-export function pickLink<L extends Balanced>(links: readonly L[], handle: number | undefined, tried: number, nowMs: number, start: number, relax: number): L | undefined {
+ * `tried` is a bit mask of node indexes this call already failed on; `handle` the object it uses;
+ * `allowed` the nodes it may go to at all (a key found on one node goes only where the state is
+ * known to match). */
+export function pickLink<L extends Balanced>(links: readonly L[], handle: number | undefined, tried: number, nowMs: number, start: number, relax: number, allowed = ALL_NODES): L | undefined {
   const n = links.length;
   let measured = true;
   for (let i = 0; i < n; i++) if ((links[i] as L).capacityOpsPerSecond === 0) measured = false;
@@ -34,7 +39,7 @@ export function pickLink<L extends Balanced>(links: readonly L[], handle: number
   let bestScore = Infinity;
   for (let k = 0; k < n; k++) {
     const l = links[(start + k) % n] as L;
-    if (l.state !== 'up' || l.inFlight >= l.inFlightMax || l.busyUntilMs > nowMs) continue;
+    if ((allowed & (1 << l.index)) === 0 || l.state !== 'up' || l.inFlight >= l.inFlightMax || l.busyUntilMs > nowMs) continue;
     if ((relax & PICK_IGNORE_TRIED) === 0 && (tried & (1 << l.index)) !== 0) continue;
     if ((relax & PICK_IGNORE_MISSING) === 0 && handle !== undefined && l.missing.size !== 0 && l.missing.has(handle)) continue;
     const weight = (measured ? l.capacityOpsPerSecond : 1) * (1 - l.othersLoad);

@@ -13,9 +13,9 @@ import {
 import type { WireMechanismParams, WireRequest, WireResponse } from '../formats/wire.js';
 import { Connection } from './connection.js';
 import { checkEndpoints } from './discovery.js';
-import { Key, type Curve, type KeyInfo, type KeyType, type ObjectClass, type Template } from './keys.js';
+import { Key, type Curve, type KeyInfo, type KeyType, type ObjectClass, type Placement, type Template } from './keys.js';
 import { NodeLink, connectError, isLoginRefusal, type Endpoint, type NodeSnapshot } from './node_link.js';
-import { Router } from './router.js';
+import { Router, type Route } from './router.js';
 import { Quorum, Users, withPasswords } from './users.js';
 
 export interface Credentials {
@@ -180,58 +180,110 @@ export class Cluster {
     const keyType: KeyType = wireSpec.keyType;
     const curve = 'curve' in wireSpec ? wireSpec.curve : undefined;
     return {
-      publicKey: this.#made(response.publicHandle, node, { class: 'PUBLIC_KEY', keyType, curve }),
-      privateKey: this.#made(response.privateHandle, node, { class: 'PRIVATE_KEY', keyType, curve }),
+      publicKey: this.#made({ handle: response.publicHandle, identity: response.publicIdentity }, node, { class: 'PUBLIC_KEY', keyType, curve }),
+      privateKey: this.#made({ handle: response.privateHandle, identity: response.privateIdentity }, node, { class: 'PRIVATE_KEY', keyType, curve }),
     };
   }
 
   async generateKey(spec: SecretKeySpec): Promise<Key> {
     const { response, node } = await this.router.primary('GENERATE_KEY', { spec: { keyType: spec.type, bits: spec.bits }, template: { ...templateOf(spec), ...spec.attributes } });
-    return this.#made(response.handle, node, { class: 'SECRET_KEY', keyType: spec.type });
+    return this.#made(response, node, { class: 'SECRET_KEY', keyType: spec.type });
   }
 
   async importPublicKeyPem(pem: string, options: KeyOptions & { readonly attributes?: Template } = {}): Promise<Key> {
     const { response, node } = await this.router.primary('IMPORT_PUBLIC_KEY', { key: pem, template: { ...withoutExtractable(templateOf(options)), ...options.attributes } });
-    return this.#made(response.handle, node, { class: 'PUBLIC_KEY' });
+    return this.#made(response, node, { class: 'PUBLIC_KEY' });
   }
 
   /** Imports a private key given as PEM text (a JS string: the SDK cannot zeroise it) or PKCS#8 DER bytes. */
   async importPrivateKeyPem(pem: string | Uint8Array, options: KeyOptions & { readonly attributes?: Template } = {}): Promise<Key> {
     const { response, node } = await this.router.primary('IMPORT_PRIVATE_KEY', { key: pem, template: { ...templateOf(options), ...options.attributes } });
-    return this.#made(response.handle, node, { class: 'PRIVATE_KEY' });
+    return this.#made(response, node, { class: 'PRIVATE_KEY' });
   }
 
   /** Unwraps `wrapped` with `unwrappingKey` into a new key (default mechanism: see Key.wrap). */
   async unwrapKey(unwrappingKey: Key, wrapped: Uint8Array, template: WireRequest<'UNWRAP_KEY'>['template'], params?: WireMechanismParams): Promise<Key> {
     const p = params ?? (unwrappingKey.keyType === 'RSA' ? { mechanism: 'CKM_RSA_PKCS_OAEP', hash: 'SHA-256' } as const : { mechanism: 'CKM_AES_KEY_WRAP_PAD' } as const);
-    const { response, node } = await this.router.primary('UNWRAP_KEY', { unwrappingHandle: unwrappingKey.handle, wrapped, params: p, template });
-    return this.#made(response.handle, node, { class: template.class, keyType: template.keyType, curve: template.curve });
+    const { route, identity } = await keyRoute(unwrappingKey);
+    const { response, node } = await this.router.primary('UNWRAP_KEY', { unwrappingHandle: unwrappingKey.handle, wrapped, params: p, template, ...identity }, route);
+    return this.#made(response, node, { class: template.class, keyType: template.keyType, curve: template.curve });
   }
 
   async deriveKey(baseKey: Key, params: WireMechanismParams, template: WireRequest<'DERIVE_KEY'>['template']): Promise<Key> {
-    const { response, node } = await this.router.primary('DERIVE_KEY', { baseHandle: baseKey.handle, params, template });
-    return this.#made(response.handle, node, { class: 'SECRET_KEY', keyType: template.keyType });
+    const { route, identity } = await keyRoute(baseKey);
+    const { response, node } = await this.router.primary('DERIVE_KEY', { baseHandle: baseKey.handle, params, template, ...identity }, route);
+    return this.#made(response, node, { class: 'SECRET_KEY', keyType: template.keyType });
   }
 
-  /** Every key the user can see that matches, all pages, read on one node (the primary first). */
+  /**
+   * Every key the user can see that matches, all pages, read on one node (the primary first). Each
+   * key goes only to that node and to the nodes known to hold the same state (docs/sdk.md "Which
+   * HSM serves a key"), and names its object's identity in every request.
+   */
   async findKeys(filter: FindFilter = {}): Promise<Key[]> {
-    const infos = await this.router.onOneNode(async (link) => {
+    const { infos, nodes } = await this.#find(filter, CLIENT_FIND_PAGE_OBJECTS, true);
+    return infos.map((i) => new Key(this, i.handle, { identity: i.identity, nodes }, { class: i.class, keyType: i.keyType, curve: i.curve }));
+  }
+
+  /** A Key for a known handle. In a cluster of several nodes it is found (its identity and the nodes
+   * holding it) on first use; its type is fetched when a default mechanism needs it. */
+  key(handle: number, known: { readonly class?: ObjectClass; readonly keyType?: KeyType; readonly curve?: Curve } = {}): Key {
+    return new Key(this, handle, this.#links.length === 1 ? {} : undefined, { ...known });
+  }
+
+  /** @internal Finds the object `handle` names for a Key made by key() (KeyHost). */
+  async locate(handle: number): Promise<{ placement: Placement; info: KeyInfo }> {
+    const { infos, nodes } = await this.#find({}, 1, false, handle);
+    const info = infos[0];
+    if (info === undefined) throw new CofferError('COFFER_OBJECT_NOT_FOUND', { handle });
+    return { placement: { identity: info.identity, nodes }, info };
+  }
+
+  /** FIND on one node, every page (or the first only), and the nodes known to hold the state it
+   * answered from. Pages read at different state positions leave the answering node alone. */
+  async #find(filter: FindFilter, limit: number, allPages: boolean, handle?: number): Promise<{ infos: KeyInfo[]; nodes: number }> {
+    return this.router.onOneNode(async (link) => {
       const found: KeyInfo[] = [];
       let afterHandle: number | undefined;
+      let lineage: Uint8Array | undefined;
+      let steady = true;
       for (;;) {
-        const page = await link.call('FIND', { filter, limit: CLIENT_FIND_PAGE_OBJECTS, ...(afterHandle === undefined ? {} : { afterHandle }) });
+        const page = await link.call('FIND', { filter: handle === undefined ? filter : { ...filter, handle }, limit, ...(afterHandle === undefined ? {} : { afterHandle }) });
+        steady &&= lineage === undefined || Buffer.compare(lineage, page.objectLineage) === 0;
+        lineage ??= page.objectLineage;
         found.push(...page.objects);
         const last = page.objects[page.objects.length - 1];
-        if (!page.more || last === undefined) return found;
+        if (!allPages || !page.more || last === undefined) break;
         afterHandle = last.handle;
       }
+      const nodes = lineage !== undefined && steady ? await this.#nodesAt(link, lineage) : 1 << link.index;
+      return { infos: found, nodes };
     });
-    return infos.map((i) => new Key(this, i.handle, undefined, { class: i.class, keyType: i.keyType, curve: i.curve }));
   }
 
-  /** A Key for a known handle (its type is fetched when a default mechanism needs it). */
-  key(handle: number, known: { readonly class?: ObjectClass; readonly keyType?: KeyType; readonly curve?: Curve } = {}): Key {
-    return new Key(this, handle, undefined, { ...known });
+  /**
+   * The node `origin` and every up node known to have held the state `lineage` names: a node that
+   * ever reported that lineage applied the same change sets from the same backup, so a handle read
+   * there names the same object on it, or nothing if it was destroyed since (handles are never
+   * reused). A node whose lineage is not known yet is asked (STATUS) first.
+   */
+  async #nodesAt(origin: NodeLink, lineage: Uint8Array): Promise<number> {
+    if (this.#links.length === 1) return 1 << origin.index;
+    origin.sawLineage(lineage);
+    const wanted = origin.lineage;
+    let nodes = 1 << origin.index;
+    await Promise.all(this.#links.map(async (l) => {
+      if (l === origin || l.state !== 'up') return;
+      if (l.lineage === '') {
+        try {
+          l.sawLineage((await l.callPlain('STATUS')).objectLineage);
+        } catch {
+          return; // a node that cannot answer now is left out of this key's nodes
+        }
+      }
+      if (l.lineage === wanted) nodes |= 1 << l.index;
+    }));
+    return nodes;
   }
 
   async random(length: number): Promise<Uint8Array> {
@@ -269,10 +321,17 @@ export class Cluster {
     return Promise.resolve();
   }
 
-  #made(handle: number, node: number, known: { class?: ObjectClass; keyType?: KeyType; curve?: Curve | undefined }): Key {
+  #made(made: { readonly handle: number; readonly identity: Uint8Array }, node: number, known: { class?: ObjectClass; keyType?: KeyType; curve?: Curve | undefined }): Key {
     // Without the cluster journal the new object exists on `node` alone (docs/sdk.md).
-    return new Key(this, handle, this.#links.length > 1 ? node : undefined, known);
+    return new Key(this, made.handle, this.#links.length > 1 ? { identity: made.identity, nodes: 1 << node } : { identity: made.identity }, known);
   }
+}
+
+/** Where a call that makes a key from `key` must go (where `key` lives), and its identity field. */
+async function keyRoute(key: Key): Promise<{ route: Route; identity: { identity?: Uint8Array } }> {
+  const placement = await key.placement();
+  const route: Route = placement.nodes === undefined ? { handle: key.handle } : { handle: key.handle, nodes: placement.nodes };
+  return { route, identity: placement.identity === undefined ? {} : { identity: placement.identity } };
 }
 
 function templateOf(o: KeyOptions): Template {

@@ -1,11 +1,14 @@
-// A key object on the cluster (docs/sdk.md "Keys"): its handle plus what the SDK knows of its type,
-// for the default mechanisms. Crypto calls and reads are idempotent (balanced, retried elsewhere);
-// attribute changes, sharing, destroying and wrapping-with-state go to the primary once.
+// A key object on the cluster (docs/sdk.md "Keys"): its handle, the identity of the object it names,
+// the nodes that may serve it, and what the SDK knows of its type, for the default mechanisms.
+// Crypto calls and reads are idempotent (balanced over those nodes, retried elsewhere among them);
+// attribute changes, sharing and destroying go to the first of them that is up, once.
 //
-// A key made by this client while the cluster has more than one node is pinned to the node that made
-// it ("home"): without the cluster journal (docs/architecture.md §5) no other node holds it, and a handle number
-// on another node could name a different object. Keys from Cluster.key() and findKeys() are not
-// pinned: a node that answers "no such object" is remembered and skipped for that handle.
+// Without the cluster journal (docs/architecture.md §5) HSMs that made different changes hold different
+// objects under one handle. So a key goes only to the nodes known to hold the state it was found in
+// (same state lineage: docs/sdk.md "Which HSM serves a key"): the node that made it, or the node a
+// find answered from and every node that reported the same lineage. Every request also carries the
+// object's identity, and a node whose object there is another refuses (COFFER_OBJECT_MISMATCH).
+// A key named only by its handle (Cluster.key) is found on first use, as findKeys would.
 
 import { CofferError } from '../errors.js';
 import { fromWireError, type WireError, type WireMechanismParams, type WireRequest, type WireResponse } from '../formats/wire.js';
@@ -21,9 +24,18 @@ export type Template = WireRequest<'GENERATE_KEY'>['template'];
 /** One item of a batch call: its value, or its own typed error (items fail independently). */
 export type BatchResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: CofferError };
 
+/** Where a key lives: the identity of its object and the nodes that may serve it (a bit mask of node
+ * indexes; absent: any node). */
+export interface Placement {
+  readonly identity?: Uint8Array;
+  readonly nodes?: number;
+}
+
 /** What a Key needs from its cluster. */
 export interface KeyHost {
   readonly router: Router;
+  /** Finds the key a handle names (identity, type, the nodes holding it). */
+  locate(handle: number): Promise<{ readonly placement: Placement; readonly info: KeyInfo }>;
 }
 
 type Known = { class?: ObjectClass; keyType?: KeyType; curve?: Curve | undefined };
@@ -31,14 +43,16 @@ type Known = { class?: ObjectClass; keyType?: KeyType; curve?: Curve | undefined
 export class Key {
   readonly handle: number;
   readonly #host: KeyHost;
-  readonly #route: Route;
+  #placement: Placement | undefined;
+  #located: Promise<Placement> | undefined;
   #known: Known;
   #typeFetch: Promise<KeyInfo> | undefined;
 
-  constructor(host: KeyHost, handle: number, home: number | undefined, known: Known = {}) {
+  /** `placement` undefined: the key is found (Cluster.locate) on first use. */
+  constructor(host: KeyHost, handle: number, placement: Placement | undefined, known: Known = {}) {
     this.#host = host;
     this.handle = handle;
-    this.#route = home === undefined ? { handle } : { handle, home };
+    this.#placement = placement;
     this.#known = known;
   }
 
@@ -51,77 +65,121 @@ export class Key {
   get curve(): Curve | undefined {
     return this.#known.curve;
   }
-  /** The node index this key lives on alone (made by this client, no journal yet), if any. */
-  get home(): number | undefined {
-    return this.#route.home;
+  /** The identity of the object this key names, once known. */
+  get identity(): Uint8Array | undefined {
+    return this.#placement?.identity?.slice();
+  }
+  /** The indexes of the nodes that may serve this key, once known (undefined: any node). */
+  get nodes(): readonly number[] | undefined {
+    const mask = this.#placement?.nodes;
+    if (mask === undefined) return undefined;
+    return this.#host.router.links.map((l) => l.index).filter((i) => (mask & (1 << i)) !== 0);
   }
 
   async sign(data: Uint8Array, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultSign());
-    return (await this.#host.router.idempotent('SIGN', { handle: this.handle, params: p, data }, this.#route)).signature;
+    const { route, ref } = await this.#where();
+    return (await this.#host.router.idempotent('SIGN', { ...ref, params: p, data }, route)).signature;
   }
   async verify(data: Uint8Array, signature: Uint8Array, params?: WireMechanismParams): Promise<boolean> {
     const p = params ?? (await this.#defaultSign());
-    return (await this.#host.router.idempotent('VERIFY', { handle: this.handle, params: p, data, signature }, this.#route)).valid;
+    const { route, ref } = await this.#where();
+    return (await this.#host.router.idempotent('VERIFY', { ...ref, params: p, data, signature }, route)).valid;
   }
   async encrypt(data: Uint8Array, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultEncrypt());
-    return (await this.#host.router.idempotent('ENCRYPT', { handle: this.handle, params: p, data }, this.#route)).data;
+    const { route, ref } = await this.#where();
+    return (await this.#host.router.idempotent('ENCRYPT', { ...ref, params: p, data }, route)).data;
   }
   async decrypt(data: Uint8Array, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultEncrypt());
-    return (await this.#host.router.idempotent('DECRYPT', { handle: this.handle, params: p, data }, this.#route)).data;
+    const { route, ref } = await this.#where();
+    return (await this.#host.router.idempotent('DECRYPT', { ...ref, params: p, data }, route)).data;
   }
 
   async signMany(items: readonly Uint8Array[], params?: WireMechanismParams): Promise<BatchResult<Uint8Array>[]> {
     const p = params ?? (await this.#defaultSign());
-    return this.#batch('SIGN_BATCH', items.map((data) => ({ handle: this.handle, params: p, data })));
+    const { ref } = await this.#where();
+    return this.#batch('SIGN_BATCH', items.map((data) => ({ ...ref, params: p, data })));
   }
   async verifyMany(items: readonly { readonly data: Uint8Array; readonly signature: Uint8Array }[], params?: WireMechanismParams): Promise<BatchResult<boolean>[]> {
     const p = params ?? (await this.#defaultSign());
-    return this.#batch('VERIFY_BATCH', items.map((i) => ({ handle: this.handle, params: p, data: i.data, signature: i.signature })));
+    const { ref } = await this.#where();
+    return this.#batch('VERIFY_BATCH', items.map((i) => ({ ...ref, params: p, data: i.data, signature: i.signature })));
   }
   async encryptMany(items: readonly Uint8Array[], params?: WireMechanismParams): Promise<BatchResult<Uint8Array>[]> {
     const p = params ?? (await this.#defaultEncrypt());
-    return this.#batch('ENCRYPT_BATCH', items.map((data) => ({ handle: this.handle, params: p, data })));
+    const { ref } = await this.#where();
+    return this.#batch('ENCRYPT_BATCH', items.map((data) => ({ ...ref, params: p, data })));
   }
   async decryptMany(items: readonly Uint8Array[], params?: WireMechanismParams): Promise<BatchResult<Uint8Array>[]> {
     const p = params ?? (await this.#defaultEncrypt());
-    return this.#batch('DECRYPT_BATCH', items.map((data) => ({ handle: this.handle, params: p, data })));
+    const { ref } = await this.#where();
+    return this.#batch('DECRYPT_BATCH', items.map((data) => ({ ...ref, params: p, data })));
   }
 
   /** Everything the node says about the key (class, type, label, id, attributes, owner, sharees). */
   async attributes(): Promise<KeyInfo> {
-    const info = await this.#host.router.idempotent('GET_ATTRIBUTES', { handle: this.handle }, this.#route);
+    const { route, ref } = await this.#where();
+    const info = await this.#host.router.idempotent('GET_ATTRIBUTES', ref, route);
     this.#known = { class: info.class, keyType: info.keyType, curve: info.curve };
     return info;
   }
   async exportPublicPem(): Promise<string> {
-    return (await this.#host.router.idempotent('EXPORT_PUBLIC', { handle: this.handle }, this.#route)).pem;
+    const { route, ref } = await this.#where();
+    return (await this.#host.router.idempotent('EXPORT_PUBLIC', ref, route)).pem;
   }
   /** The key's bytes in the clear (only an extractable, non-sensitive key). The caller owns and zeroises them. */
   async exportPlaintext(): Promise<Uint8Array> {
-    return (await this.#host.router.idempotent('EXPORT_PLAINTEXT', { handle: this.handle }, this.#route)).key;
+    const { route, ref } = await this.#where();
+    return (await this.#host.router.idempotent('EXPORT_PLAINTEXT', ref, route)).key;
   }
 
   async setAttribute(name: SettableAttribute, value: boolean | string | Uint8Array): Promise<void> {
-    await this.#host.router.primary('SET_ATTRIBUTE', { handle: this.handle, name, value });
+    const { route, ref } = await this.#where();
+    await this.#host.router.primary('SET_ATTRIBUTE', { ...ref, name, value }, route);
   }
   async share(userName: string): Promise<void> {
-    await this.#host.router.primary('SHARE', { handle: this.handle, userName });
+    const { route, ref } = await this.#where();
+    await this.#host.router.primary('SHARE', { ...ref, userName }, route);
   }
   async unshare(userName: string): Promise<void> {
-    await this.#host.router.primary('UNSHARE', { handle: this.handle, userName });
+    const { route, ref } = await this.#where();
+    await this.#host.router.primary('UNSHARE', { ...ref, userName }, route);
   }
   async destroy(): Promise<void> {
-    await this.#host.router.primary('DESTROY', { handle: this.handle });
+    const { route, ref } = await this.#where();
+    await this.#host.router.primary('DESTROY', ref, route);
   }
 
   /** Wraps `target` under this key (default: AES key wrap with padding, RFC 5649; RSA-OAEP SHA-256). */
   async wrap(target: Key, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultWrap());
-    const route = this.#route.home !== undefined ? this.#route : (target.home === undefined ? { handle: this.handle } : { handle: this.handle, home: target.home });
-    return (await this.#host.router.idempotent('WRAP_KEY', { wrappingHandle: this.handle, targetHandle: target.handle, params: p }, route)).wrapped;
+    const [mine, theirs] = await Promise.all([this.#where(), target.placement()]);
+    // Only a node that holds both keys: the intersection of where each may go.
+    const nodes = (mine.route.nodes ?? -1) & (theirs.nodes ?? -1);
+    const route = nodes === -1 ? { handle: this.handle } : { handle: this.handle, nodes };
+    const identities = { ...(mine.ref.identity === undefined ? {} : { wrapping: mine.ref.identity }), ...(theirs.identity === undefined ? {} : { target: theirs.identity }) };
+    return (await this.#host.router.idempotent('WRAP_KEY', { wrappingHandle: this.handle, targetHandle: target.handle, params: p, identities }, route)).wrapped;
+  }
+
+  /** Where this key lives, found first if it was named only by its handle. */
+  async placement(): Promise<Placement> {
+    if (this.#placement !== undefined) return this.#placement;
+    this.#located ??= this.#host.locate(this.handle).then(({ placement, info }) => {
+      this.#placement = placement;
+      this.#known = { class: info.class, keyType: info.keyType, curve: info.curve };
+      return placement;
+    }).finally(() => (this.#located = undefined));
+    return this.#located;
+  }
+
+  /** The route of a call on this key and how its requests name it (handle, and identity when known). */
+  async #where(): Promise<{ route: Route; ref: { handle: number; identity?: Uint8Array } }> {
+    const placement = await this.placement();
+    const route: Route = placement.nodes === undefined ? { handle: this.handle } : { handle: this.handle, nodes: placement.nodes };
+    const ref = placement.identity === undefined ? { handle: this.handle } : { handle: this.handle, identity: placement.identity };
+    return { route, ref };
   }
 
   toJSON(): { handle: number; class?: ObjectClass; keyType?: KeyType } {
@@ -160,7 +218,8 @@ export class Key {
     const per = Math.max(1, Math.min(...this.#host.router.links.map((l) => l.batchItemsMax)));
     const chunks: WireRequest<N>['items'][] = [];
     for (let i = 0; i < items.length; i += per) chunks.push(items.slice(i, i + per));
-    const replies = await Promise.all(chunks.map((chunk) => this.#host.router.idempotent(name, { items: chunk } as never, this.#route)));
+    const { route } = await this.#where();
+    const replies = await Promise.all(chunks.map((chunk) => this.#host.router.idempotent(name, { items: chunk } as never, route)));
     type R = BatchResult<N extends 'VERIFY_BATCH' ? boolean : Uint8Array>;
     return replies.flatMap((r) => (r as { results: readonly ({ ok: true; value: unknown } | { ok: false; error: WireError })[] }).results.map(
       (x) => (x.ok ? { ok: true, value: x.value } : { ok: false, error: fromWireError(x.error) }) as R,

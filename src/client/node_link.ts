@@ -180,6 +180,7 @@ export class NodeLink {
     this.inFlightMax = this.#channels.reduce((n, c) => n + c.connection.hello.inFlightMax, 0);
     this.batchItemsMax = Math.max(1, Math.min(...this.#channels.map((c) => c.connection.hello.batchItemsMax)));
     this.missing.clear(); // the node may have been restored since: ask it again
+    this.lineage = '';
     this.busyUntilMs = 0;
     this.#backoffMs = CLIENT_PROBE_BACKOFF_MIN_MS;
     this.#probing = false;
@@ -238,7 +239,7 @@ export class NodeLink {
       for (const q of queued) q.reject(e);
       return;
     }
-    const items = queued.map((q) => ({ handle: q.body.handle, params: q.body.params, data: q.body.data }));
+    const items = queued.map((q) => ({ handle: q.body.handle, params: q.body.params, data: q.body.data, ...(q.body.identity === undefined ? {} : { identity: q.body.identity }) }));
     ch.inFlight += queued.length;
     this.autoBatches++;
     ch.connection.call('SIGN_BATCH', { session: ch.session, items }).then((r) => {
@@ -267,6 +268,16 @@ export class NodeLink {
       if (ch.connection.isLost) this.#down(e);
       throw e;
     }
+  }
+
+  /** The node's object lineage as last seen (STATUS, FIND), hex; '' while unknown. Two nodes that
+   * reported one object lineage applied the same key-object change sets from the same backup, so a
+   * handle names the same object on both (docs/sdk.md "Which HSM serves a key"). */
+  lineage = '';
+
+  /** Records what a reply said of the node's state position. */
+  sawLineage(lineage: Uint8Array): void {
+    this.lineage = Buffer.from(lineage).toString('hex');
   }
 
   markMissing(handle: number): void {
@@ -381,6 +392,7 @@ export class NodeLink {
     this.#polling = true;
     try {
       const st = await this.callPlain('STATUS');
+      this.sawLineage(st.objectLineage);
       this.capacityOpsPerSecond = st.capacityOpsPerSecond;
       this.loadPermille = st.loadPermille;
       const others = st.inFlightMax > 0 ? (st.inFlight - this.inFlight) / st.inFlightMax : 0;

@@ -1,22 +1,27 @@
 // Sends each call to a node and decides what a failure means (docs/sdk.md "Retries").
 //
 // Idempotent calls (crypto, reads) go to the balancer's pick and, when a node fails them (connection
-// lost, stuck, BUSY, or "no such object" on a node that may simply not hold it), move to another node,
+// lost, stuck, BUSY, or "no such object" / "another object" at the handle), move to another node,
 // up to `retries` extra attempts; BUSY marks its node for retryAfterMs. State changes go to the
-// primary (the first up node in endpoint order) once: after a request may have reached a node it is
-// never resent, since it may have taken effect; only BUSY (the node did nothing) is retried there.
-// When every node is at its in-flight limit a call waits in a bounded FIFO for a free slot.
+// primary (the first up node in endpoint order, or of the nodes a key may use) once: after a request
+// may have reached a node it is never resent, since it may have taken effect; only BUSY (the node did
+// nothing) is retried there. When every node is at its in-flight limit a call waits in a bounded FIFO
+// for a free slot.
+//
+// A call on a key goes only to the nodes its route allows: those known to hold the state the key
+// was found in (docs/sdk.md "Which HSM serves a key"). When none of them is up the call fails with
+// COFFER_KEY_UNAVAILABLE: another node's object at that handle may be another key.
 
 import { CofferError, isCofferError } from '../errors.js';
 import { CLIENT_QUEUE_MAX } from '../formats/limits.js';
 import type { WireResponse } from '../formats/wire.js';
-import { PICK_IGNORE_MISSING, PICK_IGNORE_TRIED, PICK_STRICT, pickLink } from './balancer.js';
+import { ALL_NODES, PICK_IGNORE_MISSING, PICK_IGNORE_TRIED, PICK_STRICT, pickLink } from './balancer.js';
 import { NodeBusyError } from './connection.js';
 import type { NodeLink, SessionBody, SessionOp } from './node_link.js';
 
-/** Where a call may go: any node (balanced), one node only (an object only it holds), or the
+/** Where a call may go: any node (balanced), only the nodes of the `nodes` bit mask (a key's), or the
  * primary first (reads that should see this client's own state changes). */
-export type Route = { readonly handle?: number; readonly home?: number; readonly primaryFirst?: boolean };
+export type Route = { readonly handle?: number; readonly nodes?: number; readonly primaryFirst?: boolean };
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -50,10 +55,10 @@ export class Router {
     throw this.#exhausted(lastError);
   }
 
-  /** A state change: to the primary, once (BUSY excepted: the node did nothing). */
-  async primary<N extends SessionOp>(name: N, body: SessionBody<N>): Promise<{ response: WireResponse<N>; node: number }> {
+  /** A state change: to the primary (of the route's nodes), once (BUSY excepted: the node did nothing). */
+  async primary<N extends SessionOp>(name: N, body: SessionBody<N>, route?: Route): Promise<{ response: WireResponse<N>; node: number }> {
     for (let attempt = 0; ; attempt++) {
-      const link = this.primaryLink();
+      const link = this.primaryLink(route?.nodes);
       try {
         return { response: await link.call(name, body), node: link.index };
       } catch (e) {
@@ -65,9 +70,10 @@ export class Router {
     }
   }
 
-  primaryLink(): NodeLink {
-    for (const l of this.links) if (l.state === 'up') return l;
-    throw this.#unavailable(undefined);
+  /** The first up node in endpoint order, of the `nodes` mask when given. */
+  primaryLink(nodes = ALL_NODES): NodeLink {
+    for (const l of this.links) if (l.state === 'up' && (nodes & (1 << l.index)) !== 0) return l;
+    throw this.#unavailable(undefined, nodes);
   }
 
   /** A sequence of calls that must see one node (FIND pages): run on one node, all again elsewhere if it fails. */
@@ -98,21 +104,14 @@ export class Router {
   }
 
   #pick(route: Route | undefined, tried: number): NodeLink | undefined {
-    if (route !== undefined) {
-      if (route.home !== undefined) return this.#home(route.home);
-      if (route.primaryFirst === true) return this.#primaryFirst(tried);
-    }
+    if (route?.primaryFirst === true) return this.#primaryFirst(tried);
     const nowMs = Date.now();
     const start = this.#start++ % this.links.length;
     const handle = route?.handle;
-    return pickLink(this.links, handle, tried, nowMs, start, PICK_STRICT)
-      ?? pickLink(this.links, handle, tried, nowMs, start, PICK_IGNORE_TRIED)
-      ?? pickLink(this.links, handle, tried, nowMs, start, PICK_IGNORE_TRIED | PICK_IGNORE_MISSING);
-  }
-
-  #home(index: number): NodeLink | undefined {
-    const l = this.links[index];
-    return l !== undefined && l.state === 'up' && l.inFlight < l.inFlightMax && l.busyUntilMs <= Date.now() ? l : undefined;
+    const allowed = route?.nodes ?? ALL_NODES;
+    return pickLink(this.links, handle, tried, nowMs, start, PICK_STRICT, allowed)
+      ?? pickLink(this.links, handle, tried, nowMs, start, PICK_IGNORE_TRIED, allowed)
+      ?? pickLink(this.links, handle, tried, nowMs, start, PICK_IGNORE_TRIED | PICK_IGNORE_MISSING, allowed);
   }
 
   #primaryFirst(tried: number): NodeLink | undefined {
@@ -129,8 +128,9 @@ export class Router {
   /** No node fits now: wait for a BUSY hint to pass or for a slot; none up → unavailable. */
   async #await(route: Route | undefined, tried: number, lastError: unknown): Promise<NodeLink> {
     for (;;) {
-      const up = route?.home === undefined ? this.links.filter((l) => l.state === 'up') : this.links.filter((l) => l.index === route.home && l.state === 'up');
-      if (up.length === 0) throw this.#unavailable(lastError);
+      const allowed = route?.nodes ?? ALL_NODES;
+      const up = this.links.filter((l) => l.state === 'up' && (allowed & (1 << l.index)) !== 0);
+      if (up.length === 0) throw this.#unavailable(lastError, allowed);
       const roomy = up.filter((l) => l.inFlight < l.inFlightMax);
       if (roomy.length !== 0) {
         await sleep(Math.max(1, Math.min(...roomy.map((l) => l.busyUntilMs)) - Date.now()));
@@ -150,21 +150,28 @@ export class Router {
     }
     if (isCofferError(e, 'COFFER_CONNECTION_LOST') || isCofferError(e, 'COFFER_REQUEST_TIMEOUT')) return true;
     const handle = route?.handle;
-    if (handle !== undefined && route?.home === undefined && isCofferError(e, 'COFFER_OBJECT_NOT_FOUND')) {
+    if (handle !== undefined && (isCofferError(e, 'COFFER_OBJECT_NOT_FOUND') || isCofferError(e, 'COFFER_OBJECT_MISMATCH'))) {
+      // This node does not hold the key (or holds another object there): try another allowed one.
       link.markMissing(handle);
-      return this.links.some((l) => l !== link && l.state === 'up' && !l.missing.has(handle));
+      const allowed = route?.nodes ?? ALL_NODES;
+      return this.links.some((l) => l !== link && l.state === 'up' && (allowed & (1 << l.index)) !== 0 && !l.missing.has(handle));
     }
     return false;
   }
 
   #exhausted(lastError: unknown): unknown {
     if (lastError instanceof NodeBusyError) return lastError;
-    if (isCofferError(lastError, 'COFFER_OBJECT_NOT_FOUND')) return lastError;
+    if (isCofferError(lastError, 'COFFER_OBJECT_NOT_FOUND') || isCofferError(lastError, 'COFFER_OBJECT_MISMATCH')) return lastError;
     return this.#unavailable(lastError);
   }
 
-  #unavailable(cause: unknown): CofferError {
+  /** No node could serve: the whole cluster is down, or (a key's call) every node known to hold it. */
+  #unavailable(cause: unknown, allowed = ALL_NODES): CofferError {
     const down = this.links.filter((l) => l.state !== 'up').length;
-    return new CofferError('COFFER_CLUSTER_UNAVAILABLE', { nodes: this.links.length, down }, cause === undefined ? undefined : { cause });
+    const options = cause === undefined ? undefined : { cause };
+    if (allowed !== ALL_NODES && this.links.some((l) => l.state === 'up')) {
+      return new CofferError('COFFER_KEY_UNAVAILABLE', { nodes: this.links.length, down }, options);
+    }
+    return new CofferError('COFFER_CLUSTER_UNAVAILABLE', { nodes: this.links.length, down }, options);
   }
 }

@@ -244,3 +244,20 @@ export const CLIENT_FIND_PAGE_OBJECTS = 1024;
 /** Auto-batching starts when this many calls are in flight on a node: below it a call goes out at once
  * as itself, so latency at low concurrency is unchanged (docs/sdk.md "Auto-batching"). */
 export const CLIENT_AUTO_BATCH_IN_FLIGHT_MIN = 16;
+
+// ── device state changes (formats/change_set.ts, src/hsm/state/) ──────────────────────────────
+
+/** Record writes and deletes in one change set. Cluster-wide ones are small (a key pair is three
+ * writes); the largest is local: a session closing drops every session object it made at once. */
+export const CHANGE_SET_OPS_MAX = SESSION_OBJECTS_MAX + 16;
+/** One encoded change set: a journal entry carries it whole, so it is bounded well below memory;
+ * eight maximal records fit. */
+export const CHANGE_SET_BYTES_MAX = 8 * SEALED_RECORD_BYTES_MAX + 64 * 1024;
+/** State changes waiting for the device's one writer: past this a caller gets COFFER_DEVICE_BUSY
+ * rather than queue without end. */
+export const STATE_QUEUE_MAX = 4096;
+/** A per-object unique id, fixed at creation: 128 random bits tell objects apart across every HSM. */
+export const OBJECT_UID_BYTES = 16;
+/** A session's id or an application scope (a data-plane connection) in a session object's record:
+ * the device makes them (UUIDs, short names), so they stay short. */
+export const SESSION_SCOPE_CHARS_MAX = 64;

@@ -28,6 +28,7 @@
 // Types are declared here rather than imported from hsm/types.ts because formats sits below hsm;
 // they are the same string unions, so the hsm types assign to them structurally.
 
+import { createHash } from 'node:crypto';
 import { SecretBytes } from '../crypto/secret_bytes.js';
 import { fail } from '../errors.js';
 import {
@@ -35,11 +36,18 @@ import {
   KEY_MATERIAL_BYTES_MAX,
   LABEL_BYTES_MAX,
   OBJECT_ID_BYTES_MAX,
+  OBJECT_UID_BYTES,
+  SESSION_SCOPE_CHARS_MAX,
   QUORUM_MAX,
   QUORUM_MIN,
   SHAREES_MAX,
   USER_NAME_CHARS_MAX,
 } from './limits.js';
+
+/** The record-store namespace of token objects, and the one of the object table's configuration
+ * (its persisted handle counter). */
+export const OBJECT_NAMESPACE = 'object';
+export const OBJECT_CONFIG_NAMESPACE = 'config';
 
 export const OBJECT_RECORD_MAGIC = Uint8Array.of(0x43, 0x4f, 0x42, 0x4a); // 'COBJ'
 export const OBJECT_RECORD_VERSION = 1;
@@ -284,4 +292,71 @@ export function decodeObjectRecord(bytes: Uint8Array): ObjectRecord {
   const material = SecretBytes.copyOf(materialView);
   const base = { handle: Number(handle), class: cls, keyType, bits, attributes, manageKeyQuorum, useKeyQuorum, owner, sharees, label, id, kcv, material };
   return curve === undefined ? base : { ...base, curve };
+}
+
+// ── object identity ──────────────────────────────────────────────────────────────────────────
+
+const IDENTITY_DOMAIN = 'coffer object identity v1\0';
+
+/**
+ * A per-object identity fixed at creation: the first OBJECT_UID_BYTES of SHA-256(domain ‖ class ‖
+ * key type ‖ key material). It never changes (the material never does), needs no field of its own
+ * (records of every version have it) and is the same on every HSM that holds the object, so a
+ * request can name "this handle, holding this key" and an HSM whose object at that handle is
+ * another one refuses (docs/device.md "Object identity"). Like a KCV it is a fingerprint of the key:
+ * preimage resistance keeps the key out of reach; it tells no more than the KCV already does.
+ */
+export function objectIdentity(record: Pick<ObjectRecord, 'class' | 'keyType' | 'material'>): Uint8Array {
+  const h = createHash('sha256').update(IDENTITY_DOMAIN).update(record.class).update('\0').update(record.keyType).update('\0');
+  record.material.use((m) => h.update(m));
+  return new Uint8Array(h.digest().subarray(0, OBJECT_UID_BYTES));
+}
+
+// ── session objects (volatile records) ───────────────────────────────────────────────────────
+//
+// A session object lives in memory only (namespace 'session-object', docs/device.md "State
+// changes"), yet goes through the same apply as everything else. Its record is the object record
+// behind the session that made it and the application scope that may see it:
+//   0  1  version = 1
+//   1  1  session id length (1..SESSION_SCOPE_CHARS_MAX), then the session id (UTF-8)
+//   .. 1  scope length (0 = any session of the owner, ≤ SESSION_SCOPE_CHARS_MAX), then the scope
+//   .. …  the object record (encodeObjectRecord)
+
+const SESSION_OBJECT_VERSION = 1;
+
+export interface SessionObjectRecord {
+  readonly sessionId: string;
+  readonly scope: string | undefined;
+  readonly record: ObjectRecord;
+}
+
+export function encodeSessionObjectRecord(s: SessionObjectRecord): Uint8Array {
+  const session = utf8.encode(s.sessionId);
+  const scope = utf8.encode(s.scope ?? '');
+  checkLength(session.length, 1, SESSION_SCOPE_CHARS_MAX, 'sessionId');
+  checkLength(scope.length, 0, SESSION_SCOPE_CHARS_MAX, 'scope');
+  const record = encodeObjectRecord(s.record);
+  const out = new Uint8Array(new ArrayBuffer(3 + session.length + scope.length + record.length));
+  out[0] = SESSION_OBJECT_VERSION;
+  out[1] = session.length;
+  out.set(session, 2);
+  out[2 + session.length] = scope.length;
+  out.set(scope, 3 + session.length);
+  out.set(record, 3 + session.length + scope.length);
+  record.fill(0);
+  return out;
+}
+
+export function decodeSessionObjectRecord(bytes: Uint8Array): SessionObjectRecord {
+  const r = new Reader(bytes);
+  const version = r.u8();
+  if (version !== SESSION_OBJECT_VERSION) fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'session object record', version, supported: String(SESSION_OBJECT_VERSION) });
+  const sessionBytes = r.u8();
+  checkLength(sessionBytes, 1, SESSION_SCOPE_CHARS_MAX, 'sessionId');
+  const sessionId = readString(r, sessionBytes, 'sessionId');
+  const scopeBytes = r.u8();
+  checkLength(scopeBytes, 0, SESSION_SCOPE_CHARS_MAX, 'scope');
+  const scope = readString(r, scopeBytes, 'scope');
+  const record = decodeObjectRecord(bytes.subarray(r.offset));
+  return { sessionId, scope: scope === '' ? undefined : scope, record };
 }

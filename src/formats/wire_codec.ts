@@ -7,7 +7,7 @@
 // byte it covers is read or allocated; a decoder reports only typed errors (errors.ts), never a
 // RangeError or TypeError, because it faces bytes from the network.
 
-import { fail } from '../errors.js';
+import { fail, isCofferError } from '../errors.js';
 
 /** A scratch buffer that grew past this for one large message shrinks back after it. */
 const SCRATCH_KEEP_BYTES = 1024 * 1024;
@@ -164,6 +164,16 @@ export const u64: Codec<number> = {
   },
 };
 
+/** u64 as a bigint, the whole range (journal positions). */
+export const u64big: Codec<bigint> = {
+  write: (w, v) => {
+    if (v < 0n || v > 0xffff_ffff_ffff_ffffn) fail('COFFER_FORMAT_LIMIT', { field: 'u64' });
+    w.u32(Number(v >> 32n));
+    w.u32(Number(v & 0xffff_ffffn));
+  },
+  read: (r) => (BigInt(r.u32()) << 32n) | BigInt(r.u32()),
+};
+
 /** IEEE 754 double (error detail numbers only). */
 export const f64: Codec<number> = {
   write: (w, v) => {
@@ -249,6 +259,41 @@ export function opt<T>(c: Codec<T>): OptCodec<T> {
       c.write(w, v);
     },
     read: (r) => (bool.read(r) ? c.read(r) : undefined),
+  };
+}
+
+/**
+ * An optional field that may only end a payload: written only when present, read only when bytes
+ * remain. It lets a request grow a field that older peers neither send nor expect (a trailing
+ * extension) without changing the bytes of a request that leaves it out (docs/wire-protocol.md §4).
+ */
+export function trailing<T>(c: Codec<T>): OptCodec<T> {
+  return {
+    optional: true,
+    write: (w, v) => {
+      if (v !== undefined) c.write(w, v);
+    },
+    read: (r) => {
+      if (r.pos === r.buf.length) return undefined;
+      try {
+        return c.read(r);
+      } catch (e) {
+        // Bytes after the last field that do not make a whole extension are trailing garbage.
+        if (isCofferError(e, 'COFFER_FORMAT_TRUNCATED')) fail('COFFER_FORMAT_MALFORMED', { reason: 'trailing bytes' });
+        throw e;
+      }
+    },
+  };
+}
+
+/** Exactly `n` bytes, no length prefix; decodes to a copy. */
+export function fixedBytes(n: number): Codec<Uint8Array> {
+  return {
+    write: (w, v) => {
+      if (v.length !== n) fail('COFFER_FORMAT_MALFORMED', { reason: 'fixed-length field', length: v.length, expected: n });
+      w.raw(v);
+    },
+    read: (r) => r.sub(n).slice(),
   };
 }
 

@@ -9,14 +9,14 @@
 import { assert } from '../assert.js';
 import {
   CRYPTO_INPUT_BYTES_MAX, GCM_IV_BYTES_MAX, KCV_BYTES_MAX, KEY_MATERIAL_BYTES_MAX, LABEL_BYTES_MAX, MECHANISM_PARAM_BYTES_MAX,
-  OBJECT_ID_BYTES_MAX, QUORUM_KEY_BYTES_MAX, QUORUM_SIGNATURE_BYTES_MAX, QUORUM_TOKENS_MAX, RANDOM_BYTES_MAX, SHAREES_MAX, USERS_MAX,
+  OBJECT_ID_BYTES_MAX, OBJECT_UID_BYTES, QUORUM_KEY_BYTES_MAX, QUORUM_SIGNATURE_BYTES_MAX, QUORUM_TOKENS_MAX, RANDOM_BYTES_MAX, SHAREES_MAX, USERS_MAX,
   WIRE_BATCH_ITEMS_MAX, WIRE_ERROR_DETAIL_ENTRIES_MAX, WIRE_FIND_RESULTS_MAX, WIRE_FRAME_BYTES_MAX, WIRE_NAME_BYTES_MAX,
   WIRE_PASSWORD_BYTES_MAX, WIRE_PEM_BYTES_MAX, WIRE_RETRY_AFTER_MS_MAX, WIRE_SIGNATURE_BYTES_MAX, WIRE_TEXT_BYTES_MAX, WRAPPED_KEY_BYTES_MAX,
 } from './limits.js';
 import { fail } from '../errors.js';
 import type { MechanismParams } from './mechanism_params.js';
 import {
-  bool, bytes, enumeration, f64, list, mapped, opt, secretBytes, string, struct, tagged, u16, u32, u64, u8, type Codec, type Infer, type OptCodec, type StructCodec,
+  bool, bytes, enumeration, f64, fixedBytes, list, mapped, opt, secretBytes, string, struct, tagged, trailing, u16, u32, u64, u64big, u8, type Codec, type Infer, type OptCodec, type StructCodec,
 } from './wire_codec.js';
 
 // ── vocabulary ──────────────────────────────────────────────────────────────────────────────
@@ -37,6 +37,10 @@ const session = u32; // a connection-local session number, given by OPEN_SESSION
 /** Object handles are u64 (≤ 2^53 − 1): the device numbers session objects from 2^40 (hsm/objects/objects.ts),
  * so a u32 could not name them; the codec refuses a value JS cannot hold exactly. */
 const handle = u64;
+/** An object's identity (formats/object_record.ts objectIdentity): fixed at creation, the same on every HSM. */
+const identity = fixedBytes(OBJECT_UID_BYTES);
+/** A state position's lineage (formats/change_set.ts): SHA-256 of the change sets applied. */
+const lineage = fixedBytes(32);
 const name = string(WIRE_NAME_BYTES_MAX);
 const text = string(WIRE_TEXT_BYTES_MAX);
 const password = secretBytes(WIRE_PASSWORD_BYTES_MAX);
@@ -153,7 +157,7 @@ const unwrapTemplate = struct({ ...templateFields, class: objectClass, keyType, 
 const deriveTemplate = struct({ ...templateFields, keyType: enumeration(['AES', 'GENERIC_SECRET'] as const), bits: u16 });
 
 const objectInfo = struct({
-  handle, class: objectClass, keyType, bits: u16, curve: opt(curve), label: string(LABEL_BYTES_MAX), id: bytes(OBJECT_ID_BYTES_MAX),
+  handle, identity, class: objectClass, keyType, bits: u16, curve: opt(curve), label: string(LABEL_BYTES_MAX), id: bytes(OBJECT_ID_BYTES_MAX),
   attributes: booleanAttributes, kcv: bytes(KCV_BYTES_MAX), owner: name, sharees: list(name, SHAREES_MAX), manageKeyQuorum: u8, useKeyQuorum: u8,
 });
 const filter = struct({
@@ -220,7 +224,9 @@ function batchResults<T>(value: Codec<T>): Codec<{ readonly results: readonly Ba
   ]);
   return struct({ results: list(result, WIRE_BATCH_ITEMS_MAX) });
 }
-const cryptoItem = struct({ handle, params: mechanism, data });
+const cryptoItem = struct({ handle, params: mechanism, data, identity: opt(identity) });
+/** WRAP_KEY's trailing extension: the identities of the wrapping key and of the key wrapped. */
+const wrapIdentities = struct({ wrapping: opt(identity), target: opt(identity) });
 const dataOut = struct({ data: output });
 
 // ── the operations ──────────────────────────────────────────────────────────────────────────
@@ -229,14 +235,16 @@ function op<Q, S>(code: number, request: Codec<Q>, response: Codec<S>): { readon
   return { code, request, response };
 }
 const inSession = struct({ session });
-const onObject = struct({ session, handle });
-const handleOut = struct({ handle });
+/** A request on one object: its handle, and (a trailing extension) the identity the caller means. */
+const onObject = struct({ session, handle, identity: trailing(identity) });
+const handleOut = struct({ handle, identity });
 
 export const OPS = {
   HELLO: op(0x0001, struct({ versionMin: u16, versionMax: u16 }), struct({ version: u16, frameBytesMax: u32, inFlightMax: u16, batchItemsMax: u16, sessionsMax: u16 })),
   STATUS: op(0x0002, empty, struct({
     provisioning: provisioningState, serial: opt(text), mode: opt(mode), usersInitialised: bool, activated: bool, cluster: clusterState, clusterId: opt(text),
     tokenObjects: u32, sessions: u32, inFlight: u32, inFlightMax: u32, connections: u32, capacityOpsPerSecond: u32, loadPermille: u16,
+    journalPosition: u64big, stateLineage: lineage, objectLineage: lineage,
   })),
   OPEN_SESSION: op(0x0003, empty, inSession),
   CLOSE_SESSION: op(0x0004, inSession, empty),
@@ -252,7 +260,7 @@ export const OPS = {
   REGISTER_QUORUM_KEY: op(0x0030, struct({ session, spkiDer: bytes(QUORUM_KEY_BYTES_MAX) }), empty),
   SET_QUORUM_VALUE: op(0x0031, struct({ session, service: adminService, m: u8 }), empty),
   QUORUM_VALUES: op(0x0032, inSession, struct({ user: u8, quorum: u8 })),
-  GENERATE_QUORUM_TOKEN: op(0x0033, struct({ session, service: quorumService, handle: opt(handle) }), struct({
+  GENERATE_QUORUM_TOKEN: op(0x0033, struct({ session, service: quorumService, handle: opt(handle), identity: trailing(identity) }), struct({
     id: text, bytes: bytes(WIRE_TEXT_BYTES_MAX), service: quorumService, requester: name, handle: opt(handle), expiresAtMs: u64,
   })),
   APPROVE_QUORUM_TOKEN: op(0x0034, struct({ session, token: bytes(WIRE_TEXT_BYTES_MAX), approverName: name, signature: bytes(QUORUM_SIGNATURE_BYTES_MAX) }), struct({ approvals: u8 })),
@@ -260,28 +268,32 @@ export const OPS = {
     id: text, service: quorumService, requester: name, handle: opt(handle), expiresAtMs: u64, approvals: u8,
   }), QUORUM_TOKENS_MAX) })),
   GENERATE_KEY: op(0x0040, struct({ session, spec: struct({ keyType: enumeration(['AES', 'GENERIC_SECRET'] as const), bits: u16 }), template }), handleOut),
-  GENERATE_KEY_PAIR: op(0x0041, struct({ session, spec: keyPairSpec, publicTemplate: template, privateTemplate: template }), struct({ publicHandle: handle, privateHandle: handle })),
+  GENERATE_KEY_PAIR: op(0x0041, struct({ session, spec: keyPairSpec, publicTemplate: template, privateTemplate: template }), struct({
+    publicHandle: handle, privateHandle: handle, publicIdentity: identity, privateIdentity: identity,
+  })),
   IMPORT_PUBLIC_KEY: op(0x0042, struct({ session, key: keyInput(bytes(KEY_MATERIAL_BYTES_MAX)), template }), handleOut),
   IMPORT_PRIVATE_KEY: op(0x0043, struct({ session, key: keyInput(secretBytes(KEY_MATERIAL_BYTES_MAX)), template }), handleOut),
-  FIND: op(0x0044, struct({ session, filter, afterHandle: opt(handle), limit: u16 }), struct({ objects: list(objectInfo, WIRE_FIND_RESULTS_MAX), more: bool })),
+  FIND: op(0x0044, struct({ session, filter, afterHandle: opt(handle), limit: u16 }), struct({
+    objects: list(objectInfo, WIRE_FIND_RESULTS_MAX), more: bool, journalPosition: u64big, objectLineage: lineage,
+  })),
   GET_ATTRIBUTES: op(0x0045, onObject, objectInfo),
-  SET_ATTRIBUTE: op(0x0046, struct({ session, handle, name: settable, value: attributeValue }), empty),
-  SHARE: op(0x0047, struct({ session, handle, userName: name }), empty),
-  UNSHARE: op(0x0048, struct({ session, handle, userName: name }), empty),
+  SET_ATTRIBUTE: op(0x0046, struct({ session, handle, name: settable, value: attributeValue, identity: trailing(identity) }), empty),
+  SHARE: op(0x0047, struct({ session, handle, userName: name, identity: trailing(identity) }), empty),
+  UNSHARE: op(0x0048, struct({ session, handle, userName: name, identity: trailing(identity) }), empty),
   DESTROY: op(0x0049, onObject, empty),
   EXPORT_PLAINTEXT: op(0x004a, onObject, struct({ key: secretBytes(KEY_MATERIAL_BYTES_MAX) })),
   EXPORT_PUBLIC: op(0x004b, onObject, struct({ pem: string(WIRE_PEM_BYTES_MAX) })),
-  WRAP_KEY: op(0x004c, struct({ session, wrappingHandle: handle, targetHandle: handle, params: mechanism }), struct({ wrapped: bytes(WRAPPED_KEY_BYTES_MAX) })),
-  UNWRAP_KEY: op(0x004d, struct({ session, unwrappingHandle: handle, wrapped: bytes(WRAPPED_KEY_BYTES_MAX), params: mechanism, template: unwrapTemplate }), handleOut),
-  DERIVE_KEY: op(0x004e, struct({ session, baseHandle: handle, params: mechanism, template: deriveTemplate }), handleOut),
-  SIGN: op(0x0050, struct({ session, handle, params: mechanism, data }), struct({ signature: output })),
-  VERIFY: op(0x0051, struct({ session, handle, params: mechanism, data, signature: bytes(WIRE_SIGNATURE_BYTES_MAX) }), struct({ valid: bool })),
-  ENCRYPT: op(0x0052, struct({ session, handle, params: mechanism, data }), dataOut),
-  DECRYPT: op(0x0053, struct({ session, handle, params: mechanism, data }), dataOut),
+  WRAP_KEY: op(0x004c, struct({ session, wrappingHandle: handle, targetHandle: handle, params: mechanism, identities: trailing(wrapIdentities) }), struct({ wrapped: bytes(WRAPPED_KEY_BYTES_MAX) })),
+  UNWRAP_KEY: op(0x004d, struct({ session, unwrappingHandle: handle, wrapped: bytes(WRAPPED_KEY_BYTES_MAX), params: mechanism, template: unwrapTemplate, identity: trailing(identity) }), handleOut),
+  DERIVE_KEY: op(0x004e, struct({ session, baseHandle: handle, params: mechanism, template: deriveTemplate, identity: trailing(identity) }), handleOut),
+  SIGN: op(0x0050, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), struct({ signature: output })),
+  VERIFY: op(0x0051, struct({ session, handle, params: mechanism, data, signature: bytes(WIRE_SIGNATURE_BYTES_MAX), identity: trailing(identity) }), struct({ valid: bool })),
+  ENCRYPT: op(0x0052, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), dataOut),
+  DECRYPT: op(0x0053, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), dataOut),
   DIGEST: op(0x0054, struct({ session, params: mechanism, data }), struct({ digest: output })),
   RANDOM: op(0x0055, struct({ session, length: u32 }), struct({ bytes: bytes(RANDOM_BYTES_MAX) })),
   SIGN_BATCH: op(0x0060, struct({ session, items: list(cryptoItem, WIRE_BATCH_ITEMS_MAX) }), batchResults(output)),
-  VERIFY_BATCH: op(0x0061, struct({ session, items: list(struct({ handle, params: mechanism, data, signature: bytes(WIRE_SIGNATURE_BYTES_MAX) }), WIRE_BATCH_ITEMS_MAX) }), batchResults(bool)),
+  VERIFY_BATCH: op(0x0061, struct({ session, items: list(struct({ handle, params: mechanism, data, signature: bytes(WIRE_SIGNATURE_BYTES_MAX), identity: opt(identity) }), WIRE_BATCH_ITEMS_MAX) }), batchResults(bool)),
   ENCRYPT_BATCH: op(0x0062, struct({ session, items: list(cryptoItem, WIRE_BATCH_ITEMS_MAX) }), batchResults(output)),
   DECRYPT_BATCH: op(0x0063, struct({ session, items: list(cryptoItem, WIRE_BATCH_ITEMS_MAX) }), batchResults(output)),
 } as const;

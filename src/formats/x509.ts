@@ -59,9 +59,10 @@ function checkSize(input: string | Uint8Array): void {
   if (input.length > CERTIFICATE_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { limit: 'CERTIFICATE_BYTES_MAX' });
 }
 
-/** DER bytes of a certificate or CSR. */
+/** DER bytes of a certificate or CSR: a copy the caller owns (a change set's values are wiped once
+ * applied, and must not be a view of the parsed object's own bytes). */
 export function derOf(item: x509.X509Certificate | x509.Pkcs10CertificateRequest): Uint8Array {
-  return new Uint8Array(item.rawData);
+  return new Uint8Array(item.rawData.slice(0));
 }
 
 /** PEM text of a certificate or CSR, with a trailing newline. */

@@ -6,9 +6,14 @@
 // themselves, so the facade only routes, wires quorum into user and key management, and refuses
 // key work before the device is commissioned (its mode is fixed then) and the cluster activated.
 //
-// Backup and restore (docs/backup-format.md, backup.ts): createBackup seals the whole state;
+// Every change of state goes through one door, the DeviceState (state/device_state.ts): the modules
+// decide change sets against the current state, and its one apply commits them, one writer at a
+// time. So every state-changing call here is asynchronous: it waits its turn in the writer queue.
+//
+// Backup and restore (docs/backup-format.md, backup/backup.ts): createBackup seals the whole state;
 // restoreBackup replaces it atomically, then rebuilds the in-memory modules over the restored
-// records and closes every open session (docs/device.md "Backup and restore").
+// records (zeroising the keys of the replaced state) and closes every open session (docs/device.md
+// "Backup and restore").
 //
 // The cluster identity (cluster.ts, docs/cluster-identity.md) lives in namespace 'cluster' and
 // travels with backups; zeroise() erases everything but the device's own identity and
@@ -18,6 +23,7 @@
 // verifies against the manufacturer's firmware signing key (Provisioning.checkFirmwareForMode).
 
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { StatePosition } from '../formats/change_set.js';
 import { fail } from '../errors.js';
 import type { SecretBytes } from '../crypto/secret_bytes.js';
 import type { BackupSource } from '../formats/backup.js';
@@ -32,8 +38,9 @@ import type { PasswordInput, ScryptParams } from './users/password.js';
 import { systemClock, systemRandom, type Clock, type Random } from './ports.js';
 import { Provisioning, type FirmwareEvidence } from './identity/provisioning.js';
 import { Quorum, type AdminService, type QuorumService, type QuorumToken, type TokenSummary } from './users/quorum.js';
+import { DeviceState } from './state/device_state.js';
 import type { RecordStore } from './store/store_port.js';
-import type { Actor, Handle, MechanismParams, Mode, Role } from './types.js';
+import type { Actor, Handle, KeyRef, MechanismParams, Mode, Role } from './types.js';
 import { Users, type ManagedRole, type UserInfo } from './users/users.js';
 
 export interface HsmOptions {
@@ -57,13 +64,26 @@ export interface HsmStatus {
   readonly sessions: number;
   readonly cluster: ClusterState;
   readonly clusterId: string | null;
+  /** Cluster-wide change sets applied: their count (the journal position) and hash chain. */
+  readonly journalPosition: bigint;
+  readonly stateLineage: Uint8Array;
+  /** The hash chain of the change sets that touched key objects (docs/device.md "State position"). */
+  readonly objectLineage: Uint8Array;
+}
+
+/** How a session is opened. */
+export interface SessionOptions {
+  /** The application the session belongs to (a data-plane connection, a PKCS#11 client): session
+   * objects are visible only to sessions of the same scope. Default: one scope for the device. */
+  readonly scope?: string;
 }
 
 export class Hsm {
   readonly provisioning: Provisioning;
-  /** The cluster key, its certificate and the customer's trust anchor; reloaded after a restore. */
-  readonly cluster: ClusterIdentity;
+  /** The cluster key, its certificate and the customer's trust anchor; rebuilt after a restore. */
+  #cluster: ClusterIdentity;
   readonly #store: RecordStore;
+  readonly #state: DeviceState;
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #kdfParams: ScryptParams | undefined;
@@ -79,11 +99,21 @@ export class Hsm {
     this.#random = options.random ?? systemRandom;
     this.#kdfParams = options.kdfParams;
     this.#store = options.store;
+    this.#state = new DeviceState(options.store);
     this.#firmware = options.firmware;
-    this.provisioning = new Provisioning(options.store, this.#clock);
+    this.provisioning = new Provisioning(this.#state, this.#clock);
     [this.#users, this.#quorum] = this.#userModules();
-    this.cluster = new ClusterIdentity({
-      store: options.store,
+    this.#cluster = this.#clusterModule();
+  }
+
+  /** The cluster key, its certificate and the customer's trust anchor. */
+  get cluster(): ClusterIdentity {
+    return this.#cluster;
+  }
+
+  #clusterModule(): ClusterIdentity {
+    return new ClusterIdentity({
+      state: this.#state,
       clock: this.#clock,
       requireCommissioned: () => void this.objects(),
       prepareUsers: (preCo, appliance) => this.#users.prepareInitialise(preCo, appliance),
@@ -92,12 +122,12 @@ export class Hsm {
 
   /** The user table and the quorum engine over it, as loaded from the store. */
   #userModules(): [Users, Quorum] {
-    const users = new Users(this.#store, {
+    const users = new Users(this.#state, {
       random: this.#random,
       ...(this.#kdfParams === undefined ? {} : { kdfParams: this.#kdfParams }),
       ownsObjects: (userId) => this.#objects !== undefined && (this.#objects.countOwnedBy(userId) > 0 || this.#objects.countSharedWith(userId) > 0),
     });
-    return [users, new Quorum(this.#store, users, { clock: this.#clock, random: this.#random })];
+    return [users, new Quorum(this.#state, users, { clock: this.#clock, random: this.#random })];
   }
 
   /** Opens a device over `store`. A commissioned FIPS device must bring verified firmware evidence. */
@@ -112,7 +142,7 @@ export class Hsm {
     if (this.#objects !== undefined) return this.#objects;
     this.provisioning.checkFirmwareForMode(this.#firmware);
     this.#objects = new ObjectTable({
-      store: this.#store,
+      state: this.#state,
       mode: this.provisioning.mode(),
       isCryptoUser: (userId) => this.#users.roleOf(userId) === 'crypto-user',
       quorumGate: (actor, service, m, handle) => this.#keyQuorum(actor, service, m, handle),
@@ -143,8 +173,8 @@ export class Hsm {
     await this.#users.activate(preCoPassword, newAdminPassword);
   }
 
-  openSession(): Session {
-    const session = new Session(this, randomUUID(), this.#users, this.#quorum);
+  openSession(options: SessionOptions = {}): Session {
+    const session = new Session(this, randomUUID(), this.#users, this.#quorum, options.scope);
     this.#sessions.set(session.id, session);
     return session;
   }
@@ -166,9 +196,20 @@ export class Hsm {
       activated: this.#users.activated,
       tokenObjects: this.#objects?.tokenObjectCount ?? 0,
       sessions: this.#sessions.size,
-      cluster: this.cluster.state(),
-      clusterId: this.cluster.clusterId(),
+      cluster: this.#cluster.state(),
+      clusterId: this.#cluster.clusterId(),
+      ...this.#positionFields(),
     };
+  }
+
+  #positionFields(): { journalPosition: bigint; stateLineage: Uint8Array; objectLineage: Uint8Array } {
+    const p = this.#state.position();
+    return { journalPosition: p.position, stateLineage: p.lineage, objectLineage: p.objectLineage };
+  }
+
+  /** The cluster-wide change sets this device's state has applied (count and hash chain). */
+  statePosition(): StatePosition {
+    return this.#state.position();
   }
 
   // ── backup and restore ────────────────────────────────────────────────────────────────────
@@ -179,7 +220,7 @@ export class Hsm {
    */
   createBackup(sink: backup.BackupSink, options: backup.CreateBackupOptions): backup.BackupSummary {
     this.objects(); // commissioned, and a FIPS device's firmware verified
-    return backup.createBackup(this.#backupDevice(), sink, options);
+    return backup.createBackup(this.#backupDevice(), sink, { journalPosition: this.#state.position().position, ...options });
   }
 
   /**
@@ -187,11 +228,9 @@ export class Hsm {
    * and changes nothing. On success every open session is closed (its session objects dropped),
    * quorum tokens are dropped, and users and objects are reloaded from the restored records.
    */
-  restoreBackup(source: BackupSource, options: backup.RestoreBackupOptions = {}): backup.BackupSummary {
+  async restoreBackup(source: BackupSource, options: backup.RestoreBackupOptions = {}): Promise<backup.BackupSummary> {
     this.objects();
-    const summary = backup.restoreBackup(this.#backupDevice(), source, options);
-    this.#reloadState();
-    return summary;
+    return backup.restoreBackup(this.#backupDevice(), source, options);
   }
 
   /**
@@ -201,37 +240,38 @@ export class Hsm {
    * mode, MKBK and AKBK) and can initialise or join a cluster again, or restore a backup. The
    * store is then scrubbed, so the erased records do not survive in its files either.
    */
-  zeroise(): void {
-    this.#store.transaction((tx) => {
+  async zeroise(): Promise<void> {
+    await this.#state.replace((tx) => {
       for (const ns of this.#store.namespaces()) if (ns !== DEVICE_NS) tx.clear(ns);
-    });
-    this.#reloadState();
+    }, () => this.#reloadState());
     this.#store.scrub?.(); // after the commit: the erased records must not survive in freed space
   }
 
-  /** SHA-256 over every record outside 'device' (backup.ts stateDigestOf): equal on two devices
+  /** SHA-256 over every record outside 'device' and 'state' (backup.ts stateDigestOf): equal on two devices
    * with the same state; unchanged by any refused operation. Like a KCV: not for publication. */
   stateDigest(): Uint8Array {
     return backup.stateDigestOf(this.#store);
   }
 
   #backupDevice(): backup.BackupDevice {
-    return { store: this.#store, provisioning: this.provisioning, clock: this.#clock, random: this.#random };
+    return { state: this.#state, provisioning: this.provisioning, clock: this.#clock, random: this.#random, reload: () => this.#reloadState() };
   }
 
   /** After a restore or a zeroise replaced the records: closes every session and rebuilds the
    * in-memory modules from the store. */
   #reloadState(): void {
     for (const s of [...this.#sessions.values()]) s.close(); // drops their session objects from the old table
-    // The old table's key material is left to the garbage collector: ObjectTable has no zeroising close yet.
+    this.#objects?.close(); // the replaced state's keys are zeroised, not left to the garbage collector
     this.#objects = undefined;
+    this.#cluster.close();
     [this.#users, this.#quorum] = this.#userModules();
     if (this.provisioning.state() === 'COMMISSIONED') this.#startObjects();
-    this.cluster.reload();
+    this.#cluster = this.#clusterModule();
   }
 
   close(): void {
     for (const s of [...this.#sessions.values()]) s.close();
+    this.#objects?.close();
     this.#store.close();
   }
 }
@@ -245,15 +285,17 @@ export class Session {
   readonly #hsm: Hsm;
   readonly #users: Users;
   readonly #quorum: Quorum;
+  readonly #scope: string | undefined;
   #actor: Actor | undefined;
   #closed = false;
 
   /** @internal Sessions come from Hsm.openSession. */
-  constructor(hsm: Hsm, id: string, users: Users, quorum: Quorum) {
+  constructor(hsm: Hsm, id: string, users: Users, quorum: Quorum, scope: string | undefined) {
     this.#hsm = hsm;
     this.id = id;
     this.#users = users;
     this.#quorum = quorum;
+    this.#scope = scope;
   }
 
   get user(): Actor | undefined {
@@ -265,7 +307,7 @@ export class Session {
     if (this.#actor !== undefined) fail('COFFER_ALREADY_LOGGED_IN');
     const actor = await this.#users.login(name, password, role);
     if (this.#actor !== undefined) fail('COFFER_ALREADY_LOGGED_IN'); // another login won the race
-    this.#actor = actor;
+    this.#actor = this.#scope === undefined ? actor : { ...actor, scope: this.#scope };
     return actor;
   }
 
@@ -287,8 +329,8 @@ export class Session {
   createUser(name: string, password: PasswordInput, role: ManagedRole): Promise<void> {
     return this.#users.createUser(this.#as(), name, password, role);
   }
-  deleteUser(name: string): void {
-    this.#users.deleteUser(this.#as(), name);
+  deleteUser(name: string): Promise<void> {
+    return this.#users.deleteUser(this.#as(), name);
   }
   listUsers(): UserInfo[] {
     return this.#users.listUsers(this.#as());
@@ -300,17 +342,17 @@ export class Session {
   changeOwnPassword(currentPassword: PasswordInput, newPassword: PasswordInput): Promise<void> {
     return this.#users.changeOwnPassword(this.#as(), currentPassword, newPassword);
   }
-  unlockUser(name: string): void {
-    this.#users.unlock(this.#as(), name);
+  unlockUser(name: string): Promise<void> {
+    return this.#users.unlock(this.#as(), name);
   }
 
   // ── quorum ────────────────────────────────────────────────────────────────────────────────
 
-  registerQuorumKey(spkiDer: Uint8Array): void {
-    this.#users.registerQuorumKey(this.#as(), spkiDer);
+  registerQuorumKey(spkiDer: Uint8Array): Promise<void> {
+    return this.#users.registerQuorumKey(this.#as(), spkiDer);
   }
-  setQuorumValue(service: AdminService, m: number): void {
-    this.#quorum.setQuorumValue(this.#as(), service, m);
+  setQuorumValue(service: AdminService, m: number): Promise<void> {
+    return this.#quorum.setQuorumValue(this.#as(), service, m);
   }
   quorumValues(): Readonly<Record<AdminService, number>> {
     return this.#quorum.listQuorumValues(this.#as());
@@ -328,74 +370,80 @@ export class Session {
   }
 
   // ── keys ──────────────────────────────────────────────────────────────────────────────────
+  // A key is named by a KeyRef: its handle, or its handle and identity (COFFER_OBJECT_MISMATCH when
+  // the object there is another one).
 
-  generateKey(spec: mech.SecretKeySpec, template: ObjectTemplate = {}): Handle {
+  generateKey(spec: mech.SecretKeySpec, template: ObjectTemplate = {}): Promise<Handle> {
     return this.#hsm.objects().generateKey(this.#as(), spec, this.#scoped(template));
   }
-  generateKeyPair(spec: mech.KeyPairSpec, publicTemplate: ObjectTemplate = {}, privateTemplate: ObjectTemplate = {}): { publicHandle: Handle; privateHandle: Handle } {
+  generateKeyPair(spec: mech.KeyPairSpec, publicTemplate: ObjectTemplate = {}, privateTemplate: ObjectTemplate = {}): Promise<{ publicHandle: Handle; privateHandle: Handle }> {
     return this.#hsm.objects().generateKeyPair(this.#as(), spec, this.#scoped(publicTemplate), this.#scoped(privateTemplate));
   }
-  importPublicKey(key: Uint8Array | string, template: ObjectTemplate = {}): Handle {
+  /** As generateKeyPair, the generation itself on libuv's thread pool (RSA takes long). */
+  generateKeyPairAsync(spec: mech.KeyPairSpec, publicTemplate: ObjectTemplate = {}, privateTemplate: ObjectTemplate = {}): Promise<{ publicHandle: Handle; privateHandle: Handle }> {
+    return this.#hsm.objects().generateKeyPairAsync(this.#as(), spec, this.#scoped(publicTemplate), this.#scoped(privateTemplate));
+  }
+  importPublicKey(key: Uint8Array | string, template: ObjectTemplate = {}): Promise<Handle> {
     return this.#hsm.objects().importPublicKey(this.#as(), key, this.#scoped(template));
   }
-  importPrivateKey(key: Uint8Array | string, template: ObjectTemplate = {}): Handle {
+  importPrivateKey(key: Uint8Array | string, template: ObjectTemplate = {}): Promise<Handle> {
     return this.#hsm.objects().importPrivateKey(this.#as(), key, this.#scoped(template));
   }
   find(filter: ObjectFilter = {}): ObjectInfo[] {
     return this.#hsm.objects().find(this.#as(), filter);
   }
-  getAttributes(handle: Handle): ObjectInfo {
-    return this.#hsm.objects().getAttributes(this.#as(), handle);
+  getAttributes(key: KeyRef): ObjectInfo {
+    return this.#hsm.objects().getAttributes(this.#as(), key);
   }
-  setAttribute(handle: Handle, name: SettableAttribute, value: boolean | string | Uint8Array): void {
-    this.#hsm.objects().setAttribute(this.#as(), handle, name, value);
+  setAttribute(key: KeyRef, name: SettableAttribute, value: boolean | string | Uint8Array): Promise<void> {
+    return this.#hsm.objects().setAttribute(this.#as(), key, name, value);
   }
-  share(handle: Handle, userName: string): void {
-    this.#hsm.objects().share(this.#as(), handle, userName);
+  share(key: KeyRef, userName: string): Promise<void> {
+    return this.#hsm.objects().share(this.#as(), key, userName);
   }
-  unshare(handle: Handle, userName: string): void {
-    this.#hsm.objects().unshare(this.#as(), handle, userName);
+  unshare(key: KeyRef, userName: string): Promise<void> {
+    return this.#hsm.objects().unshare(this.#as(), key, userName);
   }
-  destroy(handle: Handle): void {
-    this.#hsm.objects().destroy(this.#as(), handle);
+  destroy(key: KeyRef): Promise<void> {
+    return this.#hsm.objects().destroy(this.#as(), key);
   }
   /** PKCS#11 CKA_VALUE of a non-sensitive, extractable key (never in FIPS mode). Destroy the result. */
-  exportPlaintext(handle: Handle): SecretBytes {
-    return this.#hsm.objects().exportPlaintext(this.#as(), handle);
+  exportPlaintext(key: KeyRef): SecretBytes {
+    return this.#hsm.objects().exportPlaintext(this.#as(), key);
   }
-  exportPublic(handle: Handle): string {
-    return this.#hsm.objects().exportPublic(this.#as(), handle);
+  exportPublic(key: KeyRef): string {
+    return this.#hsm.objects().exportPublic(this.#as(), key);
   }
-  wrapKey(wrappingHandle: Handle, targetHandle: Handle, params: MechanismParams): Uint8Array {
-    return this.#hsm.objects().wrapKey(this.#as(), wrappingHandle, targetHandle, params);
+  wrapKey(wrapping: KeyRef, target: KeyRef, params: MechanismParams): Uint8Array {
+    return this.#hsm.objects().wrapKey(this.#as(), wrapping, target, params);
   }
-  unwrapKey(unwrappingHandle: Handle, wrapped: Uint8Array, params: MechanismParams, template: UnwrapTemplate): Handle {
-    return this.#hsm.objects().unwrapKey(this.#as(), unwrappingHandle, wrapped, params, this.#scoped(template));
+  unwrapKey(unwrapping: KeyRef, wrapped: Uint8Array, params: MechanismParams, template: UnwrapTemplate): Promise<Handle> {
+    return this.#hsm.objects().unwrapKey(this.#as(), unwrapping, wrapped, params, this.#scoped(template));
   }
-  deriveKey(baseHandle: Handle, params: MechanismParams, template: DeriveTemplate): Handle {
-    return this.#hsm.objects().deriveKey(this.#as(), baseHandle, params, this.#scoped(template));
+  deriveKey(base: KeyRef, params: MechanismParams, template: DeriveTemplate): Promise<Handle> {
+    return this.#hsm.objects().deriveKey(this.#as(), base, params, this.#scoped(template));
   }
 
   // ── crypto ────────────────────────────────────────────────────────────────────────────────
 
-  sign(handle: Handle, params: MechanismParams, data: Uint8Array): Uint8Array {
-    return this.#hsm.objects().sign(this.#as(), handle, params, data);
+  sign(key: KeyRef, params: MechanismParams, data: Uint8Array): Uint8Array {
+    return this.#hsm.objects().sign(this.#as(), key, params, data);
   }
   /** Like sign, on libuv's thread pool where node:crypto offers it (asymmetric mechanisms). */
-  signAsync(handle: Handle, params: MechanismParams, data: Uint8Array): Promise<Uint8Array> {
-    return this.#hsm.objects().signAsync(this.#as(), handle, params, data);
+  signAsync(key: KeyRef, params: MechanismParams, data: Uint8Array): Promise<Uint8Array> {
+    return this.#hsm.objects().signAsync(this.#as(), key, params, data);
   }
-  verify(handle: Handle, params: MechanismParams, data: Uint8Array, signature: Uint8Array): boolean {
-    return this.#hsm.objects().verify(this.#as(), handle, params, data, signature);
+  verify(key: KeyRef, params: MechanismParams, data: Uint8Array, signature: Uint8Array): boolean {
+    return this.#hsm.objects().verify(this.#as(), key, params, data, signature);
   }
-  verifyAsync(handle: Handle, params: MechanismParams, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
-    return this.#hsm.objects().verifyAsync(this.#as(), handle, params, data, signature);
+  verifyAsync(key: KeyRef, params: MechanismParams, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+    return this.#hsm.objects().verifyAsync(this.#as(), key, params, data, signature);
   }
-  encrypt(handle: Handle, params: MechanismParams, data: Uint8Array): Uint8Array {
-    return this.#hsm.objects().encrypt(this.#as(), handle, params, data);
+  encrypt(key: KeyRef, params: MechanismParams, data: Uint8Array): Uint8Array {
+    return this.#hsm.objects().encrypt(this.#as(), key, params, data);
   }
-  decrypt(handle: Handle, params: MechanismParams, data: Uint8Array): Uint8Array {
-    return this.#hsm.objects().decrypt(this.#as(), handle, params, data);
+  decrypt(key: KeyRef, params: MechanismParams, data: Uint8Array): Uint8Array {
+    return this.#hsm.objects().decrypt(this.#as(), key, params, data);
   }
   /** Digests need no key, but only logged-in users may use the device. */
   digest(params: MechanismParams, data: Uint8Array): Uint8Array {

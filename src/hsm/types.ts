@@ -9,6 +9,9 @@ export type Role = 'admin' | 'crypto-user' | 'appliance' | 'unactivated-admin';
 export interface Actor {
   readonly userId: string;
   readonly role: Role;
+  /** The application the request comes from (a data-plane connection, a PKCS#11 client): session
+   * objects are visible only inside the scope that made them. Absent: any session of the owner. */
+  readonly scope?: string;
 }
 
 export type Mode = 'FIPS' | 'NON_FIPS';
@@ -20,6 +23,11 @@ export type { HashName } from '../formats/mechanism_params.js';
 
 /** Cluster-wide object handle: the same object has the same handle on every HSM of a cluster. */
 export type Handle = number;
+
+/** A key as a request names it: its handle, or its handle and the identity of the object the caller
+ * means (formats/object_record.ts objectIdentity). With an identity, an HSM whose object at that
+ * handle is another one refuses with COFFER_OBJECT_MISMATCH rather than use it. */
+export type KeyRef = Handle | { readonly handle: Handle; readonly identity: Uint8Array };
 
 /** The boolean attributes of docs/architecture.md §4 (CKA_*), lower camel case. */
 export interface BooleanAttributes {

@@ -13,6 +13,7 @@
 // open ones keep theirs — and before a cluster leaf expires. With clientTrustAnchors set, a client
 // must present a certificate that chains to one of them, or the handshake fails.
 
+import { randomUUID } from 'node:crypto';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import { assert } from '../assert.js';
@@ -285,7 +286,7 @@ class Connection {
   constructor(node: NodeState, socket: TLSSocket) {
     this.#node = node;
     this.#socket = socket;
-    this.#sessions = new SessionTable(node.hsm);
+    this.#sessions = new SessionTable(node.hsm, `connection-${randomUUID()}`);
     this.#ctx = { hsm: node.hsm, sessions: this.#sessions, load: () => node.load(), inFlightMax: node.limits.inFlightMax };
     this.#helloTimer = setTimeout(() => this.destroy(), node.limits.handshakeTimeoutMs);
     socket.setNoDelay(true);

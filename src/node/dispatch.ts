@@ -1,7 +1,7 @@
 // Routes one decoded data-plane request to the device and encodes its reply (docs/wire-protocol.md
 // §5, docs/node.md "Operations"). The device's Session enforces every rule (roles, ownership, quorum,
-// FIPS); these modules only map connection-local session numbers to sessions and wire shapes to
-// calls: here the connection and session operations, in dispatch_users.ts user and quorum
+// FIPS, which connection sees a session object, an object's identity); these modules only map
+// connection-local session numbers to sessions and wire shapes to calls: here the connection and session operations, in dispatch_users.ts user and quorum
 // management, in dispatch_keys.ts key management and single crypto calls, in dispatch_batch.ts the
 // batches. One handler per operation of OPS: the compiler refuses a table that misses one.
 // Secrets that arrive (passwords, private keys) or leave (exported keys) are zeroised once used.
@@ -10,7 +10,7 @@ import { fail } from '../errors.js';
 import { WIRE_SESSIONS_PER_CONNECTION_MAX } from '../formats/limits.js';
 import { encodeResponse, negotiateVersion, type AnyRequest, type OpName, type WireRequest, type WireResponse } from '../formats/wire.js';
 import type { Hsm, Session } from '../hsm/device.js';
-import { SESSION_HANDLE_BASE } from '../hsm/objects/objects.js';
+import type { KeyRef } from '../hsm/types.js';
 import { BATCH_HANDLERS } from './dispatch_batch.js';
 import { KEY_HANDLERS } from './dispatch_keys.js';
 import { USER_HANDLERS } from './dispatch_users.js';
@@ -24,18 +24,21 @@ export interface NodeLoad {
 }
 
 /**
- * One connection's sessions, numbered from 1 (u32, connection-local: docs/wire-protocol.md §2.3),
- * and the session objects they made. Session objects (handles from SESSION_HANDLE_BASE) are
- * visible to this connection only, as PKCS#11 session objects are to one application: the device
- * scopes them to their owner, and this table hides another connection's ones of the same user.
+ * One connection's sessions, numbered from 1 (u32, connection-local: docs/wire-protocol.md §2.3).
+ * Every session of a connection is opened in the connection's own scope, so the device shows a
+ * session object only to the connection that made it, as PKCS#11 shows it to one application
+ * (docs/device.md "Session objects"): the device decides, not this table.
  */
 export class SessionTable {
+  readonly #hsm: Hsm;
+  readonly #scope: string;
   readonly #sessions = new Map<number, Session>();
-  /** Session-object handle → the wire session that made it. */
-  readonly #objects = new Map<number, number>();
   #next = 1;
 
-  constructor(private readonly hsm: Hsm) {}
+  constructor(hsm: Hsm, scope: string) {
+    this.#hsm = hsm;
+    this.#scope = scope;
+  }
 
   get size(): number {
     return this.#sessions.size;
@@ -45,7 +48,7 @@ export class SessionTable {
     if (this.#sessions.size >= WIRE_SESSIONS_PER_CONNECTION_MAX) fail('COFFER_SESSION_LIMIT', { max: WIRE_SESSIONS_PER_CONNECTION_MAX });
     const n = this.#next;
     this.#next = n >= 0xffff_ffff ? 1 : n + 1;
-    this.#sessions.set(n, this.hsm.openSession());
+    this.#sessions.set(n, this.#hsm.openSession({ scope: this.#scope }));
     return n;
   }
 
@@ -53,48 +56,21 @@ export class SessionTable {
     return this.#sessions.get(n) ?? fail('COFFER_SESSION_CLOSED');
   }
 
-  /** Session `n`, once every handle named is visible to this connection. */
-  on(n: number, ...handles: number[]): Session {
-    const session = this.get(n);
-    for (const h of handles) if (!this.visible(h)) fail('COFFER_OBJECT_NOT_FOUND');
-    return session;
-  }
-
-  /** A token object, or a session object of this connection whose session is still logged in (a
-   * restore closes every device session, and a fresh table may reuse the numbers). */
-  visible(handle: number): boolean {
-    if (handle < SESSION_HANDLE_BASE) return true;
-    const owner = this.#objects.get(handle);
-    return owner !== undefined && this.#sessions.get(owner)?.user !== undefined;
-  }
-
-  /** Records a handle session `n` just created (token objects need no record). */
-  made(n: number, handle: number): number {
-    if (handle >= SESSION_HANDLE_BASE) this.#objects.set(handle, n);
-    return handle;
-  }
-
-  destroyed(handle: number): void {
-    this.#objects.delete(handle);
-  }
-
-  /** The device dropped session `n`'s session objects (logout or close). */
-  dropObjectsOf(n: number): void {
-    for (const [h, owner] of this.#objects) if (owner === n) this.#objects.delete(h);
-  }
-
   close(n: number): void {
     this.get(n).close();
     this.#sessions.delete(n);
-    this.dropObjectsOf(n);
   }
 
   /** Closes every session (their session objects go with them): the connection ended. */
   closeAll(): void {
     for (const s of this.#sessions.values()) s.close();
     this.#sessions.clear();
-    this.#objects.clear();
   }
+}
+
+/** The key a request names: its handle, with the identity the caller means when it sent one. */
+export function keyRef(handle: number, identity: Uint8Array | undefined): KeyRef {
+  return identity === undefined ? handle : { handle, identity };
 }
 
 export interface DispatchContext {
@@ -115,11 +91,7 @@ const CONNECTION_HANDLERS: Handlers<'HELLO' | 'STATUS' | 'OPEN_SESSION' | 'CLOSE
   OPEN_SESSION: (ctx) => ({ session: ctx.sessions.open() }),
   CLOSE_SESSION: (ctx, r) => (ctx.sessions.close(r.session), {}),
   LOGIN: (ctx, r) => login(ctx.sessions, r),
-  LOGOUT: (ctx, r) => {
-    ctx.sessions.get(r.session).logout();
-    ctx.sessions.dropObjectsOf(r.session);
-    return {};
-  },
+  LOGOUT: (ctx, r) => (ctx.sessions.get(r.session).logout(), {}),
   ACTIVATE: (ctx, r) => activate(ctx.hsm, r),
   RANDOM: (ctx, r) => ({ bytes: ctx.sessions.get(r.session).random(r.length) }),
 };
@@ -151,6 +123,9 @@ function status(ctx: DispatchContext): WireResponse<'STATUS'> {
     ...(st.clusterId === null ? {} : { clusterId: st.clusterId }),
     tokenObjects: st.tokenObjects,
     sessions: st.sessions,
+    journalPosition: st.journalPosition,
+    stateLineage: st.stateLineage,
+    objectLineage: st.objectLineage,
     ...load,
     loadPermille: Math.min(1000, Math.round((1000 * load.inFlight) / Math.max(1, load.inFlightMax))),
   };

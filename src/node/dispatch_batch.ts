@@ -6,10 +6,11 @@
 // propagates (the node closes the connection). The node counts a batch of n items as n requests
 // toward its node-wide capacity (data_plane.ts).
 
-import { fail, isCofferError } from '../errors.js';
+import { isCofferError } from '../errors.js';
 import { toWireError, type WireError } from '../formats/wire.js';
 import type { Session } from '../hsm/device.js';
-import type { Handlers, SessionTable } from './dispatch.js';
+import type { KeyRef } from '../hsm/types.js';
+import { keyRef, type Handlers, type SessionTable } from './dispatch.js';
 
 type Result<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: WireError };
 
@@ -23,19 +24,19 @@ async function settle<T>(run: () => T | Promise<T>): Promise<Result<T>> {
   }
 }
 
-/** Runs `fn` on every item with the batch's session; an item naming another connection's session
- * object fails as not found, like a single call would. */
-async function each<I extends { readonly handle: number }, T>(
-  sessions: SessionTable, n: number, items: readonly I[], fn: (session: Session, item: I) => T | Promise<T>,
+/** Runs `fn` on every item with the batch's session and the key the item names (its handle, and its
+ * identity when it carries one); each item is checked by the device like a single call. */
+async function each<I extends { readonly handle: number; readonly identity?: Uint8Array }, T>(
+  sessions: SessionTable, n: number, items: readonly I[], fn: (session: Session, key: KeyRef, item: I) => T | Promise<T>,
 ): Promise<{ readonly results: readonly Result<T>[] }> {
   const session = sessions.get(n);
-  const results = await Promise.all(items.map((item) => settle(() => (sessions.visible(item.handle) ? fn(session, item) : fail('COFFER_OBJECT_NOT_FOUND')))));
+  const results = await Promise.all(items.map((item) => settle(() => fn(session, keyRef(item.handle, item.identity), item))));
   return { results };
 }
 
 export const BATCH_HANDLERS: Handlers<'SIGN_BATCH' | 'VERIFY_BATCH' | 'ENCRYPT_BATCH' | 'DECRYPT_BATCH'> = {
-  SIGN_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, i) => s.signAsync(i.handle, i.params, i.data)),
-  VERIFY_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, i) => s.verifyAsync(i.handle, i.params, i.data, i.signature)),
-  ENCRYPT_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, i) => s.encrypt(i.handle, i.params, i.data)),
-  DECRYPT_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, i) => s.decrypt(i.handle, i.params, i.data)),
+  SIGN_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, k, i) => s.signAsync(k, i.params, i.data)),
+  VERIFY_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, k, i) => s.verifyAsync(k, i.params, i.data, i.signature)),
+  ENCRYPT_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, k, i) => s.encrypt(k, i.params, i.data)),
+  DECRYPT_BATCH: (ctx, r) => each(ctx.sessions, r.session, r.items, (s, k, i) => s.decrypt(k, i.params, i.data)),
 };

@@ -1,13 +1,13 @@
 // Key management and single crypto calls over the wire (docs/wire-protocol.md §5, codes 0x004x and
 // 0x005x). Each handler maps one request to the device Session call of the same name; the device
-// decides everything (ownership, attributes, FIPS, quorum). What this module adds is the scoping of
-// session objects to the connection (SessionTable.on / made): a handle from SESSION_HANDLE_BASE up
-// that another connection made is "not found" here. Asymmetric SIGN and VERIFY use the device's
-// async calls (libuv thread pool), so a node's signatures spread over its cores.
+// decides everything (ownership, attributes, FIPS, quorum, which connection sees a session object,
+// whether the object at a handle is the one the request names). Asymmetric SIGN, VERIFY and key-pair
+// generation use the device's async calls (libuv thread pool), so a node's work spreads over its cores.
 
 import { WIRE_FIND_RESULTS_MAX } from '../formats/limits.js';
 import type { WireRequest, WireResponse } from '../formats/wire.js';
-import type { Handlers, SessionTable } from './dispatch.js';
+import type { Hsm, Session } from '../hsm/device.js';
+import { keyRef, type Handlers, type SessionTable } from './dispatch.js';
 
 type KeyOps =
   | 'GENERATE_KEY' | 'GENERATE_KEY_PAIR' | 'IMPORT_PUBLIC_KEY' | 'IMPORT_PRIVATE_KEY' | 'FIND' | 'GET_ATTRIBUTES' | 'SET_ATTRIBUTE'
@@ -15,42 +15,48 @@ type KeyOps =
   | 'SIGN' | 'VERIFY' | 'ENCRYPT' | 'DECRYPT' | 'DIGEST';
 
 export const KEY_HANDLERS: Handlers<KeyOps> = {
-  GENERATE_KEY: ({ sessions: s }, r) => ({ handle: s.made(r.session, s.get(r.session).generateKey(r.spec, r.template)) }),
-  GENERATE_KEY_PAIR: ({ sessions: s }, r) => {
-    const pair = s.get(r.session).generateKeyPair(r.spec, r.publicTemplate, r.privateTemplate);
-    return { publicHandle: s.made(r.session, pair.publicHandle), privateHandle: s.made(r.session, pair.privateHandle) };
+  GENERATE_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).generateKey(r.spec, r.template)),
+  GENERATE_KEY_PAIR: async ({ sessions: s }, r) => {
+    const session = s.get(r.session);
+    const pair = await session.generateKeyPairAsync(r.spec, r.publicTemplate, r.privateTemplate);
+    return {
+      publicHandle: pair.publicHandle, privateHandle: pair.privateHandle,
+      publicIdentity: session.getAttributes(pair.publicHandle).identity, privateIdentity: session.getAttributes(pair.privateHandle).identity,
+    };
   },
-  IMPORT_PUBLIC_KEY: ({ sessions: s }, r) => ({ handle: s.made(r.session, s.get(r.session).importPublicKey(r.key, r.template)) }),
+  IMPORT_PUBLIC_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).importPublicKey(r.key, r.template)),
   IMPORT_PRIVATE_KEY: ({ sessions: s }, r) => importPrivateKey(s, r),
-  FIND: ({ sessions: s }, r) => find(s, r),
-  GET_ATTRIBUTES: ({ sessions: s }, r) => s.on(r.session, r.handle).getAttributes(r.handle),
-  SET_ATTRIBUTE: ({ sessions: s }, r) => (s.on(r.session, r.handle).setAttribute(r.handle, r.name, r.value), {}),
-  SHARE: ({ sessions: s }, r) => (s.on(r.session, r.handle).share(r.handle, r.userName), {}),
-  UNSHARE: ({ sessions: s }, r) => (s.on(r.session, r.handle).unshare(r.handle, r.userName), {}),
-  DESTROY: ({ sessions: s }, r) => {
-    s.on(r.session, r.handle).destroy(r.handle);
-    s.destroyed(r.handle);
-    return {};
-  },
+  FIND: ({ hsm, sessions: s }, r) => find(hsm, s, r),
+  GET_ATTRIBUTES: ({ sessions: s }, r) => s.get(r.session).getAttributes(keyRef(r.handle, r.identity)),
+  SET_ATTRIBUTE: async ({ sessions: s }, r) => (await s.get(r.session).setAttribute(keyRef(r.handle, r.identity), r.name, r.value), {}),
+  SHARE: async ({ sessions: s }, r) => (await s.get(r.session).share(keyRef(r.handle, r.identity), r.userName), {}),
+  UNSHARE: async ({ sessions: s }, r) => (await s.get(r.session).unshare(keyRef(r.handle, r.identity), r.userName), {}),
+  DESTROY: async ({ sessions: s }, r) => (await s.get(r.session).destroy(keyRef(r.handle, r.identity)), {}),
   EXPORT_PLAINTEXT: ({ sessions: s }, r) => exportPlaintext(s, r),
-  EXPORT_PUBLIC: ({ sessions: s }, r) => ({ pem: s.on(r.session, r.handle).exportPublic(r.handle) }),
-  WRAP_KEY: ({ sessions: s }, r) => ({ wrapped: s.on(r.session, r.wrappingHandle, r.targetHandle).wrapKey(r.wrappingHandle, r.targetHandle, r.params) }),
-  UNWRAP_KEY: ({ sessions: s }, r) => ({
-    handle: s.made(r.session, s.on(r.session, r.unwrappingHandle).unwrapKey(r.unwrappingHandle, r.wrapped, r.params, r.template)),
+  EXPORT_PUBLIC: ({ sessions: s }, r) => ({ pem: s.get(r.session).exportPublic(keyRef(r.handle, r.identity)) }),
+  WRAP_KEY: ({ sessions: s }, r) => ({
+    wrapped: s.get(r.session).wrapKey(keyRef(r.wrappingHandle, r.identities?.wrapping), keyRef(r.targetHandle, r.identities?.target), r.params),
   }),
-  DERIVE_KEY: ({ sessions: s }, r) => ({ handle: s.made(r.session, s.on(r.session, r.baseHandle).deriveKey(r.baseHandle, r.params, r.template)) }),
-  SIGN: async ({ sessions: s }, r) => ({ signature: await s.on(r.session, r.handle).signAsync(r.handle, r.params, r.data) }),
-  VERIFY: async ({ sessions: s }, r) => ({ valid: await s.on(r.session, r.handle).verifyAsync(r.handle, r.params, r.data, r.signature) }),
-  ENCRYPT: ({ sessions: s }, r) => ({ data: s.on(r.session, r.handle).encrypt(r.handle, r.params, r.data) }),
-  DECRYPT: ({ sessions: s }, r) => ({ data: s.on(r.session, r.handle).decrypt(r.handle, r.params, r.data) }),
+  UNWRAP_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).unwrapKey(keyRef(r.unwrappingHandle, r.identity), r.wrapped, r.params, r.template)),
+  DERIVE_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).deriveKey(keyRef(r.baseHandle, r.identity), r.params, r.template)),
+  SIGN: async ({ sessions: s }, r) => ({ signature: await s.get(r.session).signAsync(keyRef(r.handle, r.identity), r.params, r.data) }),
+  VERIFY: async ({ sessions: s }, r) => ({ valid: await s.get(r.session).verifyAsync(keyRef(r.handle, r.identity), r.params, r.data, r.signature) }),
+  ENCRYPT: ({ sessions: s }, r) => ({ data: s.get(r.session).encrypt(keyRef(r.handle, r.identity), r.params, r.data) }),
+  DECRYPT: ({ sessions: s }, r) => ({ data: s.get(r.session).decrypt(keyRef(r.handle, r.identity), r.params, r.data) }),
   DIGEST: ({ sessions: s }, r) => ({ digest: s.get(r.session).digest(r.params, r.data) }),
 };
 
+/** A new object's handle and identity, for the reply. */
+function made(session: Session, handle: number): { handle: number; identity: Uint8Array } {
+  return { handle, identity: session.getAttributes(handle).identity };
+}
+
 /** A DER private key arrives in a fresh buffer (wire_ops secretBytes): zeroised once imported.
  * A PEM one is a JS string and cannot be (docs/wire-protocol.md §6). */
-function importPrivateKey(s: SessionTable, r: WireRequest<'IMPORT_PRIVATE_KEY'>): WireResponse<'IMPORT_PRIVATE_KEY'> {
+async function importPrivateKey(s: SessionTable, r: WireRequest<'IMPORT_PRIVATE_KEY'>): Promise<WireResponse<'IMPORT_PRIVATE_KEY'>> {
   try {
-    return { handle: s.made(r.session, s.get(r.session).importPrivateKey(r.key, r.template)) };
+    const session = s.get(r.session);
+    return made(session, await session.importPrivateKey(r.key, r.template));
   } finally {
     if (r.key instanceof Uint8Array) r.key.fill(0);
   }
@@ -59,7 +65,7 @@ function importPrivateKey(s: SessionTable, r: WireRequest<'IMPORT_PRIVATE_KEY'>)
 /** The key leaves the device's SecretBytes as a plain copy, which dispatch() zeroises once the
  * reply frame is encoded. */
 function exportPlaintext(s: SessionTable, r: WireRequest<'EXPORT_PLAINTEXT'>): WireResponse<'EXPORT_PLAINTEXT'> {
-  const secret = s.on(r.session, r.handle).exportPlaintext(r.handle);
+  const secret = s.get(r.session).exportPlaintext(keyRef(r.handle, r.identity));
   try {
     return { key: secret.use((bytes) => bytes.slice()) };
   } finally {
@@ -67,12 +73,14 @@ function exportPlaintext(s: SessionTable, r: WireRequest<'EXPORT_PLAINTEXT'>): W
   }
 }
 
-/** FIND pages in handle order after `afterHandle` (docs/wire-protocol.md §5 notes); another
- * connection's session objects are left out. */
-function find(s: SessionTable, r: WireRequest<'FIND'>): WireResponse<'FIND'> {
-  const all = s.get(r.session).find(r.filter).filter((o) => s.visible(o.handle)).sort((a, b) => a.handle - b.handle);
+/** FIND pages in handle order after `afterHandle` (docs/wire-protocol.md §5 notes), with the state
+ * position the answer was read at: a client routes calls on these handles only to HSMs known to
+ * hold the same state (docs/sdk.md "Which HSM serves a key"). */
+function find(hsm: Hsm, s: SessionTable, r: WireRequest<'FIND'>): WireResponse<'FIND'> {
+  const all = s.get(r.session).find(r.filter);
   const after = r.afterHandle;
   const rest = after === undefined ? all : all.filter((o) => o.handle > after);
   const limit = Math.min(r.limit, WIRE_FIND_RESULTS_MAX);
-  return { objects: rest.slice(0, limit), more: rest.length > limit };
+  const position = hsm.statePosition();
+  return { objects: rest.slice(0, limit), more: rest.length > limit, journalPosition: position.position, objectLineage: position.objectLineage };
 }

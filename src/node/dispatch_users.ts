@@ -4,7 +4,7 @@
 // arrive in fresh buffers (wire_ops secretBytes) and are zeroised once the device has used them.
 
 import type { WireRequest, WireResponse } from '../formats/wire.js';
-import type { Handlers, SessionTable } from './dispatch.js';
+import { keyRef, type Handlers, type SessionTable } from './dispatch.js';
 
 /** Runs `fn`, then zeroises every password buffer of the request, whatever happened. */
 async function withPasswords<T>(passwords: readonly Uint8Array[], fn: () => Promise<T>): Promise<T> {
@@ -24,7 +24,7 @@ export const USER_HANDLERS: Handlers<UserOps> = {
     await ctx.sessions.get(r.session).createUser(r.name, r.password, r.role);
     return {};
   }),
-  DELETE_USER: (ctx, r) => (ctx.sessions.get(r.session).deleteUser(r.name), {}),
+  DELETE_USER: async (ctx, r) => (await ctx.sessions.get(r.session).deleteUser(r.name), {}),
   LIST_USERS: (ctx, r) => ({ users: ctx.sessions.get(r.session).listUsers() }),
   CHANGE_PASSWORD: (ctx, r) => withPasswords([r.newPassword], async () => {
     await ctx.sessions.get(r.session).changePassword(r.name, r.newPassword);
@@ -34,17 +34,19 @@ export const USER_HANDLERS: Handlers<UserOps> = {
     await ctx.sessions.get(r.session).changeOwnPassword(r.currentPassword, r.newPassword);
     return {};
   }),
-  UNLOCK_USER: (ctx, r) => (ctx.sessions.get(r.session).unlockUser(r.name), {}),
-  REGISTER_QUORUM_KEY: (ctx, r) => (ctx.sessions.get(r.session).registerQuorumKey(r.spkiDer), {}),
-  SET_QUORUM_VALUE: (ctx, r) => (ctx.sessions.get(r.session).setQuorumValue(r.service, r.m), {}),
+  UNLOCK_USER: async (ctx, r) => (await ctx.sessions.get(r.session).unlockUser(r.name), {}),
+  REGISTER_QUORUM_KEY: async (ctx, r) => (await ctx.sessions.get(r.session).registerQuorumKey(r.spkiDer), {}),
+  SET_QUORUM_VALUE: async (ctx, r) => (await ctx.sessions.get(r.session).setQuorumValue(r.service, r.m), {}),
   QUORUM_VALUES: (ctx, r) => ctx.sessions.get(r.session).quorumValues(),
   GENERATE_QUORUM_TOKEN: (ctx, r) => generateQuorumToken(ctx.sessions, r),
   APPROVE_QUORUM_TOKEN: (ctx, r) => ({ approvals: ctx.sessions.get(r.session).approveQuorumToken(r.token, r.approverName, r.signature) }),
   LIST_QUORUM_TOKENS: (ctx, r) => ({ tokens: ctx.sessions.get(r.session).listQuorumTokens() }),
 };
 
-/** A key-service token names a handle, which must be one this connection may see. */
+/** A key-service token names a handle, which must be one this connection may see (and, when the
+ * request names an identity, the object it means). */
 function generateQuorumToken(sessions: SessionTable, r: WireRequest<'GENERATE_QUORUM_TOKEN'>): WireResponse<'GENERATE_QUORUM_TOKEN'> {
-  const session = r.handle === undefined ? sessions.get(r.session) : sessions.on(r.session, r.handle);
+  const session = sessions.get(r.session);
+  if (r.handle !== undefined) session.getAttributes(keyRef(r.handle, r.identity));
   return session.generateQuorumToken(r.service, r.handle);
 }

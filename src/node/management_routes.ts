@@ -114,7 +114,7 @@ async function restore(ctx: ManagementContext, req: IncomingMessage): Promise<un
       const source = fileSource(path);
       let summary;
       try {
-        summary = ctx.hsm.restoreBackup(source);
+        summary = await ctx.hsm.restoreBackup(source);
       } finally {
         source.close();
       }
@@ -158,7 +158,7 @@ async function clusterInitialise(ctx: ManagementContext, req: IncomingMessage): 
 
 async function zeroise(ctx: ManagementContext): Promise<unknown> {
   return ctx.exclusive(async () => {
-    ctx.hsm.zeroise();
+    await ctx.hsm.zeroise();
     await ctx.dataPlane.refreshTls();
     return {};
   });

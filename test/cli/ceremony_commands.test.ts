@@ -15,6 +15,7 @@ import { kcvAes } from '../../src/crypto/kcv.js';
 import { registerCeremonyCommands } from '../../src/cli/ceremony_commands.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
 import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../src/hsm/state/device_state.js';
 import { Provisioning, verifyCeremonyTranscript } from '../../src/hsm/identity/provisioning.js';
 import { keyId, xorComponents } from '../../src/crypto/backup_keys.js';
 import { computeFirmwareDigest, parseFirmwareManifest, verifyFirmware } from '../../src/hsm/identity/firmware.js';
@@ -62,7 +63,7 @@ void test('factory → device → operator → commission, end to end through th
 
   // The device makes its identity; the factory certifies it from the CSR file.
   const store = new MemoryRecordStore();
-  const p = new Provisioning(store);
+  const p = new Provisioning(new DeviceState(store));
   const id = await p.generateIdentity();
   writeFileSync(at('device.csr'), id.csrPem());
   const dc = await run(['factory', 'issue-device-cert', '--factory', at('factory'), '--csr', at('device.csr'), '--out', at('device.pem')]);
@@ -97,7 +98,7 @@ void test('factory → device → operator → commission, end to end through th
     componentCount: 3,
   });
   parts.forEach((b, i) => install.enterComponent(`custodian-${i}`, b, Buffer.from(comps[i]?.kcv ?? '', 'hex')));
-  const transcript = verifyCeremonyTranscript(install.finish(), readFileSync(at('device.pem')));
+  const transcript = verifyCeremonyTranscript(await install.finish(), readFileSync(at('device.pem')));
   assert.equal(transcript.akbkKeyId, o['akbkKeyId']);
   assert.equal(p.mode(), 'FIPS');
 });

@@ -58,7 +58,7 @@ export async function startTestCluster<T = undefined>(o: TestClusterOptions<T>):
   const devices: Hsm[] = [source];
   for (let i = 1; i < o.nodes; i++) {
     const clone = await commissionedDevice(authorities);
-    clone.restoreBackup(bufferSource(backupOf(source)));
+    await clone.restoreBackup(bufferSource(backupOf(source)));
     devices.push(clone);
   }
   const nodes: TestNode[] = [];

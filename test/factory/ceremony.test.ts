@@ -15,6 +15,7 @@ import { kcvAes } from '../../src/crypto/kcv.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
 import { ManualClock } from '../../src/hsm/ports.js';
 import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../src/hsm/state/device_state.js';
 import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
 import { FACTORY_FILES, OPERATOR_FILES, createManufacturer, createOperator, generateAkbkComponents, issueDeviceCertificate, issueOperatorCertificate, loadManufacturer, loadOperator, saveManufacturer, saveOperator } from '../../src/factory/ceremony.js';
 import { DEVELOPMENT_MARK } from '../../src/formats/x509.js';
@@ -65,7 +66,7 @@ void test('development roots are marked, self-signed P-384 CAs; production names
 void test('device certificate: issued for the CSR key and serial, chains to the root; bad CSRs refused', async () => {
   const m = await createManufacturer({ development: true, clock });
   const other = await createManufacturer({ development: true, clock });
-  const id = await DeviceIdentity.generate(new MemoryRecordStore());
+  const id = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
   const cert = await issueDeviceCertificate(m, id.csrPem(), clock);
   assert.deepEqual(spkiOf(cert), id.publicKeySpki());
   assert.equal(subjectField(cert, 'CN'), id.serial);
@@ -89,7 +90,7 @@ void test('operator certificate: same key as the device certificate; foreign dev
   const m = await createManufacturer({ development: true, clock });
   const other = await createManufacturer({ development: true, clock });
   const o = await createOperator({ development: true, clock });
-  const id = await DeviceIdentity.generate(new MemoryRecordStore());
+  const id = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
   const deviceCert = await issueDeviceCertificate(m, id.csrPem(), clock);
   const opCert = await issueOperatorCertificate(o, pemOf(deviceCert), { manufacturerRoot: pemOf(m.rootCertificate), clock });
   assert.deepEqual(spkiOf(opCert), id.publicKeySpki());
@@ -114,7 +115,7 @@ void test('ceremony directories: key files 0600, nothing overwritten, loaded key
   const loaded = await loadManufacturer(join(dir, 'factory'));
   assert.ok(loaded.mkbk.equals(m.mkbk));
   assert.deepEqual(loaded.firmwareSigningPublicKeySpki, m.firmwareSigningPublicKeySpki);
-  const id = await DeviceIdentity.generate(new MemoryRecordStore());
+  const id = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
   await checkIssuedBy(await issueDeviceCertificate(loaded, id.csrPem(), clock), m.rootCertificate, clock.nowMs());
 
   const o = await createOperator({ development: false, clock });

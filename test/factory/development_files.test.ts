@@ -40,17 +40,17 @@ describe('saved development authorities', () => {
     assert.equal(pemOf(loaded.operator.rootCertificate), pemOf(authorities.operator.rootCertificate));
     assert.equal(loaded.akbk?.use(hex), authorities.akbk?.use(hex));
     const source = await activeDevice(authorities);
-    source.alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'shared' });
+    await source.alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'shared' });
     const blob = backupOf(source.hsm);
     const target = await commissionedDevice(loaded);
-    target.restoreBackup({ length: blob.length, read: (o, n) => blob.slice(o, o + n) });
+    await target.restoreBackup({ length: blob.length, read: (o, n) => blob.slice(o, o + n) });
     assert.equal(hex(target.stateDigest()), hex(source.hsm.stateDigest()));
     const admin = target.openSession();
     await admin.login('admin', ADMIN_PW);
     // And the other way: the loaded copy's devices make backups the originals' devices restore.
     const back = backupOf(target);
     const original = await commissionedDevice(authorities);
-    original.restoreBackup({ length: back.length, read: (o, n) => back.slice(o, o + n) });
+    await original.restoreBackup({ length: back.length, read: (o, n) => back.slice(o, o + n) });
     assert.equal(hex(original.stateDigest()), hex(source.hsm.stateDigest()));
   });
 

@@ -13,6 +13,7 @@ import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { SecretBytes, sealedStreamLength } from '../../src/crypto/index.js';
 import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
 import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../src/hsm/state/device_state.js';
 import { createManufacturer, createOperator, issueDeviceCertificate, issueOperatorCertificate } from '../../src/factory/ceremony.js';
 import { derOf, pemOf } from '../../src/formats/x509.js';
 import {
@@ -415,7 +416,7 @@ test('verifyBackup: other roots, another device or a changed byte → not verifi
   }
 
   // A blob signed by another, uncertified device key; and one whose source HSM id is not the signer's.
-  const stranger = await DeviceIdentity.generate(new MemoryRecordStore());
+  const stranger = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
   assert.match((await problemsWith(assembleBackup(fx, SAMPLE_RECORDS, { signer: stranger }).blob)).join(';'), /signature does not verify/);
   assert.match((await problemsWith(assembleBackup(fx, SAMPLE_RECORDS, { overrides: { sourceHsmId: 'CFR-0000000000000000' } }).blob)).join(';'), /source HSM id/);
 

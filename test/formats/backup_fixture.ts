@@ -5,6 +5,7 @@
 // made from the pieces opens to the records it was made from.
 
 import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../src/hsm/state/device_state.js';
 import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
 import { createManufacturer, createOperator, issueDeviceCertificate, issueOperatorCertificate, type Manufacturer, type Operator } from '../../src/factory/ceremony.js';
 import { keyId } from '../../src/crypto/backup_keys.js';
@@ -30,7 +31,7 @@ export interface BackupFixture {
 export async function createFixture(): Promise<BackupFixture> {
   const manufacturer = await createManufacturer({ development: true });
   const operator = await createOperator({ development: true });
-  const identity = await DeviceIdentity.generate(new MemoryRecordStore());
+  const identity = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
   const device = await issueDeviceCertificate(manufacturer, identity.csrPem());
   const op = await issueOperatorCertificate(operator, pemOf(device));
   return {

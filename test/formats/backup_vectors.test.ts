@@ -293,7 +293,7 @@ async function newDevice(authorities: DevelopmentAuthorities): Promise<Hsm> {
 test('the vector restores into a new device of the same manufacturer and operator, whose keys still compute', async () => {
   const hsm = await newDevice(await vectorAuthorities());
   assert.notEqual(hsm.status().serial, I.sourceHsmId, 'another device than the source');
-  const summary = hsm.restoreBackup(bufferSource(BLOB));
+  const summary = await hsm.restoreBackup(bufferSource(BLOB));
   assert.deepEqual(summary, { backupId: I.backupId, bytes: E.blobBytes, records: E.recordCount, users: E.userCount, objects: E.objectCount });
   assert.deepEqual(hsm.stateDigest(), stateDigestOf(storeWith(I.records)), 'the state is exactly the vector\'s records');
 
@@ -321,7 +321,7 @@ test('devices of another operator or another manufacturer refuse the vector, sta
   const foreign = await newDevice(await createDevelopmentAuthorities(new ManualClock(I.createdMs))); // other roots
   for (const [hsm, code] of [[otherAkbk, 'COFFER_BACKUP_WRONG_KEYS'], [foreign, 'COFFER_BACKUP_UNTRUSTED']] as const) {
     const before = hsm.stateDigest();
-    assert.throws(() => hsm.restoreBackup(bufferSource(BLOB)), (e) => isCofferError(e, code), code);
+    await assert.rejects(async () => { await hsm.restoreBackup(bufferSource(BLOB)); }, (e) => isCofferError(e, code), code);
     assert.deepEqual(hsm.stateDigest(), before);
     hsm.close();
   }

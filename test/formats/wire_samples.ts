@@ -48,8 +48,10 @@ export const MECHANISM_SAMPLES: { [M in MechanismName]: WireMechanismParams & { 
   CKM_SP800_108_COUNTER_KDF: { mechanism: 'CKM_SP800_108_COUNTER_KDF', label: b(1), context: new Uint8Array(0) },
 };
 
+const id16 = (v: number): Uint8Array => new Uint8Array(16).fill(v);
+const lineage = new Uint8Array(32).fill(0x3c);
 const info = {
-  handle: 2 ** 53 - 1, class: 'PRIVATE_KEY', keyType: 'EC', bits: 256, curve: 'P-256', label: 'signing-key é', id: b(1, 2, 3),
+  handle: 2 ** 53 - 1, identity: id16(0xa1), class: 'PRIVATE_KEY', keyType: 'EC', bits: 256, curve: 'P-256', label: 'signing-key é', id: b(1, 2, 3),
   attributes: attrs, kcv: b(0xab, 0xcd, 0xef), owner: 'alice', sharees: ['bob', 'carol'], manageKeyQuorum: 0, useKeyQuorum: 2,
 } as const;
 const { curve: _curve, ...infoNoCurve } = { ...info, handle: 9, keyType: 'AES', class: 'SECRET_KEY', bits: 128 } as const;
@@ -63,6 +65,7 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
       provisioning: 'COMMISSIONED', serial: 'SN-0001', mode: 'FIPS', usersInitialised: true, activated: true, cluster: 'INITIALISED',
       clusterId: 'cluster-abc234def56', tokenObjects: 12, sessions: 3,
       inFlight: 17, inFlightMax: 4096, connections: 2, capacityOpsPerSecond: 29_000, loadPermille: 512,
+      journalPosition: 2n ** 64n - 1n, stateLineage: lineage, objectLineage: new Uint8Array(32).fill(0x5d),
     },
   },
   OPEN_SESSION: { request: {}, response: { session: 7 } },
@@ -91,27 +94,27 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
     request: { session: 1 },
     response: { tokens: [{ id: 'aa', service: 'user', requester: 'admin', expiresAtMs: 2 ** 53 - 1, approvals: 0 }, { id: 'bb', service: 'key-management', requester: 'alice', handle: 9, expiresAtMs: 0, approvals: 3 }] },
   },
-  GENERATE_KEY: { request: { session: 1, spec: { keyType: 'AES', bits: 256 }, template: { label: 'k', token: false, extractable: false, manageKeyQuorum: 2 } }, response: { handle: 1 } },
+  GENERATE_KEY: { request: { session: 1, spec: { keyType: 'AES', bits: 256 }, template: { label: 'k', token: false, extractable: false, manageKeyQuorum: 2 } }, response: { handle: 1, identity: id16(1) } },
   GENERATE_KEY_PAIR: {
     request: { session: 1, spec: { keyType: 'RSA', bits: 3072, publicExponent: 65537 }, publicTemplate: { verify: true }, privateTemplate: { sign: true, sensitive: true, id: b(7) } },
-    response: { publicHandle: 2, privateHandle: 3 },
+    response: { publicHandle: 2, privateHandle: 3, publicIdentity: id16(2), privateIdentity: id16(3) },
   },
-  IMPORT_PUBLIC_KEY: { request: { session: 1, key: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n', template: {} }, response: { handle: 4 } },
-  IMPORT_PRIVATE_KEY: { request: { session: 1, key: new Uint8Array(138).fill(0x42), template: { derive: true } }, response: { handle: 5 } },
-  FIND: { request: { session: 1, filter: { keyType: 'EC', sign: true, label: 'signing-key é' }, afterHandle: 100, limit: 50 }, response: { objects: [info, infoNoCurve], more: true } },
-  GET_ATTRIBUTES: { request: { session: 1, handle: 2 ** 40 + 3 }, response: info },
-  SET_ATTRIBUTE: { request: { session: 1, handle: 5, name: 'label', value: 'renamed' }, response: {} },
+  IMPORT_PUBLIC_KEY: { request: { session: 1, key: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n', template: {} }, response: { handle: 4, identity: id16(4) } },
+  IMPORT_PRIVATE_KEY: { request: { session: 1, key: new Uint8Array(138).fill(0x42), template: { derive: true } }, response: { handle: 5, identity: id16(5) } },
+  FIND: { request: { session: 1, filter: { keyType: 'EC', sign: true, label: 'signing-key é' }, afterHandle: 100, limit: 50 }, response: { objects: [info, infoNoCurve], more: true, journalPosition: 7n, objectLineage: lineage } },
+  GET_ATTRIBUTES: { request: { session: 1, handle: 2 ** 40 + 3, identity: id16(0xa1) }, response: info },
+  SET_ATTRIBUTE: { request: { session: 1, handle: 5, name: 'label', value: 'renamed', identity: id16(5) }, response: {} },
   SHARE: { request: { session: 1, handle: 5, userName: 'bob' }, response: {} },
   UNSHARE: { request: { session: 1, handle: 5, userName: 'bob' }, response: {} },
   DESTROY: { request: { session: 1, handle: 5 }, response: {} },
   EXPORT_PLAINTEXT: { request: { session: 1, handle: 5 }, response: { key: new Uint8Array(32).fill(0x11) } },
   EXPORT_PUBLIC: { request: { session: 1, handle: 2 }, response: { pem: '-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n' } },
-  WRAP_KEY: { request: { session: 1, wrappingHandle: 1, targetHandle: 5, params: MECHANISM_SAMPLES.CKM_AES_KEY_WRAP_PAD }, response: { wrapped: new Uint8Array(40).fill(9) } },
+  WRAP_KEY: { request: { session: 1, wrappingHandle: 1, targetHandle: 5, params: MECHANISM_SAMPLES.CKM_AES_KEY_WRAP_PAD, identities: { target: id16(5) } }, response: { wrapped: new Uint8Array(40).fill(9) } },
   UNWRAP_KEY: {
     request: { session: 1, unwrappingHandle: 1, wrapped: new Uint8Array(40).fill(9), params: MECHANISM_SAMPLES.CKM_RSA_PKCS_OAEP, template: { class: 'PRIVATE_KEY', keyType: 'EC', curve: 'secp256k1', sign: true } },
-    response: { handle: 6 },
+    response: { handle: 6, identity: id16(6) },
   },
-  DERIVE_KEY: { request: { session: 1, baseHandle: 6, params: MECHANISM_SAMPLES.CKM_ECDH1_DERIVE, template: { keyType: 'AES', bits: 128, encrypt: true } }, response: { handle: 7 } },
+  DERIVE_KEY: { request: { session: 1, baseHandle: 6, params: MECHANISM_SAMPLES.CKM_ECDH1_DERIVE, template: { keyType: 'AES', bits: 128, encrypt: true }, identity: id16(6) }, response: { handle: 7, identity: id16(7) } },
   SIGN: { request: { session: 1, handle: 3, params: MECHANISM_SAMPLES.CKM_ECDSA_SHA256, data: new Uint8Array(32).fill(0xee) }, response: { signature: new Uint8Array(64).fill(0x5c) } },
   VERIFY: { request: { session: 1, handle: 2, params: MECHANISM_SAMPLES.CKM_SHA256_RSA_PKCS_PSS, data: b(1, 2, 3), signature: new Uint8Array(384).fill(1) }, response: { valid: false } },
   ENCRYPT: { request: { session: 1, handle: 1, params: MECHANISM_SAMPLES.CKM_AES_GCM, data: b(1, 2, 3) }, response: { data: new Uint8Array(31).fill(2) } },
@@ -119,7 +122,7 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
   DIGEST: { request: { session: 1, params: MECHANISM_SAMPLES.CKM_SHA512, data: b(0x61, 0x62, 0x63) }, response: { digest: new Uint8Array(64).fill(0xdd) } },
   RANDOM: { request: { session: 1, length: 48 }, response: { bytes: new Uint8Array(48).fill(0x77) } },
   SIGN_BATCH: {
-    request: { session: 1, items: [{ handle: 3, params: MECHANISM_SAMPLES.CKM_EDDSA, data: b(1) }, { handle: 4, params: MECHANISM_SAMPLES.CKM_SHA256_HMAC, data: b(2) }] },
+    request: { session: 1, items: [{ handle: 3, params: MECHANISM_SAMPLES.CKM_EDDSA, data: b(1), identity: id16(3) }, { handle: 4, params: MECHANISM_SAMPLES.CKM_SHA256_HMAC, data: b(2) }] },
     response: { results: [{ ok: true, value: new Uint8Array(64).fill(1) }, { ok: false, error: { code: 'COFFER_KEY_FUNCTION_NOT_PERMITTED', detail: [{ key: 'handle', value: 4 }] } }] },
   },
   VERIFY_BATCH: {

@@ -16,6 +16,7 @@ import { SecretBytes } from '../../src/crypto/secret_bytes.js';
 import { verifyCeremonyTranscript } from '../../src/hsm/identity/provisioning.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import type { ScryptParams } from '../../src/hsm/users/password.js';
+import { rejectsCode } from '../helpers.js';
 
 const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only: logins in microseconds
 const PRECO = 'preco-password';
@@ -63,7 +64,7 @@ test('a development device is provisioned, activated and signs with a generated 
   assert.equal(hsm.status().activated, true);
 
   const { alice } = await activeDevice();
-  const { publicHandle, privateHandle } = alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'pub' }, { label: 'priv' });
+  const { publicHandle, privateHandle } = await alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'pub' }, { label: 'priv' });
   const message = new TextEncoder().encode('hello coffer');
   const signature = alice.sign(privateHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message);
   const publicKey = createPublicKey(alice.exportPublic(publicHandle));
@@ -77,10 +78,10 @@ test('a development device is provisioned, activated and signs with a generated 
 
 test('role boundaries hold through the facade', async () => {
   const { hsm, admin, alice } = await activeDevice();
-  const aes = alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'aes' });
+  const aes = await alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'aes' });
   // admins manage users, not keys
   rejects(() => admin.encrypt(aes, { mechanism: 'CKM_AES_GCM' }, new Uint8Array(16)), 'COFFER_PERMISSION_DENIED');
-  rejects(() => admin.generateKey({ keyType: 'AES', bits: 256 }), 'COFFER_PERMISSION_DENIED');
+  await rejectsCode(() => admin.generateKey({ keyType: 'AES', bits: 256 }), 'COFFER_PERMISSION_DENIED');
   // crypto users do not manage users
   await rejectsAsync(alice.createUser('mallory', 'mallory-password', 'crypto-user'), 'COFFER_PERMISSION_DENIED');
   // another crypto user cannot see or use alice's key until it is shared
@@ -88,12 +89,12 @@ test('role boundaries hold through the facade', async () => {
   const bob = hsm.openSession();
   await bob.login('bob', 'bob-password');
   rejects(() => bob.encrypt(aes, { mechanism: 'CKM_AES_GCM' }, new Uint8Array(16)), 'COFFER_OBJECT_NOT_FOUND');
-  alice.share(aes, 'BOB');
+  await alice.share(aes, 'BOB');
   const sealed = bob.encrypt(aes, { mechanism: 'CKM_AES_GCM' }, new Uint8Array(16));
   assert.deepEqual(Buffer.from(alice.decrypt(aes, { mechanism: 'CKM_AES_GCM' }, sealed)), Buffer.alloc(16));
-  rejects(() => bob.destroy(aes), 'COFFER_PERMISSION_DENIED');
+  await rejectsCode(() => bob.destroy(aes), 'COFFER_PERMISSION_DENIED');
   // a user who owns or shares keys cannot be deleted
-  rejects(() => admin.deleteUser('bob'), 'COFFER_USER_IN_USE');
+  await rejectsCode(() => admin.deleteUser('bob'), 'COFFER_USER_IN_USE');
   // sessions without login do nothing
   const anon = hsm.openSession();
   rejects(() => anon.random(16), 'COFFER_NOT_LOGGED_IN');
@@ -113,11 +114,11 @@ test('the appliance user can never use a key', async () => {
   await admin.createUser('alice', 'alice-password', 'crypto-user');
   const alice = hsm.openSession();
   await alice.login('alice', 'alice-password');
-  const key = alice.generateKey({ keyType: 'AES', bits: 128 });
+  const key = await alice.generateKey({ keyType: 'AES', bits: 128 });
   const app = hsm.openSession();
   await app.login('app_user', applianceCredential, 'appliance');
   rejects(() => app.encrypt(key, { mechanism: 'CKM_AES_GCM' }, new Uint8Array(1)), 'COFFER_PERMISSION_DENIED');
-  rejects(() => app.generateKey({ keyType: 'AES', bits: 128 }), 'COFFER_PERMISSION_DENIED');
+  await rejectsCode(() => app.generateKey({ keyType: 'AES', bits: 128 }), 'COFFER_PERMISSION_DENIED');
   rejects(() => app.find(), 'COFFER_PERMISSION_DENIED');
 });
 
@@ -138,7 +139,7 @@ test('lockout after 5 failed logins survives a restart; an admin unlocks', async
     await rejectsAsync(again.login('alice', 'alice-password'), 'COFFER_USER_LOCKED');
     const admin = reopened.openSession();
     await admin.login('admin', ADMIN_PW);
-    admin.unlockUser('alice');
+    await admin.unlockUser('alice');
     await again.login('alice', 'alice-password');
     assert.equal(again.user?.userId, 'alice');
     reopened.close();
@@ -153,8 +154,8 @@ test('keys persist in the sealed store with the same handles after a restart', a
     const path = join(dir, 'device.db');
     const storageKey = deriveStorageKey(SecretBytes.random(32));
     const { hsm, alice } = await activeDevice(SealedStore.create({ path, storageKey }));
-    const { publicHandle, privateHandle } = alice.generateKeyPair({ keyType: 'EC_EDWARDS', curve: 'Ed25519' }, { label: 'ed' }, { label: 'ed' });
-    const session = alice.generateKey({ keyType: 'AES', bits: 256 }, { token: false });
+    const { publicHandle, privateHandle } = await alice.generateKeyPair({ keyType: 'EC_EDWARDS', curve: 'Ed25519' }, { label: 'ed' }, { label: 'ed' });
+    const session = await alice.generateKey({ keyType: 'AES', bits: 256 }, { token: false });
     const data = new Uint8Array([1, 2, 3]);
     const sig = alice.sign(privateHandle, { mechanism: 'CKM_EDDSA' }, data);
     hsm.close();
@@ -177,13 +178,13 @@ test('quorum on the user service: M approvals by registered keys, single use', a
   await admin.createUser('admin2', 'admin2-password', 'admin');
   const admin2 = hsm.openSession();
   await admin2.login('admin2', 'admin2-password');
-  admin.registerQuorumKey(new Uint8Array(keys[0]!.publicKey.export({ format: 'der', type: 'spki' })));
-  admin2.registerQuorumKey(new Uint8Array(keys[1]!.publicKey.export({ format: 'der', type: 'spki' })));
-  admin.setQuorumValue('quorum', 2);
+  await admin.registerQuorumKey(new Uint8Array(keys[0]!.publicKey.export({ format: 'der', type: 'spki' })));
+  await admin2.registerQuorumKey(new Uint8Array(keys[1]!.publicKey.export({ format: 'der', type: 'spki' })));
+  await admin.setQuorumValue('quorum', 2);
   let token = admin.generateQuorumToken('quorum');
   admin.approveQuorumToken(token.bytes, 'admin', nodeSign('sha256', token.bytes, keys[0]!.privateKey));
   admin.approveQuorumToken(token.bytes, 'admin2', nodeSign('sha256', token.bytes, keys[1]!.privateKey));
-  admin.setQuorumValue('user', 2);
+  await admin.setQuorumValue('user', 2);
 
   // without a token, user management is refused
   await rejectsAsync(admin.createUser('carol', 'carol-password', 'crypto-user'), 'COFFER_QUORUM_TOKEN_INVALID');

@@ -64,7 +64,7 @@ async function initialiseWithKey(node: TestNode): Promise<void> {
   admin.close();
   const alice = node.hsm.openSession();
   await alice.login('alice', 'alice-password');
-  alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'k' }, { label: 'k' });
+  await alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'k' }, { label: 'k' });
   alice.close();
 }
 

@@ -35,12 +35,14 @@ import {
 } from '../../formats/backup.js';
 import { decodeObjectRecord } from '../../formats/object_record.js';
 import { deviceSerialOf, p384PublicKey, parseCertificate, sameSpki, subjectField } from '../../formats/x509.js';
-import { CLUSTER_NS, checkClusterRecord } from '../identity/cluster.js';
+import { CLUSTER_NS, checkClusterRecord } from '../../formats/cluster_record.js';
 import type { StreamSigner } from '../identity/identity.js';
 import type { Clock, Random } from '../ports.js';
 import type { Provisioning } from '../identity/provisioning.js';
+import { STATE_NAMESPACE } from '../../formats/change_set.js';
+import type { DeviceState } from '../state/device_state.js';
 import type { RecordStore } from '../store/store_port.js';
-import { decodeUserRecord } from '../users/users.js';
+import { decodeUserRecord } from '../../formats/user_record.js';
 
 const BEK_BYTES = 32;
 /** CloudHSM's backup id shape: `backup-` + 11 of [2-7a-zA-Z] (docs/architecture.md §6). */
@@ -125,7 +127,10 @@ export interface BackupSummary {
 
 /** What the backup code needs of a device; Hsm hands over its own. */
 export interface BackupDevice {
-  readonly store: RecordStore;
+  /** The device's state: read wholesale for a backup, replaced through its writer for a restore. */
+  readonly state: DeviceState;
+  /** Rebuilds the device's in-memory modules once a restore replaced the records. */
+  readonly reload: () => void;
   readonly provisioning: Provisioning;
   readonly clock: Clock;
   readonly random: Random;
@@ -134,14 +139,16 @@ export interface BackupDevice {
 // ── state digest ────────────────────────────────────────────────────────────────────────────
 
 /**
- * SHA-256 over every record outside 'device' — namespace, id and value, framed as in a backup
- * body — in the store's order. Two devices with the same state agree; any change changes it. The
- * values include key material: treat the digest like a KCV, not like public data.
+ * SHA-256 over every record outside 'device' and 'state' (the state position: history, not
+ * content) — namespace, id and value, framed as in a backup body — in the store's order. Two
+ * devices with the same state agree; any change changes it. The values include key material: treat
+ * the digest like a KCV, not like public data.
  */
 export function stateDigestOf(store: RecordStore): Uint8Array {
   const h = createHash('sha256').update(STATE_DIGEST_DOMAIN);
   for (const ns of store.namespaces()) {
-    if (ns === BACKUP_EXCLUDED_NAMESPACE) continue;
+    // The state position says how the state came to be, not what it is: left out.
+    if (ns === BACKUP_EXCLUDED_NAMESPACE || ns === STATE_NAMESPACE) continue;
     for (const [id, value] of store.list(ns)) {
       const encoded = encodeBackupRecord({ ns, id, value });
       h.update(encoded);
@@ -329,7 +336,7 @@ function withBackupKeys<T>(p: Provisioning, fn: (mkbk: SecretBytes, akbk: Secret
  */
 export function createBackup(device: BackupDevice, sink: BackupSink, options: CreateBackupOptions): BackupSummary {
   if (device.provisioning.state() !== 'COMMISSIONED') fail('COFFER_DEVICE_NOT_COMMISSIONED');
-  const plan = planBody(device.store);
+  const plan = planBody(device.state.store);
   const bek = randomSecret(device.random, BEK_BYTES);
   try {
     const headerBytes = newHeader(device, plan, options, bek);
@@ -351,7 +358,7 @@ export function createBackup(device: BackupDevice, sink: BackupSink, options: Cr
       emit(sealed);
     });
     let records = 0;
-    for (const record of recordsInBodyOrder(device.store, plan)) {
+    for (const record of recordsInBodyOrder(device.state.store, plan)) {
       const encoded = encodeBackupRecord(record);
       record.value.fill(0);
       try {
@@ -541,7 +548,7 @@ function readOrTampered<T>(fn: () => T): T {
  * typed error and changes nothing (see the module header for the order of the checks). The caller
  * (Hsm) reloads its in-memory modules afterwards.
  */
-export function restoreBackup(device: BackupDevice, source: BackupSource, options: RestoreBackupOptions = {}): BackupSummary {
+export async function restoreBackup(device: BackupDevice, source: BackupSource, options: RestoreBackupOptions = {}): Promise<BackupSummary> {
   const p = device.provisioning;
   if (p.state() !== 'COMMISSIONED') fail('COFFER_DEVICE_NOT_COMMISSIONED');
   const { header, headerBytes, signature } = readFramed(source);
@@ -560,11 +567,13 @@ export function restoreBackup(device: BackupDevice, source: BackupSource, option
     const verifier = createVerify('sha384').update(signedMessagePrefix()).update(headerBytes);
     openBody(source, header, { bek, aad, onSealed: (sealed) => verifier.update(sealed), onRecord: checkRecord, onBytes });
     if (!signatureHolds(() => verifier.verify({ key: signingKey, dsaEncoding: 'ieee-p1363' }, signature))) fail('COFFER_BACKUP_UNTRUSTED');
-    // Pass 2: one transaction; the records are opened (and authenticated) again as they are written.
-    device.store.transaction((tx) => {
-      for (const ns of device.store.namespaces()) if (ns !== BACKUP_EXCLUDED_NAMESPACE) tx.clear(ns);
+    // Pass 2: the state's one replacement (in its writer queue, one transaction); the records are
+    // opened (and authenticated) again as they are written; the device then rebuilds its modules.
+    const store = device.state.store;
+    await device.state.replace((tx) => {
+      for (const ns of store.namespaces()) if (ns !== BACKUP_EXCLUDED_NAMESPACE) tx.clear(ns);
       openBody(source, header, { bek, aad, onRecord: (r) => tx.put(r.ns, r.id, r.value), onBytes });
-    });
+    }, device.reload);
     return { backupId: header.backupId, bytes: source.length, records: header.recordCount, users: header.userCount, objects: header.objectCount };
   } finally {
     bek.destroy();

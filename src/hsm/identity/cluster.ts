@@ -15,7 +15,7 @@
 // key is held in memory as a KeyObject (never as text) and, for signing certificates, as a
 // non-extractable WebCrypto key made from it on first use.
 
-import { createPrivateKey, createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
+import { createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { inspect } from 'node:util';
 import { assert } from '../../assert.js';
@@ -24,15 +24,11 @@ import { CLUSTER_ID_CHARS_MAX, TLS_LEAF_HOSTS_MAX, TLS_LEAF_SPKI_BYTES_MAX, TLS_
 import { issueLeaf } from '../../formats/x509.js';
 import type { PasswordInput } from '../users/password.js';
 import type { Clock } from '../ports.js';
-import type { RecordStore, RecordTx } from '../store/store_port.js';
-import { ECDSA_SHA384, EC_P384, derOf, parseCertificate, parseCsr, pemOf, sameSpki, spkiOf, subjectField, x509 } from '../../formats/x509.js';
+import type { ChangeSet, RecordOp } from '../../formats/change_set.js';
+import { ANCHOR_ID, CERT_ID, CLUSTER_NS, CSR_ID, KEY_ID, loadClusterIdentity, type LoadedClusterIdentity as Loaded } from '../../formats/cluster_record.js';
+import type { DeviceState, StateView } from '../state/device_state.js';
+import { ECDSA_SHA384, EC_P384, derOf, parseCertificate, pemOf, sameSpki, spkiOf, x509 } from '../../formats/x509.js';
 
-/** Record-store namespace of the cluster identity (backed up, cleared by zeroise). */
-export const CLUSTER_NS = 'cluster';
-const KEY_ID = 'key';
-const CSR_ID = 'csr';
-const CERT_ID = 'certificate';
-const ANCHOR_ID = 'trust-anchor';
 const DAY_MS = 86_400_000;
 /** Default validity of a TLS leaf: a week, re-issued by the node long before it ends. */
 export const TLS_LEAF_VALIDITY_MS_DEFAULT = 7 * DAY_MS;
@@ -70,26 +66,21 @@ export interface TlsLeaf {
 
 /** What the device hands its cluster identity (Hsm wires it). */
 export interface ClusterIdentityOptions {
-  readonly store: RecordStore;
+  readonly state: DeviceState;
   readonly clock: Clock;
   /** Throws unless the device may hold a cluster: commissioned (its mode fixed), firmware verified. */
   readonly requireCommissioned: () => void;
-  /** The users' initialisation with its verifiers derived, to run inside initialise's transaction. */
-  readonly prepareUsers: (preCoPassword: PasswordInput, applianceCredential: PasswordInput) => Promise<(tx: RecordTx) => void>;
+  /** The users' initialisation with its verifiers derived: decides the user writes that go into
+   * initialise's change set. */
+  readonly prepareUsers: (preCoPassword: PasswordInput, applianceCredential: PasswordInput) => Promise<() => RecordOp[]>;
 }
 
-/** The identity as loaded from the store. */
-interface Loaded {
-  readonly clusterId: string;
-  readonly privateKey: KeyObject;
-  readonly csr: x509.Pkcs10CertificateRequest;
-  readonly csrDer: Uint8Array;
-  readonly certificate: x509.X509Certificate | undefined;
-  readonly trustAnchor: x509.X509Certificate | undefined;
-}
+export { CLUSTER_NS } from '../../formats/cluster_record.js';
 
-export class ClusterIdentity {
+export class ClusterIdentity implements StateView {
+  readonly namespaces = [CLUSTER_NS] as const;
   readonly #options: ClusterIdentityOptions;
+  readonly #unwatch: () => void;
   #loaded: Loaded | undefined;
   /** The signing key for certificate generation, made once per loaded key. */
   #signingKey: Promise<webcrypto.CryptoKey> | undefined;
@@ -98,12 +89,23 @@ export class ClusterIdentity {
   constructor(options: ClusterIdentityOptions) {
     this.#options = options;
     this.reload();
+    this.#unwatch = options.state.watch(this);
   }
 
   /** @internal Re-reads the records (after a restore or a zeroise replaced them). */
   reload(): void {
-    this.#loaded = loadIdentity(this.#options.store);
+    this.#loaded = loadClusterIdentity(this.#options.state);
     this.#signingKey = undefined;
+  }
+
+  /** @internal A change to namespace 'cluster' committed (DeviceState.apply): read the identity again. */
+  applied(): void {
+    this.reload();
+  }
+
+  /** Stops following the state (the device replaced this module). */
+  close(): void {
+    this.#unwatch();
   }
 
   state(): ClusterState {
@@ -150,13 +152,12 @@ export class ClusterIdentity {
     const pkcs8 = new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
     try {
       // Another createCsr (or a restore) may have stored a key while this one generated: the first wins.
-      const stored = this.#options.store.transaction((tx) => {
-        if (tx.get(CLUSTER_NS, KEY_ID) !== undefined) return false;
-        tx.put(CLUSTER_NS, KEY_ID, pkcs8);
-        tx.put(CLUSTER_NS, CSR_ID, derOf(csr));
-        return true;
+      const state = this.#options.state;
+      const stored = await state.submit(() => {
+        if (state.get(CLUSTER_NS, KEY_ID) !== undefined) return { changes: [], result: false };
+        const cs: ChangeSet = { scope: 'cluster', kind: 'cluster.csr', ops: [put(KEY_ID, pkcs8.slice()), put(CSR_ID, derOf(csr))] };
+        return { changes: [cs], result: true };
       });
-      this.reload();
       if (stored) return pemOf(csr);
       const winner = this.#existingCsr(clusterId);
       assert(winner !== undefined, 'a stored cluster key has a CSR');
@@ -189,18 +190,17 @@ export class ClusterIdentity {
     const certificate = parseCertificate(init.certificatePem);
     checkTrustAnchor(anchor, nowMs);
     await checkClusterCertificate(certificate, anchor, spkiOf(loaded.csr), nowMs);
-    const writeUsers = await this.#options.prepareUsers(init.preCoPassword, init.applianceCredential);
-    this.#options.store.transaction((tx) => {
+    const decideUsers = await this.#options.prepareUsers(init.preCoPassword, init.applianceCredential);
+    const state = this.#options.state;
+    await state.submit(() => {
       // The checks and the verifiers took time: a restore or a zeroise may have moved the state.
-      const csrNow = tx.get(CLUSTER_NS, CSR_ID);
+      const csrNow = state.get(CLUSTER_NS, CSR_ID);
       if (csrNow === undefined) fail('COFFER_CLUSTER_NO_CSR');
       if (Buffer.compare(csrNow, loaded.csrDer) !== 0) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'cluster-key-replaced' });
-      if (tx.get(CLUSTER_NS, CERT_ID) !== undefined) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
-      tx.put(CLUSTER_NS, CERT_ID, derOf(certificate));
-      tx.put(CLUSTER_NS, ANCHOR_ID, derOf(anchor));
-      writeUsers(tx);
+      if (state.get(CLUSTER_NS, CERT_ID) !== undefined) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
+      const ops = [put(CERT_ID, derOf(certificate)), put(ANCHOR_ID, derOf(anchor)), ...decideUsers()];
+      return { changes: [{ scope: 'cluster', kind: 'cluster.initialise', ops }], result: undefined };
     });
-    this.reload();
   }
 
   /**
@@ -242,70 +242,6 @@ export class ClusterIdentity {
 
   [inspect.custom](): string {
     return this.toString();
-  }
-}
-
-// ── loading and record checks ───────────────────────────────────────────────────────────────
-
-/** The identity in `store`, or undefined before a CSR. Records that do not fit together (only a
- * trusted device's backup could bring such) are COFFER_FORMAT_MALFORMED, never silently dropped. */
-function loadIdentity(store: RecordStore): Loaded | undefined {
-  const pkcs8 = store.get(CLUSTER_NS, KEY_ID);
-  const csrDer = store.get(CLUSTER_NS, CSR_ID);
-  const certDer = store.get(CLUSTER_NS, CERT_ID);
-  const anchorDer = store.get(CLUSTER_NS, ANCHOR_ID);
-  if (pkcs8 === undefined && csrDer === undefined && certDer === undefined && anchorDer === undefined) return undefined;
-  try {
-    if (pkcs8 === undefined || csrDer === undefined || (certDer === undefined) !== (anchorDer === undefined)) malformed('incomplete');
-    const privateKey = clusterPrivateKey(pkcs8);
-    const csr = parseCsr(csrDer);
-    const spki = new Uint8Array(createPublicKey(privateKey).export({ format: 'der', type: 'spki' }));
-    if (!sameSpki(spki, spkiOf(csr))) malformed('csr-key');
-    const certificate = certDer === undefined ? undefined : parseCertificate(certDer);
-    if (certificate !== undefined && !sameSpki(spki, spkiOf(certificate))) malformed('certificate-key');
-    const clusterId = subjectField(csr, 'CN');
-    if (clusterId === undefined) return malformed('cluster-id');
-    return { clusterId, privateKey, csr, csrDer, certificate, trustAnchor: anchorDer === undefined ? undefined : parseCertificate(anchorDer) };
-  } finally {
-    pkcs8?.fill(0);
-  }
-}
-
-function malformed(reason: string): never {
-  return fail('COFFER_FORMAT_MALFORMED', { record: CLUSTER_NS, reason });
-}
-
-function clusterPrivateKey(pkcs8: Uint8Array): KeyObject {
-  let key: KeyObject;
-  try {
-    // A view over the record's bytes, not a copy: the caller's fill(0) wipes the only copy.
-    key = createPrivateKey({ key: Buffer.from(pkcs8.buffer, pkcs8.byteOffset, pkcs8.byteLength), format: 'der', type: 'pkcs8' });
-  } catch (e) {
-    return fail('COFFER_FORMAT_MALFORMED', { record: CLUSTER_NS, reason: 'key' }, e);
-  }
-  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') malformed('key-curve');
-  return key;
-}
-
-/**
- * The backup's per-record check for namespace 'cluster' (hsm/backup/backup.ts RECORD_CHECKS): each record
- * must decode as what its id says. An id this build does not know comes from a newer one:
- * COFFER_FORMAT_UNKNOWN_VERSION, which a restore reports as such rather than as tampering.
- */
-export function checkClusterRecord(id: string, value: Uint8Array): void {
-  switch (id) {
-    case KEY_ID:
-      clusterPrivateKey(value); // parsed and curve checked; the KeyObject is dropped
-      return;
-    case CSR_ID:
-      parseCsr(value);
-      return;
-    case CERT_ID:
-    case ANCHOR_ID:
-      parseCertificate(value);
-      return;
-    default:
-      fail('COFFER_FORMAT_UNKNOWN_VERSION', { record: CLUSTER_NS, id });
   }
 }
 
@@ -398,3 +334,6 @@ function leafValidityMs(requestedMs: number, issuer: x509.X509Certificate, nowMs
   return Math.min(requestedMs, issuerLeftMs);
 }
 
+function put(id: string, value: Uint8Array): RecordOp {
+  return { op: 'put', ns: CLUSTER_NS, id, value };
+}

@@ -18,7 +18,7 @@ import { createHash, createPrivateKey, createSign, sign, verify, webcrypto, type
 import { inspect } from 'node:util';
 import { assert } from '../../assert.js';
 import { fail } from '../../errors.js';
-import type { RecordStore } from '../store/store_port.js';
+import type { DeviceState, StateReader } from '../state/device_state.js';
 import { ECDSA_SHA384, EC_P384, derOf, p384PublicKey, parseCsr, pemOf, spkiOf, x509 } from '../../formats/x509.js';
 
 /** Record-store namespace of every provisioning record. */
@@ -50,11 +50,11 @@ export class DeviceIdentity {
   }
 
   /**
-   * Generates the identity key pair and its CSR and persists both in one transaction. Refuses with
+   * Generates the identity key pair and its CSR and persists both as one local change set. Refuses with
    * COFFER_DEVICE_IDENTITY_EXISTS if the store already holds an identity.
    */
-  static async generate(store: RecordStore): Promise<DeviceIdentity> {
-    if (store.get(DEVICE_NS, KEY_ID) !== undefined) fail('COFFER_DEVICE_IDENTITY_EXISTS');
+  static async generate(state: DeviceState): Promise<DeviceIdentity> {
+    if (state.get(DEVICE_NS, KEY_ID) !== undefined) fail('COFFER_DEVICE_IDENTITY_EXISTS');
     const keys = await webcrypto.subtle.generateKey(EC_P384, true, ['sign', 'verify']);
     const spki = new Uint8Array(await webcrypto.subtle.exportKey('spki', keys.publicKey));
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
@@ -64,10 +64,10 @@ export class DeviceIdentity {
     });
     const pkcs8 = new Uint8Array(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
     try {
-      store.transaction((tx) => {
-        if (tx.get(DEVICE_NS, KEY_ID) !== undefined) fail('COFFER_DEVICE_IDENTITY_EXISTS');
-        tx.put(DEVICE_NS, KEY_ID, pkcs8);
-        tx.put(DEVICE_NS, CSR_ID, derOf(csr));
+      await state.submit(() => {
+        if (state.get(DEVICE_NS, KEY_ID) !== undefined) fail('COFFER_DEVICE_IDENTITY_EXISTS');
+        const ops = [{ op: 'put', ns: DEVICE_NS, id: KEY_ID, value: pkcs8.slice() }, { op: 'put', ns: DEVICE_NS, id: CSR_ID, value: derOf(csr) }] as const;
+        return { changes: [{ scope: 'local', kind: 'device.identity', ops }], result: undefined };
       });
       return new DeviceIdentity(privateKeyOf(pkcs8), csr);
     } finally {
@@ -76,7 +76,7 @@ export class DeviceIdentity {
   }
 
   /** The identity persisted in `store`, or undefined if none was generated yet. */
-  static load(store: RecordStore): DeviceIdentity | undefined {
+  static load(store: StateReader): DeviceIdentity | undefined {
     const pkcs8 = store.get(DEVICE_NS, KEY_ID);
     const csrDer = store.get(DEVICE_NS, CSR_ID);
     if (pkcs8 === undefined || csrDer === undefined) return undefined;

@@ -9,8 +9,9 @@
 //   Root CA, that root, the AKBK, and its mode (FIPS or NON_FIPS, fixed for life; FIPS only if the
 //   firmware manifest verifies).
 //
-// Every step validates all its inputs before it writes anything and then persists in one store
-// transaction, so a refused or interrupted step leaves the state as it was. The AKBK is installed
+// Every step validates all its inputs before it writes anything and then persists as one local
+// change set (src/hsm/state/: one store transaction), so a refused or interrupted step leaves the
+// state as it was. The AKBK is installed
 // under two-person control: custodians enter their components separately, each checked against its
 // KCV; pending components live only in memory (SecretBytes) and are zeroised on finish or abort;
 // the AKBK is accepted only if the XOR of the components matches the AKBK's KCV. The device then
@@ -25,7 +26,8 @@ import { kcvAes } from '../../crypto/kcv.js';
 import { AKBK_COMPONENTS_MAX, AKBK_COMPONENTS_MIN, CERTIFICATE_BYTES_MAX, CUSTODIAN_NAME_CHARS_MAX, MANIFEST_JSON_BYTES_MAX } from '../../formats/limits.js';
 import { SecretBytes, constantTimeEqual } from '../../crypto/secret_bytes.js';
 import { systemClock, type Clock } from '../ports.js';
-import type { RecordStore } from '../store/store_port.js';
+import type { ChangeKind, RecordOp } from '../../formats/change_set.js';
+import type { DeviceState } from '../state/device_state.js';
 import type { Mode } from '../types.js';
 import { BACKUP_KEY_BYTES, hex, keyId, xorComponents } from '../../crypto/backup_keys.js';
 import { DEVELOPMENT_MARK } from '../../formats/x509.js';
@@ -139,20 +141,20 @@ interface ValidatedCommission {
 }
 
 export class Provisioning {
-  readonly #store: RecordStore;
+  readonly #state: DeviceState;
   readonly #clock: Clock;
   #identity: DeviceIdentity | undefined;
   #install: AkbkInstall | undefined;
 
-  constructor(store: RecordStore, clock: Clock = systemClock) {
-    this.#store = store;
+  constructor(state: DeviceState, clock: Clock = systemClock) {
+    this.#state = state;
     this.#clock = clock;
-    this.#identity = DeviceIdentity.load(store);
+    this.#identity = DeviceIdentity.load(state);
   }
 
   state(): ProvisioningState {
-    if (this.#store.get(DEVICE_NS, COMMISSION_ID) !== undefined) return 'COMMISSIONED';
-    if (this.#store.get(DEVICE_NS, MANUFACTURE_ID) !== undefined) return 'MANUFACTURED';
+    if (this.#state.get(DEVICE_NS, COMMISSION_ID) !== undefined) return 'COMMISSIONED';
+    if (this.#state.get(DEVICE_NS, MANUFACTURE_ID) !== undefined) return 'MANUFACTURED';
     return this.#identity === undefined ? 'NEW' : 'IDENTIFIED';
   }
 
@@ -161,7 +163,7 @@ export class Provisioning {
   /** Generates the identity key pair inside the device; returns it (its CSR goes to the factory). */
   async generateIdentity(): Promise<DeviceIdentity> {
     if (this.#identity !== undefined) fail('COFFER_DEVICE_IDENTITY_EXISTS');
-    this.#identity = await DeviceIdentity.generate(this.#store);
+    this.#identity = await DeviceIdentity.generate(this.#state);
     return this.#identity;
   }
 
@@ -192,10 +194,9 @@ export class Provisioning {
       mkbkId: hex(input.mkbk.use(keyId)),
       atMs: nowMs,
     };
-    this.#store.transaction((tx) => {
-      if (tx.get(DEVICE_NS, MANUFACTURE_ID) !== undefined) fail('COFFER_DEVICE_ALREADY_MANUFACTURED');
-      input.mkbk.use((b) => tx.put(DEVICE_NS, MKBK_ID, b));
-      tx.put(DEVICE_NS, MANUFACTURE_ID, json(record));
+    await this.#write('device.manufacture', () => {
+      if (this.#state.get(DEVICE_NS, MANUFACTURE_ID) !== undefined) fail('COFFER_DEVICE_ALREADY_MANUFACTURED');
+      return [devicePut(MKBK_ID, input.mkbk.use((b) => b.slice())), devicePut(MANUFACTURE_ID, json(record))];
     });
   }
 
@@ -234,7 +235,7 @@ export class Provisioning {
   }
 
   /** Persists the commissioning; called by AkbkInstall.finish with the checked components. */
-  #commit(v: ValidatedCommission, components: readonly PendingComponent[]): SignedTranscript {
+  async #commit(v: ValidatedCommission, components: readonly PendingComponent[]): Promise<SignedTranscript> {
     const identity = this.identity();
     const m = this.#manufactureRecord();
     const akbk = xorComponents(components.map((c) => c.secret));
@@ -266,10 +267,9 @@ export class Provisioning {
         transcript: signed,
         atMs: nowMs,
       };
-      this.#store.transaction((tx) => {
-        if (tx.get(DEVICE_NS, COMMISSION_ID) !== undefined) fail('COFFER_DEVICE_ALREADY_COMMISSIONED');
-        akbk.use((b) => tx.put(DEVICE_NS, AKBK_ID, b));
-        tx.put(DEVICE_NS, COMMISSION_ID, json(record));
+      await this.#write('device.commission', () => {
+        if (this.#state.get(DEVICE_NS, COMMISSION_ID) !== undefined) fail('COFFER_DEVICE_ALREADY_COMMISSIONED');
+        return [devicePut(AKBK_ID, akbk.use((b) => b.slice())), devicePut(COMMISSION_ID, json(record))];
       });
       return signed;
     } finally {
@@ -334,7 +334,7 @@ export class Provisioning {
   chain(): CertificateChain {
     const m = this.#manufactureRecord();
     const base = { deviceCertificate: entry(m.deviceCertificate), manufacturerRoot: entry(m.manufacturerRoot) };
-    const raw = this.#store.get(DEVICE_NS, COMMISSION_ID);
+    const raw = this.#state.get(DEVICE_NS, COMMISSION_ID);
     if (raw === undefined) return base;
     const c = parseRecord<CommissionRecord>(raw);
     return { ...base, operatorCertificate: entry(c.operatorCertificate), operatorRoot: entry(c.operatorRoot) };
@@ -374,6 +374,11 @@ export class Provisioning {
 
   // ── internals ─────────────────────────────────────────────────────────────────────────────
 
+  /** Submits a local change of the device's own records, decided by `decide`. */
+  #write(kind: ChangeKind, decide: () => RecordOp[]): Promise<void> {
+    return this.#state.submit(() => ({ changes: [{ scope: 'local', kind, ops: decide() }], result: undefined }));
+  }
+
   #requireState(wanted: 'MANUFACTURED'): void {
     const s = this.state();
     if (s === 'COMMISSIONED') fail('COFFER_DEVICE_ALREADY_COMMISSIONED');
@@ -381,17 +386,17 @@ export class Provisioning {
   }
 
   #manufactureRecord(): ManufactureRecord {
-    const raw = this.#store.get(DEVICE_NS, MANUFACTURE_ID);
+    const raw = this.#state.get(DEVICE_NS, MANUFACTURE_ID);
     return raw === undefined ? fail('COFFER_DEVICE_NOT_MANUFACTURED') : parseRecord<ManufactureRecord>(raw);
   }
 
   #commissionRecord(): CommissionRecord {
-    const raw = this.#store.get(DEVICE_NS, COMMISSION_ID);
+    const raw = this.#state.get(DEVICE_NS, COMMISSION_ID);
     return raw === undefined ? fail('COFFER_DEVICE_NOT_COMMISSIONED') : parseRecord<CommissionRecord>(raw);
   }
 
   #secret(id: string, missing: 'COFFER_DEVICE_NOT_MANUFACTURED' | 'COFFER_DEVICE_NOT_COMMISSIONED'): SecretBytes {
-    const raw = this.#store.get(DEVICE_NS, id);
+    const raw = this.#state.get(DEVICE_NS, id);
     if (raw === undefined) return fail(missing);
     try {
       return SecretBytes.copyOf(raw);
@@ -424,7 +429,7 @@ export interface AkbkInstall {
    * abandoned (COFFER_AKBK_KCV) and nothing is persisted; otherwise the AKBK is persisted and the
    * signed transcript returned. Either way every component is zeroised.
    */
-  finish(): SignedTranscript;
+  finish(): Promise<SignedTranscript>;
   /** Abandons the installation and zeroises every pending component. Idempotent. */
   abort(): void;
 }
@@ -432,11 +437,11 @@ export interface AkbkInstall {
 /** Components are held in memory only and zeroised on finish or abort. */
 class AkbkInstallSession implements AkbkInstall {
   readonly #v: ValidatedCommission;
-  readonly #commit: (components: readonly PendingComponent[]) => SignedTranscript;
+  readonly #commit: (components: readonly PendingComponent[]) => Promise<SignedTranscript>;
   readonly #pending: PendingComponent[] = [];
   #active = true;
 
-  constructor(v: ValidatedCommission, commit: (components: readonly PendingComponent[]) => SignedTranscript) {
+  constructor(v: ValidatedCommission, commit: (components: readonly PendingComponent[]) => Promise<SignedTranscript>) {
     this.#v = v;
     this.#commit = commit;
   }
@@ -469,11 +474,12 @@ class AkbkInstallSession implements AkbkInstall {
     this.#pending.push({ custodian, custodianKey, secret, kcv: componentKcv.slice() });
   }
 
-  finish(): SignedTranscript {
+  async finish(): Promise<SignedTranscript> {
     if (!this.#active) fail('COFFER_AKBK_INSTALL_INACTIVE');
     if (this.#pending.length !== this.#v.componentCount) fail('COFFER_AKBK_COMPONENTS', { expected: this.#v.componentCount, entered: this.#pending.length });
+    this.#active = false; // no component may be entered while the commissioning is decided
     try {
-      return this.#commit(this.#pending);
+      return await this.#commit(this.#pending);
     } finally {
       this.abort();
     }
@@ -570,4 +576,8 @@ function b64(b: Uint8Array): string {
 
 function unb64(s: string): Uint8Array {
   return new Uint8Array(Buffer.from(s, 'base64'));
+}
+
+function devicePut(id: string, value: Uint8Array): RecordOp {
+  return { op: 'put', ns: DEVICE_NS, id, value };
 }

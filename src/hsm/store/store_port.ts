@@ -46,7 +46,7 @@ export class MemoryRecordStore implements RecordStore {
   get(ns: string, id: string): Uint8Array | undefined {
     this.#check();
     const v = this.#data.get(ns)?.get(id);
-    return v === undefined ? undefined : v.slice();
+    return v === undefined ? undefined : copy(v);
   }
 
   *list(ns: string): IterableIterator<[string, Uint8Array]> {
@@ -55,7 +55,7 @@ export class MemoryRecordStore implements RecordStore {
     if (m === undefined) return;
     for (const id of [...m.keys()].sort()) {
       const v = m.get(id);
-      if (v !== undefined) yield [id, v.slice()];
+      if (v !== undefined) yield [id, copy(v)];
     }
   }
 
@@ -82,14 +82,14 @@ export class MemoryRecordStore implements RecordStore {
       get: (ns, id) => {
         const p = pending.get(ns)?.get(id);
         if (p === null) return undefined;
-        if (p !== undefined) return p.slice();
+        if (p !== undefined) return copy(p);
         return cleared.has(ns) ? undefined : this.get(ns, id);
       },
       put: (ns, id, value) => {
         if (value.length > SEALED_RECORD_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { field: 'record', max: SEALED_RECORD_BYTES_MAX });
         let m = pending.get(ns);
         if (m === undefined) pending.set(ns, (m = new Map<string, Uint8Array | null>()));
-        m.set(id, value.slice());
+        m.set(id, copy(value));
       },
       delete: (ns, id) => {
         let m = pending.get(ns);
@@ -122,4 +122,10 @@ export class MemoryRecordStore implements RecordStore {
   #check(): void {
     assert(this.#open, 'store used after close');
   }
+}
+
+/** A copy in a buffer of its own. (Buffer#slice would be a view: a Buffer given to put, perhaps in
+ * Node's shared pool, must not stay aliased to the stored record, nor a record handed out by get.) */
+function copy(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
 }

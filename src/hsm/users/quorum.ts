@@ -34,7 +34,8 @@ import {
   USER_NAME_CHARS_MAX,
 } from '../../formats/limits.js';
 import { systemClock, systemRandom, type Clock, type Random } from '../ports.js';
-import type { RecordStore } from '../store/store_port.js';
+import { QUORUM_OFF, decodeQuorumValue, encodeQuorumValue } from '../../formats/quorum_record.js';
+import type { DeviceState } from '../state/device_state.js';
 import type { Actor, Handle, Role } from '../types.js';
 import { normaliseUserName, type UserQuorumHook, type Users } from './users.js';
 
@@ -68,8 +69,6 @@ export interface QuorumOptions {
 }
 
 const NS = 'quorum';
-const VALUE_RECORD_VERSION = 1;
-const QUORUM_OFF = 1;
 
 // ── token codec ───────────────────────────────────────────────────────────────────────────────
 //
@@ -140,7 +139,7 @@ function roleFor(service: QuorumService): Role {
 // ── the quorum engine ─────────────────────────────────────────────────────────────────────────
 
 export class Quorum implements UserQuorumHook {
-  readonly #store: RecordStore;
+  readonly #state: DeviceState;
   readonly #users: Users;
   readonly #clock: Clock;
   readonly #random: Random;
@@ -148,8 +147,8 @@ export class Quorum implements UserQuorumHook {
 
   /** Builds the engine over `users` and attaches it there, so user management obeys the 'user'
    * service's quorum value. */
-  constructor(store: RecordStore, users: Users, options: QuorumOptions = {}) {
-    this.#store = store;
+  constructor(state: DeviceState, users: Users, options: QuorumOptions = {}) {
+    this.#state = state;
     this.#users = users;
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? systemRandom;
@@ -158,13 +157,8 @@ export class Quorum implements UserQuorumHook {
 
   /** The stored quorum value M of an admin service; 1 (the default) means quorum is off. */
   quorumValue(service: AdminService): number {
-    const bytes = this.#store.get(NS, service);
-    if (bytes === undefined) return QUORUM_OFF;
-    const m = bytes[1] ?? 0;
-    if (bytes.length !== 2 || bytes[0] !== VALUE_RECORD_VERSION || m < QUORUM_OFF || m > QUORUM_MAX) {
-      fail('COFFER_FORMAT_MALFORMED', { record: 'quorum value' });
-    }
-    return m;
+    const bytes = this.#state.get(NS, service);
+    return bytes === undefined ? QUORUM_OFF : decodeQuorumValue(bytes);
   }
 
   /** Both admin-service values (admins and crypto users may read them). */
@@ -179,18 +173,20 @@ export class Quorum implements UserQuorumHook {
    * (otherwise fewer approvers could lower the 'user' value than it protects). While the 'quorum'
    * service's own value is at least 2, the change itself needs that quorum.
    */
-  setQuorumValue(actor: Actor, service: AdminService, m: number): void {
-    this.#requireRole(actor, ['admin']);
-    assert(isAdminService(service), 'quorum values are stored only for admin services');
-    const inRange = Number.isInteger(m) && (m === QUORUM_OFF || (m >= QUORUM_MIN && m <= QUORUM_MAX));
-    if (!inRange) fail('COFFER_QUORUM_VALUE_INVALID', { min: QUORUM_MIN, max: QUORUM_MAX });
-    const approvers = this.#users.quorumApprovers('admin').length;
-    if (m > QUORUM_OFF && m > approvers) fail('COFFER_QUORUM_VALUE_INVALID', { approvers });
-    const next = { user: this.quorumValue('user'), quorum: this.quorumValue('quorum'), [service]: m };
-    if (next.user > next.quorum) fail('COFFER_QUORUM_VALUE_INVALID', { user: next.user, quorum: next.quorum });
-    const guard = this.quorumValue('quorum');
-    if (guard >= QUORUM_MIN) this.requireApproval(actor, 'quorum', guard);
-    this.#store.transaction((tx) => tx.put(NS, service, Uint8Array.of(VALUE_RECORD_VERSION, m)));
+  setQuorumValue(actor: Actor, service: AdminService, m: number): Promise<void> {
+    return this.#state.submit(() => {
+      this.#requireRole(actor, ['admin']);
+      assert(isAdminService(service), 'quorum values are stored only for admin services');
+      const inRange = Number.isInteger(m) && (m === QUORUM_OFF || (m >= QUORUM_MIN && m <= QUORUM_MAX));
+      if (!inRange) fail('COFFER_QUORUM_VALUE_INVALID', { min: QUORUM_MIN, max: QUORUM_MAX });
+      const approvers = this.#users.quorumApprovers('admin').length;
+      if (m > QUORUM_OFF && m > approvers) fail('COFFER_QUORUM_VALUE_INVALID', { approvers });
+      const next = { user: this.quorumValue('user'), quorum: this.quorumValue('quorum'), [service]: m };
+      if (next.user > next.quorum) fail('COFFER_QUORUM_VALUE_INVALID', { user: next.user, quorum: next.quorum });
+      const guard = this.quorumValue('quorum');
+      if (guard >= QUORUM_MIN) this.requireApproval(actor, 'quorum', guard);
+      return { changes: [{ scope: 'cluster', kind: 'quorum.value', ops: [{ op: 'put', ns: NS, id: service, value: encodeQuorumValue(m) }] }], result: undefined };
+    });
   }
 
   /**

@@ -20,22 +20,24 @@
 //   the service's health checks); the second's PreCo password is shown by the control plane's
 //   DescribeClusters anyway, and locking it would leave a new cluster with no admin to unlock it.
 //
-// Records: namespace 'user', id = normalised name, value = the codec below. Quorum keys live on
+// Records: namespace 'user', id = normalised name, value = formats/user_record.ts. Every change is a
+// change set submitted to the device's one writer (src/hsm/state/). Quorum keys live on
 // the user record (a backup carries users "with their quorum keys", docs/architecture.md §3).
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { fail, isCofferError } from '../../errors.js';
 import { assert } from '../../assert.js';
 import type { SecretBytes } from '../../crypto/secret_bytes.js';
+import type { ChangeKind, RecordOp } from '../../formats/change_set.js';
 import {
   LOGIN_FAILURES_MAX,
   LOGIN_UNKNOWN_NAMES_MAX,
   QUORUM_KEY_BYTES_MAX,
   QUORUM_RSA_BITS_MAX,
   QUORUM_RSA_BITS_MIN,
-  USER_NAME_CHARS_MAX,
   USERS_MAX,
 } from '../../formats/limits.js';
+import { decodeUserRecord, encodeUserRecord, normaliseUserName, type UserRecord } from '../../formats/user_record.js';
 import {
   DEFAULT_SCRYPT_PARAMS,
   dummyVerifier,
@@ -47,8 +49,10 @@ import {
   type ScryptParams,
 } from './password.js';
 import { systemRandom, type Random } from '../ports.js';
-import type { RecordStore, RecordTx } from '../store/store_port.js';
+import type { DeviceState, StateReader } from '../state/device_state.js';
 import type { Actor, Role } from '../types.js';
+
+export { normaliseUserName } from '../../formats/user_record.js';
 
 export const ADMIN_NAME = 'admin';
 export const APPLIANCE_NAME = 'app_user';
@@ -85,94 +89,7 @@ export interface UsersOptions {
   readonly ownsObjects?: (userId: string) => boolean;
 }
 
-// ── record codec ──────────────────────────────────────────────────────────────────────────────
-//
-// Version 1 (integers big-endian):
-//   0  4  magic 'CUSR'       4  2  version = 1
-//   6  1  name length (1..USER_NAME_CHARS_MAX), then the name (ASCII, lower case)
-//   .. 1  role: 1 admin, 2 crypto-user, 3 appliance, 4 unactivated-admin
-//   .. 1  consecutive failed logins (0..LOGIN_FAILURES_MAX)
-//   .. 2  verifier length (1..255), then the verifier (password.ts)
-//   .. 2  quorum key length (0 = none, ≤ QUORUM_KEY_BYTES_MAX), then its SPKI DER
-//   end   nothing may follow
-
-interface UserRecord {
-  readonly name: string;
-  readonly role: Role;
-  readonly failedLogins: number;
-  readonly verifier: Uint8Array;
-  readonly quorumKey: Uint8Array | undefined;
-}
-
-const MAGIC = [0x43, 0x55, 0x53, 0x52]; // 'CUSR'
-const RECORD_VERSION = 1;
-const ROLE_CODES: Readonly<Record<Role, number>> = { admin: 1, 'crypto-user': 2, appliance: 3, 'unactivated-admin': 4 };
-const ROLES_BY_CODE = new Map<number, Role>(Object.entries(ROLE_CODES).map(([r, c]) => [c, r as Role]));
-
-export function encodeUserRecord(r: UserRecord): Uint8Array {
-  const name = new TextEncoder().encode(r.name);
-  const key = r.quorumKey ?? new Uint8Array(0);
-  assert(name.length >= 1 && name.length <= USER_NAME_CHARS_MAX, 'user name length');
-  assert(r.verifier.length >= 1 && r.verifier.length <= 0xff && key.length <= QUORUM_KEY_BYTES_MAX, 'user record field lengths');
-  const out = new Uint8Array(6 + 1 + name.length + 2 + 2 + r.verifier.length + 2 + key.length);
-  const view = new DataView(out.buffer);
-  out.set(MAGIC, 0);
-  view.setUint16(4, RECORD_VERSION);
-  let at = 6;
-  out[at++] = name.length;
-  out.set(name, at);
-  at += name.length;
-  out[at++] = ROLE_CODES[r.role];
-  out[at++] = Math.min(r.failedLogins, LOGIN_FAILURES_MAX);
-  view.setUint16(at, r.verifier.length);
-  out.set(r.verifier, at + 2);
-  at += 2 + r.verifier.length;
-  view.setUint16(at, key.length);
-  out.set(key, at + 2);
-  return out;
-}
-
-export function decodeUserRecord(bytes: Uint8Array): UserRecord {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let at = 0;
-  const need = (n: number): number => {
-    if (at + n > bytes.length) fail('COFFER_FORMAT_TRUNCATED', { record: 'user' });
-    const start = at;
-    at += n;
-    return start;
-  };
-  need(6);
-  if (MAGIC.some((m, i) => bytes[i] !== m)) fail('COFFER_FORMAT_BAD_MAGIC', { record: 'user' });
-  const version = view.getUint16(4);
-  if (version !== RECORD_VERSION) fail('COFFER_FORMAT_UNKNOWN_VERSION', { record: 'user', version, supported: String(RECORD_VERSION) });
-  const nameBytes = view.getUint8(need(1));
-  if (nameBytes < 1 || nameBytes > USER_NAME_CHARS_MAX) fail('COFFER_FORMAT_LIMIT', { record: 'user', field: 'name' });
-  const name = new TextDecoder().decode(bytes.subarray(need(nameBytes), at));
-  const role = ROLES_BY_CODE.get(view.getUint8(need(1))) ?? fail('COFFER_FORMAT_MALFORMED', { record: 'user', field: 'role' });
-  const failedLogins = view.getUint8(need(1));
-  if (failedLogins > LOGIN_FAILURES_MAX) fail('COFFER_FORMAT_MALFORMED', { record: 'user', field: 'failedLogins' });
-  const verifierBytes = view.getUint16(need(2));
-  if (verifierBytes < 1 || verifierBytes > 0xff) fail('COFFER_FORMAT_LIMIT', { record: 'user', field: 'verifier' });
-  const verifier = bytes.slice(need(verifierBytes), at);
-  const keyBytes = view.getUint16(need(2));
-  if (keyBytes > QUORUM_KEY_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { record: 'user', field: 'quorumKey' });
-  const quorumKey = keyBytes === 0 ? undefined : bytes.slice(need(keyBytes), at);
-  if (at !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { record: 'user', field: 'trailing bytes' });
-  if (normaliseUserName(name) !== name) fail('COFFER_FORMAT_MALFORMED', { record: 'user', field: 'name' });
-  return { name, role, failedLogins, verifier, quorumKey };
-}
-
 // ── names, keys, credentials ──────────────────────────────────────────────────────────────────
-
-const NAME_CHARS = /^[A-Za-z0-9_-]+$/;
-
-/** Applies the name rules and returns the user id (lower case). Throws COFFER_USER_NAME_INVALID. */
-export function normaliseUserName(name: string): string {
-  if (typeof name !== 'string' || name.length < 1 || name.length > USER_NAME_CHARS_MAX || !NAME_CHARS.test(name)) {
-    fail('COFFER_USER_NAME_INVALID');
-  }
-  return name.toLowerCase();
-}
 
 /** Parses and checks a quorum public key: RSA 2048..8192 bits or EC P-256/P-384, SPKI DER. */
 export function parseQuorumKey(spkiDer: Uint8Array): KeyObject {
@@ -225,7 +142,7 @@ function isLocked(r: UserRecord): boolean {
 // ── the user table ────────────────────────────────────────────────────────────────────────────
 
 export class Users {
-  readonly #store: RecordStore;
+  readonly #state: DeviceState;
   readonly #random: Random;
   readonly #kdfParams: ScryptParams;
   readonly #ownsObjects: ((userId: string) => boolean) | undefined;
@@ -237,8 +154,8 @@ export class Users {
   readonly #inFlight = new Map<string, InFlight>();
   #quorum: UserQuorumHook | undefined;
 
-  constructor(store: RecordStore, options: UsersOptions = {}) {
-    this.#store = store;
+  constructor(state: DeviceState, options: UsersOptions = {}) {
+    this.#state = state;
     this.#random = options.random ?? systemRandom;
     this.#kdfParams = options.kdfParams ?? DEFAULT_SCRYPT_PARAMS;
     this.#ownsObjects = options.ownsObjects;
@@ -253,7 +170,7 @@ export class Users {
 
   /** True once `initialise` has run on this store. */
   get initialised(): boolean {
-    return this.#store.count(NS) > 0;
+    return this.#state.count(NS) > 0;
   }
 
   /** True once the cluster's admin has been activated. */
@@ -268,22 +185,24 @@ export class Users {
    * generateApplianceCredential). Refused with COFFER_USER_EXISTS once any user exists.
    */
   async initialise(preCoPassword: PasswordInput, applianceCredential: PasswordInput): Promise<void> {
-    const write = await this.prepareInitialise(preCoPassword, applianceCredential);
-    this.#store.transaction(write);
+    const decide = await this.prepareInitialise(preCoPassword, applianceCredential);
+    await this.#state.submit(() => ({ changes: [{ scope: 'cluster', kind: 'user.create', ops: decide() }], result: undefined }));
   }
 
   /**
-   * The slow half of `initialise` (the verifiers), returning its writes for the caller to run inside
-   * its own transaction: cluster initialisation stores its certificates and the users atomically.
+   * The slow half of `initialise` (the verifiers), returning the decision of the writes for the caller
+   * to put in its own change set: cluster initialisation stores its certificates and the users at once.
    */
-  async prepareInitialise(preCoPassword: PasswordInput, applianceCredential: PasswordInput): Promise<(tx: RecordTx) => void> {
+  async prepareInitialise(preCoPassword: PasswordInput, applianceCredential: PasswordInput): Promise<() => RecordOp[]> {
     if (this.initialised) fail('COFFER_USER_EXISTS');
     const admin = await this.#verifierFor(preCoPassword);
     const appliance = await this.#verifierFor(applianceCredential);
-    return (tx) => {
-      if (tx.get(NS, ADMIN_NAME) !== undefined || tx.get(NS, APPLIANCE_NAME) !== undefined) fail('COFFER_USER_EXISTS');
-      putRecord(tx, { name: ADMIN_NAME, role: 'unactivated-admin', failedLogins: 0, verifier: admin, quorumKey: undefined });
-      putRecord(tx, { name: APPLIANCE_NAME, role: 'appliance', failedLogins: 0, verifier: appliance, quorumKey: undefined });
+    return () => {
+      if (this.#get(ADMIN_NAME) !== undefined || this.#get(APPLIANCE_NAME) !== undefined) fail('COFFER_USER_EXISTS');
+      return [
+        userPut({ name: ADMIN_NAME, role: 'unactivated-admin', failedLogins: 0, verifier: admin, quorumKey: undefined }),
+        userPut({ name: APPLIANCE_NAME, role: 'appliance', failedLogins: 0, verifier: appliance, quorumKey: undefined }),
+      ];
     };
   }
 
@@ -298,11 +217,11 @@ export class Users {
     const unactivated = before?.role === 'unactivated-admin' ? before : undefined;
     const ok = await this.#check(unactivated?.verifier, preCoPassword);
     if (!ok || unactivated === undefined) fail('COFFER_AUTH_FAILED');
-    this.#store.transaction((tx) => {
-      const now = getRecord(tx, ADMIN_NAME);
+    await this.#write('user.activate', () => {
+      const now = this.#get(ADMIN_NAME);
       // Refuse if another activation won the race while this one derived.
       if (now?.role !== 'unactivated-admin' || !sameBytes(now.verifier, unactivated.verifier)) fail('COFFER_AUTH_FAILED');
-      putRecord(tx, { ...now, role: 'admin', failedLogins: 0, verifier });
+      return [userPut({ ...now, role: 'admin', failedLogins: 0, verifier })];
     });
     return { userId: ADMIN_NAME, role: 'admin' };
   }
@@ -337,11 +256,13 @@ export class Users {
     if (role !== 'admin' && role !== 'crypto-user') fail('COFFER_PERMISSION_DENIED');
     this.#checkCreatable(userId);
     const verifier = await this.#verifierFor(password);
-    // The table may have changed while the verifier was derived: check again, then commit.
-    this.#requireRole(actor, ['admin']);
-    this.#checkCreatable(userId);
-    this.#quorum?.requireUserService(actor);
-    this.#store.transaction((tx) => putRecord(tx, { name: userId, role, failedLogins: 0, verifier, quorumKey: undefined }));
+    // The table may have changed while the verifier was derived: check again as the change is decided.
+    await this.#write('user.create', () => {
+      this.#requireRole(actor, ['admin']);
+      this.#checkCreatable(userId);
+      this.#quorum?.requireUserService(actor);
+      return [userPut({ name: userId, role, failedLogins: 0, verifier, quorumKey: undefined })];
+    });
   }
 
   /**
@@ -349,7 +270,11 @@ export class Users {
    * caller, never a built-in appliance or unactivated admin, never a user that owns or shares
    * objects (the `ownsObjects` hook), never an admin whose quorum key the quorum values still need.
    */
-  deleteUser(actor: Actor, name: string): void {
+  deleteUser(actor: Actor, name: string): Promise<void> {
+    return this.#write('user.delete', () => this.#decideDelete(actor, name));
+  }
+
+  #decideDelete(actor: Actor, name: string): RecordOp[] {
     this.#requireRole(actor, ['admin']);
     const userId = normaliseUserName(name);
     const target = this.#get(userId) ?? fail('COFFER_USER_NOT_FOUND');
@@ -362,14 +287,14 @@ export class Users {
     }
     if (this.#ownsObjects?.(userId) === true) fail('COFFER_USER_IN_USE');
     this.#quorum?.requireUserService(actor);
-    this.#store.transaction((tx) => tx.delete(NS, userId));
+    return [{ op: 'delete', ns: NS, id: userId }];
   }
 
   /** Every user, without verifiers or keys. Admins and crypto users may list (as in CloudHSM). */
   listUsers(actor: Actor): UserInfo[] {
     this.#requireRole(actor, ['admin', 'crypto-user']);
     const out: UserInfo[] = [];
-    for (const [, bytes] of this.#store.list(NS)) {
+    for (const [, bytes] of this.#state.list(NS)) {
       const r = decodeUserRecord(bytes);
       out.push({ name: r.name, role: r.role, locked: isLocked(r), failedLogins: r.failedLogins, quorumKeyRegistered: r.quorumKey !== undefined });
     }
@@ -386,10 +311,12 @@ export class Users {
     const userId = normaliseUserName(name);
     this.#requireManaged(userId);
     const verifier = await this.#verifierFor(newPassword);
-    this.#requireRole(actor, ['admin']);
-    this.#requireManaged(userId);
-    this.#quorum?.requireUserService(actor);
-    this.#update(userId, (r) => ({ ...r, failedLogins: 0, verifier }));
+    await this.#update('user.password', userId, (r) => {
+      this.#requireRole(actor, ['admin']);
+      this.#requireManaged(userId);
+      this.#quorum?.requireUserService(actor);
+      return { ...r, failedLogins: 0, verifier };
+    });
   }
 
   /**
@@ -411,25 +338,30 @@ export class Users {
     } finally {
       secret.destroy();
     }
-    this.#update(actor.userId, (r) => ({ ...r, failedLogins: 0, verifier }));
+    await this.#update('user.password', actor.userId, (r) => ({ ...r, failedLogins: 0, verifier }));
   }
 
   /** An admin clears a user's failed-login count (quorum for 'user' applies). */
-  unlock(actor: Actor, name: string): void {
-    this.#requireRole(actor, ['admin']);
+  unlock(actor: Actor, name: string): Promise<void> {
     const userId = normaliseUserName(name);
-    this.#requireManaged(userId);
-    this.#quorum?.requireUserService(actor);
-    this.#update(userId, (r) => ({ ...r, failedLogins: 0 }));
+    return this.#update('user.unlock', userId, (r) => {
+      this.#requireRole(actor, ['admin']);
+      this.#requireManaged(userId);
+      this.#quorum?.requireUserService(actor);
+      return { ...r, failedLogins: 0 };
+    });
   }
 
   /** The caller registers (or replaces) their own quorum public key, SPKI DER (parseQuorumKey). */
-  registerQuorumKey(actor: Actor, spkiDer: Uint8Array): void {
+  async registerQuorumKey(actor: Actor, spkiDer: Uint8Array): Promise<void> {
     this.#requireRole(actor, ['admin', 'crypto-user']);
     const key = parseQuorumKey(spkiDer);
     // Store the canonical re-encoding, not the caller's bytes.
     const canonical = new Uint8Array(key.export({ type: 'spki', format: 'der' }));
-    this.#update(actor.userId, (r) => ({ ...r, quorumKey: canonical }));
+    await this.#update('user.quorum-key', actor.userId, (r) => {
+      this.#requireRole(actor, ['admin', 'crypto-user']);
+      return { ...r, quorumKey: canonical };
+    });
   }
 
   // ── queries for the device's own modules (quorum, objects); no session calls these directly ──
@@ -478,25 +410,46 @@ export class Users {
    */
   async #beginAttempt(userId: string): Promise<Attempt> {
     for (;;) {
-      const attempt = this.#store.transaction((tx) => this.#tryCount(tx, userId));
-      if (attempt !== 'busy') {
-        if (attempt.counted) this.#slot(userId).running++;
-        return attempt;
+      // Decided in the writer queue: the count, the running-attempt tally and (when busy) the wait
+      // are taken together, so no other attempt can slip between them.
+      let counted = false;
+      let wait: Promise<void> | undefined;
+      let attempt: Attempt | undefined;
+      try {
+        attempt = await this.#state.submit(() => {
+          const decided = this.#tryCount(userId);
+          if (decided === 'busy') {
+            wait = new Promise<void>((resolve) => this.#slot(userId).waiting.push(resolve));
+            return { changes: [], result: undefined };
+          }
+          if (decided.attempt.counted) {
+            this.#slot(userId).running++;
+            counted = true;
+          }
+          return { changes: decided.write === undefined ? [] : [{ scope: 'cluster', kind: 'user.login', ops: [decided.write] }], result: decided.attempt };
+        });
+      } catch (e) {
+        if (counted) this.#endAttempt(userId);
+        throw e;
       }
-      await new Promise<void>((resolve) => this.#slot(userId).waiting.push(resolve));
+      if (attempt !== undefined) return attempt;
+      await wait;
     }
   }
 
-  #tryCount(tx: RecordTx, userId: string): Attempt | 'busy' {
-    const record = getRecord(tx, userId);
-    if (record !== undefined && !lockable(record.role)) return { record, locked: false, counted: false };
+  /** Decides one attempt's count: the attempt, and the user record write that counts it (none for
+   * an unknown name, counted in memory, or for a user that never locks). */
+  #tryCount(userId: string): { readonly attempt: Attempt; readonly write?: RecordOp } | 'busy' {
+    const record = this.#get(userId);
+    if (record !== undefined && !lockable(record.role)) return { attempt: { record, locked: false, counted: false } };
     const failures = record?.failedLogins ?? this.#unknownFailures.get(userId) ?? 0;
     if (failures >= LOGIN_FAILURES_MAX) {
-      return (this.#inFlight.get(userId)?.running ?? 0) > 0 ? 'busy' : { record, locked: true, counted: false };
+      return (this.#inFlight.get(userId)?.running ?? 0) > 0 ? 'busy' : { attempt: { record, locked: true, counted: false } };
     }
-    if (record !== undefined) putRecord(tx, { ...record, failedLogins: failures + 1 });
-    else this.#noteUnknownFailures(userId, failures + 1);
-    return { record, locked: false, counted: true };
+    const attempt = { record, locked: false, counted: true };
+    if (record !== undefined) return { attempt, write: userPut({ ...record, failedLogins: failures + 1 }) };
+    this.#noteUnknownFailures(userId, failures + 1);
+    return { attempt };
   }
 
   /** Failures of a name that is not a user, kept in a bounded table (oldest forgotten first). */
@@ -529,11 +482,11 @@ export class Users {
     const upgrade = verifierNeedsUpgrade(record.verifier, this.#kdfParams)
       ? await makeVerifierBytes(secret, this.#random, this.#kdfParams)
       : undefined;
-    this.#store.transaction((tx) => {
-      const now = getRecord(tx, record.name);
+    await this.#write('user.login', () => {
+      const now = this.#get(record.name);
       if (now?.role !== record.role) fail('COFFER_AUTH_FAILED'); // deleted while logging in
       const verifier = upgrade !== undefined && sameBytes(now.verifier, record.verifier) ? upgrade : now.verifier;
-      if (now.failedLogins !== 0 || verifier !== now.verifier) putRecord(tx, { ...now, failedLogins: 0, verifier });
+      return now.failedLogins !== 0 || verifier !== now.verifier ? [userPut({ ...now, failedLogins: 0, verifier })] : [];
     });
   }
 
@@ -576,24 +529,29 @@ export class Users {
 
   #checkCreatable(userId: string): void {
     if (this.#get(userId) !== undefined) fail('COFFER_USER_EXISTS');
-    if (this.#store.count(NS) >= USERS_MAX) fail('COFFER_USER_LIMIT', { max: USERS_MAX });
+    if (this.#state.count(NS) >= USERS_MAX) fail('COFFER_USER_LIMIT', { max: USERS_MAX });
   }
 
-  #update(userId: string, change: (r: UserRecord) => UserRecord): void {
-    this.#store.transaction((tx) => {
-      const r = getRecord(tx, userId) ?? fail('COFFER_USER_NOT_FOUND');
-      putRecord(tx, change(r));
+  /** Submits a change decided by `decide` (the record writes; none: nothing changes). */
+  #write(kind: ChangeKind, decide: () => RecordOp[]): Promise<void> {
+    return this.#state.submit(() => {
+      const ops = decide();
+      return { changes: ops.length === 0 ? [] : [{ scope: 'cluster', kind, ops }], result: undefined };
     });
   }
 
+  /** Submits a change of one user's record, decided against the record as it then is. */
+  #update(kind: ChangeKind, userId: string, change: (r: UserRecord) => UserRecord): Promise<void> {
+    return this.#write(kind, () => [userPut(change(this.#get(userId) ?? fail('COFFER_USER_NOT_FOUND')))]);
+  }
+
   #get(userId: string): UserRecord | undefined {
-    const bytes = this.#store.get(NS, userId);
-    return bytes === undefined ? undefined : decodeUserRecord(bytes);
+    return readUser(this.#state, userId);
   }
 
   #usersWith(role: Role): UserRecord[] {
     const out: UserRecord[] = [];
-    for (const [, bytes] of this.#store.list(NS)) {
+    for (const [, bytes] of this.#state.list(NS)) {
       const r = decodeUserRecord(bytes);
       if (r.role === role) out.push(r);
     }
@@ -601,13 +559,13 @@ export class Users {
   }
 }
 
-function getRecord(tx: RecordTx, userId: string): UserRecord | undefined {
-  const bytes = tx.get(NS, userId);
+function readUser(state: StateReader, userId: string): UserRecord | undefined {
+  const bytes = state.get(NS, userId);
   return bytes === undefined ? undefined : decodeUserRecord(bytes);
 }
 
-function putRecord(tx: RecordTx, r: UserRecord): void {
-  tx.put(NS, r.name, encodeUserRecord(r));
+function userPut(r: UserRecord): RecordOp {
+  return { op: 'put', ns: NS, id: r.name, value: encodeUserRecord(r) };
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

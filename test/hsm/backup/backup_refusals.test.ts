@@ -18,6 +18,7 @@ import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
 import { CLUSTER, FAST_KDF, activeDevice, backupOf, commissionedDevice, firmwareEvidence, hex, rejects, type ActiveDevice } from './backup_support.js';
 import type { FirmwareEvidence } from '../../../src/hsm/identity/provisioning.js';
 import { FailingStore } from '../store/failing_store.js';
+import { rejectsCode } from '../../helpers.js';
 
 let A: DevelopmentAuthorities;
 let B: DevelopmentAuthorities;
@@ -33,22 +34,22 @@ before(async () => {
   fips = fw.evidence;
   cleanup = fw.cleanup;
   source = await activeDevice(A);
-  for (let i = 0; i < 20; i++) source.alice.generateKey({ keyType: 'AES', bits: 256 }, { label: `k${i}` });
-  source.alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' });
+  for (let i = 0; i < 20; i++) await source.alice.generateKey({ keyType: 'AES', bits: 256 }, { label: `k${i}` });
+  await source.alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' });
   blob = backupOf(source.hsm, { segmentBytes: 256 }); // several segments, to reorder
 });
 
 /** A target with a state of its own (and a live session) that a refusal must leave alone. */
 async function target(authorities: DevelopmentAuthorities = A, firmware?: FirmwareEvidence): Promise<ActiveDevice> {
   const t = await activeDevice(authorities, firmware === undefined ? {} : { mode: 'FIPS', firmware });
-  t.alice.generateKey({ keyType: 'AES', bits: 128 }, { label: 'target only' });
+  await t.alice.generateKey({ keyType: 'AES', bits: 128 }, { label: 'target only' });
   return t;
 }
 
-function refuses(t: ActiveDevice, from: BackupSource | Uint8Array, code: ErrorCode, what: string): void {
+async function refuses(t: ActiveDevice, from: BackupSource | Uint8Array, code: ErrorCode, what: string): Promise<void> {
   const digest = hex(t.hsm.stateDigest());
   const objects = t.hsm.status().tokenObjects;
-  rejects(() => t.hsm.restoreBackup(from instanceof Uint8Array ? bufferSource(from) : from), code, what);
+  await rejectsCode(() => t.hsm.restoreBackup(from instanceof Uint8Array ? bufferSource(from) : from), code, what);
   assert.equal(hex(t.hsm.stateDigest()), digest, `${what}: state unchanged`);
   assert.equal(t.hsm.status().tokenObjects, objects, `${what}: object index unchanged`);
   assert.equal(t.alice.find({ label: 'target only' }).length, 1, `${what}: sessions still work`);
@@ -64,19 +65,19 @@ const headerBytes = (b: Uint8Array): number => peekBackupHeaderLength(b.subarray
 
 test('a control: the same target restores the genuine blob', async () => {
   const t = await target();
-  t.hsm.restoreBackup(bufferSource(blob));
+  await t.hsm.restoreBackup(bufferSource(blob));
   assert.equal(hex(t.hsm.stateDigest()), hex(source.hsm.stateDigest()));
 });
 
 test('another manufacturer or another operator: COFFER_BACKUP_UNTRUSTED', async () => {
-  refuses(await target(B), blob, 'COFFER_BACKUP_UNTRUSTED', 'other manufacturer and operator');
-  refuses(await target({ manufacturer: B.manufacturer, operator: A.operator, ...(A.akbk === undefined ? {} : { akbk: A.akbk }) }), blob, 'COFFER_BACKUP_UNTRUSTED', 'other manufacturer');
-  refuses(await target({ manufacturer: A.manufacturer, operator: B.operator, ...(A.akbk === undefined ? {} : { akbk: A.akbk }) }), blob, 'COFFER_BACKUP_UNTRUSTED', 'other operator');
+  await refuses(await target(B), blob, 'COFFER_BACKUP_UNTRUSTED', 'other manufacturer and operator');
+  await refuses(await target({ manufacturer: B.manufacturer, operator: A.operator, ...(A.akbk === undefined ? {} : { akbk: A.akbk }) }), blob, 'COFFER_BACKUP_UNTRUSTED', 'other manufacturer');
+  await refuses(await target({ manufacturer: A.manufacturer, operator: B.operator, ...(A.akbk === undefined ? {} : { akbk: A.akbk }) }), blob, 'COFFER_BACKUP_UNTRUSTED', 'other operator');
 });
 
 test('same roots but another MKBK or AKBK: COFFER_BACKUP_WRONG_KEYS', async () => {
-  refuses(await target({ ...A, akbk: SecretBytes.random(32) }), blob, 'COFFER_BACKUP_WRONG_KEYS', 'other AKBK');
-  refuses(await target({ ...A, manufacturer: { ...A.manufacturer, mkbk: SecretBytes.random(32) } }), blob, 'COFFER_BACKUP_WRONG_KEYS', 'other MKBK');
+  await refuses(await target({ ...A, akbk: SecretBytes.random(32) }), blob, 'COFFER_BACKUP_WRONG_KEYS', 'other AKBK');
+  await refuses(await target({ ...A, manufacturer: { ...A.manufacturer, mkbk: SecretBytes.random(32) } }), blob, 'COFFER_BACKUP_WRONG_KEYS', 'other MKBK');
 });
 
 test('the other mode, both ways: COFFER_BACKUP_MODE_MISMATCH', async () => {
@@ -84,11 +85,11 @@ test('the other mode, both ways: COFFER_BACKUP_MODE_MISMATCH', async () => {
   assert.equal(fipsDevice.hsm.status().mode, 'FIPS');
   const fipsBlob = backupOf(fipsDevice.hsm);
   assert.equal(decodeBackupHeader(fipsBlob.subarray(0, headerBytes(fipsBlob))).firmwareVersion, '1.2.3');
-  refuses(fipsDevice, blob, 'COFFER_BACKUP_MODE_MISMATCH', 'NON_FIPS into FIPS');
-  refuses(await target(), fipsBlob, 'COFFER_BACKUP_MODE_MISMATCH', 'FIPS into NON_FIPS');
+  await refuses(fipsDevice, blob, 'COFFER_BACKUP_MODE_MISMATCH', 'NON_FIPS into FIPS');
+  await refuses(await target(), fipsBlob, 'COFFER_BACKUP_MODE_MISMATCH', 'FIPS into NON_FIPS');
   // … while a FIPS device restores a FIPS backup.
   const other = await commissionedDevice(A, { mode: 'FIPS', firmware: fips });
-  other.restoreBackup(bufferSource(fipsBlob));
+  await other.restoreBackup(bufferSource(fipsBlob));
   assert.equal(hex(other.stateDigest()), hex(fipsDevice.hsm.stateDigest()));
 });
 
@@ -97,17 +98,17 @@ test('an unknown version or suite is refused naming it; what is not a backup is 
   for (const [offset, field] of [[5, 'version'], [7, 'suite']] as const) {
     const b = patched(blob, offset, () => 2);
     let seen: unknown;
-    refuses(t, { length: b.length, read: (at, n) => b.slice(at, at + n) }, 'COFFER_FORMAT_UNKNOWN_VERSION', field);
+    await refuses(t, { length: b.length, read: (at, n) => b.slice(at, at + n) }, 'COFFER_FORMAT_UNKNOWN_VERSION', field);
     try {
-      t.hsm.restoreBackup(bufferSource(b));
+      await t.hsm.restoreBackup(bufferSource(b));
     } catch (e) {
       seen = e;
     }
     assert.ok(isCofferError(seen) && seen.detail[field] === 2, `the detail names the ${field}`);
   }
-  refuses(t, patched(blob, 0, (b) => b ^ 1), 'COFFER_FORMAT_BAD_MAGIC', 'magic');
-  refuses(t, new Uint8Array(0), 'COFFER_FORMAT_BAD_MAGIC', 'empty');
-  refuses(t, new TextEncoder().encode('{"not":"a backup"}'), 'COFFER_FORMAT_BAD_MAGIC', 'json');
+  await refuses(t, patched(blob, 0, (b) => b ^ 1), 'COFFER_FORMAT_BAD_MAGIC', 'magic');
+  await refuses(t, new Uint8Array(0), 'COFFER_FORMAT_BAD_MAGIC', 'empty');
+  await refuses(t, new TextEncoder().encode('{"not":"a backup"}'), 'COFFER_FORMAT_BAD_MAGIC', 'json');
 });
 
 /** A signer over another P-384 key, as a forger would have. */
@@ -121,19 +122,19 @@ test('unsigned and foreign-signed blobs: COFFER_BACKUP_UNTRUSTED', async () => {
   const t = await target();
   const unsigned = blob.slice();
   unsigned.fill(0, unsigned.length - (BACKUP_TRAILER_BYTES - 2));
-  refuses(t, unsigned, 'COFFER_BACKUP_UNTRUSTED', 'zero signature');
-  refuses(t, patched(blob, blob.length - 1, (b) => b ^ 1), 'COFFER_BACKUP_UNTRUSTED', 'signature bit');
+  await refuses(t, unsigned, 'COFFER_BACKUP_UNTRUSTED', 'zero signature');
+  await refuses(t, patched(blob, blob.length - 1, (b) => b ^ 1), 'COFFER_BACKUP_UNTRUSTED', 'signature bit');
   // Signed by another device of the same manufacturer and operator, whose own chain is trusted.
   const peer = await commissionedDevice(A);
-  refuses(t, backupOf(source.hsm, { signer: peer.provisioning.identity().streamSigner() }), 'COFFER_BACKUP_UNTRUSTED', 'a peer signed it');
-  refuses(t, backupOf(source.hsm, { signer: strangerSigner() }), 'COFFER_BACKUP_UNTRUSTED', 'a stranger signed it');
+  await refuses(t, backupOf(source.hsm, { signer: peer.provisioning.identity().streamSigner() }), 'COFFER_BACKUP_UNTRUSTED', 'a peer signed it');
+  await refuses(t, backupOf(source.hsm, { signer: strangerSigner() }), 'COFFER_BACKUP_UNTRUSTED', 'a stranger signed it');
 });
 
 test('a mode or key id is claimed only for a signed backup: an altered one is UNTRUSTED', async () => {
   const t = await target();
-  refuses(t, patched(blob, 12, () => 0x01), 'COFFER_BACKUP_UNTRUSTED', 'mode byte set to FIPS');
-  refuses(t, patched(blob, 29, (b) => b ^ 0x80), 'COFFER_BACKUP_UNTRUSTED', 'MKBK id');
-  refuses(t, patched(blob, 44, (b) => b ^ 0x01), 'COFFER_BACKUP_UNTRUSTED', 'AKBK id');
+  await refuses(t, patched(blob, 12, () => 0x01), 'COFFER_BACKUP_UNTRUSTED', 'mode byte set to FIPS');
+  await refuses(t, patched(blob, 29, (b) => b ^ 0x80), 'COFFER_BACKUP_UNTRUSTED', 'MKBK id');
+  await refuses(t, patched(blob, 44, (b) => b ^ 0x01), 'COFFER_BACKUP_UNTRUSTED', 'AKBK id');
 });
 
 test('altered, truncated, extended and reordered bytes: COFFER_BACKUP_TAMPERED', async () => {
@@ -161,26 +162,26 @@ test('altered, truncated, extended and reordered bytes: COFFER_BACKUP_TAMPERED',
     ['signature length field', patched(blob, blob.length - BACKUP_TRAILER_BYTES + 1, (b) => b ^ 1)],
     ['header only', blob.subarray(0, h)],
   ];
-  for (const [what, bytes] of cases) refuses(t, bytes, 'COFFER_BACKUP_TAMPERED', what);
+  for (const [what, bytes] of cases) await refuses(t, bytes, 'COFFER_BACKUP_TAMPERED', what);
 });
 
-test('a restore is refused before commissioning', () => {
+test('a restore is refused before commissioning', async () => {
   const fresh = Hsm.open({ store: new MemoryRecordStore(), kdfParams: FAST_KDF });
-  rejects(() => fresh.restoreBackup(bufferSource(blob)), 'COFFER_DEVICE_NOT_COMMISSIONED');
+  await rejectsCode(() => fresh.restoreBackup(bufferSource(blob)), 'COFFER_DEVICE_NOT_COMMISSIONED');
 });
 
 
 test('a store failure half-way through the replacement rolls everything back', async () => {
   const store = new FailingStore();
   const f = await activeDevice(A, { store });
-  f.alice.generateKey({ keyType: 'AES', bits: 128 }, { label: 'target only' });
+  await f.alice.generateKey({ keyType: 'AES', bits: 128 }, { label: 'target only' });
   const digest = hex(f.hsm.stateDigest());
   store.failAtPut = 10;
-  assert.throws(() => f.hsm.restoreBackup(bufferSource(blob)), /simulated disk full/);
+  await assert.rejects(async () => { await f.hsm.restoreBackup(bufferSource(blob)); }, /simulated disk full/);
   store.failAtPut = 0;
   assert.equal(hex(f.hsm.stateDigest()), digest, 'state unchanged');
   assert.equal(f.alice.find({ label: 'target only' }).length, 1, 'sessions still work');
-  assert.equal(f.hsm.restoreBackup(bufferSource(blob)).objects, source.hsm.status().tokenObjects);
+  assert.equal((await f.hsm.restoreBackup(bufferSource(blob))).objects, source.hsm.status().tokenObjects);
   assert.equal(hex(f.hsm.stateDigest()), hex(source.hsm.stateDigest()));
 });
 
@@ -199,7 +200,7 @@ test('a source that changes between the checking pass and the writing pass is ca
       return out;
     },
   };
-  refuses(t, sneaky, 'COFFER_BACKUP_TAMPERED', 'altered in pass 2');
+  await refuses(t, sneaky, 'COFFER_BACKUP_TAMPERED', 'altered in pass 2');
   assert.equal(seen.get(target3), 2, 'the segment was read by both passes');
 });
 
@@ -214,18 +215,18 @@ test('records the target could not load are refused before anything is written',
   const t = await target();
   const store = new MemoryRecordStore();
   const odd = await activeDevice(A, { store });
-  odd.alice.generateKey({ keyType: 'AES', bits: 256 });
+  await odd.alice.generateKey({ keyType: 'AES', bits: 256 });
   const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
   store.transaction((tx) => tx.put('user', 'ghost', bytes('not a user record')));
-  refuses(t, backupOf(odd.hsm), 'COFFER_BACKUP_TAMPERED', 'a user record that does not decode');
+  await refuses(t, backupOf(odd.hsm), 'COFFER_BACKUP_TAMPERED', 'a user record that does not decode');
   store.transaction((tx) => tx.delete('user', 'ghost'));
   const [[id, value]] = [...store.list('object')] as [[string, Uint8Array]];
   value[5] = 9; // object record version 9, from some future firmware
   store.transaction((tx) => tx.put('object', id, value));
   let seen: unknown;
-  refuses(t, backupOf(odd.hsm), 'COFFER_FORMAT_UNKNOWN_VERSION', 'a newer object record');
+  await refuses(t, backupOf(odd.hsm), 'COFFER_FORMAT_UNKNOWN_VERSION', 'a newer object record');
   try {
-    t.hsm.restoreBackup(bufferSource(backupOf(odd.hsm)));
+    await t.hsm.restoreBackup(bufferSource(backupOf(odd.hsm)));
   } catch (e) {
     seen = e;
   }
@@ -235,7 +236,7 @@ test('records the target could not load are refused before anything is written',
     tx.delete('object', id);
     tx.put('policy', 'future', bytes('anything'));
   });
-  t.hsm.restoreBackup(bufferSource(backupOf(odd.hsm)));
+  await t.hsm.restoreBackup(bufferSource(backupOf(odd.hsm)));
   assert.equal(new TextDecoder().decode(store.get('policy', 'future')), 'anything');
   assert.equal(hex(t.hsm.stateDigest()), hex(odd.hsm.stateDigest()));
 });

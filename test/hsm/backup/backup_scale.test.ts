@@ -27,9 +27,19 @@ test(`${OBJECTS} objects: backup and restore into a sealed store, one sealed seg
     t.diagnostic(`${what}: ${(performance.now() - start).toFixed(0)} ms`);
     return out;
   };
+  const timedAsync = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+    const start = performance.now();
+    const out = await fn();
+    t.diagnostic(`${what}: ${(performance.now() - start).toFixed(0)} ms`);
+    return out;
+  };
   const authorities = await createDevelopmentAuthorities();
   const src = await activeDevice(authorities);
-  const handles = timed(`generate ${OBJECTS} AES keys`, () => Array.from({ length: OBJECTS }, (_, i) => src.alice.generateKey({ keyType: 'AES', bits: 256 }, { label: `k${i}` })));
+  const handles = await timedAsync(`generate ${OBJECTS} AES keys`, async () => {
+    const made: number[] = [];
+    for (let i = 0; i < OBJECTS; i++) made.push(await src.alice.generateKey({ keyType: 'AES', bits: 256 }, { label: `k${i}` }));
+    return made;
+  });
 
   const sealedMax = BACKUP_SEGMENT_BYTES + 16;
   let largestWrite = 0;
@@ -59,7 +69,7 @@ test(`${OBJECTS} objects: backup and restore into a sealed store, one sealed seg
       return plain.read(at, n);
     },
   };
-  timed('restoreBackup (into the sealed store)', () => target.restoreBackup(watched));
+  await timedAsync('restoreBackup (into the sealed store)', () => target.restoreBackup(watched));
   assert.ok(largestRead <= sealedMax, `largest read ${largestRead}`);
   const digest = timed('stateDigest (sealed store)', () => target.stateDigest());
   assert.equal(hex(digest), hex(src.hsm.stateDigest()));

@@ -55,7 +55,7 @@ async function device(authorities: DevelopmentAuthorities, user: string, adminPa
   await admin.createUser(user, password, 'crypto-user');
   const session = hsm.openSession();
   await session.login(user, password);
-  const pair = session.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: `${user}-ec-pub` }, { label: `${user}-ec-priv` });
+  const pair = await session.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: `${user}-ec-pub` }, { label: `${user}-ec-priv` });
   return { hsm, admin, session, user, password, privateLabel: `${user}-ec-priv`, publicPem: session.exportPublic(pair.publicHandle) };
 }
 
@@ -86,14 +86,14 @@ before(async () => {
   await src.admin.createUser('admin2', 'admin2-password', 'admin');
   await src.admin.createUser('carol', 'carol-password', 'crypto-user');
   const s = src.session;
-  s.generateKey({ keyType: 'AES', bits: 256 }, { label: 'aes-256' });
-  s.generateKey({ keyType: 'AES', bits: 128 }, { label: 'aes-128', extractable: false });
-  s.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'hmac' });
-  const shared = s.generateKey({ keyType: 'AES', bits: 192 }, { label: 'shared' });
-  s.share(shared, 'carol');
-  s.generateKeyPair({ keyType: 'EC', curve: 'P-384' }, { label: 'p384-pub' }, { label: 'p384-priv' });
-  s.generateKeyPair({ keyType: 'EC_EDWARDS', curve: 'Ed25519' }, { label: 'ed-pub' }, { label: 'ed-priv' });
-  s.generateKeyPair({ keyType: 'RSA', bits: 2048 }, { label: 'rsa-pub' }, { label: 'rsa-priv' });
+  await s.generateKey({ keyType: 'AES', bits: 256 }, { label: 'aes-256' });
+  await s.generateKey({ keyType: 'AES', bits: 128 }, { label: 'aes-128', extractable: false });
+  await s.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'hmac' });
+  const shared = await s.generateKey({ keyType: 'AES', bits: 192 }, { label: 'shared' });
+  await s.share(shared, 'carol');
+  await s.generateKeyPair({ keyType: 'EC', curve: 'P-384' }, { label: 'p384-pub' }, { label: 'p384-priv' });
+  await s.generateKeyPair({ keyType: 'EC_EDWARDS', curve: 'Ed25519' }, { label: 'ed-pub' }, { label: 'ed-priv' });
+  await s.generateKeyPair({ keyType: 'RSA', bits: 2048 }, { label: 'rsa-pub' }, { label: 'rsa-priv' });
   source = src;
   const sink = bufferSink();
   src.hsm.createBackup(sink, { clusterId: CLUSTER, segmentBytes: SEGMENT_BYTES, journalPosition: 12n });
@@ -190,11 +190,11 @@ function swapped(a: readonly [number, number], b: readonly [number, number]): Ui
 let refusals = 0;
 
 /** restoreBackup must refuse `bad` with `code`, and the target's state must not change. */
-function refused(what: string, bad: Uint8Array, code: ErrorCode): void {
+async function refused(what: string, bad: Uint8Array, code: ErrorCode): Promise<void> {
   const before = target.hsm.stateDigest();
   let error: unknown;
   try {
-    target.hsm.restoreBackup(bufferSource(bad));
+    await target.hsm.restoreBackup(bufferSource(bad));
   } catch (e) {
     error = e;
   }
@@ -215,23 +215,23 @@ test('the regions of the blob are what the header says, and the body has several
 
 test('a flipped byte anywhere (first, middle, last of every region) is refused, state unchanged', async () => {
   for (const r of regionsOf(header, blob.length)) {
-    for (const at of new Set([r.start, r.start + (r.length >> 1), r.start + r.length - 1])) refused(`${r.name} @${at - r.start}`, flipped(at), r.flip);
+    for (const at of new Set([r.start, r.start + (r.length >> 1), r.start + r.length - 1])) await refused(`${r.name} @${at - r.start}`, flipped(at), r.flip);
     await stillWorks(target);
   }
   // Not a flip but a meaningful edit: the mode byte says FIPS. The signature no longer holds, so the
   // device does not claim a mode mismatch for a backup it cannot attribute.
   const fips = blob.slice();
   fips[12] = 0x01;
-  refused('mode byte set to FIPS', fips, UNTRUSTED);
+  await refused('mode byte set to FIPS', fips, UNTRUSTED);
 });
 
 test('the blob cut at the start of any region, or cut by one byte, is refused, state unchanged', async () => {
   for (const r of regionsOf(header, blob.length)) {
     // An empty input is not a backup at all; any longer prefix is a backup cut short.
-    refused(`cut at ${r.name}`, blob.subarray(0, r.start), r.start === 0 ? 'COFFER_FORMAT_BAD_MAGIC' : TAMPERED);
+    await refused(`cut at ${r.name}`, blob.subarray(0, r.start), r.start === 0 ? 'COFFER_FORMAT_BAD_MAGIC' : TAMPERED);
   }
-  refused('last byte missing', blob.subarray(0, blob.length - 1), TAMPERED);
-  refused('trailer missing', blob.subarray(0, blob.length - BACKUP_TRAILER_BYTES), TAMPERED);
+  await refused('last byte missing', blob.subarray(0, blob.length - 1), TAMPERED);
+  await refused('trailer missing', blob.subarray(0, blob.length - BACKUP_TRAILER_BYTES), TAMPERED);
   await stillWorks(target);
 });
 
@@ -242,16 +242,16 @@ test('bytes inserted inside any region, or appended to the blob, are refused, st
     // Inside magic, version or suite the preamble itself changes; anywhere else the blob no longer
     // has the length its header gives, or its fields no longer end at H.
     const code = r.flip === 'COFFER_FORMAT_BAD_MAGIC' || r.flip === 'COFFER_FORMAT_UNKNOWN_VERSION' ? r.flip : TAMPERED;
-    refused(`insert in ${r.name}`, concat(blob.subarray(0, at), extra, blob.subarray(at)), code);
+    await refused(`insert in ${r.name}`, concat(blob.subarray(0, at), extra, blob.subarray(at)), code);
   }
   const segments = segmentsOf(header);
   const last = segments[segments.length - 1];
   const first = segments[0];
   assert.ok(last !== undefined && first !== undefined);
-  refused('one byte appended', concat(blob, Uint8Array.of(0)), TAMPERED);
-  refused('a second trailer appended', concat(blob, blob.subarray(blob.length - BACKUP_TRAILER_BYTES)), TAMPERED);
-  refused('a copy of the final segment after it', concat(blob.subarray(0, last[1]), blob.subarray(last[0], last[1]), blob.subarray(last[1])), TAMPERED);
-  refused('a segment duplicated in place of the next', concat(blob.subarray(0, first[1]), blob.subarray(first[0], first[1]), blob.subarray(first[1] + (first[1] - first[0]))), TAMPERED);
+  await refused('one byte appended', concat(blob, Uint8Array.of(0)), TAMPERED);
+  await refused('a second trailer appended', concat(blob, blob.subarray(blob.length - BACKUP_TRAILER_BYTES)), TAMPERED);
+  await refused('a copy of the final segment after it', concat(blob.subarray(0, last[1]), blob.subarray(last[0], last[1]), blob.subarray(last[1])), TAMPERED);
+  await refused('a segment duplicated in place of the next', concat(blob.subarray(0, first[1]), blob.subarray(first[0], first[1]), blob.subarray(first[1] + (first[1] - first[0]))), TAMPERED);
   await stillWorks(target);
 });
 
@@ -260,10 +260,10 @@ test('reordered segments, certificates and strings are refused, state unchanged'
   const [s0, s1, s2] = segments;
   const last = segments[segments.length - 1];
   assert.ok(s0 !== undefined && s1 !== undefined && s2 !== undefined && last !== undefined);
-  refused('segments 0 and 1 swapped', swapped(s0, s1), TAMPERED);
-  refused('segments 0 and 2 swapped', swapped(s0, s2), TAMPERED);
-  refused('a middle segment dropped', concat(blob.subarray(0, s1[0]), blob.subarray(s1[1])), TAMPERED);
-  refused('the final segment swapped with the one before', swapped(segments[segments.length - 2] ?? s0, last), TAMPERED);
+  await refused('segments 0 and 1 swapped', swapped(s0, s1), TAMPERED);
+  await refused('segments 0 and 2 swapped', swapped(s0, s2), TAMPERED);
+  await refused('a middle segment dropped', concat(blob.subarray(0, s1[0]), blob.subarray(s1[1])), TAMPERED);
+  await refused('the final segment swapped with the one before', swapped(segments[segments.length - 2] ?? s0, last), TAMPERED);
 
   // Certificates with their length fields, as they lie in the header.
   const r = regionsOf(header, blob.length);
@@ -273,12 +273,12 @@ test('reordered segments, certificates and strings are refused, state unchanged'
     assert.ok(len !== undefined && body !== undefined, name);
     return [len.start, body.start + body.length];
   };
-  refused('device certificate ⇄ manufacturer root', swapped(span('device certificate'), span('manufacturer root')), UNTRUSTED);
-  refused('operator certificate ⇄ operator root', swapped(span('operator certificate'), span('operator root')), UNTRUSTED);
-  refused('device certificate ⇄ operator certificate', swapped(span('device certificate'), span('operator certificate')), UNTRUSTED);
+  await refused('device certificate ⇄ manufacturer root', swapped(span('device certificate'), span('manufacturer root')), UNTRUSTED);
+  await refused('operator certificate ⇄ operator root', swapped(span('operator certificate'), span('operator root')), UNTRUSTED);
+  await refused('device certificate ⇄ operator certificate', swapped(span('device certificate'), span('operator certificate')), UNTRUSTED);
   // The roots in a header are informative (never trusted): swapping them is caught by the body's AAD.
-  refused('manufacturer root ⇄ operator root', swapped(span('manufacturer root'), span('operator root')), TAMPERED);
-  refused('backup id ⇄ cluster id', swapped(span('backup id'), span('cluster id')), TAMPERED);
+  await refused('manufacturer root ⇄ operator root', swapped(span('manufacturer root'), span('operator root')), TAMPERED);
+  await refused('backup id ⇄ cluster id', swapped(span('backup id'), span('cluster id')), TAMPERED);
   await stillWorks(target);
 });
 
@@ -286,21 +286,21 @@ test('a backup from another device of the same cluster restores, and so does the
   assert.ok(refusals > 300, `refusals checked: ${refusals}`);
   // A peer of the same cluster: restores the source's backup, then makes its own.
   const peer = await device(authorities, 'dave', 'peer-admin-password');
-  peer.hsm.restoreBackup(bufferSource(blob));
+  await peer.hsm.restoreBackup(bufferSource(blob));
   const sink = bufferSink();
   const summary = peer.hsm.createBackup(sink, { clusterId: CLUSTER, segmentBytes: SEGMENT_BYTES });
   const peerBlob = sink.bytes();
   assert.notEqual(decodeBackupHeader(peerBlob.subarray(0, peekBackupHeaderLength(peerBlob))).sourceHsmId, header.sourceHsmId, 'made by another device');
   assert.equal(summary.records, header.recordCount);
 
-  const restored = target.hsm.restoreBackup(bufferSource(peerBlob));
+  const restored = await target.hsm.restoreBackup(bufferSource(peerBlob));
   assert.equal(restored.records, header.recordCount);
   assert.deepEqual(target.hsm.stateDigest(), source.hsm.stateDigest(), 'the target now holds the source state');
   await stillWorks({ ...source, hsm: target.hsm }); // the source's user and key, on the target
   await assert.rejects(target.hsm.openSession().login(target.user, target.password), (e) => isCofferError(e, 'COFFER_AUTH_FAILED'), 'the old state is gone');
 
   // The untouched original restores too (over the same state: idempotent).
-  target.hsm.restoreBackup(bufferSource(blob));
+  await target.hsm.restoreBackup(bufferSource(blob));
   assert.deepEqual(target.hsm.stateDigest(), source.hsm.stateDigest());
   await stillWorks({ ...source, hsm: target.hsm });
 });

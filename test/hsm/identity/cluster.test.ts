@@ -9,7 +9,8 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { checkClusterRecord } from '../../../src/hsm/identity/cluster.js';
+import { } from '../../../src/hsm/identity/cluster.js';
+import { checkClusterRecord } from '../../../src/formats/cluster_record.js';
 import { createDevelopmentAuthorities, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../../src/factory/development.js';
 import { Hsm } from '../../../src/hsm/device.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
@@ -278,7 +279,7 @@ describe('backup and restore carry the cluster identity', () => {
     const blob = backupOf(source);
     const target = await commissionedDevice(authorities);
     const session = target.openSession();
-    target.restoreBackup({ length: blob.length, read: (offset, length) => blob.slice(offset, offset + length) });
+    await target.restoreBackup({ length: blob.length, read: (offset, length) => blob.slice(offset, offset + length) });
     assert.equal(target.cluster.state(), 'INITIALISED');
     assert.equal(target.status().clusterId, CLUSTER);
     assert.equal(target.cluster.csrPem(), source.cluster.csrPem());
@@ -296,7 +297,7 @@ describe('backup and restore carry the cluster identity', () => {
     const csr = await source.cluster.createCsr(CLUSTER);
     const blob = backupOf(source);
     const target = await commissionedDevice(authorities);
-    target.restoreBackup({ length: blob.length, read: (offset, length) => blob.slice(offset, offset + length) });
+    await target.restoreBackup({ length: blob.length, read: (offset, length) => blob.slice(offset, offset + length) });
     assert.equal(target.cluster.csrPem(), csr);
     await target.cluster.initialise(init(await ca.signClusterCsr(csr)));
     assert.equal(target.cluster.state(), 'INITIALISED');
@@ -314,10 +315,10 @@ describe('zeroise', () => {
   test('erases users, objects, quorum, config and the cluster; keeps the commissioned identity', async () => {
     const hsm = await initialisedDevice(authorities, ca);
     const { admin, alice } = await activateWithAlice(hsm);
-    alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'k' });
+    await alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'k' });
     const before = hsm.status();
     assert.equal(before.tokenObjects, 1);
-    hsm.zeroise();
+    await hsm.zeroise();
     const s = hsm.status();
     assert.deepEqual(
       { provisioning: s.provisioning, serial: s.serial, mode: s.mode, users: s.usersInitialised, activated: s.activated, objects: s.tokenObjects, sessions: s.sessions, cluster: s.cluster, clusterId: s.clusterId },
@@ -342,13 +343,13 @@ describe('zeroise', () => {
     const blob = backupOf(hsm);
     assert.ok(store.namespaces().includes('cluster') && store.namespaces().includes('user'));
     const deviceRecords = store.count('device');
-    hsm.zeroise();
+    await hsm.zeroise();
     assert.deepEqual(store.namespaces(), ['device']);
     assert.equal(store.count('device'), deviceRecords);
     // Reopening the store finds the same, zeroised, commissioned device.
     const reopened = Hsm.open({ store });
     assert.deepEqual([reopened.status().provisioning, reopened.status().cluster, reopened.status().usersInitialised], ['COMMISSIONED', 'UNINITIALISED', false]);
-    hsm.restoreBackup({ length: blob.length, read: (offset, length) => blob.slice(offset, offset + length) });
+    await hsm.restoreBackup({ length: blob.length, read: (offset, length) => blob.slice(offset, offset + length) });
     assert.equal(hsm.cluster.state(), 'INITIALISED');
   });
 
@@ -367,7 +368,7 @@ describe('zeroise', () => {
       const onDisk = (): Buffer => Buffer.concat(readdirSync(dir).map((f) => readFileSync(join(dir, f))));
       assert.ok(sealed.every((b) => onDisk().includes(b)), 'the records are found before zeroise (the check below can fail)');
       const hsm = open();
-      hsm.zeroise();
+      await hsm.zeroise();
       const files = onDisk();
       assert.deepEqual(sealed.filter((b) => files.includes(b)).length, 0, 'no erased record survives in the store files, WAL included');
       hsm.close();
@@ -382,7 +383,7 @@ describe('zeroise', () => {
     const hsm = await commissionedDevice(authorities);
     const pem = await ca.signClusterCsr(await hsm.cluster.createCsr(CLUSTER));
     const pending = hsm.cluster.initialise(init(pem)); // suspended in its asynchronous checks
-    hsm.zeroise();
+    await hsm.zeroise();
     await rejectsAsync(pending, 'COFFER_CLUSTER_NO_CSR');
     assert.deepEqual([hsm.cluster.state(), hsm.status().usersInitialised], ['UNINITIALISED', false]);
   });
@@ -392,7 +393,7 @@ describe('zeroise', () => {
     const hsm = await initialisedDevice(authorities, ca, { store });
     const digest = hex(hsm.stateDigest());
     store.failNext = true;
-    assert.throws(() => hsm.zeroise(), /simulated store failure/);
+    await assert.rejects(async () => { await hsm.zeroise(); }, /simulated store failure/);
     assert.equal(hex(hsm.stateDigest()), digest);
     assert.equal(hsm.cluster.state(), 'INITIALISED');
   });

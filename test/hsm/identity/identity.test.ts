@@ -7,12 +7,13 @@ import { createHash, createPrivateKey } from 'node:crypto';
 import { inspect } from 'node:util';
 import { isCofferError } from '../../../src/errors.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../../src/hsm/state/device_state.js';
 import { DEVICE_NS, DeviceIdentity, deviceSerialOf, verifyIdentitySignature } from '../../../src/hsm/identity/identity.js';
 import { parseCsr, spkiOf, subjectField } from '../../../src/formats/x509.js';
 
 void test('generate: P-384 key, valid CSR naming the serial derived from the key', async () => {
   const store = new MemoryRecordStore();
-  const id = await DeviceIdentity.generate(store);
+  const id = await DeviceIdentity.generate(new DeviceState(store));
   const csr = parseCsr(id.csrPem());
   assert.equal(await csr.verify(), true);
   assert.deepEqual(spkiOf(csr), id.publicKeySpki());
@@ -27,8 +28,8 @@ void test('generate: P-384 key, valid CSR naming the serial derived from the key
 
 void test('signatures verify with the public key and fail for any other message, key or signature', async () => {
   const store = new MemoryRecordStore();
-  const id = await DeviceIdentity.generate(store);
-  const other = await DeviceIdentity.generate(new MemoryRecordStore());
+  const id = await DeviceIdentity.generate(new DeviceState(store));
+  const other = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
   const msg = new TextEncoder().encode('coffer test v1\0hello');
   const sig = id.sign(msg);
   assert.equal(sig.length, 96);
@@ -44,17 +45,17 @@ void test('signatures verify with the public key and fail for any other message,
 void test('load returns the same identity; a second generate is refused', async () => {
   const store = new MemoryRecordStore();
   assert.equal(DeviceIdentity.load(store), undefined);
-  const id = await DeviceIdentity.generate(store);
+  const id = await DeviceIdentity.generate(new DeviceState(store));
   const again = DeviceIdentity.load(store);
   assert.ok(again !== undefined);
   assert.equal(again.serial, id.serial);
   assert.equal(verifyIdentitySignature(id.publicKeySpki(), new Uint8Array([1]), again.sign(new Uint8Array([1]))), true);
-  await assert.rejects(DeviceIdentity.generate(store), (e) => isCofferError(e, 'COFFER_DEVICE_IDENTITY_EXISTS'));
+  await assert.rejects(DeviceIdentity.generate(new DeviceState(store)), (e) => isCofferError(e, 'COFFER_DEVICE_IDENTITY_EXISTS'));
 });
 
 void test('the identity never prints its private key', async () => {
   const store = new MemoryRecordStore();
-  const id = await DeviceIdentity.generate(store);
+  const id = await DeviceIdentity.generate(new DeviceState(store));
   const pkcs8 = store.get(DEVICE_NS, 'identity.key');
   assert.ok(pkcs8 !== undefined);
   const d = createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' }).export({ format: 'jwk' }).d ?? '';

@@ -13,6 +13,7 @@ import { kcvAes } from '../../../src/crypto/kcv.js';
 import type { SecretBytes } from '../../../src/crypto/secret_bytes.js';
 import { ManualClock } from '../../../src/hsm/ports.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../../src/hsm/state/device_state.js';
 import { DEVICE_NS } from '../../../src/hsm/identity/identity.js';
 import { createManufacturer, createOperator, generateAkbkComponents, issueDeviceCertificate, issueOperatorCertificate, signFirmware, type AkbkComponents, type Manufacturer, type Operator } from '../../../src/factory/ceremony.js';
 import { DEVELOPMENT_MARK } from '../../../src/formats/x509.js';
@@ -63,7 +64,7 @@ async function world(): Promise<World> {
 
 /** A device taken to MANUFACTURED by `m`, with its operator certificate from `o` ready. */
 async function manufactured(w: World, store = new MemoryRecordStore()): Promise<{ p: Provisioning; store: MemoryRecordStore; operatorCert: string }> {
-  const p = new Provisioning(store, clock);
+  const p = new Provisioning(new DeviceState(store), clock);
   const id = await p.generateIdentity();
   const deviceCert = await issueDeviceCertificate(w.m, id.csrPem(), clock);
   await p.manufacture({
@@ -121,7 +122,7 @@ void test('happy path: factory → identity → device cert → manufacture → 
     const akbk = n === 3 ? w.akbk : generateAkbkComponents(2);
     akbk.components.forEach(remember);
     const store = new MemoryRecordStore();
-    assert.equal(new Provisioning(store, clock).state(), 'NEW');
+    assert.equal(new Provisioning(new DeviceState(store), clock).state(), 'NEW');
     const { p, operatorCert } = await manufactured(w, store);
     assert.equal(p.state(), 'MANUFACTURED');
     assert.ok(p.mkbk().equals(w.m.mkbk));
@@ -130,7 +131,7 @@ void test('happy path: factory → identity → device cert → manufacture → 
     const install = await p.beginAkbkInstall(commissionInput(w, operatorCert, akbk, { mode: 'FIPS', firmware: firmware(w) }));
     enterAll(install, akbk);
     assert.equal(install.entered, n);
-    const signed = install.finish();
+    const signed = await install.finish();
     assert.equal(install.active, false);
     assert.equal(p.state(), 'COMMISSIONED');
     assert.equal(p.mode(), 'FIPS');
@@ -150,7 +151,7 @@ void test('happy path: factory → identity → device cert → manufacture → 
     assert.deepEqual(p.transcript(), signed);
 
     // The chain is complete and persisted: a fresh Provisioning over the same store sees it all.
-    const again = new Provisioning(store, clock);
+    const again = new Provisioning(new DeviceState(store), clock);
     assert.equal(again.state(), 'COMMISSIONED');
     const chain = again.chain();
     assert.ok(chain.operatorCertificate !== undefined && chain.operatorRoot !== undefined);
@@ -179,7 +180,7 @@ void test('wrong component KCV is refused and does not count; same custodian twi
   c2.use((b) => install.enterComponent('bob', b, k2));
   c3.use((b) => install.enterComponent('carol', b, k3));
   await refuses(() => c3.use((b) => install.enterComponent('dave', b, k3)), 'COFFER_AKBK_COMPONENTS');
-  install.finish();
+  await install.finish();
   assert.equal(p.state(), 'COMMISSIONED');
   await refuses(() => install.finish(), 'COFFER_AKBK_INSTALL_INACTIVE');
   await refuses(() => p.beginAkbkInstall(commissionInput(w, operatorCert, w.akbk)), 'COFFER_DEVICE_ALREADY_COMMISSIONED');
@@ -225,11 +226,11 @@ void test('manufacture refuses a device certificate from another manufacturer or
   const other = await createManufacturer({ development: true, clock });
   remember(other.mkbk);
   const store = new MemoryRecordStore();
-  const p = new Provisioning(store, clock);
+  const p = new Provisioning(new DeviceState(store), clock);
   await refuses(() => p.manufacture({ deviceCertificate: '', manufacturerRoot: '', firmwareSigningPublicKey: '', mkbk: w.m.mkbk }), 'COFFER_DEVICE_NO_IDENTITY');
   const id = await p.generateIdentity();
   await refuses(() => p.generateIdentity(), 'COFFER_DEVICE_IDENTITY_EXISTS');
-  const stranger = await new Provisioning(new MemoryRecordStore(), clock).generateIdentity();
+  const stranger = await new Provisioning(new DeviceState(new MemoryRecordStore()), clock).generateIdentity();
   const good = {
     deviceCertificate: pemOf(await issueDeviceCertificate(w.m, id.csrPem(), clock)),
     manufacturerRoot: pemOf(w.m.rootCertificate),
@@ -295,7 +296,7 @@ void test('FIPS needs a verifying firmware manifest; tampered code refuses FIPS,
 
   const install = await p.beginAkbkInstall(commissionInput(w, operatorCert, w.akbk, { mode: 'NON_FIPS', firmware: tamperedEvidence }));
   enterAll(install, w.akbk);
-  install.finish();
+  await install.finish();
   assert.equal(p.mode(), 'NON_FIPS');
   assert.equal(p.firmwareVersion(), null);
   assert.deepEqual(p.checkFirmwareForMode(tamperedEvidence), { verified: false, reason: 'DIGEST_MISMATCH' });
@@ -304,7 +305,7 @@ void test('FIPS needs a verifying firmware manifest; tampered code refuses FIPS,
   const fips = await manufactured(w);
   const fi = await fips.p.beginAkbkInstall(commissionInput(w, fips.operatorCert, w.akbk, { mode: 'FIPS', firmware: firmware(w) }));
   enterAll(fi, w.akbk);
-  fi.finish();
+  await fi.finish();
   assert.deepEqual(fips.p.checkFirmwareForMode(firmware(w)), { verified: true });
   await refuses(() => fips.p.checkFirmwareForMode(tamperedEvidence), 'COFFER_FIRMWARE_UNVERIFIED');
   await refuses(() => fips.p.checkFirmwareForMode(undefined), 'COFFER_FIRMWARE_UNVERIFIED');
@@ -316,7 +317,7 @@ void test('the transcript fails to verify after any change, and with another dev
   const { p: other } = await manufactured(w);
   const install = await p.beginAkbkInstall(commissionInput(w, operatorCert, w.akbk));
   enterAll(install, w.akbk);
-  const signed = install.finish();
+  const signed = await install.finish();
   const cert = p.deviceCertificate();
   verifyCeremonyTranscript(signed, cert);
   const mutants: SignedTranscript[] = [];
@@ -342,7 +343,7 @@ void test('development keys are marked in every certificate subject of the chain
   const { p, operatorCert } = await manufactured(w);
   const install = await p.beginAkbkInstall(commissionInput(w, operatorCert, w.akbk));
   enterAll(install, w.akbk);
-  install.finish();
+  await install.finish();
   const c = p.chain();
   for (const e of [c.deviceCertificate, c.manufacturerRoot, c.operatorCertificate, c.operatorRoot]) {
     assert.ok(e !== undefined);
@@ -358,7 +359,7 @@ void test('a peer chain verifies against this device’s roots; a foreign operat
     const opCert = pemOf(await issueOperatorCertificate(o, p.deviceCertificate(), { clock }));
     const install = await p.beginAkbkInstall({ ...commissionInput(w, opCert, w.akbk), operatorRoot: pemOf(o.rootCertificate) });
     enterAll(install, w.akbk);
-    install.finish();
+    await install.finish();
     return p;
   };
   const a = await commission(w.o);

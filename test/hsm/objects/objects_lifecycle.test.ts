@@ -10,10 +10,11 @@ import { SecretBytes } from '../../../src/crypto/secret_bytes.js';
 import { BOOLEAN_ATTRIBUTE_NAMES, encodeObjectRecord } from '../../../src/formats/object_record.js';
 import { CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, SESSION_OBJECTS_MAX } from '../../../src/formats/limits.js';
 import { MemoryRecordStore, type RecordStore } from '../../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../../src/hsm/state/device_state.js';
 import { ObjectTable, SESSION_HANDLE_BASE } from '../../../src/hsm/objects/objects.js';
 import type { Actor, MechanismParams } from '../../../src/hsm/types.js';
 import { FailingStore } from '../store/failing_store.js';
-import { throwsCode } from '../../helpers.js';
+import { rejectsCode, throwsCode } from '../../helpers.js';
 
 const alice: Actor = { userId: 'alice', role: 'crypto-user' };
 const bob: Actor = { userId: 'bob', role: 'crypto-user' };
@@ -25,19 +26,19 @@ const isCryptoUser = (u: string): boolean => u === 'alice' || u === 'bob';
 
 
 function open(store: RecordStore): ObjectTable {
-  return new ObjectTable({ store, mode: 'NON_FIPS', isCryptoUser });
+  return new ObjectTable({ state: new DeviceState(store), mode: 'NON_FIPS', isCryptoUser });
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const PUBLIC_PEMS = Array.from({ length: 3 }, () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString());
 
-void test('handles persist: a table reopened over the same store has the same objects, handles, digest and keys', () => {
+void test('handles persist: a table reopened over the same store has the same objects, handles, digest and keys', async () => {
   const store = new MemoryRecordStore();
   const t1 = open(store);
-  const aes = t1.generateKey(alice, { keyType: 'AES', bits: 256 }, { label: 'data', id: Uint8Array.of(7) });
-  const pair = t1.generateKeyPair(alice, { keyType: 'EC', curve: 'P-384' }, { label: 'pub' }, { label: 'priv' });
-  const ed = t1.generateKeyPair(alice, { keyType: 'EC_EDWARDS', curve: 'Ed25519' });
-  t1.share(alice, aes, 'bob');
+  const aes = await t1.generateKey(alice, { keyType: 'AES', bits: 256 }, { label: 'data', id: Uint8Array.of(7) });
+  const pair = await t1.generateKeyPair(alice, { keyType: 'EC', curve: 'P-384' }, { label: 'pub' }, { label: 'priv' });
+  const ed = await t1.generateKeyPair(alice, { keyType: 'EC_EDWARDS', curve: 'Ed25519' });
+  await t1.share(alice, aes, 'bob');
   assert.deepEqual([aes, pair.publicHandle, pair.privateHandle, ed.publicHandle, ed.privateHandle], [1, 2, 3, 4, 5]);
   const ct = t1.encrypt(alice, aes, GCM(), DATA);
   const t2 = open(store);
@@ -51,48 +52,49 @@ void test('handles persist: a table reopened over the same store has the same ob
   assert.equal(t2.exportPublic(alice, ed.privateHandle), t1.exportPublic(alice, ed.publicHandle));
 });
 
-void test('handles are never reused, across destroy and reopen', () => {
+void test('handles are never reused, across destroy and reopen', async () => {
   const store = new MemoryRecordStore();
   const t = open(store);
-  const a = t.generateKey(alice, { keyType: 'AES', bits: 128 });
-  const b = t.generateKey(alice, { keyType: 'AES', bits: 128 });
-  t.destroy(alice, b);
-  const c = t.generateKey(alice, { keyType: 'AES', bits: 128 });
+  const a = await t.generateKey(alice, { keyType: 'AES', bits: 128 });
+  const b = await t.generateKey(alice, { keyType: 'AES', bits: 128 });
+  await t.destroy(alice, b);
+  const c = await t.generateKey(alice, { keyType: 'AES', bits: 128 });
   assert.deepEqual([a, b, c], [1, 2, 3]);
-  t.destroy(alice, c);
+  await t.destroy(alice, c);
   const reopened = open(store);
-  assert.equal(reopened.generateKey(alice, { keyType: 'AES', bits: 128 }), 4);
+  assert.equal(await reopened.generateKey(alice, { keyType: 'AES', bits: 128 }), 4);
   assert.equal(reopened.tokenObjectCount, 2);
 });
 
-void test('cluster-wide handles: two tables applying the same operations agree on every handle and on the digest', () => {
-  const run = (t: ObjectTable): number[] => {
-    const h = PUBLIC_PEMS.map((pem, i) => t.importPublicKey(alice, pem, { label: `peer ${i}` }));
-    t.destroy(alice, h[1] ?? 0);
-    t.setAttribute(alice, h[0] ?? 0, 'label', 'renamed');
-    t.share(alice, h[2] ?? 0, 'bob');
-    h.push(t.importPublicKey(bob, PUBLIC_PEMS[0] ?? '', { verify: false, id: Uint8Array.of(1) }));
+void test('cluster-wide handles: two tables applying the same operations agree on every handle and on the digest', async () => {
+  const run = async (t: ObjectTable): Promise<number[]> => {
+    const h: number[] = [];
+    for (const [i, pem] of PUBLIC_PEMS.entries()) h.push(await t.importPublicKey(alice, pem, { label: `peer ${i}` }));
+    await t.destroy(alice, h[1] ?? 0);
+    await t.setAttribute(alice, h[0] ?? 0, 'label', 'renamed');
+    await t.share(alice, h[2] ?? 0, 'bob');
+    h.push(await t.importPublicKey(bob, PUBLIC_PEMS[0] ?? '', { verify: false, id: Uint8Array.of(1) }));
     return h;
   };
   const t1 = open(new MemoryRecordStore());
   const t2 = open(new MemoryRecordStore());
-  assert.deepEqual(run(t1), [1, 2, 3, 4]);
-  assert.deepEqual(run(t2), [1, 2, 3, 4]);
+  assert.deepEqual(await run(t1), [1, 2, 3, 4]);
+  assert.deepEqual(await run(t2), [1, 2, 3, 4]);
   assert.equal(hex(t1.stateDigest()), hex(t2.stateDigest()));
-  t2.setAttribute(alice, 3, 'label', 'diverged');
+  await t2.setAttribute(alice, 3, 'label', 'diverged');
   assert.notEqual(hex(t1.stateDigest()), hex(t2.stateDigest()));
   // generated keys differ in value, never in handle
-  assert.equal(t1.generateKey(alice, { keyType: 'AES', bits: 256 }), t2.generateKey(alice, { keyType: 'AES', bits: 256 }));
+  assert.equal(await t1.generateKey(alice, { keyType: 'AES', bits: 256 }), await t2.generateKey(alice, { keyType: 'AES', bits: 256 }));
 });
 
-void test('session objects: memory only, disjoint handles, owner only, dropped with their session', () => {
+void test('session objects: memory only, disjoint handles, owner only, dropped with their session', async () => {
   const store = new MemoryRecordStore();
   const t = open(store);
-  const tok = t.generateKey(alice, { keyType: 'AES', bits: 256 });
+  const tok = await t.generateKey(alice, { keyType: 'AES', bits: 256 });
   const digest = t.stateDigest();
-  const s1 = t.generateKey(alice, { keyType: 'AES', bits: 256 }, { token: false, sessionId: 's1' });
-  const pair = t.generateKeyPair(alice, { keyType: 'EC', curve: 'P-256' }, { token: false, sessionId: 's1' }, {});
-  const s2 = t.generateKey(alice, { keyType: 'AES', bits: 256 }, { token: false, sessionId: 's2' });
+  const s1 = await t.generateKey(alice, { keyType: 'AES', bits: 256 }, { token: false, sessionId: 's1' });
+  const pair = await t.generateKeyPair(alice, { keyType: 'EC', curve: 'P-256' }, { token: false, sessionId: 's1' }, {});
+  const s2 = await t.generateKey(alice, { keyType: 'AES', bits: 256 }, { token: false, sessionId: 's2' });
   assert.ok(s1 >= SESSION_HANDLE_BASE && pair.publicHandle > s1 && s2 > pair.publicHandle);
   assert.ok(pair.privateHandle < SESSION_HANDLE_BASE, 'a token private key beside a session public key');
   assert.equal(store.count('object'), 2);
@@ -109,15 +111,15 @@ void test('session objects: memory only, disjoint handles, owner only, dropped w
   assert.equal(t.getAttributes(alice, s2).handle, s2);
   assert.equal(hex(t.stateDigest()), hex(afterToken), 'session objects are not part of the state');
   assert.deepEqual(open(store).find(alice).map((i) => i.handle), [tok, pair.privateHandle]);
-  t.destroy(alice, s2);
+  await t.destroy(alice, s2);
   assert.equal(t.sessionObjectCount, 0);
 });
 
-void test('a failing operation leaves the store and the index unchanged', () => {
+void test('a failing operation leaves the store and the index unchanged', async () => {
   const store = new FailingStore();
   const t = open(store);
-  const k = t.generateKey(alice, { keyType: 'AES', bits: 256 }, { wrap: true });
-  const frozen = t.generateKey(alice, { keyType: 'AES', bits: 256 }, { modifiable: false, destroyable: false });
+  const k = await t.generateKey(alice, { keyType: 'AES', bits: 256 }, { wrap: true });
+  const frozen = await t.generateKey(alice, { keyType: 'AES', bits: 256 }, { modifiable: false, destroyable: false });
   const before = { digest: hex(t.stateDigest()), list: t.find(alice), records: store.count('object') };
   const attempts: [string, () => unknown][] = [
     ['inconsistent template', () => t.generateKey(alice, { keyType: 'AES', bits: 256 }, { sign: true, token: false })],
@@ -131,7 +133,7 @@ void test('a failing operation leaves the store and the index unchanged', () => 
     ['bad PEM', () => t.importPublicKey(alice, '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----')],
   ];
   for (const [what, attempt] of attempts) {
-    assert.throws(attempt, (e: unknown) => isCofferError(e), what);
+    await assert.rejects(async () => { await attempt(); }, (e: unknown) => isCofferError(e), what);
     assert.equal(hex(t.stateDigest()), before.digest, what);
   }
   const failing: [string, () => unknown][] = [
@@ -144,25 +146,25 @@ void test('a failing operation leaves the store and the index unchanged', () => 
   ];
   for (const [what, attempt] of failing) {
     store.failNext = true;
-    assert.throws(attempt, /simulated store failure/, what);
+    await assert.rejects(async () => { await attempt(); }, /simulated store failure/, what);
     assert.equal(hex(t.stateDigest()), before.digest, what);
     assert.deepEqual(t.find(alice), before.list, what);
   }
   assert.equal(store.count('object'), before.records);
   assert.equal(hex(open(store).stateDigest()), before.digest);
-  assert.equal(t.generateKey(alice, { keyType: 'AES', bits: 256 }), 3, 'no handle was consumed by the failures');
+  assert.equal(await t.generateKey(alice, { keyType: 'AES', bits: 256 }), 3, 'no handle was consumed by the failures');
 });
 
-void test('session object capacity: SESSION_OBJECTS_MAX, then STORE_FULL; token objects unaffected', () => {
+void test('session object capacity: SESSION_OBJECTS_MAX, then STORE_FULL; token objects unaffected', async () => {
   const t = open(new MemoryRecordStore());
-  for (let i = 0; i < SESSION_OBJECTS_MAX; i++) t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: `s${i % 4}` });
-  throwsCode(() => t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: 's0' }), 'COFFER_STORE_FULL');
-  t.generateKey(alice, { keyType: 'AES', bits: 128 });
+  for (let i = 0; i < SESSION_OBJECTS_MAX; i++) await t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: `s${i % 4}` });
+  await rejectsCode(() => t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: 's0' }), 'COFFER_STORE_FULL');
+  await t.generateKey(alice, { keyType: 'AES', bits: 128 });
   assert.equal(t.dropSessionObjects('s1'), SESSION_OBJECTS_MAX / 4);
-  t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: 's0' });
+  await t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: 's0' });
 });
 
-void test('token object capacity: OBJECTS_MAX, then STORE_FULL with nothing written', () => {
+void test('token object capacity: OBJECTS_MAX, then STORE_FULL with nothing written', async () => {
   const store = new MemoryRecordStore();
   const material = SecretBytes.copyOf(new Uint8Array(16).fill(3));
   const attributes = Object.fromEntries(BOOLEAN_ATTRIBUTE_NAMES.map((n) => [n, n === 'token' || n === 'encrypt' || n === 'destroyable'])) as Record<(typeof BOOLEAN_ATTRIBUTE_NAMES)[number], boolean>;
@@ -178,20 +180,20 @@ void test('token object capacity: OBJECTS_MAX, then STORE_FULL with nothing writ
   const t = open(store);
   assert.equal(t.tokenObjectCount, OBJECTS_MAX);
   const counter = hex(store.get('config', 'objects.next-handle') ?? new Uint8Array(0));
-  throwsCode(() => t.generateKey(alice, { keyType: 'AES', bits: 128 }), 'COFFER_STORE_FULL');
-  throwsCode(() => t.generateKeyPair(alice, { keyType: 'EC', curve: 'P-256' }, { token: false, sessionId: 's' }), 'COFFER_STORE_FULL');
+  await rejectsCode(() => t.generateKey(alice, { keyType: 'AES', bits: 128 }), 'COFFER_STORE_FULL');
+  await rejectsCode(() => t.generateKeyPair(alice, { keyType: 'EC', curve: 'P-256' }, { token: false, sessionId: 's' }), 'COFFER_STORE_FULL');
   // (stateDigest over 250,000 records costs seconds; the store and counter stand in for it here)
   assert.equal(store.count('object'), OBJECTS_MAX);
   assert.equal(t.tokenObjectCount, OBJECTS_MAX);
   assert.equal(hex(store.get('config', 'objects.next-handle') ?? new Uint8Array(0)), counter);
-  t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: 's' }); // session objects still fit
-  t.destroy(alice, 17);
-  assert.equal(t.generateKey(alice, { keyType: 'AES', bits: 128 }), OBJECTS_MAX + 1);
+  await t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: 's' }); // session objects still fit
+  await t.destroy(alice, 17);
+  assert.equal(await t.generateKey(alice, { keyType: 'AES', bits: 128 }), OBJECTS_MAX + 1);
 });
 
-void test('a damaged store is refused when the table opens', () => {
+void test('a damaged store is refused when the table opens', async () => {
   const store = new MemoryRecordStore();
-  open(store).generateKey(alice, { keyType: 'AES', bits: 128 });
+  await open(store).generateKey(alice, { keyType: 'AES', bits: 128 });
   const [[id, bytes]] = [...store.list('object')] as [[string, Uint8Array]];
   const damaged = bytes.slice(0, bytes.length - 1);
   store.transaction((tx) => tx.put('object', id, damaged));
@@ -210,9 +212,9 @@ void test('a damaged store is refused when the table opens', () => {
 
 void test('find filters by handle, label, id, class, key type and boolean attributes; unknown filters are refused', async () => {
   const t = open(new MemoryRecordStore());
-  const a = t.generateKey(alice, { keyType: 'AES', bits: 256 }, { label: 'a', id: Uint8Array.of(1) });
-  const g = t.generateKey(alice, { keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'g' });
-  const p = t.generateKeyPair(alice, { keyType: 'EC', curve: 'P-256' }, { label: 'p' }, { label: 'p' });
+  const a = await t.generateKey(alice, { keyType: 'AES', bits: 256 }, { label: 'a', id: Uint8Array.of(1) });
+  const g = await t.generateKey(alice, { keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'g' });
+  const p = await t.generateKeyPair(alice, { keyType: 'EC', curve: 'P-256' }, { label: 'p' }, { label: 'p' });
   const handles = (f: Parameters<ObjectTable['find']>[1]): number[] => t.find(alice, f).map((i) => i.handle);
   assert.deepEqual(handles({}), [a, g, p.publicHandle, p.privateHandle]);
   assert.deepEqual(handles({ label: 'p' }), [p.publicHandle, p.privateHandle]);

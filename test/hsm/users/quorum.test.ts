@@ -13,6 +13,7 @@ import { QUORUM_TOKEN_TTL_MS, QUORUM_TOKENS_MAX } from '../../../src/formats/lim
 import { ManualClock } from '../../../src/hsm/ports.js';
 import { Quorum, type QuorumToken } from '../../../src/hsm/users/quorum.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../../src/hsm/state/device_state.js';
 import type { Actor } from '../../../src/hsm/types.js';
 import { generateApplianceCredential, Users } from '../../../src/hsm/users/users.js';
 
@@ -59,8 +60,9 @@ interface Fixture {
 async function fixture(): Promise<Fixture> {
   const store = new MemoryRecordStore();
   const clock = new ManualClock();
-  const users = new Users(store, { kdfParams: { log2N: 10, r: 8, p: 1 } });
-  const quorum = new Quorum(store, users, { clock });
+  const state = new DeviceState(store);
+  const users = new Users(state, { kdfParams: { log2N: 10, r: 8, p: 1 } });
+  const quorum = new Quorum(state, users, { clock });
   await users.initialise('preco-password', generateApplianceCredential());
   const admin = await users.activate('preco-password', PW);
   const actors: Record<string, Actor> = { admin };
@@ -75,7 +77,7 @@ async function fixture(): Promise<Fixture> {
     const k = KEY_CACHE.get(name) ?? new ApproverKey(kind);
     KEY_CACHE.set(name, k);
     keys[name] = k;
-    users.registerQuorumKey(actor(actors, name), k.spki);
+    await users.registerQuorumKey(actor(actors, name), k.spki);
   }
   return { clock, users, quorum, actors, keys };
 }
@@ -104,23 +106,23 @@ void test('quorum values: 1 (off) or 2..8, at most the registered admins, user â
   const admin = actor(f.actors, 'admin');
   assert.deepEqual(f.quorum.listQuorumValues(admin), { user: 1, quorum: 1 });
   for (const m of [0, 9, -1, 2.5, Number.NaN]) {
-    assert.throws(() => f.quorum.setQuorumValue(admin, 'quorum', m), fails('COFFER_QUORUM_VALUE_INVALID'), String(m));
+    await assert.rejects(async () => { await f.quorum.setQuorumValue(admin, 'quorum', m); }, fails('COFFER_QUORUM_VALUE_INVALID'), String(m));
   }
-  assert.throws(() => f.quorum.setQuorumValue(admin, 'quorum', 4), fails('COFFER_QUORUM_VALUE_INVALID')); // 3 admins registered
-  assert.throws(() => f.quorum.setQuorumValue(admin, 'user', 2), fails('COFFER_QUORUM_VALUE_INVALID')); // user above quorum
-  assert.throws(() => f.quorum.setQuorumValue(actor(f.actors, 'c1'), 'quorum', 2), fails('COFFER_PERMISSION_DENIED'));
-  f.quorum.setQuorumValue(admin, 'quorum', 3);
+  await assert.rejects(async () => { await f.quorum.setQuorumValue(admin, 'quorum', 4); }, fails('COFFER_QUORUM_VALUE_INVALID')); // 3 admins registered
+  await assert.rejects(async () => { await f.quorum.setQuorumValue(admin, 'user', 2); }, fails('COFFER_QUORUM_VALUE_INVALID')); // user above quorum
+  await assert.rejects(async () => { await f.quorum.setQuorumValue(actor(f.actors, 'c1'), 'quorum', 2); }, fails('COFFER_PERMISSION_DENIED'));
+  await f.quorum.setQuorumValue(admin, 'quorum', 3);
   assert.deepEqual(f.quorum.listQuorumValues(actor(f.actors, 'c1')), { user: 1, quorum: 3 });
   // Now changing any value needs the 'quorum' service's own approval (3 of the 3 admins).
-  assert.throws(() => f.quorum.setQuorumValue(admin, 'user', 2), fails('COFFER_QUORUM_TOKEN_INVALID'));
+  await assert.rejects(async () => { await f.quorum.setQuorumValue(admin, 'user', 2); }, fails('COFFER_QUORUM_TOKEN_INVALID'));
   const token = f.quorum.generateToken(admin, 'quorum');
   approveBy(f, token, 'admin', 'a2');
-  assert.throws(() => f.quorum.setQuorumValue(admin, 'user', 2), fails('COFFER_QUORUM_REQUIRED'));
+  await assert.rejects(async () => { await f.quorum.setQuorumValue(admin, 'user', 2); }, fails('COFFER_QUORUM_REQUIRED'));
   approveBy(f, token, 'a3');
-  f.quorum.setQuorumValue(admin, 'user', 2);
+  await f.quorum.setQuorumValue(admin, 'user', 2);
   assert.deepEqual(f.quorum.listQuorumValues(admin), { user: 2, quorum: 3 });
   // Lowering 'quorum' below 'user' is refused before any token is consumed.
-  assert.throws(() => f.quorum.setQuorumValue(admin, 'quorum', 1), fails('COFFER_QUORUM_VALUE_INVALID'));
+  await assert.rejects(async () => { await f.quorum.setQuorumValue(admin, 'quorum', 1); }, fails('COFFER_QUORUM_VALUE_INVALID'));
 });
 
 void test('tokens expire exactly QUORUM_TOKEN_TTL_MS (10 min) after issue: 9:59.999 valid, 10:00 expired', async () => {
@@ -227,7 +229,7 @@ void test('a new admin-service token replaces the previous one; a re-registered 
   assert.equal(f.quorum.listTokens(admin).length, 1);
   assert.throws(() => approveBy(f, first, 'a3'), fails('COFFER_QUORUM_TOKEN_INVALID'));
   approveBy(f, second, 'admin', 'a2');
-  f.users.registerQuorumKey(actor(f.actors, 'a2'), new ApproverKey('p256').spki);
+  await f.users.registerQuorumKey(actor(f.actors, 'a2'), new ApproverKey('p256').spki);
   assert.throws(() => f.quorum.requireApproval(admin, 'user', 2), fails('COFFER_QUORUM_REQUIRED'));
   approveBy(f, second, 'a3');
   f.quorum.requireApproval(admin, 'user', 2);
@@ -236,10 +238,10 @@ void test('a new admin-service token replaces the previous one; a re-registered 
 void test('user management obeys the user-service quorum; a failed operation does not consume the token', async () => {
   const f = await fixture();
   const admin = actor(f.actors, 'admin');
-  f.quorum.setQuorumValue(admin, 'quorum', 2);
+  await f.quorum.setQuorumValue(admin, 'quorum', 2);
   const q = f.quorum.generateToken(admin, 'quorum');
   approveBy(f, q, 'a2', 'a3');
-  f.quorum.setQuorumValue(admin, 'user', 2);
+  await f.quorum.setQuorumValue(admin, 'user', 2);
   await assert.rejects(f.users.createUser(admin, 'newbie', PW, 'crypto-user'), fails('COFFER_QUORUM_TOKEN_INVALID'));
   const token = f.quorum.generateToken(admin, 'user');
   approveBy(f, token, 'a2');
@@ -247,12 +249,12 @@ void test('user management obeys the user-service quorum; a failed operation doe
   approveBy(f, token, 'admin');
   await assert.rejects(f.users.createUser(admin, 'c1', PW, 'crypto-user'), fails('COFFER_USER_EXISTS'));
   await f.users.createUser(admin, 'newbie', PW, 'crypto-user');
-  assert.throws(() => f.users.unlock(admin, 'newbie'), fails('COFFER_QUORUM_TOKEN_INVALID'));
+  await assert.rejects(async () => { await f.users.unlock(admin, 'newbie'); }, fails('COFFER_QUORUM_TOKEN_INVALID'));
   // Deleting an admin whose key the quorum values need is refused (3 registered, M = 2: one may go).
   const del = f.quorum.generateToken(admin, 'user');
   approveBy(f, del, 'admin', 'a3');
-  f.users.deleteUser(admin, 'a2');
-  assert.throws(() => f.users.deleteUser(admin, 'a3'), fails('COFFER_QUORUM_VALUE_INVALID'));
+  await f.users.deleteUser(admin, 'a2');
+  await assert.rejects(async () => { await f.users.deleteUser(admin, 'a3'); }, fails('COFFER_QUORUM_VALUE_INVALID'));
 });
 
 void test('tokens are bounded by QUORUM_TOKENS_MAX; expired ones are pruned to make room', async () => {

@@ -9,10 +9,10 @@ import { CofferError, isCofferError, type ErrorCode } from '../../../src/errors.
 import { LOGIN_FAILURES_MAX, USERS_MAX } from '../../../src/formats/limits.js';
 import { decodeVerifier, DEFAULT_SCRYPT_PARAMS, type ScryptParams } from '../../../src/hsm/users/password.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../../src/hsm/state/device_state.js';
 import type { Actor } from '../../../src/hsm/types.js';
+import { decodeUserRecord, encodeUserRecord } from '../../../src/formats/user_record.js';
 import {
-  decodeUserRecord,
-  encodeUserRecord,
   generateApplianceCredential,
   normaliseUserName,
   Users,
@@ -26,7 +26,7 @@ const fails = (code: ErrorCode) => (e: unknown) => isCofferError(e, code);
 
 async function device(options: UsersOptions = {}): Promise<{ store: MemoryRecordStore; users: Users; admin: Actor }> {
   const store = new MemoryRecordStore();
-  const users = new Users(store, options);
+  const users = new Users(new DeviceState(store), options);
   await users.initialise(PRECO, APP);
   const admin = await users.activate(PRECO, ADMIN_PW);
   return { store, users, admin };
@@ -73,7 +73,7 @@ void test('passwords at creation: 7 and 33 refused, 8 and 32 accepted', async ()
 
 void test('initialise once; unactivated admin can only activate; wrong PreCo and re-activation fail', async () => {
   const store = new MemoryRecordStore();
-  const users = new Users(store);
+  const users = new Users(new DeviceState(store));
   assert.equal(users.initialised, false);
   await users.initialise(PRECO, APP);
   assert.equal(users.initialised, true);
@@ -83,7 +83,7 @@ void test('initialise once; unactivated admin can only activate; wrong PreCo and
   assert.deepEqual(pre, { userId: 'admin', role: 'unactivated-admin' });
   await assert.rejects(users.createUser(pre, 'bob', 'bob-password', 'crypto-user'), fails('COFFER_PERMISSION_DENIED'));
   assert.throws(() => users.listUsers(pre), fails('COFFER_PERMISSION_DENIED'));
-  assert.throws(() => users.unlock(pre, 'admin'), fails('COFFER_PERMISSION_DENIED'));
+  await assert.rejects(async () => { await users.unlock(pre, 'admin'); }, fails('COFFER_PERMISSION_DENIED'));
   await assert.rejects(users.changeOwnPassword(pre, PRECO, 'new-password-1'), fails('COFFER_PERMISSION_DENIED'));
   await assert.rejects(users.activate('wrong-preco-1', ADMIN_PW), fails('COFFER_AUTH_FAILED'));
   const admin = await users.activate(PRECO, ADMIN_PW);
@@ -121,7 +121,7 @@ void test('login: wrong password, unknown user and wrong role fail identically, 
     }
     return times.sort((a, b) => a - b)[2] ?? 0;
   };
-  users.unlock(admin, 'carol');
+  await users.unlock(admin, 'carol');
   const known = await median(() => users.login('carol', 'not-the-password'));
   const unknown = await median((i) => users.login(`ghost${i}`, 'not-the-password'));
   const ratio = unknown / known;
@@ -143,10 +143,10 @@ void test('lockout at exactly 5 failures; success before that resets; state surv
     name: 'dave', role: 'crypto-user', locked: true, failedLogins: LOGIN_FAILURES_MAX, quorumKeyRegistered: false,
   });
   // A restart (a new Users over the same store) does not unlock.
-  const reopened = new Users(store);
+  const reopened = new Users(new DeviceState(store));
   await assert.rejects(reopened.login('dave', 'dave-password'), fails('COFFER_USER_LOCKED'));
   const admin2 = await reopened.login('admin', ADMIN_PW);
-  reopened.unlock(admin2, 'DAVE');
+  await reopened.unlock(admin2, 'DAVE');
   assert.equal((await reopened.login('dave', 'dave-password')).userId, 'dave');
 });
 
@@ -193,7 +193,7 @@ void test('app_user logs in with its credential, never locks, and can change onl
   const next = generateApplianceCredential();
   await users.changeOwnPassword(app, APP, next);
   await users.login('app_user', next, 'appliance');
-  assert.throws(() => users.deleteUser(admin, 'app_user'), fails('COFFER_PERMISSION_DENIED'));
+  await assert.rejects(async () => { await users.deleteUser(admin, 'app_user'); }, fails('COFFER_PERMISSION_DENIED'));
 });
 
 void test('role boundaries: only admins manage users; crypto users and admins list', async () => {
@@ -203,8 +203,8 @@ void test('role boundaries: only admins manage users; crypto users and admins li
   const app = await users.login('app_user', APP);
   for (const actor of [gina, app]) {
     await assert.rejects(users.createUser(actor, 'x1', 'x1-password', 'crypto-user'), fails('COFFER_PERMISSION_DENIED'));
-    assert.throws(() => users.deleteUser(actor, 'admin'), fails('COFFER_PERMISSION_DENIED'));
-    assert.throws(() => users.unlock(actor, 'gina'), fails('COFFER_PERMISSION_DENIED'));
+    await assert.rejects(async () => { await users.deleteUser(actor, 'admin'); }, fails('COFFER_PERMISSION_DENIED'));
+    await assert.rejects(async () => { await users.unlock(actor, 'gina'); }, fails('COFFER_PERMISSION_DENIED'));
     await assert.rejects(users.changePassword(actor, 'admin', 'x1-password'), fails('COFFER_PERMISSION_DENIED'));
   }
   assert.throws(() => users.listUsers(app), fails('COFFER_PERMISSION_DENIED'));
@@ -219,20 +219,20 @@ void test('role boundaries: only admins manage users; crypto users and admins li
 void test('delete: never the last admin, never yourself, never a user that owns objects; sessions die with the user', async () => {
   const owners = new Set<string>(['holder']);
   const { users, admin } = await device({ ownsObjects: (id) => owners.has(id) });
-  assert.throws(() => users.deleteUser(admin, 'admin'), fails('COFFER_USER_IN_USE')); // the only admin
+  await assert.rejects(async () => { await users.deleteUser(admin, 'admin'); }, fails('COFFER_USER_IN_USE')); // the only admin
   await users.createUser(admin, 'admin2', 'admin2-password', 'admin');
-  assert.throws(() => users.deleteUser(admin, 'admin'), fails('COFFER_PERMISSION_DENIED')); // yourself
+  await assert.rejects(async () => { await users.deleteUser(admin, 'admin'); }, fails('COFFER_PERMISSION_DENIED')); // yourself
   await users.createUser(admin, 'holder', 'holder-password', 'crypto-user');
-  assert.throws(() => users.deleteUser(admin, 'holder'), fails('COFFER_USER_IN_USE'));
+  await assert.rejects(async () => { await users.deleteUser(admin, 'holder'); }, fails('COFFER_USER_IN_USE'));
   owners.delete('holder');
   const holder = await users.login('holder', 'holder-password');
-  users.deleteUser(admin, 'Holder');
+  await users.deleteUser(admin, 'Holder');
   assert.throws(() => users.listUsers(holder), fails('COFFER_NOT_LOGGED_IN'));
   await assert.rejects(users.login('holder', 'holder-password'), fails('COFFER_AUTH_FAILED'));
-  assert.throws(() => users.deleteUser(admin, 'holder'), fails('COFFER_USER_NOT_FOUND'));
+  await assert.rejects(async () => { await users.deleteUser(admin, 'holder'); }, fails('COFFER_USER_NOT_FOUND'));
   const admin2 = await users.login('admin2', 'admin2-password');
-  users.deleteUser(admin2, 'admin'); // the built-in admin is an ordinary admin once activated
-  assert.throws(() => users.deleteUser(admin2, 'admin2'), fails('COFFER_USER_IN_USE'));
+  await users.deleteUser(admin2, 'admin'); // the built-in admin is an ordinary admin once activated
+  await assert.rejects(async () => { await users.deleteUser(admin2, 'admin2'); }, fails('COFFER_USER_IN_USE'));
 });
 
 void test('USERS_MAX bounds the table (light KDF parameters so the test stays quick)', async () => {
@@ -241,7 +241,7 @@ void test('USERS_MAX bounds the table (light KDF parameters so the test stays qu
   for (let i = users.listUsers(admin).length; i < USERS_MAX; i++) await users.createUser(admin, `u${i}`, 'user-password', 'crypto-user');
   assert.equal(users.listUsers(admin).length, USERS_MAX);
   await assert.rejects(users.createUser(admin, 'one-more', 'user-password', 'crypto-user'), fails('COFFER_USER_LIMIT'));
-  users.deleteUser(admin, 'u10');
+  await users.deleteUser(admin, 'u10');
   await users.createUser(admin, 'one-more', 'user-password', 'crypto-user');
 });
 
@@ -251,7 +251,7 @@ void test('the store holds verifiers only: no password, and listUsers shows no v
   await users.createUser(admin, 'henry', 'henry-secret-pw', 'crypto-user');
   const henry = await users.login('henry', 'henry-secret-pw');
   const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  users.registerQuorumKey(henry, publicKey.export({ type: 'spki', format: 'der' }));
+  await users.registerQuorumKey(henry, publicKey.export({ type: 'spki', format: 'der' }));
   let records = 0;
   for (const [id, value] of store.list('user')) {
     records++;
@@ -276,7 +276,7 @@ void test('a login with the right password upgrades a verifier made with older p
     return decodeVerifier(decodeUserRecord(bytes).verifier).params;
   };
   assert.deepEqual(paramsOf(), light);
-  const current = new Users(store);
+  const current = new Users(new DeviceState(store));
   await assert.rejects(current.login('ivan', 'wrong-password'));
   assert.deepEqual(paramsOf(), light); // a failure changes nothing but the count
   await current.login('ivan', 'ivan-password');
@@ -287,10 +287,10 @@ void test('a login with the right password upgrades a verifier made with older p
 void test('quorum keys: RSA 2048 and EC P-256/P-384 accepted; weak or other keys refused', async () => {
   const { users, admin } = await device();
   const spki = (k: ReturnType<typeof generateKeyPairSync>['publicKey']): Uint8Array => k.export({ type: 'spki', format: 'der' });
-  users.registerQuorumKey(admin, spki(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey));
+  await users.registerQuorumKey(admin, spki(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey));
   assert.equal(users.quorumKeyOf('admin')?.asymmetricKeyType, 'rsa');
-  users.registerQuorumKey(admin, spki(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey));
-  users.registerQuorumKey(admin, spki(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey));
+  await users.registerQuorumKey(admin, spki(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey));
+  await users.registerQuorumKey(admin, spki(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey));
   assert.equal(users.quorumKeyOf('admin')?.asymmetricKeyDetails?.namedCurve, 'prime256v1');
   const refused = [
     spki(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey),
@@ -300,9 +300,9 @@ void test('quorum keys: RSA 2048 and EC P-256/P-384 accepted; weak or other keys
     new Uint8Array(3000),
     Uint8Array.of(0x30, 0x03, 0x02, 0x01, 0x01),
   ];
-  for (const k of refused) assert.throws(() => users.registerQuorumKey(admin, k), fails('COFFER_QUORUM_KEY_INVALID'));
+  for (const k of refused) await assert.rejects(async () => { await users.registerQuorumKey(admin, k); }, fails('COFFER_QUORUM_KEY_INVALID'));
   const app = await users.login('app_user', APP);
-  assert.throws(() => users.registerQuorumKey(app, refused[1] ?? new Uint8Array(0)), fails('COFFER_PERMISSION_DENIED'));
+  await assert.rejects(async () => { await users.registerQuorumKey(app, refused[1] ?? new Uint8Array(0)); }, fails('COFFER_PERMISSION_DENIED'));
   assert.deepEqual(users.quorumApprovers('admin'), ['admin']);
 });
 

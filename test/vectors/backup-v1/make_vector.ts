@@ -74,13 +74,13 @@ async function buildSource(dir: string): Promise<{ hsm: Hsm; store: MemoryRecord
   await admin.createUser('alice', PASSWORDS.alice, 'crypto-user');
   const alice = hsm.openSession();
   await alice.login('alice', PASSWORDS.alice);
-  const aes = alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'vector-aes', extractable: false, sign: true, verify: true });
-  const hmac = alice.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'vector-hmac' });
-  const ec = alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'vector-ec-pub' }, { label: 'vector-ec-priv' });
+  const aes = await alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'vector-aes', extractable: false, sign: true, verify: true });
+  const hmac = await alice.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'vector-hmac' });
+  const ec = await alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'vector-ec-pub' }, { label: 'vector-ec-priv' });
   const admin2 = hsm.openSession();
   await admin2.login('admin2', PASSWORDS.admin2);
-  for (const s of [admin, admin2]) s.registerQuorumKey(new Uint8Array(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' })));
-  admin.setQuorumValue('quorum', 2);
+  for (const s of [admin, admin2]) await s.registerQuorumKey(new Uint8Array(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' })));
+  await admin.setQuorumValue('quorum', 2);
   const facts = {
     aesCmacOfMessage: hex(alice.sign(aes, { mechanism: 'CKM_AES_CMAC' }, MESSAGE)),
     hmacSha256OfMessage: hex(alice.sign(hmac, { mechanism: 'CKM_SHA256_HMAC' }, MESSAGE)),
