@@ -1,4 +1,4 @@
-// Lint: type-aware rules from STYLE.md (no floating or misused promises), on src, test and bench.
+// Lint: type-aware rules of CONTRIBUTING.md rule 1 (no floating or misused promises), on src, test and bench.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
