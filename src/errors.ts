@@ -118,6 +118,8 @@ export const ERRORS = {
   COFFER_REQUEST_TIMEOUT: { message: 'Request timed out', ckr: 'CKR_DEVICE_ERROR', http: 504 },
   COFFER_NODE_ZEROISED: { message: 'Node was zeroised and holds no state', ckr: 'CKR_DEVICE_ERROR', http: 409 },
   COFFER_CLIENT_CONFIG_INVALID: { message: 'Client configuration (endpoints, discovery input or options) is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLIENT_CONFIG_UNREADABLE: { message: 'Cluster config file, or the CA certificate file it names, cannot be read', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_HANDLE_OUT_OF_RANGE: { message: 'Object handle is out of range: handles are integers from 1 to 2^53-1', ckr: 'CKR_OBJECT_HANDLE_INVALID', http: 400 },
   COFFER_MANAGEMENT_REQUEST: { message: 'Management request is not valid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
