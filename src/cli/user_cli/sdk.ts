@@ -82,9 +82,9 @@ function adapt(c: Cluster): UserCluster {
 
 export const SDK_CLUSTER_FACTORY: ClusterFactory = {
   async connect(target: ClusterTarget, credentials: Credentials): Promise<UserCluster> {
-    return adapt(await Cluster.connect({ endpoints: target.endpoints, ca: target.caPem, credentials }));
+    return adapt(await Cluster.connect({ endpoints: target.endpoints, ca: target.ca, credentials }));
   },
   async activate(target, preCoPassword, newAdminPassword) {
-    await Cluster.activate({ endpoints: target.endpoints, ca: target.caPem, preCoPassword, newAdminPassword });
+    await Cluster.activate({ endpoints: target.endpoints, ca: target.ca, preCoPassword, newAdminPassword });
   },
 };
