@@ -3,6 +3,7 @@
 // inspection, `hsm serve` (one node's data plane), a demo of the device in one process, and the generator of docs/errors.md. Exit codes (docs/cli.md):
 //   0 success · 1 an expected failure (a CofferError, its code on stderr) · 2 bad usage · 70 a bug.
 
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isCofferError, renderErrorsDoc } from '../errors.js';
 import { registerBackupCommands } from './backup_commands.js';
@@ -17,9 +18,16 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_BUG = 70;
 
+/** The package's version: package.json sits three levels above dist/src/cli/main.js, in the checkout
+ * and in an installed package alike. */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command('coffer')
     .description('Coffer: a clustered software HSM with sealed backup and restore')
+    .version(packageVersion(), '-V, --version', 'print the version of coffer')
     .showHelpAfterError()
     .exitOverride();
   registerCeremonyCommands(program);
