@@ -20,7 +20,8 @@ import { startProgress, type Progress } from './progress.js';
 const EXIT_USAGE = 2;
 
 export interface CliIo {
-  readonly out: (text: string) => void;
+  /** stdout: text, or bytes written as they are (a plaintext in text mode). */
+  readonly out: (text: string | Uint8Array) => void;
   readonly err: (text: string) => void;
   readonly env: NodeJS.ProcessEnv;
   /** stdin as lines: secrets and the interactive prompt read from it. */
@@ -138,10 +139,18 @@ export class CliContext {
     try {
       mode = this.outputMode(o);
       const result = await fn();
-      this.io.out(render(mode, result));
+      if (mode === 'text' && result.raw !== undefined) this.#outRaw(result.raw());
+      else this.io.out(render(mode, result));
     } catch (e) {
       throw this.#report(mode, e);
     }
+  }
+
+  /** Bytes exactly as they are (`> file` gets the plaintext); at the interactive prompt a newline is
+   * added when they lack one, so the next prompt starts on its own line. */
+  #outRaw(bytes: Uint8Array): void {
+    this.io.out(bytes);
+    if (this.interactive && bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a) this.io.out('\n');
   }
 
   #report(mode: OutputMode, e: unknown): unknown {

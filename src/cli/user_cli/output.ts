@@ -1,7 +1,8 @@
 // How the user CLI prints (docs/cli-users.md "Output"). JSON by default, in CloudHSM CLI's envelope:
 // `{"error_code":0,"data":…}` on success, `{"error_code":1,"error":{"code","message","detail"}}` on
-// failure. `--output text` prints tables for lists and plain values otherwise. Bytes (signatures,
-// ciphertexts, MACs, wrapped keys) are base64 in JSON. Nothing here ever receives a password.
+// failure. `--output text` prints tables for lists and plain values otherwise; a decrypted plaintext
+// is printed as its own bytes. Bytes (signatures, ciphertexts, MACs, wrapped keys) are base64 in JSON.
+// Nothing here ever receives a password.
 
 import { CofferError, isCofferError } from '../../errors.js';
 import { className, formatKeyReference, kebab, keyTypeName, type FilterableKey } from './args.js';
@@ -14,10 +15,12 @@ export function parseOutputMode(value: string): OutputMode {
   return value;
 }
 
-/** A command's result: the JSON `data` and, for `--output text`, how to print it for people. */
+/** A command's result: the JSON `data` and, for `--output text`, how to print it for people; `raw`
+ * instead of `text` when the text output is bytes printed exactly as they are (a plaintext). */
 export interface Result {
   readonly data: unknown;
   readonly text?: () => string;
+  readonly raw?: () => Uint8Array;
 }
 
 export function successJson(data: unknown): string {
