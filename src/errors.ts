@@ -108,6 +108,7 @@ export const ERRORS = {
   COFFER_CLUSTER_ALREADY_INITIALISED: { message: 'Cluster is already initialised on this device', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
   COFFER_CLUSTER_NO_CSR: { message: 'No cluster key exists yet: ask for the cluster CSR first', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
   COFFER_CLUSTER_CERT_MISMATCH: { message: 'Certificate is not for this cluster key or does not chain to the trust anchor', ckr: 'CKR_CERTIFICATE_INVALID', http: 400 },
+  COFFER_CLUSTER_ALREADY_ACTIVE: { message: 'Cluster is already active: log in as an admin instead of activating it again', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
   // ── node and client (data plane) ──────────────────────────────────────────────────────────
   COFFER_NODE_BUSY: { message: 'Node is at capacity; retry after the hint', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
   COFFER_CONNECTION_LOST: { message: 'Connection to the node was lost', ckr: 'CKR_DEVICE_REMOVED', http: 503 },

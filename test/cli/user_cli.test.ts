@@ -532,3 +532,14 @@ test('ecdsa --data-type digest: the digest must have its hash\'s length; signatu
   assert.match(help.stdout, /r ‖ s/);
   assert.doesNotMatch(help.stdout, /\(DER signature\)/);
 });
+
+test('cluster activate on an active cluster says so, before asking for any password', T, async () => {
+  // Nothing on stdin: had the command asked for the PreCO password, it would fail COFFER_CLI_INPUT_ENDED.
+  const r = await cli(['cluster', 'activate']);
+  failure(r, 'COFFER_CLUSTER_ALREADY_ACTIVE');
+  assert.match(r.stderr, /^coffer: COFFER_CLUSTER_ALREADY_ACTIVE: Cluster is already active/m);
+  assert.doesNotMatch(r.stderr, /Login failed/);
+  // The admin's failed-login count is untouched: no ACTIVATE was sent.
+  const users = ok<{ users: { username: string; 'failed-logins': number }[] }>((await session(admin(), ['user list']))[0]).users;
+  assert.equal(users.find((u) => u.username === cluster.admin.name)?.['failed-logins'], 0);
+});

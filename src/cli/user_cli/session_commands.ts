@@ -3,7 +3,7 @@
 // commands; each line is parsed by a fresh command tree (commander keeps parse state per tree).
 
 import { Command, CommanderError, Option } from 'commander';
-import { fail } from '../../errors.js';
+import { CofferError, fail, isCofferError } from '../../errors.js';
 import { resolveTarget, parseRole, type ClusterTarget, type ConnectionOptions } from './config.js';
 import { act, withCommon } from './common.js';
 import { CliContext, type CliIo, type CommonOptions } from './context.js';
@@ -22,16 +22,42 @@ function registerActivate(program: Command, ctx: CliContext): void {
       .addOption(new Option('--password <password>', 'the new admin password (visible in the process list: prefer the prompt)').hideHelp()),
     (o) => ctx.runWithout(o, async () => {
       const target = ctx.interactiveTarget ?? resolveTarget(o, ctx.io.env);
+      const pending = await notYetActive(ctx, target);
       const preCo = await ctx.readSecret('PreCoPassword: ');
       let password = o.password;
       if (password === undefined) {
         password = await ctx.readSecret('New admin password: ');
         if (ctx.io.lines().terminal && (await ctx.readSecret('Confirm password: ')) !== password) fail('COFFER_CLI_INPUT', { reason: 'the passwords do not match' });
       }
-      await ctx.factory.activate(target, preCo, password);
-      return { data: { message: 'Cluster activated successfully' } };
+      try {
+        await ctx.factory.activate(pending, preCo, password);
+      } catch (e) {
+        throw await alreadyActiveOr(ctx, pending, e);
+      }
+      const already = target.endpoints.length - pending.endpoints.length;
+      return { data: { message: 'Cluster activated successfully', ...(already > 0 ? { 'already-active-nodes': already } : {}) } };
     }),
   );
+}
+
+/**
+ * The nodes still to activate, asked (STATUS `activated`, public) before any password is read or
+ * tried: on an active cluster the device answers ACTIVATE with the generic COFFER_AUTH_FAILED, which
+ * would tell the user nothing. A node that cannot be asked stays in, so activate reports its error.
+ */
+async function notYetActive(ctx: CliContext, target: ClusterTarget): Promise<ClusterTarget> {
+  const states = await ctx.factory.activationStates(target);
+  const active = states.filter((s) => s === true).length;
+  if (active > 0 && !states.includes(false)) fail('COFFER_CLUSTER_ALREADY_ACTIVE', { activeNodes: active, unreachableNodes: states.length - active });
+  return { ...target, endpoints: target.endpoints.filter((_, i) => states[i] !== true) };
+}
+
+/** After a refused ACTIVATE: if every node is active by now (another activation won the race), say
+ * so; otherwise the refusal stands (a wrong PreCO password). */
+async function alreadyActiveOr(ctx: CliContext, pending: ClusterTarget, e: unknown): Promise<unknown> {
+  if (!isCofferError(e, 'COFFER_AUTH_FAILED')) return e;
+  const states = await ctx.factory.activationStates(pending);
+  return states.every((s) => s === true) ? new CofferError('COFFER_CLUSTER_ALREADY_ACTIVE', { activeNodes: states.length, unreachableNodes: 0 }) : e;
 }
 
 function registerLogin(program: Command, ctx: CliContext): void {
