@@ -125,6 +125,11 @@ export const ERRORS = {
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLI_OUTPUT_EXISTS: { message: 'Output file already exists: remove it or choose another path (outputs are never overwritten)', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
+  COFFER_CLI_OUTPUT_UNWRITABLE: { message: 'Output file cannot be created: check that its directory exists and is writable', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLI_FILTER_AMBIGUOUS: { message: 'Key filter matched more than one key: narrow it, e.g. with key-reference=0x…', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
+  COFFER_CLI_PASSWORD_MISMATCH: { message: 'The two passwords entered do not match', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLI_INPUT_ENDED: { message: 'Input ended while a password was expected', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -11,7 +11,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
+import { Cluster } from '../../src/client/cluster.js';
+import { loadClusterConfig } from '../../src/client/discovery.js';
 import { CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX } from '../../src/formats/limits.js';
+import { throwsCode } from '../helpers.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const T = { timeout: 60_000 };
@@ -235,7 +238,7 @@ test('key list: filters, --verbose, text table, set-attribute, delete', T, async
   assert.equal(ok<{ matched_keys: KeyOut[] }>(more[3]).matched_keys[0]?.attributes['encrypt'], false);
   err(more[4], 'COFFER_KEY_FUNCTION_NOT_PERMITTED');
   err(more[5], 'COFFER_OBJECT_NOT_FOUND');
-  err(more[6], 'COFFER_CLI_INPUT'); // two keys match: delete refuses to guess
+  err(more[6], 'COFFER_CLI_FILTER_AMBIGUOUS'); // two keys match: delete refuses to guess
   ok(more[7]);
   assert.equal(ok<{ matched_keys: KeyOut[] }>(more[8]).matched_keys.length, 0);
 });
@@ -369,10 +372,12 @@ test('interactive: one login serves several commands; errors print and the promp
   const r = await cli(['interactive'], { input: session });
   assert.equal(r.code, 0, r.stderr);
   const out = splitEnvelopes(r.stdout);
-  assert.deepEqual(out.map((e) => e.error_code), [1, 0, 0, 0, 0, 0, 1]);
+  // Every command line gets its envelope, the mistyped one (commander's usage error) too.
+  assert.deepEqual(out.map((e) => e.error_code), [1, 0, 0, 0, 0, 1, 0, 1]);
   assert.equal(out[0]?.error?.code, 'COFFER_NOT_LOGGED_IN');
   assert.equal((out[4]?.data as { matched_keys: unknown[] }).matched_keys.length, 1);
-  assert.equal(out[6]?.error?.code, 'COFFER_NOT_LOGGED_IN');
+  assert.equal(out[5]?.error?.code, 'COFFER_CLI_USAGE');
+  assert.equal(out[7]?.error?.code, 'COFFER_NOT_LOGGED_IN');
   assert.match(r.stderr, /unknown command 'lst'/);
   assert.ok(!r.stdout.includes(ALICE.password) && !r.stderr.includes(ALICE.password), 'the password is never printed');
 });
@@ -400,13 +405,27 @@ test('bad usage exits 2: unknown option, missing option, bad filter, bad data; n
     ['key', 'list', '--filter', 'attr.colour=blue'],
     ['crypto', 'sign', 'ecdsa', '--key-filter', 'attr.label=ec-priv', '--data', 'a', '--data-hex', '00'],
     ['crypto', 'sign', 'ecdsa', '--key-filter', 'attr.label=ec-priv', '--data-hex', 'zz'],
+    // commander's own usage errors: unknown subcommand, missing subcommand, bad choice, extra word
+    ['key', 'lst'],
+    ['key'],
+    ['key', 'list', '--output', 'xml'],
+    ['key', 'list', 'extra'],
   ]) {
     const r = await asCu(args);
     assert.equal(r.code, 2, `${args.join(' ')}\n${r.stdout}${r.stderr}`);
+    // The same envelope as every other failure, and one stderr line with the one prefix.
+    failure(r, 'COFFER_CLI_USAGE', 2);
+    const errorLines = r.stderr.split('\n').filter((l) => /^(coffer|error)\b/.test(l));
+    assert.deepEqual(errorLines.map((l) => l.slice(0, 'coffer: COFFER_CLI_USAGE: '.length)), ['coffer: COFFER_CLI_USAGE: '], `${args.join(' ')}\n${r.stderr}`);
   }
   const r = await cli(['key', 'list']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /COFFER_PIN/);
+  // In text mode a usage error is the stderr line alone.
+  const text = await asCu(['key', 'lst', '--output', 'text']);
+  assert.equal(text.code, 2);
+  assert.equal(text.stdout, '');
+  assert.match(text.stderr, /^coffer: COFFER_CLI_USAGE: Invalid command line \{"reason":"unknown command 'lst'/);
 });
 
 test('coffer --version prints the package version', T, async () => {
@@ -543,3 +562,50 @@ test('cluster activate on an active cluster says so, before asking for any passw
   const users = ok<{ users: { username: string; 'failed-logins': number }[] }>((await session(admin(), ['user list']))[0]).users;
   assert.equal(users.find((u) => u.username === cluster.admin.name)?.['failed-logins'], 0);
 });
+
+test('each input failure has its own code: an existing output file, an ambiguous filter, an unreadable config', T, async () => {
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'twin', '--key-length-bytes', '16']));
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'twin', '--key-length-bytes', '16']));
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'single', '--key-length-bytes', '16']));
+  const existing = join(dir, 'exists.bin');
+  writeFileSync(existing, 'keep me');
+  const exists = await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=single', '--data', 'x', '--output-path', existing]);
+  failure(exists, 'COFFER_CLI_OUTPUT_EXISTS');
+  assert.equal(readFileSync(existing, 'utf8'), 'keep me', 'never overwritten');
+  failure(await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=single', '--data', 'x', '--output-path', join(dir, 'no-such-dir', 'out.bin')]), 'COFFER_CLI_OUTPUT_UNWRITABLE');
+  const twins = await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=twin', '--data', 'x']);
+  failure(twins, 'COFFER_CLI_FILTER_AMBIGUOUS');
+  assert.match(twins.stdout, /"matched": 2/);
+  const missing = await cli(['key', 'list'], { pin: cuPin, env: { COFFER_CLUSTER_CONFIG: join(dir, 'no-such-cluster.json') } });
+  failure(missing, 'COFFER_CLIENT_CONFIG_UNREADABLE');
+  const messages = new Set([exists, twins, missing].map((r) => (JSON.parse(r.stdout) as { error: { message: string } }).error.message));
+  assert.equal(messages.size, 3, 'three different messages');
+  // Piped passwords that end too soon have their own code as well.
+  failure(await cli(['key', 'list', '--login-username', ALICE.name]), 'COFFER_CLI_INPUT_ENDED');
+});
+
+test('key list --verbose changes the text output; an empty COFFER_ROLE means crypto-user', T, async () => {
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'verbose-text', '--key-length-bytes', '24', '--attributes', 'encrypt=true']));
+  const plain = await cli(['key', 'list', '--output', 'text', '--filter', 'attr.label=verbose-text'], { pin: cuPin, role: '' });
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /^0x[0-9a-f]{16}\s+secret-key\s+aes\s+192\s+verbose-text/m);
+  const verbose = await asCu(['key', 'list', '--output', 'text', '--verbose', '--filter', 'attr.label=verbose-text']);
+  assert.notEqual(verbose.stdout, plain.stdout);
+  assert.match(verbose.stdout, /^0x[0-9a-f]{16}\n/);
+  for (const line of ['label: verbose-text', 'class: secret-key', 'encrypt: true', 'extractable: false', 'value-len: 24', `owner: ${cluster.cryptoUser.name}`, 'use-key-quorum-value: 0']) {
+    assert.ok(verbose.stdout.includes(`\n  ${line}\n`), line);
+  }
+});
+
+test("the SDK reads the development cluster's cluster.json too (one loader) and checks key handles", T, async () => {
+  const cfg = loadClusterConfig(clusterFile);
+  const sdk = await Cluster.connect({ ...cfg, credentials: { username: cluster.cryptoUser.name, password: cluster.cryptoUser.password } });
+  try {
+    const key = await sdk.generateKey({ type: 'AES', bits: 128, label: 'sdk-from-cluster-json' });
+    assert.equal((await sdk.key(BigInt(key.handle)).attributes()).label, 'sdk-from-cluster-json');
+    throwsCode(() => sdk.key(2n ** 53n), 'COFFER_HANDLE_OUT_OF_RANGE');
+  } finally {
+    await sdk.close();
+  }
+});
+

@@ -11,7 +11,7 @@ import { formatKeyReference, matchesFilter, parseFilter, parseKeyReference, pars
 import { loadClusterConfig } from '../../src/client/discovery.js';
 import { parseEndpoint, parsePin, parseRole, resolveTarget } from '../../src/cli/user_cli/config.js';
 import { splitWords } from '../../src/cli/user_cli/line_source.js';
-import { failureJson, keyListResult, render, table, type KeyDescription } from '../../src/cli/user_cli/output.js';
+import { commanderUsageError, errorLine, failureJson, keyListResult, render, table, type KeyDescription } from '../../src/cli/user_cli/output.js';
 import { throwsCode } from '../helpers.js';
 
 const ATTRS = {
@@ -136,4 +136,17 @@ test('output: the JSON envelopes and the text table', () => {
   });
   assert.deepEqual(JSON.parse(failureJson(new Error('secret stuff'))), { error_code: 1, error: { code: 'INTERNAL', message: 'internal error' } });
   assert.equal(table(['a', 'bb'], [['xyz', '1']]), 'a    bb\n---  --\nxyz  1\n');
+});
+
+test('one stderr line for every failure; commander messages become COFFER_CLI_USAGE; --verbose text lists every attribute', () => {
+  assert.equal(errorLine(new CofferError('COFFER_OBJECT_NOT_FOUND', { reason: 'r' })), 'coffer: COFFER_OBJECT_NOT_FOUND: Object handle is not valid for this user {"reason":"r"}\n');
+  assert.equal(errorLine(new Error('secret stuff')), 'coffer: internal error\n');
+  const u = commanderUsageError("error: unknown command 'lst'\n(Did you mean list?)");
+  assert.equal(u.code, 'COFFER_CLI_USAGE');
+  assert.deepEqual(u.detail, { reason: "unknown command 'lst' (Did you mean list?)" });
+  assert.deepEqual(commanderUsageError('(outputHelp)').detail, { reason: 'a subcommand is required' });
+  const verbose = render('text', keyListResult([KEY], true));
+  assert.notEqual(verbose, render('text', keyListResult([KEY], false)));
+  assert.equal(verbose.split('\n')[0], '0x000000000000002a');
+  for (const line of ['class: private-key', 'ec-curve: P-256', 'check-value: 0xabcdef', 'sign: true', 'owner: alice', 'shared-with: bob']) assert.ok(verbose.includes(`\n  ${line}\n`), line);
 });

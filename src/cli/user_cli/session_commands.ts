@@ -10,8 +10,9 @@ import { CliContext, type CliIo, type CommonOptions } from './context.js';
 import { registerCryptoCommands } from './crypto_commands.js';
 import { registerKeyCommands } from './key_commands.js';
 import { splitWords } from './line_source.js';
-import { failureJson, failureText, parseOutputMode, type OutputMode } from './output.js';
+import { errorLine, failureJson, parseOutputMode, type OutputMode } from './output.js';
 import type { ClusterFactory } from './port.js';
+import { envelopeUsageErrors, usageOutput } from './usage.js';
 import { registerUserCommands } from './user_commands.js';
 import { registerWrapCommands } from './wrap_commands.js';
 
@@ -27,7 +28,7 @@ function registerActivate(program: Command, ctx: CliContext): void {
       let password = o.password;
       if (password === undefined) {
         password = await ctx.readSecret('New admin password: ');
-        if (ctx.io.lines().terminal && (await ctx.readSecret('Confirm password: ')) !== password) fail('COFFER_CLI_INPUT', { reason: 'the passwords do not match' });
+        if (ctx.io.lines().terminal && (await ctx.readSecret('Confirm password: ')) !== password) fail('COFFER_CLI_PASSWORD_MISMATCH');
       }
       try {
         await ctx.factory.activate(pending, preCo, password);
@@ -80,21 +81,24 @@ function registerLogin(program: Command, ctx: CliContext): void {
   }));
 }
 
-/** Adds every user-CLI command to `program` for the given context (one-shot or interactive). */
+/** Adds every user-CLI command to `program` for the given context (one-shot or interactive); their
+ * usage errors get the failure envelope like every other failure (usage.ts). */
 export function registerUserCliCommands(program: Command, ctx: CliContext): void {
+  const before = new Set(program.commands);
   registerActivate(program, ctx);
   if (ctx.interactive) registerLogin(program, ctx);
   const key = registerKeyCommands(program, ctx);
   registerWrapCommands(key, ctx);
   registerCryptoCommands(program, ctx);
   registerUserCommands(program, ctx);
+  for (const c of program.commands) if (!before.has(c)) envelopeUsageErrors(c, ctx);
 }
 
-/** The command tree of one interactive line. */
+/** The command tree of one interactive line: every command in it is a user-CLI command, so an
+ * unknown one (`key lst`, `lst`) gets the envelope too. */
 function interactiveProgram(ctx: CliContext): Command {
-  const program = new Command('coffer')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) });
+  const program = new Command('coffer').configureOutput(usageOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) }));
+  envelopeUsageErrors(program, ctx);
   registerUserCliCommands(program, ctx);
   return program;
 }
@@ -107,10 +111,10 @@ async function runLine(ctx: CliContext, line: string, mode: OutputMode): Promise
     if (words.length === 1 && (words[0] === 'quit' || words[0] === 'exit')) return false;
     await interactiveProgram(ctx).parseAsync(words, { from: 'user' });
   } catch (e) {
-    if (e instanceof CommanderError || ctx.reported.has(e as object)) return true;
-    ctx.io.err(failureText(e));
-    if (mode === 'json') ctx.io.out(failureJson(e));
-    if (!(e instanceof Error && e.name === 'CofferError')) ctx.io.err(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    if (e instanceof CommanderError) return true; // help, or a usage error commander has reported (usage.ts)
+    if (mode === 'json' && !ctx.reported.has(e as object)) ctx.io.out(failureJson(e));
+    ctx.io.err(errorLine(e));
+    if (!isCofferError(e)) ctx.io.err(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   }
   return true;
 }
