@@ -111,6 +111,7 @@ export const ERRORS = {
   COFFER_CLUSTER_ALREADY_INITIALISED: { message: 'Cluster is already initialised on this device', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
   COFFER_CLUSTER_NO_CSR: { message: 'No cluster key exists yet: ask for the cluster CSR first', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
   COFFER_CLUSTER_CERT_MISMATCH: { message: 'Certificate is not for this cluster key or does not chain to the trust anchor', ckr: 'CKR_CERTIFICATE_INVALID', http: 400 },
+  COFFER_CLUSTER_ALREADY_ACTIVE: { message: 'Cluster is already active: log in as an admin instead of activating it again', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
   // ── node and client (data plane) ──────────────────────────────────────────────────────────
   COFFER_NODE_BUSY: { message: 'Node is at capacity; retry after the hint', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
   COFFER_CONNECTION_LOST: { message: 'Connection to the node was lost', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
@@ -122,10 +123,17 @@ export const ERRORS = {
   COFFER_REQUEST_TIMEOUT: { message: 'Request timed out', ckr: 'CKR_DEVICE_ERROR', http: 504 },
   COFFER_NODE_ZEROISED: { message: 'Node was zeroised and holds no state', ckr: 'CKR_DEVICE_ERROR', http: 409 },
   COFFER_CLIENT_CONFIG_INVALID: { message: 'Client configuration (endpoints, discovery input or options) is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLIENT_CONFIG_UNREADABLE: { message: 'Cluster config file, or the CA certificate file it names, cannot be read', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_HANDLE_OUT_OF_RANGE: { message: 'Object handle is out of range: handles are integers from 1 to 2^53-1', ckr: 'CKR_OBJECT_HANDLE_INVALID', http: 400 },
   COFFER_MANAGEMENT_REQUEST: { message: 'Management request is not valid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLI_OUTPUT_EXISTS: { message: 'Output file already exists: remove it or choose another path (outputs are never overwritten)', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
+  COFFER_CLI_OUTPUT_UNWRITABLE: { message: 'Output file cannot be created: check that its directory exists and is writable', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLI_FILTER_AMBIGUOUS: { message: 'Key filter matched more than one key: narrow it, e.g. with key-reference=0x…', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
+  COFFER_CLI_PASSWORD_MISMATCH: { message: 'The two passwords entered do not match', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_CLI_INPUT_ENDED: { message: 'Input ended while a password was expected', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

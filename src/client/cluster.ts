@@ -225,10 +225,17 @@ export class Cluster {
     return infos.map((i) => new Key(this, i.handle, { identity: i.identity, nodes }, { class: i.class, keyType: i.keyType, curve: i.curve }));
   }
 
-  /** A Key for a known handle. In a cluster of several nodes it is found (its identity and the nodes
-   * holding it) on first use; its type is fetched when a default mechanism needs it. */
-  key(handle: number, known: { readonly class?: ObjectClass; readonly keyType?: KeyType; readonly curve?: Curve } = {}): Key {
-    return new Key(this, handle, this.#links.length === 1 ? {} : undefined, { ...known });
+  /**
+   * A Key for a known handle. In a cluster of several nodes it is found (its identity and the nodes
+   * holding it) on first use; its type is fetched when a default mechanism needs it. Handles are u64
+   * on the wire, so a bigint is taken too; anything but an integer from 1 to 2^53-1 (0 is PKCS#11's
+   * invalid handle; larger ones JS numbers cannot hold exactly) fails COFFER_HANDLE_OUT_OF_RANGE here,
+   * rather than as a wire-format error at the first call.
+   */
+  key(handle: number | bigint, known: { readonly class?: ObjectClass; readonly keyType?: KeyType; readonly curve?: Curve } = {}): Key {
+    const n = typeof handle === 'bigint' && handle >= 1n && handle <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(handle) : handle;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw new CofferError('COFFER_HANDLE_OUT_OF_RANGE', { type: typeof handle });
+    return new Key(this, n, this.#links.length === 1 ? {} : undefined, { ...known });
   }
 
   /** @internal Finds the object `handle` names for a Key made by key() (KeyHost). */

@@ -1,9 +1,11 @@
 // Where a cluster's HSMs are (docs/architecture.md §7, docs/sdk.md "Discovery"): from CloudHSMv2
 // DescribeClusters output (the control plane's answer, or `aws cloudhsmv2 describe-clusters`), or
-// from a small config file. Discovery finds addresses only: trust comes from the customer CA alone,
-// so a wrong or hostile list can cost availability, never confidentiality.
+// from a small config file. The config loader here is the only one: the `coffer` CLI reads its
+// `--cluster-config` through it too, so a file that works for one works for the other. Discovery
+// finds addresses only: trust comes from the customer CA alone, so a wrong or hostile list can cost
+// availability, never confidentiality.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { CofferError } from '../errors.js';
 import { CLIENT_ENDPOINTS_MAX } from '../formats/limits.js';
@@ -66,33 +68,68 @@ export interface ClusterConfig {
   readonly ca: string;
 }
 
-/** Reads a config file `{ "endpoints": [{ "host", "port", "servername"? } | "host:port", …], "ca": "path" }`;
- * a relative `ca` path is relative to the config file. */
-export function loadClusterConfig(path: string): ClusterConfig {
-  let text: string;
+/** A cluster config lists a handful of nodes: a larger file is a wrong path, not a config. */
+export const CLUSTER_CONFIG_BYTES_MAX = 1024 * 1024;
+/** A CA file holds a few certificates; the bound stops a wrong path from being read whole. */
+export const CA_FILE_BYTES_MAX = 1024 * 1024;
+
+/** Reads a small text file, or fails COFFER_CLIENT_CONFIG_UNREADABLE (naming which file, never its content). */
+function readBounded(path: string, bytesMax: number, file: 'config' | 'ca'): string {
+  let size: number;
   try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    throw invalid('config file cannot be read');
+    size = statSync(path).size;
+  } catch (e) {
+    throw unreadable(file, e);
   }
-  return parseClusterConfig(text, dirname(resolve(path)));
+  if (size > bytesMax) throw invalid(`${file} file is larger than ${bytesMax} bytes`);
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw unreadable(file, e);
+  }
+}
+
+function unreadable(file: 'config' | 'ca', e: unknown): CofferError {
+  const errno = e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : 'unknown';
+  return new CofferError('COFFER_CLIENT_CONFIG_UNREADABLE', { file, errno });
+}
+
+/** The customer CA certificate file (PEM), as `--ca`-style options and config files name it. */
+export function readCaFile(path: string): string {
+  const ca = readBounded(path, CA_FILE_BYTES_MAX, 'ca');
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw invalid('ca file holds no PEM certificate');
+  return ca;
+}
+
+/**
+ * Reads a config file: `{ "endpoints": [{ "host", "port", "servername"? } | "host:port", …], "ca": "path" }`,
+ * or the development cluster's cluster.json (`nodes` + `customerCa`, docs/development-cluster.md), so
+ * that one file works for the SDK and the `coffer` CLI alike. A relative `ca` path is relative to
+ * the config file.
+ */
+export function loadClusterConfig(path: string): ClusterConfig {
+  return parseClusterConfig(readBounded(path, CLUSTER_CONFIG_BYTES_MAX, 'config'), dirname(resolve(path)));
+}
+
+/** Exactly one of two spellings of a field (a file with both is ambiguous, not merged). */
+function oneOf(doc: Readonly<Record<string, unknown>>, names: readonly [string, string]): unknown {
+  const [a, b] = names;
+  if (doc[a] !== undefined && doc[b] !== undefined) throw invalid(`config has both ${a} and ${b}: give one`);
+  return doc[a] ?? doc[b];
 }
 
 /** The config file's content; `baseDir` resolves a relative `ca` path. */
 export function parseClusterConfig(json: unknown, baseDir: string): ClusterConfig {
-  const doc = parseJson(json, 'config') as { endpoints?: unknown; ca?: unknown } | null;
-  if (typeof doc !== 'object' || doc === null) throw invalid('config is not an object');
-  if (!Array.isArray(doc.endpoints)) throw invalid('config has no endpoints list');
-  const endpoints = (doc.endpoints as unknown[]).map(parseEndpoint);
-  if (typeof doc.ca !== 'string' || doc.ca.length === 0) throw invalid('config has no ca path');
-  let ca: string;
-  try {
-    ca = readFileSync(resolve(baseDir, doc.ca), 'utf8');
-  } catch {
-    throw invalid('ca file cannot be read');
-  }
-  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw invalid('ca file holds no PEM certificate');
-  return { endpoints: checkEndpoints(endpoints), ca };
+  const doc = parseJson(json, 'config');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('config is not an object');
+  const fields = doc as Readonly<Record<string, unknown>>;
+  const list = oneOf(fields, ['endpoints', 'nodes']);
+  if (!Array.isArray(list)) throw invalid('config has no endpoints list');
+  const endpoints = (list as unknown[]).map(parseEndpoint);
+  const caPath = oneOf(fields, ['ca', 'customerCa']);
+  if (typeof caPath !== 'string' || caPath.length === 0) throw invalid('config has no ca path');
+  const checked = checkEndpoints(endpoints);
+  return { endpoints: checked, ca: readCaFile(resolve(baseDir, caPath)) };
 }
 
 function parseEndpoint(e: unknown): Endpoint {

@@ -30,6 +30,14 @@ export const OBJECT_ID_BYTES_MAX = 256;
 export const SEALED_RECORD_BYTES_MAX = 1024 * 1024;
 /** Data given to a single-part crypto call. */
 export const CRYPTO_INPUT_BYTES_MAX = 16 * 1024 * 1024;
+/** What single-part encryption of CRYPTO_INPUT_BYTES_MAX adds at most: AES-GCM with a device-drawn IV
+ * returns iv (12) ‖ ciphertext ‖ tag (16), +28; AES-CBC-PAD adds up to one 16-byte block of padding,
+ * and the CLI writes its 16-byte IV in front (docs/cli-users.md "Crypto"), +32. RSA-OAEP output is a
+ * modulus long, far below. */
+export const CRYPTO_CIPHERTEXT_OVERHEAD_BYTES_MAX = 32;
+/** Ciphertext given to a single-part decryption: whatever encrypting CRYPTO_INPUT_BYTES_MAX of data
+ * produced must be taken back, so decryption is bounded by the input limit plus that overhead. */
+export const CRYPTO_CIPHERTEXT_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX + CRYPTO_CIPHERTEXT_OVERHEAD_BYTES_MAX;
 /** Key material inside one object record (raw secret, PKCS#8 or SPKI DER): an RSA-4096 PKCS#8 key
  * is about 2.4 KiB; 8 KiB leaves room for RSA-8192 while bounding what a record decoder allocates. */
 export const KEY_MATERIAL_BYTES_MAX = 8 * 1024;

@@ -8,7 +8,7 @@
 
 import { assert } from '../assert.js';
 import {
-  CRYPTO_INPUT_BYTES_MAX, GCM_IV_BYTES_MAX, KCV_BYTES_MAX, KEY_MATERIAL_BYTES_MAX, LABEL_BYTES_MAX, MECHANISM_PARAM_BYTES_MAX,
+  CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, GCM_IV_BYTES_MAX, KCV_BYTES_MAX, KEY_MATERIAL_BYTES_MAX, LABEL_BYTES_MAX, MECHANISM_PARAM_BYTES_MAX,
   OBJECT_ID_BYTES_MAX, OBJECT_UID_BYTES, QUORUM_KEY_BYTES_MAX, QUORUM_SIGNATURE_BYTES_MAX, QUORUM_TOKENS_MAX, RANDOM_BYTES_MAX, SHAREES_MAX, USERS_MAX,
   WIRE_BATCH_ITEMS_MAX, WIRE_ERROR_DETAIL_ENTRIES_MAX, WIRE_FIND_RESULTS_MAX, WIRE_FRAME_BYTES_MAX, WIRE_NAME_BYTES_MAX,
   WIRE_PASSWORD_BYTES_MAX, WIRE_PEM_BYTES_MAX, WIRE_RETRY_AFTER_MS_MAX, WIRE_SIGNATURE_BYTES_MAX, WIRE_TEXT_BYTES_MAX, WRAPPED_KEY_BYTES_MAX,
@@ -45,6 +45,9 @@ const name = string(WIRE_NAME_BYTES_MAX);
 const text = string(WIRE_TEXT_BYTES_MAX);
 const password = secretBytes(WIRE_PASSWORD_BYTES_MAX);
 const data = bytes(CRYPTO_INPUT_BYTES_MAX);
+/** DECRYPT's input: what ENCRYPT of the largest `data` can return (IV, tag, padding), so every
+ * ciphertext this protocol produced can be sent back; the device checks the mechanism's own bound. */
+const ciphertext = bytes(CRYPTO_CIPHERTEXT_BYTES_MAX);
 /** Outputs of crypto calls: bounded only by the frame (ciphertext = input + IV, tag or padding). */
 const output = bytes(WIRE_FRAME_BYTES_MAX);
 const empty = struct({});
@@ -289,7 +292,7 @@ export const OPS = {
   SIGN: op(0x0050, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), struct({ signature: output })),
   VERIFY: op(0x0051, struct({ session, handle, params: mechanism, data, signature: bytes(WIRE_SIGNATURE_BYTES_MAX), identity: trailing(identity) }), struct({ valid: bool })),
   ENCRYPT: op(0x0052, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), dataOut),
-  DECRYPT: op(0x0053, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), dataOut),
+  DECRYPT: op(0x0053, struct({ session, handle, params: mechanism, data: ciphertext, identity: trailing(identity) }), dataOut),
   DIGEST: op(0x0054, struct({ session, params: mechanism, data }), struct({ digest: output })),
   RANDOM: op(0x0055, struct({ session, length: u32 }), struct({ bytes: bytes(RANDOM_BYTES_MAX) })),
   SIGN_BATCH: op(0x0060, struct({ session, items: list(cryptoItem, WIRE_BATCH_ITEMS_MAX) }), batchResults(output)),

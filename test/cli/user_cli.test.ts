@@ -5,12 +5,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, publicEncrypt, constants, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, publicEncrypt, randomBytes, constants, sign as nodeSign, verify as nodeVerify } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
+import { Cluster } from '../../src/client/cluster.js';
+import { loadClusterConfig } from '../../src/client/discovery.js';
+import { CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX } from '../../src/formats/limits.js';
+import { throwsCode } from '../helpers.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const T = { timeout: 60_000 };
@@ -26,6 +30,8 @@ const CAROL = { name: 'carol', password: 'carol-Passw0rd' };
 interface Run {
   readonly code: number | null;
   readonly stdout: string;
+  /** stdout as bytes (a decrypted plaintext is printed as it is). */
+  readonly stdoutBytes: Buffer;
   readonly stderr: string;
 }
 
@@ -35,12 +41,15 @@ function cli(args: readonly string[], opts: { pin?: string; role?: string; input
   if (opts.pin !== undefined) env['COFFER_PIN'] = opts.pin;
   if (opts.role !== undefined) env['COFFER_ROLE'] = opts.role;
   const child = spawn(process.execPath, [MAIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
+  const out: Buffer[] = [];
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stdout.on('data', (d: Buffer) => out.push(d));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdin.end(opts.input ?? '');
-  return new Promise((ok) => child.once('close', (code) => ok({ code, stdout, stderr })));
+  return new Promise((ok) => child.once('close', (code) => {
+    const stdoutBytes = Buffer.concat(out);
+    ok({ code, stdout: stdoutBytes.toString(), stdoutBytes, stderr });
+  }));
 }
 
 /** The `data` of a successful JSON run (fails the test with the run's output otherwise). */
@@ -174,11 +183,12 @@ test('AES: GCM and CBC round trips through files; HMAC generate and verify', T, 
   assert.equal(readFileSync(p('cipher.bin')).length, 12 + 1000 + 16); // iv ‖ ciphertext ‖ tag
   assert.deepEqual(readFileSync(p('back.bin')), readFileSync(p('plain.bin')));
   assert.equal(readFileSync(p('mac.bin')).length, 32);
-  const cbc = ok<{ data: string; iv: string }>(out[3]);
+  // aes-cbc without --iv prints iv ‖ ciphertext, which decrypt takes back as it is (no --iv).
+  const cbc = ok<{ data: string }>(out[3]);
   const bad = Buffer.from(readFileSync(p('cipher.bin')));
   bad[20] = (bad[20] ?? 0) ^ 1;
   const [dec, tampered] = await session(cu(), [
-    `crypto decrypt aes-cbc --key-filter attr.label=aes-1 --iv ${cbc.iv} --data-base64 ${cbc.data}`,
+    `crypto decrypt aes-cbc --key-filter attr.label=aes-1 --data-base64 ${cbc.data}`,
     `crypto decrypt aes-gcm --key-filter attr.label=aes-1 --data-base64 ${bad.toString('base64')}`,
   ]);
   assert.equal(Buffer.from(ok<{ data: string }>(dec).data, 'base64').toString(), 'sixteen+ bytes of text');
@@ -228,7 +238,7 @@ test('key list: filters, --verbose, text table, set-attribute, delete', T, async
   assert.equal(ok<{ matched_keys: KeyOut[] }>(more[3]).matched_keys[0]?.attributes['encrypt'], false);
   err(more[4], 'COFFER_KEY_FUNCTION_NOT_PERMITTED');
   err(more[5], 'COFFER_OBJECT_NOT_FOUND');
-  err(more[6], 'COFFER_CLI_INPUT'); // two keys match: delete refuses to guess
+  err(more[6], 'COFFER_CLI_FILTER_AMBIGUOUS'); // two keys match: delete refuses to guess
   ok(more[7]);
   assert.equal(ok<{ matched_keys: KeyOut[] }>(more[8]).matched_keys.length, 0);
 });
@@ -362,10 +372,12 @@ test('interactive: one login serves several commands; errors print and the promp
   const r = await cli(['interactive'], { input: session });
   assert.equal(r.code, 0, r.stderr);
   const out = splitEnvelopes(r.stdout);
-  assert.deepEqual(out.map((e) => e.error_code), [1, 0, 0, 0, 0, 0, 1]);
+  // Every command line gets its envelope, the mistyped one (commander's usage error) too.
+  assert.deepEqual(out.map((e) => e.error_code), [1, 0, 0, 0, 0, 1, 0, 1]);
   assert.equal(out[0]?.error?.code, 'COFFER_NOT_LOGGED_IN');
   assert.equal((out[4]?.data as { matched_keys: unknown[] }).matched_keys.length, 1);
-  assert.equal(out[6]?.error?.code, 'COFFER_NOT_LOGGED_IN');
+  assert.equal(out[5]?.error?.code, 'COFFER_CLI_USAGE');
+  assert.equal(out[7]?.error?.code, 'COFFER_NOT_LOGGED_IN');
   assert.match(r.stderr, /unknown command 'lst'/);
   assert.ok(!r.stdout.includes(ALICE.password) && !r.stderr.includes(ALICE.password), 'the password is never printed');
 });
@@ -393,11 +405,204 @@ test('bad usage exits 2: unknown option, missing option, bad filter, bad data; n
     ['key', 'list', '--filter', 'attr.colour=blue'],
     ['crypto', 'sign', 'ecdsa', '--key-filter', 'attr.label=ec-priv', '--data', 'a', '--data-hex', '00'],
     ['crypto', 'sign', 'ecdsa', '--key-filter', 'attr.label=ec-priv', '--data-hex', 'zz'],
+    // commander's own usage errors: unknown subcommand, missing subcommand, bad choice, extra word
+    ['key', 'lst'],
+    ['key'],
+    ['key', 'list', '--output', 'xml'],
+    ['key', 'list', 'extra'],
   ]) {
     const r = await asCu(args);
     assert.equal(r.code, 2, `${args.join(' ')}\n${r.stdout}${r.stderr}`);
+    // The same envelope as every other failure, and one stderr line with the one prefix.
+    failure(r, 'COFFER_CLI_USAGE', 2);
+    const errorLines = r.stderr.split('\n').filter((l) => /^(coffer|error)\b/.test(l));
+    assert.deepEqual(errorLines.map((l) => l.slice(0, 'coffer: COFFER_CLI_USAGE: '.length)), ['coffer: COFFER_CLI_USAGE: '], `${args.join(' ')}\n${r.stderr}`);
   }
   const r = await cli(['key', 'list']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /COFFER_PIN/);
+  // In text mode a usage error is the stderr line alone.
+  const text = await asCu(['key', 'lst', '--output', 'text']);
+  assert.equal(text.code, 2);
+  assert.equal(text.stdout, '');
+  assert.match(text.stderr, /^coffer: COFFER_CLI_USAGE: Invalid command line \{"reason":"unknown command 'lst'/);
 });
+
+test('coffer --version prints the package version', T, async () => {
+  const { version } = JSON.parse(readFileSync(resolve(dirname(MAIN), '../../../package.json'), 'utf8')) as { version: string };
+  for (const flag of ['--version', '-V']) {
+    const r = await cli([flag]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${version}\n`);
+  }
+});
+
+test('aes-cbc: what encrypt prints in text mode, decrypt takes back and prints as the plaintext', T, async () => {
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'cbc-text', '--key-length-bytes', '32']));
+  const plain = Buffer.from([0x00, 0xff, 0x0a, 0x41, 0x80, 0x0d, 0x0a, 0x7f, 0x20, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a]);
+  const k = ['--key-filter', 'attr.label=cbc-text'];
+  const enc = await asCu(['crypto', 'encrypt', 'aes-cbc', ...k, '--data-hex', plain.toString('hex'), '--output', 'text']);
+  assert.equal(enc.code, 0, enc.stderr);
+  const word = enc.stdout.trim();
+  assert.match(enc.stdout, /^[A-Za-z0-9+/]+=*\n$/, 'one base64 word');
+  assert.equal(Buffer.from(word, 'base64').length, 16 + 32, 'iv ‖ ciphertext (19 bytes pad to 32)');
+  const dec = await asCu(['crypto', 'decrypt', 'aes-cbc', ...k, '--data-base64', word, '--output', 'text']);
+  assert.equal(dec.code, 0, dec.stderr);
+  assert.deepEqual(dec.stdoutBytes, plain, 'the plaintext, byte for byte, nothing added');
+  // JSON and files carry the same layout, so each goes back in as it is.
+  const json = data<{ data: string }>(await asCu(['crypto', 'encrypt', 'aes-cbc', ...k, '--data', 'via json']));
+  assert.equal(Buffer.from(data<{ data: string }>(await asCu(['crypto', 'decrypt', 'aes-cbc', ...k, '--data-base64', json.data])).data, 'base64').toString(), 'via json');
+  const file = join(dir, 'cbc-text.bin');
+  data(await asCu(['crypto', 'encrypt', 'aes-cbc', ...k, '--data', 'via file', '--output-path', file]));
+  assert.equal(readFileSync(file).length, 32);
+  const back = await asCu(['crypto', 'decrypt', 'aes-cbc', ...k, '--data-path', file, '--output', 'text']);
+  assert.equal(back.stdout, 'via file');
+  // With --iv the data is the ciphertext alone, both ways.
+  const iv = '000102030405060708090a0b0c0d0e0f';
+  const own = await asCu(['crypto', 'encrypt', 'aes-cbc', ...k, '--iv', iv, '--data', 'own iv', '--output', 'text']);
+  assert.equal(Buffer.from(own.stdout.trim(), 'base64').length, 16);
+  assert.equal((await asCu(['crypto', 'decrypt', 'aes-cbc', ...k, '--iv', iv, '--data-base64', own.stdout.trim(), '--output', 'text'])).stdout, 'own iv');
+  // Too short or not whole blocks: refused before connecting, with the layout in the reason.
+  for (const hex of ['00'.repeat(16), '00'.repeat(33)]) failure(await asCu(['crypto', 'decrypt', 'aes-cbc', ...k, '--data-hex', hex]), 'COFFER_CLI_USAGE', 2);
+  failure(await asCu(['crypto', 'encrypt', 'aes-cbc', ...k, '--iv', '0011', '--data', 'x']), 'COFFER_CLI_USAGE', 2);
+});
+
+test('decrypt in text mode prints the plaintext for aes-gcm and rsa-oaep too; the prompt gets its newline', T, async () => {
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'gcm-text', '--key-length-bytes', '16']));
+  const enc = await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=gcm-text', '--data', 'gcm plain', '--output', 'text']);
+  const dec = await asCu(['crypto', 'decrypt', 'aes-gcm', '--key-filter', 'attr.label=gcm-text', '--data-base64', enc.stdout.trim(), '--output', 'text']);
+  assert.equal(dec.stdout, 'gcm plain');
+  const pair = data<{ public_key: KeyOut }>(await asCu(['key', 'generate-asymmetric-pair', 'rsa', '--modulus-size-bits', '2048', '--public-label', 'oaep-pub', '--private-label', 'oaep-priv', '--private-attributes', 'decrypt=true', '--public-attributes', 'encrypt=true']));
+  const pem = data<{ pem: string }>(await asCu(['key', 'generate-file', '--encoding', 'pem', '--filter', `key-reference=${pair.public_key['key-reference']}`])).pem;
+  const ct = publicEncrypt({ key: pem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from('oaep plain')).toString('base64');
+  assert.equal((await asCu(['crypto', 'decrypt', 'rsa-oaep', '--key-filter', 'attr.label=oaep-priv', '--data-base64', ct, '--output', 'text'])).stdout, 'oaep plain');
+  const r = await cli(['interactive', '--output', 'text'], { input: [`login --username ${cu().name}`, cu().password, `crypto decrypt aes-gcm --key-filter attr.label=gcm-text --data-base64 ${enc.stdout.trim()}`, 'quit'].join('\n') + '\n' });
+  assert.ok(r.stdout.endsWith('\ngcm plain\n'), r.stdout); // the plaintext, then the newline the prompt needs
+});
+
+test('decrypt takes back what encrypt made from the largest input: the CLI bound is input + IV + tag or padding', T, async () => {
+  // Against a port where nothing listens: the CLI's own checks run before it connects, so the
+  // outcome says which side refused. Exactly CRYPTO_CIPHERTEXT_BYTES_MAX passes the CLI (and fails
+  // to connect); one byte more is refused by the CLI, naming the bound.
+  const caPath = join(cluster.dir, 'customer-ca.pem');
+  const nowhere = ['--endpoint', '127.0.0.1:1', '--ca', caPath];
+  const gcmMax = join(dir, 'gcm-max.bin');
+  const tooBig = join(dir, 'too-big.bin');
+  writeFileSync(gcmMax, Buffer.alloc(CRYPTO_INPUT_BYTES_MAX + 12 + 16));
+  writeFileSync(tooBig, Buffer.alloc(CRYPTO_CIPHERTEXT_BYTES_MAX + 1));
+  try {
+    const passes = await cli(['crypto', 'decrypt', 'aes-gcm', '--key-filter', 'key-reference=1', '--data-path', gcmMax, ...nowhere], { pin: cuPin, env: { COFFER_CLUSTER_CONFIG: '' } });
+    failure(passes, 'COFFER_CLUSTER_UNAVAILABLE');
+    const refused = await cli(['crypto', 'decrypt', 'aes-gcm', '--key-filter', 'key-reference=1', '--data-path', tooBig, ...nowhere], { pin: cuPin, env: { COFFER_CLUSTER_CONFIG: '' } });
+    failure(refused, 'COFFER_CLI_INPUT');
+    assert.match(refused.stdout, new RegExp(`larger than ${CRYPTO_CIPHERTEXT_BYTES_MAX} bytes`));
+    // Encryption keeps the device's input bound.
+    const plainTooBig = await cli(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'key-reference=1', '--data-path', gcmMax, ...nowhere], { pin: cuPin, env: { COFFER_CLUSTER_CONFIG: '' } });
+    failure(plainTooBig, 'COFFER_CLI_INPUT');
+  } finally {
+    rmSync(gcmMax, { force: true });
+    rmSync(tooBig, { force: true });
+  }
+});
+
+test('a 16 MiB file encrypted with aes-gcm decrypts back through the CLI', T, async () => {
+  const plain = join(dir, 'sixteen.bin');
+  const sealed = join(dir, 'sixteen.gcm');
+  const back = join(dir, 'sixteen.back');
+  writeFileSync(plain, randomBytes(CRYPTO_INPUT_BYTES_MAX));
+  try {
+    data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'big-gcm', '--key-length-bytes', '32']));
+    data(await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=big-gcm', '--data-path', plain, '--output-path', sealed]));
+    assert.equal(readFileSync(sealed).length, 16_777_244);
+    data(await asCu(['crypto', 'decrypt', 'aes-gcm', '--key-filter', 'attr.label=big-gcm', '--data-path', sealed, '--output-path', back]));
+    assert.ok(readFileSync(back).equals(readFileSync(plain)));
+  } finally {
+    for (const f of [plain, sealed, back]) rmSync(f, { force: true });
+  }
+});
+
+test('ecdsa --data-type digest: the digest must have its hash\'s length; signatures are r ‖ s', T, async () => {
+  data(await asCu(['key', 'generate-asymmetric-pair', 'ec', '--curve', 'secp256r1', '--public-label', 'dg-pub', '--private-label', 'dg-priv']));
+  const pem = data<{ pem: string }>(await asCu(['key', 'generate-file', '--encoding', 'pem', '--filter', 'attr.label=dg-pub'])).pem;
+  const message = Buffer.from('digest me');
+  const k = ['--key-filter', 'attr.label=dg-priv', '--data-type', 'digest'];
+  for (const [hash, bytes] of [['sha256', 32], ['sha384', 48]] as const) {
+    const digest = createHash(hash).update(message).digest('hex');
+    const { signature } = data<{ signature: string }>(await asCu(['crypto', 'sign', 'ecdsa', ...k, '--hash-function', hash, '--data-hex', digest]));
+    const sig = Buffer.from(signature, 'base64');
+    assert.equal(sig.length, 64, 'r ‖ s, 32 bytes each on P-256');
+    assert.equal(nodeVerify(hash, message, { key: pem, dsaEncoding: 'ieee-p1363' }, sig), true);
+    data(await asCu(['crypto', 'verify', 'ecdsa', '--key-filter', 'attr.label=dg-pub', '--data-type', 'digest', '--hash-function', hash, '--data-hex', digest, '--signature', signature]));
+    // Any other length is not a digest of that hash: refused before connecting.
+    for (const wrong of [1, bytes - 1, bytes + 1]) {
+      const r = await asCu(['crypto', 'sign', 'ecdsa', ...k, '--hash-function', hash, '--data-hex', '00'.repeat(wrong)]);
+      failure(r, 'COFFER_CLI_USAGE', 2);
+      assert.match(r.stdout, new RegExp(`is ${bytes} bytes`));
+    }
+  }
+  failure(await asCu(['crypto', 'sign', 'ecdsa', ...k, '--data-hex', '00']), 'COFFER_CLI_USAGE', 2); // default sha256: 32 bytes
+  failure(await asCu(['crypto', 'verify', 'ecdsa', '--key-filter', 'attr.label=dg-pub', '--data-type', 'digest', '--data-hex', '00', '--signature', 'AAAA']), 'COFFER_CLI_USAGE', 2);
+  failure(await asCu(['crypto', 'sign', 'ecdsa', '--key-filter', 'attr.label=dg-priv', '--data-type', 'hashed', '--data', 'x']), 'COFFER_CLI_USAGE', 2);
+  const help = await cli(['crypto', 'sign', 'ecdsa', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /r ‖ s/);
+  assert.doesNotMatch(help.stdout, /\(DER signature\)/);
+});
+
+test('cluster activate on an active cluster says so, before asking for any password', T, async () => {
+  // Nothing on stdin: had the command asked for the PreCO password, it would fail COFFER_CLI_INPUT_ENDED.
+  const r = await cli(['cluster', 'activate']);
+  failure(r, 'COFFER_CLUSTER_ALREADY_ACTIVE');
+  assert.match(r.stderr, /^coffer: COFFER_CLUSTER_ALREADY_ACTIVE: Cluster is already active/m);
+  assert.doesNotMatch(r.stderr, /Login failed/);
+  // The admin's failed-login count is untouched: no ACTIVATE was sent.
+  const users = ok<{ users: { username: string; 'failed-logins': number }[] }>((await session(admin(), ['user list']))[0]).users;
+  assert.equal(users.find((u) => u.username === cluster.admin.name)?.['failed-logins'], 0);
+});
+
+test('each input failure has its own code: an existing output file, an ambiguous filter, an unreadable config', T, async () => {
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'twin', '--key-length-bytes', '16']));
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'twin', '--key-length-bytes', '16']));
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'single', '--key-length-bytes', '16']));
+  const existing = join(dir, 'exists.bin');
+  writeFileSync(existing, 'keep me');
+  const exists = await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=single', '--data', 'x', '--output-path', existing]);
+  failure(exists, 'COFFER_CLI_OUTPUT_EXISTS');
+  assert.equal(readFileSync(existing, 'utf8'), 'keep me', 'never overwritten');
+  failure(await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=single', '--data', 'x', '--output-path', join(dir, 'no-such-dir', 'out.bin')]), 'COFFER_CLI_OUTPUT_UNWRITABLE');
+  const twins = await asCu(['crypto', 'encrypt', 'aes-gcm', '--key-filter', 'attr.label=twin', '--data', 'x']);
+  failure(twins, 'COFFER_CLI_FILTER_AMBIGUOUS');
+  assert.match(twins.stdout, /"matched": 2/);
+  const missing = await cli(['key', 'list'], { pin: cuPin, env: { COFFER_CLUSTER_CONFIG: join(dir, 'no-such-cluster.json') } });
+  failure(missing, 'COFFER_CLIENT_CONFIG_UNREADABLE');
+  const messages = new Set([exists, twins, missing].map((r) => (JSON.parse(r.stdout) as { error: { message: string } }).error.message));
+  assert.equal(messages.size, 3, 'three different messages');
+  // Piped passwords that end too soon have their own code as well.
+  failure(await cli(['key', 'list', '--login-username', ALICE.name]), 'COFFER_CLI_INPUT_ENDED');
+});
+
+test('key list --verbose changes the text output; an empty COFFER_ROLE means crypto-user', T, async () => {
+  data(await asCu(['key', 'generate-symmetric', 'aes', '--label', 'verbose-text', '--key-length-bytes', '24', '--attributes', 'encrypt=true']));
+  const plain = await cli(['key', 'list', '--output', 'text', '--filter', 'attr.label=verbose-text'], { pin: cuPin, role: '' });
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /^0x[0-9a-f]{16}\s+secret-key\s+aes\s+192\s+verbose-text/m);
+  const verbose = await asCu(['key', 'list', '--output', 'text', '--verbose', '--filter', 'attr.label=verbose-text']);
+  assert.notEqual(verbose.stdout, plain.stdout);
+  assert.match(verbose.stdout, /^0x[0-9a-f]{16}\n/);
+  for (const line of ['label: verbose-text', 'class: secret-key', 'encrypt: true', 'extractable: false', 'value-len: 24', `owner: ${cluster.cryptoUser.name}`, 'use-key-quorum-value: 0']) {
+    assert.ok(verbose.stdout.includes(`\n  ${line}\n`), line);
+  }
+});
+
+test("the SDK reads the development cluster's cluster.json too (one loader) and checks key handles", T, async () => {
+  const cfg = loadClusterConfig(clusterFile);
+  const sdk = await Cluster.connect({ ...cfg, credentials: { username: cluster.cryptoUser.name, password: cluster.cryptoUser.password } });
+  try {
+    const key = await sdk.generateKey({ type: 'AES', bits: 128, label: 'sdk-from-cluster-json' });
+    assert.equal((await sdk.key(BigInt(key.handle)).attributes()).label, 'sdk-from-cluster-json');
+    throwsCode(() => sdk.key(2n ** 53n), 'COFFER_HANDLE_OUT_OF_RANGE');
+  } finally {
+    await sdk.close();
+  }
+});
+

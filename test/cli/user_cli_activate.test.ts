@@ -1,6 +1,7 @@
 // `coffer cluster activate` on a node that is initialised but not yet activated (the state a new
 // cluster is in after InitializeCluster): the PreCO password and the new admin password are read
-// from stdin, and the admin can then log in with the new password.
+// from stdin, and the admin can then log in with the new password. A second activation is refused
+// as COFFER_CLUSTER_ALREADY_ACTIVE; a pair with one HSM still unactivated gets that one activated.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,9 +12,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ManagementClient } from '../../src/management/client.js';
 import { randomClusterId, randomPassword } from '../../src/cli/dev_cluster.js';
-import { spawnNode, stopNode } from '../../src/cli/dev_node_process.js';
+import { spawnNode, stopNode, type DevNode } from '../../src/cli/dev_node_process.js';
 import { pemOf } from '../../src/formats/x509.js';
-import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../../src/factory/development.js';
+import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../src/factory/development.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
@@ -27,27 +28,34 @@ function cli(args: readonly string[], input: string, env: Record<string, string>
   return new Promise((ok) => child.once('close', (code) => ok({ code, stdout, stderr })));
 }
 
+/** A node process whose cluster is initialised under `customerCa` (the state after InitializeCluster). */
+async function initialisedNode(dir: string, name: string, authorities: DevelopmentAuthorities, authoritiesDir: string, customerCa: DevelopmentCustomerCa, preCo: string): Promise<DevNode> {
+  const client = await issueManagementClientCertificate(authorities.operator, 'activate test');
+  const node = await spawnNode({ mainJs: MAIN, dataDir: join(dir, name), authoritiesDir, host: '127.0.0.1' });
+  const management = new ManagementClient({
+    host: node.host, port: node.managementPort, ...client,
+    manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate),
+  });
+  try {
+    const certificatePem = await customerCa.signClusterCsr(await management.clusterCsr(randomClusterId()));
+    await management.initialiseCluster({ certificatePem, trustAnchorPem: customerCa.certificatePem, preCoPassword: preCo, applianceCredential: randomPassword(32) });
+  } finally {
+    management.close();
+  }
+  return node;
+}
+
 test('cluster activate sets the admin password of an initialised cluster', { timeout: 60_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-activate-'));
   const authorities = await createDevelopmentAuthorities();
   const authoritiesDir = join(dir, 'authorities');
-  let node;
+  const nodes: DevNode[] = [];
   try {
     saveDevelopmentAuthorities(authorities, authoritiesDir);
-    const client = await issueManagementClientCertificate(authorities.operator, 'activate test');
-    node = await spawnNode({ mainJs: MAIN, dataDir: join(dir, 'node'), authoritiesDir, host: '127.0.0.1' });
     const customerCa = await createDevelopmentCustomerCa();
     const preCo = randomPassword(20);
-    const management = new ManagementClient({
-      host: node.host, port: node.managementPort, ...client,
-      manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate),
-    });
-    try {
-      const certificatePem = await customerCa.signClusterCsr(await management.clusterCsr(randomClusterId()));
-      await management.initialiseCluster({ certificatePem, trustAnchorPem: customerCa.certificatePem, preCoPassword: preCo, applianceCredential: randomPassword(32) });
-    } finally {
-      management.close();
-    }
+    const node = await initialisedNode(dir, 'node', authorities, authoritiesDir, customerCa, preCo);
+    nodes.push(node);
     const caPath = join(dir, 'customer-ca.pem');
     writeFileSync(caPath, customerCa.certificatePem);
     const where = ['--endpoint', `${node.host}:${node.port}`, '--ca', caPath];
@@ -67,8 +75,24 @@ test('cluster activate sets the admin password of an initialised cluster', { tim
     assert.match(users.stdout, /^admin\s+admin\s+false/m);
     const again = await cli(['cluster', 'activate', ...where], `${preCo}\n${newPassword}\n`);
     assert.equal(again.code, 1, 'a cluster is activated once');
+    // …and the second attempt says why, rather than the device's generic "Login failed".
+    assert.equal((JSON.parse(again.stdout) as { error: { code: string } }).error.code, 'COFFER_CLUSTER_ALREADY_ACTIVE');
+    assert.match(again.stderr, /^coffer: COFFER_CLUSTER_ALREADY_ACTIVE: /);
+
+    // A second HSM not yet activated (an activation that stopped half-way): activating the pair
+    // activates the one that needs it and counts the other.
+    const second = await initialisedNode(dir, 'node-2', authorities, authoritiesDir, customerCa, preCo);
+    nodes.push(second);
+    const both = [...where, '--endpoint', `${second.host}:${second.port}`];
+    const rest = await cli(['cluster', 'activate', ...both], `${preCo}\n${newPassword}\n`);
+    assert.equal(rest.code, 0, rest.stdout + rest.stderr);
+    assert.deepEqual(JSON.parse(rest.stdout), { error_code: 0, data: { message: 'Cluster activated successfully', 'already-active-nodes': 1 } });
+    const onSecond = await cli(['user', 'list', '--endpoint', `${second.host}:${second.port}`, '--ca', caPath], '', { COFFER_PIN: `admin:${newPassword}`, COFFER_ROLE: 'admin' });
+    assert.equal(onSecond.code, 0, onSecond.stderr);
+    const all = await cli(['cluster', 'activate', ...both], '');
+    assert.equal((JSON.parse(all.stdout) as { error: { code: string; detail: Record<string, number> } }).error.detail['activeNodes'], 2);
   } finally {
-    if (node !== undefined) await stopNode(node, 'SIGTERM');
+    await Promise.all(nodes.map((n) => stopNode(n, 'SIGTERM')));
     authorities.akbk?.destroy();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CofferError } from '../../src/errors.js';
 import { formatKeyReference, matchesFilter, parseFilter, parseKeyReference, parseSetAttribute, parseTemplate, readData, type FilterableKey } from '../../src/cli/user_cli/args.js';
-import { loadClusterConfig, parseEndpoint, parsePin, parseRole, resolveTarget } from '../../src/cli/user_cli/config.js';
+import { loadClusterConfig } from '../../src/client/discovery.js';
+import { parseEndpoint, parsePin, parseRole, resolveTarget } from '../../src/cli/user_cli/config.js';
 import { splitWords } from '../../src/cli/user_cli/line_source.js';
-import { failureJson, keyListResult, render, table, type KeyDescription } from '../../src/cli/user_cli/output.js';
+import { commanderUsageError, errorLine, failureJson, keyListResult, render, table, type KeyDescription } from '../../src/cli/user_cli/output.js';
 import { throwsCode } from '../helpers.js';
 
 const ATTRS = {
@@ -87,14 +88,18 @@ test('the interactive prompt splits words like a shell', () => {
 
 test('cluster configs: endpoints + ca, the development cluster.json shape, and the options', () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-cli-'));
+  const CA = '-----BEGIN CERTIFICATE-----\nCA PEM\n-----END CERTIFICATE-----\n';
   try {
-    writeFileSync(join(dir, 'ca.pem'), 'CA PEM');
+    writeFileSync(join(dir, 'ca.pem'), CA);
     writeFileSync(join(dir, 'a.json'), JSON.stringify({ endpoints: [{ host: 'h', port: 1 }], ca: 'ca.pem' }));
     writeFileSync(join(dir, 'dev.json'), JSON.stringify({ nodes: [{ host: 'h', port: 2, running: true }], customerCa: join(dir, 'ca.pem') }));
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ endpoints: [{ host: 'h', port: 70000 }], ca: 'ca.pem' }));
-    assert.deepEqual(loadClusterConfig(join(dir, 'a.json')), { endpoints: [{ host: 'h', port: 1 }], caPem: 'CA PEM' });
+    // One loader (the SDK's) for the CLI and the SDK: its errors are the SDK's config codes.
+    assert.deepEqual(loadClusterConfig(join(dir, 'a.json')), { endpoints: [{ host: 'h', port: 1 }], ca: CA });
     assert.deepEqual(loadClusterConfig(join(dir, 'dev.json')).endpoints, [{ host: 'h', port: 2 }]);
-    throwsCode(() => loadClusterConfig(join(dir, 'bad.json')), 'COFFER_CLI_INPUT');
+    throwsCode(() => loadClusterConfig(join(dir, 'bad.json')), 'COFFER_CLIENT_CONFIG_INVALID');
+    throwsCode(() => loadClusterConfig(join(dir, 'absent.json')), 'COFFER_CLIENT_CONFIG_UNREADABLE');
+    throwsCode(() => resolveTarget({ endpoint: ['h:1'], ca: join(dir, 'absent.pem') }, {}), 'COFFER_CLIENT_CONFIG_UNREADABLE');
     assert.deepEqual(resolveTarget({}, { COFFER_CLUSTER_CONFIG: join(dir, 'a.json') }).endpoints, [{ host: 'h', port: 1 }]);
     assert.deepEqual(resolveTarget({ endpoint: ['[::1]:5', 'n1:6'], ca: join(dir, 'ca.pem') }, {}).endpoints, [{ host: '::1', port: 5 }, { host: 'n1', port: 6 }]);
     throwsCode(() => resolveTarget({ endpoint: ['h:1'] }, {}), 'COFFER_CLI_USAGE');
@@ -131,4 +136,17 @@ test('output: the JSON envelopes and the text table', () => {
   });
   assert.deepEqual(JSON.parse(failureJson(new Error('secret stuff'))), { error_code: 1, error: { code: 'INTERNAL', message: 'internal error' } });
   assert.equal(table(['a', 'bb'], [['xyz', '1']]), 'a    bb\n---  --\nxyz  1\n');
+});
+
+test('one stderr line for every failure; commander messages become COFFER_CLI_USAGE; --verbose text lists every attribute', () => {
+  assert.equal(errorLine(new CofferError('COFFER_OBJECT_NOT_FOUND', { reason: 'r' })), 'coffer: COFFER_OBJECT_NOT_FOUND: Object handle is not valid for this user {"reason":"r"}\n');
+  assert.equal(errorLine(new Error('secret stuff')), 'coffer: internal error\n');
+  const u = commanderUsageError("error: unknown command 'lst'\n(Did you mean list?)");
+  assert.equal(u.code, 'COFFER_CLI_USAGE');
+  assert.deepEqual(u.detail, { reason: "unknown command 'lst' (Did you mean list?)" });
+  assert.deepEqual(commanderUsageError('(outputHelp)').detail, { reason: 'a subcommand is required' });
+  const verbose = render('text', keyListResult([KEY], true));
+  assert.notEqual(verbose, render('text', keyListResult([KEY], false)));
+  assert.equal(verbose.split('\n')[0], '0x000000000000002a');
+  for (const line of ['class: private-key', 'ec-curve: P-256', 'check-value: 0xabcdef', 'sign: true', 'owner: alice', 'shared-with: bob']) assert.ok(verbose.includes(`\n  ${line}\n`), line);
 });

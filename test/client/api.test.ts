@@ -101,6 +101,19 @@ test('attributes, setAttribute, findKeys (all pages), import, wrap/unwrap, destr
   await rejectsWith(cluster.key(987_654).sign(enc('x'), { mechanism: 'CKM_ECDSA_SHA256' }), 'COFFER_OBJECT_NOT_FOUND');
 });
 
+test('key(handle): a handle outside 1..2^53-1 is COFFER_HANDLE_OUT_OF_RANGE at once; a bigint in range is a handle', async () => {
+  // These used to reach the wire encoder and fail COFFER_FORMAT_LIMIT ("A length exceeds its limit").
+  for (const h of [0, -1, 1.5, 2 ** 53, Number.NaN, 0n, 2n ** 53n, -5n]) {
+    assert.throws(() => cluster.key(h), (e) => isCofferError(e, 'COFFER_HANDLE_OUT_OF_RANGE') && e.message.includes('out of range'), String(h));
+  }
+  assert.throws(() => cluster.key('5' as unknown as number), (e) => isCofferError(e, 'COFFER_HANDLE_OUT_OF_RANGE'));
+  const k = await cluster.generateKey({ type: 'AES', bits: 128, label: 'by-bigint' });
+  assert.equal((await cluster.key(BigInt(k.handle)).attributes()).label, 'by-bigint');
+  // In range but naming nothing: the node's answer, as for a number.
+  await rejectsWith(cluster.key(999_999n).attributes(), 'COFFER_OBJECT_NOT_FOUND');
+  await rejectsWith(cluster.key(2 ** 53 - 1).attributes(), 'COFFER_OBJECT_NOT_FOUND');
+});
+
 test('users: an admin creates, lists, changes and deletes a user; a crypto user may not', async () => {
   await rejectsWith(cluster.users.create('bob', 'bob-password', 'crypto-user'), 'COFFER_PERMISSION_DENIED');
   const admin = await Cluster.connect({ endpoints: tc.endpoints, ca: tc.ca, credentials: { username: 'admin', password: 'admin-password-1', role: 'admin' } });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { endpointsFromDescribeClusters, loadClusterConfig, parseClusterConfig } from '../../src/client/discovery.js';
+import { CLUSTER_CONFIG_BYTES_MAX, endpointsFromDescribeClusters, loadClusterConfig, parseClusterConfig } from '../../src/client/discovery.js';
 import { throwsCode } from '../helpers.js';
 
 const describe = {
@@ -42,9 +42,32 @@ test('config file: endpoints as objects or host:port, ca relative to the file; b
     assert.ok(c.ca.startsWith('-----BEGIN CERTIFICATE-----'));
     writeFileSync(join(dir, 'not-pem.txt'), 'hello');
     const bad: unknown[] = ['{', {}, { endpoints: [] , ca: 'ca.pem' }, { endpoints: ['nohost'], ca: 'ca.pem' }, { endpoints: [{ host: 'x', port: 70000 }], ca: 'ca.pem' },
-      { endpoints: ['x:1'] }, { endpoints: ['x:1'], ca: 'missing.pem' }, { endpoints: ['x:1'], ca: 'not-pem.txt' }, { endpoints: Array(33).fill('x:1'), ca: 'ca.pem' }];
+      { endpoints: ['x:1'] }, { endpoints: ['x:1'], ca: 'not-pem.txt' }, { endpoints: Array(33).fill('x:1'), ca: 'ca.pem' },
+      { endpoints: ['x:1'], nodes: ['y:2'], ca: 'ca.pem' }, { endpoints: ['x:1'], ca: 'ca.pem', customerCa: 'ca.pem' }, [], 'null'];
     for (const b of bad) throwsCode(() => parseClusterConfig(typeof b === 'string' ? b : JSON.stringify(b), dir), 'COFFER_CLIENT_CONFIG_INVALID', JSON.stringify(b));
-    throwsCode(() => loadClusterConfig(join(dir, 'absent.json')), 'COFFER_CLIENT_CONFIG_INVALID');
+    // A file that cannot be read has its own code (the config itself, or the CA file it names).
+    throwsCode(() => parseClusterConfig(JSON.stringify({ endpoints: ['x:1'], ca: 'missing.pem' }), dir), 'COFFER_CLIENT_CONFIG_UNREADABLE');
+    throwsCode(() => loadClusterConfig(join(dir, 'absent.json')), 'COFFER_CLIENT_CONFIG_UNREADABLE');
+    throwsCode(() => loadClusterConfig(dir), 'COFFER_CLIENT_CONFIG_UNREADABLE'); // a directory
+    writeFileSync(join(dir, 'huge.json'), Buffer.alloc(CLUSTER_CONFIG_BYTES_MAX + 1, 0x20));
+    throwsCode(() => loadClusterConfig(join(dir, 'huge.json')), 'COFFER_CLIENT_CONFIG_INVALID');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the development cluster's cluster.json loads as it is (one loader for the SDK and the CLI)", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-sdk-config-'));
+  try {
+    const ca = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+    writeFileSync(join(dir, 'customer-ca.pem'), ca);
+    // The shape src/cli/dev_cluster.ts writes: nodes with more fields than an endpoint, an absolute customerCa.
+    writeFileSync(join(dir, 'cluster.json'), JSON.stringify({
+      clusterId: 'cluster-abcdefghijk', customerCa: join(dir, 'customer-ca.pem'), admin: { name: 'admin', password: 'x' },
+      nodes: [{ host: '127.0.0.1', port: 4001, managementPort: 4101, pid: 1, serial: 'S1', dataDir: '/d', running: true },
+        { host: '127.0.0.1', port: 4002, managementPort: 4102, pid: 2, serial: 'S2', dataDir: '/e', running: true }],
+    }));
+    assert.deepEqual(loadClusterConfig(join(dir, 'cluster.json')), { endpoints: [{ host: '127.0.0.1', port: 4001 }, { host: '127.0.0.1', port: 4002 }], ca });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

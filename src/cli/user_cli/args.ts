@@ -227,16 +227,17 @@ export function parseBase64(value: string, what: string): Uint8Array {
   return new Uint8Array(Buffer.from(value, 'base64'));
 }
 
-/** The bytes named by exactly one of `--data`, `--data-hex`, `--data-base64`, `--data-path`. */
-export function readData(o: DataOptions, what = 'data'): Uint8Array {
+/** The bytes named by exactly one of `--data`, `--data-hex`, `--data-base64`, `--data-path`, at most
+ * `maxBytes` (decryption takes CRYPTO_CIPHERTEXT_BYTES_MAX: what encrypting the largest input made). */
+export function readData(o: DataOptions, what = 'data', maxBytes = CRYPTO_INPUT_BYTES_MAX): Uint8Array {
   const given = [o.data, o.dataHex, o.dataBase64, o.dataPath].filter((v) => v !== undefined).length;
   if (given !== 1) usage(`give exactly one of --${what}, --${what}-hex, --${what}-base64, --${what}-path`);
   let bytes: Uint8Array;
   if (o.data !== undefined) bytes = new Uint8Array(Buffer.from(o.data, 'utf8'));
   else if (o.dataHex !== undefined) bytes = parseHex(o.dataHex, `--${what}-hex`);
   else if (o.dataBase64 !== undefined) bytes = parseBase64(o.dataBase64, `--${what}-base64`);
-  else bytes = readBoundedFile(o.dataPath ?? '', `--${what}-path`);
-  if (bytes.length > CRYPTO_INPUT_BYTES_MAX) usage(`${what} is longer than ${CRYPTO_INPUT_BYTES_MAX} bytes`);
+  else bytes = readBoundedFile(o.dataPath ?? '', `--${what}-path`, maxBytes);
+  if (bytes.length > maxBytes) usage(`${what} is longer than ${maxBytes} bytes`);
   return bytes;
 }
 

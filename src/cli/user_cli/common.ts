@@ -41,13 +41,13 @@ export interface KeySelector {
   readonly option: string;
 }
 
-/** The one key a selector matches; none → COFFER_OBJECT_NOT_FOUND, several → COFFER_CLI_INPUT. */
+/** The one key a selector matches; none → COFFER_OBJECT_NOT_FOUND, several → COFFER_CLI_FILTER_AMBIGUOUS. */
 export async function oneKey(cluster: UserCluster, { filter, option }: KeySelector): Promise<KeyDescription> {
   const onlyHandle = filter.handle !== undefined && Object.keys(filter).every((k) => k === 'handle' || k === 'booleans') && Object.keys(filter.booleans).length === 0;
   const candidates = onlyHandle && filter.handle !== undefined ? [await cluster.describe(filter.handle)] : await cluster.findKeys(filter);
   const matched = candidates.filter((k) => matchesFilter(k, filter));
   if (matched.length === 0) fail('COFFER_OBJECT_NOT_FOUND', { reason: `${option} matched no key` });
-  if (matched.length > 1) fail('COFFER_CLI_INPUT', { reason: `${option} matched ${matched.length} keys: narrow it, e.g. key-reference=0x…`, matched: matched.length });
+  if (matched.length > 1) fail('COFFER_CLI_FILTER_AMBIGUOUS', { option, matched: matched.length });
   return matched[0] as KeyDescription;
 }
 
@@ -56,7 +56,8 @@ export function writeOutputFile(path: string, content: Uint8Array | string): voi
   try {
     writeFileSync(path, content, { flag: 'wx', mode: 0o600 });
   } catch (e) {
-    const code = e instanceof Error && 'code' in e ? String(e.code) : '';
-    fail('COFFER_CLI_INPUT', { reason: code === 'EEXIST' ? 'output file exists: remove it or choose another path' : 'cannot write the output file' });
+    const errno = e instanceof Error && 'code' in e ? String(e.code) : 'unknown';
+    if (errno === 'EEXIST') fail('COFFER_CLI_OUTPUT_EXISTS');
+    fail('COFFER_CLI_OUTPUT_UNWRITABLE', { errno });
   }
 }

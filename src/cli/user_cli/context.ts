@@ -5,22 +5,20 @@
 // Interactive (`coffer interactive`): one connection and one login live across commands; `login`
 // and `logout` change them; a command without a login fails COFFER_NOT_LOGGED_IN.
 //
-// Failures: JSON mode prints the failure envelope on stdout; the error goes on to main.ts (stderr
-// line, exit 1). A usage error (COFFER_CLI_USAGE) becomes commander's usage failure: exit 2.
+// Failures: JSON mode prints the failure envelope on stdout; the error goes on to whoever prints its
+// one stderr line (main.ts in one-shot mode, exit 1, or 2 for COFFER_CLI_USAGE; the interactive loop
+// otherwise). Commander's own usage errors get the same envelope (usage.ts).
 
-import { CommanderError } from 'commander';
 import { CofferError, isCofferError } from '../../errors.js';
 import { resolveTarget, parsePin, parseRole, type ClusterTarget, type ConnectionOptions, type LoginRole } from './config.js';
 import type { LineSource } from './line_source.js';
-import { failureJson, failureText, parseOutputMode, render, type OutputMode, type Result } from './output.js';
+import { failureJson, parseOutputMode, render, type OutputMode, type Result } from './output.js';
 import type { ClusterFactory, Credentials, UserCluster } from './port.js';
 import { startProgress, type Progress } from './progress.js';
 
-/** Exit code of a usage error (docs/cli.md). */
-const EXIT_USAGE = 2;
-
 export interface CliIo {
-  readonly out: (text: string) => void;
+  /** stdout: text, or bytes written as they are (a plaintext in text mode). */
+  readonly out: (text: string | Uint8Array) => void;
   readonly err: (text: string) => void;
   readonly env: NodeJS.ProcessEnv;
   /** stdin as lines: secrets and the interactive prompt read from it. */
@@ -54,7 +52,7 @@ export class CliContext {
   readonly interactiveTarget: ClusterTarget | undefined;
   readonly defaultOutput: OutputMode;
   #login: SessionLogin | undefined;
-  /** Errors already printed, so the interactive loop does not print them twice. */
+  /** Errors whose envelope is printed, so the interactive loop does not print it twice. */
   readonly reported = new WeakSet<object>();
 
   constructor(io: CliIo, factory: ClusterFactory, interactiveTarget?: ClusterTarget, defaultOutput: OutputMode = 'json') {
@@ -102,7 +100,9 @@ export class CliContext {
 
   /** One-shot credentials: --login-username (password prompted or --password), else COFFER_PIN. */
   async credentials(o: CommonOptions): Promise<Credentials> {
-    const role = parseRole(o.loginRole ?? this.io.env['COFFER_ROLE'] ?? 'crypto-user');
+    // An empty COFFER_ROLE is unset, as an empty COFFER_CLUSTER_CONFIG is: the default applies.
+    const envRole = this.io.env['COFFER_ROLE'];
+    const role = parseRole(o.loginRole ?? (envRole === undefined || envRole === '' ? 'crypto-user' : envRole));
     if (o.loginUsername !== undefined) {
       const password = o.loginPassword ?? (await this.readSecret(`Password for ${o.loginUsername}: `));
       return { username: o.loginUsername, password, role };
@@ -138,25 +138,25 @@ export class CliContext {
     try {
       mode = this.outputMode(o);
       const result = await fn();
-      this.io.out(render(mode, result));
+      if (mode === 'text' && result.raw !== undefined) this.#outRaw(result.raw());
+      else this.io.out(render(mode, result));
     } catch (e) {
       throw this.#report(mode, e);
     }
   }
 
+  /** Bytes exactly as they are (`> file` gets the plaintext); at the interactive prompt a newline is
+   * added when they lack one, so the next prompt starts on its own line. */
+  #outRaw(bytes: Uint8Array): void {
+    this.io.out(bytes);
+    if (this.interactive && bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a) this.io.out('\n');
+  }
+
+  /** Prints the envelope of an expected failure (JSON mode); the stderr line is the caller's. */
   #report(mode: OutputMode, e: unknown): unknown {
     if (!isCofferError(e)) return e; // a bug: main.ts prints the stack and exits 70
     if (mode === 'json') this.io.out(failureJson(e));
-    if (e.code === 'COFFER_CLI_USAGE') {
-      this.io.err(failureText(e));
-      const usage = new CommanderError(EXIT_USAGE, 'coffer.usage', `${e.code}: ${String(e.detail['reason'] ?? e.message)}`);
-      this.reported.add(usage);
-      return usage;
-    }
-    if (this.interactive) {
-      if (mode === 'text') this.io.err(failureText(e));
-      this.reported.add(e);
-    }
+    this.reported.add(e);
     return e;
   }
 }

@@ -3,12 +3,18 @@
 // Input: --data (UTF-8 text), --data-hex, --data-base64 or --data-path (raw bytes). Output: base64
 // in JSON; --output-path writes the raw bytes instead. `crypto sign … --records-path FILE` signs
 // each line of a file (a progress bar on a terminal).
+//
+// What encrypt prints, decrypt takes back as it is (docs/cli-users.md "Crypto"): without --iv the
+// output carries its IV in front (aes-gcm: iv ‖ ciphertext ‖ tag from the HSM; aes-cbc: iv ‖
+// ciphertext, the IV drawn here), in JSON, in text and in --output-path alike; decryption accepts up
+// to CRYPTO_CIPHERTEXT_BYTES_MAX, what encrypting the largest input produces. In text mode decrypt
+// prints the plaintext itself.
 
 import type { Command } from 'commander';
 import { readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fail } from '../../errors.js';
-import { CLI_BATCH_IN_FLIGHT_MAX, CRYPTO_INPUT_BYTES_MAX } from '../../formats/limits.js';
+import { CLI_BATCH_IN_FLIGHT_MAX, CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX } from '../../formats/limits.js';
 import type { HashName, MechanismParams } from '../../formats/mechanism_params.js';
 import { parseBase64, parseHash, parseHex, readData, readSignature, type DataOptions } from './args.js';
 import { act, keySelector, oneKey, withCommon, writeOutputFile } from './common.js';
@@ -27,11 +33,33 @@ function sha2(o: Opts, fallback: Sha2 = 'SHA-256'): Sha2 {
 }
 const bitsOf = (h: Sha2): string => h.slice(4);
 
+/** Bytes of each SHA-2 digest (FIPS 180-4 §1): a "digest" of another length was not made by the hash. */
+const DIGEST_BYTES: Readonly<Record<Sha2, number>> = { 'SHA-224': 28, 'SHA-256': 32, 'SHA-384': 48, 'SHA-512': 64 };
+
+/** `--data-type`: raw (the HSM hashes) or digest (you hashed with --hash-function). */
+function isDigest(o: { dataType?: string }): boolean {
+  if (o.dataType === undefined || o.dataType === 'raw') return false;
+  if (o.dataType === 'digest') return true;
+  return fail('COFFER_CLI_USAGE', { reason: '--data-type must be raw or digest' });
+}
+
+/**
+ * The data of a raw-ECDSA call must be a digest of --hash-function: CKM_ECDSA signs whatever bytes
+ * it gets (a 1-byte "digest" too), so a wrong length is refused here, before connecting.
+ */
+export function checkDigest(o: Opts & { dataType?: string }, data: Uint8Array): void {
+  if (!isDigest(o)) return;
+  const hash = sha2(o);
+  if (data.length !== DIGEST_BYTES[hash]) {
+    fail('COFFER_CLI_USAGE', { reason: `--data-type digest: a ${hash} digest is ${DIGEST_BYTES[hash]} bytes, the data is ${data.length}`, expectedBytes: DIGEST_BYTES[hash] });
+  }
+}
+
 /** Signature schemes by CloudHSM CLI subcommand. */
 const SIGN_SCHEMES: Readonly<Record<string, { description: string; params: (o: Opts & { dataType?: string; saltLength?: string }) => MechanismParams }>> = {
   ecdsa: {
-    description: 'ECDSA (DER signature); --data-type digest signs a digest you computed',
-    params: (o) => (o.dataType === 'digest' ? { mechanism: 'CKM_ECDSA' } : { mechanism: `CKM_ECDSA_SHA${bitsOf(sha2(o))}` as 'CKM_ECDSA_SHA256' }),
+    description: 'ECDSA; the signature is r ‖ s (IEEE P1363, PKCS#11\'s format), not DER. --data-type digest signs a digest you computed with --hash-function',
+    params: (o) => (isDigest(o) ? { mechanism: 'CKM_ECDSA' } : { mechanism: `CKM_ECDSA_SHA${bitsOf(sha2(o))}` as 'CKM_ECDSA_SHA256' }),
   },
   'rsa-pkcs': { description: 'RSA PKCS#1 v1.5', params: (o) => ({ mechanism: `CKM_SHA${bitsOf(sha2(o))}_RSA_PKCS` as 'CKM_SHA256_RSA_PKCS' }) },
   'rsa-pkcs-pss': {
@@ -65,9 +93,9 @@ function keyCommand(parent: Command, ctx: CliContext, name: string, description:
 }
 
 /** A byte result: base64 under `field` in JSON, raw bytes to --output-path if given. */
-function bytesResult(field: string, bytes: Uint8Array, outputPath: string | undefined, extra: Record<string, unknown> = {}): Result {
+function bytesResult(field: string, bytes: Uint8Array, outputPath: string | undefined): Result {
   if (outputPath !== undefined) writeOutputFile(outputPath, bytes);
-  const data = outputPath === undefined ? { ...extra, [field]: b64(bytes) } : { ...extra, path: outputPath, bytes: bytes.length };
+  const data = outputPath === undefined ? { [field]: b64(bytes) } : { path: outputPath, bytes: bytes.length };
   return { data, text: () => `${outputPath ?? b64(bytes)}\n` };
 }
 
@@ -76,7 +104,7 @@ function registerSign(crypto: Command, ctx: CliContext): void {
   const verify = crypto.command('verify').description('verify a signature with a public (or private) key');
   for (const [name, scheme] of Object.entries(SIGN_SCHEMES)) {
     const extra = (cmd: Command): Command => {
-      if (name === 'ecdsa') cmd.option('--data-type <type>', 'raw (default: hashed by the HSM) or digest');
+      if (name === 'ecdsa') cmd.option('--data-type <type>', 'raw (default: hashed by the HSM) or digest (exactly the length of --hash-function\'s digest)');
       if (name === 'rsa-pkcs-pss') cmd.option('--salt-length <bytes>', 'salt length (default: the hash length)');
       return cmd;
     };
@@ -87,7 +115,9 @@ function registerSign(crypto: Command, ctx: CliContext): void {
       (o) => ctx.run(o, () => {
         const params = scheme.params(o);
         const selector = keySelector(o.keyFilter, '--key-filter');
+        if (o.recordsPath !== undefined && isDigest(o)) fail('COFFER_CLI_USAGE', { reason: '--records-path signs lines of text: it cannot be used with --data-type digest' });
         const input = o.recordsPath !== undefined ? readRecords(o.recordsPath) : readData(o);
+        if (!Array.isArray(input)) checkDigest(o, input);
         return async (c) => {
           const key = await oneKey(c, selector);
           if (Array.isArray(input)) return signRecords(ctx, c, key.handle, params, input);
@@ -103,6 +133,7 @@ function registerSign(crypto: Command, ctx: CliContext): void {
         const params = scheme.params(o);
         const signature = readSignature(o.signature, o.signaturePath, 'signature');
         const data = readData(o);
+        checkDigest(o, data);
         const selector = keySelector(o.keyFilter, '--key-filter');
         return async (c) => {
           const key = await oneKey(c, selector);
@@ -150,30 +181,66 @@ async function signRecords(ctx: CliContext, c: UserCluster, handle: number, para
 }
 
 type CipherOpts = Opts & { iv?: string; aad?: string; tagLengthBytes?: string };
+type Verb = 'encrypt' | 'decrypt';
 
-/** Cipher mechanisms by subcommand; `iv` is what the command prints back, if it chose one. */
-const CIPHERS: Readonly<Record<string, { description: string; params: (o: CipherOpts, encrypting: boolean) => { params: MechanismParams; iv?: Uint8Array } }>> = {
+/** What one cipher call sends the HSM, and how its answer becomes what the command prints. */
+interface CipherPlan {
+  readonly params: MechanismParams;
+  readonly input: Uint8Array;
+  readonly output?: (out: Uint8Array) => Uint8Array;
+}
+
+/** AES's block, and so the CBC IV (SP 800-38A §6.2). */
+const AES_BLOCK_BYTES = 16;
+
+/**
+ * AES-CBC-PAD. With --iv the data is the ciphertext alone, both ways. Without it, encrypt draws a
+ * random IV and prints iv ‖ ciphertext (as aes-gcm prints the HSM's IV in front), and decrypt takes
+ * the IV from the first block of its data: what encrypt printed goes back in unchanged.
+ */
+function cbcPlan(o: CipherOpts, verb: Verb, data: Uint8Array): CipherPlan {
+  if (o.iv !== undefined) {
+    const iv = parseHex(o.iv, '--iv');
+    if (iv.length !== AES_BLOCK_BYTES) fail('COFFER_CLI_USAGE', { reason: `--iv of aes-cbc is ${AES_BLOCK_BYTES} bytes (${AES_BLOCK_BYTES * 2} hex digits)` });
+    return { params: { mechanism: 'CKM_AES_CBC_PAD', iv }, input: data };
+  }
+  if (verb === 'encrypt') {
+    const iv = new Uint8Array(randomBytes(AES_BLOCK_BYTES));
+    return { params: { mechanism: 'CKM_AES_CBC_PAD', iv }, input: data, output: (ct) => new Uint8Array(Buffer.concat([iv, ct])) };
+  }
+  if (data.length < 2 * AES_BLOCK_BYTES || data.length % AES_BLOCK_BYTES !== 0) {
+    fail('COFFER_CLI_USAGE', { reason: 'aes-cbc data without --iv is iv ‖ ciphertext: 16 bytes of IV, then whole 16-byte blocks (at least one)', bytes: data.length });
+  }
+  return { params: { mechanism: 'CKM_AES_CBC_PAD', iv: data.slice(0, AES_BLOCK_BYTES) }, input: data.subarray(AES_BLOCK_BYTES) };
+}
+
+/** Cipher mechanisms by subcommand. */
+const CIPHERS: Readonly<Record<string, { description: string; plan: (o: CipherOpts, verb: Verb, data: Uint8Array) => CipherPlan }>> = {
   'aes-gcm': {
-    description: 'AES-GCM; without --iv the HSM draws the IV and the output is iv ‖ ciphertext ‖ tag',
-    params: (o) => ({
+    description: 'AES-GCM; without --iv the HSM draws the IV and the output is iv ‖ ciphertext ‖ tag, which decrypt takes back as it is',
+    plan: (o, _verb, data) => ({
       params: {
         mechanism: 'CKM_AES_GCM',
         ...(o.iv === undefined ? {} : { iv: parseHex(o.iv, '--iv') }),
         ...(o.aad === undefined ? {} : { aad: parseBase64(o.aad, '--aad') }),
         ...(o.tagLengthBytes === undefined ? {} : { tagBytes: nonNegativeInt(o.tagLengthBytes, '--tag-length-bytes') }),
       },
+      input: data,
     }),
   },
   'aes-cbc': {
-    description: 'AES-CBC with PKCS#7 padding; without --iv a random IV is drawn and printed',
-    params: (o, encrypting) => {
-      if (o.iv === undefined && !encrypting) fail('COFFER_CLI_USAGE', { reason: 'aes-cbc decryption needs --iv' });
-      const iv = o.iv === undefined ? new Uint8Array(randomBytes(16)) : parseHex(o.iv, '--iv');
-      return { params: { mechanism: 'CKM_AES_CBC_PAD', iv }, iv };
-    },
+    description: 'AES-CBC with PKCS#7 padding; without --iv a random IV is drawn and the output is iv ‖ ciphertext, which decrypt takes back as it is',
+    plan: cbcPlan,
   },
-  'rsa-oaep': { description: 'RSA-OAEP (MGF1 with the same hash)', params: (o) => ({ params: { mechanism: 'CKM_RSA_PKCS_OAEP', hash: sha2(o, 'SHA-256') } }) },
+  'rsa-oaep': { description: 'RSA-OAEP (MGF1 with the same hash)', plan: (o, _verb, data) => ({ params: { mechanism: 'CKM_RSA_PKCS_OAEP', hash: sha2(o, 'SHA-256') }, input: data }) },
 };
+
+/** Encrypt's result: base64 in JSON and text (one word, so it can be passed to decrypt), raw bytes in
+ * --output-path. Decrypt's: the same in JSON, and the plaintext itself in text. */
+function cipherResult(verb: Verb, bytes: Uint8Array, outputPath: string | undefined): Result {
+  const r = bytesResult('data', bytes, outputPath);
+  return verb === 'decrypt' && outputPath === undefined ? { data: r.data, raw: () => bytes } : r;
+}
 
 function registerCipher(crypto: Command, ctx: CliContext): void {
   for (const verb of ['encrypt', 'decrypt'] as const) {
@@ -181,18 +248,17 @@ function registerCipher(crypto: Command, ctx: CliContext): void {
     for (const [name, cipher] of Object.entries(CIPHERS)) {
       act<CipherOpts>(
         keyCommand(parent, ctx, name, cipher.description)
-          .option('--iv <hex>', 'initialisation vector, hex')
+          .option('--iv <hex>', 'initialisation vector, hex (then the data is the ciphertext alone, both ways)')
           .option('--aad <base64>', 'additional authenticated data (aes-gcm), base64')
           .option('--tag-length-bytes <n>', 'GCM tag length, 12-16 (default 16)')
           .option('--output-path <file>', `write the raw ${verb === 'encrypt' ? 'ciphertext' : 'plaintext'} here`),
         (o) => ctx.run(o, () => {
-          const { params, iv } = cipher.params(o, verb === 'encrypt');
-          const data = readData(o);
+          const plan = cipher.plan(o, verb, readData(o, 'data', verb === 'decrypt' ? CRYPTO_CIPHERTEXT_BYTES_MAX : CRYPTO_INPUT_BYTES_MAX));
           const selector = keySelector(o.keyFilter, '--key-filter');
           return async (c) => {
             const key = await oneKey(c, selector);
-            const out = verb === 'encrypt' ? await c.encrypt(key.handle, params, data) : await c.decrypt(key.handle, params, data);
-            return bytesResult('data', out, o.outputPath, iv === undefined || verb === 'decrypt' ? {} : { iv: Buffer.from(iv).toString('hex') });
+            const out = verb === 'encrypt' ? await c.encrypt(key.handle, plan.params, plan.input) : await c.decrypt(key.handle, plan.params, plan.input);
+            return cipherResult(verb, plan.output?.(out) ?? out, o.outputPath);
           };
         }),
       );

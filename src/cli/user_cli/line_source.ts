@@ -64,13 +64,13 @@ export class LineSource {
     }
   }
 
-  /** A secret: not echoed on a terminal; fails COFFER_CLI_INPUT at the end of input. */
+  /** A secret: not echoed on a terminal; fails COFFER_CLI_INPUT_ENDED at the end of input. */
   async readSecret(prompt: string): Promise<string> {
     if (this.terminal) this.#out.write(prompt);
     this.#out.muted = this.terminal;
     try {
       const line = await this.read();
-      if (line === undefined) fail('COFFER_CLI_INPUT', { reason: 'end of input while reading a password' });
+      if (line === undefined) fail('COFFER_CLI_INPUT_ENDED');
       return line;
     } finally {
       this.#out.muted = false;

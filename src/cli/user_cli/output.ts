@@ -1,7 +1,9 @@
 // How the user CLI prints (docs/cli-users.md "Output"). JSON by default, in CloudHSM CLI's envelope:
 // `{"error_code":0,"data":…}` on success, `{"error_code":1,"error":{"code","message","detail"}}` on
-// failure. `--output text` prints tables for lists and plain values otherwise. Bytes (signatures,
-// ciphertexts, MACs, wrapped keys) are base64 in JSON. Nothing here ever receives a password.
+// failure. `--output text` prints tables for lists and plain values otherwise; a decrypted plaintext
+// is printed as its own bytes. Bytes (signatures, ciphertexts, MACs, wrapped keys) are base64 in JSON.
+// Every failure also gets one line on stderr, `coffer: CODE: message {detail}` (errorLine), whichever
+// layer noticed it: a command, commander's parser, or main.ts. Nothing here ever receives a password.
 
 import { CofferError, isCofferError } from '../../errors.js';
 import { className, formatKeyReference, kebab, keyTypeName, type FilterableKey } from './args.js';
@@ -14,10 +16,12 @@ export function parseOutputMode(value: string): OutputMode {
   return value;
 }
 
-/** A command's result: the JSON `data` and, for `--output text`, how to print it for people. */
+/** A command's result: the JSON `data` and, for `--output text`, how to print it for people; `raw`
+ * instead of `text` when the text output is bytes printed exactly as they are (a plaintext). */
 export interface Result {
   readonly data: unknown;
   readonly text?: () => string;
+  readonly raw?: () => Uint8Array;
 }
 
 export function successJson(data: unknown): string {
@@ -33,10 +37,18 @@ export function failureJson(e: unknown): string {
   return JSON.stringify({ error_code: 1, error }, null, 2) + '\n';
 }
 
-export function failureText(e: unknown): string {
-  if (!isCofferError(e)) return 'error: internal error\n';
+/** The one stderr line of a failure, for every command of `coffer` (docs/cli.md "Exit codes"). */
+export function errorLine(e: unknown): string {
+  if (!isCofferError(e)) return 'coffer: internal error\n';
   const detail = Object.keys(e.detail).length > 0 ? ` ${JSON.stringify(e.detail)}` : '';
-  return `error: ${e.code}: ${e.message}${detail}\n`;
+  return `coffer: ${e.code}: ${e.message}${detail}\n`;
+}
+
+/** Commander's own usage errors ("error: unknown option '--x'" …) as the CofferError every other
+ * usage error is, so they print and exit like one. */
+export function commanderUsageError(message: string): CofferError {
+  const reason = message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+  return new CofferError('COFFER_CLI_USAGE', { reason: reason === '(outputHelp)' ? 'a subcommand is required' : reason });
 }
 
 export function render(mode: OutputMode, r: Result): string {
@@ -98,8 +110,22 @@ export function keyJson(k: KeyDescription, verbose: boolean): Record<string, unk
 export function keyListResult(keys: readonly KeyDescription[], verbose: boolean): Result {
   return {
     data: { matched_keys: keys.map((k) => keyJson(k, verbose)), total_key_count: keys.length },
-    text: () => keyTable(keys),
+    text: () => (verbose ? keyDetails(keys) : keyTable(keys)),
   };
+}
+
+/** `key list --verbose --output text`: per key, its reference, then every attribute and the owner,
+ * sharees and quorum values as indented `name: value` lines; a blank line between keys. */
+export function keyDetails(keys: readonly KeyDescription[]): string {
+  return keys.map((k) => {
+    const attributes = keyJson(k, true)['attributes'] as Record<string, unknown>;
+    const lines = [
+      ...Object.entries(attributes).map(([n, v]) => `${n}: ${String(v)}`),
+      `owner: ${k.owner}`, `shared-with: ${k.sharees.join(',') || '-'}`,
+      `manage-key-quorum-value: ${k.manageKeyQuorum}`, `use-key-quorum-value: ${k.useKeyQuorum}`,
+    ];
+    return `${formatKeyReference(k.handle)}\n${lines.map((l) => `  ${l}\n`).join('')}`;
+  }).join('\n');
 }
 
 function sizeOf(k: KeyDescription): string {

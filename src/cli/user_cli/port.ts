@@ -70,5 +70,7 @@ export interface UserCluster {
 /** How the CLI reaches clusters: connect-and-login, and the one step before any login exists. */
 export interface ClusterFactory {
   connect(target: ClusterTarget, credentials: Credentials): Promise<UserCluster>;
+  /** Per endpoint, whether its HSM is activated (STATUS, no login); undefined when it cannot be asked. */
+  activationStates(target: ClusterTarget): Promise<readonly (boolean | undefined)[]>;
   activate(target: ClusterTarget, preCoPassword: string, newAdminPassword: string): Promise<void>;
 }

@@ -27,6 +27,7 @@ async function sdkFactory(): Promise<ClusterFactory> {
 
 const lazyFactory: ClusterFactory = {
   connect: async (target, credentials) => (await sdkFactory()).connect(target, credentials),
+  activationStates: async (target) => (await sdkFactory()).activationStates(target),
   activate: async (target, preCo, password) => (await sdkFactory()).activate(target, preCo, password),
 };
 

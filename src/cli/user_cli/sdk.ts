@@ -3,10 +3,10 @@
 //
 // The SDK's findKeys returns Keys without their descriptions, so listing reads each key's
 // attributes (CLI_BATCH_IN_FLIGHT_MAX at a time), which is what the progress bar of `key list`
-// counts.
+// counts. `cluster activate` first asks each node's STATUS whether it is already activated.
 
-import { Cluster, type Key, type KeyInfo, type FindFilter } from '../../client/index.js';
-import { CLI_BATCH_IN_FLIGHT_MAX } from '../../formats/limits.js';
+import { Cluster, Connection, type Endpoint, type Key, type KeyInfo, type FindFilter } from '../../client/index.js';
+import { CLI_BATCH_IN_FLIGHT_MAX, CLIENT_CONNECT_TIMEOUT_MS } from '../../formats/limits.js';
 import type { KeyFilter } from './args.js';
 import type { ClusterTarget } from './config.js';
 import type { KeyDescription } from './output.js';
@@ -80,11 +80,29 @@ function adapt(c: Cluster): UserCluster {
   };
 }
 
+/** One endpoint's STATUS `activated`, over TLS trusting the customer CA alone; undefined when the
+ * node cannot be reached or does not verify (Cluster.activate then reports why). */
+async function activated(endpoint: Endpoint, ca: string): Promise<boolean | undefined> {
+  let c: Connection | undefined;
+  try {
+    c = await Connection.connect({
+      host: endpoint.host, port: endpoint.port, ca, connectTimeoutMs: CLIENT_CONNECT_TIMEOUT_MS,
+      ...(endpoint.servername === undefined ? {} : { servername: endpoint.servername }),
+    });
+    return (await c.call('STATUS', {})).activated;
+  } catch {
+    return undefined;
+  } finally {
+    c?.close();
+  }
+}
+
 export const SDK_CLUSTER_FACTORY: ClusterFactory = {
   async connect(target: ClusterTarget, credentials: Credentials): Promise<UserCluster> {
-    return adapt(await Cluster.connect({ endpoints: target.endpoints, ca: target.caPem, credentials }));
+    return adapt(await Cluster.connect({ endpoints: target.endpoints, ca: target.ca, credentials }));
   },
+  activationStates: (target) => Promise.all(target.endpoints.map((e) => activated(e, target.ca))),
   async activate(target, preCoPassword, newAdminPassword) {
-    await Cluster.activate({ endpoints: target.endpoints, ca: target.caPem, preCoPassword, newAdminPassword });
+    await Cluster.activate({ endpoints: target.endpoints, ca: target.ca, preCoPassword, newAdminPassword });
   },
 };

@@ -3,15 +3,16 @@
 // commands; each line is parsed by a fresh command tree (commander keeps parse state per tree).
 
 import { Command, CommanderError, Option } from 'commander';
-import { fail } from '../../errors.js';
+import { CofferError, fail, isCofferError } from '../../errors.js';
 import { resolveTarget, parseRole, type ClusterTarget, type ConnectionOptions } from './config.js';
 import { act, withCommon } from './common.js';
 import { CliContext, type CliIo, type CommonOptions } from './context.js';
 import { registerCryptoCommands } from './crypto_commands.js';
 import { registerKeyCommands } from './key_commands.js';
 import { splitWords } from './line_source.js';
-import { failureJson, failureText, parseOutputMode, type OutputMode } from './output.js';
+import { errorLine, failureJson, parseOutputMode, type OutputMode } from './output.js';
 import type { ClusterFactory } from './port.js';
+import { envelopeUsageErrors, usageOutput } from './usage.js';
 import { registerUserCommands } from './user_commands.js';
 import { registerWrapCommands } from './wrap_commands.js';
 
@@ -22,16 +23,42 @@ function registerActivate(program: Command, ctx: CliContext): void {
       .addOption(new Option('--password <password>', 'the new admin password (visible in the process list: prefer the prompt)').hideHelp()),
     (o) => ctx.runWithout(o, async () => {
       const target = ctx.interactiveTarget ?? resolveTarget(o, ctx.io.env);
+      const pending = await notYetActive(ctx, target);
       const preCo = await ctx.readSecret('PreCoPassword: ');
       let password = o.password;
       if (password === undefined) {
         password = await ctx.readSecret('New admin password: ');
-        if (ctx.io.lines().terminal && (await ctx.readSecret('Confirm password: ')) !== password) fail('COFFER_CLI_INPUT', { reason: 'the passwords do not match' });
+        if (ctx.io.lines().terminal && (await ctx.readSecret('Confirm password: ')) !== password) fail('COFFER_CLI_PASSWORD_MISMATCH');
       }
-      await ctx.factory.activate(target, preCo, password);
-      return { data: { message: 'Cluster activated successfully' } };
+      try {
+        await ctx.factory.activate(pending, preCo, password);
+      } catch (e) {
+        throw await alreadyActiveOr(ctx, pending, e);
+      }
+      const already = target.endpoints.length - pending.endpoints.length;
+      return { data: { message: 'Cluster activated successfully', ...(already > 0 ? { 'already-active-nodes': already } : {}) } };
     }),
   );
+}
+
+/**
+ * The nodes still to activate, asked (STATUS `activated`, public) before any password is read or
+ * tried: on an active cluster the device answers ACTIVATE with the generic COFFER_AUTH_FAILED, which
+ * would tell the user nothing. A node that cannot be asked stays in, so activate reports its error.
+ */
+async function notYetActive(ctx: CliContext, target: ClusterTarget): Promise<ClusterTarget> {
+  const states = await ctx.factory.activationStates(target);
+  const active = states.filter((s) => s === true).length;
+  if (active > 0 && !states.includes(false)) fail('COFFER_CLUSTER_ALREADY_ACTIVE', { activeNodes: active, unreachableNodes: states.length - active });
+  return { ...target, endpoints: target.endpoints.filter((_, i) => states[i] !== true) };
+}
+
+/** After a refused ACTIVATE: if every node is active by now (another activation won the race), say
+ * so; otherwise the refusal stands (a wrong PreCO password). */
+async function alreadyActiveOr(ctx: CliContext, pending: ClusterTarget, e: unknown): Promise<unknown> {
+  if (!isCofferError(e, 'COFFER_AUTH_FAILED')) return e;
+  const states = await ctx.factory.activationStates(pending);
+  return states.every((s) => s === true) ? new CofferError('COFFER_CLUSTER_ALREADY_ACTIVE', { activeNodes: states.length, unreachableNodes: 0 }) : e;
 }
 
 function registerLogin(program: Command, ctx: CliContext): void {
@@ -54,21 +81,24 @@ function registerLogin(program: Command, ctx: CliContext): void {
   }));
 }
 
-/** Adds every user-CLI command to `program` for the given context (one-shot or interactive). */
+/** Adds every user-CLI command to `program` for the given context (one-shot or interactive); their
+ * usage errors get the failure envelope like every other failure (usage.ts). */
 export function registerUserCliCommands(program: Command, ctx: CliContext): void {
+  const before = new Set(program.commands);
   registerActivate(program, ctx);
   if (ctx.interactive) registerLogin(program, ctx);
   const key = registerKeyCommands(program, ctx);
   registerWrapCommands(key, ctx);
   registerCryptoCommands(program, ctx);
   registerUserCommands(program, ctx);
+  for (const c of program.commands) if (!before.has(c)) envelopeUsageErrors(c, ctx);
 }
 
-/** The command tree of one interactive line. */
+/** The command tree of one interactive line: every command in it is a user-CLI command, so an
+ * unknown one (`key lst`, `lst`) gets the envelope too. */
 function interactiveProgram(ctx: CliContext): Command {
-  const program = new Command('coffer')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) });
+  const program = new Command('coffer').configureOutput(usageOutput({ writeOut: (s) => ctx.io.out(s), writeErr: (s) => ctx.io.err(s) }));
+  envelopeUsageErrors(program, ctx);
   registerUserCliCommands(program, ctx);
   return program;
 }
@@ -81,10 +111,10 @@ async function runLine(ctx: CliContext, line: string, mode: OutputMode): Promise
     if (words.length === 1 && (words[0] === 'quit' || words[0] === 'exit')) return false;
     await interactiveProgram(ctx).parseAsync(words, { from: 'user' });
   } catch (e) {
-    if (e instanceof CommanderError || ctx.reported.has(e as object)) return true;
-    ctx.io.err(failureText(e));
-    if (mode === 'json') ctx.io.out(failureJson(e));
-    if (!(e instanceof Error && e.name === 'CofferError')) ctx.io.err(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    if (e instanceof CommanderError) return true; // help, or a usage error commander has reported (usage.ts)
+    if (mode === 'json' && !ctx.reported.has(e as object)) ctx.io.out(failureJson(e));
+    ctx.io.err(errorLine(e));
+    if (!isCofferError(e)) ctx.io.err(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   }
   return true;
 }

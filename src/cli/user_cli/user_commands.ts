@@ -21,7 +21,7 @@ type UserOptions = CommonOptions & { username: string; role?: string; password?:
 async function newPassword(ctx: CliContext, given: string | undefined, prompt: string): Promise<string> {
   if (given !== undefined) return given;
   const first = await ctx.readSecret(prompt);
-  if (ctx.io.lines().terminal && (await ctx.readSecret('Confirm password: ')) !== first) fail('COFFER_CLI_INPUT', { reason: 'the passwords do not match' });
+  if (ctx.io.lines().terminal && (await ctx.readSecret('Confirm password: ')) !== first) fail('COFFER_CLI_PASSWORD_MISMATCH');
   return first;
 }
 

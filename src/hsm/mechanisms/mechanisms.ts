@@ -33,7 +33,7 @@ import { createHash, createHmac, randomBytes as nodeRandomBytes, sign as nodeSig
 import { assert } from '../../assert.js';
 import { CofferError, fail, isCofferError, type ErrorCode } from '../../errors.js';
 import { constantTimeEqual } from '../../crypto/secret_bytes.js';
-import { CRYPTO_INPUT_BYTES_MAX, MECHANISM_PARAM_BYTES_MAX, RANDOM_BYTES_MAX, WRAPPED_KEY_BYTES_MAX } from '../../formats/limits.js';
+import { CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, MECHANISM_PARAM_BYTES_MAX, RANDOM_BYTES_MAX, WRAPPED_KEY_BYTES_MAX } from '../../formats/limits.js';
 import * as aes from './mech_aes.js';
 import * as rsa from './mech_rsa.js';
 import * as ec from './mech_ec.js';
@@ -153,7 +153,8 @@ function usable(name: MechanismName, fn: KeyFunction, key: KeyMaterial, dataByte
   if (!info.keyTypes.includes(key.keyType) || key.class !== classFor(key.keyType, fn)) {
     fail('COFFER_KEY_TYPE_INCONSISTENT', { mechanism: name, keyType: key.keyType, class: key.class });
   }
-  if (dataBytes > CRYPTO_INPUT_BYTES_MAX) fail('COFFER_DATA_LEN_RANGE');
+  // Decryption takes what encryption of the largest input gives back (IV and tag added).
+  if (dataBytes > (fn === 'decrypt' ? CRYPTO_CIPHERTEXT_BYTES_MAX : CRYPTO_INPUT_BYTES_MAX)) fail('COFFER_DATA_LEN_RANGE');
   return info;
 }
 

@@ -39,7 +39,7 @@ import type { ChangeKind, ChangeSet, RecordOp } from '../../formats/change_set.j
 import {
   OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE, decodeObjectRecord, decodeSessionObjectRecord, encodeObjectRecord, encodeSessionObjectRecord, objectIdentity, type ObjectRecord,
 } from '../../formats/object_record.js';
-import { CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, SESSION_OBJECTS_MAX, SHAREES_MAX, WRAPPED_KEY_BYTES_MAX } from '../../formats/limits.js';
+import { CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, SESSION_OBJECTS_MAX, SHAREES_MAX, WRAPPED_KEY_BYTES_MAX } from '../../formats/limits.js';
 import * as mech from '../mechanisms/mechanisms.js';
 import { applyAttributeChange, resolveTemplate, type ObjectTemplate, type Origin, type ResolvedTemplate, type SettableAttribute } from './attributes.js';
 import { SESSION_OBJECT_NAMESPACE, type DeviceState, type StateView } from '../state/device_state.js';
@@ -338,7 +338,7 @@ export class ObjectTable implements StateView {
   }
 
   decrypt(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array): Uint8Array {
-    checkInput(data);
+    checkInput(data, CRYPTO_CIPHERTEXT_BYTES_MAX); // what encrypt of the largest input gives back
     return mech.decrypt(params, this.use(actor, ref, 'decrypt', params), data);
   }
 
@@ -734,8 +734,8 @@ function pairOf(handles: Handle[]): KeyPairHandles {
 
 // ── helpers ──────────────────────────────────────────────────────────────────────────────────
 
-function checkInput(data: Uint8Array): void {
-  if (data.length > CRYPTO_INPUT_BYTES_MAX) fail('COFFER_DATA_LEN_RANGE', { max: CRYPTO_INPUT_BYTES_MAX });
+function checkInput(data: Uint8Array, max = CRYPTO_INPUT_BYTES_MAX): void {
+  if (data.length > max) fail('COFFER_DATA_LEN_RANGE', { max });
 }
 
 function newRecord(handle: Handle, owner: string, material: mech.KeyMaterial, resolved: ResolvedTemplate): ObjectRecord {
