@@ -149,8 +149,9 @@ class Reader {
   }
   text(n: number, max: number, field: string): string {
     if (n === 0 || n > max) fail('COFFER_FORMAT_LIMIT', { format: 'change set', field, max });
+    const bytes = this.bytes(n);
     try {
-      return utf8.decode(this.bytes(n));
+      return utf8.decode(bytes);
     } catch (e) {
       return fail('COFFER_FORMAT_MALFORMED', { format: 'change set', field }, e);
     }

@@ -23,7 +23,7 @@
 // verifies against the manufacturer's firmware signing key (Provisioning.checkFirmwareForMode).
 
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { StatePosition } from '../formats/change_set.js';
+import type { ChangeSet, StatePosition } from '../formats/change_set.js';
 import { fail } from '../errors.js';
 import type { SecretBytes } from '../crypto/secret_bytes.js';
 import type { BackupSource } from '../formats/backup.js';
@@ -205,6 +205,20 @@ export class Hsm {
   #positionFields(): { journalPosition: bigint; stateLineage: Uint8Array; objectLineage: Uint8Array } {
     const p = this.#state.position();
     return { journalPosition: p.position, stateLineage: p.lineage, objectLineage: p.objectLineage };
+  }
+
+  /**
+   * Applies a change set decided on another device of the cluster (a replica of its outcome: the
+   * cluster journal's entries), in this device's writer queue, through the same apply as its own.
+   * The caller vouches for it: the journal authenticates entries before they get here.
+   */
+  applyChangeSet(cs: ChangeSet): Promise<void> {
+    return this.#state.submit(() => ({ changes: [cs], result: undefined }));
+  }
+
+  /** Hears the encoding of every cluster-wide change set this device applies (DeviceState.observe). */
+  observeChanges(observer: (encoded: Uint8Array) => void): () => void {
+    return this.#state.observe(observer);
   }
 
   /** The cluster-wide change sets this device's state has applied (count and hash chain). */

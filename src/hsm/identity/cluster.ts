@@ -82,6 +82,8 @@ export class ClusterIdentity implements StateView {
   readonly #options: ClusterIdentityOptions;
   readonly #unwatch: () => void;
   #loaded: Loaded | undefined;
+  /** A committed change to the records is not read in yet. */
+  #stale = false;
   /** The signing key for certificate generation, made once per loaded key. */
   #signingKey: Promise<webcrypto.CryptoKey> | undefined;
 
@@ -95,12 +97,19 @@ export class ClusterIdentity implements StateView {
   /** @internal Re-reads the records (after a restore or a zeroise replaced them). */
   reload(): void {
     this.#loaded = loadClusterIdentity(this.#options.state);
+    this.#stale = false;
     this.#signingKey = undefined;
   }
 
-  /** @internal A change to namespace 'cluster' committed (DeviceState.apply): read the identity again. */
+  /** @internal A change to namespace 'cluster' committed (DeviceState.apply): the identity is read
+   * again when next asked for, not inside apply (parsing certificates is not apply's work). */
   applied(): void {
-    this.reload();
+    this.#stale = true;
+  }
+
+  #current(): Loaded | undefined {
+    if (this.#stale) this.reload();
+    return this.#loaded;
   }
 
   /** Stops following the state (the device replaced this module). */
@@ -109,25 +118,27 @@ export class ClusterIdentity implements StateView {
   }
 
   state(): ClusterState {
-    if (this.#loaded === undefined) return 'UNINITIALISED';
-    return this.#loaded.certificate === undefined ? 'CSR_ISSUED' : 'INITIALISED';
+    const loaded = this.#current();
+    if (loaded === undefined) return 'UNINITIALISED';
+    return loaded.certificate === undefined ? 'CSR_ISSUED' : 'INITIALISED';
   }
 
   clusterId(): string | null {
-    return this.#loaded?.clusterId ?? null;
+    return this.#current()?.clusterId ?? null;
   }
 
   csrPem(): string | null {
-    return this.#loaded === undefined ? null : pemOf(this.#loaded.csr);
+    const loaded = this.#current();
+    return loaded === undefined ? null : pemOf(loaded.csr);
   }
 
   certificatePem(): string | null {
-    const cert = this.#loaded?.certificate;
+    const cert = this.#current()?.certificate;
     return cert === undefined ? null : pemOf(cert);
   }
 
   trustAnchorPem(): string | null {
-    const anchor = this.#loaded?.trustAnchor;
+    const anchor = this.#current()?.trustAnchor;
     return anchor === undefined ? null : pemOf(anchor);
   }
 
@@ -169,7 +180,7 @@ export class ClusterIdentity implements StateView {
 
   /** The stored CSR if it is for `clusterId`; undefined when there is no key yet. */
   #existingCsr(clusterId: string): string | undefined {
-    const loaded = this.#loaded;
+    const loaded = this.#current();
     if (loaded === undefined) return undefined;
     if (loaded.certificate !== undefined || loaded.clusterId !== clusterId) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
     return pemOf(loaded.csr);
@@ -182,7 +193,7 @@ export class ClusterIdentity implements StateView {
    */
   async initialise(init: ClusterInitialisation): Promise<void> {
     this.#options.requireCommissioned();
-    const loaded = this.#loaded;
+    const loaded = this.#current();
     if (loaded === undefined) fail('COFFER_CLUSTER_NO_CSR');
     if (loaded.certificate !== undefined) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
     const nowMs = this.#options.clock.nowMs();
@@ -208,7 +219,7 @@ export class ClusterIdentity implements StateView {
    * docs/cluster-identity.md). Before INITIALISED: COFFER_CLUSTER_NOT_INITIALISED.
    */
   async issueTlsCertificate(leafSpkiDer: Uint8Array, options: TlsLeafOptions): Promise<TlsLeaf> {
-    const loaded = this.#loaded;
+    const loaded = this.#current();
     const issuer = loaded?.certificate;
     if (loaded === undefined || issuer === undefined) return fail('COFFER_CLUSTER_NOT_INITIALISED');
     const publicKey = tlsLeafPublicKey(leafSpkiDer);

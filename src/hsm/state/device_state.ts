@@ -58,6 +58,7 @@ export class DeviceState implements StateReader {
   readonly #store: RecordStore;
   readonly #volatile = new MemoryRecordStore();
   readonly #views = new Set<StateView>();
+  readonly #observers = new Set<(encoded: Uint8Array) => void>();
   #position: StatePosition;
   /** The tail of the writer queue, and how many writes wait in it. */
   #tail: Promise<unknown> = Promise.resolve();
@@ -89,6 +90,16 @@ export class DeviceState implements StateReader {
   position(): StatePosition {
     const p = this.#position;
     return { position: p.position, lineage: p.lineage.slice(), objectLineage: p.objectLineage.slice() };
+  }
+
+  /**
+   * Hears the encoding of every cluster-wide change set as it is applied (what a journal entry will
+   * carry). The bytes hold key material: the observer owns them and wipes them. Returns the
+   * function that stops it.
+   */
+  observe(observer: (encoded: Uint8Array) => void): () => void {
+    this.#observers.add(observer);
+    return () => void this.#observers.delete(observer);
   }
 
   /** Registers an index; returns the function that unregisters it. */
@@ -138,13 +149,10 @@ export class DeviceState implements StateReader {
       const durable = cs.ops.filter((op) => !VOLATILE.has(op.ns));
       const volatile = cs.ops.filter((op) => VOLATILE.has(op.ns));
       let next: StatePosition | undefined;
+      let encoded: Uint8Array | undefined;
       if (cs.scope === 'cluster') {
-        const encoded = encodeChangeSet(cs);
-        try {
-          next = nextStatePosition(this.#position, encoded, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)));
-        } finally {
-          encoded.fill(0);
-        }
+        encoded = encodeChangeSet(cs);
+        next = nextStatePosition(this.#position, encoded, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)));
       }
       if (durable.length > 0 || next !== undefined) {
         const position = next;
@@ -156,9 +164,15 @@ export class DeviceState implements StateReader {
       if (volatile.length > 0) this.#volatile.transaction((tx) => writeOps(tx, volatile));
       if (next !== undefined) this.#position = next;
       for (const op of cs.ops) for (const view of this.#views) if (view.namespaces.includes(op.ns)) view.applied(op);
+      if (encoded !== undefined) this.#tell(encoded);
     } finally {
       wipeChangeSet(cs);
     }
+  }
+
+  #tell(encoded: Uint8Array): void {
+    for (const observer of this.#observers) observer(encoded.slice());
+    encoded.fill(0);
   }
 
   #enqueue<T>(run: () => T): Promise<T> {
