@@ -3,32 +3,30 @@
 //
 // A node presents a fresh self-signed TLS leaf each start, so the client cannot pin it in advance.
 // It authenticates the node by channel binding instead: on a new connection it asks only for
-// GET /v1/identity, checks that the device certificate chains to the manufacturer root it was
-// configured with, that the operator certificate chains to the operator root it was configured with
-// and certifies the same key, and that the device key's attestation covers the public key of THIS
-// connection's peer leaf. Only then is that leaf pinned (it becomes the only trusted certificate,
-// compared by fingerprint as well), and every other request goes over pinned connections; a
-// handshake that fails the pin (the node restarted with a new leaf) is verified afresh once.
+// GET /v1/identity, checks the device and operator certificates with the device-chain rule
+// (src/formats/device_chain.ts) against the manufacturer and operator roots it was configured with
+// (and the serial it expects, when it names one), and checks that the device key's attestation
+// covers the public key of THIS connection's peer leaf (src/formats/attestation.ts). Only then is
+// that leaf pinned (it becomes the only trusted certificate, compared by fingerprint as well), and
+// every other request goes over pinned connections; a handshake that fails the pin (the node
+// restarted with a new leaf) is verified afresh once.
 //
 // This client can ask for health, a sealed backup, a restore, the cluster CSR, cluster
 // initialisation and zeroisation: the interface offers nothing else (no key use, no users).
 // Imports only crypto and formats (docs/architecture.md §10).
 
-import { verify, type X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { createReadStream, createWriteStream, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { Agent, request, type RequestOptions } from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
 import { CofferError, ERRORS, fail, isCofferError, type ErrorCode } from '../errors.js';
+import { tlsAttestationHolds } from '../formats/attestation.js';
+import { checkDeviceChain } from '../formats/device_chain.js';
 import { MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, MANAGEMENT_RESPONSE_JSON_BYTES_MAX } from '../formats/limits.js';
-import { checkIssuedBy, checkRootCa, p384PublicKey, parseCertificate, sameSpki, spkiOf, subjectField } from '../formats/x509.js';
+import { parseCertificate, spkiOf } from '../formats/x509.js';
 
-/** The node's attestation context (src/node/tls_identity.ts TLS_ATTESTATION_CONTEXT; a test keeps
- * the two equal: client/ may not import node/). */
-export const MANAGEMENT_TLS_ATTESTATION_CONTEXT = 'coffer node tls key v1\0';
-/** ECDSA P-384 signature, IEEE P1363 form (r ‖ s). */
-const ATTESTATION_BYTES = 96;
 /** TLS errors that mean "this peer's certificate is not the one pinned". */
 const PIN_FAILURES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_SIGNATURE_FAILURE', 'ERR_COFFER_PIN']);
 
@@ -41,6 +39,9 @@ export interface ManagementClientOptions {
   /** The roots a node's device and operator certificates must chain to. */
   readonly manufacturerRootPem: string;
   readonly operatorRootPem: string;
+  /** The serial of the device this client means to talk to (the control plane knows it): any
+   * other device, however genuine, is refused. Absent: any device of these roots. */
+  readonly expectedSerial?: string;
   /** A request fails with COFFER_REQUEST_TIMEOUT when its connection is silent this long. */
   readonly idleTimeoutMs?: number;
 }
@@ -170,35 +171,30 @@ export class ManagementClient {
     const body = await readJson(res);
     if (res.statusCode !== 200) return errorOf(res, body);
     if (peer === undefined) return fail('COFFER_NODE_UNTRUSTED', { reason: 'no-certificate' });
-    const node = await this.#checkIdentity(body as IdentityDocument, peer);
+    const node = this.#checkIdentity(body as IdentityDocument, peer);
     this.#pinned = node;
     return node;
   }
 
-  async #checkIdentity(doc: IdentityDocument, peer: X509Certificate): Promise<VerifiedNode> {
+  /** The device-chain rule against the configured roots (and serial), then the channel binding. */
+  #checkIdentity(doc: IdentityDocument, peer: X509Certificate): VerifiedNode {
     const { deviceCertificatePem, operatorCertificatePem, attestation } = doc;
     if (typeof deviceCertificatePem !== 'string' || typeof operatorCertificatePem !== 'string' || typeof attestation !== 'string') {
       return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
     }
+    const o = this.#options;
+    let chain;
     try {
-      const nowMs = Date.now();
-      const manufacturerRoot = parseCertificate(this.#options.manufacturerRootPem);
-      const operatorRoot = parseCertificate(this.#options.operatorRootPem);
-      await checkRootCa(manufacturerRoot, nowMs);
-      await checkRootCa(operatorRoot, nowMs);
-      const device = parseCertificate(deviceCertificatePem);
-      const operator = parseCertificate(operatorCertificatePem);
-      await checkIssuedBy(device, manufacturerRoot, nowMs);
-      await checkIssuedBy(operator, operatorRoot, nowMs);
-      if (!sameSpki(spkiOf(device), spkiOf(operator))) fail('COFFER_NODE_UNTRUSTED', { reason: 'operator-certificate-key' });
-      if (!attestationHolds(spkiOf(device), spkiOf(parseCertificate(new Uint8Array(peer.raw))), Buffer.from(attestation, 'base64'))) {
-        fail('COFFER_NODE_UNTRUSTED', { reason: 'attestation' });
-      }
-      return { serial: subjectField(device, 'CN') ?? '', deviceCertificatePem, operatorCertificatePem, leafPem: peer.toString(), leafFingerprint256: peer.fingerprint256 };
+      chain = checkDeviceChain({
+        manufacturerRoot: o.manufacturerRootPem, deviceCertificate: deviceCertificatePem, operatorRoot: o.operatorRootPem, operatorCertificate: operatorCertificatePem,
+        atMs: Date.now(), ...(o.expectedSerial === undefined ? {} : { expectedSerial: o.expectedSerial }),
+      });
     } catch (e) {
-      if (isCofferError(e, 'COFFER_NODE_UNTRUSTED')) throw e;
-      return fail('COFFER_NODE_UNTRUSTED', { reason: isCofferError(e) ? e.code : 'certificate' });
+      if (!isCofferError(e, 'COFFER_CERT_INVALID')) throw e;
+      return fail('COFFER_NODE_UNTRUSTED', { reason: String(e.detail['reason']), certificate: String(e.detail['certificate']) });
     }
+    if (!tlsAttestationHolds(chain.publicKey, leafSpki(peer), Buffer.from(attestation, 'base64'))) fail('COFFER_NODE_UNTRUSTED', { reason: 'attestation' });
+    return { serial: chain.serial, deviceCertificatePem, operatorCertificatePem, leafPem: peer.toString(), leafFingerprint256: peer.fingerprint256 };
   }
 
   // ── requests ──────────────────────────────────────────────────────────────────────────────
@@ -270,11 +266,13 @@ function requestError(e: NodeJS.ErrnoException, secure: boolean, reused: boolean
   return new CofferError('COFFER_CONNECTION_LOST', { reason: (e.code ?? 'error').slice(0, 64) }, { cause: e });
 }
 
-/** context ‖ SPKI of the leaf, signed by the device key (ECDSA P-384 / SHA-384, P1363). */
-function attestationHolds(deviceSpki: Uint8Array, leafSpki: Uint8Array, signature: Uint8Array): boolean {
-  if (signature.length !== ATTESTATION_BYTES) return false;
-  const message = Buffer.concat([Buffer.from(MANAGEMENT_TLS_ATTESTATION_CONTEXT, 'utf8'), leafSpki]);
-  return verify('sha384', message, { key: p384PublicKey(deviceSpki), dsaEncoding: 'ieee-p1363' }, signature);
+/** The SPKI of the connection's peer leaf (what the attestation must cover). */
+function leafSpki(peer: X509Certificate): Uint8Array {
+  try {
+    return spkiOf(parseCertificate(new Uint8Array(peer.raw)));
+  } catch {
+    return fail('COFFER_NODE_UNTRUSTED', { reason: 'certificate' });
+  }
 }
 
 /** Reads a JSON response body of at most MANAGEMENT_RESPONSE_JSON_BYTES_MAX. */

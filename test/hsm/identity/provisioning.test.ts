@@ -19,7 +19,8 @@ import { DEVELOPMENT_MARK } from '../../../src/formats/x509.js';
 import { keyId, xorComponents } from '../../../src/crypto/backup_keys.js';
 import { computeFirmwareDigest } from '../../../src/hsm/identity/firmware.js';
 import { Provisioning, verifyCeremonyTranscript, type CommissionInput, type FirmwareEvidence, type SignedTranscript } from '../../../src/hsm/identity/provisioning.js';
-import { ECDSA_SHA384, checkIssuedBy, parseCertificate, pemOf, x509 } from '../../../src/formats/x509.js';
+import { ECDSA_SHA384, parseCertificate, pemOf, x509 } from '../../../src/formats/x509.js';
+import { checkIssuedBy } from '../../../src/formats/device_chain.js';
 
 const clock = new ManualClock();
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -154,8 +155,8 @@ void test('happy path: factory → identity → device cert → manufacture → 
     assert.equal(again.state(), 'COMMISSIONED');
     const chain = again.chain();
     assert.ok(chain.operatorCertificate !== undefined && chain.operatorRoot !== undefined);
-    await checkIssuedBy(parseCertificate(chain.deviceCertificate.der), parseCertificate(chain.manufacturerRoot.pem), clock.nowMs());
-    await checkIssuedBy(parseCertificate(chain.operatorCertificate.der), parseCertificate(chain.operatorRoot.pem), clock.nowMs());
+    checkIssuedBy(parseCertificate(chain.deviceCertificate.der), parseCertificate(chain.manufacturerRoot.pem), clock.nowMs());
+    checkIssuedBy(parseCertificate(chain.operatorCertificate.der), parseCertificate(chain.operatorRoot.pem), clock.nowMs());
     assert.ok(again.akbk().equals(akbkSecret));
     akbkSecret.destroy();
   }
@@ -368,7 +369,7 @@ void test('a peer chain verifies against this device’s roots; a foreign operat
     deviceCertificate: p.chain().deviceCertificate.pem,
     operatorCertificate: p.chain().operatorCertificate?.pem ?? '',
   });
-  assert.deepEqual(await a.verifyPeerChain(peer(b)), b.identity().publicKeySpki());
+  assert.deepEqual(a.verifyPeerChain(peer(b)), b.identity().publicKeySpki());
   await refuses(() => a.verifyPeerChain(peer(foreign)), 'COFFER_CERT_INVALID');
   await refuses(() => a.verifyPeerChain({ deviceCertificate: peer(b).deviceCertificate, operatorCertificate: peer(a).operatorCertificate }), 'COFFER_CERT_INVALID');
 });
