@@ -4,19 +4,22 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, type webcrypto } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { ManagementClient, type ManagementClientOptions } from '../../src/management/client.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities } from '../../src/factory/development.js';
-import { pemOf } from '../../src/formats/x509.js';
+import { ECDSA_SHA384, pemOf, randomSerialHex, x509 } from '../../src/formats/x509.js';
+import { issueDeviceCertificate, issueOperatorCertificate } from '../../src/factory/ceremony.js';
+import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
 import { spoolFiles, startManagement } from '../../src/node/management.js';
 import { createTlsIdentity } from '../../src/node/tls_identity.js';
 import { TLS_ATTESTATION_CONTEXT } from '../../src/formats/attestation.js';
 import { flip } from '../helpers.js';
-import { codeOf, foreignCa, issueClientCredential, raw, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
+import { codeOf, foreignCa, issueClientCredential, raw, startIdentityServer, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
 
 const CLUSTER_ID = 'cluster-abcdefgh234';
 let authorities: DevelopmentAuthorities;
@@ -45,8 +48,12 @@ function clientOptions(node: TestNode, overrides: Partial<ManagementClientOption
 function client(node: TestNode, overrides: Partial<ManagementClientOptions> = {}): ManagementClient {
   return new ManagementClient(clientOptions(node, overrides));
 }
-async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(p, (e) => isCofferError(e, code), `expected ${code}`);
+async function rejectsWith(p: Promise<unknown>, code: ErrorCode, detail: Record<string, unknown> = {}): Promise<void> {
+  await assert.rejects(p, (e) => {
+    assert.ok(isCofferError(e, code), `expected ${code}, got ${String(e)}`);
+    for (const [k, v] of Object.entries(detail)) assert.equal(e.detail[k], v, k);
+    return true;
+  });
 }
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
@@ -115,6 +122,37 @@ test('a client configured with other roots, or a leaf the attestation does not c
     await impostor.close();
     rmSync(impostor.dataDir, { recursive: true, force: true });
   }
+});
+
+test('the serial is the one the device key gives: certificates that name another device are refused', async () => {
+  // A device key certified by the genuine manufacturer and operator, but under node a's serial.
+  const identity = await DeviceIdentity.generate(new MemoryRecordStore());
+  const claimed = a.hsm.status().serial ?? '';
+  const namedAs = async (issuer: { readonly rootCertificate: x509.X509Certificate; readonly rootPrivateKey: webcrypto.CryptoKey }): Promise<string> => pemOf(await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialHex(), subject: [{ CN: [claimed] }], issuer: issuer.rootCertificate.subject,
+    notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3600_000),
+    publicKey: new x509.PublicKey(identity.publicKeySpki()), signingKey: issuer.rootPrivateKey, signingAlgorithm: ECDSA_SHA384,
+  }));
+  const forged = await startIdentityServer(identity, { devicePem: await namedAs(authorities.manufacturer), operatorPem: await namedAs(authorities.operator) });
+  // The same key with certificates that name its own serial: the impostor server itself is accepted.
+  const deviceCert = await issueDeviceCertificate(authorities.manufacturer, identity.csrPem());
+  const honest = await startIdentityServer(identity, { devicePem: pemOf(deviceCert), operatorPem: pemOf(await issueOperatorCertificate(authorities.operator, pemOf(deviceCert))) });
+  try {
+    await rejectsWith(client(a, { port: forged.port }).identity(), 'COFFER_NODE_UNTRUSTED', { reason: 'serial-mismatch', certificate: 'device' });
+    assert.equal((await client(a, { port: honest.port }).identity()).serial, identity.serial);
+  } finally {
+    await forged.close();
+    await honest.close();
+  }
+});
+
+test('a client that names the serial it expects refuses any other genuine node', async () => {
+  const serialA = a.hsm.status().serial ?? '';
+  const serialB = b.hsm.status().serial ?? '';
+  await rejectsWith(client(a, { expectedSerial: serialB }).identity(), 'COFFER_NODE_UNTRUSTED', { reason: 'unexpected-serial' });
+  const c = client(a, { expectedSerial: serialA });
+  assert.equal((await c.identity()).serial, serialA);
+  c.close();
 });
 
 test('bad paths, methods, JSON, sizes and cluster ids get clear 4xx errors', async () => {

@@ -372,6 +372,20 @@ void test('a peer chain verifies against this device’s roots; a foreign operat
   assert.deepEqual(a.verifyPeerChain(peer(b)), b.identity().publicKeySpki());
   await refuses(() => a.verifyPeerChain(peer(foreign)), 'COFFER_CERT_INVALID');
   await refuses(() => a.verifyPeerChain({ deviceCertificate: peer(b).deviceCertificate, operatorCertificate: peer(a).operatorCertificate }), 'COFFER_CERT_INVALID');
+  // The one chain rule, with its reasons: a named peer must be that peer.
+  assert.deepEqual(a.verifyPeerChain({ ...peer(b), serial: b.identity().serial }), b.identity().publicKeySpki());
+  const reasonOf = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (e) {
+      errorsSeen.push(e);
+      return isCofferError(e, 'COFFER_CERT_INVALID') ? e.detail['reason'] : e;
+    }
+    return undefined;
+  };
+  assert.equal(reasonOf(() => a.verifyPeerChain({ ...peer(b), serial: a.identity().serial })), 'unexpected-serial');
+  assert.equal(reasonOf(() => a.verifyPeerChain(peer(foreign))), 'issuer-mismatch');
+  assert.equal(reasonOf(() => a.verifyPeerChain({ deviceCertificate: peer(b).deviceCertificate, operatorCertificate: peer(a).operatorCertificate })), 'chain-key-mismatch');
 });
 
 void test('no error raised in these scenarios carries key bytes', () => {
