@@ -57,6 +57,8 @@ export interface HsmStatus {
   readonly sessions: number;
   readonly cluster: ClusterState;
   readonly clusterId: string | null;
+  /** The last cluster journal entry applied (docs/architecture.md §5), a u64. */
+  readonly journalPosition: bigint;
 }
 
 export class Hsm {
@@ -168,6 +170,7 @@ export class Hsm {
       sessions: this.#sessions.size,
       cluster: this.cluster.state(),
       clusterId: this.cluster.clusterId(),
+      journalPosition: 0n, // no cluster journal yet: the state machine that applies entries will supply it
     };
   }
 

@@ -12,7 +12,8 @@
 // restarted with a new leaf) is verified afresh once.
 //
 // This client can ask for health, a sealed backup, a restore, the cluster CSR, cluster
-// initialisation and zeroisation: the interface offers nothing else (no key use, no users).
+// initialisation and zeroisation: the interface offers nothing else (no key use, no users). The
+// shapes of requests and answers are src/formats/management.ts, the node's own.
 // Imports only crypto and formats (docs/architecture.md §10).
 
 import type { X509Certificate } from 'node:crypto';
@@ -25,8 +26,13 @@ import { CofferError, ERRORS, fail, isCofferError, type ErrorCode } from '../err
 import { tlsAttestationHolds } from '../formats/attestation.js';
 import { checkDeviceChain } from '../formats/device_chain.js';
 import { MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, MANAGEMENT_RESPONSE_JSON_BYTES_MAX } from '../formats/limits.js';
+import {
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer, decodeErrorAnswer, decodeNodeHealth,
+  decodeNodeIdentity, decodeRestoreSummary, type ClusterCsrRequest, type ClusterInitialisation, type NodeHealth, type NodeIdentity, type RestoreSummary,
+} from '../formats/management.js';
 import { parseCertificate, spkiOf } from '../formats/x509.js';
 
+export type { ClusterInitialisation, NodeHealth, RestoreSummary };
 /** TLS errors that mean "this peer's certificate is not the one pinned". */
 const PIN_FAILURES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_SIGNATURE_FAILURE', 'ERR_COFFER_PIN']);
 
@@ -56,46 +62,6 @@ export interface VerifiedNode {
   readonly leafFingerprint256: string;
 }
 
-export interface NodeHealth {
-  readonly provisioning: string;
-  readonly serial: string | null;
-  readonly mode: string | null;
-  readonly cluster: string;
-  readonly clusterId: string | null;
-  readonly usersInitialised: boolean;
-  readonly activated: boolean;
-  readonly tokenObjects: number;
-  readonly sessions: number;
-  readonly inFlight: number;
-  readonly inFlightMax: number;
-  readonly connections: number;
-  readonly capacityOpsPerSecond: number;
-  readonly loadPermille: number;
-  readonly journalPosition: number;
-  readonly stateDigest: string;
-}
-
-export interface RestoreSummary {
-  readonly backupId: string;
-  readonly bytes: number;
-  readonly records: number;
-  readonly users: number;
-  readonly objects: number;
-}
-
-export interface ClusterInitialisation {
-  readonly certificatePem: string;
-  readonly trustAnchorPem: string;
-  readonly preCoPassword: string;
-  readonly applianceCredential: string;
-}
-
-interface IdentityDocument {
-  readonly deviceCertificatePem?: unknown;
-  readonly operatorCertificatePem?: unknown;
-  readonly attestation?: unknown;
-}
-
 interface Call {
   readonly method: 'GET' | 'PUT' | 'POST';
   readonly path: string;
@@ -119,13 +85,13 @@ export class ManagementClient {
   }
 
   async health(): Promise<NodeHealth> {
-    return (await this.#json({ method: 'GET', path: '/v1/health' })) as NodeHealth;
+    return answer(decodeNodeHealth, await this.#json({ ...MANAGEMENT_ROUTES.health }));
   }
 
   /** Streams a sealed backup into a new file (0600, refused if it exists). Default cluster id: the node's. */
   async backupToFile(path: string, clusterId?: string): Promise<{ readonly backupId: string; readonly bytes: number }> {
-    const query = clusterId === undefined ? '' : `?clusterId=${encodeURIComponent(clusterId)}`;
-    const res = await this.#call({ method: 'GET', path: `/v1/backup${query}` });
+    const query = clusterId === undefined ? '' : `?${BACKUP_CLUSTER_ID_PARAM}=${encodeURIComponent(clusterId)}`;
+    const res = await this.#call({ method: MANAGEMENT_ROUTES.backup.method, path: MANAGEMENT_ROUTES.backup.path + query });
     if (res.statusCode !== 200) return errorOf(res);
     try {
       await pipeline(res, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
@@ -133,25 +99,25 @@ export class ManagementClient {
       rmSync(path, { force: true });
       throw isCofferError(e) ? e : new CofferError('COFFER_CONNECTION_LOST', { phase: 'backup' }, { cause: e });
     }
-    return { backupId: String(res.headers['x-coffer-backup-id'] ?? ''), bytes: statSync(path).size };
+    return { backupId: String(res.headers[BACKUP_ID_HEADER] ?? ''), bytes: statSync(path).size };
   }
 
   /** Uploads a sealed backup file; the node restores it (all or nothing) and answers its summary. */
   async restoreFromFile(path: string): Promise<RestoreSummary> {
-    return (await this.#json({ method: 'PUT', path: '/v1/restore', uploadPath: path })) as RestoreSummary;
+    return answer(decodeRestoreSummary, await this.#json({ ...MANAGEMENT_ROUTES.restore, uploadPath: path }));
   }
 
   async clusterCsr(clusterId: string): Promise<string> {
-    const r = (await this.#json({ method: 'POST', path: '/v1/cluster/csr', json: { clusterId } })) as { csrPem?: unknown };
-    return typeof r.csrPem === 'string' ? r.csrPem : fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-response' });
+    const body: ClusterCsrRequest = { clusterId };
+    return answer(decodeClusterCsrResponse, await this.#json({ ...MANAGEMENT_ROUTES.clusterCsr, json: body })).csrPem;
   }
 
   async initialiseCluster(input: ClusterInitialisation): Promise<void> {
-    await this.#json({ method: 'POST', path: '/v1/cluster/initialise', json: input });
+    answer(decodeEmptyAnswer, await this.#json({ ...MANAGEMENT_ROUTES.clusterInitialise, json: input }));
   }
 
   async zeroise(): Promise<void> {
-    await this.#json({ method: 'POST', path: '/v1/zeroise' });
+    answer(decodeEmptyAnswer, await this.#json({ ...MANAGEMENT_ROUTES.zeroise }));
   }
 
   /** Closes pooled connections. */
@@ -166,22 +132,20 @@ export class ManagementClient {
   async #verify(): Promise<VerifiedNode> {
     this.close();
     this.#pinned = undefined;
-    const res = await this.#send({ method: 'GET', path: '/v1/identity' }, { rejectUnauthorized: false, agent: false });
+    const res = await this.#send({ ...MANAGEMENT_ROUTES.identity }, { rejectUnauthorized: false, agent: false });
     const peer = (res.socket as TLSSocket).getPeerX509Certificate();
     const body = await readJson(res);
     if (res.statusCode !== 200) return errorOf(res, body);
     if (peer === undefined) return fail('COFFER_NODE_UNTRUSTED', { reason: 'no-certificate' });
-    const node = this.#checkIdentity(body as IdentityDocument, peer);
+    const node = this.#checkIdentity(identityOf(body), peer);
     this.#pinned = node;
     return node;
   }
 
   /** The device-chain rule against the configured roots (and serial), then the channel binding. */
-  #checkIdentity(doc: IdentityDocument, peer: X509Certificate): VerifiedNode {
+  #checkIdentity(doc: NodeIdentity, peer: X509Certificate): VerifiedNode {
     const { deviceCertificatePem, operatorCertificatePem, attestation } = doc;
-    if (typeof deviceCertificatePem !== 'string' || typeof operatorCertificatePem !== 'string' || typeof attestation !== 'string') {
-      return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
-    }
+    if (operatorCertificatePem === null) return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
     const o = this.#options;
     let chain;
     try {
@@ -193,7 +157,7 @@ export class ManagementClient {
       if (!isCofferError(e, 'COFFER_CERT_INVALID')) throw e;
       return fail('COFFER_NODE_UNTRUSTED', { reason: String(e.detail['reason']), certificate: String(e.detail['certificate']) });
     }
-    if (!tlsAttestationHolds(chain.publicKey, leafSpki(peer), Buffer.from(attestation, 'base64'))) fail('COFFER_NODE_UNTRUSTED', { reason: 'attestation' });
+    if (!tlsAttestationHolds(chain.publicKey, leafSpki(peer), attestation)) fail('COFFER_NODE_UNTRUSTED', { reason: 'attestation' });
     return { serial: chain.serial, deviceCertificatePem, operatorCertificatePem, leafPem: peer.toString(), leafFingerprint256: peer.fingerprint256 };
   }
 
@@ -266,12 +230,33 @@ function requestError(e: NodeJS.ErrnoException, secure: boolean, reused: boolean
   return new CofferError('COFFER_CONNECTION_LOST', { reason: (e.code ?? 'error').slice(0, 64) }, { cause: e });
 }
 
+/** The identity document, or COFFER_NODE_UNTRUSTED: a node that cannot say who it is is not trusted. */
+function identityOf(body: unknown): NodeIdentity {
+  try {
+    return decodeNodeIdentity(body);
+  } catch (e) {
+    if (!isCofferError(e)) throw e;
+    return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
+  }
+}
+
 /** The SPKI of the connection's peer leaf (what the attestation must cover). */
 function leafSpki(peer: X509Certificate): Uint8Array {
   try {
     return spkiOf(parseCertificate(new Uint8Array(peer.raw)));
   } catch {
     return fail('COFFER_NODE_UNTRUSTED', { reason: 'certificate' });
+  }
+}
+
+/** A node's 200 answer decoded with the shared shape; a shape it does not have is a bad response. */
+function answer<T>(decode: (json: unknown) => T, body: unknown): T {
+  try {
+    return decode(body);
+  } catch (e) {
+    if (!isCofferError(e)) throw e;
+    const field = e.detail['field'];
+    return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-response', ...(field === undefined ? {} : { field }) });
   }
 }
 
@@ -296,11 +281,7 @@ async function readJson(res: IncomingMessage): Promise<unknown> {
 
 /** The typed error a non-200 answer carries (its registry code when it names one). */
 async function errorOf(res: IncomingMessage, body?: unknown): Promise<never> {
-  const b = (body ?? (await readJson(res).catch(() => ({})))) as { code?: unknown; detail?: unknown };
-  const code = typeof b.code === 'string' && Object.hasOwn(ERRORS, b.code) ? (b.code as ErrorCode) : 'COFFER_MANAGEMENT_REQUEST';
-  const detail: Record<string, string | number | boolean> = { status: res.statusCode ?? 0 };
-  if (typeof b.detail === 'object' && b.detail !== null) {
-    for (const [k, v] of Object.entries(b.detail)) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') detail[k] = v;
-  }
-  throw new CofferError(code, detail);
+  const b = decodeErrorAnswer(body ?? (await readJson(res).catch(() => ({}))));
+  const code = b.code !== null && Object.hasOwn(ERRORS, b.code) ? (b.code as ErrorCode) : 'COFFER_MANAGEMENT_REQUEST';
+  throw new CofferError(code, { status: res.statusCode ?? 0, ...b.detail });
 }

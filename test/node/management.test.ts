@@ -18,6 +18,9 @@ import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
 import { spoolFiles, startManagement } from '../../src/node/management.js';
 import { createTlsIdentity } from '../../src/node/tls_identity.js';
 import { TLS_ATTESTATION_CONTEXT } from '../../src/formats/attestation.js';
+import {
+  BACKUP_ID_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer, decodeErrorAnswer, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary,
+} from '../../src/formats/management.js';
 import { flip } from '../helpers.js';
 import { codeOf, foreignCa, issueClientCredential, raw, startIdentityServer, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
 
@@ -89,12 +92,50 @@ test('the client verifies the node by its attested leaf, pins it, and reads heal
   assert.equal(h.cluster, 'UNINITIALISED');
   assert.equal(h.clusterId, null);
   assert.equal(h.usersInitialised, false);
-  assert.equal(h.journalPosition, 0);
+  assert.equal(h.journalPosition, 0n);
   assert.equal(h.stateDigest, hex(a.hsm.stateDigest()));
   assert.equal(h.inFlightMax, a.dataPlane.load().inFlightMax);
   assert.equal(typeof h.loadPermille, 'number');
   assert.equal(typeof h.connections, 'number');
   c.close();
+});
+
+test('every answer of the node parses with the shared definitions (src/formats/management.ts)', async () => {
+  const node = await startTestNode(authorities);
+  const port = node.management.port;
+  const call = async (route: { readonly method: string; readonly path: string }, body?: unknown, query = ''): Promise<unknown> => {
+    const r = await raw(port, credential, route.method, route.path + query, body === undefined ? undefined : JSON.stringify(body));
+    assert.equal(r.status, 200, `${route.method} ${route.path}: ${r.body.toString('utf8')}`);
+    return JSON.parse(r.body.toString('utf8')) as unknown;
+  };
+  try {
+    const identity = decodeNodeIdentity(await call(MANAGEMENT_ROUTES.identity));
+    assert.equal(identity.deviceCertificatePem, node.hsm.provisioning.chain().deviceCertificate.pem);
+    assert.deepEqual(identity.attestation, node.management.tls.attestation);
+    const healthJson = (await call(MANAGEMENT_ROUTES.health)) as Record<string, unknown>;
+    assert.equal(healthJson['journalPosition'], '0', 'a u64 travels as a decimal string');
+    const health = decodeNodeHealth(healthJson);
+    assert.equal(health.journalPosition, node.hsm.status().journalPosition);
+    assert.equal(health.serial, node.hsm.status().serial);
+    const ca = await createDevelopmentCustomerCa();
+    const { csrPem } = decodeClusterCsrResponse(await call(MANAGEMENT_ROUTES.clusterCsr, { clusterId: CLUSTER_ID }));
+    decodeEmptyAnswer(await call(MANAGEMENT_ROUTES.clusterInitialise, {
+      certificatePem: await ca.signClusterCsr(csrPem), trustAnchorPem: ca.certificatePem, preCoPassword: 'preco-password', applianceCredential: 'appliance-credential-0123456789',
+    }));
+    const backup = await raw(port, credential, MANAGEMENT_ROUTES.backup.method, MANAGEMENT_ROUTES.backup.path);
+    assert.equal(backup.status, 200);
+    const backupId = backup.headers[BACKUP_ID_HEADER];
+    const summary = decodeRestoreSummary(JSON.parse((await raw(port, credential, MANAGEMENT_ROUTES.restore.method, MANAGEMENT_ROUTES.restore.path, backup.body)).body.toString('utf8')));
+    assert.deepEqual([summary.backupId, summary.bytes], [backupId, backup.body.length]);
+    decodeEmptyAnswer(await call(MANAGEMENT_ROUTES.zeroise));
+    const refused = await raw(port, credential, MANAGEMENT_ROUTES.clusterCsr.method, MANAGEMENT_ROUTES.clusterCsr.path, '{}');
+    assert.deepEqual(decodeErrorAnswer(JSON.parse(refused.body.toString('utf8'))), {
+      code: 'COFFER_MANAGEMENT_REQUEST', message: 'Management request is not valid', detail: { reason: 'missing-field', field: 'clusterId' },
+    });
+  } finally {
+    await node.close();
+    rmSync(node.dataDir, { recursive: true, force: true });
+  }
 });
 
 test('mutual TLS: no client certificate, a foreign CA, or a certificate without clientAuth is refused', async () => {

@@ -17,6 +17,7 @@ import { pemOf, randomSerialHex, x509, ECDSA_SHA384, EC_P384_SHA384 } from '../.
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { startManagement, type ManagementOptions, type ManagementServer } from '../../src/node/management.js';
 import { tlsAttestationMessage } from '../../src/formats/attestation.js';
+import { MANAGEMENT_ROUTES, encodeNodeIdentity } from '../../src/formats/management.js';
 import type { DeviceIdentity } from '../../src/hsm/identity/identity.js';
 
 export const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only
@@ -144,12 +145,12 @@ export async function startIdentityServer(identity: DeviceIdentity, certificates
     keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
   });
   const spki = new Uint8Array(await webcrypto.subtle.exportKey('spki', keys.publicKey));
-  const body = JSON.stringify({
+  const body = JSON.stringify(encodeNodeIdentity({
     deviceCertificatePem: certificates.devicePem, manufacturerRootPem: certificates.devicePem, operatorCertificatePem: certificates.operatorPem,
-    operatorRootPem: certificates.operatorPem, attestation: Buffer.from(identity.sign(tlsAttestationMessage(spki))).toString('base64'),
-  });
+    operatorRootPem: certificates.operatorPem, attestation: identity.sign(tlsAttestationMessage(spki)),
+  }));
   const server = createServer({ key: await keyPemOf(keys.privateKey), cert: pemOf(leaf), minVersion: 'TLSv1.3' }, (req, res) => {
-    const ok = req.url === '/v1/identity';
+    const ok = req.url === MANAGEMENT_ROUTES.identity.path;
     res.writeHead(ok ? 200 : 404, { 'content-type': 'application/json' });
     res.end(ok ? body : '{}');
   });
