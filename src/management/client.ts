@@ -203,10 +203,13 @@ export class ManagementClient {
         host: o.host, port: o.port, method: call.method, path: call.path, minVersion: 'TLSv1.3', cert: o.certificatePem, key: o.keyPem, ...tls,
         headers: { 'content-length': length, ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
       });
+      // Whether the TLS handshake completed, so that a handshake failure can be told from a lost
+      // connection. A pooled socket finished its handshake long ago and never emits secureConnect
+      // again: listening on it would add a listener per request (MaxListenersExceededWarning).
       let secure = false;
       req.once('socket', (s) => {
-        if ((s as TLSSocket).encrypted && !(s as TLSSocket).connecting) secure = true; // a reused keep-alive socket
-        s.once('secureConnect', () => (secure = true));
+        if (req.reusedSocket) secure = true;
+        else s.once('secureConnect', () => (secure = true));
       });
       req.setTimeout(o.idleTimeoutMs ?? MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, () => req.destroy(new CofferError('COFFER_REQUEST_TIMEOUT')));
       req.once('response', resolve);

@@ -5,6 +5,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, type webcrypto } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
+import type { Socket } from 'node:net';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
@@ -194,6 +197,41 @@ test('a client that names the serial it expects refuses any other genuine node',
   const c = client(a, { expectedSerial: serialA });
   assert.equal((await c.identity()).serial, serialA);
   c.close();
+});
+
+test('50 requests on one client reuse a socket without piling listeners on it, and warn nothing', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w);
+  // Every request this process makes, seen as it gets its answer: its socket's listener counts then.
+  const seen = new Map<Socket, Array<{ secureConnect: number; total: number }>>();
+  const onRequest = (message: unknown): void => {
+    const req = (message as { request: ClientRequest }).request;
+    req.once('response', () => {
+      const socket = req.socket;
+      if (socket === null) return;
+      const total = socket.eventNames().reduce((n, name) => n + socket.listenerCount(name), 0);
+      seen.set(socket, [...(seen.get(socket) ?? []), { secureConnect: socket.listenerCount('secureConnect'), total }]);
+    });
+  };
+  process.on('warning', onWarning);
+  subscribe('http.client.request.start', onRequest);
+  const c = client(a);
+  try {
+    for (let i = 0; i < 50; i++) assert.equal((await c.health()).serial, a.hsm.status().serial);
+  } finally {
+    c.close();
+    unsubscribe('http.client.request.start', onRequest);
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a later tick
+    process.off('warning', onWarning);
+  }
+  assert.deepEqual(warnings.map((w) => w.name), []);
+  const reused = [...seen.values()].filter((counts) => counts.length > 11);
+  assert.equal(reused.length, 1, 'the pinned requests share one keep-alive socket (else this test proves nothing)');
+  for (const counts of seen.values()) {
+    assert.ok(counts.every((c) => c.secureConnect <= 1), `secureConnect listeners: ${counts.map((c) => c.secureConnect).join(',')}`);
+    const later = counts.slice(1).map((c) => c.total);
+    assert.ok(later.every((n) => n === later[0]), `listeners per request on one socket stay the same: ${later.join(',')}`);
+  }
 });
 
 test('bad paths, methods, JSON, sizes and cluster ids get clear 4xx errors', async () => {
