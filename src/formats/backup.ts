@@ -621,7 +621,7 @@ function deviceKey(der: Uint8Array): KeyObject | undefined {
   try {
     return p384PublicKey(spkiOf(parseCertificate(der)));
   } catch {
-    return undefined; // parseCertificate and p384PublicKey throw typed errors only
+    return undefined; // unparsable, lazily malformed, or not P-384: no key to check with
   }
 }
 

@@ -55,12 +55,26 @@ function refuse(certificate: ChainRole, reason: ChainRefusal): never {
   throw new CofferError('COFFER_CERT_INVALID', { reason, certificate });
 }
 
-/** A parsed certificate: both libraries' views of the same DER, and its key's SPKI. */
+/**
+ * A parsed certificate: both libraries' views of the same DER, and every field the rule reads.
+ * @peculiar/x509 decodes the key, names and extensions lazily, and a malformed one throws the
+ * library's own error when first read: they are all read here, so that any of them is
+ * 'unparsable-certificate' rather than an untyped error in the middle of a check.
+ */
 interface Parsed {
   readonly role: ChainRole;
   readonly cert: x509.X509Certificate;
   readonly native: NodeCertificate;
   readonly spki: Uint8Array;
+  readonly subject: string;
+  readonly issuer: string;
+  readonly cn: string | undefined;
+  /** basicConstraints cA. */
+  readonly ca: boolean;
+  /** The keyUsage bits, or null without a keyUsage extension. */
+  readonly keyUsage: number | null;
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
 }
 
 function parse(input: CertificateInput, role: ChainRole): Parsed {
@@ -71,7 +85,12 @@ function parse(input: CertificateInput, role: ChainRole): Parsed {
     return refuse(role, isCofferError(e, 'COFFER_FORMAT_LIMIT') ? 'certificate-too-large' : 'unparsable-certificate');
   }
   try {
-    return { role, cert, native: new NodeCertificate(Buffer.from(cert.rawData)), spki: spkiOf(cert) };
+    const bc = cert.getExtension(x509.BasicConstraintsExtension);
+    return {
+      role, cert, native: new NodeCertificate(Buffer.from(cert.rawData)), spki: spkiOf(cert), subject: cert.subject, issuer: cert.issuer,
+      cn: subjectField(cert, 'CN'), ca: bc !== null && bc.ca, keyUsage: cert.getExtension(x509.KeyUsagesExtension)?.usages ?? null,
+      notBeforeMs: cert.notBefore.getTime(), notAfterMs: cert.notAfter.getTime(),
+    };
   } catch {
     return refuse(role, 'unparsable-certificate');
   }
@@ -96,23 +115,17 @@ function signedBy(subject: Parsed, issuer: Parsed): boolean {
 
 /** notBefore ≤ atMs ≤ notAfter (RFC 5280 §4.1.2.5: both ends inclusive). */
 function checkValidity(c: Parsed, atMs: number): void {
-  if (atMs < c.cert.notBefore.getTime()) refuse(c.role, 'not-yet-valid');
-  if (atMs > c.cert.notAfter.getTime()) refuse(c.role, 'expired');
-}
-
-function isCa(c: Parsed): boolean {
-  const bc = c.cert.getExtension(x509.BasicConstraintsExtension);
-  return bc !== null && bc.ca;
+  if (atMs < c.notBeforeMs) refuse(c.role, 'not-yet-valid');
+  if (atMs > c.notAfterMs) refuse(c.role, 'expired');
 }
 
 /** The root half of the rule: a P-384 self-issued, self-signed CA valid at `atMs` (RFC 5280 §4.2.1.9, §4.2.1.3). */
 function checkRoot(root: Parsed, atMs: number): void {
   keyOf(root);
-  if (!isCa(root)) refuse(root.role, 'root-not-ca');
-  const ku = root.cert.getExtension(x509.KeyUsagesExtension);
-  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) refuse(root.role, 'root-cannot-sign-certificates');
+  if (!root.ca) refuse(root.role, 'root-not-ca');
+  if (root.keyUsage !== null && (root.keyUsage & x509.KeyUsageFlags.keyCertSign) === 0) refuse(root.role, 'root-cannot-sign-certificates');
   // checkIssued compares the names and, when present, the authority and subject key identifiers.
-  if (root.cert.issuer !== root.cert.subject || !root.native.checkIssued(root.native)) refuse(root.role, 'root-not-self-issued');
+  if (root.issuer !== root.subject || !root.native.checkIssued(root.native)) refuse(root.role, 'root-not-self-issued');
   if (!signedBy(root, root)) refuse(root.role, 'bad-signature');
   checkValidity(root, atMs);
 }
@@ -120,10 +133,10 @@ function checkRoot(root: Parsed, atMs: number): void {
 /** The leaf half: a P-384 end-entity certificate issued and signed by `root`, valid at `atMs`. */
 function checkLeaf(leaf: Parsed, root: Parsed, atMs: number): void {
   keyOf(leaf);
-  if (leaf.cert.issuer !== root.cert.subject || !leaf.native.checkIssued(root.native)) refuse(leaf.role, 'issuer-mismatch');
+  if (leaf.issuer !== root.subject || !leaf.native.checkIssued(root.native)) refuse(leaf.role, 'issuer-mismatch');
   if (!signedBy(leaf, root)) refuse(leaf.role, 'bad-signature');
   checkValidity(leaf, atMs);
-  if (isCa(leaf)) refuse(leaf.role, 'leaf-is-ca');
+  if (leaf.ca) refuse(leaf.role, 'leaf-is-ca');
 }
 
 /** Checks that `root` is a root CA fit to anchor a device chain at `atMs` (the root half of the rule). */
@@ -140,7 +153,7 @@ export function checkIssuedBy(leaf: CertificateInput, root: CertificateInput, at
 export function certifiedSerial(cert: CertificateInput, role: 'device' | 'operator' = 'device'): string {
   const c = parse(cert, role);
   const serial = deviceSerialOf(c.spki);
-  if (subjectField(c.cert, 'CN') !== serial) refuse(role, 'serial-mismatch');
+  if (c.cn !== serial) refuse(role, 'serial-mismatch');
   return serial;
 }
 
@@ -258,7 +271,7 @@ function runRule(input: DeviceChainInput, report: (e: CofferError) => void): Fou
 function deviceChecks(device: Parsed, operator: Parsed | undefined, input: DeviceChainInput): Array<() => void> {
   const serial = deviceSerialOf(device.spki);
   const named = (c: Parsed): void => {
-    if (subjectField(c.cert, 'CN') !== serial) refuse(c.role, 'serial-mismatch');
+    if (c.cn !== serial) refuse(c.role, 'serial-mismatch');
   };
   return [
     () => named(device),

@@ -247,6 +247,24 @@ test('every refusal the rule can make is covered above', () => {
   assert.deepEqual([...covered].sort(), [...CHAIN_REFUSALS].sort());
 });
 
+test('any byte of a certificate flipped: refused with COFFER_CERT_INVALID and a known reason, never an untyped error', () => {
+  let refused = 0;
+  for (const [name, der] of [['deviceCertificate', derOf(w.device)], ['manufacturerRoot', derOf(w.m.rootCertificate)]] as const) {
+    for (let i = 0; i < der.length; i++) {
+      const bad = der.slice();
+      bad[i] = (bad[i] ?? 0) ^ (i % 2 === 0 ? 0x01 : 0x80); // a low bit, or a length's long-form bit
+      try {
+        checkDeviceChain({ manufacturerRoot: w.m.rootCertificate, deviceCertificate: w.device, atMs: w.good.atMs, [name]: bad }); // the device half: fewer signatures to check
+      } catch (e) {
+        assert.ok(isCofferError(e, 'COFFER_CERT_INVALID'), `${name} byte ${i}: ${String(e)}`);
+        assert.ok((CHAIN_REFUSALS as readonly unknown[]).includes(e.detail['reason']), `${name} byte ${i}: ${String(e.detail['reason'])}`);
+        refused++;
+      }
+    }
+  }
+  assert.ok(refused > 0);
+});
+
 // ── the collecting form ─────────────────────────────────────────────────────────────────────
 
 test('deviceChainFailures lists every refusal and still reads the device key and serial', () => {
