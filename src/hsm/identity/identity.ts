@@ -22,6 +22,7 @@ import type { RecordStore } from '../store/store_port.js';
 import { deviceSerialOf } from '../../formats/device_chain.js';
 import { ECDSA_SHA384, EC_P384, derOf, p384PublicKey, parseCsr, pemOf, spkiOf, x509 } from '../../formats/x509.js';
 
+/** Re-exported for the device code that names serials; the one definition is in formats/device_chain.ts. */
 export { deviceSerialOf };
 
 /** Record-store namespace of every provisioning record. */

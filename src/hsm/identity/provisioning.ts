@@ -368,8 +368,9 @@ export class Provisioning {
 
   /**
    * Checks another device's certificates against this device's own roots (for restoring its
-   * backups) with the device-chain rule (src/formats/device_chain.ts): COFFER_CERT_INVALID with the
-   * rule's reason, or that device's key, SPKI DER.
+   * backups) with the device-chain rule (src/formats/device_chain.ts), at this device's time; a
+   * named `serial` must be that device's. COFFER_CERT_INVALID with the rule's reason, or that
+   * device's key, SPKI DER.
    */
   verifyPeerChain(peer: { readonly deviceCertificate: string | Uint8Array; readonly operatorCertificate: string | Uint8Array; readonly serial?: string }): Uint8Array {
     const own = this.chain();
