@@ -4,12 +4,15 @@
 // against roots the user trusts; without them it can only check the chain against the roots the
 // backup carries, which proves internal consistency, not provenance — the output says so.
 // A backup that fails verification is still described, then the command fails with
-// COFFER_BACKUP_UNTRUSTED (exit 1); input that is not a backup fails with the format's error.
+// COFFER_BACKUP_UNTRUSTED (exit 1); input that is not a backup fails with the format's error; a
+// file that cannot be read, or is not a regular file, is COFFER_CLI_INPUT.
 
+import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { fail } from '../errors.js';
+import { fail, isCofferError } from '../errors.js';
 import { AEAD_TAG_BYTES } from '../crypto/index.js';
-import { BACKUP_TRAILER_BYTES, backupBlobBytes, fileSource, readBackupHeader, verifyBackup, type BackupHeader, type BackupRoots, type BackupVerdict } from '../formats/backup.js';
+import { BACKUP_TRAILER_BYTES, backupBlobBytes, readBackupHeader, verifyBackup, type BackupHeader, type BackupRoots, type BackupVerdict } from '../formats/backup.js';
+import { FileSourceError, fileSource, type FileSource } from '../hsm/backup/file_source.js';
 import { fingerprintSha256, parseCertificate, subjectField } from '../formats/x509.js';
 import { readBytes } from '../factory/ceremony.js';
 import { DEVELOPMENT_MARK } from '../formats/x509.js';
@@ -45,7 +48,7 @@ export function registerBackupCommands(program: Command, io: BackupIo = defaultI
 
 async function inspect(file: string, opts: InspectOptions, io: BackupIo): Promise<void> {
   if ((opts.manufacturerRoot === undefined) !== (opts.operatorRoot === undefined)) fail('COFFER_CLI_USAGE', { reason: 'give both --manufacturer-root and --operator-root, or neither' });
-  const source = fileSource(file);
+  const source = openBackupFile(file);
   try {
     const header = readBackupHeader(source);
     const given = opts.manufacturerRoot !== undefined && opts.operatorRoot !== undefined
@@ -58,6 +61,36 @@ async function inspect(file: string, opts: InspectOptions, io: BackupIo): Promis
   } finally {
     source.close();
   }
+}
+
+/**
+ * The file as a backup source, its failures in the CLI's words: COFFER_CLI_INPUT with the file
+ * source's reason (unreadable-file, not-a-file) and the file's name. Typed errors (a file that
+ * shrinks while it is read: COFFER_FORMAT_TRUNCATED) pass unchanged.
+ */
+export function openBackupFile(path: string): FileSource {
+  const asCliInput = (e: unknown): never => {
+    if (isCofferError(e)) throw e;
+    const reason = e instanceof FileSourceError ? e.reason : 'unreadable-file';
+    return fail('COFFER_CLI_INPUT', { reason, file: basename(path) }, e);
+  };
+  let source: FileSource;
+  try {
+    source = fileSource(path);
+  } catch (e) {
+    return asCliInput(e);
+  }
+  return {
+    length: source.length,
+    read: (offset, length) => {
+      try {
+        return source.read(offset, length);
+      } catch (e) {
+        return asCliInput(e);
+      }
+    },
+    close: () => source.close(),
+  };
 }
 
 /** A root file as the verifier wants it: PEM text, or DER bytes. */

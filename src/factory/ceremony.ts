@@ -24,9 +24,10 @@ import { kcvAes } from '../crypto/kcv.js';
 import { BACKUP_KEY_BYTES, hex, keyId, xorComponents } from '../crypto/backup_keys.js';
 import { systemClock, type Clock } from '../hsm/ports.js';
 import { computeFirmwareDigest, signFirmwareManifest, type FirmwareManifest } from '../hsm/identity/firmware.js';
-import { DEVICE_OU, deviceSerialOf } from '../hsm/identity/identity.js';
+import { DEVICE_OU } from '../hsm/identity/identity.js';
+import { certifiedSerial, checkDeviceChain, deviceSerialOf } from '../formats/device_chain.js';
 import {
-  EC_P384, EC_P384_SHA384, checkIssuedBy, checkRootCa, fingerprintSha256, p384PublicKey,
+  EC_P384, EC_P384_SHA384, fingerprintSha256, p384PublicKey,
   parseCertificate, parseCsr, pemOf, randomSerialHex, spkiOf, subjectField, x509, CERT_BACKDATE_MS, DEVELOPMENT_MARK, issueLeaf,
 } from '../formats/x509.js';
 
@@ -135,9 +136,9 @@ export function generateAkbkComponents(count: number): AkbkComponents {
 }
 
 /**
- * Issues the operator certificate for a device's identity key, taken from its device certificate.
- * With `manufacturerRoot`, the device certificate must first chain to it (the operator only
- * commissions genuine devices).
+ * Issues the operator certificate for a device's identity key, taken from its device certificate,
+ * which must name the serial its key gives. With `manufacturerRoot`, the device certificate must
+ * first pass the device half of the chain rule (the operator only commissions genuine devices).
  */
 export async function issueOperatorCertificate(
   o: Operator,
@@ -146,14 +147,9 @@ export async function issueOperatorCertificate(
 ): Promise<x509.X509Certificate> {
   const clock = opts.clock ?? systemClock;
   const deviceCert = parseCertificate(deviceCertInput);
-  if (opts.manufacturerRoot !== undefined) {
-    const root = parseCertificate(opts.manufacturerRoot);
-    await checkRootCa(root, clock.nowMs());
-    await checkIssuedBy(deviceCert, root, clock.nowMs());
-  }
-  const serial = deviceSerialOf(spkiOf(deviceCert));
-  if (subjectField(deviceCert, 'CN') !== serial) fail('COFFER_CERT_INVALID', { reason: 'serial-mismatch' });
-  return issueLeaf(o.rootCertificate, o.rootPrivateKey, deviceCert.publicKey, [{ CN: [serial] }, { OU: [DEVICE_OU] }, { O: [o.name] }], OPERATOR_CERT_VALIDITY_MS, clock);
+  if (opts.manufacturerRoot !== undefined) checkDeviceChain({ manufacturerRoot: opts.manufacturerRoot, deviceCertificate: deviceCert, atMs: clock.nowMs() });
+  const serial = certifiedSerial(deviceCert);
+  return await issueLeaf(o.rootCertificate, o.rootPrivateKey, deviceCert.publicKey, [{ CN: [serial] }, { OU: [DEVICE_OU] }, { O: [o.name] }], OPERATOR_CERT_VALIDITY_MS, clock);
 }
 
 // ── certificates ────────────────────────────────────────────────────────────────────────────

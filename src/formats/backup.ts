@@ -1,25 +1,25 @@
 // Backup format v1: the codec of a sealed backup blob, `header ‖ body ‖ trailer`, every byte as
-// docs/backup-format.md specifies it (docs/architecture.md §3). This module holds everything that needs no
-// device secret: the header encoder and decoder, the record framing of the body plaintext, the
-// trailer, the PBK derivation (given the keys), byte sources, and `verifyBackup`, which checks a
-// blob's format, certificate chain and signature for anyone (control plane, customer, CLI).
-// Sealing and opening the body with the BEK is the device's job (src/hsm/backup/backup.ts).
+// docs/backup-format.md specifies it (docs/architecture.md §3). This module holds the codec only: the
+// header encoder and decoder, the record framing of the body plaintext, the trailer, the signature
+// input (context ‖ header ‖ body, built here for the signer and every verifier), reading a blob from
+// a byte source, and `verifyBackup` — the device-chain rule (src/formats/device_chain.ts) plus the
+// signature scan, for anyone (control plane, customer, CLI). The PBK derivation, sealing and opening
+// the body and file sources are the device's (src/hsm/backup/); trust is the chain rule's.
 //
 // The header parser follows aws-encryption-sdk-javascript's deserialize_header_v2.ts: magic,
 // version and suite first; every length checked against a named limit (src/formats/limits.ts)
 // before anything is read; an unknown version refused with its number in the error detail.
 
-import { createHash, createVerify, type Hash, type KeyObject } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { basename } from 'node:path';
+import { createHash, createVerify, type Hash, type KeyObject, type Verify } from 'node:crypto';
 import { assert } from '../assert.js';
-import { CofferError, fail, isCofferError } from '../errors.js';
-import { AEAD_SEGMENTS_MAX, AEAD_SEGMENT_BYTES_MAX, AEAD_SEGMENT_BYTES_MIN, AEAD_STREAM_PREFIX_BYTES, AEAD_TAG_BYTES, deriveKeyCounterHmacSha256, type SecretBytes } from '../crypto/index.js';
+import { fail } from '../errors.js';
+import { AEAD_SEGMENTS_MAX, AEAD_SEGMENT_BYTES_MAX, AEAD_SEGMENT_BYTES_MIN, AEAD_STREAM_PREFIX_BYTES, AEAD_TAG_BYTES } from '../crypto/index.js';
 import {
   BACKUP_BODY_BYTES_MAX, BACKUP_HEADER_BYTES_MAX, BACKUP_READ_CHUNK_BYTES, BACKUP_RECORDS_MAX, BACKUP_SEGMENT_BYTES, BACKUP_STRING_BYTES_MAX,
   CERTIFICATE_BYTES_MAX, SEALED_NAMESPACE_BYTES_MAX, SEALED_RECORD_BYTES_MAX, SEALED_RECORD_ID_BYTES_MAX,
 } from './limits.js';
-import { checkIssuedBy, checkRootCa, deviceSerialOf, p384PublicKey, parseCertificate, sameSpki, spkiOf, subjectField, type x509 } from './x509.js';
+import { deviceChainFailures, type ChainFailure } from './device_chain.js';
+import { p384PublicKey, parseCertificate, spkiOf } from './x509.js';
 
 export { BACKUP_BODY_BYTES_MAX, BACKUP_HEADER_BYTES_MAX, BACKUP_READ_CHUNK_BYTES, BACKUP_RECORDS_MAX, BACKUP_SEGMENT_BYTES, BACKUP_STRING_BYTES_MAX };
 
@@ -32,8 +32,6 @@ export const BACKUP_FORMAT_VERSION = 1;
 export const BACKUP_SUITE = 1;
 /** Signature context ("Trailer"): ASCII `coffer backup v1 signature` ‖ 0x00, first input of the signature. */
 export const BACKUP_SIGNATURE_CONTEXT: Uint8Array = ascii('coffer backup v1 signature\0');
-/** PBK label ("Key hierarchy"): names the format version; 20 bytes. */
-export const BACKUP_PBK_LABEL: Uint8Array = ascii('coffer backup v1 pbk');
 export const BACKUP_KEY_ID_BYTES = 8;
 export const BACKUP_WRAPPED_BEK_BYTES = 40;
 export const BACKUP_SIGNATURE_BYTES = 96;
@@ -61,6 +59,11 @@ const U64_MAX = (1n << 64n) - 1n;
 
 export type BackupMode = 'FIPS' | 'NON_FIPS';
 const MODE_BYTES: Readonly<Record<BackupMode, number>> = { FIPS: 0x01, NON_FIPS: 0x02 };
+
+/** The mode's byte (header offset 12; also the first byte of the PBK context, src/hsm/backup/pbk.ts). */
+export function backupModeByte(mode: BackupMode): number {
+  return MODE_BYTES[mode];
+}
 
 /** The four certificates a backup carries, DER. The roots are informative only. */
 export interface BackupCertificates {
@@ -311,29 +314,6 @@ export function backupBlobBytes(header: BackupHeader): number {
   return header.headerBytes + Number(header.bodyBytes) + BACKUP_TRAILER_BYTES;
 }
 
-// ── keys ────────────────────────────────────────────────────────────────────────────────────
-
-/**
- * PBK = SP 800-108r1 counter-mode KDF, PRF HMAC-SHA-256, K_IN = MKBK ‖ AKBK, Label "coffer backup
- * v1 pbk", Context = mode ‖ MKBK id ‖ AKBK id, L = 256 ("Key hierarchy"). The caller destroys it.
- */
-export function derivePbk(mkbk: SecretBytes, akbk: SecretBytes, mode: BackupMode, mkbkId: Uint8Array, akbkId: Uint8Array): SecretBytes {
-  if (mkbk.length !== 32 || akbk.length !== 32) fail('COFFER_CRYPTO_KEY_SIZE', { expected: 32 });
-  assert(mkbkId.length === BACKUP_KEY_ID_BYTES && akbkId.length === BACKUP_KEY_ID_BYTES, 'key ids are 8 bytes');
-  const context = new Uint8Array(1 + 2 * BACKUP_KEY_ID_BYTES);
-  context[0] = MODE_BYTES[mode];
-  context.set(mkbkId, 1);
-  context.set(akbkId, 1 + BACKUP_KEY_ID_BYTES);
-  const keyIn = new Uint8Array(new ArrayBuffer(64));
-  try {
-    mkbk.use((b) => keyIn.set(b, 0));
-    akbk.use((b) => keyIn.set(b, 32));
-    return deriveKeyCounterHmacSha256(keyIn, BACKUP_PBK_LABEL, context, 32);
-  } finally {
-    keyIn.fill(0);
-  }
-}
-
 // ── records ─────────────────────────────────────────────────────────────────────────────────
 
 /** One device record in the body plaintext. `value` is the record's plaintext: secret. */
@@ -536,9 +516,52 @@ export function signedMessagePrefix(): Uint8Array {
   return BACKUP_SIGNATURE_CONTEXT.slice();
 }
 
+/** Anything that takes the signature input in pieces: the device's stream signer, or a verifier. */
+export interface SignatureInput {
+  update(chunk: Uint8Array): unknown;
+}
+
+/**
+ * Feeds the start of the signature input — the context, then the header bytes [0, H) — to a signer
+ * or a verifier ("Trailer"); the body's sealed bytes follow, in order. Signer and verifiers all
+ * start here, so they always sign and check the same message.
+ */
+export function beginSignedMessage(input: SignatureInput, headerBytes: Uint8Array): void {
+  input.update(BACKUP_SIGNATURE_CONTEXT);
+  input.update(headerBytes);
+}
+
+/** Checks the backup signature over context ‖ header ‖ body fed to it in pieces (SHA-384, ECDSA P-384, P1363). */
+export class BackupSignatureVerifier {
+  readonly #verify: Verify = createVerify('sha384');
+  #done = false;
+
+  constructor(headerBytes: Uint8Array) {
+    beginSignedMessage(this.#verify, headerBytes);
+  }
+
+  /** The next bytes of the body, in order. */
+  update(bodyChunk: Uint8Array): void {
+    assert(!this.#done, 'no update after the check');
+    this.#verify.update(bodyChunk);
+  }
+
+  /** Whether `signature` (the trailer's 96 bytes) holds under `key`; false for a signature OpenSSL cannot parse. Once. */
+  holds(key: KeyObject, signature: Uint8Array): boolean {
+    assert(!this.#done, 'a verifier checks once');
+    this.#done = true;
+    try {
+      return this.#verify.verify({ key, dsaEncoding: 'ieee-p1363' }, signature);
+    } catch {
+      return false;
+    }
+  }
+}
+
 // ── byte sources ────────────────────────────────────────────────────────────────────────────
 
-/** A random-access, synchronous byte source (a file or a buffer): restore reads the blob twice. */
+/** A random-access, synchronous byte source (a file or a buffer): restore reads the blob twice.
+ * Files: src/hsm/backup/file_source.ts. */
 export interface BackupSource {
   readonly length: number;
   /** Exactly `length` bytes from `offset`, in an array the caller owns. */
@@ -560,40 +583,6 @@ export function bufferSource(bytes: Uint8Array): BackupSource {
   };
 }
 
-/** A source over a file, read with positioned reads. Close it when done (idempotent). */
-export function fileSource(path: string): BackupSource & { close(): void } {
-  let fd: number | undefined;
-  let length: number;
-  try {
-    fd = openSync(path, 'r');
-    const st = fstatSync(fd);
-    if (!st.isFile()) fail('COFFER_CLI_INPUT', { reason: 'not-a-file', file: basename(path) });
-    length = st.size;
-  } catch (e) {
-    if (fd !== undefined) closeSync(fd);
-    if (isCofferError(e)) throw e;
-    return fail('COFFER_CLI_INPUT', { reason: 'unreadable-file', file: basename(path) }, e);
-  }
-  return {
-    length,
-    read(offset, n) {
-      assert(fd !== undefined, 'read before close');
-      checkRange(offset, n, length);
-      const out = new Uint8Array(n);
-      for (let done = 0; done < n; ) {
-        const got = readSync(fd, out, done, n - done, offset + done);
-        if (got === 0) fail('COFFER_FORMAT_TRUNCATED', { field: 'file' }); // the file shrank
-        done += got;
-      }
-      return out;
-    },
-    close() {
-      if (fd !== undefined) closeSync(fd);
-      fd = undefined;
-    },
-  };
-}
-
 /** Reads and decodes the header of a blob (typed format errors for anything that is not one). */
 export function readBackupHeader(source: BackupSource): BackupHeader {
   const size = peekBackupHeaderLength(source.read(0, Math.min(BACKUP_PREAMBLE_BYTES, source.length)));
@@ -609,45 +598,40 @@ export function checkBackupLength(source: BackupSource, header: BackupHeader): v
 }
 
 /**
- * Streams prefix ‖ blob[0, H+B) through SHA-384 in chunks of ≤ BACKUP_READ_CHUNK_BYTES and checks
- * the trailer's signature with `key` (none: only `bodyHash` is fed). `bodyHash` gets blob[H, H+B).
+ * Streams context ‖ blob[0, H+B) through a BackupSignatureVerifier in reads of ≤ BACKUP_READ_CHUNK_BYTES
+ * and checks the trailer's signature with `key` (none: false, and only `bodyHash` is fed).
+ * `bodyHash` gets blob[H, H+B). False for any failure, a wrong length included.
  */
 function scanSigned(source: BackupSource, header: BackupHeader, key: KeyObject | undefined, bodyHash?: Hash): boolean {
   const signedBytes = header.headerBytes + Number(header.bodyBytes);
   if (source.length !== signedBytes + BACKUP_TRAILER_BYTES) return false;
   const trailer = source.read(signedBytes, BACKUP_TRAILER_BYTES);
   if ((trailer[0] ?? 0) * 256 + (trailer[1] ?? 0) !== BACKUP_SIGNATURE_BYTES) return false;
-  const verifier = createVerify('sha384');
-  verifier.update(BACKUP_SIGNATURE_CONTEXT);
-  for (let at = 0; at < signedBytes; at += BACKUP_READ_CHUNK_BYTES) {
+  const verifier = new BackupSignatureVerifier(source.read(0, header.headerBytes));
+  for (let at = header.headerBytes; at < signedBytes; at += BACKUP_READ_CHUNK_BYTES) {
     const chunk = source.read(at, Math.min(BACKUP_READ_CHUNK_BYTES, signedBytes - at));
     verifier.update(chunk);
-    if (bodyHash !== undefined && at + chunk.length > header.headerBytes) bodyHash.update(chunk.subarray(Math.max(0, header.headerBytes - at)));
+    bodyHash?.update(chunk);
   }
-  if (key === undefined) return false;
-  try {
-    return verifier.verify({ key, dsaEncoding: 'ieee-p1363' }, trailer.subarray(2));
-  } catch {
-    return false;
-  }
+  return key !== undefined && verifier.holds(key, trailer.subarray(2));
 }
 
 /** The device certificate's P-384 key, or undefined if the certificate or key is unusable. */
 function deviceKey(der: Uint8Array): KeyObject | undefined {
   try {
     return p384PublicKey(spkiOf(parseCertificate(der)));
-  } catch (e) {
-    if (e instanceof CofferError) return undefined;
-    throw e;
+  } catch {
+    return undefined; // unparsable, lazily malformed, or not P-384: no key to check with
   }
 }
 
 /**
- * Streams the signature check only (the device, during restore): SHA-384 over prefix ‖ blob[0, H+B),
- * ECDSA P-384 verify with the device certificate's key. False for any failure, a wrong length included.
+ * Streams the signature check only: SHA-384 over context ‖ blob[0, H+B), ECDSA P-384 verify with
+ * `key` — by default the header's device certificate key, which proves nothing until the chain rule
+ * has accepted that certificate (restore passes the key the rule returned). False for any failure,
+ * a wrong length included.
  */
-export function verifyBackupSignature(source: BackupSource, header: BackupHeader): boolean {
-  const key = deviceKey(header.certificates.device);
+export function verifyBackupSignature(source: BackupSource, header: BackupHeader, key: KeyObject | undefined = deviceKey(header.certificates.device)): boolean {
   return key !== undefined && scanSigned(source, header, key);
 }
 
@@ -671,68 +655,50 @@ export interface BackupVerdict {
   readonly bodySha256: string;
 }
 
-/** Why a certificate check failed: the typed error's fixed reason, never library text. */
-function reasonOf(e: unknown): string {
-  if (!isCofferError(e)) throw e;
-  const r = e.detail['reason'];
-  return typeof r === 'string' ? r : e.code;
-}
+const ROLE_WORDS = {
+  'manufacturer-root': 'manufacturer root', 'operator-root': 'operator root', device: 'device certificate', operator: 'operator certificate',
+} as const;
 
-async function attempt(problems: string[], what: string, check: () => Promise<void> | void): Promise<boolean> {
-  try {
-    await check();
-    return true;
-  } catch (e) {
-    problems.push(`${what} (${reasonOf(e)})`);
-    return false;
+/** A chain failure in the fixed words of a verdict (the reason in parentheses). */
+function problemOf(f: ChainFailure): string {
+  const who = ROLE_WORDS[f.certificate];
+  switch (f.reason) {
+    case 'certificate-too-large': case 'unparsable-certificate': return `${who} cannot be read (${f.reason})`;
+    case 'chain-key-mismatch': return 'operator certificate certifies another key than the device certificate';
+    case 'serial-mismatch': return `${who} names another serial than its key gives`;
+    case 'unexpected-serial': return 'source HSM id differs from the device certificate serial';
+    case 'not-this-device': return `${who} certifies another key than expected`;
+    default: break;
   }
+  if (f.certificate === 'manufacturer-root' || f.certificate === 'operator-root') return `${who} is not a valid root CA (${f.reason})`;
+  return `${who} does not chain to the ${f.certificate === 'device' ? 'manufacturer' : 'operator'} root (${f.reason})`;
 }
 
-function parsed(problems: string[], what: string, der: Uint8Array): x509.X509Certificate | undefined {
-  try {
-    return parseCertificate(der);
-  } catch (e) {
-    problems.push(`${what} cannot be read (${reasonOf(e)})`);
-    return undefined;
-  }
-}
-
-/** Chain checks of "Trailer": device → manufacturer root, operator → operator root, one key, its serial. */
-async function checkChain(header: BackupHeader, roots: BackupRoots, atMs: number, problems: string[]): Promise<{ key?: KeyObject; serial: string }> {
-  const mRoot = parseCertificate(roots.manufacturerRoot);
-  const oRoot = parseCertificate(roots.operatorRoot);
-  const device = parsed(problems, 'device certificate', header.certificates.device);
-  const operator = parsed(problems, 'operator certificate', header.certificates.operator);
-  await attempt(problems, 'manufacturer root is not a valid root CA', () => checkRootCa(mRoot, atMs));
-  await attempt(problems, 'operator root is not a valid root CA', () => checkRootCa(oRoot, atMs));
-  if (device !== undefined) await attempt(problems, 'device certificate does not chain to the manufacturer root', () => checkIssuedBy(device, mRoot, atMs));
-  if (operator !== undefined) await attempt(problems, 'operator certificate does not chain to the operator root', () => checkIssuedBy(operator, oRoot, atMs));
-  if (device === undefined) return { serial: '' };
-  const spki = spkiOf(device);
-  const serial = deviceSerialOf(spki);
-  if (operator !== undefined && !sameSpki(spki, spkiOf(operator))) problems.push('operator certificate certifies another key than the device certificate');
-  if (subjectField(device, 'CN') !== serial) problems.push('device certificate names another serial than its key gives');
-  if (header.sourceHsmId !== serial) problems.push('source HSM id differs from the device certificate serial');
-  let key: KeyObject | undefined;
-  await attempt(problems, 'device certificate key is not a P-384 key', () => void (key = p384PublicKey(spki)));
-  return key === undefined ? { serial } : { key, serial };
-}
-
-/**
- * Everything without a secret: format, header, chain to the given roots, the signature over the
- * whole blob (streamed, bounded memory). Throws typed format errors for input that is not a
- * well-formed backup (and COFFER_CERT_INVALID for roots that cannot be parsed); returns
- * verified=false with problems for chain and signature failures. Validity is judged at `atMs`.
- */
-export async function verifyBackup(source: BackupSource, roots: BackupRoots, atMs: number = Date.now()): Promise<BackupVerdict> {
+/** verifyBackup's work, synchronous. */
+function verdictOf(source: BackupSource, roots: BackupRoots, atMs: number): BackupVerdict {
   const header = readBackupHeader(source);
   checkBackupLength(source, header);
   decodeBackupTrailer(source.read(backupBlobBytes(header) - BACKUP_TRAILER_BYTES, BACKUP_TRAILER_BYTES));
-  const problems: string[] = [];
-  const { key, serial } = await checkChain(header, roots, atMs, problems);
+  const report = deviceChainFailures({
+    manufacturerRoot: parseCertificate(roots.manufacturerRoot), operatorRoot: parseCertificate(roots.operatorRoot),
+    deviceCertificate: header.certificates.device, operatorCertificate: header.certificates.operator, atMs, expectedSerial: header.sourceHsmId,
+  });
+  const problems = report.failures.map(problemOf);
   const bodyHash = createHash('sha256');
-  const signed = scanSigned(source, header, key, bodyHash);
-  if (key !== undefined && !signed) problems.push('signature does not verify under the device certificate key');
-  if (key === undefined) problems.push('signature cannot be checked without a device key');
-  return { header, verified: problems.length === 0 && signed, problems, deviceSerial: serial, bodySha256: bodyHash.digest('hex') };
+  const signed = scanSigned(source, header, report.publicKey, bodyHash);
+  if (report.publicKey !== undefined && !signed) problems.push('signature does not verify under the device certificate key');
+  if (report.publicKey === undefined) problems.push('signature cannot be checked without a device key');
+  return { header, verified: problems.length === 0 && signed, problems, deviceSerial: report.serial ?? '', bodySha256: bodyHash.digest('hex') };
+}
+
+/**
+ * Everything without a secret: format, header, the device-chain rule against the
+ * given roots (with the header's source HSM id as the expected serial), the signature over the
+ * whole blob (streamed, bounded memory). Throws typed format errors for input that is not a
+ * well-formed backup (and COFFER_CERT_INVALID for roots that cannot be parsed); returns
+ * verified=false with every problem for chain and signature failures. Validity is judged at `atMs`.
+ */
+export function verifyBackup(source: BackupSource, roots: BackupRoots, atMs: number = Date.now()): Promise<BackupVerdict> {
+  // The work is synchronous; a promise keeps the door open for sources that read asynchronously.
+  return new Promise((resolve) => resolve(verdictOf(source, roots, atMs)));
 }

@@ -1,7 +1,8 @@
 // Certificate helpers over @peculiar/x509 for the device identity chain (docs/architecture.md §1, §3): the
-// Manufacturer and Operator Root CAs, the device and operator certificates, and the device CSR.
-// They live in formats/ (crypto ← formats ← hsm) because a backup verifier checks the chain a
-// backup carries without a device; src/hsm/x509.ts re-exports them for the device code.
+// Manufacturer and Operator Root CAs, the device and operator certificates, and the device CSR:
+// parsing, encoding, key extraction and issuing. Whether a chain is acceptable is one rule,
+// src/formats/device_chain.ts. They live in formats/ (crypto ← formats ← hsm) because a backup
+// verifier and the management client handle these certificates without a device.
 // Every certificate here is ECDSA P-384 with SHA-384 (RFC 5480 §2.1.1.1, RFC 5758 §3.2).
 //
 // @peculiar/x509 resolves its ASN.1 serialisers through tsyringe, which needs the reflect-metadata
@@ -94,15 +95,6 @@ export function p384PublicKey(spki: Uint8Array): KeyObject {
   return key;
 }
 
-/**
- * The serial of the device whose identity key has this SPKI: "CFR-" + upper-case hex of the first 8
- * bytes of SHA-256(SPKI DER) (src/hsm/identity/identity.ts explains the choice). Here so that a verifier
- * below the hsm layer (formats/backup.ts) can bind a certificate's key to its serial.
- */
-export function deviceSerialOf(spki: Uint8Array): string {
-  return 'CFR-' + createHash('sha256').update(spki).digest().subarray(0, 8).toString('hex').toUpperCase();
-}
-
 /** A positive 127-bit certificate serial number in hex (RFC 5280 §4.1.2.2: ≤ 20 octets, positive). */
 export function randomSerialHex(): string {
   const b = randomBytes(16);
@@ -113,42 +105,6 @@ export function randomSerialHex(): string {
 /** Value of the first attribute `type` (CN, O, OU…) of a certificate's subject, if any. */
 export function subjectField(cert: x509.X509Certificate | x509.Pkcs10CertificateRequest, type: string): string | undefined {
   return cert.subjectName.getField(type)[0];
-}
-
-/**
- * Checks that `cert` is a root CA fit to anchor a Coffer chain at `atMs`: self-issued and
- * self-signed, inside its validity period, basicConstraints cA=TRUE (RFC 5280 §4.2.1.9) and, if a
- * keyUsage is present, keyCertSign (§4.2.1.3). A P-384 key is required.
- */
-export async function checkRootCa(cert: x509.X509Certificate, atMs: number): Promise<void> {
-  p384PublicKey(spkiOf(cert));
-  if (cert.issuer !== cert.subject) fail('COFFER_CERT_INVALID', { reason: 'root-not-self-issued' });
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
-  if (bc === null || !bc.ca) fail('COFFER_CERT_INVALID', { reason: 'root-not-ca' });
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) fail('COFFER_CERT_INVALID', { reason: 'root-cannot-sign-certificates' });
-  if (!(await verifySafely(cert, cert, atMs))) fail('COFFER_CERT_INVALID', { reason: 'root-signature-or-validity' });
-}
-
-/**
- * Checks that `leaf` is an end-entity certificate issued by `root` and valid at `atMs`: issuer name
- * equals the root's subject, the signature verifies under the root's key, the validity period covers
- * `atMs`, and it is not itself a CA. The root must have passed checkRootCa.
- */
-export async function checkIssuedBy(leaf: x509.X509Certificate, root: x509.X509Certificate, atMs: number): Promise<void> {
-  p384PublicKey(spkiOf(leaf));
-  if (leaf.issuer !== root.subject) fail('COFFER_CERT_INVALID', { reason: 'issuer-mismatch' });
-  const bc = leaf.getExtension(x509.BasicConstraintsExtension);
-  if (bc !== null && bc.ca) fail('COFFER_CERT_INVALID', { reason: 'leaf-is-ca' });
-  if (!(await verifySafely(leaf, root, atMs))) fail('COFFER_CERT_INVALID', { reason: 'signature-or-validity' });
-}
-
-async function verifySafely(cert: x509.X509Certificate, issuer: x509.X509Certificate, atMs: number): Promise<boolean> {
-  try {
-    return await cert.verify({ publicKey: issuer.publicKey, date: new Date(atMs) });
-  } catch {
-    return false;
-  }
 }
 
 /** Constant-shape comparison of two SPKIs (public data: no timing concern). */

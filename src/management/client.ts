@@ -3,32 +3,36 @@
 //
 // A node presents a fresh self-signed TLS leaf each start, so the client cannot pin it in advance.
 // It authenticates the node by channel binding instead: on a new connection it asks only for
-// GET /v1/identity, checks that the device certificate chains to the manufacturer root it was
-// configured with, that the operator certificate chains to the operator root it was configured with
-// and certifies the same key, and that the device key's attestation covers the public key of THIS
-// connection's peer leaf. Only then is that leaf pinned (it becomes the only trusted certificate,
-// compared by fingerprint as well), and every other request goes over pinned connections; a
-// handshake that fails the pin (the node restarted with a new leaf) is verified afresh once.
+// GET /v1/identity, checks the device and operator certificates with the device-chain rule
+// (src/formats/device_chain.ts) against the manufacturer and operator roots it was configured with
+// (and the serial it expects, when it names one), and checks that the device key's attestation
+// covers the public key of THIS connection's peer leaf (src/formats/attestation.ts). Only then is
+// that leaf pinned (it becomes the only trusted certificate, compared by fingerprint as well), and
+// every other request goes over pinned connections; a handshake that fails the pin (the node
+// restarted with a new leaf) is verified afresh once.
 //
 // This client can ask for health, a sealed backup, a restore, the cluster CSR, cluster
-// initialisation and zeroisation: the interface offers nothing else (no key use, no users).
+// initialisation and zeroisation: the interface offers nothing else (no key use, no users). The
+// shapes of requests and answers are src/formats/management.ts, the node's own.
 // Imports only crypto and formats (docs/architecture.md §10).
 
-import { verify, type X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import { createReadStream, createWriteStream, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { Agent, request, type RequestOptions } from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { pipeline } from 'node:stream/promises';
 import { CofferError, ERRORS, fail, isCofferError, type ErrorCode } from '../errors.js';
+import { tlsAttestationHolds } from '../formats/attestation.js';
+import { checkDeviceChain } from '../formats/device_chain.js';
 import { MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, MANAGEMENT_RESPONSE_JSON_BYTES_MAX } from '../formats/limits.js';
-import { checkIssuedBy, checkRootCa, p384PublicKey, parseCertificate, sameSpki, spkiOf, subjectField } from '../formats/x509.js';
+import {
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer, decodeErrorAnswer, decodeNodeHealth,
+  decodeNodeIdentity, decodeRestoreSummary, type ClusterCsrRequest, type ClusterInitialisation, type NodeHealth, type NodeIdentity, type RestoreSummary,
+} from '../formats/management.js';
+import { parseCertificate, spkiOf } from '../formats/x509.js';
 
-/** The node's attestation context (src/node/tls_identity.ts TLS_ATTESTATION_CONTEXT; a test keeps
- * the two equal: client/ may not import node/). */
-export const MANAGEMENT_TLS_ATTESTATION_CONTEXT = 'coffer node tls key v1\0';
-/** ECDSA P-384 signature, IEEE P1363 form (r ‖ s). */
-const ATTESTATION_BYTES = 96;
+export type { ClusterInitialisation, NodeHealth, RestoreSummary };
 /** TLS errors that mean "this peer's certificate is not the one pinned". */
 const PIN_FAILURES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_SIGNATURE_FAILURE', 'ERR_COFFER_PIN']);
 
@@ -41,6 +45,9 @@ export interface ManagementClientOptions {
   /** The roots a node's device and operator certificates must chain to. */
   readonly manufacturerRootPem: string;
   readonly operatorRootPem: string;
+  /** The serial of the device this client means to talk to (the control plane knows it): any
+   * other device, however genuine, is refused. Absent: any device of these roots. */
+  readonly expectedSerial?: string;
   /** A request fails with COFFER_REQUEST_TIMEOUT when its connection is silent this long. */
   readonly idleTimeoutMs?: number;
 }
@@ -53,46 +60,6 @@ export interface VerifiedNode {
   /** The management TLS leaf now pinned, and its SHA-256 fingerprint (node:crypto's colon form). */
   readonly leafPem: string;
   readonly leafFingerprint256: string;
-}
-
-export interface NodeHealth {
-  readonly provisioning: string;
-  readonly serial: string | null;
-  readonly mode: string | null;
-  readonly cluster: string;
-  readonly clusterId: string | null;
-  readonly usersInitialised: boolean;
-  readonly activated: boolean;
-  readonly tokenObjects: number;
-  readonly sessions: number;
-  readonly inFlight: number;
-  readonly inFlightMax: number;
-  readonly connections: number;
-  readonly capacityOpsPerSecond: number;
-  readonly loadPermille: number;
-  readonly journalPosition: number;
-  readonly stateDigest: string;
-}
-
-export interface RestoreSummary {
-  readonly backupId: string;
-  readonly bytes: number;
-  readonly records: number;
-  readonly users: number;
-  readonly objects: number;
-}
-
-export interface ClusterInitialisation {
-  readonly certificatePem: string;
-  readonly trustAnchorPem: string;
-  readonly preCoPassword: string;
-  readonly applianceCredential: string;
-}
-
-interface IdentityDocument {
-  readonly deviceCertificatePem?: unknown;
-  readonly operatorCertificatePem?: unknown;
-  readonly attestation?: unknown;
 }
 
 interface Call {
@@ -118,13 +85,13 @@ export class ManagementClient {
   }
 
   async health(): Promise<NodeHealth> {
-    return (await this.#json({ method: 'GET', path: '/v1/health' })) as NodeHealth;
+    return answer(decodeNodeHealth, await this.#json({ ...MANAGEMENT_ROUTES.health }));
   }
 
   /** Streams a sealed backup into a new file (0600, refused if it exists). Default cluster id: the node's. */
   async backupToFile(path: string, clusterId?: string): Promise<{ readonly backupId: string; readonly bytes: number }> {
-    const query = clusterId === undefined ? '' : `?clusterId=${encodeURIComponent(clusterId)}`;
-    const res = await this.#call({ method: 'GET', path: `/v1/backup${query}` });
+    const query = clusterId === undefined ? '' : `?${BACKUP_CLUSTER_ID_PARAM}=${encodeURIComponent(clusterId)}`;
+    const res = await this.#call({ method: MANAGEMENT_ROUTES.backup.method, path: MANAGEMENT_ROUTES.backup.path + query });
     if (res.statusCode !== 200) return errorOf(res);
     try {
       await pipeline(res, createWriteStream(path, { flags: 'wx', mode: 0o600 }));
@@ -132,25 +99,25 @@ export class ManagementClient {
       rmSync(path, { force: true });
       throw isCofferError(e) ? e : new CofferError('COFFER_CONNECTION_LOST', { phase: 'backup' }, { cause: e });
     }
-    return { backupId: String(res.headers['x-coffer-backup-id'] ?? ''), bytes: statSync(path).size };
+    return { backupId: String(res.headers[BACKUP_ID_HEADER] ?? ''), bytes: statSync(path).size };
   }
 
   /** Uploads a sealed backup file; the node restores it (all or nothing) and answers its summary. */
   async restoreFromFile(path: string): Promise<RestoreSummary> {
-    return (await this.#json({ method: 'PUT', path: '/v1/restore', uploadPath: path })) as RestoreSummary;
+    return answer(decodeRestoreSummary, await this.#json({ ...MANAGEMENT_ROUTES.restore, uploadPath: path }));
   }
 
   async clusterCsr(clusterId: string): Promise<string> {
-    const r = (await this.#json({ method: 'POST', path: '/v1/cluster/csr', json: { clusterId } })) as { csrPem?: unknown };
-    return typeof r.csrPem === 'string' ? r.csrPem : fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-response' });
+    const body: ClusterCsrRequest = { clusterId };
+    return answer(decodeClusterCsrResponse, await this.#json({ ...MANAGEMENT_ROUTES.clusterCsr, json: body })).csrPem;
   }
 
   async initialiseCluster(input: ClusterInitialisation): Promise<void> {
-    await this.#json({ method: 'POST', path: '/v1/cluster/initialise', json: input });
+    answer(decodeEmptyAnswer, await this.#json({ ...MANAGEMENT_ROUTES.clusterInitialise, json: input }));
   }
 
   async zeroise(): Promise<void> {
-    await this.#json({ method: 'POST', path: '/v1/zeroise' });
+    answer(decodeEmptyAnswer, await this.#json({ ...MANAGEMENT_ROUTES.zeroise }));
   }
 
   /** Closes pooled connections. */
@@ -165,40 +132,33 @@ export class ManagementClient {
   async #verify(): Promise<VerifiedNode> {
     this.close();
     this.#pinned = undefined;
-    const res = await this.#send({ method: 'GET', path: '/v1/identity' }, { rejectUnauthorized: false, agent: false });
+    const res = await this.#send({ ...MANAGEMENT_ROUTES.identity }, { rejectUnauthorized: false, agent: false });
     const peer = (res.socket as TLSSocket).getPeerX509Certificate();
     const body = await readJson(res);
     if (res.statusCode !== 200) return errorOf(res, body);
     if (peer === undefined) return fail('COFFER_NODE_UNTRUSTED', { reason: 'no-certificate' });
-    const node = await this.#checkIdentity(body as IdentityDocument, peer);
+    const node = this.#checkIdentity(identityOf(body), peer);
     this.#pinned = node;
     return node;
   }
 
-  async #checkIdentity(doc: IdentityDocument, peer: X509Certificate): Promise<VerifiedNode> {
+  /** The device-chain rule against the configured roots (and serial), then the channel binding. */
+  #checkIdentity(doc: NodeIdentity, peer: X509Certificate): VerifiedNode {
     const { deviceCertificatePem, operatorCertificatePem, attestation } = doc;
-    if (typeof deviceCertificatePem !== 'string' || typeof operatorCertificatePem !== 'string' || typeof attestation !== 'string') {
-      return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
-    }
+    if (operatorCertificatePem === null) return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
+    const o = this.#options;
+    let chain;
     try {
-      const nowMs = Date.now();
-      const manufacturerRoot = parseCertificate(this.#options.manufacturerRootPem);
-      const operatorRoot = parseCertificate(this.#options.operatorRootPem);
-      await checkRootCa(manufacturerRoot, nowMs);
-      await checkRootCa(operatorRoot, nowMs);
-      const device = parseCertificate(deviceCertificatePem);
-      const operator = parseCertificate(operatorCertificatePem);
-      await checkIssuedBy(device, manufacturerRoot, nowMs);
-      await checkIssuedBy(operator, operatorRoot, nowMs);
-      if (!sameSpki(spkiOf(device), spkiOf(operator))) fail('COFFER_NODE_UNTRUSTED', { reason: 'operator-certificate-key' });
-      if (!attestationHolds(spkiOf(device), spkiOf(parseCertificate(new Uint8Array(peer.raw))), Buffer.from(attestation, 'base64'))) {
-        fail('COFFER_NODE_UNTRUSTED', { reason: 'attestation' });
-      }
-      return { serial: subjectField(device, 'CN') ?? '', deviceCertificatePem, operatorCertificatePem, leafPem: peer.toString(), leafFingerprint256: peer.fingerprint256 };
+      chain = checkDeviceChain({
+        manufacturerRoot: o.manufacturerRootPem, deviceCertificate: deviceCertificatePem, operatorRoot: o.operatorRootPem, operatorCertificate: operatorCertificatePem,
+        atMs: Date.now(), ...(o.expectedSerial === undefined ? {} : { expectedSerial: o.expectedSerial }),
+      });
     } catch (e) {
-      if (isCofferError(e, 'COFFER_NODE_UNTRUSTED')) throw e;
-      return fail('COFFER_NODE_UNTRUSTED', { reason: isCofferError(e) ? e.code : 'certificate' });
+      if (!isCofferError(e, 'COFFER_CERT_INVALID')) throw e;
+      return fail('COFFER_NODE_UNTRUSTED', { reason: String(e.detail['reason']), certificate: String(e.detail['certificate']) });
     }
+    if (!tlsAttestationHolds(chain.publicKey, leafSpki(peer), attestation)) fail('COFFER_NODE_UNTRUSTED', { reason: 'attestation' });
+    return { serial: chain.serial, deviceCertificatePem, operatorCertificatePem, leafPem: peer.toString(), leafFingerprint256: peer.fingerprint256 };
   }
 
   // ── requests ──────────────────────────────────────────────────────────────────────────────
@@ -243,10 +203,13 @@ export class ManagementClient {
         host: o.host, port: o.port, method: call.method, path: call.path, minVersion: 'TLSv1.3', cert: o.certificatePem, key: o.keyPem, ...tls,
         headers: { 'content-length': length, ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
       });
+      // Whether the TLS handshake completed, so that a handshake failure can be told from a lost
+      // connection. A pooled socket finished its handshake long ago and never emits secureConnect
+      // again: listening on it would add a listener per request (MaxListenersExceededWarning).
       let secure = false;
       req.once('socket', (s) => {
-        if ((s as TLSSocket).encrypted && !(s as TLSSocket).connecting) secure = true; // a reused keep-alive socket
-        s.once('secureConnect', () => (secure = true));
+        if (req.reusedSocket) secure = true;
+        else s.once('secureConnect', () => (secure = true));
       });
       req.setTimeout(o.idleTimeoutMs ?? MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, () => req.destroy(new CofferError('COFFER_REQUEST_TIMEOUT')));
       req.once('response', resolve);
@@ -270,11 +233,34 @@ function requestError(e: NodeJS.ErrnoException, secure: boolean, reused: boolean
   return new CofferError('COFFER_CONNECTION_LOST', { reason: (e.code ?? 'error').slice(0, 64) }, { cause: e });
 }
 
-/** context ‖ SPKI of the leaf, signed by the device key (ECDSA P-384 / SHA-384, P1363). */
-function attestationHolds(deviceSpki: Uint8Array, leafSpki: Uint8Array, signature: Uint8Array): boolean {
-  if (signature.length !== ATTESTATION_BYTES) return false;
-  const message = Buffer.concat([Buffer.from(MANAGEMENT_TLS_ATTESTATION_CONTEXT, 'utf8'), leafSpki]);
-  return verify('sha384', message, { key: p384PublicKey(deviceSpki), dsaEncoding: 'ieee-p1363' }, signature);
+/** The identity document, or COFFER_NODE_UNTRUSTED: a node that cannot say who it is is not trusted. */
+function identityOf(body: unknown): NodeIdentity {
+  try {
+    return decodeNodeIdentity(body);
+  } catch (e) {
+    if (!isCofferError(e)) throw e;
+    return fail('COFFER_NODE_UNTRUSTED', { reason: 'incomplete-identity' });
+  }
+}
+
+/** The SPKI of the connection's peer leaf (what the attestation must cover). */
+function leafSpki(peer: X509Certificate): Uint8Array {
+  try {
+    return spkiOf(parseCertificate(new Uint8Array(peer.raw)));
+  } catch {
+    return fail('COFFER_NODE_UNTRUSTED', { reason: 'certificate' });
+  }
+}
+
+/** A node's 200 answer decoded with the shared shape; a shape it does not have is a bad response. */
+function answer<T>(decode: (json: unknown) => T, body: unknown): T {
+  try {
+    return decode(body);
+  } catch (e) {
+    if (!isCofferError(e)) throw e;
+    const field = e.detail['field'];
+    return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-response', ...(field === undefined ? {} : { field }) });
+  }
 }
 
 /** Reads a JSON response body of at most MANAGEMENT_RESPONSE_JSON_BYTES_MAX. */
@@ -298,11 +284,7 @@ async function readJson(res: IncomingMessage): Promise<unknown> {
 
 /** The typed error a non-200 answer carries (its registry code when it names one). */
 async function errorOf(res: IncomingMessage, body?: unknown): Promise<never> {
-  const b = (body ?? (await readJson(res).catch(() => ({})))) as { code?: unknown; detail?: unknown };
-  const code = typeof b.code === 'string' && Object.hasOwn(ERRORS, b.code) ? (b.code as ErrorCode) : 'COFFER_MANAGEMENT_REQUEST';
-  const detail: Record<string, string | number | boolean> = { status: res.statusCode ?? 0 };
-  if (typeof b.detail === 'object' && b.detail !== null) {
-    for (const [k, v] of Object.entries(b.detail)) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') detail[k] = v;
-  }
-  throw new CofferError(code, detail);
+  const b = decodeErrorAnswer(body ?? (await readJson(res).catch(() => ({}))));
+  const code = b.code !== null && Object.hasOwn(ERRORS, b.code) ? (b.code as ErrorCode) : 'COFFER_MANAGEMENT_REQUEST';
+  throw new CofferError(code, { status: res.statusCode ?? 0, ...b.detail });
 }

@@ -1,12 +1,14 @@
 // HTTP plumbing of the management interface (docs/node.md "Management interface"): bounded request
 // bodies (JSON in memory, sealed backups spooled to a 0600 file), JSON replies, and errors as
-// `{ code, message, detail }` with the registry's HTTP status (src/errors.ts). An over-limit body is
+// `{ code, message, detail }` (ErrorAnswer, src/formats/management.ts) with the registry's HTTP
+// status (src/errors.ts). An over-limit body is
 // the one exception to "the registry's status": it is answered 413 (COFFER_FORMAT_LIMIT), as HTTP
 // clients and proxies expect, and the connection is closed so the rest of the upload is not read.
 
 import { createWriteStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CofferError, ERRORS, fail, isCofferError } from '../errors.js';
+import type { ErrorAnswer } from '../formats/management.js';
 
 /** HTTP status for a body over its limit (RFC 9110 §15.5.14). */
 export const STATUS_CONTENT_TOO_LARGE = 413;
@@ -18,11 +20,12 @@ export function checkDeclaredLength(req: IncomingMessage, bytesMax: number, limi
 }
 
 /**
- * Reads a JSON object body of at most `bytesMax` bytes. The bytes are gathered into one buffer of
- * our own and zeroised once parsed (a body may carry a one-time credential); the parsed strings
- * are JavaScript strings, which cannot be zeroised (documented).
+ * Reads a JSON body of at most `bytesMax` bytes (its shape is checked by the route's decoder,
+ * src/formats/management.ts). The bytes are gathered into one buffer of our own and zeroised once
+ * parsed (a body may carry a one-time credential); the parsed strings are JavaScript strings,
+ * which cannot be zeroised (documented).
  */
-export async function readJsonBody(req: IncomingMessage, bytesMax: number): Promise<Record<string, unknown>> {
+export async function readJsonBody(req: IncomingMessage, bytesMax: number): Promise<unknown> {
   checkDeclaredLength(req, bytesMax, 'jsonBodyBytes');
   const chunks: Buffer[] = [];
   let total = 0;
@@ -48,7 +51,7 @@ export async function readJsonBody(req: IncomingMessage, bytesMax: number): Prom
       offset += c.length;
     }
     try {
-      return parseObject(body);
+      return parseJson(body);
     } finally {
       body.fill(0);
     }
@@ -57,23 +60,12 @@ export async function readJsonBody(req: IncomingMessage, bytesMax: number): Prom
   }
 }
 
-function parseObject(body: Uint8Array): Record<string, unknown> {
-  let value: unknown;
+function parseJson(body: Uint8Array): unknown {
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)) as unknown;
   } catch {
     return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'body-not-json' });
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'body-not-object' });
-  return value as Record<string, unknown>;
-}
-
-/** A string field of a JSON body, present and at most `charsMax` characters. */
-export function stringField(body: Record<string, unknown>, name: string, charsMax: number): string {
-  const v = body[name];
-  if (typeof v !== 'string' || v.length === 0) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'missing-field', field: name });
-  if (v.length > charsMax) fail('COFFER_FORMAT_LIMIT', { field: name, charsMax });
-  return v;
 }
 
 /**
@@ -140,10 +132,10 @@ export function sendError(req: IncomingMessage, res: ServerResponse, e: unknown,
   if (bodyUnread) res.setHeader('connection', 'close');
   if (isCofferError(e)) {
     const status = e.code === 'COFFER_FORMAT_LIMIT' && bodyUnread ? STATUS_CONTENT_TOO_LARGE : ERRORS[e.code].http;
-    sendJson(res, status, { code: e.code, message: e.message, detail: e.detail });
+    sendJson(res, status, { code: e.code, message: e.message, detail: e.detail } satisfies ErrorAnswer);
   } else {
     onBug(e);
-    sendJson(res, 500, { code: null, message: 'Internal error' });
+    sendJson(res, 500, { code: null, message: 'Internal error', detail: {} } satisfies ErrorAnswer);
   }
   if (bodyUnread) res.once('finish', () => req.socket.destroySoon());
 }

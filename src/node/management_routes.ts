@@ -1,17 +1,21 @@
 // The endpoints of the management interface (docs/node.md "Management interface"). Each handler
 // returns the JSON to answer 200 with, or undefined when it answered itself (the backup stream).
-// Everything that reads or changes the device's state runs under ctx.exclusive.
+// Requests are decoded and answers encoded with the shared shapes of src/formats/management.ts, the
+// same the clients parse. Everything that reads or changes the device's state runs under ctx.exclusive.
 
 import { createReadStream, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { fail } from '../errors.js';
-import { fileSource } from '../formats/backup.js';
-import { CERTIFICATE_BYTES_MAX, PASSWORD_CHARS_MAX } from '../formats/limits.js';
+import {
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest, decodeClusterInitialisation, encodeNodeHealth,
+  encodeNodeIdentity, type ClusterCsrResponse, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
+} from '../formats/management.js';
 import { fileSink } from '../hsm/backup/backup.js';
+import { fileSource } from '../hsm/backup/file_source.js';
 import type { Hsm } from '../hsm/device.js';
 import type { ManagementDataPlane } from './management.js';
-import { readJsonBody, spoolBody, stringField } from './management_http.js';
+import { readJsonBody, spoolBody } from './management_http.js';
 import type { TlsIdentity } from './tls_identity.js';
 
 export interface ManagementContext {
@@ -30,32 +34,22 @@ export interface ManagementContext {
 
 type Handler = (ctx: ManagementContext, req: IncomingMessage, res: ServerResponse, url: URL) => Promise<unknown>;
 
-/** CloudHSM's cluster id shape (docs/architecture.md §6). */
-const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
-/** PEM text of a certificate: base64 (4/3 of the DER) plus armour and line breaks. */
-const PEM_CHARS_MAX = 2 * CERTIFICATE_BYTES_MAX;
-
-function clusterIdOf(value: string | null): string {
-  if (value === null || !CLUSTER_ID.test(value)) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-cluster-id' });
-  return value;
-}
-
-function identity(ctx: ManagementContext): Promise<unknown> {
+function identity(ctx: ManagementContext): Promise<NodeIdentityJson> {
   const chain = ctx.hsm.provisioning.chain();
-  return Promise.resolve({
+  return Promise.resolve(encodeNodeIdentity({
     deviceCertificatePem: chain.deviceCertificate.pem,
     manufacturerRootPem: chain.manufacturerRoot.pem,
     operatorCertificatePem: chain.operatorCertificate?.pem ?? null,
     operatorRootPem: chain.operatorRoot?.pem ?? null,
-    attestation: Buffer.from(ctx.tls.attestation).toString('base64'),
-  });
+    attestation: ctx.tls.attestation,
+  }));
 }
 
-async function health(ctx: ManagementContext): Promise<unknown> {
+async function health(ctx: ManagementContext): Promise<NodeHealthJson> {
   return ctx.exclusive(() => {
     const status = ctx.hsm.status();
     const load = ctx.dataPlane.load();
-    return {
+    return encodeNodeHealth({
       provisioning: status.provisioning,
       serial: status.serial,
       mode: status.mode,
@@ -70,20 +64,20 @@ async function health(ctx: ManagementContext): Promise<unknown> {
       connections: load.connections,
       capacityOpsPerSecond: load.capacityOpsPerSecond,
       loadPermille: load.inFlightMax === 0 ? 0 : Math.round((load.inFlight * 1000) / load.inFlightMax),
-      journalPosition: 0, // no cluster journal yet (docs/architecture.md §5): every node reports 0
+      journalPosition: status.journalPosition,
       stateDigest: Buffer.from(ctx.hsm.stateDigest()).toString('hex'),
-    };
+    });
   });
 }
 
 /** Seals a backup into a spool file, then streams the file; the file is removed however it ends. */
 async function backup(ctx: ManagementContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<unknown> {
-  const requested = url.searchParams.get('clusterId');
+  const requested = url.searchParams.get(BACKUP_CLUSTER_ID_PARAM);
   const path = ctx.spoolPath('backup');
   try {
     const summary = await ctx.exclusive(() => {
       const own = ctx.hsm.cluster.clusterId();
-      const clusterId = clusterIdOf(requested ?? own);
+      const clusterId = checkClusterId(requested ?? own);
       if (own !== null && own !== clusterId) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'cluster-id-mismatch' });
       const sink = fileSink(path);
       try {
@@ -95,7 +89,7 @@ async function backup(ctx: ManagementContext, _req: IncomingMessage, res: Server
     res.writeHead(200, {
       'content-type': 'application/octet-stream',
       'content-length': statSync(path).size,
-      'x-coffer-backup-id': summary.backupId,
+      [BACKUP_ID_HEADER]: summary.backupId,
       'cache-control': 'no-store',
     });
     await pipeline(createReadStream(path), res);
@@ -106,7 +100,7 @@ async function backup(ctx: ManagementContext, _req: IncomingMessage, res: Server
 }
 
 /** Spools the uploaded backup, restores it, and re-issues the data-plane TLS identity. */
-async function restore(ctx: ManagementContext, req: IncomingMessage): Promise<unknown> {
+async function restore(ctx: ManagementContext, req: IncomingMessage): Promise<RestoreSummary> {
   const path = ctx.spoolPath('restore');
   try {
     await spoolBody(req, path, ctx.restoreBytesMax);
@@ -126,9 +120,8 @@ async function restore(ctx: ManagementContext, req: IncomingMessage): Promise<un
   }
 }
 
-async function clusterCsr(ctx: ManagementContext, req: IncomingMessage): Promise<unknown> {
-  const body = await readJsonBody(req, ctx.jsonBodyBytesMax);
-  const clusterId = clusterIdOf(stringField(body, 'clusterId', 64));
+async function clusterCsr(ctx: ManagementContext, req: IncomingMessage): Promise<ClusterCsrResponse> {
+  const { clusterId } = decodeClusterCsrRequest(await readJsonBody(req, ctx.jsonBodyBytesMax));
   return ctx.exclusive(async () => ({ csrPem: await ctx.hsm.cluster.createCsr(clusterId) }));
 }
 
@@ -138,12 +131,11 @@ async function clusterCsr(ctx: ManagementContext, req: IncomingMessage): Promise
  * service's health credential. They are handed to the device as bytes that are zeroised afterwards;
  * the JSON strings themselves cannot be.
  */
-async function clusterInitialise(ctx: ManagementContext, req: IncomingMessage): Promise<unknown> {
-  const body = await readJsonBody(req, ctx.jsonBodyBytesMax);
-  const certificatePem = stringField(body, 'certificatePem', PEM_CHARS_MAX);
-  const trustAnchorPem = stringField(body, 'trustAnchorPem', PEM_CHARS_MAX);
-  const preCoPassword = new TextEncoder().encode(stringField(body, 'preCoPassword', PASSWORD_CHARS_MAX));
-  const applianceCredential = new TextEncoder().encode(stringField(body, 'applianceCredential', PASSWORD_CHARS_MAX));
+async function clusterInitialise(ctx: ManagementContext, req: IncomingMessage): Promise<Record<string, never>> {
+  const body = decodeClusterInitialisation(await readJsonBody(req, ctx.jsonBodyBytesMax));
+  const { certificatePem, trustAnchorPem } = body;
+  const preCoPassword = new TextEncoder().encode(body.preCoPassword);
+  const applianceCredential = new TextEncoder().encode(body.applianceCredential);
   try {
     return await ctx.exclusive(async () => {
       await ctx.hsm.cluster.initialise({ certificatePem, trustAnchorPem, preCoPassword, applianceCredential });
@@ -156,7 +148,7 @@ async function clusterInitialise(ctx: ManagementContext, req: IncomingMessage): 
   }
 }
 
-async function zeroise(ctx: ManagementContext): Promise<unknown> {
+async function zeroise(ctx: ManagementContext): Promise<Record<string, never>> {
   return ctx.exclusive(async () => {
     await ctx.hsm.zeroise();
     await ctx.dataPlane.refreshTls();
@@ -164,13 +156,14 @@ async function zeroise(ctx: ManagementContext): Promise<unknown> {
   });
 }
 
+const HANDLERS: Readonly<Record<keyof typeof MANAGEMENT_ROUTES, Handler>> = {
+  identity, health, backup, restore, clusterCsr, clusterInitialise, zeroise,
+};
+
 /** Path → method → handler. A Map, so that no request path can reach an object's prototype. */
-export const ROUTES: ReadonlyMap<string, ReadonlyMap<string, Handler>> = new Map([
-  ['/v1/identity', new Map<string, Handler>([['GET', identity]])],
-  ['/v1/health', new Map<string, Handler>([['GET', health]])],
-  ['/v1/backup', new Map<string, Handler>([['GET', backup]])],
-  ['/v1/restore', new Map<string, Handler>([['PUT', restore]])],
-  ['/v1/cluster/csr', new Map<string, Handler>([['POST', clusterCsr]])],
-  ['/v1/cluster/initialise', new Map<string, Handler>([['POST', clusterInitialise]])],
-  ['/v1/zeroise', new Map<string, Handler>([['POST', zeroise]])],
-]);
+export const ROUTES: ReadonlyMap<string, ReadonlyMap<string, Handler>> = new Map(
+  (Object.keys(HANDLERS) as Array<keyof typeof MANAGEMENT_ROUTES>).map((name) => {
+    const { method, path } = MANAGEMENT_ROUTES[name];
+    return [path, new Map<string, Handler>([[method, HANDLERS[name]]])];
+  }),
+);

@@ -10,16 +10,14 @@
 //   the chain [leaf, cluster certificate], so a client that trusts only the customer CA verifies it
 //   with ordinary TLS verification, host name included (docs/architecture.md §7).
 //
-// Both are attested by the device identity key, so a client can also tie either to one device:
-//
-//   signature = ECDSA-P384-SHA384_identity( "coffer node tls key v1\0" ‖ SPKI DER of the TLS key )
+// Both are attested by the device identity key, so a client can also tie either to one device
+// (the message and its check: src/formats/attestation.ts, shared with the management client).
 
-import { createPrivateKey, verify, webcrypto } from 'node:crypto';
+import { createPrivateKey, webcrypto } from 'node:crypto';
 import type { Hsm } from '../hsm/device.js';
+import { tlsAttestationHolds, tlsAttestationMessage } from '../formats/attestation.js';
 import { p384PublicKey, parseCertificate, pemOf, randomSerialHex, spkiOf, x509 } from '../formats/x509.js';
 
-/** Distinct context string (hsm/identity/identity.ts: every identity signature names its purpose first). */
-export const TLS_ATTESTATION_CONTEXT = 'coffer node tls key v1\0';
 /** Validity of the self-signed leaf: a node restarts (and so renews) well within a week. */
 export const TLS_LEAF_VALIDITY_MS = 7 * 24 * 3600 * 1000;
 /** Back-dating of notBefore, for clocks a little behind the node's. */
@@ -41,14 +39,6 @@ export interface TlsIdentity {
   readonly attestation: Uint8Array;
   /** The device certificate, PEM (manufacturer-issued), to check `attestation` with. */
   readonly deviceCertificatePem: string;
-}
-
-function message(spki: Uint8Array): Uint8Array {
-  const context = new TextEncoder().encode(TLS_ATTESTATION_CONTEXT);
-  const m = new Uint8Array(context.length + spki.length);
-  m.set(context, 0);
-  m.set(spki, context.length);
-  return m;
 }
 
 /** A fresh P-256 key pair and its private key as PEM (the PKCS#8 bytes are wiped; the PEM is a JS
@@ -80,7 +70,7 @@ export async function createTlsIdentity(hsm: Hsm, hosts: readonly string[], nowM
     extensions: [new x509.SubjectAlternativeNameExtension(altNames), new x509.BasicConstraintsExtension(false, undefined, true)],
   });
   const certificatePem = pemOf(leaf);
-  const attestation = hsm.provisioning.identity().sign(message(spki));
+  const attestation = hsm.provisioning.identity().sign(tlsAttestationMessage(spki));
   return { kind: 'device', keyPem, certificatePem, chainPem: [certificatePem], notAfterMs: leaf.notAfter.getTime(), attestation, deviceCertificatePem };
 }
 
@@ -90,7 +80,7 @@ export async function createClusterTlsIdentity(hsm: Hsm, hosts: readonly string[
   const { keyPem, spki } = await freshKey();
   const issued = await hsm.cluster.issueTlsCertificate(spki, { hosts, ...(validityMs === undefined ? {} : { validityMs }) });
   const notAfterMs = parseCertificate(issued.leafPem).notAfter.getTime();
-  const attestation = hsm.provisioning.identity().sign(message(spki));
+  const attestation = hsm.provisioning.identity().sign(tlsAttestationMessage(spki));
   return { kind: 'cluster', keyPem, certificatePem: issued.leafPem, chainPem: [...issued.chainPem], notAfterMs, attestation, deviceCertificatePem };
 }
 
@@ -100,9 +90,8 @@ export function currentTlsIdentity(hsm: Hsm, hosts: readonly string[], clusterLe
 }
 
 /** True when `attestation` is the device key's signature over the leaf's public key. The caller
- * still checks the device certificate's chain to the manufacturer root (formats/x509.ts). */
+ * still checks the device certificate's chain to the manufacturer root (formats/device_chain.ts). */
 export function verifyTlsAttestation(deviceCertificatePem: string, certificatePem: string, attestation: Uint8Array): boolean {
   const deviceKey = p384PublicKey(spkiOf(parseCertificate(deviceCertificatePem)));
-  const m = message(spkiOf(parseCertificate(certificatePem)));
-  return verify('sha384', m, { key: deviceKey, dsaEncoding: 'ieee-p1363' }, attestation);
+  return tlsAttestationHolds(deviceKey, spkiOf(parseCertificate(certificatePem)), attestation);
 }

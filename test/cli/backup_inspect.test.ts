@@ -5,13 +5,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
-import { registerBackupCommands } from '../../src/cli/backup_commands.js';
+import { openBackupFile, registerBackupCommands } from '../../src/cli/backup_commands.js';
 import { createManufacturer } from '../../src/factory/ceremony.js';
 import { keyId } from '../../src/crypto/backup_keys.js';
 import { derOf, fingerprintSha256, pemOf } from '../../src/formats/x509.js';
@@ -149,6 +149,22 @@ test('inspect: input that is not a backup fails with the format\'s error', async
   for (const f of ['text.txt', 'empty', 'cut-header.cfbk', 'future.cfbk']) assert.equal((await run(['backup', 'inspect', at(f)])).out, '', f);
 });
 
+test('inspect: a file that cannot be opened, or is not a regular file, is COFFER_CLI_INPUT saying which', async () => {
+  assert.throws(() => openBackupFile(at('absent')), (e) => isCofferError(e, 'COFFER_CLI_INPUT') && e.detail['reason'] === 'unreadable-file' && e.detail['file'] === 'absent');
+  mkdirSync(at('a-directory'));
+  assert.throws(() => openBackupFile(at('a-directory')), (e) => isCofferError(e, 'COFFER_CLI_INPUT') && e.detail['reason'] === 'not-a-file');
+  assertCode((await run(['backup', 'inspect', at('absent')])).error, 'COFFER_CLI_INPUT', { reason: 'unreadable-file' });
+  assertCode((await run(['backup', 'inspect', at('a-directory')])).error, 'COFFER_CLI_INPUT', { reason: 'not-a-file' });
+  // A FIFO with no writer: refused at once (a blocking open would hang the command).
+  assert.equal(spawnSync('mkfifo', [at('a-fifo')]).status, 0);
+  assertCode((await run(['backup', 'inspect', at('a-fifo')])).error, 'COFFER_CLI_INPUT', { reason: 'not-a-file' });
+  // The file source keeps working for a real file, and close is idempotent.
+  const source = openBackupFile(at('good.cfbk'));
+  assert.equal(source.length, readFileSync(at('good.cfbk')).length);
+  source.close();
+  source.close();
+});
+
 // main.ts registers the command (the lead's change); until it does, this test says so and is skipped.
 const MAIN = resolve(HERE, '../../src/cli/main.js');
 const wired = existsSync(MAIN) && readFileSync(MAIN, 'utf8').includes('registerBackupCommands');
@@ -163,4 +179,7 @@ test('as a process: coffer backup inspect prints the verdict; a future version e
   assert.equal(text.status, 1);
   assert.match(text.stderr, /^coffer: COFFER_FORMAT_BAD_MAGIC: /);
   assert.equal(text.stdout, '');
+  const directory = spawnSync(process.execPath, [MAIN, 'backup', 'inspect', work], { encoding: 'utf8' });
+  assert.equal(directory.status, 1);
+  assert.match(directory.stderr, /^coffer: COFFER_CLI_INPUT: .*"reason":"not-a-file"/);
 });

@@ -20,7 +20,8 @@ import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
 import { FACTORY_FILES, OPERATOR_FILES, createManufacturer, createOperator, generateAkbkComponents, issueDeviceCertificate, issueOperatorCertificate, loadManufacturer, loadOperator, saveManufacturer, saveOperator } from '../../src/factory/ceremony.js';
 import { DEVELOPMENT_MARK } from '../../src/formats/x509.js';
 import { keyId, xorComponents } from '../../src/crypto/backup_keys.js';
-import { EC_P384_SHA384, checkIssuedBy, checkRootCa, parseCertificate, pemOf, spkiOf, subjectField, x509 } from '../../src/formats/x509.js';
+import { EC_P384_SHA384, parseCertificate, pemOf, spkiOf, subjectField, x509 } from '../../src/formats/x509.js';
+import { checkIssuedBy, checkRootCa } from '../../src/formats/device_chain.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const clock = new ManualClock();
@@ -52,7 +53,7 @@ void test('development roots are marked, self-signed P-384 CAs; production names
   const o = await createOperator({ development: true, clock });
   for (const root of [m.rootCertificate, o.rootCertificate]) {
     assert.ok(root.subject.includes(DEVELOPMENT_MARK), root.subject);
-    await checkRootCa(root, clock.nowMs());
+    checkRootCa(root, clock.nowMs());
     assert.deepEqual(JSON.parse(JSON.stringify(root.signatureAlgorithm)), { name: 'ECDSA', hash: { name: 'SHA-384' } });
   }
   assert.equal(m.mkbk.length, 32);
@@ -71,10 +72,10 @@ void test('device certificate: issued for the CSR key and serial, chains to the 
   assert.deepEqual(spkiOf(cert), id.publicKeySpki());
   assert.equal(subjectField(cert, 'CN'), id.serial);
   assert.ok(cert.subject.includes(DEVELOPMENT_MARK));
-  await checkIssuedBy(cert, m.rootCertificate, clock.nowMs());
-  await assert.rejects(checkIssuedBy(cert, other.rootCertificate, clock.nowMs()), (e) => isCofferError(e, 'COFFER_CERT_INVALID'));
+  checkIssuedBy(cert, m.rootCertificate, clock.nowMs());
+  assert.throws(() => checkIssuedBy(cert, other.rootCertificate, clock.nowMs()), (e) => isCofferError(e, 'COFFER_CERT_INVALID'));
   // Outside its validity period it does not verify.
-  await assert.rejects(checkIssuedBy(cert, m.rootCertificate, clock.nowMs() + 21 * 365 * 86_400_000), (e) => isCofferError(e, 'COFFER_CERT_INVALID'));
+  assert.throws(() => checkIssuedBy(cert, m.rootCertificate, clock.nowMs() + 21 * 365 * 86_400_000), (e) => isCofferError(e, 'COFFER_CERT_INVALID'));
 
   // A CSR whose subject names another serial, or whose signature is broken, is refused.
   const keys = await crypto.subtle.generateKey(EC_P384_SHA384, true, ['sign', 'verify']);
@@ -95,7 +96,7 @@ void test('operator certificate: same key as the device certificate; foreign dev
   const opCert = await issueOperatorCertificate(o, pemOf(deviceCert), { manufacturerRoot: pemOf(m.rootCertificate), clock });
   assert.deepEqual(spkiOf(opCert), id.publicKeySpki());
   assert.ok(opCert.subject.includes(DEVELOPMENT_MARK));
-  await checkIssuedBy(opCert, o.rootCertificate, clock.nowMs());
+  checkIssuedBy(opCert, o.rootCertificate, clock.nowMs());
   await assert.rejects(
     issueOperatorCertificate(o, pemOf(deviceCert), { manufacturerRoot: pemOf(other.rootCertificate), clock }),
     (e) => isCofferError(e, 'COFFER_CERT_INVALID'),
@@ -116,7 +117,7 @@ void test('ceremony directories: key files 0600, nothing overwritten, loaded key
   assert.ok(loaded.mkbk.equals(m.mkbk));
   assert.deepEqual(loaded.firmwareSigningPublicKeySpki, m.firmwareSigningPublicKeySpki);
   const id = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
-  await checkIssuedBy(await issueDeviceCertificate(loaded, id.csrPem(), clock), m.rootCertificate, clock.nowMs());
+  checkIssuedBy(await issueDeviceCertificate(loaded, id.csrPem(), clock), m.rootCertificate, clock.nowMs());
 
   const o = await createOperator({ development: false, clock });
   const akbk = generateAkbkComponents(3);
@@ -133,7 +134,7 @@ void test('ceremony directories: key files 0600, nothing overwritten, loaded key
   assert.equal(existsSync(join(dir, 'operator', 'akbk.bin')), false);
   assert.equal(existsSync(join(dir, 'operator', OPERATOR_FILES.component(4))), false);
   const lo = await loadOperator(join(dir, 'operator'));
-  await checkIssuedBy(await issueOperatorCertificate(lo, pemOf(await issueDeviceCertificate(m, id.csrPem(), clock)), { clock }), o.rootCertificate, clock.nowMs());
+  checkIssuedBy(await issueOperatorCertificate(lo, pemOf(await issueDeviceCertificate(m, id.csrPem(), clock)), { clock }), o.rootCertificate, clock.nowMs());
   await assert.rejects(loadOperator(join(dir, 'missing')), (e) => isCofferError(e, 'COFFER_CLI_INPUT') && !JSON.stringify(e).includes(dir));
   assert.equal(parseCertificate(readFileSync(join(dir, 'operator', OPERATOR_FILES.rootCertificate), 'utf8')).subject, o.rootCertificate.subject);
 });

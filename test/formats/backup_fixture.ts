@@ -12,9 +12,10 @@ import { keyId } from '../../src/crypto/backup_keys.js';
 import { derOf, pemOf } from '../../src/formats/x509.js';
 import { SecretBytes, kwUnwrap, kwWrap, openStream, sealStream } from '../../src/crypto/index.js';
 import {
-  BackupRecordReader, backupHeaderDigest, bodyBytesFor, decodeBackupHeader, derivePbk, encodeBackupHeader, encodeBackupRecord,
+  BackupRecordReader, backupHeaderDigest, bodyBytesFor, decodeBackupHeader, encodeBackupHeader, encodeBackupRecord,
   encodeBackupTrailer, signedMessagePrefix, type BackupHeader, type BackupHeaderFields, type BackupMode, type BackupRecord, type BackupRoots,
 } from '../../src/formats/backup.js';
+import { derivePbk } from '../../src/hsm/backup/pbk.js';
 
 export interface BackupFixture {
   readonly manufacturer: Manufacturer;

@@ -16,9 +16,10 @@ import { signDigestWithNonceForTest } from '../../src/crypto/ecdsa_raw.js';
 import { SecretBytes, kwUnwrap, kwWrap, openStream, sealStream } from '../../src/crypto/index.js';
 import { isCofferError } from '../../src/errors.js';
 import {
-  BACKUP_TRAILER_BYTES, BackupRecordReader, backupHeaderDigest, bufferSource, decodeBackupHeader, derivePbk, encodeBackupHeader, encodeBackupRecord,
+  BACKUP_TRAILER_BYTES, BackupRecordReader, backupHeaderDigest, bufferSource, decodeBackupHeader, encodeBackupHeader, encodeBackupRecord,
   encodeBackupTrailer, peekBackupHeaderLength, signedMessagePrefix, verifyBackup, verifyBackupSignature, type BackupHeaderFields, type BackupMode, type BackupRecord,
 } from '../../src/formats/backup.js';
+import { derivePbk } from '../../src/hsm/backup/pbk.js';
 import { p384PublicKey, parseCertificate, spkiOf } from '../../src/formats/x509.js';
 import { bufferSink, stateDigestOf, type BackupSigner } from '../../src/hsm/backup/backup.js';
 import { loadManufacturer, loadOperator, readKeyFile } from '../../src/factory/ceremony.js';

@@ -4,18 +4,29 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, type webcrypto } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { ClientRequest } from 'node:http';
+import type { Socket } from 'node:net';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
-import { ManagementClient, MANAGEMENT_TLS_ATTESTATION_CONTEXT, type ManagementClientOptions } from '../../src/management/client.js';
+import { ManagementClient, type ManagementClientOptions } from '../../src/management/client.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities } from '../../src/factory/development.js';
-import { pemOf } from '../../src/formats/x509.js';
+import { ECDSA_SHA384, pemOf, randomSerialHex, x509 } from '../../src/formats/x509.js';
+import { issueDeviceCertificate, issueOperatorCertificate } from '../../src/factory/ceremony.js';
+import { DeviceIdentity } from '../../src/hsm/identity/identity.js';
+import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
+import { DeviceState } from '../../src/hsm/state/device_state.js';
 import { spoolFiles, startManagement } from '../../src/node/management.js';
-import { TLS_ATTESTATION_CONTEXT, createTlsIdentity } from '../../src/node/tls_identity.js';
+import { createTlsIdentity } from '../../src/node/tls_identity.js';
+import { TLS_ATTESTATION_CONTEXT } from '../../src/formats/attestation.js';
+import {
+  BACKUP_ID_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer, decodeErrorAnswer, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary,
+} from '../../src/formats/management.js';
 import { flip } from '../helpers.js';
-import { codeOf, foreignCa, issueClientCredential, raw, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
+import { codeOf, foreignCa, issueClientCredential, raw, startIdentityServer, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
 
 const CLUSTER_ID = 'cluster-abcdefgh234';
 let authorities: DevelopmentAuthorities;
@@ -44,8 +55,12 @@ function clientOptions(node: TestNode, overrides: Partial<ManagementClientOption
 function client(node: TestNode, overrides: Partial<ManagementClientOptions> = {}): ManagementClient {
   return new ManagementClient(clientOptions(node, overrides));
 }
-async function rejectsWith(p: Promise<unknown>, code: ErrorCode): Promise<void> {
-  await assert.rejects(p, (e) => isCofferError(e, code), `expected ${code}`);
+async function rejectsWith(p: Promise<unknown>, code: ErrorCode, detail: Record<string, unknown> = {}): Promise<void> {
+  await assert.rejects(p, (e) => {
+    assert.ok(isCofferError(e, code), `expected ${code}, got ${String(e)}`);
+    for (const [k, v] of Object.entries(detail)) assert.equal(e.detail[k], v, k);
+    return true;
+  });
 }
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
@@ -69,7 +84,7 @@ async function initialiseWithKey(node: TestNode): Promise<void> {
 }
 
 test('the client verifies the node by its attested leaf, pins it, and reads health', async () => {
-  assert.equal(MANAGEMENT_TLS_ATTESTATION_CONTEXT, TLS_ATTESTATION_CONTEXT); // client/ cannot import node/
+  assert.equal(TLS_ATTESTATION_CONTEXT, 'coffer node tls key v1\0'); // node and client share it (formats/attestation.ts); the value is on the wire
   const c = client(a);
   const node = await c.identity();
   assert.equal(node.serial, a.hsm.status().serial);
@@ -81,12 +96,50 @@ test('the client verifies the node by its attested leaf, pins it, and reads heal
   assert.equal(h.cluster, 'UNINITIALISED');
   assert.equal(h.clusterId, null);
   assert.equal(h.usersInitialised, false);
-  assert.equal(h.journalPosition, 0);
+  assert.equal(h.journalPosition, 0n);
   assert.equal(h.stateDigest, hex(a.hsm.stateDigest()));
   assert.equal(h.inFlightMax, a.dataPlane.load().inFlightMax);
   assert.equal(typeof h.loadPermille, 'number');
   assert.equal(typeof h.connections, 'number');
   c.close();
+});
+
+test('every answer of the node parses with the shared definitions (src/formats/management.ts)', async () => {
+  const node = await startTestNode(authorities);
+  const port = node.management.port;
+  const call = async (route: { readonly method: string; readonly path: string }, body?: unknown, query = ''): Promise<unknown> => {
+    const r = await raw(port, credential, route.method, route.path + query, body === undefined ? undefined : JSON.stringify(body));
+    assert.equal(r.status, 200, `${route.method} ${route.path}: ${r.body.toString('utf8')}`);
+    return JSON.parse(r.body.toString('utf8')) as unknown;
+  };
+  try {
+    const identity = decodeNodeIdentity(await call(MANAGEMENT_ROUTES.identity));
+    assert.equal(identity.deviceCertificatePem, node.hsm.provisioning.chain().deviceCertificate.pem);
+    assert.deepEqual(identity.attestation, node.management.tls.attestation);
+    const healthJson = (await call(MANAGEMENT_ROUTES.health)) as Record<string, unknown>;
+    assert.equal(healthJson['journalPosition'], '0', 'a u64 travels as a decimal string');
+    const health = decodeNodeHealth(healthJson);
+    assert.equal(health.journalPosition, node.hsm.status().journalPosition);
+    assert.equal(health.serial, node.hsm.status().serial);
+    const ca = await createDevelopmentCustomerCa();
+    const { csrPem } = decodeClusterCsrResponse(await call(MANAGEMENT_ROUTES.clusterCsr, { clusterId: CLUSTER_ID }));
+    decodeEmptyAnswer(await call(MANAGEMENT_ROUTES.clusterInitialise, {
+      certificatePem: await ca.signClusterCsr(csrPem), trustAnchorPem: ca.certificatePem, preCoPassword: 'preco-password', applianceCredential: 'appliance-credential-0123456789',
+    }));
+    const backup = await raw(port, credential, MANAGEMENT_ROUTES.backup.method, MANAGEMENT_ROUTES.backup.path);
+    assert.equal(backup.status, 200);
+    const backupId = backup.headers[BACKUP_ID_HEADER];
+    const summary = decodeRestoreSummary(JSON.parse((await raw(port, credential, MANAGEMENT_ROUTES.restore.method, MANAGEMENT_ROUTES.restore.path, backup.body)).body.toString('utf8')));
+    assert.deepEqual([summary.backupId, summary.bytes], [backupId, backup.body.length]);
+    decodeEmptyAnswer(await call(MANAGEMENT_ROUTES.zeroise));
+    const refused = await raw(port, credential, MANAGEMENT_ROUTES.clusterCsr.method, MANAGEMENT_ROUTES.clusterCsr.path, '{}');
+    assert.deepEqual(decodeErrorAnswer(JSON.parse(refused.body.toString('utf8'))), {
+      code: 'COFFER_MANAGEMENT_REQUEST', message: 'Management request is not valid', detail: { reason: 'missing-field', field: 'clusterId' },
+    });
+  } finally {
+    await node.close();
+    rmSync(node.dataDir, { recursive: true, force: true });
+  }
 });
 
 test('mutual TLS: no client certificate, a foreign CA, or a certificate without clientAuth is refused', async () => {
@@ -113,6 +166,72 @@ test('a client configured with other roots, or a leaf the attestation does not c
   } finally {
     await impostor.close();
     rmSync(impostor.dataDir, { recursive: true, force: true });
+  }
+});
+
+test('the serial is the one the device key gives: certificates that name another device are refused', async () => {
+  // A device key certified by the genuine manufacturer and operator, but under node a's serial.
+  const identity = await DeviceIdentity.generate(new DeviceState(new MemoryRecordStore()));
+  const claimed = a.hsm.status().serial ?? '';
+  const namedAs = async (issuer: { readonly rootCertificate: x509.X509Certificate; readonly rootPrivateKey: webcrypto.CryptoKey }): Promise<string> => pemOf(await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialHex(), subject: [{ CN: [claimed] }], issuer: issuer.rootCertificate.subject,
+    notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3600_000),
+    publicKey: new x509.PublicKey(identity.publicKeySpki()), signingKey: issuer.rootPrivateKey, signingAlgorithm: ECDSA_SHA384,
+  }));
+  const forged = await startIdentityServer(identity, { devicePem: await namedAs(authorities.manufacturer), operatorPem: await namedAs(authorities.operator) });
+  // The same key with certificates that name its own serial: the impostor server itself is accepted.
+  const deviceCert = await issueDeviceCertificate(authorities.manufacturer, identity.csrPem());
+  const honest = await startIdentityServer(identity, { devicePem: pemOf(deviceCert), operatorPem: pemOf(await issueOperatorCertificate(authorities.operator, pemOf(deviceCert))) });
+  try {
+    await rejectsWith(client(a, { port: forged.port }).identity(), 'COFFER_NODE_UNTRUSTED', { reason: 'serial-mismatch', certificate: 'device' });
+    assert.equal((await client(a, { port: honest.port }).identity()).serial, identity.serial);
+  } finally {
+    await forged.close();
+    await honest.close();
+  }
+});
+
+test('a client that names the serial it expects refuses any other genuine node', async () => {
+  const serialA = a.hsm.status().serial ?? '';
+  const serialB = b.hsm.status().serial ?? '';
+  await rejectsWith(client(a, { expectedSerial: serialB }).identity(), 'COFFER_NODE_UNTRUSTED', { reason: 'unexpected-serial' });
+  const c = client(a, { expectedSerial: serialA });
+  assert.equal((await c.identity()).serial, serialA);
+  c.close();
+});
+
+test('50 requests on one client reuse a socket without piling listeners on it, and warn nothing', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w);
+  // Every request this process makes, seen as it gets its answer: its socket's listener counts then.
+  const seen = new Map<Socket, Array<{ secureConnect: number; total: number }>>();
+  const onRequest = (message: unknown): void => {
+    const req = (message as { request: ClientRequest }).request;
+    req.once('response', () => {
+      const socket = req.socket;
+      if (socket === null) return;
+      const total = socket.eventNames().reduce((n, name) => n + socket.listenerCount(name), 0);
+      seen.set(socket, [...(seen.get(socket) ?? []), { secureConnect: socket.listenerCount('secureConnect'), total }]);
+    });
+  };
+  process.on('warning', onWarning);
+  subscribe('http.client.request.start', onRequest);
+  const c = client(a);
+  try {
+    for (let i = 0; i < 50; i++) assert.equal((await c.health()).serial, a.hsm.status().serial);
+  } finally {
+    c.close();
+    unsubscribe('http.client.request.start', onRequest);
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on a later tick
+    process.off('warning', onWarning);
+  }
+  assert.deepEqual(warnings.map((w) => w.name), []);
+  const reused = [...seen.values()].filter((counts) => counts.length > 11);
+  assert.equal(reused.length, 1, 'the pinned requests share one keep-alive socket (else this test proves nothing)');
+  for (const counts of seen.values()) {
+    assert.ok(counts.every((c) => c.secureConnect <= 1), `secureConnect listeners: ${counts.map((c) => c.secureConnect).join(',')}`);
+    const later = counts.slice(1).map((c) => c.total);
+    assert.ok(later.every((n) => n === later[0]), `listeners per request on one socket stay the same: ${later.join(',')}`);
   }
 });
 

@@ -1,10 +1,12 @@
 // Helpers for the management-interface tests: client certificates (good, foreign, wrong usage),
-// in-process nodes made by shared development authorities, and raw HTTPS requests.
+// in-process nodes made by shared development authorities, raw HTTPS requests, and an impostor
+// server that answers GET /v1/identity with whatever certificates it is given.
 
 import { createPrivateKey, webcrypto } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { request } from 'node:https';
+import { createServer, request } from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Hsm } from '../../src/hsm/device.js';
@@ -14,6 +16,9 @@ import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
 import { pemOf, randomSerialHex, x509, ECDSA_SHA384, EC_P384_SHA384 } from '../../src/formats/x509.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { startManagement, type ManagementOptions, type ManagementServer } from '../../src/node/management.js';
+import { tlsAttestationMessage } from '../../src/formats/attestation.js';
+import { MANAGEMENT_ROUTES, encodeNodeIdentity } from '../../src/formats/management.js';
+import type { DeviceIdentity } from '../../src/hsm/identity/identity.js';
 
 export const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
@@ -126,4 +131,35 @@ export function raw(port: number, credential: ClientCredential | undefined, meth
 /** The `code` of a JSON error body. */
 export function codeOf(r: RawResponse): unknown {
   return (JSON.parse(r.body.toString('utf8')) as { code?: unknown }).code;
+}
+
+/**
+ * An HTTPS server that claims to be a node: a fresh self-signed TLS leaf, attested by `identity`
+ * (so the channel binding holds), and GET /v1/identity answering the given certificates. Everything
+ * else is 404. For tests of what the client accepts as a node's identity.
+ */
+export async function startIdentityServer(identity: DeviceIdentity, certificates: { readonly devicePem: string; readonly operatorPem: string }): Promise<{ port: number; close(): Promise<void> }> {
+  const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
+  const leaf = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerialHex(), name: 'CN=impostor', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3600_000),
+    keys, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+  });
+  const spki = new Uint8Array(await webcrypto.subtle.exportKey('spki', keys.publicKey));
+  const body = JSON.stringify(encodeNodeIdentity({
+    deviceCertificatePem: certificates.devicePem, manufacturerRootPem: certificates.devicePem, operatorCertificatePem: certificates.operatorPem,
+    operatorRootPem: certificates.operatorPem, attestation: identity.sign(tlsAttestationMessage(spki)),
+  }));
+  const server = createServer({ key: await keyPemOf(keys.privateKey), cert: pemOf(leaf), minVersion: 'TLSv1.3' }, (req, res) => {
+    const ok = req.url === MANAGEMENT_ROUTES.identity.path;
+    res.writeHead(ok ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(ok ? body : '{}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
 }

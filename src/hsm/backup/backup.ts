@@ -1,6 +1,7 @@
 // The device side of sealed backup and restore (docs/architecture.md §3; every byte in docs/backup-format.md,
 // the codec in src/formats/backup.ts). Only a device holds the MKBK and the AKBK, so only a device
-// derives the PBK, wraps or unwraps a BEK, and seals or opens a body.
+// derives the PBK (pbk.ts), wraps or unwraps a BEK, and seals or opens a body. Whom a backup may come
+// from is the device-chain rule (src/formats/device_chain.ts); the signature input is the codec's.
 //
 // createBackup streams: a first pass over the records sizes the body (counts and plaintext length
 // go into the header, which every segment authenticates), a second pass encodes, seals segment by
@@ -11,8 +12,9 @@
 // refuses. Order of the checks, each claim made only when the facts behind it are established:
 //   1. framing: magic and version (COFFER_FORMAT_BAD_MAGIC / _UNKNOWN_VERSION), then header, exact
 //      length and trailer (COFFER_BACKUP_TAMPERED);
-//   2. the header's device and operator certificates chain to THIS device's roots and certify one
-//      key (COFFER_BACKUP_UNTRUSTED);
+//   2. the header's device and operator certificates pass the device-chain rule against THIS
+//      device's roots, with the header's source HSM id as the expected serial
+//      (COFFER_BACKUP_UNTRUSTED, the rule's reason in the detail);
 //   3. mode and MKBK/AKBK ids equal this device's (COFFER_BACKUP_MODE_MISMATCH / _WRONG_KEYS) — a
 //      mismatch is reported only for a backup whose signature holds, otherwise UNTRUSTED;
 //   4. PBK → BEK unwrap, then pass 1 opens every segment and parses every record (and checks user
@@ -22,19 +24,19 @@
 //      records as they are opened and authenticated again. Any failure throws and rolls back.
 // PBK and BEK are zeroised in `finally`; record values are wiped once written.
 
-import { createHash, createVerify, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { assert, AssertionFailure } from '../../assert.js';
+import { assert } from '../../assert.js';
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import { SecretBytes, StreamOpener, StreamSealer, constantTimeEqual, kwUnwrap, kwWrap, AEAD_STREAM_PREFIX_BYTES, AEAD_TAG_BYTES } from '../../crypto/index.js';
 import {
-  BACKUP_EXCLUDED_NAMESPACE, BACKUP_OBJECT_NAMESPACE, BACKUP_SEGMENT_BYTES, BACKUP_TRAILER_BYTES, BACKUP_USER_NAMESPACE, BackupRecordReader,
-  backupBlobBytes, backupHeaderDigest, backupRecordBytes, bodyBytesFor, checkBackupLength, compareBackupRecordKeys, decodeBackupHeader, decodeBackupTrailer,
-  derivePbk, encodeBackupHeader, encodeBackupRecord, encodeBackupTrailer, readBackupHeader, signedMessagePrefix, verifyBackupSignature,
+  BACKUP_EXCLUDED_NAMESPACE, BACKUP_OBJECT_NAMESPACE, BACKUP_SEGMENT_BYTES, BACKUP_TRAILER_BYTES, BACKUP_USER_NAMESPACE, BackupRecordReader, BackupSignatureVerifier,
+  backupBlobBytes, backupHeaderDigest, backupRecordBytes, beginSignedMessage, bodyBytesFor, checkBackupLength, compareBackupRecordKeys, decodeBackupHeader,
+  decodeBackupTrailer, encodeBackupHeader, encodeBackupRecord, encodeBackupTrailer, readBackupHeader, verifyBackupSignature,
   type BackupHeader, type BackupRecord, type BackupSource,
 } from '../../formats/backup.js';
+import { checkDeviceChain } from '../../formats/device_chain.js';
 import { decodeObjectRecord } from '../../formats/object_record.js';
-import { deviceSerialOf, p384PublicKey, parseCertificate, sameSpki, subjectField } from '../../formats/x509.js';
 import { CLUSTER_NS, checkClusterRecord } from '../../formats/cluster_record.js';
 import type { StreamSigner } from '../identity/identity.js';
 import type { Clock, Random } from '../ports.js';
@@ -43,6 +45,7 @@ import { STATE_NAMESPACE } from '../../formats/change_set.js';
 import type { DeviceState } from '../state/device_state.js';
 import type { RecordStore } from '../store/store_port.js';
 import { decodeUserRecord } from '../../formats/user_record.js';
+import { derivePbk } from './pbk.js';
 
 const BEK_BYTES = 32;
 /** CloudHSM's backup id shape: `backup-` + 11 of [2-7a-zA-Z] (docs/architecture.md §6). */
@@ -349,8 +352,7 @@ export function createBackup(device: BackupDevice, sink: BackupSink, options: Cr
       doneBytes += chunk.length;
       options.onProgress?.(doneBytes, totalBytes);
     };
-    signer.update(signedMessagePrefix());
-    signer.update(headerBytes);
+    beginSignedMessage(signer, headerBytes);
     emit(headerBytes);
     const sealer = new StreamSealer(bek, header.noncePrefix, backupHeaderDigest(headerBytes), header.segmentBytes);
     const writer = new SegmentWriter(sealer, plan.plaintextBytes, (sealed) => {
@@ -407,45 +409,33 @@ function readFramed(source: BackupSource): Framed {
   }
 }
 
-/** `leaf` was issued by `root` (names, key ids, root key usage), its signature verifies under the
- * root's key, it is no CA, and `atMs` is inside its validity period. */
-function issuedBy(leaf: X509Certificate, root: X509Certificate, atMs: number): boolean {
-  return leaf.checkIssued(root) && leaf.verify(root.publicKey) && !leaf.ca && Date.parse(leaf.validFrom) <= atMs && atMs <= Date.parse(leaf.validTo);
-}
-
-const spkiDer = (cert: X509Certificate): Uint8Array => new Uint8Array(cert.publicKey.export({ format: 'der', type: 'spki' }));
-
 /**
- * Step 2: the header's device certificate chains to this device's manufacturer root, its operator
- * certificate to this device's operator root, both certify one P-384 key whose serial the device
- * certificate and the header name. Returns that key. (Synchronous, with node's X509Certificate:
- * restore is synchronous; the roots themselves were checked when they were installed.)
+ * Step 2: the header's device and operator certificates pass the device-chain rule against this
+ * device's own manufacturer and operator roots at `atMs`, and name the header's source HSM id.
+ * Returns the signing key the rule established. Any refusal is COFFER_BACKUP_UNTRUSTED with the
+ * rule's non-secret reason and certificate role.
  */
 function trustedSigningKey(header: BackupHeader, p: Provisioning, atMs: number): KeyObject {
   const own = p.chain();
   assert(own.operatorRoot !== undefined, 'a commissioned device holds its operator root');
   try {
-    const device = new X509Certificate(header.certificates.device);
-    const operator = new X509Certificate(header.certificates.operator);
-    if (!issuedBy(device, new X509Certificate(own.manufacturerRoot.der), atMs)) fail('COFFER_BACKUP_UNTRUSTED');
-    if (!issuedBy(operator, new X509Certificate(own.operatorRoot.der), atMs)) fail('COFFER_BACKUP_UNTRUSTED');
-    const spki = spkiDer(device);
-    const serial = deviceSerialOf(spki);
-    if (!sameSpki(spki, spkiDer(operator)) || header.sourceHsmId !== serial) fail('COFFER_BACKUP_UNTRUSTED');
-    if (subjectField(parseCertificate(header.certificates.device), 'CN') !== serial) fail('COFFER_BACKUP_UNTRUSTED');
-    return p384PublicKey(spki);
+    return checkDeviceChain({
+      manufacturerRoot: own.manufacturerRoot.der, deviceCertificate: header.certificates.device,
+      operatorRoot: own.operatorRoot.der, operatorCertificate: header.certificates.operator,
+      atMs, expectedSerial: header.sourceHsmId,
+    }).publicKey;
   } catch (e) {
-    if (e instanceof AssertionFailure || isCofferError(e, 'COFFER_BACKUP_UNTRUSTED')) throw e;
-    return fail('COFFER_BACKUP_UNTRUSTED', {}, e); // unreadable certificate or key
+    if (!isCofferError(e, 'COFFER_CERT_INVALID')) throw e;
+    return fail('COFFER_BACKUP_UNTRUSTED', { reason: String(e.detail['reason']), certificate: String(e.detail['certificate']) }, e);
   }
 }
 
 /** Step 3. A mismatch names a property of the backup: claimed only when its signature holds. */
-function checkDestination(source: BackupSource, header: BackupHeader, p: Provisioning): void {
+function checkDestination(source: BackupSource, header: BackupHeader, p: Provisioning, signingKey: KeyObject): void {
   const modeOk = header.mode === p.mode();
   const keysOk = constantTimeEqual(header.mkbkId, p.mkbkId()) && constantTimeEqual(header.akbkId, p.akbkId());
   if (modeOk && keysOk) return;
-  if (!verifyBackupSignature(source, header)) fail('COFFER_BACKUP_UNTRUSTED');
+  if (!verifyBackupSignature(source, header, signingKey)) fail('COFFER_BACKUP_UNTRUSTED', { reason: 'bad-signature' });
   fail(modeOk ? 'COFFER_BACKUP_WRONG_KEYS' : 'COFFER_BACKUP_MODE_MISMATCH');
 }
 
@@ -527,14 +517,6 @@ function openBody(source: BackupSource, header: BackupHeader, pass: BodyPass): v
   });
 }
 
-function signatureHolds(verify: () => boolean): boolean {
-  try {
-    return verify();
-  } catch {
-    return false; // a signature OpenSSL cannot even parse
-  }
-}
-
 function readOrTampered<T>(fn: () => T): T {
   try {
     return fn();
@@ -553,7 +535,7 @@ export async function restoreBackup(device: BackupDevice, source: BackupSource, 
   if (p.state() !== 'COMMISSIONED') fail('COFFER_DEVICE_NOT_COMMISSIONED');
   const { header, headerBytes, signature } = readFramed(source);
   const signingKey = trustedSigningKey(header, p, device.clock.nowMs());
-  checkDestination(source, header, p);
+  checkDestination(source, header, p, signingKey);
   const bek = unwrapBek(header, p);
   try {
     const aad = backupHeaderDigest(headerBytes);
@@ -564,9 +546,9 @@ export async function restoreBackup(device: BackupDevice, source: BackupSource, 
       options.onProgress?.(doneBytes, totalBytes);
     };
     // Pass 1: authenticate and parse everything, write nothing; the same bytes feed the signature.
-    const verifier = createVerify('sha384').update(signedMessagePrefix()).update(headerBytes);
+    const verifier = new BackupSignatureVerifier(headerBytes);
     openBody(source, header, { bek, aad, onSealed: (sealed) => verifier.update(sealed), onRecord: checkRecord, onBytes });
-    if (!signatureHolds(() => verifier.verify({ key: signingKey, dsaEncoding: 'ieee-p1363' }, signature))) fail('COFFER_BACKUP_UNTRUSTED');
+    if (!verifier.holds(signingKey, signature)) fail('COFFER_BACKUP_UNTRUSTED', { reason: 'bad-signature' });
     // Pass 2: the state's one replacement (in its writer queue, one transaction); the records are
     // opened (and authenticated) again as they are written; the device then rebuilds its modules.
     const store = device.state.store;

@@ -6,27 +6,29 @@
 // the certificate.
 //
 // The device serial is derived from the public key: "CFR-" + upper-case hex of the first 8 bytes
-// of SHA-256(SPKI DER). It is therefore bound to the key, and a certificate naming another serial
-// for this key is refused.
+// of SHA-256(SPKI DER) (deviceSerialOf, src/formats/device_chain.ts, where every verifier finds it).
+// It is therefore bound to the key, and a certificate naming another serial for this key is refused.
 //
 // Signatures are ECDSA P-384 with SHA-384 in IEEE P1363 form (r ‖ s, 96 bytes). sign() signs the
 // exact bytes given: every caller must put a distinct context string first (the ceremony
 // transcript starts with "coffer akbk ceremony transcript v1\0") so that no signature made for one
 // purpose can be replayed as another.
 
-import { createHash, createPrivateKey, createSign, sign, verify, webcrypto, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createSign, sign, verify, webcrypto, type KeyObject } from 'node:crypto';
 import { inspect } from 'node:util';
 import { assert } from '../../assert.js';
 import { fail } from '../../errors.js';
 import type { DeviceState, StateReader } from '../state/device_state.js';
+import { deviceSerialOf } from '../../formats/device_chain.js';
 import { ECDSA_SHA384, EC_P384, derOf, p384PublicKey, parseCsr, pemOf, spkiOf, x509 } from '../../formats/x509.js';
+
+/** Re-exported for the device code that names serials; the one definition is in formats/device_chain.ts. */
+export { deviceSerialOf };
 
 /** Record-store namespace of every provisioning record. */
 export const DEVICE_NS = 'device';
 const KEY_ID = 'identity.key';
 const CSR_ID = 'identity.csr';
-const SERIAL_PREFIX = 'CFR-';
-const SERIAL_HASH_BYTES = 8;
 /** Organisational unit named in device CSRs and certificates. */
 export const DEVICE_OU = 'Coffer HSM';
 
@@ -134,12 +136,6 @@ export class DeviceIdentity {
   [inspect.custom](): string {
     return this.toString();
   }
-}
-
-/** The serial a device with this identity key carries (see the header). */
-export function deviceSerialOf(spki: Uint8Array): string {
-  const h = createHash('sha256').update(spki).digest();
-  return SERIAL_PREFIX + h.subarray(0, SERIAL_HASH_BYTES).toString('hex').toUpperCase();
 }
 
 /** Verifies a device identity signature with the identity public key (SPKI DER). */

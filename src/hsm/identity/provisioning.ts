@@ -21,6 +21,7 @@
 // mkbk (32 raw bytes), commission (JSON, with the signed transcript), akbk (32 raw bytes).
 
 import { createPublicKey } from 'node:crypto';
+import { assert } from '../../assert.js';
 import { fail } from '../../errors.js';
 import { kcvAes } from '../../crypto/kcv.js';
 import { AKBK_COMPONENTS_MAX, AKBK_COMPONENTS_MIN, CERTIFICATE_BYTES_MAX, CUSTODIAN_NAME_CHARS_MAX, MANIFEST_JSON_BYTES_MAX } from '../../formats/limits.js';
@@ -31,9 +32,10 @@ import type { DeviceState } from '../state/device_state.js';
 import type { Mode } from '../types.js';
 import { BACKUP_KEY_BYTES, hex, keyId, xorComponents } from '../../crypto/backup_keys.js';
 import { DEVELOPMENT_MARK } from '../../formats/x509.js';
+import { checkDeviceChain, deviceSerialOf } from '../../formats/device_chain.js';
 import { verifyFirmware, type FirmwareCheck, type FirmwareManifest } from './firmware.js';
-import { DEVICE_NS, DeviceIdentity, deviceSerialOf, verifyIdentitySignature } from './identity.js';
-import { checkIssuedBy, checkRootCa, derOf, fingerprintSha256, p384PublicKey, parseCertificate, pemOf, sameSpki, spkiOf, subjectField, type x509 } from '../../formats/x509.js';
+import { DEVICE_NS, DeviceIdentity, verifyIdentitySignature } from './identity.js';
+import { derOf, fingerprintSha256, p384PublicKey, parseCertificate, pemOf, spkiOf, subjectField, type x509 } from '../../formats/x509.js';
 
 export type ProvisioningState = 'NEW' | 'IDENTIFIED' | 'MANUFACTURED' | 'COMMISSIONED';
 
@@ -175,14 +177,15 @@ export class Provisioning {
 
   /** Installs the factory's outputs. Every input is checked before anything is written. */
   async manufacture(input: ManufactureInput): Promise<void> {
+    // Every check runs before anything is written (they are synchronous: a refusal writes nothing).
     const identity = this.identity();
     if (this.state() !== 'IDENTIFIED') fail('COFFER_DEVICE_ALREADY_MANUFACTURED');
     const nowMs = this.#clock.nowMs();
-    const root = parseCertificate(input.manufacturerRoot);
-    await checkRootCa(root, nowMs);
-    const cert = parseCertificate(input.deviceCertificate);
-    await checkIssuedBy(cert, root, nowMs);
-    checkCertifiesIdentity(cert, identity);
+    // The device half of the chain rule, for this device's own key.
+    const chain = checkDeviceChain({
+      manufacturerRoot: input.manufacturerRoot, deviceCertificate: input.deviceCertificate, atMs: nowMs, expectedSpki: identity.publicKeySpki(),
+    });
+    const [cert, root] = [chain.deviceCertificate, chain.manufacturerRoot];
     const fwSpki = spkiFromInput(input.firmwareSigningPublicKey);
     if (input.mkbk.length !== BACKUP_KEY_BYTES) fail('COFFER_CRYPTO_KEY_SIZE', { expected: BACKUP_KEY_BYTES });
     if (input.mkbkKcv !== undefined && !constantTimeEqual(input.mkbk.use(kcvAes), input.mkbkKcv)) fail('COFFER_CRYPTO_KCV_MISMATCH');
@@ -206,15 +209,22 @@ export class Provisioning {
    * Checks the operator's certificates, the mode and the firmware, and opens a two-person AKBK
    * installation. A new call abandons (and zeroises) any installation still open.
    */
-  async beginAkbkInstall(input: CommissionInput): Promise<AkbkInstall> {
+  beginAkbkInstall(input: CommissionInput): Promise<AkbkInstall> {
+    return asPromise(() => this.#beginAkbkInstall(input));
+  }
+
+  #beginAkbkInstall(input: CommissionInput): AkbkInstall {
     const identity = this.identity();
     this.#requireState('MANUFACTURED');
     const nowMs = this.#clock.nowMs();
-    const operatorRoot = parseCertificate(input.operatorRoot);
-    await checkRootCa(operatorRoot, nowMs);
-    const operatorCertificate = parseCertificate(input.operatorCertificate);
-    await checkIssuedBy(operatorCertificate, operatorRoot, nowMs);
-    checkCertifiesIdentity(operatorCertificate, identity);
+    const m = this.#manufactureRecord();
+    // The whole chain rule: the installed device half together with the operator's half.
+    const chain = checkDeviceChain({
+      manufacturerRoot: unb64(m.manufacturerRoot), deviceCertificate: unb64(m.deviceCertificate),
+      operatorRoot: input.operatorRoot, operatorCertificate: input.operatorCertificate, atMs: nowMs, expectedSpki: identity.publicKeySpki(),
+    });
+    const { operatorCertificate, operatorRoot } = chain;
+    assert(operatorCertificate !== undefined && operatorRoot !== undefined, 'the rule returns the operator half it checked');
     if (input.mode !== 'FIPS' && input.mode !== 'NON_FIPS') fail('COFFER_ATTRIBUTE_INVALID', { field: 'mode' });
     const firmware = input.firmware === undefined ? undefined : this.#checkFirmware(input.firmware);
     if (input.mode === 'FIPS' && firmware?.verified !== true) fail('COFFER_FIRMWARE_UNVERIFIED', { reason: firmware?.verified === false ? firmware.reason : 'NO_MANIFEST' });
@@ -355,21 +365,18 @@ export class Provisioning {
 
   /**
    * Checks another device's certificates against this device's own roots (for restoring its
-   * backups): its device certificate must chain to our manufacturer root, its operator certificate
-   * to our operator root, and both must certify the same key. Returns that key's SPKI.
+   * backups) with the device-chain rule (src/formats/device_chain.ts), at this device's time; a
+   * named `serial` must be that device's. COFFER_CERT_INVALID with the rule's reason, or that
+   * device's key, SPKI DER.
    */
-  async verifyPeerChain(peer: { readonly deviceCertificate: string | Uint8Array; readonly operatorCertificate: string | Uint8Array }): Promise<Uint8Array> {
+  verifyPeerChain(peer: { readonly deviceCertificate: string | Uint8Array; readonly operatorCertificate: string | Uint8Array; readonly serial?: string }): Uint8Array {
     const own = this.chain();
     if (own.operatorRoot === undefined) return fail('COFFER_DEVICE_NOT_COMMISSIONED');
-    const nowMs = this.#clock.nowMs();
-    const deviceCert = parseCertificate(peer.deviceCertificate);
-    const operatorCert = parseCertificate(peer.operatorCertificate);
-    await checkIssuedBy(deviceCert, parseCertificate(own.manufacturerRoot.der), nowMs);
-    await checkIssuedBy(operatorCert, parseCertificate(own.operatorRoot.der), nowMs);
-    const spki = spkiOf(deviceCert);
-    if (!sameSpki(spki, spkiOf(operatorCert))) fail('COFFER_CERT_INVALID', { reason: 'chain-key-mismatch' });
-    if (subjectField(deviceCert, 'CN') !== deviceSerialOf(spki)) fail('COFFER_CERT_INVALID', { reason: 'serial-mismatch' });
-    return spki;
+    return checkDeviceChain({
+      manufacturerRoot: own.manufacturerRoot.der, deviceCertificate: peer.deviceCertificate,
+      operatorRoot: own.operatorRoot.der, operatorCertificate: peer.operatorCertificate,
+      atMs: this.#clock.nowMs(), ...(peer.serial === undefined ? {} : { expectedSerial: peer.serial }),
+    }).spki;
   }
 
   // ── internals ─────────────────────────────────────────────────────────────────────────────
@@ -512,7 +519,7 @@ function transcriptSignedBytes(text: string): Uint8Array {
  * Verifies a ceremony transcript with the device certificate (PEM or DER) and returns its content.
  * Throws COFFER_CRYPTO_SIGNATURE_INVALID if any byte of the transcript or signature changed, and
  * COFFER_CERT_INVALID if the transcript names another device. Whether the certificate itself is
- * genuine is a separate check (checkIssuedBy against the manufacturer root).
+ * genuine is a separate check (the device-chain rule, src/formats/device_chain.ts).
  */
 export function verifyCeremonyTranscript(signed: SignedTranscript, deviceCertificate: string | Uint8Array): CeremonyTranscript {
   const cert = parseCertificate(deviceCertificate);
@@ -538,9 +545,10 @@ export function verifyCeremonyTranscript(signed: SignedTranscript, deviceCertifi
 
 // ── helpers ───────────────────────────────────────────────────────────────────────────────────
 
-function checkCertifiesIdentity(cert: x509.X509Certificate, identity: DeviceIdentity): void {
-  if (!sameSpki(spkiOf(cert), identity.publicKeySpki())) fail('COFFER_CERT_INVALID', { reason: 'not-this-device' });
-  if (subjectField(cert, 'CN') !== identity.serial) fail('COFFER_CERT_INVALID', { reason: 'serial-mismatch' });
+/** A synchronous step as a promise: the provisioning steps stay awaitable for their callers, while
+ * their checks (the device-chain rule) are synchronous. A throw becomes a rejection. */
+function asPromise<T>(step: () => T): Promise<T> {
+  return new Promise((resolve) => resolve(step()));
 }
 
 function spkiFromInput(input: string | Uint8Array): Uint8Array {

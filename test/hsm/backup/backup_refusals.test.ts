@@ -13,7 +13,8 @@ import { SecretBytes } from '../../../src/crypto/secret_bytes.js';
 import { BACKUP_TRAILER_BYTES, bufferSource, decodeBackupHeader, peekBackupHeaderLength, type BackupSource } from '../../../src/formats/backup.js';
 import type { BackupSigner } from '../../../src/hsm/backup/backup.js';
 import { Hsm } from '../../../src/hsm/device.js';
-import { createDevelopmentAuthorities, type DevelopmentAuthorities } from '../../../src/factory/development.js';
+import { createDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../../src/factory/development.js';
+import { ManualClock } from '../../../src/hsm/ports.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
 import { CLUSTER, FAST_KDF, activeDevice, backupOf, commissionedDevice, firmwareEvidence, hex, rejects, type ActiveDevice } from './backup_support.js';
 import type { FirmwareEvidence } from '../../../src/hsm/identity/provisioning.js';
@@ -73,6 +74,29 @@ test('another manufacturer or another operator: COFFER_BACKUP_UNTRUSTED', async 
   await refuses(await target(B), blob, 'COFFER_BACKUP_UNTRUSTED', 'other manufacturer and operator');
   await refuses(await target({ manufacturer: B.manufacturer, operator: A.operator, ...(A.akbk === undefined ? {} : { akbk: A.akbk }) }), blob, 'COFFER_BACKUP_UNTRUSTED', 'other manufacturer');
   await refuses(await target({ manufacturer: A.manufacturer, operator: B.operator, ...(A.akbk === undefined ? {} : { akbk: A.akbk }) }), blob, 'COFFER_BACKUP_UNTRUSTED', 'other operator');
+});
+
+test('UNTRUSTED says which part of the device-chain rule failed (role and reason), and judges validity on the device clock', async () => {
+  const untrusted = async (t: Hsm, from: Uint8Array): Promise<Record<string, unknown>> => {
+    try {
+      await t.restoreBackup(bufferSource(from));
+    } catch (e) {
+      assert.ok(isCofferError(e, 'COFFER_BACKUP_UNTRUSTED'), String(e));
+      return { ...e.detail };
+    }
+    return assert.fail('restored');
+  };
+  const otherOperator = await target({ manufacturer: A.manufacturer, operator: B.operator, ...(A.akbk === undefined ? {} : { akbk: A.akbk }) });
+  assert.deepEqual(await untrusted((await target(B)).hsm, blob), { reason: 'issuer-mismatch', certificate: 'device' });
+  assert.deepEqual(await untrusted(otherOperator.hsm, blob), { reason: 'issuer-mismatch', certificate: 'operator' });
+  assert.deepEqual(await untrusted((await target()).hsm, patched(blob, blob.length - 1, (b) => b ^ 1)), { reason: 'bad-signature' });
+  // A device whose clock is 21 years on: the backup's device certificate (20 years) has expired,
+  // though the roots (25 years) and the target's own certificates (issued then) are still valid.
+  const clock = new ManualClock(Date.now() + 21 * 365 * 86_400_000);
+  const late = Hsm.open({ store: new MemoryRecordStore(), kdfParams: FAST_KDF, clock });
+  await provisionDevelopmentDevice(late, A, { mode: 'NON_FIPS', clock });
+  assert.deepEqual(await untrusted(late, blob), { reason: 'expired', certificate: 'device' });
+  late.close();
 });
 
 test('same roots but another MKBK or AKBK: COFFER_BACKUP_WRONG_KEYS', async () => {

@@ -20,7 +20,8 @@ import { DEVELOPMENT_MARK } from '../../../src/formats/x509.js';
 import { keyId, xorComponents } from '../../../src/crypto/backup_keys.js';
 import { computeFirmwareDigest } from '../../../src/hsm/identity/firmware.js';
 import { Provisioning, verifyCeremonyTranscript, type CommissionInput, type FirmwareEvidence, type SignedTranscript } from '../../../src/hsm/identity/provisioning.js';
-import { ECDSA_SHA384, checkIssuedBy, parseCertificate, pemOf, x509 } from '../../../src/formats/x509.js';
+import { ECDSA_SHA384, parseCertificate, pemOf, x509 } from '../../../src/formats/x509.js';
+import { checkIssuedBy } from '../../../src/formats/device_chain.js';
 
 const clock = new ManualClock();
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -155,8 +156,8 @@ void test('happy path: factory → identity → device cert → manufacture → 
     assert.equal(again.state(), 'COMMISSIONED');
     const chain = again.chain();
     assert.ok(chain.operatorCertificate !== undefined && chain.operatorRoot !== undefined);
-    await checkIssuedBy(parseCertificate(chain.deviceCertificate.der), parseCertificate(chain.manufacturerRoot.pem), clock.nowMs());
-    await checkIssuedBy(parseCertificate(chain.operatorCertificate.der), parseCertificate(chain.operatorRoot.pem), clock.nowMs());
+    checkIssuedBy(parseCertificate(chain.deviceCertificate.der), parseCertificate(chain.manufacturerRoot.pem), clock.nowMs());
+    checkIssuedBy(parseCertificate(chain.operatorCertificate.der), parseCertificate(chain.operatorRoot.pem), clock.nowMs());
     assert.ok(again.akbk().equals(akbkSecret));
     akbkSecret.destroy();
   }
@@ -369,9 +370,23 @@ void test('a peer chain verifies against this device’s roots; a foreign operat
     deviceCertificate: p.chain().deviceCertificate.pem,
     operatorCertificate: p.chain().operatorCertificate?.pem ?? '',
   });
-  assert.deepEqual(await a.verifyPeerChain(peer(b)), b.identity().publicKeySpki());
+  assert.deepEqual(a.verifyPeerChain(peer(b)), b.identity().publicKeySpki());
   await refuses(() => a.verifyPeerChain(peer(foreign)), 'COFFER_CERT_INVALID');
   await refuses(() => a.verifyPeerChain({ deviceCertificate: peer(b).deviceCertificate, operatorCertificate: peer(a).operatorCertificate }), 'COFFER_CERT_INVALID');
+  // The one chain rule, with its reasons: a named peer must be that peer.
+  assert.deepEqual(a.verifyPeerChain({ ...peer(b), serial: b.identity().serial }), b.identity().publicKeySpki());
+  const reasonOf = (fn: () => unknown): unknown => {
+    try {
+      fn();
+    } catch (e) {
+      errorsSeen.push(e);
+      return isCofferError(e, 'COFFER_CERT_INVALID') ? e.detail['reason'] : e;
+    }
+    return undefined;
+  };
+  assert.equal(reasonOf(() => a.verifyPeerChain({ ...peer(b), serial: a.identity().serial })), 'unexpected-serial');
+  assert.equal(reasonOf(() => a.verifyPeerChain(peer(foreign))), 'issuer-mismatch');
+  assert.equal(reasonOf(() => a.verifyPeerChain({ deviceCertificate: peer(b).deviceCertificate, operatorCertificate: peer(a).operatorCertificate })), 'chain-key-mismatch');
 });
 
 void test('no error raised in these scenarios carries key bytes', () => {

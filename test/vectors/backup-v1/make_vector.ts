@@ -23,9 +23,10 @@ import { join } from 'node:path';
 import { signDigestWithNonceForTest } from '../../../src/crypto/ecdsa_raw.js';
 import { SecretBytes, kwWrap, sealStream, deriveKeyCounterHmacSha256 } from '../../../src/crypto/index.js';
 import {
-  backupHeaderDigest, bodyBytesFor, bufferSource, compareBackupRecordKeys, derivePbk, encodeBackupHeader, encodeBackupRecord, encodeBackupTrailer,
+  backupHeaderDigest, bodyBytesFor, bufferSource, compareBackupRecordKeys, encodeBackupHeader, encodeBackupRecord, encodeBackupTrailer,
   signedMessagePrefix, verifyBackup, type BackupHeaderFields, type BackupRecord,
 } from '../../../src/formats/backup.js';
+import { derivePbk } from '../../../src/hsm/backup/pbk.js';
 import { generateAkbkComponents, saveManufacturer, saveOperator } from '../../../src/factory/ceremony.js';
 import { keyId, xorComponents } from '../../../src/crypto/backup_keys.js';
 import { createDevelopmentAuthorities, provisionDevelopmentDevice } from '../../../src/factory/development.js';

@@ -1,0 +1,260 @@
+// The messages of a node's management interface (docs/node.md "Management interface"): the method,
+// path and JSON shape of every route, in one place for the node that answers
+// (src/node/management_routes.ts) and for the clients that ask (src/management/client.ts, and the
+// control plane after it). Each shape has a typed form, the JSON form it travels as, an encoder
+// (typed → JSON) and a decoder (untrusted JSON → typed, or a typed refusal naming the field).
+//
+// A u64 (the journal position) travels as a decimal string: a JSON number is an IEEE double and
+// loses integers above 2^53. Byte strings travel as base64.
+//
+// Decoders refuse with COFFER_MANAGEMENT_REQUEST (`reason` missing-field or bad-field, and `field`)
+// and COFFER_FORMAT_LIMIT for a string over its bound; a client that decodes a node's answer maps
+// these to its own words (src/management/client.ts: reason bad-response).
+
+import { assert } from '../assert.js';
+import { fail } from '../errors.js';
+import { TLS_ATTESTATION_BYTES } from './attestation.js';
+import { CERTIFICATE_BYTES_MAX, PASSWORD_CHARS_MAX } from './limits.js';
+
+/** Every route: method and path. */
+export const MANAGEMENT_ROUTES = {
+  identity: { method: 'GET', path: '/v1/identity' },
+  health: { method: 'GET', path: '/v1/health' },
+  backup: { method: 'GET', path: '/v1/backup' },
+  restore: { method: 'PUT', path: '/v1/restore' },
+  clusterCsr: { method: 'POST', path: '/v1/cluster/csr' },
+  clusterInitialise: { method: 'POST', path: '/v1/cluster/initialise' },
+  zeroise: { method: 'POST', path: '/v1/zeroise' },
+} as const;
+
+/** GET /v1/backup: the optional query parameter naming the cluster, and the response header naming the backup. */
+export const BACKUP_CLUSTER_ID_PARAM = 'clusterId';
+export const BACKUP_ID_HEADER = 'x-coffer-backup-id';
+
+/** CloudHSM's cluster id shape (docs/architecture.md §6). */
+const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
+/** PEM text of a certificate or CSR: base64 (4/3 of the DER) plus armour and line breaks. */
+export const PEM_CHARS_MAX = 2 * CERTIFICATE_BYTES_MAX;
+/** Ids, serials, modes and states: short names (a backup header holds its strings in 256 bytes too). */
+const NAME_CHARS_MAX = 256;
+/** A SHA-256 digest in lower-case hex. */
+const DIGEST_HEX = /^[0-9a-f]{64}$/;
+/** A u64 in decimal: no sign, no leading zero, at most 20 digits (2^64 − 1 has 20). */
+const U64_DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
+const U64_MAX = (1n << 64n) - 1n;
+/** Base64 characters of an attestation (96 bytes). */
+const ATTESTATION_BASE64_CHARS = 4 * Math.ceil(TLS_ATTESTATION_BYTES / 3);
+
+// ── shapes ──────────────────────────────────────────────────────────────────────────────────
+
+/** GET /v1/identity. The roots the node reports are informative only. */
+export interface NodeIdentity {
+  readonly deviceCertificatePem: string;
+  readonly manufacturerRootPem: string;
+  /** Null before the device is commissioned. */
+  readonly operatorCertificatePem: string | null;
+  readonly operatorRootPem: string | null;
+  /** The device key's attestation of the management TLS leaf (src/formats/attestation.ts). */
+  readonly attestation: Uint8Array;
+}
+export type NodeIdentityJson = Omit<NodeIdentity, 'attestation'> & { readonly attestation: string };
+
+/** GET /v1/health. */
+export interface NodeHealth {
+  readonly provisioning: string;
+  readonly serial: string | null;
+  readonly mode: string | null;
+  readonly cluster: string;
+  readonly clusterId: string | null;
+  readonly usersInitialised: boolean;
+  readonly activated: boolean;
+  readonly tokenObjects: number;
+  readonly sessions: number;
+  readonly inFlight: number;
+  readonly inFlightMax: number;
+  readonly connections: number;
+  readonly capacityOpsPerSecond: number;
+  readonly loadPermille: number;
+  /** The last cluster journal entry applied (docs/architecture.md §5), a u64. */
+  readonly journalPosition: bigint;
+  /** The device's state digest, hex (treat it like a KCV). */
+  readonly stateDigest: string;
+}
+export type NodeHealthJson = Omit<NodeHealth, 'journalPosition'> & { readonly journalPosition: string };
+
+/** PUT /v1/restore: the restore summary. */
+export interface RestoreSummary {
+  readonly backupId: string;
+  readonly bytes: number;
+  readonly records: number;
+  readonly users: number;
+  readonly objects: number;
+}
+
+/** POST /v1/cluster/csr. */
+export interface ClusterCsrRequest {
+  readonly clusterId: string;
+}
+export interface ClusterCsrResponse {
+  readonly csrPem: string;
+}
+
+/** POST /v1/cluster/initialise. The two credentials are secrets: the node zeroises its byte copies. */
+export interface ClusterInitialisation {
+  readonly certificatePem: string;
+  readonly trustAnchorPem: string;
+  readonly preCoPassword: string;
+  readonly applianceCredential: string;
+}
+
+/** Every failed request: the registry code (null for an internal error), its message, non-secret detail. */
+export interface ErrorAnswer {
+  readonly code: string | null;
+  readonly message: string;
+  readonly detail: Readonly<Record<string, string | number | boolean>>;
+}
+
+// ── field reading ───────────────────────────────────────────────────────────────────────────
+
+function objectOf(value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'body-not-object' });
+  return value as Record<string, unknown>;
+}
+
+/** Reads fields of a JSON object; every refusal names the field. */
+class Fields {
+  readonly #o: Record<string, unknown>;
+
+  constructor(value: unknown) {
+    this.#o = objectOf(value);
+  }
+
+  #bad(name: string, present: boolean): never {
+    return fail('COFFER_MANAGEMENT_REQUEST', { reason: present ? 'bad-field' : 'missing-field', field: name });
+  }
+
+  /** A non-empty string of at most `charsMax` characters. */
+  string(name: string, charsMax: number): string {
+    const v = this.#o[name];
+    if (typeof v !== 'string' || v.length === 0) return this.#bad(name, v !== undefined);
+    if (v.length > charsMax) fail('COFFER_FORMAT_LIMIT', { field: name, charsMax });
+    return v;
+  }
+
+  nullableString(name: string, charsMax: number): string | null {
+    return this.#o[name] === null ? null : this.string(name, charsMax);
+  }
+
+  boolean(name: string): boolean {
+    const v = this.#o[name];
+    return typeof v === 'boolean' ? v : this.#bad(name, v !== undefined);
+  }
+
+  /** A non-negative safe integer. */
+  count(name: string): number {
+    const v = this.#o[name];
+    return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : this.#bad(name, v !== undefined);
+  }
+
+  /** A u64 as a decimal string (see the header). */
+  u64(name: string): bigint {
+    const v = this.#o[name];
+    if (typeof v !== 'string' || !U64_DECIMAL.test(v) || BigInt(v) > U64_MAX) return this.#bad(name, v !== undefined);
+    return BigInt(v);
+  }
+
+  /** An attestation: canonical base64 of exactly TLS_ATTESTATION_BYTES. */
+  attestation(name: string): Uint8Array {
+    const s = this.string(name, ATTESTATION_BASE64_CHARS);
+    const b = Buffer.from(s, 'base64');
+    if (b.length !== TLS_ATTESTATION_BYTES || b.toString('base64') !== s) this.#bad(name, true);
+    return new Uint8Array(b);
+  }
+
+  matching(name: string, pattern: RegExp, charsMax: number): string {
+    const s = this.string(name, charsMax);
+    return pattern.test(s) ? s : this.#bad(name, true);
+  }
+}
+
+/** A u64 as it travels (see the header). */
+export function encodeU64(value: bigint): string {
+  assert(value >= 0n && value <= U64_MAX, 'a u64 is in [0, 2^64)');
+  return value.toString(10);
+}
+
+/** A well-formed cluster id, or COFFER_MANAGEMENT_REQUEST (reason bad-cluster-id). */
+export function checkClusterId(value: string | null): string {
+  if (value === null || !CLUSTER_ID.test(value)) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-cluster-id' });
+  return value;
+}
+
+// ── encoders and decoders ───────────────────────────────────────────────────────────────────
+
+export function encodeNodeIdentity(v: NodeIdentity): NodeIdentityJson {
+  return { ...v, attestation: Buffer.from(v.attestation).toString('base64') };
+}
+
+export function decodeNodeIdentity(json: unknown): NodeIdentity {
+  const f = new Fields(json);
+  return {
+    deviceCertificatePem: f.string('deviceCertificatePem', PEM_CHARS_MAX),
+    manufacturerRootPem: f.string('manufacturerRootPem', PEM_CHARS_MAX),
+    operatorCertificatePem: f.nullableString('operatorCertificatePem', PEM_CHARS_MAX),
+    operatorRootPem: f.nullableString('operatorRootPem', PEM_CHARS_MAX),
+    attestation: f.attestation('attestation'),
+  };
+}
+
+export function encodeNodeHealth(v: NodeHealth): NodeHealthJson {
+  return { ...v, journalPosition: encodeU64(v.journalPosition) };
+}
+
+export function decodeNodeHealth(json: unknown): NodeHealth {
+  const f = new Fields(json);
+  return {
+    provisioning: f.string('provisioning', NAME_CHARS_MAX), serial: f.nullableString('serial', NAME_CHARS_MAX), mode: f.nullableString('mode', NAME_CHARS_MAX),
+    cluster: f.string('cluster', NAME_CHARS_MAX), clusterId: f.nullableString('clusterId', NAME_CHARS_MAX),
+    usersInitialised: f.boolean('usersInitialised'), activated: f.boolean('activated'),
+    tokenObjects: f.count('tokenObjects'), sessions: f.count('sessions'), inFlight: f.count('inFlight'), inFlightMax: f.count('inFlightMax'),
+    connections: f.count('connections'), capacityOpsPerSecond: f.count('capacityOpsPerSecond'), loadPermille: f.count('loadPermille'),
+    journalPosition: f.u64('journalPosition'), stateDigest: f.matching('stateDigest', DIGEST_HEX, 64),
+  };
+}
+
+export function decodeRestoreSummary(json: unknown): RestoreSummary {
+  const f = new Fields(json);
+  return { backupId: f.string('backupId', NAME_CHARS_MAX), bytes: f.count('bytes'), records: f.count('records'), users: f.count('users'), objects: f.count('objects') };
+}
+
+export function decodeClusterCsrRequest(json: unknown): ClusterCsrRequest {
+  return { clusterId: checkClusterId(new Fields(json).string('clusterId', NAME_CHARS_MAX)) };
+}
+
+export function decodeClusterCsrResponse(json: unknown): ClusterCsrResponse {
+  return { csrPem: new Fields(json).string('csrPem', PEM_CHARS_MAX) };
+}
+
+export function decodeClusterInitialisation(json: unknown): ClusterInitialisation {
+  const f = new Fields(json);
+  return {
+    certificatePem: f.string('certificatePem', PEM_CHARS_MAX), trustAnchorPem: f.string('trustAnchorPem', PEM_CHARS_MAX),
+    preCoPassword: f.string('preCoPassword', PASSWORD_CHARS_MAX), applianceCredential: f.string('applianceCredential', PASSWORD_CHARS_MAX),
+  };
+}
+
+/** The answer of initialise and zeroise: an empty object. */
+export function decodeEmptyAnswer(json: unknown): Record<string, never> {
+  objectOf(json);
+  return {};
+}
+
+/** An error answer; anything unusable in it is dropped (an error must still be reported). */
+export function decodeErrorAnswer(json: unknown): ErrorAnswer {
+  const o = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
+  const detail: Record<string, string | number | boolean> = {};
+  if (typeof o['detail'] === 'object' && o['detail'] !== null) {
+    for (const [k, v] of Object.entries(o['detail'])) if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') detail[k] = v;
+  }
+  return { code: typeof o['code'] === 'string' ? o['code'] : null, message: typeof o['message'] === 'string' ? o['message'] : '', detail };
+}
