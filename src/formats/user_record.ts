@@ -27,6 +27,9 @@ export interface UserRecord {
   readonly quorumKey: Uint8Array | undefined;
 }
 
+/** The record-store namespace of users. */
+export const USER_NAMESPACE = 'user';
+
 const MAGIC = [0x43, 0x55, 0x53, 0x52]; // 'CUSR'
 const RECORD_VERSION = 1;
 const ROLE_CODES: Readonly<Record<RecordRole, number>> = { admin: 1, 'crypto-user': 2, appliance: 3, 'unactivated-admin': 4 };

@@ -24,7 +24,7 @@
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { ChangeSet, StatePosition } from '../formats/change_set.js';
-import { fail } from '../errors.js';
+import { fail, isCofferError } from '../errors.js';
 import type { SecretBytes } from '../crypto/secret_bytes.js';
 import type { BackupSource } from '../formats/backup.js';
 import { RANDOM_BYTES_MAX } from '../formats/limits.js';
@@ -38,7 +38,10 @@ import type { PasswordInput, ScryptParams } from './users/password.js';
 import { systemClock, systemRandom, type Clock, type Random } from './ports.js';
 import { Provisioning, type FirmwareEvidence } from './identity/provisioning.js';
 import { Quorum, type AdminService, type QuorumService, type QuorumToken, type TokenSummary } from './users/quorum.js';
-import { DeviceState } from './state/device_state.js';
+import { DeviceState, SESSION_OBJECT_NAMESPACE, type ChangeSummary } from './state/device_state.js';
+import { OBJECT_NAMESPACE } from '../formats/object_record.js';
+import { USER_NAME_CHARS_MAX } from '../formats/limits.js';
+import { USER_NAMESPACE } from '../formats/user_record.js';
 import type { RecordStore } from './store/store_port.js';
 import type { Actor, Handle, KeyRef, MechanismParams, Mode, Role } from './types.js';
 import { Users, type ManagedRole, type UserInfo } from './users/users.js';
@@ -51,7 +54,22 @@ export interface HsmOptions {
   readonly firmware?: FirmwareEvidence;
   /** Password-verifier parameters (tests lower them for speed; production keeps the default). */
   readonly kdfParams?: ScryptParams;
+  /** Hears what happens on the device, for the node's log (HsmEvent: never a secret). */
+  readonly onEvent?: (event: HsmEvent) => void;
 }
+
+/**
+ * What a security officer asks about, as it happens: logins and their outcome, lockouts, every
+ * committed state change by kind with the handles and user names it touched, backups, restores and
+ * zeroise. Names, handles, ids, counts and error codes only: never a password, a key or a verifier.
+ */
+export type HsmEvent =
+  | { readonly event: 'login'; readonly user: string; readonly outcome: 'ok' | 'failed'; readonly code?: string; readonly role?: Role }
+  | { readonly event: 'lockout'; readonly user: string }
+  | { readonly event: 'state-change'; readonly kind: string; readonly scope: 'cluster' | 'local'; readonly handles: readonly number[]; readonly users: readonly string[]; readonly position: string }
+  | { readonly event: 'backup'; readonly backupId: string; readonly records: number }
+  | { readonly event: 'restore'; readonly backupId: string; readonly records: number }
+  | { readonly event: 'zeroise' };
 
 /** What `status()` reports: no secret, nothing about keys beyond counts. */
 export interface HsmStatus {
@@ -84,6 +102,7 @@ export class Hsm {
   #cluster: ClusterIdentity;
   readonly #store: RecordStore;
   readonly #state: DeviceState;
+  readonly #onEvent: ((event: HsmEvent) => void) | undefined;
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #kdfParams: ScryptParams | undefined;
@@ -99,7 +118,8 @@ export class Hsm {
     this.#random = options.random ?? systemRandom;
     this.#kdfParams = options.kdfParams;
     this.#store = options.store;
-    this.#state = new DeviceState(options.store);
+    this.#onEvent = options.onEvent;
+    this.#state = new DeviceState(options.store, options.onEvent === undefined ? undefined : (summary) => this.#changed(summary));
     this.#firmware = options.firmware;
     this.provisioning = new Provisioning(this.#state, this.#clock);
     [this.#users, this.#quorum] = this.#userModules();
@@ -126,6 +146,7 @@ export class Hsm {
       random: this.#random,
       ...(this.#kdfParams === undefined ? {} : { kdfParams: this.#kdfParams }),
       ownsObjects: (userId) => this.#objects !== undefined && (this.#objects.countOwnedBy(userId) > 0 || this.#objects.countSharedWith(userId) > 0),
+      onLockout: (user) => this.#onEvent?.({ event: 'lockout', user }),
     });
     return [users, new Quorum(this.#state, users, { clock: this.#clock, random: this.#random })];
   }
@@ -234,7 +255,9 @@ export class Hsm {
    */
   createBackup(sink: backup.BackupSink, options: backup.CreateBackupOptions): backup.BackupSummary {
     this.objects(); // commissioned, and a FIPS device's firmware verified
-    return backup.createBackup(this.#backupDevice(), sink, { journalPosition: this.#state.position().position, ...options });
+    const summary = backup.createBackup(this.#backupDevice(), sink, { journalPosition: this.#state.position().position, ...options });
+    this.#onEvent?.({ event: 'backup', backupId: summary.backupId, records: summary.records });
+    return summary;
   }
 
   /**
@@ -244,7 +267,9 @@ export class Hsm {
    */
   async restoreBackup(source: BackupSource, options: backup.RestoreBackupOptions = {}): Promise<backup.BackupSummary> {
     this.objects();
-    return backup.restoreBackup(this.#backupDevice(), source, options);
+    const summary = await backup.restoreBackup(this.#backupDevice(), source, options);
+    this.#onEvent?.({ event: 'restore', backupId: summary.backupId, records: summary.records });
+    return summary;
   }
 
   /**
@@ -259,6 +284,20 @@ export class Hsm {
       for (const ns of this.#store.namespaces()) if (ns !== DEVICE_NS) tx.clear(ns);
     }, () => this.#reloadState());
     this.#store.scrub?.(); // after the commit: the erased records must not survive in freed space
+    this.#onEvent?.({ event: 'zeroise' });
+  }
+
+  /** @internal Reports a login's outcome (Session.login). */
+  loginEvent(user: string, outcome: 'ok' | 'failed', detail: { readonly code?: string; readonly role?: Role } = {}): void {
+    this.#onEvent?.({ event: 'login', user, outcome, ...detail });
+  }
+
+  /** A committed change set, as an event: its kind and the handles and user names it touched. */
+  #changed(summary: ChangeSummary): void {
+    const handles = summary.ops.filter((op) => op.ns === OBJECT_NAMESPACE || op.ns === SESSION_OBJECT_NAMESPACE).map((op) => Number(op.id));
+    const users = summary.ops.filter((op) => op.ns === USER_NAMESPACE).map((op) => op.id);
+    const position = summary.scope === 'cluster' ? String(this.#state.position().position) : '';
+    this.#onEvent?.({ event: 'state-change', kind: summary.kind, scope: summary.scope, handles, users, position });
   }
 
   /** SHA-256 over every record outside 'device' and 'state' (backup.ts stateDigestOf): equal on two devices
@@ -319,7 +358,15 @@ export class Session {
   async login(name: string, password: PasswordInput, role?: Role): Promise<Actor> {
     this.#open();
     if (this.#actor !== undefined) fail('COFFER_ALREADY_LOGGED_IN');
-    const actor = await this.#users.login(name, password, role);
+    let actor: Actor;
+    try {
+      actor = await this.#users.login(name, password, role);
+    } catch (e) {
+      // The name as typed, cut to the longest a name may be: a mistyped password never lands here.
+      if (isCofferError(e)) this.#hsm.loginEvent(loggableName(name), 'failed', { code: e.code });
+      throw e;
+    }
+    this.#hsm.loginEvent(actor.userId, 'ok', { role: actor.role });
     if (this.#actor !== undefined) fail('COFFER_ALREADY_LOGGED_IN'); // another login won the race
     this.#actor = this.#scope === undefined ? actor : { ...actor, scope: this.#scope };
     return actor;
@@ -486,4 +533,11 @@ export class Session {
   #scoped<T extends ObjectTemplate>(template: T): T {
     return template.token === false ? { ...template, sessionId: this.id } : template;
   }
+}
+
+/** A login name fit for a log: only the characters a user name may have, at most its length. Anything
+ * else (a password typed into the name field, control characters) is replaced, never logged. */
+function loggableName(name: string): string {
+  if (typeof name !== 'string') return '?';
+  return name.length <= USER_NAME_CHARS_MAX && /^[A-Za-z0-9_-]+$/.test(name) ? name.toLowerCase() : '(invalid name)';
 }

@@ -47,6 +47,13 @@ export interface StateView {
   applied(op: RecordOp): void;
 }
 
+/** What a committed change set did, without its values: for logs (kind, scope, which records). */
+export interface ChangeSummary {
+  readonly kind: ChangeSet['kind'];
+  readonly scope: ChangeSet['scope'];
+  readonly ops: readonly { readonly op: RecordOp['op']; readonly ns: string; readonly id: string }[];
+}
+
 /** What an operation decided: the change sets to apply (in order; none when nothing changes) and
  * what the caller gets back once they are applied. */
 export interface Decision<T> {
@@ -64,8 +71,12 @@ export class DeviceState implements StateReader {
   #tail: Promise<unknown> = Promise.resolve();
   #waiting = 0;
 
-  constructor(store: RecordStore) {
+  readonly #onChange: ((summary: ChangeSummary) => void) | undefined;
+
+  /** `onChange` hears what each committed change set did (never its values): the device's log. */
+  constructor(store: RecordStore, onChange?: (summary: ChangeSummary) => void) {
     this.#store = store;
+    this.#onChange = onChange;
     this.#position = this.#readPosition();
   }
 
@@ -165,6 +176,7 @@ export class DeviceState implements StateReader {
       if (next !== undefined) this.#position = next;
       for (const op of cs.ops) for (const view of this.#views) if (view.namespaces.includes(op.ns)) view.applied(op);
       if (encoded !== undefined) this.#tell(encoded);
+      this.#onChange?.({ kind: cs.kind, scope: cs.scope, ops: cs.ops.map(({ op, ns, id }) => ({ op, ns, id })) });
     } finally {
       wipeChangeSet(cs);
     }

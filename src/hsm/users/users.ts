@@ -37,7 +37,7 @@ import {
   QUORUM_RSA_BITS_MIN,
   USERS_MAX,
 } from '../../formats/limits.js';
-import { decodeUserRecord, encodeUserRecord, normaliseUserName, type UserRecord } from '../../formats/user_record.js';
+import { USER_NAMESPACE, decodeUserRecord, encodeUserRecord, normaliseUserName, type UserRecord } from '../../formats/user_record.js';
 import {
   DEFAULT_SCRYPT_PARAMS,
   dummyVerifier,
@@ -56,7 +56,7 @@ export { normaliseUserName } from '../../formats/user_record.js';
 
 export const ADMIN_NAME = 'admin';
 export const APPLIANCE_NAME = 'app_user';
-const NS = 'user';
+const NS = USER_NAMESPACE;
 
 /** Roles an admin may give a new user. */
 export type ManagedRole = 'admin' | 'crypto-user';
@@ -87,6 +87,8 @@ export interface UsersOptions {
   /** True while `userId` owns or shares objects: such a crypto user cannot be deleted (the device
    * facade passes the object table's answer; without a hook nothing is refused on that ground). */
   readonly ownsObjects?: (userId: string) => boolean;
+  /** Told when a failed login locks a user (for the node's log: a name, never a password). */
+  readonly onLockout?: (userId: string) => void;
 }
 
 // ── names, keys, credentials ──────────────────────────────────────────────────────────────────
@@ -146,6 +148,7 @@ export class Users {
   readonly #random: Random;
   readonly #kdfParams: ScryptParams;
   readonly #ownsObjects: ((userId: string) => boolean) | undefined;
+  readonly #onLockout: ((userId: string) => void) | undefined;
   /** Checked when the name is unknown, so that every login derives once with current parameters. */
   readonly #dummyVerifier: Uint8Array;
   /** Failed logins of names that are not users (insertion order = least recently failed first). */
@@ -159,6 +162,7 @@ export class Users {
     this.#random = options.random ?? systemRandom;
     this.#kdfParams = options.kdfParams ?? DEFAULT_SCRYPT_PARAMS;
     this.#ownsObjects = options.ownsObjects;
+    this.#onLockout = options.onLockout;
     this.#dummyVerifier = dummyVerifier(this.#random, this.#kdfParams);
   }
 
@@ -395,7 +399,11 @@ export class Users {
       const ok = await verifyPasswordBytes(attempt.record?.verifier ?? this.#dummyVerifier, secret);
       if (attempt.locked) fail('COFFER_USER_LOCKED');
       const record = attempt.record;
-      if (!ok || record === undefined || (role !== undefined && role !== record.role)) fail('COFFER_AUTH_FAILED');
+      if (!ok || record === undefined || (role !== undefined && role !== record.role)) {
+        // This failure was the last one allowed: the user is locked from now on.
+        if (record !== undefined && attempt.counted && record.failedLogins + 1 >= LOGIN_FAILURES_MAX) this.#onLockout?.(userId);
+        fail('COFFER_AUTH_FAILED');
+      }
       await this.#succeeded(record, secret);
       return record;
     } finally {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCofferError, type ErrorCode } from '../../../src/errors.js';
 import { signFirmware } from '../../../src/factory/ceremony.js';
-import { Hsm, type Session } from '../../../src/hsm/device.js';
+import { Hsm, type HsmEvent, type Session } from '../../../src/hsm/device.js';
 import { provisionDevelopmentDevice, type DevelopmentAuthorities } from '../../../src/factory/development.js';
 import { computeFirmwareDigest } from '../../../src/hsm/identity/firmware.js';
 import { bufferSink, type CreateBackupOptions } from '../../../src/hsm/backup/backup.js';
@@ -30,6 +30,7 @@ export interface DeviceOptions {
   readonly firmware?: FirmwareEvidence;
   readonly clock?: Clock;
   readonly random?: Random;
+  readonly onEvent?: (event: HsmEvent) => void;
 }
 
 /** A commissioned device, no users yet. FIPS mode needs `firmware` (see firmwareEvidence). */
@@ -40,6 +41,7 @@ export async function commissionedDevice(authorities: DevelopmentAuthorities, o:
     ...(o.firmware === undefined ? {} : { firmware: o.firmware }),
     ...(o.clock === undefined ? {} : { clock: o.clock }),
     ...(o.random === undefined ? {} : { random: o.random }),
+    ...(o.onEvent === undefined ? {} : { onEvent: o.onEvent }),
   });
   const mode = o.mode ?? 'NON_FIPS';
   await provisionDevelopmentDevice(hsm, authorities, { mode, ...(o.firmware === undefined ? {} : { firmware: o.firmware }) });
