@@ -58,6 +58,16 @@ export async function run(): Promise<Section> {
     ),
     '≥ 0.9 × raw',
   );
+  // The object-identity check (docs/device.md "Object identity"): the same sign, the key named by
+  // handle and identity, beside the key named by handle alone.
+  const ecRef = { handle: ec.privateHandle, identity: s.getAttributes(ec.privateHandle).identity };
+  add(
+    'ECDSA P-256 sign naming the key\'s identity',
+    () => s.sign(ecRef, { mechanism: 'CKM_ECDSA_SHA256' }, DATA_64),
+    () => s.sign(ec.privateHandle, { mechanism: 'CKM_ECDSA_SHA256' }, DATA_64),
+    'cost of the identity check: ≥ 0.97 × by handle',
+    'the same sign, by handle alone',
+  );
   add(
     'raw ECDSA P-256 over a 32-byte digest (CKM_ECDSA)',
     () => s.sign(ec.privateHandle, { mechanism: 'CKM_ECDSA' }, DIGEST_32),
