@@ -13,6 +13,7 @@
 import { createHash, createVerify, type Hash, type KeyObject, type Verify } from 'node:crypto';
 import { assert } from '../assert.js';
 import { fail } from '../errors.js';
+import { ByteReader } from './byte_reader.js';
 import { AEAD_SEGMENTS_MAX, AEAD_SEGMENT_BYTES_MAX, AEAD_SEGMENT_BYTES_MIN, AEAD_STREAM_PREFIX_BYTES, AEAD_TAG_BYTES } from '../crypto/index.js';
 import {
   BACKUP_BODY_BYTES_MAX, BACKUP_HEADER_BYTES_MAX, BACKUP_READ_CHUNK_BYTES, BACKUP_RECORDS_MAX, BACKUP_SEGMENT_BYTES, BACKUP_STRING_BYTES_MAX,
@@ -216,38 +217,16 @@ export function peekBackupHeaderLength(first12: Uint8Array): number {
 }
 
 /** Bounds-checked big-endian reads inside a header of exactly H bytes: a field past H is malformed. */
-class HeaderReader {
-  readonly #b: Uint8Array;
-  readonly #v: DataView;
-  at: number;
-
+class HeaderReader extends ByteReader {
   constructor(b: Uint8Array, at: number) {
-    this.#b = b;
-    this.#v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    this.at = at;
-  }
-
-  #take(n: number): number {
-    if (this.at + n > this.#b.length) fail('COFFER_FORMAT_MALFORMED', { field: 'headerBytes' });
-    const start = this.at;
-    this.at += n;
-    return start;
-  }
-
-  u8(): number { return this.#v.getUint8(this.#take(1)); }
-  u16(): number { return this.#v.getUint16(this.#take(2)); }
-  u32(): number { return this.#v.getUint32(this.#take(4)); }
-  u64(): bigint { return this.#v.getBigUint64(this.#take(8)); }
-  bytes(n: number): Uint8Array {
-    const start = this.#take(n);
-    return this.#b.slice(start, start + n);
+    super(b, at, () => fail('COFFER_FORMAT_MALFORMED', { field: 'headerBytes' }));
   }
 
   /** u16 length ‖ UTF-8, the length checked against its limit before the bytes are read. */
   string(): string {
     const n = this.u16();
     if (n > BACKUP_STRING_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { field: 'string', max: BACKUP_STRING_BYTES_MAX });
-    const b = this.bytes(n);
+    const b = this.copy(n);
     try {
       return utf8.decode(b);
     } catch (e) {
@@ -259,7 +238,7 @@ class HeaderReader {
   certificate(): Uint8Array {
     const n = this.u32();
     checkCertificateBytes(n);
-    return this.bytes(n);
+    return this.copy(n);
   }
 }
 
@@ -274,16 +253,16 @@ export function decodeBackupHeader(headerBytes: Uint8Array): BackupHeader {
   const createdMs = r.u64();
   if (createdMs > BigInt(CREATED_MS_MAX)) fail('COFFER_FORMAT_MALFORMED', { field: 'createdMs' });
   const journalPosition = r.u64();
-  const mkbkId = r.bytes(BACKUP_KEY_ID_BYTES);
-  const akbkId = r.bytes(BACKUP_KEY_ID_BYTES);
+  const mkbkId = r.copy(BACKUP_KEY_ID_BYTES);
+  const akbkId = r.copy(BACKUP_KEY_ID_BYTES);
   const [recordCount, userCount, objectCount] = [r.u32(), r.u32(), r.u32()];
   checkCounts(recordCount, userCount, objectCount);
   const bodyBytes = r.u64();
   const segmentBytes = r.u32();
   checkBody(bodyBytes, segmentBytes);
-  const noncePrefix = r.bytes(AEAD_STREAM_PREFIX_BYTES);
+  const noncePrefix = r.copy(AEAD_STREAM_PREFIX_BYTES);
   if (r.u8() !== BACKUP_WRAPPED_BEK_BYTES) fail('COFFER_FORMAT_MALFORMED', { field: 'wrappedBekBytes' });
-  const wrappedBek = r.bytes(BACKUP_WRAPPED_BEK_BYTES);
+  const wrappedBek = r.copy(BACKUP_WRAPPED_BEK_BYTES);
   const [backupId, clusterId, sourceHsmId, firmwareVersion] = [r.string(), r.string(), r.string(), r.string()];
   if (r.u8() !== CERTIFICATE_COUNT) fail('COFFER_FORMAT_MALFORMED', { field: 'certificateCount' });
   const certificates = { device: r.certificate(), manufacturerRoot: r.certificate(), operator: r.certificate(), operatorRoot: r.certificate() };

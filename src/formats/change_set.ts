@@ -28,6 +28,7 @@
 import { createHash } from 'node:crypto';
 import { assert } from '../assert.js';
 import { fail } from '../errors.js';
+import { ByteReader } from './byte_reader.js';
 import { CHANGE_SET_BYTES_MAX, CHANGE_SET_OPS_MAX, SEALED_NAMESPACE_BYTES_MAX, SEALED_RECORD_BYTES_MAX, SEALED_RECORD_ID_BYTES_MAX } from './limits.js';
 
 export const CHANGE_SET_MAGIC: Uint8Array = new TextEncoder().encode('CFCS');
@@ -125,36 +126,14 @@ export function encodeChangeSet(cs: ChangeSet): Uint8Array {
   return out;
 }
 
-/** Bounds-checked reads: a field past the end is truncation. */
-class Reader {
-  readonly #b: Uint8Array;
-  readonly #v: DataView;
-  at = 0;
-  constructor(b: Uint8Array) {
-    this.#b = b;
-    this.#v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  }
-  #take(n: number): number {
-    if (this.at + n > this.#b.length) fail('COFFER_FORMAT_TRUNCATED', { format: 'change set' });
-    const start = this.at;
-    this.at += n;
-    return start;
-  }
-  u8(): number { return this.#v.getUint8(this.#take(1)); }
-  u16(): number { return this.#v.getUint16(this.#take(2)); }
-  u32(): number { return this.#v.getUint32(this.#take(4)); }
-  bytes(n: number): Uint8Array {
-    const start = this.#take(n);
-    return this.#b.slice(start, start + n);
-  }
-  text(n: number, max: number, field: string): string {
-    if (n === 0 || n > max) fail('COFFER_FORMAT_LIMIT', { format: 'change set', field, max });
-    const bytes = this.bytes(n);
-    try {
-      return utf8.decode(bytes);
-    } catch (e) {
-      return fail('COFFER_FORMAT_MALFORMED', { format: 'change set', field }, e);
-    }
+/** UTF-8 text of `n` bytes (1..max), the length checked before the bytes are read. */
+function readText(r: ByteReader, n: number, max: number, field: string): string {
+  if (n === 0 || n > max) fail('COFFER_FORMAT_LIMIT', { format: 'change set', field, max });
+  const bytes = r.view(n);
+  try {
+    return utf8.decode(bytes);
+  } catch (e) {
+    return fail('COFFER_FORMAT_MALFORMED', { format: 'change set', field }, e);
   }
 }
 
@@ -163,8 +142,7 @@ class Reader {
 export function decodeChangeSet(bytes: Uint8Array): ChangeSet {
   if (bytes.length > CHANGE_SET_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { format: 'change set', field: 'bytes', max: CHANGE_SET_BYTES_MAX });
   if (bytes.length < CHANGE_SET_MAGIC.length || CHANGE_SET_MAGIC.some((m, i) => bytes[i] !== m)) fail('COFFER_FORMAT_BAD_MAGIC', { expected: 'coffer change set' });
-  const r = new Reader(bytes);
-  r.at = CHANGE_SET_MAGIC.length;
+  const r = new ByteReader(bytes, CHANGE_SET_MAGIC.length);
   const version = r.u16();
   if (version !== CHANGE_SET_VERSION) fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'change set', version, supported: CHANGE_SET_VERSION });
   const scopeCode = r.u8();
@@ -176,15 +154,15 @@ export function decodeChangeSet(bytes: Uint8Array): ChangeSet {
   for (let i = 0; i < count; i++) {
     const type = r.u8();
     if (type !== 1 && type !== 2) fail('COFFER_FORMAT_MALFORMED', { format: 'change set', field: 'op' });
-    const ns = r.text(r.u8(), SEALED_NAMESPACE_BYTES_MAX, 'namespace');
-    const id = r.text(r.u16(), SEALED_RECORD_ID_BYTES_MAX, 'id');
+    const ns = readText(r, r.u8(), SEALED_NAMESPACE_BYTES_MAX, 'namespace');
+    const id = readText(r, r.u16(), SEALED_RECORD_ID_BYTES_MAX, 'id');
     if (type === 2) {
       ops.push({ op: 'delete', ns, id });
       continue;
     }
     const n = r.u32();
     if (n > SEALED_RECORD_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { format: 'change set', field: 'value', max: SEALED_RECORD_BYTES_MAX });
-    ops.push({ op: 'put', ns, id, value: r.bytes(n) });
+    ops.push({ op: 'put', ns, id, value: r.copy(n) });
   }
   if (r.at !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { format: 'change set', field: 'trailing bytes' });
   return { scope, kind, ops };

@@ -31,6 +31,7 @@
 import { createHash } from 'node:crypto';
 import { SecretBytes } from '../crypto/secret_bytes.js';
 import { fail } from '../errors.js';
+import { ByteReader } from './byte_reader.js';
 import {
   KCV_BYTES_MAX,
   KEY_MATERIAL_BYTES_MAX,
@@ -173,58 +174,23 @@ function attributeBits(attributes: Readonly<Record<BooleanAttributeName, boolean
 
 // ── decoder ──────────────────────────────────────────────────────────────────────────────────
 
-/** A bounds-checked reader: every read first checks that the bytes are there. */
-class Reader {
-  #off = 0;
-  readonly #view: DataView;
-  constructor(readonly bytes: Uint8Array) {
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  get offset(): number {
-    return this.#off;
-  }
-  #need(n: number): number {
-    if (this.#off + n > this.bytes.length) fail('COFFER_FORMAT_TRUNCATED', { offset: this.#off, needed: n });
-    const at = this.#off;
-    this.#off += n;
-    return at;
-  }
-  u8(): number {
-    return this.#view.getUint8(this.#need(1));
-  }
-  u16(): number {
-    return this.#view.getUint16(this.#need(2));
-  }
-  u32(): number {
-    return this.#view.getUint32(this.#need(4));
-  }
-  u64(): bigint {
-    return this.#view.getBigUint64(this.#need(8));
-  }
-  /** A view (not a copy) of the next `n` bytes. */
-  take(n: number): Uint8Array {
-    const at = this.#need(n);
-    return this.bytes.subarray(at, at + n);
-  }
-}
-
-function readString(r: Reader, length: number, field: string): string {
+function readString(r: ByteReader, length: number, field: string): string {
   try {
-    return utf8Strict.decode(r.take(length));
+    return utf8Strict.decode(r.view(length));
   } catch (e) {
     if (e instanceof TypeError) fail('COFFER_FORMAT_MALFORMED', { field });
     throw e;
   }
 }
 
-function readUserId(r: Reader, field: string): string {
+function readUserId(r: ByteReader, field: string): string {
   const length = r.u8();
   checkLength(length, 1, USER_NAME_CHARS_MAX, field);
   return readString(r, length, field);
 }
 
-function readHeader(r: Reader): void {
-  const magic = r.take(4);
+function readHeader(r: ByteReader): void {
+  const magic = r.view(4);
   if (!magic.every((b, i) => b === OBJECT_RECORD_MAGIC[i])) fail('COFFER_FORMAT_BAD_MAGIC', { expected: 'COBJ' });
   const version = r.u16();
   if (!SUPPORTED_VERSIONS.includes(version)) {
@@ -237,7 +203,7 @@ function lookup<K>(map: ReadonlyMap<number, K>, code: number, field: string): K 
   return map.get(code) ?? fail('COFFER_FORMAT_MALFORMED', { field, code });
 }
 
-function readAttributes(r: Reader): Record<BooleanAttributeName, boolean> {
+function readAttributes(r: ByteReader): Record<BooleanAttributeName, boolean> {
   const bits = r.u32();
   if (bits >>> BOOLEAN_ATTRIBUTE_NAMES.length !== 0) fail('COFFER_FORMAT_MALFORMED', { field: 'attributes' });
   const out = {} as Record<BooleanAttributeName, boolean>;
@@ -253,7 +219,7 @@ function readAttributes(r: Reader): Record<BooleanAttributeName, boolean> {
  * is not modified (the caller zeroises it).
  */
 export function decodeObjectRecord(bytes: Uint8Array): ObjectRecord {
-  const r = new Reader(bytes);
+  const r = new ByteReader(bytes);
   readHeader(r);
   const handle = r.u64();
   if (handle > BigInt(Number.MAX_SAFE_INTEGER)) fail('COFFER_FORMAT_MALFORMED', { field: 'handle' });
@@ -281,14 +247,14 @@ export function decodeObjectRecord(bytes: Uint8Array): ObjectRecord {
   const label = readString(r, labelBytes, 'label');
   const idBytes = r.u16();
   checkLength(idBytes, 0, OBJECT_ID_BYTES_MAX, 'id');
-  const id = r.take(idBytes).slice();
+  const id = r.view(idBytes).slice();
   const kcvBytes = r.u8();
   checkLength(kcvBytes, 0, KCV_BYTES_MAX, 'kcv');
-  const kcv = r.take(kcvBytes).slice();
+  const kcv = r.view(kcvBytes).slice();
   const materialBytes = r.u32();
   checkLength(materialBytes, 1, KEY_MATERIAL_BYTES_MAX, 'material');
-  const materialView = r.take(materialBytes);
-  if (r.offset !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { field: 'trailing', bytes: bytes.length - r.offset });
+  const materialView = r.view(materialBytes);
+  if (r.at !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { field: 'trailing', bytes: bytes.length - r.at });
   const material = SecretBytes.copyOf(materialView);
   const base = { handle: Number(handle), class: cls, keyType, bits, attributes, manageKeyQuorum, useKeyQuorum, owner, sharees, label, id, kcv, material };
   return curve === undefined ? base : { ...base, curve };
@@ -348,7 +314,7 @@ export function encodeSessionObjectRecord(s: SessionObjectRecord): Uint8Array {
 }
 
 export function decodeSessionObjectRecord(bytes: Uint8Array): SessionObjectRecord {
-  const r = new Reader(bytes);
+  const r = new ByteReader(bytes);
   const version = r.u8();
   if (version !== SESSION_OBJECT_VERSION) fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'session object record', version, supported: String(SESSION_OBJECT_VERSION) });
   const sessionBytes = r.u8();
@@ -357,6 +323,6 @@ export function decodeSessionObjectRecord(bytes: Uint8Array): SessionObjectRecor
   const scopeBytes = r.u8();
   checkLength(scopeBytes, 0, SESSION_SCOPE_CHARS_MAX, 'scope');
   const scope = readString(r, scopeBytes, 'scope');
-  const record = decodeObjectRecord(bytes.subarray(r.offset));
+  const record = decodeObjectRecord(bytes.subarray(r.at));
   return { sessionId, scope: scope === '' ? undefined : scope, record };
 }
