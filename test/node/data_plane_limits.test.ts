@@ -1,6 +1,6 @@
 // The data plane's limits against hostile and idle peers, over real sockets (docs/node.md "Limits"):
 // a partly sent frame, an idle connection, a request in flight that outlasts the idle limit, the
-// connection caps (total and per address) and a second HELLO.
+// connection caps (total and per address), a second HELLO, and the SDK riding out idle closes.
 // Timeouts are short here; every wait is for an event (a close, a counter), never a duration.
 
 import { test, before, after } from 'node:test';
@@ -14,12 +14,15 @@ import { join } from 'node:path';
 import type { Hsm } from '../../src/hsm/device.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { Connection } from '../../src/client/connection.js';
+import { Cluster } from '../../src/client/cluster.js';
 import { FRAME_HEADER_BYTES, FrameDecoder, FrameKind, OPS, encodeRequest, fromWireError, type Frame } from '../../src/formats/wire.js';
 import { WIRE_FRAME_BYTES_MAX } from '../../src/formats/limits.js';
 import { errorPayload } from '../../src/formats/wire_ops.js';
 import { decodeWith } from '../../src/formats/wire_codec.js';
 import { isCofferError } from '../../src/errors.js';
+import type { Session } from '../../src/hsm/device.js';
 import { activatedDeviceWithAlice } from './node_support.js';
+import { ALICE, startTestCluster } from '../client/support.js';
 
 const ECDSA_SHA256 = { mechanism: 'CKM_ECDSA_SHA256' } as const;
 let hsm: Hsm;
@@ -248,6 +251,32 @@ test('a second HELLO on a connection is answered COFFER_HELLO_REPEATED and the c
     c.close();
   } finally {
     await plane.close();
+  }
+});
+
+test('an SDK cluster rides out idle closes by its node and keeps working, one and several connections per node', async () => {
+  const ecKey = (alice: Session): ReturnType<Session['generateKeyPair']> => alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { token: true }, { token: true });
+  // Shorter than the SDK's STATUS poll period, so connections do go idle between polls.
+  const tc = await startTestCluster({ nodes: 1, setup: ecKey, plane: () => ({ idleTimeoutMs: 150 }) });
+  try {
+    for (const connectionsPerNode of [1, 3]) {
+      const cluster = await Cluster.connect({ endpoints: tc.endpoints, ca: tc.ca, credentials: ALICE, connectionsPerNode });
+      try {
+        const key = cluster.key(tc.made.privateHandle);
+        for (let round = 0; round < 3; round++) {
+          const closed = tc.nodes[0]?.plane.stats().closedIdleTimeout ?? 0;
+          await until(() => (tc.nodes[0]?.plane.stats().closedIdleTimeout ?? 0) > closed, 'the node closed an idle connection of the SDK');
+          const signatures = await Promise.all(Array.from({ length: 8 }, (_, i) => key.sign(new Uint8Array([round, i]))));
+          assert.ok(signatures.every((sig) => sig.length === 64));
+          assert.equal((await cluster.random(8)).length, 8);
+          assert.equal(cluster.nodes[0]?.state, 'up', 'the idle close never took the node out of the cluster');
+        }
+      } finally {
+        await cluster.close();
+      }
+    }
+  } finally {
+    await tc.close();
   }
 });
 
