@@ -9,7 +9,7 @@
 // the HELLO after it must finish within a timeout, a frame begun must be whole within another, and a
 // connection with nothing in flight that sends nothing is closed when idle; connections are capped
 // in total (at accept, before TLS) and per remote address. A second HELLO is answered
-// COFFER_HELLO_REPEATED. An untyped exception closes the connection.
+// COFFER_HELLO_REPEATED. An untyped exception is a bug: by default the process stops (crashOnBug).
 //
 // TLS (docs/node.md "TLS identities"): the node presents the identity its device's cluster state
 // calls for (tls_identity.ts) and switches to a fresh one on refreshTls() — new connections get it,
@@ -64,8 +64,9 @@ export interface DataPlaneOptions {
   readonly retryAfterMs?: number;
   /** Reported in STATUS; 0 = not measured. */
   readonly capacityOpsPerSecond?: number;
-  /** Called with an untyped exception before its connection is closed (a bug: the node never
-   * describes it on the wire). Default: ignored. */
+  /** Called with an untyped exception (a bug: the node never describes it on the wire); the
+   * connection is closed afterwards if the process goes on. Default: crashOnBug, which stops the
+   * process. Tests that provoke failures on purpose pass their own. */
   readonly onBug?: (error: unknown) => void;
 }
 
@@ -98,6 +99,22 @@ export interface DataPlane {
   refreshTls(): Promise<void>;
   stats(): DataPlaneStats;
   close(): Promise<void>;
+}
+
+/** Exit status of a node stopped by a bug: EX_SOFTWARE ("internal software error", sysexits.h). */
+export const NODE_BUG_EXIT_CODE = 70;
+
+/**
+ * The default onBug: a bug means the node's state is unknown, and an HSM must not run on in an
+ * unknown state (CONTRIBUTING.md rule 2). One line on stderr that names it a bug, the stack frames
+ * after it (code locations only), then exit NODE_BUG_EXIT_CODE at once; the sealed store keeps its
+ * last committed state. stderr is written synchronously for files and pipes, so nothing is lost.
+ */
+export function crashOnBug(error: unknown): never {
+  const what = (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).replace(/\s+/g, ' ');
+  const frames = error instanceof Error ? (error.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)) : [];
+  process.stderr.write(`coffer: bug, the node stops (an HSM must not run on in an unknown state): ${what}\n${frames.map((l) => `${l}\n`).join('')}`);
+  process.exit(NODE_BUG_EXIT_CODE);
 }
 
 interface Limits {
@@ -244,7 +261,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const hosts = options.tlsHosts ?? [host, 'localhost'];
   const anchors = checkClientAnchors(options.clientTrustAnchors);
   const limits = limitsOf(options);
-  const onBug = options.onBug ?? (() => undefined);
+  const onBug = options.onBug ?? crashOnBug;
   const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, onBug);
   const first = options.tls ?? (await currentTlsIdentity(options.hsm, hosts, options.clusterLeafValidityMs));
   const tls = new TlsSwitch(options.hsm, hosts, anchors, options.clusterLeafValidityMs, onBug, first);
