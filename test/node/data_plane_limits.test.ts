@@ -39,6 +39,16 @@ async function until(cond: () => boolean, what: string, timeoutMs = 30_000): Pro
   }
 }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** `p`, or a failure naming `what` after a generous bound (the event never came). */
+async function within<T>(p: Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting: ${what}`)), timeoutMs)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A raw TLS socket that collects frames and tells when the node closed it. */
 async function rawSocket(plane: DataPlane): Promise<{ socket: TLSSocket; frames: Frame[]; closed: Promise<void>; isClosed: () => boolean }> {
@@ -91,7 +101,7 @@ test('peers that declare a maximal frame and send a few bytes hold a few bytes e
     const grewBytes = process.memoryUsage().arrayBuffers - arrayBuffersBefore;
     console.log(`${peers} peers declaring ${length + 4}-byte frames: the node holds ${plane.bytesHeld()} bytes; array buffers grew ${grewBytes} bytes`);
     assert.ok(grewBytes < 8 * 1024 * 1024, `${peers} stalled maximal frames made the node allocate ${grewBytes} bytes`);
-    await Promise.all(raws.map((r) => r.closed)); // the partial-frame timeout closes each of them
+    await within(Promise.all(raws.map((r) => r.closed)), 'the partial-frame timeout closes each of them');
     assert.equal(plane.stats().closedPartialFrameTimeout, peers);
     assert.equal(plane.stats().closedIdleTimeout, 0);
     await until(() => plane.bytesHeld() === 0 && plane.load().connections === 0, 'nothing held once they are gone');
@@ -126,7 +136,7 @@ test('an idle connection is closed after the idle timeout, raw or through the cl
     const s = await c.openSession();
     await c.login(s, 'alice', 'alice-password', 'crypto-user');
     assert.equal(hsm.status().sessions, sessionsBefore + 1);
-    await raw.closed;
+    await within(raw.closed, 'the idle raw connection is closed');
     await until(() => c.isLost, 'the client connection was closed');
     assert.equal(plane.stats().closedIdleTimeout, 2);
     await until(() => hsm.status().sessions === sessionsBefore, 'the idle connection\'s session was closed');
@@ -191,7 +201,7 @@ test('over the total connection cap a new TCP connection is closed at accept and
     for (let i = 0; i < 3; i++) held.push(await tcp(plane.port));
     await until(() => plane.stats().connectionsOpen === 3, 'three connections held');
     const over = await tcp(plane.port).catch(() => undefined); // the kernel may accept before the node closes it
-    await over?.closed;
+    await within(over?.closed ?? Promise.resolve(), 'the connection over the cap is closed');
     await until(() => plane.stats().refusedConnectionsMax === 1, 'the fourth was refused');
     await assert.rejects(Connection.connect({ host: '127.0.0.1', port: plane.port, ca: plane.tls.certificatePem })); // closed before TLS
     assert.equal(plane.stats().refusedConnectionsMax, 2);
@@ -214,7 +224,7 @@ test('over the per-address cap a connection from that address is closed at accep
     for (let i = 0; i < 2; i++) held.push(await tcp(plane.port));
     await until(() => plane.stats().connectionsOpen === 2, 'two connections from 127.0.0.1');
     const over = await tcp(plane.port).catch(() => undefined);
-    await over?.closed;
+    await within(over?.closed ?? Promise.resolve(), 'the connection over the per-address cap is closed');
     assert.equal(plane.stats().refusedPerAddressMax, 1);
     await assert.rejects(Connection.connect({ host: '127.0.0.1', port: plane.port, ca: plane.tls.certificatePem })); // closed before TLS
     assert.equal(plane.stats().refusedPerAddressMax, 2);
