@@ -420,7 +420,8 @@ class Connection {
     if (d === undefined || this.#closed || this.#timerAtMs <= d.atMs) return;
     clearTimeout(this.#timer);
     this.#timerAtMs = d.atMs;
-    this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, Math.ceil(d.atMs - performance.now())));
+    // A wait past setTimeout's range fires early and re-arms (#onTimer checks the deadline).
+    this.#timer = setTimeout(() => this.#onTimer(), Math.min(TIMER_MS_MAX, Math.max(0, Math.ceil(d.atMs - performance.now()))));
     this.#timer.unref();
   }
 
