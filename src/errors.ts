@@ -117,6 +117,7 @@ export const ERRORS = {
   COFFER_CONNECTION_LOST: { message: 'Connection to the node was lost', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_OPERATION_UNSUPPORTED: { message: 'Operation is not supported by this node', ckr: 'CKR_FUNCTION_NOT_SUPPORTED', http: 501 },
   COFFER_SESSION_LIMIT: { message: 'Too many sessions on this connection', ckr: 'CKR_SESSION_COUNT', http: 503 },
+  COFFER_HELLO_REPEATED: { message: 'HELLO was already negotiated on this connection', ckr: 'CKR_CRYPTOKI_ALREADY_INITIALIZED', http: 409 },
   COFFER_NODE_UNTRUSTED: { message: 'Node did not prove it belongs to the cluster (certificate not trusted)', ckr: 'CKR_DEVICE_ERROR', http: 502 },
   COFFER_CLUSTER_UNAVAILABLE: { message: 'No HSM of the cluster could serve the request', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_KEY_UNAVAILABLE: { message: 'No HSM known to hold this key as it was found is up; retry later or find the key again', ckr: 'CKR_DEVICE_REMOVED', http: 503 },

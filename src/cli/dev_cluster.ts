@@ -11,10 +11,13 @@
 //   4. each further node: a new process, cloned from a running node by sealed backup → restore
 //      over the management interface.
 //
-// <dir>/cluster.json (0600) lists endpoints, file paths and the development credentials.
+// <dir>/cluster.json (0600) lists endpoints, file paths and the development credentials; it is
+// rewritten (atomically: a temporary file renamed over it) whenever a node is added or exits, so
+// `running` stays true to the processes. A node that exits without being asked to is reported to
+// `onNodeExit` (the `coffer dev cluster` command prints it).
 
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '../client/connection.js';
@@ -22,7 +25,7 @@ import { ManagementClient, type ManagementClientOptions } from '../management/cl
 import { fail } from '../errors.js';
 import { pemOf } from '../formats/x509.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities, type DevelopmentCustomerCa } from '../factory/development.js';
-import { isRunning, spawnNode, stopNode, type DevNode } from './dev_node_process.js';
+import { NODE_LOG_FILE, isRunning, spawnNode, stopNode, type DevNode } from './dev_node_process.js';
 
 export type { DevNode } from './dev_node_process.js';
 
@@ -62,6 +65,26 @@ export interface DevelopmentClusterOptions {
   readonly host?: string;
   /** The CLI's main.js; default: the one beside this file. */
   readonly mainJs?: string;
+  /** Called when a node process exits without `kill` or `stop` having asked it to, after
+   * cluster.json was rewritten with `running: false` for it. */
+  readonly onNodeExit?: (exit: NodeExit) => void;
+}
+
+/** A node process that exited unexpectedly. */
+export interface NodeExit {
+  /** 1-based, as the node's directory `nodes/node-<n>`. */
+  readonly node: number;
+  readonly serial: string;
+  readonly pid: number;
+  /** Exit status, or null when a signal ended it. */
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** The node's stderr (docs/development-cluster.md): where a crashed node says why. */
+  readonly log: string;
+  /** Nodes of the cluster still running, and all its nodes. */
+  readonly running: number;
+  readonly nodes: number;
+  readonly clusterFile: string;
 }
 
 /** Everything the steps share. The customer CA's key stays in this process's memory only. */
@@ -103,7 +126,7 @@ export async function startDevelopmentCluster(options: DevelopmentClusterOptions
     nodes.push(first);
     await initialiseCluster(setup, first, clusterId, preCoPassword);
     await activate(setup, first, preCoPassword, admin, cryptoUser);
-    const cluster = makeCluster(setup, nodes, { clusterId, admin, cryptoUser }, () => {
+    const cluster = makeCluster(setup, nodes, { clusterId, admin, cryptoUser }, options.onNodeExit, () => {
       cleanup();
       process.off('exit', cleanup);
     });
@@ -191,7 +214,20 @@ async function cloneInto(setup: Setup, source: DevNode, target: DevNode): Promis
   }
 }
 
-function makeCluster(setup: Setup, nodes: DevNode[], facts: { clusterId: string; admin: Credentials; cryptoUser: Credentials }, release: () => void): DevelopmentCluster {
+function makeCluster(
+  setup: Setup, nodes: DevNode[], facts: { clusterId: string; admin: Credentials; cryptoUser: Credentials },
+  onNodeExit: ((exit: NodeExit) => void) | undefined, release: () => void,
+): DevelopmentCluster {
+  /** Nodes asked to stop (kill, stop): their exit is expected and not reported. */
+  const asked = new Set<DevNode>();
+  const watch = (node: DevNode): void => {
+    node.process.once('exit', (code, signal) => {
+      const clusterFile = rewriteClusterFile(setup, cluster);
+      if (asked.has(node)) return;
+      const running = nodes.filter(isRunning).length;
+      onNodeExit?.({ node: nodes.indexOf(node) + 1, serial: node.serial, pid: node.pid, code, signal, log: join(node.dataDir, NODE_LOG_FILE), running, nodes: nodes.length, clusterFile });
+    });
+  };
   const cluster: DevelopmentCluster = {
     dir: setup.dir,
     ...facts,
@@ -207,22 +243,39 @@ function makeCluster(setup: Setup, nodes: DevNode[], facts: { clusterId: string;
         throw e;
       }
       nodes.push(node);
+      watch(node);
       writeClusterFile(setup, cluster);
       return node;
     },
     kill: async (index, signal = 'SIGKILL') => {
       const node = nodes[index] ?? fail('COFFER_CLI_USAGE', { reason: 'no such node' });
+      asked.add(node);
       await stopNode(node, signal);
     },
     stop: async () => {
+      for (const n of nodes) asked.add(n);
       await Promise.all(nodes.map((n) => stopNode(n, 'SIGTERM')));
       release();
     },
   };
+  for (const n of nodes) watch(n);
   return cluster;
 }
 
-/** <dir>/cluster.json, mode 0600: it holds the development cluster's passwords. */
+/** writeClusterFile, except when the cluster's directory was removed under it (a caller that
+ * deleted it before stopping): then there is no file to keep in step. */
+function rewriteClusterFile(setup: Setup, cluster: DevelopmentCluster): string {
+  try {
+    return writeClusterFile(setup, cluster);
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'ENOENT') throw e;
+    return join(setup.dir, CLUSTER_FILE);
+  }
+}
+
+/** <dir>/cluster.json, mode 0600: it holds the development cluster's passwords. Written to a fresh
+ * temporary file (0600 from its creation) that is then renamed over the old one, so a reader sees
+ * the old file or the new one, never a part. */
 export function writeClusterFile(setup: { readonly dir: string }, cluster: DevelopmentCluster): string {
   const path = join(setup.dir, CLUSTER_FILE);
   const doc = {
@@ -234,7 +287,9 @@ export function writeClusterFile(setup: { readonly dir: string }, cluster: Devel
     cryptoUser: cluster.cryptoUser,
     nodes: cluster.nodes.map((n) => ({ host: n.host, port: n.port, managementPort: n.managementPort, pid: n.pid, serial: n.serial, dataDir: n.dataDir, running: isRunning(n) })),
   };
-  rmSync(path, { force: true }); // so that the mode below applies to a fresh file
-  writeFileSync(path, JSON.stringify(doc, null, 2) + '\n', { mode: 0o600 });
+  const temporary = `${path}.${process.pid}.tmp`;
+  rmSync(temporary, { force: true }); // so that the mode below applies to a fresh file
+  writeFileSync(temporary, JSON.stringify(doc, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
+  renameSync(temporary, path);
   return path;
 }

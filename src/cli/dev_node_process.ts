@@ -13,8 +13,10 @@ import { fail } from '../errors.js';
 export const NODE_READY_TIMEOUT_MS = 60_000;
 /** After SIGTERM a node closes its servers and store at once; past this it is killed. */
 export const NODE_STOP_TIMEOUT_MS = 10_000;
-/** Log bytes quoted in an error when a node fails to start. */
-const LOG_TAIL_CHARS = 2000;
+/** Log bytes quoted when a node fails to start or exits unexpectedly. */
+export const LOG_TAIL_CHARS = 2000;
+/** The node's stderr, in its data directory. */
+export const NODE_LOG_FILE = 'node.log';
 
 export interface DevNode {
   readonly host: string;
@@ -44,7 +46,7 @@ export interface SpawnNodeOptions {
 /** Starts a node process and resolves once it is ready (or rejects with its log's tail). */
 export async function spawnNode(options: SpawnNodeOptions): Promise<DevNode> {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-  const logPath = join(options.dataDir, 'node.log');
+  const logPath = join(options.dataDir, NODE_LOG_FILE);
   const log = openSync(logPath, 'a', 0o600);
   const args = [options.mainJs, 'hsm', 'serve', '--data', options.dataDir, '--development', '--authorities', options.authoritiesDir, '--host', options.host, '--port', '0', '--management-port', '0'];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', log] });

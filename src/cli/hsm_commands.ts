@@ -3,7 +3,9 @@
 // is provisioned with development authorities, throw-away ones or those of --authorities
 // (docs/node.md). It writes the node's start-time TLS certificate and the device's attestation of it
 // into the data directory, prints ONE JSON line `{"event":"ready",…}` (the dev cluster and tests
-// read it), and serves until SIGINT or SIGTERM, then closes its servers and the store.
+// read it), and serves until SIGINT or SIGTERM, then closes its servers and the store. A bug (an
+// untyped exception) in a request stops it at once with exit status 70 and a line on stderr that
+// names it a bug (crashOnBug, serveNode's default): an HSM must not run on in an unknown state.
 
 import type { Command } from 'commander';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -50,7 +52,6 @@ async function serve(opts: ServeFlags): Promise<void> {
     ...(opts.authorities === undefined ? {} : { authoritiesDir: opts.authorities }),
     ...(managementPort === undefined ? {} : { managementPort }),
     ...(clientTrustAnchors.length === 0 ? {} : { clientTrustAnchors }),
-    onBug: (e) => void process.stderr.write(`coffer: internal error in a request: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`),
   });
   const certificatePath = join(opts.data, 'tls-certificate.pem');
   writeFileSync(certificatePath, node.dataPlane.tls.certificatePem, { mode: 0o644 });

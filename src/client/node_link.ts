@@ -3,9 +3,13 @@
 // in-flight count and the node's reported capacity and load (STATUS, polled every
 // CLIENT_STATUS_POLL_MS), which the balancer weighs.
 //
-// A link that loses a connection, or whose node answers nothing for requestTimeoutMs while requests
-// are in flight, goes down: its pending calls fail (COFFER_CONNECTION_LOST / COFFER_REQUEST_TIMEOUT)
-// and the cluster moves idempotent ones elsewhere. A down link is re-probed with doubling backoff
+// A connection the node closed while nothing was in flight on it (the node's idle timeout, docs/node.md
+// "Limits") is opened again — TLS, HELLO, session, login — by the next call that picks it, so the
+// caller never sees it; the STATUS poll goes to each connection in turn, which keeps every one of
+// them from idling out in the first place. A link that loses a connection with requests on it, that
+// cannot reopen one, or whose node answers nothing for requestTimeoutMs while requests are in flight,
+// goes down: its pending calls fail (COFFER_CONNECTION_LOST / COFFER_REQUEST_TIMEOUT) and the
+// cluster moves idempotent ones elsewhere. A down link is re-probed with doubling backoff
 // and gets traffic again only after TLS, HELLO, session and login all succeed. A login refused on a
 // re-probe stops the probing for good: repeating it would lock the user out.
 
@@ -70,6 +74,11 @@ interface Channel {
   readonly connection: Connection;
   readonly session: number;
   inFlight: number;
+  /** Nothing was answered on this channel since it last had nothing in flight: if its connection is
+   * lost now, the node most likely closed it as idle just as requests went out (see #lost). */
+  quiet: boolean;
+  /** Set while a replacement for this channel's lost connection is being opened. */
+  reopening?: Promise<Channel>;
 }
 
 /** node:tls verification failures: the node did not prove it belongs to the customer's cluster. */
@@ -126,6 +135,8 @@ export class NodeLink {
   #polling = false;
   #progressMark = -1;
   #stalledSinceMs = 0;
+  /** The channel the next STATUS poll goes to (round robin: a keepalive for each). */
+  #pollNext = 0;
 
   constructor(index: number, options: LinkOptions) {
     this.index = index;
@@ -162,7 +173,7 @@ export class NodeLink {
       ...(o.key === undefined ? {} : { key: o.key }),
     });
     try {
-      return { connection, session: await connection.openSession(), inFlight: 0 };
+      return { connection, session: await connection.openSession(), inFlight: 0, quiet: true };
     } catch (e) {
       connection.close();
       throw e;
@@ -193,14 +204,18 @@ export class NodeLink {
     if (name === 'SIGN' && this.#o.autoBatch && this.inFlight >= CLIENT_AUTO_BATCH_IN_FLIGHT_MIN) {
       return this.#queueSign(body as unknown as SessionBody<'SIGN'>) as Promise<WireResponse<N>>;
     }
-    const ch = this.#channel();
+    let ch = this.#channel();
+    if (ch.connection.isLost) ch = await this.#reopen(ch);
     body.session = ch.session; // encoded synchronously by call(): a retry elsewhere sets its own
+    if (ch.inFlight === 0) ch.quiet = true;
     ch.inFlight++;
     this.inFlight++;
     try {
-      return await ch.connection.call(name, body as unknown as WireRequest<N>);
+      const response = await ch.connection.call(name, body as unknown as WireRequest<N>);
+      ch.quiet = false;
+      return response;
     } catch (e) {
-      if (ch.connection.isLost) this.#down(e);
+      this.#failed(ch, e);
       throw e;
     } finally {
       ch.inFlight--;
@@ -231,19 +246,29 @@ export class NodeLink {
       this.inFlight -= queued.length;
       this.completed += queued.length;
     };
+    const fail = (e: unknown): void => {
+      settle();
+      for (const q of queued) q.reject(e);
+    };
     let ch: Channel;
     try {
       ch = this.#channel();
     } catch (e) {
-      settle();
-      for (const q of queued) q.reject(e);
+      fail(e);
       return;
     }
+    if (ch.connection.isLost) this.#reopen(ch).then((fresh) => this.#sendSigns(fresh, queued, settle), fail);
+    else this.#sendSigns(ch, queued, settle);
+  }
+
+  #sendSigns(ch: Channel, queued: readonly QueuedSign[], settle: () => void): void {
     const items = queued.map((q) => ({ handle: q.body.handle, params: q.body.params, data: q.body.data, ...(q.body.identity === undefined ? {} : { identity: q.body.identity }) }));
+    if (ch.inFlight === 0) ch.quiet = true;
     ch.inFlight += queued.length;
     this.autoBatches++;
     ch.connection.call('SIGN_BATCH', { session: ch.session, items }).then((r) => {
       ch.inFlight -= queued.length;
+      ch.quiet = false;
       settle();
       queued.forEach((q, i) => {
         const x = r.results[i];
@@ -254,18 +279,26 @@ export class NodeLink {
     }, (e: unknown) => {
       ch.inFlight -= queued.length;
       settle();
-      if (ch.connection.isLost) this.#down(e);
+      this.#failed(ch, e);
       for (const q of queued) q.reject(e);
     });
   }
 
   /** A request that needs no session (STATUS). */
-  async callPlain(name: 'STATUS'): Promise<WireResponse<'STATUS'>> {
-    const ch = this.#channel();
+  callPlain(name: 'STATUS'): Promise<WireResponse<'STATUS'>> {
+    return this.#plain(name, this.#channel());
+  }
+
+  async #plain(name: 'STATUS', picked: Channel): Promise<WireResponse<'STATUS'>> {
+    let ch = picked;
+    if (ch.connection.isLost) ch = await this.#reopen(ch);
+    if (ch.inFlight === 0) ch.quiet = true;
     try {
-      return await ch.connection.call(name, {});
+      const response = await ch.connection.call(name, {});
+      ch.quiet = false;
+      return response;
     } catch (e) {
-      if (ch.connection.isLost) this.#down(e);
+      this.#failed(ch, e);
       throw e;
     }
   }
@@ -278,6 +311,22 @@ export class NodeLink {
   /** Records what a reply said of the node's state position. */
   sawLineage(lineage: Uint8Array): void {
     this.lineage = Buffer.from(lineage).toString('hex');
+  }
+
+  /**
+   * A call on `ch` failed. A typed answer is an answer. A lost connection takes the link down —
+   * unless the channel was quiet: the node then most likely closed it as idle while the requests
+   * were on their way (it never read them), so the link stays up, the caller gets
+   * COFFER_CONNECTION_LOST (an idempotent call is retried by the router, here or elsewhere), and the
+   * next call on the channel reopens it; if the node is really gone, that reopen fails and takes
+   * the link down.
+   */
+  #failed(ch: Channel, e: unknown): void {
+    if (!ch.connection.isLost) {
+      ch.quiet = false;
+      return;
+    }
+    if (!ch.quiet) this.#down(e);
   }
 
   markMissing(handle: number): void {
@@ -317,6 +366,37 @@ export class NodeLink {
       if (c.inFlight < best.inFlight) best = c;
     }
     return best;
+  }
+
+  /**
+   * Replaces a channel whose connection was lost while nothing was in flight on it (so no call saw
+   * it go): a new connection, session and login, shared by every call that picked the old one. A
+   * failure takes the link down (a refused login stops its probing, as on any re-probe).
+   */
+  async #reopen(lost: Channel): Promise<Channel> {
+    lost.reopening ??= this.#openChannel().then(async (fresh) => {
+      const o = this.#o;
+      try {
+        await fresh.connection.login(fresh.session, o.username, o.password, o.role);
+      } catch (e) {
+        fresh.connection.close();
+        throw e;
+      }
+      const at = this.#channels.indexOf(lost);
+      if (at < 0 || this.#closed) { // the link went down or closed meanwhile: the fresh channel is not ours
+        fresh.connection.close();
+        throw this.lastError ?? new CofferError('COFFER_CONNECTION_LOST', { host: this.endpoint.host, port: this.endpoint.port });
+      }
+      this.#channels[at] = fresh;
+      return fresh;
+    });
+    try {
+      return await lost.reopening;
+    } catch (e) {
+      const error = connectError(e, this.endpoint);
+      this.#down(error, error);
+      throw error;
+    }
   }
 
   #dropChannels(): void {
@@ -391,7 +471,8 @@ export class NodeLink {
   async #pollStatus(): Promise<void> {
     this.#polling = true;
     try {
-      const st = await this.callPlain('STATUS');
+      const next = this.#channels[this.#pollNext++ % Math.max(1, this.#channels.length)];
+      const st = await (next === undefined ? this.callPlain('STATUS') : this.#plain('STATUS', next));
       this.sawLineage(st.objectLineage);
       this.capacityOpsPerSecond = st.capacityOpsPerSecond;
       this.loadPermille = st.loadPermille;

@@ -178,6 +178,25 @@ export const NODE_IN_FLIGHT_MAX = 4096;
 export const NODE_CONNECTION_BYTES_MAX = WIRE_FRAME_BYTES_MAX + 1024 * 1024;
 /** TLS handshake and the HELLO that must follow it: a peer that stalls longer holds a socket for nothing. */
 export const NODE_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A frame begun must be whole within this, or the connection is closed: a maximal frame
+ * (WIRE_FRAME_BYTES_MAX, 17 MiB) needs under 5 Mbit/s to make it, far below any link an HSM client
+ * uses, while a peer that trickles a frame byte by byte to hold a socket and its buffer is dropped.
+ * The clock runs while the node has stopped reading a client that does not read its replies. */
+export const NODE_PARTIAL_FRAME_TIMEOUT_MS = 30_000;
+/** A connection with no request in flight that sends nothing for this long is closed (its sessions
+ * with it). The SDK polls STATUS on each of its connections every few seconds, so only abandoned or
+ * dead peers reach it; two minutes frees their socket and TLS state while outlasting any pause of a
+ * live client. A request in flight, however slow, keeps its connection. */
+export const NODE_IDLE_TIMEOUT_MS = 120_000;
+/** TCP connections the data plane holds at once, TLS handshakes included; more are closed at
+ * accept, before any TLS work. With NODE_CONNECTION_BYTES_MAX per connection this bounds the node's
+ * memory and file descriptors; 1024 serves hundreds of application hosts (the SDK opens 1 to
+ * CLIENT_CONNECTIONS_PER_NODE_MAX per process). */
+export const NODE_CONNECTIONS_MAX = 1024;
+/** TCP connections from one remote address: a busy application host (32 processes of 8 SDK
+ * connections) fits, while one peer can take at most a quarter of NODE_CONNECTIONS_MAX and cannot
+ * lock every other client out. */
+export const NODE_CONNECTIONS_PER_ADDRESS_MAX = 256;
 /** The retry hint of a BUSY reply: a few signature times, well under WIRE_RETRY_AFTER_MS_MAX. */
 export const NODE_BUSY_RETRY_AFTER_MS = 20;
 /** Client-certificate trust anchors on the data plane: the current CA and its successor, so a CA can

@@ -4,8 +4,9 @@
 // A frame is  u32 length ‖ u8 kind ‖ u32 request id ‖ u16 op code ‖ payload  (big-endian; length
 // counts the bytes after itself). Many requests are in flight per connection and replies come in
 // any order, matched by request id. The decoder refuses a length above WIRE_FRAME_BYTES_MAX before
-// buffering a byte of its frame, and dies on the first error: the connection is then closed,
-// because after garbage the stream has no trustworthy frame boundary (docs/wire-protocol.md §2).
+// buffering a byte of its frame, holds only the bytes of a frame that have arrived, and dies on the
+// first error: the connection is then closed, because after garbage the stream has no trustworthy
+// frame boundary (docs/wire-protocol.md §2).
 
 import { CofferError, ERRORS, fail, isCofferError, type ErrorCode } from '../errors.js';
 import { WIRE_BATCH_ITEMS_MAX, WIRE_ERROR_DETAIL_ENTRIES_MAX, WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_SESSIONS_PER_CONNECTION_MAX } from './limits.js';
@@ -142,6 +143,10 @@ function checkLength(length: number): void {
   if (length > WIRE_FRAME_BYTES_MAX - 4) fail('COFFER_FORMAT_LIMIT', { length, max: WIRE_FRAME_BYTES_MAX - 4 });
 }
 
+function checkKind(kind: number): void {
+  if (kind < FrameKind.REQUEST || kind > FrameKind.BUSY) fail('COFFER_FORMAT_MALFORMED', { reason: 'unknown frame kind' });
+}
+
 function readU32(b: Uint8Array, at: number): number {
   return ((b[at] ?? 0) * 0x100_0000 + (((b[at + 1] ?? 0) << 16) | ((b[at + 2] ?? 0) << 8) | (b[at + 3] ?? 0)));
 }
@@ -154,21 +159,41 @@ function parseFrame(bytes: Uint8Array): Frame {
   return { kind: kind as FrameKind, requestId: readU32(bytes, 5), op, payload: bytes.subarray(FRAME_HEADER_BYTES) };
 }
 
+/** A piece of a frame at least this long, and at least half of the chunk it lies in, is kept as a
+ * view of that chunk until the frame is whole (no copy: a socket hands over a fresh buffer per
+ * read); a shorter piece is copied into a buffer of the decoder's own, so that many tiny pieces
+ * cost one growing buffer, not an object each, and a small view never pins a large chunk. */
+const VIEW_PIECE_BYTES_MIN = 4096;
+
 /**
  * Splits a byte stream, in chunks as they come from a socket, into frames. Whole frames inside a
- * chunk are views (no copy); a frame cut across chunks is copied once into a buffer of exactly its
- * size, allocated only after its length passed the limit. After an error every push throws it again.
+ * chunk are views (no copy). A frame cut across chunks is kept as the pieces that have arrived
+ * (views of large pieces, a copy of small ones) and copied once into a buffer of exactly its size
+ * when its last byte comes: a declared length alone allocates nothing, so a peer that declares a
+ * maximal frame and sends ten bytes makes the decoder hold ten bytes. The length is checked against
+ * WIRE_FRAME_BYTES_MAX, and the kind as soon as its byte is there, before anything of the frame is
+ * kept. Chunks must not be changed after push (frames and pieces are views of them). After an error
+ * every push throws it again.
  */
 export class FrameDecoder {
   readonly #header = new Uint8Array(4);
   #headerFilled = 0;
-  #frame: Uint8Array | undefined;
+  /** Declared size of the frame being assembled (length prefix included); 0 when none is. */
+  #frameBytes = 0;
+  /** Bytes of that frame received so far, in #pieces then #small. */
   #frameFilled = 0;
+  readonly #pieces: Uint8Array[] = [];
+  /** What #pieces pins: a view's whole chunk, a sealed copy's capacity. */
+  #piecesHeldBytes = 0;
+  /** Small pieces since the last view, copied (grows by doubling, never past the frame's size). */
+  #small: Uint8Array | undefined;
+  #smallFilled = 0;
   #error: CofferError | undefined;
 
-  /** Bytes held for an incomplete frame (for the node's per-connection accounting). */
+  /** Bytes held for an incomplete frame (for the node's per-connection accounting): what its
+   * pieces really occupy, not what its length field promises. */
   get bufferedBytes(): number {
-    return this.#frame === undefined ? this.#headerFilled : this.#frameFilled;
+    return this.#frameBytes === 0 ? this.#headerFilled : this.#piecesHeldBytes + (this.#small?.length ?? 0);
   }
 
   push(chunk: Uint8Array): Frame[] {
@@ -179,33 +204,31 @@ export class FrameDecoder {
       this.#takeWhole(chunk, off, frames);
       return frames;
     } catch (e) {
-      this.#frame = undefined;
+      this.#drop();
       this.#error = isCofferError(e) ? e : new CofferError('COFFER_FORMAT_MALFORMED', { reason: 'decoder failure' }, { cause: e });
       throw this.#error;
     }
   }
 
-  /** Completes a frame begun in earlier chunks; returns how much of `chunk` it used. */
+  /** Continues a frame begun in earlier chunks; returns how much of `chunk` it used. */
   #finishPending(chunk: Uint8Array, frames: Frame[]): number {
     let off = 0;
-    if (this.#frame === undefined) {
+    if (this.#frameBytes === 0) {
       if (this.#headerFilled === 0) return 0;
       off = Math.min(4 - this.#headerFilled, chunk.length);
       this.#header.set(chunk.subarray(0, off), this.#headerFilled);
       this.#headerFilled += off;
       if (this.#headerFilled < 4) return off;
-      this.#startFrame(this.#header, 0, this.#header.length);
+      this.#startFrame(this.#header, 0, 4);
     }
-    const frame = this.#frame;
-    if (frame === undefined) return off;
-    const n = Math.min(frame.length - this.#frameFilled, chunk.length - off);
-    frame.set(chunk.subarray(off, off + n), this.#frameFilled);
-    this.#frameFilled += n;
-    if (this.#frameFilled < frame.length) return off + n;
-    this.#frame = undefined;
-    this.#frameFilled = 0;
-    this.#headerFilled = 0;
-    frames.push(parseFrame(frame));
+    const n = Math.min(this.#frameBytes - this.#frameFilled, chunk.length - off);
+    if (n === 0) return off;
+    if (this.#frameFilled === 4) checkKind(chunk[off] ?? 0); // the kind byte is the first after the length
+    if (this.#frameFilled + n < this.#frameBytes) {
+      this.#keep(chunk.subarray(off, off + n));
+      return off + n;
+    }
+    frames.push(parseFrame(this.#assemble(chunk.subarray(off, off + n))));
     return off + n;
   }
 
@@ -229,18 +252,71 @@ export class FrameDecoder {
     this.#startFrame(chunk, off, rest);
   }
 
-  /** Allocates the frame whose first `n` (≥ 4) bytes are at `src[off..]` and copies them in. */
+  /** Begins the frame whose first `n` (≥ 4, fewer than the whole frame) bytes are at `src[off..]`. */
   #startFrame(src: Uint8Array, off: number, n: number): void {
     const length = readU32(src, off);
     checkLength(length);
-    if (n >= 5 && ((src[off + 4] ?? 0) < FrameKind.REQUEST || (src[off + 4] ?? 0) > FrameKind.BUSY)) {
-      fail('COFFER_FORMAT_MALFORMED', { reason: 'unknown frame kind' }); // refuse garbage before buffering it
-    }
-    const frame = new Uint8Array(4 + length);
-    frame.set(src.subarray(off, off + n), 0);
-    this.#frame = frame;
-    this.#frameFilled = n;
+    if (n >= 5) checkKind(src[off + 4] ?? 0); // refuse garbage before keeping it
+    this.#frameBytes = 4 + length;
     this.#headerFilled = 4;
+    this.#keep(src.subarray(off, off + n)); // 4 header bytes are always copied: #header is reused
+  }
+
+  /** Keeps one piece of the frame: a view when it is large, else a copy in #small. */
+  #keep(piece: Uint8Array): void {
+    this.#frameFilled += piece.length;
+    if (piece.length >= VIEW_PIECE_BYTES_MIN && piece.length * 2 >= piece.buffer.byteLength) {
+      this.#sealSmall();
+      this.#pieces.push(piece);
+      this.#piecesHeldBytes += piece.buffer.byteLength;
+      return;
+    }
+    let small = this.#small ?? new Uint8Array(piece.length);
+    const need = this.#smallFilled + piece.length;
+    if (need > small.length) {
+      const grown = new Uint8Array(Math.min(this.#frameBytes, Math.max(need, small.length * 2)));
+      grown.set(small.subarray(0, this.#smallFilled), 0);
+      small = grown;
+    }
+    small.set(piece, this.#smallFilled);
+    this.#small = small;
+    this.#smallFilled = need;
+  }
+
+  #sealSmall(): void {
+    const small = this.#small;
+    if (small === undefined) return;
+    this.#pieces.push(small.subarray(0, this.#smallFilled));
+    this.#piecesHeldBytes += small.length;
+    this.#small = undefined;
+    this.#smallFilled = 0;
+  }
+
+  /** The whole frame: every kept piece, then `last`, copied once into a buffer of exactly its size. */
+  #assemble(last: Uint8Array): Uint8Array {
+    const frame = new Uint8Array(this.#frameBytes);
+    let at = 0;
+    for (const p of this.#pieces) {
+      frame.set(p, at);
+      at += p.length;
+    }
+    if (this.#small !== undefined) {
+      frame.set(this.#smallFilled === this.#small.length ? this.#small : this.#small.subarray(0, this.#smallFilled), at);
+      at += this.#smallFilled;
+    }
+    frame.set(last, at);
+    this.#drop();
+    return frame;
+  }
+
+  #drop(): void {
+    if (this.#pieces.length !== 0) this.#pieces.length = 0;
+    this.#piecesHeldBytes = 0;
+    this.#small = undefined;
+    this.#smallFilled = 0;
+    this.#frameBytes = 0;
+    this.#frameFilled = 0;
+    this.#headerFilled = 0;
   }
 }
 

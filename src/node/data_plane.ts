@@ -5,8 +5,11 @@
 // Bounds (docs/node.md "Limits"): a per-connection in-flight limit and a node-wide one, over which a
 // request is answered BUSY with a retry hint (never queued); the bytes a connection holds (partial
 // frame + requests being served + unsent replies) are capped: over the cap the node stops reading
-// that socket until its replies drain; a framing error or an untyped exception closes the connection;
-// the TLS handshake and the HELLO after it must finish within a timeout.
+// that socket until its replies drain; a framing error closes the connection; the TLS handshake and
+// the HELLO after it must finish within a timeout, a frame begun must be whole within another, and a
+// connection with nothing in flight that sends nothing is closed when idle; connections are capped
+// in total (at accept, before TLS) and per remote address. A second HELLO is answered
+// COFFER_HELLO_REPEATED. An untyped exception is a bug: by default the process stops (crashOnBug).
 //
 // TLS (docs/node.md "TLS identities"): the node presents the identity its device's cluster state
 // calls for (tls_identity.ts) and switches to a fresh one on refreshTls() — new connections get it,
@@ -16,11 +19,12 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { assert } from '../assert.js';
-import { fail, isCofferError } from '../errors.js';
+import { CofferError, fail, isCofferError } from '../errors.js';
 import {
-  NODE_BUSY_RETRY_AFTER_MS, NODE_CLIENT_TRUST_ANCHORS_MAX, NODE_CONNECTION_BYTES_MAX, NODE_HANDSHAKE_TIMEOUT_MS, NODE_IN_FLIGHT_MAX, WIRE_BATCH_ITEMS_MAX,
-  WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_RETRY_AFTER_MS_MAX,
+  NODE_BUSY_RETRY_AFTER_MS, NODE_CLIENT_TRUST_ANCHORS_MAX, NODE_CONNECTION_BYTES_MAX, NODE_CONNECTIONS_MAX, NODE_CONNECTIONS_PER_ADDRESS_MAX, NODE_HANDSHAKE_TIMEOUT_MS,
+  NODE_IDLE_TIMEOUT_MS, NODE_IN_FLIGHT_MAX, NODE_PARTIAL_FRAME_TIMEOUT_MS, WIRE_BATCH_ITEMS_MAX, WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_RETRY_AFTER_MS_MAX,
 } from '../formats/limits.js';
 import { FrameDecoder, TickWriter, OPS, decodeRequest, encodeBusy, encodeError, type Frame } from '../formats/wire.js';
 import type { Hsm } from '../hsm/device.js';
@@ -48,13 +52,39 @@ export interface DataPlaneOptions {
   /** Requests in flight on the whole node before BUSY (default NODE_IN_FLIGHT_MAX). */
   readonly capacityMax?: number;
   readonly connectionBytesMax?: number;
+  /** The TLS handshake, then the HELLO, each within this (default NODE_HANDSHAKE_TIMEOUT_MS). */
   readonly handshakeTimeoutMs?: number;
+  /** A frame begun must be whole within this (default NODE_PARTIAL_FRAME_TIMEOUT_MS). */
+  readonly partialFrameTimeoutMs?: number;
+  /** Nothing in flight and nothing received for this long closes the connection (default NODE_IDLE_TIMEOUT_MS). */
+  readonly idleTimeoutMs?: number;
+  /** TCP connections at once, handshakes included (default NODE_CONNECTIONS_MAX). */
+  readonly connectionsMax?: number;
+  /** TCP connections at once from one remote address (default NODE_CONNECTIONS_PER_ADDRESS_MAX). */
+  readonly connectionsPerAddressMax?: number;
   readonly retryAfterMs?: number;
   /** Reported in STATUS; 0 = not measured. */
   readonly capacityOpsPerSecond?: number;
-  /** Called with an untyped exception before its connection is closed (a bug: the node never
-   * describes it on the wire). Default: ignored. */
+  /** Called with an untyped exception (a bug: the node never describes it on the wire); the
+   * connection is closed afterwards if the process goes on. Default: crashOnBug, which stops the
+   * process. Tests that provoke failures on purpose pass their own. */
   readonly onBug?: (error: unknown) => void;
+}
+
+/** Connections the node refused or closed on its own, since it started (docs/node.md "Limits"). */
+export interface DataPlaneStats {
+  /** TCP connections open now, TLS handshakes included. */
+  readonly connectionsOpen: number;
+  /** Closed at accept: the node held connectionsMax connections. */
+  readonly refusedConnectionsMax: number;
+  /** Closed at accept: the peer's address held connectionsPerAddressMax connections. */
+  readonly refusedPerAddressMax: number;
+  /** Closed because the TLS handshake or the HELLO after it did not finish in time. */
+  readonly closedHandshakeTimeout: number;
+  /** Closed because a frame begun was not whole in time. */
+  readonly closedPartialFrameTimeout: number;
+  /** Closed because nothing was in flight and nothing came in time. */
+  readonly closedIdleTimeout: number;
 }
 
 export interface DataPlane {
@@ -68,7 +98,24 @@ export interface DataPlane {
   /** Recomputes the identity from the device's cluster state (a fresh key; a cluster leaf once
    * INITIALISED, else the attested self-signed one) and serves it to new connections. */
   refreshTls(): Promise<void>;
+  stats(): DataPlaneStats;
   close(): Promise<void>;
+}
+
+/** Exit status of a node stopped by a bug: EX_SOFTWARE ("internal software error", sysexits.h). */
+export const NODE_BUG_EXIT_CODE = 70;
+
+/**
+ * The default onBug: a bug means the node's state is unknown, and an HSM must not run on in an
+ * unknown state (CONTRIBUTING.md rule 2). One line on stderr that names it a bug, the stack frames
+ * after it (code locations only), then exit NODE_BUG_EXIT_CODE at once; the sealed store keeps its
+ * last committed state. stderr is written synchronously for files and pipes, so nothing is lost.
+ */
+export function crashOnBug(error: unknown): never {
+  const what = (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).replace(/\s+/g, ' ');
+  const frames = error instanceof Error ? (error.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)) : [];
+  process.stderr.write(`coffer: bug, the node stops (an HSM must not run on in an unknown state): ${what}\n${frames.map((l) => `${l}\n`).join('')}`);
+  process.exit(NODE_BUG_EXIT_CODE);
 }
 
 interface Limits {
@@ -76,13 +123,22 @@ interface Limits {
   readonly capacityMax: number;
   readonly bytesMax: number;
   readonly handshakeTimeoutMs: number;
+  readonly partialFrameTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly connectionsMax: number;
+  readonly connectionsPerAddressMax: number;
   readonly retryAfterMs: number;
 }
+
+type Counters = { -readonly [K in Exclude<keyof DataPlaneStats, 'connectionsOpen'>]: number };
 
 /** Node-wide counters shared by every connection. */
 class NodeState {
   inFlight = 0;
   readonly connections = new Set<Connection>();
+  /** TCP connections open per remote address (handshakes included). */
+  readonly perAddress = new Map<string, number>();
+  readonly counters: Counters = { refusedConnectionsMax: 0, refusedPerAddressMax: 0, closedHandshakeTimeout: 0, closedPartialFrameTimeout: 0, closedIdleTimeout: 0 };
   constructor(readonly hsm: Hsm, readonly limits: Limits, readonly capacityOpsPerSecond: number, readonly onBug: (e: unknown) => void) {}
   load(): NodeLoad {
     return { inFlight: this.inFlight, inFlightMax: this.limits.capacityMax, connections: this.connections.size, capacityOpsPerSecond: this.capacityOpsPerSecond };
@@ -185,11 +241,18 @@ function limitsOf(options: DataPlaneOptions): Limits {
     capacityMax: options.capacityMax ?? NODE_IN_FLIGHT_MAX,
     bytesMax: options.connectionBytesMax ?? NODE_CONNECTION_BYTES_MAX,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? NODE_HANDSHAKE_TIMEOUT_MS,
+    partialFrameTimeoutMs: options.partialFrameTimeoutMs ?? NODE_PARTIAL_FRAME_TIMEOUT_MS,
+    idleTimeoutMs: options.idleTimeoutMs ?? NODE_IDLE_TIMEOUT_MS,
+    connectionsMax: options.connectionsMax ?? NODE_CONNECTIONS_MAX,
+    connectionsPerAddressMax: options.connectionsPerAddressMax ?? NODE_CONNECTIONS_PER_ADDRESS_MAX,
     retryAfterMs: options.retryAfterMs ?? NODE_BUSY_RETRY_AFTER_MS,
   };
   // A budget below one maximal frame could pause a socket mid-frame for ever.
   assert(limits.bytesMax >= WIRE_FRAME_BYTES_MAX, 'connectionBytesMax must hold one maximal frame');
   assert(limits.retryAfterMs >= 0 && limits.retryAfterMs <= WIRE_RETRY_AFTER_MS_MAX, 'retryAfterMs within the wire limit');
+  for (const name of ['handshakeTimeoutMs', 'partialFrameTimeoutMs', 'idleTimeoutMs', 'connectionsMax', 'connectionsPerAddressMax'] as const) {
+    assert(Number.isInteger(limits[name]) && limits[name] >= 1, `${name} is a positive integer`);
+  }
   return limits;
 }
 
@@ -199,7 +262,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const hosts = options.tlsHosts ?? [host, 'localhost'];
   const anchors = checkClientAnchors(options.clientTrustAnchors);
   const limits = limitsOf(options);
-  const onBug = options.onBug ?? (() => undefined);
+  const onBug = options.onBug ?? crashOnBug;
   const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, onBug);
   const first = options.tls ?? (await currentTlsIdentity(options.hsm, hosts, options.clusterLeafValidityMs));
   const tls = new TlsSwitch(options.hsm, hosts, anchors, options.clusterLeafValidityMs, onBug, first);
@@ -207,7 +270,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     ...tls.contextOptions(), handshakeTimeout: limits.handshakeTimeoutMs,
     ...(anchors === undefined ? {} : { requestCert: true, rejectUnauthorized: true }),
   });
-  watchHandshakes(server, node);
+  watchConnections(server, node);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, host, () => resolve());
@@ -221,6 +284,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     load: () => node.load(),
     bytesHeld: () => [...node.connections].reduce((sum, c) => sum + c.bytesHeld, 0),
     refreshTls: () => tls.refresh(),
+    stats: () => ({ ...node.counters, connectionsOpen: [...node.perAddress.values()].reduce((a, b) => a + b, 0) }),
     close: () => new Promise<void>((resolve) => {
       tls.close();
       for (const c of node.connections) c.destroy();
@@ -230,18 +294,37 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
 }
 
 /**
- * node:tls's handshakeTimeout does not fire for a peer that never sends a ClientHello, so each TCP
- * connection gets its own timer, cancelled once TLS is up (a live TCP peer is unique by address and
- * port); the HELLO timer of Connection then takes over.
+ * Admission and the handshake timer. The total cap is net.Server's maxConnections: a connection
+ * over it is closed at accept, before any TLS object exists ('drop' counts it). The per-address cap
+ * runs first among the 'connection' listeners, so a refused socket is closed before the TLS layer
+ * reads a byte of it. node:tls's handshakeTimeout does not fire for a peer that never sends a
+ * ClientHello, so each TCP connection gets its own timer, cancelled once TLS is up (a live TCP peer
+ * is unique by address and port); the HELLO timer of Connection then takes over.
  */
-function watchHandshakes(server: Server, node: NodeState): void {
+function watchConnections(server: Server, node: NodeState): void {
+  server.maxConnections = node.limits.connectionsMax;
+  server.on('drop', () => void node.counters.refusedConnectionsMax++);
   const handshaking = new Map<string, NodeJS.Timeout>();
-  server.on('connection', (raw: Socket) => {
-    const key = `${raw.remoteAddress ?? ''}|${raw.remotePort ?? 0}`;
-    handshaking.set(key, setTimeout(() => raw.destroy(), node.limits.handshakeTimeoutMs));
+  server.prependListener('connection', (raw: Socket) => {
+    const address = raw.remoteAddress ?? '';
+    const open = node.perAddress.get(address) ?? 0;
+    if (open >= node.limits.connectionsPerAddressMax) {
+      node.counters.refusedPerAddressMax++;
+      raw.destroy();
+      return;
+    }
+    node.perAddress.set(address, open + 1);
+    const key = `${address}|${raw.remotePort ?? 0}`;
+    handshaking.set(key, setTimeout(() => {
+      node.counters.closedHandshakeTimeout++;
+      raw.destroy();
+    }, node.limits.handshakeTimeoutMs));
     raw.once('close', () => {
       clearTimeout(handshaking.get(key));
       handshaking.delete(key);
+      const left = (node.perAddress.get(address) ?? 1) - 1;
+      if (left === 0) node.perAddress.delete(address);
+      else node.perAddress.set(address, left);
     });
   });
   server.on('secureConnection', (socket) => {
@@ -265,7 +348,16 @@ function requestWeight(frame: Frame): number {
   return Math.min(WIRE_BATCH_ITEMS_MAX, Math.max(1, ((frame.payload[4] ?? 0) << 8) | (frame.payload[5] ?? 0)));
 }
 
-/** One client connection: decoder, sessions, in-flight accounting, the write coalescer. */
+/** Why a connection's deadline would close it (docs/node.md "Limits"). */
+type Deadline = { readonly atMs: number; readonly counter: 'closedHandshakeTimeout' | 'closedPartialFrameTimeout' | 'closedIdleTimeout' };
+
+/**
+ * One client connection: decoder, sessions, in-flight accounting, the write coalescer, and one
+ * timer for its deadline: the HELLO until it came; then a frame begun until it is whole; else, with
+ * nothing in flight, the idle limit from the last thing received or answered. The timer is lazy:
+ * traffic only moves timestamps (one clock read per chunk), and a timer that fires early re-arms
+ * for what is left.
+ */
 class Connection {
   readonly #node: NodeState;
   readonly #socket: TLSSocket;
@@ -281,19 +373,24 @@ class Connection {
   #requestBytes = 0;
   #helloDone = false;
   #closed = false;
-  readonly #helloTimer: NodeJS.Timeout;
+  readonly #openedMs = performance.now();
+  /** When the partly received frame began, and when the connection last received or answered. */
+  #frameStartMs = 0;
+  #activeMs = this.#openedMs;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAtMs = Infinity;
 
   constructor(node: NodeState, socket: TLSSocket) {
     this.#node = node;
     this.#socket = socket;
     this.#sessions = new SessionTable(node.hsm, `connection-${randomUUID()}`);
     this.#ctx = { hsm: node.hsm, sessions: this.#sessions, load: () => node.load(), inFlightMax: node.limits.inFlightMax };
-    this.#helloTimer = setTimeout(() => this.destroy(), node.limits.handshakeTimeoutMs);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.#checkReading());
     socket.on('error', () => this.destroy());
     socket.on('close', () => this.#cleanUp());
+    this.#schedule();
   }
 
   /** Ends the connection now; its sessions close with it. */
@@ -305,12 +402,46 @@ class Connection {
   #cleanUp(): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#helloTimer);
+    clearTimeout(this.#timer);
     this.#sessions.closeAll();
     this.#node.connections.delete(this);
   }
 
+  #deadline(): Deadline | undefined {
+    const limits = this.#node.limits;
+    if (!this.#helloDone) return { atMs: this.#openedMs + limits.handshakeTimeoutMs, counter: 'closedHandshakeTimeout' };
+    if (this.#decoder.bufferedBytes > 0) return { atMs: this.#frameStartMs + limits.partialFrameTimeoutMs, counter: 'closedPartialFrameTimeout' };
+    if (this.#inFlight === 0) return { atMs: this.#activeMs + limits.idleTimeoutMs, counter: 'closedIdleTimeout' };
+    return undefined; // a request in flight, however slow, is not the client's fault
+  }
+
+  /** Arms the timer for the current deadline unless it already fires no later. */
+  #schedule(): void {
+    const d = this.#deadline();
+    if (d === undefined || this.#closed || this.#timerAtMs <= d.atMs) return;
+    clearTimeout(this.#timer);
+    this.#timerAtMs = d.atMs;
+    // A wait past setTimeout's range fires early and re-arms (#onTimer checks the deadline).
+    this.#timer = setTimeout(() => this.#onTimer(), Math.min(TIMER_MS_MAX, Math.max(0, Math.ceil(d.atMs - performance.now()))));
+    this.#timer.unref();
+  }
+
+  #onTimer(): void {
+    this.#timer = undefined;
+    this.#timerAtMs = Infinity;
+    const d = this.#deadline();
+    if (d === undefined || this.#closed) return;
+    if (performance.now() < d.atMs) {
+      this.#schedule();
+      return;
+    }
+    this.#node.counters[d.counter]++;
+    this.destroy();
+  }
+
   #onData(chunk: Buffer): void {
+    const nowMs = performance.now();
+    const partBefore = this.#decoder.bufferedBytes > 0;
     let frames: Frame[];
     try {
       frames = this.#decoder.push(chunk);
@@ -318,16 +449,24 @@ class Connection {
       this.destroy(); // framing error: no trustworthy frame boundary remains (wire-protocol.md §1)
       return;
     }
+    this.#activeMs = nowMs;
+    // A frame began in this chunk: none was pending, or the pending one was completed by it.
+    if (this.#decoder.bufferedBytes > 0 && (!partBefore || frames.length > 0)) this.#frameStartMs = nowMs;
     for (const f of frames) {
       if (this.#closed) return;
       this.#onFrame(f);
     }
     this.#checkReading();
+    this.#schedule();
   }
 
   #onFrame(frame: Frame): void {
     if (!this.#helloDone) {
       this.#hello(frame);
+      return;
+    }
+    if (frame.op === OPS.HELLO.code) { // the version is negotiated once per connection
+      this.#push(encodeError(frame.requestId, frame.op, new CofferError('COFFER_HELLO_REPEATED')));
       return;
     }
     const node = this.#node;
@@ -345,7 +484,9 @@ class Connection {
       this.#inFlight--;
       node.inFlight -= weight;
       this.#requestBytes -= frame.payload.length;
+      this.#activeMs = performance.now();
       this.#checkReading();
+      this.#schedule();
     }).catch((e: unknown) => this.#bug(e));
   }
 
@@ -355,7 +496,6 @@ class Connection {
       this.destroy();
       return;
     }
-    clearTimeout(this.#helloTimer);
     this.#helloDone = true;
     this.#serve(frame).then(
       () => undefined,

@@ -2,7 +2,8 @@
 // directory, creating it and its device secret on first start, provisions a development device when
 // the store is new (with shared development authorities when given, so that nodes restore each
 // other's backups), and starts the data plane and, when asked, the management interface
-// (management.ts). docs/node.md "Serving".
+// (management.ts). A bug in either stops the process unless the caller passes its own onBug
+// (crashOnBug: an HSM must not run on in an unknown state). docs/node.md "Serving".
 //
 // Files in dataDir: device.secret (32 random bytes, mode 0600, created exclusively: the host's file
 // permissions are the boundary, docs/threat-model.md) and store.sqlite (the sealed store, store.ts).
@@ -14,7 +15,7 @@ import { SecretBytes } from '../crypto/secret_bytes.js';
 import { Hsm } from '../hsm/device.js';
 import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice } from '../factory/development.js';
 import { DEVICE_SECRET_BYTES, SealedStore, deriveStorageKey } from '../hsm/store/sealed_store.js';
-import { startDataPlane, type DataPlane, type DataPlaneOptions } from './data_plane.js';
+import { crashOnBug, startDataPlane, type DataPlane, type DataPlaneOptions } from './data_plane.js';
 import { startManagement, type ManagementServer } from './management.js';
 
 export const DEVICE_SECRET_FILE = 'device.secret';
@@ -73,9 +74,26 @@ function openStore(dataDir: string): SealedStore {
   }
 }
 
+/** Error codes of a socket or stream whose peer went away (node:net, node:stream). */
+const PEER_GONE_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/**
+ * The management interface reports to onBug every untyped exception of a request, and a client
+ * that hangs up in the middle of an upload surfaces there as ECONNRESET "aborted": the peer left,
+ * nothing in the node went wrong, so it must not stop the node (any authenticated client or a
+ * network blip could). Everything else is passed on.
+ */
+function managementOnBug(onBug: (error: unknown) => void): (error: unknown) => void {
+  return (error) => {
+    const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+    if (typeof code === 'string' && PEER_GONE_CODES.has(code)) return;
+    onBug(error);
+  };
+}
+
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, authoritiesDir, managementPort, ...planeOptions } = options;
+  const { dataDir, development: _development, authoritiesDir, managementPort, onBug = crashOnBug, ...planeOptions } = options;
   const hsm = Hsm.open({ store: openStore(dataDir) });
   let dataPlane: DataPlane | undefined;
   try {
@@ -83,11 +101,10 @@ export async function serveNode(options: ServeOptions): Promise<ServedNode> {
       const authorities = authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir);
       await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
     }
-    dataPlane = await startDataPlane({ ...planeOptions, hsm });
+    dataPlane = await startDataPlane({ ...planeOptions, hsm, onBug });
     const management = managementPort === undefined ? undefined : await startManagement({
-      hsm, dataPlane, dataDir, port: managementPort,
+      hsm, dataPlane, dataDir, port: managementPort, onBug: managementOnBug(onBug),
       ...(planeOptions.host === undefined ? {} : { host: planeOptions.host }),
-      ...(planeOptions.onBug === undefined ? {} : { onBug: planeOptions.onBug }),
     });
     const plane = dataPlane;
     return {

@@ -1,6 +1,7 @@
 // startDevelopmentCluster with real node processes: a 1-node cluster a crypto user reaches with the
 // customer CA as its only trust; a 3-node cluster whose clones (backup → restore over the
-// management interface) serve a key made on node 1 before they existed; a hard kill of one node.
+// management interface) serve a key made on node 1 before they existed; a hard kill of one node;
+// a node that dies unasked is reported and cluster.json follows every exit.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection } from '../../src/client/connection.js';
-import { CLUSTER_FILE, startDevelopmentCluster, type DevelopmentCluster, type DevNode } from '../../src/cli/dev_cluster.js';
+import { CLUSTER_FILE, startDevelopmentCluster, type DevelopmentCluster, type DevNode, type NodeExit } from '../../src/cli/dev_cluster.js';
 
 const ECDSA_SHA256 = { mechanism: 'CKM_ECDSA_SHA256' } as const;
 
@@ -89,4 +90,30 @@ test('3 nodes: a key made on node 1 before the clones signs on all three; a kill
     }
     await assert.rejects(Connection.connect({ host: '127.0.0.1', port: cluster.nodes[1]?.port ?? 0, ca: cluster.customerCaPem, connectTimeoutMs: 5000 }));
   });
+});
+
+test('a node that dies unasked is reported once; one stopped by kill() is not; cluster.json follows both', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-dev-cluster-'));
+  const exits: NodeExit[] = [];
+  const cluster = await startDevelopmentCluster({ dir, nodes: 2, onNodeExit: (e) => exits.push(e) });
+  const running = (): boolean[] => (JSON.parse(readFileSync(join(dir, CLUSTER_FILE), 'utf8')) as { nodes: Array<{ running: boolean }> }).nodes.map((n) => n.running);
+  try {
+    assert.deepEqual(running(), [true, true]);
+    await cluster.kill(0); // asked for: cluster.json is rewritten before kill() resolves, nothing is reported
+    assert.deepEqual(running(), [false, true]);
+    assert.deepEqual(exits, []);
+    const victim = cluster.nodes[1] as DevNode;
+    const gone = new Promise<void>((resolve) => victim.process.once('exit', () => resolve()));
+    process.kill(victim.pid, 'SIGKILL'); // not asked for
+    await gone;
+    assert.deepEqual(running(), [false, false]);
+    assert.equal(exits.length, 1);
+    assert.deepEqual(exits[0], {
+      node: 2, serial: victim.serial, pid: victim.pid, code: null, signal: 'SIGKILL', log: join(victim.dataDir, 'node.log'), running: 0, nodes: 2, clusterFile: join(cluster.dir, CLUSTER_FILE),
+    });
+    assert.equal(statSync(join(dir, CLUSTER_FILE)).mode & 0o777, 0o600);
+  } finally {
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

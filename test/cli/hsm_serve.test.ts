@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,4 +104,74 @@ test('coffer hsm serve refuses a bad management port', async () => {
   const code = await new Promise<number | null>((ok) => child.once('exit', ok));
   assert.equal(code, 2);
   assert.match(stderr, /COFFER_CLI_USAGE/);
+});
+
+/** `coffer hsm serve` with a management port, and a management client for it; stdout and stderr gathered. */
+async function servedWithManagement(dir: string): Promise<{
+  child: ReturnType<typeof spawn>; client: ManagementClient; credential: { certificatePem: string; keyPem: string }; port: number; managementPort: number;
+  stderr: () => string; exited: Promise<number | null>;
+}> {
+  const authorities = await createDevelopmentAuthorities();
+  saveDevelopmentAuthorities(authorities, join(dir, 'authorities'));
+  const credential = await issueManagementClientCertificate(authorities.operator, 'cli test');
+  const args = [MAIN, 'hsm', 'serve', '--data', join(dir, 'node'), '--development', '--authorities', join(dir, 'authorities'), '--port', '0', '--management-port', '0'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((ok) => child.once('exit', ok));
+  const line = await new Promise<string>((ok, ko) => {
+    createInterface({ input: child.stdout }).once('line', ok);
+    void exited.then((code) => ko(new Error(`serve exited early with ${String(code)}: ${stderr}`)));
+  });
+  const ready = JSON.parse(line) as { port: number; managementPort: number };
+  const client = new ManagementClient({
+    host: '127.0.0.1', port: ready.managementPort, ...credential,
+    manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate),
+  });
+  return { child, client, credential, port: ready.port, managementPort: ready.managementPort, stderr: () => stderr, exited };
+}
+
+test('a bug in a coffer hsm serve process stops it: exit status 70 and one line on stderr that names it a bug', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-serve-'));
+  const node = await servedWithManagement(dir);
+  try {
+    assert.equal((await node.client.health()).provisioning, 'COMMISSIONED');
+    // The node's spool directory is replaced under it by a file: sealing a backup into it now fails
+    // with an error the node has no meaning for (ENOTDIR): its state is not what it knows.
+    const spool = join(dir, 'node', 'management-tmp');
+    rmSync(spool, { recursive: true, force: true });
+    writeFileSync(spool, 'not a directory');
+    await assert.rejects(node.client.backupToFile(join(dir, 'backup.bin')));
+    const stopped = new Promise<string>((ok) => setTimeout(() => ok('still running'), 60_000).unref()); // a generous bound, not a timing
+    assert.equal(await Promise.race([node.exited, stopped]), 70, node.stderr());
+    const first = node.stderr().split('\n')[0] ?? '';
+    assert.match(first, /^coffer: bug, the node stops \(an HSM must not run on in an unknown state\): .*ENOTDIR/);
+  } finally {
+    node.client.close();
+    node.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a management client that hangs up in the middle of an upload does not stop coffer hsm serve', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-serve-'));
+  const node = await servedWithManagement(dir);
+  try {
+    await new Promise<void>((resolve) => {
+      const req = request({
+        host: '127.0.0.1', port: node.managementPort, method: 'PUT', path: '/v1/restore', rejectUnauthorized: false, agent: false, minVersion: 'TLSv1.3',
+        cert: node.credential.certificatePem, key: node.credential.keyPem, headers: { 'content-length': 1_000_000 },
+      });
+      req.once('error', () => resolve());
+      req.once('close', () => resolve());
+      req.write(Buffer.alloc(64 * 1024), () => req.destroy()); // part of the body, then gone
+    });
+    assert.equal((await node.client.health()).provisioning, 'COMMISSIONED', 'the node still serves');
+    assert.equal(node.child.exitCode, null);
+    assert.equal(node.stderr(), '', 'nothing reported');
+  } finally {
+    node.client.close();
+    node.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -138,12 +138,14 @@ test('failover: one of 3 nodes stops under a sign load: no call fails, the other
 
 test('a state change is sent once: when its node fails mid-call the error is reported and no other node gets it', async () => {
   const store = new FailingStore();
-  const tc = await startTestCluster({ nodes: 2, store0: store });
+  const bugs: unknown[] = []; // the failing store's untyped error is a bug to the node, which would stop its process
+  const tc = await startTestCluster({ nodes: 2, store0: store, plane: () => ({ onBug: (e) => bugs.push(e) }) });
   const cluster = await Cluster.connect({ endpoints: tc.endpoints, ca: tc.ca, credentials: ALICE });
   try {
     const before = await cluster.status();
     store.failNext = true; // node 0 (the primary) fails inside the transaction: it drops the connection
     await rejectsWith(cluster.generateKey({ type: 'AES', bits: 256, label: 'once' }), 'COFFER_CONNECTION_LOST');
+    assert.equal(bugs.length, 1, 'the node reported the failure as a bug');
     const node1 = (await cluster.status())[1];
     assert.ok(node1 !== undefined && 'status' in node1 && 'status' in before[1]!);
     assert.equal(node1.status.tokenObjects, before[1].status.tokenObjects, 'node 1 made nothing');

@@ -192,6 +192,64 @@ test('decoder: a truncated frame waits, buffering only what arrived', () => {
   assert.equal(frames[0]?.requestId, 9);
 });
 
+/** The 4-byte length prefix of a frame whose length field says `length`. */
+const prefix = (length: number): number[] => [length >>> 24, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff];
+
+test('decoder: a declared maximal frame holds only the bytes that came, however they are cut, and decodes whole', () => {
+  const data = new Uint8Array(WIRE_FRAME_BYTES_MAX - 1024 * 1024).map((_, i) => i * 7);
+  const bytes = encodeRequest(5, 'ENCRYPT', { session: 1, handle: 2, params: { mechanism: 'CKM_AES_CTR', iv: new Uint8Array(16) }, data });
+  assert.ok(bytes.length > 16 * 1024 * 1024, 'a frame near the limit');
+  const d = new FrameDecoder();
+  assert.deepEqual(d.push(bytes.slice(0, 10)), []);
+  assert.equal(d.bufferedBytes, 10, 'ten bytes sent, ten bytes held');
+  // What is allocated, not only what is reported: eight more decoders in the same state.
+  const arrayBuffersBefore = process.memoryUsage().arrayBuffers;
+  const stalled = Array.from({ length: 8 }, () => new FrameDecoder());
+  for (const x of stalled) x.push(bytes.slice(0, 10));
+  const grewBytes = process.memoryUsage().arrayBuffers - arrayBuffersBefore;
+  assert.ok(grewBytes < 1024 * 1024, `8 peers that declared ${bytes.length} bytes and sent 10 made the decoders allocate ${grewBytes} bytes`);
+  assert.equal(stalled.reduce((n, x) => n + x.bufferedBytes, 0), 80);
+  let off = 10;
+  // socket-like chunks (each its own buffer) of varied sizes, some tiny, some large
+  for (let i = 0; off < bytes.length - 1; i++) {
+    const size = Math.min(bytes.length - 1 - off, [1, 3, 700, 16 * 1024, 65_536, 5000][i % 6] as number);
+    assert.deepEqual(d.push(bytes.slice(off, off + size)), []);
+    off += size;
+    assert.ok(d.bufferedBytes <= 2 * off, `held ${d.bufferedBytes} for ${off} bytes received`);
+    assert.ok(d.bufferedBytes >= off, 'every byte received is accounted for');
+  }
+  const frames = d.push(bytes.slice(off));
+  assert.equal(frames.length, 1);
+  assert.equal(d.bufferedBytes, 0);
+  const req = decodeRequest(frames[0] as Frame);
+  assert.equal(req.name, 'ENCRYPT');
+  assert.equal(hex((req.request as { data: Uint8Array }).data.subarray(-64)), hex(data.subarray(-64)));
+  assert.ok(Buffer.compare((req.request as { data: Uint8Array }).data, data) === 0, 'the frame was assembled in order');
+});
+
+test('decoder: a small piece of a large buffer is copied, not kept as a view that pins the buffer', () => {
+  const frame = encodeRequest(1, 'RANDOM', { session: 1, length: 16 });
+  const big = new Uint8Array(1024 * 1024);
+  big.set(frame.subarray(0, 8), big.length - 8); // the frame starts at the very end of a 1 MiB read
+  const d = new FrameDecoder();
+  assert.deepEqual(d.push(big.subarray(big.length - 8)), []);
+  assert.equal(d.bufferedBytes, 8);
+  big.fill(0); // the caller's buffer is not referenced any more
+  const frames = d.push(frame.slice(8));
+  assert.equal(frames.length, 1);
+  assert.equal(hex((frames[0] as Frame).payload), hex(frame.subarray(FRAME_HEADER_BYTES)));
+});
+
+test('decoder: an unknown kind is refused as soon as its byte arrives, also when the length came alone', () => {
+  const d = new FrameDecoder();
+  assert.deepEqual(d.push(new Uint8Array(prefix(WIRE_FRAME_BYTES_MAX - 4))), []);
+  throwsCode(() => d.push(new Uint8Array([0x77])), 'COFFER_FORMAT_MALFORMED');
+  assert.equal(d.bufferedBytes, 0, 'nothing of the refused frame is kept');
+  const split = new FrameDecoder();
+  assert.deepEqual(split.push(new Uint8Array(prefix(100).slice(0, 2))), []);
+  throwsCode(() => split.push(new Uint8Array([...prefix(100).slice(2), 0])), 'COFFER_FORMAT_MALFORMED'); // kind 0
+});
+
 test('decoder: an oversize length is refused from its 4 bytes, before anything is buffered', () => {
   const over = WIRE_FRAME_BYTES_MAX - 4 + 1;
   const d = new FrameDecoder();
