@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { serveNode } from '../node/serve.js';
+import { LOG_LEVELS, LOG_LEVEL_DEFAULT, createLogger, isLogLevel } from '../node/log.js';
 
 interface ServeFlags {
   readonly data: string;
@@ -21,6 +22,7 @@ interface ServeFlags {
   readonly authorities?: string;
   readonly clientCa: readonly string[];
   readonly development?: true;
+  readonly logLevel: string;
 }
 
 function portOf(value: string, flag: string): number {
@@ -45,10 +47,12 @@ async function serve(opts: ServeFlags): Promise<void> {
   if (opts.development !== true) fail('COFFER_CLI_USAGE', { reason: 'only development nodes can be served yet: pass --development' });
   const port = portOf(opts.port, '--port');
   const managementPort = opts.managementPort === undefined ? undefined : portOf(opts.managementPort, '--management-port');
+  if (!isLogLevel(opts.logLevel)) fail('COFFER_CLI_USAGE', { reason: `--log-level must be one of ${LOG_LEVELS.join(', ')}` });
+  const log = createLogger({ level: opts.logLevel });
   const clientTrustAnchors = opts.clientCa.map((f) => readFileSync(f, 'utf8'));
   const stopping = stopSignal(); // listen before the (slow) start, so an early SIGTERM still stops cleanly
   const node = await serveNode({
-    dataDir: opts.data, development: true, host: opts.host, port,
+    dataDir: opts.data, development: true, host: opts.host, port, log,
     ...(opts.authorities === undefined ? {} : { authoritiesDir: opts.authorities }),
     ...(managementPort === undefined ? {} : { managementPort }),
     ...(clientTrustAnchors.length === 0 ? {} : { clientTrustAnchors }),
@@ -62,7 +66,8 @@ async function serve(opts: ServeFlags): Promise<void> {
     serial: status.serial, mode: status.mode, pid: process.pid, tlsCertificate: certificatePath,
   };
   process.stdout.write(JSON.stringify(ready) + '\n');
-  await stopping;
+  const signal = await stopping;
+  log.info({ event: 'stopping', signal }, 'stopping');
   await node.close();
 }
 
@@ -78,5 +83,6 @@ export function registerHsmCommands(program: Command): void {
     .option('--authorities <dir>', 'development authorities to provision a new device with (saved by `coffer dev cluster`)')
     .option('--client-ca <file>', 'a PEM CA whose client certificates the data plane accepts (repeatable)', collect, [])
     .option('--development', 'provision a new directory with development keys (required today)')
+    .option('--log-level <level>', `structured log on stderr (JSON lines): ${LOG_LEVELS.join(' | ')}`, LOG_LEVEL_DEFAULT)
     .action(serve);
 }

@@ -20,8 +20,8 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { assert } from '../assert.js';
-import { CofferError, fail, isCofferError } from '../errors.js';
+import { AssertionFailure, assert } from '../assert.js';
+import { CofferError, fail, isCofferError, type ErrorCode } from '../errors.js';
 import {
   NODE_BUSY_RETRY_AFTER_MS, NODE_CLIENT_TRUST_ANCHORS_MAX, NODE_CONNECTION_BYTES_MAX, NODE_CONNECTIONS_MAX, NODE_CONNECTIONS_PER_ADDRESS_MAX, NODE_HANDSHAKE_TIMEOUT_MS,
   NODE_IDLE_TIMEOUT_MS, NODE_IN_FLIGHT_MAX, NODE_PARTIAL_FRAME_TIMEOUT_MS, WIRE_BATCH_ITEMS_MAX, WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_RETRY_AFTER_MS_MAX,
@@ -69,6 +69,9 @@ export interface DataPlaneOptions {
    * connection is closed afterwards if the process goes on. Default: crashOnBug, which stops the
    * process. Tests that provoke failures on purpose pass their own. */
   readonly onBug?: (error: unknown) => void;
+  /** Told of every request answered with a typed error (the operation's code and the error code):
+   * the node's log of refusals. */
+  readonly onRefused?: (op: number, code: ErrorCode) => void;
 }
 
 /** Connections the node refused or closed on its own, since it started (docs/node.md "Limits"). */
@@ -112,10 +115,22 @@ export const NODE_BUG_EXIT_CODE = 70;
  * last committed state. stderr is written synchronously for files and pipes, so nothing is lost.
  */
 export function crashOnBug(error: unknown): never {
-  const what = (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).replace(/\s+/g, ' ');
-  const frames = error instanceof Error ? (error.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)) : [];
+  const { what, frames } = describeBug(error);
   process.stderr.write(`coffer: bug, the node stops (an HSM must not run on in an unknown state): ${what}\n${frames.map((l) => `${l}\n`).join('')}`);
   process.exit(NODE_BUG_EXIT_CODE);
+}
+
+/**
+ * What may be said of a bug: an assertion's own fixed text, otherwise the error's name and code, and
+ * the stack's code locations. Never another error's message: a library's message may quote its
+ * input (JSON.parse quotes what it failed to parse), and that input may be a decrypted record.
+ */
+export function describeBug(error: unknown): { what: string; frames: string[] } {
+  if (!(error instanceof Error)) return { what: typeof error, frames: [] };
+  const code = (error as { code?: unknown }).code;
+  const what = error instanceof AssertionFailure ? `${error.name}: ${error.message}` : `${error.name}${typeof code === 'string' ? ` (${code})` : ''}`;
+  const frames = (error.stack ?? '').split('\n').filter((l) => /^\s+at /.test(l)).map((l) => l.trim());
+  return { what: what.replace(/\s+/g, ' '), frames };
 }
 
 interface Limits {
@@ -139,7 +154,10 @@ class NodeState {
   /** TCP connections open per remote address (handshakes included). */
   readonly perAddress = new Map<string, number>();
   readonly counters: Counters = { refusedConnectionsMax: 0, refusedPerAddressMax: 0, closedHandshakeTimeout: 0, closedPartialFrameTimeout: 0, closedIdleTimeout: 0 };
-  constructor(readonly hsm: Hsm, readonly limits: Limits, readonly capacityOpsPerSecond: number, readonly onBug: (e: unknown) => void) {}
+  constructor(
+    readonly hsm: Hsm, readonly limits: Limits, readonly capacityOpsPerSecond: number, readonly onBug: (e: unknown) => void,
+    readonly onRefused: ((op: number, code: ErrorCode) => void) | undefined,
+  ) {}
   load(): NodeLoad {
     return { inFlight: this.inFlight, inFlightMax: this.limits.capacityMax, connections: this.connections.size, capacityOpsPerSecond: this.capacityOpsPerSecond };
   }
@@ -263,7 +281,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const anchors = checkClientAnchors(options.clientTrustAnchors);
   const limits = limitsOf(options);
   const onBug = options.onBug ?? crashOnBug;
-  const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, onBug);
+  const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, onBug, options.onRefused);
   const first = options.tls ?? (await currentTlsIdentity(options.hsm, hosts, options.clusterLeafValidityMs));
   const tls = new TlsSwitch(options.hsm, hosts, anchors, options.clusterLeafValidityMs, onBug, first);
   const server: Server = createServer({
@@ -512,6 +530,7 @@ class Connection {
       if (!isCofferError(e)) throw e;
       reply = encodeError(frame.requestId, frame.op, e);
       end = e.code === 'COFFER_FORMAT_UNKNOWN_VERSION';
+      this.#node.onRefused?.(frame.op, e.code);
     }
     if (this.#closed) return;
     this.#push(reply);

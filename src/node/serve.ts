@@ -3,7 +3,8 @@
 // the store is new (with shared development authorities when given, so that nodes restore each
 // other's backups), and starts the data plane and, when asked, the management interface
 // (management.ts). A bug in either stops the process unless the caller passes its own onBug
-// (crashOnBug: an HSM must not run on in an unknown state). docs/node.md "Serving".
+// (a fatal log line, then exit: an HSM must not run on in an unknown state). Everything it does is
+// logged as JSON lines (log.ts). docs/node.md "Serving".
 //
 // Files in dataDir: device.secret (32 random bytes, mode 0600, created exclusively: the host's file
 // permissions are the boundary, docs/threat-model.md) and store.sqlite (the sealed store, store.ts).
@@ -15,7 +16,9 @@ import { SecretBytes } from '../crypto/secret_bytes.js';
 import { Hsm } from '../hsm/device.js';
 import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice } from '../factory/development.js';
 import { DEVICE_SECRET_BYTES, SealedStore, deriveStorageKey } from '../hsm/store/sealed_store.js';
-import { crashOnBug, startDataPlane, type DataPlane, type DataPlaneOptions } from './data_plane.js';
+import { opName } from '../formats/wire.js';
+import { describeBug, startDataPlane, NODE_BUG_EXIT_CODE, type DataPlane, type DataPlaneOptions } from './data_plane.js';
+import { createLogger, logHsmEvent, type Logger } from './log.js';
 import { startManagement, type ManagementServer } from './management.js';
 
 export const DEVICE_SECRET_FILE = 'device.secret';
@@ -31,6 +34,8 @@ export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm'> {
   readonly authoritiesDir?: string;
   /** Serve the management interface on this port (0: any free port); absent: no management server. */
   readonly managementPort?: number;
+  /** The node's structured log (docs/node.md "Logs"); default: JSON lines on stderr at `info`. */
+  readonly log?: Logger;
 }
 
 export interface ServedNode {
@@ -93,20 +98,26 @@ function managementOnBug(onBug: (error: unknown) => void): (error: unknown) => v
 
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, authoritiesDir, managementPort, onBug = crashOnBug, ...planeOptions } = options;
-  const hsm = Hsm.open({ store: openStore(dataDir) });
+  const { dataDir, development: _development, authoritiesDir, managementPort, log = createLogger(), onBug = loggedCrash(log), ...planeOptions } = options;
+  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => logHsmEvent(log, event) });
   let dataPlane: DataPlane | undefined;
   try {
     if (hsm.status().provisioning === 'NEW') {
       const authorities = authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir);
       await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
     }
-    dataPlane = await startDataPlane({ ...planeOptions, hsm, onBug });
+    dataPlane = await startDataPlane({ ...planeOptions, hsm, onBug, onRefused: (op, code) => log.info({ event: 'refused', op: opLabel(op), code }, 'request refused') });
     const management = managementPort === undefined ? undefined : await startManagement({
       hsm, dataPlane, dataDir, port: managementPort, onBug: managementOnBug(onBug),
       ...(planeOptions.host === undefined ? {} : { host: planeOptions.host }),
     });
     const plane = dataPlane;
+    const status = hsm.status();
+    const host = planeOptions.host ?? '127.0.0.1';
+    log.info({
+      event: 'started', serial: status.serial, mode: status.mode, cluster: status.cluster, clusterId: status.clusterId,
+      dataPlane: `${host}:${plane.port}`, management: management === undefined ? null : `${host}:${management.port}`,
+    }, 'listening');
     return {
       hsm,
       dataPlane: plane,
@@ -115,11 +126,31 @@ export async function serveNode(options: ServeOptions): Promise<ServedNode> {
         await management?.close();
         await plane.close();
         hsm.close();
+        log.info({ event: 'stopped' }, 'stopped');
       },
     };
   } catch (e) {
     await dataPlane?.close();
     hsm.close();
     throw e;
+  }
+}
+
+/** A bug stops the node (an HSM must not run on in an unknown state): one fatal log line that names
+ * it (describeBug: never a library's message, which may quote its input), then exit. */
+function loggedCrash(log: Logger): (error: unknown) => never {
+  return (error) => {
+    const { what, frames } = describeBug(error);
+    log.fatal({ event: 'bug', error: what, frames }, 'bug: the node stops (an HSM must not run on in an unknown state)');
+    process.exit(NODE_BUG_EXIT_CODE);
+  };
+}
+
+/** An operation's name for the log, or its number when it has none. */
+function opLabel(op: number): string {
+  try {
+    return opName(op);
+  } catch {
+    return `0x${op.toString(16).padStart(4, '0')}`;
   }
 }

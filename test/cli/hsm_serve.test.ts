@@ -17,6 +17,18 @@ import { pemOf } from '../../src/formats/x509.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
+
+/** The node's stderr as log lines: every line must be one JSON object (the node writes nothing else). */
+function logLines(stderr: string): Record<string, unknown>[] {
+  return stderr.split('\n').filter((l) => l !== '').map((l) => {
+    try {
+      return JSON.parse(l) as Record<string, unknown>;
+    } catch {
+      return assert.fail(`not a JSON log line: ${l}`);
+    }
+  });
+}
+
 test('coffer hsm serve provisions a development node, serves TLS 1.3, and stops on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-serve-'));
   const child = spawn(process.execPath, [MAIN, 'hsm', 'serve', '--data', join(dir, 'node'), '--development'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -90,7 +102,11 @@ test('coffer hsm serve --management-port --authorities prints one ready line, se
     });
     assert.equal(code, 0);
     assert.equal(stdout.trim().split('\n').length, 1, 'exactly one line on stdout');
-    assert.equal(stderr, '', 'nothing logged');
+    // stderr carries the node's log only: JSON lines, the start and the stop, nothing above info.
+    const lines = logLines(stderr);
+    assert.deepEqual(lines.filter((l) => !['info', 'debug'].includes(String(l['level']))), [], 'nothing but info');
+    assert.ok(lines.some((l) => l['event'] === 'started' && l['message'] === 'listening'));
+    assert.ok(lines.some((l) => l['event'] === 'stopped'));
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -144,8 +160,11 @@ test('a bug in a coffer hsm serve process stops it: exit status 70 and one line 
     await assert.rejects(node.client.backupToFile(join(dir, 'backup.bin')));
     const stopped = new Promise<string>((ok) => setTimeout(() => ok('still running'), 60_000).unref()); // a generous bound, not a timing
     assert.equal(await Promise.race([node.exited, stopped]), 70, node.stderr());
-    const first = node.stderr().split('\n')[0] ?? '';
-    assert.match(first, /^coffer: bug, the node stops \(an HSM must not run on in an unknown state\): .*ENOTDIR/);
+    const bug = logLines(node.stderr()).filter((l) => l['level'] === 'fatal');
+    assert.equal(bug.length, 1, node.stderr());
+    assert.equal(bug[0]?.['event'], 'bug');
+    assert.match(String(bug[0]?.['message']), /^bug: the node stops \(an HSM must not run on in an unknown state\)/);
+    assert.match(String(bug[0]?.['error']), /ENOTDIR/);
   } finally {
     node.client.close();
     node.child.kill('SIGKILL');
@@ -168,7 +187,7 @@ test('a management client that hangs up in the middle of an upload does not stop
     });
     assert.equal((await node.client.health()).provisioning, 'COMMISSIONED', 'the node still serves');
     assert.equal(node.child.exitCode, null);
-    assert.equal(node.stderr(), '', 'nothing reported');
+    assert.deepEqual(logLines(node.stderr()).filter((l) => l['level'] !== 'info'), [], 'nothing reported but the ordinary info lines');
   } finally {
     node.client.close();
     node.child.kill('SIGKILL');
