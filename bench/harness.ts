@@ -12,7 +12,7 @@ export interface Row {
   /** The anchor measured in the same run (raw node:crypto, ...), when there is one. */
   readonly anchorName?: string;
   readonly anchorValue?: number;
-  /** Target written in the issue, as text, e.g. "≥ 0.9 × raw". */
+  /** The figure's target, as text, e.g. "≥ 0.9 × raw". */
   readonly target?: string;
   readonly note?: string;
 }

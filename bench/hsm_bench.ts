@@ -1,5 +1,5 @@
 // The device through its public API (Hsm → Session → ObjectTable → mechanisms), in process, each
-// figure beside raw node:crypto doing the same work in the same run. Issue target: ≥ 0.9 × raw for
+// figure beside raw node:crypto doing the same work in the same run. Target: ≥ 0.9 × raw for
 // every hashed mechanism. Both sides get the same input sizes and, where the device draws a random
 // IV itself (AES-GCM without a caller IV), the raw side draws one too.
 

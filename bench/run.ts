@@ -1,4 +1,4 @@
-// `npm run bench`: every figure the issues name, each beside its anchor measured in the same run,
+// `npm run bench`: every performance figure, each beside its anchor measured in the same run,
 // written to docs/bench.md. Sections run one after another so they do not compete for the cores.
 
 import { writeFileSync } from 'node:fs';

@@ -5,7 +5,7 @@
 // through p11-kit (bench/softhsm_anchor.ts) where it is installed. CPU µs per operation on each
 // side: this process (process.cpuUsage) and the node processes (/proc/<pid>/stat).
 //
-// Issue targets: ECDSA ≥ 20,000/s and ≥ 0.5 × raw; RSA-2048 ≥ 0.8 × raw. Verdicts are printed as
+// Targets: ECDSA ≥ 20,000/s and ≥ 0.5 × raw; RSA-2048 ≥ 0.8 × raw. Verdicts are printed as
 // measured. State changes are not replicated between nodes yet, so the keys are generated on a
 // one-node cluster, which is then cloned (addNode: sealed backup → restore) and the SDK reconnected
 // to both nodes, where the keys exist under the same handles.

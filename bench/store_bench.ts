@@ -1,7 +1,7 @@
 // Sealed store benchmark (docs/architecture.md §4, §8): a device with 100k key objects of ~300 bytes.
 // Populate time; open time (open + key check) and the full decrypting scan a device does at start;
 // and single-object insert and delete at 1k and at 100k objects, each the median of many
-// one-object transactions. The issue requires the 100k figures within 2× of the 1k ones, which
+// one-object transactions. The 100k figures must stay within 2× of the 1k ones, which
 // is what "a mutation costs O(record), not O(store)" means in practice.
 
 import { randomBytes } from 'node:crypto';
