@@ -14,10 +14,11 @@
 // list() streams in pages; the device layer above keeps its own in-memory indexes.
 //
 // Staging (a restore): staged records are sealed under their final namespace and id into a TEMP
-// table — SQLite's temporary database, a file that is unlinked as soon as it is created, so it is
-// gone on close or crash — in transactions of SEALED_STAGE_BATCH_RECORDS; adopting them is one
-// `INSERT … SELECT` in the adopting transaction, no decryption. The live tables never hold a staged
-// row before that transaction commits.
+// table — SQLite's temporary database, a 0600 file in the host's temporary directory that is
+// unlinked as soon as it is created, so it is gone on close or crash — in transactions of
+// SEALED_STAGE_BATCH_RECORDS; adopting them is one `INSERT … SELECT` in the adopting transaction,
+// no decryption. The live tables never hold a staged row before that transaction commits. Dropping
+// a staging deletes the whole temporary database, which closes that file and frees its space.
 //
 // One owner: the file is opened with locking_mode=EXCLUSIVE, so a second process (or connection)
 // cannot open a device's store while it is in use (COFFER_STORE_IN_USE).
@@ -29,7 +30,7 @@ import { dirname } from 'node:path';
 import { assert } from '../../assert.js';
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import { constantTimeEqual, SecretBytes } from '../../crypto/secret_bytes.js';
-import { SEALED_LIST_PAGE_RECORDS, SEALED_STAGE_BATCH_RECORDS } from '../../formats/limits.js';
+import { SEALED_LIST_PAGE_RECORDS, SEALED_RECORD_BYTES_MAX, SEALED_RECORD_ID_BYTES_MAX, SEALED_STAGE_BATCH_RECORDS } from '../../formats/limits.js';
 import {
   openRecord,
   RecordKind,
@@ -295,7 +296,8 @@ export class SealedStore implements RecordStore {
     const row = this.#read(() => this.#stmts.summary.get(ns));
     if (row === undefined) return EMPTY_SUMMARY;
     const [records, idBytes, valueBytes, astralIds] = row;
-    const sane = [records, idBytes, valueBytes, astralIds].every((n) => Number.isSafeInteger(n) && n >= 0) && astralIds <= records && records > 0;
+    const counts = [records, idBytes, valueBytes, astralIds].every((n) => Number.isSafeInteger(n) && n >= 0);
+    const sane = counts && records > 0 && astralIds <= records && idBytes <= records * SEALED_RECORD_ID_BYTES_MAX && valueBytes <= records * SEALED_RECORD_BYTES_MAX;
     if (!sane) fail('COFFER_STORE_TAMPERED', { part: 'stats' });
     return { records, idBytes, valueBytes, astralIds };
   }
@@ -370,16 +372,16 @@ export class SealedStore implements RecordStore {
   /**
    * After a zeroise: deleted records are sealed, but SQLite leaves their bytes in freed pages and
    * in the WAL, readable with this device's storage key (which zeroise keeps). VACUUM rewrites the
-   * file from the live records only, and a TRUNCATE checkpoint empties the WAL to 0 bytes. A staging
-   * is dropped (its temporary pages are overwritten: secure_delete). What the file system keeps of
-   * old blocks is the host's boundary (docs/threat-model.md).
+   * file from the live records only, and a TRUNCATE checkpoint empties the WAL to 0 bytes. The
+   * temporary database (a staging's) is deleted. What the file system keeps of old blocks is the
+   * host's boundary (docs/threat-model.md).
    */
   scrub(): void {
     this.#check();
     assert(!this.#inTx, 'sealed store scrubbed inside its own transaction');
     this.#staging?.discard();
     try {
-      this.#db.exec('DROP TABLE IF EXISTS temp.staging'); // one discarded inside a transaction stays till now
+      resetTemporaryDatabase(this.#db); // a staging discarded inside a transaction stayed till now
       this.#db.exec('VACUUM');
       this.#db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (e) {
@@ -523,7 +525,7 @@ interface StagedTally {
 /**
  * SealedStore's staging: the TEMP table `staging`, filled in transactions of the temporary database
  * alone (the live file and its WAL are not written, nothing is fsync'd) of at most
- * SEALED_STAGE_BATCH_RECORDS rows each. Dropped with secure_delete on, so its pages are overwritten.
+ * SEALED_STAGE_BATCH_RECORDS rows each. Dropped with the whole temporary database.
  */
 class SealedStaging implements RecordStaging {
   readonly #db: Database.Database;
@@ -537,7 +539,7 @@ class SealedStaging implements RecordStaging {
     this.#db = db;
     this.#owner = owner;
     try {
-      db.exec('DROP TABLE IF EXISTS temp.staging'); // none should exist: each staging drops its own
+      resetTemporaryDatabase(db); // nothing should be there: each staging deletes its own
       db.exec(STAGING_SCHEMA);
       this.#insert = db.prepare('INSERT OR REPLACE INTO temp.staging (ns, id, v, id_bytes, astral) VALUES (?, ?, ?, ?, ?)');
     } catch (e) {
@@ -592,7 +594,7 @@ class SealedStaging implements RecordStaging {
     try {
       if (this.#batch > 0 && this.#db.inTransaction) this.#db.exec('ROLLBACK');
       this.#batch = 0;
-      if (this.#db.open && !this.#db.inTransaction) this.#db.exec('DROP TABLE IF EXISTS temp.staging');
+      if (this.#db.open && !this.#db.inTransaction) resetTemporaryDatabase(this.#db);
     } finally {
       this.#owner.release();
     }
@@ -620,11 +622,22 @@ function configure(db: Database.Database, sync: 'full' | 'normal'): void {
   assert(mode === 'wal', 'sealed store runs in WAL mode');
   db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
   // A staging lives in the temporary database: on disk (never the JS heap, whatever the build's
-  // default), with a small cache, and overwritten when dropped.
+  // default), with a small cache.
   db.pragma('temp_store = FILE');
   db.pragma(`temp.cache_size = -${STAGING_CACHE_KIB}`);
-  db.pragma('temp.secure_delete = ON');
   if (version === 1) upgradeFromVersion1(db);
+}
+
+/**
+ * Deletes the temporary database — the staging table, its pages and its file (unlinked since it
+ * was created, so its space is freed now rather than when the store closes): SQLite drops the
+ * temporary database whenever temp_store changes. Not inside a transaction.
+ */
+function resetTemporaryDatabase(db: Database.Database): void {
+  assert(!db.inTransaction, 'the temporary database is reset between transactions');
+  db.pragma('temp_store = MEMORY');
+  db.pragma('temp_store = FILE');
+  db.pragma(`temp.cache_size = -${STAGING_CACHE_KIB}`);
 }
 
 /**

@@ -6,7 +6,7 @@
 import { after, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -189,7 +189,20 @@ void describe('SealedStore: opening', () => {
   });
 });
 
-void describe('SealedStore: schema version 1 and namespace summaries', () => {
+/** SQLite temporary files this process holds open (they are unlinked: "(deleted)"). */
+function openTemporaryFiles(): string[] {
+  return readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return ''; // the directory's own descriptor, gone by now
+      }
+    })
+    .filter((target) => /etilqs_/.test(target));
+}
+
+void describe('SealedStore: schema version 1, summaries and staging', () => {
   /** A store as version 1 wrote it: the same tables but `stats`, user_version 1. */
   function versionOne(path: string): void {
     const s = createAt(path);
@@ -221,7 +234,15 @@ void describe('SealedStore: schema version 1 and namespace summaries', () => {
     const s = createAt(path);
     s.transaction((tx) => tx.put('object', 'a', bytes('x')));
     s.close();
-    for (const edit of ["UPDATE stats SET records = -1", "UPDATE stats SET astral_ids = 5", "UPDATE stats SET value_bytes = 'many'", "UPDATE stats SET records = 0"]) {
+    const edits = [
+      'UPDATE stats SET records = -1',
+      'UPDATE stats SET astral_ids = 5',
+      "UPDATE stats SET value_bytes = 'many'",
+      'UPDATE stats SET records = 0',
+      'UPDATE stats SET value_bytes = 1 << 40', // more than one record can hold
+      'UPDATE stats SET id_bytes = 513',
+    ];
+    for (const edit of edits) {
       raw(path, (db) => {
         db.exec("DELETE FROM stats; INSERT INTO stats VALUES ('object', 1, 1, 1, 0)");
         db.exec(edit);
@@ -247,8 +268,11 @@ void describe('SealedStore: schema version 1 and namespace summaries', () => {
     for (let i = 2000; i < 4000; i++) st.put('object', `s${i}`, new Uint8Array(200).fill(i));
     assert.equal(statSync(`${path}-wal`).size, afterLive);
     assert.equal(statSync(path).size, file);
+    // The staged rows are in the temporary database's file, unlinked since it was made (Linux shows it).
+    assert.equal(openTemporaryFiles().length, 1, 'one temporary file, open and unlinked');
     s.transaction((tx) => tx.adopt(st));
     st.discard();
+    assert.deepEqual(openTemporaryFiles(), [], 'dropping the staging closed its file: the space is freed');
     assert.ok(statSync(`${path}-wal`).size > afterLive + 4000 * 200, 'the adopting commit wrote the records');
     assert.equal(s.count('object'), 4000);
     s.close();
