@@ -159,6 +159,7 @@ function rowsFor(r: SizeResult): Row[] {
     { name: `backup peak RSS growth, ${n}`, value: med(r.backups, (s) => growthMiB(s)), unit: 'MiB' },
     { name: `restore, ${n} objects (checking, staging, switch, object index reload)`, value: restoreS, unit: 's', ...scan(r.restoredScans), ...(large ? { target: verdict(`≤ ${RESTORE_TARGET_SECONDS} s`, restoreS <= RESTORE_TARGET_SECONDS) } : {}) },
     { name: `restore throughput, ${n}`, value: mb / restoreS, unit: 'MB/s' },
+    { name: `opening the restored device in a fresh process (its object index, what a restore ends with), ${n}`, value: seconds(r.opened), unit: 's' },
     {
       name: `restore peak RSS growth, ${n} (whole step)`, value: restoreGrowth, unit: 'MiB',
       anchorName: 'opening the restored device in a fresh process', anchorValue: growthMiB(r.opened),
