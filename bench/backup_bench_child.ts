@@ -6,7 +6,12 @@
 //   populate <dir> <name> <objects>   a commissioned device in <dir>/<name>.db with a crypto user
 //                                     and <objects> mixed token objects
 //   backup   <dir> <name> <blobPath>  createBackup of that device to a new file
-//   restore  <dir> <name> <blobPath>  restoreBackup of the file into that device
+//   restore  <dir> <name> <blobPath>  restoreBackup of the file into that device; also reports the
+//                                     peak RSS when the last body byte is staged (before the switch)
+//   scan     <dir> <name> -           the anchor: opens the device's sealed store (no device) and
+//                                     reads, decrypting, every record once
+//   open     <dir> <name> -           opens the device (its object index loaded): what holding
+//                                     that state costs in memory
 //
 // The development manufacturer and operator come from <dir>/factory and <dir>/operator (written by
 // the parent with saveManufacturer/saveOperator), the device secret from <dir>/<name>.secret.
@@ -86,22 +91,42 @@ async function populate(dir: string, name: string, objects: number): Promise<Rec
   return { seconds, objects };
 }
 
-/** Opens the device at full durability (the production setting) and measures `fn` from a settled baseline. */
-async function measured(dir: string, name: string, fn: (hsm: Hsm) => Record<string, number> | Promise<Record<string, number>>): Promise<Record<string, number>> {
-  const hsm = Hsm.open({ store: openStore(dir, name, 'full'), kdfParams: FAST_KDF });
+const maxRss = (): number => process.resourceUsage().maxRSS * 1024; // kilobytes
+
+/** Measures `fn` from a settled baseline (after `setUp` and a GC); `fn` gets what `setUp` made. */
+async function measuredFrom<S>(setUp: () => S, fn: (subject: S) => Record<string, number> | Promise<Record<string, number>>, tearDown: (subject: S) => void): Promise<Record<string, number>> {
+  const subject = setUp();
   globalThis.gc?.();
   const baselineRss = process.memoryUsage().rss;
   const start = performance.now();
-  const result = await fn(hsm);
+  const result = await fn(subject);
   const seconds = (performance.now() - start) / 1000;
-  hsm.close();
-  const peakRss = process.resourceUsage().maxRSS * 1024; // kilobytes
-  return { ...result, seconds, baselineRss, peakRss };
+  tearDown(subject);
+  return { ...result, seconds, baselineRss, peakRss: maxRss() };
+}
+
+/** Opens the device at full durability (the production setting) and measures `fn` from a settled baseline. */
+function measured(dir: string, name: string, fn: (hsm: Hsm) => Record<string, number> | Promise<Record<string, number>>): Promise<Record<string, number>> {
+  return measuredFrom(() => Hsm.open({ store: openStore(dir, name, 'full'), kdfParams: FAST_KDF }), fn, (hsm) => hsm.close());
+}
+
+/** The anchor: every record of the store read (decrypted) once, namespace by namespace. */
+function scan(store: SealedStore): Record<string, number> {
+  let records = 0;
+  let bytes = 0;
+  for (const ns of store.namespaces()) {
+    for (const [, value] of store.list(ns)) {
+      records++;
+      bytes += value.length;
+      value.fill(0);
+    }
+  }
+  return { records, plaintextBytes: bytes };
 }
 
 async function main(): Promise<void> {
   const [command, dir, name, arg] = process.argv.slice(2);
-  if (dir === undefined || name === undefined || arg === undefined) throw new Error('usage: populate|backup|restore <dir> <name> <objects|blobPath>');
+  if (dir === undefined || name === undefined || arg === undefined) throw new Error('usage: populate|backup|restore|scan|open <dir> <name> <objects|blobPath|->');
   let out: Record<string, number>;
   if (command === 'populate') {
     out = await populate(dir, name, Number(arg));
@@ -118,13 +143,26 @@ async function main(): Promise<void> {
   } else if (command === 'restore') {
     out = await measured(dir, name, async (hsm) => {
       const source = fileSource(arg);
+      let stagedPeakRss = 0;
+      const onProgress = (done: number, total: number): void => {
+        if (done === total) stagedPeakRss = maxRss();
+      };
       try {
-        const summary = await hsm.restoreBackup(source);
-        return { bytes: summary.bytes, records: summary.records, objects: summary.objects, tokenObjects: hsm.status().tokenObjects };
+        const summary = await hsm.restoreBackup(source, { onProgress });
+        return { bytes: summary.bytes, records: summary.records, objects: summary.objects, tokenObjects: hsm.status().tokenObjects, stagedPeakRss };
       } finally {
         source.close();
       }
     });
+  } else if (command === 'scan') {
+    out = await measuredFrom(() => openStore(dir, name, 'full'), scan, (store) => store.close());
+  } else if (command === 'open') {
+    out = await measuredFrom(() => undefined, () => {
+      const hsm = Hsm.open({ store: openStore(dir, name, 'full'), kdfParams: FAST_KDF });
+      const tokenObjects = hsm.status().tokenObjects;
+      hsm.close();
+      return { tokenObjects };
+    }, () => undefined);
   } else {
     throw new Error(`unknown step ${command ?? ''}`);
   }

@@ -1,5 +1,5 @@
 // Data-plane wire protocol bench (docs/wire-protocol.md): the cost of the message encoding, which
-// the issue asks to keep near static-codec speed (protobufjs-style ~0.5 µs a message), beside
+// which must stay near static-codec speed (protobufjs-style ~0.5 µs a message), beside
 // JSON.stringify/parse of the same message in the same run; and the frame decoder's throughput on
 // a stream of 64-byte frames cut into socket-sized chunks that do not align with frames, and on
 // 1 MiB frames that each span many chunks.

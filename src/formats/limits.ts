@@ -58,6 +58,11 @@ export const SEALED_RECORD_ID_BYTES_MAX = 512;
 /** Records fetched from SQLite per page while list() streams a namespace: bounds memory per step
  * (about 20 KiB for ~300-byte key objects) without a query per record. */
 export const SEALED_LIST_PAGE_RECORDS = 64;
+/** Records per transaction while a restore stages its records aside (RecordStore.stage): a commit per
+ * record would pay a journal round per record; one transaction for a whole device would keep a rollback
+ * journal as large as the staging. 4096 records (~1.5 MiB of sealed ~350-byte key objects) make the
+ * commits unmeasurable beside the sealing, and bound what one batch holds uncommitted. */
+export const SEALED_STAGE_BATCH_RECORDS = 4096;
 /** Code files hashed into a firmware digest: the built node is a few hundred files; the bound stops
  * a wrong --code directory (a home folder, /) from being walked without end. */
 export const FIRMWARE_FILES_MAX = 20_000;

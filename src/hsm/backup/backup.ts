@@ -3,10 +3,13 @@
 // derives the PBK (pbk.ts), wraps or unwraps a BEK, and seals or opens a body. Whom a backup may come
 // from is the device-chain rule (src/formats/device_chain.ts); the signature input is the codec's.
 //
-// createBackup streams: a first pass over the records sizes the body (counts and plaintext length
-// go into the header, which every segment authenticates), a second pass encodes, seals segment by
-// segment and writes to the sink while SHA-384 runs over prefix ‖ header ‖ body for the signature.
-// Memory holds one segment and one record, whatever the device's size.
+// createBackup streams in one pass over the records: the body's counts and plaintext length (in the
+// header, which every segment authenticates) come from the store's namespace summaries, so no record
+// is read to size it; then each record is read once, encoded, sealed segment by segment and written
+// to the sink while SHA-384 runs over prefix ‖ header ‖ body for the signature. What is read is
+// counted against the summaries: a store whose summaries disagree with its records is
+// COFFER_STORE_TAMPERED, never a blob the header misdescribes. Memory holds one segment and one
+// record, whatever the device's size.
 //
 // restoreBackup refuses with the spec's typed errors ("Restore rules") and changes nothing when it
 // refuses. Order of the checks, each claim made only when the facts behind it are established:
@@ -20,8 +23,10 @@
 //   4. PBK → BEK unwrap, then pass 1 opens every segment and parses every record (and checks user
 //      and object records with their own codecs) without writing (COFFER_BACKUP_TAMPERED), while
 //      the same bytes feed the signature check (COFFER_BACKUP_UNTRUSTED);
-//   5. pass 2, inside ONE store transaction: clear every namespace but 'device', and write the
-//      records as they are opened and authenticated again. Any failure throws and rolls back.
+//   5. pass 2 (DeviceState.replaceStaged): the records, opened and authenticated again, are written
+//      into the store's staging area — bounded transactions that no read sees — then ONE short
+//      transaction clears every namespace but 'device' and adopts them. Any failure before that
+//      commit throws, drops the staging and leaves the state as it was.
 // PBK and BEK are zeroised in `finally`; record values are wiped once written.
 
 import { createHash, type KeyObject } from 'node:crypto';
@@ -164,11 +169,14 @@ export function stateDigestOf(store: RecordStore): Uint8Array {
 
 // ── create ──────────────────────────────────────────────────────────────────────────────────
 
-/** A namespace as the body will hold it; `ordered` is false when the store's order (UTF-16) is
- * not the format's (UTF-8 bytes), which only ids mixing U+E000–U+FFFF and astral characters do. */
+/** A namespace as the body will hold it, with what its summary says it holds; `ordered` is false
+ * when the store's order (UTF-16) may not be the format's (UTF-8 bytes): only ids with characters
+ * beyond U+FFFF can make them differ. */
 interface PlannedNamespace {
   readonly ns: string;
   readonly ordered: boolean;
+  readonly records: number;
+  readonly plaintextBytes: number;
 }
 
 interface BodyPlan {
@@ -181,45 +189,61 @@ interface BodyPlan {
 
 const utf8Order = (a: string, b: string): number => compareBackupRecordKeys({ ns: a, id: '' }, { ns: b, id: '' });
 
-/** First pass: counts, plaintext length and order of every record that travels, from the ids and
- * value lengths alone (nothing decrypted). Writes nothing. */
+/** Counts, plaintext length and order of the body from the namespace summaries: no record is read.
+ * Refuses, before anything is written, names the format cannot hold. */
 function planBody(store: RecordStore): BodyPlan {
   const namespaces: PlannedNamespace[] = [];
   let records = 0, users = 0, objects = 0, plaintextBytes = 0;
   for (const ns of store.namespaces().sort(utf8Order)) {
     if (ns === BACKUP_EXCLUDED_NAMESPACE) continue;
-    let ordered = true;
-    let previous: string | undefined;
-    for (const [id, valueBytes] of store.sizes(ns)) {
-      encodeBackupRecord({ ns, id, value: new Uint8Array(0) }); // refuses names the format cannot hold, before anything is written
-      plaintextBytes += backupRecordBytes(ns, id, valueBytes);
-      if (previous !== undefined && compareBackupRecordKeys({ ns, id: previous }, { ns, id }) >= 0) ordered = false;
-      previous = id;
-      records++;
-      if (ns === BACKUP_USER_NAMESPACE) users++;
-      if (ns === BACKUP_OBJECT_NAMESPACE) objects++;
-    }
-    namespaces.push({ ns, ordered });
+    encodeBackupRecord({ ns, id: '0', value: new Uint8Array(0) }); // a namespace name the format refuses
+    // Both adapters refuse the ids the format cannot hold, but for one: the empty id (sorted first).
+    if (store.get(ns, '') !== undefined) fail('COFFER_FORMAT_MALFORMED', { field: 'record' });
+    const s = store.summary(ns);
+    const bytes = s.records * backupRecordBytes(ns, '', 0) + s.idBytes + s.valueBytes;
+    namespaces.push({ ns, ordered: s.astralIds === 0, records: s.records, plaintextBytes: bytes });
+    plaintextBytes += bytes;
+    records += s.records;
+    if (ns === BACKUP_USER_NAMESPACE) users += s.records;
+    if (ns === BACKUP_OBJECT_NAMESPACE) objects += s.records;
   }
   return { namespaces, records, users, objects, plaintextBytes };
 }
 
-/** Second pass: the records in the format's order. Values are the caller's to wipe. */
-function* recordsInBodyOrder(store: RecordStore, plan: BodyPlan): Generator<BackupRecord> {
-  for (const { ns, ordered } of plan.namespaces) {
-    if (ordered) {
-      for (const [id, value] of store.list(ns)) yield { ns, id, value };
-      continue;
-    }
-    // Rare: sort the ids (not the values) by UTF-8 bytes, then read each record.
-    const ids = [...store.sizes(ns)].map(([id]) => id);
-    ids.sort((a, b) => compareBackupRecordKeys({ ns, id: a }, { ns, id: b }));
-    for (const id of ids) {
-      const value = store.get(ns, id);
-      assert(value !== undefined, 'records do not change during a backup');
-      yield { ns, id, value };
+/** A namespace's records in the format's order, each read once. Values are the caller's to wipe. */
+function* recordsInBodyOrder(store: RecordStore, planned: PlannedNamespace): Generator<BackupRecord> {
+  const { ns } = planned;
+  if (planned.ordered) {
+    for (const [id, value] of store.list(ns)) yield { ns, id, value };
+    return;
+  }
+  // Rare: sort the ids (not the values) by UTF-8 bytes, then read each record.
+  const ids = [...store.sizes(ns)].map(([id]) => id);
+  ids.sort((a, b) => compareBackupRecordKeys({ ns, id: a }, { ns, id: b }));
+  for (const id of ids) {
+    const value = store.get(ns, id);
+    assert(value !== undefined, 'records do not change during a backup');
+    yield { ns, id, value };
+  }
+}
+
+/** Encodes a namespace's records into `writer`, counted against its summary (module header). */
+function writeNamespace(store: RecordStore, planned: PlannedNamespace, writer: SegmentWriter): void {
+  let records = 0, bytes = 0;
+  const disagree = (): never => fail('COFFER_STORE_TAMPERED', { part: 'stats', ns: planned.ns });
+  for (const record of recordsInBodyOrder(store, planned)) {
+    const encoded = encodeBackupRecord(record);
+    record.value.fill(0);
+    try {
+      records++;
+      bytes += encoded.length;
+      if (records > planned.records || bytes > planned.plaintextBytes) disagree();
+      writer.push(encoded);
+    } finally {
+      encoded.fill(0);
     }
   }
+  if (records !== planned.records || bytes !== planned.plaintextBytes) disagree();
 }
 
 /**
@@ -359,18 +383,7 @@ export function createBackup(device: BackupDevice, sink: BackupSink, options: Cr
       signer.update(sealed);
       emit(sealed);
     });
-    let records = 0;
-    for (const record of recordsInBodyOrder(device.state.store, plan)) {
-      const encoded = encodeBackupRecord(record);
-      record.value.fill(0);
-      try {
-        writer.push(encoded);
-      } finally {
-        encoded.fill(0);
-      }
-      records++;
-    }
-    assert(records === plan.records, 'records do not change during a backup');
+    for (const planned of plan.namespaces) writeNamespace(device.state.store, planned, writer);
     writer.finish();
     emit(encodeBackupTrailer(signer.sign()));
     assert(doneBytes === totalBytes, 'the blob is exactly as long as its header says');
@@ -549,13 +562,17 @@ export async function restoreBackup(device: BackupDevice, source: BackupSource, 
     const verifier = new BackupSignatureVerifier(headerBytes);
     openBody(source, header, { bek, aad, onSealed: (sealed) => verifier.update(sealed), onRecord: checkRecord, onBytes });
     if (!verifier.holds(signingKey, signature)) fail('COFFER_BACKUP_UNTRUSTED', { reason: 'bad-signature' });
-    // Pass 2: the state's one replacement (in its writer queue, one transaction); the records are
-    // opened (and authenticated) again as they are written; the device then rebuilds its modules.
+    // Pass 2: the state's one replacement, in its writer queue: the records, opened (and
+    // authenticated) again, are staged; one transaction clears the old state and adopts them; the
+    // device then rebuilds its modules.
     const store = device.state.store;
-    await device.state.replace((tx) => {
-      for (const ns of store.namespaces()) if (ns !== BACKUP_EXCLUDED_NAMESPACE) tx.clear(ns);
-      openBody(source, header, { bek, aad, onRecord: (r) => tx.put(r.ns, r.id, r.value), onBytes });
-    }, device.reload);
+    await device.state.replaceStaged(
+      (staging) => openBody(source, header, { bek, aad, onRecord: (r) => staging.put(r.ns, r.id, r.value), onBytes }),
+      (tx) => {
+        for (const ns of store.namespaces()) if (ns !== BACKUP_EXCLUDED_NAMESPACE) tx.clear(ns);
+      },
+      device.reload,
+    );
     return { backupId: header.backupId, bytes: source.length, records: header.recordCount, users: header.userCount, objects: header.objectCount };
   } finally {
     bek.destroy();

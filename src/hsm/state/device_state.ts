@@ -4,7 +4,8 @@
 // order submitted (one writer per device: the store is synchronous, a journal append will not be),
 // by `apply`, which commits every durable write of a change set in ONE store transaction, then tells
 // the in-memory indexes (views) what changed. Nothing else opens a store transaction; the only other
-// writer is `replace`, which swaps the whole state (restore, zeroise) through the same queue.
+// writers are `replace` (zeroise) and `replaceStaged` (restore), which swap the whole state through
+// the same queue.
 //
 // apply decides nothing: it writes the bytes it is given and advances the state position (a count
 // and a hash chain of the cluster-wide change sets applied). It holds no clock and no randomness,
@@ -23,7 +24,7 @@ import {
 } from '../../formats/change_set.js';
 import { STATE_QUEUE_MAX } from '../../formats/limits.js';
 import { OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE } from '../../formats/object_record.js';
-import { MemoryRecordStore, type RecordStore, type RecordTx } from '../store/store_port.js';
+import { MemoryRecordStore, type RecordStaging, type RecordStore, type RecordTx } from '../store/store_port.js';
 
 /** The device's own identity and commissioning: durable, local, never backed up. */
 export const DEVICE_NAMESPACE = 'device';
@@ -141,9 +142,33 @@ export class DeviceState implements StateReader {
   replace<T>(write: (tx: RecordTx) => T, after: () => void): Promise<T> {
     return this.#enqueue(() => {
       const result = this.#store.transaction(write);
-      for (const ns of VOLATILE) this.#volatile.transaction((tx) => tx.clear(ns));
-      this.#position = this.#readPosition();
-      after();
+      this.#replaced(after);
+      return result;
+    });
+  }
+
+  /**
+   * Replaces the state wholesale from records written aside first (restore), in the writer queue:
+   * `stage` fills a staging area of the store (its own bounded transactions, which no read sees),
+   * then ONE short transaction runs `write` (it clears what the new state does not keep, never
+   * 'device') and adopts the staged records, each staged namespace replacing the live one; then
+   * as `replace`. A failure before that transaction commits (in `stage`, in `write`, a crash) leaves
+   * the state as it was, and the staging is dropped whatever happens.
+   */
+  replaceStaged<T>(stage: (staging: RecordStaging) => T, write: (tx: RecordTx) => void, after: () => void): Promise<T> {
+    return this.#enqueue(() => {
+      const staging = this.#store.stage();
+      let result: T;
+      try {
+        result = stage(staging);
+        this.#store.transaction((tx) => {
+          write(tx);
+          tx.adopt(staging);
+        });
+      } finally {
+        staging.discard();
+      }
+      this.#replaced(after);
       return result;
     });
   }
@@ -180,6 +205,13 @@ export class DeviceState implements StateReader {
     } finally {
       wipeChangeSet(cs);
     }
+  }
+
+  /** After a wholesale replacement: volatile namespaces emptied, the position read again, `after` run. */
+  #replaced(after: () => void): void {
+    for (const ns of VOLATILE) this.#volatile.transaction((tx) => tx.clear(ns));
+    this.#position = this.#readPosition();
+    after();
   }
 
   #tell(encoded: Uint8Array): void {

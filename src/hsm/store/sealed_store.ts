@@ -9,9 +9,16 @@
 // rolled back on the next open (SQLite's WAL recovery). 'normal' skips that fsync: still
 // crash-consistent for a process crash, but a power loss may drop the newest commits.
 //
-// Cost: a mutation writes only its own rows (a B-tree update in one file), O(record), never
-// O(store). No plaintext cache: get() reads and decrypts each time, and list() streams in pages;
-// the device layer above keeps its own in-memory indexes.
+// Cost: a mutation writes only its own rows and its namespace's summary row (a B-tree update in one
+// file), O(record), never O(store). No plaintext cache: get() reads and decrypts each time, and
+// list() streams in pages; the device layer above keeps its own in-memory indexes.
+//
+// Staging (a restore): staged records are sealed under their final namespace and id into a TEMP
+// table — SQLite's temporary database, a 0600 file in the host's temporary directory that is
+// unlinked as soon as it is created, so it is gone on close or crash — in transactions of
+// SEALED_STAGE_BATCH_RECORDS; adopting them is one `INSERT … SELECT` in the adopting transaction,
+// no decryption. The live tables never hold a staged row before that transaction commits. Dropping
+// a staging deletes the whole temporary database, which closes that file and frees its space.
 //
 // One owner: the file is opened with locking_mode=EXCLUSIVE, so a second process (or connection)
 // cannot open a device's store while it is in use (COFFER_STORE_IN_USE).
@@ -23,7 +30,7 @@ import { dirname } from 'node:path';
 import { assert } from '../../assert.js';
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import { constantTimeEqual, SecretBytes } from '../../crypto/secret_bytes.js';
-import { SEALED_LIST_PAGE_RECORDS } from '../../formats/limits.js';
+import { SEALED_LIST_PAGE_RECORDS, SEALED_RECORD_BYTES_MAX, SEALED_RECORD_ID_BYTES_MAX, SEALED_STAGE_BATCH_RECORDS } from '../../formats/limits.js';
 import {
   openRecord,
   RecordKind,
@@ -35,14 +42,15 @@ import {
   type RecordBinding,
 } from '../../formats/sealed_record.js';
 import { systemRandom, type Random } from '../ports.js';
-import type { RecordStore, RecordTx } from './store_port.js';
+import { EMPTY_SUMMARY, idFacts, type NamespaceSummary, type RecordStaging, type RecordStore, type RecordTx } from './store_port.js';
 
 /** The device secret the storage key is derived from (docs/architecture.md §4; docs/threat-model.md). */
 export const DEVICE_SECRET_BYTES = 32;
 /** HKDF info (RFC 5869 §2.3): names the key's one purpose and the format version. */
 export const STORAGE_KEY_INFO = 'coffer/v1/sealed-store/storage-key';
-/** SQLite `user_version` of the schema this build writes and reads. */
-export const SEALED_STORE_SCHEMA_VERSION = 1;
+/** SQLite `user_version` of the schema this build writes and reads. Version 1 (no `stats` table) is
+ * upgraded to 2 when opened. */
+export const SEALED_STORE_SCHEMA_VERSION = 2;
 
 const KEY_CHECK_PLAINTEXT = new TextEncoder().encode('coffer sealed store key check v1');
 const KEY_CHECK_NS = 'meta';
@@ -51,6 +59,10 @@ const STORE_FORMAT = 'sealed store';
 /** Nonces are drawn from the CSPRNG 256 at a time: one randomBytes call costs as much as a small
  * GCM encryption. Nonces are public; each pool byte is used once. */
 const NONCE_POOL_BYTES = SEALED_RECORD_NONCE_BYTES * 256;
+/** Page cache of the temporary database that holds a staging (KiB; SQLite's own default is 16 MiB
+ * per database): staged rows are written once in key order and read once by the adopting
+ * `INSERT … SELECT`, so a small cache costs nothing and keeps a restore's native memory down. */
+const STAGING_CACHE_KIB = 2048;
 
 /**
  * The device storage key: HKDF-SHA-256 (RFC 5869) of the 32-byte device secret, empty salt (the
@@ -77,21 +89,51 @@ export interface SealedStoreOptions {
 
 interface Statements {
   get: Database.Statement<[string, Buffer], Buffer>;
+  length: Database.Statement<[string, Buffer], number>;
   put: Database.Statement<[string, Buffer, Uint8Array]>;
-  del: Database.Statement<[string, Buffer]>;
+  del: Database.Statement<[string, Buffer], number>;
   clear: Database.Statement<[string]>;
   namespaces: Database.Statement<[], string>;
   count: Database.Statement<[string], number>;
-  pageFirst: Database.Statement<[string, number], { id: Buffer; v: Buffer }>;
-  pageAfter: Database.Statement<[string, Buffer, number], { id: Buffer; v: Buffer }>;
-  sizesFirst: Database.Statement<[string, number], { id: Buffer; n: number }>;
-  sizesAfter: Database.Statement<[string, Buffer, number], { id: Buffer; n: number }>;
+  pageFirst: Database.Statement<[string, number], [Buffer, Buffer]>;
+  pageAfter: Database.Statement<[string, Buffer, number], [Buffer, Buffer]>;
+  sizesFirst: Database.Statement<[string, number], [Buffer, number]>;
+  sizesAfter: Database.Statement<[string, Buffer, number], [Buffer, number]>;
+  summary: Database.Statement<[string], [number, number, number, number]>;
+  summaryAdd: Database.Statement<[string, number, number, number, number]>;
+  summaryDrop: Database.Statement<[string]>;
+  summaryPrune: Database.Statement<[string]>;
 }
+
+/** Per-namespace changes to the summaries made by one transaction, written when it commits. */
+type SummaryDelta = Map<string, { records: number; idBytes: number; valueBytes: number; astralIds: number }>;
+
+const STATS_SCHEMA = `
+  CREATE TABLE stats (
+    ns TEXT PRIMARY KEY, records INTEGER NOT NULL, id_bytes INTEGER NOT NULL, value_bytes INTEGER NOT NULL, astral_ids INTEGER NOT NULL
+  ) WITHOUT ROWID;
+`;
 
 const SCHEMA = `
   CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
   CREATE TABLE records (ns TEXT NOT NULL, id BLOB NOT NULL, v BLOB NOT NULL, PRIMARY KEY (ns, id)) WITHOUT ROWID;
+  ${STATS_SCHEMA}
   PRAGMA user_version = ${SEALED_STORE_SCHEMA_VERSION};
+`;
+
+/** The staging table: sealed rows under their final (ns, id), with the id facts the summary needs. */
+const STAGING_SCHEMA = `
+  CREATE TEMP TABLE staging (
+    ns TEXT NOT NULL, id BLOB NOT NULL, v BLOB NOT NULL, id_bytes INTEGER NOT NULL, astral INTEGER NOT NULL, PRIMARY KEY (ns, id)
+  ) WITHOUT ROWID;
+`;
+
+/** Distinct namespaces by skip-scan: one index seek per namespace, not a pass over every record. */
+const NAMESPACES_SQL = `
+  WITH RECURSIVE n(ns) AS (
+    SELECT min(ns) FROM records
+    UNION ALL SELECT (SELECT min(ns) FROM records WHERE ns > n.ns) FROM n WHERE n.ns IS NOT NULL
+  ) SELECT ns FROM n WHERE ns IS NOT NULL
 `;
 
 export class SealedStore implements RecordStore {
@@ -102,6 +144,9 @@ export class SealedStore implements RecordStore {
   readonly #stmts: Statements;
   readonly #runTx: Database.Transaction<(fn: (tx: RecordTx) => unknown, tx: RecordTx) => unknown>;
   #inTx = false;
+  /** The open transaction's summary changes (set while one runs). */
+  #delta: SummaryDelta | undefined;
+  #staging: SealedStaging | undefined;
   #closed = false;
   #noncePool: Uint8Array = new Uint8Array(0);
   #nonceAt = 0;
@@ -113,20 +158,30 @@ export class SealedStore implements RecordStore {
     this.#random = random;
     this.#stmts = {
       get: db.prepare<[string, Buffer], Buffer>('SELECT v FROM records WHERE ns = ? AND id = ?').pluck(),
+      length: db.prepare<[string, Buffer], number>('SELECT length(v) FROM records WHERE ns = ? AND id = ?').pluck(),
       put: db.prepare<[string, Buffer, Uint8Array]>('INSERT OR REPLACE INTO records (ns, id, v) VALUES (?, ?, ?)'),
-      del: db.prepare<[string, Buffer]>('DELETE FROM records WHERE ns = ? AND id = ?'),
+      del: db.prepare<[string, Buffer], number>('DELETE FROM records WHERE ns = ? AND id = ? RETURNING length(v)').pluck(),
       clear: db.prepare<[string]>('DELETE FROM records WHERE ns = ?'),
-      namespaces: db.prepare<[], string>('SELECT DISTINCT ns FROM records').pluck(),
+      namespaces: db.prepare<[], string>(NAMESPACES_SQL).pluck(),
       count: db.prepare<[string], number>('SELECT count(*) FROM records WHERE ns = ?').pluck(),
-      pageFirst: db.prepare('SELECT id, v FROM records WHERE ns = ? ORDER BY id LIMIT ?'),
-      pageAfter: db.prepare('SELECT id, v FROM records WHERE ns = ? AND id > ? ORDER BY id LIMIT ?'),
-      sizesFirst: db.prepare('SELECT id, length(v) AS n FROM records WHERE ns = ? ORDER BY id LIMIT ?'),
-      sizesAfter: db.prepare('SELECT id, length(v) AS n FROM records WHERE ns = ? AND id > ? ORDER BY id LIMIT ?'),
+      // Rows as arrays, not objects: list() is the device's full scan at start and a backup's one pass.
+      pageFirst: db.prepare<[string, number], [Buffer, Buffer]>('SELECT id, v FROM records WHERE ns = ? ORDER BY id LIMIT ?').raw(),
+      pageAfter: db.prepare<[string, Buffer, number], [Buffer, Buffer]>('SELECT id, v FROM records WHERE ns = ? AND id > ? ORDER BY id LIMIT ?').raw(),
+      sizesFirst: db.prepare<[string, number], [Buffer, number]>('SELECT id, length(v) FROM records WHERE ns = ? ORDER BY id LIMIT ?').raw(),
+      sizesAfter: db.prepare<[string, Buffer, number], [Buffer, number]>('SELECT id, length(v) FROM records WHERE ns = ? AND id > ? ORDER BY id LIMIT ?').raw(),
+      summary: db.prepare<[string], [number, number, number, number]>('SELECT records, id_bytes, value_bytes, astral_ids FROM stats WHERE ns = ?').raw(),
+      summaryAdd: db.prepare<[string, number, number, number, number]>(`
+        INSERT INTO stats (ns, records, id_bytes, value_bytes, astral_ids) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (ns) DO UPDATE SET records = records + excluded.records, id_bytes = id_bytes + excluded.id_bytes,
+          value_bytes = value_bytes + excluded.value_bytes, astral_ids = astral_ids + excluded.astral_ids`),
+      summaryDrop: db.prepare<[string]>('DELETE FROM stats WHERE ns = ?'),
+      summaryPrune: db.prepare<[string]>('DELETE FROM stats WHERE ns = ? AND records = 0'),
     };
     this.#runTx = db.transaction((fn: (tx: RecordTx) => unknown, tx: RecordTx) => {
       const result = fn(tx);
       // Throwing here rolls the SQLite transaction back: nothing of an async fn lands.
       assert(!(result instanceof Promise), 'transactions are synchronous');
+      this.#writeSummaries();
       return result;
     });
   }
@@ -207,19 +262,11 @@ export class SealedStore implements RecordStore {
   /** Streams a namespace in ascending id order (UTF-16 code-unit order, as the port and JS sort
    * define it), SEALED_LIST_PAGE_RECORDS rows per query; writes between steps are allowed. */
   *list(ns: string): IterableIterator<[string, Uint8Array]> {
-    let after: Buffer | undefined;
-    for (;;) {
-      this.#check();
-      const from = after;
-      const rows = this.#read(() =>
-        from === undefined ? this.#stmts.pageFirst.all(ns, SEALED_LIST_PAGE_RECORDS) : this.#stmts.pageAfter.all(ns, from, SEALED_LIST_PAGE_RECORDS),
-      );
-      for (const row of rows) {
-        const id = idFromKey(row.id);
-        yield [id, this.#unseal(ns, id, row.v)];
+    for (const rows of this.#pages(ns, this.#stmts.pageFirst, this.#stmts.pageAfter)) {
+      for (const [key, sealed] of rows) {
+        const id = idFromKey(key);
+        yield [id, this.#unseal(ns, id, sealed)];
       }
-      if (rows.length < SEALED_LIST_PAGE_RECORDS) return;
-      after = rows[rows.length - 1]?.id;
     }
   }
 
@@ -234,17 +281,25 @@ export class SealedStore implements RecordStore {
    * the values afterwards (get, list) authenticates them, and finds any record altered on disk.
    */
   *sizes(ns: string): IterableIterator<[string, number]> {
-    let after: Buffer | undefined;
-    for (;;) {
-      this.#check();
-      const from = after;
-      const rows = this.#read(() =>
-        from === undefined ? this.#stmts.sizesFirst.all(ns, SEALED_LIST_PAGE_RECORDS) : this.#stmts.sizesAfter.all(ns, from, SEALED_LIST_PAGE_RECORDS),
-      );
-      for (const row of rows) yield [idFromKey(row.id), Math.max(0, row.n - SEALED_RECORD_OVERHEAD_BYTES)];
-      if (rows.length < SEALED_LIST_PAGE_RECORDS) return;
-      after = rows[rows.length - 1]?.id;
+    for (const rows of this.#pages(ns, this.#stmts.sizesFirst, this.#stmts.sizesAfter)) {
+      for (const [key, n] of rows) yield [idFromKey(key), Math.max(0, n - SEALED_RECORD_OVERHEAD_BYTES)];
     }
+  }
+
+  /**
+   * The namespace's row of the `stats` table, kept in the same transactions as its records. Not
+   * authenticated: a reader that relies on it (a backup sizing its body) counts what it then reads
+   * and refuses a mismatch as COFFER_STORE_TAMPERED; a row that cannot be a summary is refused here.
+   */
+  summary(ns: string): NamespaceSummary {
+    this.#check();
+    const row = this.#read(() => this.#stmts.summary.get(ns));
+    if (row === undefined) return EMPTY_SUMMARY;
+    const [records, idBytes, valueBytes, astralIds] = row;
+    const counts = [records, idBytes, valueBytes, astralIds].every((n) => Number.isSafeInteger(n) && n >= 0);
+    const sane = counts && records > 0 && astralIds <= records && idBytes <= records * SEALED_RECORD_ID_BYTES_MAX && valueBytes <= records * SEALED_RECORD_BYTES_MAX;
+    if (!sane) fail('COFFER_STORE_TAMPERED', { part: 'stats' });
+    return { records, idBytes, valueBytes, astralIds };
   }
 
   /** Sorted here, not in SQL: SQLite orders TEXT by UTF-8 bytes, the port by UTF-16 code units. */
@@ -258,26 +313,35 @@ export class SealedStore implements RecordStore {
   transaction<T>(fn: (tx: RecordTx) => T): T {
     this.#check();
     assert(!this.#inTx, 'sealed store transactions do not nest');
+    this.#staging?.commitBatch(); // a staging batch is the temp database's own; it must not span this one
     let live = true;
+    const open = (): void => assert(live, 'transaction handle used after its transaction');
     const tx: RecordTx = {
       get: (ns, id) => {
-        assert(live, 'transaction handle used after its transaction');
+        open();
         return this.get(ns, id);
       },
       put: (ns, id, value) => {
-        assert(live, 'transaction handle used after its transaction');
-        this.#stmts.put.run(ns, idKey(id), sealRecord(this.#key, this.#binding(ns, id), value, this.#nonce()));
+        open();
+        this.#put(ns, id, value);
       },
       delete: (ns, id) => {
-        assert(live, 'transaction handle used after its transaction');
-        this.#stmts.del.run(ns, idKey(id));
+        open();
+        this.#delete(ns, id);
       },
       clear: (ns) => {
-        assert(live, 'transaction handle used after its transaction');
-        this.#stmts.clear.run(ns); // one statement, whatever the namespace's size
+        open();
+        this.#clear(ns);
+      },
+      adopt: (staging) => {
+        open();
+        const own = this.#staging;
+        assert(own !== undefined && staging === own, 'adopt takes the staging this store opened');
+        this.#adopt(own);
       },
     };
     this.#inTx = true;
+    this.#delta = new Map();
     try {
       return this.#runTx.immediate(fn, tx) as T;
     } catch (e) {
@@ -285,19 +349,39 @@ export class SealedStore implements RecordStore {
     } finally {
       live = false;
       this.#inTx = false;
+      this.#delta = undefined;
     }
+  }
+
+  /** Opens the staging area: a TEMP table, created empty (module header). */
+  stage(): RecordStaging {
+    this.#check();
+    assert(!this.#inTx, 'a staging is not opened inside a transaction');
+    assert(this.#staging === undefined, 'one staging at a time');
+    const staging = new SealedStaging(this.#db, {
+      seal: (ns, id, value) => sealRecord(this.#key, this.#binding(ns, id), value, this.#nonce()),
+      inTransaction: () => this.#inTx,
+      release: () => {
+        if (this.#staging === staging) this.#staging = undefined;
+      },
+    });
+    this.#staging = staging;
+    return staging;
   }
 
   /**
    * After a zeroise: deleted records are sealed, but SQLite leaves their bytes in freed pages and
    * in the WAL, readable with this device's storage key (which zeroise keeps). VACUUM rewrites the
-   * file from the live records only, and a TRUNCATE checkpoint empties the WAL to 0 bytes. What
-   * the file system keeps of old blocks is the host's boundary (docs/threat-model.md).
+   * file from the live records only, and a TRUNCATE checkpoint empties the WAL to 0 bytes. The
+   * temporary database (a staging's) is deleted. What the file system keeps of old blocks is the
+   * host's boundary (docs/threat-model.md).
    */
   scrub(): void {
     this.#check();
     assert(!this.#inTx, 'sealed store scrubbed inside its own transaction');
+    this.#staging?.discard();
     try {
+      resetTemporaryDatabase(this.#db); // a staging discarded inside a transaction stayed till now
       this.#db.exec('VACUUM');
       this.#db.pragma('wal_checkpoint(TRUNCATE)');
     } catch (e) {
@@ -305,12 +389,89 @@ export class SealedStore implements RecordStore {
     }
   }
 
-  /** Closes the file (checkpointing the WAL). Idempotent; later calls fail COFFER_STORE_CLOSED. */
+  /** Closes the file (checkpointing the WAL) and drops a staging. Idempotent; later calls fail
+   * COFFER_STORE_CLOSED. */
   close(): void {
     assert(!this.#inTx, 'sealed store closed inside its own transaction');
     if (this.#closed) return;
     this.#closed = true;
-    this.#db.close();
+    try {
+      this.#staging?.discard();
+    } finally {
+      this.#db.close(); // deletes the temporary database with whatever it still held
+    }
+  }
+
+  /** Pages of a namespace's rows in key order, keyset-paginated (each query seeks past the last key). */
+  *#pages<R extends [Buffer, unknown]>(
+    ns: string,
+    first: Database.Statement<[string, number], R>,
+    after: Database.Statement<[string, Buffer, number], R>,
+  ): Generator<R[]> {
+    let last: Buffer | undefined;
+    for (;;) {
+      this.#check();
+      const from = last;
+      const rows = this.#read(() => (from === undefined ? first.all(ns, SEALED_LIST_PAGE_RECORDS) : after.all(ns, from, SEALED_LIST_PAGE_RECORDS)));
+      // The last key is read before the page is handed out (idFromKey leaves keys as they are).
+      last = rows[rows.length - 1]?.[0];
+      yield rows;
+      if (rows.length < SEALED_LIST_PAGE_RECORDS) return;
+    }
+  }
+
+  #put(ns: string, id: string, value: Uint8Array): void {
+    const key = idKey(id);
+    const old = this.#stmts.length.get(ns, key);
+    this.#stmts.put.run(ns, key, sealRecord(this.#key, this.#binding(ns, id), value, this.#nonce()));
+    const facts = old === undefined ? idFacts(id) : undefined;
+    this.#count(ns, facts === undefined ? 0 : 1, facts?.bytes ?? 0, value.length - (old === undefined ? 0 : old - SEALED_RECORD_OVERHEAD_BYTES), facts?.astral === true ? 1 : 0);
+  }
+
+  #delete(ns: string, id: string): void {
+    const old = this.#stmts.del.get(ns, idKey(id));
+    if (old === undefined) return;
+    const facts = idFacts(id);
+    this.#count(ns, -1, -facts.bytes, -(old - SEALED_RECORD_OVERHEAD_BYTES), facts.astral ? -1 : 0);
+  }
+
+  /** One statement for the records, one for the summary, whatever the namespace's size. */
+  #clear(ns: string): void {
+    this.#stmts.clear.run(ns);
+    this.#stmts.summaryDrop.run(ns);
+    this.#delta?.delete(ns);
+  }
+
+  /** Inside the adopting transaction: each staged namespace cleared, then filled by one INSERT … SELECT
+   * of the sealed rows, and its summary taken from the staged rows' own columns. */
+  #adopt(staging: SealedStaging): void {
+    const tallies = staging.spend();
+    for (const t of tallies) this.#clear(t.ns);
+    this.#db.exec('INSERT INTO main.records (ns, id, v) SELECT ns, id, v FROM temp.staging');
+    for (const t of tallies) this.#stmts.summaryAdd.run(t.ns, t.records, t.idBytes, t.sealedBytes - t.records * SEALED_RECORD_OVERHEAD_BYTES, t.astralIds);
+  }
+
+  #count(ns: string, records: number, idBytes: number, valueBytes: number, astralIds: number): void {
+    const delta = this.#delta;
+    assert(delta !== undefined, 'summaries change inside a transaction');
+    const d = delta.get(ns);
+    if (d === undefined) {
+      delta.set(ns, { records, idBytes, valueBytes, astralIds });
+      return;
+    }
+    d.records += records;
+    d.idBytes += idBytes;
+    d.valueBytes += valueBytes;
+    d.astralIds += astralIds;
+  }
+
+  /** The transaction's summary changes, written as its last statements (inside it). */
+  #writeSummaries(): void {
+    for (const [ns, d] of this.#delta ?? []) {
+      if (d.records === 0 && d.idBytes === 0 && d.valueBytes === 0 && d.astralIds === 0) continue;
+      this.#stmts.summaryAdd.run(ns, d.records, d.idBytes, d.valueBytes, d.astralIds);
+      this.#stmts.summaryPrune.run(ns);
+    }
   }
 
   /** A fresh 96-bit random nonce (SP 800-38D §8.2.2). */
@@ -352,18 +513,151 @@ export class SealedStore implements RecordStore {
   }
 }
 
-/** Pragmas for an existing store, then its schema version. The first read takes the exclusive lock. */
+/** What adopting a staging adds to a namespace (from the staged rows' own columns). */
+interface StagedTally {
+  readonly ns: string;
+  readonly records: number;
+  readonly idBytes: number;
+  readonly sealedBytes: number;
+  readonly astralIds: number;
+}
+
+/**
+ * SealedStore's staging: the TEMP table `staging`, filled in transactions of the temporary database
+ * alone (the live file and its WAL are not written, nothing is fsync'd) of at most
+ * SEALED_STAGE_BATCH_RECORDS rows each. Dropped with the whole temporary database.
+ */
+class SealedStaging implements RecordStaging {
+  readonly #db: Database.Database;
+  readonly #owner: StagingOwner;
+  readonly #insert: Database.Statement<[string, Buffer, Uint8Array, number, number]>;
+  /** Rows in the open batch (0: no batch transaction open). */
+  #batch = 0;
+  #state: 'open' | 'spent' | 'dropped' = 'open';
+
+  constructor(db: Database.Database, owner: StagingOwner) {
+    this.#db = db;
+    this.#owner = owner;
+    try {
+      resetTemporaryDatabase(db); // nothing should be there: each staging deletes its own
+      db.exec(STAGING_SCHEMA);
+      this.#insert = db.prepare('INSERT OR REPLACE INTO temp.staging (ns, id, v, id_bytes, astral) VALUES (?, ?, ?, ?, ?)');
+    } catch (e) {
+      owner.release();
+      throw storeError(e);
+    }
+  }
+
+  put(ns: string, id: string, value: Uint8Array): void {
+    assert(this.#state === 'open', 'staging used after adopt or discard');
+    assert(!this.#owner.inTransaction(), "staging writes happen outside the store's transactions");
+    try {
+      const sealed = this.#owner.seal(ns, id, value);
+      const facts = idFacts(id);
+      if (this.#batch === 0) this.#db.exec('BEGIN');
+      this.#batch++;
+      this.#insert.run(ns, idKey(id), sealed, facts.bytes, facts.astral ? 1 : 0);
+      if (this.#batch === SEALED_STAGE_BATCH_RECORDS) this.commitBatch();
+    } catch (e) {
+      this.discard();
+      throw storeError(e);
+    }
+  }
+
+  /** Commits the open batch, if any (before a transaction of the store begins). A failure drops the
+   * staging and is rethrown. */
+  commitBatch(): void {
+    if (this.#batch === 0) return;
+    try {
+      this.#db.exec('COMMIT');
+      this.#batch = 0;
+    } catch (e) {
+      this.discard();
+      throw storeError(e);
+    }
+  }
+
+  /** For the adopting transaction: what each staged namespace holds. The staging is then spent. */
+  spend(): StagedTally[] {
+    assert(this.#state === 'open' && this.#batch === 0, 'a staging is adopted once, with no batch open');
+    this.#state = 'spent';
+    const rows = this.#db
+      .prepare<[], [string, number, number, number, number]>('SELECT ns, count(*), sum(id_bytes), sum(length(v)), sum(astral) FROM temp.staging GROUP BY ns')
+      .raw()
+      .all();
+    return rows.map(([ns, records, idBytes, sealedBytes, astralIds]) => ({ ns, records, idBytes, sealedBytes, astralIds }));
+  }
+
+  discard(): void {
+    if (this.#state === 'dropped') return;
+    this.#state = 'dropped';
+    try {
+      if (this.#batch > 0 && this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      this.#batch = 0;
+      if (this.#db.open && !this.#db.inTransaction) resetTemporaryDatabase(this.#db);
+    } finally {
+      this.#owner.release();
+    }
+  }
+}
+
+/** What a staging needs of its store. */
+interface StagingOwner {
+  seal(ns: string, id: string, value: Uint8Array): Uint8Array;
+  inTransaction(): boolean;
+  release(): void;
+}
+
+/** Pragmas for an existing store, then its schema version (upgrading version 1). The first read takes
+ * the exclusive lock. */
 function configure(db: Database.Database, sync: 'full' | 'normal'): void {
   // Before any file access: with WAL this also keeps the WAL index in heap memory (no -shm file).
   db.pragma('locking_mode = EXCLUSIVE');
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version === 0) fail('COFFER_FORMAT_BAD_MAGIC', { format: STORE_FORMAT });
-  if (version !== SEALED_STORE_SCHEMA_VERSION) {
-    fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: STORE_FORMAT, version, supported: String(SEALED_STORE_SCHEMA_VERSION) });
+  if (version !== SEALED_STORE_SCHEMA_VERSION && version !== 1) {
+    fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: STORE_FORMAT, version, supported: `1, ${SEALED_STORE_SCHEMA_VERSION}` });
   }
   const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
   assert(mode === 'wal', 'sealed store runs in WAL mode');
   db.pragma(`synchronous = ${sync === 'full' ? 'FULL' : 'NORMAL'}`);
+  // A staging lives in the temporary database: on disk (never the JS heap, whatever the build's
+  // default), with a small cache.
+  db.pragma('temp_store = FILE');
+  db.pragma(`temp.cache_size = -${STAGING_CACHE_KIB}`);
+  if (version === 1) upgradeFromVersion1(db);
+}
+
+/**
+ * Deletes the temporary database — the staging table, its pages and its file (unlinked since it
+ * was created, so its space is freed now rather than when the store closes): SQLite drops the
+ * temporary database whenever temp_store changes. Not inside a transaction.
+ */
+function resetTemporaryDatabase(db: Database.Database): void {
+  assert(!db.inTransaction, 'the temporary database is reset between transactions');
+  db.pragma('temp_store = MEMORY');
+  db.pragma('temp_store = FILE');
+  db.pragma(`temp.cache_size = -${STAGING_CACHE_KIB}`);
+}
+
+/**
+ * Version 1 had no `stats` table: one transaction creates it from the records' ids and envelope
+ * lengths (nothing decrypted; the same pass sizes() makes) and sets version 2. A crash before the
+ * commit leaves version 1, upgraded at the next open.
+ */
+function upgradeFromVersion1(db: Database.Database): void {
+  db.transaction(() => {
+    db.exec(STATS_SCHEMA);
+    const tallies = new Map<string, [number, number, number, number]>();
+    for (const [ns, key, n] of db.prepare<[], [string, Buffer, number]>('SELECT ns, id, length(v) FROM records').raw().iterate()) {
+      const facts = idFacts(idFromKey(key));
+      const t = tallies.get(ns) ?? [0, 0, 0, 0];
+      tallies.set(ns, [t[0] + 1, t[1] + facts.bytes, t[2] + n - SEALED_RECORD_OVERHEAD_BYTES, t[3] + (facts.astral ? 1 : 0)]);
+    }
+    const insert = db.prepare('INSERT INTO stats (ns, records, id_bytes, value_bytes, astral_ids) VALUES (?, ?, ?, ?, ?)');
+    for (const [ns, t] of tallies) insert.run(ns, ...t);
+    db.pragma(`user_version = ${SEALED_STORE_SCHEMA_VERSION}`);
+  }).immediate();
 }
 
 function verifyKeyCheck(key: KeyObject, storeId: Uint8Array, check: Uint8Array): void {
@@ -396,8 +690,14 @@ function idKey(id: string): Buffer {
   return Buffer.from(id, 'utf16le').swap16();
 }
 
+/** The id a key holds. The key is a buffer of this store's own (a fresh row from SQLite): it is
+ * swapped in place and back, which spares a copy per record on the device's full scans. */
 function idFromKey(key: Buffer): string {
-  return Buffer.from(key).swap16().toString('utf16le');
+  if (key.length % 2 !== 0) fail('COFFER_STORE_TAMPERED', { part: 'record id' });
+  key.swap16();
+  const id = key.toString('utf16le');
+  key.swap16();
+  return id;
 }
 
 /** SQLite failures that have a meaning for the device become typed errors; others pass through. */

@@ -1,8 +1,8 @@
 // Backup and restore at scale (docs/architecture.md §3: bounded memory whatever the size): 100,000 token
 // objects made through a session on a memory-store device, backed up, and restored into a
-// sealed-store device in one transaction. Reads and writes never exceed one sealed segment (the
-// memory bound, checked), and the target answers like the source. About 15–25 s on 2 cores; the
-// timings are printed as diagnostics.
+// sealed-store device (staged, then switched in one transaction). Reads and writes never exceed one
+// sealed segment (the memory bound, checked), and the target answers like the source. About 15–25 s
+// on 2 cores; the timings are printed as diagnostics (figures to compare are in the bench).
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,18 +1,19 @@
 // The sealed store (src/hsm/store/sealed_store.ts): the shared conformance suite on both adapters, then what
 // only the sealed one promises: storage-key derivation, wrong device, tamper and move detection,
-// versions, locking, file modes, no plaintext on disk, and O(record) writes.
+// versions (and the upgrade of version 1), locking, file modes, no plaintext on disk, O(record) writes,
+// and namespace summaries that are checked when read.
 
 import { after, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AssertionFailure } from '../../../src/assert.js';
 import { isCofferError, type ErrorCode } from '../../../src/errors.js';
 import { SecretBytes } from '../../../src/crypto/secret_bytes.js';
-import { deriveStorageKey, SealedStore, STORAGE_KEY_INFO } from '../../../src/hsm/store/sealed_store.js';
+import { deriveStorageKey, SEALED_STORE_SCHEMA_VERSION, SealedStore, STORAGE_KEY_INFO } from '../../../src/hsm/store/sealed_store.js';
 import { MemoryRecordStore, type RecordStore } from '../../../src/hsm/store/store_port.js';
 import { storeConformance } from './store_conformance.js';
 
@@ -150,10 +151,11 @@ void describe('SealedStore: opening', () => {
   void test('a newer schema version is refused with the version found; a non-store file is refused', () => {
     const path = newPath();
     createAt(path).close();
-    raw(path, (db) => db.pragma('user_version = 2'));
+    const newer = SEALED_STORE_SCHEMA_VERSION + 1;
+    raw(path, (db) => db.pragma(`user_version = ${newer}`));
     assert.throws(
       () => openAt(path),
-      (e) => isCofferError(e, 'COFFER_FORMAT_UNKNOWN_VERSION') && e.detail['version'] === 2,
+      (e) => isCofferError(e, 'COFFER_FORMAT_UNKNOWN_VERSION') && e.detail['version'] === newer,
     );
     const junk = newPath();
     writeFileSync(junk, Buffer.alloc(8192, 0x41));
@@ -183,6 +185,96 @@ void describe('SealedStore: opening', () => {
     assert.throws(() => leaked?.put('objects', 'a', bytes('x')), AssertionFailure);
     assert.throws(() => s.transaction(() => s.transaction(() => 1)), AssertionFailure);
     assert.equal(s.get('objects', 'a'), undefined);
+    s.close();
+  });
+});
+
+/** SQLite temporary files this process holds open (they are unlinked: "(deleted)"). */
+function openTemporaryFiles(): string[] {
+  return readdirSync('/proc/self/fd')
+    .map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return ''; // the directory's own descriptor, gone by now
+      }
+    })
+    .filter((target) => /etilqs_/.test(target));
+}
+
+void describe('SealedStore: schema version 1, summaries and staging', () => {
+  /** A store as version 1 wrote it: the same tables but `stats`, user_version 1. */
+  function versionOne(path: string): void {
+    const s = createAt(path);
+    s.transaction((tx) => {
+      for (let i = 0; i < 150; i++) tx.put('object', `o${String(i).padStart(3, '0')}`, new Uint8Array(i));
+      tx.put('object', '😀', bytes('astral'));
+      tx.put('user', 'alice', bytes('verifier'));
+    });
+    s.close();
+    raw(path, (db) => {
+      db.exec('DROP TABLE stats');
+      db.pragma('user_version = 1');
+    });
+  }
+
+  void test('a version 1 store is upgraded when opened: summaries built from its records, nothing else changed', () => {
+    const path = newPath();
+    versionOne(path);
+    const s = openAt(path);
+    assert.deepEqual(s.summary('object'), { records: 151, idBytes: 150 * 4 + 4, valueBytes: (149 * 150) / 2 + 6, astralIds: 1 });
+    assert.deepEqual(s.summary('user'), { records: 1, idBytes: 5, valueBytes: 8, astralIds: 0 });
+    assert.equal(new TextDecoder().decode(s.get('object', '😀')), 'astral');
+    s.close();
+    raw(path, (db) => assert.equal(db.pragma('user_version', { simple: true }), SEALED_STORE_SCHEMA_VERSION));
+  });
+
+  void test('a summary row that cannot be one is COFFER_STORE_TAMPERED when read', () => {
+    const path = newPath();
+    const s = createAt(path);
+    s.transaction((tx) => tx.put('object', 'a', bytes('x')));
+    s.close();
+    const edits = [
+      'UPDATE stats SET records = -1',
+      'UPDATE stats SET astral_ids = 5',
+      "UPDATE stats SET value_bytes = 'many'",
+      'UPDATE stats SET records = 0',
+      'UPDATE stats SET value_bytes = 1 << 40', // more than one record can hold
+      'UPDATE stats SET id_bytes = 513',
+    ];
+    for (const edit of edits) {
+      raw(path, (db) => {
+        db.exec("DELETE FROM stats; INSERT INTO stats VALUES ('object', 1, 1, 1, 0)");
+        db.exec(edit);
+      });
+      const again = openAt(path);
+      throwsCode(() => again.summary('object'), 'COFFER_STORE_TAMPERED');
+      assert.equal(new TextDecoder().decode(again.get('object', 'a')), 'x', 'the records themselves are fine');
+      again.close();
+    }
+  });
+
+  void test('staging writes only the temporary database: the store file and its WAL stay as they were until the adopting commit', () => {
+    const path = newPath();
+    const s = createAt(path);
+    s.transaction((tx) => tx.put('object', 'a', bytes('x')));
+    const wal = statSync(`${path}-wal`).size;
+    const file = statSync(path).size;
+    const st = s.stage();
+    for (let i = 0; i < 2000; i++) st.put('object', `s${i}`, new Uint8Array(200).fill(i));
+    s.transaction((tx) => tx.put('user', 'u', bytes('a live write between staged ones')));
+    const afterLive = statSync(`${path}-wal`).size;
+    assert.ok(afterLive - wal <= 4 * (4096 + 24), `the live write alone reached the WAL (${afterLive - wal} bytes)`);
+    for (let i = 2000; i < 4000; i++) st.put('object', `s${i}`, new Uint8Array(200).fill(i));
+    assert.equal(statSync(`${path}-wal`).size, afterLive);
+    assert.equal(statSync(path).size, file);
+    // The staged rows are in the temporary database's file, unlinked since it was made (Linux shows it).
+    assert.equal(openTemporaryFiles().length, 1, 'one temporary file, open and unlinked');
+    s.transaction((tx) => tx.adopt(st));
+    st.discard();
+    assert.deepEqual(openTemporaryFiles(), [], 'dropping the staging closed its file: the space is freed');
+    assert.ok(statSync(`${path}-wal`).size > afterLive + 4000 * 200, 'the adopting commit wrote the records');
+    assert.equal(s.count('object'), 4000);
     s.close();
   });
 });

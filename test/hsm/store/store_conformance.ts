@@ -1,13 +1,16 @@
 // The RecordStore conformance suite (CONTRIBUTING.md rule 6; Vault's sdk/physical/testing.go is the
-// model): one set of behaviours every adapter of src/hsm/store/store_port.ts must show. store.test.ts
-// runs it against MemoryRecordStore and SealedStore. Not a test file itself: it only registers
-// tests when called.
+// model): one set of behaviours every adapter of src/hsm/store/store_port.ts must show, staging and
+// namespace summaries included. sealed_store.test.ts runs it against MemoryRecordStore and
+// SealedStore. Not a test file itself: it only registers tests when called.
 
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { AssertionFailure } from '../../../src/assert.js';
 import { isCofferError } from '../../../src/errors.js';
-import { SEALED_LIST_PAGE_RECORDS, SEALED_RECORD_BYTES_MAX } from '../../../src/formats/limits.js';
-import type { RecordStore } from '../../../src/hsm/store/store_port.js';
+import {
+  SEALED_LIST_PAGE_RECORDS, SEALED_NAMESPACE_BYTES_MAX, SEALED_RECORD_BYTES_MAX, SEALED_RECORD_ID_BYTES_MAX, SEALED_STAGE_BATCH_RECORDS,
+} from '../../../src/formats/limits.js';
+import type { NamespaceSummary, RecordStore } from '../../../src/hsm/store/store_port.js';
 
 export interface StoreHarness {
   /** A fresh, empty store. */
@@ -48,6 +51,8 @@ export function storeConformance(name: string, h: StoreHarness): void {
     listing(h);
     namespacesAndClear(h);
     limitsAndPersistence(h);
+    staging(h);
+    summaries(h);
   });
 }
 
@@ -309,6 +314,231 @@ function limitsAndPersistence(h: StoreHarness): void {
       const again = reopen(s);
       assert.deepEqual(contents(again, 'objects'), [['r5', 'new 5']]);
       assert.deepEqual(again.namespaces(), ['objects', 'users']);
+      return again;
+    }));
+}
+
+/** Every namespace's records, as text, for before/after comparisons. */
+function everything(store: RecordStore): Record<string, [string, string | undefined][]> {
+  return Object.fromEntries(store.namespaces().map((ns) => [ns, contents(store, ns)]));
+}
+
+function liveState(s: RecordStore): void {
+  s.transaction((tx) => {
+    for (let i = 0; i < 5; i++) tx.put('object', `o${i}`, bytes(`live ${i}`));
+    tx.put('user', 'alice', bytes('alice'));
+    tx.put('device', 'identity', bytes('kept'));
+  });
+}
+
+function staging(h: StoreHarness): void {
+  void test('staged records are invisible until adopted; adopting replaces each staged namespace and leaves the others', () =>
+    withStore(h, (s) => {
+      liveState(s);
+      const before = everything(s);
+      const st = s.stage();
+      st.put('object', 'o1', bytes('staged 1'));
+      st.put('object', 'n', bytes('staged n'));
+      st.put('config', 'c', bytes('staged c'));
+      st.put('object', 'n', bytes('staged n again')); // staged twice: the last one counts
+      assert.deepEqual(everything(s), before, 'nothing staged shows before adopt');
+      assert.equal(s.get('object', 'n'), undefined);
+      const seen = s.transaction((tx) => {
+        tx.clear('user');
+        tx.adopt(st);
+        return [text(tx.get('object', 'n')), tx.get('object', 'o0')];
+      });
+      st.discard();
+      assert.deepEqual(seen, ['staged n again', undefined], 'reads after adopt in the transaction see the adopted state');
+      assert.deepEqual(everything(s), {
+        config: [['c', 'staged c']],
+        device: [['identity', 'kept']],
+        object: [['n', 'staged n again'], ['o1', 'staged 1']],
+      });
+    }));
+
+  void test('a transaction that adopts and then throws lands nothing', () =>
+    withStore(h, (s) => {
+      liveState(s);
+      const before = everything(s);
+      const st = s.stage();
+      st.put('object', 'intruder', bytes('x'));
+      assert.throws(() =>
+        s.transaction((tx) => {
+          tx.clear('object');
+          tx.adopt(st);
+          throw new Error('switch failed');
+        }),
+      /switch failed/);
+      st.discard();
+      assert.deepEqual(everything(s), before);
+    }));
+
+  void test('a failure while staging drops the staging and leaves the live records whole; a new staging starts empty', () =>
+    withStore(h, (s) => {
+      liveState(s);
+      const before = everything(s);
+      const st = s.stage();
+      for (let i = 0; i < 10; i++) st.put('object', `s${i}`, bytes(`staged ${i}`));
+      assert.throws(() => st.put('object', 'huge', new Uint8Array(SEALED_RECORD_BYTES_MAX + 1)), (e) => isCofferError(e, 'COFFER_FORMAT_LIMIT'));
+      assert.throws(() => st.put('object', 'after', bytes('x')), AssertionFailure, 'the failed staging is closed');
+      assert.deepEqual(everything(s), before);
+      const again = s.stage();
+      again.put('other', 'x', bytes('x'));
+      s.transaction((tx) => tx.adopt(again));
+      again.discard();
+      assert.deepEqual(everything(s), { ...before, other: [['x', 'x']] }, 'nothing of the failed staging came back');
+    }));
+
+  void test('a discarded staging never lands; one staging at a time; a spent staging is refused', () =>
+    withStore(h, (s) => {
+      liveState(s);
+      const before = everything(s);
+      const st = s.stage();
+      st.put('object', 'x', bytes('x'));
+      assert.throws(() => s.stage(), AssertionFailure);
+      st.discard();
+      st.discard();
+      assert.throws(() => s.transaction((tx) => tx.adopt(st)), AssertionFailure);
+      assert.deepEqual(everything(s), before);
+      const next = s.stage();
+      s.transaction((tx) => tx.adopt(next)); // nothing staged: nothing changes
+      assert.throws(() => s.transaction((tx) => tx.adopt(next)), AssertionFailure, 'adopted once');
+      next.discard();
+      assert.deepEqual(everything(s), before);
+    }));
+
+  void test('staging across several batches, with live transactions in between, adopts exactly what was staged', () =>
+    withStore(h, (s) => {
+      liveState(s);
+      const n = SEALED_STAGE_BATCH_RECORDS + 5;
+      const st = s.stage();
+      for (let i = 0; i < n; i++) {
+        st.put('object', `r${String(i).padStart(5, '0')}`, bytes(`v${i}`));
+        // A live write in the middle of a batch: it lands alone, the staged rows stay aside.
+        if (i === 7) s.transaction((tx) => tx.put('user', 'bob', bytes('bob')));
+      }
+      assert.equal(s.count('object'), 5);
+      assert.equal(text(s.get('user', 'bob')), 'bob');
+      s.transaction((tx) => tx.adopt(st));
+      st.discard();
+      assert.equal(s.count('object'), n);
+      const listed = contents(s, 'object');
+      assert.equal(listed.length, n);
+      assert.deepEqual(listed[n - 1], [`r${String(n - 1).padStart(5, '0')}`, `v${n - 1}`]);
+      assert.deepEqual(contents(s, 'user'), [['alice', 'alice'], ['bob', 'bob']]);
+    }));
+
+  void test('names the sealed record format cannot hold are refused alike by puts and staging', () =>
+    withStore(h, (s) => {
+      const refused = (fn: () => void, code: 'COFFER_FORMAT_LIMIT' | 'COFFER_FORMAT_MALFORMED'): void =>
+        assert.throws(fn, (e) => isCofferError(e, code) || assert.fail(`expected ${code}, got ${String(e)}`));
+      const cases: [string, string, 'COFFER_FORMAT_LIMIT' | 'COFFER_FORMAT_MALFORMED'][] = [
+        ['objects', '\uD800', 'COFFER_FORMAT_MALFORMED'],
+        ['objects', 'a\uDC00b', 'COFFER_FORMAT_MALFORMED'],
+        ['\uDBFF', 'x', 'COFFER_FORMAT_MALFORMED'],
+        ['objects', 'é'.repeat(SEALED_RECORD_ID_BYTES_MAX / 2 + 1), 'COFFER_FORMAT_LIMIT'],
+        ['n'.repeat(SEALED_NAMESPACE_BYTES_MAX + 1), 'x', 'COFFER_FORMAT_LIMIT'],
+      ];
+      for (const [ns, id, code] of cases) {
+        refused(() => s.transaction((tx) => tx.put(ns, id, bytes('x'))), code);
+        const st = s.stage();
+        refused(() => st.put(ns, id, bytes('x')), code);
+        st.discard();
+      }
+      put(s, 'objects', 'é'.repeat(SEALED_RECORD_ID_BYTES_MAX / 2), 'at the limit');
+      put(s, 'n'.repeat(SEALED_NAMESPACE_BYTES_MAX), '😀', 'at the limit');
+      assert.equal(s.count('objects'), 1);
+    }));
+
+  const reopen = h.reopen;
+  if (reopen === undefined) return;
+  void test('close drops an open staging: reopened, the store holds what it held', () =>
+    withStore(h, (s) => {
+      liveState(s);
+      const before = everything(s);
+      const st = s.stage();
+      for (let i = 0; i < 10; i++) st.put('object', `x${i}`, bytes('x'));
+      const again = reopen(s);
+      assert.deepEqual(everything(again), before);
+      const next = again.stage(); // the old one is gone, a new one may open
+      next.discard();
+      return again;
+    }));
+}
+
+/** A summary computed the slow way, from list(). */
+function summed(s: RecordStore, ns: string): NamespaceSummary {
+  let records = 0, idBytes = 0, valueBytes = 0, astralIds = 0;
+  for (const [id, v] of s.list(ns)) {
+    records++;
+    idBytes += Buffer.byteLength(id, 'utf8');
+    valueBytes += v.length;
+    if (/[\uD800-\uDBFF]/.test(id)) astralIds++;
+  }
+  return { records, idBytes, valueBytes, astralIds };
+}
+
+function summaries(h: StoreHarness): void {
+  const agree = (s: RecordStore, what: string): void => {
+    for (const ns of ['object', 'user', 'other', 'nothing']) assert.deepEqual(s.summary(ns), summed(s, ns), `${what}: ${ns}`);
+  };
+
+  void test('summaries follow puts, overwrites, deletes, clears, adoptions and rolled-back transactions', () =>
+    withStore(h, (s) => {
+      assert.deepEqual(s.summary('object'), { records: 0, idBytes: 0, valueBytes: 0, astralIds: 0 });
+      s.transaction((tx) => {
+        for (let i = 0; i < 20; i++) tx.put('object', `o${i}`, new Uint8Array(i * 3));
+        tx.put('object', 'é😀', bytes('astral'));
+        tx.put('user', 'alice', bytes('verifier'));
+      });
+      agree(s, 'puts');
+      s.transaction((tx) => {
+        tx.put('object', 'o3', new Uint8Array(500)); // overwrite: same count, other length
+        tx.delete('object', 'o4');
+        tx.delete('object', 'never-there');
+        tx.put('object', 'o4', bytes('back'));
+        tx.delete('object', 'o5');
+      });
+      agree(s, 'overwrite and delete');
+      assert.equal(s.summary('object').astralIds, 1);
+      assert.throws(() =>
+        s.transaction((tx) => {
+          tx.clear('object');
+          tx.put('other', 'x', bytes('x'));
+          throw new Error('rolled back');
+        }),
+      );
+      agree(s, 'rolled back');
+      s.transaction((tx) => {
+        tx.put('other', 'early', bytes('cleared below'));
+        tx.clear('other');
+        tx.put('other', 'late', bytes('kept'));
+        tx.clear('user');
+      });
+      agree(s, 'clear');
+      assert.deepEqual(s.summary('user'), { records: 0, idBytes: 0, valueBytes: 0, astralIds: 0 });
+      const st = s.stage();
+      st.put('object', 'staged', bytes('one'));
+      st.put('object', '😀', bytes('two'));
+      st.put('user', 'bob', bytes('bob'));
+      s.transaction((tx) => {
+        tx.put('object', 'before-adopt', bytes('gone with the clear'));
+        tx.adopt(st);
+        tx.put('object', 'after-adopt', bytes('kept'));
+      });
+      st.discard();
+      agree(s, 'adopt');
+      assert.equal(s.summary('object').records, 3);
+      s.transaction((tx) => {
+        for (const [id] of [...s.list('object')]) tx.delete('object', id);
+      });
+      assert.deepEqual(s.summary('object'), { records: 0, idBytes: 0, valueBytes: 0, astralIds: 0 });
+      assert.deepEqual(s.namespaces(), ['other', 'user']);
+      const reopen = h.reopen;
+      if (reopen === undefined) return;
+      const again = reopen(s);
+      agree(again, 'reopened');
       return again;
     }));
 }
