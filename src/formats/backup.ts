@@ -14,7 +14,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { basename } from 'node:path';
 import { assert } from '../assert.js';
 import { CofferError, fail, isCofferError } from '../errors.js';
-import { AEAD_SEGMENTS_MAX, AEAD_SEGMENT_BYTES_MAX, AEAD_SEGMENT_BYTES_MIN, AEAD_STREAM_PREFIX_BYTES, AEAD_TAG_BYTES, deriveKeyCounterHmacSha256, type SecretBytes } from '../crypto/index.js';
+import { AEAD_SEGMENTS_MAX, AEAD_SEGMENT_BYTES_MAX, AEAD_SEGMENT_BYTES_MIN, AEAD_STREAM_PREFIX_BYTES, AEAD_TAG_BYTES, deriveKeyCounterHmacSha256, SecretBytes } from '../crypto/index.js';
 import {
   BACKUP_BODY_BYTES_MAX, BACKUP_HEADER_BYTES_MAX, BACKUP_READ_CHUNK_BYTES, BACKUP_RECORDS_MAX, BACKUP_SEGMENT_BYTES, BACKUP_STRING_BYTES_MAX,
   CERTIFICATE_BYTES_MAX, SEALED_NAMESPACE_BYTES_MAX, SEALED_RECORD_BYTES_MAX, SEALED_RECORD_ID_BYTES_MAX,
@@ -324,13 +324,11 @@ export function derivePbk(mkbk: SecretBytes, akbk: SecretBytes, mode: BackupMode
   context[0] = MODE_BYTES[mode];
   context.set(mkbkId, 1);
   context.set(akbkId, 1 + BACKUP_KEY_ID_BYTES);
-  const keyIn = new Uint8Array(new ArrayBuffer(64));
+  const keyIn = SecretBytes.concat([mkbk, akbk]);
   try {
-    mkbk.use((b) => keyIn.set(b, 0));
-    akbk.use((b) => keyIn.set(b, 32));
     return deriveKeyCounterHmacSha256(keyIn, BACKUP_PBK_LABEL, context, 32);
   } finally {
-    keyIn.fill(0);
+    keyIn.destroy();
   }
 }
 
