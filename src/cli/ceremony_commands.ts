@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fail } from '../errors.js';
 import { kcvAes } from '../crypto/kcv.js';
+import { SecretBytes } from '../crypto/secret_bytes.js';
 import { FACTORY_FILES, OPERATOR_FILES, createManufacturer, createOperator, generateAkbkComponents, issueDeviceCertificate, issueOperatorCertificate, loadManufacturer, loadOperator, readBytes, readText, saveManufacturer, saveOperator, signFirmware, writeNewFile } from '../factory/ceremony.js';
 import { hex, keyId } from '../crypto/backup_keys.js';
 import { encodeFirmwareManifest } from '../hsm/identity/firmware.js';
@@ -32,12 +33,12 @@ export function registerCeremonyCommands(program: Command, io: CeremonyIo = defa
     .description('print the key check value (and, for a 256-bit key, the key id) of a raw AES key file')
     .requiredOption('--file <keyfile>', 'raw key file: 16, 24 or 32 bytes')
     .action((opts: { file: string }) => {
-      const key = readBytes(opts.file);
+      const key = SecretBytes.adopt(readBytes(opts.file)); // kcvAes takes key bytes only from an owner
       try {
         if (key.length !== 16 && key.length !== 24 && key.length !== 32) fail('COFFER_CLI_INPUT', { reason: 'key-file-size', bytes: key.length });
-        print({ kcv: hex(kcvAes(key)), ...(key.length === 32 ? { keyId: hex(keyId(key)) } : {}) });
+        print({ kcv: hex(kcvAes(key)), ...(key.length === 32 ? { keyId: hex(key.use(keyId)) } : {}) });
       } finally {
-        key.fill(0);
+        key.destroy();
       }
     });
 }

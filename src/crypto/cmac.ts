@@ -6,16 +6,17 @@
 
 import { createCipheriv, type KeyObject } from 'node:crypto';
 import { fail } from '../errors.js';
-import { constantTimeEqual } from './secret_bytes.js';
+import { constantTimeEqual, secretKeyLength, secretKeyObject, type SecretKeyInput } from './secret_bytes.js';
 
 /** AES block size, and so the CMAC tag size (SP 800-38B §5.3: Tlen ≤ b = 128). */
 export const CMAC_BYTES = 16;
 
 const ZERO_BLOCK = new Uint8Array(CMAC_BYTES);
 
-/** The full 16-byte AES-CMAC of `data` under an AES-128/192/256 key (raw bytes or a secret KeyObject). */
-export function aesCmac(key: KeyObject | Uint8Array, data: Uint8Array): Uint8Array {
-  const bits = aesBits(key);
+/** The full 16-byte AES-CMAC of `data` under an AES-128/192/256 key (a secret KeyObject or SecretBytes). */
+export function aesCmac(keyIn: SecretKeyInput, data: Uint8Array): Uint8Array {
+  const bits = aesBits(keyIn);
+  const key = secretKeyObject(keyIn); // once: both cipher passes below use it
   const k1 = subkey1(key, bits);
   const k2 = double(k1);
   const complete = data.length > 0 && data.length % CMAC_BYTES === 0;
@@ -37,7 +38,7 @@ export function aesCmac(key: KeyObject | Uint8Array, data: Uint8Array): Uint8Arr
 }
 
 /** Constant-time check of a full-length tag; a truncated or altered tag is false. */
-export function aesCmacVerify(key: KeyObject | Uint8Array, data: Uint8Array, tag: Uint8Array): boolean {
+export function aesCmacVerify(key: SecretKeyInput, data: Uint8Array, tag: Uint8Array): boolean {
   const expected = aesCmac(key, data);
   try {
     return constantTimeEqual(expected, tag);
@@ -46,14 +47,14 @@ export function aesCmacVerify(key: KeyObject | Uint8Array, data: Uint8Array, tag
   }
 }
 
-function aesBits(key: KeyObject | Uint8Array): number {
-  const bytes = key instanceof Uint8Array ? key.length : key.type === 'secret' ? key.symmetricKeySize : undefined;
+function aesBits(key: SecretKeyInput): number {
+  const bytes = secretKeyLength(key);
   if (bytes !== 16 && bytes !== 24 && bytes !== 32) fail('COFFER_CRYPTO_KEY_SIZE', { algorithm: 'AES-CMAC' });
   return bytes * 8;
 }
 
 /** §6.1: L = CIPH_K(0^128); K1 = L·x in GF(2^128). */
-function subkey1(key: KeyObject | Uint8Array, bits: number): Uint8Array {
+function subkey1(key: KeyObject, bits: number): Uint8Array {
   const ecb = createCipheriv(`aes-${bits}-ecb`, key, null).setAutoPadding(false);
   const l = ecb.update(ZERO_BLOCK);
   ecb.final();

@@ -5,24 +5,28 @@
 //
 //   sign:    (k, k·G) from OpenSSL (`ECDH.generateKeys`: k uniform in [1, n−1] from OpenSSL's DRBG,
 //            k·G by its constant-time multiplication), r = x(k·G) mod n, s = k⁻¹(e + r·d) mod n in
-//            BigInt. The inversion is blinded (s = (b·k)⁻¹(b·e + b·d·r) with a fresh random b), so
-//            its variable-time extended Euclid sees a value independent of k. s is NOT normalised to low-s:
-//            signatures are what OpenSSL would produce; verifiers here accept both halves.
+//            BigInt. The inversion is blinded (s = (b·k)⁻¹(b·e + b·d·r) with a random b per
+//            signature), so its variable-time extended Euclid sees a value independent of k. s is
+//            NOT normalised to low-s: signatures are what OpenSSL would produce; verifiers here
+//            accept both halves.
 //   verify:  x(u1·G + u2·Q) = x(u2·(Q + t·G)) with t = e·r⁻¹, so OpenSSL does t·G (full point),
 //            one affine addition is done in BigInt, and OpenSSL's ECDH gives x(u2·P). All inputs
 //            are public, so variable-time BigInt is fine there. ECDH.setPrivateKey(u2) also
 //            computes u2·G, unused: three multiplications against OpenSSL's one double-scalar one,
-//            which is why verify runs at about half of node's hashed verify on P-256.
+//            which is why verify runs at under half of node's hashed verify on P-256.
 //
-// Measured on the 2-core reference machine (bench/crypto_bench.ts; medians of interleaved runs):
-// P-256 sign ≈ 18.8k/s (node's hashed sign 28.3k/s, @noble/curves with prehash:false 1.5k/s),
-// P-256 verify ≈ 4.5k/s (node 9.2k/s, noble 0.33k/s). On P-384, P-521 and secp256k1, OpenSSL has
-// no specialised code, the multiplication dominates, and sign runs at node's own speed.
-// The two nonce sources (OpenSSL keygen, or our rejection sampling + setPrivateKey) measured the
-// same (18.8k vs 18.6k/s); keygen is the default because OpenSSL then samples k itself.
+// The private scalar d of a KeyObject is read from the key's SEC 1 DER at every signature and
+// kept nowhere: no cache outlives the call (what stays in memory: docs/threat-model.md). That
+// export is most of the gap between the KeyObject and the SecretBytes figures below.
+// Measured on the 2-core reference machine (bench/crypto_bench.ts, one run, Node 20.20 / OpenSSL
+// 3.0.19): P-256 sign ≈ 24k/s from a KeyObject and ≈ 35k/s from a scalar in SecretBytes, against
+// node's hashed sign at 41k/s and @noble/curves with prehash:false at 1.9k/s; P-256 verify ≈ 6.8k/s
+// (node 15k/s, noble 0.47k/s). On P-384, P-521 and secp256k1, OpenSSL has no specialised code, the
+// multiplications dominate, and sign runs at node's own speed. Keygen is the default nonce source
+// because OpenSSL then samples k itself; rejection sampling + setPrivateKey stays selectable.
 // Honest limits: BigInt arithmetic is not constant-time (the same posture as noble-curves), and
-// BigInt and string intermediates cannot be zeroised; the private scalar of a KeyObject is cached
-// as a BigInt for the KeyObject's lifetime (a WeakMap) so repeated signing skips the JWK export.
+// BigInt intermediates (d among them) cannot be zeroised: a signature drops them when it returns,
+// and they stay in the heap until the garbage collector reuses that memory.
 //
 // Digests (SEC 1 §4.1.3 step 5, FIPS 186-5 §6.4.1 step 2): a digest longer than the order's bit
 // length is truncated to its leftmost bits; a shorter one is used as it is. Any length from 1 to
@@ -32,10 +36,10 @@
 // Signatures are DER (`SEQUENCE { r INTEGER, s INTEGER }`, node's default) or IEEE P1363 (r || s,
 // each the order's byte length), chosen with `dsaEncoding` as in node's crypto.sign.
 
-import { createECDH, createPublicKey, ECDH, randomFillSync, type KeyObject } from 'node:crypto';
+import { createECDH, createPublicKey, ECDH, KeyObject, randomFillSync } from 'node:crypto';
 import { assert } from '../assert.js';
 import { fail } from '../errors.js';
-import { SecretBytes } from './secret_bytes.js';
+import { SecretBytes, constantTimeEqual } from './secret_bytes.js';
 
 export type EcdsaCurve = 'P-256' | 'P-384' | 'P-521' | 'secp256k1';
 export type DsaEncoding = 'der' | 'ieee-p1363';
@@ -56,6 +60,8 @@ export const ECDSA_CURVES: readonly EcdsaCurve[] = ['P-256', 'P-384', 'P-521', '
 
 interface CurveSpec {
   readonly opensslName: string;
+  /** Contents of the curve's OBJECT IDENTIFIER (RFC 5480 §2.1.1.1; SEC 2 v2 §A.2), as in SPKI and SEC 1 DER. */
+  readonly oid: Uint8Array;
   /** Field prime p, coefficient a, group order n (SEC 2 v2 §2.4.1, §2.4.2; FIPS 186-5 / SP 800-186 §3.2.1). */
   readonly p: bigint;
   readonly a: bigint;
@@ -67,20 +73,21 @@ interface CurveSpec {
 
 const P521 = 2n ** 521n - 1n;
 const CURVES: Readonly<Record<EcdsaCurve, CurveSpec>> = {
-  'P-256': spec('prime256v1', 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn, -3n, 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n),
+  'P-256': spec('prime256v1', '2a8648ce3d030107', 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn, -3n, 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n),
   'P-384': spec(
     'secp384r1',
+    '2b81040022',
     0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffffn,
     -3n,
     0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n,
   ),
-  'P-521': spec('secp521r1', P521, -3n, 0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n),
-  secp256k1: spec('secp256k1', 2n ** 256n - 2n ** 32n - 977n, 0n, 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n),
+  'P-521': spec('secp521r1', '2b81040023', P521, -3n, 0x01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409n),
+  secp256k1: spec('secp256k1', '2b8104000a', 2n ** 256n - 2n ** 32n - 977n, 0n, 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n),
 };
 
-function spec(opensslName: string, p: bigint, a: bigint, n: bigint): CurveSpec {
+function spec(opensslName: string, oidHex: string, p: bigint, a: bigint, n: bigint): CurveSpec {
   const orderBits = n.toString(2).length;
-  return { opensslName, p, a: mod(a, p), n, fieldBytes: Math.ceil(p.toString(2).length / 8), orderBits, orderBytes: Math.ceil(orderBits / 8) };
+  return { opensslName, oid: new Uint8Array(Buffer.from(oidHex, 'hex')), p, a: mod(a, p), n, fieldBytes: Math.ceil(p.toString(2).length / 8), orderBits, orderBytes: Math.ceil(orderBits / 8) };
 }
 
 /** The curve parameters, for tests that cross-check them against another library. */
@@ -162,13 +169,13 @@ function digestToInt(c: CurveSpec, digest: Uint8Array): bigint {
   return excess > 0 ? e >> BigInt(excess) : e;
 }
 
-/** A uniform scalar in [1, n−1] by rejection sampling over orderBits random bits. */
-function randomScalar(c: CurveSpec): bigint {
+/** A uniform scalar in [1, n−1] by rejection sampling over orderBits bits from `fill`. */
+function randomScalar(c: CurveSpec, fill: (buf: Uint8Array) => void = randomFillSync): bigint {
   const buf = new Uint8Array(c.orderBytes);
   const topMask = 0xff >> (c.orderBytes * 8 - c.orderBits);
   try {
     for (;;) {
-      randomFillSync(buf);
+      fill(buf);
       buf[0] = (buf[0] ?? 0) & topMask;
       const x = bytesToBigInt(buf);
       if (x >= 1n && x < c.n) return x;
@@ -176,6 +183,28 @@ function randomScalar(c: CurveSpec): bigint {
   } finally {
     buf.fill(0);
   }
+}
+
+/**
+ * CSPRNG bytes for blinding factors, drawn 2 KiB at a time: a randomFillSync call costs about as
+ * much as a quarter of a P-256 signature's own arithmetic, and a pool makes it one call per ~60
+ * signatures. Only blinding factors come from here, never a nonce: a pool holds its future output
+ * in memory, and a blinding factor known in advance only weakens the timing protection of one
+ * inversion, where a known nonce would give away the key. Bytes are wiped as they are taken.
+ */
+const BLINDING_POOL_BYTES = 2048;
+const blindingPool = new Uint8Array(BLINDING_POOL_BYTES);
+let blindingPoolAt = BLINDING_POOL_BYTES;
+
+function fillFromBlindingPool(buf: Uint8Array): void {
+  if (blindingPoolAt + buf.length > BLINDING_POOL_BYTES) {
+    randomFillSync(blindingPool);
+    blindingPoolAt = 0;
+  }
+  const taken = blindingPool.subarray(blindingPoolAt, blindingPoolAt + buf.length);
+  buf.set(taken);
+  taken.fill(0);
+  blindingPoolAt += buf.length;
 }
 
 interface Point {
@@ -244,11 +273,12 @@ interface Nonce {
 
 function nonceFromKeygen(c: CurveSpec): Nonce {
   const e = ecdhFor(signers, c);
-  e.generateKeys();
+  // generateKeys returns k·G already encoded: a second getPublicKey would encode it again.
+  const kG = e.generateKeys();
   const kBytes = e.getPrivateKey();
   const k = bytesToBigInt(kBytes);
   kBytes.fill(0);
-  return { k, x: bytesToBigInt(e.getPublicKey().subarray(1, 1 + c.fieldBytes)) };
+  return { k, x: bytesToBigInt(kG.subarray(1, 1 + c.fieldBytes)) };
 }
 
 function nonceFromScalar(c: CurveSpec, k: bigint): Nonce {
@@ -272,7 +302,7 @@ function signWithNonce(c: CurveSpec, d: bigint, e: bigint, nonce: Nonce): Signat
   const { n } = c;
   const r = mod(nonce.x, n);
   if (r === 0n) return undefined;
-  const b = randomScalar(c); // blinding: the inversion sees b·k, independent of k
+  const b = randomScalar(c, fillFromBlindingPool); // blinding: the inversion sees b·k, independent of k
   const s = mod(invertModPrime(mod(b * nonce.k, n), n) * mod(b * e + mod(b * d, n) * r, n), n);
   return s === 0n ? undefined : { r, s };
 }
@@ -322,54 +352,111 @@ function decodeSignature(c: CurveSpec, sig: Uint8Array, encoding: DsaEncoding): 
 
 // ── keys ────────────────────────────────────────────────────────────────────────────────────
 
-const privateScalars = new WeakMap<KeyObject, { readonly curve: string; readonly d: bigint }>();
+// Keys are read from OpenSSL as DER only. Node 20 deadlocks when a garbage collection runs while a
+// key's mutex is held and frees the generateKeyPairSync job that shares that mutex; a JWK export
+// and the first asymmetricKeyDetails read allocate JS objects under the lock, so either can hang
+// the process on a freshly generated key. DER exports allocate after the lock is released, and the
+// curve is read from the DER's OID instead of asymmetricKeyDetails.
+
+/** id-ecPublicKey (RFC 5480 §2.1.1), the algorithm of every EC SubjectPublicKeyInfo. */
+const EC_PUBLIC_KEY_OID = new Uint8Array([0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]);
+
+/** Public points are public: kept per KeyObject (weakly, so they go with the key) to skip the export. */
 const publicPoints = new WeakMap<KeyObject, { readonly curve: string; readonly Q: Point }>();
 
-function base64urlToBigInt(text: string | undefined): bigint {
-  if (text === undefined) return fail('COFFER_CRYPTO_KEY_INVALID');
-  const buf = Buffer.alloc(Math.ceil((text.length * 3) / 4)); // own memory, not the shared pool
-  const written = buf.write(text, 'base64url');
-  const x = bytesToBigInt(buf.subarray(0, written));
-  buf.fill(0);
-  return x;
+/** One DER element: where its contents start and end. */
+interface Tlv {
+  readonly start: number;
+  readonly end: number;
 }
 
-function keyCurve(key: KeyObject): string | undefined {
-  return key.asymmetricKeyType === 'ec' ? key.asymmetricKeyDetails?.namedCurve : undefined;
+/**
+ * The element at `at`, which must carry `tag`: definite short or 1–2-byte long lengths, all within
+ * `der`. OpenSSL's own exports always are; a key it holds in an unexpected form (explicit curve
+ * parameters, say) is refused as an unusable key.
+ */
+function element(der: Uint8Array, at: number, tag: number): Tlv {
+  const first = der[at + 1] ?? 0xff;
+  if (der[at] !== tag || !(first < 0x80 || first === 0x81 || first === 0x82)) return fail('COFFER_CRYPTO_KEY_INVALID');
+  const longBytes = first < 0x80 ? 0 : first - 0x80;
+  let length = first < 0x80 ? first : 0;
+  for (let i = 0; i < longBytes; i++) length = length * 256 + (der[at + 2 + i] ?? 0);
+  const start = at + 2 + longBytes;
+  return start + length <= der.length ? { start, end: start + length } : fail('COFFER_CRYPTO_KEY_INVALID');
 }
 
-function privateScalar(c: CurveSpec, key: KeyObject | SecretBytes | Uint8Array): bigint {
-  if (key instanceof SecretBytes || key instanceof Uint8Array) {
-    const d = key instanceof SecretBytes ? key.use((b) => (b.length === c.orderBytes ? bytesToBigInt(b) : 0n)) : key.length === c.orderBytes ? bytesToBigInt(key) : 0n;
-    return d >= 1n && d < c.n ? d : fail('COFFER_CRYPTO_KEY_INVALID');
+function contentIs(der: Uint8Array, e: Tlv, expected: Uint8Array): boolean {
+  return constantTimeEqual(der.subarray(e.start, e.end), expected);
+}
+
+/**
+ * The private scalar d of an EC private KeyObject, as a BigInt for this one signature. It comes
+ * from the key's SEC 1 DER (RFC 5915 §3: SEQUENCE { version, privateKey OCTET STRING,
+ * [0] namedCurve OID, ... }), which is wiped at once. Nothing is kept: the BigInt is garbage once
+ * the signature is made (docs/threat-model.md, "What stays in memory").
+ */
+function keyObjectScalar(c: CurveSpec, key: KeyObject): bigint {
+  if (key.type !== 'private') fail('COFFER_CRYPTO_KEY_INVALID');
+  let der: Buffer;
+  try {
+    der = key.export({ format: 'der', type: 'sec1' });
+  } catch {
+    return fail('COFFER_CRYPTO_KEY_INVALID'); // not an EC key (RSA, Ed25519, ...)
   }
-  const cached = privateScalars.get(key);
-  if (cached !== undefined) return cached.curve === c.opensslName ? cached.d : fail('COFFER_CRYPTO_KEY_INVALID');
-  if (key.type !== 'private' || keyCurve(key) !== c.opensslName) fail('COFFER_CRYPTO_KEY_INVALID');
-  const d = base64urlToBigInt(key.export({ format: 'jwk' }).d);
-  privateScalars.set(key, { curve: c.opensslName, d });
-  return d;
+  try {
+    const seq = element(der, 0, 0x30);
+    const version = element(der, seq.start, 0x02);
+    const octets = element(der, version.end, 0x04);
+    const parameters = element(der, octets.end, 0xa0);
+    if (!contentIs(der, element(der, parameters.start, 0x06), c.oid)) fail('COFFER_CRYPTO_KEY_INVALID'); // another curve
+    return bytesToBigInt(der.subarray(octets.start, octets.end));
+  } finally {
+    der.fill(0);
+  }
+}
+
+function privateScalar(c: CurveSpec, key: KeyObject | SecretBytes): bigint {
+  assert(key instanceof SecretBytes || key instanceof KeyObject, 'a private key is a KeyObject or SecretBytes, never plain bytes');
+  const d = key instanceof SecretBytes ? key.use((b) => (b.length === c.orderBytes ? bytesToBigInt(b) : 0n)) : keyObjectScalar(c, key);
+  return d >= 1n && d < c.n ? d : fail('COFFER_CRYPTO_KEY_INVALID');
+}
+
+/** Q from an EC KeyObject's SPKI DER: SEQUENCE { SEQUENCE { id-ecPublicKey, curve OID }, BIT STRING point }. */
+function keyObjectPoint(c: CurveSpec, key: KeyObject): Point {
+  let der: Buffer;
+  try {
+    der = (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'der', type: 'spki' });
+  } catch {
+    return fail('COFFER_CRYPTO_KEY_INVALID'); // a secret key
+  }
+  const seq = element(der, 0, 0x30);
+  const algorithm = element(der, seq.start, 0x30);
+  const algorithmOid = element(der, algorithm.start, 0x06);
+  const curveOid = element(der, algorithmOid.end, 0x06);
+  const bits = element(der, algorithm.end, 0x03);
+  if (!contentIs(der, algorithmOid, EC_PUBLIC_KEY_OID) || !contentIs(der, curveOid, c.oid) || der[bits.start] !== 0) fail('COFFER_CRYPTO_KEY_INVALID');
+  return sec1Point(c, der.subarray(bits.start + 1, bits.end));
+}
+
+/** A SEC 1 point (uncompressed or compressed) on the curve; anything else is COFFER_CRYPTO_KEY_INVALID. */
+function sec1Point(c: CurveSpec, sec1: Uint8Array): Point {
+  let point: Buffer;
+  try {
+    // convertKey decodes (and decompresses) the SEC1 point and refuses one off the curve...
+    point = ECDH.convertKey(sec1, c.opensslName, undefined, undefined, 'uncompressed') as Buffer;
+  } catch {
+    return fail('COFFER_CRYPTO_KEY_INVALID');
+  }
+  // ...but passes the point at infinity (the single byte 0x00) through: not a public key.
+  if (point.length !== 1 + 2 * c.fieldBytes || point[0] !== 0x04) fail('COFFER_CRYPTO_KEY_INVALID');
+  return decodePoint(c, point);
 }
 
 function publicPoint(c: CurveSpec, key: KeyObject | Uint8Array): Point {
-  if (key instanceof Uint8Array) {
-    if (key[0] === 0x30) return publicPoint(c, parseSpki(key));
-    let point: Buffer;
-    try {
-      // convertKey decodes (and decompresses) the SEC1 point and refuses one off the curve...
-      point = ECDH.convertKey(key, c.opensslName, undefined, undefined, 'uncompressed') as Buffer;
-    } catch {
-      return fail('COFFER_CRYPTO_KEY_INVALID');
-    }
-    // ...but passes the point at infinity (the single byte 0x00) through: not a public key.
-    if (point.length !== 1 + 2 * c.fieldBytes || point[0] !== 0x04) fail('COFFER_CRYPTO_KEY_INVALID');
-    return decodePoint(c, point);
-  }
+  if (!(key instanceof KeyObject)) return key[0] === 0x30 ? publicPoint(c, parseSpki(key)) : sec1Point(c, key);
   const cached = publicPoints.get(key);
   if (cached !== undefined) return cached.curve === c.opensslName ? cached.Q : fail('COFFER_CRYPTO_KEY_INVALID');
-  if (keyCurve(key) !== c.opensslName) fail('COFFER_CRYPTO_KEY_INVALID');
-  const jwk = (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'jwk' });
-  const Q = { x: base64urlToBigInt(jwk.x), y: base64urlToBigInt(jwk.y) };
+  const Q = keyObjectPoint(c, key);
   publicPoints.set(key, { curve: c.opensslName, Q });
   return Q;
 }
@@ -386,9 +473,10 @@ function parseSpki(der: Uint8Array): KeyObject {
 
 /**
  * Signs a digest with raw ECDSA (FIPS 186-5 §6.4.1). `privateKey` is a node EC private KeyObject
- * on `curve`, or the raw scalar d as exactly the order's byte length, big-endian, 1 ≤ d < n.
+ * on `curve`, or a SecretBytes holding the scalar d as exactly the order's byte length,
+ * big-endian, 1 ≤ d < n (the caller destroys it).
  */
-export function signDigest(curve: EcdsaCurve, privateKey: KeyObject | SecretBytes | Uint8Array, digest: Uint8Array, options: SignDigestOptions = {}): Uint8Array {
+export function signDigest(curve: EcdsaCurve, privateKey: KeyObject | SecretBytes, digest: Uint8Array, options: SignDigestOptions = {}): Uint8Array {
   const c = curveSpec(curve);
   const e = digestToInt(c, digest);
   const d = privateScalar(c, privateKey);
@@ -404,7 +492,7 @@ export function signDigest(curve: EcdsaCurve, privateKey: KeyObject | SecretByte
  * Signs with a caller-chosen nonce k. For known-answer tests only (RFC 6979 §A.2 gives k): a
  * repeated or guessable k reveals the private key. Not exported from the crypto index.
  */
-export function signDigestWithNonceForTest(curve: EcdsaCurve, privateKey: KeyObject | SecretBytes | Uint8Array, digest: Uint8Array, k: bigint, options: SignDigestOptions = {}): Uint8Array {
+export function signDigestWithNonceForTest(curve: EcdsaCurve, privateKey: KeyObject | SecretBytes, digest: Uint8Array, k: bigint, options: SignDigestOptions = {}): Uint8Array {
   const c = curveSpec(curve);
   if (k < 1n || k >= c.n) fail('COFFER_CRYPTO_INPUT_LENGTH');
   const sig = signWithNonce(c, privateScalar(c, privateKey), digestToInt(c, digest), nonceFromScalar(c, k));

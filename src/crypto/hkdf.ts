@@ -28,9 +28,8 @@ export function hkdfExtractSha256(salt: Uint8Array, ikm: SecretKeyInput): Secret
   // the same block of zeros, so both give the same PRK.
   const mac = createHmac('sha256', salt);
   if (ikm instanceof SecretBytes) ikm.use((b) => mac.update(b));
-  else if (ikm instanceof Uint8Array) mac.update(ikm);
   else {
-    const exported = ikm.export();
+    const exported = secretKeyObject(ikm).export();
     mac.update(exported);
     exported.fill(0);
   }

@@ -50,7 +50,6 @@ export function kcvPublicKey(key: KeyObject | Uint8Array): Uint8Array {
 export function kcvSecret(key: SecretKeyInput): Uint8Array {
   const hash = createHash('sha1');
   if (key instanceof SecretBytes) key.use((b) => hash.update(b));
-  else if (key instanceof Uint8Array) hash.update(key);
   else {
     const exported = secretKeyObject(key).export();
     hash.update(exported);

@@ -3,7 +3,8 @@
 // prints `[redacted]` from toJSON, toString and util.inspect so a secret cannot reach a log by accident.
 
 import { inspect } from 'node:util';
-import { createSecretKey, randomFillSync, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createSecretKey, KeyObject, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { assert } from '../assert.js';
 import { fail } from '../errors.js';
 
 export class SecretBytes {
@@ -23,6 +24,17 @@ export class SecretBytes {
   /** Takes ownership of `source` and wipes it on destroy. Only for buffers nobody else holds. */
   static adopt(source: Uint8Array): SecretBytes {
     return new SecretBytes(source);
+  }
+
+  /** The parts one after another in a fresh owned buffer (e.g. K_IN = MKBK ‖ AKBK); the parts are left as they are. */
+  static concat(parts: readonly SecretBytes[]): SecretBytes {
+    const out = new SecretBytes(new Uint8Array(new ArrayBuffer(parts.reduce((n, p) => n + p.length, 0))));
+    let at = 0;
+    for (const p of parts) {
+      p.use((b) => out.use((o) => o.set(b, at)));
+      at += p.length;
+    }
+    return out;
   }
 
   /** Fresh random bytes from the system CSPRNG. */
@@ -96,24 +108,36 @@ export function withSecret<T>(secret: SecretBytes, fn: (bytes: Uint8Array) => T)
 
 /**
  * A symmetric key as the crypto layer accepts it: a node KeyObject (preferred: its bytes live in
- * OpenSSL memory, out of the JS heap), a SecretBytes owner, or plain bytes the caller owns.
+ * OpenSSL memory, out of the JS heap) or a SecretBytes owner (which the caller destroys). Plain
+ * bytes are refused by the type on purpose: a bare Uint8Array has no owner that zeroises it, so a
+ * key passed that way tends to outlive its use (CONTRIBUTING.md rule 3). Wrap bytes with
+ * `SecretBytes.copyOf` (and wipe the source) or `SecretBytes.adopt`.
  */
-export type SecretKeyInput = KeyObject | SecretBytes | Uint8Array;
+export type SecretKeyInput = KeyObject | SecretBytes;
 
 /**
  * The key as a secret KeyObject. Bytes are copied into OpenSSL memory by createSecretKey; the
- * caller's buffer is neither kept nor wiped. A KeyObject that is not secret is a programmer bug
+ * SecretBytes is neither kept nor destroyed. A KeyObject that is not secret is a programmer bug
  * of the caller's type juggling, reported as a key-size error so no detail of it leaks.
  */
 export function secretKeyObject(key: SecretKeyInput): KeyObject {
+  checkForm(key);
   if (key instanceof SecretBytes) return key.use((b) => createSecretKey(b));
-  if (key instanceof Uint8Array) return createSecretKey(key);
   if (key.type !== 'secret') fail('COFFER_CRYPTO_KEY_SIZE');
   return key;
 }
 
 /** Length in bytes of a secret key input, without copying it. */
 export function secretKeyLength(key: SecretKeyInput): number {
-  if (key instanceof SecretBytes || key instanceof Uint8Array) return key.length;
+  checkForm(key);
+  if (key instanceof SecretBytes) return key.length;
   return key.symmetricKeySize ?? 0;
+}
+
+/**
+ * The type already refuses plain bytes; this catches a caller that got around it (JavaScript, a
+ * cast). That is a programmer bug, so it crashes rather than quietly wrap unowned key bytes.
+ */
+function checkForm(key: SecretKeyInput): void {
+  assert(key instanceof SecretBytes || key instanceof KeyObject, 'a key is a KeyObject or SecretBytes, never plain bytes');
 }

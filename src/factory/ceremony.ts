@@ -126,8 +126,8 @@ export function generateAkbkComponents(count: number): AkbkComponents {
   try {
     return {
       components,
-      componentKcvs: components.map((c) => c.use(kcvAes)),
-      akbkKcv: akbk.use(kcvAes),
+      componentKcvs: components.map((c) => kcvAes(c)),
+      akbkKcv: kcvAes(akbk),
       akbkKeyId: akbk.use(keyId),
     };
   } finally {
@@ -217,7 +217,7 @@ export function factoryInfo(m: Manufacturer): FactoryInfo {
     name: m.name,
     development: m.development,
     rootFingerprintSha256: fingerprintSha256(m.rootCertificate),
-    mkbkKcv: hex(m.mkbk.use(kcvAes)),
+    mkbkKcv: hex(kcvAes(m.mkbk)),
     mkbkKeyId: hex(m.mkbk.use(keyId)),
   };
 }

@@ -49,7 +49,7 @@ function akbkComponentsFor(akbk: SecretBytes | undefined, count: number): AkbkCo
   if (akbk === undefined || !Number.isInteger(count) || count < 2) return generateAkbkComponents(count); // which also refuses bad counts
   const random = Array.from({ length: count - 1 }, () => SecretBytes.random(BACKUP_KEY_BYTES));
   const components = [...random, xorComponents([akbk, ...random])];
-  return { components, componentKcvs: components.map((c) => c.use(kcvAes)), akbkKcv: akbk.use(kcvAes), akbkKeyId: akbk.use(keyId) };
+  return { components, componentKcvs: components.map((c) => kcvAes(c)), akbkKcv: kcvAes(akbk), akbkKeyId: akbk.use(keyId) };
 }
 
 export interface CommissionOptions {
@@ -74,7 +74,7 @@ export async function provisionDevelopmentDevice(hsm: Hsm, authorities: Developm
     manufacturerRoot: pemOf(manufacturer.rootCertificate),
     firmwareSigningPublicKey: manufacturer.firmwareSigningPublicKeySpki,
     mkbk: manufacturer.mkbk,
-    mkbkKcv: manufacturer.mkbk.use(kcvAes),
+    mkbkKcv: kcvAes(manufacturer.mkbk),
   });
   const operatorCert = await issueOperatorCertificate(operator, pemOf(deviceCert), { manufacturerRoot: pemOf(manufacturer.rootCertificate), ...clockOpt });
   const custodians = options.custodians ?? ['custodian-1', 'custodian-2'];
@@ -147,7 +147,7 @@ export async function loadDevelopmentAuthorities(dir: string): Promise<Developme
   const components = info.files.map((f) => readKeyFile(join(operatorDir, f)));
   try {
     const akbk = xorComponents(components);
-    const matches = constantTimeEqual(akbk.use(kcvAes), Buffer.from(info.akbkKcv, 'hex')) && akbk.use((b) => hex(keyId(b))) === info.akbkKeyId;
+    const matches = constantTimeEqual(kcvAes(akbk), Buffer.from(info.akbkKcv, 'hex')) && akbk.use((b) => hex(keyId(b))) === info.akbkKeyId;
     if (!matches) {
       akbk.destroy();
       fail('COFFER_AKBK_KCV');

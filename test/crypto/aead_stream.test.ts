@@ -21,9 +21,12 @@ import {
   sealedStreamLength,
 } from '../../src/crypto/aead_stream.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { AssertionFailure } from '../../src/assert.js';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 
-const KEY = new Uint8Array(randomBytes(32));
+const KEY_BYTES = new Uint8Array(randomBytes(32));
+/** The stream key as the crypto layer takes it; KEY_BYTES only feeds the independent GCM build. */
+const KEY = SecretBytes.copyOf(KEY_BYTES);
 const PREFIX = new Uint8Array([1, 2, 3, 4, 5, 6, 7]);
 const AAD = new TextEncoder().encode('backup header digest');
 const SEG = AEAD_SEGMENT_BYTES_MIN; // 16-byte segments keep exhaustive mutation tests small
@@ -46,7 +49,7 @@ void test('framing matches an independent build from AES-256-GCM: P || [i]_32 ||
   const count = 4;
   for (let i = 0; i < count; i++) {
     const nonce = Buffer.concat([Buffer.from(PREFIX), Buffer.from([i >>> 24, i >>> 16, i >>> 8, i].map((x) => x & 0xff)), Buffer.of(i === count - 1 ? 1 : 0)]);
-    const c = createCipheriv('aes-256-gcm', KEY, nonce);
+    const c = createCipheriv('aes-256-gcm', KEY_BYTES, nonce);
     c.setAAD(AAD);
     expected.push(c.update(data.subarray(i * SEG, (i + 1) * SEG)), c.final(), c.getAuthTag());
   }
@@ -55,7 +58,7 @@ void test('framing matches an independent build from AES-256-GCM: P || [i]_32 ||
   assert.equal(sealed.length, sealedStreamLength(data.length, SEG));
   // An empty stream is one final, empty segment: just a tag.
   const empty = sealStream(KEY, PREFIX, AAD, new Uint8Array(0), SEG);
-  const c = createCipheriv('aes-256-gcm', KEY, Buffer.concat([Buffer.from(PREFIX), Buffer.alloc(4), Buffer.of(1)]));
+  const c = createCipheriv('aes-256-gcm', KEY_BYTES, Buffer.concat([Buffer.from(PREFIX), Buffer.alloc(4), Buffer.of(1)]));
   c.setAAD(AAD);
   c.final();
   assert.equal(Buffer.from(empty).toString('hex'), c.getAuthTag().toString('hex'));
@@ -74,11 +77,15 @@ void test('round trips at 0, 1, seg−1, seg, seg+1 and many segments, small and
   assert.deepEqual(openStream(KEY, PREFIX, AAD, sealStream(KEY, PREFIX, AAD, big)), big);
 });
 
-void test('key forms agree: bytes, SecretBytes, KeyObject', () => {
+void test('key forms agree: SecretBytes, KeyObject; plain bytes are refused', () => {
   const data = randomBytes(50);
   const sealed = sealStream(KEY, PREFIX, AAD, data, SEG);
-  assert.deepEqual(sealStream(SecretBytes.copyOf(KEY), PREFIX, AAD, data, SEG), sealed);
-  assert.deepEqual(openStream(createSecretKey(KEY), PREFIX, AAD, sealed, SEG), new Uint8Array(data));
+  assert.deepEqual(sealStream(SecretBytes.copyOf(KEY_BYTES), PREFIX, AAD, data, SEG), sealed);
+  assert.deepEqual(openStream(createSecretKey(KEY_BYTES), PREFIX, AAD, sealed, SEG), new Uint8Array(data));
+  // @ts-expect-error -- a plain Uint8Array is not a SecretKeyInput (the build fails if it ever is)
+  assert.throws(() => sealStream(KEY_BYTES, PREFIX, AAD, data, SEG), AssertionFailure);
+  // @ts-expect-error -- nor for the streaming opener
+  assert.throws(() => new StreamOpener(KEY_BYTES, PREFIX, AAD, SEG), AssertionFailure);
 });
 
 void test('every bit flip anywhere in a 3-segment stream is refused', () => {
@@ -133,7 +140,7 @@ void test('other AAD, prefix, segment size or key is refused', () => {
     throwsCode(() => openStream(KEY, prefix, AAD, sealed, SEG), 'COFFER_CRYPTO_AEAD_TAMPERED', `prefix bit ${bit}`);
   }
   for (const seg of [17, 32, 2 * SEG + 1]) refused(sealed, `segment size ${seg}`, seg);
-  throwsCode(() => openStream(randomBytes(32), PREFIX, AAD, sealed, SEG));
+  throwsCode(() => openStream(SecretBytes.random(32), PREFIX, AAD, sealed, SEG));
 });
 
 void test('low level: in-order opening, no segment after the final one, no finish without it', () => {
@@ -168,7 +175,7 @@ void test('the sealer refuses wrong segment sizes, prefixes, keys and segment-si
   throwsCode(() => sealer.seal(new Uint8Array(SEG - 1), false), 'COFFER_CRYPTO_INPUT_LENGTH');
   throwsCode(() => sealer.seal(new Uint8Array(SEG + 1), true), 'COFFER_CRYPTO_INPUT_LENGTH');
   throwsCode(() => new StreamSealer(KEY, new Uint8Array(8), AAD), 'COFFER_CRYPTO_INPUT_LENGTH');
-  throwsCode(() => new StreamSealer(new Uint8Array(16), PREFIX, AAD), 'COFFER_CRYPTO_KEY_SIZE');
+  throwsCode(() => new StreamSealer(SecretBytes.random(16), PREFIX, AAD), 'COFFER_CRYPTO_KEY_SIZE');
   for (const seg of [0, AEAD_SEGMENT_BYTES_MIN - 1, AEAD_SEGMENT_BYTES_MAX + 1, 100.5]) {
     throwsCode(() => new StreamOpener(KEY, PREFIX, AAD, seg), 'COFFER_CRYPTO_INPUT_LENGTH');
   }

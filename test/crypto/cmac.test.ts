@@ -6,8 +6,10 @@ import * as assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createSecretKey } from 'node:crypto';
+import { createSecretKey, generateKeyPairSync } from 'node:crypto';
 import { aesCmac, aesCmacVerify, CMAC_BYTES } from '../../src/crypto/cmac.js';
+import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { AssertionFailure } from '../../src/assert.js';
 import { isCofferError } from '../../src/errors.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -29,7 +31,7 @@ void test('the vector file holds the 4 RFC 4493 and 4 SP 800-38B D.3 examples', 
 
 for (const c of CASES) {
   void test(`CMAC ${c.source}`, () => {
-    assert.equal(toHex(aesCmac(hex(c.key), hex(c.msg))), c.mac);
+    assert.equal(toHex(aesCmac(SecretBytes.copyOf(hex(c.key)), hex(c.msg))), c.mac);
     // Same answer with the key as a KeyObject (how the device holds it).
     const key = createSecretKey(hex(c.key));
     assert.equal(toHex(aesCmac(key, hex(c.msg))), c.mac);
@@ -52,14 +54,18 @@ for (const c of CASES) {
 
 void test('CMAC of a message one byte short of a block, and of a block plus one, differ from the block', () => {
   // Exercises both subkeys: K1 for complete last blocks, K2 (with 10* padding) otherwise.
-  const key = hex(CASES[0]?.key ?? '');
+  const key = SecretBytes.copyOf(hex(CASES[0]?.key ?? ''));
   const block = hex('6bc1bee22e409f96e93d7e117393172a');
   const macs = new Set([block.subarray(0, 15), block, new Uint8Array([...block, 0x80])].map((m) => toHex(aesCmac(key, m))));
   assert.equal(macs.size, 3);
 });
 
-void test('CMAC refuses keys that are not AES-128/192/256', () => {
+void test('CMAC refuses keys that are not AES-128/192/256, and plain bytes', () => {
   for (const len of [0, 8, 15, 17, 33]) {
-    assert.throws(() => aesCmac(new Uint8Array(len), new Uint8Array(1)), (e) => isCofferError(e, 'COFFER_CRYPTO_KEY_SIZE'));
+    assert.throws(() => aesCmac(SecretBytes.copyOf(new Uint8Array(len)), new Uint8Array(1)), (e) => isCofferError(e, 'COFFER_CRYPTO_KEY_SIZE'));
   }
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  assert.throws(() => aesCmac(privateKey, new Uint8Array(1)), (e) => isCofferError(e, 'COFFER_CRYPTO_KEY_SIZE'));
+  // @ts-expect-error -- a plain Uint8Array is not a SecretKeyInput (the build fails if it ever is)
+  assert.throws(() => aesCmac(new Uint8Array(16), new Uint8Array(1)), AssertionFailure);
 });

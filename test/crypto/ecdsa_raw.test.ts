@@ -4,12 +4,12 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, createSecretKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { p256, p384, p521 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import {
@@ -23,6 +23,7 @@ import {
   type EcdsaCurve,
 } from '../../src/crypto/ecdsa_raw.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { AssertionFailure } from '../../src/assert.js';
 import { isCofferError } from '../../src/errors.js';
 import { throwsCode } from '../helpers.js';
 
@@ -33,9 +34,19 @@ const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const digestOf = (hash: string, m: Uint8Array): Uint8Array => new Uint8Array(createHash(hash).update(m).digest());
 
+/** A scalar as signDigest takes it: owned by a SecretBytes (plain bytes are refused). */
+const owned = (d: Uint8Array): SecretBytes => SecretBytes.copyOf(d);
+
+/**
+ * A fresh key pair and its scalar d. d is read from the SEC 1 DER (SEQUENCE { 1, OCTET STRING d,
+ * ... }), not from a JWK: node 20 can deadlock exporting a JWK of a generateKeyPairSync key.
+ */
 function keyPair(curve: EcdsaCurve): { privateKey: KeyObject; publicKey: KeyObject; d: Uint8Array } {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: curve });
-  const d = new Uint8Array(Buffer.from(privateKey.export({ format: 'jwk' }).d ?? '', 'base64url'));
+  const der = privateKey.export({ format: 'der', type: 'sec1' });
+  const at = der[1] === 0x81 ? 3 : 2; // past the SEQUENCE header (long form for P-521)
+  assert.deepEqual([...der.subarray(at, at + 4)], [0x02, 0x01, 0x01, 0x04], 'version 1, then the OCTET STRING');
+  const d = new Uint8Array(der.subarray(at + 5, at + 5 + (der[at + 4] ?? 0)));
   assert.equal(d.length, ORDER_BYTES[curve]);
   return { privateKey, publicKey, d };
 }
@@ -65,9 +76,9 @@ void test('RFC 6979 §A.2.5 (P-256, SHA-256, "sample") with its k: exact r and s
   const r = 'efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716';
   const s = 'f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8';
   const digest = digestOf('sha256', new TextEncoder().encode('sample'));
-  assert.equal(toHex(signDigestWithNonceForTest('P-256', x, digest, k, { dsaEncoding: 'ieee-p1363' })), r + s);
+  assert.equal(toHex(signDigestWithNonceForTest('P-256', owned(x), digest, k, { dsaEncoding: 'ieee-p1363' })), r + s);
   // DER: both integers have the top bit set, so each gets a 0x00 prefix.
-  assert.equal(toHex(signDigestWithNonceForTest('P-256', x, digest, k)), `3046022100${r}022100${s}`);
+  assert.equal(toHex(signDigestWithNonceForTest('P-256', owned(x), digest, k)), `3046022100${r}022100${s}`);
   // s > n/2: a low-s normaliser would have changed it; we do not (documented in ecdsa_raw.ts).
   assert.ok(BigInt(`0x${s}`) > curveParameters('P-256').n / 2n);
   // Its public key U = x·G (RFC 6979 §A.2.5, Ux and Uy).
@@ -79,7 +90,7 @@ void test('RFC 6979 §A.2.5 (P-256, SHA-256, "sample") with its k: exact r and s
   assert.ok(verify('sha256', new TextEncoder().encode('sample'), pub, hex(`3046022100${r}022100${s}`)));
   assert.ok(verifyDigest('P-256', pub, digest, hex(r + s), { dsaEncoding: 'ieee-p1363' }));
   // A different k gives a different (still valid) signature: the KAT pins the arithmetic.
-  const other = signDigestWithNonceForTest('P-256', x, digest, k + 1n, { dsaEncoding: 'ieee-p1363' });
+  const other = signDigestWithNonceForTest('P-256', owned(x), digest, k + 1n, { dsaEncoding: 'ieee-p1363' });
   assert.notEqual(toHex(other), r + s);
   assert.ok(verifyDigest('P-256', pub, digest, other, { dsaEncoding: 'ieee-p1363' }));
 });
@@ -124,11 +135,11 @@ void test('digest lengths: truncation to the order (P-256 with SHA-512) and shor
   const long = randomBytes(64);
   assert.ok(verifyDigest('P-256', publicKey, long.subarray(0, 32), signDigest('P-256', privateKey, long)));
   const { d } = keyPair('P-256');
-  for (const n of [0, 65, 100]) throwsCode(() => signDigest('P-256', d, new Uint8Array(n)), 'COFFER_CRYPTO_DIGEST_LENGTH');
+  for (const n of [0, 65, 100]) throwsCode(() => signDigest('P-256', owned(d), new Uint8Array(n)), 'COFFER_CRYPTO_DIGEST_LENGTH');
   throwsCode(() => verifyDigest('P-256', publicKey, new Uint8Array(0), new Uint8Array(8)), 'COFFER_CRYPTO_DIGEST_LENGTH');
   // A one-byte "digest" is accepted (documented) and checked by noble independently.
   const q = NOBLE['P-256'].getPublicKey(d, false);
-  const sig1 = signDigest('P-256', d, new Uint8Array([7]));
+  const sig1 = signDigest('P-256', owned(d), new Uint8Array([7]));
   assert.ok(NOBLE['P-256'].verify(sig1, new Uint8Array([7]), q, { prehash: false, lowS: false, format: 'der' }));
 });
 
@@ -145,7 +156,7 @@ void test('verifyDigest accepts node-made signatures and agrees with @noble/curv
       const nobleSays = NOBLE[curve].verify(bad, digest, q, { prehash: false, lowS: false, format: 'der' });
       assert.equal(verifyDigest(curve, publicKey, digest, bad), nobleSays, `${curve} flipped signature`);
       assert.equal(nobleSays, false);
-      const ours = signDigest(curve, d, digest, { dsaEncoding: 'ieee-p1363' });
+      const ours = signDigest(curve, owned(d), digest, { dsaEncoding: 'ieee-p1363' });
       assert.ok(NOBLE[curve].verify(ours, digest, q, { prehash: false, lowS: false, format: 'compact' }), `${curve} noble verifies ours`);
     }
   }
@@ -215,46 +226,50 @@ void test('edge points: t·G = Q takes the doubling path; t·G = −Q (R at infi
   // e = d·r makes t = e·r⁻¹ = d, so Q + t·G = 2Q.
   const e = (d * r) % n;
   const digest = hex(e.toString(16).padStart(64, '0'));
-  const sig = signDigestWithNonceForTest(curve, dBytes, digest, k);
+  const sig = signDigestWithNonceForTest(curve, owned(dBytes), digest, k);
   assert.ok(p256.verify(sig, digest, q, { prehash: false, lowS: false, format: 'der' }));
   assert.ok(verifyDigest(curve, q, digest, sig));
   // e = −d·r makes Q + t·G the point at infinity: no s makes that verify.
   const e2 = (n - ((d * r) % n)) % n;
   const digest2 = hex(e2.toString(16).padStart(64, '0'));
-  throwsCode(() => signDigestWithNonceForTest(curve, dBytes, digest2, k), 'COFFER_CRYPTO_INPUT_LENGTH'); // s would be 0
+  throwsCode(() => signDigestWithNonceForTest(curve, owned(dBytes), digest2, k), 'COFFER_CRYPTO_INPUT_LENGTH'); // s would be 0
   const forged = hex(r.toString(16).padStart(64, '0') + '01'.padStart(64, '0'));
   assert.ok(!verifyDigest(curve, q, digest2, forged, { dsaEncoding: 'ieee-p1363' }));
   // e ≡ 0 (an all-zero digest) skips the addition: u1 = 0.
   const zero = new Uint8Array(32);
-  const sig0 = signDigest(curve, dBytes, zero);
+  const sig0 = signDigest(curve, owned(dBytes), zero);
   assert.ok(verifyDigest(curve, q, zero, sig0));
   assert.ok(p256.verify(sig0, zero, q, { prehash: false, lowS: false, format: 'der' }));
 });
 
-void test('private key forms: KeyObject, raw scalar bytes, SecretBytes; bad keys refused without showing the scalar', () => {
+void test('private key forms: KeyObject, SecretBytes (plain bytes refused); bad keys refused without showing the scalar', () => {
   for (const curve of ECDSA_CURVES) {
     const { privateKey, publicKey, d } = keyPair(curve);
     const digest = randomBytes(32);
-    for (const form of [privateKey, d, SecretBytes.copyOf(d)]) assert.ok(verifyDigest(curve, publicKey, digest, signDigest(curve, form, digest)));
+    for (const form of [privateKey, SecretBytes.copyOf(d)]) assert.ok(verifyDigest(curve, publicKey, digest, signDigest(curve, form, digest)));
+    // @ts-expect-error -- a plain Uint8Array scalar has no owner to zeroise it (the build fails if it ever type-checks)
+    assert.throws(() => signDigest(curve, d, digest), AssertionFailure);
   }
   const { privateKey, publicKey, d } = keyPair('P-256');
   const n = curveParameters('P-256').n;
   const digest = randomBytes(32);
-  const bad: Array<KeyObject | Uint8Array> = [
-    d.subarray(1), // 31 bytes
-    Buffer.concat([Buffer.of(0), d]), // 33 bytes
-    new Uint8Array(32), // d = 0
-    hex(n.toString(16)), // d = n
+  const bad: Array<KeyObject | SecretBytes> = [
+    owned(d.subarray(1)), // 31 bytes
+    owned(Buffer.concat([Buffer.of(0), d])), // 33 bytes
+    owned(new Uint8Array(32)), // d = 0
+    owned(hex(n.toString(16))), // d = n
     publicKey, // not a private key
     keyPair('P-384').privateKey, // another curve
     generateKeyPairSync('ed25519').privateKey,
+    generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey,
+    createSecretKey(d),
   ];
   for (const key of bad) throwsCode(() => signDigest('P-256', key, digest), 'COFFER_CRYPTO_KEY_INVALID');
-  throwsCode(() => signDigest('P-384', privateKey, digest), 'COFFER_CRYPTO_KEY_INVALID'); // cached scalar, other curve
+  throwsCode(() => signDigest('P-384', privateKey, digest), 'COFFER_CRYPTO_KEY_INVALID'); // a key used on P-256, now asked for P-384
   throwsCode(() => signDigest('P-999' as EcdsaCurve, privateKey, digest), 'COFFER_CRYPTO_UNSUPPORTED_CURVE');
   // Nothing about the scalar in the error: not as hex, base64url or decimal, not in detail or cause.
   const secretForms = [toHex(d), Buffer.from(d).toString('base64url'), BigInt(`0x${toHex(d)}`).toString()];
-  for (const key of [d.subarray(1), Buffer.concat([d, Buffer.of(1)])]) {
+  for (const key of [owned(d.subarray(1)), owned(Buffer.concat([d, Buffer.of(1)]))]) {
     try {
       signDigest('P-256', key, digest);
       assert.fail('must throw');
@@ -272,7 +287,7 @@ void test('public key forms: KeyObject (public or private), SPKI DER, SEC1 uncom
   for (const curve of ECDSA_CURVES) {
     const { privateKey, publicKey, d } = keyPair(curve);
     const digest = randomBytes(32);
-    const sig = signDigest(curve, d, digest);
+    const sig = signDigest(curve, owned(d), digest);
     const spki = publicKey.export({ format: 'der', type: 'spki' });
     for (const form of [publicKey, privateKey, new Uint8Array(spki), NOBLE[curve].getPublicKey(d, false), NOBLE[curve].getPublicKey(d, true)]) {
       assert.ok(verifyDigest(curve, form, digest, sig), curve);
@@ -286,6 +301,74 @@ void test('public key forms: KeyObject (public or private), SPKI DER, SEC1 uncom
   const p384spki = new Uint8Array(keyPair('P-384').publicKey.export({ format: 'der', type: 'spki' }));
   throwsCode(() => verifyDigest('P-256', p384spki, randomBytes(32), new Uint8Array(8)), 'COFFER_CRYPTO_KEY_INVALID');
   throwsCode(() => verifyDigest('P-256', generateKeyPairSync('ed25519').publicKey, randomBytes(32), new Uint8Array(8)), 'COFFER_CRYPTO_KEY_INVALID');
+  throwsCode(() => verifyDigest('P-256', keyPair('P-384').publicKey, randomBytes(32), new Uint8Array(8)), 'COFFER_CRYPTO_KEY_INVALID');
+  throwsCode(() => verifyDigest('P-256', createSecretKey(randomBytes(32)), randomBytes(32), new Uint8Array(8)), 'COFFER_CRYPTO_KEY_INVALID');
+});
+
+void test('a public KeyObject imported from a compressed point (OpenSSL exports it compressed) verifies', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { publicKey, d } = keyPair(curve);
+    const digest = randomBytes(32);
+    const sig = signDigest(curve, owned(d), digest);
+    // SPKI with the compressed point: the uncompressed SPKI's AlgorithmIdentifier, then BIT STRING 00 || 02/03 || x.
+    const spki = publicKey.export({ format: 'der', type: 'spki' });
+    const at = spki[1] === 0x81 ? 3 : 2;
+    const algorithm = spki.subarray(at, at + 2 + (spki[at + 1] ?? 0));
+    const point = NOBLE[curve].getPublicKey(d, true);
+    const body = Buffer.concat([algorithm, Buffer.of(0x03, point.length + 1, 0x00), point]);
+    assert.ok(body.length < 0x80);
+    const compressed = createPublicKey({ key: Buffer.concat([Buffer.of(0x30, body.length), body]), format: 'der', type: 'spki' });
+    assert.equal(compressed.export({ format: 'der', type: 'spki' }).length, body.length + 2, 'OpenSSL keeps the compressed form');
+    assert.ok(verifyDigest(curve, compressed, digest, sig), curve);
+    assert.ok(!verifyDigest(curve, compressed, flipped(digest, 3), sig), curve);
+  }
+});
+
+/**
+ * Signs and verifies with `count` fresh generateKeyPairSync keys in a child node whose young
+ * generation is small (so collections are frequent), and waits for it to finish. Node 20 deadlocks
+ * when a collection frees a key's generation job while that key's mutex is held by a call that
+ * allocates JS objects under it (a JWK export, the first asymmetricKeyDetails read). ecdsa_raw.ts
+ * reads keys as DER only; a build that read them the other way hung here within a few thousand keys.
+ */
+function signWithFreshKeysInChild(count: number, boundMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; timedOut: boolean }> {
+  const module = new URL('../../src/crypto/ecdsa_raw.js', import.meta.url).href;
+  const script = `
+    import { generateKeyPairSync, randomBytes } from 'node:crypto';
+    const { signDigest, verifyDigest } = await import(${JSON.stringify(module)});
+    const digest = randomBytes(32);
+    const empty = new Uint8Array(0);
+    for (let i = 0; i < ${count}; i++) {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const sig = signDigest('P-256', privateKey, digest);
+      // verifyDigest reads the key before it parses the signature: an empty one reads it cheaply.
+      if (verifyDigest('P-256', publicKey, digest, empty) || verifyDigest('P-256', privateKey, digest, empty)) throw new Error('empty signature verified');
+      if (i % 500 === 0 && !verifyDigest('P-256', publicKey, digest, sig)) throw new Error('bad signature');
+    }
+    process.stdout.write('done');`;
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let timedOut = false;
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, boundMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code, signal, out, timedOut });
+    });
+  });
+}
+
+void test('raw ECDSA with freshly generated KeyObjects never hangs the process (node 20 key-mutex deadlock)', async () => {
+  // 12,000 keys take seconds; the bound only tells a deadlock (which never ends) from a slow machine.
+  const r = await signWithFreshKeysInChild(12_000, 10 * 60_000);
+  assert.equal(r.timedOut, false, 'the child did not finish: deadlocked');
+  assert.equal(r.code, 0, r.out);
+  assert.equal(r.out, 'done');
 });
 
 void test('invertModPrime against the plain extended Euclid, edges included', () => {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createSecretKey } from 'node:crypto';
 import { hkdfSha256, hkdfExtractSha256, hkdfExpandSha256, HKDF_SHA256_OUTPUT_BYTES_MAX } from '../../src/crypto/hkdf.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { AssertionFailure } from '../../src/assert.js';
 import { isCofferError } from '../../src/errors.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -45,7 +46,7 @@ void test('RFC 5869 A.1–A.3: PRK by extract, OKM one-shot and by expand', () =
   assert.equal(cases.length, 3);
   for (const c of cases) {
     assert.equal(get(c, 'Hash'), 'SHA-256');
-    const ikm = hex(get(c, 'IKM'));
+    const ikm = SecretBytes.copyOf(hex(get(c, 'IKM')));
     const salt = hex(get(c, 'salt'));
     const info = hex(get(c, 'info'));
     const length = Number(get(c, 'L'));
@@ -62,21 +63,26 @@ void test('a corrupted input or expected value fails', () => {
   const ikm = hex(get(c, 'IKM'));
   const okm = get(c, 'OKM');
   ikm[0] = (ikm[0] ?? 0) ^ 1;
-  assert.notEqual(hkdfSha256(ikm, hex(get(c, 'salt')), hex(get(c, 'info')), 42).use(toHex), okm);
+  assert.notEqual(hkdfSha256(SecretBytes.copyOf(ikm), hex(get(c, 'salt')), hex(get(c, 'info')), 42).use(toHex), okm);
   const info = hex(get(c, 'info'));
   info[9] = (info[9] ?? 0) ^ 1;
-  assert.notEqual(hkdfSha256(hex(get(c, 'IKM')), hex(get(c, 'salt')), info, 42).use(toHex), okm);
+  assert.notEqual(hkdfSha256(SecretBytes.copyOf(hex(get(c, 'IKM'))), hex(get(c, 'salt')), info, 42).use(toHex), okm);
 });
 
-void test('key forms agree; lengths outside 1..255·32 are refused', () => {
+void test('key forms agree, plain bytes are refused; lengths outside 1..255·32 are refused', () => {
   const c = cases[1];
   assert.ok(c !== undefined);
-  const ikm = hex(get(c, 'IKM'));
+  const raw = hex(get(c, 'IKM'));
   const args = [hex(get(c, 'salt')), hex(get(c, 'info')), 82] as const;
-  for (const form of [createSecretKey(ikm), SecretBytes.copyOf(ikm)]) {
+  for (const form of [createSecretKey(raw), SecretBytes.copyOf(raw)]) {
     assert.equal(hkdfSha256(form, ...args).use(toHex), get(c, 'OKM'));
     assert.equal(hkdfExtractSha256(args[0], form).use(toHex), get(c, 'PRK'));
   }
+  // @ts-expect-error -- a plain Uint8Array is not a SecretKeyInput (the build fails if it ever is)
+  assert.throws(() => hkdfSha256(raw, ...args), AssertionFailure);
+  // @ts-expect-error -- nor an IKM for extract
+  assert.throws(() => hkdfExtractSha256(args[0], raw), AssertionFailure);
+  const ikm = SecretBytes.copyOf(raw);
   assert.equal(hkdfSha256(ikm, new Uint8Array(0), new Uint8Array(0), HKDF_SHA256_OUTPUT_BYTES_MAX).length, 8160);
   assert.equal(hkdfExpandSha256(ikm, new Uint8Array(0), HKDF_SHA256_OUTPUT_BYTES_MAX).length, 8160);
   for (const n of [0, -1, 8161, 2.5]) {

@@ -6,6 +6,7 @@ import * as assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, createSecretKey, generateKeyPairSync } from 'node:crypto';
 import { kcvAes, kcvPublicKey, kcvSecret, checkKcv, KCV_BYTES } from '../../src/crypto/kcv.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { AssertionFailure } from '../../src/assert.js';
 import { isCofferError } from '../../src/errors.js';
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
@@ -13,18 +14,19 @@ const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 void test('AES KCV = first 3 bytes of AES-ECB(key, zero block)', () => {
   // FIPS 197 / well known: AES-128 under the zero key encrypts the zero block to 66e94bd4ef8a2c3b884cfa59ca342b2e.
-  assert.equal(toHex(kcvAes(new Uint8Array(16))), '66e94b');
+  assert.equal(toHex(kcvAes(SecretBytes.copyOf(new Uint8Array(16)))), '66e94b');
   // printf '00%.0s' {1..16} | xxd -r -p | openssl enc -aes-192-ecb -K 000102…17 -nopad | xxd -p
   //   → 916251821c73a522c396d62738019607
-  assert.equal(toHex(kcvAes(hex('000102030405060708090a0b0c0d0e0f1011121314151617'))), '916251');
+  assert.equal(toHex(kcvAes(SecretBytes.copyOf(hex('000102030405060708090a0b0c0d0e0f1011121314151617')))), '916251');
   // … openssl enc -aes-256-ecb -K 000102…1f -nopad → f29000b62a499fd0a9f39a6add2e7780
   const k256 = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
-  assert.equal(toHex(kcvAes(k256)), 'f29000');
   assert.equal(toHex(kcvAes(createSecretKey(k256))), 'f29000');
   assert.equal(toHex(kcvAes(SecretBytes.copyOf(k256))), 'f29000');
+  // @ts-expect-error -- a plain Uint8Array is not a SecretKeyInput (the build fails if it ever is)
+  assert.throws(() => kcvAes(k256), AssertionFailure);
   k256[0] = 1;
-  assert.notEqual(toHex(kcvAes(k256)), 'f29000');
-  for (const n of [0, 8, 15, 17, 33]) assert.throws(() => kcvAes(new Uint8Array(n)), (e: unknown) => isCofferError(e, 'COFFER_CRYPTO_KEY_SIZE'));
+  assert.notEqual(toHex(kcvAes(SecretBytes.copyOf(k256))), 'f29000');
+  for (const n of [0, 8, 15, 17, 33]) assert.throws(() => kcvAes(SecretBytes.copyOf(new Uint8Array(n))), (e: unknown) => isCofferError(e, 'COFFER_CRYPTO_KEY_SIZE'));
 });
 
 // The RFC 6979 §A.2.5 P-256 public key as SubjectPublicKeyInfo DER.
@@ -57,14 +59,16 @@ void test('public-key KCV = first 3 bytes of SHA-1 over the DER SubjectPublicKey
 void test('generic-secret KCV = first 3 bytes of SHA-1 over the key value (PKCS#11 generic secret)', () => {
   // printf '0b%.0s' {1..20} | xxd -r -p | openssl dgst -sha1 → 8ea4de230d22576b24c14f3b10feb405f1d8324b
   const key = new Uint8Array(20).fill(0x0b);
-  assert.equal(toHex(kcvSecret(key)), '8ea4de');
   assert.equal(toHex(kcvSecret(createSecretKey(key))), '8ea4de');
   assert.equal(toHex(kcvSecret(SecretBytes.copyOf(key))), '8ea4de');
+  // @ts-expect-error -- a plain Uint8Array is not a SecretKeyInput (the build fails if it ever is)
+  assert.throws(() => kcvSecret(key), AssertionFailure);
 });
 
 void test('checkKcv accepts equal values and refuses others', () => {
-  checkKcv(hex('66e94b'), kcvAes(new Uint8Array(16)));
+  const zero = SecretBytes.copyOf(new Uint8Array(16));
+  checkKcv(hex('66e94b'), kcvAes(zero));
   for (const other of ['66e94c', '66e9', '66e94b00', '']) {
-    assert.throws(() => checkKcv(hex(other), kcvAes(new Uint8Array(16))), (e: unknown) => isCofferError(e, 'COFFER_CRYPTO_KCV_MISMATCH'));
+    assert.throws(() => checkKcv(hex(other), kcvAes(zero)), (e: unknown) => isCofferError(e, 'COFFER_CRYPTO_KCV_MISMATCH'));
   }
 });

@@ -17,6 +17,7 @@ import {
   type CounterModeInput,
 } from '../../src/crypto/kdf_sp800_108.js';
 import { SecretBytes } from '../../src/crypto/secret_bytes.js';
+import { AssertionFailure } from '../../src/assert.js';
 import { isCofferError } from '../../src/errors.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -105,7 +106,7 @@ void test('all 480 HMAC-SHA-256 records through the general core, PRF inputs inc
   for (const r of records) {
     const input = inputOf(r);
     const where = `${r.location} r=${r.counterBits} COUNT ${r.count}`;
-    assert.equal(toHex(kdfCounterHmacSha256(hex(field(r, 'KI')), input)), field(r, 'KO'), where);
+    assert.equal(toHex(kdfCounterHmacSha256(SecretBytes.copyOf(hex(field(r, 'KI'))), input)), field(r, 'KO'), where);
     // NIST's "instring" lines are the PRF input of each iteration i = 1..n.
     assert.equal(r.instrings.length, Math.ceil(input.lengthBits / 256), where);
     r.instrings.forEach((s, i) => assert.equal(toHex(counterModePrfInput(i + 1, input)), s, `${where} i=${i + 1}`));
@@ -117,21 +118,22 @@ void test('a corrupted vector fails: flipped expected output, key, fixed data or
   assert.ok(r !== undefined);
   const input = inputOf(r);
   const ko = field(r, 'KO');
-  const got = toHex(kdfCounterHmacSha256(hex(field(r, 'KI')), input));
+  const got = toHex(kdfCounterHmacSha256(SecretBytes.copyOf(hex(field(r, 'KI'))), input));
   assert.equal(got, ko);
   const mutated = (ko.slice(0, 3) + ((parseInt(ko[3] ?? '0', 16) ^ 1).toString(16)) + ko.slice(4));
   assert.notEqual(got, mutated);
   const key = hex(field(r, 'KI'));
   key[0] = (key[0] ?? 0) ^ 0x80;
-  assert.notEqual(toHex(kdfCounterHmacSha256(key, input)), ko);
+  assert.notEqual(toHex(kdfCounterHmacSha256(SecretBytes.copyOf(key), input)), ko);
   const after = Uint8Array.from(input.after);
   after[0] = (after[0] ?? 0) ^ 1;
-  assert.notEqual(toHex(kdfCounterHmacSha256(hex(field(r, 'KI')), { ...input, after })), ko);
-  assert.notEqual(toHex(kdfCounterHmacSha256(hex(field(r, 'KI')), { ...input, counterBits: 24 })), ko);
+  assert.notEqual(toHex(kdfCounterHmacSha256(SecretBytes.copyOf(hex(field(r, 'KI'))), { ...input, after })), ko);
+  assert.notEqual(toHex(kdfCounterHmacSha256(SecretBytes.copyOf(hex(field(r, 'KI'))), { ...input, counterBits: 24 })), ko);
 });
 
 void test("Coffer's layout is the CAVP BEFORE_FIXED / RLEN=32_BITS case with Label || 0x00 || Context || [L]_32", () => {
-  const key = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
+  const raw = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
+  const key = SecretBytes.copyOf(raw);
   const label = new TextEncoder().encode('coffer pbk v1');
   const context = new TextEncoder().encode('FIPS|mkbk-1|akbk-2');
   for (const lengthBytes of [16, 32, 33, 64, 100]) {
@@ -139,7 +141,7 @@ void test("Coffer's layout is the CAVP BEFORE_FIXED / RLEN=32_BITS case with Lab
     // Independent computation straight from §4.1 with node's HMAC.
     const blocks: Buffer[] = [];
     for (let i = 1; blocks.length * 32 < lengthBytes; i++) {
-      blocks.push(createHmac('sha256', key).update(Buffer.from([0, 0, 0, i])).update(fixed).digest());
+      blocks.push(createHmac('sha256', raw).update(Buffer.from([0, 0, 0, i])).update(fixed).digest());
     }
     const expected = Buffer.concat(blocks).subarray(0, lengthBytes).toString('hex');
     const derived = deriveKeyCounterHmacSha256(key, label, context, lengthBytes);
@@ -153,13 +155,15 @@ void test("Coffer's layout is the CAVP BEFORE_FIXED / RLEN=32_BITS case with Lab
   assert.notEqual(deriveKeyCounterHmacSha256(key, label, new TextEncoder().encode('NON_FIPS|mkbk-1|akbk-2'), 32).use(toHex), base);
   assert.notEqual(deriveKeyCounterHmacSha256(key, new TextEncoder().encode('coffer pbk v2'), context, 32).use(toHex), base);
   assert.notEqual(deriveKeyCounterHmacSha256(key, label, context, 33).use((b) => toHex(b.subarray(0, 32))), base);
-  // Key forms agree.
-  assert.equal(deriveKeyCounterHmacSha256(createSecretKey(key), label, context, 32).use(toHex), base);
-  assert.equal(deriveKeyCounterHmacSha256(SecretBytes.copyOf(key), label, context, 32).use(toHex), base);
+  // Key forms agree; plain bytes are refused.
+  assert.equal(deriveKeyCounterHmacSha256(createSecretKey(raw), label, context, 32).use(toHex), base);
+  assert.equal(deriveKeyCounterHmacSha256(SecretBytes.copyOf(raw), label, context, 32).use(toHex), base);
+  // @ts-expect-error -- a plain Uint8Array is not a SecretKeyInput (the build fails if it ever is)
+  assert.throws(() => deriveKeyCounterHmacSha256(raw, label, context, 32), AssertionFailure);
 });
 
 void test('lengths outside the limits are refused', () => {
-  const key = new Uint8Array(32);
+  const key = SecretBytes.copyOf(new Uint8Array(32));
   const e = new Uint8Array(0);
   for (const lengthBits of [0, -8, 7, 12.5, 1025 * 8]) {
     assert.throws(() => kdfCounterHmacSha256(key, { counterBits: 8, before: e, after: e, lengthBits }), (x: unknown) => isCofferError(x, 'COFFER_CRYPTO_INPUT_LENGTH'));

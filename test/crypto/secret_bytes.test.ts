@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import { createSecretKey, generateKeyPairSync } from 'node:crypto';
-import { SecretBytes, constantTimeEqual, withSecret, secretKeyObject, secretKeyLength } from '../../src/crypto/secret_bytes.js';
+import { SecretBytes, constantTimeEqual, withSecret, secretKeyObject, secretKeyLength, type SecretKeyInput } from '../../src/crypto/secret_bytes.js';
+import { AssertionFailure } from '../../src/assert.js';
 import { isCofferError } from '../../src/errors.js';
 
 const MARK = 'deadbeefcafef00d';
@@ -82,9 +83,9 @@ void test('constantTimeEqual and equals compare contents', () => {
   assert.ok(!a.equals(c));
 });
 
-void test('secretKeyObject and secretKeyLength accept bytes, SecretBytes and secret KeyObjects only', () => {
+void test('secretKeyObject and secretKeyLength accept SecretBytes and secret KeyObjects only', () => {
   const raw = markBytes();
-  for (const form of [raw, SecretBytes.copyOf(raw), createSecretKey(raw)]) {
+  for (const form of [SecretBytes.copyOf(raw), createSecretKey(raw)]) {
     const k = secretKeyObject(form);
     assert.equal(k.type, 'secret');
     assert.equal(secretKeyLength(form), 16);
@@ -93,4 +94,30 @@ void test('secretKeyObject and secretKeyLength accept bytes, SecretBytes and sec
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   assert.throws(() => secretKeyObject(privateKey), (e: unknown) => isCofferError(e, 'COFFER_CRYPTO_KEY_SIZE'));
   assert.equal(secretKeyLength(privateKey), 0);
+});
+
+void test('a plain Uint8Array is no SecretKeyInput: the compiler refuses it, and so does the code at run time', () => {
+  const raw = markBytes();
+  // The directive makes the build fail if a Uint8Array ever type-checks as a key again.
+  // @ts-expect-error -- key bytes must have an owner that zeroises them (SecretBytes) or live in OpenSSL (KeyObject)
+  const refused: SecretKeyInput = raw;
+  // A caller that gets around the type (JavaScript, a cast) is a programmer bug: it crashes, and
+  // the assertion's message says nothing about the bytes.
+  for (const call of [() => secretKeyObject(refused), () => secretKeyLength(refused)]) {
+    assert.throws(call, (e: unknown) => e instanceof AssertionFailure && !e.message.toLowerCase().includes('deadbeef'));
+  }
+});
+
+void test('concat joins owned parts into a fresh owner and leaves the parts alone', () => {
+  const a = SecretBytes.copyOf(new Uint8Array([1, 2, 3]));
+  const b = SecretBytes.copyOf(new Uint8Array([4, 5]));
+  const joined = SecretBytes.concat([a, b]);
+  assert.deepEqual(joined.use((x) => Array.from(x)), [1, 2, 3, 4, 5]);
+  joined.use((x) => assert.equal(x.buffer.byteLength, 5, 'a buffer of its own'));
+  joined.destroy();
+  assert.deepEqual(a.use((x) => Array.from(x)), [1, 2, 3]);
+  assert.deepEqual(b.use((x) => Array.from(x)), [4, 5]);
+  assert.equal(SecretBytes.concat([]).length, 0);
+  a.destroy();
+  assert.throws(() => SecretBytes.concat([a, b]), (e: unknown) => isCofferError(e, 'COFFER_CRYPTO_SECRET_DESTROYED'));
 });

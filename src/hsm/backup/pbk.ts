@@ -5,7 +5,7 @@
 
 import { assert } from '../../assert.js';
 import { fail } from '../../errors.js';
-import { deriveKeyCounterHmacSha256, type SecretBytes } from '../../crypto/index.js';
+import { SecretBytes, deriveKeyCounterHmacSha256 } from '../../crypto/index.js';
 import { BACKUP_KEY_ID_BYTES, backupModeByte, type BackupMode } from '../../formats/backup.js';
 
 /** PBK label ("Key hierarchy"): names the format version; 20 bytes. */
@@ -24,12 +24,10 @@ export function derivePbk(mkbk: SecretBytes, akbk: SecretBytes, mode: BackupMode
   context[0] = backupModeByte(mode);
   context.set(mkbkId, 1);
   context.set(akbkId, 1 + BACKUP_KEY_ID_BYTES);
-  const keyIn = new Uint8Array(new ArrayBuffer(2 * PBK_KEY_BYTES));
+  const keyIn = SecretBytes.concat([mkbk, akbk]);
   try {
-    mkbk.use((b) => keyIn.set(b, 0));
-    akbk.use((b) => keyIn.set(b, PBK_KEY_BYTES));
     return deriveKeyCounterHmacSha256(keyIn, BACKUP_PBK_LABEL, context, PBK_KEY_BYTES);
   } finally {
-    keyIn.fill(0);
+    keyIn.destroy();
   }
 }

@@ -188,7 +188,7 @@ export class Provisioning {
     const [cert, root] = [chain.deviceCertificate, chain.manufacturerRoot];
     const fwSpki = spkiFromInput(input.firmwareSigningPublicKey);
     if (input.mkbk.length !== BACKUP_KEY_BYTES) fail('COFFER_CRYPTO_KEY_SIZE', { expected: BACKUP_KEY_BYTES });
-    if (input.mkbkKcv !== undefined && !constantTimeEqual(input.mkbk.use(kcvAes), input.mkbkKcv)) fail('COFFER_CRYPTO_KCV_MISMATCH');
+    if (input.mkbkKcv !== undefined && !constantTimeEqual(kcvAes(input.mkbk), input.mkbkKcv)) fail('COFFER_CRYPTO_KCV_MISMATCH');
     const record: ManufactureRecord = {
       v: RECORD_VERSION,
       deviceCertificate: b64(derOf(cert)),
@@ -250,7 +250,7 @@ export class Provisioning {
     const m = this.#manufactureRecord();
     const akbk = xorComponents(components.map((c) => c.secret));
     try {
-      if (!constantTimeEqual(akbk.use(kcvAes), v.akbkKcv)) fail('COFFER_AKBK_KCV');
+      if (!constantTimeEqual(kcvAes(akbk), v.akbkKcv)) fail('COFFER_AKBK_KCV');
       const akbkId = hex(akbk.use(keyId));
       const nowMs = this.#clock.nowMs();
       const transcript: CeremonyTranscript = {
@@ -474,7 +474,7 @@ class AkbkInstallSession implements AkbkInstall {
     if (this.#pending.length >= this.#v.componentCount) fail('COFFER_AKBK_COMPONENTS', { expected: this.#v.componentCount });
     if (component.length !== BACKUP_KEY_BYTES) fail('COFFER_CRYPTO_KEY_SIZE', { expected: BACKUP_KEY_BYTES });
     const secret = SecretBytes.copyOf(component);
-    if (componentKcv.length !== KCV_BYTES || !constantTimeEqual(secret.use(kcvAes), componentKcv)) {
+    if (componentKcv.length !== KCV_BYTES || !constantTimeEqual(kcvAes(secret), componentKcv)) {
       secret.destroy();
       fail('COFFER_AKBK_COMPONENT_KCV', { custodian: this.#pending.length + 1 });
     }

@@ -14,9 +14,9 @@
 //     [L]_32 (SP 800-108r1 §5), by crypto/kdf_sp800_108.ts. The label must not contain 0x00 (it would
 //     make the split between label and context ambiguous). Base key: GENERIC_SECRET or AES.
 
-import { createSecretKey, hkdfSync } from 'node:crypto';
+import { hkdfSync } from 'node:crypto';
 import { fail } from '../../errors.js';
-import { deriveKeyCounterHmacSha256 } from '../../crypto/index.js';
+import { SecretBytes, deriveKeyCounterHmacSha256, secretKeyObject } from '../../crypto/index.js';
 import { GENERIC_SECRET_BITS_MAX, GENERIC_SECRET_BITS_MIN, MECHANISM_PARAM_BYTES_MAX } from '../../formats/limits.js';
 import { ecdhSharedSecret, ecCurveOf, checkPeerPointShape } from './mech_ec.js';
 import { HASH_BYTES, NODE_HASH, isHashName } from './mech_hash.js';
@@ -70,38 +70,35 @@ export function checkDeriveParams(p: DeriveParams, baseKey: KeyMaterial, templat
   }
 }
 
-/** The derived key. Intermediate bytes (Z, OKM) are zeroised before returning. */
+/** The derived key. Intermediate bytes (Z, OKM) travel as SecretBytes and are zeroised before returning. */
 export function derive(p: DeriveParams, baseKey: KeyMaterial, template: DeriveTemplate): KeyMaterial {
   checkDeriveTemplate(template);
   checkDeriveParams(p, baseKey, template);
   const bytes = deriveBytes(p, baseKey, template.bits / 8);
   try {
     const keyType = template.keyType === 'AES' ? 'AES' : 'GENERIC_SECRET';
-    return { class: 'SECRET_KEY', keyType, key: createSecretKey(bytes), bits: template.bits };
+    return { class: 'SECRET_KEY', keyType, key: secretKeyObject(bytes), bits: template.bits };
   } finally {
-    bytes.fill(0);
+    bytes.destroy();
   }
 }
 
-function deriveBytes(p: DeriveParams, baseKey: KeyMaterial, lengthBytes: number): Uint8Array {
+function deriveBytes(p: DeriveParams, baseKey: KeyMaterial, lengthBytes: number): SecretBytes {
   switch (p.mechanism) {
     case 'CKM_ECDH1_DERIVE': {
       const z = ecdhSharedSecret(baseKey, p.publicKey);
-      const out = Uint8Array.from(z.subarray(z.length - lengthBytes)); // keep the trailing bytes
-      z.fill(0);
-      return out;
+      try {
+        return SecretBytes.copyOf(z.subarray(z.length - lengthBytes)); // keep the trailing bytes
+      } finally {
+        z.fill(0);
+      }
     }
     case 'CKM_HKDF_DERIVE': {
       const salt = p.salt ?? new Uint8Array(0); // empty salt = HashLen zeros (RFC 5869 §2.2)
-      return new Uint8Array(hkdfSync(NODE_HASH[p.hash], baseKey.key, salt, p.info ?? new Uint8Array(0), lengthBytes));
+      // hkdfSync returns a fresh ArrayBuffer nobody else holds: adopt it rather than copy it.
+      return SecretBytes.adopt(new Uint8Array(hkdfSync(NODE_HASH[p.hash], baseKey.key, salt, p.info ?? new Uint8Array(0), lengthBytes)));
     }
-    case 'CKM_SP800_108_COUNTER_KDF': {
-      const derived = deriveKeyCounterHmacSha256(baseKey.key, p.label, p.context, lengthBytes);
-      try {
-        return derived.use((b) => Uint8Array.from(b));
-      } finally {
-        derived.destroy();
-      }
-    }
+    case 'CKM_SP800_108_COUNTER_KDF':
+      return deriveKeyCounterHmacSha256(baseKey.key, p.label, p.context, lengthBytes);
   }
 }

@@ -32,7 +32,7 @@
 import { createHash, createHmac, randomBytes as nodeRandomBytes, sign as nodeSign, verify as nodeVerify, type KeyObject, type SignKeyObjectInput } from 'node:crypto';
 import { assert } from '../../assert.js';
 import { CofferError, fail, isCofferError, type ErrorCode } from '../../errors.js';
-import { constantTimeEqual } from '../../crypto/secret_bytes.js';
+import { SecretBytes, constantTimeEqual } from '../../crypto/secret_bytes.js';
 import { CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, MECHANISM_PARAM_BYTES_MAX, RANDOM_BYTES_MAX, WRAPPED_KEY_BYTES_MAX } from '../../formats/limits.js';
 import * as aes from './mech_aes.js';
 import * as rsa from './mech_rsa.js';
@@ -472,16 +472,17 @@ export function wrapKey(params: MechanismParams, wrappingKey: KeyMaterial, targe
   if (target.class === 'PUBLIC_KEY') fail('COFFER_KEY_NOT_WRAPPABLE', { class: target.class });
   const rsaWrap = params.mechanism === 'CKM_RSA_PKCS_OAEP' || params.mechanism === 'CKM_RSA_PKCS';
   if (rsaWrap && target.class !== 'SECRET_KEY') fail('COFFER_KEY_NOT_WRAPPABLE', { class: target.class });
-  const bytes = materialToBytes(target);
+  // The target's bytes are key material: owned by a SecretBytes for the one call that wraps them.
+  const bytes = SecretBytes.adopt(materialToBytes(target));
   try {
     // Only wrap mechanisms get here (usable above), so the cipher dispatch is the encrypt one; its
     // length errors become 'not wrappable'.
-    return translate(() => encryptBytes(params, wrappingKey, bytes), {
+    return translate(() => bytes.use((b) => encryptBytes(params, wrappingKey, b)), {
       COFFER_CRYPTO_INPUT_LENGTH: 'COFFER_KEY_NOT_WRAPPABLE',
       COFFER_DATA_LEN_RANGE: 'COFFER_KEY_NOT_WRAPPABLE',
     });
   } finally {
-    bytes.fill(0);
+    bytes.destroy();
   }
 }
 
@@ -495,21 +496,23 @@ export function unwrapKey(params: MechanismParams, unwrappingKey: KeyMaterial, w
   if (wrapped.length > WRAPPED_KEY_BYTES_MAX) fail('COFFER_WRAPPED_KEY_INVALID');
   if (template.class === 'PUBLIC_KEY') fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'class' });
   if (params.mechanism === 'CKM_RSA_PKCS_OAEP' && template.class !== 'SECRET_KEY') fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'class' });
-  const bytes = translate(() => decryptBytes(params, unwrappingKey, wrapped), {
-    COFFER_CRYPTO_INPUT_LENGTH: 'COFFER_WRAPPED_KEY_INVALID',
-    COFFER_CRYPTO_UNWRAP_FAILED: 'COFFER_WRAPPED_KEY_INVALID',
-    COFFER_ENCRYPTED_DATA_INVALID: 'COFFER_WRAPPED_KEY_INVALID',
-  });
+  // The unwrapped bytes are key material from the moment they exist: a SecretBytes owns them.
+  const bytes = SecretBytes.adopt(
+    translate(() => decryptBytes(params, unwrappingKey, wrapped), {
+      COFFER_CRYPTO_INPUT_LENGTH: 'COFFER_WRAPPED_KEY_INVALID',
+      COFFER_CRYPTO_UNWRAP_FAILED: 'COFFER_WRAPPED_KEY_INVALID',
+      COFFER_ENCRYPTED_DATA_INVALID: 'COFFER_WRAPPED_KEY_INVALID',
+    }),
+  );
   try {
-    return translate(() => materialFromBytes(template.class, template.keyType, bytes, template.curve), {
+    return translate(() => bytes.use((b) => materialFromBytes(template.class, template.keyType, b, template.curve)), {
       COFFER_ATTRIBUTE_INVALID: 'COFFER_WRAPPED_KEY_INVALID',
       COFFER_KEY_TYPE_INCONSISTENT: 'COFFER_TEMPLATE_INCONSISTENT',
     });
   } finally {
-    bytes.fill(0);
+    bytes.destroy();
   }
 }
-
 
 /** Derives a secret key of the template's type and length (see mech_derive.ts). */
 export function deriveKey(params: MechanismParams, baseKey: KeyMaterial, template: { keyType: KeyType; bits: number }): KeyMaterial {

@@ -73,7 +73,7 @@ async function manufactured(w: World, store = new MemoryRecordStore()): Promise<
     manufacturerRoot: pemOf(w.m.rootCertificate),
     firmwareSigningPublicKey: w.m.firmwareSigningPublicKeySpki,
     mkbk: w.m.mkbk,
-    mkbkKcv: w.m.mkbk.use(kcvAes),
+    mkbkKcv: kcvAes(w.m.mkbk),
   });
   const operatorCert = pemOf(await issueOperatorCertificate(w.o, pemOf(deviceCert), { manufacturerRoot: pemOf(w.m.rootCertificate), clock }));
   return { p, store, operatorCert };
@@ -247,7 +247,7 @@ void test('manufacture refuses a device certificate from another manufacturer or
     [{ manufacturerRoot: good.deviceCertificate }, 'COFFER_CERT_INVALID'],
     [{ deviceCertificate: 'garbage' }, 'COFFER_CERT_INVALID'],
     [{ firmwareSigningPublicKey: new Uint8Array(10) }, 'COFFER_CERT_INVALID'],
-    [{ mkbk: other.mkbk, mkbkKcv: w.m.mkbk.use(kcvAes) }, 'COFFER_CRYPTO_KCV_MISMATCH'],
+    [{ mkbk: other.mkbk, mkbkKcv: kcvAes(w.m.mkbk) }, 'COFFER_CRYPTO_KCV_MISMATCH'],
   ];
   for (const [change, code] of bad) await refuses(() => p.manufacture({ ...good, ...change }), code);
   assert.equal(p.state(), 'IDENTIFIED');

@@ -234,10 +234,19 @@ function opensslName(curve: string): string {
   return ({ 'P-256': 'prime256v1', 'P-384': 'secp384r1', 'P-521': 'secp521r1', secp256k1: 'secp256k1' } as Record<string, string>)[curve] ?? curve;
 }
 
-/** The SEC 1 uncompressed point 04 || x || y of an EC public key. */
+/**
+ * The SEC 1 uncompressed point 04 || x || y of an EC public key: the contents of its SPKI's BIT
+ * STRING after the unused-bits byte. Not read from a JWK: node 20 can deadlock exporting a JWK of
+ * a freshly generated key (src/crypto/ecdsa_raw.ts).
+ */
 function point(key: KeyObject): Uint8Array {
-  const jwk = key.export({ format: 'jwk' });
-  return new Uint8Array(Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x ?? '', 'base64url'), Buffer.from(jwk.y ?? '', 'base64url')]));
+  const spki = key.export({ format: 'der', type: 'spki' });
+  const at = spki[1] === 0x81 ? 3 : 2; // past the outer SEQUENCE header (long form for P-521)
+  const bits = at + 2 + (spki[at + 1] ?? 0); // past the AlgorithmIdentifier: the BIT STRING
+  const lengthBytes = spki[bits + 1] === 0x81 ? 2 : 1;
+  const out = new Uint8Array(spki.subarray(bits + 1 + lengthBytes + 1));
+  assert.equal(out[0], 4);
+  return out;
 }
 
 // ── wrap / unwrap ───────────────────────────────────────────────────────────────────────────

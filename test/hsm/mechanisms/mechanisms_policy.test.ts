@@ -103,8 +103,11 @@ test('FIPS refuses a caller-supplied GCM IV for encryption and wrapping, not for
 });
 
 test('FIPS refuses an ECDH null-KDF result other than a generic secret (Z must go through a KDF)', () => {
-  const peer = mech.generateKeyPair({ keyType: 'EC', curve: 'P-256' }).publicKey.key.export({ format: 'jwk' });
-  const publicKey = new Uint8Array(Buffer.concat([Buffer.from([4]), Buffer.from(peer.x ?? '', 'base64url'), Buffer.from(peer.y ?? '', 'base64url')]));
+  // The point is the SPKI's last 65 bytes (04 || x || y). Not read from a JWK: node 20 can deadlock
+  // exporting a JWK of a freshly generated key (src/crypto/ecdsa_raw.ts).
+  const spki = mech.generateKeyPair({ keyType: 'EC', curve: 'P-256' }).publicKey.key.export({ format: 'der', type: 'spki' });
+  const publicKey = new Uint8Array(spki.subarray(spki.length - 65));
+  assert.equal(publicKey[0], 4);
   const params: MechanismParams = { mechanism: 'CKM_ECDH1_DERIVE', publicKey };
   fipsOnlyRefuses((mode) => mech.checkMechanism(mode, params, 'derive', P256.privateKey, { keyType: 'AES', bits: 256 }), 'ECDH straight to AES');
   allowedInBoth((mode) => mech.checkMechanism(mode, params, 'derive', P256.privateKey, { keyType: 'GENERIC_SECRET', bits: 256 }), 'ECDH to a generic secret');

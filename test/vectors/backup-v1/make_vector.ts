@@ -160,7 +160,7 @@ async function main(dir: string): Promise<void> {
   const verdict = await verifyBackup(bufferSource(blob), { manufacturerRoot: certificates.manufacturerRoot, operatorRoot: certificates.operatorRoot }, CREATED_MS);
   if (!verdict.verified) throw new Error(`vector does not verify: ${verdict.problems.join('; ')}`);
   // The PBK through the general KDF too, as an intermediate value a reimplementation can check.
-  const pbkAgain = deriveKeyCounterHmacSha256(concat(mkbk.use((b) => b.slice()), akbk.use((b) => b.slice())), utf8('coffer backup v1 pbk'), concat(Uint8Array.of(2), mkbkId, akbkId), 32);
+  const pbkAgain = deriveKeyCounterHmacSha256(SecretBytes.concat([mkbk, akbk]), utf8('coffer backup v1 pbk'), concat(Uint8Array.of(2), mkbkId, akbkId), 32);
   if (!pbkAgain.equals(pbk)) throw new Error('PBK mismatch');
   const certFiles = { device: 'device-cert.der', manufacturerRoot: 'manufacturer-root.der', operator: 'operator-cert.der', operatorRoot: 'operator-root.der' } as const;
   for (const [name, file] of Object.entries(certFiles)) writeFileSync(join(dir, file), certificates[name as keyof typeof certFiles], { flag: 'wx' });
