@@ -13,6 +13,9 @@ import { createDevelopmentAuthorities, issueManagementClientCertificate, saveDev
 import { pemOf } from '../../src/formats/x509.js';
 import { MANAGEMENT_TMP_DIR, spoolFiles } from '../../src/node/management.js';
 import { serveNode } from '../../src/node/serve.js';
+import { createLogger } from '../../src/node/log.js';
+
+const log = createLogger({ level: 'silent' }); // the log's own tests are test/node/log.test.ts
 
 function refused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -32,7 +35,7 @@ test('serveNode with --authorities and a management port: shared roots, both ser
     saveDevelopmentAuthorities(authorities, join(dir, 'authorities'));
     const credential = await issueManagementClientCertificate(authorities.operator, 'serve test');
     const roots = { manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate) };
-    const nodes = await Promise.all([1, 2].map((i) => serveNode({ dataDir: join(dir, `node-${i}`), development: true, authoritiesDir: join(dir, 'authorities'), managementPort: 0 })));
+    const nodes = await Promise.all([1, 2].map((i) => serveNode({ dataDir: join(dir, `node-${i}`), development: true, log, authoritiesDir: join(dir, 'authorities'), managementPort: 0 })));
     const ports: number[] = [];
     for (const node of nodes) {
       assert.ok(node.management !== undefined);
@@ -50,7 +53,7 @@ test('serveNode with --authorities and a management port: shared roots, both ser
     const dataDir = join(dir, 'node-1');
     mkdirSync(join(dataDir, MANAGEMENT_TMP_DIR), { recursive: true });
     writeFileSync(join(dataDir, MANAGEMENT_TMP_DIR, 'backup-1-1.tmp'), 'stale');
-    const again = await serveNode({ dataDir, development: true, managementPort: 0 });
+    const again = await serveNode({ dataDir, development: true, log, managementPort: 0 });
     assert.deepEqual(spoolFiles(dataDir), []);
     await again.close();
   } finally {
@@ -61,7 +64,7 @@ test('serveNode with --authorities and a management port: shared roots, both ser
 test('serveNode without a management port serves no management interface', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-serve-mgmt-'));
   try {
-    const node = await serveNode({ dataDir: dir, development: true });
+    const node = await serveNode({ dataDir: dir, development: true, log });
     assert.equal(node.management, undefined);
     await node.close();
   } finally {
