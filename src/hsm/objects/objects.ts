@@ -33,7 +33,7 @@
 // wired (fail closed).
 
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { fail } from '../../errors.js';
+import { fail, isCofferError } from '../../errors.js';
 import { assert } from '../../assert.js';
 import { SecretBytes, constantTimeEqual } from '../../crypto/secret_bytes.js';
 import { kcvAes, kcvPublicKey, kcvSecret } from '../../crypto/kcv.js';
@@ -76,6 +76,9 @@ export interface ObjectTableOptions {
   readonly keyCacheMax?: number;
   /** The empty index to fill (default: a new one). Tests hold it to check what close() zeroises. */
   readonly index?: ObjectIndex;
+  /** The token objects of a restore that just committed, indexed while it staged them: the table
+   * takes their index instead of reading the store back. */
+  readonly restored?: StagedObjects;
 }
 
 /** What anyone allowed to see an object may read about it: never key material. */
@@ -185,8 +188,11 @@ export class ObjectTable implements StateView {
     this.#isCryptoUser = options.isCryptoUser;
     this.#quorumGate = options.quorumGate;
     this.#keys = new KeyCache(options.keyCacheMax ?? OBJECT_KEY_CACHE_MAX);
-    this.#index = options.index ?? new ObjectIndex();
-    this.#load();
+    const restored = options.restored?.take();
+    assert(restored === undefined || options.index === undefined, 'one index to start from');
+    this.#index = restored?.index ?? options.index ?? new ObjectIndex();
+    if (restored === undefined) this.#load();
+    else this.#nextTokenHandle = restored.nextTokenHandle;
     this.#unwatch = this.#state.watch(this);
   }
 
@@ -820,6 +826,57 @@ class TokenLoad {
   finish(): number {
     if (this.#next <= this.#highest) fail('COFFER_FORMAT_MALFORMED', { field: 'handle counter' });
     return this.#next;
+  }
+}
+
+/**
+ * The token objects of a state being restored, indexed as the restore stages their records (pass 2
+ * of hsm/backup/backup.ts), so that the table over the restored state need not read 100k records
+ * back from the store and decrypt them again. It becomes a table's index only once the restore has
+ * committed (the device's reload hands it to the new table): the index stays a view of committed
+ * state. A failed restore discards it (zeroised). A record the load would refuse does not fail the
+ * staging: the index is dropped and the new table reads the store as it always did, and refuses there.
+ */
+export class StagedObjects {
+  #load: TokenLoad | undefined;
+
+  /** `objects`: how many object records the backup says it holds (the index is sized for them). */
+  constructor(objects: number) {
+    this.#load = new TokenLoad(new ObjectIndex(), objects);
+  }
+
+  /** One staged record, any namespace (only token objects and the handle counter are kept). */
+  put(ns: string, id: string, value: Uint8Array): void {
+    const load = this.#load;
+    if (load === undefined) return;
+    try {
+      if (ns === OBJECT_NAMESPACE) load.record(id, value);
+      else if (ns === CONFIG_NS && id === COUNTER_ID) load.counter(value);
+    } catch (e) {
+      if (!isCofferError(e)) throw e;
+      this.discard();
+    }
+  }
+
+  /** Zeroises and drops what was built (a restore that did not commit). Idempotent; a no-op once taken. */
+  discard(): void {
+    this.#load?.index.close();
+    this.#load = undefined;
+  }
+
+  /** @internal The table's constructor: the index and the next token handle, once (undefined if
+   * discarded or refused: the table then reads the store). */
+  take(): { readonly index: ObjectIndex; readonly nextTokenHandle: number } | undefined {
+    const load = this.#load;
+    this.#load = undefined;
+    if (load === undefined) return undefined;
+    try {
+      return { index: load.index, nextTokenHandle: load.finish() };
+    } catch (e) {
+      load.index.close();
+      if (!isCofferError(e)) throw e;
+      return undefined;
+    }
   }
 }
 
