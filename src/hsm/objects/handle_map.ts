@@ -97,8 +97,7 @@ export class HandleMap {
   }
 
   #home(handle: Handle): number {
-    const low = handle >>> 0;
-    const high = Math.floor(handle / 0x100000000) >>> 0;
-    return Math.imul(low ^ Math.imul(high, GOLDEN), GOLDEN) >>> (32 - this.#bits);
+    const high = handle > 0xffffffff ? Math.floor(handle / 0x100000000) : 0; // token handles: 0, no division
+    return Math.imul((handle >>> 0) ^ Math.imul(high, GOLDEN), GOLDEN) >>> (32 - this.#bits);
   }
 }
