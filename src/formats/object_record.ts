@@ -267,7 +267,8 @@ export function readObjectRecordLayout(bytes: Uint8Array): ObjectRecordLayout {
   const useKeyQuorum = r.u8();
   checkQuorum(manageKeyQuorum, 'manageKeyQuorum');
   checkQuorum(useKeyQuorum, 'useKeyQuorum');
-  const { owner, sharees } = readUsers(r);
+  const sharees: string[] = [];
+  const owner = readUsers(r, sharees);
   const labelBytes = r.u16();
   checkLength(labelBytes, 0, LABEL_BYTES_MAX, 'label');
   const labelAt = r.at;
@@ -307,18 +308,17 @@ function skip(r: ByteReader, n: number): number {
   return at;
 }
 
-/** The owner and the sharees: distinct user ids, the owner not among the sharees. */
-function readUsers(r: ByteReader): { owner: string; sharees: string[] } {
+/** The owner (returned) and the sharees (into `sharees`): distinct user ids, the owner not among the sharees. */
+function readUsers(r: ByteReader, sharees: string[]): string {
   const owner = readUserId(r, 'owner');
   const shareeCount = r.u8();
   checkLength(shareeCount, 0, SHAREES_MAX, 'sharees');
-  const sharees: string[] = [];
   for (let i = 0; i < shareeCount; i++) {
     const sharee = readUserId(r, 'sharee');
     if (sharee === owner || sharees.includes(sharee)) fail('COFFER_FORMAT_MALFORMED', { field: 'sharee' });
     sharees.push(sharee);
   }
-  return { owner, sharees };
+  return owner;
 }
 
 /**

@@ -21,7 +21,7 @@ import { BOOLEAN_ATTRIBUTE_NAMES, attributesFromBits, objectIdentityOf, type Boo
 import { OBJECT_UID_BYTES } from '../../formats/limits.js';
 import type { BooleanAttributes, Curve, Handle, KeyType, ObjectClass } from '../types.js';
 import { HandleMap } from './handle_map.js';
-import { SecretArena, type ArenaRef } from './secret_arena.js';
+import { SecretArena, payloadAt, type ArenaRef } from './secret_arena.js';
 
 const CLASSES: readonly ObjectClass[] = ['SECRET_KEY', 'PRIVATE_KEY', 'PUBLIC_KEY'];
 const KEY_TYPES: readonly KeyType[] = ['AES', 'GENERIC_SECRET', 'RSA', 'EC', 'EC_EDWARDS'];
@@ -386,8 +386,8 @@ export class ObjectIndex {
    * Byte by byte: the fields are short, and a view per field would cost more than the copy. */
   #storeCold(slot: number, l: ObjectRecordLayout, bytes: Uint8Array): ArenaRef {
     const ref = this.#arena.alloc(7 + l.labelBytes + l.idBytes + l.kcvBytes + l.materialBytes, slot);
-    const { chunk, at } = this.#arena.payload(ref);
-    let to = copyField(bytes, l.labelAt, l.labelBytes, 2, chunk, at);
+    const chunk = this.#arena.chunkOf(ref);
+    let to = copyField(bytes, l.labelAt, l.labelBytes, 2, chunk, payloadAt(ref));
     to = copyField(bytes, l.idAt, l.idBytes, 2, chunk, to);
     to = copyField(bytes, l.kcvAt, l.kcvBytes, 1, chunk, to);
     copyField(bytes, l.materialAt, l.materialBytes, 2, chunk, to);

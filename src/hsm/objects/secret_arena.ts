@@ -25,6 +25,11 @@ export type ArenaRef = number;
 
 const HEADER_BYTES = 8;
 const FREE = 0xffffffff;
+/** Where a region's payload starts in its chunk (SecretArena.chunkOf). */
+export function payloadAt(ref: ArenaRef): number {
+  return (ref % OBJECT_ARENA_CHUNK_BYTES) + HEADER_BYTES;
+}
+
 /** The largest payload: a chunk holds at least one region. */
 export const ARENA_PAYLOAD_BYTES_MAX = OBJECT_ARENA_CHUNK_BYTES - HEADER_BYTES;
 
@@ -67,21 +72,22 @@ export class SecretArena {
 
   /** A view of a region's payload. It must not escape the caller's call. */
   bytes(ref: ArenaRef): Uint8Array {
-    const { chunk, at } = this.#locate(ref);
+    const chunk = this.#live(ref);
+    const at = ref % OBJECT_ARENA_CHUNK_BYTES;
     const length = chunk.view.getUint32(at);
     return chunk.bytes.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length);
   }
 
-  /** Where a region's payload starts in its chunk's buffer, for a writer that fills it field by
-   * field without a view per field. Only the payload's bytes may be touched. */
-  payload(ref: ArenaRef): { readonly chunk: Uint8Array; readonly at: number } {
-    const { chunk, at } = this.#locate(ref);
-    return { chunk: chunk.bytes, at: at + HEADER_BYTES };
+  /** The whole buffer a region sits in, for a writer that fills the payload field by field (from
+   * payloadAt(ref)) without a view per field. Only the payload's bytes may be touched. */
+  chunkOf(ref: ArenaRef): Uint8Array {
+    return this.#live(ref).bytes;
   }
 
   /** Zeroises a region and gives its space back (evacuating or dropping its chunk when worth it). */
   free(ref: ArenaRef): void {
-    const { chunk, at } = this.#locate(ref);
+    const chunk = this.#live(ref);
+    const at = ref % OBJECT_ARENA_CHUNK_BYTES;
     const length = chunk.view.getUint32(at);
     chunk.bytes.fill(0, at + 4, at + HEADER_BYTES + length);
     chunk.view.setUint32(at + 4, FREE);
@@ -124,11 +130,12 @@ export class SecretArena {
     return 'SecretArena [redacted]';
   }
 
-  #locate(ref: ArenaRef): { chunk: Chunk; at: number } {
+  /** The chunk of a live region (a ref to anything else is a bug). */
+  #live(ref: ArenaRef): Chunk {
     const chunk = this.#chunks[Math.floor(ref / OBJECT_ARENA_CHUNK_BYTES)];
     const at = ref % OBJECT_ARENA_CHUNK_BYTES;
     assert(chunk !== undefined && at + HEADER_BYTES <= chunk.used && chunk.view.getUint32(at + 4) !== FREE, 'an arena ref names a live region');
-    return { chunk, at };
+    return chunk;
   }
 
   #newTail(): Chunk {
