@@ -7,7 +7,9 @@
 // of both in memory (object_index.ts: columns for what the checks read, an arena for labels, ids,
 // KCVs and key material) and keeps KeyObjects for the keys used most recently (key_cache.ts,
 // OBJECT_KEY_CACHE_MAX), so a crypto call (`use`, `sign`, …) is a map lookup or two and a few
-// attribute checks: O(1), no store access. Any other key is rebuilt from its bytes when used.
+// attribute checks: O(1), no store access. Any other key is rebuilt from its bytes when used. The
+// index is filled when the table opens, each token record read in place into its slot, or — after a
+// restore — taken whole from the one the restore built as it staged the records (StagedObjects).
 //
 // State changes go through the device's one door (src/hsm/state/): an operation decides against the
 // index — checks, handles, generated key material — and submits the change sets; `apply` commits
@@ -314,12 +316,13 @@ export class ObjectTable implements StateView {
 
   /** Slots whose metadata `actor` may read: a crypto user's visible ones, every token object for an admin. */
   *#readable(actor: Actor): Generator<number> {
-    const admin = actor.role === 'admin';
-    if (!admin) this.#requireCryptoUser(actor);
-    const index = this.#index;
-    for (let slot = 0; slot < index.slotLimit; slot++) {
-      if (index.live(slot) && (admin ? index.isToken(slot) : this.#canSee(actor, slot))) yield slot;
+    if (actor.role === 'admin') {
+      yield* this.#tokenSlots();
+      return;
     }
+    this.#requireCryptoUser(actor);
+    const index = this.#index;
+    for (let slot = 0; slot < index.slotLimit; slot++) if (index.live(slot) && this.#canSee(actor, slot)) yield slot;
   }
 
   #gate(actor: Actor, service: KeyQuorumService, slot: number): void {
@@ -529,8 +532,9 @@ export class ObjectTable implements StateView {
         const record = this.#index.record(slot);
         try {
           const next: ObjectRecord = { ...record, ...patch };
+          const s = this.#sessionOf.get(handle);
           if (this.#index.isToken(slot)) token.push({ op: 'put', ns: OBJECT_NAMESPACE, id: recordId(handle), value: encodeObjectRecord(next) });
-          else session.push(sessionPut(next, this.#sessionOf.get(handle)?.sessionId, this.#sessionOf.get(handle)?.scope));
+          else session.push(sessionPut(next, s?.sessionId, s?.scope));
         } finally {
           record.material.destroy();
         }
@@ -730,10 +734,14 @@ export class ObjectTable implements StateView {
   }
 
   #countTokens(test: (slot: number) => boolean): number {
-    const index = this.#index;
     let n = 0;
-    for (let slot = 0; slot < index.slotLimit; slot++) if (index.live(slot) && index.isToken(slot) && test(slot)) n++;
+    for (const slot of this.#tokenSlots()) if (test(slot)) n++;
     return n;
+  }
+
+  *#tokenSlots(): Generator<number> {
+    const index = this.#index;
+    for (let slot = 0; slot < index.slotLimit; slot++) if (index.live(slot) && index.isToken(slot)) yield slot;
   }
 
   get tokenObjectCount(): number {
@@ -777,9 +785,7 @@ export class ObjectTable implements StateView {
     h.update('coffer object table v1\0');
     h.update(u64(this.#nextTokenHandle));
     const index = this.#index;
-    const tokens: number[] = [];
-    for (let slot = 0; slot < index.slotLimit; slot++) if (index.live(slot) && index.isToken(slot)) tokens.push(slot);
-    for (const slot of tokens.sort((a, b) => index.handle(a) - index.handle(b))) {
+    for (const slot of [...this.#tokenSlots()].sort((a, b) => index.handle(a) - index.handle(b))) {
       const record = index.record(slot);
       let bytes: Uint8Array;
       try {
