@@ -1,7 +1,8 @@
 // Handle → slot for the object index (object_index.ts): an open-addressing hash table in one
 // Int32Array, since a Map spends about 40 bytes of heap per entry and the index is kept compact
 // (docs/device.md "Objects"). It stores slot numbers only; a slot's handle is read from the index's
-// handle column, so an entry costs 4 bytes at most twice over (the table is kept at most half full).
+// handle column (which the index hands over again when it grows), so an entry costs 4 bytes at
+// most twice over (the table is kept at most half full).
 //
 // Linear probing, Fibonacci hashing of the handle's two 32-bit halves (token handles are dense and
 // ascending; the multiply spreads them), and deletion by backward shift, so no tombstones pile up
@@ -15,14 +16,19 @@ const INITIAL_BITS = 6;
 const GOLDEN = 0x9e3779b9; // 2^32 / φ
 
 export class HandleMap {
-  readonly #handleOf: (slot: number) => Handle;
+  /** The index's handle column: slot → handle (replaced by the index when it grows). */
+  #handles: Float64Array;
   #cells = new Int32Array(1 << INITIAL_BITS);
   #bits = INITIAL_BITS;
   #size = 0;
 
-  /** `handleOf` gives the handle of a slot the map holds. */
-  constructor(handleOf: (slot: number) => Handle) {
-    this.#handleOf = handleOf;
+  constructor(handles: Float64Array) {
+    this.#handles = handles;
+  }
+
+  /** The index's new handle column, holding the same handles for the same slots. */
+  useHandles(handles: Float64Array): void {
+    this.#handles = handles;
   }
 
   get size(): number {
@@ -35,13 +41,13 @@ export class HandleMap {
     for (let i = this.#home(handle); ; i = (i + 1) & mask) {
       const cell = this.#cells[i] ?? EMPTY;
       if (cell === EMPTY) return -1;
-      if (this.#handleOf(cell - 1) === handle) return cell - 1;
+      if (this.#handleOfSlot(cell - 1) === handle) return cell - 1;
     }
   }
 
   /** Maps `handle` (not mapped yet; its slot's handle column already says it) to `slot`. */
   set(handle: Handle, slot: number): void {
-    assert(slot >= 0 && slot < 0x7fffffff && this.#handleOf(slot) === handle, 'a slot holding its handle');
+    assert(slot >= 0 && slot < 0x7fffffff && this.#handleOfSlot(slot) === handle, 'a slot holding its handle');
     this.reserve(this.#size + 1);
     const mask = this.#cells.length - 1;
     let i = this.#home(handle);
@@ -57,14 +63,14 @@ export class HandleMap {
     for (; ; i = (i + 1) & mask) {
       const cell = this.#cells[i] ?? EMPTY;
       if (cell === EMPTY) return;
-      if (this.#handleOf(cell - 1) === handle) break;
+      if (this.#handleOfSlot(cell - 1) === handle) break;
     }
     this.#size--;
     // Backward shift: move later cells of the run into the gap when their home allows it.
     for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
       const cell = this.#cells[j] ?? EMPTY;
       if (cell === EMPTY) break;
-      const home = this.#home(this.#handleOf(cell - 1));
+      const home = this.#home(this.#handleOfSlot(cell - 1));
       const between = i <= j ? home > i && home <= j : home > i || home <= j;
       if (between) continue;
       this.#cells[i] = cell;
@@ -84,7 +90,7 @@ export class HandleMap {
     const mask = this.#cells.length - 1;
     for (const cell of old) {
       if (cell === EMPTY) continue;
-      let i = this.#home(this.#handleOf(cell - 1));
+      let i = this.#home(this.#handleOfSlot(cell - 1));
       while ((this.#cells[i] ?? EMPTY) !== EMPTY) i = (i + 1) & mask;
       this.#cells[i] = cell;
     }
@@ -94,6 +100,10 @@ export class HandleMap {
     this.#cells = new Int32Array(1 << INITIAL_BITS);
     this.#bits = INITIAL_BITS;
     this.#size = 0;
+  }
+
+  #handleOfSlot(slot: number): Handle {
+    return this.#handles[slot] ?? -1;
   }
 
   #home(handle: Handle): number {

@@ -136,7 +136,7 @@ export class ObjectIndex {
   /** Slots below this have been used; slots in #spare are free again. */
   #top = 0;
   readonly #spare: number[] = [];
-  readonly #slotOf = new HandleMap((slot) => this.#c.handle[slot] ?? -1);
+  readonly #slotOf: HandleMap;
   /** Sharee name ids of the few objects that have sharees. */
   readonly #sharees = new Map<number, readonly number[]>();
   readonly #names = new NameTable();
@@ -145,6 +145,7 @@ export class ObjectIndex {
 
   constructor() {
     this.#c = columns(INITIAL_SLOTS);
+    this.#slotOf = new HandleMap(this.#c.handle);
   }
 
   /** Makes room for `objects` objects in all, at once (a load that knows its count). */
@@ -227,6 +228,7 @@ export class ObjectIndex {
     this.#c.identity.fill(0);
     this.#c = columns(INITIAL_SLOTS);
     this.#slotOf.clear();
+    this.#slotOf.useHandles(this.#c.handle);
     this.#sharees.clear();
     this.#names.clear();
     this.#spare.length = 0;
@@ -368,6 +370,7 @@ export class ObjectIndex {
     for (const name of Object.keys(old) as (keyof Columns)[]) next[name].set(old[name]);
     old.identity.fill(0);
     this.#c = next;
+    this.#slotOf.useHandles(next.handle);
   }
 
   /** Forgets what a slot holds (its arena region zeroised, its names released); the slot stays mapped. */

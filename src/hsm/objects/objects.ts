@@ -245,7 +245,7 @@ export class ObjectTable implements StateView {
     assert(Number.isSafeInteger(handle) && recordId(handle) === op.id, 'object record ids are padded handles');
     const slot = this.#index.slotOf(handle);
     assert(slot < 0 || this.#index.isToken(slot) === tokens, 'a record sits under its own namespace');
-    this.#keys.delete(handle);
+    if (slot >= 0) this.#keys.delete(slot); // a new record, or none: its key is built again if used
     if (op.op === 'delete') {
       this.#index.remove(handle);
       this.#sessionOf.delete(handle);
@@ -334,15 +334,14 @@ export class ObjectTable implements StateView {
 
   /** The object's KeyObject: kept for the keys used lately (key_cache.ts), else built from its bytes. */
   #material(slot: number): mech.KeyMaterial {
-    const index = this.#index;
-    const handle = index.handle(slot);
-    const kept = this.#keys.get(handle);
+    const kept = this.#keys.get(slot);
     if (kept !== undefined) return kept;
+    const index = this.#index;
     const cls = index.cls(slot);
     const keyType = index.keyType(slot);
     const curve = index.curve(slot);
     const material = index.withMaterial(slot, (bytes) => mech.materialFromBytes(cls, keyType, bytes, curve));
-    this.#keys.set(handle, material);
+    this.#keys.set(slot, material);
     return material;
   }
 

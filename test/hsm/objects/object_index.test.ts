@@ -185,8 +185,9 @@ void test('arena: a sparse chunk is evacuated (its live regions move, their owne
 void test('handle map: agrees with a Map through random sets and deletes, handles past 2^32 included', () => {
   const seed = Date.now() % 100_000;
   const random = mulberry32(seed);
-  const handles: number[] = [];
-  const map = new HandleMap((slot) => handles[slot] ?? -1);
+  const handles = new Float64Array(60_000);
+  let slots = 0;
+  const map = new HandleMap(handles);
   const model = new Map<number, number>();
   const pick = (): number => {
     const r = random();
@@ -201,9 +202,9 @@ void test('handle map: agrees with a Map through random sets and deletes, handle
       map.delete(handle);
       model.delete(handle);
     } else if (slot === undefined) {
-      handles.push(handle);
-      map.set(handle, handles.length - 1);
-      model.set(handle, handles.length - 1);
+      handles[slots] = handle;
+      map.set(handle, slots);
+      model.set(handle, slots++);
     }
     if (step % 997 !== 0) continue;
     for (let i = 0; i < 50; i++) {
