@@ -161,7 +161,7 @@ function rowsFor(r: SizeResult): Row[] {
     { name: `restore, ${n} objects (checking, staging and indexing, switch)`, value: restoreS, unit: 's', ...scan(r.restoredScans), ...(large ? { target: verdict(`≤ ${RESTORE_TARGET_SECONDS} s`, restoreS <= RESTORE_TARGET_SECONDS) } : {}) },
     { name: `restore throughput, ${n}`, value: mb / restoreS, unit: 'MB/s' },
     { name: `opening the restored device in a fresh process (its object index, what a restore ends with), ${n}`, value: seconds(r.opened), unit: 's', ...scan(r.restoredScans) },
-    { name: `object index buffers of the restored device, ${n} (columns and arena)`, value: num(r.opened, 'indexBytes') / MIB, unit: 'MiB', note: `${(num(r.opened, 'indexBytes') / r.objects).toFixed(0)} B per object` },
+    { name: `object index buffers of the restored device, ${n} (columns, handle table, arena)`, value: num(r.opened, 'indexBytes') / MIB, unit: 'MiB', note: `${(num(r.opened, 'indexBytes') / r.objects).toFixed(0)} B per object` },
     {
       name: `restore peak RSS growth, ${n} (whole step)`, value: restoreGrowth, unit: 'MiB',
       anchorName: 'opening the restored device in a fresh process', anchorValue: growthMiB(r.opened),

@@ -195,7 +195,7 @@ function objectIndexRows(): Row[] {
   const n = INDEX_OBJECTS.toLocaleString('en-US');
   return [
     { name: `object index: load ${n} objects from records in memory`, value: median(loads), unit: 's', anchorName: 'reading the same records from the store (the floor)', anchorValue: median(reads) },
-    { name: `object index: buffers per object at ${n} (columns and arena)`, value: perObject, unit: 'B' },
+    { name: `object index: buffers per object at ${n} (columns, handle table, arena)`, value: perObject, unit: 'B' },
     { name: `ObjectTable.find by label, ${n} objects (one match)`, value: m.ours, unit: 'ops/s', anchorName: 'Array.indexOf over the same labels (the floor of any scan)', anchorValue: m.raw, target: 'informative: before/after in docs/device.md' },
   ];
 }

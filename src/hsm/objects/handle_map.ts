@@ -35,6 +35,11 @@ export class HandleMap {
     return this.#size;
   }
 
+  /** Bytes of the table itself. */
+  get heldBytes(): number {
+    return this.#cells.byteLength;
+  }
+
   /** The slot of `handle`, or -1. */
   get(handle: Handle): number {
     const mask = this.#cells.length - 1;

@@ -236,10 +236,10 @@ export class ObjectIndex {
     this.#tokens = 0;
   }
 
-  /** Bytes the index's buffers hold (columns and arena; not the Maps). */
+  /** Bytes of the index's buffers: columns, handle table and arena (not the few JS objects around them). */
   get heldBytes(): number {
     const columnBytes = (Object.values(this.#c) as ArrayBufferView[]).reduce((n, a) => n + a.byteLength, 0);
-    return columnBytes + this.#arena.heldBytes;
+    return columnBytes + this.#slotOf.heldBytes + this.#arena.heldBytes;
   }
 
   /** @internal Tests: views of the buffers that hold key material or identities, to check close(). */

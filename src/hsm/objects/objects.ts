@@ -756,7 +756,7 @@ export class ObjectTable implements StateView {
     return this.#keys.size;
   }
 
-  /** What the index's buffers hold, in bytes (columns and arena; the bench reports it). */
+  /** What the index's buffers hold, in bytes (columns, handle table and arena; the bench reports it). */
   get indexBytes(): number {
     return this.#index.heldBytes;
   }
