@@ -11,7 +11,7 @@
 //   scan     <dir> <name> -           the anchor: opens the device's sealed store (no device) and
 //                                     reads, decrypting, every record once
 //   open     <dir> <name> -           opens the device (its object index loaded): what holding
-//                                     that state costs in memory
+//                                     that state costs in memory, and its index's buffers in bytes
 //
 // The development manufacturer and operator come from <dir>/factory and <dir>/operator (written by
 // the parent with saveManufacturer/saveOperator), the device secret from <dir>/<name>.secret.
@@ -160,8 +160,9 @@ async function main(): Promise<void> {
     out = await measuredFrom(() => undefined, () => {
       const hsm = Hsm.open({ store: openStore(dir, name, 'full'), kdfParams: FAST_KDF });
       const tokenObjects = hsm.status().tokenObjects;
+      const indexBytes = hsm.objects().indexBytes;
       hsm.close();
-      return { tokenObjects };
+      return { tokenObjects, indexBytes };
     }, () => undefined);
   } else {
     throw new Error(`unknown step ${command ?? ''}`);

@@ -49,6 +49,17 @@ export const KCV_BYTES_MAX = 32;
 /** Session objects per HSM (in memory only, never backed up): bounded so clients cannot exhaust
  * memory by creating throwaway keys. */
 export const SESSION_OBJECTS_MAX = 16_384;
+/** Keys the object index keeps built as KeyObjects, the most recently used ones
+ * (src/hsm/objects/key_cache.ts); any other key is rebuilt from its stored bytes when used. A built
+ * key holds a few KB of native memory (an EC P-256 private key about 3.8 KB), so this bounds them
+ * to tens of MB however many keys the device holds, while a working set of thousands of keys never
+ * pays the rebuild (docs/device.md "Objects"). */
+export const OBJECT_KEY_CACHE_MAX = 4096;
+/** One buffer of the object index's arena (src/hsm/objects/secret_arena.ts), which holds every
+ * object's label, id, KCV and key material packed together: it holds the largest object
+ * (KEY_MATERIAL_BYTES_MAX plus label and id) several times over, and is small enough that moving
+ * the live half of one out, to free it, is a short pause. */
+export const OBJECT_ARENA_CHUNK_BYTES = 64 * 1024;
 /** Sealed store namespaces (the device's record kinds: "objects", "users", "meta"…): short fixed
  * names; bounded because every record's AAD carries its namespace (formats/sealed_record.ts). */
 export const SEALED_NAMESPACE_BYTES_MAX = 64;

@@ -51,6 +51,7 @@ export const OBJECT_NAMESPACE = 'object';
 export const OBJECT_CONFIG_NAMESPACE = 'config';
 
 export const OBJECT_RECORD_MAGIC = Uint8Array.of(0x43, 0x4f, 0x42, 0x4a); // 'COBJ'
+const MAGIC_U32 = new DataView(OBJECT_RECORD_MAGIC.buffer).getUint32(0);
 export const OBJECT_RECORD_VERSION = 1;
 const SUPPORTED_VERSIONS: readonly number[] = [OBJECT_RECORD_VERSION];
 
@@ -164,7 +165,8 @@ export function encodeObjectRecord(record: ObjectRecord): Uint8Array {
   return out;
 }
 
-function attributeBits(attributes: Readonly<Record<BooleanAttributeName, boolean>>): number {
+/** The attribute field of a record: bit i = BOOLEAN_ATTRIBUTE_NAMES[i]. */
+export function attributeBits(attributes: Readonly<Record<BooleanAttributeName, boolean>>): number {
   let bits = 0;
   BOOLEAN_ATTRIBUTE_NAMES.forEach((name, i) => {
     if (attributes[name]) bits |= 1 << i;
@@ -190,8 +192,7 @@ function readUserId(r: ByteReader, field: string): string {
 }
 
 function readHeader(r: ByteReader): void {
-  const magic = r.view(4);
-  if (!magic.every((b, i) => b === OBJECT_RECORD_MAGIC[i])) fail('COFFER_FORMAT_BAD_MAGIC', { expected: 'COBJ' });
+  if (r.u32() !== MAGIC_U32) fail('COFFER_FORMAT_BAD_MAGIC', { expected: 'COBJ' }); // one compare: every load reads every record
   const version = r.u16();
   if (!SUPPORTED_VERSIONS.includes(version)) {
     // Say what was found and what this build reads, so an operator knows which side to upgrade.
@@ -203,9 +204,14 @@ function lookup<K>(map: ReadonlyMap<number, K>, code: number, field: string): K 
   return map.get(code) ?? fail('COFFER_FORMAT_MALFORMED', { field, code });
 }
 
-function readAttributes(r: ByteReader): Record<BooleanAttributeName, boolean> {
+function readAttributeBits(r: ByteReader): number {
   const bits = r.u32();
   if (bits >>> BOOLEAN_ATTRIBUTE_NAMES.length !== 0) fail('COFFER_FORMAT_MALFORMED', { field: 'attributes' });
+  return bits;
+}
+
+/** The attributes an attribute field (attributeBits) stands for. */
+export function attributesFromBits(bits: number): Record<BooleanAttributeName, boolean> {
   const out = {} as Record<BooleanAttributeName, boolean>;
   BOOLEAN_ATTRIBUTE_NAMES.forEach((name, i) => {
     out[name] = (bits & (1 << i)) !== 0;
@@ -214,50 +220,125 @@ function readAttributes(r: ByteReader): Record<BooleanAttributeName, boolean> {
 }
 
 /**
- * Decodes one record. Throws COFFER_FORMAT_* for anything but a well-formed record of a supported
- * version with nothing after it. The returned material is a fresh copy the caller owns; the input
- * is not modified (the caller zeroises it).
+ * A well-formed record read in place: its fixed fields and user ids decoded, and where its label,
+ * id, KCV and key material sit in the bytes it was read from (offsets into those bytes; nothing
+ * copied). What an in-memory index keeps (src/hsm/objects/object_index.ts) without building a
+ * record object per key; decodeObjectRecord is this plus copies.
  */
-export function decodeObjectRecord(bytes: Uint8Array): ObjectRecord {
+export interface ObjectRecordLayout {
+  readonly handle: number;
+  readonly class: RecordClass;
+  readonly keyType: RecordKeyType;
+  readonly curve: RecordCurve | undefined;
+  readonly bits: number;
+  /** The attribute field (attributeBits): bit i = BOOLEAN_ATTRIBUTE_NAMES[i]. */
+  readonly attributeBits: number;
+  readonly manageKeyQuorum: number;
+  readonly useKeyQuorum: number;
+  readonly owner: string;
+  readonly sharees: readonly string[];
+  readonly label: string;
+  readonly labelAt: number;
+  readonly labelBytes: number;
+  readonly idAt: number;
+  readonly idBytes: number;
+  readonly kcvAt: number;
+  readonly kcvBytes: number;
+  readonly materialAt: number;
+  readonly materialBytes: number;
+}
+
+/**
+ * Reads one record in place. Throws COFFER_FORMAT_* for anything but a well-formed record of a
+ * supported version with nothing after it: the one validating reader, so the index and
+ * decodeObjectRecord accept exactly the same records. The input is not modified or kept.
+ */
+export function readObjectRecordLayout(bytes: Uint8Array): ObjectRecordLayout {
   const r = new ByteReader(bytes);
   readHeader(r);
-  const handle = r.u64();
-  if (handle > BigInt(Number.MAX_SAFE_INTEGER)) fail('COFFER_FORMAT_MALFORMED', { field: 'handle' });
+  const handle = readHandle(r);
   const cls = lookup(CLASS_BY_CODE, r.u32(), 'class');
   const keyType = lookup(KEY_TYPE_BY_CODE, r.u32(), 'keyType');
   const curveCode = r.u8();
   const curve = curveCode === 0 ? undefined : lookup(CURVE_BY_CODE, curveCode, 'curve');
   const bits = r.u32();
-  const attributes = readAttributes(r);
+  const attributeBits = readAttributeBits(r);
   const manageKeyQuorum = r.u8();
   const useKeyQuorum = r.u8();
   checkQuorum(manageKeyQuorum, 'manageKeyQuorum');
   checkQuorum(useKeyQuorum, 'useKeyQuorum');
+  const sharees: string[] = [];
+  const owner = readUsers(r, sharees);
+  const labelBytes = r.u16();
+  checkLength(labelBytes, 0, LABEL_BYTES_MAX, 'label');
+  const labelAt = r.at;
+  const label = readString(r, labelBytes, 'label');
+  const idBytes = r.u16();
+  checkLength(idBytes, 0, OBJECT_ID_BYTES_MAX, 'id');
+  const idAt = skip(r, idBytes);
+  const kcvBytes = r.u8();
+  checkLength(kcvBytes, 0, KCV_BYTES_MAX, 'kcv');
+  const kcvAt = skip(r, kcvBytes);
+  const materialBytes = r.u32();
+  checkLength(materialBytes, 1, KEY_MATERIAL_BYTES_MAX, 'material');
+  const materialAt = skip(r, materialBytes);
+  if (r.at !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { field: 'trailing', bytes: bytes.length - r.at });
+  return {
+    handle, class: cls, keyType, curve, bits, attributeBits, manageKeyQuorum, useKeyQuorum, owner, sharees,
+    label, labelAt, labelBytes, idAt, idBytes, kcvAt, kcvBytes, materialAt, materialBytes,
+  };
+}
+
+// A load reads every record of the device through readObjectRecordLayout, so it allocates nothing
+// it can avoid: no BigInt for the handle, no view for a field it only steps over.
+
+/** The handle: a u64 that must be a safe JavaScript integer (high word ≤ 2^21 − 1). */
+function readHandle(r: ByteReader): number {
+  const high = r.u32();
+  const low = r.u32();
+  if (high > 0x1fffff) fail('COFFER_FORMAT_MALFORMED', { field: 'handle' });
+  return high * 0x100000000 + low;
+}
+
+/** Steps over `n` bytes; returns where they start. Past the end, the reader's own error. */
+function skip(r: ByteReader, n: number): number {
+  const at = r.at;
+  if (at + n > r.bytes.length) r.view(n); // throws, as any read past the end
+  r.at = at + n;
+  return at;
+}
+
+/** The owner (returned) and the sharees (into `sharees`): distinct user ids, the owner not among the sharees. */
+function readUsers(r: ByteReader, sharees: string[]): string {
   const owner = readUserId(r, 'owner');
   const shareeCount = r.u8();
   checkLength(shareeCount, 0, SHAREES_MAX, 'sharees');
-  const sharees: string[] = [];
   for (let i = 0; i < shareeCount; i++) {
     const sharee = readUserId(r, 'sharee');
     if (sharee === owner || sharees.includes(sharee)) fail('COFFER_FORMAT_MALFORMED', { field: 'sharee' });
     sharees.push(sharee);
   }
-  const labelBytes = r.u16();
-  checkLength(labelBytes, 0, LABEL_BYTES_MAX, 'label');
-  const label = readString(r, labelBytes, 'label');
-  const idBytes = r.u16();
-  checkLength(idBytes, 0, OBJECT_ID_BYTES_MAX, 'id');
-  const id = r.view(idBytes).slice();
-  const kcvBytes = r.u8();
-  checkLength(kcvBytes, 0, KCV_BYTES_MAX, 'kcv');
-  const kcv = r.view(kcvBytes).slice();
-  const materialBytes = r.u32();
-  checkLength(materialBytes, 1, KEY_MATERIAL_BYTES_MAX, 'material');
-  const materialView = r.view(materialBytes);
-  if (r.at !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { field: 'trailing', bytes: bytes.length - r.at });
-  const material = SecretBytes.copyOf(materialView);
-  const base = { handle: Number(handle), class: cls, keyType, bits, attributes, manageKeyQuorum, useKeyQuorum, owner, sharees, label, id, kcv, material };
-  return curve === undefined ? base : { ...base, curve };
+  return owner;
+}
+
+/**
+ * Decodes one record (readObjectRecordLayout's checks). The returned material is a fresh copy the
+ * caller owns; the input is not modified (the caller zeroises it).
+ */
+export function decodeObjectRecord(bytes: Uint8Array): ObjectRecord {
+  const l = readObjectRecordLayout(bytes);
+  const base = {
+    handle: l.handle, class: l.class, keyType: l.keyType, bits: l.bits, attributes: attributesFromBits(l.attributeBits),
+    manageKeyQuorum: l.manageKeyQuorum, useKeyQuorum: l.useKeyQuorum, owner: l.owner, sharees: [...l.sharees], label: l.label,
+    id: copyOf(bytes, l.idAt, l.idBytes), kcv: copyOf(bytes, l.kcvAt, l.kcvBytes),
+    material: SecretBytes.copyOf(bytes.subarray(l.materialAt, l.materialAt + l.materialBytes)),
+  };
+  return l.curve === undefined ? base : { ...base, curve: l.curve };
+}
+
+/** A copy with its own buffer (a Buffer's slice would be a view of the caller's bytes). */
+function copyOf(bytes: Uint8Array, at: number, length: number): Uint8Array {
+  return new Uint8Array(bytes.subarray(at, at + length));
 }
 
 // ── object identity ──────────────────────────────────────────────────────────────────────────
@@ -273,8 +354,12 @@ const IDENTITY_DOMAIN = 'coffer object identity v1\0';
  * preimage resistance keeps the key out of reach; it tells no more than the KCV already does.
  */
 export function objectIdentity(record: Pick<ObjectRecord, 'class' | 'keyType' | 'material'>): Uint8Array {
-  const h = createHash('sha256').update(IDENTITY_DOMAIN).update(record.class).update('\0').update(record.keyType).update('\0');
-  record.material.use((m) => h.update(m));
+  return record.material.use((m) => objectIdentityOf(record.class, record.keyType, m));
+}
+
+/** objectIdentity from the key material's bytes (a view the caller keeps and wipes). */
+export function objectIdentityOf(cls: RecordClass, keyType: RecordKeyType, material: Uint8Array): Uint8Array {
+  const h = createHash('sha256').update(IDENTITY_DOMAIN).update(cls).update('\0').update(keyType).update('\0').update(material);
   return new Uint8Array(h.digest().subarray(0, OBJECT_UID_BYTES));
 }
 
@@ -314,6 +399,13 @@ export function encodeSessionObjectRecord(s: SessionObjectRecord): Uint8Array {
 }
 
 export function decodeSessionObjectRecord(bytes: Uint8Array): SessionObjectRecord {
+  const { sessionId, scope, record } = readSessionObjectEnvelope(bytes);
+  return { sessionId, scope, record: decodeObjectRecord(record) };
+}
+
+/** A session object record's session and scope, and a view (not a copy) of the object record it
+ * wraps, still to be read (readObjectRecordLayout or decodeObjectRecord). */
+export function readSessionObjectEnvelope(bytes: Uint8Array): { readonly sessionId: string; readonly scope: string | undefined; readonly record: Uint8Array } {
   const r = new ByteReader(bytes);
   const version = r.u8();
   if (version !== SESSION_OBJECT_VERSION) fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'session object record', version, supported: String(SESSION_OBJECT_VERSION) });
@@ -323,6 +415,5 @@ export function decodeSessionObjectRecord(bytes: Uint8Array): SessionObjectRecor
   const scopeBytes = r.u8();
   checkLength(scopeBytes, 0, SESSION_SCOPE_CHARS_MAX, 'scope');
   const scope = readString(r, scopeBytes, 'scope');
-  const record = decodeObjectRecord(bytes.subarray(r.at));
-  return { sessionId, scope: scope === '' ? undefined : scope, record };
+  return { sessionId, scope: scope === '' ? undefined : scope, record: bytes.subarray(r.at) };
 }

@@ -32,7 +32,7 @@ import * as backup from './backup/backup.js';
 import { ClusterIdentity, type ClusterState } from './identity/cluster.js';
 import { DEVICE_NS } from './identity/identity.js';
 import * as mech from './mechanisms/mechanisms.js';
-import { ObjectTable, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects/objects.js';
+import { ObjectTable, StagedObjects, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects/objects.js';
 import type { SettableAttribute } from './objects/attributes.js';
 import type { PasswordInput, ScryptParams } from './users/password.js';
 import { systemClock, systemRandom, type Clock, type Random } from './ports.js';
@@ -112,6 +112,8 @@ export class Hsm {
   readonly #firmware: FirmwareEvidence | undefined;
   readonly #sessions = new Map<string, Session>();
   #objects: ObjectTable | undefined;
+  /** The object index a restore is building as it stages its records (taken by the reload after it commits). */
+  #staged: StagedObjects | undefined;
 
   private constructor(options: HsmOptions) {
     this.#clock = options.clock ?? systemClock;
@@ -158,8 +160,9 @@ export class Hsm {
     return hsm;
   }
 
-  /** Called once commissioning has fixed the mode (and at open for a commissioned device). */
-  #startObjects(): ObjectTable {
+  /** Called once commissioning has fixed the mode (and at open for a commissioned device); after a
+   * restore, with the index built while its records were staged. */
+  #startObjects(restored?: StagedObjects): ObjectTable {
     if (this.#objects !== undefined) return this.#objects;
     this.provisioning.checkFirmwareForMode(this.#firmware);
     this.#objects = new ObjectTable({
@@ -167,6 +170,7 @@ export class Hsm {
       mode: this.provisioning.mode(),
       isCryptoUser: (userId) => this.#users.roleOf(userId) === 'crypto-user',
       quorumGate: (actor, service, m, handle) => this.#keyQuorum(actor, service, m, handle),
+      ...(restored === undefined ? {} : { restored }),
     });
     return this.#objects;
   }
@@ -307,18 +311,23 @@ export class Hsm {
   }
 
   #backupDevice(): backup.BackupDevice {
-    return { state: this.#state, provisioning: this.provisioning, clock: this.#clock, random: this.#random, reload: () => this.#reloadState() };
+    return {
+      state: this.#state, provisioning: this.provisioning, clock: this.#clock, random: this.#random, reload: () => this.#reloadState(),
+      stageIndexes: (objectCount) => (this.#staged = new StagedObjects(objectCount)),
+    };
   }
 
   /** After a restore or a zeroise replaced the records: closes every session and rebuilds the
-   * in-memory modules from the store. */
+   * in-memory modules from the store (the object index from the records a restore staged, if it built one). */
   #reloadState(): void {
+    const staged = this.#staged;
+    this.#staged = undefined;
     for (const s of [...this.#sessions.values()]) s.close(); // drops their session objects from the old table
     this.#objects?.close(); // the replaced state's keys are zeroised, not left to the garbage collector
     this.#objects = undefined;
     this.#cluster.close();
     [this.#users, this.#quorum] = this.#userModules();
-    if (this.provisioning.state() === 'COMMISSIONED') this.#startObjects();
+    if (this.provisioning.state() === 'COMMISSIONED') this.#startObjects(staged);
     this.#cluster = this.#clusterModule();
   }
 

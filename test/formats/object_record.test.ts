@@ -8,8 +8,10 @@ import { SecretBytes } from '../../src/crypto/secret_bytes.js';
 import { isCofferError } from '../../src/errors.js';
 import {
   BOOLEAN_ATTRIBUTE_NAMES,
+  attributeBits,
   decodeObjectRecord,
   encodeObjectRecord,
+  readObjectRecordLayout,
   type BooleanAttributeName,
   type ObjectRecord,
 } from '../../src/formats/object_record.js';
@@ -179,4 +181,59 @@ void test('decoded material is a copy: wiping the input leaves the record intact
   const r = decodeObjectRecord(input);
   input.fill(0);
   assert.equal(r.material.use((m) => toHex(m)), toHex(MATERIAL));
+});
+
+// ── the in-place reader the object index loads with ─────────────────────────────────────────
+
+void test('readObjectRecordLayout: the golden vector\'s fields, and offsets that point at its label, id, KCV and material', () => {
+  const l = readObjectRecordLayout(GOLDEN_V1);
+  const g = goldenRecord();
+  assert.deepEqual(
+    { handle: l.handle, class: l.class, keyType: l.keyType, curve: l.curve, bits: l.bits, attributeBits: l.attributeBits, quorum: [l.manageKeyQuorum, l.useKeyQuorum], owner: l.owner, sharees: l.sharees, label: l.label },
+    { handle: 42, class: 'SECRET_KEY', keyType: 'AES', curve: undefined, bits: 256, attributeBits: attributeBits(g.attributes), quorum: [0, 2], owner: 'alice', sharees: ['bob'], label: 'k1' },
+  );
+  const at = (from: number, length: number): string => toHex(GOLDEN_V1.subarray(from, from + length));
+  assert.equal(at(l.labelAt, l.labelBytes), '6b31');
+  assert.equal(at(l.idAt, l.idBytes), '0102');
+  assert.equal(at(l.kcvAt, l.kcvBytes), 'aabbcc');
+  assert.equal(at(l.materialAt, l.materialBytes), toHex(MATERIAL));
+});
+
+void test('readObjectRecordLayout refuses exactly what decodeObjectRecord refuses, with the same code', () => {
+  const outcome = (read: () => unknown): string => {
+    try {
+      read();
+      return 'ok';
+    } catch (e) {
+      assert.ok(isCofferError(e), String(e));
+      return e.code;
+    }
+  };
+  const inputs: Uint8Array[] = [Uint8Array.of(...GOLDEN_V1, 0)];
+  for (let n = 0; n < GOLDEN_V1.length; n++) inputs.push(GOLDEN_V1.subarray(0, n));
+  for (let i = 0; i < GOLDEN_V1.length; i++) {
+    for (const mask of [0x01, 0x20, 0x80, 0xff]) {
+      const m = GOLDEN_V1.slice();
+      m[i] = (m[i] ?? 0) ^ mask;
+      inputs.push(m);
+    }
+  }
+  const tooBig = GOLDEN_V1.slice();
+  new DataView(tooBig.buffer).setUint32(6, 0x200000); // handle 2^53: not a safe integer
+  inputs.push(tooBig);
+  let refused = 0;
+  for (const input of inputs) {
+    const expected = outcome(() => decodeObjectRecord(input));
+    assert.equal(outcome(() => readObjectRecordLayout(input)), expected, toHex(input));
+    if (expected !== 'ok') refused++;
+  }
+  assert.equal(outcome(() => readObjectRecordLayout(tooBig)), 'COFFER_FORMAT_MALFORMED');
+  assert.ok(refused > GOLDEN_V1.length * 2, `the mutations must exercise refusals (${refused})`);
+});
+
+void test('decoding from a Buffer: id, KCV and material are copies, not views of the input', () => {
+  const input = Buffer.from(GOLDEN_V1); // a Buffer's slice() would be a view
+  const r = decodeObjectRecord(input);
+  input.fill(0);
+  assert.deepEqual([toHex(r.id), toHex(r.kcv), r.material.use((m) => toHex(m))], ['0102', 'aabbcc', toHex(MATERIAL)]);
 });

@@ -41,7 +41,7 @@ import {
   type BackupHeader, type BackupRecord, type BackupSource,
 } from '../../formats/backup.js';
 import { checkDeviceChain } from '../../formats/device_chain.js';
-import { decodeObjectRecord } from '../../formats/object_record.js';
+import { readObjectRecordLayout } from '../../formats/object_record.js';
 import { CLUSTER_NS, checkClusterRecord } from '../../formats/cluster_record.js';
 import type { StreamSigner } from '../identity/identity.js';
 import type { Clock, Random } from '../ports.js';
@@ -139,9 +139,19 @@ export interface BackupDevice {
   readonly state: DeviceState;
   /** Rebuilds the device's in-memory modules once a restore replaced the records. */
   readonly reload: () => void;
+  /** Optional: hears every record a restore stages (pass 2), so the device can build its indexes
+   * as they go by rather than read the store back in `reload`; discarded if the restore fails. */
+  readonly stageIndexes?: (objectCount: number) => StagedRecordsObserver;
   readonly provisioning: Provisioning;
   readonly clock: Clock;
   readonly random: Random;
+}
+
+/** What the device builds from the records a restore stages (BackupDevice.stageIndexes). */
+export interface StagedRecordsObserver {
+  put(ns: string, id: string, value: Uint8Array): void;
+  /** The restore did not commit: drop (and zeroise) what was built. A no-op once `reload` used it. */
+  discard(): void;
 }
 
 // ── state digest ────────────────────────────────────────────────────────────────────────────
@@ -472,7 +482,7 @@ function unwrapBek(header: BackupHeader, p: Provisioning): SecretBytes {
 
 /** Records must also decode with the codec of their namespace, or the device could not load them. */
 const RECORD_CHECKS: Readonly<Record<string, (value: Uint8Array, id: string) => void>> = {
-  [BACKUP_OBJECT_NAMESPACE]: (value) => decodeObjectRecord(value).material.destroy(),
+  [BACKUP_OBJECT_NAMESPACE]: (value) => void readObjectRecordLayout(value), // decodeObjectRecord's checks, without its copies
   [BACKUP_USER_NAMESPACE]: (value) => void decodeUserRecord(value),
   [CLUSTER_NS]: (value, id) => checkClusterRecord(id, value),
 };
@@ -566,13 +576,25 @@ export async function restoreBackup(device: BackupDevice, source: BackupSource, 
     // authenticated) again, are staged; one transaction clears the old state and adopts them; the
     // device then rebuilds its modules.
     const store = device.state.store;
-    await device.state.replaceStaged(
-      (staging) => openBody(source, header, { bek, aad, onRecord: (r) => staging.put(r.ns, r.id, r.value), onBytes }),
-      (tx) => {
-        for (const ns of store.namespaces()) if (ns !== BACKUP_EXCLUDED_NAMESPACE) tx.clear(ns);
-      },
-      device.reload,
-    );
+    let observer: StagedRecordsObserver | undefined;
+    try {
+      await device.state.replaceStaged(
+        (staging) => {
+          observer = device.stageIndexes?.(header.objectCount);
+          const onRecord = (r: BackupRecord): void => {
+            staging.put(r.ns, r.id, r.value);
+            observer?.put(r.ns, r.id, r.value);
+          };
+          openBody(source, header, { bek, aad, onRecord, onBytes });
+        },
+        (tx) => {
+          for (const ns of store.namespaces()) if (ns !== BACKUP_EXCLUDED_NAMESPACE) tx.clear(ns);
+        },
+        device.reload,
+      );
+    } finally {
+      observer?.discard();
+    }
     return { backupId: header.backupId, bytes: source.length, records: header.recordCount, users: header.userCount, objects: header.objectCount };
   } finally {
     bek.destroy();

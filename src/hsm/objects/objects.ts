@@ -3,9 +3,13 @@
 // v2.40 §4 is the object model; AWS CloudHSM's rules decide roles, sharing and quorum.
 //
 // Token objects are records in the store (namespace 'object', codec formats/object_record.ts);
-// session objects are volatile records (namespace 'session-object'). The table keeps an index of
-// both in memory and builds each KeyObject the first time the key is used, so a crypto call (`use`,
-// `sign`, …) is a map lookup and a few attribute checks: O(1), no store access.
+// session objects are volatile records (namespace 'session-object'). The table keeps a compact index
+// of both in memory (object_index.ts: columns for what the checks read, an arena for labels, ids,
+// KCVs and key material) and keeps KeyObjects for the keys used most recently (key_cache.ts,
+// OBJECT_KEY_CACHE_MAX), so a crypto call (`use`, `sign`, …) is a map lookup or two and a few
+// attribute checks: O(1), no store access. Any other key is rebuilt from its bytes when used. The
+// index is filled when the table opens, each token record read in place into its slot, or — after a
+// restore — taken whole from the one the restore built as it staged the records (StagedObjects).
 //
 // State changes go through the device's one door (src/hsm/state/): an operation decides against the
 // index — checks, handles, generated key material — and submits the change sets; `apply` commits
@@ -31,17 +35,22 @@
 // wired (fail closed).
 
 import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { fail } from '../../errors.js';
+import { fail, isCofferError } from '../../errors.js';
 import { assert } from '../../assert.js';
 import { SecretBytes, constantTimeEqual } from '../../crypto/secret_bytes.js';
 import { kcvAes, kcvPublicKey, kcvSecret } from '../../crypto/kcv.js';
 import type { ChangeKind, ChangeSet, RecordOp } from '../../formats/change_set.js';
 import {
-  OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE, decodeObjectRecord, decodeSessionObjectRecord, encodeObjectRecord, encodeSessionObjectRecord, objectIdentity, type ObjectRecord,
+  BOOLEAN_ATTRIBUTE_NAMES, OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE, encodeObjectRecord, encodeSessionObjectRecord, readObjectRecordLayout, readSessionObjectEnvelope,
+  type ObjectRecord, type ObjectRecordLayout,
 } from '../../formats/object_record.js';
-import { CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, SESSION_OBJECTS_MAX, SHAREES_MAX, WRAPPED_KEY_BYTES_MAX } from '../../formats/limits.js';
+import {
+  CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, OBJECT_KEY_CACHE_MAX, SESSION_OBJECTS_MAX, SHAREES_MAX, WRAPPED_KEY_BYTES_MAX,
+} from '../../formats/limits.js';
 import * as mech from '../mechanisms/mechanisms.js';
 import { applyAttributeChange, resolveTemplate, type ObjectTemplate, type Origin, type ResolvedTemplate, type SettableAttribute } from './attributes.js';
+import { KeyCache } from './key_cache.js';
+import { ATTRIBUTE_BIT, ObjectIndex, labelQuery, type LabelQuery } from './object_index.js';
 import { SESSION_OBJECT_NAMESPACE, type DeviceState, type StateView } from '../state/device_state.js';
 import type { Actor, BooleanAttributes, Curve, Handle, KeyFunction, KeyRef, KeyType, MechanismParams, Mode, ObjectClass } from '../types.js';
 
@@ -65,6 +74,13 @@ export interface ObjectTableOptions {
   readonly isCryptoUser: (userId: string) => boolean;
   /** Called before management or use of a key whose quorum value is ≥ 2. Absent: such keys are refused. */
   readonly quorumGate?: KeyQuorumGate;
+  /** How many built keys to keep (default OBJECT_KEY_CACHE_MAX). */
+  readonly keyCacheMax?: number;
+  /** The empty index to fill (default: a new one). Tests hold it to check what close() zeroises. */
+  readonly index?: ObjectIndex;
+  /** The token objects of a restore that just committed, indexed while it staged them: the table
+   * takes their index instead of reading the store back. */
+  readonly restored?: StagedObjects;
 }
 
 /** What anyone allowed to see an object may read about it: never key material. */
@@ -103,25 +119,45 @@ export interface KeyPairHandles {
 export type UnwrapTemplate = ObjectTemplate & { readonly class: ObjectClass; readonly keyType: KeyType; readonly curve?: Curve };
 export type DeriveTemplate = ObjectTemplate & { readonly keyType: 'AES' | 'GENERIC_SECRET'; readonly bits: number };
 
-/** One object in the index. `record` is replaced on change; `material` and `identity` are built on
- * first use. Session objects carry their session and scope. */
-interface Entry {
-  readonly record: ObjectRecord;
-  readonly sessionId?: string;
-  readonly scope?: string;
-  material?: mech.KeyMaterial;
-  identity?: Uint8Array;
+/** The session and application scope a session object belongs to. */
+interface SessionOf {
+  readonly sessionId: string;
+  readonly scope: string | undefined;
 }
 
 /** What a creating operation hands to the change builder: the key and its resolved template. */
 type NewObject = readonly [mech.KeyMaterial, ResolvedTemplate];
 
+/** What a change makes of an existing object (the rest of its record stays). */
+interface Patch {
+  readonly attributes?: Readonly<BooleanAttributes>;
+  readonly label?: string;
+  readonly id?: Uint8Array;
+  readonly sharees?: readonly string[];
+}
+
 const GENERATED: Origin = { kind: 'generated' };
 const IMPORTED: Origin = { kind: 'imported' };
 const FILTER_KEYS = new Set(['handle', 'label', 'id', 'class', 'keyType', 'token', 'sensitive', 'extractable', 'encrypt', 'decrypt', 'sign', 'verify', 'wrap', 'unwrap', 'derive', 'trusted', 'wrapWithTrusted', 'local', 'neverExtractable', 'alwaysSensitive', 'modifiable', 'destroyable']);
 
+/** Digits of a record id: every handle (< 2^53) fits, zero-padded. */
+const RECORD_ID_DIGITS = 16;
+
 function recordId(handle: Handle): string {
-  return handle.toString().padStart(16, '0'); // ascending id order = handle order
+  return handle.toString().padStart(RECORD_ID_DIGITS, '0'); // ascending id order = handle order
+}
+
+/** Is `id` recordId(handle)? Read digit by digit: a load checks every record, and building each
+ * id to compare would cost a string per record (and, measured, makes V8's young generation grow). */
+function isRecordIdOf(id: string, handle: Handle): boolean {
+  if (id.length !== RECORD_ID_DIGITS) return false;
+  let n = 0;
+  for (let i = 0; i < RECORD_ID_DIGITS; i++) {
+    const digit = id.charCodeAt(i) - 0x30;
+    if (digit < 0 || digit > 9) return false;
+    n = n * 10 + digit; // inexact only past 2^53, where it cannot equal a handle
+  }
+  return n === handle;
 }
 
 function u64(n: number): Uint8Array {
@@ -140,8 +176,10 @@ export class ObjectTable implements StateView {
   readonly #mode: Mode;
   readonly #isCryptoUser: (userId: string) => boolean;
   readonly #quorumGate: KeyQuorumGate | undefined;
-  readonly #tokens = new Map<Handle, Entry>();
-  readonly #sessions = new Map<Handle, Entry>();
+  /** Token and session objects (told apart by their token attribute). */
+  readonly #index: ObjectIndex;
+  readonly #sessionOf = new Map<Handle, SessionOf>();
+  readonly #keys: KeyCache;
   readonly #unwatch: () => void;
   #nextTokenHandle = 1;
   #nextSessionHandle = SESSION_HANDLE_BASE;
@@ -151,35 +189,34 @@ export class ObjectTable implements StateView {
     this.#mode = options.mode;
     this.#isCryptoUser = options.isCryptoUser;
     this.#quorumGate = options.quorumGate;
-    this.#load();
+    this.#keys = new KeyCache(options.keyCacheMax ?? OBJECT_KEY_CACHE_MAX);
+    const restored = options.restored?.take();
+    assert(restored === undefined || options.index === undefined, 'one index to start from');
+    this.#index = restored?.index ?? options.index ?? new ObjectIndex();
+    if (restored === undefined) this.#load();
+    else this.#nextTokenHandle = restored.nextTokenHandle;
     this.#unwatch = this.#state.watch(this);
   }
 
+  /** Reads every token object from the store into the index, in place: a slot and an arena region each. */
   #load(): void {
-    let highest = 0;
+    assert(this.#index.size === 0, 'a table loads into an empty index');
     try {
+      const load = new TokenLoad(this.#index, this.#state.count(OBJECT_NAMESPACE));
       for (const [id, bytes] of this.#state.list(OBJECT_NAMESPACE)) {
-        let record: ObjectRecord;
         try {
-          record = decodeObjectRecord(bytes);
+          load.record(id, bytes);
         } finally {
           bytes.fill(0);
         }
-        this.#tokens.set(record.handle, { record });
-        if (recordId(record.handle) !== id || !record.attributes.token || record.handle >= SESSION_HANDLE_BASE) fail('COFFER_FORMAT_MALFORMED', { field: 'object record id' });
-        highest = Math.max(highest, record.handle);
       }
-      this.#nextTokenHandle = this.#loadCounter();
-      if (this.#nextTokenHandle <= highest) fail('COFFER_FORMAT_MALFORMED', { field: 'handle counter' });
+      const counter = this.#state.get(CONFIG_NS, COUNTER_ID);
+      if (counter !== undefined) load.counter(counter);
+      this.#nextTokenHandle = load.finish();
     } catch (e) {
       this.#forgetAll();
       throw e;
     }
-  }
-
-  #loadCounter(): number {
-    const counter = this.#state.get(CONFIG_NS, COUNTER_ID);
-    return counter === undefined ? 1 : decodeCounter(counter); // 0 is CK_INVALID_HANDLE
   }
 
   /** Stops following the state and zeroises every key this table holds (restore, zeroise, close):
@@ -190,10 +227,9 @@ export class ObjectTable implements StateView {
   }
 
   #forgetAll(): void {
-    for (const map of [this.#tokens, this.#sessions]) {
-      for (const e of map.values()) forget(e);
-      map.clear();
-    }
+    this.#index.close();
+    this.#sessionOf.clear();
+    this.#keys.clear();
   }
 
   // ── the index follows apply (StateView) ──────────────────────────────────────────────────────
@@ -205,108 +241,125 @@ export class ObjectTable implements StateView {
       return;
     }
     const tokens = op.ns === OBJECT_NAMESPACE;
-    const map = tokens ? this.#tokens : this.#sessions;
     const handle = Number(op.id);
     assert(Number.isSafeInteger(handle) && recordId(handle) === op.id, 'object record ids are padded handles');
-    const old = map.get(handle);
-    if (old !== undefined) forget(old);
+    const slot = this.#index.slotOf(handle);
+    assert(slot < 0 || this.#index.isToken(slot) === tokens, 'a record sits under its own namespace');
+    if (slot >= 0) this.#keys.delete(slot); // a new record, or none: its key is built again if used
     if (op.op === 'delete') {
-      map.delete(handle);
+      this.#index.remove(handle);
+      this.#sessionOf.delete(handle);
       return;
     }
-    const entry: Entry = tokens ? { record: decodeObjectRecord(op.value) } : sessionEntry(op.value);
-    assert(entry.record.handle === handle && entry.record.attributes.token === tokens, 'a record sits under its own handle and namespace');
-    map.set(handle, entry);
+    const session = tokens ? undefined : readSessionObjectEnvelope(op.value);
+    const bytes = session === undefined ? op.value : session.record;
+    const layout = readObjectRecordLayout(bytes);
+    assert(layout.handle === handle && isTokenLayout(layout) === tokens, 'a record sits under its own handle and namespace');
+    this.#index.put(layout, bytes);
+    if (session !== undefined) this.#sessionOf.set(handle, { sessionId: session.sessionId, scope: session.scope });
   }
 
   // ── access checks ──────────────────────────────────────────────────────────────────────────
+  // An object is named inside the table by its slot in the index (object_index.ts).
 
   #requireCryptoUser(actor: Actor): void {
     if (actor.role !== 'crypto-user') fail('COFFER_PERMISSION_DENIED');
   }
 
-  /** May `actor` (a crypto user) see and use this entry? Owner or sharee; any crypto user for a
+  /** May `actor` (a crypto user) see and use this object? Owner or sharee; any crypto user for a
    * token public key; a session object only inside the scope that made it. */
-  #canSee(actor: Actor, e: Entry): boolean {
-    const r = e.record;
-    if (e.sessionId !== undefined) return r.owner === actor.userId && (e.scope === undefined || e.scope === actor.scope);
-    return r.owner === actor.userId || r.sharees.includes(actor.userId) || r.class === 'PUBLIC_KEY';
+  #canSee(actor: Actor, slot: number): boolean {
+    const index = this.#index;
+    if (!index.isToken(slot)) {
+      const session = this.#sessionOf.get(index.handle(slot));
+      assert(session !== undefined, 'a session object has its session');
+      return index.owner(slot) === actor.userId && (session.scope === undefined || session.scope === actor.scope);
+    }
+    return index.owner(slot) === actor.userId || index.isPublicKey(slot) || index.isSharee(slot, actor.userId);
   }
 
-  /** The entry `ref` names if `actor` (a crypto user) may see it, else NOT_FOUND; an identity that
+  /** The slot `ref` names if `actor` (a crypto user) may see it, else NOT_FOUND; an identity that
    * is not this object's is COFFER_OBJECT_MISMATCH. */
-  #visible(actor: Actor, ref: KeyRef): Entry {
+  #visible(actor: Actor, ref: KeyRef): number {
     this.#requireCryptoUser(actor);
-    const handle = handleOf(ref);
-    const e = this.#tokens.get(handle) ?? this.#sessions.get(handle);
-    if (e === undefined || !this.#canSee(actor, e)) return fail('COFFER_OBJECT_NOT_FOUND');
-    this.#checkIdentity(e, ref);
-    return e;
+    const slot = this.#index.slotOf(handleOf(ref));
+    if (slot < 0 || !this.#canSee(actor, slot)) return fail('COFFER_OBJECT_NOT_FOUND');
+    this.#checkIdentity(slot, ref);
+    return slot;
   }
 
-  #checkIdentity(e: Entry, ref: KeyRef): void {
+  #checkIdentity(slot: number, ref: KeyRef): void {
     if (typeof ref === 'number') return;
-    if (!constantTimeEqual(identityOf(e), ref.identity)) fail('COFFER_OBJECT_MISMATCH', { handle: e.record.handle });
+    if (!constantTimeEqual(this.#index.identity(slot), ref.identity)) fail('COFFER_OBJECT_MISMATCH', { handle: ref.handle });
   }
 
-  /** The entry if `actor` owns it; a sharee (or any crypto user, for a public key) learns it exists
+  /** The slot if `actor` owns it; a sharee (or any crypto user, for a public key) learns it exists
    * but may not manage it. */
-  #owned(actor: Actor, ref: KeyRef): Entry {
-    const e = this.#visible(actor, ref);
-    if (e.record.owner !== actor.userId) fail('COFFER_PERMISSION_DENIED');
-    return e;
+  #owned(actor: Actor, ref: KeyRef): number {
+    const slot = this.#visible(actor, ref);
+    if (this.#index.owner(slot) !== actor.userId) fail('COFFER_PERMISSION_DENIED');
+    return slot;
+  }
+
+  /** A token object's slot, whoever may see it (an admin's view), else NOT_FOUND. */
+  #token(ref: KeyRef): number {
+    const slot = this.#index.slotOf(handleOf(ref));
+    if (slot < 0 || !this.#index.isToken(slot)) return fail('COFFER_OBJECT_NOT_FOUND');
+    this.#checkIdentity(slot, ref);
+    return slot;
   }
 
   /** An admin names any token object; a crypto user what it owns. */
-  #managed(actor: Actor, ref: KeyRef): Entry {
-    if (actor.role !== 'admin') return this.#owned(actor, ref);
-    const e = this.#tokens.get(handleOf(ref)) ?? fail('COFFER_OBJECT_NOT_FOUND');
-    this.#checkIdentity(e, ref);
-    return e;
+  #managed(actor: Actor, ref: KeyRef): number {
+    return actor.role === 'admin' ? this.#token(ref) : this.#owned(actor, ref);
   }
 
-  /** Entries whose metadata `actor` may read: a crypto user's visible ones, every token object for an admin. */
-  *#readable(actor: Actor): Generator<Entry> {
+  /** Slots whose metadata `actor` may read: a crypto user's visible ones, every token object for an admin. */
+  *#readable(actor: Actor): Generator<number> {
     if (actor.role === 'admin') {
-      yield* this.#tokens.values();
+      yield* this.#tokenSlots();
       return;
     }
     this.#requireCryptoUser(actor);
-    for (const map of [this.#tokens, this.#sessions]) {
-      for (const e of map.values()) if (this.#canSee(actor, e)) yield e;
-    }
+    const index = this.#index;
+    for (let slot = 0; slot < index.slotLimit; slot++) if (index.live(slot) && this.#canSee(actor, slot)) yield slot;
   }
 
-  #gate(actor: Actor, service: KeyQuorumService, e: Entry): void {
-    const m = service === 'key-management' ? e.record.manageKeyQuorum : e.record.useKeyQuorum;
+  #gate(actor: Actor, service: KeyQuorumService, slot: number): void {
+    const m = service === 'key-management' ? this.#index.manageKeyQuorum(slot) : this.#index.useKeyQuorum(slot);
     if (m < 2) return;
     if (this.#quorumGate === undefined) fail('COFFER_QUORUM_REQUIRED');
-    this.#quorumGate(actor, service, m, e.record.handle);
+    this.#quorumGate(actor, service, m, this.#index.handle(slot));
   }
 
-  #material(e: Entry): mech.KeyMaterial {
-    if (e.material === undefined) {
-      const r = e.record;
-      e.material = r.material.use((bytes) => mech.materialFromBytes(r.class, r.keyType, bytes, r.curve));
-    }
-    return e.material;
+  /** The object's KeyObject: kept for the keys used lately (key_cache.ts), else built from its bytes. */
+  #material(slot: number): mech.KeyMaterial {
+    const kept = this.#keys.get(slot);
+    if (kept !== undefined) return kept;
+    const index = this.#index;
+    const cls = index.cls(slot);
+    const keyType = index.keyType(slot);
+    const curve = index.curve(slot);
+    const material = index.withMaterial(slot, (bytes) => mech.materialFromBytes(cls, keyType, bytes, curve));
+    this.#keys.set(slot, material);
+    return material;
   }
 
   /** Every check for using key `ref` for `fn` with `params`, except the quorum gate. */
-  #usable(actor: Actor, ref: KeyRef, fn: KeyFunction, params: MechanismParams, derived?: mech.DeriveTemplate): { entry: Entry; key: mech.KeyMaterial } {
-    const entry = this.#visible(actor, ref);
-    if (!entry.record.attributes[fn]) fail('COFFER_KEY_FUNCTION_NOT_PERMITTED', { function: fn });
-    const key = this.#material(entry);
+  #usable(actor: Actor, ref: KeyRef, fn: KeyFunction, params: MechanismParams, derived?: mech.DeriveTemplate): { slot: number; key: mech.KeyMaterial } {
+    const slot = this.#visible(actor, ref);
+    if (!this.#index.has(slot, fn)) fail('COFFER_KEY_FUNCTION_NOT_PERMITTED', { function: fn });
+    const key = this.#material(slot);
     mech.checkMechanism(this.#mode, params, fn, key, derived);
-    return { entry, key };
+    return { slot, key };
   }
 
   // ── use ────────────────────────────────────────────────────────────────────────────────────
 
   /** The key after every check: role, ownership or share, function attribute, mechanism and FIPS, quorum. */
   use(actor: Actor, ref: KeyRef, fn: KeyFunction, params: MechanismParams): mech.KeyMaterial {
-    const { entry, key } = this.#usable(actor, ref, fn, params);
-    this.#gate(actor, 'key-usage', entry);
+    const { slot, key } = this.#usable(actor, ref, fn, params);
+    this.#gate(actor, 'key-usage', slot);
     return key;
   }
 
@@ -426,8 +479,8 @@ export class ObjectTable implements StateView {
 
   #checkCapacity(resolved: readonly ResolvedTemplate[]): void {
     const token = resolved.filter((r) => r.attributes.token).length;
-    if (this.#tokens.size + token > OBJECTS_MAX) fail('COFFER_STORE_FULL', { max: OBJECTS_MAX });
-    if (this.#sessions.size + resolved.length - token > SESSION_OBJECTS_MAX) fail('COFFER_STORE_FULL', { max: SESSION_OBJECTS_MAX });
+    if (this.tokenObjectCount + token > OBJECTS_MAX) fail('COFFER_STORE_FULL', { max: OBJECTS_MAX });
+    if (this.sessionObjectCount + resolved.length - token > SESSION_OBJECTS_MAX) fail('COFFER_STORE_FULL', { max: SESSION_OBJECTS_MAX });
     if (this.#nextTokenHandle + token > SESSION_HANDLE_BASE) fail('COFFER_STORE_FULL', { reason: 'handle space' });
   }
 
@@ -466,20 +519,29 @@ export class ObjectTable implements StateView {
     });
   }
 
-  /** Submits a change to existing entries: `decide` returns the entries' next records (same handle
-   * and material) and the entries to delete. */
-  #change(kind: ChangeKind, decide: () => { readonly puts?: readonly ObjectRecord[]; readonly deletes?: readonly Entry[] }): Promise<void> {
+  /** Submits a change to existing objects: `decide` returns what becomes of some (same handle and
+   * material, the rest of the record patched) and the slots to delete. */
+  #change(kind: ChangeKind, decide: () => { readonly puts?: readonly (readonly [number, Patch])[]; readonly deletes?: readonly number[] }): Promise<void> {
     return this.#state.submit(() => {
       const { puts = [], deletes = [] } = decide();
       const token: RecordOp[] = [];
       const session: RecordOp[] = [];
-      for (const r of puts) {
-        const e = this.#tokens.get(r.handle) ?? this.#sessions.get(r.handle);
-        assert(e !== undefined, 'changes name existing objects');
-        if (r.attributes.token) token.push({ op: 'put', ns: OBJECT_NAMESPACE, id: recordId(r.handle), value: encodeObjectRecord(r) });
-        else session.push(sessionPut(r, e.sessionId, e.scope));
+      for (const [slot, patch] of puts) {
+        const handle = this.#index.handle(slot);
+        const record = this.#index.record(slot);
+        try {
+          const next: ObjectRecord = { ...record, ...patch };
+          const s = this.#sessionOf.get(handle);
+          if (this.#index.isToken(slot)) token.push({ op: 'put', ns: OBJECT_NAMESPACE, id: recordId(handle), value: encodeObjectRecord(next) });
+          else session.push(sessionPut(next, s?.sessionId, s?.scope));
+        } finally {
+          record.material.destroy();
+        }
       }
-      for (const e of deletes) (e.record.attributes.token ? token : session).push({ op: 'delete', ns: e.record.attributes.token ? OBJECT_NAMESPACE : SESSION_OBJECT_NAMESPACE, id: recordId(e.record.handle) });
+      for (const slot of deletes) {
+        const isToken = this.#index.isToken(slot);
+        (isToken ? token : session).push({ op: 'delete', ns: isToken ? OBJECT_NAMESPACE : SESSION_OBJECT_NAMESPACE, id: recordId(this.#index.handle(slot)) });
+      }
       return { changes: changeSets(kind, token, session), result: undefined };
     });
   }
@@ -492,15 +554,15 @@ export class ObjectTable implements StateView {
    * non-extractable keys (KEY_UNEXTRACTABLE). Quorum: the target's management, the wrapping key's usage.
    */
   wrapKey(actor: Actor, wrapping: KeyRef, target: KeyRef, params: MechanismParams): Uint8Array {
-    const { entry: wrappingEntry, key: wrappingKey } = this.#usable(actor, wrapping, 'wrap', params);
-    const targetEntry = this.#owned(actor, target);
-    if (targetEntry.record.class === 'PUBLIC_KEY') fail('COFFER_KEY_NOT_WRAPPABLE', { reason: 'public key' });
-    if (!targetEntry.record.attributes.extractable) fail('COFFER_KEY_UNEXTRACTABLE');
+    const { slot: wrappingSlot, key: wrappingKey } = this.#usable(actor, wrapping, 'wrap', params);
+    const targetSlot = this.#owned(actor, target);
+    if (this.#index.isPublicKey(targetSlot)) fail('COFFER_KEY_NOT_WRAPPABLE', { reason: 'public key' });
+    if (!this.#index.has(targetSlot, 'extractable')) fail('COFFER_KEY_UNEXTRACTABLE');
     // PKCS#11 v2.40 §4.9/4.10 CKA_WRAP_WITH_TRUSTED: only a wrapping key with CKA_TRUSTED may wrap it.
-    if (targetEntry.record.attributes.wrapWithTrusted && !wrappingEntry.record.attributes.trusted) fail('COFFER_KEY_NOT_WRAPPABLE', { reason: 'wrap with trusted' });
-    const targetKey = this.#material(targetEntry);
-    this.#gate(actor, 'key-management', targetEntry);
-    this.#gate(actor, 'key-usage', wrappingEntry);
+    if (this.#index.has(targetSlot, 'wrapWithTrusted') && !this.#index.has(wrappingSlot, 'trusted')) fail('COFFER_KEY_NOT_WRAPPABLE', { reason: 'wrap with trusted' });
+    const targetKey = this.#material(targetSlot);
+    this.#gate(actor, 'key-management', targetSlot);
+    this.#gate(actor, 'key-usage', wrappingSlot);
     return mech.wrapKey(params, wrappingKey, targetKey);
   }
 
@@ -512,9 +574,9 @@ export class ObjectTable implements StateView {
       const { class: cls, keyType, curve, ...attrs } = template;
       if (cls === 'PUBLIC_KEY') fail('COFFER_TEMPLATE_INCONSISTENT', { class: cls });
       const resolved = resolveTemplate(cls, keyType, attrs, { kind: 'unwrapped' });
-      const { entry, key } = this.#usable(actor, unwrapping, 'unwrap', params);
+      const { slot, key } = this.#usable(actor, unwrapping, 'unwrap', params);
       this.#checkCapacity([resolved]);
-      this.#gate(actor, 'key-usage', entry);
+      this.#gate(actor, 'key-usage', slot);
       const material = mech.unwrapKey(params, key, wrapped, curve === undefined ? { class: cls, keyType } : { class: cls, keyType, curve });
       mech.checkKeyMaterial(this.#mode, material); // FIPS: the unwrapped key's size and curve
       return [[material, resolved]];
@@ -526,10 +588,10 @@ export class ObjectTable implements StateView {
     return this.#create('key.derive', actor, () => {
       this.#requireCryptoUser(actor);
       const { keyType, bits, ...attrs } = template;
-      const { entry, key } = this.#usable(actor, base, 'derive', params, { keyType, bits });
-      const resolved = resolveTemplate('SECRET_KEY', keyType, attrs, { kind: 'derived', base: entry.record.attributes });
+      const { slot, key } = this.#usable(actor, base, 'derive', params, { keyType, bits });
+      const resolved = resolveTemplate('SECRET_KEY', keyType, attrs, { kind: 'derived', base: this.#index.attributes(slot) });
       this.#checkCapacity([resolved]);
-      this.#gate(actor, 'key-usage', entry);
+      this.#gate(actor, 'key-usage', slot);
       return [[mech.deriveKey(params, key, { keyType, bits }), resolved]];
     }).then(one);
   }
@@ -539,16 +601,35 @@ export class ObjectTable implements StateView {
   /** Metadata of the objects `actor` may see that match `filter`, by ascending handle. */
   find(actor: Actor, filter: ObjectFilter = {}): ObjectInfo[] {
     for (const key of Object.keys(filter)) if (!FILTER_KEYS.has(key)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+    const match = this.#matcher(filter);
     const out: ObjectInfo[] = [];
-    for (const e of this.#readable(actor)) if (matches(e.record, filter)) out.push(info(e));
+    for (const slot of this.#readable(actor)) if (match(slot)) out.push(this.#info(slot));
     return out.sort((a, b) => a.handle - b.handle);
   }
 
+  /** The test of `filter`, prepared once: the label's bytes and hash, the attribute bits wanted. */
+  #matcher(f: ObjectFilter): (slot: number) => boolean {
+    const index = this.#index;
+    const label: LabelQuery | undefined = f.label === undefined ? undefined : labelQuery(f.label);
+    let mask = 0;
+    let want = 0;
+    for (const name of BOOLEAN_ATTRIBUTE_NAMES) {
+      const value = f[name];
+      if (typeof value !== 'boolean') continue;
+      mask |= ATTRIBUTE_BIT[name];
+      if (value) want |= ATTRIBUTE_BIT[name];
+    }
+    return (slot) =>
+      (index.attributeBits(slot) & mask) === want
+      && (f.handle === undefined || f.handle === index.handle(slot))
+      && (f.class === undefined || f.class === index.cls(slot))
+      && (f.keyType === undefined || f.keyType === index.keyType(slot))
+      && (label === undefined || index.labelIs(slot, label))
+      && (f.id === undefined || index.idEquals(slot, f.id));
+  }
+
   getAttributes(actor: Actor, ref: KeyRef): ObjectInfo {
-    if (actor.role !== 'admin') return info(this.#visible(actor, ref));
-    const e = this.#tokens.get(handleOf(ref)) ?? fail('COFFER_OBJECT_NOT_FOUND');
-    this.#checkIdentity(e, ref);
-    return info(e);
+    return this.#info(actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref));
   }
 
   /**
@@ -557,56 +638,60 @@ export class ObjectTable implements StateView {
    */
   setAttribute(actor: Actor, ref: KeyRef, name: SettableAttribute, value: boolean | string | Uint8Array): Promise<void> {
     return this.#change('key.attribute', () => {
-      const e = this.#managed(actor, ref);
-      const r = e.record;
-      const next = applyAttributeChange(r.class, r.keyType, r, name, value, actor.role === 'admin' ? 'admin' : 'owner');
-      this.#gate(actor, 'key-management', e);
-      return { puts: [{ ...r, attributes: next.attributes, label: next.label, id: next.id }] };
+      const slot = this.#managed(actor, ref);
+      const index = this.#index;
+      const now = { attributes: index.attributes(slot), label: index.label(slot), id: index.id(slot) };
+      const next = applyAttributeChange(index.cls(slot), index.keyType(slot), now, name, value, actor.role === 'admin' ? 'admin' : 'owner');
+      this.#gate(actor, 'key-management', slot);
+      return { puts: [[slot, { attributes: next.attributes, label: next.label, id: next.id }]] };
     });
   }
 
   /** Shares a token object with another crypto user (owner only; at most SHAREES_MAX). Idempotent. */
   share(actor: Actor, ref: KeyRef, userName: string): Promise<void> {
     return this.#change('key.share', () => {
-      const e = this.#owned(actor, ref);
+      const slot = this.#owned(actor, ref);
       const user = userName.toLowerCase();
-      if (!e.record.attributes.token) fail('COFFER_SESSION_OBJECT_NOT_SHAREABLE');
-      if (user === e.record.owner) fail('COFFER_ATTRIBUTE_INVALID', { attribute: 'sharee', reason: 'owner' });
+      const sharees = this.#index.sharees(slot);
+      if (!this.#index.isToken(slot)) fail('COFFER_SESSION_OBJECT_NOT_SHAREABLE');
+      if (user === this.#index.owner(slot)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: 'sharee', reason: 'owner' });
       if (!this.#isCryptoUser(user)) fail('COFFER_USER_NOT_FOUND', { reason: 'not a crypto user' });
-      if (e.record.sharees.includes(user)) return {};
-      if (e.record.sharees.length >= SHAREES_MAX) fail('COFFER_SHARE_LIMIT', { max: SHAREES_MAX });
-      this.#gate(actor, 'key-management', e);
-      return { puts: [{ ...e.record, sharees: [...e.record.sharees, user] }] };
+      if (sharees.includes(user)) return {};
+      if (sharees.length >= SHAREES_MAX) fail('COFFER_SHARE_LIMIT', { max: SHAREES_MAX });
+      this.#gate(actor, 'key-management', slot);
+      return { puts: [[slot, { sharees: [...sharees, user] }]] };
     });
   }
 
   /** Stops sharing with `userName` (owner only). Idempotent. */
   unshare(actor: Actor, ref: KeyRef, userName: string): Promise<void> {
     return this.#change('key.unshare', () => {
-      const e = this.#owned(actor, ref);
+      const slot = this.#owned(actor, ref);
       const user = userName.toLowerCase();
-      if (!e.record.sharees.includes(user)) return {};
-      this.#gate(actor, 'key-management', e);
-      return { puts: [{ ...e.record, sharees: e.record.sharees.filter((s) => s !== user) }] };
+      const sharees = this.#index.sharees(slot);
+      if (!sharees.includes(user)) return {};
+      this.#gate(actor, 'key-management', slot);
+      return { puts: [[slot, { sharees: sharees.filter((s) => s !== user) }]] };
     });
   }
 
   /** Destroys an object (owner only; destroyable=true). */
   destroy(actor: Actor, ref: KeyRef): Promise<void> {
     return this.#change('key.destroy', () => {
-      const e = this.#owned(actor, ref);
-      if (!e.record.attributes.destroyable) fail('COFFER_OBJECT_NOT_DESTROYABLE');
-      this.#gate(actor, 'key-management', e);
-      return { deletes: [e] };
+      const slot = this.#owned(actor, ref);
+      if (!this.#index.has(slot, 'destroyable')) fail('COFFER_OBJECT_NOT_DESTROYABLE');
+      this.#gate(actor, 'key-management', slot);
+      return { deletes: [slot] };
     });
   }
 
   /** SPKI PEM of a public key, or of the public half of a private key. */
   exportPublic(actor: Actor, ref: KeyRef): string {
-    const e = this.#visible(actor, ref);
-    if (e.record.class === 'SECRET_KEY') fail('COFFER_KEY_TYPE_INCONSISTENT', { class: e.record.class });
-    const key = this.#material(e);
-    const pub = e.record.class === 'PUBLIC_KEY' ? key : mech.publicFromPrivate(key);
+    const slot = this.#visible(actor, ref);
+    const cls = this.#index.cls(slot);
+    if (cls === 'SECRET_KEY') fail('COFFER_KEY_TYPE_INCONSISTENT', { class: cls });
+    const key = this.#material(slot);
+    const pub = cls === 'PUBLIC_KEY' ? key : mech.publicFromPrivate(key);
     return pub.key.export({ type: 'spki', format: 'pem' }).toString();
   }
 
@@ -616,12 +701,12 @@ export class ObjectTable implements StateView {
    * and always in FIPS mode. The caller destroys the result.
    */
   exportPlaintext(actor: Actor, ref: KeyRef): SecretBytes {
-    const e = this.#owned(actor, ref);
+    const slot = this.#owned(actor, ref);
     if (this.#mode === 'FIPS') fail('COFFER_FIPS_REFUSED', { operation: 'plaintext key export' });
-    if (e.record.class === 'PUBLIC_KEY') fail('COFFER_KEY_TYPE_INCONSISTENT', { class: e.record.class });
-    if (e.record.attributes.sensitive || !e.record.attributes.extractable) fail('COFFER_ATTRIBUTE_SENSITIVE');
-    this.#gate(actor, 'key-management', e);
-    return e.record.material.use((bytes) => SecretBytes.copyOf(bytes));
+    if (this.#index.isPublicKey(slot)) fail('COFFER_KEY_TYPE_INCONSISTENT', { class: 'PUBLIC_KEY' });
+    if (this.#index.has(slot, 'sensitive') || !this.#index.has(slot, 'extractable')) fail('COFFER_ATTRIBUTE_SENSITIVE');
+    this.#gate(actor, 'key-management', slot);
+    return this.#index.withMaterial(slot, (bytes) => SecretBytes.copyOf(bytes));
   }
 
   /**
@@ -630,33 +715,62 @@ export class ObjectTable implements StateView {
    * nothing a queued decision relies on, and a closed session's objects must be gone when close returns.
    */
   dropSessionObjects(sessionId: string): number {
-    const gone = [...this.#sessions.values()].filter((e) => e.sessionId === sessionId);
+    const gone = [...this.#sessionOf].filter(([, s]) => s.sessionId === sessionId).map(([handle]) => handle);
     if (gone.length > 0) {
-      this.#state.apply({ scope: 'local', kind: 'session.objects', ops: gone.map((e) => ({ op: 'delete', ns: SESSION_OBJECT_NAMESPACE, id: recordId(e.record.handle) })) });
+      this.#state.apply({ scope: 'local', kind: 'session.objects', ops: gone.map((handle) => ({ op: 'delete', ns: SESSION_OBJECT_NAMESPACE, id: recordId(handle) })) });
     }
     return gone.length;
   }
 
   /** Token objects owned by `userId` (a user who owns any cannot be deleted). */
   countOwnedBy(userId: string): number {
-    let n = 0;
-    for (const e of this.#tokens.values()) if (e.record.owner === userId) n++;
-    return n;
+    return this.#countTokens((slot) => this.#index.owner(slot) === userId);
   }
 
   /** Token objects shared with `userId`. */
   countSharedWith(userId: string): number {
+    return this.#countTokens((slot) => this.#index.isSharee(slot, userId));
+  }
+
+  #countTokens(test: (slot: number) => boolean): number {
     let n = 0;
-    for (const e of this.#tokens.values()) if (e.record.sharees.includes(userId)) n++;
+    for (const slot of this.#tokenSlots()) if (test(slot)) n++;
     return n;
   }
 
+  *#tokenSlots(): Generator<number> {
+    const index = this.#index;
+    for (let slot = 0; slot < index.slotLimit; slot++) if (index.live(slot) && index.isToken(slot)) yield slot;
+  }
+
   get tokenObjectCount(): number {
-    return this.#tokens.size;
+    return this.#index.tokenCount;
   }
 
   get sessionObjectCount(): number {
-    return this.#sessions.size;
+    return this.#index.size - this.#index.tokenCount;
+  }
+
+  /** How many built keys the table keeps now (at most OBJECT_KEY_CACHE_MAX, or the option). */
+  get cachedKeyCount(): number {
+    return this.#keys.size;
+  }
+
+  /** What the index's buffers hold, in bytes (columns, handle table and arena; the bench reports it). */
+  get indexBytes(): number {
+    return this.#index.heldBytes;
+  }
+
+  /** What anyone allowed to see the object may read about it: never key material. */
+  #info(slot: number): ObjectInfo {
+    const index = this.#index;
+    const base = {
+      handle: index.handle(slot), identity: index.identity(slot).slice(), class: index.cls(slot), keyType: index.keyType(slot), bits: index.bits(slot),
+      label: index.label(slot), id: index.id(slot), attributes: Object.freeze(index.attributes(slot)), kcv: index.kcv(slot), owner: index.owner(slot),
+      sharees: index.sharees(slot), manageKeyQuorum: index.manageKeyQuorum(slot), useKeyQuorum: index.useKeyQuorum(slot),
+    };
+    const curve = index.curve(slot);
+    return curve === undefined ? base : { ...base, curve };
   }
 
   /**
@@ -669,10 +783,15 @@ export class ObjectTable implements StateView {
     const h = createHash('sha256');
     h.update('coffer object table v1\0');
     h.update(u64(this.#nextTokenHandle));
-    for (const handle of [...this.#tokens.keys()].sort((a, b) => a - b)) {
-      const e = this.#tokens.get(handle);
-      assert(e !== undefined, 'handle from the map');
-      const bytes = encodeObjectRecord(e.record);
+    const index = this.#index;
+    for (const slot of [...this.#tokenSlots()].sort((a, b) => index.handle(a) - index.handle(b))) {
+      const record = index.record(slot);
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeObjectRecord(record);
+      } finally {
+        record.material.destroy();
+      }
       const length = new Uint8Array(4);
       new DataView(length.buffer).setUint32(0, bytes.length);
       h.update(length);
@@ -680,6 +799,89 @@ export class ObjectTable implements StateView {
       bytes.fill(0);
     }
     return new Uint8Array(h.digest());
+  }
+}
+
+// ── loading ──────────────────────────────────────────────────────────────────────────────────
+
+/** Token object records read into an index, with the checks every load makes: each record under
+ * its own handle's id, a token object, below the session range; the counter above every handle. */
+class TokenLoad {
+  readonly index: ObjectIndex;
+  #highest = 0;
+  #next = 1; // no counter record: nothing was ever created (0 is CK_INVALID_HANDLE)
+
+  constructor(index: ObjectIndex, expected: number) {
+    this.index = index;
+    index.reserve(expected);
+  }
+
+  record(id: string, bytes: Uint8Array): void {
+    const layout = readObjectRecordLayout(bytes);
+    if (!isRecordIdOf(id, layout.handle) || !isTokenLayout(layout) || layout.handle >= SESSION_HANDLE_BASE) fail('COFFER_FORMAT_MALFORMED', { field: 'object record id' });
+    this.index.put(layout, bytes);
+    this.#highest = Math.max(this.#highest, layout.handle);
+  }
+
+  counter(bytes: Uint8Array): void {
+    this.#next = decodeCounter(bytes);
+  }
+
+  /** The next token handle, once every record is in. */
+  finish(): number {
+    if (this.#next <= this.#highest) fail('COFFER_FORMAT_MALFORMED', { field: 'handle counter' });
+    return this.#next;
+  }
+}
+
+/**
+ * The token objects of a state being restored, indexed as the restore stages their records (pass 2
+ * of hsm/backup/backup.ts), so that the table over the restored state need not read 100k records
+ * back from the store and decrypt them again. It becomes a table's index only once the restore has
+ * committed (the device's reload hands it to the new table): the index stays a view of committed
+ * state. A failed restore discards it (zeroised). A record the load would refuse does not fail the
+ * staging: the index is dropped and the new table reads the store as it always did, and refuses there.
+ */
+export class StagedObjects {
+  #load: TokenLoad | undefined;
+
+  /** `objects`: how many object records the backup says it holds (the index is sized for them). */
+  constructor(objects: number) {
+    this.#load = new TokenLoad(new ObjectIndex(), objects);
+  }
+
+  /** One staged record, any namespace (only token objects and the handle counter are kept). */
+  put(ns: string, id: string, value: Uint8Array): void {
+    const load = this.#load;
+    if (load === undefined) return;
+    try {
+      if (ns === OBJECT_NAMESPACE) load.record(id, value);
+      else if (ns === CONFIG_NS && id === COUNTER_ID) load.counter(value);
+    } catch (e) {
+      if (!isCofferError(e)) throw e;
+      this.discard();
+    }
+  }
+
+  /** Zeroises and drops what was built (a restore that did not commit). Idempotent; a no-op once taken. */
+  discard(): void {
+    this.#load?.index.close();
+    this.#load = undefined;
+  }
+
+  /** @internal The table's constructor: the index and the next token handle, once (undefined if
+   * discarded or refused: the table then reads the store). */
+  take(): { readonly index: ObjectIndex; readonly nextTokenHandle: number } | undefined {
+    const load = this.#load;
+    this.#load = undefined;
+    if (load === undefined) return undefined;
+    try {
+      return { index: load.index, nextTokenHandle: load.finish() };
+    } catch (e) {
+      load.index.close();
+      if (!isCofferError(e)) throw e;
+      return undefined;
+    }
   }
 }
 
@@ -697,27 +899,11 @@ function sessionPut(record: ObjectRecord, sessionId: string | undefined, scope: 
   return { op: 'put', ns: SESSION_OBJECT_NAMESPACE, id: recordId(record.handle), value: encodeSessionObjectRecord({ sessionId, scope, record }) };
 }
 
-function sessionEntry(value: Uint8Array): Entry {
-  const s = decodeSessionObjectRecord(value);
-  return s.scope === undefined ? { record: s.record, sessionId: s.sessionId } : { record: s.record, sessionId: s.sessionId, scope: s.scope };
-}
-
 function decodeCounter(bytes: Uint8Array): number {
   if (bytes.length !== 8) fail('COFFER_FORMAT_MALFORMED', { field: 'handle counter' });
   const next = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0);
   if (next < 1n || next > BigInt(SESSION_HANDLE_BASE)) fail('COFFER_FORMAT_MALFORMED', { field: 'handle counter' });
   return Number(next);
-}
-
-/** Zeroises what an entry holds (its record's key bytes; the KeyObject goes with the entry). */
-function forget(e: Entry): void {
-  e.record.material.destroy();
-  delete e.material;
-}
-
-function identityOf(e: Entry): Uint8Array {
-  e.identity ??= objectIdentity(e.record);
-  return e.identity;
 }
 
 function one(handles: Handle[]): Handle {
@@ -761,26 +947,9 @@ function kcvOf(material: mech.KeyMaterial): Uint8Array {
   return kcvPublicKey(material.key);
 }
 
-function info(e: Entry): ObjectInfo {
-  const r = e.record;
-  const base = {
-    handle: r.handle, identity: identityOf(e).slice(), class: r.class, keyType: r.keyType, bits: r.bits, label: r.label, id: r.id.slice(),
-    attributes: Object.freeze({ ...r.attributes }), kcv: r.kcv.slice(), owner: r.owner, sharees: [...r.sharees],
-    manageKeyQuorum: r.manageKeyQuorum, useKeyQuorum: r.useKeyQuorum,
-  };
-  return r.curve === undefined ? base : { ...base, curve: r.curve };
-}
-
-function matches(r: ObjectRecord, f: ObjectFilter): boolean {
-  if (f.handle !== undefined && f.handle !== r.handle) return false;
-  if (f.label !== undefined && f.label !== r.label) return false;
-  if (f.id !== undefined && Buffer.compare(f.id, r.id) !== 0) return false;
-  if (f.class !== undefined && f.class !== r.class) return false;
-  if (f.keyType !== undefined && f.keyType !== r.keyType) return false;
-  for (const [name, value] of Object.entries(f)) {
-    if (typeof value === 'boolean' && r.attributes[name as keyof BooleanAttributes] !== value) return false;
-  }
-  return true;
+/** Is the record a token object's (its token attribute)? */
+function isTokenLayout(layout: ObjectRecordLayout): boolean {
+  return (layout.attributeBits & ATTRIBUTE_BIT.token) !== 0;
 }
 
 /** The body of the first PEM block of `label`, as DER. Anything else is DATA_INVALID. */
