@@ -17,7 +17,8 @@
 //
 // The private scalar d of a KeyObject is read from the key's SEC 1 DER at every signature and
 // kept nowhere: no cache outlives the call (what stays in memory: docs/threat-model.md). That
-// export is most of the gap between the KeyObject and the SecretBytes figures below.
+// export is most of the gap between the KeyObject and the SecretBytes figures below, which is why
+// a caller that holds the key's PKCS#8 itself (the device) reads d with ecPrivateScalarFromPkcs8.
 // Measured on the 2-core reference machine (bench/crypto_bench.ts, one run, Node 20.20 / OpenSSL
 // 3.0.19): P-256 sign ≈ 24k/s from a KeyObject and ≈ 35k/s from a scalar in SecretBytes, against
 // node's hashed sign at 41k/s and @noble/curves with prehash:false at 1.9k/s; P-256 verify ≈ 6.8k/s
@@ -358,7 +359,7 @@ function decodeSignature(c: CurveSpec, sig: Uint8Array, encoding: DsaEncoding): 
 // the process on a freshly generated key. DER exports allocate after the lock is released, and the
 // curve is read from the DER's OID instead of asymmetricKeyDetails.
 
-/** id-ecPublicKey (RFC 5480 §2.1.1), the algorithm of every EC SubjectPublicKeyInfo. */
+/** id-ecPublicKey (RFC 5480 §2.1.1), the algorithm of every EC SubjectPublicKeyInfo and PKCS#8. */
 const EC_PUBLIC_KEY_OID = new Uint8Array([0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]);
 
 /** Public points are public: kept per KeyObject (weakly, so they go with the key) to skip the export. */
@@ -413,6 +414,28 @@ function keyObjectScalar(c: CurveSpec, key: KeyObject): bigint {
   } finally {
     der.fill(0);
   }
+}
+
+/**
+ * The private scalar d of an EC private key held as PKCS#8 DER (RFC 5208 §5: SEQUENCE { version,
+ * AlgorithmIdentifier { id-ecPublicKey, curve OID }, privateKey OCTET STRING }, the octets being
+ * RFC 5915's ECPrivateKey), copied into SecretBytes for the caller to destroy. For a caller that
+ * already holds the key's bytes in memory it owns (the device's object index): reading d there
+ * costs a few hundred nanoseconds where exporting it from a KeyObject costs OpenSSL's encoder. d must
+ * be the order's byte length, as OpenSSL writes it; any other key or form is COFFER_CRYPTO_KEY_INVALID.
+ */
+export function ecPrivateScalarFromPkcs8(curve: EcdsaCurve, pkcs8: Uint8Array): SecretBytes {
+  const c = curveSpec(curve);
+  const info = element(pkcs8, 0, 0x30);
+  const version = element(pkcs8, info.start, 0x02);
+  const algorithm = element(pkcs8, version.end, 0x30);
+  const algorithmOid = element(pkcs8, algorithm.start, 0x06);
+  if (!contentIs(pkcs8, algorithmOid, EC_PUBLIC_KEY_OID) || !contentIs(pkcs8, element(pkcs8, algorithmOid.end, 0x06), c.oid)) fail('COFFER_CRYPTO_KEY_INVALID');
+  const octets = element(pkcs8, algorithm.end, 0x04);
+  const ecPrivateKey = element(pkcs8, octets.start, 0x30);
+  const d = element(pkcs8, element(pkcs8, ecPrivateKey.start, 0x02).end, 0x04);
+  if (d.end - d.start !== c.orderBytes) fail('COFFER_CRYPTO_KEY_INVALID');
+  return SecretBytes.copyOf(pkcs8.subarray(d.start, d.end));
 }
 
 function privateScalar(c: CurveSpec, key: KeyObject | SecretBytes): bigint {

@@ -26,6 +26,7 @@ export { kcvAes, kcvPublicKey, kcvSecret, checkKcv, KCV_BYTES } from './kcv.js';
 export {
   signDigest,
   verifyDigest,
+  ecPrivateScalarFromPkcs8,
   ECDSA_CURVES,
   ECDSA_DIGEST_BYTES_MAX,
   type EcdsaCurve,

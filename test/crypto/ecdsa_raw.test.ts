@@ -15,6 +15,7 @@ import { secp256k1 } from '@noble/curves/secp256k1.js';
 import {
   ECDSA_CURVES,
   curveParameters,
+  ecPrivateScalarFromPkcs8,
   invertModPrime,
   signDigest,
   signDigestWithNonceForTest,
@@ -457,4 +458,33 @@ void test('both encodings round-trip for every curve (sign with one source, veri
   const reparsed = createPrivateKey({ key: privateKey.export({ format: 'der', type: 'pkcs8' }), format: 'der', type: 'pkcs8' });
   const digest = randomBytes(32);
   assert.ok(verifyDigest('P-256', privateKey, digest, signDigest('P-256', reparsed, digest)));
+});
+
+test('ecPrivateScalarFromPkcs8 reads d from an EC key\'s PKCS#8 on every curve; its signatures verify under the key', () => {
+  for (const curve of ECDSA_CURVES) {
+    const { privateKey, publicKey, d } = keyPair(curve);
+    const pkcs8 = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }));
+    const scalar = ecPrivateScalarFromPkcs8(curve, pkcs8);
+    assert.equal(scalar.use(toHex), toHex(d), curve);
+    const digest = digestOf(HASH[curve], new TextEncoder().encode(`pkcs8 ${curve}`));
+    const signature = signDigest(curve, scalar, digest, { dsaEncoding: 'ieee-p1363' });
+    assert.ok(verifyDigest(curve, publicKey, digest, signature, { dsaEncoding: 'ieee-p1363' }), curve);
+    assert.ok(NOBLE[curve].verify(signature, digest, NOBLE[curve].getPublicKey(d, false), { prehash: false, lowS: false, format: 'compact' }), `${curve}: another implementation accepts it`);
+    pkcs8.fill(0xff); // the scalar is a copy
+    assert.equal(scalar.use(toHex), toHex(d));
+    scalar.destroy();
+  }
+});
+
+test('ecPrivateScalarFromPkcs8 refuses another curve\'s key, a non-EC key and truncated DER with COFFER_CRYPTO_KEY_INVALID', () => {
+  const p256 = new Uint8Array(keyPair('P-256').privateKey.export({ format: 'der', type: 'pkcs8' }));
+  throwsCode(() => ecPrivateScalarFromPkcs8('P-384', p256), 'COFFER_CRYPTO_KEY_INVALID');
+  throwsCode(() => ecPrivateScalarFromPkcs8('secp256k1', p256), 'COFFER_CRYPTO_KEY_INVALID');
+  const ed = new Uint8Array(generateKeyPairSync('ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }));
+  throwsCode(() => ecPrivateScalarFromPkcs8('P-256', ed), 'COFFER_CRYPTO_KEY_INVALID');
+  for (const cut of [0, 1, 10, 30, p256.length - 40, p256.length - 60]) {
+    throwsCode(() => ecPrivateScalarFromPkcs8('P-256', p256.subarray(0, cut)), 'COFFER_CRYPTO_KEY_INVALID');
+  }
+  const sec1 = new Uint8Array(keyPair('P-256').privateKey.export({ format: 'der', type: 'sec1' }));
+  throwsCode(() => ecPrivateScalarFromPkcs8('P-256', sec1), 'COFFER_CRYPTO_KEY_INVALID');
 });

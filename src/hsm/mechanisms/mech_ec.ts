@@ -13,7 +13,7 @@
 
 import { createPublicKey, diffieHellman, ECDH, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { CofferError, fail, isCofferError } from '../../errors.js';
-import { signDigest, verifyDigest } from '../../crypto/index.js';
+import { ecPrivateScalarFromPkcs8, signDigest, verifyDigest } from '../../crypto/index.js';
 import { EC_CURVES, type EcCurve, type KeyMaterial } from './mech_keys.js';
 import { NODE_HASH } from './mech_hash.js';
 import type { HashName } from '../types.js';
@@ -37,12 +37,21 @@ export function ecdsaVerify(hash: HashName, key: KeyMaterial, data: Uint8Array, 
   return nodeVerify(NODE_HASH[hash], data, { key: key.key, dsaEncoding: P1363 }, signature);
 }
 
-/** CKM_ECDSA: the data is the digest. A digest of a length the curve cannot take is COFFER_DATA_LEN_RANGE. */
-export function ecdsaSignDigest(key: KeyMaterial, digest: Uint8Array): Uint8Array {
+/**
+ * CKM_ECDSA: the data is the digest. A digest of a length the curve cannot take is
+ * COFFER_DATA_LEN_RANGE. `stored` is the key's PKCS#8 as the device holds it, when the caller has
+ * it: d is then read from those bytes into SecretBytes and destroyed after the signature, instead
+ * of being exported from the KeyObject by OpenSSL (the slower path, docs/device.md "Objects").
+ */
+export function ecdsaSignDigest(key: KeyMaterial, digest: Uint8Array, stored?: Uint8Array): Uint8Array {
+  const curve = ecCurveOf(key);
+  const d = stored === undefined ? undefined : ecPrivateScalarFromPkcs8(curve, stored);
   try {
-    return signDigest(ecCurveOf(key), key.key, digest, { dsaEncoding: P1363 });
+    return signDigest(curve, d ?? key.key, digest, { dsaEncoding: P1363 });
   } catch (e) {
     throw digestError(e);
+  } finally {
+    d?.destroy();
   }
 }
 

@@ -232,7 +232,9 @@ function checkFips(info: MechanismInfo, params: MechanismParams, fn: KeyFunction
 
 // ── sign / verify ───────────────────────────────────────────────────────────────────────────
 
-export function sign(params: MechanismParams, key: KeyMaterial, data: Uint8Array): Uint8Array {
+/** Signs (or MACs) `data`. `stored` is the key's bytes as the device stores them, when the caller
+ * holds them: raw ECDSA reads its scalar there (mech_ec.ts ecdsaSignDigest); the rest ignore it. */
+export function sign(params: MechanismParams, key: KeyMaterial, data: Uint8Array, stored?: Uint8Array): Uint8Array {
   const info = usable(params.mechanism, 'sign', key, data.length);
   switch (params.mechanism) {
     case 'CKM_ECDSA_SHA224':
@@ -262,7 +264,7 @@ export function sign(params: MechanismParams, key: KeyMaterial, data: Uint8Array
     case 'CKM_RSA_PKCS':
       return rsa.pkcs1SignRaw(key, data);
     case 'CKM_ECDSA':
-      return ec.ecdsaSignDigest(key, data);
+      return ec.ecdsaSignDigest(key, data, stored);
     case 'CKM_AES_CMAC':
       return aes.cmacSign(key, data);
     default:

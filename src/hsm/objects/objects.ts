@@ -365,7 +365,11 @@ export class ObjectTable implements StateView {
 
   sign(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array): Uint8Array {
     checkInput(data);
-    return mech.sign(params, this.use(actor, ref, 'sign', params), data);
+    const { slot, key } = this.#usable(actor, ref, 'sign', params);
+    this.#gate(actor, 'key-usage', slot);
+    if (params.mechanism !== 'CKM_ECDSA') return mech.sign(params, key, data);
+    // Raw ECDSA does its own arithmetic on d: read from the stored PKCS#8, not exported from the KeyObject.
+    return this.#index.withMaterial(slot, (stored) => mech.sign(params, key, data, stored));
   }
 
   async signAsync(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array): Promise<Uint8Array> {

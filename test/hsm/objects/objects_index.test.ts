@@ -6,7 +6,9 @@
 
 import { before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { verifyDigest } from '../../../src/crypto/ecdsa_raw.js';
+import { isCofferError } from '../../../src/errors.js';
 import { SecretBytes } from '../../../src/crypto/secret_bytes.js';
 import { BOOLEAN_ATTRIBUTE_NAMES, encodeObjectRecord } from '../../../src/formats/object_record.js';
 import { createDevelopmentAuthorities, type DevelopmentAuthorities } from '../../../src/factory/development.js';
@@ -55,6 +57,26 @@ void test('a key dropped from the bounded KeyObject cache is rebuilt on use and 
   }
   assert.equal(t.cachedKeyCount, 2);
   assert.ok(t.verify(alice, ed.publicHandle, EDDSA, DATA, Uint8Array.from(Buffer.from(first.ed, 'hex'))));
+});
+
+void test('raw ECDSA (CKM_ECDSA) signs with d read from the stored key, token or session, kept or rebuilt, on every curve', async () => {
+  const t = table({ keyCacheMax: 1 });
+  const RAW: MechanismParams = { mechanism: 'CKM_ECDSA' };
+  for (const curve of ['P-256', 'P-384', 'P-521', 'secp256k1'] as const) {
+    for (const token of [true, false]) {
+      const pair = await t.generateKeyPair(alice, { keyType: 'EC', curve }, { token, ...(token ? {} : { sessionId: 's1' }) }, { token, sign: true, ...(token ? {} : { sessionId: 's1' }) });
+      const other = await t.generateKey(alice, { keyType: 'GENERIC_SECRET', bits: 256 }, { sign: true });
+      const publicKey = createPublicKey(t.exportPublic(alice, pair.publicHandle));
+      const digest = new Uint8Array(createHash('sha256').update(`${curve} ${token}`).digest());
+      for (const evicted of [false, true]) {
+        if (evicted) t.sign(alice, other, HMAC, DATA); // the cache of one now holds the other key
+        const signature = t.sign(alice, pair.privateHandle, RAW, digest);
+        assert.ok(verifyDigest(curve, publicKey, digest, signature, { dsaEncoding: 'ieee-p1363' }), `${curve} token=${token} evicted=${evicted}`);
+        assert.ok(t.verify(alice, pair.publicHandle, RAW, digest, signature));
+      }
+      assert.throws(() => t.sign(alice, pair.privateHandle, RAW, new Uint8Array(65)), (e) => isCofferError(e, 'COFFER_DATA_LEN_RANGE'));
+    }
+  }
 });
 
 void test('close() zeroises every buffer the index holds key material or identities in', async () => {
