@@ -127,6 +127,21 @@ export const ERRORS = {
   COFFER_CLIENT_CONFIG_UNREADABLE: { message: 'Cluster config file, or the CA certificate file it names, cannot be read', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_HANDLE_OUT_OF_RANGE: { message: 'Object handle is out of range: handles are integers from 1 to 2^53-1', ckr: 'CKR_OBJECT_HANDLE_INVALID', http: 400 },
   COFFER_MANAGEMENT_REQUEST: { message: 'Management request is not valid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  // ── control plane: metadata store (src/storage/metadata_*) ────────────────────────────────
+  COFFER_METADATA_CONFLICT: { message: 'Metadata changed since it was read: nothing was written', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
+  COFFER_METADATA_LIMIT: { message: 'Metadata id, document, page or commit exceeds its limit', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_JOURNAL_CONFLICT: { message: 'Journal sequence number is not the next one: nothing was appended', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
+  COFFER_METADATA_UNAVAILABLE: { message: 'Metadata store cannot be reached', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  // ── control plane: backup archive (src/storage/archive_*) ────────────────────────────────
+  COFFER_ARCHIVE_EXISTS: { message: 'Archive object already exists and is never overwritten', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
+  COFFER_ARCHIVE_NOT_FOUND: { message: 'Archive object does not exist', ckr: 'CKR_FUNCTION_FAILED', http: 404 },
+  COFFER_ARCHIVE_LIMIT: { message: 'Archive key or object size is not allowed', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_ARCHIVE_UNAVAILABLE: { message: 'Archive cannot be reached', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  // ── control plane: fleet (src/service/fleet/) ─────────────────────────────────────────────
+  COFFER_FLEET_EXHAUSTED: { message: 'No device can be provisioned from the fleet', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  COFFER_FLEET_DEVICE_LOST: { message: 'Device can no longer be found or restarted', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
+  COFFER_FLEET_UNTRUSTED: { message: 'Node failed attestation against the manufacturer and operator roots', ckr: 'CKR_DEVICE_ERROR', http: 403 },
+  // ── control plane: API (src/service/api/) ─────────────────────────────────────────────────
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
