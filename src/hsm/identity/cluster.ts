@@ -27,7 +27,8 @@ import type { Clock } from '../ports.js';
 import type { ChangeSet, RecordOp } from '../../formats/change_set.js';
 import { ANCHOR_ID, CERT_ID, CLUSTER_NS, CSR_ID, KEY_ID, loadClusterIdentity, type LoadedClusterIdentity as Loaded } from '../../formats/cluster_record.js';
 import type { DeviceState, StateView } from '../state/device_state.js';
-import { ECDSA_SHA384, EC_P384, derOf, parseCertificate, pemOf, sameSpki, spkiOf, x509 } from '../../formats/x509.js';
+import { ECDSA_SHA384, EC_P384, derOf, parseCertificate, pemOf, spkiOf, x509 } from '../../formats/x509.js';
+import { checkClusterCertificate, checkTrustAnchor } from '../../formats/cluster_certificate.js';
 
 const DAY_MS = 86_400_000;
 /** Default validity of a TLS leaf: a week, re-issued by the node long before it ends. */
@@ -262,42 +263,6 @@ function checkClusterId(clusterId: string): void {
   if (typeof clusterId !== 'string' || clusterId.length === 0 || clusterId.length > CLUSTER_ID_CHARS_MAX || !CLUSTER_ID_PATTERN.test(clusterId)) {
     fail('COFFER_DATA_INVALID', { reason: 'cluster-id', max: CLUSTER_ID_CHARS_MAX });
   }
-}
-
-/** The trust anchor must be a CA able to sign the cluster certificate, itself a CA (RFC 5280
- * §4.2.1.9: a pathLenConstraint of 0 would forbid it), and valid now. */
-function checkTrustAnchor(anchor: x509.X509Certificate, nowMs: number): void {
-  const bc = anchor.getExtension(x509.BasicConstraintsExtension);
-  if (bc === null || !bc.ca) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-not-ca' });
-  if (bc.pathLength !== undefined && bc.pathLength < 1) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-path-length' });
-  const ku = anchor.getExtension(x509.KeyUsagesExtension);
-  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-cannot-sign-certificates' });
-  if (!validAt(anchor, nowMs)) fail('COFFER_CERT_INVALID', { reason: 'trust-anchor-validity' });
-}
-
-/** The cluster certificate: for the cluster key, issued and signed by the anchor, valid now, and a
- * CA that may sign the TLS leaves (basicConstraints cA, keyCertSign if keyUsage is present). */
-async function checkClusterCertificate(cert: x509.X509Certificate, anchor: x509.X509Certificate, clusterSpki: Uint8Array, nowMs: number): Promise<void> {
-  if (!sameSpki(spkiOf(cert), clusterSpki)) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'not-the-cluster-key' });
-  if (cert.issuer !== anchor.subject) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'issuer-mismatch' });
-  if (!(await signedBy(cert, anchor))) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'signature' });
-  if (!validAt(cert, nowMs)) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'validity' });
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
-  if (bc === null || !bc.ca) fail('COFFER_CERT_INVALID', { reason: 'cluster-certificate-not-ca' });
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (ku !== null && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) fail('COFFER_CERT_INVALID', { reason: 'cluster-certificate-cannot-sign-certificates' });
-}
-
-async function signedBy(cert: x509.X509Certificate, issuer: x509.X509Certificate): Promise<boolean> {
-  try {
-    return await cert.verify({ publicKey: issuer.publicKey, signatureOnly: true });
-  } catch {
-    return false; // an algorithm or encoding the provider cannot even parse
-  }
-}
-
-function validAt(cert: x509.X509Certificate, nowMs: number): boolean {
-  return cert.notBefore.getTime() <= nowMs && nowMs <= cert.notAfter.getTime();
 }
 
 // ── the TLS leaf ────────────────────────────────────────────────────────────────────────────
