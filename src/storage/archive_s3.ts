@@ -13,6 +13,9 @@
 // The SDK does not retry puts here (a stream cannot be sent twice); this module does, from the
 // file. A retry answered 412 may mean that the earlier attempt landed and only its answer was
 // lost: the put then succeeds if the object under the key has this body's length and MD5 ETag.
+// Open proves the condition on the server itself: it puts a probe object twice with
+// `If-None-Match: *` and refuses to run (COFFER_ARCHIVE_UNAVAILABLE) unless the second put is
+// refused, so a server that ignores the header cannot silently void write-once.
 // Delete is HEAD then DELETE (S3 deletes of missing keys succeed silently), so two concurrent
 // deletes of one key may both succeed.
 
@@ -111,6 +114,7 @@ export async function openS3Archive(options: S3ArchiveOptions): Promise<Archive>
     options.spoolDirectory ?? tmpdir(), bounds);
   try {
     await archive.client.send(new HeadBucketCommand({ Bucket: options.bucket }));
+    await archive.probeWriteOnce();
   } catch (e) {
     await archive.close();
     unavailable(e);
@@ -181,6 +185,24 @@ class S3Archive implements Archive {
   async #holds(key: string, spooled: SpooledBody): Promise<boolean> {
     const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyPrefix + key })).catch(unavailable);
     return out.ContentLength === spooled.bytes && out.ETag === `"${spooled.md5.toString('hex')}"`;
+  }
+
+  /**
+   * Puts a probe object (its name starts with `.`, so it is never an archive key and list skips
+   * it) twice with `If-None-Match: *`; the second put must be refused with 412. Then deletes it.
+   */
+  async probeWriteOnce(): Promise<void> {
+    const probe = { Bucket: this.bucket, Key: `${this.keyPrefix}.write-once-probe-${randomBytes(8).toString('hex')}` };
+    await this.putClient.send(new PutObjectCommand({ ...probe, Body: 'first', IfNoneMatch: '*' }));
+    try {
+      const second = await this.putClient.send(new PutObjectCommand({ ...probe, Body: 'second', IfNoneMatch: '*' })).then(() => 200, (e: unknown) => {
+        if (statusOf(e) === 412) return 412;
+        throw e;
+      });
+      if (second !== 412) fail('COFFER_ARCHIVE_UNAVAILABLE', { reason: 'the server ignores If-None-Match on PutObject' });
+    } finally {
+      await this.client.send(new DeleteObjectCommand(probe)).catch(() => undefined);
+    }
   }
 
   async get(key: string): Promise<Readable> {

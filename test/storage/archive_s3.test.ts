@@ -14,9 +14,10 @@ import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import {
-  CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, S3Client, UploadPartCommand,
+  CompleteMultipartUploadCommand, CreateMultipartUploadCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client, UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { openS3Archive, type S3ArchiveOptions } from '../../src/storage/archive_s3.js';
@@ -174,6 +175,37 @@ void describe('S3 archive: what only S3 shows', { skip }, () => {
     } finally {
       await a.close();
       await proxy.close();
+    }
+  });
+
+  void test('open proves the server refuses a second conditional put, and leaves no probe object behind', async () => {
+    const opts = options();
+    const a = await openS3Archive(opts);
+    await a.close();
+    const s3 = rawClient();
+    const left = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: opts.keyPrefix }));
+    assert.deepEqual(left.Contents ?? [], []);
+    s3.destroy();
+  });
+
+  void test('a server that ignores If-None-Match is refused at open', async () => {
+    // No real server here ignores the condition on PutObject, so this one stands in: it accepts
+    // every request, as such a server would, and keeps nothing.
+    const requests: string[] = [];
+    const server = createHttpServer((req, res) => {
+      requests.push(`${req.method ?? ''} ${req.headers['if-none-match'] ?? ''}`);
+      req.resume();
+      req.on('end', () => res.writeHead(req.method === 'DELETE' ? 204 : 200, { etag: '"0"' }).end());
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const e = await openS3Archive(options({ endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })).catch((x: unknown) => x);
+      assert.ok(isCofferError(e, 'COFFER_ARCHIVE_UNAVAILABLE'), String(e));
+      assert.equal(e.detail.reason, 'the server ignores If-None-Match on PutObject');
+      assert.deepEqual(requests, ['HEAD ', 'PUT *', 'PUT *', 'DELETE ']);
+    } finally {
+      server.close();
     }
   });
 
