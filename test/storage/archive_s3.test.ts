@@ -32,6 +32,9 @@ const CREDENTIALS = {
 };
 /** Every object of this run lives under this prefix, so runs never collide. */
 const RUN_PREFIX = `coffer-test/${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+/** Rounds of RACE_PUTS simultaneous puts on one fresh key each. */
+const RACE_ROUNDS = 20;
+const RACE_PUTS = 8;
 /** How long the endpoint may take to answer the reachability probe. */
 const PROBE_TIMEOUT_MS = 5_000;
 
@@ -206,6 +209,24 @@ void describe('S3 archive: what only S3 shows', { skip }, () => {
       assert.deepEqual(requests, ['HEAD ', 'PUT *', 'PUT *', 'DELETE ']);
     } finally {
       server.close();
+    }
+  });
+
+  void test('concurrent puts on one key, round after round: exactly one wins each time and its bytes are stored', async () => {
+    const a = await openS3Archive(options());
+    try {
+      for (let round = 0; round < RACE_ROUNDS; round++) {
+        const bodies = Array.from({ length: RACE_PUTS }, () => randomBytes(1 + (round % 3) * 300_000));
+        const results = await Promise.allSettled(bodies.map((b) => a.put(`race/${round}`, b)));
+        const winners = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+        assert.equal(winners.length, 1, `round ${round}: one winner`);
+        for (const r of results) if (r.status === 'rejected') assert.ok(isCofferError(r.reason, 'COFFER_ARCHIVE_EXISTS'), String(r.reason));
+        const chunks: Buffer[] = [];
+        for await (const c of await a.get(`race/${round}`)) chunks.push(Buffer.from(c as Uint8Array));
+        assert.deepEqual(Buffer.concat(chunks), bodies[winners[0] ?? -1], `round ${round}: the winner's bytes`);
+      }
+    } finally {
+      await a.close();
     }
   });
 
