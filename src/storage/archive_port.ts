@@ -12,7 +12,9 @@ import type { Readable } from 'node:stream';
 
 /** Keys are `<clusterId>/<backupId>` or similar: short, printable, no `..`. */
 export const ARCHIVE_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*){0,3}$/;
-export const ARCHIVE_KEY_CHARS_MAX = 256;
+/** A filesystem file name is at most 255 bytes (NAME_MAX on ext4, XFS, btrfs) and the filesystem
+ * adapter stores a key as one file name; keys are ASCII, so characters and bytes agree. */
+export const ARCHIVE_KEY_CHARS_MAX = 255;
 /** A sealed backup of a full device (100k objects) is tens of MiB; this bounds one object. */
 export const ARCHIVE_OBJECT_BYTES_MAX = 4 * 1024 * 1024 * 1024;
 
