@@ -220,17 +220,8 @@ export class LocalFleet implements Fleet {
     return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true };
   }
 
-  /** The address asked for, when it is one of ours and free; else the lowest free one. */
   #allocate(eniIp: string | undefined): string {
-    const taken = new Set([...this.#records.values()].map((r) => r.host));
-    if (eniIp !== undefined) {
-      const n = Number(LOOPBACK.exec(eniIp)?.[1] ?? NaN);
-      if (!(n >= LOOPBACK_FIRST && n <= LOOPBACK_LAST) || eniIp !== `127.0.0.${n}`) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'not-a-fleet-address' });
-      if (taken.has(eniIp)) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'in-use' });
-      return eniIp;
-    }
-    for (let n = LOOPBACK_FIRST; n <= LOOPBACK_LAST; n++) if (!taken.has(`127.0.0.${n}`)) return `127.0.0.${n}`;
-    return fail('COFFER_FLEET_EXHAUSTED', { reason: 'no-address-left' });
+    return allocateLoopback(eniIp, new Set([...this.#records.values()].map((r) => r.host)));
   }
 
   /** Restarts a device from its data directory on its address and port; same serial or lost. */
@@ -310,6 +301,19 @@ export class LocalFleet implements Fleet {
     const exit: DeviceExit = { device: deviceOf(record), reason: 'exited', code, signal };
     for (const l of this.#listeners) l(exit);
   }
+}
+
+/** The address asked for, when it is a fleet address (127.0.0.N, LOOPBACK_FIRST ≤ N ≤
+ * LOOPBACK_LAST, written canonically) and not `taken`; without one, the lowest free address. */
+export function allocateLoopback(eniIp: string | undefined, taken: ReadonlySet<string>): string {
+  if (eniIp !== undefined) {
+    const n = Number(LOOPBACK.exec(eniIp)?.[1] ?? NaN);
+    if (!(n >= LOOPBACK_FIRST && n <= LOOPBACK_LAST) || eniIp !== `127.0.0.${n}`) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'not-a-fleet-address' });
+    if (taken.has(eniIp)) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'in-use' });
+    return eniIp;
+  }
+  for (let n = LOOPBACK_FIRST; n <= LOOPBACK_LAST; n++) if (!taken.has(`127.0.0.${n}`)) return `127.0.0.${n}`;
+  return fail('COFFER_FLEET_EXHAUSTED', { reason: 'no-address-left' });
 }
 
 function deviceOf(r: LocalRecord): FleetDevice {
