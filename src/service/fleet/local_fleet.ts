@@ -242,7 +242,12 @@ export class LocalFleet implements Fleet {
     this.#children.set(record.deviceId, node.process);
     this.#persist();
     const device = deviceOf(record);
-    await verifyDevice(this.management(device), device, { blank: false });
+    try {
+      await verifyDevice(this.management(device), device, { blank: false });
+    } catch (e) {
+      await this.#stop(record); // restarted, but not answering as itself: not handed back
+      throw e;
+    }
     this.#watchChild(record.deviceId, node.process);
     return device;
   }
