@@ -17,7 +17,7 @@
 //     its serial, endpoints and whether it is free, handed out, or owed a zeroise (a release that
 //     could not reach it: never handed out again until a release or a registration finds it blank).
 //   - Watch: a handed-out node's health is probed every `watchIntervalMs`; the first failed probe
-//     after a good one is reported as `unreachable`. Reattach verifies the node again (an operator's
+//     is reported as `unreachable` (a busy answer is an answer: the node is alive). Reattach verifies the node again (an operator's
 //     supervisor restarts a dead one); it cannot restart it.
 
 import { randomInt } from 'node:crypto';
@@ -126,6 +126,7 @@ export class RemoteFleet implements Fleet {
         : Object.assign(existing, endpoints, existing.state === 'zeroise-owed' && blank ? { state: 'free' } : {});
       this.#records.set(record.deviceId, record);
       this.#persist();
+      if (this.#watches.has(record.deviceId)) this.#watch(record); // a handed-out node that moved
       return { ...deviceOf(record), state: record.state };
     } finally {
       client.close();
@@ -242,8 +243,9 @@ export class RemoteFleet implements Fleet {
         () => {
           if (!watch.stopped) schedule();
         },
-        () => {
+        (e: unknown) => {
           if (watch.stopped) return;
+          if (isCofferError(e, 'COFFER_NODE_BUSY')) return schedule(); // it answered: alive
           this.#unwatch(record.deviceId);
           const exit: DeviceExit = { device, reason: 'unreachable', code: null, signal: null };
           for (const l of this.#listeners) l(exit);
