@@ -13,7 +13,7 @@ import { rmSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { join } from 'node:path';
 import { isCofferError, type ErrorCode } from '../../../src/errors.js';
-import type { Fleet, FleetDevice, ProvisionRequest } from '../../../src/service/fleet/fleet_port.js';
+import type { DeviceExit, Fleet, FleetDevice, ProvisionRequest } from '../../../src/service/fleet/fleet_port.js';
 import { freePort, independentClient, nextExit, type FleetEnvironment } from './fleet_support.js';
 
 export interface FleetHarness {
@@ -120,6 +120,8 @@ export function fleetConformance(h: FleetHarness): void {
     const addresses = [h.address(1), h.address(2)];
     const port = await freePort(addresses);
     await h.prepare?.(fleet, addresses, port);
+    const exits: DeviceExit[] = [];
+    fleet.onDeviceExit((exit) => exits.push(exit));
     const a = await fleet.provision(request(1, h.address(1), port));
     const b = await fleet.provision(request(2, h.address(2), port));
     try {
@@ -143,6 +145,7 @@ export function fleetConformance(h: FleetHarness): void {
     }
     await h.released(a);
     await h.released(b);
+    assert.deepEqual(exits, [], 'a release is no exit to report');
     await h.prepare?.(fleet, [a.host], port);
     const again = await fleet.provision(request(3, a.host, port)); // the address is free again
     try {
@@ -164,12 +167,15 @@ export function fleetConformance(h: FleetHarness): void {
     const process = h.processOf(device);
     await first.close(); // the service stops; its devices run on
     const second = await h.open(dir);
+    const exits: DeviceExit[] = [];
+    second.onDeviceExit((exit) => exits.push(exit));
     try {
       const found = await second.reattach(device);
       assert.deepEqual([found.deviceId, found.serial, found.host, found.port], [device.deviceId, device.serial, device.host, device.port]);
       assert.equal(h.processOf(found), process, 'found running, not restarted');
       assert.equal((await second.management(found).health()).serial, device.serial);
       await second.release(found);
+      assert.deepEqual(exits, [], 'a release is no exit to report');
     } finally {
       await second.close();
     }
