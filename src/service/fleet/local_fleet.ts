@@ -25,19 +25,21 @@
 
 import { randomInt } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import type { ManagementClient } from '../../management/client.js';
 import type { DeviceExit, Fleet, FleetDevice, ProvisionRequest } from './fleet_port.js';
 import { RecordFields, readFleetFile, writeFleetFile } from './fleet_file.js';
-import { NODE_STOP_TIMEOUT_MS, isRunning, spawnNode, stopNode } from './node_process.js';
+import { NODE_LOG_FILE, NODE_STOP_TIMEOUT_MS, isRunning, spawnNode, stopNode } from './node_process.js';
 import { cachedClient, verifyDevice, type ClientCache, type FleetCredentials } from './verify.js';
 
 export const LOCAL_FLEET_FILE = 'fleet.json';
 const LOCAL_FLEET_FORMAT = 'coffer-local-fleet';
 const LOCAL_FLEET_VERSION = 1;
 export const DEVICES_DIR = 'devices';
+/** Where the log of a device that did not start is kept (its data directory is removed). */
+export const FAILED_STARTS_DIR = 'failed-starts';
 /** 127.0.0.1 is the host's own; .255 is the /24's broadcast in habit if not on lo: 2..254. */
 export const LOOPBACK_FIRST = 2;
 export const LOOPBACK_LAST = 254;
@@ -132,9 +134,24 @@ export class LocalFleet implements Fleet {
       this.#watchChild(record.deviceId, node.process);
       return device;
     } catch (e) {
+      const kept = this.#keepLog(record, e);
       await this.#discard(record);
-      throw e;
+      throw kept;
     }
+  }
+
+  /** A start failure's log would go with the data directory: it is moved to
+   * `<dir>/failed-starts/<deviceId>.log` first, and the error names it there. */
+  #keepLog(record: LocalRecord, e: unknown): unknown {
+    if (!isCofferError(e, 'COFFER_FLEET_DEVICE_START')) return e;
+    const kept = join(this.#dir, FAILED_STARTS_DIR, `${record.deviceId}.log`);
+    try {
+      mkdirSync(dirname(kept), { recursive: true, mode: 0o700 });
+      renameSync(join(this.#dataDir(record.deviceId), NODE_LOG_FILE), kept);
+    } catch {
+      return e; // no log to keep
+    }
+    return new CofferError('COFFER_FLEET_DEVICE_START', { ...e.detail, log: kept }, { cause: e });
   }
 
   async reattach(device: FleetDevice): Promise<FleetDevice> {

@@ -4,11 +4,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { isCofferError } from '../../../src/errors.js';
 import type { FleetDevice } from '../../../src/service/fleet/fleet_port.js';
-import { DEVICES_DIR, LOCAL_FLEET_FILE, LocalFleet, holdsData } from '../../../src/service/fleet/local_fleet.js';
+import { DEVICES_DIR, FAILED_STARTS_DIR, LOCAL_FLEET_FILE, LocalFleet, holdsData } from '../../../src/service/fleet/local_fleet.js';
 import { fleetConformance } from './fleet_conformance.js';
 import { MAIN_JS, fleetEnvironment } from './fleet_support.js';
 
@@ -102,4 +102,23 @@ test('local: holdsData tells a live node of a data directory from a dead pid or 
   assert.equal(holdsData(process.pid, '/nonexistent/data'), false, 'alive, but not serving that directory');
   assert.equal(holdsData(0, dir), false);
   assert.equal(holdsData(2 ** 22 + 1, dir), false);
+});
+
+test('local: a device that does not start is a typed error naming its log, and leaves no record, data or address behind', async () => {
+  const fleetDir = join(env.dir, 'no-start');
+  const fleet = await LocalFleet.open({ dir: fleetDir, authoritiesDir: join(env.dir, 'no-such-authorities'), mainJs: MAIN_JS, ...env.credentials });
+  try {
+    await assert.rejects(fleet.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', eniIp: '127.0.0.40', dataPlanePort: 0 }), (e) => {
+      assert.ok(isCofferError(e, 'COFFER_FLEET_DEVICE_START'), String(e));
+      const log = String(e.detail['log']);
+      assert.equal(dirname(log), join(fleetDir, FAILED_STARTS_DIR), 'kept outside the removed data directory');
+      assert.ok(readFileSync(log, 'utf8').length > 0, 'the node said why');
+      return true;
+    });
+    assert.deepEqual(fleet.devices(), []);
+    assert.deepEqual(readdirSync(join(fleetDir, DEVICES_DIR)), [], 'its data directory is removed');
+    assert.deepEqual((JSON.parse(readFileSync(join(fleetDir, LOCAL_FLEET_FILE), 'utf8')) as { devices: unknown[] }).devices, [], 'its address is free');
+  } finally {
+    await fleet.close();
+  }
 });
