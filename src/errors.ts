@@ -141,6 +141,9 @@ export const ERRORS = {
   COFFER_FLEET_EXHAUSTED: { message: 'No device can be provisioned from the fleet', ckr: 'CKR_DEVICE_ERROR', http: 503 },
   COFFER_FLEET_DEVICE_LOST: { message: 'Device can no longer be found or restarted', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_FLEET_UNTRUSTED: { message: 'Node failed attestation against the manufacturer and operator roots', ckr: 'CKR_DEVICE_ERROR', http: 403 },
+  COFFER_FLEET_DEVICE_START: { message: 'Device process did not start: see its log', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  COFFER_FLEET_ADDRESS_UNAVAILABLE: { message: 'Requested device address is not available in this fleet', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
+  COFFER_FLEET_NODE_NOT_BLANK: { message: 'Node holds a cluster: zeroise it before it joins the fleet', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
   // ── control plane: API (src/service/api/) ─────────────────────────────────────────────────
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },

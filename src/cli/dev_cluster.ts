@@ -25,9 +25,9 @@ import { ManagementClient, type ManagementClientOptions } from '../management/cl
 import { fail } from '../errors.js';
 import { pemOf } from '../formats/x509.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, issueManagementClientCertificate, saveDevelopmentAuthorities, type DevelopmentCustomerCa } from '../factory/development.js';
-import { NODE_LOG_FILE, isRunning, spawnNode, stopNode, type DevNode } from './dev_node_process.js';
+import { NODE_LOG_FILE, isRunning, spawnNode, stopNode, type NodeProcess as DevNode } from '../service/fleet/node_process.js';
 
-export type { DevNode } from './dev_node_process.js';
+export type { NodeProcess as DevNode } from '../service/fleet/node_process.js';
 
 export const ADMIN_NAME = 'admin';
 export const CRYPTO_USER_NAME = 'crypto_user';

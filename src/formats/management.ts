@@ -4,6 +4,10 @@
 // control plane after it). Each shape has a typed form, the JSON form it travels as, an encoder
 // (typed → JSON) and a decoder (untrusted JSON → typed, or a typed refusal naming the field).
 //
+// Fields added after the first version are optional on the wire: a decoder gives null for a field
+// an older node does not send ("the node does not say"), and an older client ignores fields it does
+// not know. A new node always sends them.
+//
 // A u64 (the journal position) travels as a decimal string: a JSON number is an IEEE double and
 // loses integers above 2^53. Byte strings travel as base64.
 //
@@ -42,6 +46,8 @@ const DIGEST_HEX = /^[0-9a-f]{64}$/;
 /** A u64 in decimal: no sign, no leading zero, at most 20 digits (2^64 − 1 has 20). */
 const U64_DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
 const U64_MAX = (1n << 64n) - 1n;
+/** The largest TCP port (RFC 9293 §3.1: 16 bits). */
+const TCP_PORT_MAX = 65535;
 /** Base64 characters of an attestation (96 bytes). */
 const ATTESTATION_BASE64_CHARS = 4 * Math.ceil(TLS_ATTESTATION_BYTES / 3);
 
@@ -79,6 +85,15 @@ export interface NodeHealth {
   readonly journalPosition: bigint;
   /** The device's state digest, hex (treat it like a KCV). */
   readonly stateDigest: string;
+  /** A restore is being received or applied right now (null: an older node does not say). A node
+   * that answers this is alive, however long the restore takes. */
+  readonly restoring: boolean | null;
+  /** A sealed backup is being made or streamed out right now (null: an older node does not say). */
+  readonly backingUp: boolean | null;
+  /** Where the data plane listens: the address it is bound to and its TCP port (null: an older
+   * node does not say). A wildcard address (0.0.0.0, ::) means every address of the machine. */
+  readonly dataPlaneHost: string | null;
+  readonly dataPlanePort: number | null;
 }
 export type NodeHealthJson = Omit<NodeHealth, 'journalPosition'> & { readonly journalPosition: string };
 
@@ -171,6 +186,23 @@ class Fields {
     return new Uint8Array(b);
   }
 
+  /** A boolean, or null when the field is absent or null (a field added after the first version). */
+  optionalBoolean(name: string): boolean | null {
+    return this.#o[name] === undefined || this.#o[name] === null ? null : this.boolean(name);
+  }
+
+  /** A string, or null when absent or null (a field added after the first version). */
+  optionalString(name: string, charsMax: number): string | null {
+    return this.#o[name] === undefined ? null : this.nullableString(name, charsMax);
+  }
+
+  /** A TCP port 1–65535, or null when absent or null (a field added after the first version). */
+  optionalPort(name: string): number | null {
+    const v = this.#o[name];
+    if (v === undefined || v === null) return null;
+    return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= TCP_PORT_MAX ? v : this.#bad(name, true);
+  }
+
   matching(name: string, pattern: RegExp, charsMax: number): string {
     const s = this.string(name, charsMax);
     return pattern.test(s) ? s : this.#bad(name, true);
@@ -219,6 +251,8 @@ export function decodeNodeHealth(json: unknown): NodeHealth {
     tokenObjects: f.count('tokenObjects'), sessions: f.count('sessions'), inFlight: f.count('inFlight'), inFlightMax: f.count('inFlightMax'),
     connections: f.count('connections'), capacityOpsPerSecond: f.count('capacityOpsPerSecond'), loadPermille: f.count('loadPermille'),
     journalPosition: f.u64('journalPosition'), stateDigest: f.matching('stateDigest', DIGEST_HEX, 64),
+    restoring: f.optionalBoolean('restoring'), backingUp: f.optionalBoolean('backingUp'),
+    dataPlaneHost: f.optionalString('dataPlaneHost', NAME_CHARS_MAX), dataPlanePort: f.optionalPort('dataPlanePort'),
   };
 }
 

@@ -84,6 +84,8 @@ export class ManagementClient {
     return this.#pinned ?? (await this.#verify());
   }
 
+  /** The node's health. A node answers it while it receives or applies a restore or makes a backup,
+   * and says so (`restoring`, `backingUp`; null from a node too old to say): docs/node.md "Endpoints". */
   async health(): Promise<NodeHealth> {
     return answer(decodeNodeHealth, await this.#json({ ...MANAGEMENT_ROUTES.health }));
   }

@@ -7,8 +7,11 @@
 // The server presents the node's attested per-start TLS leaf (tls_identity.ts); a management client
 // cannot know that leaf in advance, so it checks the device certificate and the attestation that
 // GET /v1/identity returns against the leaf of that very connection (src/management/client.ts).
-// Requests that read or change the device's state run one at a time (createBackup and
+// Requests that change the device's state, and backups, run one at a time (createBackup and
 // restoreBackup are synchronous; a restore must never interleave with a backup or an initialise).
+// Identity and health never wait for that queue: health reads the device's in-memory status, which
+// a restore replaces in one synchronous step, and says whether a restore or a backup is in progress,
+// so a control plane never takes a long restore for a dead node.
 
 import type { X509Certificate } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
@@ -36,6 +39,8 @@ const BUSY_RETRY_AFTER_S = 1;
 
 /** What the management interface needs of the data plane. */
 export interface ManagementDataPlane {
+  /** The data plane's TCP port (health reports it). */
+  readonly port: number;
   load(): NodeLoad;
   /** Re-issues the data-plane TLS identity from the device's cluster state (after restore,
    * initialisation, zeroisation). */
@@ -48,6 +53,8 @@ export interface ManagementOptions {
   /** The node's data directory: spool files go to `<dataDir>/management-tmp`. */
   readonly dataDir: string;
   readonly host?: string;
+  /** The address the data plane is bound to, as health reports it; default: `host`. */
+  readonly dataPlaneHost?: string;
   /** 0 (default): any free port. */
   readonly port?: number;
   /** Default: a fresh attested identity (tls_identity.ts). */
@@ -74,7 +81,7 @@ export async function startManagement(options: ManagementOptions): Promise<Manag
   const tmpDir = join(options.dataDir, MANAGEMENT_TMP_DIR);
   rmSync(tmpDir, { recursive: true, force: true }); // spool files of a previous run hold no state anyone waits for
   mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
-  const ctx = newContext(options, tls, tmpDir);
+  const ctx = newContext(options, tls, tmpDir, options.dataPlaneHost ?? host);
   const server: Server = createServer({
     key: tls.keyPem, cert: tls.certificatePem, minVersion: 'TLSv1.3',
     ca: operatorRoot.pem, requestCert: true, rejectUnauthorized: true,
@@ -113,13 +120,15 @@ export async function startManagement(options: ManagementOptions): Promise<Manag
   };
 }
 
-function newContext(options: ManagementOptions, tls: TlsIdentity, tmpDir: string): ManagementContext {
+function newContext(options: ManagementOptions, tls: TlsIdentity, tmpDir: string, dataPlaneHost: string): ManagementContext {
   let queue: Promise<unknown> = Promise.resolve();
   let spoolCounter = 0;
   return {
     hsm: options.hsm,
     dataPlane: options.dataPlane,
+    dataPlaneHost,
     tls,
+    activity: { backups: 0, restores: 0 },
     jsonBodyBytesMax: options.jsonBodyBytesMax ?? MANAGEMENT_JSON_BODY_BYTES_MAX,
     restoreBytesMax: options.restoreBytesMax ?? MANAGEMENT_RESTORE_BYTES_MAX,
     onBug: options.onBug ?? (() => undefined),

@@ -1,7 +1,8 @@
 // The endpoints of the management interface (docs/node.md "Management interface"). Each handler
 // returns the JSON to answer 200 with, or undefined when it answered itself (the backup stream).
 // Requests are decoded and answers encoded with the shared shapes of src/formats/management.ts, the
-// same the clients parse. Everything that reads or changes the device's state runs under ctx.exclusive.
+// same the clients parse. Everything that changes the device's state, and backups, run under
+// ctx.exclusive; identity and health never wait for it (health reports ctx.activity instead).
 
 import { createReadStream, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -21,8 +22,12 @@ import type { TlsIdentity } from './tls_identity.js';
 export interface ManagementContext {
   readonly hsm: Hsm;
   readonly dataPlane: ManagementDataPlane;
+  /** The address the data plane is bound to (health reports it). */
+  readonly dataPlaneHost: string;
   /** The management server's own attested leaf (what GET /v1/identity vouches for). */
   readonly tls: TlsIdentity;
+  /** Backup and restore requests in progress, from their first byte to their last (health reports them). */
+  readonly activity: { backups: number; restores: number };
   readonly jsonBodyBytesMax: number;
   readonly restoreBytesMax: number;
   readonly onBug: (e: unknown) => void;
@@ -45,33 +50,57 @@ function identity(ctx: ManagementContext): Promise<NodeIdentityJson> {
   }));
 }
 
-async function health(ctx: ManagementContext): Promise<NodeHealthJson> {
-  return ctx.exclusive(() => {
-    const status = ctx.hsm.status();
-    const load = ctx.dataPlane.load();
-    return encodeNodeHealth({
-      provisioning: status.provisioning,
-      serial: status.serial,
-      mode: status.mode,
-      cluster: status.cluster,
-      clusterId: status.clusterId,
-      usersInitialised: status.usersInitialised,
-      activated: status.activated,
-      tokenObjects: status.tokenObjects,
-      sessions: status.sessions,
-      inFlight: load.inFlight,
-      inFlightMax: load.inFlightMax,
-      connections: load.connections,
-      capacityOpsPerSecond: load.capacityOpsPerSecond,
-      loadPermille: load.inFlightMax === 0 ? 0 : Math.round((load.inFlight * 1000) / load.inFlightMax),
-      journalPosition: status.journalPosition,
-      stateDigest: Buffer.from(ctx.hsm.stateDigest()).toString('hex'),
-    });
-  });
+/**
+ * Health, answered at once: not queued behind a backup or a restore, whose progress it reports.
+ * What it reads — the device's in-memory status and the state digest — is only ever replaced in
+ * one synchronous step (DeviceState.replaceStaged), so it sees the state before or after a restore,
+ * never a part of it. While the device itself computes (sealing a backup, checking or staging a
+ * restore) the event loop is busy and the answer waits for that step (seconds at 100k objects,
+ * docs/bench.md); the long parts — receiving the upload, streaming the backup out — do not block it.
+ */
+function health(ctx: ManagementContext): Promise<NodeHealthJson> {
+  const status = ctx.hsm.status();
+  const load = ctx.dataPlane.load();
+  return Promise.resolve(encodeNodeHealth({
+    provisioning: status.provisioning,
+    serial: status.serial,
+    mode: status.mode,
+    cluster: status.cluster,
+    clusterId: status.clusterId,
+    usersInitialised: status.usersInitialised,
+    activated: status.activated,
+    tokenObjects: status.tokenObjects,
+    sessions: status.sessions,
+    inFlight: load.inFlight,
+    inFlightMax: load.inFlightMax,
+    connections: load.connections,
+    capacityOpsPerSecond: load.capacityOpsPerSecond,
+    loadPermille: load.inFlightMax === 0 ? 0 : Math.round((load.inFlight * 1000) / load.inFlightMax),
+    journalPosition: status.journalPosition,
+    stateDigest: Buffer.from(ctx.hsm.stateDigest()).toString('hex'),
+    restoring: ctx.activity.restores > 0,
+    backingUp: ctx.activity.backups > 0,
+    dataPlaneHost: ctx.dataPlaneHost,
+    dataPlanePort: ctx.dataPlane.port,
+  }));
+}
+
+/** Runs `fn` counted as a backup or restore in progress (health reports it), however it ends. */
+async function counted<T>(ctx: ManagementContext, kind: 'backups' | 'restores', fn: () => Promise<T>): Promise<T> {
+  ctx.activity[kind]++;
+  try {
+    return await fn();
+  } finally {
+    ctx.activity[kind]--;
+  }
 }
 
 /** Seals a backup into a spool file, then streams the file; the file is removed however it ends. */
-async function backup(ctx: ManagementContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<unknown> {
+function backup(ctx: ManagementContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<unknown> {
+  return counted(ctx, 'backups', () => sealAndStream(ctx, res, url));
+}
+
+async function sealAndStream(ctx: ManagementContext, res: ServerResponse, url: URL): Promise<undefined> {
   const requested = url.searchParams.get(BACKUP_CLUSTER_ID_PARAM);
   const path = ctx.spoolPath('backup');
   try {
@@ -100,7 +129,11 @@ async function backup(ctx: ManagementContext, _req: IncomingMessage, res: Server
 }
 
 /** Spools the uploaded backup, restores it, and re-issues the data-plane TLS identity. */
-async function restore(ctx: ManagementContext, req: IncomingMessage): Promise<RestoreSummary> {
+function restore(ctx: ManagementContext, req: IncomingMessage): Promise<RestoreSummary> {
+  return counted(ctx, 'restores', () => receiveAndRestore(ctx, req));
+}
+
+async function receiveAndRestore(ctx: ManagementContext, req: IncomingMessage): Promise<RestoreSummary> {
   const path = ctx.spoolPath('restore');
   try {
     await spoolBody(req, path, ctx.restoreBytesMax);

@@ -27,6 +27,7 @@ const HEALTH: NodeHealth = {
   provisioning: 'COMMISSIONED', serial: 'CFR-0123456789ABCDEF', mode: 'NON_FIPS', cluster: 'INITIALISED', clusterId: 'cluster-abcdefgh234',
   usersInitialised: true, activated: true, tokenObjects: 2, sessions: 1, inFlight: 0, inFlightMax: 4096, connections: 1,
   capacityOpsPerSecond: 0, loadPermille: 0, journalPosition: 0n, stateDigest: 'ab'.repeat(32),
+  restoring: true, backingUp: false, dataPlaneHost: '127.0.0.7', dataPlanePort: 2223,
 };
 
 const IDENTITY: NodeIdentity = {
@@ -67,6 +68,18 @@ test('health: counts, flags, names and the digest are checked', () => {
   refuses(() => decodeNodeHealth({ ...json, serial: 's'.repeat(257) }), 'COFFER_FORMAT_LIMIT', { field: 'serial' });
   refuses(() => decodeNodeHealth([json]), 'COFFER_MANAGEMENT_REQUEST', { reason: 'body-not-object' });
   refuses(() => decodeNodeHealth(null), 'COFFER_MANAGEMENT_REQUEST', { reason: 'body-not-object' });
+});
+
+test('health: the fields added after the first version are optional on the wire (null: the node does not say)', () => {
+  const json = overJson(encodeNodeHealth(HEALTH)) as Record<string, unknown>;
+  assert.deepEqual([json['restoring'], json['backingUp'], json['dataPlaneHost'], json['dataPlanePort']], [true, false, '127.0.0.7', 2223]);
+  const { restoring: _r, backingUp: _b, dataPlaneHost: _h, dataPlanePort: _p, ...older } = json;
+  assert.deepEqual(decodeNodeHealth(older), { ...HEALTH, restoring: null, backingUp: null, dataPlaneHost: null, dataPlanePort: null });
+  assert.deepEqual(decodeNodeHealth({ ...json, restoring: null, dataPlanePort: null }), { ...HEALTH, restoring: null, dataPlanePort: null });
+  for (const [field, bad] of [['restoring', 'yes'], ['backingUp', 0], ['dataPlanePort', 0], ['dataPlanePort', 65536], ['dataPlanePort', 2223.5], ['dataPlanePort', '2223'], ['dataPlaneHost', 7]] as const) {
+    refuses(() => decodeNodeHealth({ ...json, [field]: bad }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field });
+  }
+  refuses(() => decodeNodeHealth({ ...json, dataPlaneHost: 'h'.repeat(257) }), 'COFFER_FORMAT_LIMIT', { field: 'dataPlaneHost' });
 });
 
 test('identity: the attestation travels as canonical base64 of exactly 96 bytes', () => {

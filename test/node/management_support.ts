@@ -75,8 +75,10 @@ export interface TestNode {
   readonly dataPlane: DataPlane;
   readonly management: ManagementServer;
   readonly dataDir: string;
-  /** refreshTls calls seen by the management server. */
-  readonly refreshes: { count: number };
+  /** refreshTls calls seen by the management server. A test that sets `gate` holds every later
+   * refreshTls (the last step of a restore, inside the node's queue) until the gate resolves, and
+   * hears `onHeld` when one is held. */
+  readonly refreshes: { count: number; gate?: Promise<void> | undefined; onHeld?: (() => void) | undefined };
   close(): Promise<void>;
 }
 
@@ -86,11 +88,16 @@ export async function startTestNode(authorities: DevelopmentAuthorities, options
   await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
   const dataPlane = await startDataPlane({ hsm });
   const dataDir = mkdtempSync(join(tmpdir(), 'coffer-mgmt-'));
-  const refreshes = { count: 0 };
+  const refreshes: TestNode['refreshes'] = { count: 0 };
   const observed = {
+    port: dataPlane.port,
     load: () => dataPlane.load(),
     refreshTls: async () => {
       refreshes.count++;
+      if (refreshes.gate !== undefined) {
+        refreshes.onHeld?.();
+        await refreshes.gate;
+      }
       await dataPlane.refreshTls();
     },
   };

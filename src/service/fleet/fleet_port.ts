@@ -31,17 +31,35 @@ export interface FleetDevice {
 export interface ProvisionRequest {
   readonly clusterId: string;
   readonly hsmId: string;
-  /** The loopback address (local fleet) or a hint; the device returned says where it listens. */
-  readonly eniIp: string;
-  /** The cluster's data-plane port (CloudHSM uses 2223; 0 = any free port). */
+  /** The address the device must listen on (its EniIp: a loopback address 127.0.0.N for the local
+   * fleet, the address of a registered node for the remote one); absent: the fleet chooses. A
+   * device is never handed out on another address than the one asked for. */
+  readonly eniIp?: string;
+  /** The cluster's data-plane port (CloudHSM uses 2223; 0 = any port): one port for every HSM of
+   * a cluster, each on its own address. */
   readonly dataPlanePort: number;
+}
+
+/** A device that stopped without the fleet being asked to stop it. */
+export interface DeviceExit {
+  readonly device: FleetDevice;
+  /** `exited`: its process ended (exit status or signal when the fleet saw them, else null);
+   * `unreachable`: a remote node stopped answering. */
+  readonly reason: 'exited' | 'unreachable';
+  readonly code: number | null;
+  readonly signal: string | null;
 }
 
 /**
  * Failures are typed errors:
- *   COFFER_FLEET_EXHAUSTED   no device can be provisioned (remote fleet empty, a cap reached)
- *   COFFER_FLEET_DEVICE_LOST a device cannot be reattached (its process and data are gone)
- *   COFFER_FLEET_UNTRUSTED   a registered node failed attestation against the roots
+ *   COFFER_FLEET_EXHAUSTED            no device can be provisioned (remote fleet empty, no address left)
+ *   COFFER_FLEET_ADDRESS_UNAVAILABLE  the address asked for is taken or not one this fleet serves
+ *   COFFER_FLEET_DEVICE_LOST          a device cannot be reattached (its process and data are gone)
+ *   COFFER_FLEET_DEVICE_START         a local device process did not start
+ *   COFFER_FLEET_UNTRUSTED            a node failed attestation against the roots
+ *   COFFER_FLEET_NODE_NOT_BLANK       a node to be registered or handed out holds a cluster
+ * A device is verified over its management interface (attestation, serial, blank) before it is
+ * handed out. Details: docs/fleet.md.
  */
 export interface Fleet {
   /** A blank commissioned device, started and verified. */
@@ -52,6 +70,9 @@ export interface Fleet {
   management(device: FleetDevice): ManagementClient;
   /** Zeroises the device and gives it back (a local process stops and its data is removed). */
   release(device: FleetDevice): Promise<void>;
+  /** Tells `listener` of every device that stops without `release` or `close` having asked it to
+   * (in addition to what health probes find); returns the unsubscribe function. */
+  onDeviceExit(listener: (exit: DeviceExit) => void): () => void;
   /** Stops watching and closes clients; local node processes are left running unless `stopDevices`. */
   close(options?: { readonly stopDevices?: boolean }): Promise<void>;
 }
