@@ -140,6 +140,7 @@ export const ERRORS = {
   // ── control plane: fleet (src/service/fleet/) ─────────────────────────────────────────────
   COFFER_FLEET_EXHAUSTED: { message: 'No device can be provisioned from the fleet', ckr: 'CKR_DEVICE_ERROR', http: 503 },
   COFFER_FLEET_DEVICE_LOST: { message: 'Device can no longer be found or restarted', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
+  COFFER_FLEET_MODE_MISMATCH: { message: 'Device was commissioned in the other mode (FIPS / non-FIPS) than the cluster needs', ckr: 'CKR_DEVICE_ERROR', http: 409 },
   COFFER_FLEET_UNTRUSTED: { message: 'Node failed attestation against the manufacturer and operator roots', ckr: 'CKR_DEVICE_ERROR', http: 403 },
   COFFER_FLEET_DEVICE_START: { message: 'Device process did not start: see its log', ckr: 'CKR_DEVICE_ERROR', http: 503 },
   COFFER_FLEET_ADDRESS_UNAVAILABLE: { message: 'Requested device address is not available in this fleet', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },

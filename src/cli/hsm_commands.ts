@@ -22,6 +22,7 @@ interface ServeFlags {
   readonly authorities?: string;
   readonly clientCa: readonly string[];
   readonly development?: true;
+  readonly mode: string;
   readonly logLevel: string;
 }
 
@@ -48,11 +49,12 @@ async function serve(opts: ServeFlags): Promise<void> {
   const port = portOf(opts.port, '--port');
   const managementPort = opts.managementPort === undefined ? undefined : portOf(opts.managementPort, '--management-port');
   if (!isLogLevel(opts.logLevel)) fail('COFFER_CLI_USAGE', { reason: `--log-level must be one of ${LOG_LEVELS.join(', ')}` });
+  if (opts.mode !== 'FIPS' && opts.mode !== 'NON_FIPS') fail('COFFER_CLI_USAGE', { reason: '--mode must be FIPS or NON_FIPS' });
   const log = createLogger({ level: opts.logLevel });
   const clientTrustAnchors = opts.clientCa.map((f) => readFileSync(f, 'utf8'));
   const stopping = stopSignal(); // listen before the (slow) start, so an early SIGTERM still stops cleanly
   const node = await serveNode({
-    dataDir: opts.data, development: true, host: opts.host, port, log,
+    dataDir: opts.data, development: true, host: opts.host, port, log, mode: opts.mode,
     ...(opts.authorities === undefined ? {} : { authoritiesDir: opts.authorities }),
     ...(managementPort === undefined ? {} : { managementPort }),
     ...(clientTrustAnchors.length === 0 ? {} : { clientTrustAnchors }),
@@ -83,6 +85,7 @@ export function registerHsmCommands(program: Command): void {
     .option('--authorities <dir>', 'development authorities to provision a new device with (saved by `coffer dev cluster`)')
     .option('--client-ca <file>', 'a PEM CA whose client certificates the data plane accepts (repeatable)', collect, [])
     .option('--development', 'provision a new directory with development keys (required today)')
+    .option('--mode <mode>', 'the mode a new device is commissioned in: FIPS | NON_FIPS (an existing device keeps its own)', 'NON_FIPS')
     .option('--log-level <level>', `structured log on stderr (JSON lines): ${LOG_LEVELS.join(' | ')}`, LOG_LEVEL_DEFAULT)
     .action(serve);
 }

@@ -32,6 +32,9 @@ export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm'> {
   /** Development authorities saved by saveDevelopmentAuthorities: a NEW device is provisioned with
    * them instead of throw-away ones. Nodes that must restore each other's backups share them. */
   readonly authoritiesDir?: string;
+  /** The mode a NEW device is commissioned in (docs/device.md "Modes"); default NON_FIPS. An existing
+   * device keeps the mode it was commissioned in. */
+  readonly mode?: 'FIPS' | 'NON_FIPS';
   /** Serve the management interface on this port (0: any free port); absent: no management server. */
   readonly managementPort?: number;
   /** The node's structured log (docs/node.md "Logs"); default: JSON lines on stderr at `info`. */
@@ -104,7 +107,7 @@ export async function serveNode(options: ServeOptions): Promise<ServedNode> {
   try {
     if (hsm.status().provisioning === 'NEW') {
       const authorities = authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir);
-      await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
+      await provisionDevelopmentDevice(hsm, authorities, { mode: options.mode ?? 'NON_FIPS' });
     }
     dataPlane = await startDataPlane({ ...planeOptions, hsm, onBug, onRefused: (op, code) => log.info({ event: 'refused', op: opLabel(op), code }, 'request refused') });
     const management = managementPort === undefined ? undefined : await startManagement({

@@ -38,6 +38,9 @@ export interface ProvisionRequest {
   /** The cluster's data-plane port (CloudHSM uses 2223; 0 = any port): one port for every HSM of
    * a cluster, each on its own address. */
   readonly dataPlanePort: number;
+  /** The cluster's mode: a device is commissioned in one mode for life, and restores only backups of
+   * that mode. Default NON_FIPS. */
+  readonly mode?: 'FIPS' | 'NON_FIPS';
 }
 
 /** A device that stopped without the fleet being asked to stop it. */

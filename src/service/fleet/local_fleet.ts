@@ -123,12 +123,12 @@ export class LocalFleet implements Fleet {
     this.#records.set(record.deviceId, record); // the address is taken from here on
     this.#persist();
     try {
-      const node = await spawnNode({ ...this.#spawnOptions(record), port });
+      const node = await spawnNode({ ...this.#spawnOptions(record), port, mode: request.mode ?? 'NON_FIPS' });
       Object.assign(record, { serial: node.serial, port: node.port, managementPort: node.managementPort, pid: node.pid });
       this.#children.set(record.deviceId, node.process);
       this.#persist();
       const device = deviceOf(record);
-      await verifyDevice(this.management(device), device, { blank: true });
+      await verifyDevice(this.management(device), device, { blank: true, mode: request.mode ?? 'NON_FIPS' });
       record.state = 'ready';
       this.#persist();
       this.#watchChild(record.deviceId, node.process);

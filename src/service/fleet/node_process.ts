@@ -54,6 +54,8 @@ export interface SpawnNodeOptions {
   /** Its own process group, so that it outlives its parent and a terminal's Ctrl-C to the parent
    * does not reach it (the local fleet's devices); default false (the development cluster's). */
   readonly detached?: boolean;
+  /** The mode a new device is commissioned in; default NON_FIPS. */
+  readonly mode?: 'FIPS' | 'NON_FIPS';
 }
 
 /** Starts a node process and resolves once it is ready; COFFER_FLEET_DEVICE_START (with its log's
@@ -65,6 +67,7 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<NodeProcess>
   const args = [
     options.mainJs, 'hsm', 'serve', '--data', options.dataDir, '--development', '--authorities', options.authoritiesDir,
     '--host', options.host, '--port', String(options.port ?? 0), '--management-port', String(options.managementPort ?? 0),
+    '--mode', options.mode ?? 'NON_FIPS',
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', log], detached: options.detached ?? false });
   closeSync(log); // the child holds its own descriptor

@@ -156,7 +156,7 @@ export class RemoteFleet implements Fleet {
     for (const record of candidates) {
       record.state = 'assigned'; // taken from here on, also for a provision running beside this one
       try {
-        await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: true });
+        await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: true, mode: request.mode ?? 'NON_FIPS' });
         this.#persist();
         this.#watch(record);
         return deviceOf(record);

@@ -35,12 +35,13 @@ export function isBlank(health: NodeHealth): boolean {
 }
 
 /** Verifies `device` (see the header) and answers its health. */
-export async function verifyDevice(client: ManagementClient, device: FleetDevice, options: { readonly blank: boolean }): Promise<NodeHealth> {
+export async function verifyDevice(client: ManagementClient, device: FleetDevice, options: { readonly blank: boolean; readonly mode?: 'FIPS' | 'NON_FIPS' }): Promise<NodeHealth> {
   if ((await attestedSerial(client)) !== device.serial) fail('COFFER_FLEET_UNTRUSTED', { reason: 'unexpected-serial' });
   const health = await client.health();
   if (health.provisioning !== 'COMMISSIONED' || health.serial !== device.serial) fail('COFFER_FLEET_UNTRUSTED', { reason: 'not-commissioned' });
   if (health.dataPlanePort !== null && health.dataPlanePort !== device.port) fail('COFFER_FLEET_UNTRUSTED', { reason: 'data-plane-port' });
   if (options.blank && !isBlank(health)) fail('COFFER_FLEET_NODE_NOT_BLANK', { cluster: health.cluster });
+  if (options.mode !== undefined && health.mode !== options.mode) fail('COFFER_FLEET_MODE_MISMATCH', { mode: String(health.mode) });
   return health;
 }
 

@@ -87,12 +87,13 @@ export class InProcessFleet implements Fleet {
   async provision(request: ProvisionRequest): Promise<FleetDevice> {
     const host = allocateLoopback(request.eniIp, new Set([...this.#records.values()].map((r) => r.host)));
     const deviceId = `inproc-${randomUUID()}`;
-    const served = await this.#serve(deviceId, host, request.dataPlanePort);
+    const mode = request.mode ?? 'NON_FIPS';
+    const served = await this.#serve(deviceId, host, request.dataPlanePort, mode);
     const record: Record = { deviceId, serial: served.node.hsm.status().serial ?? '', host, port: served.node.dataPlane.port, managementPort: served.node.management?.port ?? 0 };
     this.#records.set(deviceId, record);
     this.#persist();
     try {
-      await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: true });
+      await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: true, mode });
     } catch (e) {
       await this.release(deviceOf(record));
       throw e;
@@ -163,10 +164,10 @@ export class InProcessFleet implements Fleet {
     }
   }
 
-  async #serve(deviceId: string, host: string, port: number): Promise<Served> {
+  async #serve(deviceId: string, host: string, port: number, mode: 'FIPS' | 'NON_FIPS' = 'NON_FIPS'): Promise<Served> {
     const dataDir = this.dataDir(deviceId);
     const node = await serveNode({
-      dataDir, development: true, authoritiesDir: this.#options.authoritiesDir, host, port, managementPort: 0,
+      dataDir, development: true, authoritiesDir: this.#options.authoritiesDir, host, port, managementPort: 0, mode,
       log: createLogger({ level: 'silent' }),
     });
     const served: Served = { node, id: randomUUID(), onExit: new Set() };
