@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
 import { NODE_LOG_FILE } from '../../src/cli/dev_node_process.js';
 import { Cluster } from '../../src/client/cluster.js';
+import { forms } from '../secret_forms.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'coffer-logs-'));
@@ -23,15 +24,6 @@ after(async () => {
   await dev?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** Every form a secret could take in a log line: as text, and its bytes as hex, base64 and base64url. */
-function forms(secret: string | Uint8Array): string[] {
-  const bytes = typeof secret === 'string' ? Buffer.from(secret) : Buffer.from(secret);
-  const out = [bytes.toString('hex'), bytes.toString('base64').replace(/=+$/, ''), bytes.toString('base64url')];
-  if (typeof secret === 'string') out.push(secret, JSON.stringify(secret).slice(1, -1));
-  // A long secret is looked for in 24-character pieces too: a log line could hold part of it.
-  return out.flatMap((f) => (f.length > 48 ? [f, ...Array.from({ length: Math.floor(f.length / 24) }, (_, i) => f.slice(i * 24, i * 24 + 24))] : [f]));
-}
 
 test('a whole scenario on node processes: every event is logged, no secret is', { timeout: 240_000 }, async () => {
   dev = await startDevelopmentCluster({ dir: join(dir, 'cluster'), nodes: 1, mainJs: MAIN });
