@@ -1,0 +1,200 @@
+// The PostgreSQL metadata store (src/storage/metadata_postgres.ts) against a real server: the
+// conformance suite, each test in a schema of its own (dropped afterwards), then what only this
+// adapter has — schema creation and refusal, connection failures that never show the password, and
+// several processes racing for the same lease, journal seq and document version.
+//
+// The server: COFFER_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test (start it with
+// .ci/start-postgres). If it cannot be reached these tests fail, saying so; they never skip.
+
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { inspect } from 'node:util';
+import pg from 'pg';
+import { isCofferError } from '../../src/errors.js';
+import { METADATA_SCHEMA_VERSION } from '../../src/storage/metadata_checks.js';
+import { PostgresMetadataStore } from '../../src/storage/metadata_postgres.js';
+import type { MetadataStore } from '../../src/storage/metadata_port.js';
+import { metadataConformance } from './metadata_conformance.js';
+import { raceProcesses, StoreProcess } from './metadata_process.js';
+
+const URL_TEXT = process.env['COFFER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const admin = new pg.Pool({ connectionString: URL_TEXT, max: 2, connectionTimeoutMillis: 10_000 });
+admin.on('error', () => undefined);
+const schemas: string[] = [];
+/** A schema name no other run or test uses. */
+const freshSchema = (): string => {
+  const name = `coffer_test_${process.pid}_${schemas.length}_${Math.floor(Math.random() * 1e9)}`;
+  schemas.push(name);
+  return name;
+};
+
+before(async () => {
+  try {
+    await admin.query('SELECT 1');
+  } catch (e) {
+    const where = new URL(URL_TEXT);
+    throw new Error(
+      `PostgreSQL is not reachable at ${where.hostname}:${where.port || 5432}${where.pathname} (${(e as Error).message}). ` +
+        'These tests need a real server: run .ci/start-postgres, or set COFFER_TEST_POSTGRES_URL.',
+    );
+  }
+});
+
+after(async () => {
+  try {
+    for (const s of schemas) await admin.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => undefined);
+  } finally {
+    await admin.end();
+  }
+});
+
+const schemaOf = new WeakMap<MetadataStore, string>();
+metadataConformance('PostgreSQL', {
+  open: async () => {
+    const schema = freshSchema();
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema });
+    schemaOf.set(store, schema);
+    return store;
+  },
+  reopen: async (store) => {
+    const schema = schemaOf.get(store)!;
+    await store.close();
+    const again = await PostgresMetadataStore.open({ url: URL_TEXT, schema });
+    schemaOf.set(again, schema);
+    return again;
+  },
+});
+
+/** Where the URL `u` points, with `password` put in as its password. */
+function withPassword(u: string, password: string, port?: number): string {
+  const url = new URL(u);
+  url.password = password;
+  if (port !== undefined) url.port = String(port);
+  return url.toString();
+}
+
+/** Everything an error could show: message, stack, JSON, detail and causes to any depth. */
+const everything = (e: unknown): string => `${String(e)}\n${(e as Error).stack ?? ''}\n${JSON.stringify(e)}\n${inspect(e, { depth: Infinity, showHidden: true })}`;
+
+void describe('PostgreSQL metadata schema', () => {
+  void test('tables are created in the configured schema, marked with the schema version', async () => {
+    const schema = freshSchema();
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema });
+    try {
+      assert.equal(store.schema, schema);
+      const { rows } = await admin.query<{ tablename: string }>('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename', [schema]);
+      assert.deepEqual(rows.map((r) => r.tablename), ['coffer_schema', 'documents', 'journal', 'journal_heads', 'leases']);
+      assert.deepEqual((await admin.query(`SELECT version FROM "${schema}".coffer_schema`)).rows, [{ version: METADATA_SCHEMA_VERSION }]);
+      await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '{"a":1}' }]);
+      assert.deepEqual((await admin.query(`SELECT collection, id, version, body FROM "${schema}".documents`)).rows, [{ collection: 'clusters', id: 'cluster-a', version: '1', body: '{"a":1}' }]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  void test('processes opening a new schema at once create it once, and all can use it', async () => {
+    const schema = freshSchema();
+    const stores = await Promise.all(Array.from({ length: 6 }, () => PostgresMetadataStore.open({ url: URL_TEXT, schema, connections: 2 })));
+    try {
+      const results = await Promise.allSettled(stores.map((s, i) => s.commit([{ collection: 'service', id: 'first', parent: null, expectedVersion: 0, body: `${i}` }])));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+      assert.equal((await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".coffer_schema`)).rows[0]?.n, 1);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
+    }
+  });
+
+  void test('a newer schema version is refused with COFFER_METADATA_SCHEMA_UNSUPPORTED and left alone', async () => {
+    const schema = freshSchema();
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema });
+    await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '{}' }]);
+    await store.close();
+    await admin.query(`UPDATE "${schema}".coffer_schema SET version = $1`, [METADATA_SCHEMA_VERSION + 1]);
+    await assert.rejects(PostgresMetadataStore.open({ url: URL_TEXT, schema }), (e: unknown) =>
+      isCofferError(e, 'COFFER_METADATA_SCHEMA_UNSUPPORTED') && e.detail['version'] === METADATA_SCHEMA_VERSION + 1 && e.detail['supported'] === METADATA_SCHEMA_VERSION,
+    );
+    assert.deepEqual((await admin.query(`SELECT version FROM "${schema}".coffer_schema`)).rows, [{ version: METADATA_SCHEMA_VERSION + 1 }]);
+    assert.equal((await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${schema}".documents`)).rows[0]?.n, 1);
+  });
+
+  void test('a schema holding another application\'s tables of the same names is COFFER_FORMAT_BAD_MAGIC and left alone', async () => {
+    const schema = freshSchema();
+    await admin.query(`CREATE SCHEMA "${schema}"; CREATE TABLE "${schema}".documents (x text); INSERT INTO "${schema}".documents VALUES ('theirs')`);
+    await assert.rejects(PostgresMetadataStore.open({ url: URL_TEXT, schema }), (e: unknown) => isCofferError(e, 'COFFER_FORMAT_BAD_MAGIC'));
+    const { rows } = await admin.query<{ tablename: string }>('SELECT tablename FROM pg_tables WHERE schemaname = $1', [schema]);
+    assert.deepEqual(rows.map((r) => r.tablename), ['documents'], 'the failed creation was rolled back');
+    assert.deepEqual((await admin.query(`SELECT x FROM "${schema}".documents`)).rows, [{ x: 'theirs' }]);
+  });
+
+  void test('a schema name that is not a plain lower-case identifier is COFFER_METADATA_INVALID', async () => {
+    for (const schema of ['', 'Coffer', 'a b', 'x"; DROP SCHEMA public; --', '1abc', 'a'.repeat(64)]) {
+      await assert.rejects(PostgresMetadataStore.open({ url: URL_TEXT, schema }), (e: unknown) => isCofferError(e, 'COFFER_METADATA_INVALID'), schema);
+    }
+  });
+});
+
+void describe('PostgreSQL connection failures', () => {
+  const password = 'pw-Sentinel-7f3a9c';
+
+  void test('nothing listening: COFFER_METADATA_UNAVAILABLE, and the password is nowhere in the error', async () => {
+    // Port 1 on the loopback: nothing listens there, the connection is refused at once.
+    const url = withPassword(URL_TEXT, password, 1);
+    const e = await PostgresMetadataStore.open({ url, schema: freshSchema() }).then(
+      () => assert.fail('opened a store on a closed port'),
+      (err: unknown) => err,
+    );
+    assert.ok(isCofferError(e, 'COFFER_METADATA_UNAVAILABLE'), everything(e));
+    assert.equal(e.detail['reason'], 'ECONNREFUSED');
+    assert.ok(!everything(e).includes(password), 'the password does not appear');
+  });
+
+  void test('a database that does not exist, and a malformed URL: COFFER_METADATA_UNAVAILABLE without the password', async () => {
+    const missing = new URL(withPassword(URL_TEXT, password));
+    missing.pathname = '/coffer_no_such_database';
+    const e1 = await PostgresMetadataStore.open({ url: missing.toString(), schema: freshSchema() }).then(() => assert.fail('opened'), (err: unknown) => err);
+    assert.ok(isCofferError(e1, 'COFFER_METADATA_UNAVAILABLE'), everything(e1));
+    assert.equal(e1.detail['reason'], 'sqlstate 3D000');
+    assert.ok(!everything(e1).includes(password));
+    const e2 = await PostgresMetadataStore.open({ url: `postgres://postgres:${password}@[not a host/test`, schema: freshSchema() }).then(() => assert.fail('opened'), (err: unknown) => err);
+    assert.ok(isCofferError(e2, 'COFFER_METADATA_UNAVAILABLE'), everything(e2));
+    assert.ok(!everything(e2).includes(password));
+  });
+
+  void test('a server that goes away under an open store: COFFER_METADATA_UNAVAILABLE, then service resumes', async () => {
+    const schema = freshSchema();
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema, connections: 2 });
+    try {
+      await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '{}' }]);
+      // End every session of this store (the server restarting, a failover), found by its application_name.
+      const killed = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'coffer-metadata' AND pid <> pg_backend_pid()");
+      assert.ok((killed.rowCount ?? 0) >= 1);
+      // The pool notices a dropped idle connection either as the query fails or before it is used;
+      // either way a call fails typed or succeeds on a new connection, never with a raw driver error.
+      for (let i = 0; i < 3; i++) {
+        try {
+          await store.get('clusters', 'cluster-a');
+        } catch (e) {
+          assert.ok(isCofferError(e, 'COFFER_METADATA_UNAVAILABLE'), everything(e));
+        }
+      }
+      assert.equal((await store.get('clusters', 'cluster-a'))?.version, 1);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+void describe('PostgreSQL across processes', () => {
+  void test('four processes race for the same lease, journal seq and version: exactly one winner each time', async () => {
+    const schema = freshSchema();
+    const parent = await PostgresMetadataStore.open({ url: URL_TEXT, schema });
+    const children = await Promise.all([0, 1, 2, 3].map(() => StoreProcess.start({ adapter: 'postgres', url: URL_TEXT, schema })));
+    try {
+      const wins = await raceProcesses(parent, children, 20);
+      assert.equal(wins.reduce((x, y) => x + y, 0), 20);
+    } finally {
+      await Promise.all(children.map((c) => c.stop()));
+      await parent.close();
+    }
+  });
+});
