@@ -387,5 +387,7 @@ function pgError(e: unknown): unknown {
   if (/Connection terminated|timeout expired|Cannot use a pool after calling end|Client has encountered a connection error|not queryable/i.test(e.message)) {
     return new CofferError('COFFER_METADATA_UNAVAILABLE', { reason: 'connection lost' });
   }
+  // SCRAM or MD5 asked for a password the URL does not give (or gives in a form pg refuses).
+  if (/SASL|SCRAM|password/i.test(e.message)) return new CofferError('COFFER_METADATA_UNAVAILABLE', { reason: 'authentication' });
   return e;
 }

@@ -224,6 +224,15 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  /** The durability settings of this connection as SQLite reports them (for tests and diagnostics):
+   * journal mode 'wal' ('memory' for :memory:) and synchronous 2 (FULL). */
+  settings(): { readonly journalMode: string; readonly synchronous: number } {
+    return this.#run(() => ({
+      journalMode: this.#db.pragma('journal_mode', { simple: true }) as string,
+      synchronous: this.#db.pragma('synchronous', { simple: true }) as number,
+    }));
+  }
+
   /** Closes the file (the last connection checkpoints the WAL). Idempotent; later calls fail
    * COFFER_METADATA_UNAVAILABLE. */
   close(): Promise<void> {

@@ -185,13 +185,14 @@ void describe('PostgreSQL connection failures', () => {
 });
 
 void describe('PostgreSQL across processes', () => {
-  void test('four processes race for the same lease, journal seq and version: exactly one winner each time', async () => {
+  void test('four processes race for the same lease, journal seq and version: exactly one winner each time', async (t) => {
     const schema = freshSchema();
     const parent = await PostgresMetadataStore.open({ url: URL_TEXT, schema });
     const children = await Promise.all([0, 1, 2, 3].map(() => StoreProcess.start({ adapter: 'postgres', url: URL_TEXT, schema })));
     try {
       const wins = await raceProcesses(parent, children, 20);
       assert.equal(wins.reduce((x, y) => x + y, 0), 20);
+      t.diagnostic(`journal races won per process: ${wins.join(', ')}`);
     } finally {
       await Promise.all(children.map((c) => c.stop()));
       await parent.close();

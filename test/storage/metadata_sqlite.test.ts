@@ -48,6 +48,7 @@ void describe('SQLite metadata file', () => {
     const store = SqliteMetadataStore.open({ path });
     await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '{}' }]);
     assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.deepEqual(store.settings(), { journalMode: 'wal', synchronous: 2 }, 'WAL, synchronous=FULL on the connection that writes');
     const raw = new Database(path, { readonly: true });
     try {
       assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
@@ -119,7 +120,7 @@ void describe('SQLite metadata file', () => {
     }
   });
 
-  void test('processes on one file: each sees the others\' commits, and every race has exactly one winner', async () => {
+  void test('processes on one file: each sees the others\' commits, and every race has exactly one winner', async (t) => {
     const path = freshPath();
     const parent = SqliteMetadataStore.open({ path });
     const children = await Promise.all([0, 1, 2].map(() => StoreProcess.start({ adapter: 'sqlite', path })));
@@ -136,6 +137,7 @@ void describe('SQLite metadata file', () => {
       assert.equal((await parent.get('clusters', 'seen'))?.body, '"child 1"');
       const wins = await raceProcesses(parent, children, 12);
       assert.equal(wins.reduce((x, y) => x + y, 0), 12);
+      t.diagnostic(`journal races won per process: ${wins.join(', ')}`);
     } finally {
       await Promise.all(children.map((c) => c.stop()));
       await parent.close();
