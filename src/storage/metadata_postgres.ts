@@ -294,6 +294,12 @@ export class PostgresMetadataStore implements MetadataStore {
       throw pgError(e);
     }
     let broken: Error | undefined;
+    // A checked-out connection that fails between two of our queries reports it as an 'error'
+    // event, which would end the process unheard; note it, and the next query fails typed.
+    const onError = (e: Error): void => {
+      broken = e;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await fn(client);
@@ -305,6 +311,7 @@ export class PostgresMetadataStore implements MetadataStore {
       });
       throw pgError(e);
     } finally {
+      client.removeListener('error', onError);
       client.release(broken);
     }
   }

@@ -182,6 +182,39 @@ void describe('PostgreSQL connection failures', () => {
       await store.close();
     }
   });
+
+  void test('a session ended inside a commit: COFFER_METADATA_UNAVAILABLE, nothing applied, the store carries on', async () => {
+    const schema = freshSchema();
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema, connections: 2 });
+    const locker = await admin.connect();
+    try {
+      await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '"one"' }]);
+      // Hold the row, so the store's commit is inside its transaction, waiting, when its session ends.
+      await locker.query('BEGIN');
+      await locker.query(`SELECT 1 FROM "${schema}".documents WHERE id = 'cluster-a' FOR UPDATE`);
+      const pending = store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 1, body: '"two"' }, { collection: 'hsms', id: 'hsm-a', parent: 'cluster-a', expectedVersion: 0, body: '{}' }]);
+      const outcome = pending.then(() => 'committed', (e: unknown) => e);
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const waiting = await admin.query("SELECT pid FROM pg_stat_activity WHERE application_name = 'coffer-metadata' AND wait_event_type = 'Lock'");
+        if ((waiting.rowCount ?? 0) > 0) {
+          await admin.query('SELECT pg_terminate_backend($1)', [(waiting.rows[0] as { pid: number }).pid]);
+          break;
+        }
+        assert.ok(Date.now() < deadline, 'the commit never waited on the lock');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const e = await outcome;
+      assert.ok(isCofferError(e, 'COFFER_METADATA_UNAVAILABLE'), everything(e));
+      await locker.query('ROLLBACK');
+      assert.deepEqual(await store.get('clusters', 'cluster-a'), { collection: 'clusters', id: 'cluster-a', parent: null, version: 1, body: '"one"' });
+      assert.equal(await store.get('hsms', 'hsm-a'), undefined);
+      assert.deepEqual(await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 1, body: '"two"' }]), [2]);
+    } finally {
+      locker.release();
+      await store.close();
+    }
+  });
 });
 
 void describe('PostgreSQL across processes', () => {
