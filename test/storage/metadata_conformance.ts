@@ -75,9 +75,11 @@ export function metadataConformance(name: string, h: MetadataHarness): void {
     listing(h);
     atomicity(h);
     limits(h);
+    journalAndLeaseLimits(h);
     invalid(h);
     unicode(h);
     journal(h);
+    compaction(h);
     leases(h);
     concurrency(h);
     lifecycle(h);
@@ -283,6 +285,9 @@ function limits(h: MetadataHarness): void {
       assert.equal(await s.get('backups', 'over-0'), undefined);
     }));
 
+}
+
+function journalAndLeaseLimits(h: MetadataHarness): void {
   void test('journal entries: 1 … JOURNAL_ENTRY_BYTES_MAX bytes; readJournal limit 1 … JOURNAL_READ_LIMIT_MAX', () =>
     withStore(h, async (s) => {
       const max = new Uint8Array(JOURNAL_ENTRY_BYTES_MAX);
@@ -422,6 +427,9 @@ function journal(h: MetadataHarness): void {
       assert.deepEqual(await s.readJournal('cluster-none', 1, 5), []);
     }));
 
+}
+
+function compaction(h: MetadataHarness): void {
   void test('compaction removes entries before beforeSeq, keeps later ones and the head', () =>
     withStore(h, async (s) => {
       for (let i = 1; i <= 10; i++) await s.appendJournal('cluster-a', i, Uint8Array.of(i));
