@@ -70,6 +70,8 @@ export interface SqliteMetadataOptions {
   /** The database file, created (mode 0600) if absent; SQLite keeps `<path>-wal` and `<path>-shm`
    * beside it. `:memory:` for a private in-memory store. */
   readonly path: string;
+  /** How long a write waits for another connection's write lock; default SQLITE_BUSY_TIMEOUT_MS. */
+  readonly busyTimeoutMs?: number;
 }
 
 type DocRow = [parent: string | null, version: number, body: string];
@@ -124,7 +126,7 @@ export class SqliteMetadataStore implements MetadataStore {
     if (!memory && !existsSync(options.path)) createEmptyFile(options.path);
     let db: Database.Database;
     try {
-      db = new Database(options.path, { fileMustExist: !memory, timeout: SQLITE_BUSY_TIMEOUT_MS });
+      db = new Database(options.path, { fileMustExist: !memory, timeout: options.busyTimeoutMs ?? SQLITE_BUSY_TIMEOUT_MS });
     } catch (e) {
       throw sqliteError(e);
     }

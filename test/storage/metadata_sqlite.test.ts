@@ -101,6 +101,27 @@ void describe('SQLite metadata file', () => {
     refusedOpen(join(dir, 'no-such-directory', 'metadata.sqlite'), 'COFFER_METADATA_UNAVAILABLE', 'missing directory');
   });
 
+  void test('a write lock held past the busy wait is COFFER_METADATA_UNAVAILABLE, nothing applied; reads go on', async () => {
+    const path = freshPath();
+    const store = SqliteMetadataStore.open({ path, busyTimeoutMs: 50 });
+    await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '"one"' }]);
+    const other = new Database(path);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      await assert.rejects(store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 1, body: '"two"' }]), (e: unknown) =>
+        isCofferError(e, 'COFFER_METADATA_UNAVAILABLE') && String(e.detail['reason']).startsWith('SQLITE_BUSY'),
+      );
+      await assert.rejects(store.appendJournal('cluster-a', 1, Uint8Array.of(1)), (e: unknown) => isCofferError(e, 'COFFER_METADATA_UNAVAILABLE'));
+      assert.equal((await store.get('clusters', 'cluster-a'))?.body, '"one"', 'WAL readers are not blocked by the writer');
+      other.exec('ROLLBACK');
+      assert.deepEqual(await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 1, body: '"two"' }]), [2]);
+      assert.equal(await store.journalHead('cluster-a'), 0);
+    } finally {
+      other.close();
+      await store.close();
+    }
+  });
+
   void test('two connections on one file see each other\'s commits and cannot both win a compare-and-set', async () => {
     const path = freshPath();
     const a = SqliteMetadataStore.open({ path });
