@@ -56,6 +56,8 @@ export const POSTGRES_STATEMENT_TIMEOUT_MS = 30_000;
 /** A session left idle inside a transaction (a process frozen mid-commit) is ended by the server,
  * which rolls its transaction back and frees its row locks. */
 export const POSTGRES_IDLE_IN_TRANSACTION_MS = 60_000;
+/** The sessions' application_name unless another is configured. */
+export const POSTGRES_APPLICATION_NAME = 'coffer-metadata';
 /** Key of the advisory lock taken while creating tables: "CfMd". Held only by that transaction. */
 const SCHEMA_LOCK_KEY = 0x43664d64;
 
@@ -68,6 +70,9 @@ export interface PostgresMetadataOptions {
   readonly schema?: string;
   /** Connections in the pool; default POSTGRES_POOL_CONNECTIONS. */
   readonly connections?: number;
+  /** How the sessions show in pg_stat_activity; default POSTGRES_APPLICATION_NAME. A service
+   * process may name itself, so an operator can tell the replicas' sessions apart. */
+  readonly applicationName?: string;
 }
 
 /** The tables, in schema `s` (already quoted). Text columns use the "C" collation: byte order, so
@@ -149,7 +154,10 @@ export class PostgresMetadataStore implements MetadataStore {
     if (!POSTGRES_SCHEMA_PATTERN.test(schema)) fail('COFFER_METADATA_INVALID', { field: 'schema' });
     const connections = options.connections ?? POSTGRES_POOL_CONNECTIONS;
     if (!Number.isSafeInteger(connections) || connections < 1) fail('COFFER_METADATA_INVALID', { field: 'connections' });
-    const pool = createPool(options.url, connections);
+    const applicationName = options.applicationName ?? POSTGRES_APPLICATION_NAME;
+    // PostgreSQL keeps 63 bytes of it; printable ASCII keeps it readable in pg_stat_activity.
+    if (!/^[\x20-\x7e]{1,63}$/.test(applicationName)) fail('COFFER_METADATA_INVALID', { field: 'applicationName' });
+    const pool = createPool(options.url, connections, applicationName);
     const store = new PostgresMetadataStore(pool, schema);
     try {
       await store.#transaction((c) => prepareSchema(c, schema));
@@ -342,7 +350,7 @@ async function prepareSchema(c: Queryable, schema: string): Promise<void> {
 }
 
 /** The pool; a malformed URL is refused here without its text (it may hold a password). */
-function createPool(url: string, connections: number): pg.Pool {
+function createPool(url: string, connections: number, applicationName: string): pg.Pool {
   let pool: pg.Pool;
   try {
     pool = new pg.Pool({
@@ -351,7 +359,7 @@ function createPool(url: string, connections: number): pg.Pool {
       connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
       statement_timeout: POSTGRES_STATEMENT_TIMEOUT_MS,
       idle_in_transaction_session_timeout: POSTGRES_IDLE_IN_TRANSACTION_MS,
-      application_name: 'coffer-metadata',
+      application_name: applicationName,
     });
   } catch {
     fail('COFFER_METADATA_UNAVAILABLE', { reason: 'malformed connection URL' });

@@ -126,6 +126,19 @@ void describe('PostgreSQL metadata schema', () => {
     assert.deepEqual((await admin.query(`SELECT x FROM "${schema}".documents`)).rows, [{ x: 'theirs' }]);
   });
 
+  void test('sessions carry the configured application_name', async () => {
+    const applicationName = `coffer-test-name-${process.pid}`;
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema: freshSchema(), applicationName });
+    try {
+      await store.get('clusters', 'cluster-a');
+      const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+      assert.ok((rows[0]?.n ?? 0) >= 1);
+    } finally {
+      await store.close();
+    }
+    await assert.rejects(PostgresMetadataStore.open({ url: URL_TEXT, schema: freshSchema(), applicationName: 'x'.repeat(64) }), (e: unknown) => isCofferError(e, 'COFFER_METADATA_INVALID'));
+  });
+
   void test('a schema name that is not a plain lower-case identifier is COFFER_METADATA_INVALID', async () => {
     for (const schema of ['', 'Coffer', 'a b', 'x"; DROP SCHEMA public; --', '1abc', 'a'.repeat(64)]) {
       await assert.rejects(PostgresMetadataStore.open({ url: URL_TEXT, schema }), (e: unknown) => isCofferError(e, 'COFFER_METADATA_INVALID'), schema);
@@ -162,11 +175,13 @@ void describe('PostgreSQL connection failures', () => {
 
   void test('a server that goes away under an open store: COFFER_METADATA_UNAVAILABLE, then service resumes', async () => {
     const schema = freshSchema();
-    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema, connections: 2 });
+    // A name of its own, so that only this store's sessions are ended, not those of other tests.
+    const applicationName = `coffer-test-${schema}`;
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema, connections: 2, applicationName });
     try {
       await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '{}' }]);
       // End every session of this store (the server restarting, a failover), found by its application_name.
-      const killed = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'coffer-metadata' AND pid <> pg_backend_pid()");
+      const killed = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
       assert.ok((killed.rowCount ?? 0) >= 1);
       // The pool notices a dropped idle connection either as the query fails or before it is used;
       // either way a call fails typed or succeeds on a new connection, never with a raw driver error.
@@ -185,7 +200,8 @@ void describe('PostgreSQL connection failures', () => {
 
   void test('a session ended inside a commit: COFFER_METADATA_UNAVAILABLE, nothing applied, the store carries on', async () => {
     const schema = freshSchema();
-    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema, connections: 2 });
+    const applicationName = `coffer-test-${schema}`;
+    const store = await PostgresMetadataStore.open({ url: URL_TEXT, schema, connections: 2, applicationName });
     const locker = await admin.connect();
     try {
       await store.commit([{ collection: 'clusters', id: 'cluster-a', parent: null, expectedVersion: 0, body: '"one"' }]);
@@ -196,7 +212,7 @@ void describe('PostgreSQL connection failures', () => {
       const outcome = pending.then(() => 'committed', (e: unknown) => e);
       const deadline = Date.now() + 60_000;
       for (;;) {
-        const waiting = await admin.query("SELECT pid FROM pg_stat_activity WHERE application_name = 'coffer-metadata' AND wait_event_type = 'Lock'");
+        const waiting = await admin.query("SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [applicationName]);
         if ((waiting.rowCount ?? 0) > 0) {
           await admin.query('SELECT pg_terminate_backend($1)', [(waiting.rows[0] as { pid: number }).pid]);
           break;
