@@ -132,6 +132,8 @@ export const ERRORS = {
   COFFER_METADATA_LIMIT: { message: 'Metadata id, document, page or commit exceeds its limit', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_JOURNAL_CONFLICT: { message: 'Journal sequence number is not the next one: nothing was appended', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
   COFFER_METADATA_UNAVAILABLE: { message: 'Metadata store cannot be reached', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  COFFER_METADATA_INVALID: { message: 'Metadata request is malformed: an id, collection, document text or number is not acceptable', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_METADATA_SCHEMA_UNSUPPORTED: { message: 'Metadata database was written by a newer version of Coffer: upgrade before using it', ckr: 'CKR_DEVICE_ERROR', http: 500 },
   // ── control plane: backup archive (src/storage/archive_*) ────────────────────────────────
   COFFER_ARCHIVE_EXISTS: { message: 'Archive object already exists and is never overwritten', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
   COFFER_ARCHIVE_NOT_FOUND: { message: 'Archive object does not exist', ckr: 'CKR_FUNCTION_FAILED', http: 404 },

@@ -26,7 +26,9 @@ export interface StoredDocument {
   readonly parent: string | null;
   /** 1 for a new document, +1 for each write. */
   readonly version: number;
-  /** JSON text, at most DOCUMENT_BYTES_MAX UTF-8 bytes. */
+  /** JSON text, at most DOCUMENT_BYTES_MAX UTF-8 bytes, stored and returned exactly. It must be
+   * well-formed Unicode (no lone surrogate, which UTF-8 cannot carry) without U+0000 (which a
+   * PostgreSQL text cannot hold and a JSON text never contains unescaped). */
   readonly body: string;
 }
 
@@ -34,6 +36,13 @@ export interface StoredDocument {
 export const DOCUMENT_BYTES_MAX = 256 * 1024;
 /** Ids and parents are CloudHSM ids or short service names. */
 export const DOCUMENT_ID_CHARS_MAX = 128;
+/**
+ * What an id, a parent, a journal's cluster id, a lease name and a lease holder may contain:
+ * printable ASCII without space, 1 … DOCUMENT_ID_CHARS_MAX characters. CloudHSM ids and service
+ * names fit; ASCII makes "ascending by id" one order everywhere (UTF-8 bytes, UTF-16 code units
+ * and PostgreSQL's "C" collation agree) and a character count one byte count.
+ */
+export const METADATA_ID_PATTERN = /^[\x21-\x7e]+$/;
 /** One page of `list`. */
 export const LIST_LIMIT_MAX = 1000;
 /** One `commit`: a cluster, its HSMs and a backup are a few documents. */
@@ -42,6 +51,9 @@ export const COMMIT_WRITES_MAX = 64;
 export const JOURNAL_ENTRY_BYTES_MAX = 16 * 1024 * 1024;
 /** One page of `readJournal`. */
 export const JOURNAL_READ_LIMIT_MAX = 1000;
+/** The longest lease: a holder that dies keeps others out at most this long. The orchestrator
+ * renews a lease of seconds; a day bounds a caller's mistake (ms rather than s, say). */
+export const LEASE_TTL_MS_MAX = 24 * 60 * 60 * 1000;
 
 /**
  * One write of a `commit`. `expectedVersion` is 0 when the document must not exist yet, else the
@@ -82,7 +94,13 @@ export interface Lease {
  *   COFFER_METADATA_CONFLICT    a write's expectedVersion did not match (nothing of the commit applied)
  *   COFFER_METADATA_LIMIT       an id, body, page or commit over its bound (nothing applied)
  *   COFFER_JOURNAL_CONFLICT     appendJournal's seq was not the last seq + 1 (nothing appended)
- *   COFFER_METADATA_UNAVAILABLE the database cannot be reached
+ *   COFFER_METADATA_INVALID     an argument no store could accept: an id outside METADATA_ID_PATTERN,
+ *                               an unknown collection, a body that is not well-formed text, the same
+ *                               document twice in one commit, a delete with expectedVersion 0, a
+ *                               count, sequence number or time that is not a non-negative integer
+ *                               (nothing applied)
+ *   COFFER_METADATA_UNAVAILABLE the database cannot be reached, or the store was closed
+ * Every argument is checked before anything is written.
  */
 export interface MetadataStore {
   get(collection: Collection, id: string): Promise<StoredDocument | undefined>;
@@ -95,14 +113,15 @@ export interface MetadataStore {
   appendJournal(clusterId: string, seq: number, entry: Uint8Array): Promise<void>;
   /** Entries with seq ≥ fromSeq, ascending, at most `limit`. */
   readJournal(clusterId: string, fromSeq: number, limit: number): Promise<JournalEntry[]>;
-  /** The last seq appended (0 if none). */
+  /** The last seq appended (0 if none); compaction does not lower it. */
   journalHead(clusterId: string): Promise<number>;
   /** Removes entries with seq < beforeSeq (compaction after every HSM's backup has passed them). */
   compactJournal(clusterId: string, beforeSeq: number): Promise<void>;
 
   /**
-   * Takes or renews the lease `name` for `holder` until nowMs + ttlMs, if it is free, expired or
-   * already held by `holder`; returns the lease as it stands after the call (holder tells who won).
+   * Takes or renews the lease `name` for `holder` until nowMs + ttlMs (1 ≤ ttlMs ≤ LEASE_TTL_MS_MAX),
+   * if it is free, expired (expiresMs ≤ nowMs) or already held by `holder`; returns the lease as it
+   * stands after the call (holder tells who won).
    * Time comes from the caller's clock, so tests drive expiry with a manual clock.
    */
   acquireLease(name: string, holder: string, ttlMs: number, nowMs: number): Promise<Lease>;
