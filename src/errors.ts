@@ -142,6 +142,7 @@ export const ERRORS = {
   COFFER_FLEET_DEVICE_LOST: { message: 'Device can no longer be found or restarted', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
   COFFER_FLEET_UNTRUSTED: { message: 'Node failed attestation against the manufacturer and operator roots', ckr: 'CKR_DEVICE_ERROR', http: 403 },
   // ── control plane: API (src/service/api/) ─────────────────────────────────────────────────
+  COFFER_API_CONFIG_INVALID: { message: 'API access-key configuration is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
