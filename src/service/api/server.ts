@@ -42,6 +42,10 @@ export const API_HEADERS_TIMEOUT_MS = 10_000;
 export const API_REQUEST_TIMEOUT_MS = 30_000;
 /** How long an idle keep-alive connection stays open. */
 export const API_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+/** Open connections at once: each may hold a body of up to API_BODY_BYTES_MAX while it is read,
+ * so this bounds the memory bodies take (256 × 256 KiB = 64 MiB). Node closes a connection beyond
+ * it at once. A control plane serves operators and SDK discovery, not bulk traffic. */
+export const API_CONNECTIONS_MAX = 256;
 /** The JSON 1.1 media type, and the target prefix of CloudHSM V2 (model metadata). */
 export const API_CONTENT_TYPE = 'application/x-amz-json-1.1';
 export const TARGET_PREFIX = String(CLOUDHSMV2_MODEL.metadata.targetPrefix);
@@ -60,6 +64,8 @@ export interface ApiServiceOptions {
   readonly logger: Logger;
   /** Overrides API_BODY_TIMEOUT_MS (tests use a short one to see the timeout without waiting). */
   readonly bodyTimeoutMs?: number;
+  /** Overrides API_CONNECTIONS_MAX. */
+  readonly connectionsMax?: number;
 }
 
 interface Answer {
@@ -220,6 +226,7 @@ export interface RunningApiServer {
 /** Starts the API on host:port (port 0: any free port) and resolves once it listens. */
 export async function startApiServer(options: ApiServiceOptions & { readonly host: string; readonly port: number }): Promise<RunningApiServer> {
   const server = createServer({ headersTimeout: API_HEADERS_TIMEOUT_MS, requestTimeout: API_REQUEST_TIMEOUT_MS, keepAliveTimeout: API_KEEP_ALIVE_TIMEOUT_MS }, createApiHandler(options));
+  server.maxConnections = options.connectionsMax ?? API_CONNECTIONS_MAX;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

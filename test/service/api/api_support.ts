@@ -119,7 +119,7 @@ export interface TestApi {
   clockMs: number;
 }
 
-export async function startTestApi(options: { readonly bodyTimeoutMs?: number } = {}): Promise<TestApi> {
+export async function startTestApi(options: { readonly bodyTimeoutMs?: number; readonly connectionsMax?: number } = {}): Promise<TestApi> {
   const ops = new RecordingOperations();
   const log = new MemoryLog();
   const api = { ops, log, clockMs: Date.now() } as TestApi & { server: RunningApiServer };

@@ -6,7 +6,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { API_BODY_BYTES_MAX } from '../../../src/service/api/server.js';
 import { ACCOUNT, ADMIN, BACKUP, POLICY, READER, REGION, rawRequest, signedRequest, startTestApi, type RawResponse, type TestApi } from './api_support.js';
@@ -20,6 +20,15 @@ after(async () => {
 });
 
 const T = (op: string): string => `BaldrApiService.${op}`;
+
+/** Polls a condition until it holds, failing after a generous bound (never a timing assertion). */
+async function waitFor(condition: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 3000; i++) {
+    if (await condition()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`timed out waiting: ${what}`);
+}
 
 function isAwsError(res: RawResponse, status: number, type: string, message?: string | RegExp): void {
   assert.equal(res.status, status, res.text);
@@ -120,5 +129,34 @@ test('a body that does not arrive in time: RequestTimeoutException, connection c
     assert.deepEqual(slow.ops.calls, []);
   } finally {
     await slow.server.close();
+  }
+});
+
+test('connections beyond the limit are closed at once; the service goes on', async () => {
+  const small = await startTestApi({ connectionsMax: 2 });
+  const connections = (): Promise<number> => new Promise((resolve) => small.server.server.getConnections((_e, n) => resolve(n)));
+  const open = (): Promise<Socket> => new Promise((resolve, reject) => {
+    const s = connect(small.server.port, '127.0.0.1', () => resolve(s));
+    s.on('error', reject);
+  });
+  try {
+    const held = [await open(), await open()];
+    // Node counts a connection once it has accepted it: wait until both are counted.
+    await waitFor(async () => (await connections()) === 2, 'both connections counted');
+    const third = connect(small.server.port, '127.0.0.1');
+    const closed = await new Promise<string>((resolve) => {
+      let data = '';
+      third.on('data', (c: Buffer) => (data += c.toString('utf8')));
+      third.on('error', () => resolve(data));
+      third.on('close', () => resolve(data));
+      third.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n');
+    });
+    assert.equal(closed, '', 'closed without an answer');
+    for (const s of held) s.destroy();
+    await waitFor(async () => (await connections()) === 0, 'connections closed');
+    const res = await signedRequest(small.server.url, { target: T('DescribeClusters') });
+    assert.equal(res.status, 200);
+  } finally {
+    await small.server.close();
   }
 });
