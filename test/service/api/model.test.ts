@@ -11,6 +11,8 @@ import { CLOUDHSMV2_MODEL } from '../../../src/service/api/model.js';
 import { OPERATION_NAMES } from '../../../src/service/api/operations.js';
 import { validateInput, wholePattern } from '../../../src/service/api/validate.js';
 import { ProtocolError } from '../../../src/service/api/api_errors.js';
+import { SIGNING_NAME } from '../../../src/service/api/sigv4.js';
+import { API_CONTENT_TYPE, TARGET_PREFIX } from '../../../src/service/api/server.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
 const VECTOR = resolve(ROOT, 'test/vectors/cloudhsmv2-model/service-2.json');
@@ -35,6 +37,14 @@ function stripDocs(value: Json): Json {
 test('the runtime model is the vector model without documentation', () => {
   const vector = stripDocs(JSON.parse(readFileSync(VECTOR, 'utf8')) as Json);
   assert.deepEqual(JSON.parse(JSON.stringify(CLOUDHSMV2_MODEL)), vector);
+});
+
+test('the server speaks the model: signing name and target prefix', () => {
+  assert.equal(CLOUDHSMV2_MODEL.metadata.signingName, SIGNING_NAME);
+  assert.equal(CLOUDHSMV2_MODEL.metadata.targetPrefix, TARGET_PREFIX);
+  assert.equal(CLOUDHSMV2_MODEL.metadata.jsonVersion, '1.1');
+  assert.equal(API_CONTENT_TYPE, `application/x-amz-json-${String(CLOUDHSMV2_MODEL.metadata.jsonVersion)}`);
+  for (const op of Object.values(CLOUDHSMV2_MODEL.operations)) assert.deepEqual(op.http, { method: 'POST', requestUri: '/' });
 });
 
 test('the operation contract names exactly the model operations', () => {
