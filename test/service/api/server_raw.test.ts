@@ -113,6 +113,17 @@ test('refused before the operation: each bad request gets its exact AWS error', 
   assert.equal(res.status, 200);
 });
 
+test('the log of all the above: a line per request, no secret, signature, session token or body', () => {
+  const calls = api.log.calls();
+  assert.ok(calls.length >= 30);
+  assert.ok(calls.some((l) => l.outcome === 'MissingAuthenticationTokenException' && l.account === undefined));
+  assert.ok(calls.some((l) => l.outcome === 'RequestEntityTooLargeException' && l.status === 413));
+  const all = api.log.text.join('');
+  for (const secret of [ADMIN.secretAccessKey, READER.secretAccessKey, 'AWS4-HMAC-SHA256', 'Signature=', 'FwoGZXIvYXdzEXAMPLE', POLICY, 'cluster-0000000000000', 'NON_FIPS']) {
+    assert.ok(!all.includes(secret), `log holds ${secret}`);
+  }
+});
+
 test('a body that does not arrive in time: RequestTimeoutException, connection closed', async () => {
   const slow = await startTestApi({ bodyTimeoutMs: 200 });
   try {
