@@ -88,6 +88,8 @@ export function createApiHandler(options: ApiServiceOptions): (req: IncomingMess
   return (req, res) => {
     const started = performance.now();
     const requestId = randomUUID();
+    // A client that goes away mid-call is not an error of the service: nothing to answer.
+    res.on('error', (err) => options.logger.debug({ requestId, err }, 'api connection lost'));
     readBody(req, options.bodyTimeoutMs ?? API_BODY_TIMEOUT_MS, (body) => {
       answer(options, keys, req, body, requestId).then((a) => {
         send(res, requestId, a);
