@@ -160,6 +160,8 @@ export interface SignedRequestOptions {
   readonly headers?: Record<string, string>;
   readonly method?: string;
   readonly path?: string;
+  /** Aborts the request (the client leaves). */
+  readonly signal?: AbortSignal;
   /** Changes the request after it was signed. */
   readonly tamper?: (headers: Record<string, string>, body: Buffer) => { headers: Record<string, string>; body: Buffer };
 }
@@ -186,17 +188,18 @@ export async function signedRequest(url: string, options: SignedRequestOptions):
   let finalHeaders = signed.headers as Record<string, string>;
   let finalBody = body;
   if (options.tamper !== undefined) ({ headers: finalHeaders, body: finalBody } = options.tamper({ ...finalHeaders }, body));
-  return rawRequest(url, { method: options.method ?? 'POST', path: options.path ?? '/', headers: finalHeaders, body: finalBody });
+  return rawRequest(url, { method: options.method ?? 'POST', path: options.path ?? '/', headers: finalHeaders, body: finalBody, ...(options.signal === undefined ? {} : { signal: options.signal }) });
 }
 
 /** A request exactly as given (no signature unless the headers carry one). */
-export function rawRequest(url: string, options: { method?: string; path?: string; headers: Record<string, string>; body?: Buffer | string }): Promise<RawResponse> {
+export function rawRequest(url: string, options: { method?: string; path?: string; headers: Record<string, string>; body?: Buffer | string; signal?: AbortSignal }): Promise<RawResponse> {
   const endpoint = new URL(url);
   const body = Buffer.isBuffer(options.body) ? options.body : Buffer.from(options.body ?? '', 'utf8');
   return new Promise((resolve, reject) => {
     const req = httpRequest({
       host: endpoint.hostname, port: Number(endpoint.port), method: options.method ?? 'POST', path: options.path ?? '/',
       headers: { ...options.headers, 'content-length': String(body.length) },
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
     }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

@@ -143,6 +143,30 @@ test('a body that does not arrive in time: RequestTimeoutException, connection c
   }
 });
 
+test('clients that leave mid-body or mid-call do not disturb the service', async () => {
+  const partial = connect(api.server.port, '127.0.0.1');
+  await new Promise<void>((resolve) => partial.on('connect', () => resolve()));
+  partial.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"Cl');
+  partial.destroy();
+  // An operation still running when its client leaves: its answer has nowhere to go.
+  let release = (): void => undefined;
+  const started = new Promise<void>((resolveStarted) => {
+    api.ops.behaviour.set('DescribeBackups', () => new Promise((resolve) => {
+      release = () => resolve({ Backups: [] });
+      resolveStarted();
+    }));
+  });
+  const abort = new AbortController();
+  const leaving = signedRequest(api.server.url, { target: T('DescribeBackups'), signal: abort.signal }).catch((e: unknown) => e);
+  await started;
+  abort.abort();
+  assert.ok((await leaving) instanceof Error);
+  release();
+  api.ops.behaviour.delete('DescribeBackups');
+  const res = await signedRequest(api.server.url, { target: T('DescribeBackups') });
+  assert.equal(res.status, 200);
+});
+
 test('connections beyond the limit are closed at once; the service goes on', async () => {
   const small = await startTestApi({ connectionsMax: 2 });
   const connections = (): Promise<number> => new Promise((resolve) => small.server.server.getConnections((_e, n) => resolve(n)));
