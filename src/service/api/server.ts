@@ -3,8 +3,8 @@
 //
 //   POST /   Content-Type: application/x-amz-json-1.1   X-Amz-Target: BaldrApiService.<Operation>
 //
-// and it passes, in this order: method and path; the body, read whole within a byte limit and a
-// time limit; SigV4 (sigv4.ts) with the configured access keys, the service's region and its
+// and it passes, in this order: the body, read whole within a byte limit and a time limit; method
+// and path; SigV4 (sigv4.ts) with the configured access keys, the service's region and its
 // injected clock; the operation named by X-Amz-Target; the key's permission for that action; the
 // content type; JSON; the service model (validate.ts). Only then does the operation's handler run.
 // Every answer carries `x-amzn-RequestId`; every error is `{"__type", "Message"}` with AWS's
