@@ -8,7 +8,8 @@
 // operation, a malformed id, a duplicate key, a short secret — is refused whole with
 // COFFER_API_CONFIG_INVALID, whose detail names the entry and field but never a secret.
 
-import { fail } from '../../errors.js';
+import { readFileSync } from 'node:fs';
+import { fail, isCofferError } from '../../errors.js';
 import { OPERATION_NAMES } from './operations.js';
 import { actionOf, type AccessKey } from './sigv4.js';
 
@@ -25,6 +26,29 @@ const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(action
 function field(entry: Record<string, unknown>, name: string, index: number): unknown {
   if (!Object.hasOwn(entry, name)) fail('COFFER_API_CONFIG_INVALID', { index, field: name, reason: 'missing' });
   return entry[name];
+}
+
+/** Bounds the configuration file read (1,000 keys of a few hundred bytes each). */
+export const ACCESS_KEYS_FILE_BYTES_MAX = 1024 * 1024;
+
+/** Reads and checks a configuration file. Its content never appears in an error: it holds secrets. */
+export function readAccessKeysFile(path: string): AccessKey[] {
+  let text: string;
+  try {
+    const bytes = readFileSync(path);
+    if (bytes.length > ACCESS_KEYS_FILE_BYTES_MAX) fail('COFFER_API_CONFIG_INVALID', { reason: 'file too large', limit: ACCESS_KEYS_FILE_BYTES_MAX });
+    text = bytes.toString('utf8');
+  } catch (e) {
+    if (isCofferError(e)) throw e;
+    return fail('COFFER_API_CONFIG_INVALID', { reason: 'file cannot be read' });
+  }
+  let config: unknown;
+  try {
+    config = JSON.parse(text);
+  } catch {
+    return fail('COFFER_API_CONFIG_INVALID', { reason: 'file is not JSON' });
+  }
+  return parseAccessKeys(config);
 }
 
 /** Parses and checks the configuration; returns its keys. */

@@ -9,7 +9,10 @@ import {
   type TokenBinding,
 } from '../../../src/service/api/pagination.js';
 import { buildArn, isId, newId, parseArn, parseBackupReference, ID_CHARS_MAX } from '../../../src/service/api/resources.js';
-import { parseAccessKeys } from '../../../src/service/api/access_keys.js';
+import { parseAccessKeys, readAccessKeysFile } from '../../../src/service/api/access_keys.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { validateInput, wholePattern } from '../../../src/service/api/validate.js';
 import { CLOUDHSMV2_MODEL } from '../../../src/service/api/model.js';
 import { AssertionFailure } from '../../../src/assert.js';
@@ -132,5 +135,29 @@ test('access keys: a valid configuration, and each malformed field refused witho
     } catch (e) {
       assert.ok(!JSON.stringify(e).includes(good.secretAccessKey) && !String(e).includes(good.secretAccessKey));
     }
+  }
+});
+
+test('access keys from a file: read and checked; unreadable, non-JSON and oversize files refused without their content', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-api-keys-'));
+  try {
+    const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    const good = join(dir, 'keys.json');
+    writeFileSync(good, JSON.stringify({ accessKeys: [{ accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: secret, accountId: '111122223333', actions: ['*'] }] }));
+    assert.equal(readAccessKeysFile(good)[0]?.secretAccessKey, secret);
+    const notJson = join(dir, 'bad.json');
+    writeFileSync(notJson, `{"secretAccessKey": "${secret}"`);
+    const big = join(dir, 'big.json');
+    writeFileSync(big, ' '.repeat(1024 * 1024 + 1));
+    for (const path of [notJson, big, join(dir, 'absent.json')]) {
+      throwsCode(() => readAccessKeysFile(path), 'COFFER_API_CONFIG_INVALID');
+      try {
+        readAccessKeysFile(path);
+      } catch (e) {
+        assert.ok(!JSON.stringify(e).includes(secret) && !String(e).includes(secret));
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
