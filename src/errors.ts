@@ -148,6 +148,7 @@ export const ERRORS = {
   COFFER_FLEET_ADDRESS_UNAVAILABLE: { message: 'Requested device address is not available in this fleet', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
   COFFER_FLEET_NODE_NOT_BLANK: { message: 'Node holds a cluster: zeroise it before it joins the fleet', ckr: 'CKR_FUNCTION_REJECTED', http: 409 },
   // ── control plane: API (src/service/api/) ─────────────────────────────────────────────────
+  COFFER_API_CONFIG_INVALID: { message: 'API access-key configuration is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   // ── cli ─────────────────────────────────────────────────────────────────────────────────
   COFFER_CLI_USAGE: { message: 'Invalid command line', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT: { message: 'Input file is not what the command expects', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },

@@ -13,7 +13,8 @@ export const OPERATION_NAMES = [
 ] as const;
 export type OperationName = (typeof OPERATION_NAMES)[number];
 
-/** The exceptions of the service model; each is HTTP 400 with `{"__type","Message"}`. */
+/** The exceptions of the service model, sent as `{"__type","Message"}`: HTTP 400, except the
+ * internal failure (a fault in the model), which is 500 (docs/api.md "Errors"). */
 export type ApiExceptionType =
   | 'CloudHsmAccessDeniedException' | 'CloudHsmInternalFailureException' | 'CloudHsmInvalidRequestException'
   | 'CloudHsmResourceLimitExceededException' | 'CloudHsmResourceNotFoundException' | 'CloudHsmServiceException'
