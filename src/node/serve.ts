@@ -9,12 +9,15 @@
 // Files in dataDir: device.secret (32 random bytes, mode 0600, created exclusively: the host's file
 // permissions are the boundary, docs/threat-model.md) and store.sqlite (the sealed store, store.ts).
 
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { SecretBytes } from '../crypto/secret_bytes.js';
 import { Hsm } from '../hsm/device.js';
-import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice } from '../factory/development.js';
+import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../factory/development.js';
+import { signFirmware } from '../factory/ceremony.js';
+import { computeFirmwareDigest, defaultFirmwareRoot, encodeFirmwareManifest, parseFirmwareManifest } from '../hsm/identity/firmware.js';
+import type { FirmwareEvidence } from '../hsm/identity/provisioning.js';
 import { DEVICE_SECRET_BYTES, SealedStore, deriveStorageKey } from '../hsm/store/sealed_store.js';
 import { opName } from '../formats/wire.js';
 import { describeBug, startDataPlane, NODE_BUG_EXIT_CODE, type DataPlane, type DataPlaneOptions } from './data_plane.js';
@@ -99,15 +102,40 @@ function managementOnBug(onBug: (error: unknown) => void): (error: unknown) => v
   };
 }
 
+/** The file beside the store holding the signed manifest of the code a FIPS-mode device runs. */
+export const FIRMWARE_MANIFEST_FILE = 'firmware-manifest.json';
+
+function developmentAuthorities(dir: string | undefined): Promise<DevelopmentAuthorities> {
+  return dir === undefined ? createDevelopmentAuthorities() : loadDevelopmentAuthorities(dir);
+}
+
+/**
+ * The firmware evidence a FIPS-mode device opens with (docs/device.md "Modes"): the manifest saved
+ * in its data directory and the digest of the code running now. A new FIPS device gets its manifest
+ * signed by the development manufacturer over the code this process runs; a NON_FIPS device needs
+ * none. A device whose code changed since its manifest was signed refuses to open, as FIPS asks.
+ */
+function firmwareEvidence(dataDir: string, mode: 'FIPS' | 'NON_FIPS', authorities: DevelopmentAuthorities | undefined): FirmwareEvidence | undefined {
+  const path = join(dataDir, FIRMWARE_MANIFEST_FILE);
+  if (!existsSync(path)) {
+    if (mode !== 'FIPS' || authorities === undefined) return undefined;
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    writeFileSync(path, encodeFirmwareManifest(signFirmware(authorities.manufacturer, defaultFirmwareRoot(), { product: 'coffer', version: 'development' })), { mode: 0o644 });
+  }
+  return { manifest: parseFirmwareManifest(readFileSync(path, 'utf8')), actualDigest: computeFirmwareDigest() };
+}
+
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, authoritiesDir, managementPort, log = createLogger(), onBug = loggedCrash(log), ...planeOptions } = options;
-  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => logHsmEvent(log, event) });
+  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', log = createLogger(), onBug = loggedCrash(log), ...planeOptions } = options;
+  const isNew = !existsSync(join(dataDir, STORE_FILE));
+  const authorities = isNew ? (authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir)) : undefined;
+  const firmware = firmwareEvidence(dataDir, mode, authorities);
+  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => logHsmEvent(log, event), ...(firmware === undefined ? {} : { firmware }) });
   let dataPlane: DataPlane | undefined;
   try {
     if (hsm.status().provisioning === 'NEW') {
-      const authorities = authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir);
-      await provisionDevelopmentDevice(hsm, authorities, { mode: options.mode ?? 'NON_FIPS' });
+      await provisionDevelopmentDevice(hsm, authorities ?? (await developmentAuthorities(authoritiesDir)), { mode, ...(firmware === undefined ? {} : { firmware }) });
     }
     dataPlane = await startDataPlane({ ...planeOptions, hsm, onBug, onRefused: (op, code) => log.info({ event: 'refused', op: opLabel(op), code }, 'request refused') });
     const management = managementPort === undefined ? undefined : await startManagement({
