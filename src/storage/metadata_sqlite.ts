@@ -326,6 +326,9 @@ function prepareSchema(db: Database.Database, memory: boolean): void {
     if (mode !== 'wal') fail('COFFER_METADATA_UNAVAILABLE', { reason: `journal_mode ${mode}` });
   }
   db.pragma('synchronous = FULL');
+  // Deleted and overwritten content is zeroed in the file, not left in free space (a PreCo password
+  // lives in a cluster's document until activation: docs/threat-model.md).
+  db.pragma('secure_delete = ON');
   db.pragma('foreign_keys = OFF');
   db.transaction(() => {
     // Read again under the write lock: another process may have created the schema meanwhile.
