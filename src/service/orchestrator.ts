@@ -1,0 +1,391 @@
+// The orchestrator (docs/control-plane.md "Orchestration"): what moves clusters, HSMs and backups
+// through their states after an API call recorded the request, and what keeps clusters healthy.
+//
+// One `tick()` looks at every cluster: finishes creations and deletions, provisions new HSMs (the
+// first makes the cluster CSR; later ones are cloned from a fresh backup of a healthy HSM, or from
+// the cluster's newest archived backup when none is healthy), initialises, notices activation,
+// backs up on schedule, expires and purges backups, and probes every HSM, replacing one that stops
+// answering. Slow steps (a provision, a restore, a zeroise) run as tasks beside the tick, one per
+// HSM or cluster at a time; `settled()` waits for them (tests, shutdown).
+//
+// Only the holder of the `orchestrator` lease acts, so with several service processes on one
+// database exactly one orchestrates; another takes over when the lease expires. Time comes from the
+// injected clock: tests move it by hand and call tick().
+
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { ManagementClient } from '../management/client.js';
+import type { BackupFlow } from './backup_flow.js';
+import { FAILED_PROBES_MAX, PENDING_DELETION_MS, type ServiceConfig } from './config.js';
+import type { Fleet, FleetDevice } from './fleet/fleet_port.js';
+import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
+import type { Repository } from './repository.js';
+
+const DAY_MS = 24 * 3600_000;
+/** The lease outlives a few ticks, so one slow tick does not hand orchestration to another process. */
+const LEASE_TICKS = 5;
+/** PreCo passwords: CloudHSM's are 7–32 characters. */
+const PRECO_PASSWORD_CHARS = 24;
+/** The appliance credential: as long as a password may be (32 characters, CloudHSM's maximum). */
+const APPLIANCE_CREDENTIAL_CHARS = 32;
+
+export interface OrchestratorOptions {
+  readonly repo: Repository;
+  readonly fleet: Fleet;
+  readonly backups: BackupFlow;
+  readonly config: ServiceConfig;
+  readonly log: Logger;
+  /** This process's name in the lease. */
+  readonly holder: string;
+}
+
+export class Orchestrator {
+  readonly #o: OrchestratorOptions;
+  /** Running tasks by the resource they work on: one at a time per HSM or cluster. */
+  readonly #tasks = new Map<string, Promise<void>>();
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+
+  constructor(options: OrchestratorOptions) {
+    this.#o = options;
+  }
+
+  /** Ticks every probe interval until stop(). */
+  start(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setInterval(() => {
+      if (this.#ticking !== undefined) return;
+      this.#ticking = this.tick().then(() => undefined, (e: unknown) => this.#o.log.error({ event: 'orchestrator.tick.failed', err: errorWords(e) }, 'orchestrator tick failed')).finally(() => {
+        this.#ticking = undefined;
+      });
+    }, this.#o.config.probeIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#ticking;
+    await this.settled();
+    await this.#o.repo.store.releaseLease('orchestrator', this.#o.holder);
+  }
+
+  /**
+   * After a restart: every HSM's device is found again through the fleet (still running, or
+   * restarted from its data). One that cannot be found fails its probes and is replaced.
+   */
+  async reattach(): Promise<void> {
+    for (const c of await this.#o.repo.clusters()) {
+      for (const h of await this.#o.repo.hsmsOf(c.doc.clusterId)) {
+        const device = h.doc.device;
+        if (device === null) continue;
+        try {
+          const found = await this.#o.fleet.reattach(device);
+          if (JSON.stringify(found) !== JSON.stringify(device)) await this.#setHsm(h.doc.hsmId, { device: found });
+        } catch (e) {
+          this.#o.log.warn({ event: 'hsm.reattach.failed', hsmId: h.doc.hsmId, err: errorWords(e) }, 'HSM device not found after restart');
+        }
+      }
+    }
+  }
+
+  /** Resolves when no task is running. */
+  async settled(): Promise<void> {
+    while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks.values()]);
+  }
+
+  /** True when this process holds the orchestrator lease after the call. */
+  async tick(): Promise<boolean> {
+    const { config, repo, holder } = this.#o;
+    const lease = await repo.store.acquireLease('orchestrator', holder, config.probeIntervalMs * LEASE_TICKS, config.clock.nowMs());
+    if (lease.holder !== holder) return false;
+    for (const cluster of await repo.clusters()) await this.#reconcile(cluster);
+    return true;
+  }
+
+  // ── per cluster ────────────────────────────────────────────────────────────────────────────
+
+  async #reconcile(c: Versioned<ClusterDoc>): Promise<void> {
+    const { doc } = c;
+    if (doc.state === 'DELETED') return;
+    const hsms = await this.#o.repo.hsmsOf(doc.clusterId);
+    if (doc.state === 'CREATE_IN_PROGRESS') return this.#setCluster(c, { state: 'UNINITIALIZED' });
+    if (doc.state === 'DELETE_IN_PROGRESS') {
+      if (hsms.length === 0) await this.#setCluster(c, { state: 'DELETED' });
+      return;
+    }
+    for (const h of hsms) {
+      if (h.doc.state === 'CREATE_IN_PROGRESS') this.#task(h.doc.hsmId, () => this.#createHsm(h.doc.hsmId));
+      else if (h.doc.state === 'DELETE_IN_PROGRESS') this.#task(h.doc.hsmId, () => this.#deleteHsm(h.doc.hsmId));
+      else if (!this.#tasks.has(h.doc.hsmId)) await this.#probe(h);
+    }
+    if (doc.state === 'INITIALIZE_IN_PROGRESS') this.#task(doc.clusterId, () => this.#initialise(doc.clusterId));
+    if (doc.state === 'INITIALIZED') await this.#noticeActivation(c, hsms);
+    if (doc.state === 'ACTIVE' || doc.state === 'DEGRADED') await this.#health(doc.clusterId);
+    await this.#retention(doc.clusterId);
+  }
+
+  /** ACTIVE when every HSM is, DEGRADED otherwise; a backup when the schedule says so. */
+  async #health(clusterId: string): Promise<void> {
+    const c = await this.#o.repo.cluster(clusterId);
+    if (c === undefined || (c.doc.state !== 'ACTIVE' && c.doc.state !== 'DEGRADED')) return;
+    const hsms = (await this.#o.repo.hsmsOf(clusterId)).map((h) => h.doc);
+    const state = hsms.every((h) => h.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
+    if (state !== c.doc.state) await this.#setCluster(c, { state, stateMessage: state === 'DEGRADED' ? 'An HSM of the cluster is being created or replaced.' : null });
+    const due = c.doc.lastBackupMs === null || this.#o.config.clock.nowMs() - c.doc.lastBackupMs >= this.#o.config.backupIntervalMs;
+    if (due) this.#task(`backup:${clusterId}`, () => this.#scheduledBackup(clusterId, 'schedule'));
+  }
+
+  async #noticeActivation(c: Versioned<ClusterDoc>, hsms: readonly Versioned<HsmDoc>[]): Promise<void> {
+    const device = hsms.find((h) => h.doc.state === 'ACTIVE' && h.doc.device !== null)?.doc.device;
+    if (device === undefined || device === null) return;
+    const health = await this.#mgmt(device).health().catch(() => undefined);
+    if (health?.activated !== true) return;
+    // Activation replaced the PreCo password inside the HSM: the service forgets it.
+    await this.#setCluster(c, { state: 'ACTIVE', stateMessage: null, preCoPassword: null });
+    this.#o.log.info({ event: 'cluster.activated', clusterId: c.doc.clusterId }, 'cluster activated');
+    this.#task(`backup:${c.doc.clusterId}`, () => this.#scheduledBackup(c.doc.clusterId, 'activation'));
+  }
+
+  // ── HSM creation, deletion, replacement ────────────────────────────────────────────────────
+
+  async #createHsm(hsmId: string): Promise<void> {
+    const h = await this.#o.repo.hsm(hsmId);
+    const c = h === undefined ? undefined : await this.#o.repo.cluster(h.doc.clusterId);
+    if (h === undefined || c === undefined || h.doc.state !== 'CREATE_IN_PROGRESS') return;
+    const withDevice = await this.#provision(h);
+    try {
+      await this.#bringUp(c.doc, withDevice.doc);
+    } catch (e) {
+      this.#o.log.warn({ event: 'hsm.create.retry', hsmId, err: errorWords(e) }, 'HSM creation step failed; retried next tick');
+      return;
+    }
+    await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null, failedProbes: 0 });
+    this.#o.log.info({ event: 'hsm.active', clusterId: c.doc.clusterId, hsmId }, 'HSM active');
+    const after = await this.#o.repo.cluster(c.doc.clusterId);
+    if (after !== undefined && after.doc.state === 'UNINITIALIZED' && after.doc.sourceBackupId !== null) {
+      const health = await this.#mgmt(withDevice.doc.device as FleetDevice).health();
+      await this.#setCluster(after, { state: health.activated ? 'ACTIVE' : 'INITIALIZED' });
+    }
+    if (after !== undefined && (after.doc.state === 'ACTIVE' || after.doc.state === 'DEGRADED')) {
+      this.#task(`backup:${c.doc.clusterId}`, () => this.#scheduledBackup(c.doc.clusterId, 'hsm-created'));
+    }
+  }
+
+  /** A device for the HSM (kept in its document at once, so a crash cannot lose track of it). */
+  async #provision(h: Versioned<HsmDoc>): Promise<Versioned<HsmDoc>> {
+    if (h.doc.device !== null) return h;
+    const c = await this.#o.repo.cluster(h.doc.clusterId);
+    const device = await this.#o.fleet.provision({ clusterId: h.doc.clusterId, hsmId: h.doc.hsmId, eniIp: h.doc.eniIp, dataPlanePort: c?.doc.dataPlanePort ?? 0, mode: c?.doc.mode ?? 'NON_FIPS' });
+    const next: HsmDoc = { ...h.doc, device, eniIp: device.host };
+    await this.#o.repo.commit([hsmWrite(next, h.version)]);
+    return { doc: next, version: h.version + 1 };
+  }
+
+  /** The first HSM of a new cluster makes its CSR; any other is restored from a backup. */
+  async #bringUp(cluster: ClusterDoc, hsm: HsmDoc): Promise<void> {
+    const mgmt = this.#mgmt(hsm.device as FleetDevice);
+    if (cluster.state === 'UNINITIALIZED' && cluster.sourceBackupId === null) {
+      const csr = await mgmt.clusterCsr(cluster.clusterId);
+      const identity = await mgmt.identity();
+      await this.#o.repo.retrying(async () => {
+        const c = await this.#o.repo.cluster(cluster.clusterId);
+        if (c === undefined) return { writes: [], result: undefined };
+        const certificates = {
+          ClusterCsr: csr, HsmCertificate: identity.deviceCertificatePem, AwsHardwareCertificate: identity.operatorCertificatePem,
+          ManufacturerHardwareCertificate: this.#o.backups.roots.manufacturerRoot as string,
+        };
+        return { writes: [clusterWrite({ ...c.doc, certificates, csrHsmId: hsm.hsmId }, c.version)], result: undefined };
+      });
+      return;
+    }
+    const source = cluster.sourceBackupId !== null && cluster.state === 'UNINITIALIZED'
+      ? (await this.#o.repo.backup(cluster.sourceBackupId))?.doc
+      : await this.#freshOrNewestBackup(cluster.clusterId, hsm.hsmId);
+    if (source === undefined || source.archiveKey === null) throw new Error('no backup to restore the HSM from');
+    await this.#o.backups.restore(mgmt, source.archiveKey, source.bodySha256);
+  }
+
+  /** A fresh backup from a healthy HSM of the cluster, else the newest archived READY backup. */
+  async #freshOrNewestBackup(clusterId: string, exceptHsmId: string): Promise<BackupDoc | undefined> {
+    for (const h of await this.#o.repo.hsmsOf(clusterId)) {
+      if (h.doc.hsmId === exceptHsmId || h.doc.state !== 'ACTIVE' || h.doc.device === null) continue;
+      try {
+        return await this.#backupFrom(clusterId, h.doc.device, 'clone');
+      } catch (e) {
+        this.#o.log.warn({ event: 'backup.failed', clusterId, hsmId: h.doc.hsmId, err: errorWords(e) }, 'backup from a peer failed');
+      }
+    }
+    const ready = (await this.#o.repo.backupsOf(clusterId)).map((b) => b.doc).filter((b) => b.state === 'READY' && b.archiveKey !== null);
+    return ready.sort((a, b) => b.createdMs - a.createdMs)[0];
+  }
+
+  async #deleteHsm(hsmId: string): Promise<void> {
+    const h = await this.#o.repo.hsm(hsmId);
+    if (h === undefined || h.doc.state !== 'DELETE_IN_PROGRESS') return;
+    const c = await this.#o.repo.cluster(h.doc.clusterId);
+    const device = h.doc.device;
+    if (device !== null && c !== undefined && ['ACTIVE', 'DEGRADED', 'INITIALIZED'].includes(c.doc.state)) {
+      // CloudHSM backs a cluster up before an HSM is removed.
+      await this.#backupFrom(c.doc.clusterId, device, 'hsm-deleted').catch((e: unknown) => {
+        this.#o.log.warn({ event: 'backup.failed', hsmId, err: errorWords(e) }, 'backup before deletion failed; the newest archived backup stands');
+      });
+    }
+    if (device !== null) await this.#o.fleet.release(device);
+    const writes = [deleteWrite(COLLECTION.hsm, hsmId, h.doc.clusterId, h.version)];
+    if (c !== undefined && c.doc.csrHsmId === hsmId && c.doc.state === 'UNINITIALIZED') {
+      writes.push(clusterWrite({ ...c.doc, certificates: {}, csrHsmId: null }, c.version));
+    }
+    await this.#o.repo.commit(writes);
+    this.#o.log.info({ event: 'hsm.deleted', clusterId: h.doc.clusterId, hsmId }, 'HSM deleted');
+  }
+
+  /** One health probe; after FAILED_PROBES_MAX failures in a row the HSM's device is replaced. */
+  async #probe(h: Versioned<HsmDoc>): Promise<void> {
+    const { doc } = h;
+    if ((doc.state !== 'ACTIVE' && doc.state !== 'DEGRADED') || doc.device === null) return;
+    let healthy: boolean;
+    try {
+      const health = await this.#mgmt(doc.device).health();
+      const c = await this.#o.repo.cluster(doc.clusterId);
+      // A device that lost its cluster (zeroised, or replaced by another) is as bad as a dead one.
+      healthy = health.restoring === true || c?.doc.state === 'UNINITIALIZED' || health.clusterId === doc.clusterId;
+    } catch {
+      healthy = false;
+    }
+    if (healthy) {
+      if (doc.failedProbes !== 0) await this.#setHsm(doc.hsmId, { failedProbes: 0 });
+      return;
+    }
+    const failed = doc.failedProbes + 1;
+    this.#o.log.warn({ event: 'hsm.probe.failed', hsmId: doc.hsmId, failedProbes: failed }, 'HSM did not answer its health probe');
+    if (failed < FAILED_PROBES_MAX) return this.#setHsm(doc.hsmId, { failedProbes: failed });
+    await this.#setHsm(doc.hsmId, { state: 'DEGRADED', stateMessage: 'The HSM failed and is being replaced.', failedProbes: failed });
+    this.#task(doc.hsmId, () => this.#replace(doc.hsmId));
+  }
+
+  /** CloudHSM's replacement: a new device for the same HSM (same id, zone and address), restored. */
+  async #replace(hsmId: string): Promise<void> {
+    const h = await this.#o.repo.hsm(hsmId);
+    if (h === undefined || h.doc.state !== 'DEGRADED' || h.doc.device === null) return;
+    const old = h.doc.device;
+    await this.#o.fleet.release(old).catch((e: unknown) => this.#o.log.warn({ event: 'fleet.release.failed', hsmId, err: errorWords(e) }, 'failed device not released cleanly'));
+    await this.#o.repo.commit([hsmWrite({ ...h.doc, device: null }, h.version)]);
+    const fresh = await this.#provision({ doc: { ...h.doc, device: null }, version: h.version + 1 });
+    const c = await this.#o.repo.cluster(h.doc.clusterId);
+    if (c === undefined) return;
+    await this.#bringUp(c.doc, fresh.doc);
+    await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null, failedProbes: 0, replacements: h.doc.replacements + 1 });
+    this.#o.log.info({ event: 'hsm.replaced', clusterId: h.doc.clusterId, hsmId, serial: fresh.doc.device?.serial }, 'failed HSM replaced');
+    await this.#health(h.doc.clusterId);
+  }
+
+  // ── initialisation ─────────────────────────────────────────────────────────────────────────
+
+  async #initialise(clusterId: string): Promise<void> {
+    const c = await this.#o.repo.cluster(clusterId);
+    if (c === undefined || c.doc.state !== 'INITIALIZE_IN_PROGRESS' || c.doc.pendingInit === null) return;
+    const hsm = c.doc.csrHsmId === null ? undefined : (await this.#o.repo.hsm(c.doc.csrHsmId))?.doc;
+    if (hsm?.device === null || hsm === undefined) {
+      await this.#setCluster(c, { state: 'UNINITIALIZED', stateMessage: 'The HSM that made the cluster CSR is gone.', pendingInit: null });
+      return;
+    }
+    const preCoPassword = randomBytes(PRECO_PASSWORD_CHARS).toString('base64url').slice(0, PRECO_PASSWORD_CHARS);
+    // The appliance credential is never needed by the service afterwards: made, handed over, forgotten.
+    const applianceCredential = randomBytes(APPLIANCE_CREDENTIAL_CHARS).toString('base64url').slice(0, APPLIANCE_CREDENTIAL_CHARS);
+    try {
+      await this.#mgmt(hsm.device).initialiseCluster({ certificatePem: c.doc.pendingInit.signedCert, trustAnchorPem: c.doc.pendingInit.trustAnchor, preCoPassword, applianceCredential });
+    } catch (e) {
+      this.#o.log.warn({ event: 'cluster.initialise.failed', clusterId, err: errorWords(e) }, 'cluster initialisation refused by the HSM');
+      await this.#setCluster(c, { state: 'UNINITIALIZED', stateMessage: 'The HSM refused the cluster certificate.', pendingInit: null });
+      return;
+    }
+    const certificates = { ...c.doc.certificates, ClusterCertificate: c.doc.pendingInit.signedCert };
+    await this.#setCluster(c, { state: 'INITIALIZED', stateMessage: null, pendingInit: null, preCoPassword, certificates });
+    this.#o.log.info({ event: 'cluster.initialised', clusterId }, 'cluster initialised');
+  }
+
+  // ── backups ────────────────────────────────────────────────────────────────────────────────
+
+  async #scheduledBackup(clusterId: string, reason: string): Promise<void> {
+    for (const h of await this.#o.repo.hsmsOf(clusterId)) {
+      if (h.doc.state !== 'ACTIVE' || h.doc.device === null) continue;
+      await this.#backupFrom(clusterId, h.doc.device, reason);
+      return;
+    }
+  }
+
+  /** Takes, verifies and archives a backup of `device`, and records it READY. */
+  async #backupFrom(clusterId: string, device: FleetDevice, reason: string): Promise<BackupDoc> {
+    const taken = await this.#o.backups.take(this.#mgmt(device), clusterId);
+    const c = await this.#o.repo.cluster(clusterId);
+    const cluster = c?.doc;
+    const doc: BackupDoc = {
+      v: 1, backupId: taken.backupId, clusterId, accountId: cluster?.accountId ?? '', state: 'READY', hsmType: cluster?.hsmType ?? 'hsm2m.medium',
+      mode: taken.mode, createdMs: taken.createdMs, copyMs: null, neverExpires: false, sourceRegion: null, sourceBackup: null, sourceCluster: null,
+      deleteMs: null, archiveKey: taken.archiveKey, bytes: taken.bytes, bodySha256: taken.bodySha256, sourceSerial: taken.sourceSerial,
+      resourcePolicy: null, tags: [],
+    };
+    await this.#o.repo.retrying(async () => {
+      const now = await this.#o.repo.cluster(clusterId);
+      const writes = [backupWrite(doc, 0)];
+      if (now !== undefined) writes.push(clusterWrite({ ...now.doc, lastBackupMs: taken.createdMs }, now.version));
+      return { writes, result: undefined };
+    });
+    this.#o.log.info({ event: 'backup.archived', clusterId, backupId: doc.backupId, reason, bytes: doc.bytes }, 'backup archived');
+    return doc;
+  }
+
+  /** Expired backups go to PENDING_DELETION (never the cluster's newest); those past their 7 days are purged. */
+  async #retention(clusterId: string): Promise<void> {
+    const c = await this.#o.repo.cluster(clusterId);
+    const now = this.#o.config.clock.nowMs();
+    const backups = await this.#o.repo.backupsOf(clusterId);
+    const newest = backups.filter((b) => b.doc.state === 'READY').sort((a, b) => b.doc.createdMs - a.doc.createdMs)[0]?.doc.backupId;
+    for (const b of backups) {
+      const expired = c !== undefined && b.doc.createdMs + c.doc.backupRetentionDays * DAY_MS <= now;
+      if (b.doc.state === 'READY' && !b.doc.neverExpires && expired && b.doc.backupId !== newest) {
+        await this.#o.repo.commit([backupWrite({ ...b.doc, state: 'PENDING_DELETION', deleteMs: now + PENDING_DELETION_MS }, b.version)]);
+        this.#o.log.info({ event: 'backup.expired', clusterId, backupId: b.doc.backupId }, 'backup past its retention');
+      } else if (b.doc.state === 'PENDING_DELETION' && b.doc.deleteMs !== null && b.doc.deleteMs <= now) {
+        if (b.doc.archiveKey !== null) await this.#o.backups.purge(b.doc.archiveKey);
+        await this.#o.repo.commit([backupWrite({ ...b.doc, state: 'DELETED', archiveKey: null }, b.version)]);
+        this.#o.log.info({ event: 'backup.purged', clusterId, backupId: b.doc.backupId }, 'backup purged');
+      }
+    }
+  }
+
+  // ── helpers ────────────────────────────────────────────────────────────────────────────────
+
+  #mgmt(device: FleetDevice): ManagementClient {
+    return this.#o.fleet.management(device);
+  }
+
+  /** Starts `work` unless a task on `key` is running; a failure is logged and retried by a later tick. */
+  #task(key: string, work: () => Promise<void>): void {
+    if (this.#tasks.has(key)) return;
+    const run = work().catch((e: unknown) => {
+      this.#o.log.warn({ event: 'task.failed', task: key, err: errorWords(e) }, 'orchestration step failed; retried next tick');
+    }).finally(() => this.#tasks.delete(key));
+    this.#tasks.set(key, run);
+  }
+
+  async #setCluster(c: Versioned<ClusterDoc>, change: Partial<ClusterDoc>): Promise<void> {
+    await this.#o.repo.retrying(async () => {
+      const now = (await this.#o.repo.cluster(c.doc.clusterId)) ?? c;
+      return { writes: [clusterWrite({ ...now.doc, ...change }, now.version)], result: undefined };
+    });
+  }
+
+  async #setHsm(hsmId: string, change: Partial<HsmDoc>): Promise<void> {
+    await this.#o.repo.retrying(async () => {
+      const now = await this.#o.repo.hsm(hsmId);
+      return { writes: now === undefined ? [] : [hsmWrite({ ...now.doc, ...change }, now.version)], result: undefined };
+    });
+  }
+}
+
+/** An error as log words: its code or name and message, never its detail objects. */
+function errorWords(e: unknown): string {
+  if (e instanceof Error) return `${(e as { code?: string }).code ?? e.name}: ${e.message}`;
+  return String(e);
+}

@@ -1,0 +1,105 @@
+// One region's control plane, assembled (docs/control-plane.md): the CloudHSMv2 API on HTTP over
+// the metadata store, the archive and the fleet it is given, and the orchestrator. The `coffer
+// service` and `coffer up` commands (src/cli/) choose the adapters; tests pass their own.
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { BackupRoots } from '../formats/backup.js';
+import type { Archive } from '../storage/archive_port.js';
+import type { MetadataStore } from '../storage/metadata_port.js';
+import type { Operations } from './api/operations.js';
+import { createApiHandler } from './api/server.js';
+import type { AccessKey } from './api/sigv4.js';
+import { BackupFlow } from './backup_flow.js';
+import { systemClock, type Clock } from './clock.js';
+import { BACKUP_INTERVAL_MS_DEFAULT, DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_DEFAULT, defaultZones, type ServiceConfig } from './config.js';
+import { controlPlaneOperations, type CopyToRegion } from './control_plane.js';
+import type { Fleet } from './fleet/fleet_port.js';
+import { Orchestrator } from './orchestrator.js';
+import { Repository } from './repository.js';
+
+export interface ServiceOptions {
+  readonly region: string;
+  readonly host: string;
+  /** 0: any free port. */
+  readonly port: number;
+  readonly metadata: MetadataStore;
+  readonly archive: Archive;
+  readonly fleet: Fleet;
+  /** The manufacturer and operator roots every backup's device chain must end in. */
+  readonly roots: BackupRoots;
+  readonly accessKeys: readonly AccessKey[];
+  /** A directory of the service's own for blobs in transit. */
+  readonly workDir: string;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly availabilityZones?: readonly string[];
+  readonly dataPlanePort?: number;
+  readonly backupIntervalMs?: number;
+  readonly probeIntervalMs?: number;
+  /** False: the orchestrator does not tick on its own (tests call `orchestrator.tick()`). */
+  readonly orchestrate?: boolean;
+  /** CopyBackupToRegion's transport to peer regions. */
+  readonly copyTo?: CopyToRegion;
+}
+
+export interface RunningService {
+  readonly endpoint: string;
+  readonly port: number;
+  readonly config: ServiceConfig;
+  readonly operations: Operations;
+  readonly orchestrator: Orchestrator;
+  readonly repository: Repository;
+  readonly backups: BackupFlow;
+  /** Stops the API and the orchestrator; the store, archive and fleet stay the caller's to close. */
+  close(): Promise<void>;
+}
+
+export async function startService(o: ServiceOptions): Promise<RunningService> {
+  const config: ServiceConfig = {
+    region: o.region,
+    availabilityZones: o.availabilityZones ?? defaultZones(o.region),
+    dataPlanePort: o.dataPlanePort ?? DATA_PLANE_PORT_DEFAULT,
+    backupIntervalMs: o.backupIntervalMs ?? BACKUP_INTERVAL_MS_DEFAULT,
+    probeIntervalMs: o.probeIntervalMs ?? PROBE_INTERVAL_MS_DEFAULT,
+    clock: o.clock ?? systemClock,
+  };
+  const repository = new Repository(o.metadata);
+  const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir });
+  const operations = controlPlaneOperations(repository, config, o.copyTo);
+  const orchestrator = new Orchestrator({
+    repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), holder: `${hostname()}:${process.pid}:${randomUUID()}`,
+  });
+  // SigV4's clock-skew check compares with the client's wall clock: always the system's, whatever
+  // clock drives the orchestrator (a test moves that one by days).
+  const handler = createApiHandler({ operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }) });
+  const server = createServer(handler);
+  await listen(server, o.host, o.port);
+  const port = (server.address() as AddressInfo).port;
+  if (o.orchestrate !== false) orchestrator.start();
+  o.logger.info({ event: 'service.listening', region: o.region, host: o.host, port }, 'control plane listening');
+  return {
+    endpoint: `http://${o.host}:${port}`, port, config, operations, orchestrator, repository, backups,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await orchestrator.stop();
+      o.logger.info({ event: 'service.stopped', region: o.region }, 'control plane stopped');
+    },
+  };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
