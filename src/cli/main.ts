@@ -14,6 +14,7 @@ import { registerBackupCommands } from './backup_commands.js';
 import { registerCeremonyCommands } from './ceremony_commands.js';
 import { registerHsmCommands } from './hsm_commands.js';
 import { registerDevCommands } from './dev_commands.js';
+import { registerServiceCommands } from './service_commands.js';
 import { errorLine } from './user_cli/output.js';
 import { registerUserCli } from './user_cli/register.js';
 import { exitOnUsage, usageOutput } from './user_cli/usage.js';
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerBackupCommands(program);
   registerHsmCommands(program);
   registerDevCommands(program);
+  registerServiceCommands(program);
   registerUserCli(program);
   program
     .command('demo')

@@ -1,0 +1,68 @@
+// `coffer up` (a whole development region in one command, src/cli/up.ts) and `coffer service`
+// (one region's control plane on adapters the operator names: docs/control-plane.md).
+//
+// Like `coffer dev cluster`, stdout carries JSON lines only (`{"event":"ready",…}` once the service
+// answers), so it pipes into jq; stderr carries what a person reads: the `export` lines that point
+// the AWS CLI (and, with --cluster, the `coffer` CLI) at what started. Ctrl-C stops the services
+// and the HSM processes; starting again on the same data directory brings everything back.
+
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { fail } from '../errors.js';
+import { exportLines } from './dev_commands.js';
+import { API_PORT_DEFAULT, CONFIG_FILE, CREDENTIALS_FILE, PROFILE, up } from './up.js';
+import { ensureDevCluster } from './up_cluster.js';
+import { DATA_PLANE_PORT_DEFAULT } from '../service/config.js';
+
+/** A development region is one machine's worth of HSMs. */
+const UP_CLUSTER_HSMS_MAX = 8;
+const REGION = /^[a-z]{2}(-gov)?-(east|west|north|south|central){1,2}-\d$/;
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", "'\\''")}'`;
+}
+
+function port(text: string, name: string): number {
+  const n = Number(text);
+  if (!/^\d{1,5}$/.test(text) || n > 65535) fail('COFFER_CLI_USAGE', { reason: `${name} must be a TCP port (0-65535)` });
+  return n;
+}
+
+export function registerServiceCommands(program: Command): void {
+  program
+    .command('up')
+    .description('start a development region: the CloudHSMv2 control plane, its archive and a local fleet of HSMs, on one data directory')
+    .option('--data-dir <dir>', 'where everything lives; starting again on it brings everything back', 'coffer-data')
+    .option('--port <port>', 'the API port (the next regions take the next ports)', String(API_PORT_DEFAULT))
+    .option('--regions <list>', 'comma-separated regions, one service each, peered for CopyBackupToRegion', 'us-east-1')
+    .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(DATA_PLANE_PORT_DEFAULT))
+    .option('--cluster <n>', `also create an activated cluster of n HSMs (1-${UP_CLUSTER_HSMS_MAX}) with a crypto user, and write cluster.json`)
+    .option('--log-level <level>', 'service log level (JSON lines in regions/<region>/service.log)', 'info')
+    .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; logLevel: string }) => {
+      const regions = opts.regions.split(',').map((r) => r.trim());
+      if (regions.length === 0 || !regions.every((r) => REGION.test(r)) || new Set(regions).size !== regions.length) fail('COFFER_CLI_USAGE', { reason: '--regions must list distinct AWS-style regions, e.g. us-east-1,eu-west-1' });
+      const hsms = opts.cluster === undefined ? 0 : Number(opts.cluster);
+      if (opts.cluster !== undefined && (!/^\d+$/.test(opts.cluster) || hsms < 1 || hsms > UP_CLUSTER_HSMS_MAX)) fail('COFFER_CLI_USAGE', { reason: `--cluster must be 1-${UP_CLUSTER_HSMS_MAX}` });
+      const stopping = new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+      const u = await up({ dataDir: opts.dataDir, port: port(opts.port, '--port'), regions, dataPlanePort: port(opts.dataPlanePort, '--data-plane-port'), logLevel: opts.logLevel });
+      try {
+        const clusterFile = hsms > 0 ? await ensureDevCluster(u, hsms) : undefined;
+        const endpoints = u.regions.map((r) => ({ region: r.region, endpoint: r.service.endpoint }));
+        process.stdout.write(JSON.stringify({ event: 'ready', dataDir: u.dataDir, regions: endpoints, ...(clusterFile === undefined ? {} : { clusterFile }) }) + '\n');
+        const first = endpoints[0] as { endpoint: string };
+        const lines = [
+          `# Coffer is running (Ctrl-C stops it). API: ${endpoints.map((e) => `${e.region} ${e.endpoint}`).join(', ')}. From another shell:`,
+          `export AWS_SHARED_CREDENTIALS_FILE=${shellQuote(join(u.dataDir, CREDENTIALS_FILE))} AWS_CONFIG_FILE=${shellQuote(join(u.dataDir, CONFIG_FILE))} AWS_PROFILE=${PROFILE}`,
+          `aws cloudhsmv2 describe-clusters --endpoint-url ${first.endpoint}`,
+          ...(clusterFile === undefined ? [] : exportLines(clusterFile)),
+        ];
+        process.stderr.write(lines.join('\n') + '\n');
+        await stopping;
+      } finally {
+        await u.stop({ stopDevices: true });
+      }
+    });
+}

@@ -1,0 +1,179 @@
+// `coffer up`: a whole region on one machine (docs/getting-started.md): the control plane on SQLite
+// and a filesystem archive under one data directory, a local fleet of `coffer hsm serve` processes,
+// and the development ceremonies done (development authorities, marked as such in every
+// certificate). Starting it again on the same directory brings everything back: the metadata, the
+// archive, the fleet's devices (still running, or restarted from their data) and the access key.
+//
+// Files under the data directory:
+//   authorities/                 development manufacturer and operator authorities (secret)
+//   management-client.{pem,key}  the service's management client certificate (operator-issued)
+//   manufacturer-root.pem, operator-root.pem   the roots a customer checks an HSM's certificates with
+//   service.json (0600)          the account id and access key the API accepts (secret)
+//   credentials (0600), config   AWS shared-credentials and config files, profile `coffer`
+//   regions/<region>/            metadata.sqlite, archive/, fleet/, work/, service.log
+
+import { randomBytes, randomInt } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { createDevelopmentAuthorities, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../factory/development.js';
+import { pemOf } from '../formats/x509.js';
+import type { AccessKey } from '../service/api/sigv4.js';
+import { peerCopy, type RegionPeer } from '../service/copy.js';
+import type { CopyToRegion } from '../service/control_plane.js';
+import { LocalFleet } from '../service/fleet/local_fleet.js';
+import { startService, type RunningService } from '../service/service.js';
+import { openFsArchive } from '../storage/archive_fs.js';
+import type { Archive } from '../storage/archive_port.js';
+import { SqliteMetadataStore } from '../storage/metadata_sqlite.js';
+
+export const SERVICE_FILE = 'service.json';
+export const CREDENTIALS_FILE = 'credentials';
+export const CONFIG_FILE = 'config';
+export const PROFILE = 'coffer';
+/** The API's port when none is given: beside CloudHSM's client port 2223, free on most machines. */
+export const API_PORT_DEFAULT = 8223;
+
+export interface UpOptions {
+  readonly dataDir: string;
+  readonly port: number;
+  readonly regions: readonly string[];
+  readonly dataPlanePort: number;
+  readonly logLevel: string;
+  /** Default: the main.js beside this file. */
+  readonly mainJs?: string;
+  /** Default: every region's service log goes to regions/<region>/service.log. */
+  readonly logger?: Logger;
+}
+
+export interface RunningRegion {
+  readonly region: string;
+  readonly service: RunningService;
+  readonly fleet: LocalFleet;
+  readonly archive: Archive;
+  readonly metadata: SqliteMetadataStore;
+}
+
+export interface Up {
+  readonly dataDir: string;
+  readonly accessKey: AccessKey;
+  readonly regions: readonly RunningRegion[];
+  readonly managementClient: { readonly certificatePem: string; readonly keyPem: string; readonly manufacturerRootPem: string; readonly operatorRootPem: string };
+  /** Stops the services; with `stopDevices`, the HSM processes too (Ctrl-C stops them: they are the region's). */
+  stop(options?: { readonly stopDevices?: boolean }): Promise<void>;
+}
+
+interface ServiceFile {
+  readonly accountId: string;
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+}
+
+export async function up(options: UpOptions): Promise<Up> {
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const managementClient = await ceremonies(dataDir);
+  const accessKey = serviceKey(dataDir);
+  writeAwsFiles(dataDir, accessKey, options.regions[0] ?? 'us-east-1');
+  const regions: RunningRegion[] = [];
+  const peers = new Map<string, RegionPeer>();
+  try {
+    for (const [i, region] of options.regions.entries()) {
+      const running = await startRegion(dataDir, region, options.port === 0 ? 0 : options.port + i, options, managementClient, accessKey, peers);
+      regions.push(running);
+      peers.set(region, {
+        region, archive: running.archive, repository: running.service.repository, backups: running.service.backups,
+        clock: running.service.config.clock, workDir: join(dataDir, 'regions', region, 'work'),
+      });
+    }
+  } catch (e) {
+    await stopAll(regions, false);
+    throw e;
+  }
+  return { dataDir, accessKey, regions, managementClient, stop: (o) => stopAll(regions, o?.stopDevices ?? false) };
+}
+
+async function startRegion(
+  dataDir: string, region: string, port: number, options: UpOptions, management: Up['managementClient'], accessKey: AccessKey, peers: ReadonlyMap<string, RegionPeer>,
+): Promise<RunningRegion> {
+  const dir = join(dataDir, 'regions', region);
+  const workDir = join(dir, 'work');
+  mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const logger = options.logger ?? pino({ level: options.logLevel, base: { region } }, createWriteStream(join(dir, 'service.log'), { flags: 'a', mode: 0o600 }));
+  const metadata = SqliteMetadataStore.open({ path: join(dir, 'metadata.sqlite') });
+  const archive = await openFsArchive({ directory: join(dir, 'archive') });
+  const fleet = await LocalFleet.open({
+    dir: join(dir, 'fleet'), authoritiesDir: join(dataDir, 'authorities'), mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
+  });
+  // Peers, this region among them, are looked up at call time: a region started later is a peer too.
+  const copyTo: CopyToRegion = (target, backup, tags) => peerCopy(peers.get(region) as RegionPeer, peers)(target, backup, tags);
+  const service = await startService({
+    region, host: '127.0.0.1', port, metadata, archive, fleet, accessKeys: [accessKey], workDir, logger, dataPlanePort: options.dataPlanePort, copyTo,
+    roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
+  });
+  await service.orchestrator.reattach();
+  return { region, service, fleet, archive, metadata };
+}
+
+async function stopAll(regions: readonly RunningRegion[], stopDevices: boolean): Promise<void> {
+  for (const r of regions) {
+    await r.service.close();
+    await r.fleet.close({ stopDevices });
+    await r.archive.close();
+    await r.metadata.close();
+  }
+}
+
+/** The development ceremonies, once per data directory: authorities, the management client, the roots. */
+async function ceremonies(dataDir: string): Promise<Up['managementClient']> {
+  const authoritiesDir = join(dataDir, 'authorities');
+  const certPath = join(dataDir, 'management-client.pem');
+  const keyPath = join(dataDir, 'management-client.key');
+  if (!existsSync(certPath)) {
+    const authorities = await createDevelopmentAuthorities();
+    try {
+      rmSync(authoritiesDir, { recursive: true, force: true });
+      saveDevelopmentAuthorities(authorities, authoritiesDir);
+      const client = await issueManagementClientCertificate(authorities.operator, 'coffer control plane');
+      writeFileSync(join(dataDir, 'manufacturer-root.pem'), pemOf(authorities.manufacturer.rootCertificate), { mode: 0o644 });
+      writeFileSync(join(dataDir, 'operator-root.pem'), pemOf(authorities.operator.rootCertificate), { mode: 0o644 });
+      writeFileSync(keyPath, client.keyPem, { mode: 0o600 });
+      writeAtomically(certPath, client.certificatePem, 0o644); // last: its presence says the rest is there
+    } finally {
+      authorities.akbk?.destroy();
+    }
+  }
+  return {
+    certificatePem: readFileSync(certPath, 'utf8'), keyPem: readFileSync(keyPath, 'utf8'),
+    manufacturerRootPem: readFileSync(join(dataDir, 'manufacturer-root.pem'), 'utf8'), operatorRootPem: readFileSync(join(dataDir, 'operator-root.pem'), 'utf8'),
+  };
+}
+
+/** The one access key of a development service (all actions), made once. */
+function serviceKey(dataDir: string): AccessKey {
+  const path = join(dataDir, SERVICE_FILE);
+  if (!existsSync(path)) {
+    const file: ServiceFile = {
+      accountId: String(randomInt(100_000, 999_999)) + String(randomInt(100_000, 999_999)),
+      accessKeyId: `AKIA${randomBytes(12).toString('hex').toUpperCase().slice(0, 16)}`,
+      secretAccessKey: randomBytes(30).toString('base64').slice(0, 40),
+    };
+    writeAtomically(path, JSON.stringify(file, null, 2) + '\n', 0o600);
+  }
+  const file = JSON.parse(readFileSync(path, 'utf8')) as ServiceFile;
+  return { accessKeyId: file.accessKeyId, secretAccessKey: file.secretAccessKey, accountId: file.accountId, actions: ['*'] };
+}
+
+/** AWS shared credentials and config, profile `coffer`: what the AWS CLI and SDKs read. */
+function writeAwsFiles(dataDir: string, key: AccessKey, region: string): void {
+  writeAtomically(join(dataDir, CREDENTIALS_FILE), `[${PROFILE}]\naws_access_key_id = ${key.accessKeyId}\naws_secret_access_key = ${key.secretAccessKey}\n`, 0o600);
+  writeAtomically(join(dataDir, CONFIG_FILE), `[profile ${PROFILE}]\nregion = ${region}\noutput = json\n`, 0o644);
+}
+
+function writeAtomically(path: string, text: string, mode: number): void {
+  const temporary = `${path}.${process.pid}.tmp`;
+  rmSync(temporary, { force: true });
+  writeFileSync(temporary, text, { mode, flag: 'wx' });
+  renameSync(temporary, path);
+}
