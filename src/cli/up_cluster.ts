@@ -6,14 +6,14 @@
 // (CLI) and `loadClusterConfig` (SDK) read, plus the cluster id and the service endpoint.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Connection } from '../client/connection.js';
+import { Cluster } from '../client/cluster.js';
 import { fail } from '../errors.js';
 import { createDevelopmentCustomerCa } from '../factory/development.js';
 import type { ApiOutput, Caller } from '../service/api/operations.js';
 import type { RunningService } from '../service/service.js';
-import type { Up } from './up.js';
+import { CREDENTIALS_FILE, PROFILE, type Up } from './up.js';
 
 export const CLUSTER_FILE = 'cluster.json';
 export const CUSTOMER_CA_FILE = 'customer-ca.pem';
@@ -26,7 +26,12 @@ const POLL_MS = 200;
 export interface DevClusterFile {
   readonly clusterId: string;
   readonly region: string;
+  /** The control plane: the SDK and CLI ask it for the cluster's HSMs (client/control_plane.ts). */
   readonly service: string;
+  /** The data-plane port of every HSM, and the AWS credentials to ask the service with. */
+  readonly port: number;
+  readonly awsCredentials: string;
+  readonly awsProfile: string;
   readonly customerCa: string;
   readonly admin: { readonly name: string; readonly password: string };
   readonly cryptoUser: { readonly name: string; readonly password: string };
@@ -36,9 +41,14 @@ export interface DevClusterFile {
 /** The cluster in `<dataDir>/cluster.json` if there is one, else a new one of `hsms` HSMs. */
 export async function ensureDevCluster(u: Up, hsms: number): Promise<string> {
   const path = join(u.dataDir, CLUSTER_FILE);
-  if (existsSync(path)) return path;
   const region = u.regions[0] ?? fail('COFFER_CLI_USAGE', { reason: 'no region' });
   const service = region.service;
+  if (existsSync(path)) {
+    // The service may listen on another port than last time: the file follows it.
+    const file = JSON.parse(readFileSync(path, 'utf8')) as DevClusterFile;
+    if (file.service !== service.endpoint) writeClusterFile(path, { ...file, service: service.endpoint });
+    return path;
+  }
   const caller: Caller = { accountId: u.accessKey.accountId, accessKeyId: u.accessKey.accessKeyId, region: region.region, requestId: 'coffer-up' };
   const zones = service.config.availabilityZones;
   const created = await service.operations.CreateCluster({
@@ -62,14 +72,20 @@ export async function ensureDevCluster(u: Up, hsms: number): Promise<string> {
   const ready = await waitFor(service, caller, clusterId, (c) => c['State'] === 'ACTIVE' && (c['Hsms'] as unknown[]).length === hsms
     && (c['Hsms'] as Array<{ State: string }>).every((h) => h.State === 'ACTIVE'));
   const file: DevClusterFile = {
-    clusterId, region: region.region, service: service.endpoint, customerCa: join(u.dataDir, CUSTOMER_CA_FILE), admin, cryptoUser,
+    clusterId, region: region.region, service: service.endpoint, port: service.config.dataPlanePort, awsCredentials: join(u.dataDir, CREDENTIALS_FILE),
+    awsProfile: PROFILE, customerCa: join(u.dataDir, CUSTOMER_CA_FILE), admin, cryptoUser,
     nodes: (ready['Hsms'] as Array<{ EniIp: string }>).map((h) => ({ host: h.EniIp, port: service.config.dataPlanePort })),
   };
+  writeClusterFile(path, file);
+  return path;
+}
+
+/** cluster.json, mode 0600 (it holds development passwords), replaced atomically. */
+function writeClusterFile(path: string, file: DevClusterFile): void {
   const temporary = `${path}.${process.pid}.tmp`;
   rmSync(temporary, { force: true });
   writeFileSync(temporary, JSON.stringify(file, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
   renameSync(temporary, path);
-  return path;
 }
 
 /** DescribeClusters for one cluster until `done` holds (the orchestrator ticks in the meantime). */
@@ -85,18 +101,16 @@ async function waitFor(service: RunningService, caller: Caller, clusterId: strin
   }
 }
 
-/** The customer's part, over the data plane with the customer CA as the only trust. */
+/** The customer's part, through the SDK, trusting the customer CA alone: activation with the PreCo
+ * password (which sets the admin password), then a crypto user made by the admin. */
 async function activate(host: string, port: number, ca: string, preCoPassword: string, admin: DevClusterFile['admin'], cryptoUser: DevClusterFile['cryptoUser']): Promise<void> {
-  const conn = await Connection.connect({ host, port, ca });
-  const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+  const endpoints = [{ host, port }];
+  await Cluster.activate({ endpoints, ca, preCoPassword, newAdminPassword: admin.password });
+  const session = await Cluster.connect({ endpoints, ca, credentials: { username: admin.name, password: admin.password, role: 'admin' } });
   try {
-    await conn.call('ACTIVATE', { preCoPassword: bytes(preCoPassword), newPassword: bytes(admin.password) });
-    const session = await conn.openSession();
-    await conn.login(session, admin.name, admin.password);
-    await conn.call('CREATE_USER', { session, name: cryptoUser.name, password: bytes(cryptoUser.password), role: 'crypto-user' });
-    await conn.closeSession(session);
+    await session.users.create(cryptoUser.name, cryptoUser.password, 'crypto-user');
   } finally {
-    conn.close();
+    await session.close();
   }
 }
 

@@ -63,10 +63,26 @@ export function endpointsFromDescribeClusters(json: unknown, options: { readonly
 }
 
 export interface ClusterConfig {
+  /** The HSMs listed in the file (empty when the control plane is to be asked). */
   readonly endpoints: readonly Endpoint[];
   /** The customer CA certificate (PEM text, read from the file the config names). */
   readonly ca: string;
+  /** Where to ask for the cluster's HSMs (src/client/control_plane.ts); preferred to `endpoints`. */
+  readonly service?: ConfiguredService;
 }
+
+/** A cluster config's control plane: where it is, which cluster, and whose AWS credentials to sign with. */
+export interface ConfiguredService {
+  readonly endpoint: string;
+  readonly region: string;
+  readonly clusterId: string;
+  readonly port: number;
+  /** A shared credentials file and profile; absent: the environment's (AWS_*, ~/.aws/credentials). */
+  readonly credentialsFile?: { readonly path: string; readonly profile: string };
+}
+
+/** CloudHSM's client port, when a config names none. */
+export const DATA_PLANE_PORT_DEFAULT = 2223;
 
 /** A cluster config lists a handful of nodes: a larger file is a wrong path, not a config. */
 export const CLUSTER_CONFIG_BYTES_MAX = 1024 * 1024;
@@ -123,13 +139,31 @@ export function parseClusterConfig(json: unknown, baseDir: string): ClusterConfi
   const doc = parseJson(json, 'config');
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('config is not an object');
   const fields = doc as Readonly<Record<string, unknown>>;
+  const service = parseService(fields, baseDir);
   const list = oneOf(fields, ['endpoints', 'nodes']);
-  if (!Array.isArray(list)) throw invalid('config has no endpoints list');
-  const endpoints = (list as unknown[]).map(parseEndpoint);
+  if (!Array.isArray(list) && (list !== undefined || service === undefined)) throw invalid('config has no endpoints list');
+  const endpoints = Array.isArray(list) ? (list as unknown[]).map(parseEndpoint) : [];
   const caPath = oneOf(fields, ['ca', 'customerCa']);
   if (typeof caPath !== 'string' || caPath.length === 0) throw invalid('config has no ca path');
-  const checked = checkEndpoints(endpoints);
-  return { endpoints: checked, ca: readCaFile(resolve(baseDir, caPath)) };
+  const checked = service !== undefined && endpoints.length === 0 ? [] : checkEndpoints(endpoints);
+  return { endpoints: checked, ca: readCaFile(resolve(baseDir, caPath)), ...(service === undefined ? {} : { service }) };
+}
+
+/** `service` (URL), `region`, `clusterId`, and optionally `port`, `awsCredentials` (a file, relative
+ * to the config) and `awsProfile`: the control plane to ask for the cluster's HSMs. */
+function parseService(fields: Readonly<Record<string, unknown>>, baseDir: string): ConfiguredService | undefined {
+  const { service: endpoint, region, clusterId, port, awsCredentials, awsProfile } = fields;
+  if (endpoint === undefined) return undefined;
+  if (typeof endpoint !== 'string' || !/^https?:\/\/./.test(endpoint)) throw invalid('service must be an http:// or https:// URL');
+  if (typeof region !== 'string' || !/^[a-z]{2}(-gov)?-[a-z]+-\d$/.test(region)) throw invalid('a config with a service needs its region');
+  if (typeof clusterId !== 'string' || !/^cluster-[2-7a-zA-Z]{11,16}$/.test(clusterId)) throw invalid('a config with a service needs its clusterId');
+  if (port !== undefined && !isPort(port)) throw invalid('port must be an integer 1-65535');
+  if (awsCredentials !== undefined && typeof awsCredentials !== 'string') throw invalid('awsCredentials must be a file path');
+  if (awsProfile !== undefined && typeof awsProfile !== 'string') throw invalid('awsProfile must be a profile name');
+  return {
+    endpoint, region, clusterId, port: port ?? DATA_PLANE_PORT_DEFAULT,
+    ...(awsCredentials === undefined ? {} : { credentialsFile: { path: resolve(baseDir, awsCredentials), profile: awsProfile ?? 'default' } }),
+  };
 }
 
 function parseEndpoint(e: unknown): Endpoint {

@@ -12,7 +12,7 @@ import { loadClusterConfig } from '../../src/client/discovery.js';
 import { parseEndpoint, parsePin, parseRole, resolveTarget } from '../../src/cli/user_cli/config.js';
 import { splitWords } from '../../src/cli/user_cli/line_source.js';
 import { commanderUsageError, errorLine, failureJson, keyListResult, render, table, type KeyDescription } from '../../src/cli/user_cli/output.js';
-import { throwsCode } from '../helpers.js';
+import { rejectsCode, throwsCode } from '../helpers.js';
 
 const ATTRS = {
   token: true, sensitive: true, extractable: false, encrypt: false, decrypt: false, sign: true, verify: false, wrap: false, unwrap: false,
@@ -86,7 +86,7 @@ test('the interactive prompt splits words like a shell', () => {
   throwsCode(() => splitWords('crypto sign --data "open'), 'COFFER_CLI_USAGE');
 });
 
-test('cluster configs: endpoints + ca, the development cluster.json shape, and the options', () => {
+test('cluster configs: endpoints + ca, the development cluster.json shape, and the options', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-cli-'));
   const CA = '-----BEGIN CERTIFICATE-----\nCA PEM\n-----END CERTIFICATE-----\n';
   try {
@@ -99,11 +99,16 @@ test('cluster configs: endpoints + ca, the development cluster.json shape, and t
     assert.deepEqual(loadClusterConfig(join(dir, 'dev.json')).endpoints, [{ host: 'h', port: 2 }]);
     throwsCode(() => loadClusterConfig(join(dir, 'bad.json')), 'COFFER_CLIENT_CONFIG_INVALID');
     throwsCode(() => loadClusterConfig(join(dir, 'absent.json')), 'COFFER_CLIENT_CONFIG_UNREADABLE');
-    throwsCode(() => resolveTarget({ endpoint: ['h:1'], ca: join(dir, 'absent.pem') }, {}), 'COFFER_CLIENT_CONFIG_UNREADABLE');
-    assert.deepEqual(resolveTarget({}, { COFFER_CLUSTER_CONFIG: join(dir, 'a.json') }).endpoints, [{ host: 'h', port: 1 }]);
-    assert.deepEqual(resolveTarget({ endpoint: ['[::1]:5', 'n1:6'], ca: join(dir, 'ca.pem') }, {}).endpoints, [{ host: '::1', port: 5 }, { host: 'n1', port: 6 }]);
-    throwsCode(() => resolveTarget({ endpoint: ['h:1'] }, {}), 'COFFER_CLI_USAGE');
-    throwsCode(() => resolveTarget({}, {}), 'COFFER_CLI_USAGE');
+    await rejectsCode(() => resolveTarget({ endpoint: ['h:1'], ca: join(dir, 'absent.pem') }, {}), 'COFFER_CLIENT_CONFIG_UNREADABLE');
+    assert.deepEqual((await resolveTarget({}, { COFFER_CLUSTER_CONFIG: join(dir, 'a.json') })).endpoints, [{ host: 'h', port: 1 }]);
+    assert.deepEqual((await resolveTarget({ endpoint: ['[::1]:5', 'n1:6'], ca: join(dir, 'ca.pem') }, {})).endpoints, [{ host: '::1', port: 5 }, { host: 'n1', port: 6 }]);
+    await rejectsCode(() => resolveTarget({ endpoint: ['h:1'] }, {}), 'COFFER_CLI_USAGE');
+    await rejectsCode(() => resolveTarget({}, {}), 'COFFER_CLI_USAGE');
+    // --cluster-id asks the control plane: it needs --ca, the endpoint and the region.
+    await rejectsCode(() => resolveTarget({ clusterId: 'cluster-abcdefghijk' }, {}), 'COFFER_CLI_USAGE');
+    await rejectsCode(() => resolveTarget({ clusterId: 'cluster-abcdefghijk', ca: join(dir, 'ca.pem') }, { AWS_REGION: 'us-east-1' }), 'COFFER_CLI_USAGE');
+    await rejectsCode(() => resolveTarget({ clusterId: 'cluster-abcdefghijk', ca: join(dir, 'ca.pem') }, { AWS_ENDPOINT_URL: 'http://127.0.0.1:1' }), 'COFFER_CLI_USAGE');
+    await rejectsCode(() => resolveTarget({ clusterId: 'cluster-abcdefghijk', ca: join(dir, 'ca.pem') }, { AWS_ENDPOINT_URL: 'http://127.0.0.1:1', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIDX', AWS_SECRET_ACCESS_KEY: 'x' }), 'COFFER_CLUSTER_UNAVAILABLE');
     throwsCode(() => parseEndpoint('h'), 'COFFER_CLI_USAGE');
   } finally {
     rmSync(dir, { recursive: true, force: true });

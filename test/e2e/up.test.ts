@@ -102,5 +102,15 @@ test('coffer up --cluster 2: the AWS CLI sees an active cluster, the coffer CLI 
   assert.deepEqual(again.Clusters[0]?.Hsms.map((h) => h.State), ['ACTIVE', 'ACTIVE']);
   const listed = await coffer(second.ready.clusterFile, 'key', 'list', '--filter', 'attr.label=up-key');
   assert.equal(((listed['data'] as { matched_keys: unknown[] }).matched_keys).length, 1, 'the key survived the restart');
+  const file = JSON.parse(readFileSync(second.ready.clusterFile, 'utf8')) as { service: string; customerCa: string; cryptoUser: { name: string; password: string } };
+  assert.equal(file.service, second.ready.regions[0]?.endpoint, 'cluster.json follows the service to its new port');
+
+  // No config file: the cluster id, the customer CA and the AWS environment are enough (DescribeClusters finds the HSMs).
+  const env = {
+    ...process.env, COFFER_CLUSTER_CONFIG: '', AWS_ENDPOINT_URL: file.service, AWS_REGION: 'us-east-1', COFFER_DATA_PLANE_PORT: String(dataPlanePort),
+    AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'), AWS_PROFILE: 'coffer', COFFER_PIN: `${file.cryptoUser.name}:${file.cryptoUser.password}`,
+  };
+  const { stdout } = await run(process.execPath, [MAIN_JS, 'key', 'list', '--cluster-id', cluster.ClusterId, '--ca', file.customerCa, '--filter', 'attr.label=up-key'], { env });
+  assert.equal((JSON.parse(stdout) as { data: { matched_keys: unknown[] } }).data.matched_keys.length, 1, 'found through the control plane');
   await stop(second.proc);
 });

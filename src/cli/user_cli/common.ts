@@ -19,6 +19,7 @@ export function withCommon(cmd: Command, ctx: CliContext): Command {
     .option('--cluster-config <file>', 'cluster config JSON { endpoints: [{host, port}], ca: "path" } (env COFFER_CLUSTER_CONFIG)')
     .option('--endpoint <host:port>', 'an HSM of the cluster (repeatable; needs --ca)', collect)
     .option('--ca <file>', 'the customer CA certificate (PEM) the HSMs chain to')
+    .option('--cluster-id <id>', 'find the cluster\'s HSMs from the control plane (DescribeClusters; needs --ca, AWS credentials, a region and AWS_ENDPOINT_URL) (env COFFER_CLUSTER_ID)')
     .option('--login-username <name>', 'log in as this user; the password is prompted (or read from stdin). Default: COFFER_PIN')
     .option('--login-role <role>', 'admin or crypto-user (default: COFFER_ROLE, else crypto-user)')
     .option('--password-stdin', 'read passwords from stdin lines (the default when stdin is not a terminal)')

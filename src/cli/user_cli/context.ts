@@ -122,7 +122,7 @@ export class CliContext {
       const fn = await plan();
       if (this.#login !== undefined) return fn(this.#login.cluster);
       if (this.interactive) throw new CofferError('COFFER_NOT_LOGGED_IN');
-      const target = resolveTarget(o, this.io.env);
+      const target = await resolveTarget(o, this.io.env);
       const cluster = await this.factory.connect(target, await this.credentials(o));
       try {
         return await fn(cluster);

@@ -22,7 +22,7 @@ function registerActivate(program: Command, ctx: CliContext): void {
     withCommon(cluster.command('activate').description('activate a new cluster: set the admin password (prompts for the PreCoPassword first)'), ctx)
       .addOption(new Option('--password <password>', 'the new admin password (visible in the process list: prefer the prompt)').hideHelp()),
     (o) => ctx.runWithout(o, async () => {
-      const target = ctx.interactiveTarget ?? resolveTarget(o, ctx.io.env);
+      const target = ctx.interactiveTarget ?? (await resolveTarget(o, ctx.io.env));
       const pending = await notYetActive(ctx, target);
       const preCo = await ctx.readSecret('PreCoPassword: ');
       let password = o.password;
@@ -143,7 +143,7 @@ export function registerInteractive(program: Command, io: CliIo, factory: () => 
     .option('--ca <file>', 'the customer CA certificate (PEM)')
     .addOption(new Option('--output <format>', 'default output of every command: json or text').choices(['json', 'text']).default('json'))
     .action(async (o: ConnectionOptions & { output: string }) => {
-      const target = resolveTarget(o, io.env);
+      const target = await resolveTarget(o, io.env);
       await runInteractive(io, await factory(), target, parseOutputMode(o.output));
     });
 }

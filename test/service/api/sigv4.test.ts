@@ -13,6 +13,7 @@ import {
   type AccessKey, type RawRequest, parseAmzDate, authorize,
 } from '../../../src/service/api/sigv4.js';
 import { ProtocolError } from '../../../src/service/api/api_errors.js';
+import { authorization } from '../../../src/formats/sigv4.js';
 
 const SUITE = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../test/vectors/aws-sig-v4-test-suite');
 const SECRET = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
@@ -87,6 +88,8 @@ for (const { name, dir } of cases()) {
     assert.equal(sts, read(dir, name, 'sts'));
     const signature = signatureHex(signingKey(SECRET, auth.date, auth.region, auth.service), sts);
     assert.equal(`AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/${auth.date}/${auth.region}/${auth.service}/aws4_request, SignedHeaders=${auth.signedHeaders.join(';')}, Signature=${signature}`, authz);
+    // The signer the SDK's discovery uses (src/formats/sigv4.ts) writes the same header.
+    assert.equal(authorization(request, auth.signedHeaders, { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: SECRET }, auth.region, auth.service, '20150830T123600Z'), authz);
   });
 
   test(`suite case ${name}: the signed request verifies, altered ones are refused`, () => {
