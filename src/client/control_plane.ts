@@ -115,12 +115,12 @@ function post(location: ServiceLocation, credentials: SigningCredentials, operat
           reject(new CofferError('COFFER_CLUSTER_UNAVAILABLE', { reason: 'control plane answer is not JSON' }));
           return;
         }
-        if (res.statusCode !== 200) reject(new CofferError('COFFER_CLUSTER_UNAVAILABLE', { reason: 'control plane refused', type: String((json as { __type?: unknown }).__type ?? res.statusCode) }));
+        if (res.statusCode !== 200) reject(new CofferError('COFFER_CLUSTER_UNAVAILABLE', { reason: 'control plane refused', type: awsErrorType(json, res.statusCode) }));
         else resolve(json);
       });
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => reject(new CofferError('COFFER_CLUSTER_UNAVAILABLE', { reason: 'control plane unreachable', errno: String((e as { code?: unknown }).code ?? e.message) })));
+    req.on('error', (e) => reject(new CofferError('COFFER_CLUSTER_UNAVAILABLE', { reason: 'control plane unreachable', errno: typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'unknown' })));
     req.end(body);
   });
 }
@@ -139,4 +139,10 @@ export async function clusterEndpoints(config: ClusterConfig, env: NodeJS.Proces
     if (config.endpoints.length > 0) return config.endpoints;
     throw e;
   }
+}
+
+/** The AWS error type of a refusal (`__type`), or its HTTP status. */
+function awsErrorType(json: unknown, status: number | undefined): string {
+  const type = (json as { __type?: unknown } | null)?.__type;
+  return typeof type === 'string' ? type : String(status);
 }
