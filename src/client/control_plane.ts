@@ -120,7 +120,7 @@ function post(location: ServiceLocation, credentials: SigningCredentials, operat
       });
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => reject(new CofferError('COFFER_CLUSTER_UNAVAILABLE', { reason: 'control plane unreachable', errno: typeof (e as { code?: unknown }).code === 'string' ? (e as { code: string }).code : 'unknown' })));
+    req.on('error', (e) => reject(new CofferError('COFFER_CLUSTER_UNAVAILABLE', { reason: 'control plane unreachable', errno: errnoOf(e) })));
     req.end(body);
   });
 }
@@ -145,4 +145,9 @@ export async function clusterEndpoints(config: ClusterConfig, env: NodeJS.Proces
 function awsErrorType(json: unknown, status: number | undefined): string {
   const type = (json as { __type?: unknown } | null)?.__type;
   return typeof type === 'string' ? type : String(status);
+}
+
+function errnoOf(e: Error): string {
+  const code: unknown = (e as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'unknown';
 }
