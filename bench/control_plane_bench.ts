@@ -54,6 +54,7 @@ const SDK_BACK_WAIT_MS = CLIENT_PROBE_BACKOFF_MAX_MS + 5000;
 /** A worker whose call failed waits this long before its next call (no busy loop on a dead cluster). */
 const FAILED_CALL_PAUSE_MS = 10;
 const REPLACE_TARGET_S = 10 + PROBE_INTERVAL_MS / 1000;
+const REPLACE_ROUNDS = 3;
 const DATA_64 = randomBytes(64);
 
 // ── 1. DescribeClusters ───────────────────────────────────────────────────────────────────────
@@ -327,13 +328,21 @@ function probeFailures(region: Region, sinceMs: number, untilMs: number): number
   return n;
 }
 
-async function replace(e: Environment, region: Region, cluster: ActiveCluster, signHandle: number): Promise<ReplaceResult> {
-  // The second HSM is cloned after the signing key was made: both hold it under the same handle.
+/** A second HSM (cloned after the signing key was made: both hold it under the same handle), then REPLACE_ROUNDS kills, alternating HSMs. */
+async function replace(e: Environment, region: Region, cluster: ActiveCluster, signHandle: number): Promise<ReplaceResult[]> {
   await region.api.send(new CreateHsmCommand({ ClusterId: cluster.clusterId, AvailabilityZone: `${REGION}b` }));
+  await waitFor(region, cluster.clusterId, (c) => c.State === 'ACTIVE' && c.Hsms?.length === 2 && c.Hsms.every((h) => h.State === 'ACTIVE'));
+  const rounds: ReplaceResult[] = [];
+  for (let r = 0; r < REPLACE_ROUNDS; r++) rounds.push(await replaceRound(e, region, cluster, signHandle, r % 2));
+  return rounds;
+}
+
+/** One kill of the HSM at `victim` (index in DescribeClusters) under signing load, until the SDK is back on its replacement. */
+async function replaceRound(e: Environment, region: Region, cluster: ActiveCluster, signHandle: number, victim: number): Promise<ReplaceResult> {
   const two = await waitFor(region, cluster.clusterId, (c) => c.State === 'ACTIVE' && c.Hsms?.length === 2 && c.Hsms.every((h) => h.State === 'ACTIVE'));
   await region.service.orchestrator.settled();
-  const victimId = two.Hsms?.[0]?.HsmId ?? fail('no HSM');
-  const victimIp = two.Hsms?.[0]?.EniIp ?? fail('no address');
+  const victimId = two.Hsms?.[victim]?.HsmId ?? fail('no HSM');
+  const victimIp = two.Hsms?.[victim]?.EniIp ?? fail('no address');
   const sdk = await connect(region, cluster, two.Hsms);
   const key = sdk.key(signHandle);
   let stop = false;
@@ -439,9 +448,30 @@ export async function run(): Promise<Section> {
 const verdict = (target: string, met: boolean): string => `${target}: ${met ? 'met' : 'not met'}`;
 const list = (xs: readonly number[]): string => xs.map((x) => x.toFixed(2)).join(', ');
 
-function section(d: DescribeResult, c: CreateResult, r: ReplaceResult): Section {
-  const createS = median(c.createS);
+/** The rounds of figure 3 as one: medians of the times, sums of the calls. */
+function replaceSummary(rs: readonly ReplaceResult[]): { killToActiveS: number; killToDegradedS: number; activeToSdkUpS: number | undefined; sdkNotBack: number; failed: number; ok: number; okDuringOutage: number } {
+  const back = rs.map((r) => r.activeToSdkUpS).filter((x): x is number => x !== undefined);
+  return {
+    killToActiveS: median(rs.map((r) => r.killToActiveS)), killToDegradedS: median(rs.map((r) => r.killToDegradedS)),
+    activeToSdkUpS: back.length === 0 ? undefined : median(back), sdkNotBack: rs.length - back.length,
+    failed: rs.reduce((a, r) => a + r.failed, 0), ok: rs.reduce((a, r) => a + r.ok, 0), okDuringOutage: rs.reduce((a, r) => a + r.okDuringOutage, 0),
+  };
+}
+
+function roundNote(r: ReplaceResult, i: number): string {
   const failures = [...r.failures].map(([code, n]) => `${code} × ${n}`).join(', ');
+  const back = r.activeToSdkUpS === undefined ? `not back within ${SDK_BACK_WAIT_MS / 1000} s` : `back ${r.activeToSdkUpS.toFixed(2)} s after it`;
+  return `Round ${i + 1}: DEGRADED ${r.killToDegradedS.toFixed(2)} s, replacement ACTIVE ${r.killToActiveS.toFixed(2)} s after the kill, SDK ${back}; `
+    + `${r.ok.toLocaleString('en-US')} calls succeeded (${r.okDuringOutage.toLocaleString('en-US')} between the kill and ACTIVE), ${r.failed} failed${r.failed > 0 ? ` (${failures}; first ${r.firstFailureS?.toFixed(2) ?? '?'} s, last ${r.lastFailureS?.toFixed(2) ?? '?'} s after the kill)` : ''}; `
+    + `the SDK's link left "up" ${r.sdkDownAfterKillS === undefined ? 'never' : `${r.sdkDownAfterKillS.toFixed(2)} s after the kill`}, errors it recorded: ${r.sdkErrors.length === 0 ? 'none' : r.sdkErrors.join(', ')}; `
+    + `failed probes on record at the kill ${r.failedProbesAtKill}, logged in the ${SIGN_SETTLE_MS / 1000} s of signing before it ${r.probeFailuresBeforeKill}; SDK node status at the end: ${r.nodesUpAfter}.`;
+}
+
+function section(d: DescribeResult, c: CreateResult, rounds: readonly ReplaceResult[]): Section {
+  const createS = median(c.createS);
+  const r = replaceSummary(rounds);
+  const untrusted = rounds.some((x) => x.sdkErrors.includes('COFFER_NODE_UNTRUSTED'));
+  const of = `median of ${rounds.length} kills`;
   return {
     title: 'Control plane (CloudHSMv2 API, orchestrator, local fleet)',
     rows: [
@@ -452,27 +482,30 @@ function section(d: DescribeResult, c: CreateResult, r: ReplaceResult): Section 
       },
       { name: 'provisioning a blank device (local fleet: process start, attestation check)', value: median(c.provisionS), unit: 's' },
       {
-        name: `SIGKILL of one HSM's process (2-HSM cluster) → replacement ACTIVE, ${SIGN_IN_FLIGHT} SDK sign calls in flight`, value: r.killToActiveS, unit: 's',
+        name: `SIGKILL of one HSM's process (2-HSM cluster) → replacement ACTIVE, ${SIGN_IN_FLIGHT} SDK sign calls in flight (${of})`, value: r.killToActiveS, unit: 's',
         anchorName: 'CreateHsm → ACTIVE (median above)', anchorValue: createS, target: verdict(`< ${REPLACE_TARGET_S} s (10 s + probe interval)`, r.killToActiveS < REPLACE_TARGET_S),
       },
-      { name: 'SIGKILL → HSM DEGRADED (failure detected, replacement starts)', value: r.killToDegradedS, unit: 's', anchorName: `${FAILED_PROBES_MAX} probe intervals`, anchorValue: (FAILED_PROBES_MAX * PROBE_INTERVAL_MS) / 1000 },
+      { name: `SIGKILL → HSM DEGRADED (failure detected, replacement starts; ${of})`, value: r.killToDegradedS, unit: 's', anchorName: `${FAILED_PROBES_MAX} probe intervals`, anchorValue: (FAILED_PROBES_MAX * PROBE_INTERVAL_MS) / 1000 },
       {
-        name: 'replacement ACTIVE → the SDK\'s link to its address up again (signing on it)', value: r.activeToSdkUpS ?? SDK_BACK_WAIT_MS / 1000, unit: r.activeToSdkUpS === undefined ? 's (not up by then)' : 's',
-        anchorName: 'the SDK\'s slowest re-probe (CLIENT_PROBE_BACKOFF_MAX_MS)', anchorValue: CLIENT_PROBE_BACKOFF_MAX_MS / 1000,
+        name: `replacement ACTIVE → the SDK's link to its address up again (signing on it; median of the ${rounds.length - r.sdkNotBack} kills it came back within ${SDK_BACK_WAIT_MS / 1000} s${r.sdkNotBack > 0 ? `, ${r.sdkNotBack} did not` : ''})`,
+        value: r.activeToSdkUpS ?? NaN, unit: 's', anchorName: 'the SDK\'s slowest re-probe (CLIENT_PROBE_BACKOFF_MAX_MS)', anchorValue: CLIENT_PROBE_BACKOFF_MAX_MS / 1000,
       },
-      { name: `failed client signing calls, from ${SIGN_SETTLE_MS / 1000} s before the SIGKILL to ${SIGN_SETTLE_MS / 1000} s after the SDK is back on the replacement`, value: r.failed, unit: 'calls', target: verdict('0', r.failed === 0) },
+      {
+        name: `failed client signing calls over ${rounds.length} kills, each from ${SIGN_SETTLE_MS / 1000} s before the SIGKILL to ${SIGN_SETTLE_MS / 1000} s after the SDK is back on the replacement`,
+        value: r.failed, unit: 'calls', target: verdict('0', r.failed === 0),
+      },
     ],
     notes: [
       ...d.notes,
       `Region as \`coffer up\` assembles one: startService (SQLite metadata, filesystem archive, local fleet of \`coffer hsm serve\` processes on 127.0.0.N, development authorities), orchestrator running with probeIntervalMs = ${PROBE_INTERVAL_MS} ms (default 2,000 ms); FAILED_PROBES_MAX = ${FAILED_PROBES_MAX} (src/service/config.ts). The cluster was made through the API as a customer does (CreateCluster, CreateHsm, CSR signed by a development customer CA, InitializeCluster, Cluster.activate, a crypto user).`,
       `Population through the SDK: one P-256 key pair (the signing key, made first) and ${(OBJECTS - 2).toLocaleString('en-US')} AES-256 token keys, generateKey with ${POPULATE_IN_FLIGHT} in flight, in ${c.populateS.toFixed(1)} s; the HSM then reported ${OBJECTS.toLocaleString('en-US')} token objects. A sealed backup of it is ${(c.blobBytes / 1e6).toFixed(2)} MB.`,
       `CreateHsm → ACTIVE: from sending CreateHsm through the SDK until DescribeClusters (polled every ${POLL_MS} ms) shows the new HSM ACTIVE. It includes waiting for the next orchestrator tick (0–${PROBE_INTERVAL_MS} ms), provisioning a device (process start, attestation), a fresh backup of the healthy HSM, its provenance check and archiving, reading it back, its check again and the restore. Each new HSM was checked to hold ${OBJECTS.toLocaleString('en-US')} token objects, then deleted (DeleteHsm, which backs up first) before the next round. ${CREATE_ROUNDS} rounds, median; rounds: ${list(c.createS)} s.`,
-      `Anchor: the healthy HSM's ManagementClient.backupToFile to a local file, then ManagementClient.restoreFromFile into a blank device the fleet provisioned just before (provisioning not timed: it is its own row), interleaved with the CreateHsm rounds; rounds: ${list(c.anchorS)} s. The difference is the control plane's: tick wait, provisioning, provenance checks, archive put/get, metadata writes, polling granularity.`,
-      `SIGKILL → replacement ACTIVE: the first HSM's process killed with SIGKILL (pid from the fleet's fleet.json) while ${SIGN_IN_FLIGHT} workers sign (CKM_ECDSA_SHA256, 64 B) through one Cluster connected to both HSMs (default settings); timed until the HSM's document is ACTIVE with its replacement count raised (polled every ${POLL_MS} ms), which is what DescribeClusters shows. Detection needs ${FAILED_PROBES_MAX} failed probes, one per tick of ${PROBE_INTERVAL_MS} ms; the replacement (same HSM id and address) is then provisioned and restored from a fresh backup of the other HSM. A worker whose call fails waits ${FAILED_CALL_PAUSE_MS} ms before its next call.`,
-      `Signing: ${r.ok.toLocaleString('en-US')} calls succeeded over the whole run, ${r.okDuringOutage.toLocaleString('en-US')} of them between the kill and the replacement ACTIVE; ${r.failed} failed${r.failed > 0 ? ` (${failures}; first ${r.firstFailureS?.toFixed(2) ?? '?'} s, last ${r.lastFailureS?.toFixed(2) ?? '?'} s after the kill)` : ''}. The SDK saw the killed HSM's link leave "up" ${r.sdkDownAfterKillS === undefined ? 'never' : `${r.sdkDownAfterKillS.toFixed(2)} s after the kill`}; errors its link recorded until it was back: ${r.sdkErrors.length === 0 ? 'none' : r.sdkErrors.join(', ')}. SDK node status at the end: ${r.nodesUpAfter}.`,
-      `Health probes: the killed HSM had ${r.failedProbesAtKill} failed probe(s) on record at the kill; the service logged ${r.probeFailuresBeforeKill} failed probe(s) (either HSM) during the ${SIGN_SETTLE_MS / 1000} s of signing before the kill. Detection takes between ${FAILED_PROBES_MAX - 1} and ${FAILED_PROBES_MAX} probe intervals after the kill, by where in a tick it falls (a tick already under way may make the first failed probe).`,
-      ...(r.sdkErrors.includes('COFFER_NODE_UNTRUSTED')
-        ? ['The SDK found the HSM\'s address untrusted while it was being replaced: the replacement device listens on the HSM\'s address and data-plane port from its provisioning on, before the restore gives it the cluster\'s certificate, and an SDK re-probe landing in that window sees a node the customer CA does not vouch for and waits its slowest re-probe (CLIENT_PROBE_BACKOFF_MAX_MS) before trying again.']
+      `Anchor: the healthy HSM's ManagementClient.backupToFile to a local file, then ManagementClient.restoreFromFile into a blank device the fleet provisioned just before (provisioning not timed: it is its own row), interleaved with the CreateHsm rounds; rounds: ${list(c.anchorS)} s. The difference is the control plane's: tick wait, provisioning, provenance checks, archive put/get, metadata writes, polling granularity; without provisioning (its median, the row below) it is ${(createS - median(c.anchorS) - median(c.provisionS)).toFixed(2)} s (difference of medians, not a measured figure).`,
+      `SIGKILL → replacement ACTIVE: one HSM's process killed with SIGKILL (pid from the fleet's fleet.json; the first HSM, then the second, then the first again) while ${SIGN_IN_FLIGHT} workers sign (CKM_ECDSA_SHA256, 64 B) through one Cluster connected to both HSMs (default settings, a new Cluster per kill); timed until the HSM's document is ACTIVE with its replacement count raised (polled every ${POLL_MS} ms), which is what DescribeClusters shows. Detection needs ${FAILED_PROBES_MAX} failed probes, one per tick of ${PROBE_INTERVAL_MS} ms: up to about ${FAILED_PROBES_MAX} intervals after the kill, fewer when a tick already under way at the kill makes the first failed probe. The replacement (same HSM id and address) is then provisioned and restored from a fresh backup of the other HSM. Signing goes on until the SDK's link to the HSM's address is up again (or ${SDK_BACK_WAIT_MS / 1000} s after ACTIVE), then ${SIGN_SETTLE_MS / 1000} s more. A worker whose call fails waits ${FAILED_CALL_PAUSE_MS} ms before its next call.`,
+      `Signing over the ${rounds.length} kills: ${r.ok.toLocaleString('en-US')} calls succeeded, ${r.okDuringOutage.toLocaleString('en-US')} of them between a kill and its replacement ACTIVE; ${r.failed} failed.`,
+      ...rounds.map(roundNote),
+      ...(untrusted
+        ? ['COFFER_NODE_UNTRUSTED above: the replacement device listens on the HSM\'s address and data-plane port from its provisioning on, before the restore gives it the cluster\'s certificate; an SDK re-probe landing in that window sees a node the customer CA does not vouch for and waits its slowest re-probe (CLIENT_PROBE_BACKOFF_MAX_MS) before trying again.']
         : []),
     ],
   };
