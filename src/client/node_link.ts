@@ -418,8 +418,10 @@ export class NodeLink {
   #scheduleProbe(error: CofferError): void {
     if (this.#closed) return;
     if (isLoginRefusal(error)) return; // never log in again by ourselves: it would lock the user
-    // An untrusted node will not become trusted soon: probe it at the slowest rate.
-    const delayMs = error.code === 'COFFER_NODE_UNTRUSTED' ? CLIENT_PROBE_BACKOFF_MAX_MS : this.#backoffMs;
+    // An untrusted answer is re-probed like a lost one: a replaced HSM listens on its address as a
+    // blank device (its own certificate, not the cluster's) until the control plane has restored it
+    // seconds later, and the client should be back as soon as it is (docs/sdk.md "Failover").
+    const delayMs = this.#backoffMs;
     this.#backoffMs = Math.min(this.#backoffMs * 2, CLIENT_PROBE_BACKOFF_MAX_MS);
     clearTimeout(this.#probeTimer);
     this.#probeTimer = setTimeout(() => void this.#probe(), delayMs);
