@@ -505,7 +505,7 @@ function section(d: DescribeResult, c: CreateResult, rounds: readonly ReplaceRes
       `Signing over the ${rounds.length} kills: ${r.ok.toLocaleString('en-US')} calls succeeded, ${r.okDuringOutage.toLocaleString('en-US')} of them between a kill and its replacement ACTIVE; ${r.failed} failed.`,
       ...rounds.map(roundNote),
       ...(untrusted
-        ? ['COFFER_NODE_UNTRUSTED above: the replacement device listens on the HSM\'s address and data-plane port from its provisioning on, before the restore gives it the cluster\'s certificate; an SDK re-probe landing in that window sees a node the customer CA does not vouch for and waits its slowest re-probe (CLIENT_PROBE_BACKOFF_MAX_MS) before trying again.']
+        ? ['COFFER_NODE_UNTRUSTED above: the replacement device listens on the HSM\'s address and data-plane port from its provisioning on, before the restore gives it the cluster\'s certificate; an SDK re-probe landing in that window sees a node the customer CA does not vouch for and tries again with its normal backoff (100 ms doubling), so it is back shortly after the restore.']
         : []),
     ],
   };
