@@ -1,7 +1,8 @@
 // `coffer up --cluster 2` as a newcomer runs it (docs/getting-started.md): real processes — the
 // command itself and its HSM node processes — then the AWS CLI with nothing but the credentials and
-// config files it wrote, then the `coffer` CLI with the cluster.json it wrote; Ctrl-C (SIGINT) stops
-// it all, and starting again on the same directory brings back the cluster, its HSMs and its keys.
+// config files it wrote, then the `coffer` CLI with the cluster.json it wrote; killed (SIGKILL) and
+// started again on the same directory, it brings back the cluster, its HSMs and its keys; Ctrl-C
+// (SIGINT) stops it all.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,8 @@ let child: ChildProcess | undefined;
 
 after(async () => {
   if (child !== undefined && child.exitCode === null) await stop(child);
+  // HSM processes outlive a killed `coffer up` (they are the fleet's): none may outlive the test.
+  await run('pkill', ['-KILL', '-f', dir]).catch(() => undefined);
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -81,7 +84,7 @@ async function coffer(clusterFile: string, ...args: string[]): Promise<Record<st
 
 type Clusters = { readonly Clusters: readonly { readonly ClusterId: string; readonly State: string; readonly Hsms: readonly { readonly State: string; readonly EniIp: string }[] }[] };
 
-test('coffer up --cluster 2: the AWS CLI sees an active cluster, the coffer CLI uses it, and a restart brings it back', { timeout: 900_000 }, async () => {
+test('coffer up --cluster 2: the AWS CLI sees an active cluster, the coffer CLI uses it, and a restart after SIGKILL brings it back', { timeout: 900_000 }, async () => {
   const dataPlanePort = await freePort(['127.0.0.2', '127.0.0.3']);
   const first = await start(dataPlanePort);
   const endpoint = first.ready.regions[0]?.endpoint as string;
@@ -94,7 +97,10 @@ test('coffer up --cluster 2: the AWS CLI sees an active cluster, the coffer CLI 
   assert.ok(backups.Backups.some((b) => b.BackupState === 'READY'), 'backups were taken and archived');
 
   await coffer(first.ready.clusterFile, 'key', 'generate-symmetric', 'aes', '--key-length-bytes', '32', '--label', 'up-key');
-  await stop(first.proc);
+  // A crash, not a clean stop: the HSM processes run on, and the next start reattaches them.
+  const killed = new Promise((resolve) => first.proc.once('exit', resolve));
+  first.proc.kill('SIGKILL');
+  await killed;
 
   const second = await start(dataPlanePort);
   const again = (await aws(second.ready.regions[0]?.endpoint as string, 'describe-clusters')) as Clusters;
