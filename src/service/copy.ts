@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Archive } from '../storage/archive_port.js';
 import { apiFail, type ApiOutput } from './api/operations.js';
-import type { BackupFlow } from './backup_flow.js';
+import { UntrustedBackupError, type BackupFlow } from './backup_flow.js';
 import type { Clock } from './clock.js';
 import type { CopyToRegion } from './control_plane.js';
 import { newId } from './api/resources.js';
@@ -45,7 +45,10 @@ async function receiveCopy(target: RegionPeer, source: RegionPeer, backup: Backu
     await pipeline(await source.archive.get(backup.archiveKey as string), createWriteStream(path, { mode: 0o600 }));
     const backupId = newId('backup');
     const archiveKey = `${backup.clusterId}/${backupId}`;
-    const checked = await target.backups.checkFile(path);
+    const checked = await target.backups.checkFile(path).catch((e: unknown) => {
+      if (e instanceof UntrustedBackupError) apiFail('CloudHsmInvalidRequestException', 'The backup failed its provenance check in the destination region; nothing was copied.');
+      throw e;
+    });
     if (backup.bodySha256 !== null && checked.bodySha256 !== backup.bodySha256) apiFail('CloudHsmInvalidRequestException', 'The backup changed on its way to the destination region.');
     const stored = await target.archive.put(archiveKey, createReadStream(path));
     const now = target.clock.nowMs();
