@@ -235,6 +235,17 @@ test(`${storage.name}: a cluster from creation to deletion, through the AWS SDK;
   for (const h of healed.Hsms ?? []) await api.send(new DeleteHsmCommand({ ClusterId: clusterId, EniIp: h.EniIp as string }));
   await step();
   assert.deepEqual((await describe(clusterId)).Hsms, []);
+
+  // With no HSM left to clone, a new one is restored from the cluster's newest archived backup.
+  await api.send(new CreateHsmCommand({ ClusterId: clusterId, AvailabilityZone: 'us-east-1a' }));
+  await step();
+  const reborn = await describe(clusterId);
+  assert.deepEqual(reborn.Hsms?.map((h) => h.State), ['ACTIVE']);
+  const onReborn = await connect(reborn, env.customerCa.certificatePem);
+  assert.equal((await onReborn.findKeys({ label: 'cp-key' })).length, 1, 'restored from the archive, with the key');
+  await onReborn.close();
+  await api.send(new DeleteHsmCommand({ ClusterId: clusterId, HsmId: reborn.Hsms?.[0]?.HsmId as string }));
+  await step();
   assert.equal((await api.send(new DeleteClusterCommand({ ClusterId: clusterId }))).Cluster?.State, 'DELETE_IN_PROGRESS');
   await step();
   assert.equal((await describe(clusterId)).State, 'DELETED');
