@@ -111,11 +111,13 @@ export class LocalFleet implements Fleet {
 
   /** The devices the fleet holds (for an operator's listing; the control plane keeps its own). */
   devices(): FleetDevice[] {
+    this.#reload();
     return [...this.#records.values()].filter((r) => r.state === 'ready').map(deviceOf);
   }
 
   async provision(request: ProvisionRequest): Promise<FleetDevice> {
     this.#open();
+    this.#reload();
     const port = request.dataPlanePort;
     if (!Number.isInteger(port) || port < 0 || port > TCP_PORT_MAX) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'bad-port' });
     const host = this.#allocate(request.eniIp);
@@ -156,6 +158,7 @@ export class LocalFleet implements Fleet {
 
   async reattach(device: FleetDevice): Promise<FleetDevice> {
     this.#open();
+    this.#reload();
     const record = this.#records.get(device.deviceId);
     if (record?.state !== 'ready') return fail('COFFER_FLEET_DEVICE_LOST', { reason: 'unknown-device' });
     if (record.serial !== device.serial) return fail('COFFER_FLEET_DEVICE_LOST', { reason: 'serial-mismatch' });
@@ -180,6 +183,7 @@ export class LocalFleet implements Fleet {
 
   async release(device: FleetDevice): Promise<void> {
     this.#open();
+    this.#reload();
     const record = this.#records.get(device.deviceId);
     if (record === undefined) return; // released already
     this.#stopping.add(record.deviceId);
@@ -227,6 +231,28 @@ export class LocalFleet implements Fleet {
 
   #dataDir(deviceId: string): string {
     return join(this.#dir, DEVICES_DIR, deviceId);
+  }
+
+  /**
+   * Several service processes may share one fleet directory (docs/control-plane.md "Running
+   * `coffer service`"); only the holder of the orchestrator lease changes the fleet, but one that
+   * takes over must know the devices its predecessor made, and must not write them out of
+   * fleet.json. So the file is read again before every change: a device it lists that this process
+   * does not know is adopted, one it no longer lists was released elsewhere and is forgotten. Within
+   * one process this changes nothing: every change is persisted before the next await.
+   */
+  #reload(): void {
+    const listed = new Set<string>();
+    for (const r of readFleetFile(this.#file(), LOCAL_FLEET_FORMAT, LOCAL_FLEET_VERSION, decodeRecord)) {
+      listed.add(r.deviceId);
+      if (!this.#records.has(r.deviceId)) this.#records.set(r.deviceId, r);
+    }
+    for (const id of [...this.#records.keys()]) {
+      if (listed.has(id)) continue;
+      this.#records.delete(id);
+      this.#clients.get(id)?.client.close();
+      this.#clients.delete(id);
+    }
   }
 
   #persist(): void {
