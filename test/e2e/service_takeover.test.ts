@@ -4,7 +4,9 @@
 // It is SIGKILLed after a cluster and its first HSM were made through it; through the survivor the
 // cluster is initialised and activated and a second HSM is cloned, and in the end there are exactly
 // the HSMs asked for, one fleet device each, and no backup recorded twice. The survivor then stops
-// on SIGTERM, releasing the lease.
+// on SIGTERM, releasing the lease. A second pair is cut while the orchestrating process is starting
+// an HSM's device: the survivor removes the half-started device and makes the HSM on one device.
+// Then `coffer service`'s option checks, and one process on SQLite and a directory archive.
 //
 // The server: COFFER_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test (start it with
 // .ci/start-postgres). If it cannot be reached this test fails, saying so; it never skips.
@@ -32,7 +34,9 @@ const PROBE_INTERVAL_MS = 300;
 const KEY: AccessKey = {
   accessKeyId: 'AKIATAKEOVEREXAMPLE1', secretAccessKey: `takeover/${randomBytes(24).toString('base64url')}`, accountId: '444455556666', actions: ['*'],
 };
-const schema = `coffer_takeover_${process.pid}_${Math.floor(Math.random() * 1e9)}`;
+/** One region's shared state: a PostgreSQL schema, and a directory with the fleet and the archive. */
+interface Site { readonly schema: string; readonly dir: string }
+const sites: Site[] = [];
 const admin = new pg.Pool({ connectionString: URL_TEXT, max: 2, connectionTimeoutMillis: 10_000 });
 admin.on('error', () => undefined);
 
@@ -70,42 +74,57 @@ after(async () => {
   for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
   await Promise.all(procs.map((p) => p.exited));
   // The HSM processes are the fleet's and outlive the services: the test started them, so it stops them.
-  if (env !== undefined) {
-    killDevices(join(env.dir, 'fleet', 'devices'));
-    rmSync(env.dir, { recursive: true, force: true });
+  for (const site of sites) {
+    killDevices(join(site.dir, 'fleet', 'devices'));
+    await admin.query(`DROP SCHEMA IF EXISTS "${site.schema}" CASCADE`).catch(() => undefined);
   }
-  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+  if (env !== undefined) rmSync(env.dir, { recursive: true, force: true });
   await admin.end();
 });
 
 /** Every HSM process serving a data directory under `devicesDir`, found by its command line
  * (fleet.json might not list them all if the test fails). */
 function killDevices(devicesDir: string): void {
+  for (const pid of devicePids(devicesDir).keys()) process.kill(pid, 'SIGKILL');
+}
+
+/** The processes serving a data directory under `devicesDir`: pid → command line. */
+function devicePids(devicesDir: string): Map<number, string> {
+  const found = new Map<number, string>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(devicesDir)) process.kill(Number(entry), 'SIGKILL');
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      if (cmdline.includes(devicesDir)) found.set(Number(entry), cmdline);
     } catch {
       // gone already
     }
   }
+  return found;
+}
+
+function newSite(name: string): Site {
+  const site = { schema: `coffer_takeover_${process.pid}_${Math.floor(Math.random() * 1e9)}`, dir: join(env.dir, name) };
+  mkdirSync(site.dir, { recursive: true });
+  sites.push(site);
+  return site;
 }
 
 interface FleetRecord { readonly deviceId: string; readonly state: string; readonly serial: string; readonly host: string; readonly pid: number; readonly hsmId: string }
 
-function fleetDevices(): FleetRecord[] {
-  const path = join(env.dir, 'fleet', 'fleet.json');
+function fleetDevices(site: Site): FleetRecord[] {
+  const path = join(site.dir, 'fleet', 'fleet.json');
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { devices: FleetRecord[] }).devices : [];
 }
 
-async function startService(name: string, dataPlanePort: number): Promise<ServiceProc> {
+async function startService(site: Site, name: string, dataPlanePort: number): Promise<ServiceProc> {
   const args = [
-    MAIN_JS, 'service', '--region', REGION, '--port', '0', '--metadata', URL_TEXT, '--schema', schema,
-    '--archive', join(env.dir, 'archive'), '--fleet-dir', join(env.dir, 'fleet'), '--authorities', env.authoritiesDir,
+    MAIN_JS, 'service', '--region', REGION, '--port', '0', '--metadata', URL_TEXT, '--schema', site.schema,
+    '--archive', join(site.dir, 'archive'), '--fleet-dir', join(site.dir, 'fleet'), '--authorities', env.authoritiesDir,
     '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
     '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
     '--access-keys', join(env.dir, 'access-keys.json'), '--data-plane-port', String(dataPlanePort),
-    '--probe-interval-ms', String(PROBE_INTERVAL_MS), '--log-level', 'debug', '--work-dir', join(env.dir, `work-${name}`),
+    '--probe-interval-ms', String(PROBE_INTERVAL_MS), '--log-level', 'debug', '--work-dir', join(site.dir, `work-${name}`),
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -154,10 +173,10 @@ async function waitFor(p: ServiceProc, clusterId: string, what: string, done: (c
   }
 }
 
-async function orchestratorPid(): Promise<number> {
+async function orchestratorPid(site: Site): Promise<number> {
   const deadline = Date.now() + EVENT_WAIT_MS;
   for (;;) {
-    const { rows } = await admin.query<{ holder: string }>(`SELECT holder FROM "${schema}".leases WHERE name = 'orchestrator'`);
+    const { rows } = await admin.query<{ holder: string }>(`SELECT holder FROM "${site.schema}".leases WHERE name = 'orchestrator'`);
     const holder = rows[0]?.holder;
     if (holder !== undefined) return Number(holder.split(':')[1]);
     if (Date.now() > deadline) assert.fail('nobody holds the orchestrator lease');
@@ -167,9 +186,10 @@ async function orchestratorPid(): Promise<number> {
 
 test('two coffer service processes on one PostgreSQL: both serve, the survivor of a SIGKILL takes over without duplicates', async () => {
   const zones = defaultZones(REGION);
+  const site = newSite('takeover');
   const dataPlanePort = await freePort(['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4']);
-  const first = await startService('first', dataPlanePort);
-  const second = await startService('second', dataPlanePort);
+  const first = await startService(site, 'first', dataPlanePort);
+  const second = await startService(site, 'second', dataPlanePort);
   assert.notEqual(first.endpoint, second.endpoint);
 
   const created = await call(first, 'CreateCluster', {
@@ -189,7 +209,7 @@ test('two coffer service processes on one PostgreSQL: both serve, the survivor o
   assert.deepEqual(await describe(second, clusterId), withCsr);
 
   // The orchestrating process, by the lease row; SIGKILL: no clean stop, the lease must expire.
-  const pid = await orchestratorPid();
+  const pid = await orchestratorPid(site);
   const victim = procs.find((p) => p.pid === pid);
   assert.ok(victim !== undefined, `the lease holder (pid ${pid}) is one of the two service processes`);
   const survivor = victim === first ? second : first;
@@ -208,18 +228,18 @@ test('two coffer service processes on one PostgreSQL: both serve, the survivor o
   await waitFor(survivor, clusterId, 'cluster ACTIVE', (c) => c.State === 'ACTIVE');
   await call(survivor, 'CreateHsm', { ClusterId: clusterId, AvailabilityZone: zones[1 % zones.length] });
   const done = await waitFor(survivor, clusterId, 'two HSMs ACTIVE', (c) => c.State === 'ACTIVE' && c.Hsms.length === 2 && c.Hsms.every((h) => h.State === 'ACTIVE'));
-  assert.equal(await orchestratorPid(), survivor.pid, 'the survivor holds the lease now');
+  assert.equal(await orchestratorPid(site), survivor.pid, 'the survivor holds the lease now');
 
   // Exactly the HSMs asked for, each on a device of its own, no device provisioned twice.
   const hsmIds = done.Hsms.map((h) => h.HsmId).sort();
   assert.equal(new Set(hsmIds).size, 2);
   assert.equal(new Set(done.Hsms.map((h) => h.EniIp)).size, 2, 'each HSM has an address of its own');
-  const devices = fleetDevices();
+  const devices = fleetDevices(site);
   assert.deepEqual(devices.map((d) => d.state), ['ready', 'ready'], `fleet.json: ${JSON.stringify(devices)}`);
   assert.deepEqual(devices.map((d) => d.hsmId).sort(), hsmIds);
   assert.equal(new Set(devices.map((d) => d.serial)).size, 2);
   assert.deepEqual(devices.map((d) => d.host).sort(), done.Hsms.map((h) => h.EniIp).sort());
-  assert.deepEqual(readdirSync(join(env.dir, 'fleet', 'devices')).sort(), devices.map((d) => d.deviceId).sort(), 'no device data beyond the two');
+  assert.deepEqual(readdirSync(join(site.dir, 'fleet', 'devices')).sort(), devices.map((d) => d.deviceId).sort(), 'no device data beyond the two');
   const backups = (await call(survivor, 'DescribeBackups', { Filters: { clusterIds: [clusterId] } }))['Backups'] as Array<{ BackupId: string; BackupState: string }>;
   assert.ok(backups.length >= 1, 'activation and the clone made backups');
   assert.equal(new Set(backups.map((b) => b.BackupId)).size, backups.length, 'no backup listed twice');
@@ -227,7 +247,7 @@ test('two coffer service processes on one PostgreSQL: both serve, the survivor o
   // A clean stop: the API closes, the lease is released, the HSM processes run on.
   survivor.proc.kill('SIGTERM');
   assert.deepEqual(await survivor.exited, { code: 0, signal: null }, survivor.stderr().slice(-4000));
-  const { rows } = await admin.query(`SELECT holder FROM "${schema}".leases WHERE name = 'orchestrator'`);
+  const { rows } = await admin.query(`SELECT holder FROM "${site.schema}".leases WHERE name = 'orchestrator'`);
   assert.deepEqual(rows, [], 'the lease was released at stop');
   for (const d of devices) assert.ok(readFileSync(`/proc/${d.pid}/cmdline`, 'utf8').includes(d.deviceId), `device ${d.deviceId} still runs`);
   // Logs are JSON lines and never carry a secret.
@@ -235,6 +255,45 @@ test('two coffer service processes on one PostgreSQL: both serve, the survivor o
     assert.ok(!p.stderr().includes(KEY.secretAccessKey), `${p.name}: the access key secret is not logged`);
     assert.ok(!p.stderr().includes('PRIVATE KEY'), `${p.name}: the management key is not logged`);
   }
+});
+
+test('the orchestrating process SIGKILLed while it provisions an HSM: the survivor makes that HSM, on one device', async (t) => {
+  const zones = defaultZones(REGION);
+  const site = newSite('mid-provision');
+  const dataPlanePort = await freePort(['127.0.0.1', '127.0.0.2', '127.0.0.3']);
+  const first = await startService(site, 'mid-first', dataPlanePort);
+  const second = await startService(site, 'mid-second', dataPlanePort);
+  const created = await call(first, 'CreateCluster', { HsmType: 'hsm2m.medium', SubnetIds: [`subnet-${randomBytes(9).toString('hex').slice(0, 17)}`] });
+  const clusterId = (created['Cluster'] as { ClusterId: string }).ClusterId;
+  await waitFor(first, clusterId, 'cluster UNINITIALIZED', (c) => c.State === 'UNINITIALIZED');
+  const hsm = (await call(first, 'CreateHsm', { ClusterId: clusterId, AvailabilityZone: zones[0] }))['Hsm'] as { HsmId: string };
+
+  // The kill lands once the fleet has written the device down: most often while it is still
+  // `starting`. Whatever step it cuts, the outcome below must be the same.
+  const deadline = Date.now() + EVENT_WAIT_MS;
+  let seen: FleetRecord | undefined;
+  while ((seen = fleetDevices(site).find((d) => d.hsmId === hsm.HsmId)) === undefined) {
+    if (Date.now() > deadline) assert.fail(`no device written down for ${hsm.HsmId}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const pid = await orchestratorPid(site);
+  const victim = [first, second].find((p) => p.pid === pid);
+  assert.ok(victim !== undefined, `the lease holder (pid ${pid}) is one of the two service processes`);
+  victim.proc.kill('SIGKILL');
+  await victim.exited;
+  t.diagnostic(`killed ${victim.name} with the device ${seen.state} (pid ${seen.pid})`);
+  const survivor = victim === first ? second : first;
+
+  const done = await waitFor(survivor, clusterId, 'the HSM ACTIVE with the cluster CSR', (c) =>
+    c.Hsms.length === 1 && c.Hsms[0]?.State === 'ACTIVE' && typeof (c['Certificates'] as Record<string, unknown>)['ClusterCsr'] === 'string');
+  assert.deepEqual(done.Hsms.map((h) => h.HsmId), [hsm.HsmId], 'exactly the HSM asked for');
+  const devices = fleetDevices(site);
+  assert.deepEqual(devices.map((d) => ({ hsmId: d.hsmId, state: d.state, host: d.host })), [{ hsmId: hsm.HsmId, state: 'ready', host: done.Hsms[0]?.EniIp }], JSON.stringify(devices));
+  const devicesDir = join(site.dir, 'fleet', 'devices');
+  assert.deepEqual(readdirSync(devicesDir), devices.map((d) => d.deviceId), 'no other device data');
+  const running = [...devicePids(devicesDir).values()];
+  assert.equal(running.length, 1, `one HSM process: ${running.join('\n')}`);
+  assert.ok(running[0]?.includes(devices[0]?.deviceId as string));
 });
 
 /** `coffer service` run to its exit: its exit code and stderr. */
