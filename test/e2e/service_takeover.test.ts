@@ -6,7 +6,8 @@
 // the HSMs asked for, one fleet device each, and no backup recorded twice. The survivor then stops
 // on SIGTERM, releasing the lease. A second pair is cut while the orchestrating process is starting
 // an HSM's device: the survivor removes the half-started device and makes the HSM on one device.
-// Then `coffer service`'s option checks, and one process on SQLite and a directory archive.
+// Then `coffer service`'s option checks, one process on SQLite and a directory archive, and one on
+// the S3 archive (.ci/start-rgw; skipped with a message if absent unless COFFER_REQUIRE_S3=1).
 //
 // The server: COFFER_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test (start it with
 // .ci/start-postgres). If it cannot be reached this test fails, saying so; it never skips.
@@ -374,4 +375,71 @@ test('coffer service on SQLite and a directory archive: ready, serves, stops on 
   // Structured logs on stderr: every line JSON, the stop among them.
   const events = stderr.trim().split('\n').map((l) => (JSON.parse(l) as { event?: string }).event);
   assert.ok(events.includes('service.listening') && events.includes('service.stopped'), events.join(','));
+});
+
+const S3_ENDPOINT = process.env['COFFER_TEST_S3_ENDPOINT'] ?? 'http://127.0.0.1:7480';
+const S3_BUCKET = process.env['COFFER_TEST_S3_BUCKET'] ?? 'coffer-archive-test';
+const S3_ENV = {
+  AWS_ACCESS_KEY_ID: process.env['COFFER_TEST_S3_ACCESS_KEY'] ?? 'COFFERTESTACCESSKEY0',
+  AWS_SECRET_ACCESS_KEY: process.env['COFFER_TEST_S3_SECRET_KEY'] ?? 'coffer-test-secret-key-0000000000000000',
+};
+
+async function s3Answers(): Promise<boolean> {
+  try {
+    await fetch(S3_ENDPOINT, { signal: AbortSignal.timeout(5_000) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('coffer service on an S3 archive: credentials from the AWS environment; refused ones stop the start without printing them', async (t) => {
+  if (!(await s3Answers())) {
+    if (process.env['COFFER_REQUIRE_S3'] === '1') assert.fail(`no S3 server at ${S3_ENDPOINT} (run .ci/start-rgw)`);
+    t.skip(`no S3 server at ${S3_ENDPOINT} (run .ci/start-rgw, or set COFFER_TEST_S3_ENDPOINT)`);
+    return;
+  }
+  const dir = join(env.dir, 's3');
+  mkdirSync(dir, { recursive: true });
+  const args = [
+    MAIN_JS, 'service', '--region', REGION, '--port', '0', '--metadata', join(dir, 'metadata.sqlite'),
+    '--archive', `s3://${S3_BUCKET}/coffer-test/service-${randomBytes(4).toString('hex')}`, '--s3-endpoint', S3_ENDPOINT,
+    '--fleet-dir', join(dir, 'fleet'), '--authorities', env.authoritiesDir,
+    '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
+    '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
+    '--access-keys', join(env.dir, 'access-keys.json'),
+  ];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...S3_ENV } });
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  procs.push({ name: 's3', proc, endpoint: '', pid: proc.pid ?? 0, stderr: () => stderr, exited });
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line in time:\n${stderr}`)), EVENT_WAIT_MS);
+    void exited.then(({ code }) => reject(new Error(`exited with ${String(code)}:\n${stderr}`)));
+    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (l) => {
+      clearTimeout(timer);
+      resolve(l);
+    });
+  });
+  assert.equal((JSON.parse(line) as { event: string }).event, 'ready');
+  assert.match(stderr, /"event":"service.adapters".*"archive":"s3:\/\//);
+  proc.kill('SIGTERM');
+  assert.deepEqual(await exited, { code: 0, signal: null }, stderr);
+  assert.ok(!stderr.includes(S3_ENV.AWS_SECRET_ACCESS_KEY));
+
+  const wrong = `wrong${randomBytes(16).toString('hex')}`;
+  const refused = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...S3_ENV, AWS_SECRET_ACCESS_KEY: wrong } });
+    let err = '';
+    p.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    p.once('exit', (code) => resolve({ code, stderr: err }));
+  });
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(refused.stderr, /COFFER_ARCHIVE_UNAVAILABLE/);
+  assert.ok(!refused.stderr.includes(wrong), 'the secret is not printed');
 });
