@@ -261,7 +261,7 @@ export class LocalFleet implements Fleet {
       else Object.assign(mine, r); // what another process wrote since (a restart, a provision finished)
     }
     for (const id of [...this.#records.keys()]) {
-      if (listed.has(id)) continue;
+      if (listed.has(id) || this.#provisioning.has(id)) continue; // one being started here stays
       this.#records.delete(id);
       this.#clients.get(id)?.client.close();
       this.#clients.delete(id);
