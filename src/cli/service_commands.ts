@@ -5,6 +5,9 @@
 // answers), so it pipes into jq; stderr carries what a person reads: the `export` lines that point
 // the AWS CLI (and, with --cluster, the `coffer` CLI) at what started. Ctrl-C stops the services
 // and the HSM processes; starting again on the same data directory brings everything back.
+//
+// `coffer service` prints one ready line on stdout too (`{"event":"ready","endpoint",…}`) and its
+// pino log on stderr; SIGINT or SIGTERM stops it, leaving the fleet's HSM processes running.
 
 import type { Command } from 'commander';
 import { join } from 'node:path';
@@ -13,6 +16,8 @@ import { exportLines } from './dev_commands.js';
 import { API_PORT_DEFAULT, CONFIG_FILE, CREDENTIALS_FILE, PROFILE, up } from './up.js';
 import { ensureDevCluster } from './up_cluster.js';
 import { DATA_PLANE_PORT_DEFAULT } from '../service/config.js';
+import pino from 'pino';
+import { SERVICE_DEFAULTS, serviceConfig, startServiceProcess, type ServiceCommandOptions } from './service_config.js';
 
 /** A development region is one machine's worth of HSMs. */
 const UP_CLUSTER_HSMS_MAX = 8;
@@ -63,6 +68,45 @@ export function registerServiceCommands(program: Command): void {
         await stopping;
       } finally {
         await u.stop({ stopDevices: true });
+      }
+    });
+
+  program
+    .command('service')
+    .description("run one region's control plane on the metadata store, archive and fleet named (several processes may share one PostgreSQL store)")
+    .option('--region <region>', 'the region this control plane serves, e.g. us-east-1')
+    .option('--host <host>', 'the address the API listens on', '127.0.0.1')
+    .option('--port <port>', 'the API port (0: any free port)', String(API_PORT_DEFAULT))
+    .option('--metadata <location>', 'the metadata store: an SQLite file path, or a postgres:// URL')
+    .option('--schema <name>', 'PostgreSQL only: the schema holding the tables')
+    .option('--archive <location>', 'the backup archive: a directory, or s3://bucket[/prefix] (credentials from the AWS environment)')
+    .option('--s3-endpoint <url>', 'an S3-compatible endpoint (path-style addressing), e.g. http://127.0.0.1:7480')
+    .option('--s3-region <region>', "the bucket's region (default --region)")
+    .option('--fleet-dir <dir>', "the local fleet's directory: fleet.json and the HSMs' data")
+    .option('--authorities <dir>', 'the development authorities every HSM is provisioned with')
+    .option('--management-cert <file>', "the service's management client certificate (PEM, operator-issued)")
+    .option('--management-key <file>', 'its private key (PEM)')
+    .option('--manufacturer-root <file>', 'the manufacturer root certificate (PEM)')
+    .option('--operator-root <file>', 'the operator root certificate (PEM)')
+    .option('--access-keys <file>', 'the access keys the API accepts (JSON: docs/control-plane.md)')
+    .option('--work-dir <dir>', 'where blobs in transit go (default: a fresh temporary directory)')
+    .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(SERVICE_DEFAULTS.dataPlanePort))
+    .option('--probe-interval-ms <ms>', "the orchestrator's tick and health-probe interval", String(SERVICE_DEFAULTS.probeIntervalMs))
+    .option('--log-level <level>', 'log level (JSON lines on stderr)', 'info')
+    .action(async (opts: ServiceCommandOptions) => {
+      const config = serviceConfig(opts);
+      const stopping = new Promise<string>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+      });
+      const logger = pino({ level: config.logLevel, base: { region: config.region, pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
+      const running = await startServiceProcess(config, logger);
+      try {
+        process.stdout.write(JSON.stringify({ event: 'ready', endpoint: running.service.endpoint, region: config.region, pid: process.pid }) + '\n');
+        const signal = await stopping;
+        logger.info({ event: 'service.stopping', signal }, 'stopping');
+      } finally {
+        await running.stop();
       }
     });
 }

@@ -19,13 +19,17 @@
 //     child) is watched by polling its pid.
 //   - Release: zeroise over management, stop the process, remove the data directory (device
 //     secret included, which erases the device even when it could not be reached).
+//   - Several service processes may share the directory; only the orchestrator changes it.
+//     fleet.json is read again before every change, so one that takes over knows its
+//     predecessor's devices, and a `starting` device it finds at provision (its predecessor was
+//     killed mid-provision) is removed, process and data, like one found at open.
 //
 // The fleet never uses a key and never logs in: it reaches a device only through the management
 // client (health, identity, zeroise), pinned to the device's serial.
 
 import { randomInt } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import type { ManagementClient } from '../../management/client.js';
@@ -89,6 +93,8 @@ export class LocalFleet implements Fleet {
   /** Devices whose exit the fleet asked for (release, close): not reported. */
   readonly #stopping = new Set<string>();
   readonly #listeners = new Set<(exit: DeviceExit) => void>();
+  /** Devices this process's provision() is starting now. */
+  readonly #provisioning = new Set<string>();
   #closed = false;
 
   private constructor(options: LocalFleetOptions) {
@@ -100,27 +106,30 @@ export class LocalFleet implements Fleet {
   static async open(options: LocalFleetOptions): Promise<LocalFleet> {
     const fleet = new LocalFleet(options);
     for (const r of readFleetFile(fleet.#file(), LOCAL_FLEET_FORMAT, LOCAL_FLEET_VERSION, decodeRecord)) fleet.#records.set(r.deviceId, r);
-    for (const r of [...fleet.#records.values()].filter((x) => x.state === 'starting')) {
-      if (r.pid !== 0 && holdsData(r.pid, fleet.#dataDir(r.deviceId))) await killPid(r.pid, fleet.#dataDir(r.deviceId), 'SIGKILL');
-      rmSync(fleet.#dataDir(r.deviceId), { recursive: true, force: true });
-      fleet.#records.delete(r.deviceId);
-    }
+    for (const r of [...fleet.#records.values()].filter((x) => x.state === 'starting')) await fleet.#removeHalfStarted(r);
     fleet.#persist();
     return fleet;
   }
 
   /** The devices the fleet holds (for an operator's listing; the control plane keeps its own). */
   devices(): FleetDevice[] {
+    this.#reload();
     return [...this.#records.values()].filter((r) => r.state === 'ready').map(deviceOf);
   }
 
   async provision(request: ProvisionRequest): Promise<FleetDevice> {
     this.#open();
+    // Only the orchestrator provisions: a half-started device it did not start itself is a
+    // predecessor's, killed mid-provision; its HSM is provisioned again, so the device goes.
+    const halfStarted = this.#reload();
+    for (const r of halfStarted) await this.#removeHalfStarted(r);
+    if (halfStarted.length > 0) this.#persist();
     const port = request.dataPlanePort;
     if (!Number.isInteger(port) || port < 0 || port > TCP_PORT_MAX) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'bad-port' });
     const host = this.#allocate(request.eniIp);
     const record: LocalRecord = { deviceId: newDeviceId(), state: 'starting', serial: '', host, port, managementPort: 0, pid: 0, clusterId: request.clusterId, hsmId: request.hsmId };
     this.#records.set(record.deviceId, record); // the address is taken from here on
+    this.#provisioning.add(record.deviceId);
     this.#persist();
     try {
       const node = await spawnNode({ ...this.#spawnOptions(record), port, mode: request.mode ?? 'NON_FIPS' });
@@ -137,6 +146,8 @@ export class LocalFleet implements Fleet {
       const kept = this.#keepLog(record, e);
       await this.#discard(record);
       throw kept;
+    } finally {
+      this.#provisioning.delete(record.deviceId);
     }
   }
 
@@ -156,6 +167,7 @@ export class LocalFleet implements Fleet {
 
   async reattach(device: FleetDevice): Promise<FleetDevice> {
     this.#open();
+    this.#reload();
     const record = this.#records.get(device.deviceId);
     if (record?.state !== 'ready') return fail('COFFER_FLEET_DEVICE_LOST', { reason: 'unknown-device' });
     if (record.serial !== device.serial) return fail('COFFER_FLEET_DEVICE_LOST', { reason: 'serial-mismatch' });
@@ -180,6 +192,7 @@ export class LocalFleet implements Fleet {
 
   async release(device: FleetDevice): Promise<void> {
     this.#open();
+    this.#reload();
     const record = this.#records.get(device.deviceId);
     if (record === undefined) return; // released already
     this.#stopping.add(record.deviceId);
@@ -227,6 +240,43 @@ export class LocalFleet implements Fleet {
 
   #dataDir(deviceId: string): string {
     return join(this.#dir, DEVICES_DIR, deviceId);
+  }
+
+  /**
+   * Several service processes may share one fleet directory (docs/control-plane.md "Running
+   * `coffer service`"); only the holder of the orchestrator lease changes the fleet, but one that
+   * takes over must know the devices its predecessor made, and must not write them out of
+   * fleet.json. So the file is read again before every change: a device it lists that this process
+   * does not know is adopted, one it no longer lists was released elsewhere and is forgotten. Within
+   * one process this changes nothing: every change is persisted before the next await. Returns the
+   * devices `starting` that no provision of this process is making (another process's, under way
+   * or cut short).
+   */
+  #reload(): LocalRecord[] {
+    const listed = new Set<string>();
+    for (const r of readFleetFile(this.#file(), LOCAL_FLEET_FORMAT, LOCAL_FLEET_VERSION, decodeRecord)) {
+      listed.add(r.deviceId);
+      const mine = this.#records.get(r.deviceId);
+      if (mine === undefined) this.#records.set(r.deviceId, r); // its address is taken from here on
+      else Object.assign(mine, r); // what another process wrote since (a restart, a provision finished)
+    }
+    for (const id of [...this.#records.keys()]) {
+      if (listed.has(id) || this.#provisioning.has(id)) continue; // one being started here stays
+      this.#records.delete(id);
+      this.#clients.get(id)?.client.close();
+      this.#clients.delete(id);
+    }
+    return [...this.#records.values()].filter((r) => r.state === 'starting' && !this.#provisioning.has(r.deviceId));
+  }
+
+  /** A device written down as `starting` that no provision of this process will finish: its
+   * process (if it still serves the data directory) is killed and its data removed. */
+  async #removeHalfStarted(r: LocalRecord): Promise<void> {
+    const dataDir = this.#dataDir(r.deviceId);
+    // pid 0: written down before its process said it was up; it is found by its command line.
+    for (const pid of r.pid !== 0 ? [r.pid] : pidsHolding(dataDir)) if (holdsData(pid, dataDir)) await killPid(pid, dataDir, 'SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+    this.#records.delete(r.deviceId);
   }
 
   #persist(): void {
@@ -377,6 +427,17 @@ export function holdsData(pid: number, dataDir: string): boolean {
     return (e as { code?: unknown }).code !== 'ENOENT' || !existsSync('/proc/self');
   }
   return cmdline.split('\0').includes(dataDir);
+}
+
+/** The processes serving `dataDir`, by their command lines (Linux /proc; elsewhere none are found). */
+function pidsHolding(dataDir: string): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  return entries.filter((e) => /^\d+$/.test(e)).map(Number).filter((pid) => pid !== process.pid && holdsData(pid, dataDir));
 }
 
 /** Stops a process that is not our child — `signal`, then SIGKILL after NODE_STOP_TIMEOUT_MS — and
