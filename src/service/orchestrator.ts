@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ManagementClient } from '../management/client.js';
-import type { BackupFlow } from './backup_flow.js';
+import { UntrustedBackupError, type BackupFlow } from './backup_flow.js';
 import { FAILED_PROBES_MAX, PENDING_DELETION_MS, type ServiceConfig } from './config.js';
 import type { Fleet, FleetDevice } from './fleet/fleet_port.js';
 import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
@@ -198,25 +198,34 @@ export class Orchestrator {
       });
       return;
     }
-    const source = cluster.sourceBackupId !== null && cluster.state === 'UNINITIALIZED'
-      ? (await this.#o.repo.backup(cluster.sourceBackupId))?.doc
-      : await this.#freshOrNewestBackup(cluster.clusterId, hsm.hsmId);
-    if (source === undefined || source.archiveKey === null) throw new Error('no backup to restore the HSM from');
-    await this.#o.backups.restore(mgmt, source.archiveKey, source.bodySha256);
+    const seed = cluster.sourceBackupId !== null && cluster.state === 'UNINITIALIZED' ? (await this.#o.repo.backup(cluster.sourceBackupId))?.doc : undefined;
+    const sources = seed !== undefined ? [seed] : await this.#freshOrNewestBackups(cluster.clusterId, hsm.hsmId);
+    if (sources.length === 0) throw new Error('no backup to restore the HSM from');
+    // Newest first; an archived backup that fails its provenance check (altered in the archive) is
+    // passed over for the next one, so one bad blob cannot keep a cluster from healing.
+    for (const [i, source] of sources.entries()) {
+      try {
+        await this.#o.backups.restore(mgmt, source.archiveKey as string, source.bodySha256);
+        return;
+      } catch (e) {
+        if (!(e instanceof UntrustedBackupError) || i === sources.length - 1) throw e;
+        this.#o.log.warn({ event: 'backup.untrusted', clusterId: cluster.clusterId, backupId: source.backupId, err: errorWords(e) }, 'archived backup refused; trying an older one');
+      }
+    }
   }
 
-  /** A fresh backup from a healthy HSM of the cluster, else the newest archived READY backup. */
-  async #freshOrNewestBackup(clusterId: string, exceptHsmId: string): Promise<BackupDoc | undefined> {
+  /** A fresh backup from a healthy HSM of the cluster; else its archived READY backups, newest first. */
+  async #freshOrNewestBackups(clusterId: string, exceptHsmId: string): Promise<BackupDoc[]> {
     for (const h of await this.#o.repo.hsmsOf(clusterId)) {
       if (h.doc.hsmId === exceptHsmId || h.doc.state !== 'ACTIVE' || h.doc.device === null) continue;
       try {
-        return await this.#backupFrom(clusterId, h.doc.device, 'clone');
+        return [await this.#backupFrom(clusterId, h.doc.device, 'clone')];
       } catch (e) {
         this.#o.log.warn({ event: 'backup.failed', clusterId, hsmId: h.doc.hsmId, err: errorWords(e) }, 'backup from a peer failed');
       }
     }
     const ready = (await this.#o.repo.backupsOf(clusterId)).map((b) => b.doc).filter((b) => b.state === 'READY' && b.archiveKey !== null);
-    return ready.sort((a, b) => b.createdMs - a.createdMs)[0];
+    return ready.sort((a, b) => b.createdMs - a.createdMs);
   }
 
   async #deleteHsm(hsmId: string): Promise<void> {

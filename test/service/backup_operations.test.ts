@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { CloudHSMV2Client, ListTagsCommand, TagResourceCommand, UntagResourceCommand } from '@aws-sdk/client-cloudhsm-v2';
@@ -50,6 +51,7 @@ after(async () => {
   await fleet?.close({ stopDevices: true });
   await archive?.close();
   await metadata?.close();
+  if (env !== undefined) rmSync(env.dir, { recursive: true, force: true });
 });
 
 async function refused(p: Promise<unknown>, type: string): Promise<void> {

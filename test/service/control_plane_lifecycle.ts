@@ -13,6 +13,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -83,6 +84,7 @@ after(async () => {
   await fleet?.close({ stopDevices: true });
   await archive?.close();
   await storage.cleanup?.();
+  if (env !== undefined) rmSync(env.dir, { recursive: true, force: true });
 });
 
 /** One orchestrator step, finished. */

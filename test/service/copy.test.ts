@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ApiError, type Caller } from '../../src/service/api/operations.js';
@@ -63,6 +63,7 @@ after(async () => {
     await r.metadata.close();
   }
   await fleet?.close({ stopDevices: true });
+  if (env !== undefined) rmSync(env.dir, { recursive: true, force: true });
 });
 
 const caller = (r: Region): Caller => ({ accountId: ACCOUNT, accessKeyId: KEY.accessKeyId, region: r.name, requestId: 'test' });
