@@ -160,7 +160,7 @@ export interface ServiceProcess {
   stop(): Promise<void>;
 }
 
-/** Opens the adapters the configuration names and starts the service on them; devices are reattached. */
+/** Opens the adapters the configuration names and starts the service on them (which reattaches its devices). */
 export async function startServiceProcess(config: ServiceCommandConfig, logger: Logger): Promise<ServiceProcess> {
   let accessKeys: AccessKey[];
   try {
@@ -207,7 +207,6 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
       archive: config.archive.kind === 'fs' ? config.archive.directory : `s3://${config.archive.bucket}/${config.archive.keyPrefix}`, fleetDir: config.fleetDir,
       accessKeys: accessKeys.length,
     }, 'control plane adapters open');
-    await service.orchestrator.reattach();
     return { service, fleet, stop: closeAll };
   } catch (e) {
     await closeAll();

@@ -112,7 +112,6 @@ async function startRegion(
     region, host: '127.0.0.1', port, metadata, archive, fleet, accessKeys: [accessKey], workDir, logger, dataPlanePort: options.dataPlanePort, copyTo,
     roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
   });
-  await service.orchestrator.reattach();
   return { region, service, fleet, archive, metadata };
 }
 
@@ -171,7 +170,9 @@ function writeAwsFiles(dataDir: string, key: AccessKey, region: string): void {
   writeAtomically(join(dataDir, CONFIG_FILE), `[profile ${PROFILE}]\nregion = ${region}\noutput = json\n`, 0o644);
 }
 
-function writeAtomically(path: string, text: string, mode: number): void {
+/** `text` to `path` with `mode`, through a fresh temporary file renamed over it: readers see the old
+ * file or the new one, never a part. */
+export function writeAtomically(path: string, text: string, mode: number): void {
   const temporary = `${path}.${process.pid}.tmp`;
   rmSync(temporary, { force: true });
   writeFileSync(temporary, text, { mode, flag: 'wx' });

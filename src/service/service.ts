@@ -1,6 +1,7 @@
 // One region's control plane, assembled (docs/control-plane.md): the CloudHSMv2 API on HTTP over
 // the metadata store, the archive and the fleet it is given, and the orchestrator. The `coffer
-// service` and `coffer up` commands (src/cli/) choose the adapters; tests pass their own.
+// service` and `coffer up` commands (src/cli/) choose the adapters; tests pass their own. Started on
+// existing data, it reattaches the HSMs' devices through the fleet before the orchestrator runs.
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -79,6 +80,13 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   const server = createServer(handler);
   await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;
+  // A service started on existing data finds its HSMs' devices again before it orchestrates them.
+  try {
+    await orchestrator.reattach();
+  } catch (e) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw e;
+  }
   if (o.orchestrate !== false) orchestrator.start();
   o.logger.info({ event: 'service.listening', region: o.region, host: o.host, port }, 'control plane listening');
   return {
