@@ -9,6 +9,8 @@
 import { apiFail, type ApiInput, type ApiOutput, type Caller } from './api/operations.js';
 import { clusterShape, hsmShape } from './shapes.js';
 import { newHexId } from './ids.js';
+import { isCofferError } from '../errors.js';
+import { LOOPBACK_FIRST, LOOPBACK_LAST, allocateLoopback } from './fleet/local_fleet.js';
 import { newId } from './api/resources.js';
 import { parseClusterFilters } from './api/pagination.js';
 import { checkInitialisation } from './initialisation.js';
@@ -17,10 +19,6 @@ import { clusterWrite, hsmWrite, type ClusterDoc, type ClusterMode, type HsmDoc,
 import type { Repository } from './repository.js';
 import { CLUSTERS_PER_ACCOUNT_MAX, HSMS_PER_CLUSTER_MAX, HSM_TYPES, RETENTION_DAYS_DEFAULT, RETENTION_DAYS_MAX, RETENTION_DAYS_MIN, type ServiceConfig } from './config.js';
 import { resolveSourceBackup } from './backup_operations.js';
-
-/** Loopback addresses of a local fleet: 127.0.0.2 … 127.0.0.254 (127.0.0.1 stays the service's). */
-const ENI_IP_FIRST = 2;
-const ENI_IP_LAST = 254;
 
 /** States in which a cluster takes new HSMs (an uninitialised one takes only its first). */
 const HSM_STATES_OK: ReadonlySet<string> = new Set(['UNINITIALIZED', 'INITIALIZED', 'ACTIVE', 'DEGRADED']);
@@ -169,21 +167,21 @@ export class ClusterOperations {
     return mapping;
   }
 
-  /** A free loopback address for a new HSM (unique in the region: a local fleet binds it). */
+  /** A free loopback address for a new HSM, unique in the region, by the local fleet's own rule
+   * (allocateLoopback: a local fleet binds it), its refusals in the API's words. */
   async #eniIp(wanted: string | undefined): Promise<string> {
     const used = new Set<string>();
     for (const c of await this.#repo.clusters()) {
       for (const h of await this.#repo.hsmsOf(c.doc.clusterId)) if (h.doc.state !== 'DELETED') used.add(h.doc.eniIp);
     }
-    if (wanted !== undefined) {
-      const m = /^127\.0\.0\.(\d{1,3})$/.exec(wanted);
-      const n = m === null ? NaN : Number(m[1]);
-      if (!(n >= ENI_IP_FIRST && n <= ENI_IP_LAST)) apiFail('CloudHsmInvalidRequestException', `IpAddress must be in the subnet: 127.0.0.${ENI_IP_FIRST} to 127.0.0.${ENI_IP_LAST}.`);
-      if (used.has(wanted)) apiFail('CloudHsmInvalidRequestException', `IpAddress ${wanted} is in use.`);
-      return wanted;
+    try {
+      return allocateLoopback(wanted, used);
+    } catch (e) {
+      if (!isCofferError(e)) throw e;
+      if (e.code === 'COFFER_FLEET_EXHAUSTED') apiFail('CloudHsmResourceLimitExceededException', 'No address is free in the region\'s subnet.');
+      if (e.detail['reason'] === 'in-use') apiFail('CloudHsmInvalidRequestException', `IpAddress ${String(wanted)} is in use.`);
+      return apiFail('CloudHsmInvalidRequestException', `IpAddress must be in the subnet: 127.0.0.${LOOPBACK_FIRST} to 127.0.0.${LOOPBACK_LAST}.`);
     }
-    for (let n = ENI_IP_FIRST; n <= ENI_IP_LAST; n++) if (!used.has(`127.0.0.${n}`)) return `127.0.0.${n}`;
-    return apiFail('CloudHsmResourceLimitExceededException', 'No address is free in the region\'s subnet.');
   }
 }
 

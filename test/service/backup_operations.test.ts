@@ -112,3 +112,22 @@ test('CopyBackupToRegion without a peer region is refused, nothing copied', asyn
   await refused(service.operations.CopyBackupToRegion({ DestinationRegion: 'eu-west-1', BackupId: backup.backupId }, caller(OWNER)), 'CloudHsmInvalidRequestException');
   await refused(service.operations.CopyBackupToRegion({ DestinationRegion: REGION, BackupId: backup.backupId }, caller(OWNER)), 'CloudHsmInvalidRequestException');
 });
+
+test('CreateHsm IpAddress: a free address of the subnet is taken; another or a used one is refused, nothing recorded', async () => {
+  const clusterIds: string[] = [];
+  for (const subnet of ['subnet-0a1b2c3d4e5f60009', 'subnet-0a1b2c3d4e5f6000a']) {
+    const created = await service.operations.CreateCluster({ HsmType: 'hsm2m.medium', SubnetIds: [subnet] }, caller(OWNER));
+    clusterIds.push((created['Cluster'] as { ClusterId: string }).ClusterId);
+  }
+  // CREATE_IN_PROGRESS → UNINITIALIZED; no tick after the HSM below, so no device is provisioned.
+  await service.orchestrator.tick();
+  const [clusterId, otherId] = clusterIds as [string, string];
+  for (const bad of ['10.0.0.5', '127.0.0.1', '127.0.0.255', '127.0.0.07']) {
+    await refused(service.operations.CreateHsm({ ClusterId: clusterId, AvailabilityZone: `${REGION}a`, IpAddress: bad }, caller(OWNER)), 'CloudHsmInvalidRequestException');
+  }
+  assert.equal((await service.repository.hsmsOf(clusterId)).length, 0, 'nothing recorded');
+  const hsm = await service.operations.CreateHsm({ ClusterId: clusterId, AvailabilityZone: `${REGION}a`, IpAddress: '127.0.0.77' }, caller(OWNER));
+  assert.equal((hsm['Hsm'] as { EniIp: string }).EniIp, '127.0.0.77');
+  await refused(service.operations.CreateHsm({ ClusterId: otherId, AvailabilityZone: `${REGION}a`, IpAddress: '127.0.0.77' }, caller(OWNER)), 'CloudHsmInvalidRequestException');
+  assert.equal((await service.repository.hsmsOf(otherId)).length, 0, 'nothing recorded for the refused one');
+});
