@@ -6,14 +6,14 @@
 // (CLI) and `loadClusterConfig` (SDK) read, plus the cluster id and the service endpoint.
 
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster } from '../client/cluster.js';
 import { fail } from '../errors.js';
 import { createDevelopmentCustomerCa } from '../factory/development.js';
 import type { ApiOutput, Caller } from '../service/api/operations.js';
 import type { RunningService } from '../service/service.js';
-import { CREDENTIALS_FILE, PROFILE, type Up } from './up.js';
+import { CREDENTIALS_FILE, PROFILE, writeAtomically, type Up } from './up.js';
 
 export const CLUSTER_FILE = 'cluster.json';
 export const CUSTOMER_CA_FILE = 'customer-ca.pem';
@@ -82,10 +82,7 @@ export async function ensureDevCluster(u: Up, hsms: number): Promise<string> {
 
 /** cluster.json, mode 0600 (it holds development passwords), replaced atomically. */
 function writeClusterFile(path: string, file: DevClusterFile): void {
-  const temporary = `${path}.${process.pid}.tmp`;
-  rmSync(temporary, { force: true });
-  writeFileSync(temporary, JSON.stringify(file, null, 2) + '\n', { mode: 0o600, flag: 'wx' });
-  renameSync(temporary, path);
+  writeAtomically(path, JSON.stringify(file, null, 2) + '\n', 0o600);
 }
 
 /** DescribeClusters for one cluster until `done` holds (the orchestrator ticks in the meantime). */
