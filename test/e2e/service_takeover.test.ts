@@ -24,9 +24,10 @@ import { Cluster } from '../../src/client/cluster.js';
 import type { AccessKey } from '../../src/service/api/sigv4.js';
 import { defaultZones } from '../../src/service/config.js';
 import { signedRequest } from '../service/api/api_support.js';
+import { POSTGRES_URL, requirePostgres } from '../storage/postgres_support.js';
 import { EVENT_WAIT_MS, MAIN_JS, fleetEnvironment, freePort, type FleetEnvironment } from '../service/fleet/fleet_support.js';
 
-const URL_TEXT = process.env['COFFER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const URL_TEXT = POSTGRES_URL;
 const REGION = 'us-east-1';
 /** Creating and activating a cluster on a loaded machine may take minutes; never a measured duration. */
 const STATE_WAIT_MS = 10 * 60_000;
@@ -54,15 +55,7 @@ interface ServiceProc {
 }
 
 before(async () => {
-  try {
-    await admin.query('SELECT 1');
-  } catch (e) {
-    const where = new URL(URL_TEXT);
-    throw new Error(
-      `PostgreSQL is not reachable at ${where.hostname}:${where.port || 5432}${where.pathname} (${(e as Error).message}). ` +
-        'This test needs a real server: run .ci/start-postgres, or set COFFER_TEST_POSTGRES_URL.',
-    );
-  }
+  await requirePostgres(admin, 'This test needs');
   env = await fleetEnvironment('service-takeover');
   writeFileSync(join(env.dir, 'management-client.pem'), env.credentials.certificatePem);
   writeFileSync(join(env.dir, 'management-client.key'), env.credentials.keyPem, { mode: 0o600 });
@@ -118,33 +111,54 @@ function fleetDevices(site: Site): FleetRecord[] {
   return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { devices: FleetRecord[] }).devices : [];
 }
 
-async function startService(site: Site, name: string, dataPlanePort: number): Promise<ServiceProc> {
-  const args = [
-    MAIN_JS, 'service', '--region', REGION, '--port', '0', '--metadata', URL_TEXT, '--schema', site.schema,
-    '--archive', join(site.dir, 'archive'), '--fleet-dir', join(site.dir, 'fleet'), '--authorities', env.authoritiesDir,
+/** The authorities, management client and roots every `coffer service` here is given. */
+function credentialArgs(): string[] {
+  return [
+    '--authorities', env.authoritiesDir,
     '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
     '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
-    '--access-keys', join(env.dir, 'access-keys.json'), '--data-plane-port', String(dataPlanePort),
-    '--probe-interval-ms', String(PROBE_INTERVAL_MS), '--log-level', 'debug', '--work-dir', join(site.dir, `work-${name}`),
   ];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+interface Ready {
+  readonly event: string;
+  readonly endpoint: string;
+  readonly region: string;
+  readonly pid: number;
+}
+
+/** `coffer service ARGS` started and read until its ready line; stopped by the after hook whatever happens next. */
+async function spawnService(name: string, args: readonly string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ readonly p: ServiceProc; readonly ready: Ready }> {
+  const proc = spawn(process.execPath, [MAIN_JS, 'service', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...extraEnv } });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => {
     stderr += d.toString();
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  const ready = await new Promise<{ endpoint: string; region: string; pid: number }>((resolve, reject) => {
+  const tracked: ServiceProc = { name, proc, endpoint: '', pid: proc.pid ?? 0, stderr: () => stderr, exited };
+  procs.push(tracked);
+  const ready = await new Promise<Ready>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name}: no ready line in time:\n${stderr}`)), EVENT_WAIT_MS);
     void exited.then(({ code }) => reject(new Error(`${name} exited with ${String(code)}:\n${stderr}`)));
     createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (line) => {
       clearTimeout(timer);
-      resolve(JSON.parse(line) as { endpoint: string; region: string; pid: number });
+      resolve(JSON.parse(line) as Ready);
     });
   });
+  const p: ServiceProc = { ...tracked, endpoint: ready.endpoint, pid: ready.pid };
+  procs[procs.indexOf(tracked)] = p;
+  return { p, ready };
+}
+
+async function startService(site: Site, name: string, dataPlanePort: number): Promise<ServiceProc> {
+  const { p, ready } = await spawnService(name, [
+    '--region', REGION, '--port', '0', '--metadata', URL_TEXT, '--schema', site.schema,
+    '--archive', join(site.dir, 'archive'), '--fleet-dir', join(site.dir, 'fleet'), ...credentialArgs(),
+    '--access-keys', join(env.dir, 'access-keys.json'), '--data-plane-port', String(dataPlanePort),
+    '--probe-interval-ms', String(PROBE_INTERVAL_MS), '--log-level', 'debug', '--work-dir', join(site.dir, `work-${name}`),
+  ]);
   assert.equal(ready.region, REGION);
-  assert.equal(ready.pid, proc.pid);
-  const p: ServiceProc = { name, proc, endpoint: ready.endpoint, pid: ready.pid, stderr: () => stderr, exited };
-  procs.push(p);
+  assert.equal(ready.pid, p.proc.pid);
   return p;
 }
 
@@ -298,8 +312,8 @@ test('the orchestrating process SIGKILLed while it provisions an HSM: the surviv
 });
 
 /** `coffer service` run to its exit: its exit code and stderr. */
-async function runToExit(args: readonly string[]): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'service', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function runToExit(args: readonly string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  const proc = spawn(process.execPath, [MAIN_JS, 'service', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...extraEnv } });
   let stderr = '';
   let stdout = '';
   proc.stderr?.on('data', (d: Buffer) => {
@@ -314,9 +328,7 @@ async function runToExit(args: readonly string[]): Promise<{ code: number | null
 
 test('coffer service refuses bad options with COFFER_CLI_USAGE naming the option, never printing a secret', async () => {
   const files = [
-    '--fleet-dir', join(env.dir, 'usage-fleet'), '--authorities', env.authoritiesDir,
-    '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
-    '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
+    '--fleet-dir', join(env.dir, 'usage-fleet'), ...credentialArgs(),
   ];
   const missing = await runToExit(['--metadata', join(env.dir, 'm.sqlite')]);
   assert.equal(missing.code, 2);
@@ -343,37 +355,17 @@ test('coffer service refuses bad options with COFFER_CLI_USAGE naming the option
 
 test('coffer service on SQLite and a directory archive: ready, serves, stops on SIGINT', async () => {
   const dataPlanePort = await freePort(['127.0.0.1']);
-  const args = [
-    MAIN_JS, 'service', '--region', REGION, '--port', '0', '--metadata', join(env.dir, 'single', 'metadata.sqlite'), '--archive', join(env.dir, 'single', 'archive'),
-    '--fleet-dir', join(env.dir, 'single', 'fleet'), '--authorities', env.authoritiesDir,
-    '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
-    '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
-    '--access-keys', join(env.dir, 'access-keys.json'), '--data-plane-port', String(dataPlanePort),
-  ];
   mkdirSync(join(env.dir, 'single'), { recursive: true });
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  procs.push({ name: 'single', proc, endpoint: '', pid: proc.pid ?? 0, stderr: () => stderr, exited });
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line in time:\n${stderr}`)), EVENT_WAIT_MS);
-    void exited.then(({ code }) => reject(new Error(`exited with ${String(code)}:\n${stderr}`)));
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (l) => {
-      clearTimeout(timer);
-      resolve(l);
-    });
-  });
-  const ready = JSON.parse(line) as { event: string; endpoint: string; region: string; pid: number };
-  assert.deepEqual({ event: ready.event, region: ready.region, pid: ready.pid }, { event: 'ready', region: REGION, pid: proc.pid });
-  const p: ServiceProc = { name: 'single', proc, endpoint: ready.endpoint, pid: ready.pid, stderr: () => stderr, exited };
+  const { p, ready } = await spawnService('single', [
+    '--region', REGION, '--port', '0', '--metadata', join(env.dir, 'single', 'metadata.sqlite'), '--archive', join(env.dir, 'single', 'archive'),
+    '--fleet-dir', join(env.dir, 'single', 'fleet'), ...credentialArgs(), '--access-keys', join(env.dir, 'access-keys.json'), '--data-plane-port', String(dataPlanePort),
+  ]);
+  assert.deepEqual({ event: ready.event, region: ready.region, pid: ready.pid }, { event: 'ready', region: REGION, pid: p.proc.pid });
   assert.deepEqual((await call(p, 'DescribeClusters', {}))['Clusters'], []);
-  proc.kill('SIGINT');
-  assert.deepEqual(await exited, { code: 0, signal: null }, stderr);
+  p.proc.kill('SIGINT');
+  assert.deepEqual(await p.exited, { code: 0, signal: null }, p.stderr());
   // Structured logs on stderr: every line JSON, the stop among them.
-  const events = stderr.trim().split('\n').map((l) => (JSON.parse(l) as { event?: string }).event);
+  const events = p.stderr().trim().split('\n').map((l) => (JSON.parse(l) as { event?: string }).event);
   assert.ok(events.includes('service.listening') && events.includes('service.stopped'), events.join(','));
 });
 
@@ -402,43 +394,19 @@ test('coffer service on an S3 archive: credentials from the AWS environment; ref
   const dir = join(env.dir, 's3');
   mkdirSync(dir, { recursive: true });
   const args = [
-    MAIN_JS, 'service', '--region', REGION, '--port', '0', '--metadata', join(dir, 'metadata.sqlite'),
+    '--region', REGION, '--port', '0', '--metadata', join(dir, 'metadata.sqlite'),
     '--archive', `s3://${S3_BUCKET}/coffer-test/service-${randomBytes(4).toString('hex')}`, '--s3-endpoint', S3_ENDPOINT,
-    '--fleet-dir', join(dir, 'fleet'), '--authorities', env.authoritiesDir,
-    '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
-    '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
-    '--access-keys', join(env.dir, 'access-keys.json'),
+    '--fleet-dir', join(dir, 'fleet'), ...credentialArgs(), '--access-keys', join(env.dir, 'access-keys.json'),
   ];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...S3_ENV } });
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  procs.push({ name: 's3', proc, endpoint: '', pid: proc.pid ?? 0, stderr: () => stderr, exited });
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line in time:\n${stderr}`)), EVENT_WAIT_MS);
-    void exited.then(({ code }) => reject(new Error(`exited with ${String(code)}:\n${stderr}`)));
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (l) => {
-      clearTimeout(timer);
-      resolve(l);
-    });
-  });
-  assert.equal((JSON.parse(line) as { event: string }).event, 'ready');
-  assert.match(stderr, /"event":"service.adapters".*"archive":"s3:\/\//);
-  proc.kill('SIGTERM');
-  assert.deepEqual(await exited, { code: 0, signal: null }, stderr);
-  assert.ok(!stderr.includes(S3_ENV.AWS_SECRET_ACCESS_KEY));
+  const { p, ready } = await spawnService('s3', args, S3_ENV);
+  assert.equal(ready.event, 'ready');
+  assert.match(p.stderr(), /"event":"service.adapters".*"archive":"s3:\/\//);
+  p.proc.kill('SIGTERM');
+  assert.deepEqual(await p.exited, { code: 0, signal: null }, p.stderr());
+  assert.ok(!p.stderr().includes(S3_ENV.AWS_SECRET_ACCESS_KEY));
 
   const wrong = `wrong${randomBytes(16).toString('hex')}`;
-  const refused = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...S3_ENV, AWS_SECRET_ACCESS_KEY: wrong } });
-    let err = '';
-    p.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    p.once('exit', (code) => resolve({ code, stderr: err }));
-  });
+  const refused = await runToExit(args, { ...S3_ENV, AWS_SECRET_ACCESS_KEY: wrong });
   assert.equal(refused.code, 1, refused.stderr);
   assert.match(refused.stderr, /COFFER_ARCHIVE_UNAVAILABLE/);
   assert.ok(!refused.stderr.includes(wrong), 'the secret is not printed');

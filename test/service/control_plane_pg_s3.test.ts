@@ -11,8 +11,9 @@ import { openS3Archive } from '../../src/storage/archive_s3.js';
 import type { Archive } from '../../src/storage/archive_port.js';
 import { PostgresMetadataStore } from '../../src/storage/metadata_postgres.js';
 import { lifecycle } from './control_plane_lifecycle.js';
+import { POSTGRES_URL } from '../storage/postgres_support.js';
 
-const PG_URL = process.env['COFFER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const PG_URL = POSTGRES_URL;
 const S3 = {
   endpoint: process.env['COFFER_TEST_S3_ENDPOINT'] ?? 'http://127.0.0.1:7480',
   bucket: process.env['COFFER_TEST_S3_BUCKET'] ?? 'coffer-archive-test',

@@ -12,8 +12,9 @@ import { isCofferError } from '../../src/errors.js';
 import { metadataLocationForLog, openMetadataStore } from '../../src/storage/metadata_open.js';
 import { PostgresMetadataStore } from '../../src/storage/metadata_postgres.js';
 import { SqliteMetadataStore } from '../../src/storage/metadata_sqlite.js';
+import { POSTGRES_URL } from './postgres_support.js';
 
-const URL_TEXT = process.env['COFFER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const URL_TEXT = POSTGRES_URL;
 const dir = mkdtempSync(join(tmpdir(), 'coffer-metadata-open-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -16,8 +16,9 @@ import { PostgresMetadataStore } from '../../src/storage/metadata_postgres.js';
 import type { MetadataStore } from '../../src/storage/metadata_port.js';
 import { metadataConformance } from './metadata_conformance.js';
 import { raceProcesses, StoreProcess } from './metadata_process.js';
+import { POSTGRES_URL, requirePostgres } from './postgres_support.js';
 
-const URL_TEXT = process.env['COFFER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const URL_TEXT = POSTGRES_URL;
 const admin = new pg.Pool({ connectionString: URL_TEXT, max: 2, connectionTimeoutMillis: 10_000 });
 admin.on('error', () => undefined);
 const schemas: string[] = [];
@@ -29,15 +30,7 @@ const freshSchema = (): string => {
 };
 
 before(async () => {
-  try {
-    await admin.query('SELECT 1');
-  } catch (e) {
-    const where = new URL(URL_TEXT);
-    throw new Error(
-      `PostgreSQL is not reachable at ${where.hostname}:${where.port || 5432}${where.pathname} (${(e as Error).message}). ` +
-        'These tests need a real server: run .ci/start-postgres, or set COFFER_TEST_POSTGRES_URL.',
-    );
-  }
+  await requirePostgres(admin, 'These tests need');
 });
 
 after(async () => {
