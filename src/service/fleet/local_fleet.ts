@@ -9,7 +9,8 @@
 //   - Persistence: `<dir>/fleet.json` (fleet_file.ts, replaced atomically) lists the devices, each
 //     with its serial, address, ports and pid; `<dir>/devices/<deviceId>/` is its data directory.
 //     A device is written down as `starting` before its process is spawned and as `ready` once it is
-//     verified; a `starting` one found at open was never handed out and is removed.
+//     verified; a `starting` one that no provision of this process is making was never handed out
+//     and is removed by the next provision (see "Several service processes" below).
 //   - Reattach: a device whose pid is alive, whose command line names its data directory (Linux
 //     /proc), and whose management identity verifies with the expected serial is taken back as it
 //     runs; otherwise it is restarted from its data directory on the same address and port (same
@@ -22,7 +23,9 @@
 //   - Several service processes may share the directory; only the orchestrator changes it.
 //     fleet.json is read again before every change, so one that takes over knows its
 //     predecessor's devices, and a `starting` device it finds at provision (its predecessor was
-//     killed mid-provision) is removed, process and data, like one found at open.
+//     killed mid-provision) is removed, process and data. Opening the fleet removes nothing: a
+//     process that opens it while the orchestrator of another is provisioning would otherwise kill
+//     a device that is being made; only the orchestrator (one at a time, under its lease) cleans up.
 //
 // The fleet never uses a key and never logs in: it reaches a device only through the management
 // client (health, identity, zeroise), pinned to the device's serial.
@@ -102,13 +105,15 @@ export class LocalFleet implements Fleet {
     this.#dir = resolve(options.dir);
   }
 
-  /** Opens the fleet in `options.dir`, removing devices a crash left half-started. */
-  static async open(options: LocalFleetOptions): Promise<LocalFleet> {
-    const fleet = new LocalFleet(options);
-    for (const r of readFleetFile(fleet.#file(), LOCAL_FLEET_FORMAT, LOCAL_FLEET_VERSION, decodeRecord)) fleet.#records.set(r.deviceId, r);
-    for (const r of [...fleet.#records.values()].filter((x) => x.state === 'starting')) await fleet.#removeHalfStarted(r);
-    fleet.#persist();
-    return fleet;
+  /** Opens the fleet in `options.dir` (checking its file). Devices a crash left half-started stay
+   * until the next provision: another process may be starting them now. */
+  static open(options: LocalFleetOptions): Promise<LocalFleet> {
+    // In an executor, so that a refused fleet file is a rejection like every other failure here.
+    return new Promise((resolve) => {
+      const fleet = new LocalFleet(options);
+      for (const r of readFleetFile(fleet.#file(), LOCAL_FLEET_FORMAT, LOCAL_FLEET_VERSION, decodeRecord)) fleet.#records.set(r.deviceId, r);
+      resolve(fleet);
+    });
   }
 
   /** The devices the fleet holds (for an operator's listing; the control plane keeps its own). */

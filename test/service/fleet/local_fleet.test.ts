@@ -80,17 +80,30 @@ test('local: without an address the lowest free one is chosen; fleet.json holds 
   }
 });
 
-test('local: a device a crash left half-started is removed when the fleet opens; a damaged fleet file is refused', async () => {
+test('local: a device a crash left half-started stays while fleets open (another process may be starting it) and goes at the next provision; a damaged fleet file is refused', async () => {
   const fleetDir = join(env.dir, 'crashed');
   const dataDir = join(fleetDir, DEVICES_DIR, 'local-abcdefghijkl');
   mkdirSync(dataDir, { recursive: true });
   writeFileSync(join(dataDir, 'store.sqlite'), 'left over');
   const starting = { deviceId: 'local-abcdefghijkl', state: 'starting', serial: '', host: '127.0.0.9', port: 0, managementPort: 0, pid: 0, clusterId: 'c', hsmId: 'h' };
   writeFileSync(join(fleetDir, LOCAL_FLEET_FILE), JSON.stringify({ format: 'coffer-local-fleet', version: 1, devices: [starting] }));
+  const listed = (): Array<{ deviceId: string; host: string }> => (JSON.parse(readFileSync(join(fleetDir, LOCAL_FLEET_FILE), 'utf8')) as { devices: Array<{ deviceId: string; host: string }> }).devices;
+  const bystander = await open(fleetDir);
+  await bystander.close();
+  assert.equal(existsSync(dataDir), true, 'opening a fleet removes nothing');
+  assert.deepEqual(listed().map((d) => d.deviceId), [starting.deviceId]);
+
   const fleet = await open(fleetDir);
-  await fleet.close();
-  assert.equal(existsSync(dataDir), false);
-  assert.deepEqual((JSON.parse(readFileSync(join(fleetDir, LOCAL_FLEET_FILE), 'utf8')) as { devices: unknown[] }).devices, []);
+  try {
+    // The provision asks for the half-started device's address: it is free once that device is gone.
+    const device = await fleet.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', eniIp: starting.host, dataPlanePort: 0 });
+    assert.equal(device.host, starting.host);
+    assert.equal(existsSync(dataDir), false, 'its data went');
+    assert.deepEqual(listed().map((d) => d.deviceId), [device.deviceId]);
+    await fleet.release(device);
+  } finally {
+    await fleet.close({ stopDevices: true });
+  }
 
   writeFileSync(join(fleetDir, LOCAL_FLEET_FILE), JSON.stringify({ format: 'coffer-local-fleet', version: 2, devices: [] }));
   await assert.rejects(open(fleetDir), (e) => isCofferError(e, 'COFFER_FORMAT_UNKNOWN_VERSION'));
