@@ -101,18 +101,29 @@ async function startRegion(
   const workDir = join(dir, 'work');
   mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const logger = options.logger ?? pino({ level: options.logLevel, base: { region } }, createWriteStream(join(dir, 'service.log'), { flags: 'a', mode: 0o600 }));
-  const metadata = SqliteMetadataStore.open({ path: join(dir, 'metadata.sqlite') });
-  const archive = await openFsArchive({ directory: join(dir, 'archive') });
-  const fleet = await LocalFleet.open({
-    dir: join(dir, 'fleet'), authoritiesDir: join(dataDir, 'authorities'), mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
-  });
-  // Peers, this region among them, are looked up at call time: a region started later is a peer too.
-  const copyTo: CopyToRegion = (target, backup, tags) => peerCopy(peers.get(region) as RegionPeer, peers)(target, backup, tags);
-  const service = await startService({
-    region, host: '127.0.0.1', port, metadata, archive, fleet, accessKeys: [accessKey], workDir, logger, dataPlanePort: options.dataPlanePort, copyTo,
-    roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
-  });
-  return { region, service, fleet, archive, metadata };
+  // What opened is closed again, newest first, if a later step fails: a second `coffer up` on the
+  // same directory must not find the SQLite file still held.
+  const opened: (() => Promise<void>)[] = [];
+  try {
+    const metadata = SqliteMetadataStore.open({ path: join(dir, 'metadata.sqlite') });
+    opened.push(() => metadata.close());
+    const archive = await openFsArchive({ directory: join(dir, 'archive') });
+    opened.push(() => archive.close());
+    const fleet = await LocalFleet.open({
+      dir: join(dir, 'fleet'), authoritiesDir: join(dataDir, 'authorities'), mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
+    });
+    opened.push(() => fleet.close());
+    // Peers, this region among them, are looked up at call time: a region started later is a peer too.
+    const copyTo: CopyToRegion = (target, backup, tags) => peerCopy(peers.get(region) as RegionPeer, peers)(target, backup, tags);
+    const service = await startService({
+      region, host: '127.0.0.1', port, metadata, archive, fleet, accessKeys: [accessKey], workDir, logger, dataPlanePort: options.dataPlanePort, copyTo,
+      roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
+    });
+    return { region, service, fleet, archive, metadata };
+  } catch (e) {
+    for (const close of opened.reverse()) await close();
+    throw e;
+  }
 }
 
 async function stopAll(regions: readonly RunningRegion[], stopDevices: boolean): Promise<void> {
