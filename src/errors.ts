@@ -157,6 +157,13 @@ export const ERRORS = {
   COFFER_CLI_FILTER_AMBIGUOUS: { message: 'Key filter matched more than one key: narrow it, e.g. with key-reference=0x…', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
   COFFER_CLI_PASSWORD_MISMATCH: { message: 'The two passwords entered do not match', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT_ENDED: { message: 'Input ended while a password was expected', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  // ── cluster journal: sealed entries and the cluster sync key (formats/journal_entry.ts) ──────
+  COFFER_JOURNAL_TAMPERED: { message: 'Journal entry failed authentication: altered, truncated or extended', ckr: 'CKR_ENCRYPTED_DATA_INVALID', http: 400 },
+  COFFER_JOURNAL_WRONG_KEY: { message: 'Journal entry was not sealed under this cluster sync key', ckr: 'CKR_KEY_HANDLE_INVALID', http: 400 },
+  COFFER_JOURNAL_WRONG_CLUSTER: { message: 'Journal entry belongs to another cluster', ckr: 'CKR_DATA_INVALID', http: 400 },
+  COFFER_JOURNAL_OUT_OF_ORDER: { message: 'Journal entry is not the next one: replayed, reordered, or an entry before it is missing', ckr: 'CKR_DATA_INVALID', http: 409 },
+  COFFER_JOURNAL_FORK: { message: 'Journal entry does not follow the entry this HSM applied before it: the journal has forked', ckr: 'CKR_DATA_INVALID', http: 409 },
+  COFFER_JOURNAL_NO_SYNC_KEY: { message: 'This HSM holds no cluster sync key: the cluster is not initialised, or was initialised by an older version', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

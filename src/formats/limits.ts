@@ -304,3 +304,21 @@ export const OBJECT_UID_BYTES = 16;
 /** A session's id or an application scope (a data-plane connection) in a session object's record:
  * the device makes them (UUIDs, short names), so they stay short. */
 export const SESSION_SCOPE_CHARS_MAX = 64;
+
+// ── the sealed cluster journal (formats/journal_entry.ts, docs/journal-format.md) ───────────────
+
+/** Plaintext per AEAD segment of an entry's body (suite 1). Fixed by the suite, not written in the
+ * header: most change sets fit one segment, and the largest (CHANGE_SET_BYTES_MAX) needs 129. */
+export const JOURNAL_SEGMENT_BYTES = 65_536;
+/** A cluster id or an originating HSM's serial in an entry header, as printable ASCII: cluster ids are
+ * at most CLUSTER_ID_CHARS_MAX characters, serials 20 ('CFR-' + 16 hex digits). */
+export const JOURNAL_STRING_BYTES_MAX = CLUSTER_ID_CHARS_MAX;
+/** An entry header: 94 bytes of fixed fields and two strings of at most JOURNAL_STRING_BYTES_MAX
+ * (224 bytes in all), rounded up. Checked before anything the header covers is read. */
+export const JOURNAL_HEADER_BYTES_MAX = 256;
+/** An entry's sealed body: the largest change set (CHANGE_SET_BYTES_MAX) sealed in
+ * JOURNAL_SEGMENT_BYTES segments, each with a 16-byte GCM tag. A larger body cannot hold a change
+ * set any HSM would accept, so it is refused before a byte of it is opened. */
+export const JOURNAL_BODY_BYTES_MAX = CHANGE_SET_BYTES_MAX + 16 * Math.ceil(CHANGE_SET_BYTES_MAX / JOURNAL_SEGMENT_BYTES);
+/** A whole sealed entry (about 8.1 MiB): below the metadata store's 16 MiB bound on what it appends. */
+export const JOURNAL_ENTRY_SEALED_BYTES_MAX = JOURNAL_HEADER_BYTES_MAX + JOURNAL_BODY_BYTES_MAX;

@@ -137,6 +137,8 @@ export class Hsm {
     return new ClusterIdentity({
       state: this.#state,
       clock: this.#clock,
+      random: this.#random,
+      serial: () => this.provisioning.identity().serial,
       requireCommissioned: () => void this.objects(),
       prepareUsers: (preCo, appliance) => this.#users.prepareInitialise(preCo, appliance),
     });

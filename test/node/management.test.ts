@@ -25,6 +25,8 @@ import { TLS_ATTESTATION_CONTEXT } from '../../src/formats/attestation.js';
 import {
   BACKUP_ID_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer, decodeErrorAnswer, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary,
 } from '../../src/formats/management.js';
+import { CLUSTER_NS } from '../../src/formats/cluster_record.js';
+import { SYNC_KEY_ID, decodeSyncKeyRecord } from '../../src/formats/sync_key_record.js';
 import { flip } from '../helpers.js';
 import { codeOf, foreignCa, issueClientCredential, raw, startIdentityServer, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
 
@@ -325,6 +327,40 @@ test('cluster CSR and initialise, backup out of one node, restore into another: 
   assert.deepEqual(spoolFiles(b.dataDir), []);
   ca.close();
   cb.close();
+});
+
+test('the cluster sync key made by initialise is in no answer of the management interface', async () => {
+  const store = new MemoryRecordStore();
+  const node = await startTestNode(authorities, {}, store);
+  const port = node.management.port;
+  const answers: Buffer[] = [];
+  const call = async (route: { readonly method: string; readonly path: string }, body?: string | Uint8Array): Promise<Buffer> => {
+    const r = await raw(port, credential, route.method, route.path, body);
+    answers.push(r.body, Buffer.from(JSON.stringify(r.headers)));
+    return r.body;
+  };
+  try {
+    const ca = await createDevelopmentCustomerCa();
+    const { csrPem } = decodeClusterCsrResponse(JSON.parse((await call(MANAGEMENT_ROUTES.clusterCsr, JSON.stringify({ clusterId: CLUSTER_ID }))).toString('utf8')));
+    await call(MANAGEMENT_ROUTES.clusterInitialise, JSON.stringify({
+      certificatePem: await ca.signClusterCsr(csrPem), trustAnchorPem: ca.certificatePem, preCoPassword: 'preco-password', applianceCredential: 'appliance-credential-0123456789',
+    }));
+    await call(MANAGEMENT_ROUTES.clusterInitialise, '{"certificatePem":"x"}'); // a refusal, for its error answer
+    await call(MANAGEMENT_ROUTES.clusterCsr, JSON.stringify({ clusterId: CLUSTER_ID }));
+    for (const route of [MANAGEMENT_ROUTES.health, MANAGEMENT_ROUTES.identity]) await call(route);
+    const blob = await call(MANAGEMENT_ROUTES.backup);
+    assert.equal(blob.subarray(0, 4).toString('latin1'), 'CFBK', 'a backup came out');
+    assert.equal(decodeRestoreSummary(JSON.parse((await call(MANAGEMENT_ROUTES.restore, blob)).toString('utf8'))).bytes, blob.length);
+    const record = store.get(CLUSTER_NS, SYNC_KEY_ID);
+    assert.ok(record !== undefined, 'initialise made the sync key');
+    const key = decodeSyncKeyRecord(record).use((k) => Buffer.from(k));
+    assert.ok(node.hsm.cluster.syncKeyId() !== null, 'and the restore kept it');
+    const all = Buffer.concat(answers);
+    for (const form of [key.subarray(0, 12), Buffer.from(key.toString('hex')), Buffer.from(key.toString('base64').slice(0, 16))]) assert.equal(all.indexOf(form), -1);
+  } finally {
+    await node.close();
+    rmSync(node.dataDir, { recursive: true, force: true });
+  }
 });
 
 test('a client that aborts a backup download leaves no spool file', async () => {

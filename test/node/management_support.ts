@@ -82,9 +82,10 @@ export interface TestNode {
   close(): Promise<void>;
 }
 
-/** A commissioned development device (memory store) with its data plane and management server. */
-export async function startTestNode(authorities: DevelopmentAuthorities, options: Partial<ManagementOptions> = {}): Promise<TestNode> {
-  const hsm = Hsm.open({ store: new MemoryRecordStore(), kdfParams: FAST_KDF });
+/** A commissioned development device (memory store, or the one given: a test may read its records)
+ * with its data plane and management server. */
+export async function startTestNode(authorities: DevelopmentAuthorities, options: Partial<ManagementOptions> = {}, store = new MemoryRecordStore()): Promise<TestNode> {
+  const hsm = Hsm.open({ store, kdfParams: FAST_KDF });
   await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
   const dataPlane = await startDataPlane({ hsm });
   const dataDir = mkdtempSync(join(tmpdir(), 'coffer-mgmt-'));

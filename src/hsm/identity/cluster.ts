@@ -14,8 +14,17 @@
 // key), 'csr' (DER; its CN is the cluster id), 'certificate' and 'trust-anchor' (DER). The private
 // key is held in memory as a KeyObject (never as text) and, for signing certificates, as a
 // non-extractable WebCrypto key made from it on first use.
+//
+// The cluster sync key (record 'sync-key', formats/sync_key_record.ts; docs/journal-format.md) is
+// made here, from the device's Random, in the same change set as the certificate: every HSM of the
+// cluster gets it only by restoring a backup of one that holds it, and it never leaves a device in
+// any other form — no accessor returns it; what goes out is sealed journal entries and its
+// non-secret key id. It is held in memory as a KeyObject once first used. A cluster initialised by
+// a version without sync keys has none: its HSMs refuse to seal or open entries
+// (COFFER_JOURNAL_NO_SYNC_KEY) and work as before (docs/journal-format.md "Clusters initialised
+// before sync keys").
 
-import { createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
+import { createPublicKey, createSecretKey, webcrypto, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { inspect } from 'node:util';
 import { assert } from '../../assert.js';
@@ -23,7 +32,10 @@ import { fail } from '../../errors.js';
 import { CLUSTER_ID_CHARS_MAX, TLS_LEAF_HOSTS_MAX, TLS_LEAF_SPKI_BYTES_MAX, TLS_LEAF_VALIDITY_MS_MAX } from '../../formats/limits.js';
 import { issueLeaf } from '../../formats/x509.js';
 import type { PasswordInput } from '../users/password.js';
-import type { Clock } from '../ports.js';
+import type { Clock, Random } from '../ports.js';
+import { SecretBytes } from '../../crypto/secret_bytes.js';
+import { JOURNAL_SALT_BYTES, openJournalEntry, sealJournalEntry, syncKeyIdOf, type OpenedJournalEntry, type SealedJournalEntry } from '../../formats/journal_entry.js';
+import { SYNC_KEY_BYTES, SYNC_KEY_ID, decodeSyncKeyRecord, encodeSyncKeyRecord } from '../../formats/sync_key_record.js';
 import type { ChangeSet, RecordOp } from '../../formats/change_set.js';
 import { ANCHOR_ID, CERT_ID, CLUSTER_NS, CSR_ID, KEY_ID, loadClusterIdentity, type LoadedClusterIdentity as Loaded } from '../../formats/cluster_record.js';
 import type { DeviceState, StateView } from '../state/device_state.js';
@@ -69,6 +81,10 @@ export interface TlsLeaf {
 export interface ClusterIdentityOptions {
   readonly state: DeviceState;
   readonly clock: Clock;
+  /** Draws the cluster sync key at initialisation and every journal entry's salt. */
+  readonly random: Random;
+  /** This device's serial: the originator named in the journal entries it seals. */
+  readonly serial: () => string;
   /** Throws unless the device may hold a cluster: commissioned (its mode fixed), firmware verified. */
   readonly requireCommissioned: () => void;
   /** The users' initialisation with its verifiers derived: decides the user writes that go into
@@ -87,6 +103,8 @@ export class ClusterIdentity implements StateView {
   #stale = false;
   /** The signing key for certificate generation, made once per loaded key. */
   #signingKey: Promise<webcrypto.CryptoKey> | undefined;
+  /** The sync key as a KeyObject, read from its record on first use; null: the state holds none. */
+  #syncKey: { readonly key: KeyObject; readonly id: Uint8Array } | null | undefined;
 
   /** @internal The device makes it (Hsm.cluster). */
   constructor(options: ClusterIdentityOptions) {
@@ -100,6 +118,7 @@ export class ClusterIdentity implements StateView {
     this.#loaded = loadClusterIdentity(this.#options.state);
     this.#stale = false;
     this.#signingKey = undefined;
+    this.#syncKey = undefined;
   }
 
   /** @internal A change to namespace 'cluster' committed (DeviceState.apply): the identity is read
@@ -204,15 +223,63 @@ export class ClusterIdentity implements StateView {
     await checkClusterCertificate(certificate, anchor, spkiOf(loaded.csr), nowMs);
     const decideUsers = await this.#options.prepareUsers(init.preCoPassword, init.applianceCredential);
     const state = this.#options.state;
-    await state.submit(() => {
-      // The checks and the verifiers took time: a restore or a zeroise may have moved the state.
-      const csrNow = state.get(CLUSTER_NS, CSR_ID);
-      if (csrNow === undefined) fail('COFFER_CLUSTER_NO_CSR');
-      if (Buffer.compare(csrNow, loaded.csrDer) !== 0) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'cluster-key-replaced' });
-      if (state.get(CLUSTER_NS, CERT_ID) !== undefined) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
-      const ops = [put(CERT_ID, derOf(certificate)), put(ANCHOR_ID, derOf(anchor)), ...decideUsers()];
-      return { changes: [{ scope: 'cluster', kind: 'cluster.initialise', ops }], result: undefined };
+    const syncKey = SecretBytes.adopt(this.#options.random.bytes(SYNC_KEY_BYTES));
+    try {
+      await state.submit(() => {
+        // The checks and the verifiers took time: a restore or a zeroise may have moved the state.
+        const csrNow = state.get(CLUSTER_NS, CSR_ID);
+        if (csrNow === undefined) fail('COFFER_CLUSTER_NO_CSR');
+        if (Buffer.compare(csrNow, loaded.csrDer) !== 0) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'cluster-key-replaced' });
+        if (state.get(CLUSTER_NS, CERT_ID) !== undefined) fail('COFFER_CLUSTER_ALREADY_INITIALISED');
+        // The sync key is born with the cluster: decided here, so apply only writes it (and every
+        // HSM replaying this change set holds the same key).
+        const ops = [put(CERT_ID, derOf(certificate)), put(ANCHOR_ID, derOf(anchor)), put(SYNC_KEY_ID, encodeSyncKeyRecord(syncKey)), ...decideUsers()];
+        return { changes: [{ scope: 'cluster', kind: 'cluster.initialise', ops }], result: undefined };
+      });
+    } finally {
+      syncKey.destroy();
+    }
+  }
+
+  // ── the cluster sync key and the journal entries sealed under it ────────────────────────────
+
+  /** The sync key's non-secret id (every entry header carries it), or null when the state holds no
+   * sync key: before initialisation, or a cluster initialised by a version without sync keys. */
+  syncKeyId(): Uint8Array | null {
+    return this.#currentSyncKey()?.id.slice() ?? null;
+  }
+
+  /**
+   * @internal Seals a cluster-wide change set as journal entry `seq` after `predecessor`, with this
+   * device as the originator and a fresh salt from the device's Random (formats/journal_entry.ts).
+   * The change set's values stay the caller's.
+   */
+  sealJournalEntry(changeSet: ChangeSet, position: { readonly seq: bigint; readonly predecessor: Uint8Array }): SealedJournalEntry {
+    const { clusterId, key } = this.#journalKey();
+    return sealJournalEntry({
+      syncKey: key, clusterId, originator: this.#options.serial(), seq: position.seq, predecessor: position.predecessor,
+      salt: this.#options.random.bytes(JOURNAL_SALT_BYTES), changeSet,
     });
+  }
+
+  /** @internal Opens journal entry `seq`, which must follow `predecessor` in this cluster, or refuses
+   * it with the format's typed error (docs/journal-format.md "Opening"). */
+  openJournalEntry(entry: Uint8Array, position: { readonly seq: bigint; readonly predecessor: Uint8Array }): OpenedJournalEntry {
+    const { clusterId, key } = this.#journalKey();
+    return openJournalEntry(entry, { syncKey: key, clusterId, seq: position.seq, predecessor: position.predecessor });
+  }
+
+  #journalKey(): { clusterId: string; key: KeyObject } {
+    const loaded = this.#current();
+    const syncKey = this.#currentSyncKey();
+    if (loaded?.certificate === undefined || syncKey === null) return fail('COFFER_JOURNAL_NO_SYNC_KEY');
+    return { clusterId: loaded.clusterId, key: syncKey.key };
+  }
+
+  #currentSyncKey(): { readonly key: KeyObject; readonly id: Uint8Array } | null {
+    this.#current(); // re-reads after a committed change
+    if (this.#syncKey === undefined) this.#syncKey = loadSyncKey(this.#options.state);
+    return this.#syncKey;
   }
 
   /**
@@ -308,6 +375,21 @@ function leafValidityMs(requestedMs: number, issuer: x509.X509Certificate, nowMs
   const issuerLeftMs = issuer.notAfter.getTime() - nowMs;
   if (issuerLeftMs < TLS_LEAF_VALIDITY_MS_MIN) fail('COFFER_CLUSTER_CERT_MISMATCH', { reason: 'cluster-certificate-expired' });
   return Math.min(requestedMs, issuerLeftMs);
+}
+
+/** The sync key record as a KeyObject and its id, or null when there is none. */
+function loadSyncKey(state: DeviceState): { key: KeyObject; id: Uint8Array } | null {
+  const record = state.get(CLUSTER_NS, SYNC_KEY_ID);
+  if (record === undefined) return null;
+  let secret: SecretBytes | undefined;
+  try {
+    secret = decodeSyncKeyRecord(record);
+    const key = secret.use((b) => createSecretKey(b));
+    return { key, id: syncKeyIdOf(key) };
+  } finally {
+    secret?.destroy();
+    record.fill(0);
+  }
 }
 
 function put(id: string, value: Uint8Array): RecordOp {

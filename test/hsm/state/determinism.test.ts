@@ -10,8 +10,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto, { generateKeyPairSync } from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
-import { CHANGE_KINDS, decodeChangeSet, type ChangeKind } from '../../../src/formats/change_set.js';
+import { CHANGE_KINDS, decodeChangeSet, type ChangeKind, type ChangeSet } from '../../../src/formats/change_set.js';
 import { bufferSource } from '../../../src/formats/backup.js';
+import { journalGenesis } from '../../../src/formats/journal_entry.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa } from '../../../src/factory/development.js';
 import { systemClock, systemRandom, type Clock, type Random } from '../../../src/hsm/ports.js';
 import { ADMIN_PW, APPLIANCE_PW, CLUSTER, PRECO, backupOf, commissionedDevice, hex } from '../backup/backup_support.js';
@@ -144,6 +145,11 @@ test('every kind of change set, applied in order on a device restored from the s
   assert.equal(hex(pb.lineage), hex(pa.lineage));
   assert.equal(hex(pb.objectLineage), hex(pa.objectLineage));
   assert.equal(b.cluster.certificatePem(), a.cluster.certificatePem());
+  // The cluster sync key came in cluster.initialise's change set: an entry sealed on one opens on the other.
+  const position = { seq: 1n, predecessor: journalGenesis(CLUSTER) };
+  const carried: ChangeSet = { scope: 'cluster', kind: 'key.generate', ops: [{ op: 'put', ns: 'object', id: '0000000000000042', value: Uint8Array.of(42) }] };
+  assert.deepEqual(b.cluster.openJournalEntry(a.cluster.sealJournalEntry(carried, position).entry, position).changeSet, carried);
+  assert.deepEqual(a.cluster.openJournalEntry(b.cluster.sealJournalEntry(carried, position).entry, position).changeSet, carried);
   const onB = b.openSession();
   await onB.login('alice', 'alice-password-2');
   assert.deepEqual(onB.find().map((o) => [o.handle, o.label, hex(o.identity)]), alice.find().map((o) => [o.handle, o.label, hex(o.identity)]));
