@@ -157,6 +157,8 @@ export const ERRORS = {
   COFFER_CLI_FILTER_AMBIGUOUS: { message: 'Key filter matched more than one key: narrow it, e.g. with key-reference=0x…', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
   COFFER_CLI_PASSWORD_MISMATCH: { message: 'The two passwords entered do not match', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT_ENDED: { message: 'Input ended while a password was expected', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  // ── control plane: peer regions (src/service/peer_config.ts, copy_http.ts) ──────────────────
+  COFFER_PEER_CONFIG_INVALID: { message: 'Peer region configuration is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
