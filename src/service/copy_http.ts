@@ -118,9 +118,11 @@ export function parseCopyMetadata(header: string | undefined, destinationRegion:
   const sourceCluster = text('sourceCluster', (s) => isId('cluster', s));
   const digest = m['bodySha256'];
   if (digest !== null && (typeof digest !== 'string' || !SHA256_HEX.test(digest))) badMetadata('bodySha256 is missing or malformed');
-  if (!Array.isArray(m['tags'])) badMetadata('tags is missing or malformed');
-  // The tags are held to the model's TagList rules, as the source's CopyBackupToRegion was.
-  const input = validateInput('CopyBackupToRegion', { DestinationRegion: destinationRegion, BackupId: sourceBackup, TagList: m['tags'] });
+  const given = m['tags'];
+  if (!Array.isArray(given)) badMetadata('tags is missing or malformed');
+  // The tags are held to the model's TagList rules, as the source's CopyBackupToRegion was (a
+  // TagList is absent there rather than empty).
+  const input = validateInput('CopyBackupToRegion', { DestinationRegion: destinationRegion, BackupId: sourceBackup, ...(given.length === 0 ? {} : { TagList: given }) });
   const tags = (input['TagList'] as Tag[] | undefined) ?? [];
   checkUniqueTagKeys(tags);
   return { accountId, hsmType, sourceRegion, sourceBackup, sourceCluster, bodySha256: digest, tags: tags.map((t) => ({ Key: t.Key, Value: t.Value })) };
