@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -23,7 +24,7 @@ import {
 import type { AccessKey } from '../../src/service/api/sigv4.js';
 import { COPY_METADATA_HEADER, PEER_COPY_BYTES_MAX, PEER_COPY_PATH } from '../../src/service/copy_http.js';
 import { NodeSha256, signedRequest, type RawResponse } from '../service/api/api_support.js';
-import { fleetEnvironment, freePort, type FleetEnvironment } from '../service/fleet/fleet_support.js';
+import { MAIN_JS, fleetEnvironment, freePort, type FleetEnvironment } from '../service/fleet/fleet_support.js';
 import { killDevices, serviceCredentialArgs, spawnServiceProcess, writeServiceCredentials, type ServiceProc } from './service_support.js';
 
 const EAST = 'us-east-1';
@@ -275,4 +276,19 @@ test('refusals by the destination, an unreachable peer and a region that is no p
   for (const p of procs) {
     for (const secret of [USER.secretAccessKey, PEER.secretAccessKey, NO_ACTION.secretAccessKey]) assert.ok(!p.stderr().includes(secret), `${p.name}: no secret in the log`);
   }
+});
+
+test('coffer service refuses a bad --peers file with COFFER_CLI_USAGE naming the entry and field, never printing the secret', async () => {
+  const secret = `short${randomBytes(4).toString('hex')}`;
+  const file = join(env.dir, 'bad-peers.json');
+  writeFileSync(file, JSON.stringify({ peers: [{ region: WEST, endpoint: west.endpoint, accessKeyId: PEER.accessKeyId, secretAccessKey: secret }] }), { mode: 0o600 });
+  const proc = spawn(process.execPath, [MAIN_JS, 'service', ...serviceArgs(EAST, ['--peers', file])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  const code = await new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
+  assert.equal(code, 2, out);
+  assert.match(out, /COFFER_CLI_USAGE.*--peers: secretAccessKey .*\(entry 0\)/);
+  assert.ok(!out.includes(secret), 'the secret is not printed');
+  assert.ok(!out.includes('"event":"ready"'), 'no ready line');
 });

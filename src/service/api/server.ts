@@ -100,10 +100,13 @@ export function createApiHandler(options: ApiServiceOptions): (req: IncomingMess
     res.on('error', (err) => options.logger.debug({ requestId, err }, 'api connection lost'));
     const route = options.streamedRoutes?.find((r) => r.method === req.method && r.path === req.url);
     if (route !== undefined) {
-      void receiveStreamed(route, req, { keys, region: options.region, nowMs: options.clock.nowMs(), requestId, logger: options.logger }).then((a) => {
+      receiveStreamed(route, req, { keys, region: options.region, nowMs: options.clock.nowMs(), requestId, logger: options.logger }).then((a) => {
         if (a.bodyUnread) discardBody(req);
         send(res, requestId, a);
         logCall(options.logger, requestId, { ...a, route: route.name }, performance.now() - started);
+      }).catch((e: unknown) => {
+        options.logger.warn({ requestId, err: e }, 'api response not sent');
+        res.destroy();
       });
       return;
     }
