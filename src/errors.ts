@@ -164,6 +164,8 @@ export const ERRORS = {
   COFFER_JOURNAL_OUT_OF_ORDER: { message: 'Journal entry is not the next one: replayed, reordered, or an entry before it is missing', ckr: 'CKR_DATA_INVALID', http: 409 },
   COFFER_JOURNAL_FORK: { message: 'Journal entry does not follow the entry this HSM applied before it: the journal has forked', ckr: 'CKR_DATA_INVALID', http: 409 },
   COFFER_JOURNAL_NO_SYNC_KEY: { message: 'This HSM holds no cluster sync key: the cluster is not initialised, or was initialised by an older version', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
+  // ── control plane: peer regions (src/service/peer_config.ts, copy_http.ts) ──────────────────
+  COFFER_PEER_CONFIG_INVALID: { message: 'Peer region configuration is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

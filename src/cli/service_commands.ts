@@ -89,6 +89,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--manufacturer-root <file>', 'the manufacturer root certificate (PEM)')
     .option('--operator-root <file>', 'the operator root certificate (PEM)')
     .option('--access-keys <file>', 'the access keys the API accepts (JSON: docs/control-plane.md)')
+    .option('--peers <file>', 'peer regions for CopyBackupToRegion: endpoints and the keys to sign with (JSON: docs/control-plane.md)')
     .option('--work-dir <dir>', 'where blobs in transit go (default: a fresh temporary directory)')
     .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(SERVICE_DEFAULTS.dataPlanePort))
     .option('--probe-interval-ms <ms>', "the orchestrator's tick and health-probe interval", String(SERVICE_DEFAULTS.probeIntervalMs))

@@ -16,6 +16,7 @@ import { readAccessKeysFile } from '../service/api/access_keys.js';
 import type { AccessKey } from '../service/api/sigv4.js';
 import { DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_DEFAULT } from '../service/config.js';
 import { LocalFleet } from '../service/fleet/local_fleet.js';
+import { readPeersFile, type PeerEndpoint } from '../service/peer_config.js';
 import { startService, type RunningService } from '../service/service.js';
 import { openFsArchive } from '../storage/archive_fs.js';
 import type { Archive } from '../storage/archive_port.js';
@@ -51,6 +52,7 @@ export interface ServiceCommandOptions {
   readonly manufacturerRoot?: string;
   readonly operatorRoot?: string;
   readonly accessKeys?: string;
+  readonly peers?: string;
   readonly workDir?: string;
   readonly dataPlanePort: string;
   readonly probeIntervalMs: string;
@@ -76,6 +78,7 @@ export interface ServiceCommandConfig {
   readonly manufacturerRoot: string;
   readonly operatorRoot: string;
   readonly accessKeys: string;
+  readonly peers?: string;
   readonly workDir?: string;
   readonly dataPlanePort: number;
   readonly probeIntervalMs: number;
@@ -136,6 +139,7 @@ export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
     managementCert: resolve(required(o.managementCert, '--management-cert')), managementKey: resolve(required(o.managementKey, '--management-key')),
     manufacturerRoot: resolve(required(o.manufacturerRoot, '--manufacturer-root')), operatorRoot: resolve(required(o.operatorRoot, '--operator-root')),
     accessKeys: resolve(required(o.accessKeys, '--access-keys')), ...(o.workDir === undefined ? {} : { workDir: resolve(o.workDir) }),
+    ...(o.peers === undefined ? {} : { peers: resolve(required(o.peers, '--peers')) }),
     dataPlanePort: tcpPort(o.dataPlanePort, '--data-plane-port'), probeIntervalMs, logLevel,
   };
 }
@@ -151,6 +155,17 @@ function readPem(path: string, option: string): string {
   }
   if (!text.includes('-----BEGIN ')) usage(`${option} is not a PEM file`);
   return text;
+}
+
+/** The --peers file; its detail (entry index, field) is safe to show, its content never is. */
+function peersOf(path: string, region: string): PeerEndpoint[] {
+  try {
+    return readPeersFile(path, region);
+  } catch (e) {
+    if (!isCofferError(e, 'COFFER_PEER_CONFIG_INVALID')) throw e;
+    const where = [e.detail['field'], e.detail['reason']].filter((x) => x !== undefined).map(String).join(' ');
+    return usage(`--peers: ${where}${e.detail['index'] === undefined ? '' : ` (entry ${String(e.detail['index'])})`}`);
+  }
 }
 
 export interface ServiceProcess {
@@ -170,6 +185,7 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
     if (isCofferError(e, 'COFFER_API_CONFIG_INVALID')) usage(`--access-keys: ${String(e.detail['reason'] ?? e.detail['field'] ?? 'invalid')}${e.detail['index'] === undefined ? '' : ` (entry ${String(e.detail['index'])})`}`);
     throw e;
   }
+  const peers = config.peers === undefined ? undefined : peersOf(config.peers, config.region);
   const management = {
     certificatePem: readPem(config.managementCert, '--management-cert'), keyPem: readPem(config.managementKey, '--management-key'),
     manufacturerRootPem: readPem(config.manufacturerRoot, '--manufacturer-root'), operatorRootPem: readPem(config.operatorRoot, '--operator-root'),
@@ -197,7 +213,7 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
     });
     closers.push(() => fleet.close({ stopDevices: false }));
     const service = await startService({
-      region: config.region, host: config.host, port: config.port, metadata, archive, fleet, accessKeys, workDir, logger,
+      region: config.region, host: config.host, port: config.port, metadata, archive, fleet, accessKeys, workDir, logger, ...(peers === undefined ? {} : { peers }),
       dataPlanePort: config.dataPlanePort, probeIntervalMs: config.probeIntervalMs,
       roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
     });
@@ -205,7 +221,7 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
     logger.info({
       event: 'service.adapters', metadata: metadataLocationForLog(config.metadata), schema: config.schema ?? null,
       archive: config.archive.kind === 'fs' ? config.archive.directory : `s3://${config.archive.bucket}/${config.archive.keyPrefix}`, fleetDir: config.fleetDir,
-      accessKeys: accessKeys.length,
+      accessKeys: accessKeys.length, peers: peers?.map((p) => ({ region: p.region, endpoint: p.endpoint })) ?? [],
     }, 'control plane adapters open');
     return { service, fleet, stop: closeAll };
   } catch (e) {

@@ -118,12 +118,16 @@ export function amzDate(ms: number): string {
 
 /**
  * The Authorization header of `request` (which must already carry every header named in
- * `signedHeaders`, among them `x-amz-date` with `date`): signed for `region` and `service`.
+ * `signedHeaders`, among them `x-amz-date` with `date`): signed for `region` and `service`. A body
+ * streamed rather than held is signed by its hash, given as `payloadHashHex` (and sent in
+ * `x-amz-content-sha256`, as S3 does); `request.body` is then not read.
  */
-export function authorization(request: RawRequest, signedHeaders: readonly string[], credentials: SigningCredentials, region: string, service: string, date: string): string {
+export function authorization(
+  request: RawRequest, signedHeaders: readonly string[], credentials: SigningCredentials, region: string, service: string, date: string, payloadHashHex?: string,
+): string {
   const day = date.slice(0, 8);
   const scope = credentialScope(day, region, service);
-  const canonical = canonicalRequest(request, signedHeaders, sha256Hex(request.body));
+  const canonical = canonicalRequest(request, signedHeaders, payloadHashHex ?? sha256Hex(request.body));
   const signature = signatureHex(signingKey(credentials.secretAccessKey, day, region, service), stringToSign(date, scope, canonical));
   return `${SIGV4_ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders.join(';')}, Signature=${signature}`;
 }

@@ -84,9 +84,9 @@ export class BackupFlow {
   }
 
   /** The provenance check of a blob in a local file (a copy arriving from another region). */
-  async checkFile(path: string): Promise<{ readonly bodySha256: string; readonly mode: 'FIPS' | 'NON_FIPS' }> {
+  async checkFile(path: string): Promise<{ readonly bodySha256: string; readonly mode: 'FIPS' | 'NON_FIPS'; readonly deviceSerial: string }> {
     const verdict = await this.#verify(path);
-    return { bodySha256: verdict.bodySha256, mode: verdict.header.mode };
+    return { bodySha256: verdict.bodySha256, mode: verdict.header.mode, deviceSerial: verdict.deviceSerial };
   }
 
   async #verify(path: string): Promise<Awaited<ReturnType<typeof verifyBackup>>> {

@@ -18,8 +18,10 @@ import { BackupFlow } from './backup_flow.js';
 import { systemClock, type Clock } from './clock.js';
 import { BACKUP_INTERVAL_MS_DEFAULT, DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_DEFAULT, defaultZones, type ServiceConfig } from './config.js';
 import { controlPlaneOperations, type CopyToRegion } from './control_plane.js';
+import { backupCopyRoute, httpCopy } from './copy_http.js';
 import type { Fleet } from './fleet/fleet_port.js';
 import { Orchestrator } from './orchestrator.js';
+import type { PeerEndpoint } from './peer_config.js';
 import { Repository } from './repository.js';
 
 export interface ServiceOptions {
@@ -43,8 +45,10 @@ export interface ServiceOptions {
   readonly probeIntervalMs?: number;
   /** False: the orchestrator does not tick on its own (tests call `orchestrator.tick()`). */
   readonly orchestrate?: boolean;
-  /** CopyBackupToRegion's transport to peer regions. */
+  /** CopyBackupToRegion's transport to peer regions in this process (`coffer up`). */
   readonly copyTo?: CopyToRegion;
+  /** Peer regions' services, reached over HTTP (copy_http.ts) when `copyTo` is not given. */
+  readonly peers?: readonly PeerEndpoint[];
 }
 
 export interface RunningService {
@@ -70,13 +74,18 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   };
   const repository = new Repository(o.metadata);
   const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir });
-  const operations = controlPlaneOperations(repository, config, o.copyTo);
+  const copyTo = o.copyTo ?? (o.peers === undefined ? undefined : httpCopy({ region: o.region, archive: o.archive, workDir: o.workDir, logger: o.logger.child({ part: 'copy' }) }, o.peers));
+  const operations = controlPlaneOperations(repository, config, copyTo);
   const orchestrator = new Orchestrator({
     repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), holder: `${hostname()}:${process.pid}:${randomUUID()}`,
   });
   // SigV4's clock-skew check compares with the client's wall clock: always the system's, whatever
   // clock drives the orchestrator (a test moves that one by days).
-  const handler = createApiHandler({ operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }) });
+  // Copies from peer regions arrive on the API's port; the access keys decide who may send them.
+  const receive = backupCopyRoute({ region: o.region, archive: o.archive, repository, backups, clock: config.clock, workDir: o.workDir });
+  const handler = createApiHandler({
+    operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }), streamedRoutes: [receive],
+  });
   const server = createServer(handler);
   await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;

@@ -14,11 +14,10 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { Cluster } from '../../src/client/cluster.js';
 import type { AccessKey } from '../../src/service/api/sigv4.js';
@@ -26,6 +25,9 @@ import { defaultZones } from '../../src/service/config.js';
 import { signedRequest } from '../service/api/api_support.js';
 import { POSTGRES_URL, requirePostgres } from '../storage/postgres_support.js';
 import { EVENT_WAIT_MS, MAIN_JS, fleetEnvironment, freePort, type FleetEnvironment } from '../service/fleet/fleet_support.js';
+import {
+  devicePids, killDevices, serviceCredentialArgs, spawnServiceProcess, writeServiceCredentials, type Ready, type ServiceProc,
+} from './service_support.js';
 
 const URL_TEXT = POSTGRES_URL;
 const REGION = 'us-east-1';
@@ -45,22 +47,10 @@ admin.on('error', () => undefined);
 let env: FleetEnvironment;
 const procs: ServiceProc[] = [];
 
-interface ServiceProc {
-  readonly name: string;
-  readonly proc: ChildProcess;
-  readonly endpoint: string;
-  readonly pid: number;
-  readonly stderr: () => string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
 before(async () => {
   await requirePostgres(admin, 'This test needs');
   env = await fleetEnvironment('service-takeover');
-  writeFileSync(join(env.dir, 'management-client.pem'), env.credentials.certificatePem);
-  writeFileSync(join(env.dir, 'management-client.key'), env.credentials.keyPem, { mode: 0o600 });
-  writeFileSync(join(env.dir, 'manufacturer-root.pem'), env.credentials.manufacturerRootPem);
-  writeFileSync(join(env.dir, 'operator-root.pem'), env.credentials.operatorRootPem);
+  writeServiceCredentials(env);
   writeFileSync(join(env.dir, 'access-keys.json'), JSON.stringify({ accessKeys: [KEY] }), { mode: 0o600 });
 });
 
@@ -75,27 +65,6 @@ after(async () => {
   if (env !== undefined) rmSync(env.dir, { recursive: true, force: true });
   await admin.end();
 });
-
-/** Every HSM process serving a data directory under `devicesDir`, found by its command line
- * (fleet.json might not list them all if the test fails). */
-function killDevices(devicesDir: string): void {
-  for (const pid of devicePids(devicesDir).keys()) process.kill(pid, 'SIGKILL');
-}
-
-/** The processes serving a data directory under `devicesDir`: pid → command line. */
-function devicePids(devicesDir: string): Map<number, string> {
-  const found = new Map<number, string>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.includes(devicesDir)) found.set(Number(entry), cmdline);
-    } catch {
-      // gone already
-    }
-  }
-  return found;
-}
 
 function newSite(name: string): Site {
   const site = { schema: `coffer_takeover_${process.pid}_${Math.floor(Math.random() * 1e9)}`, dir: join(env.dir, name) };
@@ -112,43 +81,11 @@ function fleetDevices(site: Site): FleetRecord[] {
 }
 
 /** The authorities, management client and roots every `coffer service` here is given. */
-function credentialArgs(): string[] {
-  return [
-    '--authorities', env.authoritiesDir,
-    '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
-    '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
-  ];
-}
-
-interface Ready {
-  readonly event: string;
-  readonly endpoint: string;
-  readonly region: string;
-  readonly pid: number;
-}
+const credentialArgs = (): string[] => serviceCredentialArgs(env);
 
 /** `coffer service ARGS` started and read until its ready line; stopped by the after hook whatever happens next. */
-async function spawnService(name: string, args: readonly string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ readonly p: ServiceProc; readonly ready: Ready }> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'service', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...extraEnv } });
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  const tracked: ServiceProc = { name, proc, endpoint: '', pid: proc.pid ?? 0, stderr: () => stderr, exited };
-  procs.push(tracked);
-  const ready = await new Promise<Ready>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: no ready line in time:\n${stderr}`)), EVENT_WAIT_MS);
-    void exited.then(({ code }) => reject(new Error(`${name} exited with ${String(code)}:\n${stderr}`)));
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (line) => {
-      clearTimeout(timer);
-      resolve(JSON.parse(line) as Ready);
-    });
-  });
-  const p: ServiceProc = { ...tracked, endpoint: ready.endpoint, pid: ready.pid };
-  procs[procs.indexOf(tracked)] = p;
-  return { p, ready };
-}
+const spawnService = (name: string, args: readonly string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ readonly p: ServiceProc; readonly ready: Ready }> =>
+  spawnServiceProcess(procs, name, args, extraEnv);
 
 async function startService(site: Site, name: string, dataPlanePort: number): Promise<ServiceProc> {
   const { p, ready } = await spawnService(name, [

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ApiError, type Caller } from '../../src/service/api/operations.js';
 import { peerCopy, type RegionPeer } from '../../src/service/copy.js';
+import type { Repository } from '../../src/service/repository.js';
 import { backupWrite, type BackupDoc } from '../../src/service/records.js';
 import { startService, type RunningService } from '../../src/service/service.js';
 import { openFsArchive } from '../../src/storage/archive_fs.js';
@@ -115,4 +116,18 @@ test('a blob altered in the source archive is refused by the destination; nothin
   await assert.rejects(east.service.operations.CopyBackupToRegion({ DestinationRegion: 'eu-west-1', BackupId: backup.backupId }, caller(east)), (e: unknown) => e instanceof ApiError && e.type === 'CloudHsmInvalidRequestException' && /provenance/.test(e.message));
   const listed = (await west.service.operations.DescribeBackups({ Filters: { clusterIds: ['cluster-copytest3333'] } }, caller(west)))['Backups'] as unknown[];
   assert.equal(listed.length, 0, 'nothing arrived');
+});
+
+test('a copy whose record cannot be committed leaves no blob in the destination archive', async () => {
+  const east = regions[0] as Region;
+  const west = regions[1] as Region;
+  const backup = await archivedBackup(east, 'cluster-copytest4444');
+  const before = await west.archive.list('');
+  // The destination's store refuses the write after the blob was archived.
+  const broken: Repository = Object.create(west.service.repository) as Repository;
+  broken.commit = () => Promise.reject(new Error('metadata store unavailable'));
+  const copy = peerCopy(east.peer, new Map([['eu-west-1', { ...west.peer, repository: broken }]]));
+  await assert.rejects(copy('eu-west-1', backup, []), /metadata store unavailable/);
+  assert.deepEqual(await west.archive.list(''), before, 'the archived blob was taken back');
+  assert.deepEqual(await west.archive.list('cluster-copytest4444/'), []);
 });

@@ -4,7 +4,9 @@
 //   { "accessKeys": [ { "accessKeyId": "AKIA…", "secretAccessKey": "…", "accountId": "111122223333",
 //                       "actions": ["cloudhsm:DescribeClusters", "cloudhsm:DescribeBackups"] } ] }
 //
-// `actions` lists `cloudhsm:<Operation>` names or `*` (every operation). Anything else — an unknown
+// `actions` lists `cloudhsm:<Operation>` names, Coffer's own actions (COFFER_ACTIONS:
+// `coffer:ReceiveBackupCopy`, which a peer region's service needs to send copies here) or `*`
+// (every operation and action). Anything else — an unknown
 // operation, a malformed id, a duplicate key, a short secret — is refused whole with
 // COFFER_API_CONFIG_INVALID, whose detail names the entry and field but never a secret.
 
@@ -21,7 +23,12 @@ export const SECRET_ACCESS_KEY_CHARS_MIN = 20;
 export const ACCESS_KEYS_MAX = 1000;
 const SECRET_ACCESS_KEY_CHARS_MAX = 128;
 const ACCOUNT_ID = /^[0-9]{12}$/;
-const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(actionOf)]);
+/** Taking in a backup copy a peer region's service sends (docs/control-plane.md "Copies to other
+ * regions"): not a CloudHSMv2 operation, so it has a name of Coffer's own. */
+export const RECEIVE_BACKUP_COPY_ACTION = 'coffer:ReceiveBackupCopy';
+/** The actions beyond the CloudHSMv2 operations that a key may be granted. */
+export const COFFER_ACTIONS: readonly string[] = [RECEIVE_BACKUP_COPY_ACTION];
+const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(actionOf), ...COFFER_ACTIONS]);
 
 function field(entry: Record<string, unknown>, name: string, index: number): unknown {
   if (!Object.hasOwn(entry, name)) fail('COFFER_API_CONFIG_INVALID', { index, field: name, reason: 'missing' });
@@ -75,7 +82,7 @@ export function parseAccessKeys(config: unknown): AccessKey[] {
     if (typeof accountId !== 'string' || !ACCOUNT_ID.test(accountId)) fail('COFFER_API_CONFIG_INVALID', { index, field: 'accountId', reason: 'not 12 digits' });
     const actions = field(entry, 'actions', index);
     if (!Array.isArray(actions) || actions.length === 0 || !actions.every((a): a is string => typeof a === 'string' && ACTIONS.has(a))) {
-      fail('COFFER_API_CONFIG_INVALID', { index, field: 'actions', reason: 'not a non-empty list of cloudhsm:<Operation> or *' });
+      fail('COFFER_API_CONFIG_INVALID', { index, field: 'actions', reason: 'not a non-empty list of cloudhsm:<Operation>, coffer:ReceiveBackupCopy or *' });
     }
     return Object.freeze({ accessKeyId, secretAccessKey, accountId, actions: Object.freeze([...actions]) });
   });

@@ -52,7 +52,9 @@ export interface Arn {
   readonly id: string;
 }
 
-const REGION = /^[a-z]{2}(-(gov|isob|iso))?-(east|west|north|south|central){1,2}-[0-9]$/;
+/** An AWS-style region name, as ARNs and SigV4 scopes carry it. */
+export const REGION_PATTERN = /^[a-z]{2}(-(gov|isob|iso))?-(east|west|north|south|central){1,2}-[0-9]$/;
+const REGION = REGION_PATTERN;
 const ACCOUNT = /^[0-9]{12}$/;
 
 export function buildArn(arn: Omit<Arn, 'partition'> & { readonly partition?: Arn['partition'] }): string {

@@ -11,6 +11,9 @@
 // type and status. A handler's ApiError keeps its type and message; anything else a handler throws
 // becomes CloudHsmInternalFailureException with a generic message, and is logged.
 //
+// A streamed route (streamed.ts: a body too large to read whole, such as a backup copy from a peer
+// region) is matched by method and path before the body is read, and takes its own way in.
+//
 // One log line per call: request id, operation, caller account and access key id, outcome (`ok`
 // or the error type), HTTP status, latency. Never the secret key, the Authorization header or the
 // body.
@@ -25,6 +28,7 @@ import { INTERNAL_FAILURE_MESSAGE, ProtocolError, apiErrorStatus, protocolFail, 
 import { SIGNING_NAME, authorize, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
 import { serializeOutput, validateInput } from './validate.js';
 import { CLOUDHSMV2_MODEL } from './model.js';
+import { discardBody, receiveStreamed, type StreamedRoute } from './streamed.js';
 
 /** Largest request body accepted. The largest modelled request is InitializeCluster with two
  * certificates of up to 20,000 characters; even written entirely as six-byte `\uXXXX` escapes that
@@ -66,6 +70,8 @@ export interface ApiServiceOptions {
   readonly bodyTimeoutMs?: number;
   /** Overrides API_CONNECTIONS_MAX. */
   readonly connectionsMax?: number;
+  /** Routes whose bodies are streamed to disk rather than read whole (streamed.ts). */
+  readonly streamedRoutes?: readonly StreamedRoute[];
 }
 
 interface Answer {
@@ -73,6 +79,8 @@ interface Answer {
   readonly body: Record<string, unknown>;
   readonly outcome: 'ok' | AnyErrorType;
   readonly operation?: OperationName;
+  /** A streamed route's name, logged as the operation. */
+  readonly route?: string;
   readonly key?: AccessKey;
 }
 
@@ -90,6 +98,18 @@ export function createApiHandler(options: ApiServiceOptions): (req: IncomingMess
     const requestId = randomUUID();
     // A client that goes away mid-call is not an error of the service: nothing to answer.
     res.on('error', (err) => options.logger.debug({ requestId, err }, 'api connection lost'));
+    const route = options.streamedRoutes?.find((r) => r.method === req.method && r.path === req.url);
+    if (route !== undefined) {
+      receiveStreamed(route, req, { keys, region: options.region, nowMs: options.clock.nowMs(), requestId, logger: options.logger }).then((a) => {
+        if (a.bodyUnread) discardBody(req);
+        send(res, requestId, a);
+        logCall(options.logger, requestId, { ...a, route: route.name }, performance.now() - started);
+      }).catch((e: unknown) => {
+        options.logger.warn({ requestId, err: e }, 'api response not sent');
+        res.destroy();
+      });
+      return;
+    }
     readBody(req, options.bodyTimeoutMs ?? API_BODY_TIMEOUT_MS, (body) => {
       answer(options, keys, req, body, requestId).then((a) => {
         send(res, requestId, a);
@@ -205,7 +225,7 @@ function send(res: ServerResponse, requestId: string, a: Answer): void {
 function logCall(logger: Logger, requestId: string, a: Answer, latencyMs: number): void {
   const line = {
     requestId,
-    operation: a.operation,
+    operation: a.operation ?? a.route,
     account: a.key?.accountId,
     accessKeyId: a.key?.accessKeyId,
     outcome: a.outcome,

@@ -10,7 +10,8 @@
 //     date of `X-Amz-Date`;
 //   - `X-Amz-Date` is within SIGV4_CLOCK_SKEW_MS of the service's clock (injected);
 //   - the payload hash is that of the body actually received (and equals `x-amz-content-sha256`
-//     when a client sends one);
+//     when a client sends one); for a body streamed to disk (server.ts `StreamedRoute`) it is the
+//     declared `x-amz-content-sha256`, which the receiver checks against the body once it is in;
 //   - the access key is configured, and the signature recomputed with its secret is equal
 //     (compared in constant time).
 // Temporary credentials (`X-Amz-Security-Token`) are refused: the API issues none.
@@ -49,6 +50,9 @@ export interface VerifyOptions {
   readonly keys: ReadonlyMap<string, AccessKey>;
   readonly nowMs: number;
   readonly requiredSignedHeaders?: readonly string[];
+  /** A streamed body's hash, as its `x-amz-content-sha256` header declares it: the signature is
+   * checked against it, and the caller checks the body against it once the body has arrived. */
+  readonly payloadHashHex?: string;
 }
 
 // ── the Authorization header ──────────────────────────────────────────────────────────────────────
@@ -136,7 +140,7 @@ export function verifySigV4(request: RawRequest, options: VerifyOptions): Access
   if (auth.service !== options.service) protocolFail('InvalidSignatureException', `Credential should be scoped to correct service: '${options.service}'.`);
   if (dateMs < options.nowMs - SIGV4_CLOCK_SKEW_MS) protocolFail('InvalidSignatureException', 'Signature expired: X-Amz-Date is more than 5 minutes earlier than the service clock.');
   if (dateMs > options.nowMs + SIGV4_CLOCK_SKEW_MS) protocolFail('InvalidSignatureException', 'Signature not yet current: X-Amz-Date is more than 5 minutes later than the service clock.');
-  const payloadHash = sha256Hex(request.body);
+  const payloadHash = options.payloadHashHex ?? sha256Hex(request.body);
   const claimed = headerValue(request.headers, 'x-amz-content-sha256');
   if (claimed !== undefined && claimed !== payloadHash) protocolFail('InvalidSignatureException', "The provided 'x-amz-content-sha256' header does not match the body.");
   const canonical = canonicalRequest(request, auth.signedHeaders, payloadHash);
@@ -157,7 +161,11 @@ export function actionOf(operation: string): string {
 
 /** Refuses an operation the key may not call. */
 export function authorize(key: AccessKey, operation: string): void {
-  const action = actionOf(operation);
+  authorizeAction(key, actionOf(operation));
+}
+
+/** Refuses an action (`cloudhsm:<Operation>`, or one of Coffer's own such as `coffer:ReceiveBackupCopy`) the key may not take. */
+export function authorizeAction(key: AccessKey, action: string): void {
   if (key.actions.includes('*') || key.actions.includes(action)) return;
   protocolFail('AccessDeniedException', `The access key is not authorized to perform: ${action}`);
 }

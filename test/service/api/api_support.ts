@@ -130,7 +130,7 @@ export async function startTestApi(options: { readonly bodyTimeoutMs?: number; r
   return api;
 }
 
-class NodeSha256 {
+export class NodeSha256 {
   readonly #hash;
   constructor(secret?: unknown) {
     this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', Buffer.from(secret as Uint8Array | string));

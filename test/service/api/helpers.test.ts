@@ -122,10 +122,13 @@ test('access keys: a valid configuration, and each malformed field refused witho
   const good = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY', accountId: '111122223333', actions: ['cloudhsm:DescribeClusters'] };
   const [key] = parseAccessKeys({ accessKeys: [good, { ...good, accessKeyId: 'AKIAIOSFODNN7EXAMPL2', actions: ['*'] }] });
   assert.equal(key?.accountId, '111122223333');
+  // A peer region's service is granted Coffer's own action for sending backup copies.
+  assert.deepEqual(parseAccessKeys({ accessKeys: [{ ...good, actions: ['coffer:ReceiveBackupCopy'] }] })[0]?.actions, ['coffer:ReceiveBackupCopy']);
   const bad: unknown[] = [
     {}, { accessKeys: {} }, { accessKeys: [good, good] }, { accessKeys: [{ ...good, accessKeyId: 'akia' }] },
     { accessKeys: [{ ...good, secretAccessKey: 'short' }] }, { accessKeys: [{ ...good, accountId: '1234' }] },
     { accessKeys: [{ ...good, actions: [] }] }, { accessKeys: [{ ...good, actions: ['cloudhsm:Nope'] }] }, { accessKeys: [{ ...good, actions: ['kms:*'] }] },
+    { accessKeys: [{ ...good, actions: ['coffer:*'] }] }, { accessKeys: [{ ...good, actions: ['cloudhsm:ReceiveBackupCopy'] }] },
     { accessKeys: [{ ...good, extra: 1 }] }, { accessKeys: [{ accessKeyId: good.accessKeyId }] }, { accessKeys: [null] },
   ];
   for (const config of bad) {
