@@ -157,6 +157,8 @@ export const ERRORS = {
   COFFER_CLI_FILTER_AMBIGUOUS: { message: 'Key filter matched more than one key: narrow it, e.g. with key-reference=0x…', ckr: 'CKR_ARGUMENTS_BAD', http: 409 },
   COFFER_CLI_PASSWORD_MISMATCH: { message: 'The two passwords entered do not match', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_CLI_INPUT_ENDED: { message: 'Input ended while a password was expected', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  // ── remote fleet registry (src/service/fleet/remote_fleet.ts) ─────────────────────────────
+  COFFER_FLEET_NODE_UNKNOWN: { message: 'No registered node matches', ckr: 'CKR_ARGUMENTS_BAD', http: 404 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
