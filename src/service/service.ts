@@ -19,6 +19,8 @@ import { systemClock, type Clock } from './clock.js';
 import { BACKUP_INTERVAL_MS_DEFAULT, DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_DEFAULT, defaultZones, type ServiceConfig } from './config.js';
 import { controlPlaneOperations, type CopyToRegion } from './control_plane.js';
 import type { Fleet } from './fleet/fleet_port.js';
+import { RemoteFleet } from './fleet/remote_fleet.js';
+import { fleetOperations } from './fleet_operations.js';
 import { Orchestrator } from './orchestrator.js';
 import { Repository } from './repository.js';
 
@@ -67,6 +69,9 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     backupIntervalMs: o.backupIntervalMs ?? BACKUP_INTERVAL_MS_DEFAULT,
     probeIntervalMs: o.probeIntervalMs ?? PROBE_INTERVAL_MS_DEFAULT,
     clock: o.clock ?? systemClock,
+    // A remote fleet's HSMs live at its registered nodes' addresses, and its registry is offered
+    // on the API (fleet_operations.ts); a local or test fleet chooses loopback addresses.
+    hsmAddresses: o.fleet instanceof RemoteFleet ? 'registered-nodes' : 'loopback',
   };
   const repository = new Repository(o.metadata);
   const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir });
@@ -76,7 +81,10 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   });
   // SigV4's clock-skew check compares with the client's wall clock: always the system's, whatever
   // clock drives the orchestrator (a test moves that one by days).
-  const handler = createApiHandler({ operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }) });
+  const handler = createApiHandler({
+    operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }),
+    ...(o.fleet instanceof RemoteFleet ? { fleet: fleetOperations(o.fleet, o.logger.child({ part: 'fleet' })) } : {}),
+  });
   const server = createServer(handler);
   await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;

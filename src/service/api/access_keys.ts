@@ -4,12 +4,14 @@
 //   { "accessKeys": [ { "accessKeyId": "AKIA…", "secretAccessKey": "…", "accountId": "111122223333",
 //                       "actions": ["cloudhsm:DescribeClusters", "cloudhsm:DescribeBackups"] } ] }
 //
-// `actions` lists `cloudhsm:<Operation>` names or `*` (every operation). Anything else — an unknown
+// `actions` lists `cloudhsm:<Operation>` names, Coffer's own `coffer:<Operation>` names
+// (coffer_operations.ts: the remote fleet's registry) or `*` (every operation). Anything else — an unknown
 // operation, a malformed id, a duplicate key, a short secret — is refused whole with
 // COFFER_API_CONFIG_INVALID, whose detail names the entry and field but never a secret.
 
 import { readFileSync } from 'node:fs';
 import { fail, isCofferError } from '../../errors.js';
+import { FLEET_OPERATION_NAMES, fleetActionOf } from './coffer_operations.js';
 import { OPERATION_NAMES } from './operations.js';
 import { actionOf, type AccessKey } from './sigv4.js';
 
@@ -21,7 +23,7 @@ export const SECRET_ACCESS_KEY_CHARS_MIN = 20;
 export const ACCESS_KEYS_MAX = 1000;
 const SECRET_ACCESS_KEY_CHARS_MAX = 128;
 const ACCOUNT_ID = /^[0-9]{12}$/;
-const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(actionOf)]);
+const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(actionOf), ...FLEET_OPERATION_NAMES.map(fleetActionOf)]);
 
 function field(entry: Record<string, unknown>, name: string, index: number): unknown {
   if (!Object.hasOwn(entry, name)) fail('COFFER_API_CONFIG_INVALID', { index, field: name, reason: 'missing' });
@@ -75,7 +77,7 @@ export function parseAccessKeys(config: unknown): AccessKey[] {
     if (typeof accountId !== 'string' || !ACCOUNT_ID.test(accountId)) fail('COFFER_API_CONFIG_INVALID', { index, field: 'accountId', reason: 'not 12 digits' });
     const actions = field(entry, 'actions', index);
     if (!Array.isArray(actions) || actions.length === 0 || !actions.every((a): a is string => typeof a === 'string' && ACTIONS.has(a))) {
-      fail('COFFER_API_CONFIG_INVALID', { index, field: 'actions', reason: 'not a non-empty list of cloudhsm:<Operation> or *' });
+      fail('COFFER_API_CONFIG_INVALID', { index, field: 'actions', reason: 'not a non-empty list of cloudhsm:<Operation>, coffer:<Operation> or *' });
     }
     return Object.freeze({ accessKeyId, secretAccessKey, accountId, actions: Object.freeze([...actions]) });
   });

@@ -39,7 +39,7 @@ export interface AccessKey {
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
   readonly accountId: string;
-  /** `cloudhsm:<Operation>` entries, or `*` for every operation. */
+  /** `cloudhsm:<Operation>` and `coffer:<Operation>` entries, or `*` for every operation. */
   readonly actions: readonly string[];
 }
 
@@ -157,7 +157,11 @@ export function actionOf(operation: string): string {
 
 /** Refuses an operation the key may not call. */
 export function authorize(key: AccessKey, operation: string): void {
-  const action = actionOf(operation);
+  authorizeAction(key, actionOf(operation));
+}
+
+/** Refuses an action (`cloudhsm:<Operation>`, `coffer:<Operation>`) the key may not perform; `*` grants every one. */
+export function authorizeAction(key: AccessKey, action: string): void {
   if (key.actions.includes('*') || key.actions.includes(action)) return;
   protocolFail('AccessDeniedException', `The access key is not authorized to perform: ${action}`);
 }
