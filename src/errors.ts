@@ -159,6 +159,9 @@ export const ERRORS = {
   COFFER_CLI_INPUT_ENDED: { message: 'Input ended while a password was expected', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   // ── remote fleet registry (src/service/fleet/remote_fleet.ts) ─────────────────────────────
   COFFER_FLEET_NODE_UNKNOWN: { message: 'No registered node matches', ckr: 'CKR_ARGUMENTS_BAD', http: 404 },
+  // `coffer fleet` (src/cli/fleet_commands.ts): the control plane's answer
+  COFFER_SERVICE_REFUSED: { message: 'The control plane refused the request', ckr: 'CKR_FUNCTION_FAILED', http: 502 },
+  COFFER_SERVICE_UNREACHABLE: { message: 'The control plane cannot be reached', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
