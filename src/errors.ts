@@ -166,6 +166,11 @@ export const ERRORS = {
   COFFER_JOURNAL_NO_SYNC_KEY: { message: 'This HSM holds no cluster sync key: the cluster is not initialised, or was initialised by an older version', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
   // ── control plane: peer regions (src/service/peer_config.ts, copy_http.ts) ──────────────────
   COFFER_PEER_CONFIG_INVALID: { message: 'Peer region configuration is invalid', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  // ── remote fleet registry (src/service/fleet/remote_fleet.ts) ─────────────────────────────
+  COFFER_FLEET_NODE_UNKNOWN: { message: 'No registered node matches', ckr: 'CKR_ARGUMENTS_BAD', http: 404 },
+  // `coffer fleet` (src/cli/fleet_commands.ts): the control plane's answer
+  COFFER_SERVICE_REFUSED: { message: 'The control plane refused the request', ckr: 'CKR_FUNCTION_FAILED', http: 502 },
+  COFFER_SERVICE_UNREACHABLE: { message: 'The control plane cannot be reached', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

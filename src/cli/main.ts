@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `coffer` command. Today: the offline ceremony tools (factory, operator, kcv), backup
-// inspection, `hsm serve` (one node's data plane), the development cluster, the user CLI (CloudHSM
+// inspection, `hsm serve` (one node's data plane), the development cluster, the control plane
+// (`up`, `service`) and its remote fleet's registry (`fleet`), the user CLI (CloudHSM
 // CLI's commands, user_cli/), a demo of the device in one process, and the generator of
 // docs/errors.md. Exit codes (docs/cli.md):
 //   0 success · 1 an expected failure (a CofferError, its code on stderr) · 2 bad usage · 70 a bug.
@@ -14,6 +15,7 @@ import { registerBackupCommands } from './backup_commands.js';
 import { registerCeremonyCommands } from './ceremony_commands.js';
 import { registerHsmCommands } from './hsm_commands.js';
 import { registerDevCommands } from './dev_commands.js';
+import { registerFleetCommands } from './fleet_commands.js';
 import { registerServiceCommands } from './service_commands.js';
 import { errorLine } from './user_cli/output.js';
 import { registerUserCli } from './user_cli/register.js';
@@ -44,6 +46,7 @@ export function buildProgram(): Command {
   registerHsmCommands(program);
   registerDevCommands(program);
   registerServiceCommands(program);
+  registerFleetCommands(program);
   registerUserCli(program);
   program
     .command('demo')

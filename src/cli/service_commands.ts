@@ -8,6 +8,7 @@
 //
 // `coffer service` prints one ready line on stdout too (`{"event":"ready","endpoint",…}`) and its
 // pino log on stderr; SIGINT or SIGTERM stops it, leaving the fleet's HSM processes running.
+// `--fleet remote` runs it on registered remote nodes (docs/fleet.md "Remote fleet").
 
 import type { Command } from 'commander';
 import { join } from 'node:path';
@@ -82,8 +83,9 @@ export function registerServiceCommands(program: Command): void {
     .option('--archive <location>', 'the backup archive: a directory, or s3://bucket[/prefix] (credentials from the AWS environment)')
     .option('--s3-endpoint <url>', 'an S3-compatible endpoint (path-style addressing), e.g. http://127.0.0.1:7480')
     .option('--s3-region <region>', "the bucket's region (default --region)")
-    .option('--fleet-dir <dir>', "the local fleet's directory: fleet.json and the HSMs' data")
-    .option('--authorities <dir>', 'the development authorities every HSM is provisioned with')
+    .option('--fleet <kind>', 'local: HSM processes this service starts; remote: nodes registered with `coffer fleet register`', 'local')
+    .option('--fleet-dir <dir>', "--fleet local: the fleet's directory, fleet.json and the HSMs' data")
+    .option('--authorities <dir>', '--fleet local: the development authorities every HSM is provisioned with')
     .option('--management-cert <file>', "the service's management client certificate (PEM, operator-issued)")
     .option('--management-key <file>', 'its private key (PEM)')
     .option('--manufacturer-root <file>', 'the manufacturer root certificate (PEM)')

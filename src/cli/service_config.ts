@@ -1,7 +1,9 @@
 // `coffer service` (docs/control-plane.md "Running `coffer service`"): one region's control plane
 // on the adapters the operator names — the metadata store (an SQLite file, or a PostgreSQL URL that
-// several service processes share), the archive (a directory, or `s3://bucket/prefix`), the local
-// fleet's directory and the access-keys file. This module checks the options (a bad one is
+// several service processes share), the archive (a directory, or `s3://bucket/prefix`), the fleet
+// (`--fleet local`, the default: node processes this service starts in `--fleet-dir` with
+// `--authorities`; `--fleet remote`: nodes operators run elsewhere and register, kept in the
+// metadata store, docs/fleet.md) and the access-keys file. This module checks the options (a bad one is
 // COFFER_CLI_USAGE naming the option, never its value: a URL may carry a password), opens the
 // adapters and starts the service; `stop()` undoes it in reverse. The HSM processes are left
 // running at stop: they belong to the fleet, and other service processes may be using them.
@@ -15,8 +17,10 @@ import { fail, isCofferError } from '../errors.js';
 import { readAccessKeysFile } from '../service/api/access_keys.js';
 import type { AccessKey } from '../service/api/sigv4.js';
 import { DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_DEFAULT } from '../service/config.js';
+import type { Fleet } from '../service/fleet/fleet_port.js';
 import { LocalFleet } from '../service/fleet/local_fleet.js';
 import { readPeersFile, type PeerEndpoint } from '../service/peer_config.js';
+import { RemoteFleet } from '../service/fleet/remote_fleet.js';
 import { startService, type RunningService } from '../service/service.js';
 import { openFsArchive } from '../storage/archive_fs.js';
 import type { Archive } from '../storage/archive_port.js';
@@ -45,6 +49,7 @@ export interface ServiceCommandOptions {
   readonly archive?: string;
   readonly s3Endpoint?: string;
   readonly s3Region?: string;
+  readonly fleet: string;
   readonly fleetDir?: string;
   readonly authorities?: string;
   readonly managementCert?: string;
@@ -63,6 +68,12 @@ export type ArchiveLocation =
   | { readonly kind: 'fs'; readonly directory: string }
   | { readonly kind: 's3'; readonly bucket: string; readonly keyPrefix: string; readonly endpoint?: string; readonly region: string };
 
+/** The local fleet starts node processes in its directory with the development authorities; the
+ * remote fleet keeps registered nodes in the metadata store and starts nothing. */
+export type FleetChoice =
+  | { readonly kind: 'local'; readonly fleetDir: string; readonly authoritiesDir: string }
+  | { readonly kind: 'remote' };
+
 /** The checked configuration. Secrets (the key PEM, the access keys) are read only at start. */
 export interface ServiceCommandConfig {
   readonly region: string;
@@ -71,8 +82,7 @@ export interface ServiceCommandConfig {
   readonly metadata: string;
   readonly schema?: string;
   readonly archive: ArchiveLocation;
-  readonly fleetDir: string;
-  readonly authoritiesDir: string;
+  readonly fleet: FleetChoice;
   readonly managementCert: string;
   readonly managementKey: string;
   readonly manufacturerRoot: string;
@@ -116,6 +126,15 @@ function archiveLocation(text: string, s3Endpoint: string | undefined, s3Region:
   return { kind: 'fs', directory: resolve(text) };
 }
 
+function fleetChoice(o: ServiceCommandOptions): FleetChoice {
+  if (o.fleet === 'remote') {
+    if (o.fleetDir !== undefined || o.authorities !== undefined) usage('--fleet-dir and --authorities apply to --fleet local only (a remote fleet starts no node)');
+    return { kind: 'remote' };
+  }
+  if (o.fleet !== 'local') usage('--fleet must be local or remote');
+  return { kind: 'local', fleetDir: resolve(required(o.fleetDir, '--fleet-dir')), authoritiesDir: resolve(required(o.authorities, '--authorities')) };
+}
+
 /** Checks the command line; every failure is COFFER_CLI_USAGE naming the option. */
 export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
   const region = required(o.region, '--region');
@@ -135,7 +154,7 @@ export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
   return {
     region, host: o.host, port: tcpPort(o.port, '--port'), metadata, ...(o.schema === undefined ? {} : { schema: o.schema }),
     archive: archiveLocation(required(o.archive, '--archive'), o.s3Endpoint, o.s3Region, region),
-    fleetDir: resolve(required(o.fleetDir, '--fleet-dir')), authoritiesDir: resolve(required(o.authorities, '--authorities')),
+    fleet: fleetChoice(o),
     managementCert: resolve(required(o.managementCert, '--management-cert')), managementKey: resolve(required(o.managementKey, '--management-key')),
     manufacturerRoot: resolve(required(o.manufacturerRoot, '--manufacturer-root')), operatorRoot: resolve(required(o.operatorRoot, '--operator-root')),
     accessKeys: resolve(required(o.accessKeys, '--access-keys')), ...(o.workDir === undefined ? {} : { workDir: resolve(o.workDir) }),
@@ -170,7 +189,7 @@ function peersOf(path: string, region: string): PeerEndpoint[] {
 
 export interface ServiceProcess {
   readonly service: RunningService;
-  readonly fleet: LocalFleet;
+  readonly fleet: Fleet;
   /** Stops the API and the orchestrator (its lease released), then closes the fleet (its devices run on), archive and store. */
   stop(): Promise<void>;
 }
@@ -208,9 +227,11 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
         ...(config.archive.endpoint === undefined ? {} : { endpoint: config.archive.endpoint, forcePathStyle: true }),
       });
     closers.push(() => archive.close());
-    const fleet = await LocalFleet.open({
-      dir: config.fleetDir, authoritiesDir: config.authoritiesDir, mainJs: join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
-    });
+    const fleet: Fleet = config.fleet.kind === 'remote'
+      ? await RemoteFleet.open({ metadata, ...management })
+      : await LocalFleet.open({
+        dir: config.fleet.fleetDir, authoritiesDir: config.fleet.authoritiesDir, mainJs: join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
+      });
     closers.push(() => fleet.close({ stopDevices: false }));
     const service = await startService({
       region: config.region, host: config.host, port: config.port, metadata, archive, fleet, accessKeys, workDir, logger, ...(peers === undefined ? {} : { peers }),
@@ -220,7 +241,8 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
     closers.push(() => service.close());
     logger.info({
       event: 'service.adapters', metadata: metadataLocationForLog(config.metadata), schema: config.schema ?? null,
-      archive: config.archive.kind === 'fs' ? config.archive.directory : `s3://${config.archive.bucket}/${config.archive.keyPrefix}`, fleetDir: config.fleetDir,
+      archive: config.archive.kind === 'fs' ? config.archive.directory : `s3://${config.archive.bucket}/${config.archive.keyPrefix}`,
+      fleet: config.fleet.kind, fleetDir: config.fleet.kind === 'local' ? config.fleet.fleetDir : null,
       accessKeys: accessKeys.length, peers: peers?.map((p) => ({ region: p.region, endpoint: p.endpoint })) ?? [],
     }, 'control plane adapters open');
     return { service, fleet, stop: closeAll };

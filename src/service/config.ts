@@ -33,6 +33,9 @@ export interface ServiceConfig {
   readonly backupIntervalMs: number;
   readonly probeIntervalMs: number;
   readonly clock: Clock;
+  /** Where a new HSM's address (EniIp) comes from: the local fleet's loopback range (the default),
+   * or the data-plane addresses of the nodes a remote fleet has registered (docs/fleet.md). */
+  readonly hsmAddresses?: 'loopback' | 'registered-nodes';
 }
 
 export function defaultZones(region: string): string[] {

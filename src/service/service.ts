@@ -20,6 +20,8 @@ import { BACKUP_INTERVAL_MS_DEFAULT, DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_
 import { controlPlaneOperations, type CopyToRegion } from './control_plane.js';
 import { backupCopyRoute, httpCopy } from './copy_http.js';
 import type { Fleet } from './fleet/fleet_port.js';
+import { RemoteFleet } from './fleet/remote_fleet.js';
+import { fleetOperations } from './fleet_operations.js';
 import { Orchestrator } from './orchestrator.js';
 import type { PeerEndpoint } from './peer_config.js';
 import { Repository } from './repository.js';
@@ -71,6 +73,9 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     backupIntervalMs: o.backupIntervalMs ?? BACKUP_INTERVAL_MS_DEFAULT,
     probeIntervalMs: o.probeIntervalMs ?? PROBE_INTERVAL_MS_DEFAULT,
     clock: o.clock ?? systemClock,
+    // A remote fleet's HSMs live at its registered nodes' addresses, and its registry is offered
+    // on the API (fleet_operations.ts); a local or test fleet chooses loopback addresses.
+    hsmAddresses: o.fleet instanceof RemoteFleet ? 'registered-nodes' : 'loopback',
   };
   const repository = new Repository(o.metadata);
   const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir });
@@ -85,6 +90,7 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   const receive = backupCopyRoute({ region: o.region, archive: o.archive, repository, backups, clock: config.clock, workDir: o.workDir });
   const handler = createApiHandler({
     operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }), streamedRoutes: [receive],
+    ...(o.fleet instanceof RemoteFleet ? { fleet: fleetOperations(o.fleet, o.logger.child({ part: 'fleet' })) } : {}),
   });
   const server = createServer(handler);
   await listen(server, o.host, o.port);

@@ -5,13 +5,15 @@
 //                       "actions": ["cloudhsm:DescribeClusters", "cloudhsm:DescribeBackups"] } ] }
 //
 // `actions` lists `cloudhsm:<Operation>` names, Coffer's own actions (COFFER_ACTIONS:
-// `coffer:ReceiveBackupCopy`, which a peer region's service needs to send copies here) or `*`
-// (every operation and action). Anything else — an unknown
+// `coffer:ReceiveBackupCopy`, which a peer region's service needs to send copies here, and the
+// remote fleet's `coffer:<Operation>` names in coffer_operations.ts) or `*` (every operation and
+// action). Anything else — an unknown
 // operation, a malformed id, a duplicate key, a short secret — is refused whole with
 // COFFER_API_CONFIG_INVALID, whose detail names the entry and field but never a secret.
 
 import { readFileSync } from 'node:fs';
 import { fail, isCofferError } from '../../errors.js';
+import { FLEET_OPERATION_NAMES, fleetActionOf } from './coffer_operations.js';
 import { OPERATION_NAMES } from './operations.js';
 import { actionOf, type AccessKey } from './sigv4.js';
 
@@ -27,7 +29,7 @@ const ACCOUNT_ID = /^[0-9]{12}$/;
  * regions"): not a CloudHSMv2 operation, so it has a name of Coffer's own. */
 export const RECEIVE_BACKUP_COPY_ACTION = 'coffer:ReceiveBackupCopy';
 /** The actions beyond the CloudHSMv2 operations that a key may be granted. */
-export const COFFER_ACTIONS: readonly string[] = [RECEIVE_BACKUP_COPY_ACTION];
+export const COFFER_ACTIONS: readonly string[] = [RECEIVE_BACKUP_COPY_ACTION, ...FLEET_OPERATION_NAMES.map(fleetActionOf)];
 const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(actionOf), ...COFFER_ACTIONS]);
 
 function field(entry: Record<string, unknown>, name: string, index: number): unknown {
@@ -82,7 +84,7 @@ export function parseAccessKeys(config: unknown): AccessKey[] {
     if (typeof accountId !== 'string' || !ACCOUNT_ID.test(accountId)) fail('COFFER_API_CONFIG_INVALID', { index, field: 'accountId', reason: 'not 12 digits' });
     const actions = field(entry, 'actions', index);
     if (!Array.isArray(actions) || actions.length === 0 || !actions.every((a): a is string => typeof a === 'string' && ACTIONS.has(a))) {
-      fail('COFFER_API_CONFIG_INVALID', { index, field: 'actions', reason: 'not a non-empty list of cloudhsm:<Operation>, coffer:ReceiveBackupCopy or *' });
+      fail('COFFER_API_CONFIG_INVALID', { index, field: 'actions', reason: 'not a non-empty list of cloudhsm:<Operation>, coffer:<Operation> or *' });
     }
     return Object.freeze({ accessKeyId, secretAccessKey, accountId, actions: Object.freeze([...actions]) });
   });

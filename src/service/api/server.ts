@@ -7,6 +7,8 @@
 // and path; SigV4 (sigv4.ts) with the configured access keys, the service's region and its
 // injected clock; the operation named by X-Amz-Target; the key's permission for that action; the
 // content type; JSON; the service model (validate.ts). Only then does the operation's handler run.
+// Coffer's own fleet operations (coffer_operations.ts) take the same path under their own
+// X-Amz-Target prefix, with their own actions, when the service is given them.
 // Every answer carries `x-amzn-RequestId`; every error is `{"__type", "Message"}` with AWS's
 // type and status. A handler's ApiError keeps its type and message; anything else a handler throws
 // becomes CloudHsmInternalFailureException with a generic message, and is logged.
@@ -23,9 +25,11 @@ import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { isCofferError } from '../../errors.js';
+import { fleetActionOf, fleetOperationOf, FLEET_TARGET_PREFIX, type FleetOperationName, type FleetOperations } from './coffer_operations.js';
 import { ApiError, OPERATION_NAMES, type Caller, type OperationName, type Operations } from './operations.js';
 import { INTERNAL_FAILURE_MESSAGE, ProtocolError, apiErrorStatus, protocolFail, type AnyErrorType } from './api_errors.js';
-import { SIGNING_NAME, authorize, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
+import { SIGNING_NAME, authorize, authorizeAction, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
 import { serializeOutput, validateInput } from './validate.js';
 import { CLOUDHSMV2_MODEL } from './model.js';
 import { discardBody, receiveStreamed, type StreamedRoute } from './streamed.js';
@@ -72,13 +76,17 @@ export interface ApiServiceOptions {
   readonly connectionsMax?: number;
   /** Routes whose bodies are streamed to disk rather than read whole (streamed.ts). */
   readonly streamedRoutes?: readonly StreamedRoute[];
+  /** Coffer's fleet operations (a service on a remote fleet); absent: their targets are unknown. */
+  readonly fleet?: FleetOperations;
 }
 
 interface Answer {
   readonly status: number;
   readonly body: Record<string, unknown>;
-  readonly outcome: 'ok' | AnyErrorType;
-  readonly operation?: OperationName;
+  /** `ok`, the AWS error type, or a fleet operation's CofferError code. */
+  readonly outcome: string;
+  /** A CloudHSMv2 operation, or `CofferFleetService.<Operation>`. */
+  readonly operation?: string;
   /** A streamed route's name, logged as the operation. */
   readonly route?: string;
   readonly key?: AccessKey;
@@ -88,6 +96,19 @@ const OPERATIONS: ReadonlySet<string> = new Set(OPERATION_NAMES);
 
 function errorAnswer(type: AnyErrorType, status: number, message: string, context: Partial<Answer>): Answer {
   return { ...context, status, body: { __type: type, Message: message }, outcome: type };
+}
+
+/** A fleet operation: SigV4 already verified; its own action; JSON in, JSON out; CofferErrors answered (coffer_operations.ts). */
+async function answerFleet(fleet: FleetOperations, name: FleetOperationName, raw: RawRequest, body: Buffer, caller: Caller, key: AccessKey): Promise<Answer> {
+  const context = { operation: `${FLEET_TARGET_PREFIX}.${name}`, key };
+  authorizeAction(key, fleetActionOf(name));
+  checkContentType(headerValue(raw.headers, 'content-type'));
+  try {
+    return { ...context, status: 200, body: await fleet[name](parseJson(body), caller), outcome: 'ok' };
+  } catch (e) {
+    if (!isCofferError(e)) throw e;
+    return { ...context, status: e.http, body: { __type: e.code, Message: e.message, Detail: e.detail }, outcome: e.code };
+  }
 }
 
 /** The request handler of the API (for node:http's createServer). */
@@ -158,20 +179,27 @@ function readBody(req: IncomingMessage, timeoutMs: number, done: (body: Buffer) 
 }
 
 async function answer(options: ApiServiceOptions, keys: ReadonlyMap<string, AccessKey>, req: IncomingMessage, body: Buffer, requestId: string): Promise<Answer> {
-  let operation: OperationName | undefined;
+  let operation: string | undefined;
   let key: AccessKey | undefined;
   try {
     const raw = rawRequest(req, body);
     const path = raw.target;
     if (raw.method !== 'POST' || path !== '/') protocolFail('UnknownOperationException', 'The API takes POST / only');
     key = verifySigV4(raw, { region: options.region, service: SIGNING_NAME, keys, nowMs: options.clock.nowMs() });
-    operation = operationOf(headerValue(raw.headers, 'x-amz-target'));
-    authorize(key, operation);
+    const target = headerValue(raw.headers, 'x-amz-target');
+    const fleetOperation = options.fleet === undefined ? undefined : fleetOperationOf(target);
+    if (options.fleet !== undefined && fleetOperation !== undefined) {
+      operation = `${FLEET_TARGET_PREFIX}.${fleetOperation}`;
+      return await answerFleet(options.fleet, fleetOperation, raw, body, { accountId: key.accountId, accessKeyId: key.accessKeyId, region: options.region, requestId }, key);
+    }
+    const modelled = operationOf(target);
+    operation = modelled;
+    authorize(key, modelled);
     checkContentType(headerValue(raw.headers, 'content-type'));
-    const input = validateInput(operation, parseJson(body));
+    const input = validateInput(modelled, parseJson(body));
     const caller: Caller = { accountId: key.accountId, accessKeyId: key.accessKeyId, region: options.region, requestId };
-    const output = await options.operations[operation](input, caller);
-    return { status: 200, body: serializeOutput(operation, output), outcome: 'ok', operation, key };
+    const output = await options.operations[modelled](input, caller);
+    return { status: 200, body: serializeOutput(modelled, output), outcome: 'ok', operation, key };
   } catch (e) {
     const context = { ...(operation === undefined ? {} : { operation }), ...(key === undefined ? {} : { key }) };
     if (e instanceof ProtocolError) return errorAnswer(e.type, e.status, e.message, context);

@@ -40,7 +40,7 @@ export interface AccessKey {
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
   readonly accountId: string;
-  /** `cloudhsm:<Operation>` entries, or `*` for every operation. */
+  /** `cloudhsm:<Operation>` and `coffer:<Operation>` entries, or `*` for every operation. */
   readonly actions: readonly string[];
 }
 
@@ -164,7 +164,7 @@ export function authorize(key: AccessKey, operation: string): void {
   authorizeAction(key, actionOf(operation));
 }
 
-/** Refuses an action (`cloudhsm:<Operation>`, or one of Coffer's own such as `coffer:ReceiveBackupCopy`) the key may not take. */
+/** Refuses an action (`cloudhsm:<Operation>`, or one of Coffer's own `coffer:<Name>`) the key may not take; `*` grants every one. */
 export function authorizeAction(key: AccessKey, action: string): void {
   if (key.actions.includes('*') || key.actions.includes(action)) return;
   protocolFail('AccessDeniedException', `The access key is not authorized to perform: ${action}`);

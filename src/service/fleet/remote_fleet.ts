@@ -13,24 +13,24 @@
 //     wildcard, else the management host; the port is the registration's `dataPlanePort`, else the
 //     one the node reports (health `dataPlanePort`). A node too old to report it must be registered
 //     with it.
-//   - Persistence: `<dir>/remote-fleet.json` (fleet_file.ts, replaced atomically): every node with
-//     its serial, endpoints and whether it is free, handed out, or owed a zeroise (a release that
-//     could not reach it: never handed out again until a release or a registration finds it blank).
+//   - Persistence: the registry is one document of the metadata store (remote_registry.ts), changed
+//     only by compare-and-set, so every service process of a region sees the same nodes and a
+//     registration through any of them is safe beside the orchestrating process's provisions and
+//     releases. Each node has its serial, endpoints and whether it is free, handed out (with the
+//     HSM it serves), or owed a zeroise (a release that could not reach it: never handed out again
+//     until a release or a registration finds it blank).
 //   - Watch: a handed-out node's health is probed every `watchIntervalMs`; the first failed probe
-//     is reported as `unreachable` (a busy answer is an answer: the node is alive). Reattach verifies the node again (an operator's
-//     supervisor restarts a dead one); it cannot restart it.
+//     is reported as `unreachable` (a busy answer is an answer: the node is alive). Reattach
+//     verifies the node again (an operator's supervisor restarts a dead one); it cannot restart it.
 
 import { randomInt } from 'node:crypto';
-import { join, resolve } from 'node:path';
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import { ManagementClient } from '../../management/client.js';
+import type { MetadataStore } from '../../storage/metadata_port.js';
 import type { DeviceExit, Fleet, FleetDevice, ProvisionRequest } from './fleet_port.js';
-import { RecordFields, readFleetFile, writeFleetFile } from './fleet_file.js';
+import { REMOTE_HOST, readRegistry, updateRegistry, type RemoteRecord, type RemoteState } from './remote_registry.js';
 import { attestedSerial, cachedClient, isBlank, verifyDevice, type ClientCache, type FleetCredentials } from './verify.js';
 
-export const REMOTE_FLEET_FILE = 'remote-fleet.json';
-const REMOTE_FLEET_FORMAT = 'coffer-remote-fleet';
-const REMOTE_FLEET_VERSION = 1;
 /** How often a handed-out node's health is probed. */
 export const REMOTE_WATCH_INTERVAL_MS = 10_000;
 /** A probe that stays silent this long counts as failed. Well above what a node's health waits for
@@ -38,11 +38,8 @@ export const REMOTE_WATCH_INTERVAL_MS = 10_000;
 export const REMOTE_PROBE_TIMEOUT_MS = 60_000;
 const DEVICE_ID_CHARS = 'abcdefghijklmnopqrstuvwxyz234567';
 const DEVICE_ID_LENGTH = 12;
-const DEVICE_ID = /^remote-[a-z2-7]{12}$/;
 const TCP_PORT_MAX = 65535;
 const WILDCARDS = new Set(['0.0.0.0', '::', '']);
-/** Host names and addresses as registrations give them. */
-const HOST = /^[0-9A-Za-z.:_-]{1,253}$/;
 
 /** What an operator registers. */
 export interface RemoteNodeRegistration {
@@ -54,32 +51,29 @@ export interface RemoteNodeRegistration {
   readonly dataPlanePort?: number;
 }
 
+/** Which node to deregister: by the fleet's id, or by the management endpoint it was registered with. */
+export type RemoteNodeSelector =
+  | { readonly deviceId: string }
+  | { readonly managementHost: string; readonly managementPort: number };
+
 export interface RemoteFleetOptions extends FleetCredentials {
-  /** The fleet directory: remote-fleet.json. */
-  readonly dir: string;
+  /** The metadata store that holds the registry (remote_registry.ts): every service process of a
+   * region opens its fleet on the same store and sees the same nodes. */
+  readonly metadata: MetadataStore;
   /** Default REMOTE_WATCH_INTERVAL_MS. */
   readonly watchIntervalMs?: number;
 }
 
-interface RemoteRecord {
-  readonly deviceId: string;
-  readonly serial: string;
-  host: string;
-  port: number;
-  managementHost: string;
-  managementPort: number;
-  state: 'free' | 'assigned' | 'zeroise-owed';
-}
-
 /** A registered node as an operator lists it. */
 export interface RegisteredNode extends FleetDevice {
-  readonly state: RemoteRecord['state'];
+  readonly state: RemoteState;
+  /** The HSM it serves, while handed out. */
+  readonly hsmId?: string;
 }
 
 export class RemoteFleet implements Fleet {
   readonly #options: RemoteFleetOptions;
-  readonly #file: string;
-  readonly #records = new Map<string, RemoteRecord>();
+  readonly #store: MetadataStore;
   readonly #clients: ClientCache = new Map();
   readonly #watches = new Map<string, { timer: NodeJS.Timeout | undefined; client: ManagementClient; stopped: boolean }>();
   readonly #listeners = new Set<(exit: DeviceExit) => void>();
@@ -87,18 +81,18 @@ export class RemoteFleet implements Fleet {
 
   private constructor(options: RemoteFleetOptions) {
     this.#options = options;
-    this.#file = join(resolve(options.dir), REMOTE_FLEET_FILE);
+    this.#store = options.metadata;
   }
 
-  static open(options: RemoteFleetOptions): Promise<RemoteFleet> {
-    const fleet = new RemoteFleet(options);
-    for (const r of readFleetFile(fleet.#file, REMOTE_FLEET_FORMAT, REMOTE_FLEET_VERSION, decodeRecord)) fleet.#records.set(r.deviceId, r);
-    return Promise.resolve(fleet);
+  /** A fleet on the registry in `metadata`; a registry this build cannot read is refused here, at start. */
+  static async open(options: RemoteFleetOptions): Promise<RemoteFleet> {
+    await readRegistry(options.metadata);
+    return new RemoteFleet(options);
   }
 
-  /** Every registered node. */
-  registered(): RegisteredNode[] {
-    return [...this.#records.values()].map((r) => ({ ...deviceOf(r), state: r.state }));
+  /** Every registered node, as the registry holds it now (whichever service process registered it). */
+  async registered(): Promise<RegisteredNode[]> {
+    return (await readRegistry(this.#store)).records.map(registeredOf);
   }
 
   /** Authenticates a node by its attestation and registers it (see the module header). */
@@ -111,68 +105,81 @@ export class RemoteFleet implements Fleet {
       const serial = await attestedSerial(client);
       const health = await client.health();
       if (health.provisioning !== 'COMMISSIONED' || health.serial !== serial) fail('COFFER_FLEET_UNTRUSTED', { reason: 'not-commissioned' });
-      const existing = [...this.#records.values()].find((r) => r.serial === serial);
       const blank = isBlank(health);
-      if (!blank && existing?.state !== 'assigned') fail('COFFER_FLEET_NODE_NOT_BLANK', { cluster: health.cluster });
       const reportedHost = health.dataPlaneHost !== null && !WILDCARDS.has(health.dataPlaneHost) ? health.dataPlaneHost : undefined;
       const host = input.dataPlaneHost ?? reportedHost ?? input.managementHost;
       const port = input.dataPlanePort ?? health.dataPlanePort ?? fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'data-plane-port-unknown' });
       checkEndpoint(host, port);
-      const clash = [...this.#records.values()].find((r) => r.serial !== serial && r.host === host && r.port === port);
-      if (clash !== undefined) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'in-use' });
       const endpoints = { host, port, managementHost: input.managementHost, managementPort: input.managementPort };
-      const record: RemoteRecord = existing === undefined
-        ? { deviceId: newDeviceId(), serial, ...endpoints, state: 'free' }
-        : Object.assign(existing, endpoints, existing.state === 'zeroise-owed' && blank ? { state: 'free' } : {});
-      this.#records.set(record.deviceId, record);
-      this.#persist();
+      // The node was checked above, over the network; what it is recorded as is decided on the
+      // registry as it stands at the commit (re-read after a lost race).
+      const record = await updateRegistry(this.#store, (records) => {
+        const existing = records.find((r) => r.serial === serial);
+        if (!blank && existing?.state !== 'assigned') fail('COFFER_FLEET_NODE_NOT_BLANK', { cluster: health.cluster });
+        if (records.some((r) => r.serial !== serial && r.host === host && r.port === port)) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'in-use' });
+        const next: RemoteRecord = existing === undefined
+          ? { deviceId: newDeviceId(), serial, ...endpoints, state: 'free' }
+          : { ...existing, ...endpoints, ...(existing.state === 'zeroise-owed' && blank ? { state: 'free' } : {}) };
+        return { records: existing === undefined ? [...records, next] : records.map((r) => (r === existing ? next : r)), result: next };
+      });
       if (this.#watches.has(record.deviceId)) this.#watch(record); // a handed-out node that moved
-      return { ...deviceOf(record), state: record.state };
+      return registeredOf(record);
     } finally {
       client.close();
     }
   }
 
-  /** Forgets a node that is not handed out. */
-  deregister(deviceId: string): void {
-    const record = this.#records.get(deviceId);
-    if (record === undefined) return;
-    if (record.state === 'assigned') fail('COFFER_FLEET_NODE_NOT_BLANK', { reason: 'handed-out' });
-    this.#records.delete(deviceId);
-    this.#persist();
+  /** Forgets a node that is not handed out (COFFER_FLEET_NODE_NOT_BLANK when it is; COFFER_FLEET_NODE_UNKNOWN when none matches). */
+  async deregister(selector: RemoteNodeSelector): Promise<RegisteredNode> {
+    this.#open();
+    return updateRegistry(this.#store, (records) => {
+      const record = records.find((r) => ('deviceId' in selector
+        ? r.deviceId === selector.deviceId
+        : r.managementHost === selector.managementHost && r.managementPort === selector.managementPort));
+      if (record === undefined) return fail('COFFER_FLEET_NODE_UNKNOWN', 'deviceId' in selector ? { by: 'deviceId' } : { by: 'management' });
+      if (record.state === 'assigned') fail('COFFER_FLEET_NODE_NOT_BLANK', { reason: 'handed-out', ...(record.hsmId === undefined ? {} : { hsmId: record.hsmId }) });
+      return { records: records.filter((r) => r !== record), result: registeredOf(record) };
+    });
   }
 
   async provision(request: ProvisionRequest): Promise<FleetDevice> {
     this.#open();
-    const all = [...this.#records.values()];
-    if (request.eniIp !== undefined) {
-      const there = all.filter((r) => r.host === request.eniIp);
-      if (there.length === 0) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'not-a-fleet-address' });
-      if (there.every((r) => r.state !== 'free')) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'in-use' });
-    }
-    const candidates = all.filter((r) => r.state === 'free' && (request.eniIp === undefined || r.host === request.eniIp)
-      && (request.dataPlanePort === 0 || r.port === request.dataPlanePort));
+    const tried = new Set<string>();
     let last: CofferError | undefined;
-    for (const record of candidates) {
-      record.state = 'assigned'; // taken from here on, also for a provision running beside this one
+    for (;;) {
+      // Taken in the registry before it is verified, so no other provision (in this process or
+      // another) can hand it out meanwhile.
+      const record = await updateRegistry(this.#store, (records) => {
+        if (request.eniIp !== undefined) {
+          const there = records.filter((r) => r.host === request.eniIp);
+          if (there.length === 0) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'not-a-fleet-address' });
+          if (tried.size === 0 && there.every((r) => r.state !== 'free')) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'in-use' });
+        }
+        const free = records.find((r) => r.state === 'free' && !tried.has(r.deviceId) && (request.eniIp === undefined || r.host === request.eniIp)
+          && (request.dataPlanePort === 0 || r.port === request.dataPlanePort));
+        if (free === undefined) return { result: undefined };
+        const next: RemoteRecord = { ...free, state: 'assigned', hsmId: request.hsmId };
+        return { records: records.map((r) => (r === free ? next : r)), result: next };
+      });
+      if (record === undefined) break;
+      tried.add(record.deviceId);
       try {
         await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: true, mode: request.mode ?? 'NON_FIPS' });
-        this.#persist();
         this.#watch(record);
         return deviceOf(record);
       } catch (e) {
-        record.state = 'free';
+        await this.#setState(record, 'assigned', 'free');
         if (!isCofferError(e)) throw e;
         last = e;
       }
     }
     if (last !== undefined && request.eniIp !== undefined) throw last;
-    return fail('COFFER_FLEET_EXHAUSTED', { reason: candidates.length === 0 ? 'no-free-node' : 'none-verified' });
+    return fail('COFFER_FLEET_EXHAUSTED', { reason: tried.size === 0 ? 'no-free-node' : 'none-verified' });
   }
 
   async reattach(device: FleetDevice): Promise<FleetDevice> {
     this.#open();
-    const record = this.#records.get(device.deviceId);
+    const record = (await readRegistry(this.#store)).records.find((r) => r.deviceId === device.deviceId);
     if (record?.serial !== device.serial || record.state !== 'assigned') return fail('COFFER_FLEET_DEVICE_LOST', { reason: 'unknown-device' });
     try {
       await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: false });
@@ -192,18 +199,16 @@ export class RemoteFleet implements Fleet {
    * zeroise (never handed out) and the error is raised, so the caller can release it again. */
   async release(device: FleetDevice): Promise<void> {
     this.#open();
-    const record = this.#records.get(device.deviceId);
+    const record = (await readRegistry(this.#store)).records.find((r) => r.deviceId === device.deviceId);
     if (record === undefined || record.state === 'free') return;
     this.#unwatch(record.deviceId);
     try {
       await this.management(deviceOf(record)).zeroise();
     } catch (e) {
-      record.state = 'zeroise-owed';
-      this.#persist();
+      await this.#setState(record, undefined, 'zeroise-owed');
       throw e;
     }
-    record.state = 'free';
-    this.#persist();
+    await this.#setState(record, undefined, 'free');
   }
 
   onDeviceExit(listener: (exit: DeviceExit) => void): () => void {
@@ -211,7 +216,8 @@ export class RemoteFleet implements Fleet {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Stops watching and closes clients; remote nodes are never stopped by the fleet. */
+  /** Stops watching and closes clients; remote nodes are never stopped by the fleet, and the
+   * metadata store stays open (it is the caller's). */
   close(): Promise<void> {
     this.#closed = true;
     for (const id of [...this.#watches.keys()]) this.#unwatch(id);
@@ -226,8 +232,16 @@ export class RemoteFleet implements Fleet {
     if (this.#closed) fail('COFFER_FLEET_EXHAUSTED', { reason: 'closed' });
   }
 
-  #persist(): void {
-    writeFleetFile(this.#file, REMOTE_FLEET_FORMAT, REMOTE_FLEET_VERSION, [...this.#records.values()]);
+  /** Sets the node's state in the registry (only when it is still the same node, and in state
+   * `from` if given); leaving `assigned` forgets the HSM it served. */
+  async #setState(record: RemoteRecord, from: RemoteState | undefined, to: RemoteState): Promise<void> {
+    await updateRegistry(this.#store, (records) => {
+      const now = records.find((r) => r.deviceId === record.deviceId && r.serial === record.serial);
+      if (now === undefined || (from !== undefined && now.state !== from)) return { result: undefined };
+      const { hsmId: _, ...rest } = now;
+      const next: RemoteRecord = to === 'assigned' ? { ...now, state: to } : { ...rest, state: to };
+      return { records: records.map((r) => (r === now ? next : r)), result: undefined };
+    });
   }
 
   /** Probes the node's health every interval (one probe at a time); reports the first failure. */
@@ -275,7 +289,7 @@ function credentialsOf(o: FleetCredentials): FleetCredentials {
 }
 
 function checkEndpoint(host: string, port: number): void {
-  if (!HOST.test(host)) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'bad-host' });
+  if (!REMOTE_HOST.test(host)) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'bad-host' });
   if (!Number.isInteger(port) || port < 1 || port > TCP_PORT_MAX) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'bad-port' });
 }
 
@@ -283,17 +297,12 @@ function deviceOf(r: RemoteRecord): FleetDevice {
   return { deviceId: r.deviceId, serial: r.serial, host: r.host, port: r.port, managementHost: r.managementHost, managementPort: r.managementPort };
 }
 
+function registeredOf(r: RemoteRecord): RegisteredNode {
+  return { ...deviceOf(r), state: r.state, ...(r.hsmId === undefined ? {} : { hsmId: r.hsmId }) };
+}
+
 function newDeviceId(): string {
   let id = 'remote-';
   for (let i = 0; i < DEVICE_ID_LENGTH; i++) id += DEVICE_ID_CHARS[randomInt(DEVICE_ID_CHARS.length)];
   return id;
-}
-
-function decodeRecord(value: unknown): RemoteRecord {
-  const f = new RecordFields(value, REMOTE_FLEET_FORMAT);
-  return {
-    deviceId: f.string('deviceId', DEVICE_ID), serial: f.string('serial'), host: f.string('host', HOST), port: f.integer('port', 1, TCP_PORT_MAX),
-    managementHost: f.string('managementHost', HOST), managementPort: f.integer('managementPort', 1, TCP_PORT_MAX),
-    state: f.string('state', /^(free|assigned|zeroise-owed)$/) as RemoteRecord['state'],
-  };
 }

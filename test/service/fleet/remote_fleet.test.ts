@@ -1,17 +1,21 @@
 // The remote fleet (src/service/fleet/remote_fleet.ts): the conformance suite on real `coffer hsm
 // serve` processes that the test starts as an operator would (each on its own address and the
 // cluster's port, management on a port of its own) and registers; then registration itself —
-// attestation, blank nodes only, where the data plane is, persistence.
+// attestation, blank nodes only, where the data plane is, persistence in the metadata store, and
+// several fleet instances (service processes) on one store.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isCofferError, type ErrorCode } from '../../../src/errors.js';
 import { createDevelopmentAuthorities } from '../../../src/factory/development.js';
 import type { Fleet, FleetDevice } from '../../../src/service/fleet/fleet_port.js';
 import { spawnNode, stopNode, type NodeProcess } from '../../../src/service/fleet/node_process.js';
-import { REMOTE_FLEET_FILE, RemoteFleet } from '../../../src/service/fleet/remote_fleet.js';
+import { RemoteFleet } from '../../../src/service/fleet/remote_fleet.js';
+import { readRegistry } from '../../../src/service/fleet/remote_registry.js';
+import type { MetadataStore } from '../../../src/storage/metadata_port.js';
+import { SqliteMetadataStore } from '../../../src/storage/metadata_sqlite.js';
 import { createTlsIdentity } from '../../../src/node/tls_identity.js';
 import { startTestNode, type TestNode } from '../../node/management_support.js';
 import { fleetConformance } from './fleet_conformance.js';
@@ -20,8 +24,21 @@ import { MAIN_JS, fleetEnvironment, independentClient } from './fleet_support.js
 const env = await fleetEnvironment('remote-fleet');
 const dir = join(env.dir, 'fleet');
 
+/** One metadata store per "region" directory, as the service processes of a region share one. */
+const stores = new Map<string, MetadataStore>();
+
+function storeOf(fleetDir: string): MetadataStore {
+  let store = stores.get(fleetDir);
+  if (store === undefined) {
+    mkdirSync(fleetDir, { recursive: true });
+    store = SqliteMetadataStore.open({ path: join(fleetDir, 'metadata.sqlite') });
+    stores.set(fleetDir, store);
+  }
+  return store;
+}
+
 function open(fleetDir: string, watchIntervalMs = 100): Promise<RemoteFleet> {
-  return RemoteFleet.open({ dir: fleetDir, ...env.credentials, watchIntervalMs });
+  return RemoteFleet.open({ metadata: storeOf(fleetDir), ...env.credentials, watchIntervalMs });
 }
 
 /** The nodes the "operator" runs, by address. */
@@ -58,12 +75,13 @@ fleetConformance({
     const health = await own.health();
     own.close();
     assert.deepEqual([health.cluster, health.usersInitialised, health.tokenObjects], ['UNINITIALISED', false, 0], 'zeroised');
-    const doc = JSON.parse(readFileSync(join(dir, REMOTE_FLEET_FILE), 'utf8')) as { devices: Array<{ serial: string; state: string }> };
-    assert.equal(doc.devices.find((d) => d.serial === device.serial)?.state, 'free', 'back in the pool');
+    const { records } = await readRegistry(storeOf(dir));
+    assert.equal(records.find((d) => d.serial === device.serial)?.state, 'free', 'back in the pool');
   },
   processOf: (device) => String(nodeOf(device).pid),
   cleanup: async () => {
     await Promise.all([...nodes.values()].map((n) => stopNode(n, 'SIGTERM')));
+    for (const store of stores.values()) await store.close();
   },
 });
 
@@ -122,7 +140,7 @@ test('remote: a node of other roots is refused as untrusted; a node holding a cl
     await rejectsWith(fleet.register({ managementHost: '127.0.0.1', managementPort: used!.management.port }), 'COFFER_FLEET_NODE_NOT_BLANK');
   });
   await rejectsWith(fleet.register({ managementHost: 'bad host', managementPort: 1 }), 'COFFER_FLEET_ADDRESS_UNAVAILABLE');
-  assert.deepEqual(fleet.registered(), []);
+  assert.deepEqual(await fleet.registered(), []);
   await fleet.close();
 });
 
@@ -140,16 +158,18 @@ test('remote: the data plane is where the node says it listens unless the operat
     await first.close();
 
     const second = await open(fleetDir);
-    assert.equal(second.registered().length, 2);
+    assert.equal((await second.registered()).length, 2);
     const device = await second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: a!.dataPlane.port });
     assert.equal(device.serial, ra.serial, 'the one node on the port asked for');
     await rejectsWith(second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: a!.dataPlane.port }), 'COFFER_FLEET_EXHAUSTED');
     await rejectsWith(second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', eniIp: '127.0.0.1', dataPlanePort: 0 }), 'COFFER_FLEET_ADDRESS_UNAVAILABLE');
-    assert.throws(() => second.deregister(device.deviceId), (e) => isCofferError(e, 'COFFER_FLEET_NODE_NOT_BLANK'));
+    assert.equal((await second.registered()).find((n) => n.deviceId === device.deviceId)?.hsmId, 'hsm-abcdefghijk', 'the HSM it serves');
+    await rejectsWith(second.deregister({ deviceId: device.deviceId }), 'COFFER_FLEET_NODE_NOT_BLANK');
     await second.release(device);
-    second.deregister(device.deviceId);
-    second.deregister(rb.deviceId);
-    assert.deepEqual(second.registered(), []);
+    await second.deregister({ deviceId: device.deviceId });
+    await second.deregister({ managementHost: '127.0.0.1', managementPort: b!.management.port });
+    await rejectsWith(second.deregister({ deviceId: rb.deviceId }), 'COFFER_FLEET_NODE_UNKNOWN');
+    assert.deepEqual(await second.registered(), []);
     await second.close();
   });
 });
@@ -163,7 +183,37 @@ test('remote: a release that cannot reach the node leaves it owed a zeroise, nev
   });
   const gone = device ?? assert.fail('provisioned');
   await assert.rejects(fleet.release(gone), (e) => isCofferError(e, 'COFFER_CONNECTION_LOST'));
-  assert.equal(fleet.registered()[0]?.state, 'zeroise-owed');
+  assert.equal((await fleet.registered())[0]?.state, 'zeroise-owed');
   await rejectsWith(fleet.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: 0 }), 'COFFER_FLEET_EXHAUSTED');
   await fleet.close();
+});
+
+test('remote: the fleets of several service processes share one registry: one record per node, handed out once, not deregistered while in use', async () => {
+  const region = join(env.dir, 'shared');
+  const a = await open(region);
+  const b = await open(region);
+  await withTestNodes(env.authorities, 1, async ([n]) => {
+    const registration = { managementHost: '127.0.0.1', managementPort: n!.management.port };
+    const [ra, rb] = await Promise.all([a.register(registration), b.register(registration)]);
+    assert.equal(ra.deviceId, rb.deviceId, 'one node registered through two processes at once: one record');
+    assert.deepEqual((await b.registered()).map((r) => r.serial), [n!.hsm.status().serial]);
+
+    const request = { clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: 0 };
+    const results = await Promise.allSettled([a.provision(request), b.provision(request)]);
+    const won = results.filter((r): r is PromiseFulfilledResult<FleetDevice> => r.status === 'fulfilled');
+    assert.equal(won.length, 1, 'one provision wins the one node');
+    const lost = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.ok(isCofferError(lost?.reason, 'COFFER_FLEET_EXHAUSTED'), `the other finds none free: ${String(lost?.reason)}`);
+    const device = won[0]!.value;
+    const owner = results[0]?.status === 'fulfilled' ? a : b;
+    const other = owner === a ? b : a;
+
+    await rejectsWith(other.deregister({ deviceId: device.deviceId }), 'COFFER_FLEET_NODE_NOT_BLANK');
+    await owner.release(device);
+    assert.equal((await other.registered())[0]?.state, 'free', 'released through one, free in the other');
+    await other.deregister(registration);
+    assert.deepEqual(await owner.registered(), []);
+  });
+  await a.close();
+  await b.close();
 });

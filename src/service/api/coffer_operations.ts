@@ -1,0 +1,40 @@
+// Coffer's own operations on the API port, outside the CloudHSMv2 model (docs/fleet.md "Registering
+// nodes"): the remote fleet's registry, for operators. They share the port, AWS JSON 1.1, SigV4
+// (same signing name and region) and the access keys with the CloudHSMv2 API, under an
+// X-Amz-Target prefix of their own, so nothing of the CloudHSMv2 service model changes: no
+// CloudHSMv2 client sees them, and a BaldrApiService target that is not a model operation is
+// refused as before. They are served only by a service that runs a remote fleet; elsewhere their
+// targets are unknown operations like any other. Each needs its own action (`coffer:<Operation>`)
+// in the access-keys file, or `*`.
+//
+// An operation gets the parsed JSON body and answers a JSON object. Its expected failures are
+// CofferErrors, answered as `{"__type": code, "Message": message, "Detail": detail}` with the
+// registry's HTTP status (errors.ts: fixed messages, non-secret detail).
+
+import type { Caller } from './operations.js';
+import { protocolFail } from './api_errors.js';
+
+export const FLEET_TARGET_PREFIX = 'CofferFleetService';
+/** The action prefix of Coffer's own operations in the access-keys file (CloudHSMv2's is `cloudhsm`). */
+export const COFFER_ACTION_PREFIX = 'coffer';
+export const FLEET_OPERATION_NAMES = ['RegisterNode', 'ListNodes', 'DeregisterNode'] as const;
+export type FleetOperationName = (typeof FLEET_OPERATION_NAMES)[number];
+export type FleetOperationHandler = (input: unknown, caller: Caller) => Promise<Record<string, unknown>>;
+export type FleetOperations = Readonly<Record<FleetOperationName, FleetOperationHandler>>;
+
+const NAMES: ReadonlySet<string> = new Set(FLEET_OPERATION_NAMES);
+
+/** The access-keys action of a fleet operation: `coffer:RegisterNode`, … */
+export function fleetActionOf(name: FleetOperationName): string {
+  return `${COFFER_ACTION_PREFIX}:${name}`;
+}
+
+/** The fleet operation an X-Amz-Target names; undefined when the target is not under
+ * FLEET_TARGET_PREFIX (the CloudHSMv2 path decides then); an unknown name under it is refused. */
+export function fleetOperationOf(target: string | undefined): FleetOperationName | undefined {
+  const prefix = `${FLEET_TARGET_PREFIX}.`;
+  if (target?.startsWith(prefix) !== true) return undefined;
+  const name = target.slice(prefix.length);
+  if (!NAMES.has(name)) protocolFail('UnknownOperationException', `X-Amz-Target must be ${prefix}<Operation> with one of ${FLEET_OPERATION_NAMES.join(', ')}`);
+  return name as FleetOperationName;
+}
