@@ -112,7 +112,7 @@ export class ClusterOperations {
       if (live.length >= HSMS_PER_CLUSTER_MAX) apiFail('CloudHsmResourceLimitExceededException', `A cluster may have at most ${HSMS_PER_CLUSTER_MAX} HSMs.`);
       const hsm: HsmDoc = {
         v: 1, hsmId: newId('hsm'), clusterId: doc.clusterId, availabilityZone: zone, subnetId, eniId: newHexId('eni'),
-        eniIp: await this.#eniIp(wantedIp, doc.dataPlanePort), state: 'CREATE_IN_PROGRESS', stateMessage: null, hsmType: doc.hsmType,
+        eniIp: await this.#eniIp(wantedIp, doc.dataPlanePort, doc.mode), state: 'CREATE_IN_PROGRESS', stateMessage: null, hsmType: doc.hsmType,
         createdMs: this.#config.clock.nowMs(), device: null, failedProbes: 0, replacements: 0,
       };
       // The cluster's version is part of the commit: two CreateHsm calls on an uninitialised cluster cannot both pass.
@@ -171,12 +171,12 @@ export class ClusterOperations {
   /** A free address for a new HSM, unique in the region: a loopback address by the local fleet's
    * own rule (allocateLoopback: a local fleet binds it), or a registered remote node's; refusals in
    * the API's words. */
-  async #eniIp(wanted: string | undefined, dataPlanePort: number): Promise<string> {
+  async #eniIp(wanted: string | undefined, dataPlanePort: number, mode: ClusterDoc['mode']): Promise<string> {
     const used = new Set<string>();
     for (const c of await this.#repo.clusters()) {
       for (const h of await this.#repo.hsmsOf(c.doc.clusterId)) if (h.doc.state !== 'DELETED') used.add(h.doc.eniIp);
     }
-    if (this.#config.hsmAddresses === 'registered-nodes') return this.#registeredNodeIp(wanted, used, dataPlanePort);
+    if (this.#config.hsmAddresses === 'registered-nodes') return this.#registeredNodeIp(wanted, used, dataPlanePort, mode);
     try {
       return allocateLoopback(wanted, used);
     } catch (e) {
@@ -190,15 +190,15 @@ export class ClusterOperations {
   /** The data-plane address of a free registered node on the cluster's port that no HSM of the
    * region holds (the one asked for, or the first such in the registry). The orchestrator then
    * provisions that very node (docs/fleet.md "Addresses and ports"). */
-  async #registeredNodeIp(wanted: string | undefined, used: ReadonlySet<string>, dataPlanePort: number): Promise<string> {
-    const nodes = (await readRegistry(this.#repo.store)).records.filter((r) => dataPlanePort === 0 || r.port === dataPlanePort);
+  async #registeredNodeIp(wanted: string | undefined, used: ReadonlySet<string>, dataPlanePort: number, mode: ClusterDoc['mode']): Promise<string> {
+    const nodes = (await readRegistry(this.#repo.store)).records.filter((r) => (dataPlanePort === 0 || r.port === dataPlanePort) && r.mode === mode);
     if (wanted !== undefined) {
       if (!nodes.some((r) => r.host === wanted)) apiFail('CloudHsmInvalidRequestException', 'IpAddress must be the data-plane address of a node registered with the fleet.');
       if (used.has(wanted) || !nodes.some((r) => r.host === wanted && r.state === 'free')) apiFail('CloudHsmInvalidRequestException', `IpAddress ${wanted} is in use.`);
       return wanted;
     }
     const free = nodes.find((r) => r.state === 'free' && !used.has(r.host));
-    return free?.host ?? apiFail('CloudHsmResourceLimitExceededException', 'No registered node is free: register one with the fleet (coffer fleet register).');
+    return free?.host ?? apiFail('CloudHsmResourceLimitExceededException', `No registered ${mode} node is free: register one with the fleet (coffer fleet register).`);
   }
 }
 

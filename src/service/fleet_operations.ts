@@ -51,7 +51,7 @@ function port(m: Members, name: string): number {
 
 function nodeShape(n: RegisteredNode): Record<string, unknown> {
   return {
-    DeviceId: n.deviceId, Serial: n.serial, State: n.state, DataPlaneHost: n.host, DataPlanePort: n.port,
+    DeviceId: n.deviceId, Serial: n.serial, State: n.state, Mode: n.mode, DataPlaneHost: n.host, DataPlanePort: n.port,
     ManagementHost: n.managementHost, ManagementPort: n.managementPort, ...(n.hsmId === undefined ? {} : { HsmId: n.hsmId }),
   };
 }

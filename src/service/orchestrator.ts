@@ -172,10 +172,13 @@ export class Orchestrator {
   }
 
   /** A device for the HSM (kept in its document at once, so a crash cannot lose track of it). */
-  async #provision(h: Versioned<HsmDoc>): Promise<Versioned<HsmDoc>> {
+  async #provision(h: Versioned<HsmDoc>, options: { readonly anyAddress?: boolean } = {}): Promise<Versioned<HsmDoc>> {
     if (h.doc.device !== null) return h;
     const c = await this.#o.repo.cluster(h.doc.clusterId);
-    const device = await this.#o.fleet.provision({ clusterId: h.doc.clusterId, hsmId: h.doc.hsmId, eniIp: h.doc.eniIp, dataPlanePort: c?.doc.dataPlanePort ?? 0, mode: c?.doc.mode ?? 'NON_FIPS' });
+    const device = await this.#o.fleet.provision({
+      clusterId: h.doc.clusterId, hsmId: h.doc.hsmId, ...(options.anyAddress === true ? {} : { eniIp: h.doc.eniIp }), dataPlanePort: c?.doc.dataPlanePort ?? 0,
+      mode: c?.doc.mode ?? 'NON_FIPS',
+    });
     const next: HsmDoc = { ...h.doc, device, eniIp: device.host };
     await this.#o.repo.commit([hsmWrite(next, h.version)]);
     return { doc: next, version: h.version + 1 };
@@ -272,14 +275,18 @@ export class Orchestrator {
     this.#task(doc.hsmId, () => this.#replace(doc.hsmId));
   }
 
-  /** CloudHSM's replacement: a new device for the same HSM (same id, zone and address), restored. */
+  /** CloudHSM's replacement: a new device for the same HSM (same id, zone and, on a local fleet,
+   * address), restored. */
   async #replace(hsmId: string): Promise<void> {
     const h = await this.#o.repo.hsm(hsmId);
     if (h === undefined || h.doc.state !== 'DEGRADED' || h.doc.device === null) return;
     const old = h.doc.device;
     await this.#o.fleet.release(old).catch((e: unknown) => this.#o.log.warn({ event: 'fleet.release.failed', hsmId, err: errorWords(e) }, 'failed device not released cleanly'));
     await this.#o.repo.commit([hsmWrite({ ...h.doc, device: null }, h.version)]);
-    const fresh = await this.#provision({ doc: { ...h.doc, device: null }, version: h.version + 1 });
+    // A local fleet binds the HSM's address to the new device; on a remote fleet an address is a
+    // node's, so the replacement is any free node of the cluster's mode and the EniIp follows it.
+    const anyAddress = this.#o.config.hsmAddresses === 'registered-nodes';
+    const fresh = await this.#provision({ doc: { ...h.doc, device: null }, version: h.version + 1 }, { anyAddress });
     const c = await this.#o.repo.cluster(h.doc.clusterId);
     if (c === undefined) return;
     await this.#bringUp(c.doc, fresh.doc);

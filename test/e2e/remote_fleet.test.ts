@@ -39,6 +39,7 @@ const READER: AccessKey = {
 /** Loopback addresses of their own (the fleet conformance tests use 127.0.0.100 and up). */
 const NODE_HOST = '127.0.0.231';
 const FOREIGN_HOST = '127.0.0.232';
+const SPARE_HOST = '127.0.0.233';
 
 const admin = new pg.Pool({ connectionString: POSTGRES_URL, max: 2, connectionTimeoutMillis: 10_000 });
 admin.on('error', () => undefined);
@@ -154,7 +155,7 @@ async function waitFor(api: CloudHSMV2Client, clusterId: string, what: string, d
 }
 
 test('coffer service --fleet remote: nodes registered with coffer fleet from any service process; an HSM lands on the node', async () => {
-  const dataPlanePort = await freePort([NODE_HOST, FOREIGN_HOST]);
+  const dataPlanePort = await freePort([NODE_HOST, FOREIGN_HOST, SPARE_HOST]);
   const node = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'node'), authoritiesDir: env.authoritiesDir, host: NODE_HOST, port: dataPlanePort });
   nodes.push(node);
   // Made by another manufacturer, commissioned by this operator (so it accepts the service's client certificate).
@@ -207,15 +208,31 @@ test('coffer service --fleet remote: nodes registered with coffer fleet from any
   const assigned = await list(registrar);
   assert.deepEqual(assigned.map((n) => [n.Serial, n.State, n.HsmId]), [[node.serial, 'assigned', hsmId]]);
 
-  // In use: not deregistered. Once the HSM is deleted the node is zeroised, free, and can go.
+  // In use: not deregistered.
   const inUse = await coffer(['fleet', 'deregister', '--endpoint-url', registrar.endpoint, '--management', `${NODE_HOST}:${node.managementPort}`]);
   assert.equal(inUse.code, 1, inUse.stderr);
   assert.match(inUse.stderr, /COFFER_FLEET_NODE_NOT_BLANK.*handed-out/);
+
+  // The node dies: the HSM is replaced on a spare registered node (same HSM id), and its EniIp
+  // follows the node, since on a remote fleet an address is a node's. The dead node is owed a zeroise.
+  const spare = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'spare'), authoritiesDir: env.authoritiesDir, host: SPARE_HOST, port: dataPlanePort });
+  nodes.push(spare);
+  const spareRegistered = await coffer(['fleet', 'register', '--endpoint-url', registrar.endpoint, '--management', `${SPARE_HOST}:${spare.managementPort}`]);
+  assert.equal(spareRegistered.code, 0, spareRegistered.stderr);
+  await stopNode(node, 'SIGKILL');
+  const healed = await waitFor(api, clusterId, 'the HSM replaced on the spare node', (c) => c.Hsms?.[0]?.State === 'ACTIVE' && c.Hsms[0].EniIp === SPARE_HOST);
+  assert.deepEqual(healed.Hsms?.map((h) => h.HsmId), [hsmId], 'the same HSM');
+  const afterReplace = await list(orchestrating);
+  assert.deepEqual(afterReplace.map((n) => [n.Serial, n.State, n.HsmId]), [[node.serial, 'zeroise-owed', undefined], [spare.serial, 'assigned', hsmId]]);
+
+  // Once the HSM is deleted its node is zeroised, free, and can go; so can the dead one.
   await api.send(new DeleteHsmCommand({ ClusterId: clusterId, HsmId: hsmId }));
   await waitFor(api, clusterId, 'the HSM deleted', (c) => (c.Hsms ?? []).length === 0);
-  assert.deepEqual((await list(orchestrating)).map((n) => n.State), ['free']);
-  const gone = await coffer(['fleet', 'deregister', '--endpoint-url', registrar.endpoint, '--device-id', record.DeviceId]);
-  assert.equal(gone.code, 0, gone.stderr);
+  assert.deepEqual((await list(orchestrating)).map((n) => n.State), ['zeroise-owed', 'free']);
+  for (const id of (await list(orchestrating)).map((n) => n.DeviceId)) {
+    const gone = await coffer(['fleet', 'deregister', '--endpoint-url', registrar.endpoint, '--device-id', id]);
+    assert.equal(gone.code, 0, gone.stderr);
+  }
   assert.deepEqual(await list(orchestrating), []);
   api.destroy();
 

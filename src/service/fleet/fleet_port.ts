@@ -65,7 +65,9 @@ export interface DeviceExit {
  * handed out. Details: docs/fleet.md.
  */
 export interface Fleet {
-  /** A blank commissioned device, started and verified. */
+  /** A blank commissioned device, started and verified, of the request's mode. Called only for an
+   * HSM that holds no device: a device a fleet still holds for that HSM is left over from a
+   * provision a crash cut short, and the fleet may release it. */
   provision(request: ProvisionRequest): Promise<FleetDevice>;
   /** After a service restart: the running device found again, or restarted from its data. */
   reattach(device: FleetDevice): Promise<FleetDevice>;

@@ -67,6 +67,8 @@ export interface RemoteFleetOptions extends FleetCredentials {
 /** A registered node as an operator lists it. */
 export interface RegisteredNode extends FleetDevice {
   readonly state: RemoteState;
+  /** The mode its device was commissioned in: it serves clusters of that mode only. */
+  readonly mode: 'FIPS' | 'NON_FIPS';
   /** The HSM it serves, while handed out. */
   readonly hsmId?: string;
 }
@@ -105,12 +107,13 @@ export class RemoteFleet implements Fleet {
       const serial = await attestedSerial(client);
       const health = await client.health();
       if (health.provisioning !== 'COMMISSIONED' || health.serial !== serial) fail('COFFER_FLEET_UNTRUSTED', { reason: 'not-commissioned' });
+      const mode: RemoteRecord['mode'] = health.mode === 'FIPS' ? 'FIPS' : health.mode === 'NON_FIPS' ? 'NON_FIPS' : fail('COFFER_FLEET_UNTRUSTED', { reason: 'no-mode' });
       const blank = isBlank(health);
       const reportedHost = health.dataPlaneHost !== null && !WILDCARDS.has(health.dataPlaneHost) ? health.dataPlaneHost : undefined;
       const host = input.dataPlaneHost ?? reportedHost ?? input.managementHost;
       const port = input.dataPlanePort ?? health.dataPlanePort ?? fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'data-plane-port-unknown' });
       checkEndpoint(host, port);
-      const endpoints = { host, port, managementHost: input.managementHost, managementPort: input.managementPort };
+      const endpoints = { host, port, managementHost: input.managementHost, managementPort: input.managementPort, mode };
       // The node was checked above, over the network; what it is recorded as is decided on the
       // registry as it stands at the commit (re-read after a lost race).
       const record = await updateRegistry(this.#store, (records) => {
@@ -144,6 +147,12 @@ export class RemoteFleet implements Fleet {
 
   async provision(request: ProvisionRequest): Promise<FleetDevice> {
     this.#open();
+    // Only the orchestrator provisions, and only for an HSM that holds no device: a node still
+    // assigned to this HSM was taken by a provision a crash cut short before the HSM recorded it.
+    // It is released (zeroised and freed, or owed a zeroise) before another is taken.
+    for (const stray of (await readRegistry(this.#store)).records.filter((r) => r.state === 'assigned' && r.hsmId === request.hsmId)) {
+      await this.release(deviceOf(stray)).catch(() => undefined);
+    }
     const tried = new Set<string>();
     let last: CofferError | undefined;
     for (;;) {
@@ -156,7 +165,7 @@ export class RemoteFleet implements Fleet {
           if (tried.size === 0 && there.every((r) => r.state !== 'free')) fail('COFFER_FLEET_ADDRESS_UNAVAILABLE', { reason: 'in-use' });
         }
         const free = records.find((r) => r.state === 'free' && !tried.has(r.deviceId) && (request.eniIp === undefined || r.host === request.eniIp)
-          && (request.dataPlanePort === 0 || r.port === request.dataPlanePort));
+          && (request.dataPlanePort === 0 || r.port === request.dataPlanePort) && r.mode === (request.mode ?? 'NON_FIPS'));
         if (free === undefined) return { result: undefined };
         const next: RemoteRecord = { ...free, state: 'assigned', hsmId: request.hsmId };
         return { records: records.map((r) => (r === free ? next : r)), result: next };
@@ -298,7 +307,7 @@ function deviceOf(r: RemoteRecord): FleetDevice {
 }
 
 function registeredOf(r: RemoteRecord): RegisteredNode {
-  return { ...deviceOf(r), state: r.state, ...(r.hsmId === undefined ? {} : { hsmId: r.hsmId }) };
+  return { ...deviceOf(r), state: r.state, mode: r.mode, ...(r.hsmId === undefined ? {} : { hsmId: r.hsmId }) };
 }
 
 function newDeviceId(): string {

@@ -46,6 +46,8 @@ export interface RemoteRecord {
   readonly managementHost: string;
   readonly managementPort: number;
   readonly state: RemoteState;
+  /** The mode its device was commissioned in (for life): it serves clusters of that mode only. */
+  readonly mode: 'FIPS' | 'NON_FIPS';
   /** The HSM the node serves while `assigned`. */
   readonly hsmId?: string;
 }
@@ -116,6 +118,6 @@ function decodeRecord(value: unknown): RemoteRecord {
   return {
     deviceId: f.string('deviceId', REMOTE_DEVICE_ID), serial: f.string('serial'), host: f.string('host', REMOTE_HOST), port: f.integer('port', 1, TCP_PORT_MAX),
     managementHost: f.string('managementHost', REMOTE_HOST), managementPort: f.integer('managementPort', 1, TCP_PORT_MAX), state,
-    ...(hsmId === undefined ? {} : { hsmId }),
+    mode: f.string('mode', /^(FIPS|NON_FIPS)$/) as RemoteRecord['mode'], ...(hsmId === undefined ? {} : { hsmId }),
   };
 }

@@ -13,7 +13,7 @@ import { createDevelopmentAuthorities } from '../../../src/factory/development.j
 import type { Fleet, FleetDevice } from '../../../src/service/fleet/fleet_port.js';
 import { spawnNode, stopNode, type NodeProcess } from '../../../src/service/fleet/node_process.js';
 import { RemoteFleet } from '../../../src/service/fleet/remote_fleet.js';
-import { readRegistry } from '../../../src/service/fleet/remote_registry.js';
+import { readRegistry, updateRegistry } from '../../../src/service/fleet/remote_registry.js';
 import type { MetadataStore } from '../../../src/storage/metadata_port.js';
 import { SqliteMetadataStore } from '../../../src/storage/metadata_sqlite.js';
 import { createTlsIdentity } from '../../../src/node/tls_identity.js';
@@ -44,8 +44,8 @@ function open(fleetDir: string, watchIntervalMs = 100): Promise<RemoteFleet> {
 /** The nodes the "operator" runs, by address. */
 const nodes = new Map<string, NodeProcess>();
 
-async function startNode(host: string, port: number, managementPort = 0): Promise<NodeProcess> {
-  const node = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'nodes', host), authoritiesDir: env.authoritiesDir, host, port, managementPort });
+async function startNode(host: string, port: number, managementPort = 0, mode: 'FIPS' | 'NON_FIPS' = 'NON_FIPS'): Promise<NodeProcess> {
+  const node = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'nodes', host), authoritiesDir: env.authoritiesDir, host, port, managementPort, mode });
   nodes.set(host, node);
   return node;
 }
@@ -161,8 +161,9 @@ test('remote: the data plane is where the node says it listens unless the operat
     assert.equal((await second.registered()).length, 2);
     const device = await second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: a!.dataPlane.port });
     assert.equal(device.serial, ra.serial, 'the one node on the port asked for');
-    await rejectsWith(second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: a!.dataPlane.port }), 'COFFER_FLEET_EXHAUSTED');
-    await rejectsWith(second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', eniIp: '127.0.0.1', dataPlanePort: 0 }), 'COFFER_FLEET_ADDRESS_UNAVAILABLE');
+    // Another HSM (the same one provisioned again would free its stray assignment first).
+    await rejectsWith(second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-bbcdefghijk', dataPlanePort: a!.dataPlane.port }), 'COFFER_FLEET_EXHAUSTED');
+    await rejectsWith(second.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-bbcdefghijk', eniIp: '127.0.0.1', dataPlanePort: 0 }), 'COFFER_FLEET_ADDRESS_UNAVAILABLE');
     assert.equal((await second.registered()).find((n) => n.deviceId === device.deviceId)?.hsmId, 'hsm-abcdefghijk', 'the HSM it serves');
     await rejectsWith(second.deregister({ deviceId: device.deviceId }), 'COFFER_FLEET_NODE_NOT_BLANK');
     await second.release(device);
@@ -172,6 +173,46 @@ test('remote: the data plane is where the node says it listens unless the operat
     assert.deepEqual(await second.registered(), []);
     await second.close();
   });
+});
+
+test('remote: a node is registered with the mode its device was commissioned in, and serves clusters of that mode only', async () => {
+  const fleet = await open(join(env.dir, 'modes'));
+  try {
+    const fips = await startNode('127.0.0.150', 0, 0, 'FIPS');
+    const nonFips = await startNode('127.0.0.151', 0, 0, 'NON_FIPS');
+    const rf = await fleet.register({ managementHost: fips.host, managementPort: fips.managementPort });
+    const rn = await fleet.register({ managementHost: nonFips.host, managementPort: nonFips.managementPort });
+    assert.deepEqual([rf.mode, rn.mode], ['FIPS', 'NON_FIPS'], 'from the node\'s health');
+    const a = await fleet.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: 0, mode: 'NON_FIPS' });
+    assert.equal(a.serial, rn.serial, 'the NON_FIPS node, though the FIPS one was registered first');
+    await rejectsWith(fleet.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-bbcdefghijk', dataPlanePort: 0, mode: 'NON_FIPS' }), 'COFFER_FLEET_EXHAUSTED');
+    const b = await fleet.provision({ clusterId: 'cluster-bbcdefghijk', hsmId: 'hsm-cbcdefghijk', dataPlanePort: 0, mode: 'FIPS' });
+    assert.equal(b.serial, rf.serial);
+    await fleet.release(a);
+    await fleet.release(b);
+  } finally {
+    await fleet.close();
+  }
+});
+
+test('remote: a node left assigned by a provision that a crash cut short is released when that HSM is provisioned again', async () => {
+  const fleetDir = join(env.dir, 'stray');
+  const fleet = await open(fleetDir);
+  try {
+    await withTestNodes(env.authorities, 2, async ([a, b]) => {
+      const ra = await fleet.register({ managementHost: '127.0.0.1', managementPort: a!.management.port });
+      await fleet.register({ managementHost: '127.0.0.1', managementPort: b!.management.port });
+      // The cut provision: the registry says `ra` serves the HSM; the HSM never recorded it.
+      await updateRegistry(storeOf(fleetDir), (records) => ({ records: records.map((r) => (r.deviceId === ra.deviceId ? { ...r, state: 'assigned', hsmId: 'hsm-abcdefghijk' } : r)), result: undefined }));
+      const device = await fleet.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: 0 });
+      const serving = (await fleet.registered()).filter((n) => n.hsmId === 'hsm-abcdefghijk');
+      assert.deepEqual(serving.map((n) => [n.deviceId, n.state]), [[device.deviceId, 'assigned']], 'one node serves the HSM; the stray was freed');
+      assert.equal((await fleet.registered()).filter((n) => n.state === 'free').length, 1);
+      await fleet.release(device);
+    });
+  } finally {
+    await fleet.close();
+  }
 });
 
 test('remote: a release that cannot reach the node leaves it owed a zeroise, never handed out', async () => {

@@ -11,7 +11,7 @@ import {
 import { SqliteMetadataStore } from '../../../src/storage/metadata_sqlite.js';
 
 const NODE: RemoteRecord = {
-  deviceId: 'remote-abcdefgh2345', serial: 'SN-0001', host: '10.0.0.5', port: 2223, managementHost: '10.0.0.5', managementPort: 2224, state: 'free',
+  deviceId: 'remote-abcdefgh2345', serial: 'SN-0001', host: '10.0.0.5', port: 2223, managementHost: '10.0.0.5', managementPort: 2224, state: 'free', mode: 'NON_FIPS',
 };
 
 function refused(body: string, code: ErrorCode, why: string): void {
@@ -69,4 +69,6 @@ test('registry: a document of another format, another version or with a malforme
   refused(record({ state: 'starting' }), 'COFFER_FORMAT_BAD_MAGIC', 'a local fleet state');
   refused(record({ hsmId: 'hsm-abcdefghijk' }), 'COFFER_FORMAT_BAD_MAGIC', 'an HSM on a free node');
   refused(record({ serial: 7 }), 'COFFER_FORMAT_BAD_MAGIC', 'a serial that is not text');
+  refused(record({ mode: 'fips' }), 'COFFER_FORMAT_BAD_MAGIC', 'a mode that is not FIPS or NON_FIPS');
+  refused(record({ mode: undefined }), 'COFFER_FORMAT_BAD_MAGIC', 'no mode');
 });
