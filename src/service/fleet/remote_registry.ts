@@ -17,6 +17,7 @@
 import { fail, isCofferError } from '../../errors.js';
 import type { MetadataStore } from '../../storage/metadata_port.js';
 import { RecordFields } from './fleet_file.js';
+import type { FleetDevice } from './fleet_port.js';
 
 export const REMOTE_REGISTRY_COLLECTION = 'devices';
 export const REMOTE_REGISTRY_ID = 'remote-fleet';
@@ -38,13 +39,8 @@ const HSM_ID = /^[\x21-\x7e]{1,128}$/;
 
 export type RemoteState = 'free' | 'assigned' | 'zeroise-owed';
 
-export interface RemoteRecord {
-  readonly deviceId: string;
-  readonly serial: string;
-  readonly host: string;
-  readonly port: number;
-  readonly managementHost: string;
-  readonly managementPort: number;
+/** A registered node: where it is (as the fleet hands it out), and its registry state. */
+export interface RemoteRecord extends FleetDevice {
   readonly state: RemoteState;
   /** The mode its device was commissioned in (for life): it serves clusters of that mode only. */
   readonly mode: 'FIPS' | 'NON_FIPS';
