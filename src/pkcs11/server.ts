@@ -171,7 +171,7 @@ class Connection {
         item = this.#decoder.next();
       } catch (e) {
         if (!isCofferError(e)) throw e;
-        this.close('framing error', { code: e.code, ...e.detail });
+        this.close('framing error', { code: e.code, detail: e.detail });
         return;
       }
       if (item === undefined) break;
@@ -179,6 +179,7 @@ class Connection {
         this.#version = negotiateVersion(item.offered);
         this.socket.write(Uint8Array.of(this.#version));
         clearTimeout(this.#timer);
+        this.#timer = undefined;
         this.logger.info({ event: 'p11.connection.opened', connection: this.#id, offered: item.offered, version: this.#version }, 'connection opened');
         continue;
       }
@@ -218,10 +219,10 @@ class Connection {
     } catch (e) {
       if (!isCofferError(e)) throw e;
       if (CLOSING.has(e.code)) {
-        this.close('not a p11-kit call', { code: e.code, ...e.detail });
+        this.close('not a p11-kit call', { code: e.code, detail: e.detail });
         return;
       }
-      this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: e.code, ...e.detail }, 'call refused');
+      this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: e.code, detail: e.detail }, 'call refused');
       answer = encodeErrorResponse(ckrOf(e));
     }
     if (!this.#closed) this.socket.write(encodeFrame(frame.code, answer));
