@@ -171,6 +171,15 @@ export const ERRORS = {
   // `coffer fleet` (src/cli/fleet_commands.ts): the control plane's answer
   COFFER_SERVICE_REFUSED: { message: 'The control plane refused the request', ckr: 'CKR_FUNCTION_FAILED', http: 502 },
   COFFER_SERVICE_UNREACHABLE: { message: 'The control plane cannot be reached', ckr: 'CKR_DEVICE_REMOVED', http: 503 },
+  // ── PKCS#11 bridge: the p11-kit RPC protocol (src/pkcs11/, docs/pkcs11.md) ──────────────────
+  COFFER_P11_FRAME_INVALID: { message: 'p11-kit RPC frame is malformed or exceeds its limit: the connection is closed', ckr: 'CKR_DEVICE_ERROR', http: 400 },
+  COFFER_P11_CALL_UNKNOWN: { message: 'p11-kit RPC call id or signature is not one this protocol version defines', ckr: 'CKR_DEVICE_ERROR', http: 400 },
+  COFFER_P11_MESSAGE_MALFORMED: { message: 'p11-kit RPC message arguments do not match the call signature', ckr: 'CKR_DEVICE_ERROR', http: 400 },
+  COFFER_P11_LIMIT: { message: 'A p11-kit RPC count or length exceeds its limit', ckr: 'CKR_DEVICE_MEMORY', http: 400 },
+  COFFER_P11_MECHANISM_UNCARRIED: { message: 'Mechanism parameter encoding is not known for this mechanism and protocol version', ckr: 'CKR_MECHANISM_INVALID', http: 400 },
+  COFFER_P11_ATTRIBUTE_UNCARRIED: { message: 'Attribute value encoding is not known for this attribute type and protocol version', ckr: 'CKR_ATTRIBUTE_TYPE_INVALID', http: 400 },
+  COFFER_P11_HANDSHAKE_INVALID: { message: 'C_Initialize did not carry the p11-kit RPC handshake string', ckr: 'CKR_GENERAL_ERROR', http: 400 },
+  COFFER_P11_TIMEOUT: { message: 'p11-kit RPC peer did not finish its version byte or a frame in time: the connection is closed', ckr: 'CKR_DEVICE_ERROR', http: 408 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
