@@ -164,6 +164,12 @@ export const ERRORS = {
   COFFER_JOURNAL_OUT_OF_ORDER: { message: 'Journal entry is not the next one: replayed, reordered, or an entry before it is missing', ckr: 'CKR_DATA_INVALID', http: 409 },
   COFFER_JOURNAL_FORK: { message: 'Journal entry does not follow the entry this HSM applied before it: the journal has forked', ckr: 'CKR_DATA_INVALID', http: 409 },
   COFFER_JOURNAL_NO_SYNC_KEY: { message: 'This HSM holds no cluster sync key: the cluster is not initialised, or was initialised by an older version', ckr: 'CKR_OPERATION_NOT_INITIALIZED', http: 409 },
+  // ── cluster journal on the device: journaled state changes, delivery, faults (hsm/state/journal.ts) ──
+  COFFER_JOURNAL_NOT_APPENDED: { message: 'State change was not ordered by the cluster journal in time and was withdrawn: it is not in the journal', ckr: 'CKR_FUNCTION_FAILED', http: 503 },
+  COFFER_JOURNAL_OUTCOME_UNKNOWN: { message: 'State change was handed to the cluster journal but not confirmed in time: it is in the journal wholly or not at all', ckr: 'CKR_FUNCTION_FAILED', http: 504 },
+  COFFER_JOURNAL_RETRIES_EXHAUSTED: { message: 'State change lost the race for the next journal position too many times; nothing was changed', ckr: 'CKR_FUNCTION_FAILED', http: 503 },
+  COFFER_JOURNAL_HALTED: { message: 'This HSM refused a journal entry and applies no more until it is restored or replaced; state changes are refused', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  COFFER_JOURNAL_FORGED: { message: 'Journal entry names this HSM as its originator but this HSM did not prepare it', ckr: 'CKR_DATA_INVALID', http: 409 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

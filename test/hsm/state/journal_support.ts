@@ -1,0 +1,135 @@
+// Test support for the cluster journal on devices (not a test file): HSMs cloned from one backup of
+// an initialised, activated cluster, each relaying its journal; and an in-test relay that does what
+// the control plane will — takes each HSM's offered entry, appends it with compare-and-append on the
+// sequence number in a real metadata store (SQLite, in memory), and delivers the journal to every
+// HSM from its head. The relay knows no key: it moves sealed bytes.
+
+import { bufferSource } from '../../../src/formats/backup.js';
+import { isCofferError } from '../../../src/errors.js';
+import type { DevelopmentAuthorities, DevelopmentCustomerCa } from '../../../src/factory/development.js';
+import type { Hsm } from '../../../src/hsm/device.js';
+import type { JournalItem, JournalOptions } from '../../../src/hsm/state/journal.js';
+import { SqliteMetadataStore } from '../../../src/storage/metadata_sqlite.js';
+import type { MetadataStore } from '../../../src/storage/metadata_port.js';
+import { ADMIN_PW, CLUSTER, PRECO, backupOf, commissionedDevice } from '../backup/backup_support.js';
+import { initialisedDevice } from '../identity/cluster_support.js';
+
+/** A small seeded generator (mulberry32): scenarios replay from their seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed from `variable`, or a fresh one; printed so that a failure can be replayed. */
+export function seedFrom(variable: string, label: string): number {
+  const seed = Number(process.env[variable] ?? Math.floor(Math.random() * 2 ** 31));
+  console.log(`${label} seed ${seed} (${variable}=${seed} replays it)`);
+  return seed;
+}
+
+/** How long a test waits for the journal: generous, since the machine may be busy. */
+export const JOURNAL_TEST_TIMEOUT_MS = 60_000;
+
+/**
+ * `count` HSMs of one cluster: the first initialised and activated (admin password ADMIN_PW, crypto
+ * user `alice` with password `alice-password`, made before its journal was relayed: solo), the
+ * others restored from its backup; every one relays its journal from then on.
+ */
+export async function clonedCluster(authorities: DevelopmentAuthorities, ca: DevelopmentCustomerCa, count: number, journal: JournalOptions = {}): Promise<Hsm[]> {
+  const first = await initialisedDevice(authorities, ca);
+  await first.activate(PRECO, ADMIN_PW);
+  const admin = first.openSession();
+  await admin.login('admin', ADMIN_PW);
+  await admin.createUser('alice', 'alice-password', 'crypto-user');
+  admin.close();
+  const blob = backupOf(first);
+  first.close();
+  const options: JournalOptions = { mode: 'relayed', decideTimeoutMs: JOURNAL_TEST_TIMEOUT_MS, ...journal };
+  const devices: Hsm[] = [];
+  for (let i = 0; i < count; i++) {
+    const hsm = await commissionedDevice(authorities, { journal: options });
+    await hsm.restoreBackup(bufferSource(blob));
+    devices.push(hsm);
+  }
+  return devices;
+}
+
+/** A relay over a real metadata store, for `devices` (all of one cluster). */
+export class TestRelay {
+  readonly store: MetadataStore;
+  readonly #devices: readonly Hsm[];
+  #running = false;
+  #pumps: Promise<void>[] = [];
+  /** Appends won and lost (compare-and-append conflicts). */
+  appended = 0;
+  conflicts = 0;
+
+  private constructor(store: MetadataStore, devices: readonly Hsm[]) {
+    this.store = store;
+    this.#devices = devices;
+  }
+
+  /** A relay for `devices` over `store` (a fresh in-memory SQLite store unless given). */
+  static open(devices: readonly Hsm[], store: MetadataStore = SqliteMetadataStore.open({ path: ':memory:' })): TestRelay {
+    return new TestRelay(store, devices);
+  }
+
+  /** Starts one pump per device: take its offer, append it, deliver the journal to everyone. */
+  start(): void {
+    this.#running = true;
+    this.#pumps = this.#devices.map((d) => this.#pump(d));
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    await Promise.all(this.#pumps);
+    this.#pumps = [];
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    await this.store.close();
+  }
+
+  /** Appends one offered entry (false: another entry holds that position). */
+  async append(offer: JournalItem): Promise<boolean> {
+    try {
+      await this.store.appendJournal(CLUSTER, Number(offer.seq), offer.entry);
+      this.appended++;
+      return true;
+    } catch (e) {
+      if (!isCofferError(e, 'COFFER_JOURNAL_CONFLICT')) throw e;
+      this.conflicts++;
+      return false;
+    }
+  }
+
+  /** The journal's entries from `fromSeq`, as the relay would deliver them. */
+  async entries(fromSeq: bigint): Promise<JournalItem[]> {
+    const rows = await this.store.readJournal(CLUSTER, Number(fromSeq), 1000);
+    return rows.map((r) => ({ seq: BigInt(r.seq), entry: r.entry }));
+  }
+
+  /** Delivers the journal to every device from its head. */
+  async deliverAll(): Promise<void> {
+    for (const d of this.#devices) {
+      const items = await this.entries(d.journal.head().seq + 1n);
+      if (items.length > 0) await d.journal.deliver(items);
+    }
+  }
+
+  async #pump(device: Hsm): Promise<void> {
+    while (this.#running) {
+      const offer = await device.journal.takeOffer(100);
+      if (offer === undefined) continue;
+      await this.append(offer);
+      await this.deliverAll();
+    }
+  }
+}
