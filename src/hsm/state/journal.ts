@@ -199,10 +199,12 @@ export class Journal implements StateSequencer {
 
   /** True once the head is at or past `seq`; false if it is not within `waitMs`. */
   waitForHead(seq: bigint, waitMs: number): Promise<boolean> {
-    checkWaitMs(waitMs, 'waitMs');
-    if (this.#state.journalHead().seq >= seq) return Promise.resolve(true);
-    if (waitMs === 0) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
+      checkWaitMs(waitMs, 'waitMs');
+      if (this.#state.journalHead().seq >= seq || waitMs === 0) {
+        resolve(this.#state.journalHead().seq >= seq);
+        return;
+      }
       const done = (reached: boolean): void => {
         clearTimeout(timer);
         stop();

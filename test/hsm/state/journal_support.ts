@@ -7,7 +7,8 @@
 import { bufferSource } from '../../../src/formats/backup.js';
 import { isCofferError } from '../../../src/errors.js';
 import type { DevelopmentAuthorities, DevelopmentCustomerCa } from '../../../src/factory/development.js';
-import type { Hsm } from '../../../src/hsm/device.js';
+import type { Hsm, Session } from '../../../src/hsm/device.js';
+import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
 import type { JournalItem, JournalOptions } from '../../../src/hsm/state/journal.js';
 import { SqliteMetadataStore } from '../../../src/storage/metadata_sqlite.js';
 import type { MetadataStore } from '../../../src/storage/metadata_port.js';
@@ -36,28 +37,49 @@ export function seedFrom(variable: string, label: string): number {
 /** How long a test waits for the journal: generous, since the machine may be busy. */
 export const JOURNAL_TEST_TIMEOUT_MS = 60_000;
 
+/** HSMs of one cluster and the stores under them (tests read a sync key from a store). */
+export interface ClonedCluster {
+  readonly devices: Hsm[];
+  readonly stores: MemoryRecordStore[];
+}
+
 /**
- * `count` HSMs of one cluster: the first initialised and activated (admin password ADMIN_PW, crypto
- * user `alice` with password `alice-password`, made before its journal was relayed: solo), the
- * others restored from its backup; every one relays its journal from then on.
+ * `count` HSMs of one cluster, each relaying its journal: the first initialised (not activated:
+ * its journal begins at (0, genesis)), all restored from one backup of it. `activateCluster` then
+ * activates it through the journal.
  */
-export async function clonedCluster(authorities: DevelopmentAuthorities, ca: DevelopmentCustomerCa, count: number, journal: JournalOptions = {}): Promise<Hsm[]> {
+export async function clonedCluster(authorities: DevelopmentAuthorities, ca: DevelopmentCustomerCa, count: number, journal: JournalOptions = {}): Promise<ClonedCluster> {
   const first = await initialisedDevice(authorities, ca);
-  await first.activate(PRECO, ADMIN_PW);
-  const admin = first.openSession();
-  await admin.login('admin', ADMIN_PW);
-  await admin.createUser('alice', 'alice-password', 'crypto-user');
-  admin.close();
   const blob = backupOf(first);
   first.close();
   const options: JournalOptions = { mode: 'relayed', decideTimeoutMs: JOURNAL_TEST_TIMEOUT_MS, ...journal };
   const devices: Hsm[] = [];
+  const stores: MemoryRecordStore[] = [];
   for (let i = 0; i < count; i++) {
-    const hsm = await commissionedDevice(authorities, { journal: options });
+    const store = new MemoryRecordStore();
+    const hsm = await commissionedDevice(authorities, { store, journal: options });
     await hsm.restoreBackup(bufferSource(blob));
     devices.push(hsm);
+    stores.push(store);
   }
-  return devices;
+  return { devices, stores };
+}
+
+/** Activates the cluster through `hsm` (admin password ADMIN_PW) and makes the crypto users
+ * `alice` and `bob` (passwords `<name>-password`). Its journal must be relayed meanwhile. */
+export async function activateCluster(hsm: Hsm): Promise<void> {
+  await hsm.activate(PRECO, ADMIN_PW);
+  const admin = hsm.openSession();
+  await admin.login('admin', ADMIN_PW);
+  for (const name of ['alice', 'bob']) await admin.createUser(name, `${name}-password`, 'crypto-user');
+  admin.close();
+}
+
+/** A session of `name` on `hsm`, logged in (a journaled change: the journal must be relayed). */
+export async function loggedIn(hsm: Hsm, name: string, password = name === 'admin' ? ADMIN_PW : `${name}-password`): Promise<Session> {
+  const session = hsm.openSession();
+  await session.login(name, password);
+  return session;
 }
 
 /** A relay over a real metadata store, for `devices` (all of one cluster). */
