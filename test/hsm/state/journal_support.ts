@@ -92,14 +92,19 @@ export class TestRelay {
   appended = 0;
   conflicts = 0;
 
-  private constructor(store: MetadataStore, devices: readonly Hsm[]) {
+  readonly #jitter: (() => number) | undefined;
+
+  private constructor(store: MetadataStore, devices: readonly Hsm[], jitter: (() => number) | undefined) {
     this.store = store;
     this.#devices = devices;
+    this.#jitter = jitter;
   }
 
-  /** A relay for `devices` over `store` (a fresh in-memory SQLite store unless given). */
-  static open(devices: readonly Hsm[], store: MetadataStore = SqliteMetadataStore.open({ path: ':memory:' })): TestRelay {
-    return new TestRelay(store, devices);
+  /** A relay for `devices` over `store` (a fresh in-memory SQLite store unless given). With
+   * `jitter`, each append waits a random few turns of the event loop first, so that offers of
+   * several HSMs overlap and race for one position (seeded: the choices replay, the timing not). */
+  static open(devices: readonly Hsm[], store: MetadataStore = SqliteMetadataStore.open({ path: ':memory:' }), jitter?: () => number): TestRelay {
+    return new TestRelay(store, devices, jitter);
   }
 
   /** Starts one pump per device: take its offer, append it, deliver the journal to everyone. */
@@ -150,6 +155,8 @@ export class TestRelay {
     while (this.#running) {
       const offer = await device.journal.takeOffer(100);
       if (offer === undefined) continue;
+      const turns = this.#jitter === undefined ? 0 : Math.floor(this.#jitter() * 4);
+      for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));
       await this.append(offer);
       await this.deliverAll();
     }
