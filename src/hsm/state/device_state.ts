@@ -221,7 +221,7 @@ export class DeviceState implements StateReader {
       } catch (e) {
         if (!ownApplied) {
           for (const cs of local) wipeChangeSet(cs);
-          settle(hooks, isCofferError(e, 'COFFER_JOURNAL_NOT_APPENDED') ? 'refused' : 'unknown');
+          settle(hooks, certainlyNotAppended(e) ? 'refused' : 'unknown');
         }
         throw e;
       } finally {
@@ -402,6 +402,14 @@ function checkScope(cs: ChangeSet): void {
 /** Runs every hook's `abandoned` (hooks only undo bookkeeping in memory: they do not throw). */
 function settle(hooks: readonly DecisionHooks[], reason: AbandonReason): void {
   for (const h of hooks) h.abandoned?.(reason);
+}
+
+/** The sequencer's refusal says the entry is not in the journal: withdrawn before the relay took
+ * it, or never sealed (the journal was halted, or sealing refused it). */
+function certainlyNotAppended(e: unknown): boolean {
+  if (isCofferError(e, 'COFFER_JOURNAL_NOT_APPENDED')) return true;
+  if (isCofferError(e, 'COFFER_JOURNAL_HALTED')) return e.detail['sealed'] === false;
+  return isCofferError(e) && !isCofferError(e, 'COFFER_JOURNAL_OUTCOME_UNKNOWN');
 }
 
 /** A decision's cluster-wide change sets as the one change set its journal entry carries: itself

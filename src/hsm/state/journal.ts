@@ -221,7 +221,7 @@ export class Journal implements StateSequencer {
 
   propose(cs: ChangeSet, onOwn: () => void): Promise<'own' | 'other'> {
     return new Promise<'own' | 'other'>((resolve, reject) => {
-      if (this.#fault !== undefined) throw halted(this.#fault);
+      if (this.#fault !== undefined) throw halted(this.#fault, false);
       assert(this.#pending === undefined, 'one entry in flight per device (the writer queue is held)');
       const head = this.head();
       const seq = head.seq + 1n;
@@ -387,7 +387,7 @@ export class Journal implements StateSequencer {
     if (p === undefined) return;
     this.#pending = undefined;
     clearTimeout(p.timer);
-    p.reject(halted(fault));
+    p.reject(halted(fault, true));
   }
 
   #tellHead(head: JournalHead): void {
@@ -395,9 +395,10 @@ export class Journal implements StateSequencer {
   }
 }
 
-/** The typed error of a refused journaled change once the journal is halted. */
-function halted(fault: JournalFault): Error {
-  return new CofferError('COFFER_JOURNAL_HALTED', { fault: fault.code, seq: String(fault.seq), reason: fault.reason });
+/** The typed error of a journaled change refused because the journal is halted; `sealed`: its entry
+ * had been sealed and offered (it may be in the journal), else nothing of it left the device. */
+function halted(fault: JournalFault, sealed: boolean): Error {
+  return new CofferError('COFFER_JOURNAL_HALTED', { fault: fault.code, seq: String(fault.seq), reason: fault.reason, sealed });
 }
 
 /** A fault's reason: the refusal's own `reason` detail when it has one, else its code. */
