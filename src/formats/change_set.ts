@@ -21,7 +21,7 @@
 // The state position record (namespace 'state', id 'position') that apply advances for every
 // cluster-wide change set is here too. Version 2 (written since the device applies journal
 // entries): u16 version = 2 ‖ u64 position ‖ 32-byte lineage ‖ 32-byte object lineage ‖ u64 journal
-// head seq ‖ 32-byte journal head hash (106 bytes). Version 1 (still read: older stores and backups)
+// head seq ‖ 32-byte journal head hash (114 bytes). Version 1 (still read: older stores and backups)
 // is the first 74 bytes with version 1, and means journal head seq 0. lineage' = SHA-256("coffer
 // state lineage v1\0" ‖ lineage ‖ SHA-256(encoded change set)) for every cluster-wide change set,
 // and the object lineage advances the same way (domain "coffer object lineage v1\0") only for

@@ -17,7 +17,8 @@ import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type Develop
 import { isCofferError, type ErrorCode } from '../../../src/errors.js';
 import type { Hsm, Session } from '../../../src/hsm/device.js';
 import type { DeliverResult, JournalItem } from '../../../src/hsm/state/journal.js';
-import type { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { STATE_NAMESPACE, STATE_POSITION_ID } from '../../../src/formats/change_set.js';
 import { rejectsCode } from '../../helpers.js';
 import { ADMIN_PW, CLUSTER, activeDevice, backupOf, hex } from '../backup/backup_support.js';
 import { JOURNAL_TEST_TIMEOUT_MS, TestRelay, activateCluster, clonedCluster, loggedIn } from './journal_support.js';
@@ -330,6 +331,29 @@ test('a relay that drops, duplicates, reorders, edits, forks, replays or brings 
   r = await d1.journal.deliver([{ seq: h + 3n, entry: forged.entry }]);
   assert.deepEqual([r.applied, r.fault], [1, undefined]);
   for (const d of [stranger, ...devices]) d.close();
+});
+
+test('a backup whose state position predates the journal head (version 1) restores at head 0 with its count and lineages', async () => {
+  const store = new MemoryRecordStore();
+  const { hsm: old } = await activeDevice(authorities, { store });
+  const position = old.statePosition();
+  assert.ok(position.position > 0n);
+  const v2 = store.get(STATE_NAMESPACE, STATE_POSITION_ID);
+  assert.ok(v2 !== undefined && v2.length === 114 && v2[1] === 2);
+  const v1 = v2.slice(0, 74);
+  v1[1] = 1; // as a build before the journal head wrote it
+  store.transaction((tx) => tx.put(STATE_NAMESPACE, STATE_POSITION_ID, v1));
+  const { devices } = await clonedCluster(authorities, ca, 1);
+  const restored = devices[0] as Hsm;
+  await restored.restoreBackup(bufferSource(backupOf(old)));
+  const back = restored.statePosition();
+  assert.equal(back.position, position.position);
+  assert.equal(hex(back.lineage), hex(position.lineage));
+  assert.equal(hex(back.objectLineage), hex(position.objectLineage));
+  assert.equal(restored.journal.head().seq, 0n);
+  assert.equal(restored.journal.journaled(), false, 'that cluster has no sync key: it works as before');
+  await (await loggedIn(restored, 'alice')).generateKey({ keyType: 'AES', bits: 128 });
+  assert.equal(restored.statePosition().position, position.position + 3n, 'a login (counted, then reset) and a key, applied directly');
 });
 
 test('deliver and takeOffer refuse what is out of bounds', async () => {
