@@ -330,6 +330,14 @@ test('a relay that drops, duplicates, reorders, edits, forks, replays or brings 
   assertHalted(await d0.journal.deliver([{ seq: h + 3n, entry: forged.entry }]), d0, 'COFFER_JOURNAL_FORGED', h + 3n, before);
   r = await d1.journal.deliver([{ seq: h + 3n, entry: forged.entry }]);
   assert.deepEqual([r.applied, r.fault], [1, undefined]);
+  // Sealed under this cluster's key for another cluster id (two clusters created from one backup).
+  const elsewhere = sealJournalEntry({
+    syncKey: syncKeyOf(stores[1] as MemoryRecordStore), clusterId: 'cluster-otherclusterx', originator: d1.status().serial ?? '', seq: h + 1n,
+    predecessor: d2.journal.head().hash, salt: new Uint8Array(32).fill(9),
+    changeSet: { scope: 'cluster', kind: 'quorum.value', ops: [{ op: 'put', ns: 'quorum', id: 'user', value: encodeQuorumValue(1) }] },
+  });
+  before = snapshot(d2);
+  assertHalted(await d2.journal.deliver([{ seq: h + 1n, entry: elsewhere.entry }]), d2, 'COFFER_JOURNAL_WRONG_CLUSTER', h + 1n, before);
   for (const d of [stranger, ...devices]) d.close();
 });
 
