@@ -338,8 +338,9 @@ export class Journal implements StateSequencer {
   /** The entry in flight learns its fate once its position is applied. */
   #settle(seq: bigint, hash: Uint8Array): void {
     const p = this.#pending;
-    if (p === undefined || p.seq !== seq) return;
-    assert(p.seq === seq, 'the entry in flight is at the position after the head');
+    if (p === undefined) return;
+    assert(p.seq >= seq, 'the entry in flight is never behind the head');
+    if (p.seq !== seq) return;
     this.#pending = undefined;
     clearTimeout(p.timer);
     if (!sameBytes(p.hash, hash)) {
