@@ -180,6 +180,12 @@ export const ERRORS = {
   COFFER_P11_ATTRIBUTE_UNCARRIED: { message: 'Attribute value encoding is not known for this attribute type and protocol version', ckr: 'CKR_ATTRIBUTE_TYPE_INVALID', http: 400 },
   COFFER_P11_HANDSHAKE_INVALID: { message: 'C_Initialize did not carry the p11-kit RPC handshake string', ckr: 'CKR_GENERAL_ERROR', http: 400 },
   COFFER_P11_TIMEOUT: { message: 'p11-kit RPC peer did not finish its version byte or a frame in time: the connection is closed', ckr: 'CKR_DEVICE_ERROR', http: 408 },
+  // ── cluster journal on the device: journaled state changes, delivery, faults (hsm/state/journal.ts) ──
+  COFFER_JOURNAL_NOT_APPENDED: { message: 'State change was not ordered by the cluster journal in time and was withdrawn: it is not in the journal', ckr: 'CKR_FUNCTION_FAILED', http: 503 },
+  COFFER_JOURNAL_OUTCOME_UNKNOWN: { message: 'State change was handed to the cluster journal but not confirmed in time: it is in the journal wholly or not at all', ckr: 'CKR_FUNCTION_FAILED', http: 504 },
+  COFFER_JOURNAL_RETRIES_EXHAUSTED: { message: 'State change lost the race for the next journal position too many times; nothing was changed', ckr: 'CKR_FUNCTION_FAILED', http: 503 },
+  COFFER_JOURNAL_HALTED: { message: 'This HSM refused a journal entry and applies no more until it is restored or replaced; state changes are refused', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  COFFER_JOURNAL_FORGED: { message: 'Journal entry names this HSM as its originator but this HSM did not prepare it', ckr: 'CKR_DATA_INVALID', http: 409 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

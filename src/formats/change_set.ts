@@ -19,10 +19,15 @@
 //   end   nothing may follow; the whole encoding is at most CHANGE_SET_BYTES_MAX
 //
 // The state position record (namespace 'state', id 'position') that apply advances for every
-// cluster-wide change set is here too: u16 version ‖ u64 position ‖ 32-byte lineage ‖ 32-byte
-// object lineage, where lineage' = SHA-256("coffer state lineage v1\0" ‖ lineage ‖ SHA-256(encoded
-// change set)) for every cluster-wide change set, and the object lineage advances the same way
-// (domain "coffer object lineage v1\0") only for change sets that touch the key objects.
+// cluster-wide change set is here too. Version 2 (written since the device applies journal
+// entries): u16 version = 2 ‖ u64 position ‖ 32-byte lineage ‖ 32-byte object lineage ‖ u64 journal
+// head seq ‖ 32-byte journal head hash (114 bytes). Version 1 (still read: older stores and backups)
+// is the first 74 bytes with version 1, and means journal head seq 0. lineage' = SHA-256("coffer
+// state lineage v1\0" ‖ lineage ‖ SHA-256(encoded change set)) for every cluster-wide change set,
+// and the object lineage advances the same way (domain "coffer object lineage v1\0") only for
+// change sets that touch the key objects. The journal head is (seq, chain hash) of the last journal
+// entry applied (docs/journal-format.md "The chain"); at seq 0 the hash field is zero and stands for
+// the cluster's genesis value, which the journal computes from the cluster id.
 // Values may hold key material: an encoded change set is secret and is wiped by whoever holds it.
 
 import { createHash } from 'node:crypto';
@@ -177,55 +182,80 @@ export function wipeChangeSet(cs: ChangeSet): void {
 
 export const STATE_NAMESPACE = 'state';
 export const STATE_POSITION_ID = 'position';
-const POSITION_VERSION = 1;
-const POSITION_BYTES = 2 + 8 + 32 + 32;
+/** Version 2 adds the journal head; version 1 is still read. */
+const POSITION_VERSION = 2;
+const POSITION_V1_BYTES = 2 + 8 + 32 + 32;
+const POSITION_BYTES = POSITION_V1_BYTES + 8 + 32;
 const LINEAGE_DOMAIN = 'coffer state lineage v1\0';
 const OBJECT_LINEAGE_DOMAIN = 'coffer object lineage v1\0';
 const U64_MAX = (1n << 64n) - 1n;
+
+/** The last journal entry applied: its sequence number and chain hash (zero bytes at seq 0, where
+ * the journal's genesis value for the cluster stands in). */
+export interface JournalHead {
+  readonly seq: bigint;
+  readonly hash: Uint8Array;
+}
 
 /** How many cluster-wide change sets the state has applied, and a hash of which ones, in order:
  * two devices with the same position and lineage applied the same change sets from the same start.
  * The object lineage hashes only the change sets that touched key objects: two devices with the same
  * object lineage hold the same objects under the same handles, whatever else (a failed login, a new
- * user) differs between them. */
+ * user) differs between them. `journal` is the journal head: which journal entries the state holds
+ * (journal entries are cluster-wide change sets too, so they advance the position and lineages as
+ * well; the change sets of cluster initialisation, decided before the journal exists, do not move
+ * the head). */
 export interface StatePosition {
   readonly position: bigint;
   readonly lineage: Uint8Array;
   readonly objectLineage: Uint8Array;
+  readonly journal: JournalHead;
 }
 
 /** Where a device that never applied a cluster-wide change set stands. */
-export const INITIAL_STATE_POSITION: StatePosition = Object.freeze({ position: 0n, lineage: new Uint8Array(32), objectLineage: new Uint8Array(32) });
+export const INITIAL_STATE_POSITION: StatePosition = Object.freeze({
+  position: 0n, lineage: new Uint8Array(32), objectLineage: new Uint8Array(32), journal: Object.freeze({ seq: 0n, hash: new Uint8Array(32) }),
+});
 
 export function encodeStatePosition(p: StatePosition): Uint8Array {
   assert(p.position >= 0n && p.position <= U64_MAX && p.lineage.length === 32 && p.objectLineage.length === 32, 'state position fields');
+  assert(p.journal.seq >= 0n && p.journal.seq <= U64_MAX && p.journal.hash.length === 32, 'journal head fields');
+  assert(p.journal.seq > 0n || p.journal.hash.every((b) => b === 0), 'the head at seq 0 is the genesis, stored as zeros');
   const out = new Uint8Array(POSITION_BYTES);
   const v = new DataView(out.buffer);
   v.setUint16(0, POSITION_VERSION);
   v.setBigUint64(2, p.position);
   out.set(p.lineage, 10);
   out.set(p.objectLineage, 42);
+  v.setBigUint64(74, p.journal.seq);
+  out.set(p.journal.hash, 82);
   return out;
 }
 
+/** Reads version 2, and version 1 (journal head seq 0). */
 export function decodeStatePosition(bytes: Uint8Array): StatePosition {
   if (bytes.length < 2) fail('COFFER_FORMAT_TRUNCATED', { format: 'state position' });
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = v.getUint16(0);
-  if (version !== POSITION_VERSION) fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'state position', version, supported: POSITION_VERSION });
-  if (bytes.length !== POSITION_BYTES) fail('COFFER_FORMAT_MALFORMED', { format: 'state position' });
-  return { position: v.getBigUint64(2), lineage: bytes.slice(10, 42), objectLineage: bytes.slice(42) };
+  if (version !== 1 && version !== POSITION_VERSION) fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'state position', version, supported: POSITION_VERSION });
+  if (bytes.length !== (version === 1 ? POSITION_V1_BYTES : POSITION_BYTES)) fail('COFFER_FORMAT_MALFORMED', { format: 'state position' });
+  const journal = version === 1 ? { seq: 0n, hash: new Uint8Array(32) } : { seq: v.getBigUint64(74), hash: bytes.slice(82, 114) };
+  if (journal.seq === 0n && journal.hash.some((b) => b !== 0)) fail('COFFER_FORMAT_MALFORMED', { format: 'state position', field: 'journal head' });
+  return { position: v.getBigUint64(2), lineage: bytes.slice(10, 42), objectLineage: bytes.slice(42, 74), journal };
 }
 
 /** The position after applying the change set whose encoding is `encoded` (`touchesObjects`: it
- * writes or deletes key objects or their handle counter). */
-export function nextStatePosition(p: StatePosition, encoded: Uint8Array, touchesObjects: boolean): StatePosition {
+ * writes or deletes key objects or their handle counter; `head`: the journal entry it came in, if
+ * it came in one — the journal head moves to it). */
+export function nextStatePosition(p: StatePosition, encoded: Uint8Array, touchesObjects: boolean, head?: JournalHead): StatePosition {
   if (p.position >= U64_MAX) fail('COFFER_FORMAT_LIMIT', { format: 'state position', field: 'position' });
+  assert(head === undefined || head.seq === p.journal.seq + 1n, 'the journal head moves one entry at a time');
   const entry = createHash('sha256').update(encoded).digest();
   const chain = (domain: string, previous: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(domain).update(previous).update(entry).digest());
   return {
     position: p.position + 1n,
     lineage: chain(LINEAGE_DOMAIN, p.lineage),
     objectLineage: touchesObjects ? chain(OBJECT_LINEAGE_DOMAIN, p.objectLineage) : p.objectLineage.slice(),
+    journal: head === undefined ? { seq: p.journal.seq, hash: p.journal.hash.slice() } : { seq: head.seq, hash: head.hash.slice() },
   };
 }

@@ -299,6 +299,25 @@ export const CHANGE_SET_BYTES_MAX = 8 * SEALED_RECORD_BYTES_MAX + 64 * 1024;
 /** State changes waiting for the device's one writer: past this a caller gets COFFER_DEVICE_BUSY
  * rather than queue without end. */
 export const STATE_QUEUE_MAX = 4096;
+
+// ── the cluster journal on the device (src/hsm/state/journal.ts, docs/device.md "The journal") ──
+
+/** Times one decision may be decided again after its entry lost the journal position to another
+ * HSM's. Every loss means another entry was appended, so the cluster progressed; with N HSMs racing
+ * fairly a decision loses 64 times in a row with probability ((N-1)/N)^64 (under 1e-11 for N = 3). */
+export const JOURNAL_DECIDE_ATTEMPTS_MAX = 64;
+/** How long a journaled state change waits for the journal to order its entry, by default: long
+ * enough for a control plane under load, short enough that a client is not left hanging. */
+export const JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT = 10_000;
+/** The longest wait a caller may configure or ask for (a decision's entry, an offer, a head). */
+export const JOURNAL_WAIT_MS_MAX = 10 * 60_000;
+/** Entries in one delivery: a page of the metadata store's journal read (JOURNAL_READ_LIMIT_MAX). */
+export const JOURNAL_DELIVER_ENTRIES_MAX = 1000;
+/** Chain hashes of the entries applied last that a device keeps, to tell a repeated delivery of an
+ * applied entry (ignored) from a different entry at an applied position (a fork). */
+export const JOURNAL_APPLIED_HASHES_KEPT = 1024;
+/** Listeners of the head (clients' acknowledgements waiting on it): bounded like the writer queue. */
+export const JOURNAL_HEAD_WAITERS_MAX = 4096;
 /** A per-object unique id, fixed at creation: 128 random bits tell objects apart across every HSM. */
 export const OBJECT_UID_BYTES = 16;
 /** A session's id or an application scope (a data-plane connection) in a session object's record:

@@ -9,6 +9,9 @@
 // Every change of state goes through one door, the DeviceState (state/device_state.ts): the modules
 // decide change sets against the current state, and its one apply commits them, one writer at a
 // time. So every state-changing call here is asynchronous: it waits its turn in the writer queue.
+// Once the cluster is initialised, cluster-wide changes take effect through the cluster journal
+// (`hsm.journal`, state/journal.ts): a change is sealed as an entry and applied when the journal
+// delivers it, on this HSM as on every other.
 //
 // Backup and restore (docs/backup-format.md, backup/backup.ts): createBackup seals the whole state;
 // restoreBackup replaces it atomically, then rebuilds the in-memory modules over the restored
@@ -24,6 +27,7 @@
 
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { ChangeSet, StatePosition } from '../formats/change_set.js';
+import { assert } from '../assert.js';
 import { fail, isCofferError } from '../errors.js';
 import type { SecretBytes } from '../crypto/secret_bytes.js';
 import type { BackupSource } from '../formats/backup.js';
@@ -39,6 +43,7 @@ import { systemClock, systemRandom, type Clock, type Random } from './ports.js';
 import { Provisioning, type FirmwareEvidence } from './identity/provisioning.js';
 import { Quorum, type AdminService, type QuorumService, type QuorumToken, type TokenSummary } from './users/quorum.js';
 import { DeviceState, SESSION_OBJECT_NAMESPACE, type ChangeSummary } from './state/device_state.js';
+import { Journal, type JournalCluster, type JournalOptions } from './state/journal.js';
 import { OBJECT_NAMESPACE } from '../formats/object_record.js';
 import { USER_NAME_CHARS_MAX } from '../formats/limits.js';
 import { USER_NAMESPACE } from '../formats/user_record.js';
@@ -56,6 +61,8 @@ export interface HsmOptions {
   readonly kdfParams?: ScryptParams;
   /** Hears what happens on the device, for the node's log (HsmEvent: never a secret). */
   readonly onEvent?: (event: HsmEvent) => void;
+  /** How the cluster journal is ordered: relayed by the control plane, or solo (the default). */
+  readonly journal?: JournalOptions;
 }
 
 /**
@@ -82,8 +89,9 @@ export interface HsmStatus {
   readonly sessions: number;
   readonly cluster: ClusterState;
   readonly clusterId: string | null;
-  /** Cluster-wide change sets applied: their count (the journal position) and hash chain. */
+  /** The journal head's seq: the last cluster journal entry applied (0 before the first). */
   readonly journalPosition: bigint;
+  /** The hash chain of the cluster-wide change sets applied (docs/device.md "State position"). */
   readonly stateLineage: Uint8Array;
   /** The hash chain of the change sets that touched key objects (docs/device.md "State position"). */
   readonly objectLineage: Uint8Array;
@@ -98,6 +106,8 @@ export interface SessionOptions {
 
 export class Hsm {
   readonly provisioning: Provisioning;
+  /** The cluster journal on this device: its head, outbox and delivery (state/journal.ts). */
+  readonly journal: Journal;
   /** The cluster key, its certificate and the customer's trust anchor; rebuilt after a restore. */
   #cluster: ClusterIdentity;
   readonly #store: RecordStore;
@@ -126,6 +136,19 @@ export class Hsm {
     this.provisioning = new Provisioning(this.#state, this.#clock);
     [this.#users, this.#quorum] = this.#userModules();
     this.#cluster = this.#clusterModule();
+    this.journal = new Journal(this.#state, () => this.#journalCluster(), options.journal);
+  }
+
+  /** What the journal needs of the cluster identity as it now is (it is rebuilt after a restore). */
+  #journalCluster(): JournalCluster {
+    const cluster = this.#cluster;
+    return {
+      clusterId: () => cluster.clusterId(),
+      hasSyncKey: () => cluster.state() === 'INITIALISED' && cluster.syncKeyId() !== null,
+      serial: () => this.provisioning.identity().serial,
+      seal: (cs, position) => cluster.sealJournalEntry(cs, position),
+      open: (entry, position) => cluster.openJournalEntry(entry, position),
+    };
   }
 
   /** The cluster key, its certificate and the customer's trust anchor. */
@@ -231,15 +254,17 @@ export class Hsm {
 
   #positionFields(): { journalPosition: bigint; stateLineage: Uint8Array; objectLineage: Uint8Array } {
     const p = this.#state.position();
-    return { journalPosition: p.position, stateLineage: p.lineage, objectLineage: p.objectLineage };
+    return { journalPosition: p.journal.seq, stateLineage: p.lineage, objectLineage: p.objectLineage };
   }
 
   /**
-   * Applies a change set decided on another device of the cluster (a replica of its outcome: the
-   * cluster journal's entries), in this device's writer queue, through the same apply as its own.
-   * The caller vouches for it: the journal authenticates entries before they get here.
+   * @internal Applies a change set decided on another device (a replica of its outcome), in this
+   * device's writer queue, through the same apply as its own — for the change sets decided before a
+   * cluster's journal begins (its CSR and initialisation) and for tests. The caller vouches for it.
+   * Once the journal is on, every cluster-wide change arrives by `journal.deliver` instead.
    */
   applyChangeSet(cs: ChangeSet): Promise<void> {
+    assert(cs.scope === 'local' || !this.journal.journaled(), 'a journaled cluster takes cluster-wide changes only from its journal');
     return this.#state.submit(() => ({ changes: [cs], result: undefined }));
   }
 
@@ -261,7 +286,7 @@ export class Hsm {
    */
   createBackup(sink: backup.BackupSink, options: backup.CreateBackupOptions): backup.BackupSummary {
     this.objects(); // commissioned, and a FIPS device's firmware verified
-    const summary = backup.createBackup(this.#backupDevice(), sink, { journalPosition: this.#state.position().position, ...options });
+    const summary = backup.createBackup(this.#backupDevice(), sink, { journalPosition: this.#state.journalHead().seq, ...options });
     this.#onEvent?.({ event: 'backup', backupId: summary.backupId, records: summary.records });
     return summary;
   }

@@ -82,5 +82,5 @@ function find(hsm: Hsm, s: SessionTable, r: WireRequest<'FIND'>): WireResponse<'
   const rest = after === undefined ? all : all.filter((o) => o.handle > after);
   const limit = Math.min(r.limit, WIRE_FIND_RESULTS_MAX);
   const position = hsm.statePosition();
-  return { objects: rest.slice(0, limit), more: rest.length > limit, journalPosition: position.position, objectLineage: position.objectLineage };
+  return { objects: rest.slice(0, limit), more: rest.length > limit, journalPosition: position.journal.seq, objectLineage: position.objectLineage };
 }

@@ -141,7 +141,7 @@ test('the encoder refuses what the decoder would refuse', () => {
   throwsCode(() => encodeChangeSet({ scope: 'cluster', kind: 'key.share', ops: nine }), 'COFFER_FORMAT_LIMIT');
 });
 
-test('state position: u16 version ‖ u64 ‖ lineage ‖ object lineage; each lineage recomputed from its definition', () => {
+test('state position: u16 version ‖ u64 ‖ lineage ‖ object lineage ‖ journal head (v2; v1 still read); each lineage recomputed from its definition', () => {
   const encoded = encodeChangeSet(GOLDEN);
   const sha = (...parts: (string | Uint8Array)[]): Uint8Array => {
     const h = createHash('sha256');
@@ -157,15 +157,35 @@ test('state position: u16 version ‖ u64 ‖ lineage ‖ object lineage; each l
   assert.equal(p2.position, 2n);
   assert.equal(hex(p2.lineage), hex(sha('coffer state lineage v1\0', p1.lineage, entry)));
   assert.equal(hex(p2.objectLineage), hex(p1.objectLineage), 'a change set that touches no object leaves the object lineage');
-  const bytes = encodeStatePosition(p2);
-  assert.equal(hex(bytes), '0001' + '0000000000000002' + hex(p2.lineage) + hex(p2.objectLineage));
-  const back = decodeStatePosition(bytes);
+  assert.equal(p2.journal.seq, 0n, 'a change set applied outside the journal leaves the journal head');
+  // Version 1 (stores and backups written before the journal head): still read, head at seq 0.
+  const v1 = Buffer.from('0001' + '0000000000000002' + hex(p2.lineage) + hex(p2.objectLineage), 'hex');
+  const back = decodeStatePosition(new Uint8Array(v1));
   assert.equal(back.position, 2n);
   assert.equal(hex(back.lineage), hex(p2.lineage));
   assert.equal(hex(back.objectLineage), hex(p2.objectLineage));
+  assert.equal(back.journal.seq, 0n);
+  assert.equal(hex(back.journal.hash), '00'.repeat(32));
+  throwsCode(() => decodeStatePosition(new Uint8Array(v1.subarray(0, v1.length - 1))), 'COFFER_FORMAT_MALFORMED');
+  // Version 2: the journal head after the lineages.
+  const entryHash = sha('an entry');
+  const p3 = nextStatePosition(p2, encoded, true, { seq: 1n, hash: entryHash });
+  assert.equal(p3.position, 3n);
+  assert.equal(p3.journal.seq, 1n);
+  const bytes = encodeStatePosition(p3);
+  assert.equal(hex(bytes), '0002' + '0000000000000003' + hex(p3.lineage) + hex(p3.objectLineage) + '0000000000000001' + hex(entryHash));
+  const back3 = decodeStatePosition(bytes);
+  assert.equal(back3.journal.seq, 1n);
+  assert.equal(hex(back3.journal.hash), hex(entryHash));
+  assert.equal(hex(back3.objectLineage), hex(p3.objectLineage));
   throwsCode(() => decodeStatePosition(bytes.subarray(0, bytes.length - 1)), 'COFFER_FORMAT_MALFORMED');
-  const v2 = bytes.slice();
-  v2[1] = 2;
-  throwsCode(() => decodeStatePosition(v2), 'COFFER_FORMAT_UNKNOWN_VERSION');
+  throwsCode(() => decodeStatePosition(bytes.subarray(0, 74)), 'COFFER_FORMAT_MALFORMED');
+  const zeroHead = encodeStatePosition(p2).slice();
+  zeroHead[100] = 1; // seq 0 with a hash: not a head any encoder writes
+  throwsCode(() => decodeStatePosition(zeroHead), 'COFFER_FORMAT_MALFORMED');
+  const v3 = bytes.slice();
+  v3[1] = 3;
+  throwsCode(() => decodeStatePosition(v3), 'COFFER_FORMAT_UNKNOWN_VERSION');
   throwsCode(() => nextStatePosition({ ...p2, position: 2n ** 64n - 1n }, encoded, true), 'COFFER_FORMAT_LIMIT');
+  assert.throws(() => nextStatePosition(p3, encoded, true, { seq: 3n, hash: entryHash }), /one entry at a time/);
 });

@@ -46,7 +46,7 @@ import { CLUSTER_NS, checkClusterRecord } from '../../formats/cluster_record.js'
 import type { StreamSigner } from '../identity/identity.js';
 import type { Clock, Random } from '../ports.js';
 import type { Provisioning } from '../identity/provisioning.js';
-import { STATE_NAMESPACE } from '../../formats/change_set.js';
+import { STATE_NAMESPACE, STATE_POSITION_ID, decodeStatePosition } from '../../formats/change_set.js';
 import type { DeviceState } from '../state/device_state.js';
 import type { RecordStore } from '../store/store_port.js';
 import { decodeUserRecord } from '../../formats/user_record.js';
@@ -485,6 +485,8 @@ const RECORD_CHECKS: Readonly<Record<string, (value: Uint8Array, id: string) => 
   [BACKUP_OBJECT_NAMESPACE]: (value) => void readObjectRecordLayout(value), // decodeObjectRecord's checks, without its copies
   [BACKUP_USER_NAMESPACE]: (value) => void decodeUserRecord(value),
   [CLUSTER_NS]: (value, id) => checkClusterRecord(id, value),
+  // The state position and journal head (version 1 or 2): a newer version is named, not taken.
+  [STATE_NAMESPACE]: (value, id) => void (id === STATE_POSITION_ID ? decodeStatePosition(value) : undefined),
 };
 
 function checkRecord(r: BackupRecord): void {

@@ -500,13 +500,16 @@ export class ObjectTable implements StateView {
     return this.#state.submit(() => {
       const items = decide();
       let nextToken = this.#nextTokenHandle;
+      // Session handles come from memory: taken only once the decision took effect (it may be
+      // decided again when its journal entry loses the race to another HSM's).
+      let nextSession = this.#nextSessionHandle;
       const token: RecordOp[] = [];
       const session: RecordOp[] = [];
       const handles: Handle[] = [];
       try {
         for (const [material, resolved] of items) {
           const isToken = resolved.attributes.token;
-          const handle = isToken ? nextToken++ : this.#nextSessionHandle++;
+          const handle = isToken ? nextToken++ : nextSession++;
           const record = newRecord(handle, actor.userId, material, resolved);
           try {
             if (isToken) token.push({ op: 'put', ns: OBJECT_NAMESPACE, id: recordId(handle), value: encodeObjectRecord(record) });
@@ -521,6 +524,7 @@ export class ObjectTable implements StateView {
         throw e;
       }
       if (token.length > 0) token.push({ op: 'put', ns: CONFIG_NS, id: COUNTER_ID, value: u64(nextToken) });
+      this.#state.afterDecision({ committed: () => void (this.#nextSessionHandle = Math.max(this.#nextSessionHandle, nextSession)) });
       return { changes: changeSets(kind, token, session), result: handles };
     });
   }

@@ -1,28 +1,44 @@
 // The one door for every change of device state (docs/architecture.md §5, §10; docs/device.md
 // "State changes"). Operations elsewhere in the device decide against the current state and hand a
 // change set (formats/change_set.ts) to `submit`; the change sets are applied one at a time, in the
-// order submitted (one writer per device: the store is synchronous, a journal append will not be),
-// by `apply`, which commits every durable write of a change set in ONE store transaction, then tells
-// the in-memory indexes (views) what changed. Nothing else opens a store transaction; the only other
-// writers are `replace` (zeroise) and `replaceStaged` (restore), which swap the whole state through
-// the same queue.
+// order submitted (one writer per device), by `apply`, which commits every durable write of a change
+// set in ONE store transaction, then tells the in-memory indexes (views) what changed. Nothing else
+// opens a store transaction; the only other writers are `replace` (zeroise) and `replaceStaged`
+// (restore), which swap the whole state through the same queue.
 //
 // apply decides nothing: it writes the bytes it is given and advances the state position (a count
-// and a hash chain of the cluster-wide change sets applied). It holds no clock and no randomness,
-// so two devices that start from one backup and apply the same change sets in the same order end
-// with identical records — what the cluster journal relies on (test/hsm/state/determinism.test.ts).
+// and a hash chain of the cluster-wide change sets applied, and the journal head). It holds no clock
+// and no randomness, so two devices that start from one backup and apply the same change sets in the
+// same order end with identical records (test/hsm/state/determinism.test.ts).
+//
+// The cluster journal (journal.ts, docs/device.md "The journal"). Once the state holds a cluster
+// sync key, a decision's cluster-wide change sets are not applied by `submit` directly: they go, as
+// ONE entry (several are concatenated into one change set of the first one's kind), to the
+// sequencer, which seals the entry and settles when the journal's entry at its position has been
+// applied — through `applyJournalEntry`, the same commit with the journal head advanced in the same
+// transaction. If it was this decision's entry, the decision's local change sets are applied right
+// after it and its result returned; if another HSM's entry took the position, the decision is made
+// again on the new state (at most JOURNAL_DECIDE_ATTEMPTS_MAX times). The writer queue is held while
+// an entry is in flight (one journaled change at a time per device); delivered entries are applied
+// outside the queue, synchronously, which is safe because every queued step is synchronous except
+// that wait, so a delivery never interleaves with a decision or an apply.
+//
+// Decisions must therefore be safe to run again: a decider keeps its effects outside the returned
+// change sets (counters in memory, quorum tokens) out of the decision itself and registers them with
+// `afterDecision`: `committed` runs right after the decision's change sets took effect (before the
+// next write), `abandoned` when they will not, or may not ('unknown') — and never both.
 //
 // Namespaces: 'device' holds this device's own identity and commissioning (local, durable, never in
 // a backup); 'session-object' is volatile (local, memory only: session objects die with the
 // process); 'state' is apply's own (the state position); every other namespace is cluster-wide.
 
 import { assert } from '../../assert.js';
-import { CofferError } from '../../errors.js';
+import { CofferError, fail, isCofferError } from '../../errors.js';
 import {
   INITIAL_STATE_POSITION, STATE_NAMESPACE, STATE_POSITION_ID, decodeStatePosition, encodeChangeSet, encodeStatePosition, nextStatePosition, wipeChangeSet,
-  type ChangeSet, type RecordOp, type StatePosition,
+  type ChangeSet, type JournalHead, type RecordOp, type StatePosition,
 } from '../../formats/change_set.js';
-import { STATE_QUEUE_MAX } from '../../formats/limits.js';
+import { JOURNAL_DECIDE_ATTEMPTS_MAX, STATE_QUEUE_MAX } from '../../formats/limits.js';
 import { OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE } from '../../formats/object_record.js';
 import { MemoryRecordStore, type RecordStaging, type RecordStore, type RecordTx } from '../store/store_port.js';
 
@@ -62,12 +78,45 @@ export interface Decision<T> {
   readonly result: T;
 }
 
+/** Why a decision's change sets did not take effect: the decision or its apply threw, or its entry
+ * was certainly not appended ('refused'); another HSM's entry took its journal position and it is
+ * decided again ('superseded'); its entry was handed to the journal but its fate is not known
+ * ('unknown': it may still be applied later, as any entry is). */
+export type AbandonReason = 'refused' | 'superseded' | 'unknown';
+
+/** Effects of a decision outside its change sets, registered while it runs (`afterDecision`). */
+export interface DecisionHooks {
+  /** Runs once the decision's change sets took effect, before the next write starts. */
+  readonly committed?: () => void;
+  /** Runs once they will not (or may not) take effect as decided. */
+  readonly abandoned?: (reason: AbandonReason) => void;
+}
+
+/**
+ * What orders cluster-wide change sets when the cluster has a journal (journal.ts implements it).
+ * `propose` seals `cs` (its values stay the caller's) as the entry after the journal head and
+ * settles once the journal's entry at that position has been applied: 'own' when it was this entry
+ * (`onOwn` has then run, synchronously, right after it was applied), 'other' when another entry
+ * took the position. It rejects with COFFER_JOURNAL_NOT_APPENDED (withdrawn: not in the journal),
+ * COFFER_JOURNAL_OUTCOME_UNKNOWN or COFFER_JOURNAL_HALTED.
+ */
+export interface StateSequencer {
+  /** True when cluster-wide change sets go through the journal: the state holds a sync key. */
+  journaled(): boolean;
+  propose(cs: ChangeSet, onOwn: () => void): Promise<'own' | 'other'>;
+  /** The state was replaced wholesale (restore, zeroise): the head was read again. */
+  replaced(): void;
+}
+
 export class DeviceState implements StateReader {
   readonly #store: RecordStore;
   readonly #volatile = new MemoryRecordStore();
   readonly #views = new Set<StateView>();
   readonly #observers = new Set<(encoded: Uint8Array) => void>();
   #position: StatePosition;
+  #sequencer: StateSequencer | undefined;
+  /** The hooks of the decision running now (undefined outside a decision). */
+  #deciding: DecisionHooks[] | undefined;
   /** The tail of the writer queue, and how many writes wait in it. */
   #tail: Promise<unknown> = Promise.resolve();
   #waiting = 0;
@@ -98,10 +147,32 @@ export class DeviceState implements StateReader {
     return VOLATILE.has(ns) ? this.#volatile.count(ns) : this.#store.count(ns);
   }
 
-  /** The cluster-wide change sets applied so far (their count and hash chain). */
+  /** The cluster-wide change sets applied so far (their count and hash chain) and the journal head. */
   position(): StatePosition {
     const p = this.#position;
-    return { position: p.position, lineage: p.lineage.slice(), objectLineage: p.objectLineage.slice() };
+    return { position: p.position, lineage: p.lineage.slice(), objectLineage: p.objectLineage.slice(), journal: { seq: p.journal.seq, hash: p.journal.hash.slice() } };
+  }
+
+  /** The journal head as stored (seq 0: zero hash, for the genesis). */
+  journalHead(): JournalHead {
+    return { seq: this.#position.journal.seq, hash: this.#position.journal.hash.slice() };
+  }
+
+  /** Connects the journal (once, when the device opens). */
+  attachSequencer(sequencer: StateSequencer): void {
+    assert(this.#sequencer === undefined, 'one sequencer per device state');
+    this.#sequencer = sequencer;
+  }
+
+  /** True while a decision runs (inside `submit`'s decide). */
+  get deciding(): boolean {
+    return this.#deciding !== undefined;
+  }
+
+  /** Registers effects of the decision running now that lie outside its change sets (module header). */
+  afterDecision(hooks: DecisionHooks): void {
+    assert(this.#deciding !== undefined, 'afterDecision is called while a decision runs');
+    this.#deciding.push(hooks);
   }
 
   /**
@@ -122,15 +193,74 @@ export class DeviceState implements StateReader {
 
   /**
    * Queues `decide`: when every earlier write has finished, it runs against the state as it then
-   * is, its change sets are applied, and its result is returned. A decision that throws changes
-   * nothing. At most STATE_QUEUE_MAX writes wait (COFFER_DEVICE_BUSY beyond).
+   * is, its change sets are applied (cluster-wide ones through the journal when the cluster has one:
+   * module header), and its result is returned. A decision that throws changes nothing. At most
+   * STATE_QUEUE_MAX writes wait (COFFER_DEVICE_BUSY beyond).
    */
   submit<T>(decide: () => Decision<T>): Promise<T> {
-    return this.#enqueue(() => {
-      const decision = decide();
-      for (const cs of decision.changes) this.apply(cs);
-      return decision.result;
-    });
+    return this.#enqueue(() => this.#decideAndApply(decide));
+  }
+
+  async #decideAndApply<T>(decide: () => Decision<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const [decision, hooks] = this.#decide(decide);
+      const sequencer = this.#sequencer;
+      if (sequencer === undefined || !sequencer.journaled() || !decision.changes.some((cs) => cs.scope === 'cluster')) {
+        this.#applyAll(decision.changes, hooks);
+        return decision.result;
+      }
+      const local = decision.changes.filter((cs) => cs.scope === 'local');
+      const entry = oneClusterChange(decision.changes);
+      let outcome: 'own' | 'other';
+      let ownApplied = false; // the local change sets and the hooks were then settled by #applyAll
+      try {
+        outcome = await sequencer.propose(entry, () => {
+          ownApplied = true;
+          this.#applyAll(local, hooks);
+        });
+      } catch (e) {
+        if (!ownApplied) {
+          for (const cs of local) wipeChangeSet(cs);
+          settle(hooks, certainlyNotAppended(e) ? 'refused' : 'unknown');
+        }
+        throw e;
+      } finally {
+        wipeChangeSet(entry); // sealed (or withdrawn): the entry that is applied is the one opened from the journal
+      }
+      if (outcome === 'own') return decision.result;
+      for (const cs of local) wipeChangeSet(cs);
+      settle(hooks, 'superseded');
+      if (attempt >= JOURNAL_DECIDE_ATTEMPTS_MAX) fail('COFFER_JOURNAL_RETRIES_EXHAUSTED', { attempts: attempt });
+    }
+  }
+
+  /** Runs one decision, collecting the hooks it registers; a decision that throws is abandoned. */
+  #decide<T>(decide: () => Decision<T>): [Decision<T>, DecisionHooks[]] {
+    assert(this.#deciding === undefined, 'decisions do not nest');
+    const hooks: DecisionHooks[] = [];
+    this.#deciding = hooks;
+    try {
+      return [decide(), hooks];
+    } catch (e) {
+      settle(hooks, 'refused');
+      throw e;
+    } finally {
+      this.#deciding = undefined;
+    }
+  }
+
+  /** Applies a decision's change sets in order, then runs its committed hooks; on a failure the
+   * change sets not applied are wiped and the hooks abandoned. */
+  #applyAll(changes: readonly ChangeSet[], hooks: readonly DecisionHooks[]): void {
+    let next = 0;
+    try {
+      for (; next < changes.length; next++) this.apply(changes[next] as ChangeSet);
+    } catch (e) {
+      for (const cs of changes.slice(next + 1)) wipeChangeSet(cs);
+      settle(hooks, 'refused');
+      throw e;
+    }
+    for (const h of hooks) h.committed?.();
   }
 
   /**
@@ -182,29 +312,51 @@ export class DeviceState implements StateReader {
   apply(cs: ChangeSet): void {
     try {
       checkScope(cs);
-      const durable = cs.ops.filter((op) => !VOLATILE.has(op.ns));
-      const volatile = cs.ops.filter((op) => VOLATILE.has(op.ns));
-      let next: StatePosition | undefined;
-      let encoded: Uint8Array | undefined;
-      if (cs.scope === 'cluster') {
-        encoded = encodeChangeSet(cs);
-        next = nextStatePosition(this.#position, encoded, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)));
-      }
-      if (durable.length > 0 || next !== undefined) {
-        const position = next;
-        this.#store.transaction((tx) => {
-          writeOps(tx, durable);
-          if (position !== undefined) tx.put(STATE_NAMESPACE, STATE_POSITION_ID, encodeStatePosition(position));
-        });
-      }
-      if (volatile.length > 0) this.#volatile.transaction((tx) => writeOps(tx, volatile));
-      if (next !== undefined) this.#position = next;
-      for (const op of cs.ops) for (const view of this.#views) if (view.namespaces.includes(op.ns)) view.applied(op);
-      if (encoded !== undefined) this.#tell(encoded);
-      this.#onChange?.({ kind: cs.kind, scope: cs.scope, ops: cs.ops.map(({ op, ns, id }) => ({ op, ns, id })) });
+      this.#commit(cs, undefined);
     } finally {
       wipeChangeSet(cs);
     }
+  }
+
+  /**
+   * Commits the change set of the journal entry `head` names (opened and authenticated by the
+   * journal), as `apply` does, with the journal head moved to `head` in the same transaction. The
+   * entry comes from outside the device: a change set that writes a local namespace or the state
+   * position is refused (COFFER_FORMAT_MALFORMED), not asserted. Wipes the values.
+   */
+  applyJournalEntry(cs: ChangeSet, head: JournalHead): void {
+    try {
+      if (cs.scope !== 'cluster' || cs.ops.length === 0 || cs.ops.some((op) => op.ns === STATE_NAMESPACE || LOCAL.has(op.ns))) {
+        fail('COFFER_FORMAT_MALFORMED', { format: 'journal entry', field: 'namespace' });
+      }
+      assert(head.seq === this.#position.journal.seq + 1n, 'journal entries are applied in order');
+      this.#commit(cs, head);
+    } finally {
+      wipeChangeSet(cs);
+    }
+  }
+
+  #commit(cs: ChangeSet, head: JournalHead | undefined): void {
+    const durable = cs.ops.filter((op) => !VOLATILE.has(op.ns));
+    const volatile = cs.ops.filter((op) => VOLATILE.has(op.ns));
+    let next: StatePosition | undefined;
+    let encoded: Uint8Array | undefined;
+    if (cs.scope === 'cluster') {
+      encoded = encodeChangeSet(cs);
+      next = nextStatePosition(this.#position, encoded, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)), head);
+    }
+    if (durable.length > 0 || next !== undefined) {
+      const position = next;
+      this.#store.transaction((tx) => {
+        writeOps(tx, durable);
+        if (position !== undefined) tx.put(STATE_NAMESPACE, STATE_POSITION_ID, encodeStatePosition(position));
+      });
+    }
+    if (volatile.length > 0) this.#volatile.transaction((tx) => writeOps(tx, volatile));
+    if (next !== undefined) this.#position = next;
+    for (const op of cs.ops) for (const view of this.#views) if (view.namespaces.includes(op.ns)) view.applied(op);
+    if (encoded !== undefined) this.#tell(encoded);
+    this.#onChange?.({ kind: cs.kind, scope: cs.scope, ops: cs.ops.map(({ op, ns, id }) => ({ op, ns, id })) });
   }
 
   /** After a wholesale replacement: volatile namespaces emptied, the position read again, `after` run. */
@@ -212,6 +364,7 @@ export class DeviceState implements StateReader {
     for (const ns of VOLATILE) this.#volatile.transaction((tx) => tx.clear(ns));
     this.#position = this.#readPosition();
     after();
+    this.#sequencer?.replaced();
   }
 
   #tell(encoded: Uint8Array): void {
@@ -219,7 +372,7 @@ export class DeviceState implements StateReader {
     encoded.fill(0);
   }
 
-  #enqueue<T>(run: () => T): Promise<T> {
+  #enqueue<T>(run: () => T | Promise<T>): Promise<T> {
     if (this.#waiting >= STATE_QUEUE_MAX) return Promise.reject(new CofferError('COFFER_DEVICE_BUSY', { max: STATE_QUEUE_MAX }));
     this.#waiting++;
     const turn = this.#tail.then(() => {
@@ -244,6 +397,29 @@ function checkScope(cs: ChangeSet): void {
     assert(op.ns !== STATE_NAMESPACE, 'only apply writes the state position');
     assert(LOCAL.has(op.ns) === (cs.scope === 'local'), `namespace ${op.ns} in a ${cs.scope} change set`);
   }
+}
+
+/** Runs every hook's `abandoned` (hooks only undo bookkeeping in memory: they do not throw). */
+function settle(hooks: readonly DecisionHooks[], reason: AbandonReason): void {
+  for (const h of hooks) h.abandoned?.(reason);
+}
+
+/** The sequencer's refusal says the entry is not in the journal: withdrawn before the relay took
+ * it, or never sealed (the journal was halted, or sealing refused it). */
+function certainlyNotAppended(e: unknown): boolean {
+  if (isCofferError(e, 'COFFER_JOURNAL_NOT_APPENDED')) return true;
+  if (isCofferError(e, 'COFFER_JOURNAL_HALTED')) return e.detail['sealed'] === false;
+  return isCofferError(e) && !isCofferError(e, 'COFFER_JOURNAL_OUTCOME_UNKNOWN');
+}
+
+/** A decision's cluster-wide change sets as the one change set its journal entry carries: itself
+ * when there is one, else their ops concatenated in order under the first one's kind (apply runs
+ * ops in order in one transaction, so the outcome is the same). */
+function oneClusterChange(changes: readonly ChangeSet[]): ChangeSet {
+  const cluster = changes.filter((cs) => cs.scope === 'cluster');
+  const [first] = cluster;
+  assert(first !== undefined, 'a journaled decision has a cluster-wide change set');
+  return cluster.length === 1 ? first : { scope: 'cluster', kind: first.kind, ops: cluster.flatMap((cs) => cs.ops) };
 }
 
 function writeOps(tx: RecordTx, ops: readonly RecordOp[]): void {

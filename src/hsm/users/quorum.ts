@@ -144,6 +144,8 @@ export class Quorum implements UserQuorumHook {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #tokens = new Map<string, TokenState>();
+  /** Tokens a decision in flight holds (#consume). */
+  readonly #reserved = new Set<string>();
 
   /** Builds the engine over `users` and attaches it there, so user management obeys the 'user'
    * service's quorum value. */
@@ -248,7 +250,7 @@ export class Quorum implements UserQuorumHook {
     assert(isAdminService(service) || approvers !== undefined, 'key services need the allowed approvers');
     const allowed = approvers ?? new Set(this.#users.quorumApprovers('admin'));
     this.#prune(this.#clock.nowMs());
-    const candidates = this.#matching(actor.userId, service, handle);
+    const candidates = this.#matching(actor.userId, service, handle).filter((t) => !this.#reserved.has(t.id));
     if (candidates.length === 0) fail('COFFER_QUORUM_TOKEN_INVALID');
     let best = 0;
     for (const token of candidates) {
@@ -257,7 +259,7 @@ export class Quorum implements UserQuorumHook {
         if (allowed.has(approver) && this.#approvalValid(token, approver, signature)) valid++;
       }
       if (valid >= m) {
-        this.#tokens.delete(token.id);
+        this.#consume(token.id);
         return;
       }
       best = Math.max(best, valid);
@@ -306,6 +308,30 @@ export class Quorum implements UserQuorumHook {
     if (this.#users.roleOf(approver) !== roleFor(token.service)) return false;
     const key = this.#users.quorumKeyOf(approver);
     return key !== undefined && signatureValid(key, token.bytes, signature);
+  }
+
+  /**
+   * Spends a token. Inside a decision (a guarded state change) it is only reserved — no other
+   * operation can use it — until the decision's outcome is known: spent once the change took effect
+   * or may have ('unknown'), usable again when the decision is refused or decided again (its journal
+   * entry lost the race: the new decision reserves it again).
+   */
+  #consume(id: string): void {
+    if (!this.#state.deciding) {
+      this.#tokens.delete(id);
+      return;
+    }
+    this.#reserved.add(id);
+    this.#state.afterDecision({
+      committed: () => {
+        this.#reserved.delete(id);
+        this.#tokens.delete(id);
+      },
+      abandoned: (reason) => {
+        this.#reserved.delete(id);
+        if (reason === 'unknown') this.#tokens.delete(id);
+      },
+    });
   }
 
   #matching(requester: string, service: QuorumService, handle: Handle | undefined): TokenState[] {

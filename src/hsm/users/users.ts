@@ -419,7 +419,9 @@ export class Users {
   async #beginAttempt(userId: string): Promise<Attempt> {
     for (;;) {
       // Decided in the writer queue: the count, the running-attempt tally and (when busy) the wait
-      // are taken together, so no other attempt can slip between them.
+      // are taken together, so no other attempt can slip between them. The decision may be made
+      // again (its journal entry lost the race to another HSM's): the tally, the wait and the
+      // in-memory count of an unknown name change only once it took effect.
       let counted = false;
       let wait: Promise<void> | undefined;
       let attempt: Attempt | undefined;
@@ -427,13 +429,17 @@ export class Users {
         attempt = await this.#state.submit(() => {
           const decided = this.#tryCount(userId);
           if (decided === 'busy') {
-            wait = new Promise<void>((resolve) => this.#slot(userId).waiting.push(resolve));
+            this.#state.afterDecision({ committed: () => void (wait = new Promise<void>((resolve) => this.#slot(userId).waiting.push(resolve))) });
             return { changes: [], result: undefined };
           }
-          if (decided.attempt.counted) {
-            this.#slot(userId).running++;
-            counted = true;
-          }
+          this.#state.afterDecision({
+            committed: () => {
+              if (decided.unknownFailures !== undefined) this.#noteUnknownFailures(userId, decided.unknownFailures);
+              if (!decided.attempt.counted) return;
+              this.#slot(userId).running++;
+              counted = true;
+            },
+          });
           return { changes: decided.write === undefined ? [] : [{ scope: 'cluster', kind: 'user.login', ops: [decided.write] }], result: decided.attempt };
         });
       } catch (e) {
@@ -446,8 +452,9 @@ export class Users {
   }
 
   /** Decides one attempt's count: the attempt, and the user record write that counts it (none for
-   * an unknown name, counted in memory, or for a user that never locks). */
-  #tryCount(userId: string): { readonly attempt: Attempt; readonly write?: RecordOp } | 'busy' {
+   * an unknown name, counted in memory — `unknownFailures`, the count to keep once decided — or for a
+   * user that never locks). Changes nothing itself. */
+  #tryCount(userId: string): { readonly attempt: Attempt; readonly write?: RecordOp; readonly unknownFailures?: number } | 'busy' {
     const record = this.#get(userId);
     if (record !== undefined && !lockable(record.role)) return { attempt: { record, locked: false, counted: false } };
     const failures = record?.failedLogins ?? this.#unknownFailures.get(userId) ?? 0;
@@ -456,8 +463,7 @@ export class Users {
     }
     const attempt = { record, locked: false, counted: true };
     if (record !== undefined) return { attempt, write: userPut({ ...record, failedLogins: failures + 1 }) };
-    this.#noteUnknownFailures(userId, failures + 1);
-    return { attempt };
+    return { attempt, unknownFailures: failures + 1 };
   }
 
   /** Failures of a name that is not a user, kept in a bounded table (oldest forgotten first). */

@@ -16,6 +16,7 @@ import type { FirmwareEvidence } from '../../../src/hsm/identity/provisioning.js
 import type { ScryptParams } from '../../../src/hsm/users/password.js';
 import { MemoryRecordStore, type RecordStore } from '../../../src/hsm/store/store_port.js';
 import type { Clock, Random } from '../../../src/hsm/ports.js';
+import type { JournalOptions } from '../../../src/hsm/state/journal.js';
 import type { Mode } from '../../../src/hsm/types.js';
 
 export const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only: logins in microseconds
@@ -31,6 +32,7 @@ export interface DeviceOptions {
   readonly clock?: Clock;
   readonly random?: Random;
   readonly onEvent?: (event: HsmEvent) => void;
+  readonly journal?: JournalOptions;
 }
 
 /** A commissioned device, no users yet. FIPS mode needs `firmware` (see firmwareEvidence). */
@@ -42,6 +44,7 @@ export async function commissionedDevice(authorities: DevelopmentAuthorities, o:
     ...(o.clock === undefined ? {} : { clock: o.clock }),
     ...(o.random === undefined ? {} : { random: o.random }),
     ...(o.onEvent === undefined ? {} : { onEvent: o.onEvent }),
+    ...(o.journal === undefined ? {} : { journal: o.journal }),
   });
   const mode = o.mode ?? 'NON_FIPS';
   await provisionDevelopmentDevice(hsm, authorities, { mode, ...(o.firmware === undefined ? {} : { firmware: o.firmware }) });

@@ -1,10 +1,12 @@
 // apply is deterministic (src/hsm/state/device_state.ts, docs/device.md "State changes"): device A
 // goes through every kind of cluster-wide change; device B, restored from a backup A took before
-// any of them, applies A's change sets (as a journal will deliver them: encoded, then decoded) and
-// ends with the same records, the same state position and lineages, and indexes that answer alike.
-// While B applies, every source of randomness and time the process has — node:crypto's random
-// functions, WebCrypto's, Math.random, Date, performance.now and the device's own Random and Clock
-// ports — is watched: apply may use none of them.
+// any of them, applies A's change sets — the two decided before the cluster's journal exists (its
+// CSR and initialisation) as change sets, every later one as the sealed journal entries A's relay
+// appended to a metadata store, through B's journal delivery — and ends with the same records, the
+// same state position, lineages and journal head, and indexes that answer alike. While B applies,
+// every source of randomness and time the process has — node:crypto's random functions,
+// WebCrypto's, Math.random, Date, performance.now and the device's own Random and Clock ports — is
+// watched: apply (and opening an entry) may use none of them.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +18,7 @@ import { journalGenesis } from '../../../src/formats/journal_entry.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa } from '../../../src/factory/development.js';
 import { systemClock, systemRandom, type Clock, type Random } from '../../../src/hsm/ports.js';
 import { ADMIN_PW, APPLIANCE_PW, CLUSTER, PRECO, backupOf, commissionedDevice, hex } from '../backup/backup_support.js';
+import { TestRelay } from './journal_support.js';
 
 /** Counts uses of every source of randomness and time while armed. */
 class Watch {
@@ -65,12 +68,14 @@ test('every kind of change set, applied in order on a device restored from the s
   const watch = new Watch();
   const random: Random = { bytes: (n) => (watch.note('Random port'), systemRandom.bytes(n)) };
   const clock: Clock = { nowMs: () => (watch.note('Clock port'), systemClock.nowMs()) };
-  const a = await commissionedDevice(authorities);
-  const b = await commissionedDevice(authorities, { random, clock });
+  const a = await commissionedDevice(authorities, { journal: { mode: 'relayed' } });
+  const b = await commissionedDevice(authorities, { random, clock, journal: { mode: 'relayed' } });
   await b.restoreBackup(bufferSource(backupOf(a))); // both start from one backup: no cluster state yet
 
   const log: Uint8Array[] = [];
   a.observeChanges((encoded) => log.push(encoded));
+  const relay = TestRelay.open([a]); // A's journal: B is not relayed to until the replay below
+  relay.start();
 
   // ── every kind of cluster-wide change, on A ───────────────────────────────────────────────
   const csr = await a.cluster.createCsr(CLUSTER); // cluster.csr
@@ -114,14 +119,21 @@ test('every kind of change set, applied in order on a device restored from the s
   const message = new TextEncoder().encode('signed on A');
   const signature = alice.sign(pair.privateHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message);
 
+  await relay.stop();
+  const entries = await relay.entries(1n);
+
   // ── replay on B, watched ─────────────────────────────────────────────────────────────────
   const seen = new Set<ChangeKind>();
+  b.observeChanges((encoded) => {
+    seen.add(decodeChangeSet(encoded).kind);
+    encoded.fill(0);
+  });
+  const beforeJournal = log.slice(0, 2).map((encoded) => decodeChangeSet(encoded));
+  assert.deepEqual(beforeJournal.map((cs) => cs.kind), ['cluster.csr', 'cluster.initialise'], 'the journal begins after initialisation');
+  assert.equal(BigInt(entries.length), BigInt(log.length - 2), 'every later cluster-wide change set is a journal entry');
   const unwatch = watchProcess(watch);
   try {
-    for (const encoded of log) {
-      const cs = decodeChangeSet(encoded);
-      encoded.fill(0);
-      seen.add(cs.kind);
+    for (const cs of beforeJournal) {
       watch.armed = true;
       try {
         await b.applyChangeSet(cs);
@@ -129,10 +141,25 @@ test('every kind of change set, applied in order on a device restored from the s
         watch.armed = false;
       }
     }
+    // Reading the cluster identity in (parsing its certificates, whose ASN.1 library makes default
+    // Dates) is a read of the state, not apply: done here, before the entries are applied, watched.
+    assert.equal(b.journal.journaled(), true, 'initialisation gave B the sync key: its journal is on');
+    watch.armed = true;
+    let result;
+    try {
+      result = await b.journal.deliver(entries);
+    } finally {
+      watch.armed = false;
+    }
+    assert.equal(result.applied, entries.length);
+    assert.equal(result.fault, undefined);
   } finally {
     unwatch();
   }
   assert.deepEqual(watch.uses, [], 'apply used no randomness and read no clock');
+  // From here both HSMs are one cluster: logins on B are journaled too.
+  const both = TestRelay.open([a, b], relay.store);
+  both.start();
 
   const cluster = (Object.keys(CHANGE_KINDS) as ChangeKind[]).filter((k) => !k.startsWith('device.') && k !== 'session.objects');
   assert.deepEqual(cluster.filter((k) => !seen.has(k)), [], 'every kind of cluster-wide change set was replayed');
@@ -144,6 +171,11 @@ test('every kind of change set, applied in order on a device restored from the s
   assert.equal(BigInt(log.length), pa.position, 'one position per cluster-wide change set');
   assert.equal(hex(pb.lineage), hex(pa.lineage));
   assert.equal(hex(pb.objectLineage), hex(pa.objectLineage));
+  assert.equal(pa.journal.seq, BigInt(entries.length));
+  assert.equal(pb.journal.seq, pa.journal.seq, 'the same journal head');
+  assert.equal(hex(pb.journal.hash), hex(pa.journal.hash));
+  assert.equal(hex(b.journal.head().hash), hex(a.journal.head().hash));
+  assert.equal(b.status().journalPosition, BigInt(entries.length));
   assert.equal(b.cluster.certificatePem(), a.cluster.certificatePem());
   // The cluster sync key came in cluster.initialise's change set: an entry sealed on one opens on the other.
   const position = { seq: 1n, predecessor: journalGenesis(CLUSTER) };
@@ -162,4 +194,6 @@ test('every kind of change set, applied in order on a device restored from the s
   await adminOnB.login('admin', ADMIN_PW);
   assert.deepEqual(adminOnB.listUsers(), admin.listUsers());
   assert.deepEqual(adminOnB.quorumValues(), admin.quorumValues());
+  await both.close();
+  assert.equal(hex(b.journal.head().hash), hex(a.journal.head().hash), 'still one journal');
 });
