@@ -151,10 +151,16 @@ test('an idle connection is closed after the idle timeout, raw or through the cl
  * with an open() of a FIFO that blocks until a writer comes: a request that signs stays in flight,
  * deterministically, until `release()`.
  */
-function holdThreadPool(): { release: () => Promise<void> } {
+/** Makes the FIFO first (a child process: slow on a busy machine); `hold()` then takes every
+ * thread of the pool at once, with nothing slow between it and the request that must wait. */
+function threadPoolHold(): { hold: () => { release: () => Promise<void> }; discard: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-fifo-'));
   const fifo = join(dir, 'hold');
   execFileSync('mkfifo', [fifo]);
+  return { hold: () => holdThreadPool(dir, fifo), discard: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function holdThreadPool(dir: string, fifo: string): { release: () => Promise<void> } {
   const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
   const opened = Array.from({ length: threads }, () => new Promise<number>((resolve, reject) => fsOpen(fifo, 'r', (e, fd) => (e === null ? resolve(fd) : reject(e)))));
   return {
@@ -168,19 +174,21 @@ function holdThreadPool(): { release: () => Promise<void> } {
 }
 
 test('a connection with a request in flight is not idle, however long the request takes; idle afterwards, it is closed', async () => {
-  const idleTimeoutMs = 100;
+  // Long enough that the client's own steps between two requests never look idle on a busy machine.
+  const idleTimeoutMs = 1_000;
   const plane = await startDataPlane({ hsm, idleTimeoutMs });
+  const hold = threadPoolHold();
   let pool: { release: () => Promise<void> } | undefined;
   try {
     const c = await Connection.connect({ host: '127.0.0.1', port: plane.port, ca: plane.tls.certificatePem });
     const s = await c.openSession();
     await c.login(s, 'alice', 'alice-password', 'crypto-user');
     const { privateHandle } = await c.generateKeyPair(s, { keyType: 'EC', curve: 'P-256' });
-    pool = holdThreadPool();
+    pool = hold.hold();
     const signing = c.sign(s, privateHandle, ECDSA_SHA256, new Uint8Array([1, 2, 3]));
     await until(() => plane.load().inFlight === 1, 'the SIGN reached the node');
     // Several idle limits pass (timers fire in deadline order, so the node's would have fired first).
-    await sleep(idleTimeoutMs * 5);
+    await sleep(idleTimeoutMs * 3);
     assert.equal(c.isLost, false, 'a connection with a request in flight was closed as idle');
     assert.equal(plane.stats().closedIdleTimeout, 0);
     await pool.release();
@@ -190,6 +198,7 @@ test('a connection with a request in flight is not idle, however long the reques
     assert.equal(plane.stats().closedIdleTimeout, 1);
   } finally {
     await pool?.release();
+    hold.discard();
     await plane.close();
   }
 });
