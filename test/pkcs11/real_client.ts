@@ -10,10 +10,15 @@ import { once } from 'node:events';
 export const P11_KIT_CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so';
 export const PKCS11_TOOL = '/usr/bin/pkcs11-tool';
 
-/** Why the real-client tests cannot run here, or undefined when they can. */
+/** Why the real-client tests cannot run here, or undefined when they can. With
+ * COFFER_REQUIRE_PKCS11=1 (what .ci/run sets, having installed them) a missing client is an error,
+ * never a skip. */
 export function realClientMissing(): string | undefined {
   const missing = [P11_KIT_CLIENT, PKCS11_TOOL].filter((p) => !existsSync(p));
-  return missing.length === 0 ? undefined : `needs ${missing.join(' and ')} (Debian packages p11-kit-modules and opensc)`;
+  if (missing.length === 0) return undefined;
+  const why = `needs ${missing.join(' and ')} (Debian packages p11-kit-modules and opensc)`;
+  if (process.env['COFFER_REQUIRE_PKCS11'] === '1') throw new Error(`${why}; COFFER_REQUIRE_PKCS11=1 makes this a failure`);
+  return why;
 }
 
 export interface ToolRun {
