@@ -283,11 +283,11 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       return r.value === undefined ? bad(r.rv) : { rv: r.rv, out: { data: r.value } };
     },
     C_SignUpdate: (req, c) => {
-      const r = update(c, req.session, 'sign', req.part as ByteArray);
+      const r = update(c, req.session, 'sign', req.part);
       return r === CKR.OK ? ok({}) : bad(r);
     },
     C_VerifyUpdate: (req, c) => {
-      const r = update(c, req.session, 'verify', req.part as ByteArray);
+      const r = update(c, req.session, 'verify', req.part);
       return r === CKR.OK ? ok({}) : bad(r);
     },
     C_EncryptUpdate: (req, c) => {
