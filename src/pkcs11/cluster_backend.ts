@@ -18,8 +18,9 @@
 //   (§5.2); any other end, success or failure, ends it. Multi-part input is buffered up to
 //   P11_MULTIPART_BYTES_MAX (then CKR_DATA_LEN_RANGE) and sent at Final in one call, so every
 //   mechanism's result is the node's, never a partial computation here.
+// - Digests use no key and no login: they are computed here with node:crypto, hashed part by part.
 
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import type { Cluster, Credentials, Key, KeyInfo } from '../client/index.js';
 import { CofferError, isCofferError } from '../errors.js';
 import { CRYPTO_INPUT_BYTES_MAX, RANDOM_BYTES_MAX } from '../formats/limits.js';
@@ -28,7 +29,7 @@ import { fitBytes, fitUlongs, type Answer, type Pkcs11Backend, type Pkcs11Connec
 import { CKA, CKM, CKR } from './constants.js';
 import type { Attribute, ByteArray, Mechanism, OutBuffer } from './rpc_codec.js';
 import type { RequestOf } from './rpc_messages.js';
-import { MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
+import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
 import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicParts, readTemplate, type PublicParts, type ReadTemplate } from './token_objects.js';
 
 /** Bytes of multi-part input kept per operation: what one node call takes (CRYPTO_INPUT_BYTES_MAX). */
@@ -67,9 +68,18 @@ interface Operation {
   kept?: { readonly input: Uint8Array; readonly output: Uint8Array };
 }
 
+/** A digest in progress: hashed as parts arrive, so nothing is buffered. */
+interface Digest {
+  readonly algorithm: string;
+  readonly hash: Hash;
+  updated: boolean;
+  kept?: { readonly input: Uint8Array; readonly output: Uint8Array };
+}
+
 interface Session {
   readonly flags: bigint;
   find?: { readonly handles: readonly bigint[]; at: number };
+  digest?: Digest;
   readonly ops: Map<Use, Operation>;
 }
 
@@ -103,6 +113,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     for (const s of a.sessions.values()) {
       s.ops.clear();
       delete s.find;
+      delete s.digest;
     }
     await l?.cluster.close();
   };
@@ -265,6 +276,59 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (typeof spec === 'number') return bad(spec);
       const key = await cluster.generateKey(spec);
       return ok({ key: BigInt(key.handle) });
+    },
+    C_DigestInit: (req, c) => {
+      const found = sessionOf(c, req.session);
+      if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+      if (req.mechanism === null) return bad(CKR.ARGUMENTS_BAD);
+      if (found.s.digest !== undefined) return bad(CKR.OPERATION_ACTIVE);
+      const algorithm = DIGESTS.get(req.mechanism.type);
+      if (algorithm === undefined) return bad(CKR.MECHANISM_INVALID);
+      if (req.mechanism.parameter.kind !== 'none') return bad(CKR.MECHANISM_PARAM_INVALID);
+      found.s.digest = { algorithm, hash: createHash(algorithm), updated: false };
+      return ok({});
+    },
+    C_Digest: (req, c) => {
+      const found = sessionOf(c, req.session);
+      if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+      const d = found.s.digest;
+      if (d === undefined) return bad(CKR.OPERATION_NOT_INITIALIZED);
+      if (d.updated) return bad(CKR.OPERATION_ACTIVE);
+      if (!isBytes(req.data)) {
+        delete found.s.digest;
+        return bad(CKR.ARGUMENTS_BAD);
+      }
+      const output = d.kept !== undefined && Buffer.from(d.kept.input).equals(req.data) ? d.kept.output : Uint8Array.from(createHash(d.algorithm).update(req.data).digest());
+      const fit = fitBytes(req.digest, output);
+      if (req.digest.present && fit.rv === CKR.OK) delete found.s.digest;
+      else d.kept = { input: Uint8Array.from(req.data), output };
+      return { rv: fit.rv, out: { digest: fit.value } };
+    },
+    C_DigestUpdate: (req, c) => {
+      const found = sessionOf(c, req.session);
+      if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+      const d = found.s.digest;
+      if (d === undefined) return bad(CKR.OPERATION_NOT_INITIALIZED);
+      if (!isBytes(req.part)) {
+        delete found.s.digest;
+        return bad(CKR.ARGUMENTS_BAD);
+      }
+      d.hash.update(req.part);
+      d.updated = true;
+      delete d.kept;
+      return ok({});
+    },
+    C_DigestFinal: (req, c) => {
+      const found = sessionOf(c, req.session);
+      if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+      const d = found.s.digest;
+      if (d === undefined) return bad(CKR.OPERATION_NOT_INITIALIZED);
+      // digest() ends a Hash, so a length query hashes a copy and leaves the operation running.
+      const output = d.kept?.output ?? Uint8Array.from(d.hash.copy().digest());
+      const fit = fitBytes(req.digest, output);
+      if (req.digest.present && fit.rv === CKR.OK) delete found.s.digest;
+      else d.kept = { input: new Uint8Array(0), output };
+      return { rv: fit.rv, out: { digest: fit.value } };
     },
     C_SignInit: (req, c) => init(c, req, 'sign'),
     C_VerifyInit: (req, c) => init(c, req, 'verify'),

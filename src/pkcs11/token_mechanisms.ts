@@ -63,7 +63,11 @@ export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
   { type: CKM.AES_KEY_GEN, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.GENERATE, multiPart: false },
   aes(CKM.AES_GCM, true),
   aes(CKM.AES_CBC_PAD, true),
+  ...[CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512].map((type) => ({ type, minKeySize: 0n, maxKeySize: 0n, flags: CKF_MECH.DIGEST, multiPart: true })),
 ];
+
+/** The digests (PKCS#11 v2.40 §2.25), computed in the bridge with node:crypto: they use no key. */
+export const DIGESTS: ReadonlyMap<number, string> = new Map([[CKM.SHA224, 'sha224'], [CKM.SHA256, 'sha256'], [CKM.SHA384, 'sha384'], [CKM.SHA512, 'sha512']]);
 
 const BY_TYPE = new Map<number, MechanismEntry>(TOKEN_MECHANISMS.map((m) => [m.type, m]));
 

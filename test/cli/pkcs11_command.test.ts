@@ -79,6 +79,7 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
       return r.stdout;
     };
     const login = ['--login', '--pin', pin];
+    writeFileSync(f('msg0'), 'digest me');
 
     assert.match(ok(['--list-slots']), /token flags\s+: login required, rng, token initialized, PIN initialized/);
     const mechs = ok(['--list-mechanisms']);
@@ -90,6 +91,10 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
     const wrong = run(['--login', '--pin', `${dev.cryptoUser.name}:not-the-password`, '--list-objects']);
     assert.notEqual(wrong.code, 0);
     assert.match(wrong.stderr, /CKR_PIN_INCORRECT/);
+
+    // A digest needs no login.
+    ok(['--hash', '-m', 'SHA256', '-i', f('msg0'), '-o', f('msg0.sha256')]);
+    assert.deepEqual(readFileSync(f('msg0.sha256')), createHash('sha256').update('digest me').digest());
 
     // Key generation. The device permits only `sign` on an EC private key, so EC pairs are made with --usage-sign.
     assert.match(ok([...login, '--keypairgen', '--key-type', 'EC:prime256v1', '--usage-sign', '--label', 'p11-ec', '--id', 'e1']), /EC_PARAMS:\s+06082a8648ce3d030107/);

@@ -234,6 +234,31 @@ test('sign and verify: init rules, the two-call rule keeps the operation, multi-
   }
 });
 
+test('digest: no login needed, two-call rule, multi-part, refusals', async () => {
+  const { backend: b, c } = token();
+  const s = await session(b, c, CKF_SERIAL);
+  try {
+    const sha384 = (d: string): Uint8Array => Uint8Array.from(createHash('sha384').update(d).digest());
+    assert.equal((await call(b, 'C_Digest', { session: s, data: Uint8Array.of(1), digest: buf(48) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.MD5) }, c)).rv, CKR.MECHANISM_INVALID);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OPERATION_ACTIVE);
+    assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
+    assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(47) }, c), { rv: CKR.BUFFER_TOO_SMALL, out: { digest: { lengthOnly: 48 } } });
+    assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('abc') } });
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Uint8Array.of(1) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('part') }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_Digest', { session: s, data: Uint8Array.of(1), digest: buf(48) }, c)).rv, CKR.OPERATION_ACTIVE);
+    assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('multi-part') } });
+    assert.equal((await call(b, 'C_DigestFinal', { session: s, digest: buf(48) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+  } finally {
+    await b.release?.(c);
+  }
+});
+
 test('AES-GCM and CBC-PAD through the token agree with node:crypto; destroy', async () => {
   const { b, c, s } = await loggedIn();
   try {
