@@ -30,7 +30,7 @@ import { CKA, CKM, CKR } from './constants.js';
 import type { Attribute, ByteArray, Mechanism, OutBuffer } from './rpc_codec.js';
 import type { RequestOf } from './rpc_messages.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
-import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicParts, readTemplate, type PublicParts, type ReadTemplate } from './token_objects.js';
+import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicParts, readChanges, readTemplate, type PublicParts, type ReadTemplate } from './token_objects.js';
 
 /** Bytes of multi-part input kept per operation: what one node call takes (CRYPTO_INPUT_BYTES_MAX). */
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
@@ -246,6 +246,25 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const object = await objectOf(found.a, req.object);
       if (typeof object === 'number') return bad(object);
       return attributeAnswer(object.key, object.info, req.template);
+    },
+    C_SetAttributeValue: async (req, c) => {
+      const found = sessionOf(c, req.session);
+      if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+      const object = await objectOf(found.a, req.object);
+      if (typeof object === 'number') return bad(object);
+      if (object.info.attributes.token && (found.s.flags & CKF.RW_SESSION) === 0n) return bad(CKR.SESSION_READ_ONLY);
+      if (!object.info.attributes.modifiable) return bad(CKR.ACTION_PROHIBITED); // §4.4 CKA_MODIFIABLE
+      const changes = readChanges(object.info, req.template);
+      if (changes instanceof TemplateRefusal) return bad(changes.rv);
+      for (const change of changes) await object.key.setAttribute(change.name, change.value);
+      return ok({});
+    },
+    // §5.7: the size may be CK_UNAVAILABLE_INFORMATION; the HSM does not report one.
+    C_GetObjectSize: async (req, c) => {
+      const found = sessionOf(c, req.session);
+      if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+      const object = await objectOf(found.a, req.object);
+      return typeof object === 'number' ? bad(object) : ok({ size: CK_UNAVAILABLE_INFORMATION });
     },
     C_DestroyObject: async (req, c) => {
       const found = sessionOf(c, req.session);

@@ -15,7 +15,7 @@
 //   refused with CKR_ATTRIBUTE_TYPE_INVALID rather than silently dropped.
 
 import { createPublicKey } from 'node:crypto';
-import type { Curve, FindFilter, KeyInfo, KeyType, ObjectClass, Template } from '../client/index.js';
+import type { Curve, FindFilter, KeyInfo, KeyType, ObjectClass, SettableAttribute, Template } from '../client/index.js';
 import { CKA, CKR } from './constants.js';
 import type { Attribute, AttributeValue } from './rpc_codec.js';
 
@@ -232,4 +232,42 @@ export function findFilterOf(template: readonly Attribute[]): { readonly filter:
     } else rest.push(a);
   }
   return { filter: filter, rest, none };
+}
+
+/** Attributes an application may read but not change (PKCS#11 v2.40 §4.2–§4.9, and the key's public parts). */
+const READ_ONLY = new Set<number>([
+  CKA.CLASS, CKA.KEY_TYPE, CKA.TOKEN, CKA.PRIVATE, CKA.LOCAL, CKA.NEVER_EXTRACTABLE, CKA.ALWAYS_SENSITIVE, CKA.KEY_GEN_MECHANISM,
+  CKA.MODULUS, CKA.MODULUS_BITS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS, CKA.EC_POINT, CKA.VALUE, CKA.VALUE_LEN, CKA.ALWAYS_AUTHENTICATE,
+]);
+
+export interface Change {
+  readonly name: SettableAttribute;
+  readonly value: boolean | string | Uint8Array;
+}
+
+/**
+ * C_SetAttributeValue's template as the HSM's attribute changes, checked whole before any is made:
+ * read-only attributes are CKR_ATTRIBUTE_READ_ONLY, unknown ones CKR_ATTRIBUTE_TYPE_INVALID, and the
+ * one-way rules of §4.9 are kept here too (CKA_SENSITIVE only to true, CKA_EXTRACTABLE only to
+ * false: CKR_ATTRIBUTE_READ_ONLY), so that the HSM's refusals cannot stop a template half-applied.
+ */
+export function readChanges(info: KeyInfo, template: readonly Attribute[]): readonly Change[] | TemplateRefusal {
+  const attrs = byType(template);
+  if (attrs instanceof TemplateRefusal) return attrs;
+  const out: Change[] = [];
+  for (const [type, v] of attrs) {
+    const bool = SETTABLE.has(type) && type !== CKA.TOKEN ? BOOLEANS.find(([b]) => b === type) : undefined;
+    let value: boolean | string | Uint8Array | TemplateRefusal;
+    let name: SettableAttribute;
+    if (bool !== undefined) [name, value] = [bool[1] as SettableAttribute, asBool(v)];
+    else if (type === CKA_DESTROYABLE) [name, value] = ['destroyable', asBool(v)];
+    else if (type === CKA.LABEL) [name, value] = ['label', v.kind === 'bytes' ? new TextDecoder().decode(v.value) : new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID)];
+    else if (type === CKA.ID) [name, value] = ['id', asBytes(v)];
+    else return new TemplateRefusal(READ_ONLY.has(type) ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID, type);
+    if (value instanceof TemplateRefusal) return new TemplateRefusal(value.rv, type);
+    if (name === 'sensitive' && info.attributes.sensitive && value === false) return new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY, type);
+    if (name === 'extractable' && !info.attributes.extractable && value === true) return new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY, type);
+    out.push({ name, value });
+  }
+  return out;
 }

@@ -164,6 +164,22 @@ test('attributes: sensitive and invalid ones unavailable, the two-call length ru
     assert.deepEqual([...raw.subarray(0, 3)], [0x04, 65, 0x04], 'a DER OCTET STRING of the uncompressed point');
     assert.equal((await get(987654321n, [{ type: CKA.CLASS, length: 8 }])).rv, CKR.OBJECT_HANDLE_INVALID);
 
+    // Attribute changes: read-only and one-way attributes refused whole; label, id and usage changed.
+    const set = (template: Attribute[]) => call(b, 'C_SetAttributeValue', { session: s, object: priv, template }, c);
+    assert.equal((await set([bytes(CKA.LABEL, new TextEncoder().encode('renamed')), ulong(CKA.CLASS, CKO_SECRET_KEY)])).rv, CKR.ATTRIBUTE_READ_ONLY);
+    assert.equal((await set([bool(CKA.SENSITIVE, false)])).rv, CKR.ATTRIBUTE_READ_ONLY);
+    assert.equal((await set([bool(CKA.EXTRACTABLE, true)])).rv, CKR.ATTRIBUTE_READ_ONLY);
+    assert.equal((await set([bytes(0x101, Uint8Array.of(1))])).rv, CKR.ATTRIBUTE_TYPE_INVALID);
+    const kept = (await get(priv, [{ type: CKA.LABEL, length: 64 }])).out?.['template'] as { value: { value: Uint8Array } }[];
+    assert.equal(new TextDecoder().decode(kept[0]!.value.value), 'attr-test', 'nothing of a refused template was applied');
+    assert.equal((await set([bytes(CKA.LABEL, new TextEncoder().encode('renamed')), bytes(CKA.ID, Uint8Array.of(9, 9)), bool(CKA.SIGN, false)])).rv, CKR.OK);
+    const after = (await get(priv, [{ type: CKA.LABEL, length: 64 }, { type: CKA.ID, length: 8 }, { type: CKA.SIGN, length: 1 }])).out?.['template'] as { value: { value: unknown } }[];
+    assert.equal(new TextDecoder().decode(after[0]!.value.value as Uint8Array), 'renamed');
+    assert.deepEqual([...(after[1]!.value.value as Uint8Array)], [9, 9]);
+    assert.equal(after[2]!.value.value, 0);
+    assert.equal((await set([bytes(CKA.LABEL, new TextEncoder().encode('attr-test')), bool(CKA.SIGN, true)])).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_GetObjectSize', { session: s, object: priv }, c), { rv: CKR.OK, out: { size: 0xffff_ffff_ffff_ffffn } });
+
     // Find by a label the node filters, narrowed here by CKA_EC_POINT (which both halves of the pair
     // show): the pair, one handle per C_FindObjects of one slot; another point matches nothing.
     const label = bytes(CKA.LABEL, new TextEncoder().encode('attr-test'));
