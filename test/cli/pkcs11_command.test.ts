@@ -6,7 +6,7 @@
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -44,6 +44,15 @@ function tool(address: string, args: readonly string[]): Run {
     const x = e as { status?: number; stdout?: string; stderr?: string };
     return { code: x.status ?? 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
   }
+}
+
+/** pkcs11-tool as a separate process, not waiting: several run at once. */
+function toolAsync(address: string, args: readonly string[]): Promise<Run> {
+  return new Promise((done) => {
+    execFile(PKCS11_TOOL, ['--module', P11_KIT_CLIENT, ...args], { env: { ...process.env, P11_KIT_SERVER_ADDRESS: address }, encoding: 'utf8', timeout: 120_000 }, (error, stdout, stderr) => {
+      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
+    });
+  });
 }
 
 function openssl(args: readonly string[]): string {
@@ -125,6 +134,13 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
     ok([...login, '--sign', '--id', 'a1', '-m', 'RSA-PKCS-PSS', '--hash-algorithm', 'SHA256', '--mgf', 'MGF1-SHA256', '--salt-len', '32', '-i', f('digest'), '-o', f('pss.sig')]);
     assert.match(openssl(['pkeyutl', '-verify', '-pubin', '-inkey', f('rsa.pem'), '-in', f('digest'), '-sigfile', f('pss.sig'),
       '-pkeyopt', 'rsa_padding_mode:pss', '-pkeyopt', 'rsa_pss_saltlen:32', '-pkeyopt', 'digest:sha256']), /Signature Verified Successfully/);
+
+    // Several processes at once, each its own p11-kit connection, login and session.
+    const parallel = await Promise.all([0, 1, 2, 3].map((i) => toolAsync(address, [...login, '--sign', '--id', 'a1', '-m', 'SHA256-RSA-PKCS', '-i', f('msg'), '-o', f(`par${i}.sig`)])));
+    parallel.forEach((r, i) => {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(openssl(['dgst', '-sha256', '-verify', f('rsa.pem'), '-signature', f(`par${i}.sig`), f('msg')]), /Verified OK/);
+    });
 
     // OAEP: OpenSSL encrypts to the token's public key, the token decrypts.
     writeFileSync(f('plain'), 'the OAEP plaintext');
