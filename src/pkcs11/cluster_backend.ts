@@ -30,7 +30,7 @@ import { CKA, CKM, CKR } from './constants.js';
 import type { Attribute, ByteArray, Mechanism, OutBuffer } from './rpc_codec.js';
 import type { RequestOf } from './rpc_messages.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
-import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicParts, readChanges, readTemplate, type PublicParts, type ReadTemplate } from './token_objects.js';
+import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type PublicParts, type ReadTemplate } from './token_objects.js';
 
 /** Bytes of multi-part input kept per operation: what one node call takes (CRYPTO_INPUT_BYTES_MAX). */
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
@@ -246,6 +246,24 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const object = await objectOf(found.a, req.object);
       if (typeof object === 'number') return bad(object);
       return attributeAnswer(object.key, object.info, req.template);
+    },
+    // Public keys only: private and secret keys enter a cluster wrapped or by the SDK, never as
+    // plaintext attributes through a socket (docs/pkcs11.md).
+    C_CreateObject: async (req, c) => {
+      const found = sessionOf(c, req.session);
+      if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+      const cluster = found.a.login?.cluster;
+      if (cluster === undefined) return bad(CKR.USER_NOT_LOGGED_IN);
+      const t = readTemplate(req.template, 'import');
+      if (t instanceof TemplateRefusal) return bad(t.rv);
+      if (t.cls === undefined || t.keyType === undefined) return bad(CKR.TEMPLATE_INCOMPLETE);
+      if (t.cls !== 2n) return bad(CKR.TEMPLATE_INCONSISTENT);
+      const rule = sessionRule(t, (found.s.flags & CKF.RW_SESSION) !== 0n);
+      if (rule !== undefined) return bad(rule);
+      const pem = publicKeyPem(t, t.keyType);
+      if (pem instanceof TemplateRefusal) return bad(pem.rv);
+      const key = await cluster.importPublicKeyPem(pem, { attributes: withToken(t) });
+      return ok({ object: BigInt(key.handle) });
     },
     C_SetAttributeValue: async (req, c) => {
       const found = sessionOf(c, req.session);

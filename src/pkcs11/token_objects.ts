@@ -14,7 +14,7 @@
 // - Template attributes the token does not keep (CKA_SUBJECT, CKA_START_DATE, CKA_END_DATE) are
 //   refused with CKR_ATTRIBUTE_TYPE_INVALID rather than silently dropped.
 
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import type { Curve, FindFilter, KeyInfo, KeyType, ObjectClass, SettableAttribute, Template } from '../client/index.js';
 import { CKA, CKR } from './constants.js';
 import type { Attribute, AttributeValue } from './rpc_codec.js';
@@ -169,17 +169,20 @@ export interface ReadTemplate {
   readonly publicExponent?: Uint8Array;
   readonly ecParams?: Uint8Array;
   readonly valueLen?: bigint;
+  readonly modulus?: Uint8Array;
+  readonly ecPoint?: Uint8Array;
 }
 
 /** Attributes a generation template may hold beyond the settable booleans, by object class. */
-const EXTRA: Readonly<Record<'public' | 'private' | 'secret', ReadonlySet<number>>> = {
+const EXTRA: Readonly<Record<'public' | 'private' | 'secret' | 'import', ReadonlySet<number>>> = {
   public: new Set([CKA.MODULUS_BITS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS]),
+  import: new Set([CKA.MODULUS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS, CKA.EC_POINT]),
   private: new Set([]),
   secret: new Set([CKA.VALUE_LEN]),
 };
 
 /** Reads a C_GenerateKey / C_GenerateKeyPair template for an object of `kind` (§4.1.1, §5.14). */
-export function readTemplate(template: readonly Attribute[], kind: 'public' | 'private' | 'secret'): ReadTemplate | TemplateRefusal {
+export function readTemplate(template: readonly Attribute[], kind: 'public' | 'private' | 'secret' | 'import'): ReadTemplate | TemplateRefusal {
   const attrs = byType(template);
   if (attrs instanceof TemplateRefusal) return attrs;
   const t: Record<string, unknown> = {};
@@ -199,6 +202,8 @@ export function readTemplate(template: readonly Attribute[], kind: 'public' | 'p
       if (type === CKA.MODULUS_BITS) r = out.modulusBits = asUlong(v) as bigint;
       else if (type === CKA.PUBLIC_EXPONENT) r = out.publicExponent = asBytes(v) as Uint8Array;
       else if (type === CKA.EC_PARAMS) r = out.ecParams = asBytes(v) as Uint8Array;
+      else if (type === CKA.MODULUS) r = out.modulus = asBytes(v) as Uint8Array;
+      else if (type === CKA.EC_POINT) r = out.ecPoint = asBytes(v) as Uint8Array;
       else r = out.valueLen = asUlong(v) as bigint;
     } else r = new TemplateRefusal(CKR.ATTRIBUTE_TYPE_INVALID, type);
     if (r instanceof TemplateRefusal) return new TemplateRefusal(r.rv, type);
@@ -270,4 +275,38 @@ export function readChanges(info: KeyInfo, template: readonly Attribute[]): read
     out.push({ name, value });
   }
   return out;
+}
+
+/** The JWK curve names of the curves CKA_EC_PARAMS may name. */
+const JWK_CURVES: Partial<Record<Curve, string>> = { 'P-256': 'P-256', 'P-384': 'P-384', 'P-521': 'P-521', secp256k1: 'secp256k1' };
+
+/**
+ * The SPKI PEM of a public key given by its PKCS#11 components (C_CreateObject): RSA CKA_MODULUS and
+ * CKA_PUBLIC_EXPONENT, or EC CKA_EC_PARAMS and CKA_EC_POINT (a DER OCTET STRING of the uncompressed
+ * point, §2.3.3; the bare point is taken too, as several libraries send it). A missing component is
+ * CKR_TEMPLATE_INCOMPLETE; components that are no valid key, CKR_ATTRIBUTE_VALUE_INVALID.
+ */
+export function publicKeyPem(t: ReadTemplate, keyType: bigint): string | TemplateRefusal {
+  let jwk: JsonWebKey;
+  const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64url');
+  if (keyType === CKK.RSA) {
+    if (t.modulus === undefined || t.publicExponent === undefined) return new TemplateRefusal(CKR.TEMPLATE_INCOMPLETE);
+    jwk = { kty: 'RSA', n: b64(t.modulus), e: b64(t.publicExponent) };
+  } else if (keyType === CKK.EC) {
+    if (t.ecParams === undefined || t.ecPoint === undefined) return new TemplateRefusal(CKR.TEMPLATE_INCOMPLETE);
+    const curve = curveOfParams(t.ecParams);
+    const crv = curve === undefined ? undefined : JWK_CURVES[curve];
+    if (crv === undefined) return new TemplateRefusal(CKR.CURVE_NOT_SUPPORTED, CKA.EC_PARAMS);
+    let point = t.ecPoint;
+    if (point[0] === 0x04 && point.length >= 2 && point[1] === point.length - 2) point = point.subarray(2);
+    else if (point[0] === 0x04 && point[1] === 0x81 && point[2] === point.length - 3) point = point.subarray(3);
+    const size = (point.length - 1) / 2;
+    if (point[0] !== 0x04 || !Number.isInteger(size)) return new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID, CKA.EC_POINT);
+    jwk = { kty: 'EC', crv, x: b64(point.subarray(1, 1 + size)), y: b64(point.subarray(1 + size)) };
+  } else return new TemplateRefusal(CKR.TEMPLATE_INCONSISTENT, CKA.KEY_TYPE);
+  try {
+    return createPublicKey({ key: jwk, format: 'jwk' }).export({ format: 'pem', type: 'spki' }).toString();
+  } catch {
+    return new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID);
+  }
 }

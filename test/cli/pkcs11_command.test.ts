@@ -149,6 +149,21 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
     ok([...login, '--decrypt', '--id', 'a1', '-m', 'RSA-PKCS-OAEP', '--hash-algorithm', 'SHA256', '--mgf', 'MGF1-SHA256', '-i', f('oaep.ct'), '-o', f('oaep.pt')]);
     assert.equal(readFileSync(f('oaep.pt'), 'utf8'), 'the OAEP plaintext');
 
+    // A public key from outside (C_CreateObject), then a signature OpenSSL made verified by the token.
+    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('outside.key')]);
+    openssl(['pkey', '-in', f('outside.key'), '-pubout', '-outform', 'DER', '-out', f('outside.der')]);
+    openssl(['dgst', '-sha256', '-sign', f('outside.key'), '-out', f('outside.sig'), f('msg')]);
+    ok([...login, '--write-object', f('outside.der'), '--type', 'pubkey', '--id', 'd1', '--label', 'p11-imported']);
+    ok([...login, '--read-object', '--type', 'pubkey', '--id', 'd1', '-o', f('outside.back.der')]);
+    assert.deepEqual(readFileSync(f('outside.back.der')), readFileSync(f('outside.der')), 'the token shows the key it was given');
+    assert.match(ok([...login, '--verify', '--id', 'd1', '-m', 'ECDSA', '-i', f('digest'), '--signature-file', f('outside.sig'), '--signature-format', 'openssl']), /Signature is valid/);
+    const forged = readFileSync(f('outside.sig'));
+    forged[forged.length - 3] = forged[forged.length - 3]! ^ 1;
+    writeFileSync(f('forged.sig'), forged);
+    const forgedRun = run([...login, '--verify', '--id', 'd1', '-m', 'ECDSA', '-i', f('digest'), '--signature-file', f('forged.sig'), '--signature-format', 'openssl']);
+    assert.match(forgedRun.stdout + forgedRun.stderr, /Invalid signature|CKR_SIGNATURE_INVALID/, JSON.stringify(forgedRun));
+    assert.doesNotMatch(forgedRun.stdout, /Signature is valid/);
+
     // The objects are cluster objects: the SDK finds them under the same handles' labels.
     const sdk = await Cluster.connect({ endpoints: dev.nodes.map((n) => ({ host: n.host, port: n.port })), ca: dev.customerCaPem, credentials: { username: dev.cryptoUser.name, password: dev.cryptoUser.password } });
     try {

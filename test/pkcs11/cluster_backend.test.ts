@@ -140,6 +140,17 @@ test('key generation templates: incomplete, inconsistent, invalid type, size and
     assert.equal((await key([])).rv, CKR.TEMPLATE_INCOMPLETE);
     assert.equal((await key([ulong(CKA.VALUE_LEN, 20n)])).rv, CKR.KEY_SIZE_RANGE);
     assert.equal((await key([ulong(CKA.VALUE_LEN, 32n), ulong(CKA.CLASS, CKO_PUBLIC_KEY)])).rv, CKR.TEMPLATE_INCONSISTENT);
+
+    // C_CreateObject takes public keys only, whole.
+    const create = (template: Attribute[]) => call(b, 'C_CreateObject', { session: s, template }, c);
+    const rsaPub = [ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 0n)];
+    assert.equal((await create([ulong(CKA.KEY_TYPE, 0n)])).rv, CKR.TEMPLATE_INCOMPLETE);
+    assert.equal((await create(rsaPub)).rv, CKR.TEMPLATE_INCOMPLETE);
+    assert.equal((await create([ulong(CKA.CLASS, CKO_PRIVATE_KEY), ulong(CKA.KEY_TYPE, 0n)])).rv, CKR.TEMPLATE_INCONSISTENT);
+    assert.equal((await create([ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 3n), bytes(CKA.EC_PARAMS, Uint8Array.of(6, 3, 1, 2, 3)), bytes(CKA.EC_POINT, Uint8Array.of(4, 1, 4))])).rv, CKR.CURVE_NOT_SUPPORTED);
+    assert.equal((await create([ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 3n), bytes(CKA.EC_PARAMS, P256_PARAMS), bytes(CKA.EC_POINT, Uint8Array.of(4, 3, 4, 1, 2))])).rv, CKR.ATTRIBUTE_VALUE_INVALID);
+    // A modulus too small is the HSM's refusal, answered with its registry CK_RV by the server.
+    await assert.rejects(create([...rsaPub, bytes(CKA.MODULUS, Uint8Array.of(0xc5)), bytes(CKA.PUBLIC_EXPONENT, Uint8Array.of(1, 0, 1))]), { ckr: 'CKR_KEY_SIZE_RANGE' });
   } finally {
     await b.release?.(c);
   }
