@@ -444,6 +444,11 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (colon <= 0 || colon === pin.length - 1) return bad(CKR.PIN_INCORRECT); // not username:password
       const username = new TextDecoder().decode(pin.subarray(0, colon));
       const cluster = await options.connect({ username, password: pin.slice(colon + 1), role: req.userType === CKU.SO ? 'admin' : 'crypto-user' });
+      // The application may have gone (connection closed, C_Finalize) while the login was under way.
+      if (apps.get(c.id) !== a) {
+        await cluster.close();
+        return bad(CKR.CRYPTOKI_NOT_INITIALIZED);
+      }
       a.login = { cluster, userType: req.userType };
       return ok({});
     } finally {

@@ -124,6 +124,26 @@ test('sessions and login: handle, user type, already logged in, wrong PIN, read-
   assert.equal(b.applications(), 0);
 });
 
+test('an application that goes while its login is under way leaves no cluster connection behind', async () => {
+  const made: Cluster[] = [];
+  const b = clusterBackend({
+    connect: async (credentials) => {
+      const cluster = await Cluster.connect({ endpoints: dev.nodes.map((n) => ({ host: n.host, port: n.port })), ca: dev.customerCaPem, credentials });
+      made.push(cluster);
+      return cluster;
+    },
+    label: 'test', serial: '1',
+  });
+  const c: Pkcs11Connection = { id: 'gone', version: 0 };
+  const s = await session(b, c);
+  const login = call(b, 'C_Login', { session: s, userType: CKU_USER, pin: pin.slice() }, c);
+  await b.release?.(c);
+  assert.equal((await login).rv, CKR.CRYPTOKI_NOT_INITIALIZED);
+  assert.equal(made.length, 1);
+  assert.ok(made[0]!.nodes.every((n) => n.state === 'down'), 'the cluster made for it is closed');
+  assert.equal(b.applications(), 0);
+});
+
 test('key generation templates: incomplete, inconsistent, invalid type, size and curve', async () => {
   const { b, c, s } = await loggedIn();
   try {
