@@ -212,8 +212,10 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const want = req.randomData.present ? req.randomData.length : 0;
       const out = new Uint8Array(want);
       for (let at = 0; at < want; at += RANDOM_BYTES_MAX) out.set(await cluster.random(Math.min(RANDOM_BYTES_MAX, want - at)), at);
-      const { rv, value } = fitBytes(req.randomData, out);
-      return { rv, out: { randomData: value } };
+      // §5.15: ulRandomLen is what to generate, not a buffer to size; there is no length query. A
+      // zero-length request arrives as "no buffer" from p11-kit's client and still gets its 0 bytes
+      // (a length-only answer would read as CKR_BUFFER_TOO_SMALL there; pkcs11-tool --test checks it).
+      return ok({ randomData: out });
     },
     C_FindObjectsInit: async (req, c) => {
       const found = sessionOf(c, req.session);
@@ -603,7 +605,9 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     const op = operation(c, session, use);
     if (typeof op === 'number') return op;
     const end = (rv: number): number => (op.s.ops.delete(use), rv);
-    if (!op.o.multiPart) return end(CKR.MECHANISM_INVALID); // single-part mechanism (§2.1.6, §2.3.6)
+    // A single-part mechanism (§2.1.6, §2.3.6): the function is not supported for it; SoftHSM answers
+    // the same, and pkcs11-tool --test expects it.
+    if (!op.o.multiPart) return end(CKR.FUNCTION_NOT_SUPPORTED);
     if (!isBytes(part)) return end(CKR.ARGUMENTS_BAD);
     if (op.o.bytes + part.length > P11_MULTIPART_BYTES_MAX) return end(CKR.DATA_LEN_RANGE);
     op.o.parts.push(Uint8Array.from(part));

@@ -16,7 +16,7 @@ import type { Mechanism } from './rpc_codec.js';
 
 /** CK_MECHANISM_INFO flags (PKCS#11 v2.40 §5.10). */
 export const CKF_MECH = {
-  ENCRYPT: 0x100n, DECRYPT: 0x200n, DIGEST: 0x400n, SIGN: 0x800n, VERIFY: 0x2000n,
+  HW: 0x1n, ENCRYPT: 0x100n, DECRYPT: 0x200n, DIGEST: 0x400n, SIGN: 0x800n, VERIFY: 0x2000n,
   GENERATE: 0x8000n, GENERATE_KEY_PAIR: 0x10000n, EC_F_P: 0x100000n, EC_NAMEDCURVE: 0x800000n, EC_UNCOMPRESS: 0x1000000n,
 } as const;
 
@@ -39,13 +39,14 @@ const EC_FLAGS = CKF_MECH.EC_F_P | CKF_MECH.EC_NAMEDCURVE | CKF_MECH.EC_UNCOMPRE
 const SV = CKF_MECH.SIGN | CKF_MECH.VERIFY;
 const ED = CKF_MECH.ENCRYPT | CKF_MECH.DECRYPT;
 
-const rsa = (type: number, flags: bigint, multiPart: boolean): MechanismEntry => ({ type, minKeySize: 2048n, maxKeySize: 4096n, flags, keyType: 'RSA', multiPart });
-const ec = (type: number, multiPart: boolean): MechanismEntry => ({ type, minKeySize: 256n, maxKeySize: 521n, flags: SV | EC_FLAGS, keyType: 'EC', multiPart });
+// CKF_HW: performed by the device, here the HSM (§5.10); the digests alone are computed in the bridge.
+const rsa = (type: number, flags: bigint, multiPart: boolean): MechanismEntry => ({ type, minKeySize: 2048n, maxKeySize: 4096n, flags: flags | CKF_MECH.HW, keyType: 'RSA', multiPart });
+const ec = (type: number, multiPart: boolean): MechanismEntry => ({ type, minKeySize: 256n, maxKeySize: 521n, flags: SV | EC_FLAGS | CKF_MECH.HW, keyType: 'EC', multiPart });
 // AES key sizes are in bytes (PKCS#11 v2.40 Current Mechanisms §2.8).
-const aes = (type: number, multiPart: boolean): MechanismEntry => ({ type, minKeySize: 16n, maxKeySize: 32n, flags: ED, keyType: 'AES', multiPart });
+const aes = (type: number, multiPart: boolean): MechanismEntry => ({ type, minKeySize: 16n, maxKeySize: 32n, flags: ED | CKF_MECH.HW, keyType: 'AES', multiPart });
 
 export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
-  { type: CKM.RSA_PKCS_KEY_PAIR_GEN, minKeySize: 2048n, maxKeySize: 4096n, flags: CKF_MECH.GENERATE_KEY_PAIR, multiPart: false },
+  { type: CKM.RSA_PKCS_KEY_PAIR_GEN, minKeySize: 2048n, maxKeySize: 4096n, flags: CKF_MECH.GENERATE_KEY_PAIR | CKF_MECH.HW, multiPart: false },
   rsa(CKM.RSA_PKCS, SV, false),
   rsa(CKM.SHA256_RSA_PKCS, SV, true),
   rsa(CKM.SHA384_RSA_PKCS, SV, true),
@@ -55,12 +56,12 @@ export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
   rsa(CKM.SHA384_RSA_PKCS_PSS, SV, true),
   rsa(CKM.SHA512_RSA_PKCS_PSS, SV, true),
   rsa(CKM.RSA_PKCS_OAEP, ED, false),
-  { type: CKM.EC_KEY_PAIR_GEN, minKeySize: 256n, maxKeySize: 521n, flags: CKF_MECH.GENERATE_KEY_PAIR | EC_FLAGS, multiPart: false },
+  { type: CKM.EC_KEY_PAIR_GEN, minKeySize: 256n, maxKeySize: 521n, flags: CKF_MECH.GENERATE_KEY_PAIR | EC_FLAGS | CKF_MECH.HW, multiPart: false },
   ec(CKM.ECDSA, false),
   ec(CKM.ECDSA_SHA256, true),
   ec(CKM.ECDSA_SHA384, true),
   ec(CKM.ECDSA_SHA512, true),
-  { type: CKM.AES_KEY_GEN, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.GENERATE, multiPart: false },
+  { type: CKM.AES_KEY_GEN, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.GENERATE | CKF_MECH.HW, multiPart: false },
   aes(CKM.AES_GCM, true),
   aes(CKM.AES_CBC_PAD, true),
   ...[CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512].map((type) => ({ type, minKeySize: 0n, maxKeySize: 0n, flags: CKF_MECH.DIGEST, multiPart: true })),
