@@ -459,120 +459,6 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     }
   }
 
-  // ── objects ────────────────────────────────────────────────────────────────────────────────
-  /** The key and its description, or the CK_RV: no login shows no objects (every object is private). */
-  async function objectOf(a: Application, handle: bigint): Promise<{ key: Key; info: KeyInfo } | number> {
-    const cluster = a.login?.cluster;
-    if (cluster === undefined || handle < 1n || handle > BigInt(Number.MAX_SAFE_INTEGER)) return CKR.OBJECT_HANDLE_INVALID;
-    const key = cluster.key(handle);
-    try {
-      return { key, info: await key.attributes() };
-    } catch (e) {
-      if (isCofferError(e, 'COFFER_OBJECT_NOT_FOUND') || isCofferError(e, 'COFFER_OBJECT_MISMATCH')) return CKR.OBJECT_HANDLE_INVALID;
-      throw e;
-    }
-  }
-
-  async function findHandles(a: Application, template: readonly Attribute[]): Promise<bigint[]> {
-    const cluster = a.login?.cluster;
-    const { filter, rest, none } = findFilterOf(template);
-    if (cluster === undefined || none) return [];
-    const keys = await cluster.findKeys(filter);
-    if (rest.length === 0) return keys.map((k) => BigInt(k.handle));
-    const out: bigint[] = [];
-    for (const key of keys) {
-      const info = await key.attributes();
-      const parts = rest.some((t) => needsPublicParts(t.type)) ? await partsOf(key, info) : {};
-      if (rest.every((t) => matches(lookup(info, t.type, parts), t))) out.push(BigInt(key.handle));
-    }
-    return out;
-  }
-
-  async function partsOf(key: Key, info: KeyInfo): Promise<PublicParts> {
-    if (info.class === 'SECRET_KEY') return {};
-    try {
-      return publicParts(await key.exportPublicPem());
-    } catch (e) {
-      if (isCofferError(e)) return {};
-      throw new CofferError('COFFER_CRYPTO_KEY_INVALID', { reason: 'public key export does not parse' });
-    }
-  }
-
-  /** C_GetAttributeValue's template, entry by entry as PKCS#11 v2.40 §5.7 states. */
-  async function attributeAnswer(key: Key, info: KeyInfo, template: RequestOf<'C_GetAttributeValue'>['template']): Promise<Answer<'C_GetAttributeValue'>> {
-    const parts = template.some((t) => needsPublicParts(t.type)) ? await partsOf(key, info) : {};
-    let rv: number = CKR.OK;
-    const out: Attribute[] = [];
-    for (const t of template) {
-      let l = lookup(info, t.type, parts);
-      if (l === 'invalid' && t.type === CKA.VALUE && info.class === 'SECRET_KEY') l = { kind: 'bytes', value: await key.exportPlaintext() };
-      if (l === 'sensitive' || l === 'invalid') {
-        out.push({ type: t.type, unavailable: true });
-        rv = l === 'sensitive' ? CKR.ATTRIBUTE_SENSITIVE : CKR.ATTRIBUTE_TYPE_INVALID;
-        continue;
-      }
-      const length = l.kind === 'byte' ? 1 : l.kind === 'ulong' ? 8 : l.kind === 'bytes' || l.kind === 'date' ? l.value.length : 0;
-      if (t.length === 0) out.push({ type: t.type, lengthOnly: length });
-      else if (t.length < length) {
-        out.push({ type: t.type, unavailable: true });
-        rv = CKR.BUFFER_TOO_SMALL;
-      } else out.push({ type: t.type, value: l });
-    }
-    return { rv, out: { template: out } };
-  }
-
-  // ── key generation ─────────────────────────────────────────────────────────────────────────
-  function keyPairSpec(m: Mechanism | null, pubT: readonly Attribute[], privT: readonly Attribute[], rw: boolean) {
-    if (m === null) return CKR.ARGUMENTS_BAD;
-    if (m.type !== CKM.RSA_PKCS_KEY_PAIR_GEN && m.type !== CKM.EC_KEY_PAIR_GEN) return CKR.MECHANISM_INVALID;
-    if (m.parameter.kind !== 'none') return CKR.MECHANISM_PARAM_INVALID;
-    const pub = readTemplate(pubT, 'public');
-    if (pub instanceof TemplateRefusal) return pub.rv;
-    const priv = readTemplate(privT, 'private');
-    if (priv instanceof TemplateRefusal) return priv.rv;
-    const rsa = m.type === CKM.RSA_PKCS_KEY_PAIR_GEN;
-    const keyType = rsa ? 0n : 3n;
-    if ((pub.cls ?? 2n) !== 2n || (priv.cls ?? 3n) !== 3n || (pub.keyType ?? keyType) !== keyType || (priv.keyType ?? keyType) !== keyType) return CKR.TEMPLATE_INCONSISTENT;
-    const common = sessionRule(pub, rw) ?? sessionRule(priv, rw);
-    if (common !== undefined) return common;
-    const attrs = { publicAttributes: withToken(pub), privateAttributes: withToken(priv) };
-    if (rsa) {
-      if (pub.modulusBits === undefined) return CKR.TEMPLATE_INCOMPLETE;
-      if (pub.modulusBits < 2048n || pub.modulusBits > 4096n) return CKR.KEY_SIZE_RANGE;
-      const e = pub.publicExponent;
-      if (e !== undefined && (e.length === 0 || e.length > 4)) return CKR.ATTRIBUTE_VALUE_INVALID;
-      const publicExponent = e === undefined ? undefined : e.reduce((n, b) => n * 256 + b, 0);
-      return { keyType: 'RSA' as const, bits: Number(pub.modulusBits), ...(publicExponent === undefined ? {} : { publicExponent }), ...attrs };
-    }
-    if (pub.ecParams === undefined) return CKR.TEMPLATE_INCOMPLETE;
-    const curve = curveOfParams(pub.ecParams);
-    if (curve === undefined) return CKR.CURVE_NOT_SUPPORTED;
-    return { curve, ...attrs };
-  }
-
-  function secretKeySpec(m: Mechanism | null, template: readonly Attribute[], rw: boolean) {
-    if (m === null) return CKR.ARGUMENTS_BAD;
-    if (m.type !== CKM.AES_KEY_GEN) return CKR.MECHANISM_INVALID;
-    if (m.parameter.kind !== 'none') return CKR.MECHANISM_PARAM_INVALID;
-    const t = readTemplate(template, 'secret');
-    if (t instanceof TemplateRefusal) return t.rv;
-    if ((t.cls ?? 4n) !== 4n || (t.keyType ?? 0x1fn) !== 0x1fn) return CKR.TEMPLATE_INCONSISTENT;
-    const rule = sessionRule(t, rw);
-    if (rule !== undefined) return rule;
-    if (t.valueLen === undefined) return CKR.TEMPLATE_INCOMPLETE;
-    if (t.valueLen !== 16n && t.valueLen !== 24n && t.valueLen !== 32n) return CKR.KEY_SIZE_RANGE;
-    return { type: 'AES' as const, bits: Number(t.valueLen) * 8, attributes: withToken(t) };
-  }
-
-  /** §5.6: a token object needs a read/write session. */
-  function sessionRule(t: ReadTemplate, rw: boolean): number | undefined {
-    return t.template.token === true && !rw ? CKR.SESSION_READ_ONLY : undefined;
-  }
-  /** CKA_TOKEN defaults to false (PKCS#11 v2.40 §4.4), where the SDK's default is a token object. */
-  function withToken(t: ReadTemplate) {
-    return { ...t.template, token: t.template.token ?? false };
-  }
-
   // ── operations ─────────────────────────────────────────────────────────────────────────────
   async function init(c: Pkcs11Connection, req: { session: bigint; mechanism: Mechanism | null; key: bigint }, use: Use): Promise<{ rv: number; out?: Record<string, never> }> {
     const found = sessionOf(c, req.session);
@@ -634,29 +520,144 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   }
 
   /** Runs the operation on `input` (or reuses the output kept for it) and applies the two-call rule. */
-  async function finish(s: Session, o: Operation, input: Uint8Array, buffer: OutBuffer): Promise<Fit> {
-    let output = o.kept !== undefined && Buffer.from(o.kept.input).equals(input) ? o.kept.output : undefined;
-    if (output === undefined) {
-      try {
-        output = await run(o, input);
-      } catch (e) {
-        s.ops.delete(o.use);
-        throw e;
-      }
-    }
-    const fit = fitBytes(buffer, output);
-    if (buffer.present && fit.rv === CKR.OK) s.ops.delete(o.use);
-    else o.kept = { input, output };
-    return fit;
-  }
-
-  function run(o: Operation, input: Uint8Array): Promise<Uint8Array> {
-    if (o.use === 'sign') return o.key.sign(input, o.params);
-    if (o.use === 'encrypt') return o.key.encrypt(input, o.params);
-    return o.key.decrypt(input, o.params);
-  }
-
   return backend;
+}
+
+// ── objects (below the factory: they need no state of its own) ──────────────────────────────
+/** The key and its description, or the CK_RV: no login shows no objects (every object is private). */
+async function objectOf(a: Application, handle: bigint): Promise<{ key: Key; info: KeyInfo } | number> {
+  const cluster = a.login?.cluster;
+  if (cluster === undefined || handle < 1n || handle > BigInt(Number.MAX_SAFE_INTEGER)) return CKR.OBJECT_HANDLE_INVALID;
+  const key = cluster.key(handle);
+  try {
+    return { key, info: await key.attributes() };
+  } catch (e) {
+    if (isCofferError(e, 'COFFER_OBJECT_NOT_FOUND') || isCofferError(e, 'COFFER_OBJECT_MISMATCH')) return CKR.OBJECT_HANDLE_INVALID;
+    throw e;
+  }
+}
+
+async function findHandles(a: Application, template: readonly Attribute[]): Promise<bigint[]> {
+  const cluster = a.login?.cluster;
+  const { filter, rest, none } = findFilterOf(template);
+  if (cluster === undefined || none) return [];
+  const keys = await cluster.findKeys(filter);
+  if (rest.length === 0) return keys.map((k) => BigInt(k.handle));
+  const out: bigint[] = [];
+  for (const key of keys) {
+    const info = await key.attributes();
+    const parts = rest.some((t) => needsPublicParts(t.type)) ? await partsOf(key, info) : {};
+    if (rest.every((t) => matches(lookup(info, t.type, parts), t))) out.push(BigInt(key.handle));
+  }
+  return out;
+}
+
+async function partsOf(key: Key, info: KeyInfo): Promise<PublicParts> {
+  if (info.class === 'SECRET_KEY') return {};
+  try {
+    return publicParts(await key.exportPublicPem());
+  } catch (e) {
+    if (isCofferError(e)) return {};
+    throw new CofferError('COFFER_CRYPTO_KEY_INVALID', { reason: 'public key export does not parse' });
+  }
+}
+
+/** C_GetAttributeValue's template, entry by entry as PKCS#11 v2.40 §5.7 states. */
+async function attributeAnswer(key: Key, info: KeyInfo, template: RequestOf<'C_GetAttributeValue'>['template']): Promise<Answer<'C_GetAttributeValue'>> {
+  const parts = template.some((t) => needsPublicParts(t.type)) ? await partsOf(key, info) : {};
+  let rv: number = CKR.OK;
+  const out: Attribute[] = [];
+  for (const t of template) {
+    let l = lookup(info, t.type, parts);
+    if (l === 'invalid' && t.type === CKA.VALUE && info.class === 'SECRET_KEY') l = { kind: 'bytes', value: await key.exportPlaintext() };
+    if (l === 'sensitive' || l === 'invalid') {
+      out.push({ type: t.type, unavailable: true });
+      rv = l === 'sensitive' ? CKR.ATTRIBUTE_SENSITIVE : CKR.ATTRIBUTE_TYPE_INVALID;
+      continue;
+    }
+    const length = l.kind === 'byte' ? 1 : l.kind === 'ulong' ? 8 : l.kind === 'bytes' || l.kind === 'date' ? l.value.length : 0;
+    if (t.length === 0) out.push({ type: t.type, lengthOnly: length });
+    else if (t.length < length) {
+      out.push({ type: t.type, unavailable: true });
+      rv = CKR.BUFFER_TOO_SMALL;
+    } else out.push({ type: t.type, value: l });
+  }
+  return { rv, out: { template: out } };
+}
+
+// ── key generation ─────────────────────────────────────────────────────────────────────────
+function keyPairSpec(m: Mechanism | null, pubT: readonly Attribute[], privT: readonly Attribute[], rw: boolean) {
+  if (m === null) return CKR.ARGUMENTS_BAD;
+  if (m.type !== CKM.RSA_PKCS_KEY_PAIR_GEN && m.type !== CKM.EC_KEY_PAIR_GEN) return CKR.MECHANISM_INVALID;
+  if (m.parameter.kind !== 'none') return CKR.MECHANISM_PARAM_INVALID;
+  const pub = readTemplate(pubT, 'public');
+  if (pub instanceof TemplateRefusal) return pub.rv;
+  const priv = readTemplate(privT, 'private');
+  if (priv instanceof TemplateRefusal) return priv.rv;
+  const rsa = m.type === CKM.RSA_PKCS_KEY_PAIR_GEN;
+  const keyType = rsa ? 0n : 3n;
+  if ((pub.cls ?? 2n) !== 2n || (priv.cls ?? 3n) !== 3n || (pub.keyType ?? keyType) !== keyType || (priv.keyType ?? keyType) !== keyType) return CKR.TEMPLATE_INCONSISTENT;
+  const common = sessionRule(pub, rw) ?? sessionRule(priv, rw);
+  if (common !== undefined) return common;
+  const attrs = { publicAttributes: withToken(pub), privateAttributes: withToken(priv) };
+  if (rsa) {
+    if (pub.modulusBits === undefined) return CKR.TEMPLATE_INCOMPLETE;
+    if (pub.modulusBits < 2048n || pub.modulusBits > 4096n) return CKR.KEY_SIZE_RANGE;
+    const e = pub.publicExponent;
+    if (e !== undefined && (e.length === 0 || e.length > 4)) return CKR.ATTRIBUTE_VALUE_INVALID;
+    const publicExponent = e === undefined ? undefined : e.reduce((n, b) => n * 256 + b, 0);
+    return { keyType: 'RSA' as const, bits: Number(pub.modulusBits), ...(publicExponent === undefined ? {} : { publicExponent }), ...attrs };
+  }
+  if (pub.ecParams === undefined) return CKR.TEMPLATE_INCOMPLETE;
+  const curve = curveOfParams(pub.ecParams);
+  if (curve === undefined) return CKR.CURVE_NOT_SUPPORTED;
+  return { curve, ...attrs };
+}
+
+function secretKeySpec(m: Mechanism | null, template: readonly Attribute[], rw: boolean) {
+  if (m === null) return CKR.ARGUMENTS_BAD;
+  if (m.type !== CKM.AES_KEY_GEN) return CKR.MECHANISM_INVALID;
+  if (m.parameter.kind !== 'none') return CKR.MECHANISM_PARAM_INVALID;
+  const t = readTemplate(template, 'secret');
+  if (t instanceof TemplateRefusal) return t.rv;
+  if ((t.cls ?? 4n) !== 4n || (t.keyType ?? 0x1fn) !== 0x1fn) return CKR.TEMPLATE_INCONSISTENT;
+  const rule = sessionRule(t, rw);
+  if (rule !== undefined) return rule;
+  if (t.valueLen === undefined) return CKR.TEMPLATE_INCOMPLETE;
+  if (t.valueLen !== 16n && t.valueLen !== 24n && t.valueLen !== 32n) return CKR.KEY_SIZE_RANGE;
+  return { type: 'AES' as const, bits: Number(t.valueLen) * 8, attributes: withToken(t) };
+}
+
+/** §5.6: a token object needs a read/write session. */
+function sessionRule(t: ReadTemplate, rw: boolean): number | undefined {
+  return t.template.token === true && !rw ? CKR.SESSION_READ_ONLY : undefined;
+}
+/** CKA_TOKEN defaults to false (PKCS#11 v2.40 §4.4), where the SDK's default is a token object. */
+function withToken(t: ReadTemplate) {
+  return { ...t.template, token: t.template.token ?? false };
+}
+
+// ── running an operation ───────────────────────────────────────────────────────────────────
+async function finish(s: Session, o: Operation, input: Uint8Array, buffer: OutBuffer): Promise<Fit> {
+  let output = o.kept !== undefined && Buffer.from(o.kept.input).equals(input) ? o.kept.output : undefined;
+  if (output === undefined) {
+    try {
+      output = await run(o, input);
+    } catch (e) {
+      s.ops.delete(o.use);
+      throw e;
+    }
+  }
+  const fit = fitBytes(buffer, output);
+  if (buffer.present && fit.rv === CKR.OK) s.ops.delete(o.use);
+  else o.kept = { input, output };
+  return fit;
+}
+
+function run(o: Operation, input: Uint8Array): Promise<Uint8Array> {
+  if (o.use === 'sign') return o.key.sign(input, o.params);
+  if (o.use === 'encrypt') return o.key.encrypt(input, o.params);
+  return o.key.decrypt(input, o.params);
 }
 
 function isBytes(v: ByteArray): v is Uint8Array {
