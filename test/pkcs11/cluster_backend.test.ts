@@ -105,6 +105,8 @@ test('sessions and login: handle, user type, already logged in, wrong PIN, read-
   assert.equal((await call(b, 'C_FindObjectsFinal', { session: ro }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
   assert.equal((await call(b, 'C_GenerateKey', { session: ro, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n)] }, c)).rv, CKR.USER_NOT_LOGGED_IN);
   assert.equal((await call(b, 'C_GenerateRandom', { session: ro, randomData: buf(16) }, c)).rv, CKR.USER_NOT_LOGGED_IN);
+  assert.equal((await call(b, 'C_SignInit', { session: ro, mechanism: mech(CKM.ECDSA), key: 1n }, c)).rv, CKR.USER_NOT_LOGGED_IN);
+  assert.equal((await call(b, 'C_GetAttributeValue', { session: ro, object: 1n, template: [{ type: CKA.CLASS, length: 8 }] }, c)).rv, CKR.OBJECT_HANDLE_INVALID);
 
   const passed = pin.slice();
   assert.equal((await call(b, 'C_Login', { session: ro, userType: CKU_USER, pin: passed }, c)).rv, CKR.OK);
@@ -208,6 +210,7 @@ test('attributes: sensitive and invalid ones unavailable, the two-call length ru
     assert.equal(new TextDecoder().decode(after[0]!.value.value as Uint8Array), 'renamed');
     assert.deepEqual([...(after[1]!.value.value as Uint8Array)], [9, 9]);
     assert.equal(after[2]!.value.value, 0);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key: priv }, c)).rv, CKR.KEY_FUNCTION_NOT_PERMITTED, 'CKA_SIGN false');
     assert.equal((await set([bytes(CKA.LABEL, new TextEncoder().encode('attr-test')), bool(CKA.SIGN, true)])).rv, CKR.OK);
     assert.deepEqual(await call(b, 'C_GetObjectSize', { session: s, object: priv }, c), { rv: CKR.OK, out: { size: 0xffff_ffff_ffff_ffffn } });
 
