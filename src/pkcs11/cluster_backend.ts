@@ -86,7 +86,12 @@ interface Session {
 interface Application {
   readonly sessions: Map<bigint, Session>;
   login?: { readonly cluster: Cluster; readonly userType: bigint };
+  /** The SDK's Key per handle used, so that a key is located among the HSMs once, not per call. */
+  readonly keys: Map<bigint, Key>;
 }
+
+/** Keys remembered per application; past this the memory starts over (a cache, never a limit). */
+export const P11_KEYS_REMEMBERED_MAX = 4096;
 
 /** An operation's answer: its rv, and the output the two-call rule lets through. */
 type Fit = { readonly rv: number; readonly value?: ByteArray };
@@ -104,12 +109,13 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   let nextSession = 1n;
   const app = (c: Pkcs11Connection): Application => {
     let a = apps.get(c.id);
-    if (a === undefined) apps.set(c.id, (a = { sessions: new Map() }));
+    if (a === undefined) apps.set(c.id, (a = { sessions: new Map(), keys: new Map() }));
     return a;
   };
   const logout = async (a: Application): Promise<void> => {
     const l = a.login;
     delete a.login;
+    a.keys.clear();
     for (const s of a.sessions.values()) {
       s.ops.clear();
       delete s.find;
@@ -294,6 +300,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (object.info.attributes.token && (found.s.flags & CKF.RW_SESSION) === 0n) return bad(CKR.SESSION_READ_ONLY);
       if (!object.info.attributes.destroyable) return bad(CKR.ACTION_PROHIBITED);
       await object.key.destroy();
+      found.a.keys.delete(req.object);
       return ok({});
     },
     C_GenerateKeyPair: async (req, c) => {
@@ -528,11 +535,19 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
 async function objectOf(a: Application, handle: bigint): Promise<{ key: Key; info: KeyInfo } | number> {
   const cluster = a.login?.cluster;
   if (cluster === undefined || handle < 1n || handle > BigInt(Number.MAX_SAFE_INTEGER)) return CKR.OBJECT_HANDLE_INVALID;
-  const key = cluster.key(handle);
+  let key = a.keys.get(handle);
+  if (key === undefined) {
+    if (a.keys.size >= P11_KEYS_REMEMBERED_MAX) a.keys.clear();
+    key = cluster.key(handle);
+    a.keys.set(handle, key);
+  }
   try {
     return { key, info: await key.attributes() };
   } catch (e) {
-    if (isCofferError(e, 'COFFER_OBJECT_NOT_FOUND') || isCofferError(e, 'COFFER_OBJECT_MISMATCH')) return CKR.OBJECT_HANDLE_INVALID;
+    if (isCofferError(e, 'COFFER_OBJECT_NOT_FOUND') || isCofferError(e, 'COFFER_OBJECT_MISMATCH')) {
+      a.keys.delete(handle);
+      return CKR.OBJECT_HANDLE_INVALID;
+    }
     throw e;
   }
 }
@@ -542,6 +557,9 @@ async function findHandles(a: Application, template: readonly Attribute[]): Prom
   const { filter, rest, none } = findFilterOf(template);
   if (cluster === undefined || none) return [];
   const keys = await cluster.findKeys(filter);
+  // Found keys know where they live (docs/sdk.md "Which HSM serves a key"): remember them for the calls that follow.
+  if (a.keys.size + keys.length > P11_KEYS_REMEMBERED_MAX) a.keys.clear();
+  for (const k of keys.slice(0, P11_KEYS_REMEMBERED_MAX)) a.keys.set(BigInt(k.handle), k);
   if (rest.length === 0) return keys.map((k) => BigInt(k.handle));
   const out: bigint[] = [];
   for (const key of keys) {
