@@ -16,6 +16,7 @@ import { registerCeremonyCommands } from './ceremony_commands.js';
 import { registerHsmCommands } from './hsm_commands.js';
 import { registerDevCommands } from './dev_commands.js';
 import { registerFleetCommands } from './fleet_commands.js';
+import { registerPkcs11Command } from './pkcs11_command.js';
 import { registerServiceCommands } from './service_commands.js';
 import { errorLine } from './user_cli/output.js';
 import { registerUserCli } from './user_cli/register.js';
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   registerServiceCommands(program);
   registerFleetCommands(program);
   registerUserCli(program);
+  registerPkcs11Command(program);
   program
     .command('demo')
     .description('provision a development device in a temporary directory, then log in, make keys and sign')

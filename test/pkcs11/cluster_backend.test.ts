@@ -1,0 +1,348 @@
+// The cluster token's return values, function by function as PKCS#11 v2.40 §5 states them, called
+// without the transport against a development cluster of real node processes (the rules of the
+// calls the real-client test in test/cli/pkcs11_command.test.ts does not reach). Signatures made
+// through the token are checked with node:crypto against the public key the token shows.
+
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCipheriv, createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { Cluster } from '../../src/client/cluster.js';
+import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
+import { clusterBackend, type ClusterBackend } from '../../src/pkcs11/cluster_backend.js';
+import type { Pkcs11Connection } from '../../src/pkcs11/backend.js';
+import { CKA, CKM, CKR } from '../../src/pkcs11/constants.js';
+import type { Attribute, Mechanism, OutBuffer } from '../../src/pkcs11/rpc_codec.js';
+
+// PKCS#11 v2.40 values written from the specification (§4.1, §4.8, §5.1), not from the code under test.
+const CKF_RW_SERIAL = 0x6n;
+const CKF_SERIAL = 0x4n;
+const CKU_SO = 0n;
+const CKU_USER = 1n;
+const CKO_PUBLIC_KEY = 2n;
+const CKO_PRIVATE_KEY = 3n;
+const CKO_SECRET_KEY = 4n;
+const P256_PARAMS = Uint8Array.from(Buffer.from('06082a8648ce3d030107', 'hex'));
+
+const dir = mkdtempSync(join(tmpdir(), 'coffer-p11-token-'));
+let dev: DevelopmentCluster;
+let pin: Uint8Array;
+before(async () => {
+  dev = await startDevelopmentCluster({ dir: join(dir, 'cluster'), nodes: 1 });
+  pin = new TextEncoder().encode(`${dev.cryptoUser.name}:${dev.cryptoUser.password}`);
+});
+after(async () => {
+  await dev.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let connections = 0;
+function token(): { backend: ClusterBackend; c: Pkcs11Connection } {
+  const backend = clusterBackend({
+    connect: (credentials) => Cluster.connect({ endpoints: dev.nodes.map((n) => ({ host: n.host, port: n.port })), ca: dev.customerCaPem, credentials }),
+    label: 'test', serial: '1',
+  });
+  return { backend, c: { id: `c${++connections}`, version: 0 } };
+}
+
+const buf = (length: number): OutBuffer => ({ present: true, length });
+const none: OutBuffer = { present: false, length: 0 };
+const mech = (type: number, parameter: Mechanism['parameter'] = { kind: 'none' }): Mechanism => ({ type, parameter });
+const bool = (type: number, value: boolean): Attribute => ({ type, value: { kind: 'byte', value: value ? 1 : 0 } });
+const ulong = (type: number, value: bigint): Attribute => ({ type, value: { kind: 'ulong', value } });
+const bytes = (type: number, value: Uint8Array): Attribute => ({ type, value: { kind: 'bytes', value } });
+
+/** Calls a handler the backend must have. */
+async function call<K extends keyof ClusterBackend>(b: ClusterBackend, name: K, req: Parameters<NonNullable<ClusterBackend[K]>>[0], c: Pkcs11Connection) {
+  const h = b[name] as ((r: typeof req, c: Pkcs11Connection) => unknown) | undefined;
+  assert.ok(h !== undefined, `${String(name)} is implemented`);
+  return (await h(req, c)) as { rv: number; out?: Record<string, unknown> };
+}
+
+async function session(b: ClusterBackend, c: Pkcs11Connection, flags = CKF_RW_SERIAL): Promise<bigint> {
+  const r = await call(b, 'C_OpenSession', { slotId: 1n, flags }, c);
+  assert.equal(r.rv, CKR.OK);
+  return r.out?.['session'] as bigint;
+}
+
+async function loggedIn(): Promise<{ b: ClusterBackend; c: Pkcs11Connection; s: bigint }> {
+  const { backend: b, c } = token();
+  const s = await session(b, c);
+  assert.equal((await call(b, 'C_Login', { session: s, userType: CKU_USER, pin: pin.slice() }, c)).rv, CKR.OK);
+  return { b, c, s };
+}
+
+async function ecPair(b: ClusterBackend, c: Pkcs11Connection, s: bigint, label: string): Promise<{ pub: bigint; priv: bigint }> {
+  const r = await call(b, 'C_GenerateKeyPair', {
+    session: s, mechanism: mech(CKM.EC_KEY_PAIR_GEN),
+    publicKeyTemplate: [bytes(CKA.EC_PARAMS, P256_PARAMS), bool(CKA.VERIFY, true), bool(CKA.TOKEN, true), bytes(CKA.LABEL, new TextEncoder().encode(label))],
+    privateKeyTemplate: [bool(CKA.SIGN, true), bool(CKA.TOKEN, true), bytes(CKA.LABEL, new TextEncoder().encode(label))],
+  }, c);
+  assert.equal(r.rv, CKR.OK);
+  return { pub: r.out?.['publicKey'] as bigint, priv: r.out?.['privateKey'] as bigint };
+}
+
+test('sessions and login: handle, user type, already logged in, wrong PIN, read-only session rules', async () => {
+  const { backend: b, c } = token();
+  assert.equal((await call(b, 'C_OpenSession', { slotId: 1n, flags: 0n }, c)).rv, CKR.SESSION_PARALLEL_NOT_SUPPORTED);
+  assert.equal((await call(b, 'C_OpenSession', { slotId: 9n, flags: CKF_SERIAL }, c)).rv, CKR.SLOT_ID_INVALID);
+  const ro = await session(b, c, CKF_SERIAL);
+  assert.equal((await call(b, 'C_CloseSession', { session: 999n }, c)).rv, CKR.SESSION_HANDLE_INVALID);
+  assert.equal((await call(b, 'C_Login', { session: 999n, userType: CKU_USER, pin: pin.slice() }, c)).rv, CKR.SESSION_HANDLE_INVALID);
+  assert.equal((await call(b, 'C_Login', { session: ro, userType: 7n, pin: pin.slice() }, c)).rv, CKR.USER_TYPE_INVALID);
+  assert.equal((await call(b, 'C_Login', { session: ro, userType: CKU_SO, pin: pin.slice() }, c)).rv, CKR.SESSION_READ_ONLY_EXISTS);
+  assert.equal((await call(b, 'C_Logout', { session: ro }, c)).rv, CKR.USER_NOT_LOGGED_IN);
+  assert.equal((await call(b, 'C_Login', { session: ro, userType: CKU_USER, pin: new TextEncoder().encode('no-colon-here') }, c)).rv, CKR.PIN_INCORRECT);
+  // A wrong password is the registry's COFFER_AUTH_FAILED, whose CK_RV is CKR_PIN_INCORRECT (the server maps it).
+  await assert.rejects(call(b, 'C_Login', { session: ro, userType: CKU_USER, pin: new TextEncoder().encode(`${dev.cryptoUser.name}:wrong-password`) }, c), { code: 'COFFER_AUTH_FAILED', ckr: 'CKR_PIN_INCORRECT' });
+  // Objects are private: nothing is found before login; key generation needs it.
+  assert.equal((await call(b, 'C_FindObjectsInit', { session: ro, template: [] }, c)).rv, CKR.OK);
+  assert.deepEqual((await call(b, 'C_FindObjects', { session: ro, objects: buf(10) }, c)).out, { objects: [] });
+  assert.equal((await call(b, 'C_FindObjectsInit', { session: ro, template: [] }, c)).rv, CKR.OPERATION_ACTIVE);
+  assert.equal((await call(b, 'C_FindObjectsFinal', { session: ro }, c)).rv, CKR.OK);
+  assert.equal((await call(b, 'C_FindObjectsFinal', { session: ro }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+  assert.equal((await call(b, 'C_GenerateKey', { session: ro, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n)] }, c)).rv, CKR.USER_NOT_LOGGED_IN);
+  assert.equal((await call(b, 'C_GenerateRandom', { session: ro, randomData: buf(16) }, c)).rv, CKR.USER_NOT_LOGGED_IN);
+  assert.equal((await call(b, 'C_SignInit', { session: ro, mechanism: mech(CKM.ECDSA), key: 1n }, c)).rv, CKR.USER_NOT_LOGGED_IN);
+  assert.equal((await call(b, 'C_GetAttributeValue', { session: ro, object: 1n, template: [{ type: CKA.CLASS, length: 8 }] }, c)).rv, CKR.OBJECT_HANDLE_INVALID);
+
+  const passed = pin.slice();
+  assert.equal((await call(b, 'C_Login', { session: ro, userType: CKU_USER, pin: passed }, c)).rv, CKR.OK);
+  assert.ok(passed.every((x) => x === 0), 'the PIN bytes are zeroised after login');
+  assert.equal((await call(b, 'C_Login', { session: ro, userType: CKU_USER, pin: pin.slice() }, c)).rv, CKR.USER_ALREADY_LOGGED_IN);
+  assert.equal((await call(b, 'C_Login', { session: ro, userType: CKU_SO, pin: pin.slice() }, c)).rv, CKR.USER_ANOTHER_ALREADY_LOGGED_IN);
+  assert.equal((await call(b, 'C_GetSessionInfo', { session: ro }, c)).out?.['state'], 1n); // CKS_RO_USER_FUNCTIONS
+  // A token object cannot be made in a read-only session (§5.6).
+  assert.equal((await call(b, 'C_GenerateKey', { session: ro, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n), bool(CKA.TOKEN, true)] }, c)).rv, CKR.SESSION_READ_ONLY);
+  const r = await call(b, 'C_GenerateRandom', { session: ro, randomData: buf(40) }, c);
+  assert.equal((r.out?.['randomData'] as Uint8Array).length, 40);
+  // Closing the last session logs the application out (§5.6).
+  assert.equal((await call(b, 'C_CloseSession', { session: ro }, c)).rv, CKR.OK);
+  const again = await session(b, c);
+  assert.equal((await call(b, 'C_GetSessionInfo', { session: again }, c)).out?.['state'], 2n); // CKS_RW_PUBLIC_SESSION
+  await b.release?.(c);
+  assert.equal(b.applications(), 0);
+});
+
+test('an application that goes while its login is under way leaves no cluster connection behind', async () => {
+  const made: Cluster[] = [];
+  const b = clusterBackend({
+    connect: async (credentials) => {
+      const cluster = await Cluster.connect({ endpoints: dev.nodes.map((n) => ({ host: n.host, port: n.port })), ca: dev.customerCaPem, credentials });
+      made.push(cluster);
+      return cluster;
+    },
+    label: 'test', serial: '1',
+  });
+  const c: Pkcs11Connection = { id: 'gone', version: 0 };
+  const s = await session(b, c);
+  const login = call(b, 'C_Login', { session: s, userType: CKU_USER, pin: pin.slice() }, c);
+  await b.release?.(c);
+  assert.equal((await login).rv, CKR.CRYPTOKI_NOT_INITIALIZED);
+  assert.equal(made.length, 1);
+  assert.ok(made[0]!.nodes.every((n) => n.state === 'down'), 'the cluster made for it is closed');
+  assert.equal(b.applications(), 0);
+});
+
+test('key generation templates: incomplete, inconsistent, invalid type, size and curve', async () => {
+  const { b, c, s } = await loggedIn();
+  try {
+    const gen = (mechanism: Mechanism, pub: Attribute[], priv: Attribute[] = []) => call(b, 'C_GenerateKeyPair', { session: s, mechanism, publicKeyTemplate: pub, privateKeyTemplate: priv }, c);
+    assert.equal((await gen(mech(CKM.RSA_PKCS_KEY_PAIR_GEN), [])).rv, CKR.TEMPLATE_INCOMPLETE);
+    assert.equal((await gen(mech(CKM.RSA_PKCS_KEY_PAIR_GEN), [ulong(CKA.MODULUS_BITS, 1024n)])).rv, CKR.KEY_SIZE_RANGE);
+    assert.equal((await gen(mech(CKM.EC_KEY_PAIR_GEN), [])).rv, CKR.TEMPLATE_INCOMPLETE);
+    assert.equal((await gen(mech(CKM.EC_KEY_PAIR_GEN), [bytes(CKA.EC_PARAMS, Uint8Array.of(6, 3, 1, 2, 3))])).rv, CKR.CURVE_NOT_SUPPORTED);
+    assert.equal((await gen(mech(CKM.EC_KEY_PAIR_GEN), [bytes(CKA.EC_PARAMS, P256_PARAMS), ulong(CKA.CLASS, CKO_PRIVATE_KEY)])).rv, CKR.TEMPLATE_INCONSISTENT);
+    assert.equal((await gen(mech(CKM.EC_KEY_PAIR_GEN), [bytes(CKA.EC_PARAMS, P256_PARAMS)], [ulong(CKA.KEY_TYPE, 0n)])).rv, CKR.TEMPLATE_INCONSISTENT);
+    assert.equal((await gen(mech(CKM.EC_KEY_PAIR_GEN), [bytes(CKA.EC_PARAMS, P256_PARAMS)], [bytes(0x101, Uint8Array.of(1))])).rv, CKR.ATTRIBUTE_TYPE_INVALID); // CKA_SUBJECT
+    assert.equal((await gen(mech(CKM.AES_KEY_GEN), [])).rv, CKR.MECHANISM_INVALID);
+    const key = (template: Attribute[]) => call(b, 'C_GenerateKey', { session: s, mechanism: mech(CKM.AES_KEY_GEN), template }, c);
+    assert.equal((await key([])).rv, CKR.TEMPLATE_INCOMPLETE);
+    assert.equal((await key([ulong(CKA.VALUE_LEN, 20n)])).rv, CKR.KEY_SIZE_RANGE);
+    assert.equal((await key([ulong(CKA.VALUE_LEN, 32n), ulong(CKA.CLASS, CKO_PUBLIC_KEY)])).rv, CKR.TEMPLATE_INCONSISTENT);
+
+    // C_CreateObject takes public keys only, whole.
+    const create = (template: Attribute[]) => call(b, 'C_CreateObject', { session: s, template }, c);
+    const rsaPub = [ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 0n)];
+    assert.equal((await create([ulong(CKA.KEY_TYPE, 0n)])).rv, CKR.TEMPLATE_INCOMPLETE);
+    assert.equal((await create(rsaPub)).rv, CKR.TEMPLATE_INCOMPLETE);
+    assert.equal((await create([ulong(CKA.CLASS, CKO_PRIVATE_KEY), ulong(CKA.KEY_TYPE, 0n)])).rv, CKR.TEMPLATE_INCONSISTENT);
+    assert.equal((await create([ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 3n), bytes(CKA.EC_PARAMS, Uint8Array.of(6, 3, 1, 2, 3)), bytes(CKA.EC_POINT, Uint8Array.of(4, 1, 4))])).rv, CKR.CURVE_NOT_SUPPORTED);
+    assert.equal((await create([ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 3n), bytes(CKA.EC_PARAMS, P256_PARAMS), bytes(CKA.EC_POINT, Uint8Array.of(4, 3, 4, 1, 2))])).rv, CKR.ATTRIBUTE_VALUE_INVALID);
+    // A modulus too small is the HSM's refusal, answered with its registry CK_RV by the server.
+    await assert.rejects(create([...rsaPub, bytes(CKA.MODULUS, Uint8Array.of(0xc5)), bytes(CKA.PUBLIC_EXPONENT, Uint8Array.of(1, 0, 1))]), { ckr: 'CKR_KEY_SIZE_RANGE' });
+  } finally {
+    await b.release?.(c);
+  }
+});
+
+test('attributes: sensitive and invalid ones unavailable, the two-call length rule, find by template', async () => {
+  const { b, c, s } = await loggedIn();
+  try {
+    const { pub, priv } = await ecPair(b, c, s, 'attr-test');
+    const get = (object: bigint, template: { type: number; length: number }[]) => call(b, 'C_GetAttributeValue', { session: s, object, template }, c);
+    const sens = await get(priv, [{ type: CKA.VALUE, length: 100 }, { type: CKA.CLASS, length: 8 }]);
+    assert.equal(sens.rv, CKR.ATTRIBUTE_SENSITIVE);
+    assert.deepEqual(sens.out?.['template'], [{ type: CKA.VALUE, unavailable: true }, { type: CKA.CLASS, value: { kind: 'ulong', value: CKO_PRIVATE_KEY } }]);
+    const invalid = await get(pub, [{ type: CKA.MODULUS, length: 256 }]);
+    assert.equal(invalid.rv, CKR.ATTRIBUTE_TYPE_INVALID);
+    // Length query, then a buffer too small, then one that fits.
+    const q = await get(pub, [{ type: CKA.EC_POINT, length: 0 }]);
+    assert.deepEqual(q, { rv: CKR.OK, out: { template: [{ type: CKA.EC_POINT, lengthOnly: 67 }] } });
+    assert.equal((await get(pub, [{ type: CKA.EC_POINT, length: 66 }])).rv, CKR.BUFFER_TOO_SMALL);
+    const point = (await get(pub, [{ type: CKA.EC_POINT, length: 67 }])).out?.['template'] as { value: { value: Uint8Array } }[];
+    const raw = point[0]!.value.value;
+    assert.deepEqual([...raw.subarray(0, 3)], [0x04, 65, 0x04], 'a DER OCTET STRING of the uncompressed point');
+    assert.equal((await get(987654321n, [{ type: CKA.CLASS, length: 8 }])).rv, CKR.OBJECT_HANDLE_INVALID);
+
+    // Attribute changes: read-only and one-way attributes refused whole; label, id and usage changed.
+    const set = (template: Attribute[]) => call(b, 'C_SetAttributeValue', { session: s, object: priv, template }, c);
+    assert.equal((await set([bytes(CKA.LABEL, new TextEncoder().encode('renamed')), ulong(CKA.CLASS, CKO_SECRET_KEY)])).rv, CKR.ATTRIBUTE_READ_ONLY);
+    assert.equal((await set([bool(CKA.SENSITIVE, false)])).rv, CKR.ATTRIBUTE_READ_ONLY);
+    assert.equal((await set([bool(CKA.EXTRACTABLE, true)])).rv, CKR.ATTRIBUTE_READ_ONLY);
+    assert.equal((await set([bytes(0x101, Uint8Array.of(1))])).rv, CKR.ATTRIBUTE_TYPE_INVALID);
+    const kept = (await get(priv, [{ type: CKA.LABEL, length: 64 }])).out?.['template'] as { value: { value: Uint8Array } }[];
+    assert.equal(new TextDecoder().decode(kept[0]!.value.value), 'attr-test', 'nothing of a refused template was applied');
+    assert.equal((await set([bytes(CKA.LABEL, new TextEncoder().encode('renamed')), bytes(CKA.ID, Uint8Array.of(9, 9)), bool(CKA.SIGN, false)])).rv, CKR.OK);
+    const after = (await get(priv, [{ type: CKA.LABEL, length: 64 }, { type: CKA.ID, length: 8 }, { type: CKA.SIGN, length: 1 }])).out?.['template'] as { value: { value: unknown } }[];
+    assert.equal(new TextDecoder().decode(after[0]!.value.value as Uint8Array), 'renamed');
+    assert.deepEqual([...(after[1]!.value.value as Uint8Array)], [9, 9]);
+    assert.equal(after[2]!.value.value, 0);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key: priv }, c)).rv, CKR.KEY_FUNCTION_NOT_PERMITTED, 'CKA_SIGN false');
+    assert.equal((await set([bytes(CKA.LABEL, new TextEncoder().encode('attr-test')), bool(CKA.SIGN, true)])).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_GetObjectSize', { session: s, object: priv }, c), { rv: CKR.OK, out: { size: 0xffff_ffff_ffff_ffffn } });
+
+    // Find by a label the node filters, narrowed here by CKA_EC_POINT (which both halves of the pair
+    // show): the pair, one handle per C_FindObjects of one slot; another point matches nothing.
+    const label = bytes(CKA.LABEL, new TextEncoder().encode('attr-test'));
+    assert.equal((await call(b, 'C_FindObjectsInit', { session: s, template: [label, bytes(CKA.EC_POINT, raw)] }, c)).rv, CKR.OK);
+    const first = (await call(b, 'C_FindObjects', { session: s, objects: buf(1) }, c)).out?.['objects'] as bigint[];
+    const second = (await call(b, 'C_FindObjects', { session: s, objects: buf(1) }, c)).out?.['objects'] as bigint[];
+    assert.deepEqual([...first, ...second].sort(), [pub, priv].sort());
+    assert.deepEqual((await call(b, 'C_FindObjects', { session: s, objects: buf(1) }, c)).out, { objects: [] });
+    assert.equal((await call(b, 'C_FindObjectsFinal', { session: s }, c)).rv, CKR.OK);
+    const other = Uint8Array.from(raw);
+    other[40] = other[40]! ^ 1;
+    assert.equal((await call(b, 'C_FindObjectsInit', { session: s, template: [label, bytes(CKA.EC_POINT, other)] }, c)).rv, CKR.OK);
+    assert.deepEqual((await call(b, 'C_FindObjects', { session: s, objects: buf(5) }, c)).out, { objects: [] });
+    assert.equal((await call(b, 'C_FindObjectsFinal', { session: s }, c)).rv, CKR.OK);
+    // Certificates: the cluster holds none.
+    assert.equal((await call(b, 'C_FindObjectsInit', { session: s, template: [ulong(CKA.CLASS, 1n)] }, c)).rv, CKR.OK);
+    assert.deepEqual((await call(b, 'C_FindObjects', { session: s, objects: buf(5) }, c)).out, { objects: [] });
+  } finally {
+    await b.release?.(c);
+  }
+});
+
+test('sign and verify: init rules, the two-call rule keeps the operation, multi-part, signatures verified by node:crypto', async () => {
+  const { b, c, s } = await loggedIn();
+  try {
+    const { pub, priv } = await ecPair(b, c, s, 'sign-test');
+    const point = ((await call(b, 'C_GetAttributeValue', { session: s, object: pub, template: [{ type: CKA.EC_POINT, length: 67 }] }, c)).out?.['template'] as { value: { value: Uint8Array } }[])[0]!.value.value;
+    const spki = Buffer.concat([Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex'), point.subarray(2)]);
+    const publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+
+    assert.equal((await call(b, 'C_Sign', { session: s, data: Uint8Array.of(1), signature: buf(64) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.SHA256_RSA_PKCS), key: priv }, c)).rv, CKR.KEY_TYPE_INCONSISTENT);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.MD5), key: priv }, c)).rv, CKR.MECHANISM_INVALID);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key: pub }, c)).rv, CKR.KEY_TYPE_INCONSISTENT);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key: 424242n }, c)).rv, CKR.KEY_HANDLE_INVALID);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key: priv }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key: priv }, c)).rv, CKR.OPERATION_ACTIVE);
+    // CKM_ECDSA is single-part (§2.3.6): an update ends the operation.
+    assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Uint8Array.of(1) }, c)).rv, CKR.FUNCTION_NOT_SUPPORTED);
+    assert.equal((await call(b, 'C_Sign', { session: s, data: Uint8Array.of(1), signature: buf(64) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+
+    const digest = createHash('sha256').update('two-call').digest();
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key: priv }, c)).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_Sign', { session: s, data: digest, signature: none }, c), { rv: CKR.OK, out: { signature: { lengthOnly: 64 } } });
+    assert.deepEqual(await call(b, 'C_Sign', { session: s, data: digest, signature: buf(10) }, c), { rv: CKR.BUFFER_TOO_SMALL, out: { signature: { lengthOnly: 64 } } });
+    const sig = (await call(b, 'C_Sign', { session: s, data: digest, signature: buf(64) }, c)).out?.['signature'] as Uint8Array;
+    assert.ok(nodeVerify('sha256', Buffer.from('two-call'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig));
+    assert.equal((await call(b, 'C_Sign', { session: s, data: digest, signature: buf(64) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED, 'a successful C_Sign ends the operation');
+
+    // Multi-part ECDSA-SHA256, and C_Sign after an update is refused.
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: priv }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_Sign', { session: s, data: Uint8Array.of(1), signature: buf(64) }, c)).rv, CKR.OPERATION_ACTIVE);
+    assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('part') }, c)).rv, CKR.OK);
+    const multi = (await call(b, 'C_SignFinal', { session: s, signature: buf(64) }, c)).out?.['signature'] as Uint8Array;
+    assert.ok(nodeVerify('sha256', Buffer.from('multi-part'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, multi));
+
+    // Verify: valid, then tampered (CKR_SIGNATURE_INVALID), both ending the operation.
+    assert.equal((await call(b, 'C_VerifyInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: pub }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_Verify', { session: s, data: Buffer.from('multi-part'), signature: multi }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_VerifyInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: pub }, c)).rv, CKR.OK);
+    const bad = Uint8Array.from(multi);
+    bad[10] = bad[10]! ^ 1;
+    assert.equal((await call(b, 'C_Verify', { session: s, data: Buffer.from('multi-part'), signature: bad }, c)).rv, CKR.SIGNATURE_INVALID);
+    assert.equal((await call(b, 'C_Verify', { session: s, data: Buffer.from('multi-part'), signature: multi }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+  } finally {
+    await b.release?.(c);
+  }
+});
+
+test('digest: no login needed, two-call rule, multi-part, refusals', async () => {
+  const { backend: b, c } = token();
+  const s = await session(b, c, CKF_SERIAL);
+  try {
+    const sha384 = (d: string): Uint8Array => Uint8Array.from(createHash('sha384').update(d).digest());
+    assert.equal((await call(b, 'C_Digest', { session: s, data: Uint8Array.of(1), digest: buf(48) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.MD5) }, c)).rv, CKR.MECHANISM_INVALID);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OPERATION_ACTIVE);
+    assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
+    assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(47) }, c), { rv: CKR.BUFFER_TOO_SMALL, out: { digest: { lengthOnly: 48 } } });
+    assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('abc') } });
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Uint8Array.of(1) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('part') }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_Digest', { session: s, data: Uint8Array.of(1), digest: buf(48) }, c)).rv, CKR.OPERATION_ACTIVE);
+    assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('multi-part') } });
+    assert.equal((await call(b, 'C_DigestFinal', { session: s, digest: buf(48) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+  } finally {
+    await b.release?.(c);
+  }
+});
+
+test('AES-GCM and CBC-PAD through the token agree with node:crypto; destroy', async () => {
+  const { b, c, s } = await loggedIn();
+  try {
+    const made = await call(b, 'C_GenerateKey', { session: s, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n), bool(CKA.EXTRACTABLE, true), bool(CKA.SENSITIVE, false)] }, c);
+    assert.equal(made.rv, CKR.OK);
+    const key = made.out?.['key'] as bigint;
+    const value = (await call(b, 'C_GetAttributeValue', { session: s, object: key, template: [{ type: CKA.VALUE, length: 32 }, { type: CKA.CLASS, length: 8 }] }, c)).out?.['template'] as { value: { value: unknown } }[];
+    const raw = value[0]!.value.value as Uint8Array;
+    assert.equal(value[1]!.value.value, CKO_SECRET_KEY);
+    const iv = Uint8Array.from(Buffer.alloc(12, 7));
+    const gcm = mech(CKM.AES_GCM, { kind: 'gcm', iv, ivBits: 96n, aad: Buffer.from('aad'), tagBits: 128n });
+    const plain = Buffer.from('through the token');
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: gcm, key }, c)).rv, CKR.OK);
+    const ct = (await call(b, 'C_Encrypt', { session: s, data: plain, encryptedData: buf(1024) }, c)).out?.['encryptedData'] as Uint8Array;
+    const cipher = createCipheriv('aes-256-gcm', raw, iv);
+    cipher.setAAD(Buffer.from('aad'));
+    const expected = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+    assert.deepEqual(Buffer.from(ct), expected, 'ciphertext ‖ tag as node:crypto computes it (PKCS#11 v2.40 §2.12.3)');
+    assert.equal((await call(b, 'C_DecryptInit', { session: s, mechanism: gcm, key }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: ct.subarray(0, 5), part: buf(100) }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: ct.subarray(5), part: buf(100) }, c)).rv, CKR.OK);
+    assert.deepEqual(Buffer.from((await call(b, 'C_DecryptFinal', { session: s, lastPart: buf(100) }, c)).out?.['lastPart'] as Uint8Array), plain);
+
+    const cbcIv = Uint8Array.from(Buffer.alloc(16, 3));
+    const cbc = mech(CKM.AES_CBC_PAD, { kind: 'bytes', bytes: cbcIv });
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_CBC_PAD, { kind: 'bytes', bytes: Uint8Array.of(1) }), key }, c)).rv, CKR.MECHANISM_PARAM_INVALID);
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: cbc, key }, c)).rv, CKR.OK);
+    const cbcCt = (await call(b, 'C_Encrypt', { session: s, data: plain, encryptedData: buf(1024) }, c)).out?.['encryptedData'] as Uint8Array;
+    const ref = createCipheriv('aes-256-cbc', raw, cbcIv);
+    assert.deepEqual(Buffer.from(cbcCt), Buffer.concat([ref.update(plain), ref.final()]));
+
+    assert.equal((await call(b, 'C_DestroyObject', { session: s, object: key }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_GetAttributeValue', { session: s, object: key, template: [{ type: CKA.CLASS, length: 8 }] }, c)).rv, CKR.OBJECT_HANDLE_INVALID);
+  } finally {
+    await b.release?.(c);
+  }
+});
