@@ -3,7 +3,8 @@
 // SDK on one HSM is used by the same handle on the others; a user an admin creates on one HSM logs
 // in on another; every HSM reports the same journal head. Then one HSM process is SIGKILLed: the
 // orchestrator replaces it, restores it and catches it up before it reports ACTIVE, and it holds the
-// same head and the same keys.
+// same head and the same keys. Last, an edited entry written into the metadata store behind the
+// service's back is refused by every HSM and the cluster goes DEGRADED naming the position.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { promisify } from 'node:util';
 import { Cluster } from '../../src/client/cluster.js';
 import type { Endpoint } from '../../src/client/node_link.js';
 import { MAIN_JS, freePort } from '../service/fleet/fleet_support.js';
+import { SqliteMetadataStore } from '../../src/storage/metadata_sqlite.js';
 import { devicePids } from './service_support.js';
 
 const run = promisify(execFile);
@@ -87,10 +89,12 @@ async function sameHead(all: readonly Cluster[]): Promise<bigint> {
   }
 }
 
-async function describe(endpoint: string): Promise<{ State: string; Hsms: { State: string; EniIp: string }[] }> {
+interface Described { State: string; StateMessage?: string; Hsms: { State: string; EniIp: string }[] }
+
+async function describe(endpoint: string): Promise<Described> {
   const env = { ...process.env, AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'), AWS_CONFIG_FILE: join(dir, 'config'), AWS_PROFILE: 'coffer', AWS_PAGER: '' };
   const { stdout } = await run('/usr/bin/aws', ['cloudhsmv2', 'describe-clusters', '--endpoint-url', endpoint, '--output', 'json'], { env });
-  return (JSON.parse(stdout) as { Clusters: { State: string; Hsms: { State: string; EniIp: string }[] }[] }).Clusters[0] as { State: string; Hsms: { State: string; EniIp: string }[] };
+  return (JSON.parse(stdout) as { Clusters: Described[] }).Clusters[0] as Described;
 }
 
 test('a cluster of 3 relayed HSMs is one HSM: keys by handle, users and heads agree, and a killed HSM is replaced and caught up', { timeout: 1_800_000 }, async () => {
@@ -139,4 +143,38 @@ test('a cluster of 3 relayed HSMs is one HSM: keys by handle, users and heads ag
   assert.equal(new TextDecoder().decode(again), 'one logical HSM', 'the same key by the same handle');
   const late = await on(ADDRESSES[2] as string, port, file, { name: 'relayuser', password: 'relayuser-password' });
   assert.equal((await late.random(8)).length, 8, 'the user exists on the replacement');
+
+  // A hostile metadata store: the entry at the head, edited (one byte of its sealed body flipped),
+  // written as the next entry behind the relay's back. Every HSM refuses it; none applies it; the
+  // cluster goes DEGRADED with a message naming the refusal and the position.
+  const before = await sameHead([u0, u1, fresh]);
+  const store = SqliteMetadataStore.open({ path: join(dir, 'regions', 'us-east-1', 'metadata.sqlite') });
+  const clusterId = (await describeId(endpoint));
+  try {
+    const stored = BigInt(await store.journalHead(clusterId));
+    assert.equal(stored, before, 'the store holds exactly the entries the HSMs applied');
+    const [last] = await store.readJournal(clusterId, Number(stored), 1);
+    assert.ok(last !== undefined);
+    const edited = last.entry.slice();
+    edited[edited.length - 1]! ^= 0x01;
+    await store.appendJournal(clusterId, Number(stored) + 1, edited);
+  } finally {
+    await store.close();
+  }
+  const position = String(before + 1n);
+  const degradedBy = Date.now() + WAIT_MS;
+  let c = await describe(endpoint);
+  while (!(c.State === 'DEGRADED' && (c.StateMessage ?? '').includes(`entry ${position}`))) {
+    if (Date.now() > degradedBy) assert.fail(`the cluster did not report the refused entry: ${c.State} ${c.StateMessage ?? ''}`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    c = await describe(endpoint);
+  }
+  assert.match(c.StateMessage ?? '', /COFFER_JOURNAL_TAMPERED/);
+  for (const u of [u0, u1, fresh]) assert.equal(await journalPosition(u), before, 'nothing of the edited entry applied');
 });
+
+async function describeId(endpoint: string): Promise<string> {
+  const env = { ...process.env, AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'), AWS_CONFIG_FILE: join(dir, 'config'), AWS_PROFILE: 'coffer', AWS_PAGER: '' };
+  const { stdout } = await run('/usr/bin/aws', ['cloudhsmv2', 'describe-clusters', '--endpoint-url', endpoint, '--output', 'json'], { env });
+  return (JSON.parse(stdout) as { Clusters: { ClusterId: string }[] }).Clusters[0]?.ClusterId ?? '';
+}
