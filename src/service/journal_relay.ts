@@ -182,7 +182,7 @@ export class JournalRelay {
   async #append(clusterId: string, hsmId: string, offer: JournalFrame): Promise<void> {
     const seq = Number(offer.seq);
     try {
-      const refusal = await this.#linkRefusal(clusterId, offer);
+      const refusal = await journalLinkRefusal(this.#o.store, clusterId, offer);
       if (refusal === 'lost') return;
       if (refusal !== undefined) {
         this.#o.log.warn({ event: 'journal.append.refused', clusterId, hsmId, seq, reason: refusal }, 'journal entry not appended');
@@ -195,30 +195,6 @@ export class JournalRelay {
       if (isCofferError(e, 'COFFER_JOURNAL_CONFLICT')) return; // another entry won the position
       this.#o.log.warn({ event: 'journal.append.failed', clusterId, hsmId, seq, err: words(e) }, 'journal append failed');
     }
-  }
-
-  /** Why the entry must not be appended ('lost': another entry holds its position), or undefined. */
-  async #linkRefusal(clusterId: string, offer: JournalFrame): Promise<string | undefined> {
-    let header;
-    try {
-      header = decodeJournalEntryHeader(offer.entry);
-    } catch (e) {
-      return isCofferError(e) ? `header: ${e.code}` : 'header';
-    }
-    if (header.seq !== offer.seq) return 'seq-differs-from-offer';
-    if (offer.seq > BigInt(Number.MAX_SAFE_INTEGER)) return 'seq-out-of-range';
-    const stored = BigInt(await this.#o.store.journalHead(clusterId));
-    if (offer.seq <= stored) return 'lost';
-    if (offer.seq > stored + 1n) return 'skips-positions';
-    let expected: Uint8Array;
-    if (offer.seq === 1n) {
-      expected = journalGenesis(header.clusterId);
-    } else {
-      const [prev] = await this.#o.store.readJournal(clusterId, Number(offer.seq - 1n), 1);
-      if (prev?.seq !== Number(offer.seq - 1n)) return 'predecessor-not-stored';
-      expected = journalEntryHash(prev.entry);
-    }
-    return hexOf(expected) === hexOf(header.predecessor) ? undefined : 'predecessor-mismatch';
   }
 
   async #deliveries(link: Link): Promise<void> {
@@ -264,6 +240,35 @@ export class JournalRelay {
       link.wake = done;
     });
   }
+}
+
+/**
+ * Why an offered entry must not be appended, checked without a key against the stored journal:
+ * 'lost' (another entry holds its position already), a header that does not decode or names another
+ * position, a position past the next one, or a predecessor that is not the chain hash of the stored
+ * entry before it (the genesis value of the header's cluster id at seq 1); undefined when it links.
+ */
+export async function journalLinkRefusal(store: MetadataStore, clusterId: string, offer: JournalFrame): Promise<string | undefined> {
+  let header;
+  try {
+    header = decodeJournalEntryHeader(offer.entry);
+  } catch (e) {
+    return isCofferError(e) ? `header: ${e.code}` : 'header';
+  }
+  if (header.seq !== offer.seq) return 'seq-differs-from-offer';
+  if (offer.seq > BigInt(Number.MAX_SAFE_INTEGER)) return 'seq-out-of-range';
+  const stored = BigInt(await store.journalHead(clusterId));
+  if (offer.seq <= stored) return 'lost';
+  if (offer.seq > stored + 1n) return 'skips-positions';
+  let expected: Uint8Array;
+  if (offer.seq === 1n) {
+    expected = journalGenesis(header.clusterId);
+  } else {
+    const [prev] = await store.readJournal(clusterId, Number(offer.seq - 1n), 1);
+    if (prev?.seq !== Number(offer.seq - 1n)) return 'predecessor-not-stored';
+    expected = journalEntryHash(prev.entry);
+  }
+  return hexOf(expected) === hexOf(header.predecessor) ? undefined : 'predecessor-mismatch';
 }
 
 function pause(ms: number): Promise<void> {
