@@ -30,6 +30,7 @@ import type { JournalDelivery, ManagementClient } from '../management/client.js'
 import type { JournalFaultReport } from '../formats/management.js';
 import { JOURNAL_READ_LIMIT_MAX, type MetadataStore } from '../storage/metadata_port.js';
 import type { Fleet, FleetDevice } from './fleet/fleet_port.js';
+import type { BackupDoc } from './records.js';
 
 /** How long one offer long-poll waits: short, so a stopping relay is never held up for long. */
 export const RELAY_OFFER_WAIT_MS = 2_000;
@@ -269,6 +270,26 @@ export async function journalLinkRefusal(store: MetadataStore, clusterId: string
     expected = journalEntryHash(prev.entry);
   }
   return hexOf(expected) === hexOf(header.predecessor) ? undefined : 'predecessor-mismatch';
+}
+
+/**
+ * The compaction rule (docs/control-plane.md "Compaction"): entries below the returned position may
+ * be dropped; undefined: drop nothing. The floor is the lowest of every HSM's journal head and the
+ * journal position of every backup a restore may still use (READY, or PENDING_DELETION, which
+ * RestoreBackup brings back). The entry at the floor is kept, so the predecessor of the next entry can
+ * still be checked. A backup without a recorded position (recorded before the relay, or a copy)
+ * might need the whole journal, so nothing is dropped while it can be restored.
+ */
+export function compactionFloor(hsmHeads: readonly bigint[], backups: readonly Pick<BackupDoc, 'state' | 'journalPosition'>[]): bigint | undefined {
+  const positions = [...hsmHeads];
+  for (const b of backups) {
+    if (b.state !== 'READY' && b.state !== 'PENDING_DELETION') continue;
+    if (b.journalPosition === undefined) return undefined;
+    positions.push(BigInt(b.journalPosition));
+  }
+  if (positions.length === 0) return undefined;
+  const floor = positions.reduce((a, b) => (b < a ? b : a));
+  return floor > 1n ? floor : undefined;
 }
 
 function pause(ms: number): Promise<void> {

@@ -19,7 +19,7 @@ import { UntrustedBackupError, type BackupFlow } from './backup_flow.js';
 import { FAILED_PROBES_MAX, PENDING_DELETION_MS, type ServiceConfig } from './config.js';
 import type { Fleet, FleetDevice } from './fleet/fleet_port.js';
 import type { JournalFaultReport } from '../formats/management.js';
-import { JournalRelay, type RelayTarget } from './journal_relay.js';
+import { JournalRelay, compactionFloor, type RelayTarget } from './journal_relay.js';
 import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
 import type { Repository } from './repository.js';
 
@@ -406,19 +406,13 @@ export class Orchestrator {
    * that does not answer, or a backup without a recorded position, stops compaction.
    */
   async #compact(clusterId: string): Promise<void> {
-    const positions: bigint[] = [];
+    const heads: bigint[] = [];
     for (const h of await this.#o.repo.hsmsOf(clusterId)) {
       if (h.doc.device === null) return;
-      positions.push((await this.#mgmt(h.doc.device).health()).journalPosition);
+      heads.push((await this.#mgmt(h.doc.device).health()).journalPosition);
     }
-    for (const b of await this.#o.repo.backupsOf(clusterId)) {
-      if (b.doc.state !== 'READY' && b.doc.state !== 'PENDING_DELETION') continue;
-      if (b.doc.journalPosition === undefined) return;
-      positions.push(BigInt(b.doc.journalPosition));
-    }
-    if (positions.length === 0) return;
-    const floor = positions.reduce((a, b) => (b < a ? b : a));
-    if (floor <= 1n) return;
+    const floor = compactionFloor(heads, (await this.#o.repo.backupsOf(clusterId)).map((b) => b.doc));
+    if (floor === undefined) return;
     await this.#o.repo.store.compactJournal(clusterId, Number(floor));
     this.#o.log.info({ event: 'journal.compacted', clusterId, before: Number(floor) }, 'journal compacted');
   }

@@ -14,7 +14,7 @@ import { Cluster } from '../../src/client/cluster.js';
 import { isCofferError } from '../../src/errors.js';
 import type { JournalFaultReport } from '../../src/formats/management.js';
 import type { FleetDevice } from '../../src/service/fleet/fleet_port.js';
-import { JournalRelay, journalLinkRefusal, type RelayTarget } from '../../src/service/journal_relay.js';
+import { JournalRelay, compactionFloor, journalLinkRefusal, type RelayTarget } from '../../src/service/journal_relay.js';
 import { SqliteMetadataStore } from '../../src/storage/metadata_sqlite.js';
 import type { JournalEntry } from '../../src/storage/metadata_port.js';
 import { InProcessFleet } from './fleet/in_process_fleet.js';
@@ -149,4 +149,15 @@ test('relay: an HSM catching up on an edited stored entry refuses it — nothing
   relay.sync([{ clusterId: CLUSTER_ID, hsmId: 'hsm-relayunitddd', device: d3 }]);
   await relay.stop();
   assert.equal(faults.length, 0, 'a device already halted is not delivered to again');
+});
+
+test('compaction keeps what every HSM and every restorable backup needs, and the entry at the floor', () => {
+  const ready = (p: number): { state: 'READY'; journalPosition: string } => ({ state: 'READY', journalPosition: String(p) });
+  assert.equal(compactionFloor([40n, 38n], [ready(30), ready(35)]), 30n, 'the oldest restorable backup sets the floor');
+  assert.equal(compactionFloor([12n, 40n], [ready(30)]), 12n, 'an HSM behind every backup still needs its entries');
+  assert.equal(compactionFloor([40n], [ready(30), { state: 'PENDING_DELETION', journalPosition: '5' }]), 5n, 'a backup pending deletion can be restored');
+  assert.equal(compactionFloor([40n], [ready(30), { state: 'DELETED', journalPosition: '5' }]), 30n, 'a purged backup needs nothing');
+  assert.equal(compactionFloor([40n], [ready(30), { state: 'READY' }]), undefined, 'a backup of unknown position may need everything');
+  assert.equal(compactionFloor([1n, 40n], []), undefined, 'nothing below 1');
+  assert.equal(compactionFloor([], []), undefined);
 });
