@@ -161,3 +161,16 @@ test('compaction keeps what every HSM and every restorable backup needs, and the
   assert.equal(compactionFloor([1n, 40n], []), undefined, 'nothing below 1');
   assert.equal(compactionFloor([], []), undefined);
 });
+
+test('relay: an HSM that needs entries compaction dropped is not caught up — it must be restored from a newer backup', { timeout: 300_000 }, async () => {
+  const store = openStore();
+  for (const e of entries) await store.appendJournal(CLUSTER_ID, e.seq, e.entry);
+  await store.compactJournal(CLUSTER_ID, 2); // entry 1 dropped: a backup at position 0 may no longer be restored from
+  const d4 = await provision('hsm-relayuniteee');
+  const m4 = fleet.management(d4);
+  await m4.restoreFromFile(backupPath);
+  await assert.rejects(relayOver(store).catchUp(CLUSTER_ID, d4), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['reason'] === 'compacted');
+  const h = await m4.health();
+  assert.equal(h.journalPosition, 0n, 'nothing delivered');
+  assert.equal(h.journalFault, null, 'not a fault of the HSM');
+});
