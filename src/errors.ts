@@ -186,6 +186,8 @@ export const ERRORS = {
   COFFER_JOURNAL_RETRIES_EXHAUSTED: { message: 'State change lost the race for the next journal position too many times; nothing was changed', ckr: 'CKR_FUNCTION_FAILED', http: 503 },
   COFFER_JOURNAL_HALTED: { message: 'This HSM refused a journal entry and applies no more until it is restored or replaced; state changes are refused', ckr: 'CKR_DEVICE_ERROR', http: 503 },
   COFFER_JOURNAL_FORGED: { message: 'Journal entry names this HSM as its originator but this HSM did not prepare it', ckr: 'CKR_DATA_INVALID', http: 409 },
+  // ── control plane: the journal relay (src/service/journal_relay.ts) ─────────────────────────────
+  COFFER_JOURNAL_NOT_CAUGHT_UP: { message: 'The HSM did not catch up with the cluster journal', ckr: 'CKR_DEVICE_ERROR', http: 503 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

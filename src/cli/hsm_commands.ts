@@ -23,6 +23,7 @@ interface ServeFlags {
   readonly clientCa: readonly string[];
   readonly development?: true;
   readonly mode: string;
+  readonly journal: string;
   readonly logLevel: string;
 }
 
@@ -50,11 +51,12 @@ async function serve(opts: ServeFlags): Promise<void> {
   const managementPort = opts.managementPort === undefined ? undefined : portOf(opts.managementPort, '--management-port');
   if (!isLogLevel(opts.logLevel)) fail('COFFER_CLI_USAGE', { reason: `--log-level must be one of ${LOG_LEVELS.join(', ')}` });
   if (opts.mode !== 'FIPS' && opts.mode !== 'NON_FIPS') fail('COFFER_CLI_USAGE', { reason: '--mode must be FIPS or NON_FIPS' });
+  if (opts.journal !== 'relayed' && opts.journal !== 'solo') fail('COFFER_CLI_USAGE', { reason: '--journal must be relayed or solo' });
   const log = createLogger({ level: opts.logLevel });
   const clientTrustAnchors = opts.clientCa.map((f) => readFileSync(f, 'utf8'));
   const stopping = stopSignal(); // listen before the (slow) start, so an early SIGTERM still stops cleanly
   const node = await serveNode({
-    dataDir: opts.data, development: true, host: opts.host, port, log, mode: opts.mode,
+    dataDir: opts.data, development: true, host: opts.host, port, log, mode: opts.mode, journal: opts.journal,
     ...(opts.authorities === undefined ? {} : { authoritiesDir: opts.authorities }),
     ...(managementPort === undefined ? {} : { managementPort }),
     ...(clientTrustAnchors.length === 0 ? {} : { clientTrustAnchors }),
@@ -65,7 +67,7 @@ async function serve(opts: ServeFlags): Promise<void> {
   const status = node.hsm.status();
   const ready = {
     event: 'ready', host: opts.host, port: node.dataPlane.port, managementPort: node.management?.port ?? null,
-    serial: status.serial, mode: status.mode, pid: process.pid, tlsCertificate: certificatePath,
+    serial: status.serial, mode: status.mode, journal: node.hsm.journal.mode(), pid: process.pid, tlsCertificate: certificatePath,
   };
   process.stdout.write(JSON.stringify(ready) + '\n');
   const signal = await stopping;
@@ -86,6 +88,7 @@ export function registerHsmCommands(program: Command): void {
     .option('--client-ca <file>', 'a PEM CA whose client certificates the data plane accepts (repeatable)', collect, [])
     .option('--development', 'provision a new directory with development keys (required today)')
     .option('--mode <mode>', 'the mode a new device is commissioned in: FIPS | NON_FIPS (an existing device keeps its own)', 'NON_FIPS')
+    .option('--journal <mode>', 'cluster journal: relayed (a control plane orders and relays the entries; fleets start nodes so) | solo (the node orders its own)', 'solo')
     .option('--log-level <level>', `structured log on stderr (JSON lines): ${LOG_LEVELS.join(' | ')}`, LOG_LEVEL_DEFAULT)
     .action(serve);
 }

@@ -341,3 +341,11 @@ export const JOURNAL_HEADER_BYTES_MAX = 256;
 export const JOURNAL_BODY_BYTES_MAX = CHANGE_SET_BYTES_MAX + 16 * Math.ceil(CHANGE_SET_BYTES_MAX / JOURNAL_SEGMENT_BYTES);
 /** A whole sealed entry (about 8.1 MiB): below the metadata store's 16 MiB bound on what it appends. */
 export const JOURNAL_ENTRY_SEALED_BYTES_MAX = JOURNAL_HEADER_BYTES_MAX + JOURNAL_BODY_BYTES_MAX;
+/** The journal relay over the management interface (docs/node.md "Journal endpoints"). One
+ * delivery's binary body: room for four of the largest entries (JOURNAL_ENTRY_SEALED_BYTES_MAX,
+ * about 8.1 MiB each), so a page of ordinary entries (a few KiB each) goes in one request while a
+ * node buffers at most this per request (MANAGEMENT_REQUESTS_MAX of them). */
+export const MANAGEMENT_JOURNAL_BODY_BYTES_MAX = 4 * JOURNAL_ENTRY_SEALED_BYTES_MAX + 64 * 1024;
+/** The longest offer long-poll: well below the client's idle limit (MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS),
+ * so an idle poll ends with 204 long before any side takes the connection for dead. */
+export const MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX = 60_000;

@@ -29,7 +29,14 @@ export const MANAGEMENT_ROUTES = {
   clusterCsr: { method: 'POST', path: '/v1/cluster/csr' },
   clusterInitialise: { method: 'POST', path: '/v1/cluster/initialise' },
   zeroise: { method: 'POST', path: '/v1/zeroise' },
+  journalOffer: { method: 'GET', path: '/v1/journal/offer' },
+  journalEntries: { method: 'POST', path: '/v1/journal/entries' },
 } as const;
+
+/** GET /v1/journal/offer: the query parameter bounding the long-poll (ms), and the response header
+ * giving the offered entry's position (the body is the sealed entry, application/octet-stream). */
+export const JOURNAL_OFFER_WAIT_PARAM = 'waitMs';
+export const JOURNAL_SEQ_HEADER = 'x-coffer-journal-seq';
 
 /** GET /v1/backup: the optional query parameter naming the cluster, and the response header naming the backup. */
 export const BACKUP_CLUSTER_ID_PARAM = 'clusterId';
@@ -94,8 +101,43 @@ export interface NodeHealth {
    * node does not say). A wildcard address (0.0.0.0, ::) means every address of the machine. */
   readonly dataPlaneHost: string | null;
   readonly dataPlanePort: number | null;
+  /** The journal head's chain hash, hex (null: an older node does not say). With journalPosition,
+   * the head: two HSMs at one position with different hashes are a fork. */
+  readonly journalHeadHash: string | null;
+  /** The refusal that halted the device's journal, if any (null: none, or an older node). */
+  readonly journalFault: JournalFaultReport | null;
+  /** 'relayed' or 'solo' (docs/node.md "Journal endpoints"); null: an older node does not say. */
+  readonly journalMode: 'relayed' | 'solo' | null;
 }
-export type NodeHealthJson = Omit<NodeHealth, 'journalPosition'> & { readonly journalPosition: string };
+export type NodeHealthJson = Omit<NodeHealth, 'journalPosition' | 'journalFault'> & {
+  readonly journalPosition: string;
+  readonly journalFault: JournalFaultJson | null;
+};
+
+/** A journal fault as reported: the refusal's code, the position, its reason (all non-secret). */
+export interface JournalFaultReport {
+  readonly code: string;
+  readonly seq: bigint;
+  readonly reason: string;
+}
+export type JournalFaultJson = Omit<JournalFaultReport, 'seq'> & { readonly seq: string };
+
+/** POST /v1/journal/entries: what the delivery did (src/hsm/state/journal.ts DeliverResult). */
+export interface JournalDelivery {
+  readonly headSeq: bigint;
+  /** The head's chain hash, hex. */
+  readonly headHash: string;
+  readonly applied: number;
+  readonly ignored: number;
+  /** The position the device waits for when an entry came ahead of its head; null otherwise. */
+  readonly waitingFor: bigint | null;
+  readonly fault: JournalFaultReport | null;
+}
+export type JournalDeliveryJson = Omit<JournalDelivery, 'headSeq' | 'waitingFor' | 'fault'> & {
+  readonly headSeq: string;
+  readonly waitingFor: string | null;
+  readonly fault: JournalFaultJson | null;
+};
 
 /** PUT /v1/restore: the restore summary. */
 export interface RestoreSummary {
@@ -203,6 +245,22 @@ class Fields {
     return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= TCP_PORT_MAX ? v : this.#bad(name, true);
   }
 
+  /** A journal fault object, or null when absent or null (a field added after the first version). */
+  optionalFault(name: string): JournalFaultReport | null {
+    const v = this.#o[name];
+    if (v === undefined || v === null) return null;
+    try {
+      return decodeJournalFault(v);
+    } catch {
+      return this.#bad(name, true);
+    }
+  }
+
+  /** A u64, or null when absent or null. */
+  optionalU64(name: string): bigint | null {
+    return this.#o[name] === undefined || this.#o[name] === null ? null : this.u64(name);
+  }
+
   matching(name: string, pattern: RegExp, charsMax: number): string {
     const s = this.string(name, charsMax);
     return pattern.test(s) ? s : this.#bad(name, true);
@@ -239,7 +297,39 @@ export function decodeNodeIdentity(json: unknown): NodeIdentity {
 }
 
 export function encodeNodeHealth(v: NodeHealth): NodeHealthJson {
-  return { ...v, journalPosition: encodeU64(v.journalPosition) };
+  return { ...v, journalPosition: encodeU64(v.journalPosition), journalFault: v.journalFault === null ? null : encodeJournalFault(v.journalFault) };
+}
+
+export function encodeJournalFault(v: JournalFaultReport): JournalFaultJson {
+  return { code: v.code, seq: encodeU64(v.seq), reason: v.reason };
+}
+
+export function decodeJournalFault(json: unknown): JournalFaultReport {
+  const f = new Fields(json);
+  return { code: f.string('code', NAME_CHARS_MAX), seq: f.u64('seq'), reason: f.string('reason', NAME_CHARS_MAX) };
+}
+
+export function encodeJournalDelivery(v: JournalDelivery): JournalDeliveryJson {
+  return {
+    headSeq: encodeU64(v.headSeq), headHash: v.headHash, applied: v.applied, ignored: v.ignored,
+    waitingFor: v.waitingFor === null ? null : encodeU64(v.waitingFor), fault: v.fault === null ? null : encodeJournalFault(v.fault),
+  };
+}
+
+export function decodeJournalDelivery(json: unknown): JournalDelivery {
+  const f = new Fields(json);
+  return {
+    headSeq: f.u64('headSeq'), headHash: f.matching('headHash', DIGEST_HEX, 64), applied: f.count('applied'), ignored: f.count('ignored'),
+    waitingFor: f.optionalU64('waitingFor'), fault: f.optionalFault('fault'),
+  };
+}
+
+/** The offer long-poll's bound, from its query parameter (absent: 0, answer at once). */
+export function decodeOfferWaitMs(value: string | null, waitMsMax: number): number {
+  if (value === null) return 0;
+  const n = Number(value);
+  if (!/^(0|[1-9][0-9]{0,9})$/.test(value) || n > waitMsMax) fail('COFFER_FORMAT_LIMIT', { field: JOURNAL_OFFER_WAIT_PARAM, max: waitMsMax });
+  return n;
 }
 
 export function decodeNodeHealth(json: unknown): NodeHealth {
@@ -253,7 +343,14 @@ export function decodeNodeHealth(json: unknown): NodeHealth {
     journalPosition: f.u64('journalPosition'), stateDigest: f.matching('stateDigest', DIGEST_HEX, 64),
     restoring: f.optionalBoolean('restoring'), backingUp: f.optionalBoolean('backingUp'),
     dataPlaneHost: f.optionalString('dataPlaneHost', NAME_CHARS_MAX), dataPlanePort: f.optionalPort('dataPlanePort'),
+    journalHeadHash: f.optionalString('journalHeadHash', 64) === null ? null : f.matching('journalHeadHash', DIGEST_HEX, 64),
+    journalFault: f.optionalFault('journalFault'), journalMode: journalModeOf(f.optionalString('journalMode', NAME_CHARS_MAX)),
   };
+}
+
+function journalModeOf(value: string | null): 'relayed' | 'solo' | null {
+  if (value === null || value === 'relayed' || value === 'solo') return value;
+  return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'journalMode' });
 }
 
 export function decodeRestoreSummary(json: unknown): RestoreSummary {

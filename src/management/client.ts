@@ -26,13 +26,16 @@ import { CofferError, ERRORS, fail, isCofferError, type ErrorCode } from '../err
 import { tlsAttestationHolds } from '../formats/attestation.js';
 import { checkDeviceChain } from '../formats/device_chain.js';
 import { MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, MANAGEMENT_RESPONSE_JSON_BYTES_MAX } from '../formats/limits.js';
+import { encodeJournalFrames, type JournalFrame } from '../formats/journal_frames.js';
+import { JOURNAL_ENTRY_SEALED_BYTES_MAX } from '../formats/limits.js';
 import {
-  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer, decodeErrorAnswer, decodeNodeHealth,
-  decodeNodeIdentity, decodeRestoreSummary, type ClusterCsrRequest, type ClusterInitialisation, type NodeHealth, type NodeIdentity, type RestoreSummary,
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer,
+  decodeErrorAnswer, decodeJournalDelivery, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary, type ClusterCsrRequest, type ClusterInitialisation,
+  type JournalDelivery, type NodeHealth, type NodeIdentity, type RestoreSummary,
 } from '../formats/management.js';
 import { parseCertificate, spkiOf } from '../formats/x509.js';
 
-export type { ClusterInitialisation, NodeHealth, RestoreSummary };
+export type { ClusterInitialisation, JournalDelivery, JournalFrame, NodeHealth, RestoreSummary };
 /** TLS errors that mean "this peer's certificate is not the one pinned". */
 const PIN_FAILURES = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'CERT_SIGNATURE_FAILURE', 'ERR_COFFER_PIN']);
 
@@ -68,6 +71,8 @@ interface Call {
   readonly json?: unknown;
   /** A file to upload as the body. */
   readonly uploadPath?: string;
+  /** Bytes to send as the body (application/octet-stream). */
+  readonly bytes?: Uint8Array;
 }
 
 export class ManagementClient {
@@ -120,6 +125,30 @@ export class ManagementClient {
 
   async zeroise(): Promise<void> {
     answer(decodeEmptyAnswer, await this.#json({ ...MANAGEMENT_ROUTES.zeroise }));
+  }
+
+  /**
+   * Takes the sealed entry waiting in the node's journal outbox: at once, or as soon as one is
+   * sealed within `waitMs` (a long-poll; ≤ MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX), else undefined.
+   * Each entry is offered once: the caller must append it or lose it (the device then times it out).
+   */
+  async takeJournalOffer(waitMs: number): Promise<JournalFrame | undefined> {
+    const { method, path } = MANAGEMENT_ROUTES.journalOffer;
+    const res = await this.#call({ method, path: `${path}?${JOURNAL_OFFER_WAIT_PARAM}=${waitMs}` });
+    if (res.statusCode === 204) {
+      res.resume();
+      return undefined;
+    }
+    if (res.statusCode !== 200) return errorOf(res);
+    const seqText = res.headers[JOURNAL_SEQ_HEADER];
+    const entry = await readBytes(res, JOURNAL_ENTRY_SEALED_BYTES_MAX);
+    if (typeof seqText !== 'string' || !/^[1-9][0-9]{0,19}$/.test(seqText)) return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-response', field: JOURNAL_SEQ_HEADER });
+    return { seq: BigInt(seqText), entry };
+  }
+
+  /** Delivers journal entries to the node's device, in order; answers what the delivery did. */
+  async deliverJournal(frames: readonly JournalFrame[]): Promise<JournalDelivery> {
+    return answer(decodeJournalDelivery, await this.#json({ ...MANAGEMENT_ROUTES.journalEntries, bytes: encodeJournalFrames(frames) }));
   }
 
   /** Closes pooled connections. */
@@ -199,11 +228,15 @@ export class ManagementClient {
   #send(call: Call, tls: RequestOptions): Promise<IncomingMessage> {
     const o = this.#options;
     const json = call.json === undefined ? undefined : Buffer.from(JSON.stringify(call.json), 'utf8');
-    const length = json?.length ?? (call.uploadPath === undefined ? 0 : statSync(call.uploadPath).size);
+    const body = json ?? call.bytes;
+    const length = body?.length ?? (call.uploadPath === undefined ? 0 : statSync(call.uploadPath).size);
     return new Promise<IncomingMessage>((resolve, reject) => {
       const req = request({
         host: o.host, port: o.port, method: call.method, path: call.path, minVersion: 'TLSv1.3', cert: o.certificatePem, key: o.keyPem, ...tls,
-        headers: { 'content-length': length, ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          'content-length': length,
+          ...(json !== undefined ? { 'content-type': 'application/json' } : call.bytes !== undefined ? { 'content-type': 'application/octet-stream' } : {}),
+        },
       });
       // Whether the TLS handshake completed, so that a handshake failure can be told from a lost
       // connection. A pooled socket finished its handshake long ago and never emits secureConnect
@@ -216,7 +249,7 @@ export class ManagementClient {
       req.setTimeout(o.idleTimeoutMs ?? MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, () => req.destroy(new CofferError('COFFER_REQUEST_TIMEOUT')));
       req.once('response', resolve);
       req.once('error', (e: NodeJS.ErrnoException) => reject(requestError(e, secure, req.reusedSocket)));
-      if (call.uploadPath === undefined) req.end(json);
+      if (call.uploadPath === undefined) req.end(body);
       else createReadStream(call.uploadPath).on('error', (e) => req.destroy(e)).pipe(req);
     });
   }
@@ -282,6 +315,21 @@ async function readJson(res: IncomingMessage): Promise<unknown> {
   } catch {
     return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'response-not-json', status: res.statusCode ?? 0 });
   }
+}
+
+/** Reads a binary response body of at most `bytesMax` bytes (a sealed journal entry). */
+async function readBytes(res: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > bytesMax) {
+      res.destroy();
+      return fail('COFFER_FORMAT_LIMIT', { limit: 'journalEntryBytes' });
+    }
+    chunks.push(chunk);
+  }
+  return new Uint8Array(Buffer.concat(chunks));
 }
 
 /** The typed error a non-200 answer carries (its registry code when it names one). */

@@ -60,6 +60,34 @@ export async function readJsonBody(req: IncomingMessage, bytesMax: number): Prom
   }
 }
 
+/** Reads a binary body of at most `bytesMax` bytes into one buffer (journal frames: sealed bytes). */
+export async function readBinaryBody(req: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
+  checkDeclaredLength(req, bytesMax, 'binaryBodyBytes');
+  const chunks: Buffer[] = [];
+  let total = 0;
+  await new Promise<void>((resolve, reject) => {
+    req.on('data', (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > bytesMax) {
+        req.pause();
+        reject(new CofferError('COFFER_FORMAT_LIMIT', { limit: 'binaryBodyBytes', bytesMax }));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.once('end', resolve);
+    req.once('error', reject);
+    req.once('close', () => reject(new CofferError('COFFER_FORMAT_TRUNCATED', { field: 'body' })));
+  });
+  const body = new Uint8Array(total);
+  let offset = 0;
+  for (const c of chunks) {
+    body.set(c, offset);
+    offset += c.length;
+  }
+  return body;
+}
+
 function parseJson(body: Uint8Array): unknown {
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body)) as unknown;

@@ -8,15 +8,18 @@ import { createReadStream, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { fail } from '../errors.js';
+import { decodeJournalFrames } from '../formats/journal_frames.js';
+import { MANAGEMENT_JOURNAL_BODY_BYTES_MAX, MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX } from '../formats/limits.js';
 import {
-  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest, decodeClusterInitialisation, encodeNodeHealth,
-  encodeNodeIdentity, type ClusterCsrResponse, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
+  decodeClusterInitialisation, decodeOfferWaitMs, encodeJournalDelivery, encodeNodeHealth, encodeNodeIdentity, type ClusterCsrResponse, type JournalDeliveryJson,
+  type JournalFaultReport, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
 } from '../formats/management.js';
 import { fileSink } from '../hsm/backup/backup.js';
 import { fileSource } from '../hsm/backup/file_source.js';
 import type { Hsm } from '../hsm/device.js';
 import type { ManagementDataPlane } from './management.js';
-import { readJsonBody, spoolBody } from './management_http.js';
+import { readBinaryBody, readJsonBody, spoolBody } from './management_http.js';
 import type { TlsIdentity } from './tls_identity.js';
 
 export interface ManagementContext {
@@ -82,7 +85,44 @@ function health(ctx: ManagementContext): Promise<NodeHealthJson> {
     backingUp: ctx.activity.backups > 0,
     dataPlaneHost: ctx.dataPlaneHost,
     dataPlanePort: ctx.dataPlane.port,
+    journalHeadHash: hexOf(ctx.hsm.journal.head().hash),
+    journalFault: faultOf(ctx.hsm.journal.fault()),
+    journalMode: ctx.hsm.journal.mode(),
   }));
+}
+
+const hexOf = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+const faultOf = (f: { readonly code: string; readonly seq: bigint; readonly reason: string } | undefined): JournalFaultReport | null =>
+  f === undefined ? null : { code: f.code, seq: f.seq, reason: f.reason };
+
+/**
+ * The outbox offer, long-polled: the sealed entry waiting in the device's outbox (taken: each is
+ * offered once), or 204 after `waitMs` (≤ MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX). It never joins the
+ * state queue, so health and delivery are answered while it waits. The bytes are sealed; nothing
+ * logs them.
+ */
+async function journalOffer(ctx: ManagementContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<undefined> {
+  const waitMs = decodeOfferWaitMs(url.searchParams.get(JOURNAL_OFFER_WAIT_PARAM), MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX);
+  const item = await ctx.hsm.journal.takeOffer(waitMs);
+  if (item === undefined) {
+    res.writeHead(204, { 'cache-control': 'no-store' }).end();
+    return undefined;
+  }
+  // A caller that hung up while waiting loses the entry it took: the device then withdraws or times
+  // it out (COFFER_JOURNAL_OUTCOME_UNKNOWN) as for any lost relay; nothing is applied half.
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': item.entry.length, [JOURNAL_SEQ_HEADER]: item.seq.toString(10), 'cache-control': 'no-store' });
+  res.end(item.entry);
+  return undefined;
+}
+
+/** Delivers entries (a journal-frames body) into the device's journal; answers what it did. Not
+ * queued behind backups: the device's delivery never waits for its writer queue (journal.ts). */
+async function journalEntries(ctx: ManagementContext, req: IncomingMessage): Promise<JournalDeliveryJson> {
+  const frames = decodeJournalFrames(await readBinaryBody(req, MANAGEMENT_JOURNAL_BODY_BYTES_MAX));
+  const r = await ctx.hsm.journal.deliver(frames);
+  return encodeJournalDelivery({
+    headSeq: r.head.seq, headHash: hexOf(r.head.hash), applied: r.applied, ignored: r.ignored, waitingFor: r.waitingFor ?? null, fault: faultOf(r.fault),
+  });
 }
 
 /** Runs `fn` counted as a backup or restore in progress (health reports it), however it ends. */
@@ -190,7 +230,7 @@ async function zeroise(ctx: ManagementContext): Promise<Record<string, never>> {
 }
 
 const HANDLERS: Readonly<Record<keyof typeof MANAGEMENT_ROUTES, Handler>> = {
-  identity, health, backup, restore, clusterCsr, clusterInitialise, zeroise,
+  identity, health, backup, restore, clusterCsr, clusterInitialise, zeroise, journalOffer, journalEntries,
 };
 
 /** Path → method → handler. A Map, so that no request path can reach an object's prototype. */

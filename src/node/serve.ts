@@ -38,6 +38,9 @@ export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm'> {
   /** The mode a NEW device is commissioned in (docs/device.md "Modes"); default NON_FIPS. An existing
    * device keeps the mode it was commissioned in. */
   readonly mode?: 'FIPS' | 'NON_FIPS';
+  /** How the device orders its cluster journal (docs/node.md "Journal endpoints"): 'relayed' when a
+   * control plane relays it (nodes a fleet starts), 'solo' (default) when the node is on its own. */
+  readonly journal?: 'relayed' | 'solo';
   /** Serve the management interface on this port (0: any free port); absent: no management server. */
   readonly managementPort?: number;
   /** The node's structured log (docs/node.md "Logs"); default: JSON lines on stderr at `info`. */
@@ -127,11 +130,11 @@ function firmwareEvidence(dataDir: string, mode: 'FIPS' | 'NON_FIPS', authoritie
 
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', log = createLogger(), onBug = loggedCrash(log), ...planeOptions } = options;
+  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', journal = 'solo', log = createLogger(), onBug = loggedCrash(log), ...planeOptions } = options;
   const isNew = !existsSync(join(dataDir, STORE_FILE));
   const authorities = isNew ? (authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir)) : undefined;
   const firmware = firmwareEvidence(dataDir, mode, authorities);
-  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => logHsmEvent(log, event), ...(firmware === undefined ? {} : { firmware }) });
+  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => logHsmEvent(log, event), journal: { mode: journal }, ...(firmware === undefined ? {} : { firmware }) });
   let dataPlane: DataPlane | undefined;
   try {
     if (hsm.status().provisioning === 'NEW') {

@@ -22,6 +22,8 @@ export interface ArchivedBackup {
   readonly sourceSerial: string;
   readonly mode: 'FIPS' | 'NON_FIPS';
   readonly createdMs: number;
+  /** The journal position its header names (the last journal entry it holds), a u64. */
+  readonly journalPosition: bigint;
 }
 
 /** A backup that fails its provenance check. The problems are fixed words (a header holds no secret). */
@@ -68,7 +70,7 @@ export class BackupFlow {
       const stored = await this.#options.archive.put(archiveKey, createReadStream(path));
       return {
         backupId, archiveKey, bytes: stored.bytes, bodySha256: verdict.bodySha256, sourceSerial: verdict.deviceSerial,
-        mode: verdict.header.mode, createdMs: this.#options.clock.nowMs(),
+        mode: verdict.header.mode, createdMs: this.#options.clock.nowMs(), journalPosition: verdict.header.journalPosition,
       };
     });
   }

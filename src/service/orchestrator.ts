@@ -18,6 +18,8 @@ import type { ManagementClient } from '../management/client.js';
 import { UntrustedBackupError, type BackupFlow } from './backup_flow.js';
 import { FAILED_PROBES_MAX, PENDING_DELETION_MS, type ServiceConfig } from './config.js';
 import type { Fleet, FleetDevice } from './fleet/fleet_port.js';
+import type { JournalFaultReport } from '../formats/management.js';
+import { JournalRelay, compactionFloor, type RelayTarget } from './journal_relay.js';
 import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
 import type { Repository } from './repository.js';
 
@@ -45,9 +47,15 @@ export class Orchestrator {
   readonly #tasks = new Map<string, Promise<void>>();
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
+  /** The cluster journal's relay (journal_relay.ts): runs only while this process holds the lease. */
+  readonly #relay: JournalRelay;
 
   constructor(options: OrchestratorOptions) {
     this.#o = options;
+    this.#relay = new JournalRelay({
+      store: options.repo.store, fleet: options.fleet, log: options.log,
+      onFault: (target, fault) => this.#task(`fault:${target.hsmId}`, () => this.#journalFault(target.hsmId, target.device.serial, fault)),
+    });
   }
 
   /** Ticks every probe interval until stop(). */
@@ -65,6 +73,7 @@ export class Orchestrator {
     clearInterval(this.#timer);
     this.#timer = undefined;
     await this.#ticking;
+    await this.#relay.stop();
     await this.settled();
     await this.#o.repo.store.releaseLease('orchestrator', this.#o.holder);
   }
@@ -97,9 +106,40 @@ export class Orchestrator {
   async tick(): Promise<boolean> {
     const { config, repo, holder } = this.#o;
     const lease = await repo.store.acquireLease('orchestrator', holder, config.probeIntervalMs * LEASE_TICKS, config.clock.nowMs());
-    if (lease.holder !== holder) return false;
-    for (const cluster of await repo.clusters()) await this.#reconcile(cluster);
+    if (lease.holder !== holder) {
+      this.#relay.sync([]);
+      return false;
+    }
+    const clusters = await repo.clusters();
+    for (const cluster of clusters) await this.#reconcile(cluster);
+    this.#relay.sync(await this.#relayTargets());
     return true;
+  }
+
+  /** The HSMs whose journal this process relays: those in service (ACTIVE or DEGRADED, with a device,
+   * no creation or replacement under way) of clusters that hold a journal. */
+  async #relayTargets(): Promise<RelayTarget[]> {
+    const targets: RelayTarget[] = [];
+    for (const c of await this.#o.repo.clusters()) {
+      if (!['INITIALIZED', 'ACTIVE', 'DEGRADED'].includes(c.doc.state)) continue;
+      for (const h of await this.#o.repo.hsmsOf(c.doc.clusterId)) {
+        const { state, device, hsmId } = h.doc;
+        if ((state === 'ACTIVE' || state === 'DEGRADED') && device !== null && !this.#tasks.has(hsmId)) targets.push({ clusterId: c.doc.clusterId, hsmId, device });
+      }
+    }
+    return targets;
+  }
+
+  /** An HSM refused a journal entry: it and its cluster are DEGRADED, with a message naming the
+   * refusal and the position, until the HSM is replaced or deleted. */
+  async #journalFault(hsmId: string, serial: string, fault: JournalFaultReport): Promise<void> {
+    const h = await this.#o.repo.hsm(hsmId);
+    if (h === undefined || h.doc.device?.serial !== serial) return; // the device was replaced meanwhile
+    const stateMessage = faultMessage(fault);
+    if (h.doc.state === 'DEGRADED' && h.doc.stateMessage === stateMessage) return;
+    await this.#setHsm(hsmId, { state: 'DEGRADED', stateMessage });
+    this.#o.log.warn({ event: 'hsm.journal.fault', clusterId: h.doc.clusterId, hsmId, code: fault.code, seq: String(fault.seq), reason: fault.reason }, 'HSM refused a journal entry');
+    await this.#health(h.doc.clusterId);
   }
 
   // ── per cluster ────────────────────────────────────────────────────────────────────────────
@@ -130,7 +170,10 @@ export class Orchestrator {
     if (c === undefined || (c.doc.state !== 'ACTIVE' && c.doc.state !== 'DEGRADED')) return;
     const hsms = (await this.#o.repo.hsmsOf(clusterId)).map((h) => h.doc);
     const state = hsms.every((h) => h.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
-    if (state !== c.doc.state) await this.#setCluster(c, { state, stateMessage: state === 'DEGRADED' ? 'An HSM of the cluster is being created or replaced.' : null });
+    // A journal fault names itself; any other DEGRADED HSM is being created or replaced.
+    const faulted = hsms.find((h) => h.state === 'DEGRADED' && h.stateMessage?.startsWith(FAULT_MESSAGE_PREFIX) === true);
+    const stateMessage = state === 'ACTIVE' ? null : faulted !== undefined ? `${faulted.hsmId}: ${faulted.stateMessage ?? ''}` : 'An HSM of the cluster is being created or replaced.';
+    if (state !== c.doc.state || stateMessage !== c.doc.stateMessage) await this.#setCluster(c, { state, stateMessage });
     const due = c.doc.lastBackupMs === null || this.#o.config.clock.nowMs() - c.doc.lastBackupMs >= this.#o.config.backupIntervalMs;
     if (due) this.#task(`backup:${clusterId}`, () => this.#scheduledBackup(clusterId, 'schedule'));
   }
@@ -155,6 +198,7 @@ export class Orchestrator {
     const withDevice = await this.#provision(h);
     try {
       await this.#bringUp(c.doc, withDevice.doc);
+      await this.#relay.catchUp(c.doc.clusterId, withDevice.doc.device as FleetDevice);
     } catch (e) {
       this.#o.log.warn({ event: 'hsm.create.retry', hsmId, err: errorWords(e) }, 'HSM creation step failed; retried next tick');
       return;
@@ -258,6 +302,7 @@ export class Orchestrator {
     let healthy: boolean;
     try {
       const health = await this.#mgmt(doc.device).health();
+      if (health.journalFault !== null) this.#task(`fault:${doc.hsmId}`, () => this.#journalFault(doc.hsmId, doc.device?.serial ?? '', health.journalFault as JournalFaultReport));
       const c = await this.#o.repo.cluster(doc.clusterId);
       // A device that lost its cluster (zeroised, or replaced by another) is as bad as a dead one.
       healthy = health.restoring === true || c?.doc.state === 'UNINITIALIZED' || health.clusterId === doc.clusterId;
@@ -290,6 +335,7 @@ export class Orchestrator {
     const c = await this.#o.repo.cluster(h.doc.clusterId);
     if (c === undefined) return;
     await this.#bringUp(c.doc, fresh.doc);
+    await this.#relay.catchUp(c.doc.clusterId, fresh.doc.device as FleetDevice);
     await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null, failedProbes: 0, replacements: h.doc.replacements + 1 });
     this.#o.log.info({ event: 'hsm.replaced', clusterId: h.doc.clusterId, hsmId, serial: fresh.doc.device?.serial }, 'failed HSM replaced');
     await this.#health(h.doc.clusterId);
@@ -339,7 +385,7 @@ export class Orchestrator {
       v: 1, backupId: taken.backupId, clusterId, accountId: cluster?.accountId ?? '', state: 'READY', hsmType: cluster?.hsmType ?? 'hsm2m.medium',
       mode: taken.mode, createdMs: taken.createdMs, copyMs: null, neverExpires: false, sourceRegion: null, sourceBackup: null, sourceCluster: null,
       deleteMs: null, archiveKey: taken.archiveKey, bytes: taken.bytes, bodySha256: taken.bodySha256, sourceSerial: taken.sourceSerial,
-      resourcePolicy: null, tags: [],
+      journalPosition: taken.journalPosition.toString(10), resourcePolicy: null, tags: [],
     };
     await this.#o.repo.retrying(async () => {
       const now = await this.#o.repo.cluster(clusterId);
@@ -348,7 +394,27 @@ export class Orchestrator {
       return { writes, result: undefined };
     });
     this.#o.log.info({ event: 'backup.archived', clusterId, backupId: doc.backupId, reason, bytes: doc.bytes }, 'backup archived');
+    await this.#compact(clusterId).catch((e: unknown) => this.#o.log.warn({ event: 'journal.compact.failed', clusterId, err: errorWords(e) }, 'journal compaction skipped'));
     return doc;
+  }
+
+  /**
+   * Drops journal entries no HSM and no restorable backup needs (docs/control-plane.md "Compaction"):
+   * those below the minimum of every HSM's head and of the journal position of every backup that can
+   * still be restored (READY, or PENDING_DELETION and so restorable by RestoreBackup). The entry at
+   * the minimum itself is kept: the relay checks the next entry's predecessor against it. An HSM
+   * that does not answer, or a backup without a recorded position, stops compaction.
+   */
+  async #compact(clusterId: string): Promise<void> {
+    const heads: bigint[] = [];
+    for (const h of await this.#o.repo.hsmsOf(clusterId)) {
+      if (h.doc.device === null) return;
+      heads.push((await this.#mgmt(h.doc.device).health()).journalPosition);
+    }
+    const floor = compactionFloor(heads, (await this.#o.repo.backupsOf(clusterId)).map((b) => b.doc));
+    if (floor === undefined) return;
+    await this.#o.repo.store.compactJournal(clusterId, Number(floor));
+    this.#o.log.info({ event: 'journal.compacted', clusterId, before: Number(floor) }, 'journal compacted');
   }
 
   /** Expired backups go to PENDING_DELETION (never the cluster's newest); those past their 7 days are purged. */
@@ -398,6 +464,14 @@ export class Orchestrator {
       return { writes: now === undefined ? [] : [hsmWrite({ ...now.doc, ...change }, now.version)], result: undefined };
     });
   }
+}
+
+/** Every journal-fault state message starts so (the cluster's message quotes the HSM's). */
+const FAULT_MESSAGE_PREFIX = 'The HSM refused cluster journal entry';
+
+/** The state message of an HSM whose journal halted: the refusal's code, position and reason. */
+function faultMessage(fault: JournalFaultReport): string {
+  return `${FAULT_MESSAGE_PREFIX} ${fault.seq.toString()}: ${fault.code} (${fault.reason}). Replace the HSM, or check the metadata store if every HSM refused it.`;
 }
 
 /** An error as log words: its code or name and message, never its detail objects. */

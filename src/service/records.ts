@@ -107,6 +107,9 @@ export interface BackupDoc {
   readonly bodySha256: string | null;
   /** The device that sealed it (its serial). */
   readonly sourceSerial: string | null;
+  /** The journal position its header names, a u64 in decimal (absent from backups recorded before
+   * the journal relay, and from copies: compaction then treats the backup as needing the whole journal). */
+  readonly journalPosition?: string;
   readonly resourcePolicy: string | null;
   readonly tags: readonly Tag[];
 }

@@ -9,7 +9,7 @@ import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import {
   MANAGEMENT_ROUTES, PEM_CHARS_MAX, checkClusterId, decodeClusterCsrRequest, decodeClusterCsrResponse, decodeClusterInitialisation, decodeEmptyAnswer,
   decodeErrorAnswer, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary, encodeNodeHealth, encodeNodeIdentity, encodeU64, type NodeHealth,
-  type NodeIdentity,
+  type NodeIdentity, decodeJournalDelivery, encodeJournalDelivery,
 } from '../../src/formats/management.js';
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -27,6 +27,7 @@ const HEALTH: NodeHealth = {
   provisioning: 'COMMISSIONED', serial: 'CFR-0123456789ABCDEF', mode: 'NON_FIPS', cluster: 'INITIALISED', clusterId: 'cluster-abcdefgh234',
   usersInitialised: true, activated: true, tokenObjects: 2, sessions: 1, inFlight: 0, inFlightMax: 4096, connections: 1,
   capacityOpsPerSecond: 0, loadPermille: 0, journalPosition: 0n, stateDigest: 'ab'.repeat(32),
+  journalHeadHash: 'cd'.repeat(32), journalFault: { code: 'COFFER_JOURNAL_TAMPERED', seq: 7n, reason: 'authentication' }, journalMode: 'relayed',
   restoring: true, backingUp: false, dataPlaneHost: '127.0.0.7', dataPlanePort: 2223,
 };
 
@@ -117,4 +118,26 @@ test('answers: the restore summary, the CSR, the empty answer and errors', () =>
   refuses(() => decodeEmptyAnswer('ok'), 'COFFER_MANAGEMENT_REQUEST', { reason: 'body-not-object' });
   assert.deepEqual(decodeErrorAnswer({ code: 'COFFER_NODE_BUSY', message: 'm', detail: { retryAfterMs: 1000, nested: { no: 1 } } }), { code: 'COFFER_NODE_BUSY', message: 'm', detail: { retryAfterMs: 1000 } });
   assert.deepEqual(decodeErrorAnswer('garbage'), { code: null, message: '', detail: {} });
+});
+
+test('journal delivery: u64 positions as decimal strings, the fault and waitingFor optional', () => {
+  const delivery = {
+    headSeq: (1n << 53n) + 3n, headHash: 'ef'.repeat(32), applied: 2, ignored: 1, waitingFor: 9n,
+    fault: { code: 'COFFER_JOURNAL_FORK', seq: 4n, reason: 'another-entry-at-applied-position' },
+  };
+  const json = overJson(encodeJournalDelivery(delivery)) as Record<string, unknown>;
+  assert.equal(json['headSeq'], ((1n << 53n) + 3n).toString());
+  assert.deepEqual(decodeJournalDelivery(json), delivery);
+  assert.deepEqual(decodeJournalDelivery({ ...json, waitingFor: null, fault: null }), { ...delivery, waitingFor: null, fault: null });
+  refuses(() => decodeJournalDelivery({ ...json, headHash: 'xy' }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'headHash' });
+  refuses(() => decodeJournalDelivery({ ...json, fault: { code: 'C', seq: 4 } }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'fault' });
+});
+
+test('health: the journal head hash, fault and mode round-trip, and an older node that sends none decodes as null', () => {
+  const json = overJson(encodeNodeHealth(HEALTH)) as Record<string, unknown>;
+  assert.deepEqual((json['journalFault'] as Record<string, unknown>)['seq'], '7');
+  assert.deepEqual(decodeNodeHealth(json), HEALTH);
+  const { journalHeadHash: _h, journalFault: _f, journalMode: _m, ...older } = json;
+  assert.deepEqual(decodeNodeHealth(older), { ...HEALTH, journalHeadHash: null, journalFault: null, journalMode: null });
+  refuses(() => decodeNodeHealth({ ...json, journalMode: 'other' }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'journalMode' });
 });

@@ -2,6 +2,7 @@
 // in-process nodes made by shared development authorities, raw HTTPS requests, and an impostor
 // server that answers GET /v1/identity with whatever certificates it is given.
 
+import type { JournalOptions } from '../../src/hsm/state/journal.js';
 import { createPrivateKey, webcrypto } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { createServer, request } from 'node:https';
@@ -84,8 +85,10 @@ export interface TestNode {
 
 /** A commissioned development device (memory store, or the one given: a test may read its records)
  * with its data plane and management server. */
-export async function startTestNode(authorities: DevelopmentAuthorities, options: Partial<ManagementOptions> = {}, store = new MemoryRecordStore()): Promise<TestNode> {
-  const hsm = Hsm.open({ store, kdfParams: FAST_KDF });
+export async function startTestNode(
+  authorities: DevelopmentAuthorities, options: Partial<ManagementOptions> = {}, store = new MemoryRecordStore(), journal: JournalOptions = {},
+): Promise<TestNode> {
+  const hsm = Hsm.open({ store, kdfParams: FAST_KDF, journal });
   await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
   const dataPlane = await startDataPlane({ hsm });
   const dataDir = mkdtempSync(join(tmpdir(), 'coffer-mgmt-'));

@@ -156,6 +156,11 @@ export class Journal implements StateSequencer {
     return this.#cluster().hasSyncKey();
   }
 
+  /** 'relayed' when the control plane orders the entries, 'solo' when the device orders its own. */
+  mode(): 'relayed' | 'solo' {
+    return this.#relayed ? 'relayed' : 'solo';
+  }
+
   /** The refusal that halted the journal, if any (for health). */
   fault(): JournalFault | undefined {
     return this.#fault === undefined ? undefined : { ...this.#fault };

@@ -289,7 +289,7 @@ export class LocalFleet implements Fleet {
   }
 
   #spawnOptions(record: LocalRecord): Parameters<typeof spawnNode>[0] {
-    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true };
+    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true, journal: 'relayed' };
   }
 
   #allocate(eniIp: string | undefined): string {

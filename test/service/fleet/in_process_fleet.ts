@@ -57,6 +57,8 @@ interface Record {
 }
 
 export interface InProcessFleetOptions extends FleetCredentials {
+  /** How its devices order the cluster journal; default 'solo' (no relay needed). */
+  readonly journal?: 'relayed' | 'solo';
   readonly dir: string;
   readonly authoritiesDir: string;
 }
@@ -167,7 +169,7 @@ export class InProcessFleet implements Fleet {
   async #serve(deviceId: string, host: string, port: number, mode: 'FIPS' | 'NON_FIPS' = 'NON_FIPS'): Promise<Served> {
     const dataDir = this.dataDir(deviceId);
     const node = await serveNode({
-      dataDir, development: true, authoritiesDir: this.#options.authoritiesDir, host, port, managementPort: 0, mode,
+      dataDir, development: true, authoritiesDir: this.#options.authoritiesDir, host, port, managementPort: 0, mode, journal: this.#options.journal ?? 'solo',
       log: createLogger({ level: 'silent' }),
     });
     const served: Served = { node, id: randomUUID(), onExit: new Set() };

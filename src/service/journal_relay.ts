@@ -1,0 +1,303 @@
+// The journal relay (docs/control-plane.md "The journal relay", docs/journal-format.md): what makes a
+// cluster's HSMs one logical HSM. Run by the orchestrator lease holder only; for each HSM of a
+// cluster it relays, two loops over the HSM's management interface:
+//
+// - **Offers → the journal.** Long-polls the HSM's outbox (`takeJournalOffer`) and appends the
+//   sealed entry with compare-and-append on its sequence number (MetadataStore.appendJournal). A
+//   COFFER_JOURNAL_CONFLICT means another HSM's entry won that position: nothing to do, the
+//   originator learns it from delivery and decides again. Before appending, the relay checks what it
+//   can without a key: the header decodes, names the position it was offered at, and its predecessor
+//   is the chain hash of the stored entry at seq − 1 (or the genesis value at seq 1). An entry that
+//   fails is not appended (the HSM's change then times out, COFFER_JOURNAL_OUTCOME_UNKNOWN): the
+//   store never holds an entry the relay knows is unlinked. The HSMs check everything again — the
+//   relay is not trusted for that; this only keeps a confused or stale HSM from poisoning the store.
+// - **The journal → the HSM.** Delivers the stored entries from the HSM's head + 1 whenever the
+//   cluster's journal head moves: signalled in-process after an append, and polled on an interval
+//   for appends by other service processes on one PostgreSQL store. A delivery answer that carries a
+//   fault is reported (`onFault`): the orchestrator marks the HSM and the cluster DEGRADED with a
+//   message naming the code and position, and the relay delivers nothing more to that device.
+//
+// `catchUp` brings a new or restored HSM from its backup's position to the journal head before the
+// orchestrator reports it ACTIVE. The relay keeps nothing that a restart needs: a new lease holder
+// starts from the store and asks each HSM its head. Entry bytes are never logged.
+
+import type { Logger } from 'pino';
+import { CofferError, fail, isCofferError } from '../errors.js';
+import { decodeJournalEntryHeader, journalEntryHash, journalGenesis } from '../formats/journal_entry.js';
+import { journalFramesBytes, type JournalFrame } from '../formats/journal_frames.js';
+import { JOURNAL_DELIVER_ENTRIES_MAX, MANAGEMENT_JOURNAL_BODY_BYTES_MAX } from '../formats/limits.js';
+import type { JournalDelivery, ManagementClient } from '../management/client.js';
+import type { JournalFaultReport } from '../formats/management.js';
+import { JOURNAL_READ_LIMIT_MAX, type MetadataStore } from '../storage/metadata_port.js';
+import type { Fleet, FleetDevice } from './fleet/fleet_port.js';
+import type { BackupDoc } from './records.js';
+
+/** How long one offer long-poll waits: short, so a stopping relay is never held up for long. */
+export const RELAY_OFFER_WAIT_MS = 2_000;
+/** How often a delivery loop reads the store's head without a signal (other processes' appends). */
+export const RELAY_POLL_INTERVAL_MS = 1_000;
+/** After a failed call (a node restarting, the store unreachable) a loop waits this long. */
+const RELAY_RETRY_MS = 1_000;
+/** Entries read from the store per delivery (also bounded by the request's bytes). */
+const RELAY_PAGE_ENTRIES = Math.min(JOURNAL_READ_LIMIT_MAX, JOURNAL_DELIVER_ENTRIES_MAX);
+/** Deliveries one catch-up makes at most: a page each, so a million entries behind; a journal that
+ * long is compacted after the next backup. */
+const CATCH_UP_DELIVERIES_MAX = 1000;
+
+/** An HSM the relay serves: its cluster, its id and its device. */
+export interface RelayTarget {
+  readonly clusterId: string;
+  readonly hsmId: string;
+  readonly device: FleetDevice;
+}
+
+export interface JournalRelayOptions {
+  readonly store: MetadataStore;
+  readonly fleet: Fleet;
+  readonly log: Logger;
+  /** An HSM reported a fault (in a delivery answer). */
+  readonly onFault: (target: RelayTarget, fault: JournalFaultReport) => void;
+  readonly offerWaitMs?: number;
+  readonly pollIntervalMs?: number;
+}
+
+interface Link {
+  readonly target: RelayTarget;
+  stopped: boolean;
+  faulted: boolean;
+  wake: (() => void) | undefined;
+  readonly loops: Promise<void>[];
+}
+
+const keyOf = (t: RelayTarget): string => `${t.hsmId}/${t.device.serial}`;
+const hexOf = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+export class JournalRelay {
+  readonly #o: JournalRelayOptions;
+  readonly #links = new Map<string, Link>();
+  /** Appends serialised per cluster in this process, so two of its own offers never race each other. */
+  readonly #appending = new Map<string, Promise<unknown>>();
+
+  constructor(options: JournalRelayOptions) {
+    this.#o = options;
+  }
+
+  /** Runs loops for exactly these HSMs: starts the missing ones, stops the others. */
+  sync(targets: readonly RelayTarget[]): void {
+    const wanted = new Map(targets.map((t) => [keyOf(t), t]));
+    for (const [key, link] of this.#links) {
+      if (wanted.has(key)) continue;
+      link.stopped = true;
+      link.wake?.();
+      this.#links.delete(key);
+    }
+    for (const [key, target] of wanted) if (!this.#links.has(key)) this.#links.set(key, this.#start(target));
+  }
+
+  /** Stops every loop and waits for them (an offer long-poll ends within its short wait). */
+  async stop(): Promise<void> {
+    const links = [...this.#links.values()];
+    this.sync([]);
+    await Promise.allSettled(links.flatMap((l) => l.loops));
+  }
+
+  /** Wakes the delivery loops of a cluster (its journal head moved). */
+  signal(clusterId: string): void {
+    for (const link of this.#links.values()) if (link.target.clusterId === clusterId) link.wake?.();
+  }
+
+  /**
+   * Delivers the journal to `device` until its head reaches the journal head (read again after each
+   * delivery, so appends made meanwhile are delivered too). Fails with COFFER_JOURNAL_NOT_CAUGHT_UP
+   * when the device reports a fault, waits for an entry the store no longer holds, or makes no progress.
+   */
+  async catchUp(clusterId: string, device: FleetDevice): Promise<bigint> {
+    const mgmt = this.#o.fleet.management(device);
+    let head = (await mgmt.health()).journalPosition;
+    for (let i = 0; i < CATCH_UP_DELIVERIES_MAX; i++) {
+      const journalHead = BigInt(await this.#o.store.journalHead(clusterId));
+      if (head >= journalHead) return head;
+      const r = await this.#deliverFrom(mgmt, clusterId, head);
+      if (r.fault !== null) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'fault', fault: r.fault.code, seq: String(r.fault.seq) });
+      if (r.headSeq <= head) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'no-progress', seq: String(head) });
+      head = r.headSeq;
+    }
+    return fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'too-far-behind', seq: String(head) });
+  }
+
+  /** The journal from `head` + 1, one bounded delivery. */
+  async #deliverFrom(mgmt: ManagementClient, clusterId: string, head: bigint): Promise<JournalDelivery> {
+    const rows = await this.#o.store.readJournal(clusterId, Number(head + 1n), RELAY_PAGE_ENTRIES);
+    if (rows[0]?.seq !== Number(head + 1n)) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'compacted', seq: String(head + 1n) });
+    const frames: JournalFrame[] = [];
+    for (const row of rows) {
+      const next = [...frames, { seq: BigInt(row.seq), entry: row.entry }];
+      if (frames.length > 0 && journalFramesBytes(next) > MANAGEMENT_JOURNAL_BODY_BYTES_MAX) break;
+      frames.push({ seq: BigInt(row.seq), entry: row.entry });
+    }
+    return mgmt.deliverJournal(frames);
+  }
+
+  // ── the loops ───────────────────────────────────────────────────────────────────────────────
+
+  #start(target: RelayTarget): Link {
+    const link: Link = { target, stopped: false, faulted: false, wake: undefined, loops: [] };
+    link.loops.push(this.#offers(link).catch((e: unknown) => this.#bug(link, e)), this.#deliveries(link).catch((e: unknown) => this.#bug(link, e)));
+    return link;
+  }
+
+  #bug(link: Link, e: unknown): void {
+    this.#o.log.error({ event: 'journal.relay.stopped', hsmId: link.target.hsmId, err: words(e) }, 'journal relay loop stopped');
+  }
+
+  async #offers(link: Link): Promise<void> {
+    const { clusterId, hsmId, device } = link.target;
+    const mgmt = this.#o.fleet.management(device);
+    while (!link.stopped) {
+      let offer: JournalFrame | undefined;
+      try {
+        offer = await mgmt.takeJournalOffer(this.#o.offerWaitMs ?? RELAY_OFFER_WAIT_MS);
+      } catch {
+        if (!link.stopped) await pause(RELAY_RETRY_MS);
+        continue;
+      }
+      // An entry taken is appended even when the link is stopping: dropped, its change would only
+      // time out at the HSM.
+      if (offer !== undefined) await this.#serialised(clusterId, () => this.#append(clusterId, hsmId, offer));
+    }
+  }
+
+  async #serialised<T>(clusterId: string, work: () => Promise<T>): Promise<T> {
+    const before = this.#appending.get(clusterId) ?? Promise.resolve();
+    const run = before.then(work, work);
+    const settled = run.catch(() => undefined);
+    this.#appending.set(clusterId, settled);
+    try {
+      return await run;
+    } finally {
+      if (this.#appending.get(clusterId) === settled) this.#appending.delete(clusterId);
+    }
+  }
+
+  /** Checks the entry's header and link to the stored journal, then compare-and-appends it. */
+  async #append(clusterId: string, hsmId: string, offer: JournalFrame): Promise<void> {
+    const seq = Number(offer.seq);
+    try {
+      const refusal = await journalLinkRefusal(this.#o.store, clusterId, offer);
+      if (refusal === 'lost') return;
+      if (refusal !== undefined) {
+        this.#o.log.warn({ event: 'journal.append.refused', clusterId, hsmId, seq, reason: refusal }, 'journal entry not appended');
+        return;
+      }
+      await this.#o.store.appendJournal(clusterId, seq, offer.entry);
+      this.#o.log.debug({ event: 'journal.appended', clusterId, hsmId, seq, bytes: offer.entry.length }, 'journal entry appended');
+      this.signal(clusterId);
+    } catch (e) {
+      if (isCofferError(e, 'COFFER_JOURNAL_CONFLICT')) return; // another entry won the position
+      this.#o.log.warn({ event: 'journal.append.failed', clusterId, hsmId, seq, err: words(e) }, 'journal append failed');
+    }
+  }
+
+  async #deliveries(link: Link): Promise<void> {
+    const { clusterId, device } = link.target;
+    const mgmt = this.#o.fleet.management(device);
+    let head: bigint | undefined;
+    while (!link.stopped) {
+      try {
+        if (head === undefined) {
+          const health = await mgmt.health();
+          head = health.journalPosition;
+          if (health.journalFault !== null) link.faulted = true;
+        }
+        const journalHead = BigInt(await this.#o.store.journalHead(clusterId));
+        if (!link.faulted && head < journalHead) {
+          const r = await this.#deliverFrom(mgmt, clusterId, head);
+          head = r.headSeq;
+          if (r.fault !== null) {
+            link.faulted = true;
+            this.#o.onFault(link.target, r.fault);
+          }
+          if (r.applied > 0) continue;
+        }
+      } catch (e) {
+        head = undefined;
+        if (!(e instanceof CofferError) || e.code !== 'COFFER_JOURNAL_NOT_CAUGHT_UP') this.#o.log.debug({ event: 'journal.deliver.retry', hsmId: link.target.hsmId, err: words(e) }, 'journal delivery failed; retrying');
+        else this.#o.log.warn({ event: 'journal.deliver.behind', hsmId: link.target.hsmId, err: words(e) }, 'HSM needs entries the journal no longer holds');
+      }
+      await this.#sleep(link, this.#o.pollIntervalMs ?? RELAY_POLL_INTERVAL_MS);
+    }
+  }
+
+  /** Waits `ms`, or less when the cluster's head moves or the link stops. */
+  #sleep(link: Link, ms: number): Promise<void> {
+    if (link.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        link.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      link.wake = done;
+    });
+  }
+}
+
+/**
+ * Why an offered entry must not be appended, checked without a key against the stored journal:
+ * 'lost' (another entry holds its position already), a header that does not decode or names another
+ * position, a position past the next one, or a predecessor that is not the chain hash of the stored
+ * entry before it (the genesis value of the header's cluster id at seq 1); undefined when it links.
+ */
+export async function journalLinkRefusal(store: MetadataStore, clusterId: string, offer: JournalFrame): Promise<string | undefined> {
+  let header;
+  try {
+    header = decodeJournalEntryHeader(offer.entry);
+  } catch (e) {
+    return isCofferError(e) ? `header: ${e.code}` : 'header';
+  }
+  if (header.seq !== offer.seq) return 'seq-differs-from-offer';
+  if (offer.seq > BigInt(Number.MAX_SAFE_INTEGER)) return 'seq-out-of-range';
+  const stored = BigInt(await store.journalHead(clusterId));
+  if (offer.seq <= stored) return 'lost';
+  if (offer.seq > stored + 1n) return 'skips-positions';
+  let expected: Uint8Array;
+  if (offer.seq === 1n) {
+    expected = journalGenesis(header.clusterId);
+  } else {
+    const [prev] = await store.readJournal(clusterId, Number(offer.seq - 1n), 1);
+    if (prev?.seq !== Number(offer.seq - 1n)) return 'predecessor-not-stored';
+    expected = journalEntryHash(prev.entry);
+  }
+  return hexOf(expected) === hexOf(header.predecessor) ? undefined : 'predecessor-mismatch';
+}
+
+/**
+ * The compaction rule (docs/control-plane.md "Compaction"): entries below the returned position may
+ * be dropped; undefined: drop nothing. The floor is the lowest of every HSM's journal head and the
+ * journal position of every backup a restore may still use (READY, or PENDING_DELETION, which
+ * RestoreBackup brings back). The entry at the floor is kept, so the predecessor of the next entry can
+ * still be checked. A backup without a recorded position (recorded before the relay, or a copy)
+ * might need the whole journal, so nothing is dropped while it can be restored.
+ */
+export function compactionFloor(hsmHeads: readonly bigint[], backups: readonly Pick<BackupDoc, 'state' | 'journalPosition'>[]): bigint | undefined {
+  const positions = [...hsmHeads];
+  for (const b of backups) {
+    if (b.state !== 'READY' && b.state !== 'PENDING_DELETION') continue;
+    if (b.journalPosition === undefined) return undefined;
+    positions.push(BigInt(b.journalPosition));
+  }
+  if (positions.length === 0) return undefined;
+  const floor = positions.reduce((a, b) => (b < a ? b : a));
+  return floor > 1n ? floor : undefined;
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** An error as log words: its code or name and message, never its detail objects. */
+function words(e: unknown): string {
+  if (e instanceof Error) return `${(e as { code?: string }).code ?? e.name}: ${e.message}`;
+  return String(e);
+}
