@@ -43,17 +43,19 @@ export function registerServiceCommands(program: Command): void {
     .option('--regions <list>', 'comma-separated regions, one service each, peered for CopyBackupToRegion', 'us-east-1')
     .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(DATA_PLANE_PORT_DEFAULT))
     .option('--cluster <n>', `also create an activated cluster of n HSMs (1-${UP_CLUSTER_HSMS_MAX}) with a crypto user, and write cluster.json`)
+    .option('--journal <mode>', "relayed: the service relays every cluster's journal and the HSMs act as one; solo: each HSM orders its own", 'solo')
     .option('--log-level <level>', 'service log level (JSON lines in regions/<region>/service.log)', 'info')
-    .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; logLevel: string }) => {
+    .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; journal: string; logLevel: string }) => {
       const regions = opts.regions.split(',').map((r) => r.trim());
       if (regions.length === 0 || !regions.every((r) => REGION.test(r)) || new Set(regions).size !== regions.length) fail('COFFER_CLI_USAGE', { reason: '--regions must list distinct AWS-style regions, e.g. us-east-1,eu-west-1' });
+      if (opts.journal !== 'relayed' && opts.journal !== 'solo') fail('COFFER_CLI_USAGE', { reason: '--journal must be relayed or solo' });
       const hsms = opts.cluster === undefined ? 0 : Number(opts.cluster);
       if (opts.cluster !== undefined && (!/^\d+$/.test(opts.cluster) || hsms < 1 || hsms > UP_CLUSTER_HSMS_MAX)) fail('COFFER_CLI_USAGE', { reason: `--cluster must be 1-${UP_CLUSTER_HSMS_MAX}` });
       const stopping = new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());
         process.once('SIGTERM', () => resolve());
       });
-      const u = await up({ dataDir: opts.dataDir, port: port(opts.port, '--port'), regions, dataPlanePort: port(opts.dataPlanePort, '--data-plane-port'), logLevel: opts.logLevel });
+      const u = await up({ dataDir: opts.dataDir, port: port(opts.port, '--port'), regions, dataPlanePort: port(opts.dataPlanePort, '--data-plane-port'), journal: opts.journal, logLevel: opts.logLevel });
       try {
         const clusterFile = hsms > 0 ? await ensureDevCluster(u, hsms) : undefined;
         const endpoints = u.regions.map((r) => ({ region: r.region, endpoint: r.service.endpoint }));
@@ -95,6 +97,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--work-dir <dir>', 'where blobs in transit go (default: a fresh temporary directory)')
     .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(SERVICE_DEFAULTS.dataPlanePort))
     .option('--probe-interval-ms <ms>', "the orchestrator's tick and health-probe interval", String(SERVICE_DEFAULTS.probeIntervalMs))
+    .option('--journal <mode>', "relayed: this service relays every cluster's journal, so its HSMs act as one (the fleet's devices must be relayed); solo: each HSM orders its own", SERVICE_DEFAULTS.journal)
     .option('--log-level <level>', 'log level (JSON lines on stderr)', 'info')
     .action(async (opts: ServiceCommandOptions) => {
       const config = serviceConfig(opts);

@@ -61,6 +61,7 @@ export interface ServiceCommandOptions {
   readonly workDir?: string;
   readonly dataPlanePort: string;
   readonly probeIntervalMs: string;
+  readonly journal: string;
   readonly logLevel: string;
 }
 
@@ -92,6 +93,8 @@ export interface ServiceCommandConfig {
   readonly workDir?: string;
   readonly dataPlanePort: number;
   readonly probeIntervalMs: number;
+  /** Relay every cluster's journal (--journal relayed), or let each HSM order its own (solo). */
+  readonly journal: 'relayed' | 'solo';
   readonly logLevel: (typeof LOG_LEVELS)[number];
 }
 
@@ -150,6 +153,7 @@ export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
   }
   const logLevel = LOG_LEVELS.find((l) => l === o.logLevel);
   if (logLevel === undefined) usage(`--log-level must be one of ${LOG_LEVELS.join(', ')}`);
+  if (o.journal !== 'relayed' && o.journal !== 'solo') usage('--journal must be relayed or solo');
   if (o.host !== '127.0.0.1' && o.host !== '0.0.0.0' && o.host !== '::' && o.host !== '::1' && o.host !== 'localhost') usage('--host must be 127.0.0.1, ::1, localhost, 0.0.0.0 or ::');
   return {
     region, host: o.host, port: tcpPort(o.port, '--port'), metadata, ...(o.schema === undefined ? {} : { schema: o.schema }),
@@ -159,11 +163,11 @@ export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
     manufacturerRoot: resolve(required(o.manufacturerRoot, '--manufacturer-root')), operatorRoot: resolve(required(o.operatorRoot, '--operator-root')),
     accessKeys: resolve(required(o.accessKeys, '--access-keys')), ...(o.workDir === undefined ? {} : { workDir: resolve(o.workDir) }),
     ...(o.peers === undefined ? {} : { peers: resolve(required(o.peers, '--peers')) }),
-    dataPlanePort: tcpPort(o.dataPlanePort, '--data-plane-port'), probeIntervalMs, logLevel,
+    dataPlanePort: tcpPort(o.dataPlanePort, '--data-plane-port'), probeIntervalMs, journal: o.journal, logLevel,
   };
 }
 
-export const SERVICE_DEFAULTS = { dataPlanePort: DATA_PLANE_PORT_DEFAULT, probeIntervalMs: PROBE_INTERVAL_MS_DEFAULT } as const;
+export const SERVICE_DEFAULTS = { dataPlanePort: DATA_PLANE_PORT_DEFAULT, probeIntervalMs: PROBE_INTERVAL_MS_DEFAULT, journal: 'solo' } as const;
 
 function readPem(path: string, option: string): string {
   let text: string;
@@ -231,11 +235,12 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
       ? await RemoteFleet.open({ metadata, ...management })
       : await LocalFleet.open({
         dir: config.fleet.fleetDir, authoritiesDir: config.fleet.authoritiesDir, mainJs: join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
+        journal: config.journal,
       });
     closers.push(() => fleet.close({ stopDevices: false }));
     const service = await startService({
       region: config.region, host: config.host, port: config.port, metadata, archive, fleet, accessKeys, workDir, logger, ...(peers === undefined ? {} : { peers }),
-      dataPlanePort: config.dataPlanePort, probeIntervalMs: config.probeIntervalMs,
+      dataPlanePort: config.dataPlanePort, probeIntervalMs: config.probeIntervalMs, relayJournal: config.journal === 'relayed',
       roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
     });
     closers.push(() => service.close());

@@ -36,6 +36,10 @@ export interface ServiceConfig {
   /** Where a new HSM's address (EniIp) comes from: the local fleet's loopback range (the default),
    * or the data-plane addresses of the nodes a remote fleet has registered (docs/fleet.md). */
   readonly hsmAddresses?: 'loopback' | 'registered-nodes';
+  /** True: the orchestrator relays every cluster's journal (journal_relay.ts), and the fleet starts
+   * its devices relayed. False (the default for now): each HSM orders its own journal ('solo'), as
+   * before the relay; docs/control-plane.md "The journal relay" says why it is opt-in. */
+  readonly relayJournal?: boolean;
 }
 
 export function defaultZones(region: string): string[] {

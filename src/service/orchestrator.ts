@@ -112,8 +112,13 @@ export class Orchestrator {
     }
     const clusters = await repo.clusters();
     for (const cluster of clusters) await this.#reconcile(cluster);
-    this.#relay.sync(await this.#relayTargets());
+    this.#relay.sync(config.relayJournal === true ? await this.#relayTargets() : []);
     return true;
+  }
+
+  /** A new or restored HSM brought to the journal head before it is ACTIVE (when journals are relayed). */
+  async #catchUp(clusterId: string, device: FleetDevice): Promise<void> {
+    if (this.#o.config.relayJournal === true) await this.#relay.catchUp(clusterId, device);
   }
 
   /** The HSMs whose journal this process relays: those in service (ACTIVE or DEGRADED, with a device,
@@ -198,7 +203,7 @@ export class Orchestrator {
     const withDevice = await this.#provision(h);
     try {
       await this.#bringUp(c.doc, withDevice.doc);
-      await this.#relay.catchUp(c.doc.clusterId, withDevice.doc.device as FleetDevice);
+      await this.#catchUp(c.doc.clusterId, withDevice.doc.device as FleetDevice);
     } catch (e) {
       this.#o.log.warn({ event: 'hsm.create.retry', hsmId, err: errorWords(e) }, 'HSM creation step failed; retried next tick');
       return;
@@ -335,7 +340,7 @@ export class Orchestrator {
     const c = await this.#o.repo.cluster(h.doc.clusterId);
     if (c === undefined) return;
     await this.#bringUp(c.doc, fresh.doc);
-    await this.#relay.catchUp(c.doc.clusterId, fresh.doc.device as FleetDevice);
+    await this.#catchUp(c.doc.clusterId, fresh.doc.device as FleetDevice);
     await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null, failedProbes: 0, replacements: h.doc.replacements + 1 });
     this.#o.log.info({ event: 'hsm.replaced', clusterId: h.doc.clusterId, hsmId, serial: fresh.doc.device?.serial }, 'failed HSM replaced');
     await this.#health(h.doc.clusterId);

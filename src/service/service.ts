@@ -49,6 +49,8 @@ export interface ServiceOptions {
   readonly orchestrate?: boolean;
   /** CopyBackupToRegion's transport to peer regions in this process (`coffer up`). */
   readonly copyTo?: CopyToRegion;
+  /** Relay every cluster's journal (the fleet must start its devices relayed); default false. */
+  readonly relayJournal?: boolean;
   /** Peer regions' services, reached over HTTP (copy_http.ts) when `copyTo` is not given. */
   readonly peers?: readonly PeerEndpoint[];
 }
@@ -76,6 +78,7 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     // A remote fleet's HSMs live at its registered nodes' addresses, and its registry is offered
     // on the API (fleet_operations.ts); a local or test fleet chooses loopback addresses.
     hsmAddresses: o.fleet instanceof RemoteFleet ? 'registered-nodes' : 'loopback',
+    relayJournal: o.relayJournal ?? false,
   };
   const repository = new Repository(o.metadata);
   const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir });

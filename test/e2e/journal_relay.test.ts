@@ -47,7 +47,7 @@ interface ClusterFile {
 }
 
 async function up(port: number): Promise<{ clusterFile: string; endpoint: string }> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '3', '--journal', 'relayed'], { stdio: ['ignore', 'pipe', 'pipe'] });
   child = proc;
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => {

@@ -71,6 +71,9 @@ export interface LocalFleetOptions extends FleetCredentials {
   readonly mainJs: string;
   /** Default PID_WATCH_INTERVAL_MS. */
   readonly pidWatchIntervalMs?: number;
+  /** How the devices order their cluster journal (`coffer hsm serve --journal`): 'relayed' when
+   * the service relays it (ServiceOptions.relayJournal), else 'solo' (the default). */
+  readonly journal?: 'relayed' | 'solo';
 }
 
 /** What fleet.json holds about a device. */
@@ -289,7 +292,7 @@ export class LocalFleet implements Fleet {
   }
 
   #spawnOptions(record: LocalRecord): Parameters<typeof spawnNode>[0] {
-    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true, journal: 'relayed' };
+    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true, journal: this.#options.journal ?? 'solo' };
   }
 
   #allocate(eniIp: string | undefined): string {
