@@ -26,7 +26,23 @@ export function checkDeclaredLength(req: IncomingMessage, bytesMax: number, limi
  * which cannot be zeroised (documented).
  */
 export async function readJsonBody(req: IncomingMessage, bytesMax: number): Promise<unknown> {
-  checkDeclaredLength(req, bytesMax, 'jsonBodyBytes');
+  const body = await readWholeBody(req, bytesMax, 'jsonBodyBytes');
+  try {
+    return parseJson(body);
+  } finally {
+    body.fill(0);
+  }
+}
+
+/** Reads a binary body of at most `bytesMax` bytes into one buffer (journal frames: sealed bytes). */
+export function readBinaryBody(req: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
+  return readWholeBody(req, bytesMax, 'binaryBodyBytes');
+}
+
+/** The whole body in one buffer, refused past `bytesMax` (by its declared length first); the
+ * chunks it was read in are wiped. */
+async function readWholeBody(req: IncomingMessage, bytesMax: number, limit: string): Promise<Uint8Array> {
+  checkDeclaredLength(req, bytesMax, limit);
   const chunks: Buffer[] = [];
   let total = 0;
   try {
@@ -35,7 +51,7 @@ export async function readJsonBody(req: IncomingMessage, bytesMax: number): Prom
         total += chunk.length;
         if (total > bytesMax) {
           req.pause();
-          reject(new CofferError('COFFER_FORMAT_LIMIT', { limit: 'jsonBodyBytes', bytesMax }));
+          reject(new CofferError('COFFER_FORMAT_LIMIT', { limit, bytesMax }));
           return;
         }
         chunks.push(chunk);
@@ -50,42 +66,10 @@ export async function readJsonBody(req: IncomingMessage, bytesMax: number): Prom
       body.set(c, offset);
       offset += c.length;
     }
-    try {
-      return parseJson(body);
-    } finally {
-      body.fill(0);
-    }
+    return body;
   } finally {
     for (const c of chunks) c.fill(0);
   }
-}
-
-/** Reads a binary body of at most `bytesMax` bytes into one buffer (journal frames: sealed bytes). */
-export async function readBinaryBody(req: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
-  checkDeclaredLength(req, bytesMax, 'binaryBodyBytes');
-  const chunks: Buffer[] = [];
-  let total = 0;
-  await new Promise<void>((resolve, reject) => {
-    req.on('data', (chunk: Buffer) => {
-      total += chunk.length;
-      if (total > bytesMax) {
-        req.pause();
-        reject(new CofferError('COFFER_FORMAT_LIMIT', { limit: 'binaryBodyBytes', bytesMax }));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.once('end', resolve);
-    req.once('error', reject);
-    req.once('close', () => reject(new CofferError('COFFER_FORMAT_TRUNCATED', { field: 'body' })));
-  });
-  const body = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    body.set(c, offset);
-    offset += c.length;
-  }
-  return body;
 }
 
 function parseJson(body: Uint8Array): unknown {

@@ -15,17 +15,8 @@ import type { MetadataStore } from '../../../src/storage/metadata_port.js';
 import { ADMIN_PW, CLUSTER, PRECO, backupOf, commissionedDevice } from '../backup/backup_support.js';
 import { initialisedDevice } from '../identity/cluster_support.js';
 
-/** A small seeded generator (mulberry32): scenarios replay from their seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded generator: scenarios replay from their seed. */
+export { mulberry32 as prng } from '../../helpers.js';
 
 /** The seed from `variable`, or a fresh one; printed so that a failure can be replayed. */
 export function seedFrom(variable: string, label: string): number {
