@@ -12,11 +12,10 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { CloudHSMV2Client, CreateClusterCommand, type CreateClusterCommandInput, CreateHsmCommand, DeleteHsmCommand, DescribeClustersCommand, type Cluster } from '@aws-sdk/client-cloudhsm-v2';
 import { createDevelopmentAuthorities, saveDevelopmentAuthorities } from '../../src/factory/development.js';
@@ -25,6 +24,7 @@ import { defaultZones } from '../../src/service/config.js';
 import { spawnNode, stopNode, type NodeProcess } from '../../src/service/fleet/node_process.js';
 import { POSTGRES_URL, requirePostgres } from '../storage/postgres_support.js';
 import { EVENT_WAIT_MS, MAIN_JS, fleetEnvironment, freePort, type FleetEnvironment } from '../service/fleet/fleet_support.js';
+import { spawnServiceProcess, writeServiceCredentials, type ServiceProc } from './service_support.js';
 
 const REGION = 'us-east-1';
 /** Creating an HSM on a loaded machine may take minutes; never a measured duration. */
@@ -48,22 +48,10 @@ let env: FleetEnvironment;
 const nodes: NodeProcess[] = [];
 const services: ServiceProc[] = [];
 
-interface ServiceProc {
-  readonly name: string;
-  readonly proc: ChildProcess;
-  readonly endpoint: string;
-  readonly pid: number;
-  readonly stderr: () => string;
-  readonly exited: Promise<unknown>;
-}
-
 before(async () => {
   await requirePostgres(admin, 'This test needs');
   env = await fleetEnvironment('e2e-remote-fleet');
-  writeFileSync(join(env.dir, 'management-client.pem'), env.credentials.certificatePem);
-  writeFileSync(join(env.dir, 'management-client.key'), env.credentials.keyPem, { mode: 0o600 });
-  writeFileSync(join(env.dir, 'manufacturer-root.pem'), env.credentials.manufacturerRootPem);
-  writeFileSync(join(env.dir, 'operator-root.pem'), env.credentials.operatorRootPem);
+  writeServiceCredentials(env);
   writeFileSync(join(env.dir, 'access-keys.json'), JSON.stringify({ accessKeys: [KEY, READER] }), { mode: 0o600 });
 });
 
@@ -79,30 +67,13 @@ after(async () => {
 /** `coffer service --fleet remote …` read until its ready line; killed by the after hook whatever happens. */
 async function startService(name: string, dataPlanePort: number): Promise<ServiceProc> {
   const args = [
-    'service', '--fleet', 'remote', '--region', REGION, '--port', '0', '--metadata', POSTGRES_URL, '--schema', schema,
+    '--fleet', 'remote', '--region', REGION, '--port', '0', '--metadata', POSTGRES_URL, '--schema', schema,
     '--archive', join(env.dir, 'archive'), '--work-dir', join(env.dir, `work-${name}`),
     '--management-cert', join(env.dir, 'management-client.pem'), '--management-key', join(env.dir, 'management-client.key'),
     '--manufacturer-root', join(env.dir, 'manufacturer-root.pem'), '--operator-root', join(env.dir, 'operator-root.pem'),
     '--access-keys', join(env.dir, 'access-keys.json'), '--data-plane-port', String(dataPlanePort), '--probe-interval-ms', '300', '--log-level', 'debug',
   ];
-  const proc = spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  services.push({ name, proc, endpoint: '', pid: proc.pid ?? 0, stderr: () => stderr, exited });
-  const ready = await new Promise<{ endpoint: string; pid: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: no ready line in time:\n${stderr}`)), EVENT_WAIT_MS);
-    void exited.then((code) => reject(new Error(`${name} exited with ${String(code)}:\n${stderr}`)));
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (line) => {
-      clearTimeout(timer);
-      resolve(JSON.parse(line) as { endpoint: string; pid: number });
-    });
-  });
-  const s: ServiceProc = { name, proc, endpoint: ready.endpoint, pid: ready.pid, stderr: () => stderr, exited };
-  services[services.length - 1] = s;
-  return s;
+  return (await spawnServiceProcess(services, name, args)).p;
 }
 
 /** `coffer ARGS` run to its exit with `key`'s AWS credentials in the environment. */
@@ -238,7 +209,7 @@ test('coffer service --fleet remote: nodes registered with coffer fleet from any
 
   for (const s of services) {
     s.proc.kill('SIGTERM');
-    assert.equal(await s.exited, 0, s.stderr().slice(-4000));
+    assert.equal((await s.exited).code, 0, s.stderr().slice(-4000));
     assert.ok(!s.stderr().includes(KEY.secretAccessKey) && !s.stderr().includes('PRIVATE KEY'), `${s.name}: no secret in the log`);
   }
 });
