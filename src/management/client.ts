@@ -300,18 +300,9 @@ function answer<T>(decode: (json: unknown) => T, body: unknown): T {
 
 /** Reads a JSON response body of at most MANAGEMENT_RESPONSE_JSON_BYTES_MAX. */
 async function readJson(res: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    total += chunk.length;
-    if (total > MANAGEMENT_RESPONSE_JSON_BYTES_MAX) {
-      res.destroy();
-      return fail('COFFER_FORMAT_LIMIT', { limit: 'managementResponseBytes' });
-    }
-    chunks.push(chunk);
-  }
+  const body = await readBounded(res, MANAGEMENT_RESPONSE_JSON_BYTES_MAX, 'managementResponseBytes');
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    return JSON.parse(body.toString('utf8')) as unknown;
   } catch {
     return fail('COFFER_MANAGEMENT_REQUEST', { reason: 'response-not-json', status: res.statusCode ?? 0 });
   }
@@ -319,17 +310,22 @@ async function readJson(res: IncomingMessage): Promise<unknown> {
 
 /** Reads a binary response body of at most `bytesMax` bytes (a sealed journal entry). */
 async function readBytes(res: IncomingMessage, bytesMax: number): Promise<Uint8Array> {
+  return new Uint8Array(await readBounded(res, bytesMax, 'journalEntryBytes'));
+}
+
+/** A whole response body; past `bytesMax` the response is dropped and COFFER_FORMAT_LIMIT names `limit`. */
+async function readBounded(res: IncomingMessage, bytesMax: number, limit: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of res as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > bytesMax) {
       res.destroy();
-      return fail('COFFER_FORMAT_LIMIT', { limit: 'journalEntryBytes' });
+      return fail('COFFER_FORMAT_LIMIT', { limit });
     }
     chunks.push(chunk);
   }
-  return new Uint8Array(Buffer.concat(chunks));
+  return Buffer.concat(chunks);
 }
 
 /** The typed error a non-200 answer carries (its registry code when it names one). */
