@@ -13,10 +13,11 @@
 //     says whether it won. A writer blocked on another's row lock re-reads the row once that one
 //     commits and finds the version moved, so two commits never both win. Writes lock rows in
 //     (collection, id) order, so commits over the same documents queue instead of deadlocking.
-//   - appendJournal: the head row moves from seq − 1 to seq by a conditional UPDATE (or is inserted
-//     for seq 1) in the transaction that inserts the entry; (cluster_id, seq) is also the entry's
-//     primary key. Of concurrent appends of one seq exactly one commits; the rest get
-//     COFFER_JOURNAL_CONFLICT.
+//   - appendJournal: one statement, so one round trip: the head row moves from seq − 1 to seq by a
+//     conditional UPDATE (or is inserted for seq 1) and the entry is inserted only if it moved, in
+//     the statement's own transaction; (cluster_id, seq) is also the entry's primary key. Of
+//     concurrent appends of one seq exactly one commits (the others' UPDATE waits on the row, then
+//     finds it moved); the rest get COFFER_JOURNAL_CONFLICT.
 //   - acquireLease: one INSERT … ON CONFLICT DO UPDATE … WHERE holder = me OR expires_ms ≤ now on the
 //     lease's row, the comparison made on the row as it stands under its lock.
 //
@@ -103,9 +104,7 @@ interface Sql {
   readonly update: string;
   readonly delete: string;
   readonly head: string;
-  readonly headFirst: string;
-  readonly headNext: string;
-  readonly journalInsert: string;
+  readonly journalAppend: string;
   readonly journalRead: string;
   readonly journalCompact: string;
   readonly leaseTake: string;
@@ -120,9 +119,13 @@ function statements(s: string): Sql {
     update: `UPDATE ${s}.documents SET parent = $3, body = $4, version = version + 1 WHERE collection = $1 AND id = $2 AND version = $5 RETURNING version`,
     delete: `DELETE FROM ${s}.documents WHERE collection = $1 AND id = $2 AND version = $3 RETURNING version`,
     head: `SELECT seq FROM ${s}.journal_heads WHERE cluster_id = $1`,
-    headFirst: `INSERT INTO ${s}.journal_heads (cluster_id, seq) VALUES ($1, 1) ON CONFLICT DO NOTHING RETURNING seq`,
-    headNext: `UPDATE ${s}.journal_heads SET seq = $2 WHERE cluster_id = $1 AND seq = $2 - 1 RETURNING seq`,
-    journalInsert: `INSERT INTO ${s}.journal (cluster_id, seq, entry) VALUES ($1, $2, $3)`,
+    journalAppend: `WITH moved AS (
+        UPDATE ${s}.journal_heads SET seq = $2 WHERE cluster_id = $1 AND seq = $2::bigint - 1 RETURNING seq
+      ), first AS (
+        INSERT INTO ${s}.journal_heads (cluster_id, seq) SELECT $1, 1 WHERE $2::bigint = 1 ON CONFLICT DO NOTHING RETURNING seq
+      )
+      INSERT INTO ${s}.journal (cluster_id, seq, entry)
+      SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM moved UNION ALL SELECT 1 FROM first)`,
     journalRead: `SELECT seq, entry FROM ${s}.journal WHERE cluster_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3`,
     journalCompact: `DELETE FROM ${s}.journal WHERE cluster_id = $1 AND seq < $2`,
     leaseTake: `INSERT INTO ${s}.leases AS l (name, holder, expires_ms) VALUES ($1, $2, $3::bigint + $4::bigint)
@@ -210,21 +213,15 @@ export class PostgresMetadataStore implements MetadataStore {
 
   async appendJournal(clusterId: string, seq: number, entry: Uint8Array): Promise<void> {
     checkAppend(clusterId, seq, entry);
-    await this.#transaction(async (c) => {
-      const moved = seq === 1 ? await c.query(this.#sql.headFirst, [clusterId]) : await c.query(this.#sql.headNext, [clusterId, seq]);
-      if (moved.rowCount !== 1) {
-        const head = await c.query(this.#sql.head, [clusterId]);
-        const row = head.rows[0] as { seq: string } | undefined;
-        fail('COFFER_JOURNAL_CONFLICT', { seq, head: row === undefined ? 0 : int(row.seq) });
-      }
-      try {
-        await c.query(this.#sql.journalInsert, [clusterId, seq, Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength)]);
-      } catch (e) {
-        // The primary key (cluster_id, seq) as the second guard: an entry of that seq is there.
-        if (e instanceof pg.DatabaseError && e.code === '23505') fail('COFFER_JOURNAL_CONFLICT', { seq });
-        throw e;
-      }
-    });
+    let appended: pg.QueryResult;
+    try {
+      appended = await this.#query(this.#sql.journalAppend, [clusterId, seq, Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength)]);
+    } catch (e) {
+      // The primary key (cluster_id, seq) as the second guard: an entry of that seq is there.
+      if (e instanceof pg.DatabaseError && e.code === '23505') fail('COFFER_JOURNAL_CONFLICT', { seq });
+      throw e;
+    }
+    if (appended.rowCount !== 1) fail('COFFER_JOURNAL_CONFLICT', { seq, head: await this.journalHead(clusterId) });
   }
 
   async readJournal(clusterId: string, fromSeq: number, limit: number): Promise<JournalEntry[]> {
