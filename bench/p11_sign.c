@@ -1,7 +1,8 @@
-/* A small PKCS#11 signing load generator for the SoftHSM2 anchor of `npm run bench`
- * (bench/softhsm_anchor.ts compiles it with the system's gcc into a temporary directory).
+/* A small PKCS#11 load generator for `npm run bench`: the SoftHSM2 anchor of the SDK bench and
+ * the PKCS#11 bridge bench (bench/softhsm_anchor.ts compiles it with the system's gcc into a
+ * temporary directory).
  *
- *   p11_sign <module.so> <pin> <ec|rsa> <threads> <seconds>
+ *   p11_sign <module.so> <pin> <ec|rsa|random> <threads> <seconds>
  *
  * Loads the module (dlopen), C_Initialize (OS locking), logs in as CKU_USER on the first slot with
  * a token, generates a session key pair (EC P-256 with CKM_EC_KEY_PAIR_GEN, or RSA-2048 with
@@ -9,7 +10,8 @@
  * the parent can sample the server's CPU time after key generation. Then <threads> threads, each
  * with its own session, loop C_SignInit + C_Sign for <seconds>:
  *   ec:  CKM_ECDSA over a 32-byte digest (the hash is not part of the measured work);
- *   rsa: CKM_SHA256_RSA_PKCS over 64 bytes of data.
+ *   rsa: CKM_SHA256_RSA_PKCS over 64 bytes of data;
+ *   random: no key; C_GenerateRandom of 32 bytes (one round trip per call).
  * Prints {"ops":N,"seconds":S,"cpu":C,"threads":T} where cpu is this process's user+system CPU
  * seconds (getrusage) over the measured window only, then waits for a second line (or end of input)
  * before closing the sessions. Exit status 1 and a message on stderr on any
@@ -30,6 +32,7 @@ static CK_OBJECT_HANDLE private_key;
 static CK_MECHANISM mechanism;
 static CK_BYTE message[64];
 static CK_ULONG message_bytes;
+static int random_only;
 static double deadline;
 
 static void die(const char *what, CK_RV rv) {
@@ -93,7 +96,12 @@ static void *sign_loop(void *counter) {
   if (rv != CKR_OK) die("C_OpenSession", rv);
   CK_BYTE signature[512];
   unsigned long ops = 0;
-  while (now_seconds() < deadline) {
+  while (random_only && now_seconds() < deadline) {
+    rv = p11->C_GenerateRandom(session, signature, 32);
+    if (rv != CKR_OK) die("C_GenerateRandom", rv);
+    ops++;
+  }
+  while (!random_only && now_seconds() < deadline) {
     rv = p11->C_SignInit(session, &mechanism, private_key);
     if (rv != CKR_OK) die("C_SignInit", rv);
     CK_ULONG signature_bytes = sizeof signature;
@@ -108,10 +116,15 @@ static void *sign_loop(void *counter) {
 
 int main(int argc, char **argv) {
   if (argc != 6) {
-    fprintf(stderr, "usage: p11_sign <module.so> <pin> <ec|rsa> <threads> <seconds>\n");
+    fprintf(stderr, "usage: p11_sign <module.so> <pin> <ec|rsa|random> <threads> <seconds>\n");
     return 2;
   }
   int ec = strcmp(argv[3], "ec") == 0;
+  random_only = strcmp(argv[3], "random") == 0;
+  if (!ec && !random_only && strcmp(argv[3], "rsa") != 0) {
+    fprintf(stderr, "p11_sign: the kind must be ec, rsa or random\n");
+    return 2;
+  }
   int threads = atoi(argv[4]);
   double seconds = atof(argv[5]);
   if (threads < 1 || threads > 64 || seconds <= 0) {
@@ -124,7 +137,7 @@ int main(int argc, char **argv) {
   if (rv != CKR_OK) die("C_OpenSession", rv);
   rv = p11->C_Login(setup, CKU_USER, (CK_UTF8CHAR_PTR)argv[2], strlen(argv[2]));
   if (rv != CKR_OK) die("C_Login", rv);
-  generate_key(setup, ec);
+  if (!random_only) generate_key(setup, ec);
   memset(message, 0xab, sizeof message);
   mechanism.mechanism = ec ? CKM_ECDSA : CKM_SHA256_RSA_PKCS;
   message_bytes = ec ? 32 : 64;

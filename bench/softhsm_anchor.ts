@@ -25,7 +25,7 @@ const INCLUDE_DIR = '/usr/include/p11-kit-1';
 const SOURCE = fileURLToPath(new URL('../../bench/p11_sign.c', import.meta.url));
 export const COMPILE_FLAGS = ['-O2', '-std=c11', '-D_POSIX_C_SOURCE=200809L', `-I${INCLUDE_DIR}`];
 const LINK_FLAGS = ['-ldl', '-lpthread'];
-const PIN = '1234';
+export const SOFTHSM_PIN = '1234';
 const THREAD_COUNTS = [2, 8] as const;
 /** The socket appears within milliseconds; a loaded machine gets plenty more. */
 const SERVER_START_TIMEOUT_MS = 15_000;
@@ -43,7 +43,7 @@ export interface SoftHsmAnchor {
   readonly notes: string[];
 }
 
-interface Tools {
+export interface Tools {
   readonly softhsm: string;
   readonly client: string;
 }
@@ -58,7 +58,7 @@ function commandWorks(command: string, args: readonly string[]): boolean {
 }
 
 /** What is missing, or the module paths. */
-function findTools(): Tools | string {
+export function findTools(): Tools | string {
   const softhsm = firstExisting(SOFTHSM_MODULES);
   const client = firstExisting(CLIENT_MODULES);
   if (softhsm === undefined) return 'libsofthsm2.so not found (package softhsm2)';
@@ -76,26 +76,27 @@ function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv): 
   if (r.status !== 0) throw new Error(`${command} ${args[0] ?? ''} failed: ${r.error?.message ?? r.stderr.trim()}`);
 }
 
-/** Temporary token directory, token "bench", the compiled load generator. */
-function prepare(dir: string): { env: NodeJS.ProcessEnv; binary: string } {
+/** Temporary token directory, token "bench" (user PIN `SOFTHSM_PIN`), the compiled load generator. */
+export function prepare(dir: string): { env: NodeJS.ProcessEnv; binary: string } {
   const tokens = join(dir, 'tokens');
   mkdirSync(tokens);
   const conf = join(dir, 'softhsm2.conf');
   writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
   const env = { ...process.env, SOFTHSM2_CONF: conf };
-  run('softhsm2-util', ['--init-token', '--free', '--label', 'bench', '--pin', PIN, '--so-pin', '5678'], env);
+  run('softhsm2-util', ['--init-token', '--free', '--label', 'bench', '--pin', SOFTHSM_PIN, '--so-pin', '5678'], env);
   const binary = join(dir, 'p11_sign');
   run('gcc', [...COMPILE_FLAGS, '-o', binary, SOURCE, ...LINK_FLAGS], env);
   return { env, binary };
 }
 
-interface Server {
+export interface Server {
   readonly pid: number;
   readonly socket: string;
   stop(): Promise<void>;
 }
 
-async function startServer(dir: string, tools: Tools, env: NodeJS.ProcessEnv): Promise<Server> {
+/** SoftHSM2's token "bench" exported by `p11-kit server` on a socket in `dir`. */
+export async function startServer(dir: string, tools: Tools, env: NodeJS.ProcessEnv): Promise<Server> {
   const socket = join(dir, 'p11-kit.sock');
   const child = spawn('p11-kit', ['server', '--provider', tools.softhsm, '-f', '-n', socket, 'pkcs11:token=bench'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -116,37 +117,53 @@ async function startServer(dir: string, tools: Tools, env: NodeJS.ProcessEnv): P
   return { pid: child.pid ?? 0, socket, stop };
 }
 
-interface RunResult {
+export interface RunResult {
   readonly ops: number;
   readonly seconds: number;
   readonly clientCpu: number;
-  readonly serverCpu: number;
+  /** CPU seconds of each of `serverPids`' process trees over the measured window, in that order. */
+  readonly serverCpus: readonly number[];
 }
 
-/** One run of p11_sign; the server's CPU is sampled between its ready line and its result line. */
-async function signRun(binary: string, tools: Tools, server: Server, env: NodeJS.ProcessEnv, kind: 'ec' | 'rsa', threads: number, seconds: number): Promise<RunResult> {
-  const child = spawn(binary, [tools.client, PIN, kind, String(threads), String(seconds)], {
-    env: { ...env, P11_KIT_SERVER_ADDRESS: `unix:path=${server.socket}` },
+export interface LoadRun {
+  readonly binary: string;
+  /** p11-kit-client.so */
+  readonly client: string;
+  /** The server's socket (P11_KIT_SERVER_ADDRESS unix:path=…). */
+  readonly socket: string;
+  readonly pin: string;
+  /** Processes whose CPU is sampled between p11_sign's ready line and its result line. */
+  readonly serverPids: readonly number[];
+  readonly env: NodeJS.ProcessEnv;
+  readonly kind: 'ec' | 'rsa' | 'random';
+  readonly threads: number;
+  readonly seconds: number;
+}
+
+/** One run of p11_sign; the servers' CPU is sampled between its ready line and its result line. */
+export async function loadRun(r: LoadRun): Promise<RunResult> {
+  const { kind, threads } = r;
+  const child = spawn(r.binary, [r.client, r.pin, kind, String(threads), String(r.seconds)], {
+    env: { ...r.env, P11_KIT_SERVER_ADDRESS: `unix:path=${r.socket}` },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const lines = createInterface({ input: child.stdout });
-  let serverStart = 0;
-  let result: { ops: number; seconds: number; cpu: number } | undefined;
+  let serverStart: number[] = [];
   for await (const line of lines) {
     if (line.includes('"ready"')) {
-      serverStart = treeCpuSeconds([server.pid]);
+      serverStart = r.serverPids.map((p) => treeCpuSeconds([p]));
       child.stdin.write('go\n');
     } else {
-      const serverCpu = treeCpuSeconds([server.pid]) - serverStart;
+      const serverCpus = r.serverPids.map((p, i) => treeCpuSeconds([p]) - (serverStart[i] ?? 0));
       child.stdin.end('done\n');
-      result = JSON.parse(line) as { ops: number; seconds: number; cpu: number };
+      const result = JSON.parse(line) as { ops: number; seconds: number; cpu: number };
       lines.close();
       const code = await exited;
       if (code !== 0) break;
-      return { ops: result.ops, seconds: result.seconds, clientCpu: result.cpu, serverCpu };
+      return { ops: result.ops, seconds: result.seconds, clientCpu: result.cpu, serverCpus };
     }
   }
   const code = await exited;
@@ -167,7 +184,7 @@ async function measureKind(run1: (threads: number) => Promise<RunResult>, rounds
       threads,
       opsPerSecond: median(runs.map((x) => x.ops / x.seconds)),
       clientCpuUsPerOp: (runs.reduce((s, x) => s + x.clientCpu, 0) * 1e6) / ops,
-      serverCpuUsPerOp: (runs.reduce((s, x) => s + x.serverCpu, 0) * 1e6) / ops,
+      serverCpuUsPerOp: (runs.reduce((s, x) => s + (x.serverCpus[0] ?? 0), 0) * 1e6) / ops,
     };
     if (best === undefined || figure.opsPerSecond > best.opsPerSecond) best = figure;
   }
@@ -197,8 +214,9 @@ async function measureIn(dir: string, tools: Tools, seconds: number, rounds: num
   const { env, binary } = prepare(dir);
   const server = await startServer(dir, tools, env);
   try {
-    const ecdsa = await measureKind((t) => signRun(binary, tools, server, env, 'ec', t, seconds), rounds);
-    const rsa = await measureKind((t) => signRun(binary, tools, server, env, 'rsa', t, seconds), rounds);
+    const common = { binary, client: tools.client, socket: server.socket, pin: SOFTHSM_PIN, serverPids: [server.pid], env, seconds };
+    const ecdsa = await measureKind((threads) => loadRun({ ...common, kind: 'ec', threads }), rounds);
+    const rsa = await measureKind((threads) => loadRun({ ...common, kind: 'rsa', threads }), rounds);
     return { ecdsa, rsa, notes: anchorNotes(seconds, rounds) };
   } finally {
     await server.stop();
