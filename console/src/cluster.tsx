@@ -6,6 +6,7 @@ import { useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { allPages, type Api, type Json } from './api.js';
 import { BackupsPanel } from './backups.js';
+import { CertificatesPanel } from './certificates.js';
 import { Download, ErrorBox, Progress, State, str, time, useAction, usePoll } from './ui.js';
 
 interface PanelProps {
@@ -160,28 +161,6 @@ function PemInput({ label, name, value, set }: { label: string; name: string; va
       <input type="file" name={`${name}File`} accept=".pem,.crt,.cer" onChange={load} />
       <textarea name={name} rows={4} value={value} onInput={(e) => set(e.currentTarget.value)} placeholder="-----BEGIN CERTIFICATE-----" spellcheck={false} />
     </label>
-  );
-}
-
-const CERTIFICATE_NAMES: readonly [string, string][] = [
-  ['HsmCertificate', "The HSM's identity certificate (issued by the manufacturer)"],
-  ['ManufacturerHardwareCertificate', "The manufacturer's certificate"],
-  ['AwsHardwareCertificate', "The operator's certificate of the HSM"],
-  ['ClusterCertificate', 'The cluster certificate your CA signed'],
-];
-
-function CertificatesPanel({ cluster }: PanelProps) {
-  const certs = (cluster.Certificates as Json | undefined) ?? {};
-  return (
-    <>
-      <p class="hint">The certificate chains as the API reports them. Check them against the manufacturer and operator roots you were given (docs/console.md says how).</p>
-      {CERTIFICATE_NAMES.filter(([field]) => str(certs[field]) !== '').map(([field, about]) => (
-        <details key={field} data-cert={field}>
-          <summary>{field} — {about} <Download name={`${field}.pem`} text={str(certs[field])} label="Download" testId={`download-${field}`} /></summary>
-          <pre>{str(certs[field])}</pre>
-        </details>
-      ))}
-    </>
   );
 }
 

@@ -170,7 +170,6 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   await download.saveAs(csrPath);
   assert.match(readFileSync(csrPath, 'utf8'), /^-----BEGIN CERTIFICATE REQUEST-----/);
   await makeCustomerCa(csrPath);
-  await page.screenshot({ path: join(shots, 'initialise.png'), fullPage: true });
   await page.setInputFiles('input[name=signedCertFile]', join(dir, 'cluster.crt'));
   await page.setInputFiles('input[name=trustAnchorFile]', join(dir, 'customerCA.crt'));
   // The button is enabled once both files are read into the form.
@@ -178,6 +177,7 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   assert.match(await page.locator('textarea[name=signedCert]').inputValue(), /^-----BEGIN CERTIFICATE-----/);
   await stateBecomes(page, '[data-testid=cluster] h2', 'INITIALIZED');
   await page.locator('[data-cert=ClusterCertificate]').waitFor();
+  await checkChains(page);
 
   // Activation is the CLI's (it talks to the HSMs, which the console never does); the page follows.
   await activate(clusterId);
@@ -226,6 +226,25 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   for (const log of logFiles(data)) assert.ok(!readFileSync(log, 'utf8').includes(key.secretAccessKey), `${log} holds no secret`);
   assert.deepEqual(failedRequests, [], 'every request the page made was answered');
 });
+
+/** The chains, checked in the tab: a wrong root is caught, the right roots verify every link. */
+async function checkChains(page: Page): Promise<void> {
+  const checks = page.locator('[data-testid=chain-checks] li');
+  await page.setInputFiles('input[name=manufacturerRootFile]', join(data, 'operator-root.pem'));
+  const wrong = checks.filter({ hasText: 'your manufacturer root' });
+  await wrong.waitFor();
+  assert.equal(await wrong.getAttribute('data-verified'), 'no');
+  assert.match(await wrong.innerText(), /not verified/);
+  await page.setInputFiles('input[name=manufacturerRootFile]', join(data, 'manufacturer-root.pem'));
+  await page.setInputFiles('input[name=operatorRootFile]', join(data, 'operator-root.pem'));
+  await page.setInputFiles('input[name=trustAnchorCheckFile]', join(dir, 'customerCA.crt'));
+  await page.locator('[data-testid=chain-checks] li[data-verified=yes]').nth(4).waitFor();
+  const texts = await checks.allInnerTexts();
+  assert.equal(texts.length, 5, texts.join('\n'));
+  for (const t of texts) assert.match(t, /: verified$/);
+  assert.equal(await page.locator('[data-testid=chain-checks] li[data-verified=no]').count(), 0);
+  await page.screenshot({ path: join(shots, 'certificates.png'), fullPage: true });
+}
 
 /** The customer CA and the signed cluster certificate, as docs/getting-started.md makes them. */
 async function makeCustomerCa(csrPath: string): Promise<void> {
