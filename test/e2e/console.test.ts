@@ -196,16 +196,16 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   const backupId = await first.getAttribute('data-backup');
   assert.ok(backupId !== null && /^backup-[2-7a-zA-Z]{11,16}$/.test(backupId));
   assert.match(await first.locator('[data-testid=expiry]').innerText(), /expires \d{4}-\d\d-\d\d .*90-day retention/);
-  await page.screenshot({ path: join(shots, 'cluster.png'), fullPage: true });
+  await page.screenshot({ path: join(shots, 'cluster.png') });
 
   // Delete: PENDING_DELETION with the countdown to its purge; restore: READY again.
   const row = page.locator(`[data-testid=backups] li[data-backup="${backupId}"]`);
   await row.getByRole('button', { name: 'Delete' }).click();
   await row.locator('[data-state=PENDING_DELETION]').waitFor();
   assert.match(await row.locator('[data-testid=expiry]').innerText(), /pending deletion: purged in [67]d \d+h \d+m/);
-  await page.screenshot({ path: join(shots, 'backups.png'), fullPage: true });
   await row.getByRole('button', { name: 'Restore' }).click();
   await row.locator('[data-state=READY]').waitFor();
+  await sharing(page, backupId);
 
   // Tags, and an API error shown with its message (a tag key the model refuses).
   await page.fill('input[name=tagKey]', 'team');
@@ -227,6 +227,28 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   assert.deepEqual(failedRequests, [], 'every request the page made was answered');
 });
 
+/** A backup's detail: a resource policy put, read back and deleted; a copy to a region this
+ * service does not know refused with the API's message. */
+async function sharing(page: Page, backupId: string): Promise<void> {
+  await page.locator(`[data-testid=backups] li[data-backup="${backupId}"] a`).click();
+  const detail = page.locator('[data-testid=backup-detail]');
+  await detail.locator('h4', { hasText: backupId }).waitFor();
+  const policy = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: ['123456789012'] }, Action: ['cloudhsm:CreateCluster', 'cloudhsm:DescribeBackups'] }] });
+  await detail.locator('textarea[name=policy]').fill(policy);
+  await detail.getByRole('button', { name: 'Save policy' }).click();
+  // Delete is enabled once GetResourcePolicy reads a policy back.
+  await detail.locator('button:has-text("Delete policy"):enabled').waitFor();
+  assert.match(await detail.locator('textarea[name=policy]').inputValue(), /123456789012/);
+  await page.locator('[data-testid=panel-backups]').screenshot({ path: join(shots, 'backups.png') });
+  await detail.getByRole('button', { name: 'Delete policy' }).click();
+  await detail.locator('button:has-text("Delete policy"):disabled').waitFor();
+  await detail.locator('input[name=destinationRegion]').fill('eu-nowhere-9');
+  await detail.getByRole('button', { name: 'Copy' }).click();
+  const refused = detail.locator('[data-testid=error]');
+  await refused.waitFor();
+  assert.match(await refused.innerText(), /^\w+Exception: .*\S/);
+}
+
 /** The chains, checked in the tab: a wrong root is caught, the right roots verify every link. */
 async function checkChains(page: Page): Promise<void> {
   const checks = page.locator('[data-testid=chain-checks] li');
@@ -243,7 +265,7 @@ async function checkChains(page: Page): Promise<void> {
   assert.equal(texts.length, 5, texts.join('\n'));
   for (const t of texts) assert.match(t, /: verified$/);
   assert.equal(await page.locator('[data-testid=chain-checks] li[data-verified=no]').count(), 0);
-  await page.screenshot({ path: join(shots, 'certificates.png'), fullPage: true });
+  await page.locator('[data-testid=panel-certificates]').screenshot({ path: join(shots, 'certificates.png') });
 }
 
 /** The customer CA and the signed cluster certificate, as docs/getting-started.md makes them. */
