@@ -10,7 +10,7 @@
 // Every answer carries a strict Content-Security-Policy: scripts, styles and fetches only from the
 // page's own origin, no inline script, no framing; the bundle needs nothing else (no CDN).
 
-import { createReadStream, statSync, type Stats } from 'node:fs';
+import { createReadStream, realpathSync, statSync, type Stats } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -110,9 +110,15 @@ function fileOf(root: string, rest: string): string | undefined {
   } catch {
     return undefined;
   }
-  if (decoded.includes('\0') || decoded.includes('\\') || decoded.split('/').some((part) => part === '..' || part === '.' || part === '' )) return undefined;
+  if (decoded.includes('\0') || decoded.includes('\\') || decoded.split('/').some((part) => part === '..' || part === '.' || part === '')) return undefined;
   const file = resolve(join(root, decoded));
-  return file.startsWith(root + sep) ? file : undefined;
+  if (!file.startsWith(root + sep)) return undefined;
+  // A symbolic link inside the bundle must not lead out of it either.
+  try {
+    return realpathSync(file).startsWith(realpathSync(root) + sep) ? file : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function existsDir(dir: string): boolean {

@@ -225,6 +225,15 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   assert.deepEqual((await context.cookies()).length, 0);
   for (const log of logFiles(data)) assert.ok(!readFileSync(log, 'utf8').includes(key.secretAccessKey), `${log} holds no secret`);
   assert.deepEqual(failedRequests, [], 'every request the page made was answered');
+
+  // A tab whose clock is an hour slow signs with a date the service refuses: the page says so.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.locator('form[data-testid=signin]').waitFor();
+  await page.clock.setFixedTime(new Date(Date.now() - 3_600_000));
+  await signIn(page, key.secretAccessKey);
+  const expired = page.locator('form[data-testid=signin] [data-testid=error]');
+  await expired.waitFor();
+  assert.match(await expired.innerText(), /InvalidSignatureException.*Signature expired/s);
 });
 
 /** A backup's detail: a resource policy put, read back and deleted; a copy to a region this
