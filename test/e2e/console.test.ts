@@ -218,6 +218,14 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   await tagError.waitFor();
   assert.match(await tagError.innerText(), /ValidationException|CloudHsmInvalidRequestException/);
 
+  // Delete the second HSM; then a new cluster from the backup, opened on its own page.
+  await page.locator('[data-testid="hsms-us-east-1b"] tbody tr').getByRole('button', { name: 'Delete' }).click();
+  await page.locator('[data-testid="hsms-us-east-1b"] tbody tr').first().waitFor({ state: 'detached', timeout: CLUSTER_WAIT_MS });
+  await page.locator(`[data-testid=backups] li[data-backup="${backupId}"] a`).click();
+  await page.locator('[data-testid=backup-detail] form[data-testid=create-cluster] button[type=submit]').click();
+  await page.locator('[data-testid=cluster] h2').filter({ hasNotText: clusterId }).waitFor();
+  assert.match(await page.locator('[data-testid=cluster]').innerText(), new RegExp(`Source backup\\s+${backupId}`));
+
   // The secret stayed in the tab's memory.
   assert.ok(!page.url().includes(key.secretAccessKey));
   const stored = await page.evaluate('JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage), document.cookie])');
