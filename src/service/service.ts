@@ -18,6 +18,7 @@ import { BackupFlow } from './backup_flow.js';
 import { systemClock, type Clock } from './clock.js';
 import { BACKUP_INTERVAL_MS_DEFAULT, DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_DEFAULT, defaultZones, type ServiceConfig } from './config.js';
 import { controlPlaneOperations, type CopyToRegion } from './control_plane.js';
+import { withConsole } from './console_http.js';
 import { backupCopyRoute, httpCopy } from './copy_http.js';
 import type { Fleet } from './fleet/fleet_port.js';
 import { RemoteFleet } from './fleet/remote_fleet.js';
@@ -95,7 +96,8 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }), streamedRoutes: [receive],
     ...(o.fleet instanceof RemoteFleet ? { fleet: fleetOperations(o.fleet, o.logger.child({ part: 'fleet' })) } : {}),
   });
-  const server = createServer(handler);
+  // The web console's static files share the API's port (console_http.ts); it calls the API like any client.
+  const server = createServer(withConsole(handler));
   await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;
   // A service started on existing data finds its HSMs' devices again before it orchestrates them.
