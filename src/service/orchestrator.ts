@@ -257,7 +257,9 @@ export class Orchestrator {
     // passed over for the next one, so one bad blob cannot keep a cluster from healing.
     for (const [i, source] of sources.entries()) {
       try {
-        await this.#o.backups.restore(mgmt, source.archiveKey as string, source.bodySha256);
+        // A cluster created from a backup starts a journal of its own on its first HSM: a fresh sync
+        // key and genesis, so no entry of the source cluster replays into it, nor the reverse.
+        await this.#o.backups.restore(mgmt, source.archiveKey as string, source.bodySha256, seed === undefined ? {} : { cloneClusterId: cluster.clusterId });
         return;
       } catch (e) {
         if (!(e instanceof UntrustedBackupError) || i === sources.length - 1) throw e;
