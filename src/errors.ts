@@ -188,6 +188,9 @@ export const ERRORS = {
   COFFER_JOURNAL_FORGED: { message: 'Journal entry names this HSM as its originator but this HSM did not prepare it', ckr: 'CKR_DATA_INVALID', http: 409 },
   // ── control plane: the journal relay (src/service/journal_relay.ts) ─────────────────────────────
   COFFER_JOURNAL_NOT_CAUGHT_UP: { message: 'The HSM did not catch up with the cluster journal', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  // ── a cluster created from a backup gets its own journal; nodes' journal modes (hsm/identity/cluster.ts, service/fleet/) ──
+  COFFER_JOURNAL_GENESIS_REFUSED: { message: 'A new cluster journal is started only on an HSM freshly restored from a backup of another cluster', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
+  COFFER_FLEET_JOURNAL_MODE_MISMATCH: { message: 'The node runs its cluster journal in another mode than this service relays', ckr: 'CKR_DEVICE_ERROR', http: 409 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

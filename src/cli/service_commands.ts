@@ -43,7 +43,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--regions <list>', 'comma-separated regions, one service each, peered for CopyBackupToRegion', 'us-east-1')
     .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(DATA_PLANE_PORT_DEFAULT))
     .option('--cluster <n>', `also create an activated cluster of n HSMs (1-${UP_CLUSTER_HSMS_MAX}) with a crypto user, and write cluster.json`)
-    .option('--journal <mode>', "relayed: the service relays every cluster's journal and the HSMs act as one; solo: each HSM orders its own", 'solo')
+    .option('--journal <mode>', "relayed (default): the service relays every cluster's journal and the HSMs act as one; solo: each HSM orders its own (docs/control-plane.md)", 'relayed')
     .option('--log-level <level>', 'service log level (JSON lines in regions/<region>/service.log)', 'info')
     .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; journal: string; logLevel: string }) => {
       const regions = opts.regions.split(',').map((r) => r.trim());
@@ -97,7 +97,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--work-dir <dir>', 'where blobs in transit go (default: a fresh temporary directory)')
     .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(SERVICE_DEFAULTS.dataPlanePort))
     .option('--probe-interval-ms <ms>', "the orchestrator's tick and health-probe interval", String(SERVICE_DEFAULTS.probeIntervalMs))
-    .option('--journal <mode>', "relayed: this service relays every cluster's journal, so its HSMs act as one (the fleet's devices must be relayed); solo: each HSM orders its own", SERVICE_DEFAULTS.journal)
+    .option('--journal <mode>', "relayed (default): this service relays every cluster's journal, so its HSMs act as one (the fleet's devices must be relayed); solo: each HSM orders its own (docs/control-plane.md)", SERVICE_DEFAULTS.journal)
     .option('--log-level <level>', 'log level (JSON lines on stderr)', 'info')
     .action(async (opts: ServiceCommandOptions) => {
       const config = serviceConfig(opts);

@@ -167,7 +167,7 @@ export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
   };
 }
 
-export const SERVICE_DEFAULTS = { dataPlanePort: DATA_PLANE_PORT_DEFAULT, probeIntervalMs: PROBE_INTERVAL_MS_DEFAULT, journal: 'solo' } as const;
+export const SERVICE_DEFAULTS = { dataPlanePort: DATA_PLANE_PORT_DEFAULT, probeIntervalMs: PROBE_INTERVAL_MS_DEFAULT, journal: 'relayed' } as const;
 
 function readPem(path: string, option: string): string {
   let text: string;
@@ -232,7 +232,7 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
       });
     closers.push(() => archive.close());
     const fleet: Fleet = config.fleet.kind === 'remote'
-      ? await RemoteFleet.open({ metadata, ...management })
+      ? await RemoteFleet.open({ metadata, ...management, journal: config.journal })
       : await LocalFleet.open({
         dir: config.fleet.fleetDir, authoritiesDir: config.fleet.authoritiesDir, mainJs: join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
         journal: config.journal,

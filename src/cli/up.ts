@@ -40,7 +40,7 @@ export interface UpOptions {
   readonly port: number;
   readonly regions: readonly string[];
   readonly dataPlanePort: number;
-  /** 'relayed': the service relays every cluster's journal; 'solo' (default): each HSM orders its own. */
+  /** 'relayed' (default): the service relays every cluster's journal; 'solo': each HSM orders its own. */
   readonly journal?: 'relayed' | 'solo';
   readonly logLevel: string;
   /** Default: the main.js beside this file. */
@@ -113,14 +113,14 @@ async function startRegion(
     opened.push(() => archive.close());
     const fleet = await LocalFleet.open({
       dir: join(dir, 'fleet'), authoritiesDir: join(dataDir, 'authorities'), mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
-      journal: options.journal ?? 'solo',
+      journal: options.journal ?? 'relayed',
     });
     opened.push(() => fleet.close());
     // Peers, this region among them, are looked up at call time: a region started later is a peer too.
     const copyTo: CopyToRegion = (target, backup, tags) => peerCopy(peers.get(region) as RegionPeer, peers)(target, backup, tags);
     const service = await startService({
       region, host: '127.0.0.1', port, metadata, archive, fleet, accessKeys: [accessKey], workDir, logger, dataPlanePort: options.dataPlanePort, copyTo,
-      relayJournal: options.journal === 'relayed',
+      relayJournal: (options.journal ?? 'relayed') === 'relayed',
       roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
     });
     return { region, service, fleet, archive, metadata };

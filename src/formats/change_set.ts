@@ -66,6 +66,7 @@ export const CHANGE_KINDS = {
   'quorum.value': 0x0020,
   'cluster.csr': 0x0030,
   'cluster.initialise': 0x0031,
+  'cluster.clone-journal': 0x0032,
   'device.identity': 0x0040,
   'device.manufacture': 0x0041,
   'device.commission': 0x0042,

@@ -3,12 +3,14 @@
 // P-384 cluster key), 'csr' (PKCS#10; its CN is the cluster id), 'certificate' and 'trust-anchor'
 // (X.509). This module reads and checks them as one identity; a backup checks each record with
 // checkClusterRecord before a restore writes anything. The namespace also holds the cluster sync key
-// ('sync-key', its own codec: formats/sync_key_record.ts), made when the cluster is initialised.
+// ('sync-key', its own codec: formats/sync_key_record.ts), made when the cluster is initialised,
+// and, in a cluster created from a backup, 'journal-cluster' (formats/journal_cluster_record.ts).
 
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { fail } from '../errors.js';
 import { parseCertificate, parseCsr, sameSpki, spkiOf, subjectField, type x509 } from './x509.js';
 import { SYNC_KEY_ID, decodeSyncKeyRecord } from './sync_key_record.js';
+import { JOURNAL_CLUSTER_ID, decodeJournalClusterRecord } from './journal_cluster_record.js';
 
 /** Record-store namespace of the cluster identity (backed up, cleared by zeroise). */
 export const CLUSTER_NS = 'cluster';
@@ -86,6 +88,9 @@ export function checkClusterRecord(id: string, value: Uint8Array): void {
       return;
     case SYNC_KEY_ID:
       decodeSyncKeyRecord(value).destroy(); // decoded and checked; the copy of the key is wiped
+      return;
+    case JOURNAL_CLUSTER_ID:
+      decodeJournalClusterRecord(value);
       return;
     default:
       fail('COFFER_FORMAT_UNKNOWN_VERSION', { record: CLUSTER_NS, id });

@@ -42,6 +42,11 @@ export const JOURNAL_SEQ_HEADER = 'x-coffer-journal-seq';
 export const BACKUP_CLUSTER_ID_PARAM = 'clusterId';
 export const BACKUP_ID_HEADER = 'x-coffer-backup-id';
 
+/** PUT /v1/restore: the optional query parameter that makes the restored HSM the first of a cluster
+ * created from the backup (docs/node.md "Endpoints"): after the restore, the node starts that
+ * cluster's own journal (a fresh sync key, genesis of the cluster named). */
+export const RESTORE_CLONE_CLUSTER_ID_PARAM = 'cloneClusterId';
+
 /** CloudHSM's cluster id shape (docs/architecture.md §6). */
 const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
 /** PEM text of a certificate or CSR: base64 (4/3 of the DER) plus armour and line breaks. */

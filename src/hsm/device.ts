@@ -124,6 +124,9 @@ export class Hsm {
   #objects: ObjectTable | undefined;
   /** The object index a restore is building as it stages its records (taken by the reload after it commits). */
   #staged: StagedObjects | undefined;
+  /** The state position right after the last restore (none after a zeroise or before any restore):
+   * the state is still that backup's while the position has not moved (ClusterIdentity.startCloneJournal). */
+  #restoredAt: bigint | undefined;
 
   private constructor(options: HsmOptions) {
     this.#clock = options.clock ?? systemClock;
@@ -164,6 +167,7 @@ export class Hsm {
       serial: () => this.provisioning.identity().serial,
       requireCommissioned: () => void this.objects(),
       prepareUsers: (preCo, appliance) => this.#users.prepareInitialise(preCo, appliance),
+      freshlyRestored: () => this.#restoredAt !== undefined && this.#state.position().position === this.#restoredAt,
     });
   }
 
@@ -313,7 +317,10 @@ export class Hsm {
   async zeroise(): Promise<void> {
     await this.#state.replace((tx) => {
       for (const ns of this.#store.namespaces()) if (ns !== DEVICE_NS) tx.clear(ns);
-    }, () => this.#reloadState());
+    }, () => {
+      this.#reloadState();
+      this.#restoredAt = undefined;
+    });
     this.#store.scrub?.(); // after the commit: the erased records must not survive in freed space
     this.#onEvent?.({ event: 'zeroise' });
   }
@@ -339,7 +346,11 @@ export class Hsm {
 
   #backupDevice(): backup.BackupDevice {
     return {
-      state: this.#state, provisioning: this.provisioning, clock: this.#clock, random: this.#random, reload: () => this.#reloadState(),
+      state: this.#state, provisioning: this.provisioning, clock: this.#clock, random: this.#random,
+      reload: () => {
+        this.#reloadState();
+        this.#restoredAt = this.#state.position().position;
+      },
       stageIndexes: (objectCount) => (this.#staged = new StagedObjects(objectCount)),
     };
   }

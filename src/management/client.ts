@@ -29,7 +29,7 @@ import { MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, MANAGEMENT_RESPONSE_JSON_BYTES_MAX }
 import { encodeJournalFrames, type JournalFrame } from '../formats/journal_frames.js';
 import { JOURNAL_ENTRY_SEALED_BYTES_MAX } from '../formats/limits.js';
 import {
-  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer,
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer,
   decodeErrorAnswer, decodeJournalDelivery, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary, type ClusterCsrRequest, type ClusterInitialisation,
   type JournalDelivery, type NodeHealth, type NodeIdentity, type RestoreSummary,
 } from '../formats/management.js';
@@ -109,9 +109,12 @@ export class ManagementClient {
     return { backupId: String(res.headers[BACKUP_ID_HEADER] ?? ''), bytes: statSync(path).size };
   }
 
-  /** Uploads a sealed backup file; the node restores it (all or nothing) and answers its summary. */
-  async restoreFromFile(path: string): Promise<RestoreSummary> {
-    return answer(decodeRestoreSummary, await this.#json({ ...MANAGEMENT_ROUTES.restore, uploadPath: path }));
+  /** Uploads a sealed backup file; the node restores it (all or nothing) and answers its summary.
+   * `cloneClusterId`: the node becomes the first HSM of that cluster, created from the backup, and
+   * starts its own journal (docs/journal-format.md "A cluster created from a backup"). */
+  async restoreFromFile(path: string, options: { readonly cloneClusterId?: string } = {}): Promise<RestoreSummary> {
+    const query = options.cloneClusterId === undefined ? '' : `?${RESTORE_CLONE_CLUSTER_ID_PARAM}=${encodeURIComponent(options.cloneClusterId)}`;
+    return answer(decodeRestoreSummary, await this.#json({ method: MANAGEMENT_ROUTES.restore.method, path: MANAGEMENT_ROUTES.restore.path + query, uploadPath: path }));
   }
 
   async clusterCsr(clusterId: string): Promise<string> {

@@ -11,7 +11,7 @@ import { fail } from '../errors.js';
 import { decodeJournalFrames } from '../formats/journal_frames.js';
 import { MANAGEMENT_JOURNAL_BODY_BYTES_MAX, MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX } from '../formats/limits.js';
 import {
-  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
   decodeClusterInitialisation, decodeOfferWaitMs, encodeJournalDelivery, encodeNodeHealth, encodeNodeIdentity, type ClusterCsrResponse, type JournalDeliveryJson,
   type JournalFaultReport, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
 } from '../formats/management.js';
@@ -168,12 +168,16 @@ async function sealAndStream(ctx: ManagementContext, res: ServerResponse, url: U
   }
 }
 
-/** Spools the uploaded backup, restores it, and re-issues the data-plane TLS identity. */
-function restore(ctx: ManagementContext, req: IncomingMessage): Promise<RestoreSummary> {
-  return counted(ctx, 'restores', () => receiveAndRestore(ctx, req));
+/** Spools the uploaded backup, restores it, and re-issues the data-plane TLS identity. With
+ * `cloneClusterId`, the restored HSM then starts that cluster's own journal (checked before a byte
+ * is spooled; a refusal after the restore leaves the restored state, which a retry restores again). */
+function restore(ctx: ManagementContext, req: IncomingMessage, _res: ServerResponse, url: URL): Promise<RestoreSummary> {
+  const clone = url.searchParams.get(RESTORE_CLONE_CLUSTER_ID_PARAM);
+  const cloneClusterId = clone === null ? undefined : checkClusterId(clone);
+  return counted(ctx, 'restores', () => receiveAndRestore(ctx, req, cloneClusterId));
 }
 
-async function receiveAndRestore(ctx: ManagementContext, req: IncomingMessage): Promise<RestoreSummary> {
+async function receiveAndRestore(ctx: ManagementContext, req: IncomingMessage, cloneClusterId: string | undefined): Promise<RestoreSummary> {
   const path = ctx.spoolPath('restore');
   try {
     await spoolBody(req, path, ctx.restoreBytesMax);
@@ -185,6 +189,7 @@ async function receiveAndRestore(ctx: ManagementContext, req: IncomingMessage): 
       } finally {
         source.close();
       }
+      if (cloneClusterId !== undefined) await ctx.hsm.cluster.startCloneJournal(cloneClusterId);
       await ctx.dataPlane.refreshTls();
       return summary;
     });

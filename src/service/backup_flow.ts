@@ -75,13 +75,14 @@ export class BackupFlow {
     });
   }
 
-  /** Restores an archived backup into the HSM behind `management`, after checking it again. */
-  async restore(management: ManagementClient, archiveKey: string, expectedBodySha256: string | null): Promise<void> {
+  /** Restores an archived backup into the HSM behind `management`, after checking it again;
+   * `cloneClusterId`: as the first HSM of that cluster, created from the backup (its own journal). */
+  async restore(management: ManagementClient, archiveKey: string, expectedBodySha256: string | null, options: { readonly cloneClusterId?: string } = {}): Promise<void> {
     await this.#withTemp(async (path) => {
       await pipeline(await this.#options.archive.get(archiveKey), createWriteStream(path, { mode: 0o600 }));
       const verdict = await this.#verify(path);
       if (expectedBodySha256 !== null && verdict.bodySha256 !== expectedBodySha256) throw new UntrustedBackupError(['body differs from the archived backup']);
-      await management.restoreFromFile(path);
+      await management.restoreFromFile(path, options);
     });
   }
 

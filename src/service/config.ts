@@ -37,8 +37,8 @@ export interface ServiceConfig {
    * or the data-plane addresses of the nodes a remote fleet has registered (docs/fleet.md). */
   readonly hsmAddresses?: 'loopback' | 'registered-nodes';
   /** True: the orchestrator relays every cluster's journal (journal_relay.ts), and the fleet starts
-   * its devices relayed. False (the default for now): each HSM orders its own journal ('solo'), as
-   * before the relay; docs/control-plane.md "The journal relay" says why it is opt-in. */
+   * its devices relayed (what `coffer service` and `coffer up` run by default). False or absent: each
+   * HSM orders its own journal ('solo'); docs/control-plane.md "The journal relay" says when to. */
   readonly relayJournal?: boolean;
 }
 

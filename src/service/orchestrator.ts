@@ -135,16 +135,37 @@ export class Orchestrator {
     return targets;
   }
 
-  /** An HSM refused a journal entry: it and its cluster are DEGRADED, with a message naming the
-   * refusal and the position, until the HSM is replaced or deleted. */
+  /**
+   * An HSM refused a journal entry: it and its cluster are DEGRADED, with a message naming the
+   * refusal and the position, and the HSM is replaced like a failed one (a new device restored from a
+   * fresh backup of a healthy peer, caught up, ACTIVE only when caught up) as soon as another HSM of
+   * the cluster, itself without a fault, has applied the journal past that position: the journal
+   * there is sound and the fault is this HSM's. While no peer has (a lone HSM, or every HSM refusing
+   * one stored entry: a bad journal, which a replacement would refuse too) it stays DEGRADED.
+   */
   async #journalFault(hsmId: string, serial: string, fault: JournalFaultReport): Promise<void> {
     const h = await this.#o.repo.hsm(hsmId);
     if (h === undefined || h.doc.device?.serial !== serial) return; // the device was replaced meanwhile
     const stateMessage = faultMessage(fault);
-    if (h.doc.state === 'DEGRADED' && h.doc.stateMessage === stateMessage) return;
-    await this.#setHsm(hsmId, { state: 'DEGRADED', stateMessage });
-    this.#o.log.warn({ event: 'hsm.journal.fault', clusterId: h.doc.clusterId, hsmId, code: fault.code, seq: String(fault.seq), reason: fault.reason }, 'HSM refused a journal entry');
-    await this.#health(h.doc.clusterId);
+    if (h.doc.state !== 'DEGRADED' || h.doc.stateMessage !== stateMessage) {
+      await this.#setHsm(hsmId, { state: 'DEGRADED', stateMessage });
+      this.#o.log.warn({ event: 'hsm.journal.fault', clusterId: h.doc.clusterId, hsmId, code: fault.code, seq: String(fault.seq), reason: fault.reason }, 'HSM refused a journal entry');
+      await this.#health(h.doc.clusterId);
+    }
+    if (await this.#peerPassed(h.doc.clusterId, hsmId, fault.seq)) {
+      this.#o.log.warn({ event: 'hsm.journal.replace', clusterId: h.doc.clusterId, hsmId, seq: String(fault.seq) }, 'replacing the HSM that refused a journal entry its peers applied');
+      this.#task(hsmId, () => this.#replace(hsmId));
+    }
+  }
+
+  /** True when an ACTIVE HSM of the cluster other than `hsmId` reports no journal fault and a head at or past `seq`. */
+  async #peerPassed(clusterId: string, hsmId: string, seq: bigint): Promise<boolean> {
+    for (const p of await this.#o.repo.hsmsOf(clusterId)) {
+      if (p.doc.hsmId === hsmId || p.doc.state !== 'ACTIVE' || p.doc.device === null) continue;
+      const health = await this.#mgmt(p.doc.device).health().catch(() => undefined);
+      if (health !== undefined && health.journalFault === null && health.journalPosition >= seq) return true;
+    }
+    return false;
   }
 
   // ── per cluster ────────────────────────────────────────────────────────────────────────────
@@ -257,7 +278,9 @@ export class Orchestrator {
     // passed over for the next one, so one bad blob cannot keep a cluster from healing.
     for (const [i, source] of sources.entries()) {
       try {
-        await this.#o.backups.restore(mgmt, source.archiveKey as string, source.bodySha256);
+        // A cluster created from a backup starts a journal of its own on its first HSM: a fresh sync
+        // key and genesis, so no entry of the source cluster replays into it, nor the reverse.
+        await this.#o.backups.restore(mgmt, source.archiveKey as string, source.bodySha256, seed === undefined ? {} : { cloneClusterId: cluster.clusterId });
         return;
       } catch (e) {
         if (!(e instanceof UntrustedBackupError) || i === sources.length - 1) throw e;

@@ -50,7 +50,8 @@ export interface ServiceOptions {
   readonly orchestrate?: boolean;
   /** CopyBackupToRegion's transport to peer regions in this process (`coffer up`). */
   readonly copyTo?: CopyToRegion;
-  /** Relay every cluster's journal (the fleet must start its devices relayed); default false. */
+  /** Relay every cluster's journal (the fleet must start its devices relayed); default false here,
+   * true in `coffer service` and `coffer up` (--journal). */
   readonly relayJournal?: boolean;
   /** Peer regions' services, reached over HTTP (copy_http.ts) when `copyTo` is not given. */
   readonly peers?: readonly PeerEndpoint[];

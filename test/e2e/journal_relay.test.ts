@@ -120,6 +120,11 @@ test('a cluster of 3 relayed HSMs is one HSM: keys by handle, users and heads ag
   const head = await sameHead(users);
   assert.ok(head >= 2n, 'the key and the user are journal entries');
 
+  // The clients of the HSM about to be killed are closed first: the SDK would log them in again on
+  // its replacement, and each login is a journaled change racing the head comparisons below.
+  await u2.close();
+  await admin2.close();
+
   // SIGKILL the HSM at 127.0.0.4; the orchestrator replaces it on the same address and catches it up.
   const victim = [...devicePids(join(dir, 'regions'))].find(([, cmd]) => cmd.includes('127.0.0.4'));
   assert.ok(victim !== undefined, 'the HSM process at 127.0.0.4');

@@ -127,12 +127,12 @@ async function waitFor(api: CloudHSMV2Client, clusterId: string, what: string, d
 
 test('coffer service --fleet remote: nodes registered with coffer fleet from any service process; an HSM lands on the node', async () => {
   const dataPlanePort = await freePort([NODE_HOST, FOREIGN_HOST, SPARE_HOST]);
-  const node = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'node'), authoritiesDir: env.authoritiesDir, host: NODE_HOST, port: dataPlanePort });
+  const node = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'node'), authoritiesDir: env.authoritiesDir, host: NODE_HOST, port: dataPlanePort, journal: 'relayed' });
   nodes.push(node);
   // Made by another manufacturer, commissioned by this operator (so it accepts the service's client certificate).
   const other = await createDevelopmentAuthorities();
   saveDevelopmentAuthorities({ ...env.authorities, manufacturer: other.manufacturer }, join(env.dir, 'foreign-authorities'));
-  const foreign = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'foreign'), authoritiesDir: join(env.dir, 'foreign-authorities'), host: FOREIGN_HOST, port: dataPlanePort });
+  const foreign = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'foreign'), authoritiesDir: join(env.dir, 'foreign-authorities'), host: FOREIGN_HOST, port: dataPlanePort, journal: 'relayed' });
   nodes.push(foreign);
 
   const first = await startService('first', dataPlanePort);
@@ -186,7 +186,7 @@ test('coffer service --fleet remote: nodes registered with coffer fleet from any
 
   // The node dies: the HSM is replaced on a spare registered node (same HSM id), and its EniIp
   // follows the node, since on a remote fleet an address is a node's. The dead node is owed a zeroise.
-  const spare = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'spare'), authoritiesDir: env.authoritiesDir, host: SPARE_HOST, port: dataPlanePort });
+  const spare = await spawnNode({ mainJs: MAIN_JS, dataDir: join(env.dir, 'spare'), authoritiesDir: env.authoritiesDir, host: SPARE_HOST, port: dataPlanePort, journal: 'relayed' });
   nodes.push(spare);
   const spareRegistered = await coffer(['fleet', 'register', '--endpoint-url', registrar.endpoint, '--management', `${SPARE_HOST}:${spare.managementPort}`]);
   assert.equal(spareRegistered.code, 0, spareRegistered.stderr);

@@ -36,6 +36,7 @@ import type { Clock, Random } from '../ports.js';
 import { SecretBytes } from '../../crypto/secret_bytes.js';
 import { JOURNAL_SALT_BYTES, openJournalEntry, sealJournalEntry, syncKeyIdOf, type OpenedJournalEntry, type SealedJournalEntry } from '../../formats/journal_entry.js';
 import { SYNC_KEY_BYTES, SYNC_KEY_ID, decodeSyncKeyRecord, encodeSyncKeyRecord } from '../../formats/sync_key_record.js';
+import { JOURNAL_CLUSTER_ID, decodeJournalClusterRecord, encodeJournalClusterRecord } from '../../formats/journal_cluster_record.js';
 import type { ChangeSet, RecordOp } from '../../formats/change_set.js';
 import { ANCHOR_ID, CERT_ID, CLUSTER_NS, CSR_ID, KEY_ID, loadClusterIdentity, type LoadedClusterIdentity as Loaded } from '../../formats/cluster_record.js';
 import type { DeviceState, StateView } from '../state/device_state.js';
@@ -90,6 +91,9 @@ export interface ClusterIdentityOptions {
   /** The users' initialisation with its verifiers derived: decides the user writes that go into
    * initialise's change set. */
   readonly prepareUsers: (preCoPassword: PasswordInput, applianceCredential: PasswordInput) => Promise<() => RecordOp[]>;
+  /** True when the state is a restored backup's and no cluster-wide change was applied since (the
+   * device remembers its last restore in memory). Asked inside the decision of startCloneJournal. */
+  readonly freshlyRestored: () => boolean;
 }
 
 export { CLUSTER_NS } from '../../formats/cluster_record.js';
@@ -105,6 +109,8 @@ export class ClusterIdentity implements StateView {
   #signingKey: Promise<webcrypto.CryptoKey> | undefined;
   /** The sync key as a KeyObject, read from its record on first use; null: the state holds none. */
   #syncKey: { readonly key: KeyObject; readonly id: Uint8Array } | null | undefined;
+  /** The cluster a clone's journal is bound to (record 'journal-cluster'); null: the CSR's CN. */
+  #journalClusterId: string | null | undefined;
 
   /** @internal The device makes it (Hsm.cluster). */
   constructor(options: ClusterIdentityOptions) {
@@ -119,6 +125,7 @@ export class ClusterIdentity implements StateView {
     this.#stale = false;
     this.#signingKey = undefined;
     this.#syncKey = undefined;
+    this.#journalClusterId = undefined;
   }
 
   /** @internal A change to namespace 'cluster' committed (DeviceState.apply): the identity is read
@@ -143,7 +150,20 @@ export class ClusterIdentity implements StateView {
     return loaded.certificate === undefined ? 'CSR_ISSUED' : 'INITIALISED';
   }
 
+  /** The cluster this device belongs to: the one its journal entries, backups and health name. The
+   * CSR's CN, unless a clone's journal was started for another cluster (startCloneJournal). */
   clusterId(): string | null {
+    const loaded = this.#current();
+    if (loaded === undefined) return null;
+    if (this.#journalClusterId === undefined) {
+      const record = this.#options.state.get(CLUSTER_NS, JOURNAL_CLUSTER_ID);
+      this.#journalClusterId = record === undefined ? null : decodeJournalClusterRecord(record);
+    }
+    return this.#journalClusterId ?? loaded.clusterId;
+  }
+
+  /** The CN of the cluster CSR and certificate: the cluster the key pair was made for. */
+  certificateClusterId(): string | null {
     return this.#current()?.clusterId ?? null;
   }
 
@@ -243,6 +263,34 @@ export class ClusterIdentity implements StateView {
 
   // ── the cluster sync key and the journal entries sealed under it ────────────────────────────
 
+  /**
+   * Makes this device the first HSM of `clusterId`, a cluster created from a backup of another
+   * (docs/journal-format.md "A cluster created from a backup"): a fresh sync key, the journal bound
+   * to `clusterId`, and the journal head back to (0, genesis(clusterId)) — in one change set through
+   * the state's one door, applied directly (it is what the new journal is sealed under). No entry of
+   * the source cluster opens here afterwards (another key), and no entry of the clone opens on the
+   * source's HSMs. Refused (COFFER_JOURNAL_GENESIS_REFUSED, nothing changed) unless the state is a
+   * restored backup with no change since (`not-freshly-restored`), or when the device already
+   * follows `clusterId`'s journal (`same-cluster`); COFFER_JOURNAL_NO_SYNC_KEY before initialisation.
+   */
+  async startCloneJournal(clusterId: string): Promise<void> {
+    this.#options.requireCommissioned();
+    checkClusterId(clusterId);
+    const state = this.#options.state;
+    const syncKey = SecretBytes.adopt(this.#options.random.bytes(SYNC_KEY_BYTES));
+    try {
+      await state.submit(() => {
+        if (this.state() !== 'INITIALISED' || this.#currentSyncKey() === null) fail('COFFER_JOURNAL_NO_SYNC_KEY');
+        if (this.clusterId() === clusterId) fail('COFFER_JOURNAL_GENESIS_REFUSED', { reason: 'same-cluster' });
+        if (!this.#options.freshlyRestored()) fail('COFFER_JOURNAL_GENESIS_REFUSED', { reason: 'not-freshly-restored' });
+        const ops = [put(SYNC_KEY_ID, encodeSyncKeyRecord(syncKey)), put(JOURNAL_CLUSTER_ID, encodeJournalClusterRecord(clusterId))];
+        return { changes: [{ scope: 'cluster', kind: 'cluster.clone-journal', ops }], result: undefined, startsJournal: true };
+      });
+    } finally {
+      syncKey.destroy();
+    }
+  }
+
   /** The sync key's non-secret id (every entry header carries it), or null when the state holds no
    * sync key: before initialisation, or a cluster initialised by a version without sync keys. */
   syncKeyId(): Uint8Array | null {
@@ -272,8 +320,9 @@ export class ClusterIdentity implements StateView {
   #journalKey(): { clusterId: string; key: KeyObject } {
     const loaded = this.#current();
     const syncKey = this.#currentSyncKey();
-    if (loaded?.certificate === undefined || syncKey === null) return fail('COFFER_JOURNAL_NO_SYNC_KEY');
-    return { clusterId: loaded.clusterId, key: syncKey.key };
+    const clusterId = this.clusterId();
+    if (loaded?.certificate === undefined || syncKey === null || clusterId === null) return fail('COFFER_JOURNAL_NO_SYNC_KEY');
+    return { clusterId, key: syncKey.key };
   }
 
   #currentSyncKey(): { readonly key: KeyObject; readonly id: Uint8Array } | null {

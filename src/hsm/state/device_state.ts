@@ -76,6 +76,11 @@ export interface ChangeSummary {
 export interface Decision<T> {
   readonly changes: readonly ChangeSet[];
   readonly result: T;
+  /** The decision starts a new journal (a cluster created from a backup, docs/device.md "The
+   * journal"): its one cluster-wide change set is applied directly, never as an entry (it makes the
+   * key the new journal is sealed under), and the journal head goes back to (0, genesis) in the same
+   * transaction. The sequencer then forgets the journal it followed. */
+  readonly startsJournal?: boolean;
 }
 
 /** Why a decision's change sets did not take effect: the decision or its apply threw, or its entry
@@ -104,7 +109,7 @@ export interface StateSequencer {
   /** True when cluster-wide change sets go through the journal: the state holds a sync key. */
   journaled(): boolean;
   propose(cs: ChangeSet, onOwn: () => void): Promise<'own' | 'other'>;
-  /** The state was replaced wholesale (restore, zeroise): the head was read again. */
+  /** The state was replaced wholesale (restore, zeroise), or a new journal started: the head was read again. */
   replaced(): void;
 }
 
@@ -204,6 +209,10 @@ export class DeviceState implements StateReader {
   async #decideAndApply<T>(decide: () => Decision<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const [decision, hooks] = this.#decide(decide);
+      if (decision.startsJournal === true) {
+        this.#startJournal(decision.changes, hooks);
+        return decision.result;
+      }
       const sequencer = this.#sequencer;
       if (sequencer === undefined || !sequencer.journaled() || !decision.changes.some((cs) => cs.scope === 'cluster')) {
         this.#applyAll(decision.changes, hooks);
@@ -261,6 +270,24 @@ export class DeviceState implements StateReader {
       throw e;
     }
     for (const h of hooks) h.committed?.();
+  }
+
+  /** Applies a journal-starting decision: its one cluster-wide change set with the journal head at
+   * (0, genesis), then tells the sequencer that the journal it followed is gone. */
+  #startJournal(changes: readonly ChangeSet[], hooks: readonly DecisionHooks[]): void {
+    const [cs] = changes;
+    assert(changes.length === 1 && cs !== undefined && cs.scope === 'cluster', 'a journal starts with one cluster-wide change set');
+    try {
+      checkScope(cs);
+      this.#commit(cs, 'genesis');
+    } catch (e) {
+      settle(hooks, 'refused');
+      throw e;
+    } finally {
+      wipeChangeSet(cs);
+    }
+    for (const h of hooks) h.committed?.();
+    this.#sequencer?.replaced();
   }
 
   /**
@@ -336,14 +363,18 @@ export class DeviceState implements StateReader {
     }
   }
 
-  #commit(cs: ChangeSet, head: JournalHead | undefined): void {
+  /** `head`: the journal entry applied (its head), 'genesis' (the head goes back to seq 0), or
+   * undefined (the head stays). */
+  #commit(cs: ChangeSet, head: JournalHead | 'genesis' | undefined): void {
     const durable = cs.ops.filter((op) => !VOLATILE.has(op.ns));
     const volatile = cs.ops.filter((op) => VOLATILE.has(op.ns));
     let next: StatePosition | undefined;
     let encoded: Uint8Array | undefined;
     if (cs.scope === 'cluster') {
       encoded = encodeChangeSet(cs);
-      next = nextStatePosition(this.#position, encoded, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)), head);
+      next = nextStatePosition(this.#position, encoded, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)), head === 'genesis' ? undefined : head);
+      // At seq 0 the head's hash is stored as zeros and stands for the (new) cluster's genesis value.
+      if (head === 'genesis') next = { ...next, journal: { seq: 0n, hash: new Uint8Array(32) } };
     }
     if (durable.length > 0 || next !== undefined) {
       const position = next;

@@ -145,7 +145,7 @@ export class LocalFleet implements Fleet {
       this.#children.set(record.deviceId, node.process);
       this.#persist();
       const device = deviceOf(record);
-      await verifyDevice(this.management(device), device, { blank: true, mode: request.mode ?? 'NON_FIPS' });
+      await verifyDevice(this.management(device), device, { blank: true, mode: request.mode ?? 'NON_FIPS', journal: this.#journal() });
       record.state = 'ready';
       this.#persist();
       this.#watchChild(record.deviceId, node.process);
@@ -183,7 +183,9 @@ export class LocalFleet implements Fleet {
     const running = child === undefined ? holdsData(record.pid, this.#dataDir(record.deviceId)) : isRunning({ process: child });
     if (running) {
       try {
-        await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: false });
+        // A node left running in another journal mode (a region started again with another
+        // --journal) fails this and is restarted in the fleet's mode.
+        await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: false, journal: this.#journal() });
         if (child === undefined) this.#watchPid(record);
         return deviceOf(record);
       } catch (e) {
@@ -237,6 +239,11 @@ export class LocalFleet implements Fleet {
   }
 
   // ── internals ─────────────────────────────────────────────────────────────────────────────
+
+  /** How this fleet's devices order their journal (docs/fleet.md "Journal mode"). */
+  #journal(): 'relayed' | 'solo' {
+    return this.#options.journal ?? 'solo';
+  }
 
   #open(): void {
     if (this.#closed) fail('COFFER_FLEET_EXHAUSTED', { reason: 'closed' });
@@ -292,7 +299,7 @@ export class LocalFleet implements Fleet {
   }
 
   #spawnOptions(record: LocalRecord): Parameters<typeof spawnNode>[0] {
-    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true, journal: this.#options.journal ?? 'solo' };
+    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true, journal: this.#journal() };
   }
 
   #allocate(eniIp: string | undefined): string {
@@ -318,7 +325,7 @@ export class LocalFleet implements Fleet {
     this.#persist();
     const device = deviceOf(record);
     try {
-      await verifyDevice(this.management(device), device, { blank: false });
+      await verifyDevice(this.management(device), device, { blank: false, journal: this.#journal() });
     } catch (e) {
       await this.#stop(record); // restarted, but not answering as itself: not handed back
       throw e;

@@ -29,7 +29,7 @@ import { ManagementClient } from '../../management/client.js';
 import type { MetadataStore } from '../../storage/metadata_port.js';
 import type { DeviceExit, Fleet, FleetDevice, ProvisionRequest } from './fleet_port.js';
 import { REMOTE_HOST, readRegistry, updateRegistry, type RemoteRecord, type RemoteState } from './remote_registry.js';
-import { attestedSerial, cachedClient, isBlank, verifyDevice, type ClientCache, type FleetCredentials } from './verify.js';
+import { attestedSerial, cachedClient, checkJournalMode, isBlank, verifyDevice, type ClientCache, type FleetCredentials } from './verify.js';
 
 /** How often a handed-out node's health is probed. */
 export const REMOTE_WATCH_INTERVAL_MS = 10_000;
@@ -62,6 +62,9 @@ export interface RemoteFleetOptions extends FleetCredentials {
   readonly metadata: MetadataStore;
   /** Default REMOTE_WATCH_INTERVAL_MS. */
   readonly watchIntervalMs?: number;
+  /** How the service orders cluster journals: a node that reports another journal mode is refused
+   * at registration, hand-out and reattach (COFFER_FLEET_JOURNAL_MODE_MISMATCH). Undefined: not checked. */
+  readonly journal?: 'relayed' | 'solo';
 }
 
 /** A registered node as an operator lists it. */
@@ -108,6 +111,9 @@ export class RemoteFleet implements Fleet {
       const health = await client.health();
       if (health.provisioning !== 'COMMISSIONED' || health.serial !== serial) fail('COFFER_FLEET_UNTRUSTED', { reason: 'not-commissioned' });
       const mode: RemoteRecord['mode'] = health.mode === 'FIPS' ? 'FIPS' : health.mode === 'NON_FIPS' ? 'NON_FIPS' : fail('COFFER_FLEET_UNTRUSTED', { reason: 'no-mode' });
+      // A solo node in a relayed service would never offer its entries (its HSMs diverge); a relayed
+      // node in a solo service would wait for a relay that never comes (every change times out).
+      checkJournalMode(health, o.journal);
       const blank = isBlank(health);
       const reportedHost = health.dataPlaneHost !== null && !WILDCARDS.has(health.dataPlaneHost) ? health.dataPlaneHost : undefined;
       const host = input.dataPlaneHost ?? reportedHost ?? input.managementHost;
@@ -173,7 +179,7 @@ export class RemoteFleet implements Fleet {
       if (record === undefined) break;
       tried.add(record.deviceId);
       try {
-        await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: true, mode: request.mode ?? 'NON_FIPS' });
+        await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: true, mode: request.mode ?? 'NON_FIPS', ...this.#journal() });
         this.#watch(record);
         return deviceOf(record);
       } catch (e) {
@@ -191,9 +197,9 @@ export class RemoteFleet implements Fleet {
     const record = (await readRegistry(this.#store)).records.find((r) => r.deviceId === device.deviceId);
     if (record?.serial !== device.serial || record.state !== 'assigned') return fail('COFFER_FLEET_DEVICE_LOST', { reason: 'unknown-device' });
     try {
-      await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: false });
+      await verifyDevice(this.management(deviceOf(record)), deviceOf(record), { blank: false, ...this.#journal() });
     } catch (e) {
-      if (!isCofferError(e)) throw e;
+      if (!isCofferError(e) || e.code === 'COFFER_FLEET_JOURNAL_MODE_MISMATCH') throw e;
       throw new CofferError('COFFER_FLEET_DEVICE_LOST', { reason: 'unreachable', cause: e.code }, { cause: e });
     }
     this.#watch(record);
@@ -236,6 +242,10 @@ export class RemoteFleet implements Fleet {
   }
 
   // ── internals ─────────────────────────────────────────────────────────────────────────────
+
+  #journal(): { readonly journal?: 'relayed' | 'solo' } {
+    return this.#options.journal === undefined ? {} : { journal: this.#options.journal };
+  }
 
   #open(): void {
     if (this.#closed) fail('COFFER_FLEET_EXHAUSTED', { reason: 'closed' });

@@ -2,8 +2,9 @@
 // device is"): over its management interface only, with a client pinned to the serial the fleet
 // expects. The identity must verify against the manufacturer and operator roots with the device
 // key's attestation of this very connection (src/management/client.ts), the health must name the
-// same serial as COMMISSIONED and the data-plane port the fleet records, and a device to be handed
-// out must be blank: no cluster, no users.
+// same serial as COMMISSIONED and the data-plane port the fleet records, a device to be handed
+// out must be blank: no cluster, no users, and it must order its cluster journal the way the service
+// does (relayed or solo: docs/fleet.md "Journal mode").
 
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import { ManagementClient, type NodeHealth } from '../../management/client.js';
@@ -34,14 +35,28 @@ export function isBlank(health: NodeHealth): boolean {
   return health.cluster === 'UNINITIALISED' && !health.usersInitialised && health.tokenObjects === 0;
 }
 
+/**
+ * COFFER_FLEET_JOURNAL_MODE_MISMATCH unless the node orders its journal as `expected` says. A node
+ * too old to report its mode (null) has no relayed journal: it passes only where the service is solo.
+ */
+export function checkJournalMode(health: NodeHealth, expected: 'relayed' | 'solo' | undefined): void {
+  if (expected === undefined) return;
+  const node = health.journalMode ?? 'solo';
+  if (node !== expected) fail('COFFER_FLEET_JOURNAL_MODE_MISMATCH', { node, service: expected });
+}
+
 /** Verifies `device` (see the header) and answers its health. */
-export async function verifyDevice(client: ManagementClient, device: FleetDevice, options: { readonly blank: boolean; readonly mode?: 'FIPS' | 'NON_FIPS' }): Promise<NodeHealth> {
+export async function verifyDevice(
+  client: ManagementClient, device: FleetDevice,
+  options: { readonly blank: boolean; readonly mode?: 'FIPS' | 'NON_FIPS'; readonly journal?: 'relayed' | 'solo' },
+): Promise<NodeHealth> {
   if ((await attestedSerial(client)) !== device.serial) fail('COFFER_FLEET_UNTRUSTED', { reason: 'unexpected-serial' });
   const health = await client.health();
   if (health.provisioning !== 'COMMISSIONED' || health.serial !== device.serial) fail('COFFER_FLEET_UNTRUSTED', { reason: 'not-commissioned' });
   if (health.dataPlanePort !== null && health.dataPlanePort !== device.port) fail('COFFER_FLEET_UNTRUSTED', { reason: 'data-plane-port' });
   if (options.blank && !isBlank(health)) fail('COFFER_FLEET_NODE_NOT_BLANK', { cluster: health.cluster });
   if (options.mode !== undefined && health.mode !== options.mode) fail('COFFER_FLEET_MODE_MISMATCH', { mode: String(health.mode) });
+  checkJournalMode(health, options.journal);
   return health;
 }
 

@@ -195,6 +195,39 @@ test('remote: a node is registered with the mode its device was commissioned in,
   }
 });
 
+test('remote: a node whose journal mode differs from the service\'s is refused at registration and passed over at hand-out', async () => {
+  const region = join(env.dir, 'journal-modes');
+  const relayed = await RemoteFleet.open({ metadata: storeOf(region), ...env.credentials, watchIntervalMs: 100, journal: 'relayed' });
+  const solo = await RemoteFleet.open({ metadata: storeOf(region), ...env.credentials, watchIntervalMs: 100, journal: 'solo' });
+  const unchecked = await open(region);
+  const [soloNode, relayedNode] = [await startTestNode(env.authorities), await startTestNode(env.authorities, {}, undefined, { mode: 'relayed' })];
+  try {
+    const refusal = (node: string, service: string) => (e: unknown): boolean => {
+      assert.ok(isCofferError(e, 'COFFER_FLEET_JOURNAL_MODE_MISMATCH'), String(e));
+      assert.deepEqual([e.detail['node'], e.detail['service']], [node, service]);
+      return true;
+    };
+    await assert.rejects(relayed.register({ managementHost: '127.0.0.1', managementPort: soloNode.management.port }), refusal('solo', 'relayed'));
+    await assert.rejects(solo.register({ managementHost: '127.0.0.1', managementPort: relayedNode.management.port }), refusal('relayed', 'solo'));
+    assert.deepEqual((await relayed.registered()).map((n) => n.serial), [], 'nothing recorded');
+    const r = await relayed.register({ managementHost: '127.0.0.1', managementPort: relayedNode.management.port });
+    assert.equal(r.serial, relayedNode.hsm.status().serial);
+    // A solo node in the registry (registered by a fleet that does not check) is never handed out
+    // by the relayed fleet; the relayed node is.
+    await unchecked.register({ managementHost: '127.0.0.1', managementPort: soloNode.management.port });
+    const device = await relayed.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-abcdefghijk', dataPlanePort: 0 });
+    assert.equal(device.serial, relayedNode.hsm.status().serial);
+    await rejectsWith(relayed.provision({ clusterId: 'cluster-abcdefghijk', hsmId: 'hsm-bbcdefghijk', dataPlanePort: 0 }), 'COFFER_FLEET_EXHAUSTED');
+    await relayed.release(device);
+  } finally {
+    for (const f of [relayed, solo, unchecked]) await f.close();
+    for (const n of [soloNode, relayedNode]) {
+      await n.close();
+      rmSync(n.dataDir, { recursive: true, force: true });
+    }
+  }
+});
+
 test('remote: a node left assigned by a provision that a crash cut short is released when that HSM is provisioned again', async () => {
   const fleetDir = join(env.dir, 'stray');
   const fleet = await open(fleetDir);
