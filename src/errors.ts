@@ -188,6 +188,9 @@ export const ERRORS = {
   COFFER_JOURNAL_FORGED: { message: 'Journal entry names this HSM as its originator but this HSM did not prepare it', ckr: 'CKR_DATA_INVALID', http: 409 },
   // ── control plane: the journal relay (src/service/journal_relay.ts) ─────────────────────────────
   COFFER_JOURNAL_NOT_CAUGHT_UP: { message: 'The HSM did not catch up with the cluster journal', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  // ── SDK: acknowledgements and the client's fork check (src/client/acks.ts, docs/sdk.md) ─────────
+  COFFER_ACKS_NOT_MET: { message: 'State change is in the cluster journal, but fewer HSMs than required acknowledged it in time', ckr: 'CKR_FUNCTION_FAILED', http: 504 },
+  COFFER_CLUSTER_FORKED: { message: 'HSMs of this cluster hold different journal entries at one position: the HSMs that disagree with the acknowledged entry are no longer used', ckr: 'CKR_DEVICE_ERROR', http: 502 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
