@@ -3,10 +3,11 @@
 // Crypto calls and reads are idempotent (balanced over those nodes, retried elsewhere among them);
 // attribute changes, sharing and destroying go to the first of them that is up, once.
 //
-// Without the cluster journal (docs/architecture.md §5) HSMs that made different changes hold different
-// objects under one handle. So a key goes only to the nodes known to hold the state it was found in
-// (same state lineage: docs/sdk.md "Which HSM serves a key"): the node that made it, or the node a
-// find answered from and every node that reported the same lineage. Every request also carries the
+// On a relayed cluster (one journal, docs/architecture.md §5) a handle names one object on every HSM
+// that has applied the entry that made it: a key goes to every node whose journal head is at or past
+// the position where the client learned of it. On a solo cluster HSMs that made different changes hold
+// different objects under one handle, so a key goes only to the nodes known to hold the state it was
+// found in (same object lineage: docs/sdk.md "Which HSM serves a key"). Every request also carries the
 // object's identity, and a node whose object there is another refuses (COFFER_OBJECT_MISMATCH).
 // A key named only by its handle (Cluster.key) is found on first use, as findKeys would.
 

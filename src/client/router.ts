@@ -8,8 +8,8 @@
 // nothing) is retried there. When every node is at its in-flight limit a call waits in a bounded FIFO
 // for a free slot.
 //
-// A call on a key goes only to the nodes its route allows: those known to hold the state the key
-// was found in (docs/sdk.md "Which HSM serves a key"). When none of them is up the call fails with
+// A call on a key goes only to the nodes its route allows: those known to hold the key (docs/sdk.md
+// "Which HSM serves a key"). A state change's acknowledgements are gathered by `change` (acks.ts). When none of them is up the call fails with
 // COFFER_KEY_UNAVAILABLE: another node's object at that handle may be another key.
 
 import { CofferError, isCofferError } from '../errors.js';
