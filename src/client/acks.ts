@@ -10,12 +10,13 @@
 //   says how many and which HSMs acknowledged — the change is in the journal all the same, never
 //   half. Solo clusters and changes that made no entry are not acknowledged: k does not apply.
 // - **Forks.** Every (seq, hash) an HSM reports — the originator's position, JOURNAL_WAIT answers,
-//   STATUS heads — is compared with what the client already knows at that seq. An originator's
-//   position is the reference (the client saw it acknowledged); otherwise the first report is. An HSM
-//   that reports another hash at a known seq holds a forked journal: the SDK retires it (never used
-//   or probed again; COFFER_CLUSTER_FORKED in Cluster.nodes, naming the position), and a state change
-//   whose acknowledgement saw the fork fails with that error. The positions known are bounded
-//   (CLIENT_JOURNAL_POSITIONS_KEPT, oldest dropped first).
+//   STATUS heads — is compared with the reference at that seq: the entry an originator answered for
+//   a change this client made (the client saw it acknowledged). An HSM that reports another hash
+//   there holds a forked journal: the SDK retires it (never used or probed again;
+//   COFFER_CLUSTER_FORKED in Cluster.nodes, naming the position), and a state change whose
+//   acknowledgement saw the fork fails with that error. Reports that disagree before a reference is
+//   known are kept until one is. The positions known are bounded (CLIENT_JOURNAL_POSITIONS_KEPT,
+//   oldest dropped first).
 
 import { CofferError, isCofferError } from '../errors.js';
 import { WIRE_JOURNAL_WAIT_MS_MAX } from '../formats/limits.js';
@@ -42,30 +43,46 @@ export function checkAcks(k: number, nodes: number): number {
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
-/** What the client knows of the cluster journal: the hash seen at each recent seq, and by whom. */
+/** What the client knows of one journal position: the acknowledged entry's hash, once an originator
+ * answered for it, and who reported which hash before that. */
+interface Known {
+  reference: string | undefined;
+  readonly reports: Map<string, Set<NodeLink>>;
+}
+
+/** What the client knows of the cluster journal: the hashes reported at each recent seq, and by whom. */
 export class JournalView {
-  readonly #known = new Map<bigint, { readonly hash: string; readonly reference: boolean }>();
-  /** Forks found while an acknowledgement was gathered, by the seq it waited for. */
+  readonly #known = new Map<bigint, Known>();
+  /** Listeners of the forks found (acknowledge() collects those found while it waits). */
   readonly #onFork = new Set<(error: CofferError) => void>();
 
-  /** An HSM reported `hash` at `seq`; `reference`: the originator's own entry, which the client saw acknowledged. */
+  /**
+   * An HSM reported `hash` at `seq`; `reference`: it is the originator's own entry, answered for a
+   * change this client made. An HSM whose report differs from the reference is retired at once;
+   * reports that disagree while no reference is known wait for one (neither side is known to be the
+   * cluster's journal, and the client must not drop a healthy HSM on a guess).
+   */
   observe(link: NodeLink, seq: bigint, hash: Uint8Array, reference = false): void {
     if (link.retired !== undefined) return;
     const h = hex(hash);
-    const known = this.#known.get(seq);
-    if (known === undefined || (reference && !known.reference && known.hash === h)) {
-      this.#remember(seq, h, reference);
+    const known = this.#at(seq);
+    if (!reference) {
+      if (known.reference === undefined) {
+        const set = known.reports.get(h) ?? new Set<NodeLink>();
+        set.add(link);
+        known.reports.set(h, set);
+      } else if (known.reference !== h) {
+        this.#fork(link, seq);
+      }
       return;
     }
-    if (known.hash === h) return;
-    if (reference && !known.reference) {
-      // The first report came from an HSM that forked; the acknowledged entry is the reference now.
-      this.#remember(seq, h, true);
+    known.reference ??= h;
+    if (known.reference !== h) {
+      this.#fork(link, seq); // an originator that answers for another entry than the one acknowledged
       return;
     }
-    const error = new CofferError('COFFER_CLUSTER_FORKED', { seq: String(seq), node: link.index, host: link.endpoint.host, port: link.endpoint.port });
-    link.retire(error);
-    for (const f of [...this.#onFork]) f(error);
+    for (const [other, links] of known.reports) if (other !== h) for (const l of links) this.#fork(l, seq);
+    known.reports.clear();
   }
 
   /** Runs `fn` and collects the forks seen meanwhile. */
@@ -80,13 +97,23 @@ export class JournalView {
     }
   }
 
-  #remember(seq: bigint, hash: string, reference: boolean): void {
-    this.#known.delete(seq);
-    this.#known.set(seq, { hash, reference });
+  #fork(link: NodeLink, seq: bigint): void {
+    if (link.retired !== undefined) return;
+    const error = new CofferError('COFFER_CLUSTER_FORKED', { seq: String(seq), node: link.index, host: link.endpoint.host, port: link.endpoint.port });
+    link.retire(error);
+    for (const f of [...this.#onFork]) f(error);
+  }
+
+  #at(seq: bigint): Known {
+    let known = this.#known.get(seq);
+    if (known !== undefined) return known;
+    known = { reference: undefined, reports: new Map() };
+    this.#known.set(seq, known);
     if (this.#known.size > CLIENT_JOURNAL_POSITIONS_KEPT) {
       const oldest = this.#known.keys().next();
       if (oldest.done !== true) this.#known.delete(oldest.value);
     }
+    return known;
   }
 }
 

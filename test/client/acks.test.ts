@@ -126,3 +126,26 @@ test('a forked HSM is found by the acknowledgement, named with the position, and
   for (let i = 0; i < 12; i++) await key.encrypt(new Uint8Array([i]));
   assert.equal(completed(c)[2], before, 'the forked HSM gets no call');
 });
+
+test('a fork seen in STATUS heads: the HSM whose head disagrees with an acknowledged entry is retired, naming the position', { timeout: 300_000 }, async () => {
+  const c = await connect({ acks: 1 });
+  // Node 1 now forks too: its own entries are applied by it alone.
+  planes.relay.forked.add(1);
+  const bob = await loggedIn(planes.devices[1]!, 'bob');
+  await bob.generateKey({ keyType: 'AES', bits: 128 }, { token: true, label: 'fork-1' });
+  bob.close();
+  const forkedHead = planes.devices[1]!.journal.head().seq;
+  // Changes through node 0 (k = 1: nothing asks node 1) until the client holds an acknowledged
+  // entry at node 1's head; node 1's next STATUS shows another entry there.
+  let seq = 0n;
+  while (seq < forkedHead) {
+    const k = await c.generateKey({ type: 'AES', bits: 128, acks: 1 });
+    seq = k.acknowledgement?.position?.seq ?? assert.fail('a relayed change has a position');
+  }
+  await until(() => c.nodes[1]?.state === 'down', 'node 1 retired', WAIT_MS);
+  const error = c.nodes[1]?.lastError;
+  assert.ok(isCofferError(error, 'COFFER_CLUSTER_FORKED'), String(error));
+  assert.equal(error.detail['seq'], String(forkedHead), 'the position of the fork');
+  assert.equal(error.detail['node'], 1);
+  assert.equal(c.nodes[0]?.state, 'up', 'the HSM that agrees is kept');
+});
