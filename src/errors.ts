@@ -191,6 +191,9 @@ export const ERRORS = {
   // ── a cluster created from a backup gets its own journal; nodes' journal modes (hsm/identity/cluster.ts, service/fleet/) ──
   COFFER_JOURNAL_GENESIS_REFUSED: { message: 'A new cluster journal is started only on an HSM freshly restored from a backup of another cluster', ckr: 'CKR_FUNCTION_FAILED', http: 409 },
   COFFER_FLEET_JOURNAL_MODE_MISMATCH: { message: 'The node runs its cluster journal in another mode than this service relays', ckr: 'CKR_DEVICE_ERROR', http: 409 },
+  // ── SDK: acknowledgements and the client's fork check (src/client/acks.ts, docs/sdk.md) ─────────
+  COFFER_ACKS_NOT_MET: { message: 'State change is in the cluster journal, but fewer HSMs than required acknowledged it in time', ckr: 'CKR_FUNCTION_FAILED', http: 504 },
+  COFFER_CLUSTER_FORKED: { message: 'HSMs of this cluster hold different journal entries at one position: the HSMs that disagree with the acknowledged entry are no longer used', ckr: 'CKR_DEVICE_ERROR', http: 502 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

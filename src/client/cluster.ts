@@ -8,14 +8,15 @@
 
 import { CofferError } from '../errors.js';
 import {
-  CLIENT_CONNECT_TIMEOUT_MS, CLIENT_CONNECTIONS_PER_NODE_MAX, CLIENT_FIND_PAGE_OBJECTS, CLIENT_REQUEST_TIMEOUT_MS, CLIENT_RETRIES_DEFAULT, CLIENT_RETRIES_MAX,
+  CLIENT_ACK_TIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS, CLIENT_CONNECTIONS_PER_NODE_MAX, CLIENT_FIND_PAGE_OBJECTS, CLIENT_REQUEST_TIMEOUT_MS, CLIENT_RETRIES_DEFAULT, CLIENT_RETRIES_MAX,
 } from '../formats/limits.js';
 import type { WireMechanismParams, WireRequest, WireResponse } from '../formats/wire.js';
+import { JournalView, acknowledge, checkAcks, type Acknowledgement } from './acks.js';
 import { Connection } from './connection.js';
 import { checkEndpoints } from './discovery.js';
 import { Key, type Curve, type KeyInfo, type KeyType, type ObjectClass, type Placement, type Template } from './keys.js';
-import { NodeLink, connectError, isLoginRefusal, type Endpoint, type NodeSnapshot } from './node_link.js';
-import { Router, type Route } from './router.js';
+import { NodeLink, connectError, isLoginRefusal, type Endpoint, type JournalPosition, type NodeSnapshot } from './node_link.js';
+import { Router, type ChangeOptions, type Route } from './router.js';
 import { Quorum, Users, withPasswords } from './users.js';
 
 export interface Credentials {
@@ -41,6 +42,11 @@ export interface ClusterOptions {
   readonly connectionsPerNode?: number;
   /** Coalesce concurrent single sign calls into SIGN_BATCH frames (default false; docs/sdk.md). */
   readonly autoBatch?: boolean;
+  /** HSMs that must hold a state change before it returns, on a relayed cluster (docs/sdk.md
+   * "Acknowledgements"): 1 … the number of endpoints; default 2 with two or more endpoints, else 1. */
+  readonly acks?: number;
+  /** How long a state change waits for its acknowledgements (default CLIENT_ACK_TIMEOUT_MS). */
+  readonly ackTimeoutMs?: number;
 }
 
 export interface KeyOptions {
@@ -50,6 +56,8 @@ export interface KeyOptions {
   readonly extractable?: boolean;
   /** Default true: a token (persistent) object; false = a session object, gone with the session. */
   readonly token?: boolean;
+  /** HSMs that must hold the new key before the call returns (default: the client's `acks`). */
+  readonly acks?: number;
 }
 export type KeyPairSpec = (
   | { readonly curve: 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519' }
@@ -77,10 +85,14 @@ export class Cluster {
   readonly users: Users;
   readonly quorum: Quorum;
   readonly #links: readonly NodeLink[];
+  /** What the client knows of the cluster journal, for the fork check (acks.ts). */
+  readonly #view = new JournalView();
 
-  private constructor(links: readonly NodeLink[], retries: number) {
+  private constructor(links: readonly NodeLink[], retries: number, acks: number, ackTimeoutMs: number) {
     this.#links = links;
     this.router = new Router(links, retries);
+    this.router.acknowledge = (origin, position, k) => acknowledge(this.#view, links, origin, position, k ?? acks, ackTimeoutMs);
+    for (const l of links) l.onPosition = (link, seq, hash) => this.#view.observe(link, seq, hash);
     this.users = new Users(this.router, (node, pw) => (links[node] as NodeLink).replacePassword(pw));
     this.quorum = new Quorum(this.router);
   }
@@ -92,6 +104,8 @@ export class Cluster {
     const connections = boundedInt(options.connectionsPerNode, 1, 1, CLIENT_CONNECTIONS_PER_NODE_MAX, 'connectionsPerNode');
     const connectTimeoutMs = boundedInt(options.connectTimeoutMs, CLIENT_CONNECT_TIMEOUT_MS, 1, 3_600_000, 'connectTimeoutMs');
     const requestTimeoutMs = boundedInt(options.requestTimeoutMs, CLIENT_REQUEST_TIMEOUT_MS, 1, 3_600_000, 'requestTimeoutMs');
+    const acks = checkAcks(options.acks ?? Math.min(2, endpoints.length), endpoints.length);
+    const ackTimeoutMs = boundedInt(options.ackTimeoutMs, CLIENT_ACK_TIMEOUT_MS, 1, 3_600_000, 'ackTimeoutMs');
     const cred = options.credentials;
     if (typeof cred?.username !== 'string' || cred.username.length === 0) throw bad('credentials need a username');
     const password = typeof cred.password === 'string' ? new TextEncoder().encode(cred.password) : cred.password;
@@ -102,7 +116,7 @@ export class Cluster {
       ...(options.cert === undefined ? {} : { cert: options.cert }), ...(options.key === undefined ? {} : { key: options.key }),
     }));
     if (typeof cred.password === 'string') password.fill(0);
-    const cluster = new Cluster(links, retries);
+    const cluster = new Cluster(links, retries, acks, ackTimeoutMs);
     holder.cluster = cluster;
     try {
       await cluster.#logInEverywhere();
@@ -172,47 +186,47 @@ export class Cluster {
       ? (spec.curve === 'Ed25519' ? { keyType: 'EC_EDWARDS', curve: 'Ed25519' } : { keyType: 'EC', curve: spec.curve })
       : { keyType: 'RSA', bits: spec.bits, ...(spec.publicExponent === undefined ? {} : { publicExponent: spec.publicExponent }) };
     const base = templateOf(spec);
-    const { response, node } = await this.router.primary('GENERATE_KEY_PAIR', {
+    const { response, node, acknowledgement } = await this.router.change('GENERATE_KEY_PAIR', {
       spec: wireSpec,
       publicTemplate: { ...withoutExtractable(base), ...spec.publicAttributes },
       privateTemplate: { ...base, ...spec.privateAttributes },
-    });
+    }, undefined, acksOf(spec));
     const keyType: KeyType = wireSpec.keyType;
     const curve = 'curve' in wireSpec ? wireSpec.curve : undefined;
     return {
-      publicKey: this.#made({ handle: response.publicHandle, identity: response.publicIdentity }, node, { class: 'PUBLIC_KEY', keyType, curve }),
-      privateKey: this.#made({ handle: response.privateHandle, identity: response.privateIdentity }, node, { class: 'PRIVATE_KEY', keyType, curve }),
+      publicKey: this.#made({ handle: response.publicHandle, identity: response.publicIdentity }, node, acknowledgement, { class: 'PUBLIC_KEY', keyType, curve }),
+      privateKey: this.#made({ handle: response.privateHandle, identity: response.privateIdentity }, node, acknowledgement, { class: 'PRIVATE_KEY', keyType, curve }),
     };
   }
 
   async generateKey(spec: SecretKeySpec): Promise<Key> {
-    const { response, node } = await this.router.primary('GENERATE_KEY', { spec: { keyType: spec.type, bits: spec.bits }, template: { ...templateOf(spec), ...spec.attributes } });
-    return this.#made(response, node, { class: 'SECRET_KEY', keyType: spec.type });
+    const { response, node, acknowledgement } = await this.router.change('GENERATE_KEY', { spec: { keyType: spec.type, bits: spec.bits }, template: { ...templateOf(spec), ...spec.attributes } }, undefined, acksOf(spec));
+    return this.#made(response, node, acknowledgement, { class: 'SECRET_KEY', keyType: spec.type });
   }
 
   async importPublicKeyPem(pem: string, options: KeyOptions & { readonly attributes?: Template } = {}): Promise<Key> {
-    const { response, node } = await this.router.primary('IMPORT_PUBLIC_KEY', { key: pem, template: { ...withoutExtractable(templateOf(options)), ...options.attributes } });
-    return this.#made(response, node, { class: 'PUBLIC_KEY' });
+    const { response, node, acknowledgement } = await this.router.change('IMPORT_PUBLIC_KEY', { key: pem, template: { ...withoutExtractable(templateOf(options)), ...options.attributes } }, undefined, acksOf(options));
+    return this.#made(response, node, acknowledgement, { class: 'PUBLIC_KEY' });
   }
 
   /** Imports a private key given as PEM text (a JS string: the SDK cannot zeroise it) or PKCS#8 DER bytes. */
   async importPrivateKeyPem(pem: string | Uint8Array, options: KeyOptions & { readonly attributes?: Template } = {}): Promise<Key> {
-    const { response, node } = await this.router.primary('IMPORT_PRIVATE_KEY', { key: pem, template: { ...templateOf(options), ...options.attributes } });
-    return this.#made(response, node, { class: 'PRIVATE_KEY' });
+    const { response, node, acknowledgement } = await this.router.change('IMPORT_PRIVATE_KEY', { key: pem, template: { ...templateOf(options), ...options.attributes } }, undefined, acksOf(options));
+    return this.#made(response, node, acknowledgement, { class: 'PRIVATE_KEY' });
   }
 
   /** Unwraps `wrapped` with `unwrappingKey` into a new key (default mechanism: see Key.wrap). */
-  async unwrapKey(unwrappingKey: Key, wrapped: Uint8Array, template: WireRequest<'UNWRAP_KEY'>['template'], params?: WireMechanismParams): Promise<Key> {
+  async unwrapKey(unwrappingKey: Key, wrapped: Uint8Array, template: WireRequest<'UNWRAP_KEY'>['template'], params?: WireMechanismParams, options: ChangeOptions = {}): Promise<Key> {
     const p = params ?? (unwrappingKey.keyType === 'RSA' ? { mechanism: 'CKM_RSA_PKCS_OAEP', hash: 'SHA-256' } as const : { mechanism: 'CKM_AES_KEY_WRAP_PAD' } as const);
     const { route, identity } = await keyRoute(unwrappingKey);
-    const { response, node } = await this.router.primary('UNWRAP_KEY', { unwrappingHandle: unwrappingKey.handle, wrapped, params: p, template, ...identity }, route);
-    return this.#made(response, node, { class: template.class, keyType: template.keyType, curve: template.curve });
+    const { response, node, acknowledgement } = await this.router.change('UNWRAP_KEY', { unwrappingHandle: unwrappingKey.handle, wrapped, params: p, template, ...identity }, route, options);
+    return this.#made(response, node, acknowledgement, { class: template.class, keyType: template.keyType, curve: template.curve });
   }
 
-  async deriveKey(baseKey: Key, params: WireMechanismParams, template: WireRequest<'DERIVE_KEY'>['template']): Promise<Key> {
+  async deriveKey(baseKey: Key, params: WireMechanismParams, template: WireRequest<'DERIVE_KEY'>['template'], options: ChangeOptions = {}): Promise<Key> {
     const { route, identity } = await keyRoute(baseKey);
-    const { response, node } = await this.router.primary('DERIVE_KEY', { baseHandle: baseKey.handle, params, template, ...identity }, route);
-    return this.#made(response, node, { class: 'SECRET_KEY', keyType: template.keyType });
+    const { response, node, acknowledgement } = await this.router.change('DERIVE_KEY', { baseHandle: baseKey.handle, params, template, ...identity }, route, options);
+    return this.#made(response, node, acknowledgement, { class: 'SECRET_KEY', keyType: template.keyType });
   }
 
   /**
@@ -221,8 +235,8 @@ export class Cluster {
    * HSM serves a key"), and names its object's identity in every request.
    */
   async findKeys(filter: FindFilter = {}): Promise<Key[]> {
-    const { infos, nodes } = await this.#find(filter, CLIENT_FIND_PAGE_OBJECTS, true);
-    return infos.map((i) => new Key(this, i.handle, { identity: i.identity, nodes }, { class: i.class, keyType: i.keyType, curve: i.curve }));
+    const { infos, where } = await this.#find(filter, CLIENT_FIND_PAGE_OBJECTS, true);
+    return infos.map((i) => new Key(this, i.handle, { identity: i.identity, ...where }, { class: i.class, keyType: i.keyType, curve: i.curve }));
   }
 
   /**
@@ -240,31 +254,41 @@ export class Cluster {
 
   /** @internal Finds the object `handle` names for a Key made by key() (KeyHost). */
   async locate(handle: number): Promise<{ placement: Placement; info: KeyInfo }> {
-    const { infos, nodes } = await this.#find({}, 1, false, handle);
+    const { infos, where } = await this.#find({}, 1, false, handle);
     const info = infos[0];
     if (info === undefined) throw new CofferError('COFFER_OBJECT_NOT_FOUND', { handle });
-    return { placement: { identity: info.identity, nodes }, info };
+    return { placement: { identity: info.identity, ...where }, info };
   }
 
-  /** FIND on one node, every page (or the first only), and the nodes known to hold the state it
-   * answered from. Pages read at different state positions leave the answering node alone. */
-  async #find(filter: FindFilter, limit: number, allPages: boolean, handle?: number): Promise<{ infos: KeyInfo[]; nodes: number }> {
+  /**
+   * FIND on one node, every page (or the first only), and where the keys it found may be served: on
+   * a relayed cluster every node at or past the journal position of the answer (its first page: a
+   * later page was read at or past it); on a solo cluster the nodes known to hold the state it
+   * answered from, and pages read at different state positions leave the answering node alone.
+   */
+  async #find(filter: FindFilter, limit: number, allPages: boolean, handle?: number): Promise<{ infos: KeyInfo[]; where: { fromSeq: bigint } | { nodes: number } }> {
     return this.router.onOneNode(async (link) => {
       const found: KeyInfo[] = [];
       let afterHandle: number | undefined;
       let lineage: Uint8Array | undefined;
+      let fromSeq: bigint | undefined;
       let steady = true;
       for (;;) {
         const page = await link.call('FIND', { filter: handle === undefined ? filter : { ...filter, handle }, limit, ...(afterHandle === undefined ? {} : { afterHandle }) });
         steady &&= lineage === undefined || Buffer.compare(lineage, page.objectLineage) === 0;
         lineage ??= page.objectLineage;
+        fromSeq ??= page.journalPosition;
         found.push(...page.objects);
         const last = page.objects[page.objects.length - 1];
         if (!allPages || !page.more || last === undefined) break;
         afterHandle = last.handle;
       }
+      if (fromSeq !== undefined && link.journalMode === 'relayed') {
+        if (fromSeq > link.headSeq) link.headSeq = fromSeq;
+        return { infos: found, where: { fromSeq } };
+      }
       const nodes = lineage !== undefined && steady ? await this.#nodesAt(link, lineage) : 1 << link.index;
-      return { infos: found, nodes };
+      return { infos: found, where: { nodes } };
     });
   }
 
@@ -328,17 +352,26 @@ export class Cluster {
     return Promise.resolve();
   }
 
-  #made(made: { readonly handle: number; readonly identity: Uint8Array }, node: number, known: { class?: ObjectClass; keyType?: KeyType; curve?: Curve | undefined }): Key {
-    // Without the cluster journal the new object exists on `node` alone (docs/sdk.md).
-    return new Key(this, made.handle, this.#links.length > 1 ? { identity: made.identity, nodes: 1 << node } : { identity: made.identity }, known);
+  #made(made: { readonly handle: number; readonly identity: Uint8Array }, node: number, acknowledgement: Acknowledgement, known: { class?: ObjectClass; keyType?: KeyType; curve?: Curve | undefined }): Key {
+    return new Key(this, made.handle, this.#placementOfNew(made.identity, node, acknowledgement.position), known, acknowledgement);
+  }
+
+  /** Where a key this client made lives (docs/sdk.md "Which HSM serves a key"): on a relayed cluster
+   * every node at or past the entry that made it; else (solo) the node that made it alone. */
+  #placementOfNew(identity: Uint8Array, node: number, position: JournalPosition | undefined): Placement {
+    if (position !== undefined && this.#links[node]?.journalMode === 'relayed') return { identity, fromSeq: position.seq };
+    return this.#links.length > 1 ? { identity, nodes: 1 << node } : { identity };
   }
 }
 
 /** Where a call that makes a key from `key` must go (where `key` lives), and its identity field. */
 async function keyRoute(key: Key): Promise<{ route: Route; identity: { identity?: Uint8Array } }> {
-  const placement = await key.placement();
-  const route: Route = placement.nodes === undefined ? { handle: key.handle } : { handle: key.handle, nodes: placement.nodes };
-  return { route, identity: placement.identity === undefined ? {} : { identity: placement.identity } };
+  const { route, ref } = await key.where();
+  return { route, identity: ref.identity === undefined ? {} : { identity: ref.identity } };
+}
+
+function acksOf(o: { readonly acks?: number }): ChangeOptions {
+  return o.acks === undefined ? {} : { acks: o.acks };
 }
 
 function templateOf(o: KeyOptions): Template {

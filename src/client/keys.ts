@@ -3,16 +3,18 @@
 // Crypto calls and reads are idempotent (balanced over those nodes, retried elsewhere among them);
 // attribute changes, sharing and destroying go to the first of them that is up, once.
 //
-// Without the cluster journal (docs/architecture.md §5) HSMs that made different changes hold different
-// objects under one handle. So a key goes only to the nodes known to hold the state it was found in
-// (same state lineage: docs/sdk.md "Which HSM serves a key"): the node that made it, or the node a
-// find answered from and every node that reported the same lineage. Every request also carries the
+// On a relayed cluster (one journal, docs/architecture.md §5) a handle names one object on every HSM
+// that has applied the entry that made it: a key goes to every node whose journal head is at or past
+// the position where the client learned of it. On a solo cluster HSMs that made different changes hold
+// different objects under one handle, so a key goes only to the nodes known to hold the state it was
+// found in (same object lineage: docs/sdk.md "Which HSM serves a key"). Every request also carries the
 // object's identity, and a node whose object there is another refuses (COFFER_OBJECT_MISMATCH).
 // A key named only by its handle (Cluster.key) is found on first use, as findKeys would.
 
 import { CofferError } from '../errors.js';
 import { fromWireError, type WireError, type WireMechanismParams, type WireRequest, type WireResponse } from '../formats/wire.js';
-import type { Router, Route } from './router.js';
+import type { Acknowledgement } from './acks.js';
+import type { ChangeOptions, Router, Route } from './router.js';
 
 export type ObjectClass = WireResponse<'GET_ATTRIBUTES'>['class'];
 export type KeyType = WireResponse<'GET_ATTRIBUTES'>['keyType'];
@@ -24,11 +26,13 @@ export type Template = WireRequest<'GENERATE_KEY'>['template'];
 /** One item of a batch call: its value, or its own typed error (items fail independently). */
 export type BatchResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: CofferError };
 
-/** Where a key lives: the identity of its object and the nodes that may serve it (a bit mask of node
- * indexes; absent: any node). */
+/** Where a key lives: the identity of its object and the nodes that may serve it — a bit mask of node
+ * indexes (a solo cluster's lineage rules), or, on a relayed cluster, `fromSeq`: every node whose
+ * journal head is at or past that position; neither: any node. */
 export interface Placement {
   readonly identity?: Uint8Array;
   readonly nodes?: number;
+  readonly fromSeq?: bigint;
 }
 
 /** What a Key needs from its cluster. */
@@ -47,13 +51,16 @@ export class Key {
   #located: Promise<Placement> | undefined;
   #known: Known;
   #typeFetch: Promise<KeyInfo> | undefined;
+  /** For a key this client made: which HSMs acknowledged the change that made it (docs/sdk.md "Acknowledgements"). */
+  readonly acknowledgement: Acknowledgement | undefined;
 
   /** `placement` undefined: the key is found (Cluster.locate) on first use. */
-  constructor(host: KeyHost, handle: number, placement: Placement | undefined, known: Known = {}) {
+  constructor(host: KeyHost, handle: number, placement: Placement | undefined, known: Known = {}, acknowledgement?: Acknowledgement) {
     this.#host = host;
     this.handle = handle;
     this.#placement = placement;
     this.#known = known;
+    this.acknowledgement = acknowledgement;
   }
 
   get class(): ObjectClass | undefined {
@@ -69,95 +76,95 @@ export class Key {
   get identity(): Uint8Array | undefined {
     return this.#placement?.identity?.slice();
   }
-  /** The indexes of the nodes that may serve this key, once known (undefined: any node). */
+  /** The indexes of the nodes that may serve this key now, once known (undefined: any node). */
   get nodes(): readonly number[] | undefined {
-    const mask = this.#placement?.nodes;
+    const mask = this.#mask(this.#placement);
     if (mask === undefined) return undefined;
     return this.#host.router.links.map((l) => l.index).filter((i) => (mask & (1 << i)) !== 0);
   }
 
   async sign(data: Uint8Array, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultSign());
-    const { route, ref } = await this.#where();
+    const { route, ref } = await this.where();
     return (await this.#host.router.idempotent('SIGN', { ...ref, params: p, data }, route)).signature;
   }
   async verify(data: Uint8Array, signature: Uint8Array, params?: WireMechanismParams): Promise<boolean> {
     const p = params ?? (await this.#defaultSign());
-    const { route, ref } = await this.#where();
+    const { route, ref } = await this.where();
     return (await this.#host.router.idempotent('VERIFY', { ...ref, params: p, data, signature }, route)).valid;
   }
   async encrypt(data: Uint8Array, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultEncrypt());
-    const { route, ref } = await this.#where();
+    const { route, ref } = await this.where();
     return (await this.#host.router.idempotent('ENCRYPT', { ...ref, params: p, data }, route)).data;
   }
   async decrypt(data: Uint8Array, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultEncrypt());
-    const { route, ref } = await this.#where();
+    const { route, ref } = await this.where();
     return (await this.#host.router.idempotent('DECRYPT', { ...ref, params: p, data }, route)).data;
   }
 
   async signMany(items: readonly Uint8Array[], params?: WireMechanismParams): Promise<BatchResult<Uint8Array>[]> {
     const p = params ?? (await this.#defaultSign());
-    const { ref } = await this.#where();
+    const { ref } = await this.where();
     return this.#batch('SIGN_BATCH', items.map((data) => ({ ...ref, params: p, data })));
   }
   async verifyMany(items: readonly { readonly data: Uint8Array; readonly signature: Uint8Array }[], params?: WireMechanismParams): Promise<BatchResult<boolean>[]> {
     const p = params ?? (await this.#defaultSign());
-    const { ref } = await this.#where();
+    const { ref } = await this.where();
     return this.#batch('VERIFY_BATCH', items.map((i) => ({ ...ref, params: p, data: i.data, signature: i.signature })));
   }
   async encryptMany(items: readonly Uint8Array[], params?: WireMechanismParams): Promise<BatchResult<Uint8Array>[]> {
     const p = params ?? (await this.#defaultEncrypt());
-    const { ref } = await this.#where();
+    const { ref } = await this.where();
     return this.#batch('ENCRYPT_BATCH', items.map((data) => ({ ...ref, params: p, data })));
   }
   async decryptMany(items: readonly Uint8Array[], params?: WireMechanismParams): Promise<BatchResult<Uint8Array>[]> {
     const p = params ?? (await this.#defaultEncrypt());
-    const { ref } = await this.#where();
+    const { ref } = await this.where();
     return this.#batch('DECRYPT_BATCH', items.map((data) => ({ ...ref, params: p, data })));
   }
 
   /** Everything the node says about the key (class, type, label, id, attributes, owner, sharees). */
   async attributes(): Promise<KeyInfo> {
-    const { route, ref } = await this.#where();
+    const { route, ref } = await this.where();
     const info = await this.#host.router.idempotent('GET_ATTRIBUTES', ref, route);
     this.#known = { class: info.class, keyType: info.keyType, curve: info.curve };
     return info;
   }
   async exportPublicPem(): Promise<string> {
-    const { route, ref } = await this.#where();
+    const { route, ref } = await this.where();
     return (await this.#host.router.idempotent('EXPORT_PUBLIC', ref, route)).pem;
   }
   /** The key's bytes in the clear (only an extractable, non-sensitive key). The caller owns and zeroises them. */
   async exportPlaintext(): Promise<Uint8Array> {
-    const { route, ref } = await this.#where();
+    const { route, ref } = await this.where();
     return (await this.#host.router.idempotent('EXPORT_PLAINTEXT', ref, route)).key;
   }
 
-  async setAttribute(name: SettableAttribute, value: boolean | string | Uint8Array): Promise<void> {
-    const { route, ref } = await this.#where();
-    await this.#host.router.primary('SET_ATTRIBUTE', { ...ref, name, value }, route);
+  async setAttribute(name: SettableAttribute, value: boolean | string | Uint8Array, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    const { route, ref } = await this.where();
+    return (await this.#host.router.change('SET_ATTRIBUTE', { ...ref, name, value }, route, options)).acknowledgement;
   }
-  async share(userName: string): Promise<void> {
-    const { route, ref } = await this.#where();
-    await this.#host.router.primary('SHARE', { ...ref, userName }, route);
+  async share(userName: string, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    const { route, ref } = await this.where();
+    return (await this.#host.router.change('SHARE', { ...ref, userName }, route, options)).acknowledgement;
   }
-  async unshare(userName: string): Promise<void> {
-    const { route, ref } = await this.#where();
-    await this.#host.router.primary('UNSHARE', { ...ref, userName }, route);
+  async unshare(userName: string, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    const { route, ref } = await this.where();
+    return (await this.#host.router.change('UNSHARE', { ...ref, userName }, route, options)).acknowledgement;
   }
-  async destroy(): Promise<void> {
-    const { route, ref } = await this.#where();
-    await this.#host.router.primary('DESTROY', ref, route);
+  async destroy(options: ChangeOptions = {}): Promise<Acknowledgement> {
+    const { route, ref } = await this.where();
+    return (await this.#host.router.change('DESTROY', ref, route, options)).acknowledgement;
   }
 
   /** Wraps `target` under this key (default: AES key wrap with padding, RFC 5649; RSA-OAEP SHA-256). */
   async wrap(target: Key, params?: WireMechanismParams): Promise<Uint8Array> {
     const p = params ?? (await this.#defaultWrap());
-    const [mine, theirs] = await Promise.all([this.#where(), target.placement()]);
+    const [mine, theirs] = await Promise.all([this.where(), target.placement()]);
     // Only a node that holds both keys: the intersection of where each may go.
-    const nodes = (mine.route.nodes ?? -1) & (theirs.nodes ?? -1);
+    const nodes = (mine.route.nodes ?? -1) & (this.#mask(theirs) ?? -1);
     const route = nodes === -1 ? { handle: this.handle } : { handle: this.handle, nodes };
     const identities = { ...(mine.ref.identity === undefined ? {} : { wrapping: mine.ref.identity }), ...(theirs.identity === undefined ? {} : { target: theirs.identity }) };
     return (await this.#host.router.idempotent('WRAP_KEY', { wrappingHandle: this.handle, targetHandle: target.handle, params: p, identities }, route)).wrapped;
@@ -174,10 +181,17 @@ export class Key {
     return this.#located;
   }
 
-  /** The route of a call on this key and how its requests name it (handle, and identity when known). */
-  async #where(): Promise<{ route: Route; ref: { handle: number; identity?: Uint8Array } }> {
+  /** The nodes a placement allows now (a bit mask; undefined: any node). */
+  #mask(placement: Placement | undefined): number | undefined {
+    if (placement?.fromSeq !== undefined) return this.#host.router.nodesAtOrPast(placement.fromSeq);
+    return placement?.nodes;
+  }
+
+  /** @internal The route of a call on this key and its reference (Cluster: keys made from this one). */
+  async where(): Promise<{ route: Route; ref: { handle: number; identity?: Uint8Array } }> {
     const placement = await this.placement();
-    const route: Route = placement.nodes === undefined ? { handle: this.handle } : { handle: this.handle, nodes: placement.nodes };
+    const nodes = this.#mask(placement);
+    const route: Route = nodes === undefined ? { handle: this.handle } : { handle: this.handle, nodes };
     const ref = placement.identity === undefined ? { handle: this.handle } : { handle: this.handle, identity: placement.identity };
     return { route, ref };
   }
@@ -218,7 +232,7 @@ export class Key {
     const per = Math.max(1, Math.min(...this.#host.router.links.map((l) => l.batchItemsMax)));
     const chunks: WireRequest<N>['items'][] = [];
     for (let i = 0; i < items.length; i += per) chunks.push(items.slice(i, i + per));
-    const { route } = await this.#where();
+    const { route } = await this.where();
     const replies = await Promise.all(chunks.map((chunk) => this.#host.router.idempotent(name, { items: chunk } as never, route)));
     type R = BatchResult<N extends 'VERIFY_BATCH' ? boolean : Uint8Array>;
     return replies.flatMap((r) => (r as { results: readonly ({ ok: true; value: unknown } | { ok: false; error: WireError })[] }).results.map(

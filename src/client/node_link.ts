@@ -28,6 +28,8 @@ export interface Endpoint {
 }
 
 export type LoginRole = NonNullable<WireRequest<'LOGIN'>['role']>;
+export type JournalMode = NonNullable<WireResponse<'STATUS'>['journal']>['mode'];
+export type JournalPosition = { readonly seq: bigint; readonly hash: Uint8Array };
 export type NodeState = 'up' | 'down' | 'probing';
 
 /** A read-only view of one node for callers (Cluster.nodes). */
@@ -122,8 +124,16 @@ export class NodeLink {
   /** SIGN_BATCH frames auto-batching has sent (for tests and tuning). */
   autoBatches = 0;
   lastError: CofferError | undefined;
-  /** Handles this node said it does not hold (no journal yet: see docs/sdk.md). */
+  /** Handles this node said it does not hold (docs/sdk.md "Which HSM serves a key"). */
   readonly missing = new Set<number>();
+  /** How the node's journal is ordered (STATUS), 'unknown' until it said (or when it is too old to say). */
+  journalMode: JournalMode | 'unknown' = 'unknown';
+  /** The highest journal head seq the node has reported (STATUS, JOURNAL_WAIT, a state change's position). */
+  headSeq = -1n;
+  /** Told of every (seq, hash) the node reports, for the fork check (docs/sdk.md "Forks"). */
+  onPosition: ((link: NodeLink, seq: bigint, hash: Uint8Array) => void) | undefined;
+  /** Set when the client stopped using this node for good (it holds a forked journal). */
+  retired: CofferError | undefined;
   readonly #o: LinkOptions;
   #channels: Channel[] = [];
   #signQueue: QueuedSign[] = [];
@@ -184,9 +194,11 @@ export class NodeLink {
   async login(): Promise<void> {
     const [first, ...rest] = this.#channels;
     if (first === undefined) throw new CofferError('COFFER_CONNECTION_LOST', { host: this.endpoint.host, port: this.endpoint.port });
+    if (this.retired !== undefined) throw this.retired;
     const o = this.#o;
     await first.connection.login(first.session, o.username, o.password, o.role);
     await Promise.all(rest.map((c) => c.connection.login(c.session, o.username, o.password, o.role)));
+    this.headSeq = -1n; // the node may have been restored since: learn its head again
     await this.#pollStatus();
     this.inFlightMax = this.#channels.reduce((n, c) => n + c.connection.hello.inFlightMax, 0);
     this.batchItemsMax = Math.max(1, Math.min(...this.#channels.map((c) => c.connection.hello.batchItemsMax)));
@@ -285,22 +297,70 @@ export class NodeLink {
   }
 
   /** A request that needs no session (STATUS). */
-  callPlain(name: 'STATUS'): Promise<WireResponse<'STATUS'>> {
-    return this.#plain(name, this.#channel());
+  async callPlain(name: 'STATUS'): Promise<WireResponse<'STATUS'>> {
+    const st = await this.#plain(name, {}, this.#channel());
+    this.#sawStatus(st);
+    return st;
   }
 
-  async #plain(name: 'STATUS', picked: Channel): Promise<WireResponse<'STATUS'>> {
+  /**
+   * JOURNAL_WAIT (docs/wire-protocol.md "Journal positions"): parks on the node until its head reaches
+   * `seq` or `waitMs` (≤ WIRE_JOURNAL_WAIT_MS_MAX) passes. Not counted in flight: it only waits, and
+   * the stuck-node check must not take a parked wait for a node that stopped answering.
+   */
+  async waitJournal(seq: bigint, waitMs: number): Promise<WireResponse<'JOURNAL_WAIT'>> {
+    const answer = await this.#plain('JOURNAL_WAIT', { seq, waitMs }, this.#channel());
+    this.#sawHead(answer.mode, answer.head);
+    if (answer.hashAtSeq !== undefined && answer.mode === 'relayed') this.onPosition?.(this, seq, answer.hashAtSeq);
+    return answer;
+  }
+
+  /** Records a position this node answered as the entry that made a change (its own). */
+  sawPosition(position: JournalPosition): void {
+    if (position.seq > this.headSeq) this.headSeq = position.seq;
+  }
+
+  #sawStatus(st: WireResponse<'STATUS'>): void {
+    this.sawLineage(st.objectLineage);
+    if (st.journal === undefined) this.journalMode = 'unknown';
+    else this.#sawHead(st.journal.mode, st.journal.head);
+  }
+
+  #sawHead(mode: JournalMode, head: JournalPosition): void {
+    this.journalMode = mode;
+    if (head.seq > this.headSeq) this.headSeq = head.seq;
+    // Only a relayed journal is the cluster's: solo HSMs each order their own and differ by design.
+    if (mode === 'relayed') this.onPosition?.(this, head.seq, head.hash);
+  }
+
+  async #plain<N extends 'STATUS' | 'JOURNAL_WAIT'>(name: N, request: WireRequest<N>, picked: Channel): Promise<WireResponse<N>> {
     let ch = picked;
     if (ch.connection.isLost) ch = await this.#reopen(ch);
     if (ch.inFlight === 0) ch.quiet = true;
     try {
-      const response = await ch.connection.call(name, {});
+      const response = await ch.connection.call(name, request);
       ch.quiet = false;
       return response;
     } catch (e) {
       this.#failed(ch, e);
       throw e;
     }
+  }
+
+  /**
+   * The client stops using this node for good: it holds a journal that forked from the one the
+   * cluster acknowledged (docs/sdk.md "Forks"). It is closed, never probed again, and shows `error`
+   * in Cluster.nodes.
+   */
+  retire(error: CofferError): void {
+    if (this.retired !== undefined) return;
+    this.retired = error;
+    this.lastError = error;
+    this.#probing = false;
+    this.state = 'down';
+    clearInterval(this.#timer);
+    clearTimeout(this.#probeTimer);
+    this.#dropChannels();
   }
 
   /** The node's object lineage as last seen (STATUS, FIND), hex; '' while unknown. Two nodes that
@@ -474,8 +534,8 @@ export class NodeLink {
     this.#polling = true;
     try {
       const next = this.#channels[this.#pollNext++ % Math.max(1, this.#channels.length)];
-      const st = await (next === undefined ? this.callPlain('STATUS') : this.#plain('STATUS', next));
-      this.sawLineage(st.objectLineage);
+      const st = next === undefined ? await this.callPlain('STATUS') : await this.#plain('STATUS', {}, next);
+      this.#sawStatus(st);
       this.capacityOpsPerSecond = st.capacityOpsPerSecond;
       this.loadPermille = st.loadPermille;
       const others = st.inFlightMax > 0 ? (st.inFlight - this.inFlight) / st.inFlightMax : 0;

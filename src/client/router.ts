@@ -8,8 +8,8 @@
 // nothing) is retried there. When every node is at its in-flight limit a call waits in a bounded FIFO
 // for a free slot.
 //
-// A call on a key goes only to the nodes its route allows: those known to hold the state the key
-// was found in (docs/sdk.md "Which HSM serves a key"). When none of them is up the call fails with
+// A call on a key goes only to the nodes its route allows: those known to hold the key (docs/sdk.md
+// "Which HSM serves a key"). A state change's acknowledgements are gathered by `change` (acks.ts). When none of them is up the call fails with
 // COFFER_KEY_UNAVAILABLE: another node's object at that handle may be another key.
 
 import { CofferError, isCofferError } from '../errors.js';
@@ -17,11 +17,21 @@ import { CLIENT_QUEUE_MAX } from '../formats/limits.js';
 import type { WireResponse } from '../formats/wire.js';
 import { ALL_NODES, PICK_IGNORE_MISSING, PICK_IGNORE_TRIED, PICK_STRICT, pickLink } from './balancer.js';
 import { NodeBusyError } from './connection.js';
-import type { NodeLink, SessionBody, SessionOp } from './node_link.js';
+import { checkAcks, type Acknowledgement } from './acks.js';
+import type { JournalPosition, NodeLink, SessionBody, SessionOp } from './node_link.js';
 
 /** Where a call may go: any node (balanced), only the nodes of the `nodes` bit mask (a key's), or the
  * primary first (reads that should see this client's own state changes). */
 export type Route = { readonly handle?: number; readonly nodes?: number; readonly primaryFirst?: boolean };
+
+/** Gathers the acknowledgements of a state change (acks.ts; `k` undefined: the client's default). */
+export type Acknowledge = (origin: NodeLink, position: JournalPosition | undefined, k: number | undefined) => Promise<Acknowledgement>;
+
+/** Per-call options of a state change. */
+export interface ChangeOptions {
+  /** HSMs that must hold the change before the call returns (docs/sdk.md "Acknowledgements"). */
+  readonly acks?: number;
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -30,10 +40,33 @@ export class Router {
   readonly #retries: number;
   readonly #waiters: Array<() => void> = [];
   #start = 0;
+  /** Set by the cluster: how a state change is acknowledged. */
+  acknowledge: Acknowledge = (origin) => Promise.resolve({ nodes: [origin.index], required: 1 });
 
   constructor(links: readonly NodeLink[], retries: number) {
     this.links = links;
     this.#retries = retries;
+  }
+
+  /**
+   * A state change (`primary`), then its acknowledgements: on a relayed cluster it returns once
+   * `options.acks` HSMs (default: the client's) hold the journal entry that made it, else fails
+   * COFFER_ACKS_NOT_MET (acks.ts).
+   */
+  async change<N extends SessionOp>(name: N, body: SessionBody<N>, route?: Route, options: ChangeOptions = {}): Promise<{ response: WireResponse<N>; node: number; acknowledgement: Acknowledgement }> {
+    if (options.acks !== undefined) checkAcks(options.acks, this.links.length); // refused before anything is sent
+    const { response, node } = await this.primary(name, body, route);
+    const position = (response as { readonly position?: JournalPosition }).position;
+    const acknowledgement = await this.acknowledge(this.links[node] as NodeLink, position, options.acks);
+    return { response, node, acknowledgement };
+  }
+
+  /** The up nodes whose journal head is known to be at or past `seq` (a bit mask): those that hold
+   * every change up to that position (docs/sdk.md "Which HSM serves a key"). */
+  nodesAtOrPast(seq: bigint): number {
+    let mask = 0;
+    for (const l of this.links) if (l.state === 'up' && l.journalMode === 'relayed' && l.headSeq >= seq) mask |= 1 << l.index;
+    return mask;
   }
 
   /** An idempotent call: balanced, retried on another node when one fails it. */

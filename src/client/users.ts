@@ -3,7 +3,8 @@
 // encoded to bytes the SDK owns and zeroised once the call is settled (never logged, never in errors).
 
 import type { WireRequest, WireResponse } from '../formats/wire.js';
-import type { Router } from './router.js';
+import type { Acknowledgement } from './acks.js';
+import type { ChangeOptions, Router } from './router.js';
 
 export type ManagedRole = WireRequest<'CREATE_USER'>['role'];
 export type UserInfo = WireResponse<'LIST_USERS'>['users'][number];
@@ -32,27 +33,28 @@ export class Users {
     this.#onOwnPassword = onOwnPassword;
   }
 
-  async create(name: string, password: string | Uint8Array, role: ManagedRole): Promise<void> {
-    await withPasswords([password], ([pw]) => this.#router.primary('CREATE_USER', { name, password: pw as Uint8Array, role }));
+  async create(name: string, password: string | Uint8Array, role: ManagedRole, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    return withPasswords([password], async ([pw]) => (await this.#router.change('CREATE_USER', { name, password: pw as Uint8Array, role }, undefined, options)).acknowledgement);
   }
   async list(): Promise<readonly UserInfo[]> {
     return (await this.#router.onOneNode((l) => l.call('LIST_USERS', {}))).users;
   }
-  async delete(name: string): Promise<void> {
-    await this.#router.primary('DELETE_USER', { name });
+  async delete(name: string, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    return (await this.#router.change('DELETE_USER', { name }, undefined, options)).acknowledgement;
   }
-  async changePassword(name: string, newPassword: string | Uint8Array): Promise<void> {
-    await withPasswords([newPassword], ([pw]) => this.#router.primary('CHANGE_PASSWORD', { name, newPassword: pw as Uint8Array }));
+  async changePassword(name: string, newPassword: string | Uint8Array, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    return withPasswords([newPassword], async ([pw]) => (await this.#router.change('CHANGE_PASSWORD', { name, newPassword: pw as Uint8Array }, undefined, options)).acknowledgement);
   }
   /** Changes the logged-in user's password; the SDK then logs in with the new one on that node. */
-  async changeOwnPassword(currentPassword: string | Uint8Array, newPassword: string | Uint8Array): Promise<void> {
-    await withPasswords([currentPassword, newPassword], async ([cur, pw]) => {
-      const { node } = await this.#router.primary('CHANGE_OWN_PASSWORD', { currentPassword: cur as Uint8Array, newPassword: pw as Uint8Array });
+  async changeOwnPassword(currentPassword: string | Uint8Array, newPassword: string | Uint8Array, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    return withPasswords([currentPassword, newPassword], async ([cur, pw]) => {
+      const { node, acknowledgement } = await this.#router.change('CHANGE_OWN_PASSWORD', { currentPassword: cur as Uint8Array, newPassword: pw as Uint8Array }, undefined, options);
       this.#onOwnPassword(node, Uint8Array.from(pw as Uint8Array));
+      return acknowledgement;
     });
   }
-  async unlock(name: string): Promise<void> {
-    await this.#router.primary('UNLOCK_USER', { name });
+  async unlock(name: string, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    return (await this.#router.change('UNLOCK_USER', { name }, undefined, options)).acknowledgement;
   }
 }
 
@@ -64,11 +66,11 @@ export class Quorum {
   }
 
   /** Registers the logged-in user's quorum public key (SubjectPublicKeyInfo DER). */
-  async registerKey(spkiDer: Uint8Array): Promise<void> {
-    await this.#router.primary('REGISTER_QUORUM_KEY', { spkiDer });
+  async registerKey(spkiDer: Uint8Array, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    return (await this.#router.change('REGISTER_QUORUM_KEY', { spkiDer }, undefined, options)).acknowledgement;
   }
-  async setValue(service: AdminService, m: number): Promise<void> {
-    await this.#router.primary('SET_QUORUM_VALUE', { service, m });
+  async setValue(service: AdminService, m: number, options: ChangeOptions = {}): Promise<Acknowledgement> {
+    return (await this.#router.change('SET_QUORUM_VALUE', { service, m }, undefined, options)).acknowledgement;
   }
   async values(): Promise<WireResponse<'QUORUM_VALUES'>> {
     return this.#router.onOneNode((l) => l.call('QUORUM_VALUES', {}));

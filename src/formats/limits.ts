@@ -349,3 +349,15 @@ export const MANAGEMENT_JOURNAL_BODY_BYTES_MAX = 4 * JOURNAL_ENTRY_SEALED_BYTES_
 /** The longest offer long-poll: well below the client's idle limit (MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS),
  * so an idle poll ends with 204 long before any side takes the connection for dead. */
 export const MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX = 60_000;
+/** The data plane's JOURNAL_WAIT (docs/wire-protocol.md "Journal positions"): the longest one wait
+ * parks on the node. Well under the client's request timeout (CLIENT_REQUEST_TIMEOUT_MS) and the
+ * node's idle limits, so a parked wait is never taken for a stuck node; a client that needs longer
+ * asks again. */
+export const WIRE_JOURNAL_WAIT_MS_MAX = 5_000;
+/** Waits parked on one node at once: a quarter of the device's head listeners
+ * (JOURNAL_HEAD_WAITERS_MAX), so clients can never crowd out the relay's own waits. A wait beyond it
+ * answers at once with the head as it is. */
+export const NODE_JOURNAL_WAITS_MAX = 1024;
+/** How long a state change waits for its acknowledgements by default (docs/sdk.md "Acknowledgements"):
+ * several relay rounds (the relay delivers as the head moves) on a busy machine. */
+export const CLIENT_ACK_TIMEOUT_MS = 10_000;

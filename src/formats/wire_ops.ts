@@ -10,7 +10,7 @@ import { assert } from '../assert.js';
 import {
   CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, GCM_IV_BYTES_MAX, KCV_BYTES_MAX, KEY_MATERIAL_BYTES_MAX, LABEL_BYTES_MAX, MECHANISM_PARAM_BYTES_MAX,
   OBJECT_ID_BYTES_MAX, OBJECT_UID_BYTES, QUORUM_KEY_BYTES_MAX, QUORUM_SIGNATURE_BYTES_MAX, QUORUM_TOKENS_MAX, RANDOM_BYTES_MAX, SHAREES_MAX, USERS_MAX,
-  WIRE_BATCH_ITEMS_MAX, WIRE_ERROR_DETAIL_ENTRIES_MAX, WIRE_FIND_RESULTS_MAX, WIRE_FRAME_BYTES_MAX, WIRE_NAME_BYTES_MAX,
+  WIRE_BATCH_ITEMS_MAX, WIRE_ERROR_DETAIL_ENTRIES_MAX, WIRE_FIND_RESULTS_MAX, WIRE_FRAME_BYTES_MAX, WIRE_JOURNAL_WAIT_MS_MAX, WIRE_NAME_BYTES_MAX,
   WIRE_PASSWORD_BYTES_MAX, WIRE_PEM_BYTES_MAX, WIRE_RETRY_AFTER_MS_MAX, WIRE_SIGNATURE_BYTES_MAX, WIRE_TEXT_BYTES_MAX, WRAPPED_KEY_BYTES_MAX,
 } from './limits.js';
 import { fail } from '../errors.js';
@@ -41,6 +41,15 @@ const handle = u64;
 const identity = fixedBytes(OBJECT_UID_BYTES);
 /** A state position's lineage (formats/change_set.ts): SHA-256 of the change sets applied. */
 const lineage = fixedBytes(32);
+/** A position in the cluster journal: a sequence number and the chain hash of the entry there
+ * (docs/journal-format.md "The chain"). */
+const journalHead = struct({ seq: u64big, hash: fixedBytes(32) });
+/** How the node's journal is ordered: 'off' (the cluster has no sync key: no journal), 'solo' (the
+ * device orders its own entries), 'relayed' (the control plane orders the cluster's). */
+const journalMode = enumeration(['off', 'solo', 'relayed'] as const);
+/** The trailing extension of every state-changing answer: the entry that made the change, when it made one. */
+const position = trailing(journalHead);
+const changed = struct({ position });
 const name = string(WIRE_NAME_BYTES_MAX);
 const text = string(WIRE_TEXT_BYTES_MAX);
 const password = secretBytes(WIRE_PASSWORD_BYTES_MAX);
@@ -240,28 +249,40 @@ function op<Q, S>(code: number, request: Codec<Q>, response: Codec<S>): { readon
 const inSession = struct({ session });
 /** A request on one object: its handle, and (a trailing extension) the identity the caller means. */
 const onObject = struct({ session, handle, identity: trailing(identity) });
-const handleOut = struct({ handle, identity });
+const handleOut = struct({ handle, identity, position });
+/** JOURNAL_WAIT's wait: at most WIRE_JOURNAL_WAIT_MS_MAX (a longer one is malformed, not shortened). */
+const journalWaitMs = mapped(
+  u32,
+  (waitMs) => {
+    if (waitMs > WIRE_JOURNAL_WAIT_MS_MAX) fail('COFFER_FORMAT_LIMIT', { field: 'waitMs', length: waitMs, max: WIRE_JOURNAL_WAIT_MS_MAX });
+    return waitMs;
+  },
+  (waitMs: number) => waitMs,
+);
 
 export const OPS = {
   HELLO: op(0x0001, struct({ versionMin: u16, versionMax: u16 }), struct({ version: u16, frameBytesMax: u32, inFlightMax: u16, batchItemsMax: u16, sessionsMax: u16 })),
   STATUS: op(0x0002, empty, struct({
     provisioning: provisioningState, serial: opt(text), mode: opt(mode), usersInitialised: bool, activated: bool, cluster: clusterState, clusterId: opt(text),
     tokenObjects: u32, sessions: u32, inFlight: u32, inFlightMax: u32, connections: u32, capacityOpsPerSecond: u32, loadPermille: u16,
-    journalPosition: u64big, stateLineage: lineage, objectLineage: lineage,
+    journalPosition: u64big, stateLineage: lineage, objectLineage: lineage, journal: trailing(struct({ mode: journalMode, head: journalHead })),
   })),
   OPEN_SESSION: op(0x0003, empty, inSession),
+  JOURNAL_WAIT: op(0x0005, struct({ seq: u64big, waitMs: journalWaitMs }), struct({
+    mode: journalMode, head: journalHead, reached: bool, hashAtSeq: opt(fixedBytes(32)),
+  })),
   CLOSE_SESSION: op(0x0004, inSession, empty),
   LOGIN: op(0x0010, struct({ session, name, password, role: opt(role) }), struct({ userId: name, role })),
   LOGOUT: op(0x0011, inSession, empty),
   ACTIVATE: op(0x0012, struct({ preCoPassword: password, newPassword: password }), empty),
-  CREATE_USER: op(0x0020, struct({ session, name, password, role: managedRole }), empty),
-  DELETE_USER: op(0x0021, struct({ session, name }), empty),
+  CREATE_USER: op(0x0020, struct({ session, name, password, role: managedRole }), changed),
+  DELETE_USER: op(0x0021, struct({ session, name }), changed),
   LIST_USERS: op(0x0022, inSession, struct({ users: list(struct({ name, role, locked: bool, failedLogins: u8, quorumKeyRegistered: bool }), USERS_MAX) })),
-  CHANGE_PASSWORD: op(0x0023, struct({ session, name, newPassword: password }), empty),
-  CHANGE_OWN_PASSWORD: op(0x0024, struct({ session, currentPassword: password, newPassword: password }), empty),
-  UNLOCK_USER: op(0x0025, struct({ session, name }), empty),
-  REGISTER_QUORUM_KEY: op(0x0030, struct({ session, spkiDer: bytes(QUORUM_KEY_BYTES_MAX) }), empty),
-  SET_QUORUM_VALUE: op(0x0031, struct({ session, service: adminService, m: u8 }), empty),
+  CHANGE_PASSWORD: op(0x0023, struct({ session, name, newPassword: password }), changed),
+  CHANGE_OWN_PASSWORD: op(0x0024, struct({ session, currentPassword: password, newPassword: password }), changed),
+  UNLOCK_USER: op(0x0025, struct({ session, name }), changed),
+  REGISTER_QUORUM_KEY: op(0x0030, struct({ session, spkiDer: bytes(QUORUM_KEY_BYTES_MAX) }), changed),
+  SET_QUORUM_VALUE: op(0x0031, struct({ session, service: adminService, m: u8 }), changed),
   QUORUM_VALUES: op(0x0032, inSession, struct({ user: u8, quorum: u8 })),
   GENERATE_QUORUM_TOKEN: op(0x0033, struct({ session, service: quorumService, handle: opt(handle), identity: trailing(identity) }), struct({
     id: text, bytes: bytes(WIRE_TEXT_BYTES_MAX), service: quorumService, requester: name, handle: opt(handle), expiresAtMs: u64,
@@ -272,7 +293,7 @@ export const OPS = {
   }), QUORUM_TOKENS_MAX) })),
   GENERATE_KEY: op(0x0040, struct({ session, spec: struct({ keyType: enumeration(['AES', 'GENERIC_SECRET'] as const), bits: u16 }), template }), handleOut),
   GENERATE_KEY_PAIR: op(0x0041, struct({ session, spec: keyPairSpec, publicTemplate: template, privateTemplate: template }), struct({
-    publicHandle: handle, privateHandle: handle, publicIdentity: identity, privateIdentity: identity,
+    publicHandle: handle, privateHandle: handle, publicIdentity: identity, privateIdentity: identity, position,
   })),
   IMPORT_PUBLIC_KEY: op(0x0042, struct({ session, key: keyInput(bytes(KEY_MATERIAL_BYTES_MAX)), template }), handleOut),
   IMPORT_PRIVATE_KEY: op(0x0043, struct({ session, key: keyInput(secretBytes(KEY_MATERIAL_BYTES_MAX)), template }), handleOut),
@@ -280,10 +301,10 @@ export const OPS = {
     objects: list(objectInfo, WIRE_FIND_RESULTS_MAX), more: bool, journalPosition: u64big, objectLineage: lineage,
   })),
   GET_ATTRIBUTES: op(0x0045, onObject, objectInfo),
-  SET_ATTRIBUTE: op(0x0046, struct({ session, handle, name: settable, value: attributeValue, identity: trailing(identity) }), empty),
-  SHARE: op(0x0047, struct({ session, handle, userName: name, identity: trailing(identity) }), empty),
-  UNSHARE: op(0x0048, struct({ session, handle, userName: name, identity: trailing(identity) }), empty),
-  DESTROY: op(0x0049, onObject, empty),
+  SET_ATTRIBUTE: op(0x0046, struct({ session, handle, name: settable, value: attributeValue, identity: trailing(identity) }), changed),
+  SHARE: op(0x0047, struct({ session, handle, userName: name, identity: trailing(identity) }), changed),
+  UNSHARE: op(0x0048, struct({ session, handle, userName: name, identity: trailing(identity) }), changed),
+  DESTROY: op(0x0049, onObject, changed),
   EXPORT_PLAINTEXT: op(0x004a, onObject, struct({ key: secretBytes(KEY_MATERIAL_BYTES_MAX) })),
   EXPORT_PUBLIC: op(0x004b, onObject, struct({ pem: string(WIRE_PEM_BYTES_MAX) })),
   WRAP_KEY: op(0x004c, struct({ session, wrappingHandle: handle, targetHandle: handle, params: mechanism, identities: trailing(wrapIdentities) }), struct({ wrapped: bytes(WRAPPED_KEY_BYTES_MAX) })),

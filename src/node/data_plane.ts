@@ -150,6 +150,8 @@ type Counters = { -readonly [K in Exclude<keyof DataPlaneStats, 'connectionsOpen
 /** Node-wide counters shared by every connection. */
 class NodeState {
   inFlight = 0;
+  /** JOURNAL_WAITs parked on the device's head (at most NODE_JOURNAL_WAITS_MAX). */
+  readonly journalWaits = { parked: 0 };
   readonly connections = new Set<Connection>();
   /** TCP connections open per remote address (handshakes included). */
   readonly perAddress = new Map<string, number>();
@@ -358,10 +360,12 @@ const BATCH_OPS: ReadonlySet<number> = new Set([OPS.SIGN_BATCH.code, OPS.VERIFY_
 
 /**
  * How much of the node's capacity a request takes: 1, or a batch's item count (its payload starts
- * with session u32 ‖ item count u16), read before decoding so that BUSY costs nothing. A count
+ * with session u32 ‖ item count u16), read before decoding so that BUSY costs nothing. A JOURNAL_WAIT
+ * takes none: it only waits, and counts toward its connection's in-flight limit alone. A count
  * above WIRE_BATCH_ITEMS_MAX is refused by the decoder later; here it weighs no more than the limit.
  */
 function requestWeight(frame: Frame): number {
+  if (frame.op === OPS.JOURNAL_WAIT.code) return 0; // parked on the journal's head, it uses no capacity (dispatch.ts)
   if (!BATCH_OPS.has(frame.op) || frame.payload.length < 6) return 1;
   return Math.min(WIRE_BATCH_ITEMS_MAX, Math.max(1, ((frame.payload[4] ?? 0) << 8) | (frame.payload[5] ?? 0)));
 }
@@ -402,7 +406,7 @@ class Connection {
     this.#node = node;
     this.#socket = socket;
     this.#sessions = new SessionTable(node.hsm, `connection-${randomUUID()}`);
-    this.#ctx = { hsm: node.hsm, sessions: this.#sessions, load: () => node.load(), inFlightMax: node.limits.inFlightMax };
+    this.#ctx = { hsm: node.hsm, sessions: this.#sessions, load: () => node.load(), inFlightMax: node.limits.inFlightMax, journalWaits: node.journalWaits };
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.#checkReading());

@@ -7,9 +7,10 @@
 // Secrets that arrive (passwords, private keys) or leave (exported keys) are zeroised once used.
 
 import { fail } from '../errors.js';
-import { WIRE_SESSIONS_PER_CONNECTION_MAX } from '../formats/limits.js';
+import { NODE_JOURNAL_WAITS_MAX, WIRE_SESSIONS_PER_CONNECTION_MAX } from '../formats/limits.js';
 import { encodeResponse, negotiateVersion, type AnyRequest, type OpName, type WireRequest, type WireResponse } from '../formats/wire.js';
 import type { Hsm, Session } from '../hsm/device.js';
+import { withOwnEntries } from '../hsm/state/journal.js';
 import type { KeyRef } from '../hsm/types.js';
 import { BATCH_HANDLERS } from './dispatch_batch.js';
 import { KEY_HANDLERS } from './dispatch_keys.js';
@@ -79,15 +80,18 @@ export interface DispatchContext {
   readonly load: () => NodeLoad;
   /** This connection's in-flight limit, advertised in HELLO. */
   readonly inFlightMax: number;
+  /** The node-wide count of JOURNAL_WAITs parked on the device's head. */
+  readonly journalWaits: { parked: number };
 }
 
 /** Runs one request of operation N and returns its response (typed failures thrown). */
 export type Handler<N extends OpName> = (ctx: DispatchContext, request: WireRequest<N>) => WireResponse<N> | Promise<WireResponse<N>>;
 export type Handlers<K extends OpName> = { readonly [N in K]: Handler<N> };
 
-const CONNECTION_HANDLERS: Handlers<'HELLO' | 'STATUS' | 'OPEN_SESSION' | 'CLOSE_SESSION' | 'LOGIN' | 'LOGOUT' | 'ACTIVATE' | 'RANDOM'> = {
+const CONNECTION_HANDLERS: Handlers<'HELLO' | 'STATUS' | 'JOURNAL_WAIT' | 'OPEN_SESSION' | 'CLOSE_SESSION' | 'LOGIN' | 'LOGOUT' | 'ACTIVATE' | 'RANDOM'> = {
   HELLO: (ctx, r) => ({ ...negotiateVersion(r), inFlightMax: ctx.inFlightMax }),
   STATUS: (ctx) => status(ctx),
+  JOURNAL_WAIT: (ctx, r) => journalWait(ctx, r),
   OPEN_SESSION: (ctx) => ({ session: ctx.sessions.open() }),
   CLOSE_SESSION: (ctx, r) => (ctx.sessions.close(r.session), {}),
   LOGIN: (ctx, r) => login(ctx.sessions, r),
@@ -98,10 +102,28 @@ const CONNECTION_HANDLERS: Handlers<'HELLO' | 'STATUS' | 'OPEN_SESSION' | 'CLOSE
 
 const HANDLERS: Handlers<OpName> = { ...CONNECTION_HANDLERS, ...USER_HANDLERS, ...KEY_HANDLERS, ...BATCH_HANDLERS };
 
+/** The operations whose answer names the journal entry that made their change (docs/wire-protocol.md
+ * "Journal positions"). ACTIVATE is sent to every HSM on its own and LOGIN changes only counters. */
+const STATE_CHANGING: ReadonlySet<OpName> = new Set<OpName>([
+  'CREATE_USER', 'DELETE_USER', 'CHANGE_PASSWORD', 'CHANGE_OWN_PASSWORD', 'UNLOCK_USER', 'REGISTER_QUORUM_KEY', 'SET_QUORUM_VALUE',
+  'GENERATE_KEY', 'GENERATE_KEY_PAIR', 'IMPORT_PUBLIC_KEY', 'IMPORT_PRIVATE_KEY', 'SET_ATTRIBUTE', 'SHARE', 'UNSHARE', 'DESTROY',
+  'UNWRAP_KEY', 'DERIVE_KEY',
+]);
+
+/** Runs one handler; a state-changing one is answered with the position of the last journal entry
+ * this device applied as its own for it (none when the change made no entry: a session object). */
+async function run(ctx: DispatchContext, name: OpName, request: never): Promise<object> {
+  const handler = HANDLERS[name] as Handler<OpName>;
+  if (!STATE_CHANGING.has(name)) return handler(ctx, request);
+  const { value, entries } = await withOwnEntries(async () => handler(ctx, request));
+  const last = entries[entries.length - 1];
+  return last === undefined ? value : { ...value, position: last };
+}
+
 /** Runs `req` and returns its encoded RESPONSE frame; typed failures are thrown as CofferError. */
 export async function dispatch(ctx: DispatchContext, requestId: number, req: AnyRequest): Promise<Uint8Array> {
   const { name, request } = req as { readonly name: OpName; readonly request: never };
-  const response = await (HANDLERS[name] as Handler<OpName>)(ctx, request);
+  const response = await run(ctx, name, request);
   try {
     return encodeResponse(requestId, name, response as never);
   } finally {
@@ -126,9 +148,37 @@ function status(ctx: DispatchContext): WireResponse<'STATUS'> {
     journalPosition: st.journalPosition,
     stateLineage: st.stateLineage,
     objectLineage: st.objectLineage,
+    journal: { mode: journalMode(ctx.hsm), head: ctx.hsm.journal.head() },
     ...load,
     loadPermille: Math.min(1000, Math.round((1000 * load.inFlight) / Math.max(1, load.inFlightMax))),
   };
+}
+
+/** 'off' when the cluster has no journal (no sync key yet), else how its entries are ordered. */
+function journalMode(hsm: Hsm): 'off' | 'solo' | 'relayed' {
+  return hsm.journal.journaled() ? hsm.journal.mode() : 'off';
+}
+
+/**
+ * Parks until the journal head reaches `seq` or `waitMs` passes (WIRE_JOURNAL_WAIT_MS_MAX, checked by
+ * the codec), then answers the head and the hash this device holds at `seq` when it still knows it:
+ * what a client's acknowledgements and fork check read (docs/wire-protocol.md "Journal positions").
+ * Beyond NODE_JOURNAL_WAITS_MAX parked waits a wait answers at once.
+ */
+async function journalWait(ctx: DispatchContext, r: WireRequest<'JOURNAL_WAIT'>): Promise<WireResponse<'JOURNAL_WAIT'>> {
+  const journal = ctx.hsm.journal;
+  const mode = journalMode(ctx.hsm);
+  if (journal.head().seq < r.seq && mode !== 'off' && r.waitMs > 0 && ctx.journalWaits.parked < NODE_JOURNAL_WAITS_MAX) {
+    ctx.journalWaits.parked++;
+    try {
+      await journal.waitForHead(r.seq, r.waitMs);
+    } finally {
+      ctx.journalWaits.parked--;
+    }
+  }
+  const head = journal.head();
+  const hashAtSeq = journal.appliedHash(r.seq);
+  return { mode, head, reached: head.seq >= r.seq, ...(hashAtSeq === undefined ? {} : { hashAtSeq }) };
 }
 
 /** The password arrives in a fresh buffer (wire_ops secretBytes); it is zeroised once used. */

@@ -26,6 +26,11 @@ export function withCommon(cmd: Command, ctx: CliContext): Command {
     .addOption(new Option('--login-password <password>', 'the login password (visible to other users of this machine: prefer the prompt)').hideHelp());
 }
 
+/** Adds `--acks K` to a state-changing command (docs/cli-users.md "Acknowledgements"). */
+export function withAcks(cmd: Command): Command {
+  return cmd.option('--acks <k>', 'return once k HSMs hold the change (relayed clusters; default 2 with two or more HSMs, else 1)');
+}
+
 /** A command's action with typed options: commander passes (options, command). */
 export function act<O extends CommonOptions>(cmd: Command, fn: (o: O) => Promise<void>): Command {
   return cmd.action(async (o: O) => fn(o));

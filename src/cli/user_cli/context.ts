@@ -29,6 +29,8 @@ export interface CliIo {
 /** Options every user-CLI command takes (connection ones only in one-shot mode). */
 export interface CommonOptions extends ConnectionOptions {
   output?: string;
+  /** `--acks K`: acknowledgements a state change waits for (docs/cli-users.md "Acknowledgements"). */
+  acks?: string;
   loginUsername?: string;
   loginRole?: string;
   loginPassword?: string;
@@ -119,13 +121,14 @@ export class CliContext {
    */
   async run(o: CommonOptions, plan: () => Plan | Promise<Plan>): Promise<void> {
     await this.runWithout(o, async () => {
+      const acks = parseAcks(o.acks);
       const fn = await plan();
-      if (this.#login !== undefined) return fn(this.#login.cluster);
+      if (this.#login !== undefined) return withAcknowledgement(this.#login.cluster, acks, fn);
       if (this.interactive) throw new CofferError('COFFER_NOT_LOGGED_IN');
       const target = await resolveTarget(o, this.io.env);
       const cluster = await this.factory.connect(target, await this.credentials(o));
       try {
-        return await fn(cluster);
+        return await withAcknowledgement(cluster, acks, fn);
       } finally {
         await cluster.close();
       }
@@ -159,4 +162,29 @@ export class CliContext {
     this.reported.add(e);
     return e;
   }
+}
+
+/** `--acks K`: a positive integer (the SDK checks it against the cluster's size). */
+function parseAcks(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,2}$/.test(v)) throw new CofferError('COFFER_CLI_USAGE', { reason: '--acks must be a positive integer' });
+  return Number(v);
+}
+
+/**
+ * Runs `fn` with the acknowledgements asked for, and adds to its result which HSMs acknowledged the
+ * state change it made (JSON `acknowledged_by`, `acks_required`, `journal_seq`; a text line), when it made one.
+ */
+async function withAcknowledgement(cluster: UserCluster, acks: number | undefined, fn: Plan): Promise<Result> {
+  cluster.setAcks(acks);
+  cluster.takeAcknowledgement();
+  const result = await fn(cluster);
+  const ack = cluster.takeAcknowledgement();
+  if (ack === undefined) return result;
+  const fields = { acknowledged_by: ack.nodes, acks_required: ack.required, ...(ack.seq === undefined ? {} : { journal_seq: ack.seq }) };
+  const data = result.data === undefined || result.data === null ? fields
+    : typeof result.data === 'object' && !Array.isArray(result.data) ? { ...result.data, ...fields } : result.data;
+  const line = `acknowledged by ${ack.nodes.length} HSM${ack.nodes.length === 1 ? '' : 's'} (${ack.required} required): ${ack.nodes.join(', ')}\n`;
+  const text = result.text;
+  return { ...result, data, ...(text === undefined ? {} : { text: () => text() + line }) };
 }

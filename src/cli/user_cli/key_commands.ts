@@ -6,7 +6,7 @@ import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { fail } from '../../errors.js';
 import { WIRE_PEM_BYTES_MAX } from '../../formats/limits.js';
 import { matchesFilter, parseCurve, parseFilter, parseSetAttribute, parseTemplate, readBoundedFile, type Template } from './args.js';
-import { act, keySelector, oneKey, withCommon, writeOutputFile } from './common.js';
+import { act, keySelector, oneKey, withAcks, withCommon, writeOutputFile } from './common.js';
 import type { CliContext, CommonOptions, Plan } from './context.js';
 import { keyJson, keyListResult, plain, type Result } from './output.js';
 import type { KeyPairSpec, UserCluster } from './port.js';
@@ -40,7 +40,7 @@ async function generatePair(cluster: UserCluster, spec: KeyPairSpec, publicTempl
 }
 
 function pairCommand(parent: Command, ctx: CliContext, name: string, description: string): Command {
-  return withCommon(parent.command(name).description(description), ctx)
+  return withAcks(withCommon(parent.command(name).description(description), ctx))
     .requiredOption('--public-label <label>', 'label of the public key')
     .requiredOption('--private-label <label>', 'label of the private key')
     .option('--public-attributes <attr=value...>', 'public key attributes, e.g. verify=true token=true')
@@ -85,7 +85,7 @@ function registerGenerateSymmetric(key: Command, ctx: CliContext): void {
   const sym = key.command('generate-symmetric').description('generate a symmetric key');
   for (const [name, keyType, what] of [['aes', 'AES', '16, 24 or 32'], ['generic-secret', 'GENERIC_SECRET', '1 or more (e.g. 32 for HMAC-SHA-256)']] as const) {
     act<SymmetricOptions>(
-      withCommon(sym.command(name).description(`${keyType === 'AES' ? 'AES' : 'generic secret (HMAC)'} key`), ctx)
+      withAcks(withCommon(sym.command(name).description(`${keyType === 'AES' ? 'AES' : 'generic secret (HMAC)'} key`), ctx))
         .requiredOption('--label <label>', 'key label')
         .requiredOption('--key-length-bytes <n>', `key length in bytes: ${what}`)
         .option('--attributes <attr=value...>', 'key attributes, e.g. encrypt=true extractable=false'),
@@ -131,7 +131,7 @@ const filterOption = (cmd: Command): Command => cmd.option('--filter <term...>',
 function registerShareAndAttributes(key: Command, ctx: CliContext): void {
   for (const verb of ['share', 'unshare'] as const) {
     act<FilterOptions & { username: string; role: string }>(
-      filterOption(withCommon(key.command(verb).description(`${verb} a key you own ${verb === 'share' ? 'with' : 'from'} another crypto user`), ctx))
+      filterOption(withAcks(withCommon(key.command(verb).description(`${verb} a key you own ${verb === 'share' ? 'with' : 'from'} another crypto user`), ctx)))
         .requiredOption('--username <name>', 'the crypto user')
         .option('--role <role>', 'must be crypto-user (CloudHSM compatibility)', 'crypto-user'),
       (o) => ctx.run(o, () => {
@@ -146,7 +146,7 @@ function registerShareAndAttributes(key: Command, ctx: CliContext): void {
     );
   }
   act<FilterOptions & { name: string; value: string }>(
-    filterOption(withCommon(key.command('set-attribute').description('change one attribute of a key'), ctx))
+    filterOption(withAcks(withCommon(key.command('set-attribute').description('change one attribute of a key'), ctx)))
       .requiredOption('--name <attribute>', 'label, id, sensitive, extractable, encrypt, decrypt, sign, verify, wrap, unwrap, derive, trusted, wrap-with-trusted, modifiable, destroyable')
       .requiredOption('--value <value>', 'true/false, or the label / id (0x… hex or text)'),
     (o) => ctx.run(o, () => {
@@ -160,7 +160,7 @@ function registerShareAndAttributes(key: Command, ctx: CliContext): void {
     }),
   );
   act<FilterOptions>(
-    filterOption(withCommon(key.command('delete').description('delete (destroy) a key'), ctx)),
+    filterOption(withAcks(withCommon(key.command('delete').description('delete (destroy) a key'), ctx))),
     (o) => ctx.run(o, () => {
       const selector = keySelector(o.filter);
       return async (c) => {
@@ -190,7 +190,7 @@ function registerFiles(key: Command, ctx: CliContext): void {
   );
   const imp = key.command('import').description('import a key');
   act<CommonOptions & { path: string; label: string; keyTypeClass?: string; attributes?: string[] }>(
-    withCommon(imp.command('pem').description('import a PEM public key, or a PEM private key'), ctx)
+    withAcks(withCommon(imp.command('pem').description('import a PEM public key, or a PEM private key'), ctx))
       .requiredOption('--path <file>', 'PEM file (SPKI public key, or PKCS#8 / SEC1 / PKCS#1 private key)')
       .requiredOption('--label <label>', 'key label')
       .option('--key-type-class <kind>', 'rsa-public | ec-public | ed25519-public | rsa-private | ec-private | ed25519-private (checked against the file)')

@@ -33,7 +33,21 @@ export interface Credentials {
   readonly role: LoginRole;
 }
 
+/** Which HSMs hold a state change (docs/sdk.md "Acknowledgements"), as the CLI prints it. */
+export interface Acknowledged {
+  /** The HSMs that hold it, as host:port, the one that made it first. */
+  readonly nodes: readonly string[];
+  /** How many were asked for (1 on a solo cluster: k does not apply). */
+  readonly required: number;
+  /** The journal position of the entry that made it, when it made one on a relayed cluster. */
+  readonly seq?: string;
+}
+
 export interface UserCluster {
+  /** The acknowledgements the next state changes ask for (undefined: the SDK's default). */
+  setAcks(k: number | undefined): void;
+  /** Who acknowledged the last state change since the previous call, if any was made. */
+  takeAcknowledgement(): Acknowledged | undefined;
   generateKeyPair(spec: KeyPairSpec, publicTemplate: Template, privateTemplate: Template): Promise<{ publicHandle: number; privateHandle: number }>;
   generateKey(spec: { keyType: 'AES' | 'GENERIC_SECRET'; bits: number }, template: Template): Promise<number>;
   /** Every key the user may see that matches the node-expressible part of `filter`, described;

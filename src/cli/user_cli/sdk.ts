@@ -6,11 +6,12 @@
 // counts. `cluster activate` first asks each node's STATUS whether it is already activated.
 
 import { Cluster, Connection, type Endpoint, type Key, type KeyInfo, type FindFilter } from '../../client/index.js';
+import type { Acknowledgement } from '../../client/acks.js';
 import { CLI_BATCH_IN_FLIGHT_MAX, CLIENT_CONNECT_TIMEOUT_MS } from '../../formats/limits.js';
 import type { KeyFilter } from './args.js';
 import type { ClusterTarget } from './config.js';
 import type { KeyDescription } from './output.js';
-import type { ClusterFactory, Credentials, UserCluster } from './port.js';
+import type { Acknowledged, ClusterFactory, Credentials, UserCluster } from './port.js';
 
 function findFilter(f: KeyFilter): FindFilter {
   return {
@@ -39,39 +40,78 @@ async function describeAll(keys: readonly Key[], onProgress?: (done: number, tot
   return out;
 }
 
+/** Runs the state changes of one adapted cluster with the acknowledgements asked for, and keeps who acknowledged the last one. */
+class Acks {
+  #k: number | undefined;
+  #last: Acknowledged | undefined;
+  constructor(private readonly c: Cluster) {}
+  set(k: number | undefined): void {
+    this.#k = k;
+  }
+  get options(): { acks?: number } {
+    return this.#k === undefined ? {} : { acks: this.#k };
+  }
+  take(): Acknowledged | undefined {
+    const last = this.#last;
+    this.#last = undefined;
+    return last;
+  }
+  /** Records `ack` (in host:port terms) and returns nothing: the CLI's port speaks no SDK types. A
+   * change that made no relayed journal entry (a solo cluster) has nothing to report: the output stays as it was. */
+  note(ack: Acknowledgement | undefined): void {
+    if (ack?.position === undefined) return;
+    const nodes = this.c.nodes;
+    this.#last = {
+      nodes: ack.nodes.map((i) => {
+        const e = nodes[i]?.endpoint;
+        return e === undefined ? String(i) : `${e.host}:${e.port}`;
+      }),
+      required: ack.required,
+      seq: String(ack.position.seq),
+    };
+  }
+  key(k: Key): number {
+    this.note(k.acknowledgement);
+    return k.handle;
+  }
+}
+
 function adapt(c: Cluster): UserCluster {
+  const a = new Acks(c);
   return {
+    setAcks: (k) => a.set(k),
+    takeAcknowledgement: () => a.take(),
     generateKeyPair: async (spec, publicAttributes, privateAttributes) => {
       const sdkSpec = spec.keyType === 'RSA' ? spec : { curve: spec.curve };
-      const pair = await c.generateKeyPair({ ...sdkSpec, publicAttributes, privateAttributes });
-      return { publicHandle: pair.publicKey.handle, privateHandle: pair.privateKey.handle };
+      const pair = await c.generateKeyPair({ ...sdkSpec, publicAttributes, privateAttributes, ...a.options });
+      return { publicHandle: pair.publicKey.handle, privateHandle: a.key(pair.privateKey) };
     },
-    generateKey: async (spec, attributes) => (await c.generateKey({ type: spec.keyType, bits: spec.bits, attributes })).handle,
+    generateKey: async (spec, attributes) => a.key(await c.generateKey({ type: spec.keyType, bits: spec.bits, attributes, ...a.options })),
     findKeys: async (filter, onProgress): Promise<KeyDescription[]> => {
       if (filter.handle !== undefined) return [await c.key(filter.handle).attributes()];
       return describeAll(await c.findKeys(findFilter(filter)), onProgress);
     },
     describe: (handle) => c.key(handle).attributes(),
-    setAttribute: (handle, name, value) => c.key(handle).setAttribute(name, value),
-    share: (handle, user) => c.key(handle).share(user),
-    unshare: (handle, user) => c.key(handle).unshare(user),
-    destroy: (handle) => c.key(handle).destroy(),
+    setAttribute: async (handle, name, value) => a.note(await c.key(handle).setAttribute(name, value, a.options)),
+    share: async (handle, user) => a.note(await c.key(handle).share(user, a.options)),
+    unshare: async (handle, user) => a.note(await c.key(handle).unshare(user, a.options)),
+    destroy: async (handle) => a.note(await c.key(handle).destroy(a.options)),
     exportPublicPem: (handle) => c.key(handle).exportPublicPem(),
-    importPem: async (pem, kind, attributes) => (kind === 'public' ? await c.importPublicKeyPem(pem, { attributes }) : await c.importPrivateKeyPem(pem, { attributes })).handle,
+    importPem: async (pem, kind, attributes) => a.key(kind === 'public' ? await c.importPublicKeyPem(pem, { attributes, ...a.options }) : await c.importPrivateKeyPem(pem, { attributes, ...a.options })),
     sign: (handle, params, data) => c.key(handle).sign(data, params),
     verify: (handle, params, data, signature) => c.key(handle).verify(data, signature, params),
     encrypt: (handle, params, data) => c.key(handle).encrypt(data, params),
     decrypt: (handle, params, data) => c.key(handle).decrypt(data, params),
     wrap: (wrappingHandle, targetHandle, params) => c.key(wrappingHandle).wrap(c.key(targetHandle), params),
-    unwrap: async (unwrappingHandle, wrapped, params, template) => (await c.unwrapKey(c.key(unwrappingHandle), wrapped, template, params)).handle,
-    createUser: (name, password, role) => c.users.create(name, password, role),
+    unwrap: async (unwrappingHandle, wrapped, params, template) => a.key(await c.unwrapKey(c.key(unwrappingHandle), wrapped, template, params, a.options)),
+    createUser: async (name, password, role) => a.note(await c.users.create(name, password, role, a.options)),
     listUsers: () => c.users.list(),
-    deleteUser: (name) => c.users.delete(name),
-    changePassword: (name, password) => c.users.changePassword(name, password),
-    changeOwnPassword: (current, next) => c.users.changeOwnPassword(current, next),
-    unlockUser: (name) => c.users.unlock(name),
-    registerQuorumKey: (spki) => c.quorum.registerKey(spki),
-    setQuorumValue: (service, m) => c.quorum.setValue(service, m),
+    deleteUser: async (name) => a.note(await c.users.delete(name, a.options)),
+    changePassword: async (name, password) => a.note(await c.users.changePassword(name, password, a.options)),
+    changeOwnPassword: async (current, next) => a.note(await c.users.changeOwnPassword(current, next, a.options)),
+    unlockUser: async (name) => a.note(await c.users.unlock(name, a.options)),
+    registerQuorumKey: async (spki) => a.note(await c.quorum.registerKey(spki, a.options)),
+    setQuorumValue: async (service, m) => a.note(await c.quorum.setValue(service, m, a.options)),
     quorumValues: async () => ({ ...(await c.quorum.values()) }),
     generateQuorumToken: (service, handle) => c.quorum.generateToken(service, handle),
     approveQuorumToken: (token, approver, signature) => c.quorum.approve(token, approver, signature),

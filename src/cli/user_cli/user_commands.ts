@@ -9,7 +9,7 @@ import { createPrivateKey, createPublicKey, sign as signWith } from 'node:crypto
 import { fail } from '../../errors.js';
 import { QUORUM_KEY_BYTES_MAX, WIRE_PEM_BYTES_MAX, WIRE_TEXT_BYTES_MAX } from '../../formats/limits.js';
 import { formatKeyReference, readBoundedFile, readSignature } from './args.js';
-import { act, keySelector, oneKey, withCommon, writeOutputFile } from './common.js';
+import { act, keySelector, oneKey, withAcks, withCommon, writeOutputFile } from './common.js';
 import { parseRole } from './config.js';
 import type { CliContext, CommonOptions } from './context.js';
 import { b64, plain, tokenListResult, userListResult } from './output.js';
@@ -26,7 +26,7 @@ async function newPassword(ctx: CliContext, given: string | undefined, prompt: s
 }
 
 function userCommand(user: Command, ctx: CliContext, name: string, description: string): Command {
-  return withCommon(user.command(name).description(description), ctx).requiredOption('--username <name>', 'the user');
+  return withAcks(withCommon(user.command(name).description(description), ctx)).requiredOption('--username <name>', 'the user');
 }
 
 function registerUserManagement(user: Command, ctx: CliContext): void {
@@ -61,7 +61,7 @@ function registerUserManagement(user: Command, ctx: CliContext): void {
 
 function registerChangePassword(user: Command, ctx: CliContext): void {
   act<CommonOptions & { username?: string; role?: string; password?: string }>(
-    withCommon(user.command('change-password').description('change your own password, or (admins) another user’s'), ctx)
+    withAcks(withCommon(user.command('change-password').description('change your own password, or (admins) another user’s'), ctx))
       .option('--username <name>', 'the user (default: yourself)')
       .option('--role <role>', 'accepted for CloudHSM compatibility')
       .option('--password <password>', 'the new password (visible in the process list and shell history: prefer the prompt)'),
@@ -81,7 +81,7 @@ function registerChangePassword(user: Command, ctx: CliContext): void {
 function registerChangeQuorum(user: Command, ctx: CliContext): void {
   const tokenSign = user.command('change-quorum').description('quorum authentication of your user').command('token-sign').description('token-sign quorum');
   act<CommonOptions & { publicKey: string }>(
-    withCommon(tokenSign.command('register').description('register your quorum public key (RSA 2048+ or EC P-256/P-384, PEM)'), ctx)
+    withAcks(withCommon(tokenSign.command('register').description('register your quorum public key (RSA 2048+ or EC P-256/P-384, PEM)'), ctx))
       .requiredOption('--public-key <file>', 'PEM public key whose private half signs quorum tokens'),
     (o) => ctx.run(o, () => {
       const spki = spkiOf(o.publicKey);
@@ -152,7 +152,7 @@ function registerQuorumApproval(tokenSign: Command, ctx: CliContext): void {
     }),
   );
   act<CommonOptions & { service: string; value: string }>(
-    withCommon(tokenSign.command('set-quorum-value').description('set M for an admin service (admins only)'), ctx)
+    withAcks(withCommon(tokenSign.command('set-quorum-value').description('set M for an admin service (admins only)'), ctx))
       .requiredOption('--service <service>', 'user | quorum')
       .requiredOption('--value <m>', '1 (off) or 2-8'),
     (o) => ctx.run(o, () => {

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { fail } from '../../errors.js';
 import type { MechanismParams } from '../../formats/mechanism_params.js';
 import { parseCurve, parseHash, parseTemplate, readData, type CurveName } from './args.js';
-import { act, keySelector, oneKey, withCommon, writeOutputFile } from './common.js';
+import { act, keySelector, oneKey, withAcks, withCommon, writeOutputFile } from './common.js';
 import type { CliContext, CommonOptions } from './context.js';
 import { dataOptions } from './crypto_commands.js';
 import { b64, keyJson, plain } from './output.js';
@@ -63,7 +63,7 @@ export function registerWrapCommands(key: Command, ctx: CliContext): void {
       }),
     );
     act<UnwrapOptions>(
-      dataOptions(withCommon(unwrap.command(name).description(`unwrap with ${name}`), ctx))
+      dataOptions(withAcks(withCommon(unwrap.command(name).description(`unwrap with ${name}`), ctx)))
         .option('--filter <term...>', 'selects the unwrapping key')
         .requiredOption('--key-type-class <kind>', Object.keys(UNWRAP_KINDS).join(' | '))
         .requiredOption('--label <label>', 'label of the new key')

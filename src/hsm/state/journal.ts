@@ -34,6 +34,8 @@
 // flight, and its fate arrives by delivery. It applies synchronously, so it never interleaves with a
 // decision or an apply (device_state.ts). Crypto operations never wait on the journal.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
+
 import { assert } from '../../assert.js';
 import { CofferError, fail, isCofferError, type ErrorCode } from '../../errors.js';
 import { wipeChangeSet, type ChangeSet, type JournalHead } from '../../formats/change_set.js';
@@ -91,6 +93,8 @@ export interface DeliverResult {
 
 /** The entry in flight: sealed, in the outbox until taken, settled when its position is applied. */
 interface Pending {
+  /** Where the caller that proposed it collects the positions of its own applied entries (`withOwnEntries`). */
+  readonly sink: JournalHead[] | undefined;
   readonly seq: bigint;
   readonly hash: Uint8Array;
   readonly entry: Uint8Array;
@@ -99,6 +103,21 @@ interface Pending {
   readonly resolve: (outcome: 'own' | 'other') => void;
   readonly reject: (e: unknown) => void;
   timer: NodeJS.Timeout | undefined;
+}
+
+/** The positions of the entries applied as this device's own while a caller's calls ran (`withOwnEntries`). */
+const ownEntries = new AsyncLocalStorage<JournalHead[]>();
+
+/**
+ * Runs `fn` and returns, with its value, the position (seq, chain hash) of every journal entry that
+ * this device proposed for `fn`'s state changes and applied as its own: what a data-plane answer
+ * names as the entry that made the change (docs/wire-protocol.md "Journal positions"). Empty when
+ * the change made no entry (a session object, a cluster without a journal).
+ */
+export async function withOwnEntries<T>(fn: () => Promise<T>): Promise<{ readonly value: T; readonly entries: readonly JournalHead[] }> {
+  const entries: JournalHead[] = [];
+  const value = await ownEntries.run(entries, fn);
+  return { value, entries };
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
@@ -149,6 +168,15 @@ export class Journal implements StateSequencer {
     if (stored.seq > 0n) return stored;
     const clusterId = this.#cluster().clusterId();
     return { seq: 0n, hash: clusterId === null ? new Uint8Array(32) : journalGenesis(clusterId) };
+  }
+
+  /** The chain hash of the entry applied at `seq` when this device still knows it: the head, and
+   * the last JOURNAL_APPLIED_HASHES_KEPT entries applied since it started or was restored. */
+  appliedHash(seq: bigint): Uint8Array | undefined {
+    const head = this.head();
+    if (seq === head.seq) return head.hash;
+    if (seq > head.seq) return undefined;
+    return this.#applied.get(seq)?.slice();
   }
 
   /** True when state changes go through the journal (the state holds a sync key). */
@@ -233,7 +261,7 @@ export class Journal implements StateSequencer {
       const sealed = this.#cluster().seal(cs, { seq, predecessor: head.hash });
       this.#prepared.set(hex(sealed.hash), seq);
       if (seq > this.#highWater) this.#highWater = seq;
-      const pending: Pending = { seq, hash: sealed.hash, entry: sealed.entry, taken: false, onOwn, resolve, reject, timer: undefined };
+      const pending: Pending = { sink: ownEntries.getStore(), seq, hash: sealed.hash, entry: sealed.entry, taken: false, onOwn, resolve, reject, timer: undefined };
       this.#pending = pending;
       if (!this.#relayed) {
         pending.taken = true;
@@ -354,6 +382,7 @@ export class Journal implements StateSequencer {
     }
     try {
       p.onOwn();
+      p.sink?.push({ seq, hash: hash.slice() });
       p.resolve('own');
     } catch (e) {
       p.reject(e);
