@@ -3,20 +3,21 @@
 // Prometheus text at GET /metrics on the management interface, under its mutual-TLS rule.
 //
 // What it counts is cheap to count: the data plane calls requestDone() once per request with one
-// performance.now() taken when the request started, and busy() for a BUSY answer; the prom-client
-// children of each (operation, mechanism, outcome) are looked up in nested maps and cached, so the
-// signing path allocates nothing of ours per request. Everything else — sessions, connections,
+// performance.now() taken when the request started, and busy() for a BUSY answer; each (operation,
+// mechanism, outcome) series is found in nested maps and kept in plain numbers (metrics_series.ts),
+// so the signing path allocates nothing once a series exists. Everything else — sessions, connections,
 // objects, users, the journal head — is read from the device and the data plane when Prometheus
 // scrapes, never on the request path. Device events (HsmEvent) count logins, lockouts, backups and
 // restores. Labels hold operation names, mechanism names, error codes, the journal mode and the
 // device serial: never a user name, a handle or anything a request carried.
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { OPS, type AnyRequest } from '../formats/wire.js';
 import type { Hsm, HsmEvent } from '../hsm/device.js';
 import type { NodeLoad } from './dispatch.js';
+import { RequestMetrics } from './metrics_series.js';
 
 /** Where the management interface serves the metrics (Prometheus' default metrics_path). */
 export const METRICS_PATH = '/metrics';
@@ -50,11 +51,6 @@ export interface DataPlaneMetrics {
   busy(op: number): void;
 }
 
-type Labels3 = 'op' | 'mechanism' | 'outcome';
-interface Children {
-  readonly count: Counter.Internal;
-  readonly latency: Histogram.Internal<Labels3>;
-}
 
 const OP_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(OPS).map(([name, o]) => [o.code, name]));
 const opLabel = (op: number): string => OP_NAMES.get(op) ?? OP_UNKNOWN;
@@ -83,15 +79,12 @@ function weightOf(request: AnyRequest | undefined): number {
 
 export class NodeMetrics implements DataPlaneMetrics {
   readonly registry = new Registry();
-  readonly #operations: Counter<Labels3>;
-  readonly #latency: Histogram<Labels3>;
+  readonly #requests = new RequestMetrics(LATENCY_BUCKETS_S);
   readonly #busy: Counter<'op'>;
   readonly #logins: Counter<'outcome'>;
   readonly #lockouts: Counter;
   readonly #backups: Counter;
   readonly #restores: Counter;
-  /** op → mechanism → outcome → prom-client children. */
-  readonly #children = new Map<number, Map<string, Map<string, Children>>>();
   readonly #busyChildren = new Map<number, Counter.Internal>();
   #sources: NodeMetricsSources | undefined;
   /** The last backup this node sealed since it started, and when (wall clock, ms). */
@@ -101,8 +94,9 @@ export class NodeMetrics implements DataPlaneMetrics {
   constructor(options: { readonly nowMs?: () => number; readonly processMetrics?: boolean } = {}) {
     this.#nowMs = options.nowMs ?? Date.now;
     const registers = [this.registry];
-    this.#operations = new Counter({ name: 'coffer_node_operations_total', help: 'Data-plane operations answered, by wire operation, mechanism and outcome (ok or the error code); a batch counts its items', labelNames: ['op', 'mechanism', 'outcome'], registers });
-    this.#latency = new Histogram({ name: 'coffer_node_request_duration_seconds', help: 'Time from a data-plane request decoded to its reply queued, by wire operation, mechanism and outcome', labelNames: ['op', 'mechanism', 'outcome'], buckets: [...LATENCY_BUCKETS_S], registers });
+    this.#requests.register(this.registry,
+      'coffer_node_operations_total', 'Data-plane operations answered, by wire operation, mechanism and outcome (ok or the error code); a batch counts its items',
+      'coffer_node_request_duration_seconds', 'Time from a data-plane request received to its reply queued, by wire operation, mechanism and outcome');
     this.#busy = new Counter({ name: 'coffer_node_busy_total', help: 'Data-plane requests answered BUSY (over the connection or node in-flight limit), by wire operation', labelNames: ['op'], registers });
     this.#logins = new Counter({ name: 'coffer_node_logins_total', help: 'Login attempts on the device, by outcome (ok, failed)', labelNames: ['outcome'], registers });
     this.#lockouts = new Counter({ name: 'coffer_node_lockouts_total', help: 'Users locked after too many failed logins', registers });
@@ -119,9 +113,9 @@ export class NodeMetrics implements DataPlaneMetrics {
   }
 
   requestDone(op: number, request: AnyRequest | undefined, outcome: string, startedMs: number): void {
-    const c = this.#child(op, mechanismOf(request), outcome);
-    c.count.inc(weightOf(request));
-    c.latency.observe((performance.now() - startedMs) / 1000);
+    const mechanism = mechanismOf(request);
+    const series = this.#requests.series(op, mechanism, outcome, () => ({ op: opLabel(op), mechanism, outcome }));
+    this.#requests.record(series, weightOf(request), (performance.now() - startedMs) / 1000);
   }
 
   busy(op: number): void {
@@ -158,20 +152,6 @@ export class NodeMetrics implements DataPlaneMetrics {
   /** The exposition text (Prometheus text format 0.0.4) and its content type. */
   async exposition(): Promise<{ readonly contentType: string; readonly text: string }> {
     return { contentType: this.registry.contentType, text: await this.registry.metrics() };
-  }
-
-  #child(op: number, mechanism: string, outcome: string): Children {
-    let byMechanism = this.#children.get(op);
-    if (byMechanism === undefined) this.#children.set(op, (byMechanism = new Map<string, Map<string, Children>>()));
-    let byOutcome = byMechanism.get(mechanism);
-    if (byOutcome === undefined) byMechanism.set(mechanism, (byOutcome = new Map<string, Children>()));
-    let c = byOutcome.get(outcome);
-    if (c === undefined) {
-      const labels = { op: opLabel(op), mechanism, outcome };
-      c = { count: this.#operations.labels(labels), latency: this.#latency.labels(labels) };
-      byOutcome.set(outcome, c);
-    }
-    return c;
   }
 
   /** Gauges read from the device and the data plane when Prometheus scrapes. */
