@@ -99,6 +99,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--probe-interval-ms <ms>', "the orchestrator's tick and health-probe interval", String(SERVICE_DEFAULTS.probeIntervalMs))
     .option('--journal <mode>', "relayed: this service relays every cluster's journal, so its HSMs act as one (the fleet's devices must be relayed); solo: each HSM orders its own", SERVICE_DEFAULTS.journal)
     .option('--log-level <level>', 'log level (JSON lines on stderr)', 'info')
+    .option('--metrics-port <port>', 'serve Prometheus metrics at GET /metrics on this port of --host, unauthenticated: ids, states, counts, no secret (docs/metrics.md); 0: any free port')
     .action(async (opts: ServiceCommandOptions) => {
       const config = serviceConfig(opts);
       const stopping = new Promise<string>((resolve) => {
@@ -108,7 +109,7 @@ export function registerServiceCommands(program: Command): void {
       const logger = pino({ level: config.logLevel, base: { region: config.region, pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
       const running = await startServiceProcess(config, logger);
       try {
-        process.stdout.write(JSON.stringify({ event: 'ready', endpoint: running.service.endpoint, region: config.region, pid: process.pid }) + '\n');
+        process.stdout.write(JSON.stringify({ event: 'ready', endpoint: running.service.endpoint, region: config.region, pid: process.pid, metricsPort: running.service.metricsPort ?? null }) + '\n');
         const signal = await stopping;
         logger.info({ event: 'service.stopping', signal }, 'stopping');
       } finally {
