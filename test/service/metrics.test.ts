@@ -4,7 +4,7 @@
 // the real AWS SDK. The text is read by an independent parser of the exposition format and each
 // figure must follow the work: API calls by operation and outcome, clusters and HSMs by state,
 // the backup made on activation and its age as the clock moves, backups as DescribeBackups lists
-// them, the restore that clones a second HSM, the replacement of a killed one. The API port does not serve metrics, and the text holds
+// them, the journal head and each HSM's lag (journals relayed), the restore that clones a second HSM, the replacement of a killed one. The API port does not serve metrics, and the text holds
 // neither the access key id, its secret, nor the account id.
 
 import { after, before, test } from 'node:test';
@@ -44,10 +44,10 @@ before(async () => {
   env = await fleetEnvironment('metrics');
   metadata = SqliteMetadataStore.open({ path: join(env.dir, 'metadata.sqlite') });
   archive = await openFsArchive({ directory: join(env.dir, 'archive') });
-  fleet = await InProcessFleet.open({ dir: join(env.dir, 'fleet'), authoritiesDir: env.authoritiesDir, ...env.credentials });
+  fleet = await InProcessFleet.open({ dir: join(env.dir, 'fleet'), authoritiesDir: env.authoritiesDir, ...env.credentials, journal: 'relayed' });
   service = await startService({
     region: REGION, host: '127.0.0.1', port: 0, metricsPort: 0, metadata, archive, fleet, accessKeys: [KEY], workDir: env.dir, logger: pino({ level: 'silent' }),
-    clock, orchestrate: false, dataPlanePort: await freePort(['127.0.0.2', '127.0.0.3']),
+    clock, orchestrate: false, relayJournal: true, dataPlanePort: await freePort(['127.0.0.2', '127.0.0.3']),
     roots: { manufacturerRoot: env.credentials.manufacturerRootPem, operatorRoot: env.credentials.operatorRootPem },
   });
   api = new CloudHSMV2Client({ endpoint: service.endpoint, region: REGION, credentials: { accessKeyId: KEY.accessKeyId, secretAccessKey: KEY.secretAccessKey } });
@@ -130,7 +130,16 @@ test('clusters, HSMs, backups, their ages, restores and replacements follow the 
   assert.equal(samplesOf(f, 'coffer_service_newest_backup_age_seconds').length, 0, 'no backup: no age');
 
   // Activation: the service backs the cluster up.
-  await Cluster.activate({ endpoints, ca: env.customerCa.certificatePem, preCoPassword: initialised.PreCoPassword as string, newAdminPassword: ADMIN_PASSWORD });
+  // With journals relayed, activation is a journal entry: the orchestrator's ticks keep the relay
+  // going while the call waits for it.
+  let activated = false;
+  const activation = Cluster.activate({ endpoints, ca: env.customerCa.certificatePem, preCoPassword: initialised.PreCoPassword as string, newAdminPassword: ADMIN_PASSWORD })
+    .finally(() => (activated = true));
+  while (!activated) {
+    await step();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await activation;
   await step();
   f = await scrape();
   assert.equal(sampleSum(f, 'coffer_service_clusters', { state: 'ACTIVE' }), 1);
@@ -153,6 +162,21 @@ test('clusters, HSMs, backups, their ages, restores and replacements follow the 
   assert.equal(sampleSum(f, 'coffer_service_backups', { cluster_id: clusterId }), listed.length, 'as many as DescribeBackups lists');
   assert.equal(sampleSum(f, 'coffer_service_backups', { cluster_id: clusterId, state: 'READY' }), listed.filter((b) => b.BackupState === 'READY').length);
   assert.ok(sampleSum(f, 'coffer_service_newest_backup_age_seconds', { cluster_id: clusterId }) < 600, 'the newest backup is the fresh one');
+
+  // The journal: the store's head as the metadata store holds it; each HSM's lag against the head it
+  // reported at its last probe, which its management interface confirms.
+  await step();
+  f = await scrape();
+  const storeHead = await metadata.journalHead(clusterId);
+  assert.ok(storeHead >= 1, 'activation is a journal entry');
+  assert.equal(sampleSum(f, 'coffer_service_journal_head_seq', { cluster_id: clusterId }), storeHead);
+  const lags = samplesOf(f, 'coffer_service_hsm_journal_lag').filter((x) => x.labels['cluster_id'] === clusterId);
+  assert.equal(lags.length, 2, 'one lag per probed HSM');
+  for (const lag of lags) {
+    const device = (await service.repository.hsm(lag.labels['hsm_id'] ?? ''))?.doc.device ?? assert.fail('device recorded');
+    const hsmHead = Number((await fleet.management(device).health()).journalPosition);
+    assert.equal(lag.value, storeHead - hsmHead);
+  }
 
   // A killed HSM is replaced: one replacement timed.
   const described = await describe(clusterId);
