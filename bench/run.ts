@@ -18,6 +18,7 @@ const MODULES: readonly [string, () => Promise<BenchModule>][] = [
   ['wire', () => import('./wire_bench.js')],
   ['node', () => import('./node_bench.js')],
   ['sdk', () => import('./sdk_bench.js')],
+  ['metrics', () => import('./metrics_bench.js')],
   ['control', () => import('./control_plane_bench.js')],
   ['journal', () => import('./journal_bench.js')],
   ['pkcs11', () => import('./p11_bench.js')],

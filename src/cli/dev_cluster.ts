@@ -63,6 +63,8 @@ export interface DevelopmentClusterOptions {
   readonly nodes?: number;
   /** Default 127.0.0.1. */
   readonly host?: string;
+  /** The nodes' Prometheus metrics (`coffer hsm serve --metrics`); default 'on'. */
+  readonly nodeMetrics?: 'on' | 'off';
   /** The CLI's main.js; default: the one beside this file. */
   readonly mainJs?: string;
   /** Called when a node process exits without `kill` or `stop` having asked it to, after
@@ -95,6 +97,7 @@ interface Setup {
   readonly authoritiesDir: string;
   readonly customerCa: DevelopmentCustomerCa;
   readonly managementClient: Omit<ManagementClientOptions, 'host' | 'port'>;
+  readonly nodeMetrics: 'on' | 'off';
 }
 
 /** A random password of `chars` base64url characters (CloudHSM's 8–32 rule holds for 8 ≤ chars ≤ 32). */
@@ -155,6 +158,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
     return {
       dir, authoritiesDir, customerCa,
       host: options.host ?? '127.0.0.1',
+      nodeMetrics: options.nodeMetrics ?? 'on',
       mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'),
       managementClient: { ...client, manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate) },
     };
@@ -164,7 +168,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
 }
 
 function nodeOptions(setup: Setup, index: number): Parameters<typeof spawnNode>[0] {
-  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host };
+  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host, metrics: setup.nodeMetrics };
 }
 
 /** Runs `fn` with a management client of `node`, closed afterwards. */

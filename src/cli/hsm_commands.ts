@@ -25,6 +25,7 @@ interface ServeFlags {
   readonly mode: string;
   readonly journal: string;
   readonly logLevel: string;
+  readonly metrics: string;
 }
 
 function portOf(value: string, flag: string): number {
@@ -52,11 +53,12 @@ async function serve(opts: ServeFlags): Promise<void> {
   if (!isLogLevel(opts.logLevel)) fail('COFFER_CLI_USAGE', { reason: `--log-level must be one of ${LOG_LEVELS.join(', ')}` });
   if (opts.mode !== 'FIPS' && opts.mode !== 'NON_FIPS') fail('COFFER_CLI_USAGE', { reason: '--mode must be FIPS or NON_FIPS' });
   if (opts.journal !== 'relayed' && opts.journal !== 'solo') fail('COFFER_CLI_USAGE', { reason: '--journal must be relayed or solo' });
+  if (opts.metrics !== 'on' && opts.metrics !== 'off') fail('COFFER_CLI_USAGE', { reason: '--metrics must be on or off' });
   const log = createLogger({ level: opts.logLevel });
   const clientTrustAnchors = opts.clientCa.map((f) => readFileSync(f, 'utf8'));
   const stopping = stopSignal(); // listen before the (slow) start, so an early SIGTERM still stops cleanly
   const node = await serveNode({
-    dataDir: opts.data, development: true, host: opts.host, port, log, mode: opts.mode, journal: opts.journal,
+    dataDir: opts.data, development: true, host: opts.host, port, log, mode: opts.mode, journal: opts.journal, metrics: opts.metrics,
     ...(opts.authorities === undefined ? {} : { authoritiesDir: opts.authorities }),
     ...(managementPort === undefined ? {} : { managementPort }),
     ...(clientTrustAnchors.length === 0 ? {} : { clientTrustAnchors }),
@@ -89,6 +91,7 @@ export function registerHsmCommands(program: Command): void {
     .option('--development', 'provision a new directory with development keys (required today)')
     .option('--mode <mode>', 'the mode a new device is commissioned in: FIPS | NON_FIPS (an existing device keeps its own)', 'NON_FIPS')
     .option('--journal <mode>', 'cluster journal: relayed (a control plane orders and relays the entries; fleets start nodes so) | solo (the node orders its own)', 'solo')
+    .option('--metrics <on|off>', 'Prometheus metrics at GET /metrics on the management interface (docs/metrics.md); off measures nothing', 'on')
     .option('--log-level <level>', `structured log on stderr (JSON lines): ${LOG_LEVELS.join(' | ')}`, LOG_LEVEL_DEFAULT)
     .action(serve);
 }

@@ -45,7 +45,8 @@ export function registerServiceCommands(program: Command): void {
     .option('--cluster <n>', `also create an activated cluster of n HSMs (1-${UP_CLUSTER_HSMS_MAX}) with a crypto user, and write cluster.json`)
     .option('--journal <mode>', "relayed (default): the service relays every cluster's journal and the HSMs act as one; solo: each HSM orders its own (docs/control-plane.md)", 'relayed')
     .option('--log-level <level>', 'service log level (JSON lines in regions/<region>/service.log)', 'info')
-    .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; journal: string; logLevel: string }) => {
+    .option('--metrics-port <port>', 'serve each region\'s Prometheus metrics at GET /metrics on this port (the next regions take the next ports), unauthenticated (docs/metrics.md)')
+    .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; journal: string; logLevel: string; metricsPort?: string }) => {
       const regions = opts.regions.split(',').map((r) => r.trim());
       if (regions.length === 0 || !regions.every((r) => REGION.test(r)) || new Set(regions).size !== regions.length) fail('COFFER_CLI_USAGE', { reason: '--regions must list distinct AWS-style regions, e.g. us-east-1,eu-west-1' });
       if (opts.journal !== 'relayed' && opts.journal !== 'solo') fail('COFFER_CLI_USAGE', { reason: '--journal must be relayed or solo' });
@@ -55,10 +56,11 @@ export function registerServiceCommands(program: Command): void {
         process.once('SIGINT', () => resolve());
         process.once('SIGTERM', () => resolve());
       });
-      const u = await up({ dataDir: opts.dataDir, port: port(opts.port, '--port'), regions, dataPlanePort: port(opts.dataPlanePort, '--data-plane-port'), journal: opts.journal, logLevel: opts.logLevel });
+      const u = await up({ dataDir: opts.dataDir, port: port(opts.port, '--port'), regions, dataPlanePort: port(opts.dataPlanePort, '--data-plane-port'), journal: opts.journal, logLevel: opts.logLevel,
+        ...(opts.metricsPort === undefined ? {} : { metricsPort: port(opts.metricsPort, '--metrics-port') }) });
       try {
         const clusterFile = hsms > 0 ? await ensureDevCluster(u, hsms) : undefined;
-        const endpoints = u.regions.map((r) => ({ region: r.region, endpoint: r.service.endpoint }));
+        const endpoints = u.regions.map((r) => ({ region: r.region, endpoint: r.service.endpoint, ...(r.service.metricsPort === undefined ? {} : { metricsPort: r.service.metricsPort }) }));
         process.stdout.write(JSON.stringify({ event: 'ready', dataDir: u.dataDir, regions: endpoints, ...(clusterFile === undefined ? {} : { clusterFile }) }) + '\n');
         const first = endpoints[0] as { endpoint: string };
         const lines = [
@@ -99,6 +101,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--probe-interval-ms <ms>', "the orchestrator's tick and health-probe interval", String(SERVICE_DEFAULTS.probeIntervalMs))
     .option('--journal <mode>', "relayed (default): this service relays every cluster's journal, so its HSMs act as one (the fleet's devices must be relayed); solo: each HSM orders its own (docs/control-plane.md)", SERVICE_DEFAULTS.journal)
     .option('--log-level <level>', 'log level (JSON lines on stderr)', 'info')
+    .option('--metrics-port <port>', 'serve Prometheus metrics at GET /metrics on this port of --host, unauthenticated: ids, states, counts, no secret (docs/metrics.md); 0: any free port')
     .action(async (opts: ServiceCommandOptions) => {
       const config = serviceConfig(opts);
       const stopping = new Promise<string>((resolve) => {
@@ -108,7 +111,7 @@ export function registerServiceCommands(program: Command): void {
       const logger = pino({ level: config.logLevel, base: { region: config.region, pid: process.pid } }, pino.destination({ dest: 2, sync: true }));
       const running = await startServiceProcess(config, logger);
       try {
-        process.stdout.write(JSON.stringify({ event: 'ready', endpoint: running.service.endpoint, region: config.region, pid: process.pid }) + '\n');
+        process.stdout.write(JSON.stringify({ event: 'ready', endpoint: running.service.endpoint, region: config.region, pid: process.pid, metricsPort: running.service.metricsPort ?? null }) + '\n');
         const signal = await stopping;
         logger.info({ event: 'service.stopping', signal }, 'stopping');
       } finally {

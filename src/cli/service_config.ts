@@ -58,6 +58,7 @@ export interface ServiceCommandOptions {
   readonly operatorRoot?: string;
   readonly accessKeys?: string;
   readonly peers?: string;
+  readonly metricsPort?: string;
   readonly workDir?: string;
   readonly dataPlanePort: string;
   readonly probeIntervalMs: string;
@@ -96,6 +97,8 @@ export interface ServiceCommandConfig {
   /** Relay every cluster's journal (--journal relayed), or let each HSM order its own (solo). */
   readonly journal: 'relayed' | 'solo';
   readonly logLevel: (typeof LOG_LEVELS)[number];
+  /** Prometheus metrics on this port of --host (docs/metrics.md); absent: not served. */
+  readonly metricsPort?: number;
 }
 
 function usage(reason: string): never {
@@ -163,6 +166,7 @@ export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
     manufacturerRoot: resolve(required(o.manufacturerRoot, '--manufacturer-root')), operatorRoot: resolve(required(o.operatorRoot, '--operator-root')),
     accessKeys: resolve(required(o.accessKeys, '--access-keys')), ...(o.workDir === undefined ? {} : { workDir: resolve(o.workDir) }),
     ...(o.peers === undefined ? {} : { peers: resolve(required(o.peers, '--peers')) }),
+    ...(o.metricsPort === undefined ? {} : { metricsPort: tcpPort(o.metricsPort, '--metrics-port') }),
     dataPlanePort: tcpPort(o.dataPlanePort, '--data-plane-port'), probeIntervalMs, journal: o.journal, logLevel,
   };
 }
@@ -241,6 +245,7 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
     const service = await startService({
       region: config.region, host: config.host, port: config.port, metadata, archive, fleet, accessKeys, workDir, logger, ...(peers === undefined ? {} : { peers }),
       dataPlanePort: config.dataPlanePort, probeIntervalMs: config.probeIntervalMs, relayJournal: config.journal === 'relayed',
+      ...(config.metricsPort === undefined ? {} : { metricsPort: config.metricsPort }),
       roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
     });
     closers.push(() => service.close());

@@ -47,6 +47,8 @@ export interface UpOptions {
   readonly mainJs?: string;
   /** Default: every region's service log goes to regions/<region>/service.log. */
   readonly logger?: Logger;
+  /** Each region's Prometheus metrics on this port + its index (0: any free port); absent: not served. */
+  readonly metricsPort?: number;
 }
 
 export interface RunningRegion {
@@ -82,7 +84,7 @@ export async function up(options: UpOptions): Promise<Up> {
   const peers = new Map<string, RegionPeer>();
   try {
     for (const [i, region] of options.regions.entries()) {
-      const running = await startRegion(dataDir, region, options.port === 0 ? 0 : options.port + i, options, managementClient, accessKey, peers);
+      const running = await startRegion(dataDir, region, options.port === 0 ? 0 : options.port + i, { ...options, regionIndex: i }, managementClient, accessKey, peers);
       regions.push(running);
       peers.set(region, {
         region, archive: running.archive, repository: running.service.repository, backups: running.service.backups,
@@ -97,7 +99,7 @@ export async function up(options: UpOptions): Promise<Up> {
 }
 
 async function startRegion(
-  dataDir: string, region: string, port: number, options: UpOptions, management: Up['managementClient'], accessKey: AccessKey, peers: ReadonlyMap<string, RegionPeer>,
+  dataDir: string, region: string, port: number, options: UpOptions & { readonly regionIndex: number }, management: Up['managementClient'], accessKey: AccessKey, peers: ReadonlyMap<string, RegionPeer>,
 ): Promise<RunningRegion> {
   const dir = join(dataDir, 'regions', region);
   const workDir = join(dir, 'work');
@@ -121,6 +123,7 @@ async function startRegion(
     const service = await startService({
       region, host: '127.0.0.1', port, metadata, archive, fleet, accessKeys: [accessKey], workDir, logger, dataPlanePort: options.dataPlanePort, copyTo,
       relayJournal: (options.journal ?? 'relayed') === 'relayed',
+      ...(options.metricsPort === undefined ? {} : { metricsPort: options.metricsPort === 0 ? 0 : options.metricsPort + options.regionIndex }),
       roots: { manufacturerRoot: management.manufacturerRootPem, operatorRoot: management.operatorRootPem },
     });
     return { region, service, fleet, archive, metadata };

@@ -239,6 +239,11 @@ export class Hsm {
     this.#objects?.dropSessionObjects(id);
   }
 
+  /** How many users the device holds, the appliance user included (no names: the node's metrics). */
+  userCount(): number {
+    return this.#users.count;
+  }
+
   status(): HsmStatus {
     const state = this.provisioning.state();
     const commissioned = state === 'COMMISSIONED';

@@ -26,10 +26,11 @@ import {
   NODE_BUSY_RETRY_AFTER_MS, NODE_CLIENT_TRUST_ANCHORS_MAX, NODE_CONNECTION_BYTES_MAX, NODE_CONNECTIONS_MAX, NODE_CONNECTIONS_PER_ADDRESS_MAX, NODE_HANDSHAKE_TIMEOUT_MS,
   NODE_IDLE_TIMEOUT_MS, NODE_IN_FLIGHT_MAX, NODE_PARTIAL_FRAME_TIMEOUT_MS, WIRE_BATCH_ITEMS_MAX, WIRE_FRAME_BYTES_MAX, WIRE_IN_FLIGHT_MAX, WIRE_RETRY_AFTER_MS_MAX,
 } from '../formats/limits.js';
-import { FrameDecoder, TickWriter, OPS, decodeRequest, encodeBusy, encodeError, type Frame } from '../formats/wire.js';
+import { FrameDecoder, TickWriter, OPS, decodeRequest, encodeBusy, encodeError, type AnyRequest, type Frame } from '../formats/wire.js';
 import type { Hsm } from '../hsm/device.js';
 import { parseCertificate, pemOf } from '../formats/x509.js';
 import { SessionTable, dispatch, type DispatchContext, type NodeLoad } from './dispatch.js';
+import { OUTCOME_OK, type DataPlaneMetrics } from './metrics.js';
 import { currentTlsIdentity, type TlsIdentity } from './tls_identity.js';
 
 export interface DataPlaneOptions {
@@ -72,6 +73,8 @@ export interface DataPlaneOptions {
   /** Told of every request answered with a typed error (the operation's code and the error code):
    * the node's log of refusals. */
   readonly onRefused?: (op: number, code: ErrorCode) => void;
+  /** Counts every request and BUSY answer (metrics.ts); absent: nothing is measured. */
+  readonly metrics?: DataPlaneMetrics;
 }
 
 /** Connections the node refused or closed on its own, since it started (docs/node.md "Limits"). */
@@ -159,6 +162,7 @@ class NodeState {
   constructor(
     readonly hsm: Hsm, readonly limits: Limits, readonly capacityOpsPerSecond: number, readonly onBug: (e: unknown) => void,
     readonly onRefused: ((op: number, code: ErrorCode) => void) | undefined,
+    readonly metrics: DataPlaneMetrics | undefined,
   ) {}
   load(): NodeLoad {
     return { inFlight: this.inFlight, inFlightMax: this.limits.capacityMax, connections: this.connections.size, capacityOpsPerSecond: this.capacityOpsPerSecond };
@@ -283,7 +287,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
   const anchors = checkClientAnchors(options.clientTrustAnchors);
   const limits = limitsOf(options);
   const onBug = options.onBug ?? crashOnBug;
-  const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, onBug, options.onRefused);
+  const node = new NodeState(options.hsm, limits, options.capacityOpsPerSecond ?? 0, onBug, options.onRefused, options.metrics);
   const first = options.tls ?? (await currentTlsIdentity(options.hsm, hosts, options.clusterLeafValidityMs));
   const tls = new TlsSwitch(options.hsm, hosts, anchors, options.clusterLeafValidityMs, onBug, first);
   const server: Server = createServer({
@@ -497,6 +501,7 @@ class Connection {
     const full = node.inFlight > 0 && node.inFlight + weight > node.limits.capacityMax;
     if (this.#inFlight >= node.limits.inFlightMax || full) {
       this.#push(encodeBusy(frame.requestId, frame.op, node.limits.retryAfterMs));
+      node.metrics?.busy(frame.op);
       return;
     }
     this.#inFlight++;
@@ -528,14 +533,21 @@ class Connection {
   async #serve(frame: Frame): Promise<void> {
     let reply: Uint8Array;
     let end = false;
+    const metrics = this.#node.metrics;
+    const startedMs = metrics === undefined ? 0 : performance.now();
+    let request: AnyRequest | undefined;
+    let outcome: string = OUTCOME_OK;
     try {
-      reply = await dispatch(this.#ctx, frame.requestId, decodeRequest(frame));
+      request = decodeRequest(frame);
+      reply = await dispatch(this.#ctx, frame.requestId, request);
     } catch (e) {
       if (!isCofferError(e)) throw e;
       reply = encodeError(frame.requestId, frame.op, e);
       end = e.code === 'COFFER_FORMAT_UNKNOWN_VERSION';
+      outcome = e.code;
       this.#node.onRefused?.(frame.op, e.code);
     }
+    metrics?.requestDone(frame.op, request, outcome, startedMs);
     if (this.#closed) return;
     this.#push(reply);
     if (end) setImmediate(() => this.#socket.end()); // after the flush scheduled by #push

@@ -26,6 +26,7 @@ import {
 } from '../formats/limits.js';
 import type { Hsm } from '../hsm/device.js';
 import type { NodeLoad } from './dispatch.js';
+import { METRICS_PATH, serveMetrics, type NodeMetrics } from './metrics.js';
 import { ROUTES, type ManagementContext } from './management_routes.js';
 import { sendError, sendJson } from './management_http.js';
 import { createTlsIdentity, type TlsIdentity } from './tls_identity.js';
@@ -64,6 +65,8 @@ export interface ManagementOptions {
   readonly requestsMax?: number;
   /** Called with an untyped exception (a bug) before the request is answered 500. */
   readonly onBug?: (error: unknown) => void;
+  /** Served at GET /metrics (metrics.ts); absent: no such path. */
+  readonly metrics?: NodeMetrics;
 }
 
 export interface ManagementServer {
@@ -104,7 +107,7 @@ export async function startManagement(options: ManagementOptions): Promise<Manag
     }
     active++;
     res.once('close', () => active--);
-    handle(ctx, req, res).catch((e: unknown) => sendError(req, res, e, ctx.onBug));
+    handle(ctx, req, res, options.metrics).catch((e: unknown) => sendError(req, res, e, ctx.onBug));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -149,8 +152,9 @@ function hasClientAuthUsage(socket: TLSSocket): boolean {
   return usages === undefined || usages.includes(EKU_CLIENT_AUTH);
 }
 
-async function handle(ctx: ManagementContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(ctx: ManagementContext, req: IncomingMessage, res: ServerResponse, metrics: NodeMetrics | undefined): Promise<void> {
   const url = new URL(req.url ?? '/', 'https://node');
+  if (metrics !== undefined && url.pathname === METRICS_PATH && req.method === 'GET') return serveMetrics(metrics, res, req);
   const route = ROUTES.get(url.pathname) ?? fail('COFFER_MANAGEMENT_REQUEST', { reason: 'unknown-path' });
   const method = req.method ?? '';
   const handler = route.get(method) ?? fail('COFFER_MANAGEMENT_REQUEST', { reason: 'method-not-allowed', method: method.slice(0, 16) });

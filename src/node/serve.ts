@@ -23,11 +23,12 @@ import { opName } from '../formats/wire.js';
 import { describeBug, startDataPlane, NODE_BUG_EXIT_CODE, type DataPlane, type DataPlaneOptions } from './data_plane.js';
 import { createLogger, logHsmEvent, type Logger } from './log.js';
 import { startManagement, type ManagementServer } from './management.js';
+import { NodeMetrics } from './metrics.js';
 
 export const DEVICE_SECRET_FILE = 'device.secret';
 export const STORE_FILE = 'store.sqlite';
 
-export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm'> {
+export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm' | 'metrics'> {
   readonly dataDir: string;
   /** Provision a NEW device with throw-away development authorities (marked as such). Required:
    * production provisioning runs the factory and operator ceremonies instead. */
@@ -45,6 +46,9 @@ export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm'> {
   readonly managementPort?: number;
   /** The node's structured log (docs/node.md "Logs"); default: JSON lines on stderr at `info`. */
   readonly log?: Logger;
+  /** Prometheus metrics at GET /metrics on the management interface (docs/metrics.md); default 'on'.
+   * 'off' measures nothing on the request path and serves no /metrics. */
+  readonly metrics?: 'on' | 'off';
 }
 
 export interface ServedNode {
@@ -52,6 +56,8 @@ export interface ServedNode {
   readonly dataPlane: DataPlane;
   /** Present when `managementPort` was given. */
   readonly management: ManagementServer | undefined;
+  /** Present unless the node runs with metrics 'off'. */
+  readonly metrics: NodeMetrics | undefined;
   close(): Promise<void>;
 }
 
@@ -130,19 +136,26 @@ function firmwareEvidence(dataDir: string, mode: 'FIPS' | 'NON_FIPS', authoritie
 
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', journal = 'solo', log = createLogger(), onBug = loggedCrash(log), ...planeOptions } = options;
+  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', journal = 'solo', log = createLogger(), onBug = loggedCrash(log), metrics: metricsSwitch = 'on', ...planeOptions } = options;
+  const metrics = metricsSwitch === 'on' ? new NodeMetrics() : undefined;
   const isNew = !existsSync(join(dataDir, STORE_FILE));
   const authorities = isNew ? (authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir)) : undefined;
   const firmware = firmwareEvidence(dataDir, mode, authorities);
-  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => logHsmEvent(log, event), journal: { mode: journal }, ...(firmware === undefined ? {} : { firmware }) });
+  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => {
+    logHsmEvent(log, event);
+    metrics?.onHsmEvent(event);
+  }, journal: { mode: journal }, ...(firmware === undefined ? {} : { firmware }) });
   let dataPlane: DataPlane | undefined;
   try {
     if (hsm.status().provisioning === 'NEW') {
       await provisionDevelopmentDevice(hsm, authorities ?? (await developmentAuthorities(authoritiesDir)), { mode, ...(firmware === undefined ? {} : { firmware }) });
     }
-    dataPlane = await startDataPlane({ ...planeOptions, hsm, onBug, onRefused: (op, code) => log.info({ event: 'refused', op: opLabel(op), code }, 'request refused') });
+    dataPlane = await startDataPlane({
+      ...planeOptions, hsm, onBug, onRefused: (op, code) => log.info({ event: 'refused', op: opLabel(op), code }, 'request refused'), ...(metrics === undefined ? {} : { metrics }),
+    });
+    metrics?.attach({ hsm, dataPlane });
     const management = managementPort === undefined ? undefined : await startManagement({
-      hsm, dataPlane, dataDir, port: managementPort, onBug: managementOnBug(onBug),
+      hsm, dataPlane, dataDir, port: managementPort, onBug: managementOnBug(onBug), ...(metrics === undefined ? {} : { metrics }),
       ...(planeOptions.host === undefined ? {} : { host: planeOptions.host }),
     });
     const plane = dataPlane;
@@ -156,6 +169,7 @@ export async function serveNode(options: ServeOptions): Promise<ServedNode> {
       hsm,
       dataPlane: plane,
       management,
+      metrics,
       close: async () => {
         await management?.close();
         await plane.close();

@@ -12,6 +12,7 @@ import { verifyBackup, type BackupRoots, type BackupSource } from '../formats/ba
 import type { ManagementClient } from '../management/client.js';
 import type { Archive } from '../storage/archive_port.js';
 import type { Clock } from './clock.js';
+import type { ServiceMetrics } from './metrics.js';
 
 /** What an archived backup is: where it rests and what the device's signature covered. */
 export interface ArchivedBackup {
@@ -42,6 +43,8 @@ export interface BackupFlowOptions {
   readonly clock: Clock;
   /** Where blobs pass through on their way (a directory of the service's own). */
   readonly workDir: string;
+  /** Times every restore (metrics.ts). */
+  readonly metrics?: ServiceMetrics;
 }
 
 export class BackupFlow {
@@ -78,6 +81,12 @@ export class BackupFlow {
   /** Restores an archived backup into the HSM behind `management`, after checking it again;
    * `cloneClusterId`: as the first HSM of that cluster, created from the backup (its own journal). */
   async restore(management: ManagementClient, archiveKey: string, expectedBodySha256: string | null, options: { readonly cloneClusterId?: string } = {}): Promise<void> {
+    const metrics = this.#options.metrics;
+    if (metrics !== undefined) return metrics.timed('restore', () => this.#restore(management, archiveKey, expectedBodySha256, options));
+    return this.#restore(management, archiveKey, expectedBodySha256, options);
+  }
+
+  async #restore(management: ManagementClient, archiveKey: string, expectedBodySha256: string | null, options: { readonly cloneClusterId?: string }): Promise<void> {
     await this.#withTemp(async (path) => {
       await pipeline(await this.#options.archive.get(archiveKey), createWriteStream(path, { mode: 0o600 }));
       const verdict = await this.#verify(path);

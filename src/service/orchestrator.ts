@@ -12,6 +12,7 @@
 // database exactly one orchestrates; another takes over when the lease expires. Time comes from the
 // injected clock: tests move it by hand and call tick().
 
+import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ManagementClient } from '../management/client.js';
@@ -22,6 +23,7 @@ import type { JournalFaultReport } from '../formats/management.js';
 import { JournalRelay, compactionFloor, type RelayTarget } from './journal_relay.js';
 import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
 import type { Repository } from './repository.js';
+import type { ServiceMetrics } from './metrics.js';
 
 const DAY_MS = 24 * 3600_000;
 /** The lease outlives a few ticks, so one slow tick does not hand orchestration to another process. */
@@ -37,6 +39,8 @@ export interface OrchestratorOptions {
   readonly backups: BackupFlow;
   readonly config: ServiceConfig;
   readonly log: Logger;
+  /** Hears HSM journal heads and replacement durations (metrics.ts). */
+  readonly metrics?: ServiceMetrics;
   /** This process's name in the lease. */
   readonly holder: string;
 }
@@ -330,6 +334,7 @@ export class Orchestrator {
     let healthy: boolean;
     try {
       const health = await this.#mgmt(doc.device).health();
+      this.#o.metrics?.hsmHead(doc.hsmId, health.journalPosition);
       if (health.journalFault !== null) this.#task(`fault:${doc.hsmId}`, () => this.#journalFault(doc.hsmId, doc.device?.serial ?? '', health.journalFault as JournalFaultReport));
       const c = await this.#o.repo.cluster(doc.clusterId);
       // A device that lost its cluster (zeroised, or replaced by another) is as bad as a dead one.
@@ -353,6 +358,7 @@ export class Orchestrator {
   async #replace(hsmId: string): Promise<void> {
     const h = await this.#o.repo.hsm(hsmId);
     if (h === undefined || h.doc.state !== 'DEGRADED' || h.doc.device === null) return;
+    const startedMs = performance.now();
     const old = h.doc.device;
     await this.#o.fleet.release(old).catch((e: unknown) => this.#o.log.warn({ event: 'fleet.release.failed', hsmId, err: errorWords(e) }, 'failed device not released cleanly'));
     await this.#o.repo.commit([hsmWrite({ ...h.doc, device: null }, h.version)]);
@@ -365,6 +371,7 @@ export class Orchestrator {
     await this.#bringUp(c.doc, fresh.doc);
     await this.#catchUp(c.doc.clusterId, fresh.doc.device as FleetDevice);
     await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null, failedProbes: 0, replacements: h.doc.replacements + 1 });
+    this.#o.metrics?.replacementDone((performance.now() - startedMs) / 1000);
     this.#o.log.info({ event: 'hsm.replaced', clusterId: h.doc.clusterId, hsmId, serial: fresh.doc.device?.serial }, 'failed HSM replaced');
     await this.#health(h.doc.clusterId);
   }

@@ -26,6 +26,7 @@ import { fleetOperations } from './fleet_operations.js';
 import { Orchestrator } from './orchestrator.js';
 import type { PeerEndpoint } from './peer_config.js';
 import { Repository } from './repository.js';
+import { ServiceMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 
 export interface ServiceOptions {
   readonly region: string;
@@ -55,6 +56,9 @@ export interface ServiceOptions {
   readonly relayJournal?: boolean;
   /** Peer regions' services, reached over HTTP (copy_http.ts) when `copyTo` is not given. */
   readonly peers?: readonly PeerEndpoint[];
+  /** Serve Prometheus metrics at GET /metrics on this port of `host` (0: any free port), without
+   * authentication (docs/metrics.md "Service"); absent: not served (they are still counted). */
+  readonly metricsPort?: number;
 }
 
 export interface RunningService {
@@ -65,6 +69,9 @@ export interface RunningService {
   readonly orchestrator: Orchestrator;
   readonly repository: Repository;
   readonly backups: BackupFlow;
+  readonly metrics: ServiceMetrics;
+  /** The metrics port, when `metricsPort` was given. */
+  readonly metricsPort: number | undefined;
   /** Stops the API and the orchestrator; the store, archive and fleet stay the caller's to close. */
   close(): Promise<void>;
 }
@@ -83,11 +90,13 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     relayJournal: o.relayJournal ?? false,
   };
   const repository = new Repository(o.metadata);
-  const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir });
+  const metrics = new ServiceMetrics();
+  metrics.attach({ repository, store: o.metadata, clock: config.clock, relayJournal: config.relayJournal === true });
+  const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir, metrics });
   const copyTo = o.copyTo ?? (o.peers === undefined ? undefined : httpCopy({ region: o.region, archive: o.archive, workDir: o.workDir, logger: o.logger.child({ part: 'copy' }) }, o.peers));
   const operations = controlPlaneOperations(repository, config, copyTo);
   const orchestrator = new Orchestrator({
-    repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), holder: `${hostname()}:${process.pid}:${randomUUID()}`,
+    repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), metrics, holder: `${hostname()}:${process.pid}:${randomUUID()}`,
   });
   // SigV4's clock-skew check compares with the client's wall clock: always the system's, whatever
   // clock drives the orchestrator (a test moves that one by days).
@@ -95,24 +104,29 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   const receive = backupCopyRoute({ region: o.region, archive: o.archive, repository, backups, clock: config.clock, workDir: o.workDir });
   const handler = createApiHandler({
     operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }), streamedRoutes: [receive],
+    onCall: (operation, outcome, seconds) => metrics.apiCall(operation, outcome, seconds),
     ...(o.fleet instanceof RemoteFleet ? { fleet: fleetOperations(o.fleet, o.logger.child({ part: 'fleet' })) } : {}),
   });
   // The web console's static files share the API's port (console_http.ts); it calls the API like any client.
   const server = createServer(withConsole(handler));
   await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;
+  let metricsServer: MetricsServer | undefined;
   // A service started on existing data finds its HSMs' devices again before it orchestrates them.
   try {
+    if (o.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, o.host, o.metricsPort, o.logger.child({ part: 'metrics' }));
     await orchestrator.reattach();
   } catch (e) {
+    await metricsServer?.close();
     await new Promise<void>((resolve) => server.close(() => resolve()));
     throw e;
   }
   if (o.orchestrate !== false) orchestrator.start();
-  o.logger.info({ event: 'service.listening', region: o.region, host: o.host, port }, 'control plane listening');
+  o.logger.info({ event: 'service.listening', region: o.region, host: o.host, port, metricsPort: metricsServer?.port ?? null }, 'control plane listening');
   return {
-    endpoint: `http://${o.host}:${port}`, port, config, operations, orchestrator, repository, backups,
+    endpoint: `http://${o.host}:${port}`, port, config, operations, orchestrator, repository, backups, metrics, metricsPort: metricsServer?.port,
     close: async () => {
+      await metricsServer?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -172,6 +172,11 @@ export class Users {
     this.#quorum = hook;
   }
 
+  /** How many users the device holds (the appliance user included): a count, for the node's metrics. */
+  get count(): number {
+    return this.#state.count(NS);
+  }
+
   /** True once `initialise` has run on this store. */
   get initialised(): boolean {
     return this.#state.count(NS) > 0;

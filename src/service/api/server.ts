@@ -78,6 +78,9 @@ export interface ApiServiceOptions {
   readonly streamedRoutes?: readonly StreamedRoute[];
   /** Coffer's fleet operations (a service on a remote fleet); absent: their targets are unknown. */
   readonly fleet?: FleetOperations;
+  /** Told of every call answered: its operation (or streamed route, or `none` when the target was
+   * not known), outcome and seconds taken (the service's metrics). */
+  readonly onCall?: (operation: string, outcome: string, seconds: number) => void;
 }
 
 interface Answer {
@@ -124,7 +127,7 @@ export function createApiHandler(options: ApiServiceOptions): (req: IncomingMess
       receiveStreamed(route, req, { keys, region: options.region, nowMs: options.clock.nowMs(), requestId, logger: options.logger }).then((a) => {
         if (a.bodyUnread) discardBody(req);
         send(res, requestId, a);
-        logCall(options.logger, requestId, { ...a, route: route.name }, performance.now() - started);
+        logCall(options, requestId, { ...a, route: route.name }, performance.now() - started);
       }).catch((e: unknown) => {
         options.logger.warn({ requestId, err: e }, 'api response not sent');
         res.destroy();
@@ -134,7 +137,7 @@ export function createApiHandler(options: ApiServiceOptions): (req: IncomingMess
     readBody(req, options.bodyTimeoutMs ?? API_BODY_TIMEOUT_MS, (body) => {
       answer(options, keys, req, body, requestId).then((a) => {
         send(res, requestId, a);
-        logCall(options.logger, requestId, a, performance.now() - started);
+        logCall(options, requestId, a, performance.now() - started);
       }).catch((e: unknown) => {
         // Only a broken connection gets here (answer() itself never throws): nothing left to tell.
         options.logger.warn({ requestId, err: e }, 'api response not sent');
@@ -147,7 +150,7 @@ export function createApiHandler(options: ApiServiceOptions): (req: IncomingMess
       res.setHeader('Connection', 'close');
       send(res, requestId, a);
       res.once('finish', () => req.destroy());
-      logCall(options.logger, requestId, a, performance.now() - started);
+      logCall(options, requestId, a, performance.now() - started);
     });
   };
 }
@@ -250,7 +253,9 @@ function send(res: ServerResponse, requestId: string, a: Answer): void {
   res.end(payload);
 }
 
-function logCall(logger: Logger, requestId: string, a: Answer, latencyMs: number): void {
+function logCall(options: ApiServiceOptions, requestId: string, a: Answer, latencyMs: number): void {
+  const logger = options.logger;
+  options.onCall?.(a.operation ?? a.route ?? 'none', a.outcome, latencyMs / 1000);
   const line = {
     requestId,
     operation: a.operation ?? a.route,
