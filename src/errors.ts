@@ -188,6 +188,9 @@ export const ERRORS = {
   COFFER_JOURNAL_FORGED: { message: 'Journal entry names this HSM as its originator but this HSM did not prepare it', ckr: 'CKR_DATA_INVALID', http: 409 },
   // ── control plane: the journal relay (src/service/journal_relay.ts) ─────────────────────────────
   COFFER_JOURNAL_NOT_CAUGHT_UP: { message: 'The HSM did not catch up with the cluster journal', ckr: 'CKR_DEVICE_ERROR', http: 503 },
+  // ── certificate objects (hsm/objects/certificates.ts, docs/device.md "Certificates") ─────────────
+  COFFER_CERT_VALUE_INVALID: { message: 'Certificate value is not a DER X.509 certificate the HSM can store', ckr: 'CKR_ATTRIBUTE_VALUE_INVALID', http: 400 },
+  COFFER_CERT_TEMPLATE_MISMATCH: { message: 'Certificate template disagrees with the certificate it carries', ckr: 'CKR_TEMPLATE_INCONSISTENT', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
