@@ -228,7 +228,7 @@ export function findFilterOf(template: readonly Attribute[]): { readonly filter:
     else if (a.type === CKA.ID && v.kind === 'bytes') filter['id'] = v.value;
     else if (a.type === CKA.CLASS && v.kind === 'ulong') {
       const cls = (Object.keys(CLASS_OF) as ObjectClass[]).find((c) => CLASS_OF[c] === v.value);
-      if (cls === undefined) none = true; // certificates, data objects: the cluster holds none
+      if (cls === undefined) none = true; // data objects: the cluster holds none
       else filter['class'] = cls;
     } else if (a.type === CKA.KEY_TYPE && v.kind === 'ulong') {
       const kt = (Object.keys(KEY_TYPE_OF) as KeyType[]).find((k) => KEY_TYPE_OF[k] === v.value);

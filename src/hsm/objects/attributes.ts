@@ -103,6 +103,13 @@ export function permittedFunctions(cls: ObjectClass, keyType: KeyType): readonly
 
 /** Refuses attribute sets that no key of this class and type may have (TEMPLATE_INCONSISTENT). */
 export function checkConsistency(cls: ObjectClass, keyType: KeyType, a: Readonly<BooleanAttributes>): void {
+  if (cls === 'CERTIFICATE') {
+    // A certificate is no key (docs/device.md "Certificates"): none of these may become true.
+    for (const name of [...KEY_FUNCTIONS, 'sensitive', 'extractable', 'trusted', 'wrapWithTrusted'] as const) {
+      if (a[name]) fail('COFFER_TEMPLATE_INCONSISTENT', { class: cls, attribute: name });
+    }
+    return;
+  }
   const permitted = permittedFunctions(cls, keyType);
   for (const fn of KEY_FUNCTIONS) {
     if (a[fn] && !permitted.includes(fn)) fail('COFFER_TEMPLATE_INCONSISTENT', { class: cls, keyType, attribute: fn });
