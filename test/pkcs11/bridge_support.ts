@@ -11,6 +11,8 @@ import { Cluster } from '../../src/client/cluster.js';
 import { startDevelopmentCluster } from '../../src/cli/dev_cluster.js';
 import { clusterBackend, type ClusterBackend } from '../../src/pkcs11/cluster_backend.js';
 import { startPkcs11Server } from '../../src/pkcs11/server.js';
+import type { Mechanism } from '../../src/pkcs11/rpc_codec.js';
+import assert from 'node:assert/strict';
 
 export interface Bridge {
   /** A scratch directory, removed by close(). */
@@ -23,6 +25,8 @@ export interface Bridge {
   readonly sdk: Cluster;
   /** A token of its own on the same cluster, to call without the transport. */
   backend(): ClusterBackend;
+  /** The mechanisms the clients passed to C_SignInit and C_DecryptInit on the socket, in order. */
+  readonly inits: { readonly call: 'C_SignInit' | 'C_DecryptInit'; readonly mechanism: Mechanism | null }[];
   close(): Promise<void>;
 }
 
@@ -32,11 +36,20 @@ export async function startBridge(name: string): Promise<Bridge> {
   const endpoints = dev.nodes.map((n) => ({ host: n.host, port: n.port }));
   const token = (): ClusterBackend => clusterBackend({ connect: (credentials) => Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials }), label: name.slice(0, 32), serial: '1' });
   const backend = token();
+  const inits: Bridge['inits'][number][] = [];
+  const signInit = backend.C_SignInit;
+  const decryptInit = backend.C_DecryptInit;
+  assert(signInit !== undefined && decryptInit !== undefined, 'the token signs and decrypts');
+  const recording: ClusterBackend = {
+    ...backend,
+    C_SignInit: (req, c) => (inits.push({ call: 'C_SignInit', mechanism: req.mechanism }), signInit(req, c)),
+    C_DecryptInit: (req, c) => (inits.push({ call: 'C_DecryptInit', mechanism: req.mechanism }), decryptInit(req, c)),
+  };
   const socketPath = join(dir, 'p11.sock');
-  const server = await startPkcs11Server({ socketPath, backend, onBug: (e) => console.error('bridge bug', e) });
+  const server = await startPkcs11Server({ socketPath, backend: recording, onBug: (e) => console.error('bridge bug', e) });
   const sdk = await Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials: { username: dev.cryptoUser.name, password: dev.cryptoUser.password } });
   return {
-    dir, address: `unix:path=${socketPath}`, pin: `${dev.cryptoUser.name}:${dev.cryptoUser.password}`, sdk, backend: token,
+    dir, address: `unix:path=${socketPath}`, pin: `${dev.cryptoUser.name}:${dev.cryptoUser.password}`, sdk, backend: token, inits,
     close: async () => {
       await sdk.close();
       await server.close();

@@ -41,8 +41,9 @@ let bridge: Bridge | undefined;
 let env: NodeJS.ProcessEnv = {};
 const f = (name: string): string => join(bridge?.dir ?? '', name);
 const KEYS = [
-  { alias: 'java-ec', id: 0x01, spec: { curve: 'P-256' } as const, algorithm: 'SHA256withECDSA' },
-  { alias: 'java-rsa', id: 0x02, spec: { keyType: 'RSA', bits: 2048 } as const, algorithm: 'SHA256withRSA' },
+  // Mechanism values from PKCS#11 v2.40 §2.3 and §2.1: CKM_ECDSA, CKM_SHA256_RSA_PKCS.
+  { alias: 'java-ec', id: 0x01, spec: { curve: 'P-256' } as const, algorithm: 'SHA256withECDSA', mechanism: 0x1041 },
+  { alias: 'java-rsa', id: 0x02, spec: { keyType: 'RSA', bits: 2048 } as const, algorithm: 'SHA256withRSA', mechanism: 0x40 },
 ];
 
 async function must(file: string, args: readonly string[], extraEnv: NodeJS.ProcessEnv = env): Promise<string> {
@@ -86,8 +87,11 @@ test('Sign.java signs through KeyStore.getInstance("PKCS11") with SHA256withECDS
   const b = bridge as Bridge;
   for (const k of KEYS) {
     const sig = f(`${k.alias}.sig`);
+    const from = b.inits.length;
     const out = await must(JAVA, [SIGN_JAVA, f('sunpkcs11.cfg'), b.pin, k.alias, k.algorithm, f('data'), sig]);
     assert.match(out, new RegExp(`signed with (EC|RSA) key ${k.alias} with certificate`));
+    // SunPKCS11 hashes for ECDSA itself (CKM_ECDSA) and hands RSA the whole message (CKM_SHA256_RSA_PKCS).
+    assert.deepEqual(b.inits.slice(from).map((i) => [i.call, i.mechanism?.type]), [['C_SignInit', k.mechanism]]);
     assert.match(await must('openssl', ['dgst', '-sha256', '-verify', f(`${k.alias}.pub.pem`), '-signature', sig, f('data')], {}), /Verified OK/);
     writeFileSync(f('other'), 'not what was signed');
     const forged = await run('openssl', ['dgst', '-sha256', '-verify', f(`${k.alias}.pub.pem`), '-signature', sig, f('other')]);

@@ -69,10 +69,24 @@ async function openssl(args: readonly string[], withEngine = true): Promise<stri
 
 const uri = (label: string): string => `pkcs11:object=${label};type=private`;
 
+// PKCS#11 v2.40 mechanism values, from the specification (§2.1, §2.3).
+const CKM_RSA_PKCS = 0x1;
+const CKM_RSA_PKCS_OAEP = 0x9;
+const CKM_ECDSA = 0x1041;
+const CKM_SHA_1 = 0x220n;
+
+/** The mechanisms the engine asked for since `from` (the bridge records C_SignInit and C_DecryptInit). */
+function asked(from: number): string[] {
+  return (bridge?.inits ?? []).slice(from).map((i) => `${i.call} ${i.mechanism?.type ?? 'none'}${i.mechanism?.parameter.kind === 'rsaOaep' ? ` hash ${i.mechanism.parameter.hashAlg}` : ''}`);
+}
+
 test('openssl dgst -sha256 -sign with the cluster\'s EC and RSA keys; openssl dgst -verify accepts, and refuses other data', { skip: missing, timeout: 300_000 }, async () => {
-  for (const [label, pub] of [['engine-ec', 'ec.pub.pem'], ['engine-rsa', 'rsa.pub.pem']] as const) {
+  for (const [label, pub, mechanism] of [['engine-ec', 'ec.pub.pem', CKM_ECDSA], ['engine-rsa', 'rsa.pub.pem', CKM_RSA_PKCS]] as const) {
     const sig = f(`${label}.sig`);
+    const from = bridge?.inits.length ?? 0;
     await openssl(['dgst', '-sha256', '-engine', 'pkcs11', '-keyform', 'engine', '-sign', uri(label), '-out', sig, f('data')]);
+    // The engine hashes, then signs through the token: raw ECDSA over the digest, PKCS#1 v1.5 over the DigestInfo.
+    assert.deepEqual(asked(from), [`C_SignInit ${mechanism}`]);
     assert.match(await openssl(['dgst', '-sha256', '-verify', f(pub), '-signature', sig, f('data')], false), /Verified OK/);
     writeFileSync(f('other'), 'other data');
     const forged = await run('openssl', ['dgst', '-sha256', '-verify', f(pub), '-signature', sig, f('other')]);
@@ -84,8 +98,17 @@ test('openssl dgst -sha256 -sign with the cluster\'s EC and RSA keys; openssl dg
 test('openssl pkeyutl -decrypt with the cluster\'s RSA key (OAEP) gives back what OpenSSL encrypted to its public key', { skip: missing, timeout: 300_000 }, async () => {
   writeFileSync(f('secret'), 'a data key, wrapped to the cluster');
   await openssl(['pkeyutl', '-encrypt', '-pubin', '-inkey', f('rsa.pub.pem'), '-pkeyopt', 'rsa_padding_mode:oaep', '-in', f('secret'), '-out', f('secret.enc')], false);
+  const from = bridge?.inits.length ?? 0;
   await openssl(['pkeyutl', '-decrypt', '-engine', 'pkcs11', '-keyform', 'engine', '-inkey', uri('engine-rsa'), '-pkeyopt', 'rsa_padding_mode:oaep', '-in', f('secret.enc'), '-out', f('secret.dec')]);
   assert.equal(readFileSync(f('secret.dec'), 'utf8'), 'a data key, wrapped to the cluster');
+  // libp11's RSA method passes OAEP with SHA-1 (it carries no hash choice).
+  assert.deepEqual(asked(from), [`C_DecryptInit ${CKM_RSA_PKCS_OAEP} hash ${CKM_SHA_1}`]);
+  // PKCS#1 v1.5 decryption is not offered by the token: the engine asks for CKM_RSA_PKCS and is refused.
+  const fromV15 = bridge?.inits.length ?? 0;
+  const v15 = await run('openssl', ['pkeyutl', '-decrypt', '-engine', 'pkcs11', '-keyform', 'engine', '-inkey', uri('engine-rsa'), '-in', f('secret.enc'), '-out', f('secret.v15')], env);
+  assert.notEqual(v15.code, 0);
+  const tries = asked(fromV15);
+  assert.ok(tries.length >= 1 && tries.every((t) => t === `C_DecryptInit ${CKM_RSA_PKCS}`), tries.join(', ')); // libp11 tries again after a failure
 });
 
 test('openssl req -x509 with the cluster\'s EC key makes a self-signed certificate that openssl verify accepts', { skip: missing, timeout: 300_000 }, async () => {
