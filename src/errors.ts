@@ -194,6 +194,9 @@ export const ERRORS = {
   // ── SDK: acknowledgements and the client's fork check (src/client/acks.ts, docs/sdk.md) ─────────
   COFFER_ACKS_NOT_MET: { message: 'State change is in the cluster journal, but fewer HSMs than required acknowledged it in time', ckr: 'CKR_FUNCTION_FAILED', http: 504 },
   COFFER_CLUSTER_FORKED: { message: 'HSMs of this cluster hold different journal entries at one position: the HSMs that disagree with the acknowledged entry are no longer used', ckr: 'CKR_DEVICE_ERROR', http: 502 },
+  // ── certificate objects (hsm/objects/certificates.ts, docs/device.md "Certificates") ─────────────
+  COFFER_CERT_VALUE_INVALID: { message: 'Certificate value is not a DER X.509 certificate the HSM can store', ckr: 'CKR_ATTRIBUTE_VALUE_INVALID', http: 400 },
+  COFFER_CERT_TEMPLATE_MISMATCH: { message: 'Certificate template disagrees with the certificate it carries', ckr: 'CKR_TEMPLATE_INCONSISTENT', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

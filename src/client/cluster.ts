@@ -14,7 +14,7 @@ import type { WireMechanismParams, WireRequest, WireResponse } from '../formats/
 import { JournalView, acknowledge, checkAcks, type Acknowledgement } from './acks.js';
 import { Connection } from './connection.js';
 import { checkEndpoints } from './discovery.js';
-import { Key, type Curve, type KeyInfo, type KeyType, type ObjectClass, type Placement, type Template } from './keys.js';
+import { Key, type CertificateTemplate, type Curve, type KeyInfo, type KeyType, type ObjectClass, type Placement, type Template } from './keys.js';
 import { NodeLink, connectError, isLoginRefusal, type Endpoint, type JournalPosition, type NodeSnapshot } from './node_link.js';
 import { Router, type ChangeOptions, type Route } from './router.js';
 import { Quorum, Users, withPasswords } from './users.js';
@@ -213,6 +213,23 @@ export class Cluster {
   async importPrivateKeyPem(pem: string | Uint8Array, options: KeyOptions & { readonly attributes?: Template } = {}): Promise<Key> {
     const { response, node, acknowledgement } = await this.router.change('IMPORT_PRIVATE_KEY', { key: pem, template: { ...templateOf(options), ...options.attributes } }, undefined, acksOf(options));
     return this.#made(response, node, acknowledgement, { class: 'PRIVATE_KEY' });
+  }
+
+  /**
+   * Stores an X.509 certificate (DER) as a certificate object: public, seen by every crypto user,
+   * managed by its owner. A template's subject, issuer or serial number (DER) must be the
+   * certificate's own (COFFER_CERT_TEMPLATE_MISMATCH); anything but a DER certificate is
+   * COFFER_CERT_VALUE_INVALID. Destroy it as any object (`Key.destroy`). Acknowledged like any
+   * state change (`options.acks`).
+   */
+  async importCertificate(der: Uint8Array, template: CertificateTemplate = {}, options: ChangeOptions = {}): Promise<Key> {
+    const { response, node, acknowledgement } = await this.router.change('IMPORT_CERTIFICATE', { certificate: der, template }, undefined, options);
+    return this.#made(response, node, acknowledgement, { class: 'CERTIFICATE' });
+  }
+
+  /** The certificate objects the user can see that match (findKeys with class CERTIFICATE). */
+  async findCertificates(filter: Omit<FindFilter, 'class'> = {}): Promise<Key[]> {
+    return this.findKeys({ ...filter, class: 'CERTIFICATE' });
   }
 
   /** Unwraps `wrapped` with `unwrappingKey` into a new key (default mechanism: see Key.wrap). */

@@ -22,6 +22,10 @@ export type Curve = NonNullable<WireResponse<'GET_ATTRIBUTES'>['curve']>;
 export type KeyInfo = WireResponse<'GET_ATTRIBUTES'>;
 export type SettableAttribute = WireRequest<'SET_ATTRIBUTE'>['name'];
 export type Template = WireRequest<'GENERATE_KEY'>['template'];
+/** What a certificate is stored with (docs/sdk.md "Certificates"). */
+export type CertificateTemplate = WireRequest<'IMPORT_CERTIFICATE'>['template'];
+/** A certificate object's DER and CKA_CERTIFICATE_CATEGORY. */
+export type CertificateValue = WireResponse<'GET_CERTIFICATE'>;
 
 /** One item of a batch call: its value, or its own typed error (items fail independently). */
 export type BatchResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: CofferError };
@@ -131,6 +135,11 @@ export class Key {
     const info = await this.#host.router.idempotent('GET_ATTRIBUTES', ref, route);
     this.#known = { class: info.class, keyType: info.keyType, curve: info.curve };
     return info;
+  }
+  /** The certificate a certificate object holds (DER) and its category; any other object is COFFER_KEY_TYPE_INCONSISTENT. */
+  async certificate(): Promise<CertificateValue> {
+    const { route, ref } = await this.where();
+    return this.#host.router.idempotent('GET_CERTIFICATE', ref, route);
   }
   async exportPublicPem(): Promise<string> {
     const { route, ref } = await this.where();

@@ -56,6 +56,7 @@ export const CHANGE_KINDS = {
   'key.attribute': 0x0007,
   'key.share': 0x0008,
   'key.unshare': 0x0009,
+  'certificate.import': 0x000a,
   'user.create': 0x0010,
   'user.delete': 0x0011,
   'user.password': 0x0012,

@@ -23,7 +23,17 @@
 //  ..   1  KCV length (≤ KCV_BYTES_MAX), then the KCV
 //  ..   4  key material length (1..KEY_MATERIAL_BYTES_MAX), then the material: the raw value of a
 //          secret key, PKCS#8 DER of a private key, SPKI DER of a public key
+//  end     nothing may follow (version 1)
+//
+// Version 2 (certificates, PKCS#11 v2.40 §4.6): the version 1 layout with class 1 (CKO_CERTIFICATE),
+// then one more byte:
+//  ..   1  certificate category (CKA_CERTIFICATE_CATEGORY, §4.6.1: 0 unspecified, 1 token user,
+//          2 authority, 3 other entity)
 //  end     nothing may follow
+// A certificate record's key type, curve and size are those of the certificate's subject public key;
+// its material is the X.509 certificate's DER (CKC_X_509, the only certificate type kept); its KCV is
+// empty. Keys are still written as version 1, so every record an older build wrote reads unchanged,
+// and a version 2 record holds a certificate and nothing else.
 //
 // Types are declared here rather than imported from hsm/types.ts because formats sits below hsm;
 // they are the same string unions, so the hsm types assign to them structurally.
@@ -53,9 +63,13 @@ export const OBJECT_CONFIG_NAMESPACE = 'config';
 export const OBJECT_RECORD_MAGIC = Uint8Array.of(0x43, 0x4f, 0x42, 0x4a); // 'COBJ'
 const MAGIC_U32 = new DataView(OBJECT_RECORD_MAGIC.buffer).getUint32(0);
 export const OBJECT_RECORD_VERSION = 1;
-const SUPPORTED_VERSIONS: readonly number[] = [OBJECT_RECORD_VERSION];
+/** The version of certificate records (header). */
+export const OBJECT_RECORD_VERSION_CERTIFICATE = 2;
+const SUPPORTED_VERSIONS: readonly number[] = [OBJECT_RECORD_VERSION, OBJECT_RECORD_VERSION_CERTIFICATE];
+/** The largest CKA_CERTIFICATE_CATEGORY value (PKCS#11 v2.40 §4.6.1: 3, other entity). */
+export const CERTIFICATE_CATEGORY_MAX = 3;
 
-export type RecordClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY';
+export type RecordClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY' | 'CERTIFICATE';
 export type RecordKeyType = 'AES' | 'GENERIC_SECRET' | 'RSA' | 'EC' | 'EC_EDWARDS';
 export type RecordCurve = 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519';
 
@@ -82,10 +96,12 @@ export interface ObjectRecord {
   readonly kcv: Uint8Array;
   /** Owned by the record's holder: destroy it when the record is dropped. */
   readonly material: SecretBytes;
+  /** CKA_CERTIFICATE_CATEGORY of a certificate (version 2 records); absent on keys. */
+  readonly category?: number;
 }
 
 // PKCS#11 v2.40 CKO_* and CKK_* values (pkcs11t.h), so a record reads the same to a PKCS#11 tool.
-const CLASS_CODES: Readonly<Record<RecordClass, number>> = { PUBLIC_KEY: 2, PRIVATE_KEY: 3, SECRET_KEY: 4 };
+const CLASS_CODES: Readonly<Record<RecordClass, number>> = { CERTIFICATE: 1, PUBLIC_KEY: 2, PRIVATE_KEY: 3, SECRET_KEY: 4 };
 const KEY_TYPE_CODES: Readonly<Record<RecordKeyType, number>> = { RSA: 0, EC: 3, GENERIC_SECRET: 0x10, AES: 0x1f, EC_EDWARDS: 0x40 };
 const CURVE_CODES: Readonly<Record<RecordCurve, number>> = { 'P-256': 1, 'P-384': 2, 'P-521': 3, secp256k1: 4, Ed25519: 5 };
 
@@ -132,13 +148,16 @@ export function encodeObjectRecord(record: ObjectRecord): Uint8Array {
   checkLength(record.kcv.length, 0, KCV_BYTES_MAX, 'kcv');
   const materialBytes = record.material.length;
   checkLength(materialBytes, 1, KEY_MATERIAL_BYTES_MAX, 'material');
+  const isCertificate = record.class === 'CERTIFICATE';
+  if (isCertificate !== (record.category !== undefined)) fail('COFFER_FORMAT_MALFORMED', { field: 'category' });
+  if (record.category !== undefined) checkCategory(record.category);
 
-  const total = FIXED_BYTES + 1 + owner.length + 1 + sharees.reduce((n, s) => n + 1 + s.length, 0)
+  const total = (isCertificate ? 1 : 0) + FIXED_BYTES + 1 + owner.length + 1 + sharees.reduce((n, s) => n + 1 + s.length, 0)
     + 2 + label.length + 2 + record.id.length + 1 + record.kcv.length + 4 + materialBytes;
   const out = new Uint8Array(new ArrayBuffer(total));
   const view = new DataView(out.buffer);
   out.set(OBJECT_RECORD_MAGIC, 0);
-  view.setUint16(4, OBJECT_RECORD_VERSION);
+  view.setUint16(4, isCertificate ? OBJECT_RECORD_VERSION_CERTIFICATE : OBJECT_RECORD_VERSION);
   view.setBigUint64(6, BigInt(record.handle));
   view.setUint32(14, CLASS_CODES[record.class]);
   view.setUint32(18, KEY_TYPE_CODES[record.keyType]);
@@ -162,7 +181,12 @@ export function encodeObjectRecord(record: ObjectRecord): Uint8Array {
   put(record.id, 2);
   put(record.kcv, 1);
   record.material.use((m) => put(m, 4));
+  if (record.category !== undefined) view.setUint8(off++, record.category);
   return out;
+}
+
+function checkCategory(category: number): void {
+  if (!Number.isInteger(category) || category < 0 || category > CERTIFICATE_CATEGORY_MAX) fail('COFFER_FORMAT_MALFORMED', { field: 'category' });
 }
 
 /** The attribute field of a record: bit i = BOOLEAN_ATTRIBUTE_NAMES[i]. */
@@ -191,13 +215,15 @@ function readUserId(r: ByteReader, field: string): string {
   return readString(r, length, field);
 }
 
-function readHeader(r: ByteReader): void {
+/** Reads magic and version; returns the version. */
+function readHeader(r: ByteReader): number {
   if (r.u32() !== MAGIC_U32) fail('COFFER_FORMAT_BAD_MAGIC', { expected: 'COBJ' }); // one compare: every load reads every record
   const version = r.u16();
   if (!SUPPORTED_VERSIONS.includes(version)) {
     // Say what was found and what this build reads, so an operator knows which side to upgrade.
     fail('COFFER_FORMAT_UNKNOWN_VERSION', { format: 'object record', version, supported: SUPPORTED_VERSIONS.join(',') });
   }
+  return version;
 }
 
 function lookup<K>(map: ReadonlyMap<number, K>, code: number, field: string): K {
@@ -246,6 +272,8 @@ export interface ObjectRecordLayout {
   readonly kcvBytes: number;
   readonly materialAt: number;
   readonly materialBytes: number;
+  /** CKA_CERTIFICATE_CATEGORY of a certificate; undefined for a key. */
+  readonly category: number | undefined;
 }
 
 /**
@@ -255,9 +283,11 @@ export interface ObjectRecordLayout {
  */
 export function readObjectRecordLayout(bytes: Uint8Array): ObjectRecordLayout {
   const r = new ByteReader(bytes);
-  readHeader(r);
+  const version = readHeader(r);
   const handle = readHandle(r);
   const cls = lookup(CLASS_BY_CODE, r.u32(), 'class');
+  // Version 2 is the certificate record, and a certificate is never written as version 1.
+  if ((cls === 'CERTIFICATE') !== (version === OBJECT_RECORD_VERSION_CERTIFICATE)) fail('COFFER_FORMAT_MALFORMED', { field: 'class' });
   const keyType = lookup(KEY_TYPE_BY_CODE, r.u32(), 'keyType');
   const curveCode = r.u8();
   const curve = curveCode === 0 ? undefined : lookup(CURVE_BY_CODE, curveCode, 'curve');
@@ -282,10 +312,15 @@ export function readObjectRecordLayout(bytes: Uint8Array): ObjectRecordLayout {
   const materialBytes = r.u32();
   checkLength(materialBytes, 1, KEY_MATERIAL_BYTES_MAX, 'material');
   const materialAt = skip(r, materialBytes);
+  let category: number | undefined;
+  if (cls === 'CERTIFICATE') {
+    category = r.u8();
+    checkCategory(category);
+  }
   if (r.at !== bytes.length) fail('COFFER_FORMAT_MALFORMED', { field: 'trailing', bytes: bytes.length - r.at });
   return {
     handle, class: cls, keyType, curve, bits, attributeBits, manageKeyQuorum, useKeyQuorum, owner, sharees,
-    label, labelAt, labelBytes, idAt, idBytes, kcvAt, kcvBytes, materialAt, materialBytes,
+    label, labelAt, labelBytes, idAt, idBytes, kcvAt, kcvBytes, materialAt, materialBytes, category,
   };
 }
 
@@ -333,7 +368,8 @@ export function decodeObjectRecord(bytes: Uint8Array): ObjectRecord {
     id: copyOf(bytes, l.idAt, l.idBytes), kcv: copyOf(bytes, l.kcvAt, l.kcvBytes),
     material: SecretBytes.copyOf(bytes.subarray(l.materialAt, l.materialAt + l.materialBytes)),
   };
-  return l.curve === undefined ? base : { ...base, curve: l.curve };
+  const withCurve = l.curve === undefined ? base : { ...base, curve: l.curve };
+  return l.category === undefined ? withCurve : { ...withCurve, category: l.category };
 }
 
 /** A copy with its own buffer (a Buffer's slice would be a view of the caller's bytes). */

@@ -14,6 +14,7 @@ import {
   WIRE_PASSWORD_BYTES_MAX, WIRE_PEM_BYTES_MAX, WIRE_RETRY_AFTER_MS_MAX, WIRE_SIGNATURE_BYTES_MAX, WIRE_TEXT_BYTES_MAX, WRAPPED_KEY_BYTES_MAX,
 } from './limits.js';
 import { fail } from '../errors.js';
+import { CERTIFICATE_OBJECT_BYTES_MAX } from './certificate_fields.js';
 import type { MechanismParams } from './mechanism_params.js';
 import {
   bool, bytes, enumeration, f64, fixedBytes, list, mapped, opt, secretBytes, string, struct, tagged, trailing, u16, u32, u64, u64big, u8, type Codec, type Infer, type OptCodec, type StructCodec,
@@ -22,7 +23,7 @@ import {
 // ── vocabulary ──────────────────────────────────────────────────────────────────────────────
 
 const hashName = enumeration(['SHA-1', 'SHA-224', 'SHA-256', 'SHA-384', 'SHA-512'] as const);
-const objectClass = enumeration(['SECRET_KEY', 'PRIVATE_KEY', 'PUBLIC_KEY'] as const);
+const objectClass = enumeration(['SECRET_KEY', 'PRIVATE_KEY', 'PUBLIC_KEY', 'CERTIFICATE'] as const);
 const keyType = enumeration(['AES', 'GENERIC_SECRET', 'RSA', 'EC', 'EC_EDWARDS'] as const);
 const curve = enumeration(['P-256', 'P-384', 'P-521', 'secp256k1', 'Ed25519'] as const);
 const role = enumeration(['admin', 'crypto-user', 'appliance', 'unactivated-admin'] as const);
@@ -168,6 +169,13 @@ const template = struct(templateFields);
 const unwrapTemplate = struct({ ...templateFields, class: objectClass, keyType, curve: opt(curve) });
 const deriveTemplate = struct({ ...templateFields, keyType: enumeration(['AES', 'GENERIC_SECRET'] as const), bits: u16 });
 
+/** hsm/objects/attributes.ts CertificateTemplate without sessionId (as `template`). */
+const certificateTemplate = struct({
+  label: opt(string(LABEL_BYTES_MAX)), id: opt(bytes(OBJECT_ID_BYTES_MAX)), token: opt(bool), modifiable: opt(bool), destroyable: opt(bool),
+  category: opt(u8), subject: opt(bytes(CERTIFICATE_OBJECT_BYTES_MAX)), issuer: opt(bytes(CERTIFICATE_OBJECT_BYTES_MAX)),
+  serialNumber: opt(bytes(CERTIFICATE_OBJECT_BYTES_MAX)),
+});
+
 const objectInfo = struct({
   handle, identity, class: objectClass, keyType, bits: u16, curve: opt(curve), label: string(LABEL_BYTES_MAX), id: bytes(OBJECT_ID_BYTES_MAX),
   attributes: booleanAttributes, kcv: bytes(KCV_BYTES_MAX), owner: name, sharees: list(name, SHAREES_MAX), manageKeyQuorum: u8, useKeyQuorum: u8,
@@ -310,6 +318,10 @@ export const OPS = {
   WRAP_KEY: op(0x004c, struct({ session, wrappingHandle: handle, targetHandle: handle, params: mechanism, identities: trailing(wrapIdentities) }), struct({ wrapped: bytes(WRAPPED_KEY_BYTES_MAX) })),
   UNWRAP_KEY: op(0x004d, struct({ session, unwrappingHandle: handle, wrapped: bytes(WRAPPED_KEY_BYTES_MAX), params: mechanism, template: unwrapTemplate, identity: trailing(identity) }), handleOut),
   DERIVE_KEY: op(0x004e, struct({ session, baseHandle: handle, params: mechanism, template: deriveTemplate, identity: trailing(identity) }), handleOut),
+  // Certificate objects (docs/device.md "Certificates"): a DER X.509 certificate in, and its DER and
+  // CKA_CERTIFICATE_CATEGORY out; everything else (find, attributes, destroy) is the ops above.
+  IMPORT_CERTIFICATE: op(0x0070, struct({ session, certificate: bytes(CERTIFICATE_OBJECT_BYTES_MAX), template: certificateTemplate }), handleOut),
+  GET_CERTIFICATE: op(0x0071, onObject, struct({ certificate: bytes(CERTIFICATE_OBJECT_BYTES_MAX), category: u8 })),
   SIGN: op(0x0050, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), struct({ signature: output })),
   VERIFY: op(0x0051, struct({ session, handle, params: mechanism, data, signature: bytes(WIRE_SIGNATURE_BYTES_MAX), identity: trailing(identity) }), struct({ valid: bool })),
   ENCRYPT: op(0x0052, struct({ session, handle, params: mechanism, data, identity: trailing(identity) }), dataOut),

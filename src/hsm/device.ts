@@ -36,7 +36,7 @@ import * as backup from './backup/backup.js';
 import { ClusterIdentity, type ClusterState } from './identity/cluster.js';
 import { DEVICE_NS } from './identity/identity.js';
 import * as mech from './mechanisms/mechanisms.js';
-import { ObjectTable, StagedObjects, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects/objects.js';
+import { ObjectTable, StagedObjects, type CertificateTemplate, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects/objects.js';
 import type { SettableAttribute } from './objects/attributes.js';
 import type { PasswordInput, ScryptParams } from './users/password.js';
 import { systemClock, systemRandom, type Clock, type Random } from './ports.js';
@@ -501,6 +501,14 @@ export class Session {
   }
   importPrivateKey(key: Uint8Array | string, template: ObjectTemplate = {}): Promise<Handle> {
     return this.#hsm.objects().importPrivateKey(this.#as(), key, this.#scoped(template));
+  }
+  /** Stores an X.509 certificate (DER) as a certificate object (docs/device.md "Certificates"). */
+  importCertificate(der: Uint8Array, template: CertificateTemplate = {}): Promise<Handle> {
+    return this.#hsm.objects().importCertificate(this.#as(), der, template.token === false ? { ...template, sessionId: this.id } : template);
+  }
+  /** A certificate object's DER and CKA_CERTIFICATE_CATEGORY. */
+  certificate(ref: KeyRef): { readonly der: Uint8Array; readonly category: number } {
+    return this.#hsm.objects().certificate(this.#as(), ref);
   }
   find(filter: ObjectFilter = {}): ObjectInfo[] {
     return this.#hsm.objects().find(this.#as(), filter);

@@ -16,7 +16,7 @@ export interface Actor {
 
 export type Mode = 'FIPS' | 'NON_FIPS';
 
-export type ObjectClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY';
+export type ObjectClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY' | 'CERTIFICATE';
 export type KeyType = 'AES' | 'GENERIC_SECRET' | 'RSA' | 'EC' | 'EC_EDWARDS';
 export type Curve = 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519';
 export type { HashName } from '../formats/mechanism_params.js';

@@ -107,7 +107,7 @@ const HANDLERS: Handlers<OpName> = { ...CONNECTION_HANDLERS, ...USER_HANDLERS, .
 const STATE_CHANGING: ReadonlySet<OpName> = new Set<OpName>([
   'CREATE_USER', 'DELETE_USER', 'CHANGE_PASSWORD', 'CHANGE_OWN_PASSWORD', 'UNLOCK_USER', 'REGISTER_QUORUM_KEY', 'SET_QUORUM_VALUE',
   'GENERATE_KEY', 'GENERATE_KEY_PAIR', 'IMPORT_PUBLIC_KEY', 'IMPORT_PRIVATE_KEY', 'SET_ATTRIBUTE', 'SHARE', 'UNSHARE', 'DESTROY',
-  'UNWRAP_KEY', 'DERIVE_KEY',
+  'UNWRAP_KEY', 'DERIVE_KEY', 'IMPORT_CERTIFICATE',
 ]);
 
 /** Runs one handler; a state-changing one is answered with the position of the last journal entry

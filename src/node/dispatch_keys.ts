@@ -12,7 +12,7 @@ import { keyRef, type Handlers, type SessionTable } from './dispatch.js';
 type KeyOps =
   | 'GENERATE_KEY' | 'GENERATE_KEY_PAIR' | 'IMPORT_PUBLIC_KEY' | 'IMPORT_PRIVATE_KEY' | 'FIND' | 'GET_ATTRIBUTES' | 'SET_ATTRIBUTE'
   | 'SHARE' | 'UNSHARE' | 'DESTROY' | 'EXPORT_PLAINTEXT' | 'EXPORT_PUBLIC' | 'WRAP_KEY' | 'UNWRAP_KEY' | 'DERIVE_KEY'
-  | 'SIGN' | 'VERIFY' | 'ENCRYPT' | 'DECRYPT' | 'DIGEST';
+  | 'SIGN' | 'VERIFY' | 'ENCRYPT' | 'DECRYPT' | 'DIGEST' | 'IMPORT_CERTIFICATE' | 'GET_CERTIFICATE';
 
 export const KEY_HANDLERS: Handlers<KeyOps> = {
   GENERATE_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).generateKey(r.spec, r.template)),
@@ -26,6 +26,11 @@ export const KEY_HANDLERS: Handlers<KeyOps> = {
   },
   IMPORT_PUBLIC_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).importPublicKey(r.key, r.template)),
   IMPORT_PRIVATE_KEY: ({ sessions: s }, r) => importPrivateKey(s, r),
+  IMPORT_CERTIFICATE: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).importCertificate(r.certificate, r.template)),
+  GET_CERTIFICATE: ({ sessions: s }, r) => {
+    const { der, category } = s.get(r.session).certificate(keyRef(r.handle, r.identity));
+    return { certificate: der, category };
+  },
   FIND: ({ hsm, sessions: s }, r) => find(hsm, s, r),
   GET_ATTRIBUTES: ({ sessions: s }, r) => s.get(r.session).getAttributes(keyRef(r.handle, r.identity)),
   SET_ATTRIBUTE: async ({ sessions: s }, r) => (await s.get(r.session).setAttribute(keyRef(r.handle, r.identity), r.name, r.value), {}),

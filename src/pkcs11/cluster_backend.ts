@@ -30,7 +30,8 @@ import { CKA, CKM, CKR } from './constants.js';
 import type { Attribute, ByteArray, Mechanism, OutBuffer } from './rpc_codec.js';
 import type { RequestOf } from './rpc_messages.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
-import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type PublicParts, type ReadTemplate } from './token_objects.js';
+import { CERTIFICATE_READ_ONLY, CKO_CERTIFICATE, certificateLookup, readCertificateTemplate } from './token_certificates.js';
+import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type Lookup, type PublicParts, type ReadTemplate } from './token_objects.js';
 
 /** Bytes of multi-part input kept per operation: what one node call takes (CRYPTO_INPUT_BYTES_MAX). */
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
@@ -262,6 +263,9 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
       const cluster = found.a.login?.cluster;
       if (cluster === undefined) return bad(CKR.USER_NOT_LOGGED_IN);
+      if (req.template.some((a) => a.type === CKA.CLASS && 'value' in a && a.value.kind === 'ulong' && a.value.value === CKO_CERTIFICATE)) {
+        return createCertificate(cluster, req.template, (found.s.flags & CKF.RW_SESSION) !== 0n);
+      }
       const t = readTemplate(req.template, 'import');
       if (t instanceof TemplateRefusal) return bad(t.rv);
       if (t.cls === undefined || t.keyType === undefined) return bad(CKR.TEMPLATE_INCOMPLETE);
@@ -280,6 +284,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (typeof object === 'number') return bad(object);
       if (object.info.attributes.token && (found.s.flags & CKF.RW_SESSION) === 0n) return bad(CKR.SESSION_READ_ONLY);
       if (!object.info.attributes.modifiable) return bad(CKR.ACTION_PROHIBITED); // §4.4 CKA_MODIFIABLE
+      if (object.info.class === 'CERTIFICATE' && req.template.some((a) => CERTIFICATE_READ_ONLY.has(a.type))) return bad(CKR.ATTRIBUTE_READ_ONLY);
       const changes = readChanges(object.info, req.template);
       if (changes instanceof TemplateRefusal) return bad(changes.rv);
       for (const change of changes) await object.key.setAttribute(change.name, change.value);
@@ -564,10 +569,29 @@ async function findHandles(a: Application, template: readonly Attribute[]): Prom
   const out: bigint[] = [];
   for (const key of keys) {
     const info = await key.attributes();
-    const parts = rest.some((t) => needsPublicParts(t.type)) ? await partsOf(key, info) : {};
-    if (rest.every((t) => matches(lookup(info, t.type, parts), t))) out.push(BigInt(key.handle));
+    const read = await attributeReader(key, info, rest.map((t) => t.type));
+    if (rest.every((t) => matches(read(t.type), t))) out.push(BigInt(key.handle));
   }
   return out;
+}
+
+/** The attributes of an object, reading from the node what `types` need: a key's public parts, a certificate's DER. */
+async function attributeReader(key: Key, info: KeyInfo, types: readonly number[]): Promise<(type: number) => Lookup> {
+  if (info.class === 'CERTIFICATE') {
+    const value = await key.certificate();
+    return (type) => certificateLookup(info, type, value);
+  }
+  const parts = types.some((t) => needsPublicParts(t)) ? await partsOf(key, info) : {};
+  return (type) => lookup(info, type, parts);
+}
+
+/** C_CreateObject of an X.509 certificate (token_certificates.ts); §5.6: a token object needs a read/write session. */
+async function createCertificate(cluster: Cluster, template: readonly Attribute[], rw: boolean): Promise<Answer<'C_CreateObject'>> {
+  const t = readCertificateTemplate(template);
+  if (t instanceof TemplateRefusal) return bad(t.rv);
+  if (t.template.token === true && !rw) return bad(CKR.SESSION_READ_ONLY);
+  const cert = await cluster.importCertificate(t.der, t.template);
+  return ok({ object: BigInt(cert.handle) });
 }
 
 async function partsOf(key: Key, info: KeyInfo): Promise<PublicParts> {
@@ -582,11 +606,11 @@ async function partsOf(key: Key, info: KeyInfo): Promise<PublicParts> {
 
 /** C_GetAttributeValue's template, entry by entry as PKCS#11 v2.40 §5.7 states. */
 async function attributeAnswer(key: Key, info: KeyInfo, template: RequestOf<'C_GetAttributeValue'>['template']): Promise<Answer<'C_GetAttributeValue'>> {
-  const parts = template.some((t) => needsPublicParts(t.type)) ? await partsOf(key, info) : {};
+  const read = await attributeReader(key, info, template.map((t) => t.type));
   let rv: number = CKR.OK;
   const out: Attribute[] = [];
   for (const t of template) {
-    let l = lookup(info, t.type, parts);
+    let l = read(t.type);
     if (l === 'invalid' && t.type === CKA.VALUE && info.class === 'SECRET_KEY') l = { kind: 'bytes', value: await key.exportPlaintext() };
     if (l === 'sensitive' || l === 'invalid') {
       out.push({ type: t.type, unavailable: true });

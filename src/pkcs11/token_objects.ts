@@ -23,7 +23,7 @@ import type { Attribute, AttributeValue } from './rpc_codec.js';
 export const CKO = { DATA: 0n, CERTIFICATE: 1n, PUBLIC_KEY: 2n, PRIVATE_KEY: 3n, SECRET_KEY: 4n } as const;
 export const CKK = { RSA: 0n, EC: 3n, GENERIC_SECRET: 0x10n, AES: 0x1fn, EC_EDWARDS: 0x40n } as const;
 
-const CLASS_OF: Record<ObjectClass, bigint> = { PUBLIC_KEY: CKO.PUBLIC_KEY, PRIVATE_KEY: CKO.PRIVATE_KEY, SECRET_KEY: CKO.SECRET_KEY };
+const CLASS_OF: Record<ObjectClass, bigint> = { PUBLIC_KEY: CKO.PUBLIC_KEY, PRIVATE_KEY: CKO.PRIVATE_KEY, SECRET_KEY: CKO.SECRET_KEY, CERTIFICATE: CKO.CERTIFICATE };
 const KEY_TYPE_OF: Record<KeyType, bigint> = { RSA: CKK.RSA, EC: CKK.EC, GENERIC_SECRET: CKK.GENERIC_SECRET, AES: CKK.AES, EC_EDWARDS: CKK.EC_EDWARDS };
 
 /** DER of the named curves' OIDs, the form CKA_EC_PARAMS takes (PKCS#11 v2.40 §2.3.3, RFC 5480 §2.1.1.1). */
@@ -228,7 +228,7 @@ export function findFilterOf(template: readonly Attribute[]): { readonly filter:
     else if (a.type === CKA.ID && v.kind === 'bytes') filter['id'] = v.value;
     else if (a.type === CKA.CLASS && v.kind === 'ulong') {
       const cls = (Object.keys(CLASS_OF) as ObjectClass[]).find((c) => CLASS_OF[c] === v.value);
-      if (cls === undefined) none = true; // certificates, data objects: the cluster holds none
+      if (cls === undefined) none = true; // data objects: the cluster holds none
       else filter['class'] = cls;
     } else if (a.type === CKA.KEY_TYPE && v.kind === 'ulong') {
       const kt = (Object.keys(KEY_TYPE_OF) as KeyType[]).find((k) => KEY_TYPE_OF[k] === v.value);

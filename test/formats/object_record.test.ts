@@ -97,12 +97,94 @@ void test('round trip: an EC public key with a curve, a UTF-8 label, empty id an
 });
 
 void test('unknown version is refused with what was found and what is supported', () => {
-  const v2 = GOLDEN_V1.slice();
-  v2[5] = 2;
+  const v3 = GOLDEN_V1.slice();
+  v3[5] = 3;
   assert.throws(
-    () => decodeObjectRecord(v2),
-    (e: unknown) => isCofferError(e, 'COFFER_FORMAT_UNKNOWN_VERSION') && e.detail.version === 2 && e.detail.supported === '1',
+    () => decodeObjectRecord(v3),
+    (e: unknown) => isCofferError(e, 'COFFER_FORMAT_UNKNOWN_VERSION') && e.detail.version === 3 && e.detail.supported === '1,2',
   );
+});
+
+/** The call fails COFFER_FORMAT_MALFORMED naming `field`. */
+function refusedAt(fn: () => unknown, field: string): void {
+  assert.throws(fn, (e: unknown) => isCofferError(e, 'COFFER_FORMAT_MALFORMED') && e.detail.field === field, field);
+}
+
+// ── version 2: certificates ──────────────────────────────────────────────────────────────────
+
+const CERT_DER = Uint8Array.from({ length: 20 }, (_, i) => 0x30 + i); // the codec stores the bytes, it does not parse them
+
+function certificateRecord(): ObjectRecord {
+  return {
+    handle: 7, class: 'CERTIFICATE', keyType: 'EC', curve: 'P-256', bits: 256,
+    attributes: attrs(['token', 'modifiable', 'destroyable']), manageKeyQuorum: 0, useKeyQuorum: 0,
+    owner: 'alice', sharees: [], label: 'c', id: Uint8Array.of(0xc1), kcv: new Uint8Array(0), material: SecretBytes.copyOf(CERT_DER), category: 2,
+  };
+}
+
+// Version 2, written from the layout table, not from the encoder.
+const GOLDEN_V2 = hex(`
+  434f424a                 # magic COBJ
+  0002                     # version 2
+  0000000000000007         # handle 7
+  00000001                 # CKO_CERTIFICATE
+  00000003                 # subject key CKK_EC
+  01                       # P-256
+  00000100                 # 256 bits
+  00018001                 # token | modifiable destroyable
+  00 00                    # no quorum
+  05 616c696365            # owner alice
+  00                       # no sharees
+  0001 63                  # label c
+  0001 c1                  # id
+  00                       # no kcv
+  00000014 303132333435363738393a3b3c3d3e3f40414243
+  02                       # category: authority
+`.replace(/#[^\n]*/g, ''));
+
+void test('golden vector v2: a certificate record is byte-exact, decodes back with its category, and keys stay version 1', () => {
+  assert.equal(toHex(encodeObjectRecord(certificateRecord())), toHex(GOLDEN_V2));
+  const back = decodeObjectRecord(GOLDEN_V2);
+  assert.deepEqual(plain(back), plain(certificateRecord()));
+  assert.equal(back.category, 2);
+  assert.equal(readObjectRecordLayout(GOLDEN_V2).category, 2);
+  assert.equal(readObjectRecordLayout(GOLDEN_V1).category, undefined);
+  assert.equal(encodeObjectRecord(goldenRecord())[5], 1);
+});
+
+void test('v2 refusals: a certificate as v1, a key as v2, a category over 3 or missing, a category on a key', () => {
+  const asV1 = GOLDEN_V2.slice(0, -1);
+  asV1[5] = 1;
+  refusedAt(() => decodeObjectRecord(asV1), 'class');
+  const keyAsV2 = Uint8Array.of(...GOLDEN_V1, 0);
+  keyAsV2[5] = 2;
+  refusedAt(() => decodeObjectRecord(keyAsV2), 'class');
+  const category4 = GOLDEN_V2.slice();
+  category4[category4.length - 1] = 4;
+  refusedAt(() => decodeObjectRecord(category4), 'category');
+  refusedAt(() => encodeObjectRecord({ ...certificateRecord(), category: 4 }), 'category');
+  const { category: _, ...noCategory } = certificateRecord();
+  refusedAt(() => encodeObjectRecord(noCategory), 'category');
+  refusedAt(() => encodeObjectRecord({ ...goldenRecord(), category: 0 }), 'category');
+});
+
+void test('v2: every truncation fails as TRUNCATED, an extension as MALFORMED, every flip is refused or re-encodes exactly', () => {
+  for (let n = 0; n < GOLDEN_V2.length; n++) throwsCode(() => decodeObjectRecord(GOLDEN_V2.subarray(0, n)), 'COFFER_FORMAT_TRUNCATED');
+  throwsCode(() => decodeObjectRecord(Uint8Array.of(...GOLDEN_V2, 0)), 'COFFER_FORMAT_MALFORMED');
+  for (let i = 0; i < GOLDEN_V2.length; i++) {
+    for (const mask of [0x01, 0x80, 0xff]) {
+      const m = GOLDEN_V2.slice();
+      m[i] = (m[i] ?? 0) ^ mask;
+      let r: ObjectRecord;
+      try {
+        r = decodeObjectRecord(m);
+      } catch (e) {
+        assert.ok(isCofferError(e) && e.code.startsWith('COFFER_FORMAT_'), `offset ${i} mask ${mask}: ${String(e)}`);
+        continue;
+      }
+      assert.equal(toHex(encodeObjectRecord(r)), toHex(m), `offset ${i} mask ${mask}`);
+    }
+  }
 });
 
 void test('bad magic is refused before anything else is read', () => {

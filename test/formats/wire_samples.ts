@@ -107,6 +107,11 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
   IMPORT_PUBLIC_KEY: { request: { session: 1, key: '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----\n', template: {} }, response: { handle: 4, identity: id16(4) } },
   IMPORT_PRIVATE_KEY: { request: { session: 1, key: new Uint8Array(138).fill(0x42), template: { derive: true } }, response: { handle: 5, identity: id16(5) } },
   FIND: { request: { session: 1, filter: { keyType: 'EC', sign: true, label: 'signing-key é' }, afterHandle: 100, limit: 50 }, response: { objects: [info, infoNoCurve], more: true, journalPosition: 7n, objectLineage: lineage } },
+  IMPORT_CERTIFICATE: {
+    request: { session: 1, certificate: new Uint8Array(300).fill(0x30), template: { label: 'leaf', id: Uint8Array.of(1, 2), category: 1, subject: Uint8Array.of(0x30, 0) } },
+    response: { handle: 9, identity: id16(9) },
+  },
+  GET_CERTIFICATE: { request: { session: 1, handle: 9, identity: id16(9) }, response: { certificate: new Uint8Array(300).fill(0x30), category: 1 } },
   GET_ATTRIBUTES: { request: { session: 1, handle: 2 ** 40 + 3, identity: id16(0xa1) }, response: info },
   SET_ATTRIBUTE: { request: { session: 1, handle: 5, name: 'label', value: 'renamed', identity: id16(5) }, response: {} },
   SHARE: { request: { session: 1, handle: 5, userName: 'bob' }, response: {} },

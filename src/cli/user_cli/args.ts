@@ -12,7 +12,7 @@ import type { HashName } from '../../formats/mechanism_params.js';
 import { BOOLEAN_ATTRIBUTES, type WireBooleanAttributes } from '../../formats/wire_ops.js';
 
 export type BooleanAttributeName = keyof WireBooleanAttributes;
-export type KeyClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY';
+export type KeyClass = 'SECRET_KEY' | 'PRIVATE_KEY' | 'PUBLIC_KEY' | 'CERTIFICATE';
 export type KeyTypeName = 'AES' | 'GENERIC_SECRET' | 'RSA' | 'EC' | 'EC_EDWARDS';
 export type CurveName = 'P-256' | 'P-384' | 'P-521' | 'secp256k1' | 'Ed25519';
 
@@ -30,7 +30,7 @@ export function camel(name: string): string {
 
 const BOOLEAN_BY_KEBAB: ReadonlyMap<string, BooleanAttributeName> = new Map(BOOLEAN_ATTRIBUTES.map((n) => [kebab(n), n]));
 
-export const CLASS_NAMES: Readonly<Record<string, KeyClass>> = { 'secret-key': 'SECRET_KEY', 'private-key': 'PRIVATE_KEY', 'public-key': 'PUBLIC_KEY' };
+export const CLASS_NAMES: Readonly<Record<string, KeyClass>> = { 'secret-key': 'SECRET_KEY', 'private-key': 'PRIVATE_KEY', 'public-key': 'PUBLIC_KEY', certificate: 'CERTIFICATE' };
 export const KEY_TYPE_NAMES: Readonly<Record<string, KeyTypeName>> = {
   aes: 'AES', 'generic-secret': 'GENERIC_SECRET', rsa: 'RSA', ec: 'EC', ed25519: 'EC_EDWARDS', 'ec-edwards': 'EC_EDWARDS',
 };

@@ -38,7 +38,7 @@ import type { Curve, KeyType, Mode, ObjectClass } from '../types.js';
 
 /** A usable key: the KeyObject plus the facts policy needs. Never holds raw bytes. */
 export interface KeyMaterial {
-  readonly class: ObjectClass;
+  readonly class: Exclude<ObjectClass, 'CERTIFICATE'>;
   readonly keyType: KeyType;
   readonly key: KeyObject;
   /** AES/generic: key length in bits; RSA: modulus bits; EC: order bits of the curve; Ed25519: 256. */
@@ -196,6 +196,8 @@ export function materialFromBytes(cls: ObjectClass, keyType: KeyType, bytes: Uin
     if (keyType === 'GENERIC_SECRET') checkGenericBits('NON_FIPS', bits);
     return { class: cls, keyType, key: createSecretKey(bytes), bits };
   }
+  // A certificate object holds no key the mechanisms use (formats/object_record.ts version 2).
+  if (cls === 'CERTIFICATE') fail('COFFER_KEY_TYPE_INCONSISTENT', { class: cls });
   const der = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let key: KeyObject;
   try {

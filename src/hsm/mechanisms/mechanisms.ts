@@ -49,6 +49,7 @@ export {
   generateKeyPairAsync,
   generateSecretKey,
   materialFromBytes,
+  materialFromKeyObject,
   materialToBytes,
   publicFromPrivate,
   type KeyMaterial,

@@ -103,6 +103,13 @@ export function permittedFunctions(cls: ObjectClass, keyType: KeyType): readonly
 
 /** Refuses attribute sets that no key of this class and type may have (TEMPLATE_INCONSISTENT). */
 export function checkConsistency(cls: ObjectClass, keyType: KeyType, a: Readonly<BooleanAttributes>): void {
+  if (cls === 'CERTIFICATE') {
+    // A certificate is no key (docs/device.md "Certificates"): none of these may become true.
+    for (const name of [...KEY_FUNCTIONS, 'sensitive', 'extractable', 'trusted', 'wrapWithTrusted'] as const) {
+      if (a[name]) fail('COFFER_TEMPLATE_INCONSISTENT', { class: cls, attribute: name });
+    }
+    return;
+  }
   const permitted = permittedFunctions(cls, keyType);
   for (const fn of KEY_FUNCTIONS) {
     if (a[fn] && !permitted.includes(fn)) fail('COFFER_TEMPLATE_INCONSISTENT', { class: cls, keyType, attribute: fn });
@@ -196,6 +203,55 @@ export function resolveTemplate(cls: ObjectClass, keyType: KeyType, template: Ob
     id: checkId(template.id ?? new Uint8Array(0)),
     manageKeyQuorum: checkKeyQuorum(template.manageKeyQuorum ?? 0),
     useKeyQuorum: checkKeyQuorum(template.useKeyQuorum ?? 0),
+  };
+  return template.sessionId === undefined ? base : { ...base, sessionId: template.sessionId };
+}
+
+/**
+ * What a caller may say when it stores a certificate (PKCS#11 v2.40 §4.6): where it lives, its label
+ * and id, whether it may change or go, its category, and — optionally — the subject, issuer and
+ * serial number it expects the certificate to carry (checked against the DER by the device).
+ */
+export interface CertificateTemplate {
+  readonly label?: string;
+  readonly id?: Uint8Array;
+  readonly token?: boolean;
+  readonly sessionId?: string;
+  readonly modifiable?: boolean;
+  readonly destroyable?: boolean;
+  /** CKA_CERTIFICATE_CATEGORY (§4.6.1): 0 unspecified (default), 1 token user, 2 authority, 3 other entity. */
+  readonly category?: number;
+  readonly subject?: Uint8Array;
+  readonly issuer?: Uint8Array;
+  readonly serialNumber?: Uint8Array;
+}
+
+const CERTIFICATE_TEMPLATE_KEYS = new Set<string>(['label', 'id', 'token', 'sessionId', 'modifiable', 'destroyable', 'category', 'subject', 'issuer', 'serialNumber']);
+
+/**
+ * Resolves a certificate's template. A certificate is a public object that does nothing: every key
+ * function, sensitive, extractable, trusted (§4.6.2: only the SO may set CKA_TRUSTED, and the token
+ * has no SO who does) and the computed attributes are false; token, modifiable and destroyable
+ * default to true. An unknown field is ATTRIBUTE_INVALID; a category outside 0..3 too.
+ */
+export function resolveCertificateTemplate(template: CertificateTemplate): ResolvedTemplate & { readonly category: number } {
+  for (const [key, value] of Object.entries(template)) {
+    if (value === undefined) continue;
+    if (!CERTIFICATE_TEMPLATE_KEYS.has(key)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+    if ((key === 'token' || key === 'modifiable' || key === 'destroyable') && typeof value !== 'boolean') fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+    if ((key === 'subject' || key === 'issuer' || key === 'serialNumber') && !(value instanceof Uint8Array)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+  }
+  const category = template.category ?? 0;
+  if (!Number.isInteger(category) || category < 0 || category > 3) fail('COFFER_ATTRIBUTE_INVALID', { attribute: 'category' });
+  const token = template.token ?? true;
+  if (token === (template.sessionId !== undefined)) fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'sessionId' });
+  const attributes: BooleanAttributes = {
+    token, sensitive: false, extractable: false, encrypt: false, decrypt: false, sign: false, verify: false, wrap: false, unwrap: false,
+    derive: false, trusted: false, wrapWithTrusted: false, local: false, neverExtractable: false, alwaysSensitive: false,
+    modifiable: template.modifiable ?? true, destroyable: template.destroyable ?? true,
+  };
+  const base = {
+    attributes, label: checkLabel(template.label ?? ''), id: checkId(template.id ?? new Uint8Array(0)), manageKeyQuorum: 0, useKeyQuorum: 0, category,
   };
   return template.sessionId === undefined ? base : { ...base, sessionId: template.sessionId };
 }

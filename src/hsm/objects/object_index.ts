@@ -23,13 +23,14 @@ import type { BooleanAttributes, Curve, Handle, KeyType, ObjectClass } from '../
 import { HandleMap } from './handle_map.js';
 import { SecretArena, payloadAt, type ArenaRef } from './secret_arena.js';
 
-const CLASSES: readonly ObjectClass[] = ['SECRET_KEY', 'PRIVATE_KEY', 'PUBLIC_KEY'];
+const CLASSES: readonly ObjectClass[] = ['SECRET_KEY', 'PRIVATE_KEY', 'PUBLIC_KEY', 'CERTIFICATE'];
 const KEY_TYPES: readonly KeyType[] = ['AES', 'GENERIC_SECRET', 'RSA', 'EC', 'EC_EDWARDS'];
 const CURVES: readonly (Curve | undefined)[] = [undefined, 'P-256', 'P-384', 'P-521', 'secp256k1', 'Ed25519'];
 /** Each boolean attribute's bit in the attribute field (formats/object_record.ts attributeBits). */
 export const ATTRIBUTE_BIT = Object.fromEntries(BOOLEAN_ATTRIBUTE_NAMES.map((name, i) => [name, 1 << i])) as Readonly<Record<BooleanAttributeName, number>>;
 const TOKEN_BIT = ATTRIBUTE_BIT.token;
 const PUBLIC_KEY = CLASSES.indexOf('PUBLIC_KEY');
+const CERTIFICATE = CLASSES.indexOf('CERTIFICATE');
 /** Slot flags. */
 const LIVE = 1;
 const IDENTITY_KNOWN = 2;
@@ -68,6 +69,8 @@ interface Columns {
   readonly attributes: Uint32Array;
   /** Two per slot: key-management, then key-usage. */
   readonly quorum: Uint8Array;
+  /** CKA_CERTIFICATE_CATEGORY of a certificate (0 for keys). */
+  readonly category: Uint8Array;
   readonly owner: Uint32Array;
   readonly labelHash: Uint32Array;
   readonly cold: Float64Array;
@@ -78,7 +81,7 @@ interface Columns {
 function columns(slots: number): Columns {
   return {
     handle: new Float64Array(slots), cls: new Uint8Array(slots), keyType: new Uint8Array(slots), curve: new Uint8Array(slots),
-    flags: new Uint8Array(slots), bits: new Uint32Array(slots), attributes: new Uint32Array(slots), quorum: new Uint8Array(2 * slots),
+    flags: new Uint8Array(slots), bits: new Uint32Array(slots), attributes: new Uint32Array(slots), quorum: new Uint8Array(2 * slots), category: new Uint8Array(slots),
     owner: new Uint32Array(slots), labelHash: new Uint32Array(slots), cold: new Float64Array(slots), identity: new Uint8Array(OBJECT_UID_BYTES * slots),
   };
 }
@@ -193,6 +196,7 @@ export class ObjectIndex {
     c.attributes[slot] = layout.attributeBits;
     c.quorum[2 * slot] = layout.manageKeyQuorum;
     c.quorum[2 * slot + 1] = layout.useKeyQuorum;
+    c.category[slot] = layout.category ?? 0;
     c.owner[slot] = this.#names.acquire(layout.owner);
     if (layout.sharees.length > 0) this.#sharees.set(slot, layout.sharees.map((s) => this.#names.acquire(s)));
     c.labelHash[slot] = labelHash(bytes, layout.labelAt, layout.labelBytes);
@@ -219,7 +223,8 @@ export class ObjectIndex {
       label: this.label(slot), id: this.id(slot), kcv: this.kcv(slot), material: this.withMaterial(slot, (m) => SecretBytes.copyOf(m)),
     };
     const curve = this.curve(slot);
-    return curve === undefined ? base : { ...base, curve };
+    const withCurve = curve === undefined ? base : { ...base, curve };
+    return this.isCertificate(slot) ? { ...withCurve, category: this.category(slot) } : withCurve;
   }
 
   /** Zeroises every byte of key material and identity the index holds and forgets every object. */
@@ -259,6 +264,15 @@ export class ObjectIndex {
 
   isPublicKey(slot: number): boolean {
     return this.#c.cls[slot] === PUBLIC_KEY;
+  }
+
+  isCertificate(slot: number): boolean {
+    return this.#c.cls[slot] === CERTIFICATE;
+  }
+
+  /** CKA_CERTIFICATE_CATEGORY of a certificate. */
+  category(slot: number): number {
+    return this.#c.category[slot] ?? 0;
   }
 
   keyType(slot: number): KeyType {

@@ -48,13 +48,14 @@ import {
   CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX, OBJECTS_MAX, OBJECT_KEY_CACHE_MAX, SESSION_OBJECTS_MAX, SHAREES_MAX, WRAPPED_KEY_BYTES_MAX,
 } from '../../formats/limits.js';
 import * as mech from '../mechanisms/mechanisms.js';
-import { applyAttributeChange, resolveTemplate, type ObjectTemplate, type Origin, type ResolvedTemplate, type SettableAttribute } from './attributes.js';
+import { certificateFields } from '../../formats/certificate_fields.js';
+import { applyAttributeChange, resolveCertificateTemplate, resolveTemplate, type CertificateTemplate, type ObjectTemplate, type Origin, type ResolvedTemplate, type SettableAttribute } from './attributes.js';
 import { KeyCache } from './key_cache.js';
 import { ATTRIBUTE_BIT, ObjectIndex, labelQuery, type LabelQuery } from './object_index.js';
 import { SESSION_OBJECT_NAMESPACE, type DeviceState, type StateView } from '../state/device_state.js';
 import type { Actor, BooleanAttributes, Curve, Handle, KeyFunction, KeyRef, KeyType, MechanismParams, Mode, ObjectClass } from '../types.js';
 
-export type { ObjectTemplate } from './attributes.js';
+export type { CertificateTemplate, ObjectTemplate } from './attributes.js';
 export type KeyMaterial = mech.KeyMaterial;
 
 /** First session-object handle; token handles stay below it (2^40 ≈ 10^12 objects ever created). */
@@ -125,8 +126,18 @@ interface SessionOf {
   readonly scope: string | undefined;
 }
 
-/** What a creating operation hands to the change builder: the key and its resolved template. */
-type NewObject = readonly [mech.KeyMaterial, ResolvedTemplate];
+/** A certificate a creating operation hands to the change builder: its DER and what was read from it. */
+interface NewCertificate {
+  readonly der: Uint8Array;
+  /** The subject public key's type, size and curve (formats/object_record.ts, version 2). */
+  readonly keyType: KeyType;
+  readonly bits: number;
+  readonly curve: Curve | undefined;
+  readonly resolved: ResolvedTemplate & { readonly category: number };
+}
+
+/** What a creating operation hands to the change builder: the key and its resolved template, or a certificate. */
+type NewObject = readonly [mech.KeyMaterial, ResolvedTemplate] | NewCertificate;
 
 /** What a change makes of an existing object (the rest of its record stays). */
 interface Patch {
@@ -275,7 +286,7 @@ export class ObjectTable implements StateView {
       assert(session !== undefined, 'a session object has its session');
       return index.owner(slot) === actor.userId && (session.scope === undefined || session.scope === actor.scope);
     }
-    return index.owner(slot) === actor.userId || index.isPublicKey(slot) || index.isSharee(slot, actor.userId);
+    return index.owner(slot) === actor.userId || index.isPublicKey(slot) || index.isCertificate(slot) || index.isSharee(slot, actor.userId);
   }
 
   /** The slot `ref` names if `actor` (a crypto user) may see it, else NOT_FOUND; an identity that
@@ -483,6 +494,35 @@ export class ObjectTable implements StateView {
     return [material, resolved];
   }
 
+  /**
+   * Stores an X.509 certificate (DER) as a certificate object (PKCS#11 v2.40 §4.6, CKC_X_509): a public
+   * object every crypto user sees, managed by its owner, replicated and backed up like a key. The
+   * certificate is parsed whole; a template's subject, issuer or serial number must equal the
+   * certificate's own DER fields (COFFER_CERT_TEMPLATE_MISMATCH), and a certificate that is not
+   * DER X.509 with an RSA, EC or Ed25519 subject key is COFFER_CERT_VALUE_INVALID. Certificates are
+   * not checked against any chain or clock: a token stores certificates, it does not trust them.
+   */
+  importCertificate(actor: Actor, der: Uint8Array, template: CertificateTemplate = {}): Promise<Handle> {
+    return this.#create('certificate.import', actor, () => {
+      this.#requireCryptoUser(actor);
+      const resolved = resolveCertificateTemplate(template);
+      const fields = certificateFields(der);
+      for (const name of ['subject', 'issuer', 'serialNumber'] as const) {
+        const expected = template[name];
+        if (expected !== undefined && !Buffer.from(expected).equals(fields[name])) fail('COFFER_CERT_TEMPLATE_MISMATCH', { attribute: name });
+      }
+      let key: mech.KeyMaterial;
+      try {
+        key = mech.materialFromKeyObject('PUBLIC_KEY', keyTypeOf(fields.publicKey), fields.publicKey);
+      } catch (e) {
+        if (isCofferError(e)) fail('COFFER_CERT_VALUE_INVALID', { reason: 'unsupported-public-key', code: e.code });
+        throw e;
+      }
+      this.#checkCapacity([resolved]);
+      return [{ der: der.slice(), keyType: key.keyType, bits: key.bits, curve: key.curve, resolved }];
+    }).then(one);
+  }
+
   #checkCapacity(resolved: readonly ResolvedTemplate[]): void {
     const token = resolved.filter((r) => r.attributes.token).length;
     if (this.tokenObjectCount + token > OBJECTS_MAX) fail('COFFER_STORE_FULL', { max: OBJECTS_MAX });
@@ -507,10 +547,11 @@ export class ObjectTable implements StateView {
       const session: RecordOp[] = [];
       const handles: Handle[] = [];
       try {
-        for (const [material, resolved] of items) {
+        for (const item of items) {
+          const resolved = 'der' in item ? item.resolved : item[1];
           const isToken = resolved.attributes.token;
           const handle = isToken ? nextToken++ : nextSession++;
-          const record = newRecord(handle, actor.userId, material, resolved);
+          const record = 'der' in item ? certificateRecord(handle, actor.userId, item) : newRecord(handle, actor.userId, item[0], item[1]);
           try {
             if (isToken) token.push({ op: 'put', ns: OBJECT_NAMESPACE, id: recordId(handle), value: encodeObjectRecord(record) });
             else session.push(sessionPut(record, resolved.sessionId, actor.scope));
@@ -702,10 +743,18 @@ export class ObjectTable implements StateView {
   exportPublic(actor: Actor, ref: KeyRef): string {
     const slot = this.#visible(actor, ref);
     const cls = this.#index.cls(slot);
-    if (cls === 'SECRET_KEY') fail('COFFER_KEY_TYPE_INCONSISTENT', { class: cls });
+    if (cls === 'SECRET_KEY' || cls === 'CERTIFICATE') fail('COFFER_KEY_TYPE_INCONSISTENT', { class: cls });
     const key = this.#material(slot);
     const pub = cls === 'PUBLIC_KEY' ? key : mech.publicFromPrivate(key);
     return pub.key.export({ type: 'spki', format: 'pem' }).toString();
+  }
+
+  /** A certificate object's DER and category: public, for whoever may see it (an admin: any token certificate). */
+  certificate(actor: Actor, ref: KeyRef): { readonly der: Uint8Array; readonly category: number } {
+    const slot = actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref);
+    const index = this.#index;
+    if (!index.isCertificate(slot)) fail('COFFER_KEY_TYPE_INCONSISTENT', { class: index.cls(slot) });
+    return { der: index.withMaterial(slot, (m) => m.slice()), category: index.category(slot) };
   }
 
   /**
@@ -951,6 +1000,15 @@ function newRecord(handle: Handle, owner: string, material: mech.KeyMaterial, re
     owner, sharees: [], label: resolved.label, id: resolved.id, kcv: kcvOf(material), material: secret,
   };
   return material.curve === undefined ? base : { ...base, curve: material.curve };
+}
+
+function certificateRecord(handle: Handle, owner: string, c: NewCertificate): ObjectRecord {
+  const r = c.resolved;
+  const base = {
+    handle, class: 'CERTIFICATE' as const, keyType: c.keyType, bits: c.bits, attributes: r.attributes, manageKeyQuorum: 0, useKeyQuorum: 0,
+    owner, sharees: [], label: r.label, id: r.id, kcv: new Uint8Array(0), material: SecretBytes.copyOf(c.der), category: r.category,
+  };
+  return c.curve === undefined ? base : { ...base, curve: c.curve };
 }
 
 /** CloudHSM's KCV conventions (crypto/kcv.ts): AES-ECB of a zero block, SHA-1 of the SPKI, PKCS#11 for generic secrets. */

@@ -1,0 +1,100 @@
+// Java's SunPKCS11 provider on the cluster through the bridge, as AWS CloudHSM's JCE users would reach
+// a PKCS#11 token (docs/pkcs11.md "Tested with"): a SunPKCS11 config naming p11-kit-client.so, with
+// P11_KIT_SERVER_ADDRESS in the environment. Each cluster key pair gets a self-signed certificate
+// (made by OpenSSL's pkcs11 engine with the cluster key) stored on the token under the key's CKA_ID,
+// so `keytool -list -storetype PKCS11` shows PrivateKeyEntries; then test/pkcs11/java/Sign.java
+// signs through KeyStore.getInstance("PKCS11") with SHA256withECDSA and SHA256withRSA, and the OpenSSL
+// CLI verifies each signature against the public key the SDK exports. Skipped, with the reason,
+// where a JDK (java with its compiler, keytool), the engine or p11-kit-client.so is missing — except
+// under COFFER_REQUIRE_PKCS11=1, where that fails.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { P11_KIT_CLIENT, realClientMissing } from './real_client.js';
+import { run, startBridge, type Bridge } from './bridge_support.js';
+
+const JAVA_HOME = '/usr/lib/jvm/java-17-openjdk-amd64';
+const JAVA = join(JAVA_HOME, 'bin/java');
+const KEYTOOL = join(JAVA_HOME, 'bin/keytool');
+/** `java File.java` needs the JDK's compiler (package openjdk-17-jdk-headless), not only the JRE. */
+const JAVAC = join(JAVA_HOME, 'bin/javac');
+const ENGINE = '/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so';
+const SIGN_JAVA = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/pkcs11/java/Sign.java');
+
+function javaMissing(): string | undefined {
+  const clients = realClientMissing();
+  if (clients !== undefined) return clients;
+  const missing = [JAVA, KEYTOOL, JAVAC, ENGINE, '/usr/bin/openssl'].filter((p) => !existsSync(p));
+  if (missing.length === 0) return undefined;
+  const why = `needs ${missing.join(', ')} (Debian packages openjdk-17-jdk-headless, libengine-pkcs11-openssl, openssl)`;
+  if (process.env['COFFER_REQUIRE_PKCS11'] === '1') throw new Error(`${why}; COFFER_REQUIRE_PKCS11=1 makes this a failure`);
+  return why;
+}
+
+const missing = javaMissing();
+if (missing !== undefined) console.log(`Java SunPKCS11 tests skipped: ${missing}`);
+
+let bridge: Bridge | undefined;
+let env: NodeJS.ProcessEnv = {};
+const f = (name: string): string => join(bridge?.dir ?? '', name);
+const KEYS = [
+  // Mechanism values from PKCS#11 v2.40 §2.3 and §2.1: CKM_ECDSA, CKM_SHA256_RSA_PKCS.
+  { alias: 'java-ec', id: 0x01, spec: { curve: 'P-256' } as const, algorithm: 'SHA256withECDSA', mechanism: 0x1041 },
+  { alias: 'java-rsa', id: 0x02, spec: { keyType: 'RSA', bits: 2048 } as const, algorithm: 'SHA256withRSA', mechanism: 0x40 },
+];
+
+async function must(file: string, args: readonly string[], extraEnv: NodeJS.ProcessEnv = env): Promise<string> {
+  const r = await run(file, args, extraEnv);
+  assert.equal(r.code, 0, `${file} ${args.join(' ')}:\n${r.stdout}\n${r.stderr}`);
+  return r.stdout + r.stderr;
+}
+
+before(async () => {
+  if (missing !== undefined) return;
+  const b = (bridge = await startBridge('p11-java'));
+  writeFileSync(f('sunpkcs11.cfg'), `name = Coffer\nlibrary = ${P11_KIT_CLIENT}\n`);
+  writeFileSync(f('openssl.cnf'), [
+    'openssl_conf = openssl_init', '[openssl_init]', 'engines = engine_section', '[engine_section]', 'pkcs11 = pkcs11_section',
+    '[pkcs11_section]', 'engine_id = pkcs11', `dynamic_path = ${ENGINE}`, `MODULE_PATH = ${P11_KIT_CLIENT}`, `PIN = ${b.pin}`, 'init = 0',
+    '[req]', 'distinguished_name = dn', '[dn]', '',
+  ].join('\n'));
+  env = { P11_KIT_SERVER_ADDRESS: b.address, OPENSSL_CONF: f('openssl.cnf') };
+  writeFileSync(f('data'), 'signed by the cluster through Java');
+  for (const k of KEYS) {
+    const pair = await b.sdk.generateKeyPair({ ...k.spec, label: k.alias, id: Uint8Array.of(k.id) });
+    writeFileSync(f(`${k.alias}.pub.pem`), await pair.publicKey.exportPublicPem());
+    // The key's certificate, signed by the key itself on the cluster, stored under the same CKA_ID.
+    await must('openssl', ['req', '-new', '-x509', '-engine', 'pkcs11', '-keyform', 'engine', '-key', `pkcs11:object=${k.alias};type=private`,
+      '-subj', `/CN=${k.alias}/O=Coffer test`, '-days', '7', '-sha256', '-outform', 'DER', '-out', f(`${k.alias}.der`)]);
+    await b.sdk.importCertificate(new Uint8Array(readFileSync(f(`${k.alias}.der`))), { label: k.alias, id: Uint8Array.of(k.id) });
+  }
+});
+after(async () => {
+  await bridge?.close();
+});
+
+test('keytool -list -storetype PKCS11 shows each cluster key with its certificate as a PrivateKeyEntry', { skip: missing, timeout: 300_000 }, async () => {
+  const b = bridge as Bridge;
+  const out = await must(KEYTOOL, ['-list', '-storetype', 'PKCS11', '-providerclass', 'sun.security.pkcs11.SunPKCS11', '-providerarg', f('sunpkcs11.cfg'), '-storepass', b.pin]);
+  assert.match(out, /Your keystore contains 2 entries/);
+  for (const k of KEYS) assert.match(out, new RegExp(`${k.alias}, PrivateKeyEntry`));
+});
+
+test('Sign.java signs through KeyStore.getInstance("PKCS11") with SHA256withECDSA and SHA256withRSA; OpenSSL verifies', { skip: missing, timeout: 300_000 }, async () => {
+  const b = bridge as Bridge;
+  for (const k of KEYS) {
+    const sig = f(`${k.alias}.sig`);
+    const from = b.inits.length;
+    const out = await must(JAVA, [SIGN_JAVA, f('sunpkcs11.cfg'), b.pin, k.alias, k.algorithm, f('data'), sig]);
+    assert.match(out, new RegExp(`signed with (EC|RSA) key ${k.alias} with certificate`));
+    // SunPKCS11 hashes for ECDSA itself (CKM_ECDSA) and hands RSA the whole message (CKM_SHA256_RSA_PKCS).
+    assert.deepEqual(b.inits.slice(from).map((i) => [i.call, i.mechanism?.type]), [['C_SignInit', k.mechanism]]);
+    assert.match(await must('openssl', ['dgst', '-sha256', '-verify', f(`${k.alias}.pub.pem`), '-signature', sig, f('data')], {}), /Verified OK/);
+    writeFileSync(f('other'), 'not what was signed');
+    const forged = await run('openssl', ['dgst', '-sha256', '-verify', f(`${k.alias}.pub.pem`), '-signature', sig, f('other')]);
+    assert.notEqual(forged.code, 0);
+  }
+});
