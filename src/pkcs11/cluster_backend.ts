@@ -89,10 +89,15 @@ interface Application {
   login?: { readonly cluster: Cluster; readonly userType: bigint };
   /** The SDK's Key per handle used, so that a key is located among the HSMs once, not per call. */
   readonly keys: Map<bigint, Key>;
+  /** Each key's description as last read, for the checks of an operation's Init (`described`). */
+  readonly described: Map<bigint, { readonly info: KeyInfo; readonly atMs: number }>;
 }
 
 /** Keys remembered per application; past this the memory starts over (a cache, never a limit). */
 export const P11_KEYS_REMEMBERED_MAX = 4096;
+/** How old a key's description an operation's Init may check against (docs/pkcs11.md §7): a sign
+ * loop then costs one HSM call per signature, not two. */
+export const P11_INIT_DESCRIPTION_FRESH_MS = 1000;
 
 /** An operation's answer: its rv, and the output the two-call rule lets through. */
 type Fit = { readonly rv: number; readonly value?: ByteArray };
@@ -110,13 +115,14 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   let nextSession = 1n;
   const app = (c: Pkcs11Connection): Application => {
     let a = apps.get(c.id);
-    if (a === undefined) apps.set(c.id, (a = { sessions: new Map(), keys: new Map() }));
+    if (a === undefined) apps.set(c.id, (a = { sessions: new Map(), keys: new Map(), described: new Map() }));
     return a;
   };
   const logout = async (a: Application): Promise<void> => {
     const l = a.login;
     delete a.login;
     a.keys.clear();
+    a.described.clear();
     for (const s of a.sessions.values()) {
       s.ops.clear();
       delete s.find;
@@ -287,6 +293,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (object.info.class === 'CERTIFICATE' && req.template.some((a) => CERTIFICATE_READ_ONLY.has(a.type))) return bad(CKR.ATTRIBUTE_READ_ONLY);
       const changes = readChanges(object.info, req.template);
       if (changes instanceof TemplateRefusal) return bad(changes.rv);
+      found.a.described.delete(req.object);
       for (const change of changes) await object.key.setAttribute(change.name, change.value);
       return ok({});
     },
@@ -304,6 +311,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (typeof object === 'number') return bad(object);
       if (object.info.attributes.token && (found.s.flags & CKF.RW_SESSION) === 0n) return bad(CKR.SESSION_READ_ONLY);
       if (!object.info.attributes.destroyable) return bad(CKR.ACTION_PROHIBITED);
+      found.a.described.delete(req.object);
       await object.key.destroy();
       found.a.keys.delete(req.object);
       return ok({});
@@ -480,7 +488,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     if (found.s.ops.has(use)) return bad(CKR.OPERATION_ACTIVE);
     const entry = mechanismEntry(req.mechanism.type);
     if (entry === undefined) return bad(CKR.MECHANISM_INVALID);
-    const object = await objectOf(found.a, req.key);
+    const object = await describedOf(found.a, req.key);
     if (typeof object === 'number') return bad(CKR.KEY_HANDLE_INVALID);
     const { key, info } = object;
     const classes: Record<Use, readonly string[]> = { sign: ['PRIVATE_KEY'], verify: ['PUBLIC_KEY'], encrypt: ['PUBLIC_KEY', 'SECRET_KEY'], decrypt: ['PRIVATE_KEY', 'SECRET_KEY'] };
@@ -547,14 +555,27 @@ async function objectOf(a: Application, handle: bigint): Promise<{ key: Key; inf
     a.keys.set(handle, key);
   }
   try {
-    return { key, info: await key.attributes() };
+    const info = await key.attributes();
+    if (a.described.size >= P11_KEYS_REMEMBERED_MAX) a.described.clear();
+    a.described.set(handle, { info, atMs: Date.now() });
+    return { key, info };
   } catch (e) {
     if (isCofferError(e, 'COFFER_OBJECT_NOT_FOUND') || isCofferError(e, 'COFFER_OBJECT_MISMATCH')) {
       a.keys.delete(handle);
+      a.described.delete(handle);
       return CKR.OBJECT_HANDLE_INVALID;
     }
     throw e;
   }
+}
+
+/** objectOf for an operation's Init: the description read within P11_INIT_DESCRIPTION_FRESH_MS by
+ * this application, if there is one. The HSM checks the key again at the operation itself. */
+async function describedOf(a: Application, handle: bigint): Promise<{ key: Key; info: KeyInfo } | number> {
+  const key = a.keys.get(handle);
+  const described = a.described.get(handle);
+  if (key !== undefined && described !== undefined && Date.now() - described.atMs <= P11_INIT_DESCRIPTION_FRESH_MS) return { key, info: described.info };
+  return objectOf(a, handle);
 }
 
 async function findHandles(a: Application, template: readonly Attribute[]): Promise<bigint[]> {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCipheriv, createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { Cluster } from '../../src/client/cluster.js';
+import { isCofferError } from '../../src/errors.js';
 import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
 import { clusterBackend, type ClusterBackend } from '../../src/pkcs11/cluster_backend.js';
 import type { Pkcs11Connection } from '../../src/pkcs11/backend.js';
@@ -281,6 +282,40 @@ test('sign and verify: init rules, the two-call rule keeps the operation, multi-
     assert.equal((await call(b, 'C_Verify', { session: s, data: Buffer.from('multi-part'), signature: multi }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
   } finally {
     await b.release?.(c);
+  }
+});
+
+test('an Init checked against a remembered description never lets a key sign after another application revoked CKA_SIGN; a change here is seen at once', async () => {
+  const one = await loggedIn();
+  const two = await loggedIn();
+  try {
+    const digest = createHash('sha256').update('revoked').digest();
+    const signs = async (priv: bigint): Promise<boolean> => {
+      const init = await call(one.b, 'C_SignInit', { session: one.s, mechanism: mech(CKM.ECDSA), key: priv }, one.c);
+      if (init.rv !== CKR.OK) {
+        assert.equal(init.rv, CKR.KEY_FUNCTION_NOT_PERMITTED);
+        return false;
+      }
+      // Init passed on the remembered description: the HSM itself must refuse the signature.
+      const signed = await call(one.b, 'C_Sign', { session: one.s, data: digest, signature: buf(64) }, one.c).catch((e: unknown) => e);
+      if (isCofferError(signed)) {
+        assert.equal(signed.code, 'COFFER_KEY_FUNCTION_NOT_PERMITTED');
+        return false;
+      }
+      return (signed as { rv: number }).rv === CKR.OK;
+    };
+    const first = await ecPair(one.b, one.c, one.s, 'revoked-elsewhere');
+    assert.equal(await signs(first.priv), true, 'the key signs, and its description is remembered');
+    assert.equal((await call(two.b, 'C_SetAttributeValue', { session: two.s, object: first.priv, template: [bool(CKA.SIGN, false)] }, two.c)).rv, CKR.OK);
+    assert.equal(await signs(first.priv), false, 'revoked by another application: no signature, whatever Init saw');
+
+    const second = await ecPair(one.b, one.c, one.s, 'revoked-here');
+    assert.equal(await signs(second.priv), true);
+    assert.equal((await call(one.b, 'C_SetAttributeValue', { session: one.s, object: second.priv, template: [bool(CKA.SIGN, false)] }, one.c)).rv, CKR.OK);
+    assert.equal((await call(one.b, 'C_SignInit', { session: one.s, mechanism: mech(CKM.ECDSA), key: second.priv }, one.c)).rv, CKR.KEY_FUNCTION_NOT_PERMITTED, 'a change through this application drops its description at once');
+  } finally {
+    await one.b.release?.(one.c);
+    await two.b.release?.(two.c);
   }
 });
 
