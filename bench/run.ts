@@ -21,6 +21,7 @@ const MODULES: readonly [string, () => Promise<BenchModule>][] = [
   ['metrics', () => import('./metrics_bench.js')],
   ['control', () => import('./control_plane_bench.js')],
   ['journal', () => import('./journal_bench.js')],
+  ['journal-cluster', () => import('./journal_cluster_bench.js')],
   ['pkcs11', () => import('./p11_bench.js')],
 ];
 
