@@ -19,6 +19,7 @@ import { createDevelopmentAuthorities, createDevelopmentCustomerCa } from '../..
 import { systemClock, systemRandom, type Clock, type Random } from '../../../src/hsm/ports.js';
 import { ADMIN_PW, APPLIANCE_PW, CLUSTER, PRECO, backupOf, commissionedDevice, hex } from '../backup/backup_support.js';
 import { TestRelay } from './journal_support.js';
+import { selfSigned } from '../../certificate_support.js';
 
 /** Counts uses of every source of randomness and time while armed. */
 class Watch {
@@ -104,6 +105,7 @@ test('every kind of change set, applied in order on a device restored from the s
   const pair = await alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { label: 'pub' }, { label: 'priv', derive: true }); // key.generate-pair
   const peer = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await alice.importPublicKey(peer.publicKey.export({ type: 'spki', format: 'pem' }).toString(), { label: 'peer' }); // key.import
+  await alice.importCertificate(selfSigned('ec', 'determinism').der, { label: 'cert', id: Uint8Array.of(9) }); // certificate.import
   const hmac = await alice.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'hmac', extractable: true });
   const wrapped = alice.wrapKey(aes, hmac, { mechanism: 'CKM_AES_KEY_WRAP_PAD' });
   await alice.unwrapKey(aes, wrapped, { mechanism: 'CKM_AES_KEY_WRAP_PAD' }, { class: 'SECRET_KEY', keyType: 'GENERIC_SECRET', label: 'unwrapped', sign: true }); // key.unwrap
