@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import { Cluster } from '../../src/client/cluster.js';
 import type { Endpoint } from '../../src/client/node_link.js';
 import { MAIN_JS, freePort } from '../service/fleet/fleet_support.js';
+import { isCofferError } from '../../src/errors.js';
 import { SqliteMetadataStore } from '../../src/storage/metadata_sqlite.js';
 import { devicePids } from './service_support.js';
 
@@ -152,17 +153,25 @@ test('a cluster of 3 relayed HSMs is one HSM: keys by handle, users and heads ag
   // A hostile metadata store: the entry at the head, edited (one byte of its sealed body flipped),
   // written as the next entry behind the relay's back. Every HSM refuses it; none applies it; the
   // cluster goes DEGRADED with a message naming the refusal and the position.
-  const before = await sameHead([u0, u1, fresh]);
+  // The service may append entries of its own meanwhile (a login is one): settle first — the store's
+  // head and every HSM's the same — and try again if the relay took the position in between.
   const store = SqliteMetadataStore.open({ path: join(dir, 'regions', 'us-east-1', 'metadata.sqlite') });
   const clusterId = (await describeId(endpoint));
+  let before = 0n;
   try {
-    const stored = BigInt(await store.journalHead(clusterId));
-    assert.equal(stored, before, 'the store holds exactly the entries the HSMs applied');
-    const [last] = await store.readJournal(clusterId, Number(stored), 1);
-    assert.ok(last !== undefined);
-    const edited = last.entry.slice();
-    edited[edited.length - 1]! ^= 0x01;
-    await store.appendJournal(clusterId, Number(stored) + 1, edited);
+    for (let attempt = 1; ; attempt++) {
+      before = await settled(store, clusterId, [u0, u1, fresh]);
+      const [last] = await store.readJournal(clusterId, Number(before), 1);
+      assert.ok(last !== undefined);
+      const edited = last.entry.slice();
+      edited[edited.length - 1]! ^= 0x01;
+      try {
+        await store.appendJournal(clusterId, Number(before) + 1, edited);
+        break;
+      } catch (e) {
+        if (!isCofferError(e, 'COFFER_JOURNAL_CONFLICT') || attempt >= 20) throw e;
+      }
+    }
   } finally {
     await store.close();
   }
@@ -177,6 +186,18 @@ test('a cluster of 3 relayed HSMs is one HSM: keys by handle, users and heads ag
   assert.match(c.StateMessage ?? '', /COFFER_JOURNAL_TAMPERED/);
   for (const u of [u0, u1, fresh]) assert.equal(await journalPosition(u), before, 'nothing of the edited entry applied');
 });
+
+/** Waits until the store holds exactly the entries every HSM applied (its head is theirs); returns it. */
+async function settled(store: SqliteMetadataStore, clusterId: string, all: readonly Cluster[]): Promise<bigint> {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    const applied = await sameHead(all);
+    const stored = BigInt(await store.journalHead(clusterId));
+    if (stored === applied) return stored;
+    if (Date.now() > deadline) assert.fail(`the store holds ${stored} entries, the HSMs applied ${applied}`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
 
 async function describeId(endpoint: string): Promise<string> {
   const env = { ...process.env, AWS_SHARED_CREDENTIALS_FILE: join(dir, 'credentials'), AWS_CONFIG_FILE: join(dir, 'config'), AWS_PROFILE: 'coffer', AWS_PAGER: '' };
