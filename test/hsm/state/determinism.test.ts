@@ -162,42 +162,45 @@ test('every kind of change set, applied in order on a device restored from the s
   // From here both HSMs are one cluster: logins on B are journaled too.
   const both = TestRelay.open([a, b], relay.store);
   both.start();
+  // The relay's pumps must stop whatever an assertion below finds, or the test never ends.
+  try {
+    // cluster.clone-journal starts a new cluster's journal on one HSM and reaches the others only in
+    // its backups, never as a change set replayed (journal_clone.test.ts).
+    const cluster = (Object.keys(CHANGE_KINDS) as ChangeKind[]).filter((k) => !k.startsWith('device.') && k !== 'session.objects' && k !== 'cluster.clone-journal');
+    assert.deepEqual(cluster.filter((k) => !seen.has(k)), [], 'every kind of cluster-wide change set was replayed');
 
-  // cluster.clone-journal starts a new cluster's journal on one HSM and reaches the others only in
-  // its backups, never as a change set replayed (journal_clone.test.ts).
-  const cluster = (Object.keys(CHANGE_KINDS) as ChangeKind[]).filter((k) => !k.startsWith('device.') && k !== 'session.objects' && k !== 'cluster.clone-journal');
-  assert.deepEqual(cluster.filter((k) => !seen.has(k)), [], 'every kind of cluster-wide change set was replayed');
-
-  // ── same records, same position, indexes that answer alike ─────────────────────────────────
-  assert.equal(hex(b.stateDigest()), hex(a.stateDigest()));
-  const [pa, pb] = [a.statePosition(), b.statePosition()];
-  assert.equal(pb.position, pa.position);
-  assert.equal(BigInt(log.length), pa.position, 'one position per cluster-wide change set');
-  assert.equal(hex(pb.lineage), hex(pa.lineage));
-  assert.equal(hex(pb.objectLineage), hex(pa.objectLineage));
-  assert.equal(pa.journal.seq, BigInt(entries.length));
-  assert.equal(pb.journal.seq, pa.journal.seq, 'the same journal head');
-  assert.equal(hex(pb.journal.hash), hex(pa.journal.hash));
-  assert.equal(hex(b.journal.head().hash), hex(a.journal.head().hash));
-  assert.equal(b.status().journalPosition, BigInt(entries.length));
-  assert.equal(b.cluster.certificatePem(), a.cluster.certificatePem());
-  // The cluster sync key came in cluster.initialise's change set: an entry sealed on one opens on the other.
-  const position = { seq: 1n, predecessor: journalGenesis(CLUSTER) };
-  const carried: ChangeSet = { scope: 'cluster', kind: 'key.generate', ops: [{ op: 'put', ns: 'object', id: '0000000000000042', value: Uint8Array.of(42) }] };
-  assert.deepEqual(b.cluster.openJournalEntry(a.cluster.sealJournalEntry(carried, position).entry, position).changeSet, carried);
-  assert.deepEqual(a.cluster.openJournalEntry(b.cluster.sealJournalEntry(carried, position).entry, position).changeSet, carried);
-  const onB = b.openSession();
-  await onB.login('alice', 'alice-password-2');
-  assert.deepEqual(onB.find().map((o) => [o.handle, o.label, hex(o.identity)]), alice.find().map((o) => [o.handle, o.label, hex(o.identity)]));
-  assert.equal(onB.verify(pair.publicHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message, signature), true);
-  const fromB = onB.sign(pair.privateHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message);
-  assert.equal(alice.verify(pair.publicHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message, fromB), true, 'the same key on both');
-  const bobOnB = b.openSession();
-  await bobOnB.login('bob', 'bob-password'); // unlocked on B too
-  const adminOnB = b.openSession();
-  await adminOnB.login('admin', ADMIN_PW);
-  assert.deepEqual(adminOnB.listUsers(), admin.listUsers());
-  assert.deepEqual(adminOnB.quorumValues(), admin.quorumValues());
-  await both.close();
+    // ── same records, same position, indexes that answer alike ─────────────────────────────────
+    assert.equal(hex(b.stateDigest()), hex(a.stateDigest()));
+    const [pa, pb] = [a.statePosition(), b.statePosition()];
+    assert.equal(pb.position, pa.position);
+    assert.equal(BigInt(log.length), pa.position, 'one position per cluster-wide change set');
+    assert.equal(hex(pb.lineage), hex(pa.lineage));
+    assert.equal(hex(pb.objectLineage), hex(pa.objectLineage));
+    assert.equal(pa.journal.seq, BigInt(entries.length));
+    assert.equal(pb.journal.seq, pa.journal.seq, 'the same journal head');
+    assert.equal(hex(pb.journal.hash), hex(pa.journal.hash));
+    assert.equal(hex(b.journal.head().hash), hex(a.journal.head().hash));
+    assert.equal(b.status().journalPosition, BigInt(entries.length));
+    assert.equal(b.cluster.certificatePem(), a.cluster.certificatePem());
+    // The cluster sync key came in cluster.initialise's change set: an entry sealed on one opens on the other.
+    const position = { seq: 1n, predecessor: journalGenesis(CLUSTER) };
+    const carried: ChangeSet = { scope: 'cluster', kind: 'key.generate', ops: [{ op: 'put', ns: 'object', id: '0000000000000042', value: Uint8Array.of(42) }] };
+    assert.deepEqual(b.cluster.openJournalEntry(a.cluster.sealJournalEntry(carried, position).entry, position).changeSet, carried);
+    assert.deepEqual(a.cluster.openJournalEntry(b.cluster.sealJournalEntry(carried, position).entry, position).changeSet, carried);
+    const onB = b.openSession();
+    await onB.login('alice', 'alice-password-2');
+    assert.deepEqual(onB.find().map((o) => [o.handle, o.label, hex(o.identity)]), alice.find().map((o) => [o.handle, o.label, hex(o.identity)]));
+    assert.equal(onB.verify(pair.publicHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message, signature), true);
+    const fromB = onB.sign(pair.privateHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message);
+    assert.equal(alice.verify(pair.publicHandle, { mechanism: 'CKM_ECDSA_SHA256' }, message, fromB), true, 'the same key on both');
+    const bobOnB = b.openSession();
+    await bobOnB.login('bob', 'bob-password'); // unlocked on B too
+    const adminOnB = b.openSession();
+    await adminOnB.login('admin', ADMIN_PW);
+    assert.deepEqual(adminOnB.listUsers(), admin.listUsers());
+    assert.deepEqual(adminOnB.quorumValues(), admin.quorumValues());
+  } finally {
+    await both.close();
+  }
   assert.equal(hex(b.journal.head().hash), hex(a.journal.head().hash), 'still one journal');
 });
