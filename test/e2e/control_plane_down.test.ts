@@ -6,20 +6,17 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { Cluster } from '../../src/client/cluster.js';
 import { isCofferError } from '../../src/errors.js';
-import { MAIN_JS, freePort } from '../service/fleet/fleet_support.js';
+import { freePort } from '../service/fleet/fleet_support.js';
+import { journalPosition, sameHead, startUp } from './up_support.js';
 
 const run = promisify(execFile);
-/** Starting a region and a cluster of 2 takes seconds; a loaded machine may need minutes. */
-const WAIT_MS = 600_000;
-const POLL_MS = 250;
 const ADDRESSES = ['127.0.0.2', '127.0.0.3'];
 const dir = mkdtempSync(join(tmpdir(), 'coffer-cp-down-'));
 let child: ChildProcess | undefined;
@@ -42,38 +39,8 @@ interface ClusterFile {
   readonly cryptoUser: { readonly name: string; readonly password: string };
 }
 
-async function up(port: number): Promise<string> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child = proc;
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line in time:\n${stderr}`)), WAIT_MS);
-    proc.once('exit', (code) => reject(new Error(`coffer up exited with ${String(code)}:\n${stderr}`)));
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (line) => {
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { clusterFile: string }).clusterFile);
-    });
-  });
-}
-
-async function journalPosition(c: Cluster): Promise<bigint> {
-  const [s] = await c.status();
-  assert.ok(s !== undefined && 'status' in s, 'STATUS answered');
-  return s.status.journalPosition;
-}
-
-/** Waits until every HSM reports the same journal position; returns it. */
-async function sameHead(all: readonly Cluster[]): Promise<bigint> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const heads = await Promise.all(all.map(journalPosition));
-    if (heads.every((h) => h === heads[0])) return heads[0] as bigint;
-    if (Date.now() > deadline) assert.fail(`heads differ: ${heads.join(', ')}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
+function up(port: number): Promise<string> {
+  return startUp(['--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '2'], (proc) => (child = proc)).then((r) => r.clusterFile);
 }
 
 test('the control plane stopped: signing goes on at every HSM, a state change fails with the journal\'s error, and after it resumes the HSMs converge', { timeout: 1_800_000 }, async () => {

@@ -8,18 +8,18 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { Cluster } from '../../src/client/cluster.js';
 import type { Endpoint } from '../../src/client/node_link.js';
-import { MAIN_JS, freePort } from '../service/fleet/fleet_support.js';
+import { freePort } from '../service/fleet/fleet_support.js';
 import { isCofferError } from '../../src/errors.js';
 import { SqliteMetadataStore } from '../../src/storage/metadata_sqlite.js';
 import { devicePids } from './service_support.js';
+import { journalPosition, sameHead, startUp } from './up_support.js';
 
 const run = promisify(execFile);
 /** Starting a region and a cluster of 3, or replacing an HSM, takes seconds; a loaded machine may need minutes. */
@@ -48,21 +48,8 @@ interface ClusterFile {
 }
 
 async function up(port: number): Promise<{ clusterFile: string; endpoint: string }> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '3', '--journal', 'relayed'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child = proc;
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line in time:\n${stderr}`)), WAIT_MS);
-    proc.once('exit', (code) => reject(new Error(`coffer up exited with ${String(code)}:\n${stderr}`)));
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (line) => {
-      clearTimeout(timer);
-      const ready = JSON.parse(line) as { clusterFile: string; regions: { endpoint: string }[] };
-      resolve({ clusterFile: ready.clusterFile, endpoint: ready.regions[0]?.endpoint ?? '' });
-    });
-  });
+  const ready = await startUp(['--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '3', '--journal', 'relayed'], (proc) => (child = proc));
+  return { clusterFile: ready.clusterFile, endpoint: ready.regions[0]?.endpoint ?? '' };
 }
 
 /** A client of ONE HSM (the SDK balances over the endpoints it is given). */
@@ -71,23 +58,6 @@ async function on(host: string, port: number, file: ClusterFile, who: { name: st
   const c = await Cluster.connect({ endpoints, ca: readFileSync(file.customerCa, 'utf8'), credentials: { username: who.name, password: who.password, role } });
   clients.push(c);
   return c;
-}
-
-async function journalPosition(c: Cluster): Promise<bigint> {
-  const [s] = await c.status();
-  assert.ok(s !== undefined && 'status' in s, 'STATUS answered');
-  return s.status.journalPosition;
-}
-
-/** Waits until every HSM reports the same journal position; returns it. */
-async function sameHead(all: readonly Cluster[]): Promise<bigint> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const heads = await Promise.all(all.map(journalPosition));
-    if (heads.every((h) => h === heads[0])) return heads[0] as bigint;
-    if (Date.now() > deadline) assert.fail(`heads differ: ${heads.join(', ')}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
 }
 
 interface Described { State: string; StateMessage?: string; Hsms: { State: string; EniIp: string }[] }

@@ -7,18 +7,18 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { verify as nodeVerify } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { Cluster } from '../../src/client/cluster.js';
 import { loadClusterConfig } from '../../src/client/discovery.js';
 import type { Key } from '../../src/client/keys.js';
 import { isCofferError } from '../../src/errors.js';
 import { MAIN_JS, freePort } from '../service/fleet/fleet_support.js';
+import { startUp } from './up_support.js';
 
 const run = promisify(execFile);
 /** Starting a region and a cluster of 3 takes seconds; a loaded machine may need minutes. */
@@ -44,21 +44,8 @@ interface ClusterFile {
   readonly cryptoUser: { readonly name: string; readonly password: string };
 }
 
-async function up(port: number): Promise<string> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '3', '--journal', 'relayed'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child = proc;
-  let stderr = '';
-  proc.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ready line in time:\n${stderr}`)), WAIT_MS);
-    proc.once('exit', (code) => reject(new Error(`coffer up exited with ${String(code)}:\n${stderr}`)));
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (line) => {
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { clusterFile: string }).clusterFile);
-    });
-  });
+function up(port: number): Promise<string> {
+  return startUp(['--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', '3', '--journal', 'relayed'], (proc) => (child = proc)).then((r) => r.clusterFile);
 }
 
 async function connect(clusterFile: string, who: { name: string; password: string }, options: { only?: number; role?: 'admin' } = {}): Promise<Cluster> {
