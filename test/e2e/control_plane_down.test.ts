@@ -6,33 +6,21 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Cluster } from '../../src/client/cluster.js';
 import { isCofferError } from '../../src/errors.js';
 import { freePort } from '../service/fleet/fleet_support.js';
-import { journalPosition, sameHead, startUp } from './up_support.js';
+import { journalPosition, sameHead, startUp, stopUp } from './up_support.js';
 
-const run = promisify(execFile);
 const ADDRESSES = ['127.0.0.2', '127.0.0.3'];
 const dir = mkdtempSync(join(tmpdir(), 'coffer-cp-down-'));
 let child: ChildProcess | undefined;
 const clients: Cluster[] = [];
 
-after(async () => {
-  if (child?.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGCONT');
-  for (const c of clients) await c.close().catch(() => undefined);
-  if (child !== undefined && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    child.kill('SIGINT');
-    await exited;
-  }
-  await run('pkill', ['-KILL', '-f', dir]).catch(() => undefined); // HSM processes outlive a failed `coffer up`
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => stopUp(child, clients, dir));
 
 interface ClusterFile {
   readonly customerCa: string;

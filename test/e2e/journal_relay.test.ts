@@ -9,7 +9,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,7 +19,7 @@ import { freePort } from '../service/fleet/fleet_support.js';
 import { isCofferError } from '../../src/errors.js';
 import { SqliteMetadataStore } from '../../src/storage/metadata_sqlite.js';
 import { devicePids } from './service_support.js';
-import { journalPosition, sameHead, startUp } from './up_support.js';
+import { journalPosition, sameHead, startUp, stopUp } from './up_support.js';
 
 const run = promisify(execFile);
 /** Starting a region and a cluster of 3, or replacing an HSM, takes seconds; a loaded machine may need minutes. */
@@ -30,16 +30,7 @@ const dir = mkdtempSync(join(tmpdir(), 'coffer-relay-'));
 let child: ChildProcess | undefined;
 const clients: Cluster[] = [];
 
-after(async () => {
-  for (const c of clients) await c.close().catch(() => undefined);
-  if (child !== undefined && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    child.kill('SIGINT');
-    await exited;
-  }
-  await run('pkill', ['-KILL', '-f', dir]).catch(() => undefined); // HSM processes outlive a failed `coffer up`
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => stopUp(child, clients, dir));
 
 interface ClusterFile {
   readonly customerCa: string;

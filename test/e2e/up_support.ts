@@ -2,7 +2,8 @@
 // ready line, and reading the HSMs' journal heads through clients of one HSM each.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Cluster } from '../../src/client/cluster.js';
 import { MAIN_JS } from '../service/fleet/fleet_support.js';
@@ -54,4 +55,19 @@ export async function sameHead(all: readonly Cluster[]): Promise<bigint> {
     if (Date.now() > deadline) assert.fail(`heads differ: ${heads.join(', ')}`);
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
+}
+
+/** A test's teardown: its clients closed, `coffer up` stopped (SIGINT, after SIGCONT if it was
+ * stopped), any HSM process a failed start left behind killed, `dir` removed. */
+export async function stopUp(child: ChildProcess | undefined, clients: readonly Cluster[], dir: string): Promise<void> {
+  if (child?.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGCONT');
+  for (const c of clients) await c.close().catch(() => undefined);
+  if (child !== undefined && child.exitCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGINT');
+    await exited;
+  }
+  // HSM processes outlive a failed `coffer up`.
+  await new Promise<void>((resolve) => execFile('pkill', ['-KILL', '-f', dir], () => resolve()));
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, type ChildProcess } from 'node:child_process';
 import { verify as nodeVerify } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -18,7 +18,7 @@ import { loadClusterConfig } from '../../src/client/discovery.js';
 import type { Key } from '../../src/client/keys.js';
 import { isCofferError } from '../../src/errors.js';
 import { MAIN_JS, freePort } from '../service/fleet/fleet_support.js';
-import { startUp } from './up_support.js';
+import { startUp, stopUp } from './up_support.js';
 
 const run = promisify(execFile);
 /** Starting a region and a cluster of 3 takes seconds; a loaded machine may need minutes. */
@@ -29,15 +29,7 @@ const dir = mkdtempSync(join(tmpdir(), 'coffer-wrongkey-relayed-'));
 let child: ChildProcess | undefined;
 const clients: Cluster[] = [];
 
-after(async () => {
-  for (const c of clients) await c.close().catch(() => undefined);
-  if (child !== undefined && child.exitCode === null) {
-    const exited = new Promise((resolve) => child?.once('exit', resolve));
-    child.kill('SIGINT');
-    await exited;
-  }
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => stopUp(child, clients, dir));
 
 interface ClusterFile {
   readonly admin: { readonly name: string; readonly password: string };
