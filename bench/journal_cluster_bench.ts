@@ -12,7 +12,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { Cluster } from '../src/client/cluster.js';
 import { loadClusterConfig } from '../src/client/discovery.js';
+import { freePort } from './control_plane_region.js';
 import { median, renderMarkdown, type Row, type Section } from './harness.js';
 import { figuresOf, measureInterleaved, type Subject } from './load.js';
 
@@ -40,27 +40,6 @@ interface Region {
   readonly child: ChildProcess;
   readonly clusterFile: string;
   stop(): Promise<void>;
-}
-
-function listenOnce(host: string, port: number): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(port, host, () => {
-      const got = (s.address() as { port: number }).port;
-      s.close(() => ok(got));
-    });
-  });
-}
-
-/** A port free on every one of `hosts` (the HSMs of a cluster share one data-plane port). */
-async function freePort(hosts: readonly string[]): Promise<number> {
-  for (;;) {
-    const port = await listenOnce(hosts[0] ?? '127.0.0.1', 0);
-    let free = true;
-    for (const h of hosts.slice(1)) free = free && (await listenOnce(h, port).then(() => true, () => false));
-    if (free) return port;
-  }
 }
 
 async function up(dir: string, hsms: number, hosts: readonly string[]): Promise<Region> {
