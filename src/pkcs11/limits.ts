@@ -50,3 +50,7 @@ export const P11_CONNECTIONS_MAX = 256;
  * only itself.
  */
 export const P11_PENDING_OUTPUT_BYTES_MAX = P11_FRAME_BODY_BYTES_MAX;
+/** Calls of one connection served at once. p11-kit's client sends the calls of an application's
+ * threads over its one socket, each with its own call code, and matches the answers by that code,
+ * so they may finish in any order; past this the bridge stops reading until one is answered. */
+export const P11_CALLS_IN_FLIGHT_MAX = 16;

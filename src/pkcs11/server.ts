@@ -3,10 +3,12 @@
 // (backend.ts) and frames the answer with the request's code. PKCS#11 applications reach it through
 // p11-kit's client module with P11_KIT_SERVER_ADDRESS=unix:path=<socket>.
 //
-// Per connection, as p11-kit's own server does (rpc-server.c p11_kit_remote_serve_module): one call
-// is served at a time, in arrival order; the socket is not read while a call is served or while
-// more than P11_PENDING_OUTPUT_BYTES_MAX of answers wait to be written, so a connection holds at most
-// one frame, one answer and one read chunk. Calls before C_Initialize answer
+// Per connection, calls are served concurrently, up to P11_CALLS_IN_FLIGHT_MAX, each answered with
+// its own call code as it finishes (p11-kit's own server serves one at a time, but its client
+// matches answers to calls by that code, so an application's threads need not wait for each other
+// behind the one socket); the socket is not read at that limit or while more than
+// P11_PENDING_OUTPUT_BYTES_MAX of answers wait to be written, so a connection holds at most that many
+// frames and answers and one read chunk. Calls before C_Initialize answer
 // CKR_CRYPTOKI_NOT_INITIALIZED; C_Initialize must carry p11-kit's handshake string.
 //
 // Refusals (each logged with its reason, never with call contents: PINs travel in calls):
@@ -27,7 +29,7 @@ import { assert } from '../assert.js';
 import { CofferError, isCofferError, type ErrorCode } from '../errors.js';
 import { hasSizedOutput, type Answer, type Pkcs11Backend, type Pkcs11Connection, type Pkcs11Handler } from './backend.js';
 import { CKR, type CkrName } from './constants.js';
-import { P11_CONNECTIONS_MAX, P11_HANDSHAKE_TIMEOUT_MS, P11_PARTIAL_FRAME_TIMEOUT_MS, P11_PENDING_OUTPUT_BYTES_MAX } from './limits.js';
+import { P11_CALLS_IN_FLIGHT_MAX, P11_CONNECTIONS_MAX, P11_HANDSHAKE_TIMEOUT_MS, P11_PARTIAL_FRAME_TIMEOUT_MS, P11_PENDING_OUTPUT_BYTES_MAX } from './limits.js';
 import { callByName, type CallName } from './rpc_calls.js';
 import type { ProtocolVersion } from './rpc_codec.js';
 import { decodeRequest, encodeErrorResponse, encodeResponse, type AnyRequest } from './rpc_messages.js';
@@ -112,7 +114,8 @@ class Connection {
   readonly #id = randomUUID();
   #version: ProtocolVersion | undefined;
   #initialized = false;
-  #serving = false;
+  /** Calls being served (at most P11_CALLS_IN_FLIGHT_MAX). */
+  #serving = 0;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
 
@@ -162,9 +165,10 @@ class Connection {
     this.#timer.unref();
   }
 
-  /** Serves what has arrived, one call at a time; reading pauses while a call is served or answers pile up. */
+  /** Serves what has arrived, up to P11_CALLS_IN_FLIGHT_MAX calls at once, each answered under its
+   * own call code as it finishes; reading pauses at that limit or while answers pile up. */
   #pump(): void {
-    while (!this.#closed && !this.#serving) {
+    while (!this.#closed && this.#serving < P11_CALLS_IN_FLIGHT_MAX) {
       if (this.socket.writableLength > P11_PENDING_OUTPUT_BYTES_MAX) break;
       let item;
       try {
@@ -183,10 +187,10 @@ class Connection {
         this.logger.info({ event: 'p11.connection.opened', connection: this.#id, offered: item.offered, version: this.#version }, 'connection opened');
         continue;
       }
-      this.#serving = true;
+      this.#serving++;
       this.#serve(item.frame).then(
         () => {
-          this.#serving = false;
+          this.#serving--;
           this.#pump();
         },
         (e: unknown) => {
@@ -196,12 +200,12 @@ class Connection {
       );
     }
     if (this.#closed) return;
-    const busy = this.#serving || this.socket.writableLength > P11_PENDING_OUTPUT_BYTES_MAX;
+    const busy = this.#serving >= P11_CALLS_IN_FLIGHT_MAX || this.socket.writableLength > P11_PENDING_OUTPUT_BYTES_MAX;
     if (busy) this.socket.pause();
     else this.socket.resume();
     // A frame begun must finish in time; a version byte is watched from the start.
     if (this.#version !== undefined) {
-      if (this.#decoder.midFrame && !this.#serving) {
+      if (this.#decoder.midFrame && this.#serving === 0) {
         if (this.#timer === undefined) this.#arm(this.limits.partialFrameTimeoutMs, 'frame not whole in time');
       } else {
         clearTimeout(this.#timer);
