@@ -164,6 +164,24 @@ async function racingRate(store: MetadataStore, cluster: string, entry: Uint8Arr
   return { rate: appended / ((performance.now() - start) / 1000), conflicts };
 }
 
+/** Rows/s of `rows` bare INSERTs of a `bytes`-sized row, one per commit, one writer, into a new SQLite
+ * file at `path` with the metadata store's settings (WAL, synchronous FULL). */
+export function sqliteBareInsertRate(path: string, bytes: number, rows: number): number {
+  const db = new Database(path);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec('CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)');
+    const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
+    const value = randomBytes(bytes);
+    const start = performance.now();
+    for (let i = 1; i <= rows; i++) insert.run(i, value);
+    return rows / ((performance.now() - start) / 1000);
+  } finally {
+    db.close();
+  }
+}
+
 function sqliteSide(dir: string): StoreSide {
   const stores: MetadataStore[] = [];
   let n = 0;
@@ -174,21 +192,7 @@ function sqliteSide(dir: string): StoreSide {
       stores.push(s);
       return Promise.resolve(s);
     },
-    bareInsert: (bytes) => {
-      const db = new Database(join(dir, `bare-${n++}.db`));
-      try {
-        db.pragma('journal_mode = WAL');
-        db.pragma('synchronous = FULL');
-        db.exec('CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)');
-        const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
-        const value = randomBytes(bytes);
-        const start = performance.now();
-        for (let i = 1; i <= APPENDS; i++) insert.run(i, value);
-        return Promise.resolve(APPENDS / ((performance.now() - start) / 1000));
-      } finally {
-        db.close();
-      }
-    },
+    bareInsert: (bytes) => Promise.resolve(sqliteBareInsertRate(join(dir, `bare-${n++}.db`), bytes, APPENDS)),
     close: async () => { for (const s of stores) await s.close(); },
   };
 }

@@ -17,10 +17,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
 import { Cluster } from '../src/client/cluster.js';
 import { loadClusterConfig } from '../src/client/discovery.js';
 import { freePort } from './control_plane_region.js';
+import { sqliteBareInsertRate } from './journal_bench.js';
 import { median, renderMarkdown, type Row, type Section } from './harness.js';
 import { figuresOf, measureInterleaved, type Subject } from './load.js';
 
@@ -81,29 +81,6 @@ async function connect(region: Region, acks: number): Promise<Cluster> {
   return sdk;
 }
 
-/** Rows/s of a bare INSERT of an ENTRY_BYTES row per commit, one writer, SQLite WAL + synchronous
- * FULL (the settings of the metadata store under `coffer up`). */
-function bareInsertRate(dir: string): number {
-  const db = new Database(join(dir, 'bare.db'));
-  try {
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.exec('CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)');
-    const insert = db.prepare('INSERT INTO t (k, v) VALUES (?, ?)');
-    const value = randomBytes(ENTRY_BYTES);
-    let k = 0;
-    const rates: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const start = performance.now();
-      for (let i = 0; i < BARE_INSERTS; i++) insert.run(++k, value);
-      rates.push(BARE_INSERTS / ((performance.now() - start) / 1000));
-    }
-    return median(rates);
-  } finally {
-    db.close();
-  }
-}
-
 export async function run(): Promise<Section> {
   const title = 'State changes through the cluster journal';
   const dir = mkdtempSync(join(tmpdir(), 'coffer-journal-cluster-bench-'));
@@ -129,7 +106,7 @@ export async function run(): Promise<Section> {
       { name: 'sign-1', inFlight: SIGN_IN_FLIGHT, call: () => signer1.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
     ];
     const results = await measureInterleaved(subjects, ROUNDS, ROUND_MS);
-    const bare = bareInsertRate(dir);
+    const bare = median(Array.from({ length: ROUNDS }, (_, r) => sqliteBareInsertRate(join(dir, `bare-${r}.db`), ENTRY_BYTES, BARE_INSERTS)));
     const rows: Row[] = [];
     for (const [kind, label] of [['aes', 'AES-256 key generation'], ['ec', 'EC P-256 key pair generation']] as const) {
       const k2 = figuresOf(results, `${kind}-3`);
