@@ -11,7 +11,11 @@
 // secret: counts, rates, durations, positions.
 
 import type { NodeFigures, NodeHealth } from '../formats/management.js';
+import { protocolFail } from './api/api_errors.js';
+import type { MonitoringOperations } from './api/coffer_operations.js';
+import { apiFail } from './api/operations.js';
 import type { BackupDoc, HsmDoc } from './records.js';
+import type { Repository } from './repository.js';
 
 /** Samples kept per HSM. */
 export const FIGURE_SAMPLES_MAX = 120;
@@ -173,3 +177,36 @@ export function clusterFigures(clusterId: string, book: HsmFigures, src: Cluster
 }
 
 const round = (x: number | null): number | null => (x === null ? null : Math.round(x * 10) / 10);
+
+/** Where DescribeHsmFigures reads: the repository, the journal store, the samples, the clock. */
+export interface FigureOperationSources {
+  readonly repo: Repository;
+  readonly figures: HsmFigures;
+  readonly nowMs: () => number;
+  readonly probeIntervalMs: number;
+  /** True when the service relays cluster journals (then the store's journal head is reported). */
+  readonly relayJournal: boolean;
+}
+
+const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
+
+/** `CofferMonitoringService.DescribeHsmFigures { ClusterId }` → ClusterFigures; another account's
+ * cluster is not found, as in the CloudHSMv2 operations. */
+export function monitoringOperations(src: FigureOperationSources): MonitoringOperations {
+  return {
+    DescribeHsmFigures: async (input, caller) => {
+      if (typeof input !== 'object' || input === null || Array.isArray(input)) protocolFail('ValidationException', 'The request must be a JSON object');
+      for (const name of Object.keys(input)) if (name !== 'ClusterId') protocolFail('ValidationException', 'Unknown member; expected only ClusterId');
+      const clusterId = (input as Record<string, unknown>)['ClusterId'];
+      if (typeof clusterId !== 'string' || !CLUSTER_ID.test(clusterId)) protocolFail('ValidationException', 'ClusterId must match cluster-[2-7a-zA-Z]{11,16}');
+      const cluster = await src.repo.cluster(clusterId);
+      if (cluster === undefined || cluster.doc.accountId !== caller.accountId) apiFail('CloudHsmResourceNotFoundException', `Cluster ${clusterId} was not found.`);
+      const [hsms, backups] = await Promise.all([src.repo.hsmsOf(clusterId), src.repo.backupsOf(clusterId)]);
+      const journalHead = src.relayJournal ? await src.repo.store.journalHead(clusterId) : null;
+      const out = clusterFigures(clusterId, src.figures, {
+        hsms: hsms.map((h) => h.doc), backups: backups.map((b) => b.doc), journalHead, nowMs: src.nowMs(), probeIntervalMs: src.probeIntervalMs,
+      });
+      return { ...out };
+    },
+  };
+}
