@@ -4,7 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NodeFigures, NodeHealth } from '../../src/formats/management.js';
-import { FIGURE_SAMPLES_MAX, HsmFigures, clusterFigures } from '../../src/service/figures.js';
+import { FIGURE_SAMPLES_MAX, HsmFigures, clusterFigures, monitoringOperations } from '../../src/service/figures.js';
+import { ProtocolError } from '../../src/service/api/api_errors.js';
+import { ApiError } from '../../src/service/api/operations.js';
+import { Repository } from '../../src/service/repository.js';
+import { SqliteMetadataStore } from '../../src/storage/metadata_sqlite.js';
 import type { BackupDoc, HsmDoc } from '../../src/service/records.js';
 
 const BOUNDS = [0.001, 0.01, 0.1];
@@ -77,4 +81,18 @@ test('clusterFigures: journal lag from the last probe, the newest READY backup a
   assert.equal(out.Hsms[1]?.JournalLag, null, 'no probe yet: the lag is not known');
   assert.deepEqual(out.Hsms[1]?.Samples, []);
   assert.equal(clusterFigures('cluster-1', book, { hsms: [], backups: [], journalHead: null, nowMs: 0, probeIntervalMs: 2000 }).NewestBackupAgeSeconds, null);
+});
+
+test('DescribeHsmFigures refuses a malformed request and answers an unknown cluster as not found', async () => {
+  const store = SqliteMetadataStore.open({ path: ':memory:' });
+  try {
+    const ops = monitoringOperations({ repo: new Repository(store), figures: new HsmFigures(), nowMs: () => 0, probeIntervalMs: 2000, relayJournal: true });
+    const caller = { accountId: '111122223333', accessKeyId: 'AKIAEXAMPLE000000001', region: 'us-east-1', requestId: 'r' };
+    for (const bad of [null, [], 'x', {}, { ClusterId: 7 }, { ClusterId: 'cluster-' }, { ClusterId: 'cluster-abcdefghijk', Extra: 1 }]) {
+      await assert.rejects(ops.DescribeHsmFigures(bad, caller), (e) => e instanceof ProtocolError && e.type === 'ValidationException', JSON.stringify(bad));
+    }
+    await assert.rejects(ops.DescribeHsmFigures({ ClusterId: 'cluster-abcdefghijk' }, caller), (e) => e instanceof ApiError && e.type === 'CloudHsmResourceNotFoundException');
+  } finally {
+    await store.close();
+  }
 });
