@@ -52,8 +52,12 @@ interface Signer {
 export interface Api {
   readonly region: string;
   readonly accessKeyId: string;
-  call(operation: string, input: Json): Promise<Json>;
+  /** `prefix`: the X-Amz-Target prefix; Coffer's own operations have their own (docs/console.md). */
+  call(operation: string, input: Json, prefix?: string): Promise<Json>;
 }
+
+/** Coffer's monitoring operations (the live figures), beside the CloudHSMv2 API on the same port. */
+export const MONITORING_PREFIX = 'CofferMonitoringService';
 
 /** A signed caller of the API at `origin` (the page's own). */
 export function connect(credentials: Credentials, origin: string): Api {
@@ -67,7 +71,7 @@ export function connect(credentials: Credentials, origin: string): Api {
   return {
     region: credentials.region,
     accessKeyId: credentials.accessKeyId,
-    call: async (operation, input) => {
+    call: async (operation, input, prefix = TARGET_PREFIX) => {
       const body = JSON.stringify(input);
       const request: SigningRequest = {
         method: 'POST',
@@ -76,7 +80,7 @@ export function connect(credentials: Credentials, origin: string): Api {
         ...(url.port === '' ? {} : { port: Number(url.port) }),
         path: '/',
         query: {},
-        headers: { host: url.host, 'content-type': CONTENT_TYPE, 'x-amz-target': `${TARGET_PREFIX}.${operation}` },
+        headers: { host: url.host, 'content-type': CONTENT_TYPE, 'x-amz-target': `${prefix}.${operation}` },
         body,
       };
       const signed = await (await config.signer()).sign(request, { signingDate: new Date() });

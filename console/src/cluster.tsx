@@ -7,6 +7,7 @@ import type { ComponentChildren } from 'preact';
 import { allPages, type Api, type Json } from './api.js';
 import { BackupsPanel } from './backups.js';
 import { CertificatesPanel } from './certificates.js';
+import { FiguresPanel } from './figures.js';
 import { Download, ErrorBox, Progress, State, str, time, useAction, usePoll } from './ui.js';
 
 interface PanelProps {
@@ -19,6 +20,7 @@ interface PanelProps {
 /** The cluster page's panels, in order. */
 const SECTIONS: readonly { readonly id: string; readonly title: string; readonly show: (c: Json) => boolean; readonly Panel: (p: PanelProps) => ComponentChildren }[] = [
   { id: 'hsms', title: 'HSMs', show: () => true, Panel: HsmsPanel },
+  { id: 'figures', title: 'Live figures', show: (c) => c.State === 'ACTIVE' || c.State === 'DEGRADED', Panel: FiguresPanel },
   { id: 'initialize', title: 'Initialise', show: (c) => c.State === 'UNINITIALIZED' || c.State === 'INITIALIZE_IN_PROGRESS', Panel: InitializePanel },
   { id: 'certificates', title: 'Certificates', show: (c) => c.Certificates !== undefined, Panel: CertificatesPanel },
   { id: 'backups', title: 'Backups', show: () => true, Panel: BackupsPanel },

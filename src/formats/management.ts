@@ -113,6 +113,21 @@ export interface NodeHealth {
   readonly journalFault: JournalFaultReport | null;
   /** 'relayed' or 'solo' (docs/node.md "Journal endpoints"); null: an older node does not say. */
   readonly journalMode: 'relayed' | 'solo' | null;
+  /** The data plane's running totals since the node started (null: metrics are off, or an older
+   * node): the control plane turns two of them into rates and a p99 (docs/console.md "Live figures"). */
+  readonly figures: NodeFigures | null;
+}
+
+/** Running totals of the data plane since the node started (docs/node.md "Health"). */
+export interface NodeFigures {
+  /** Operations answered, whatever their outcome (a batch counts its items); BUSY answers are not in it. */
+  readonly operations: number;
+  /** Requests answered BUSY (over the connection or node in-flight limit). */
+  readonly busy: number;
+  /** Upper bounds (seconds) of the request latency buckets, ascending; a last bucket has no bound. */
+  readonly latencyBoundsS: readonly number[];
+  /** Requests per latency bucket (not cumulative; a batch is one request): one more entry than latencyBoundsS. */
+  readonly latencyCounts: readonly number[];
 }
 export type NodeHealthJson = Omit<NodeHealth, 'journalPosition' | 'journalFault'> & {
   readonly journalPosition: string;
@@ -261,6 +276,26 @@ class Fields {
     }
   }
 
+  /** Data-plane figures, or null when absent or null (a field added after the first version). */
+  optionalFigures(name: string): NodeFigures | null {
+    const v = this.#o[name];
+    if (v === undefined || v === null) return null;
+    try {
+      return decodeNodeFigures(v);
+    } catch {
+      return this.#bad(name, true);
+    }
+  }
+
+  /** An array of at most `max` finite non-negative numbers (`integers`: safe integers only). */
+  numbers(name: string, max: number, integers: boolean): number[] {
+    const v = this.#o[name];
+    if (!Array.isArray(v)) return this.#bad(name, v !== undefined);
+    if (v.length > max) fail('COFFER_FORMAT_LIMIT', { field: name, max });
+    const ok = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0 && (!integers || Number.isSafeInteger(x));
+    return v.every(ok) ? [...v] : this.#bad(name, true);
+  }
+
   /** A u64, or null when absent or null. */
   optionalU64(name: string): bigint | null {
     return this.#o[name] === undefined || this.#o[name] === null ? null : this.u64(name);
@@ -350,7 +385,20 @@ export function decodeNodeHealth(json: unknown): NodeHealth {
     dataPlaneHost: f.optionalString('dataPlaneHost', NAME_CHARS_MAX), dataPlanePort: f.optionalPort('dataPlanePort'),
     journalHeadHash: f.optionalString('journalHeadHash', 64) === null ? null : f.matching('journalHeadHash', DIGEST_HEX, 64),
     journalFault: f.optionalFault('journalFault'), journalMode: journalModeOf(f.optionalString('journalMode', NAME_CHARS_MAX)),
+    figures: f.optionalFigures('figures'),
   };
+}
+
+/** The longest latency bucket list a health answer may carry. */
+const LATENCY_BUCKETS_MAX = 64;
+
+export function decodeNodeFigures(json: unknown): NodeFigures {
+  const f = new Fields(json);
+  const latencyBoundsS = f.numbers('latencyBoundsS', LATENCY_BUCKETS_MAX, false);
+  const latencyCounts = f.numbers('latencyCounts', LATENCY_BUCKETS_MAX + 1, true);
+  const ascending = latencyBoundsS.every((b, i) => b > 0 && (i === 0 || b > (latencyBoundsS[i - 1] as number)));
+  if (!ascending || latencyCounts.length !== latencyBoundsS.length + 1) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'figures' });
+  return { operations: f.count('operations'), busy: f.count('busy'), latencyBoundsS, latencyCounts };
 }
 
 function journalModeOf(value: string | null): 'relayed' | 'solo' | null {

@@ -132,6 +132,7 @@ function newContext(options: ManagementOptions, tls: TlsIdentity, tmpDir: string
     dataPlaneHost,
     tls,
     activity: { backups: 0, restores: 0 },
+    ...(options.metrics === undefined ? {} : { figures: options.metrics.figures.bind(options.metrics) }),
     jsonBodyBytesMax: options.jsonBodyBytesMax ?? MANAGEMENT_JSON_BODY_BYTES_MAX,
     restoreBytesMax: options.restoreBytesMax ?? MANAGEMENT_RESTORE_BYTES_MAX,
     onBug: options.onBug ?? (() => undefined),

@@ -13,7 +13,7 @@ import { MANAGEMENT_JOURNAL_BODY_BYTES_MAX, MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX
 import {
   BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
   decodeClusterInitialisation, decodeOfferWaitMs, encodeJournalDelivery, encodeNodeHealth, encodeNodeIdentity, type ClusterCsrResponse, type JournalDeliveryJson,
-  type JournalFaultReport, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
+  type JournalFaultReport, type NodeFigures, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
 } from '../formats/management.js';
 import { fileSink } from '../hsm/backup/backup.js';
 import { fileSource } from '../hsm/backup/file_source.js';
@@ -29,6 +29,8 @@ export interface ManagementContext {
   readonly dataPlaneHost: string;
   /** The management server's own attested leaf (what GET /v1/identity vouches for). */
   readonly tls: TlsIdentity;
+  /** The data plane's running totals (absent: the node runs with metrics off). */
+  readonly figures?: () => NodeFigures;
   /** Backup and restore requests in progress, from their first byte to their last (health reports them). */
   readonly activity: { backups: number; restores: number };
   readonly jsonBodyBytesMax: number;
@@ -88,6 +90,7 @@ function health(ctx: ManagementContext): Promise<NodeHealthJson> {
     journalHeadHash: hexOf(ctx.hsm.journal.head().hash),
     journalFault: faultOf(ctx.hsm.journal.fault()),
     journalMode: ctx.hsm.journal.mode(),
+    figures: ctx.figures?.() ?? null,
   }));
 }
 

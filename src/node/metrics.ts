@@ -14,6 +14,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
+import type { NodeFigures } from '../formats/management.js';
 import { OPS, type AnyRequest } from '../formats/wire.js';
 import type { Hsm, HsmEvent } from '../hsm/device.js';
 import type { NodeLoad } from './dispatch.js';
@@ -86,6 +87,7 @@ export class NodeMetrics implements DataPlaneMetrics {
   readonly #backups: Counter;
   readonly #restores: Counter;
   readonly #busyChildren = new Map<number, Counter.Internal>();
+  #busyTotal = 0;
   #sources: NodeMetricsSources | undefined;
   /** The last backup this node sealed since it started, and when (wall clock, ms). */
   #lastBackup: { readonly backupId: string; readonly atMs: number } | undefined;
@@ -125,6 +127,13 @@ export class NodeMetrics implements DataPlaneMetrics {
       this.#busyChildren.set(op, c);
     }
     c.inc();
+    this.#busyTotal++;
+  }
+
+  /** The data plane's running totals, as health reports them (formats/management.ts NodeFigures). */
+  figures(): NodeFigures {
+    const totals = this.#requests.totals();
+    return { operations: totals.items, busy: this.#busyTotal, latencyBoundsS: LATENCY_BUCKETS_S, latencyCounts: totals.buckets };
   }
 
   /** Counts what the device reports (logins, lockouts, backups, restores). */

@@ -54,6 +54,17 @@ export class RequestMetrics {
     s.buckets[i] = (s.buckets[i] ?? 0) + 1;
   }
 
+  /** Every series summed: items counted and the requests' latency bucket counts (not cumulative). */
+  totals(): { readonly items: number; readonly buckets: number[] } {
+    const buckets = new Array<number>(this.#bounds.length + 1).fill(0);
+    let items = 0;
+    for (const s of this.#all) {
+      items += s.items;
+      for (let i = 0; i < buckets.length; i++) buckets[i] = (buckets[i] as number) + (s.buckets[i] ?? 0);
+    }
+    return { items, buckets };
+  }
+
   /** Registers the counter `counterName` and the histogram `histogramName` in `registry`. */
   register(registry: Registry, counterName: string, counterHelp: string, histogramName: string, histogramHelp: string): void {
     const all = this.#all;

@@ -23,6 +23,7 @@ import type { JournalFaultReport } from '../formats/management.js';
 import { JournalRelay, compactionFloor, type RelayTarget } from './journal_relay.js';
 import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
 import type { Repository } from './repository.js';
+import type { HsmFigures } from './figures.js';
 import type { ServiceMetrics } from './metrics.js';
 
 const DAY_MS = 24 * 3600_000;
@@ -41,6 +42,8 @@ export interface OrchestratorOptions {
   readonly log: Logger;
   /** Hears HSM journal heads and replacement durations (metrics.ts). */
   readonly metrics?: ServiceMetrics;
+  /** Keeps what each health probe reported, for the console's live figures (figures.ts). */
+  readonly figures?: HsmFigures;
   /** This process's name in the lease. */
   readonly holder: string;
 }
@@ -324,6 +327,7 @@ export class Orchestrator {
       writes.push(clusterWrite({ ...c.doc, certificates: {}, csrHsmId: null }, c.version));
     }
     await this.#o.repo.commit(writes);
+    this.#o.figures?.forget(hsmId);
     this.#o.log.info({ event: 'hsm.deleted', clusterId: h.doc.clusterId, hsmId }, 'HSM deleted');
   }
 
@@ -335,6 +339,7 @@ export class Orchestrator {
     try {
       const health = await this.#mgmt(doc.device).health();
       this.#o.metrics?.hsmHead(doc.hsmId, health.journalPosition);
+      this.#o.figures?.observe(doc.hsmId, doc.clusterId, this.#o.config.clock.nowMs(), health);
       if (health.journalFault !== null) this.#task(`fault:${doc.hsmId}`, () => this.#journalFault(doc.hsmId, doc.device?.serial ?? '', health.journalFault as JournalFaultReport));
       const c = await this.#o.repo.cluster(doc.clusterId);
       // A device that lost its cluster (zeroised, or replaced by another) is as bad as a dead one.

@@ -26,6 +26,7 @@ import { fleetOperations } from './fleet_operations.js';
 import { Orchestrator } from './orchestrator.js';
 import type { PeerEndpoint } from './peer_config.js';
 import { Repository } from './repository.js';
+import { HsmFigures, monitoringOperations } from './figures.js';
 import { ServiceMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 
 export interface ServiceOptions {
@@ -95,8 +96,9 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir, metrics });
   const copyTo = o.copyTo ?? (o.peers === undefined ? undefined : httpCopy({ region: o.region, archive: o.archive, workDir: o.workDir, logger: o.logger.child({ part: 'copy' }) }, o.peers));
   const operations = controlPlaneOperations(repository, config, copyTo);
+  const figures = new HsmFigures();
   const orchestrator = new Orchestrator({
-    repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), metrics, holder: `${hostname()}:${process.pid}:${randomUUID()}`,
+    repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), metrics, figures, holder: `${hostname()}:${process.pid}:${randomUUID()}`,
   });
   // SigV4's clock-skew check compares with the client's wall clock: always the system's, whatever
   // clock drives the orchestrator (a test moves that one by days).
@@ -105,6 +107,7 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   const handler = createApiHandler({
     operations, accessKeys: o.accessKeys, region: o.region, clock: systemClock, logger: o.logger.child({ part: 'api' }), streamedRoutes: [receive],
     onCall: (operation, outcome, seconds) => metrics.apiCall(operation, outcome, seconds),
+    monitoring: monitoringOperations({ repo: repository, figures, nowMs: () => config.clock.nowMs(), probeIntervalMs: config.probeIntervalMs, relayJournal: config.relayJournal === true }),
     ...(o.fleet instanceof RemoteFleet ? { fleet: fleetOperations(o.fleet, o.logger.child({ part: 'fleet' })) } : {}),
   });
   // The web console's static files share the API's port (console_http.ts); it calls the API like any client.

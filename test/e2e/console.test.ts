@@ -198,6 +198,22 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   assert.match(await first.locator('[data-testid=expiry]').innerText(), /expires \d{4}-\d\d-\d\d .*90-day retention/);
   await page.screenshot({ path: join(shots, 'cluster.png') });
 
+  // Live figures (CofferMonitoringService.DescribeHsmFigures): both HSMs get a series from the
+  // service's health probes, with rates once two probes were taken, the journal position and lag,
+  // and the newest backup's age.
+  const figures = page.locator('[data-testid=panel-figures]');
+  for (const az of ['us-east-1a', 'us-east-1b']) {
+    const hsmId = await page.locator(`[data-testid="hsms-${az}"] tbody tr`).first().getAttribute('data-hsm');
+    const row = figures.locator(`[data-hsm-figures="${hsmId ?? ''}"]`);
+    await row.locator('[data-testid=value-ops]').filter({ hasText: /^\d+(\.\d)?$/ }).waitFor({ timeout: CLUSTER_WAIT_MS });
+    assert.ok(Number(await row.locator('[data-testid=chart-ops]').getAttribute('data-points')) >= 2, 'a chart of at least two samples');
+    assert.match(await row.locator('[data-testid=journal]').innerText(), /^\d+ \((caught up|\d+ behind)\)$/);
+    assert.match(await row.locator('[data-testid=value-load]').innerText(), /^\d+\.\d %/);
+  }
+  assert.match(await figures.locator('[data-testid=backup-age]').innerText(), /^\d+ (s|min|h|d) ago$/);
+  assert.match(await figures.locator('[data-testid=journal-head]').innerText(), /^\d+$/);
+  await figures.screenshot({ path: join(shots, 'figures.png') });
+
   // Delete: PENDING_DELETION with the countdown to its purge; restore: READY again.
   const row = page.locator(`[data-testid=backups] li[data-backup="${backupId}"]`);
   await row.getByRole('button', { name: 'Delete' }).click();

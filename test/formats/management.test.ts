@@ -29,6 +29,7 @@ const HEALTH: NodeHealth = {
   capacityOpsPerSecond: 0, loadPermille: 0, journalPosition: 0n, stateDigest: 'ab'.repeat(32),
   journalHeadHash: 'cd'.repeat(32), journalFault: { code: 'COFFER_JOURNAL_TAMPERED', seq: 7n, reason: 'authentication' }, journalMode: 'relayed',
   restoring: true, backingUp: false, dataPlaneHost: '127.0.0.7', dataPlanePort: 2223,
+  figures: { operations: 12, busy: 1, latencyBoundsS: [0.001, 0.01], latencyCounts: [9, 2, 0] },
 };
 
 const IDENTITY: NodeIdentity = {
@@ -81,6 +82,20 @@ test('health: the fields added after the first version are optional on the wire 
     refuses(() => decodeNodeHealth({ ...json, [field]: bad }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field });
   }
   refuses(() => decodeNodeHealth({ ...json, dataPlaneHost: 'h'.repeat(257) }), 'COFFER_FORMAT_LIMIT', { field: 'dataPlaneHost' });
+});
+
+test('health: the data-plane figures are optional, and their counts and buckets are checked', () => {
+  const json = overJson(encodeNodeHealth(HEALTH)) as Record<string, unknown>;
+  const { figures: _f, ...older } = json;
+  assert.deepEqual(decodeNodeHealth(older), { ...HEALTH, figures: null });
+  assert.deepEqual(decodeNodeHealth({ ...json, figures: null }), { ...HEALTH, figures: null });
+  const figures = json['figures'] as Record<string, unknown>;
+  for (const bad of [
+    { ...figures, operations: -1 }, { ...figures, busy: '1' }, { ...figures, latencyCounts: [9, 2] }, { ...figures, latencyCounts: [9, 2, 0.5] },
+    { ...figures, latencyBoundsS: [0.01, 0.001] }, { ...figures, latencyBoundsS: [0, 0.01] }, { ...figures, latencyBoundsS: 'x' }, 7,
+  ]) {
+    refuses(() => decodeNodeHealth({ ...json, figures: bad }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'figures' });
+  }
 });
 
 test('identity: the attestation travels as canonical base64 of exactly 96 bytes', () => {

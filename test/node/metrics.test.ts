@@ -15,7 +15,8 @@ import { createDevelopmentAuthorities, issueManagementClientCertificate, provisi
 import { MemoryRecordStore } from '../../src/hsm/store/store_port.js';
 import { startDataPlane, type DataPlane } from '../../src/node/data_plane.js';
 import { startManagement, type ManagementServer } from '../../src/node/management.js';
-import { NodeMetrics } from '../../src/node/metrics.js';
+import { LATENCY_BUCKETS_S, NodeMetrics } from '../../src/node/metrics.js';
+import { decodeNodeHealth, type NodeFigures } from '../../src/formats/management.js';
 import { serveNode } from '../../src/node/serve.js';
 import { createLogger } from '../../src/node/log.js';
 import { Connection } from '../../src/client/connection.js';
@@ -61,6 +62,14 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+async function healthFigures(): Promise<NodeFigures> {
+  const r = await raw(management.port, credential, 'GET', '/v1/health');
+  assert.equal(r.status, 200);
+  const figures = decodeNodeHealth(JSON.parse(r.body.toString('utf8'))).figures;
+  assert.ok(figures !== null, 'a node with metrics on reports its figures in health');
+  return figures;
+}
+
 async function scrape(): Promise<Map<string, Family>> {
   const r = await raw(management.port, credential, 'GET', '/metrics');
   assert.equal(r.status, 200);
@@ -93,6 +102,7 @@ test('N signatures move the SIGN counter of their mechanism by N, and its histog
     const s = await c.openSession();
     await c.login(s, 'alice', 'alice-password', 'crypto-user');
     const { privateHandle } = await c.generateKeyPair(s, { keyType: 'EC', curve: 'P-256' });
+    const figuresBefore = await healthFigures();
     const before = await scrape();
     assert.equal(sampleSum(before, 'coffer_node_sessions_open'), 1);
     assert.equal(sampleSum(before, 'coffer_node_connections_open'), 1);
@@ -111,6 +121,15 @@ test('N signatures move the SIGN counter of their mechanism by N, and its histog
     assert.ok(refused.every((x) => x.labels['outcome']?.startsWith('COFFER_')), 'a refusal is labelled with its error code');
     const batched = (f: Map<string, Family>): number => sampleSum(f, 'coffer_node_operations_total', { op: 'SIGN_BATCH', mechanism: 'CKM_ECDSA_SHA256', outcome: 'ok' });
     assert.equal(batched(after) - batched(before), 3, 'a batch counts its items');
+    // Health carries the same running totals for the control plane: the operations answered in
+    // between (n signatures, the refused one, the batch's 3 items, plus the scrape-free calls: none)
+    // and one latency count per request.
+    const figuresAfter = await healthFigures();
+    assert.equal(figuresAfter.operations - figuresBefore.operations, n + 1 + 3);
+    const requestsOf = (f: NodeFigures): number => f.latencyCounts.reduce((a, x) => a + x, 0);
+    assert.equal(requestsOf(figuresAfter) - requestsOf(figuresBefore), n + 1 + 1);
+    assert.deepEqual(figuresAfter.latencyBoundsS, LATENCY_BUCKETS_S);
+    assert.equal(figuresAfter.latencyCounts.length, LATENCY_BUCKETS_S.length + 1);
   } finally {
     c.close();
   }
@@ -149,7 +168,9 @@ test('a request over the connection in-flight limit is answered BUSY and counted
     // (the client may retry it; what matters is the node's count).
     await Promise.allSettled([c.random(s, 16), c.random(s, 16), c.random(s, 16)]);
     const after = await scrape();
-    assert.ok(sampleSum(after, 'coffer_node_busy_total', { op: 'RANDOM' }) - sampleSum(before, 'coffer_node_busy_total', { op: 'RANDOM' }) >= 1);
+    const busy = sampleSum(after, 'coffer_node_busy_total', { op: 'RANDOM' }) - sampleSum(before, 'coffer_node_busy_total', { op: 'RANDOM' });
+    assert.ok(busy >= 1);
+    assert.equal((await healthFigures()).busy, sampleSum(after, 'coffer_node_busy_total'), 'health counts every BUSY answer, as /metrics does');
   } finally {
     c.close();
   }
@@ -201,9 +222,13 @@ test('serveNode: metrics on by default; with metrics off there is no /metrics', 
           const f = parsePrometheusText(r.body.toString('utf8'));
           assert.equal(sampleSum(f, 'coffer_node_info', { serial: node.hsm.status().serial ?? '' }), 1);
           assert.ok(f.has('process_cpu_seconds_total'), 'the process figures of prom-client are served too');
+          const h = await raw(node.management.port, credential, 'GET', '/v1/health');
+          assert.equal(decodeNodeHealth(JSON.parse(h.body.toString('utf8'))).figures?.operations, 0, 'with metrics on, health carries the figures');
         } else {
           assert.equal(r.status, 400);
           assert.equal(codeOf(r), 'COFFER_MANAGEMENT_REQUEST');
+          const h = await raw(node.management.port, credential, 'GET', '/v1/health');
+          assert.equal(decodeNodeHealth(JSON.parse(h.body.toString('utf8'))).figures, null, 'with metrics off, health carries no figures');
         }
       } finally {
         await node.close();

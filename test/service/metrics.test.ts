@@ -25,10 +25,12 @@ import type { Archive } from '../../src/storage/archive_port.js';
 import type { MetadataStore } from '../../src/storage/metadata_port.js';
 import { InProcessFleet, killInProcess } from './fleet/in_process_fleet.js';
 import { fleetEnvironment, freePort, type FleetEnvironment } from './fleet/fleet_support.js';
+import { signedRequest } from './api/api_support.js';
 import { parsePrometheusText, sampleSum, samplesOf, type Family } from '../prometheus_text.js';
 
 const REGION = 'us-east-1';
 const KEY = { accessKeyId: 'AKIDMETRICSTEST00001', secretAccessKey: randomBytes(30).toString('base64'), accountId: '444455556666', actions: ['*'] };
+const OTHER = { ...KEY, accessKeyId: 'AKIDMETRICSTEST00002', accountId: '777788889999' };
 const ADMIN_PASSWORD = `admin-${randomBytes(9).toString('hex')}`;
 const HOUR_MS = 3600_000;
 
@@ -46,7 +48,7 @@ before(async () => {
   archive = await openFsArchive({ directory: join(env.dir, 'archive') });
   fleet = await InProcessFleet.open({ dir: join(env.dir, 'fleet'), authoritiesDir: env.authoritiesDir, ...env.credentials, journal: 'relayed' });
   service = await startService({
-    region: REGION, host: '127.0.0.1', port: 0, metricsPort: 0, metadata, archive, fleet, accessKeys: [KEY], workDir: env.dir, logger: pino({ level: 'silent' }),
+    region: REGION, host: '127.0.0.1', port: 0, metricsPort: 0, metadata, archive, fleet, accessKeys: [KEY, OTHER], workDir: env.dir, logger: pino({ level: 'silent' }),
     clock, orchestrate: false, relayJournal: true, dataPlanePort: await freePort(['127.0.0.2', '127.0.0.3']),
     roots: { manufacturerRoot: env.credentials.manufacturerRootPem, operatorRoot: env.credentials.operatorRootPem },
   });
@@ -177,6 +179,31 @@ test('clusters, HSMs, backups, their ages, restores and replacements follow the 
     const hsmHead = Number((await fleet.management(device).health()).journalPosition);
     assert.equal(lag.value, storeHead - hsmHead);
   }
+
+  // The console's live figures (CofferMonitoringService.DescribeHsmFigures, src/service/figures.ts):
+  // between two probes 2 s apart on the service clock, N calls through the SDK show as a rate of at
+  // least N / 2 s summed over the HSMs (the SDK's own STATUS calls add to it), with a p99.
+  const admin = await Cluster.connect({ endpoints: (await describe(clusterId)).Hsms?.map((h) => ({ host: h.EniIp as string, port: service.config.dataPlanePort })) ?? [], ca: env.customerCa.certificatePem, credentials: { username: 'admin', password: ADMIN_PASSWORD, role: 'admin' } });
+  try {
+    await step();
+    const n = 40;
+    for (let i = 0; i < n; i++) await admin.random(16);
+    clock.advance(2000);
+    await step();
+  } finally {
+    await admin.close();
+  }
+  const figures = await signedRequest(service.endpoint, { target: 'CofferMonitoringService.DescribeHsmFigures', key: KEY, region: REGION, body: JSON.stringify({ ClusterId: clusterId }) });
+  assert.equal(figures.status, 200);
+  const hsmFigures = (figures.json?.['Hsms'] ?? []) as { HsmId: string; JournalLag: number | null; Samples: { OpsPerSecond: number | null; P99LatencyMs: number | null; LoadPermille: number }[] }[];
+  assert.equal(hsmFigures.length, 2);
+  const lastRates = hsmFigures.map((h) => h.Samples[h.Samples.length - 1]?.OpsPerSecond ?? 0);
+  assert.ok(lastRates.reduce((a, x) => a + x, 0) * 2 >= 40, `rates ${lastRates.join(', ')} ops/s after 40 calls in 2 s`);
+  assert.ok(hsmFigures.some((h) => (h.Samples[h.Samples.length - 1]?.P99LatencyMs ?? 0) > 0), 'a p99 where calls were answered');
+  assert.ok(hsmFigures.every((h) => h.JournalLag !== null), 'every probed HSM has a journal lag');
+  assert.equal(figures.json?.['JournalHead'], String(await metadata.journalHead(clusterId)));
+  const foreign = await signedRequest(service.endpoint, { target: 'CofferMonitoringService.DescribeHsmFigures', key: OTHER, region: REGION, body: JSON.stringify({ ClusterId: clusterId }) });
+  assert.deepEqual([foreign.status, foreign.json?.['__type']], [400, 'CloudHsmResourceNotFoundException'], "another account's cluster is not found");
 
   // A killed HSM is replaced: one replacement timed.
   const described = await describe(clusterId);

@@ -13,7 +13,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fail, isCofferError } from '../../errors.js';
-import { FLEET_OPERATION_NAMES, fleetActionOf } from './coffer_operations.js';
+import { FLEET_OPERATION_NAMES, MONITORING_OPERATION_NAMES, fleetActionOf } from './coffer_operations.js';
 import { OPERATION_NAMES } from './operations.js';
 import { actionOf, type AccessKey } from './sigv4.js';
 
@@ -29,7 +29,7 @@ const ACCOUNT_ID = /^[0-9]{12}$/;
  * regions"): not a CloudHSMv2 operation, so it has a name of Coffer's own. */
 export const RECEIVE_BACKUP_COPY_ACTION = 'coffer:ReceiveBackupCopy';
 /** The actions beyond the CloudHSMv2 operations that a key may be granted. */
-export const COFFER_ACTIONS: readonly string[] = [RECEIVE_BACKUP_COPY_ACTION, ...FLEET_OPERATION_NAMES.map(fleetActionOf)];
+export const COFFER_ACTIONS: readonly string[] = [RECEIVE_BACKUP_COPY_ACTION, ...FLEET_OPERATION_NAMES.map(fleetActionOf), ...MONITORING_OPERATION_NAMES.map(fleetActionOf)];
 const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(actionOf), ...COFFER_ACTIONS]);
 
 function field(entry: Record<string, unknown>, name: string, index: number): unknown {

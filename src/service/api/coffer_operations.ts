@@ -24,8 +24,8 @@ export type FleetOperations = Readonly<Record<FleetOperationName, FleetOperation
 
 const NAMES: ReadonlySet<string> = new Set(FLEET_OPERATION_NAMES);
 
-/** The access-keys action of a fleet operation: `coffer:RegisterNode`, … */
-export function fleetActionOf(name: FleetOperationName): string {
+/** The access-keys action of one of Coffer's own operations: `coffer:RegisterNode`, … */
+export function fleetActionOf(name: string): string {
   return `${COFFER_ACTION_PREFIX}:${name}`;
 }
 
@@ -37,4 +37,25 @@ export function fleetOperationOf(target: string | undefined): FleetOperationName
   const name = target.slice(prefix.length);
   if (!NAMES.has(name)) protocolFail('UnknownOperationException', `X-Amz-Target must be ${prefix}<Operation> with one of ${FLEET_OPERATION_NAMES.join(', ')}`);
   return name as FleetOperationName;
+}
+
+// ── monitoring ───────────────────────────────────────────────────────────────────────────────
+// The console's live figures (docs/console.md "Live figures"), served by every service under their
+// own prefix and actions, the same way: SigV4, AWS JSON 1.1, `coffer:<Operation>` or `*`.
+
+export const MONITORING_TARGET_PREFIX = 'CofferMonitoringService';
+export const MONITORING_OPERATION_NAMES = ['DescribeHsmFigures'] as const;
+export type MonitoringOperationName = (typeof MONITORING_OPERATION_NAMES)[number];
+export type MonitoringOperations = Readonly<Record<MonitoringOperationName, FleetOperationHandler>>;
+
+const MONITORING_NAMES: ReadonlySet<string> = new Set(MONITORING_OPERATION_NAMES);
+
+/** The monitoring operation an X-Amz-Target names; undefined when the target is not under
+ * MONITORING_TARGET_PREFIX; an unknown name under it is refused. */
+export function monitoringOperationOf(target: string | undefined): MonitoringOperationName | undefined {
+  const prefix = `${MONITORING_TARGET_PREFIX}.`;
+  if (target?.startsWith(prefix) !== true) return undefined;
+  const name = target.slice(prefix.length);
+  if (!MONITORING_NAMES.has(name)) protocolFail('UnknownOperationException', `X-Amz-Target must be ${prefix}<Operation> with one of ${MONITORING_OPERATION_NAMES.join(', ')}`);
+  return name as MonitoringOperationName;
 }

@@ -26,7 +26,9 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { isCofferError } from '../../errors.js';
-import { fleetActionOf, fleetOperationOf, FLEET_TARGET_PREFIX, type FleetOperationName, type FleetOperations } from './coffer_operations.js';
+import {
+  fleetActionOf, fleetOperationOf, monitoringOperationOf, FLEET_TARGET_PREFIX, MONITORING_TARGET_PREFIX, type FleetOperationHandler, type FleetOperations, type MonitoringOperations,
+} from './coffer_operations.js';
 import { ApiError, OPERATION_NAMES, type Caller, type OperationName, type Operations } from './operations.js';
 import { INTERNAL_FAILURE_MESSAGE, ProtocolError, apiErrorStatus, protocolFail, type AnyErrorType } from './api_errors.js';
 import { SIGNING_NAME, authorize, authorizeAction, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
@@ -78,6 +80,8 @@ export interface ApiServiceOptions {
   readonly streamedRoutes?: readonly StreamedRoute[];
   /** Coffer's fleet operations (a service on a remote fleet); absent: their targets are unknown. */
   readonly fleet?: FleetOperations;
+  /** Coffer's monitoring operations (the console's live figures); absent: their targets are unknown. */
+  readonly monitoring?: MonitoringOperations;
   /** Told of every call answered: its operation (or streamed route, or `none` when the target was
    * not known), outcome and seconds taken (the service's metrics). */
   readonly onCall?: (operation: string, outcome: string, seconds: number) => void;
@@ -101,13 +105,13 @@ function errorAnswer(type: AnyErrorType, status: number, message: string, contex
   return { ...context, status, body: { __type: type, Message: message }, outcome: type };
 }
 
-/** A fleet operation: SigV4 already verified; its own action; JSON in, JSON out; CofferErrors answered (coffer_operations.ts). */
-async function answerFleet(fleet: FleetOperations, name: FleetOperationName, raw: RawRequest, body: Buffer, caller: Caller, key: AccessKey): Promise<Answer> {
-  const context = { operation: `${FLEET_TARGET_PREFIX}.${name}`, key };
+/** One of Coffer's own operations: SigV4 already verified; its own action; JSON in, JSON out; CofferErrors answered (coffer_operations.ts). */
+async function answerCoffer(handler: FleetOperationHandler, prefix: string, name: string, raw: RawRequest, body: Buffer, caller: Caller, key: AccessKey): Promise<Answer> {
+  const context = { operation: `${prefix}.${name}`, key };
   authorizeAction(key, fleetActionOf(name));
   checkContentType(headerValue(raw.headers, 'content-type'));
   try {
-    return { ...context, status: 200, body: await fleet[name](parseJson(body), caller), outcome: 'ok' };
+    return { ...context, status: 200, body: await handler(parseJson(body), caller), outcome: 'ok' };
   } catch (e) {
     if (!isCofferError(e)) throw e;
     return { ...context, status: e.http, body: { __type: e.code, Message: e.message, Detail: e.detail }, outcome: e.code };
@@ -193,7 +197,13 @@ async function answer(options: ApiServiceOptions, keys: ReadonlyMap<string, Acce
     const fleetOperation = options.fleet === undefined ? undefined : fleetOperationOf(target);
     if (options.fleet !== undefined && fleetOperation !== undefined) {
       operation = `${FLEET_TARGET_PREFIX}.${fleetOperation}`;
-      return await answerFleet(options.fleet, fleetOperation, raw, body, { accountId: key.accountId, accessKeyId: key.accessKeyId, region: options.region, requestId }, key);
+      return await answerCoffer(options.fleet[fleetOperation], FLEET_TARGET_PREFIX, fleetOperation, raw, body, { accountId: key.accountId, accessKeyId: key.accessKeyId, region: options.region, requestId }, key);
+    }
+    const monitoringOperation = options.monitoring === undefined ? undefined : monitoringOperationOf(target);
+    if (options.monitoring !== undefined && monitoringOperation !== undefined) {
+      operation = `${MONITORING_TARGET_PREFIX}.${monitoringOperation}`;
+      const caller = { accountId: key.accountId, accessKeyId: key.accessKeyId, region: options.region, requestId };
+      return await answerCoffer(options.monitoring[monitoringOperation], MONITORING_TARGET_PREFIX, monitoringOperation, raw, body, caller, key);
     }
     const modelled = operationOf(target);
     operation = modelled;

@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CofferError } from '../../../src/errors.js';
 import { parseAccessKeys } from '../../../src/service/api/access_keys.js';
-import type { FleetOperations } from '../../../src/service/api/coffer_operations.js';
+import type { FleetOperations, MonitoringOperations } from '../../../src/service/api/coffer_operations.js';
 import { startApiServer } from '../../../src/service/api/server.js';
 import type { AccessKey } from '../../../src/service/api/sigv4.js';
 import { ADMIN, MemoryLog, READER, RecordingOperations, REGION, signedRequest, startTestApi } from './api_support.js';
@@ -75,4 +75,32 @@ test('access keys: coffer: actions are accepted, unknown ones refused', () => {
   const entry = { accessKeyId: 'AKIAFLEETOPERATOR001', secretAccessKey: 'x'.repeat(40), accountId: '111122223333' };
   assert.deepEqual(parseAccessKeys({ accessKeys: [{ ...entry, actions: ['coffer:RegisterNode', 'coffer:ListNodes', 'coffer:DeregisterNode'] }] })[0]?.actions.length, 3);
   assert.throws(() => parseAccessKeys({ accessKeys: [{ ...entry, actions: ['coffer:ZeroiseNode'] }] }), (e) => e instanceof CofferError && e.code === 'COFFER_API_CONFIG_INVALID');
+});
+
+test('monitoring operations: answered under CofferMonitoringService with their own action; unknown names refused', async () => {
+  const asked: unknown[] = [];
+  const monitoring: MonitoringOperations = {
+    DescribeHsmFigures: (input) => {
+      asked.push(input);
+      return Promise.resolve({ Hsms: [] });
+    },
+  };
+  const watcher: AccessKey = { ...READER, accessKeyId: 'AKIAWATCHEREXAMPLE01', actions: ['coffer:DescribeHsmFigures'] };
+  const server = await startApiServer({
+    host: '127.0.0.1', port: 0, operations: new RecordingOperations().operations, accessKeys: [ADMIN, READER, watcher], region: REGION,
+    clock: { nowMs: () => Date.now() }, logger: new MemoryLog().logger, monitoring,
+  });
+  try {
+    const ok = await signedRequest(server.url, { target: 'CofferMonitoringService.DescribeHsmFigures', key: watcher, body: '{"ClusterId":"cluster-abcdefghijk"}' });
+    assert.deepEqual([ok.status, ok.json], [200, { Hsms: [] }]);
+    const denied = await signedRequest(server.url, { target: 'CofferMonitoringService.DescribeHsmFigures', key: READER, body: '{}' });
+    assert.deepEqual([denied.status, denied.json?.['__type']], [403, 'AccessDeniedException'], 'cloudhsm: actions do not grant it');
+    for (const target of ['CofferMonitoringService.DescribeEverything', 'BaldrApiService.DescribeHsmFigures', 'CofferFleetService.DescribeHsmFigures']) {
+      const res = await signedRequest(server.url, { target });
+      assert.deepEqual([res.status, res.json?.['__type']], [400, 'UnknownOperationException'], target);
+    }
+    assert.deepEqual(asked, [{ ClusterId: 'cluster-abcdefghijk' }]);
+  } finally {
+    await server.close();
+  }
 });
