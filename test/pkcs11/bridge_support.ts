@@ -26,7 +26,8 @@ export interface Bridge {
   /** A token of its own on the same cluster, to call without the transport. */
   backend(): ClusterBackend;
   /** The mechanisms the clients passed to C_SignInit and C_DecryptInit on the socket, in order. */
-  readonly inits: { readonly call: 'C_SignInit' | 'C_DecryptInit'; readonly mechanism: Mechanism | null }[];
+  /** Every sign and decrypt init, with the protocol version of its connection. */
+  readonly inits: { readonly call: 'C_SignInit' | 'C_DecryptInit'; readonly mechanism: Mechanism | null; readonly version: number }[];
   close(): Promise<void>;
 }
 
@@ -42,8 +43,8 @@ export async function startBridge(name: string): Promise<Bridge> {
   assert(signInit !== undefined && decryptInit !== undefined, 'the token signs and decrypts');
   const recording: ClusterBackend = {
     ...backend,
-    C_SignInit: (req, c) => (inits.push({ call: 'C_SignInit', mechanism: req.mechanism }), signInit(req, c)),
-    C_DecryptInit: (req, c) => (inits.push({ call: 'C_DecryptInit', mechanism: req.mechanism }), decryptInit(req, c)),
+    C_SignInit: (req, c) => (inits.push({ call: 'C_SignInit', mechanism: req.mechanism, version: c.version }), signInit(req, c)),
+    C_DecryptInit: (req, c) => (inits.push({ call: 'C_DecryptInit', mechanism: req.mechanism, version: c.version }), decryptInit(req, c)),
   };
   const socketPath = join(dir, 'p11.sock');
   const server = await startPkcs11Server({ socketPath, backend: recording, onBug: (e) => console.error('bridge bug', e) });

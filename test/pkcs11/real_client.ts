@@ -7,7 +7,10 @@ import { existsSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 
-export const P11_KIT_CLIENT = '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so';
+/** Debian's p11-kit client module; COFFER_P11_KIT_CLIENT runs every real-client test against another
+ * build of it instead (docs/pkcs11.md "Clients tested": a p11-kit 0.25.6+ client speaks protocol
+ * version 2). */
+export const P11_KIT_CLIENT = process.env['COFFER_P11_KIT_CLIENT'] ?? '/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so';
 export const PKCS11_TOOL = '/usr/bin/pkcs11-tool';
 
 /** Why the real-client tests cannot run here, or undefined when they can. With
