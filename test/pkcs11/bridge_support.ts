@@ -21,6 +21,10 @@ export interface Bridge {
   readonly address: string;
   /** `username:password` of the cluster's crypto user. */
   readonly pin: string;
+  /** `username:password` of the cluster's admin, the token's SO. */
+  readonly soPin: string;
+  /** The bridge's socket. */
+  readonly socketPath: string;
   /** The SDK, logged in as that crypto user. */
   readonly sdk: Cluster;
   /** A token of its own on the same cluster, to call without the transport. */
@@ -49,7 +53,8 @@ export async function startBridge(name: string): Promise<Bridge> {
   const server = await startPkcs11Server({ socketPath, backend: recording, onBug: (e) => console.error('bridge bug', e) });
   const sdk = await Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials: { username: dev.cryptoUser.name, password: dev.cryptoUser.password } });
   return {
-    dir, address: `unix:path=${socketPath}`, pin: `${dev.cryptoUser.name}:${dev.cryptoUser.password}`, sdk, backend: token, inits,
+    dir, address: `unix:path=${socketPath}`, pin: `${dev.cryptoUser.name}:${dev.cryptoUser.password}`, soPin: `${dev.admin.name}:${dev.admin.password}`,
+    socketPath, sdk, backend: token, inits,
     close: async () => {
       await sdk.close();
       await server.close();
