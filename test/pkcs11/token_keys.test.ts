@@ -372,3 +372,41 @@ test('C_CopyObject: a public key copied with a new label and id; private and sec
     client.close();
   }
 });
+
+test('C_SetPIN, C_InitPIN and C_InitToken: the return values of §5.6 over the socket', async () => {
+  const { client, s } = await application(1, bridge.pin);
+  const so = await application(1, bridge.soPin, CKU_SO);
+  try {
+    const setPin = async (session: bigint, oldPin: string, newPin: string): Promise<number> => rvOf(await client.call('C_SetPIN', { session, oldPin: utf8(oldPin), newPin: utf8(newPin) }));
+    const ro = answer(await client.call('C_OpenSession', { slotId: 1n, flags: CKF_SERIAL })).session;
+    assert.equal(await setPin(ro, bridge.pin, 'a-new-password'), CKR.SESSION_READ_ONLY);
+    assert.equal(await setPin(999_999n, bridge.pin, 'a-new-password'), CKR.SESSION_HANDLE_INVALID);
+    // Logged in, the old PIN must name the logged-in user; without a colon it names nobody.
+    assert.equal(await setPin(s, `someone-else:${bridge.pin.slice(bridge.pin.indexOf(':') + 1)}`, 'a-new-password'), CKR.PIN_INCORRECT);
+    assert.equal(await setPin(s, 'no-colon-here', 'a-new-password'), CKR.PIN_INCORRECT);
+    assert.equal(await setPin(s, bridge.pin, 'short'), CKR.PIN_LEN_RANGE);
+    assert.equal(await setPin(s, bridge.pin, 'x'.repeat(129)), CKR.PIN_LEN_RANGE);
+
+    // C_InitPIN only in the R/W SO Functions state.
+    assert.equal(rvOf(await client.call('C_InitPIN', { session: s, pin: utf8(`${bridge.pin}-changed`) })), CKR.USER_NOT_LOGGED_IN);
+    assert.equal(rvOf(await so.client.call('C_InitPIN', { session: so.s, pin: utf8('no-colon-here') })), CKR.PIN_INVALID);
+    assert.equal(rvOf(await so.client.call('C_InitPIN', { session: so.s, pin: utf8('nobody-here:a-new-password') })), CKR.PIN_INVALID);
+
+    // A cluster's token is initialised by its activation, never by C_InitToken (C_InitToken2 from protocol 1).
+    assert.equal(rvOf(await client.call('C_InitToken2', { slotId: 1n, pin: utf8(bridge.soPin), label: 'relabelled' })), CKR.FUNCTION_NOT_SUPPORTED);
+    assert.equal(rvOf(await client.call('C_InitToken2', { slotId: 9n, pin: utf8(bridge.soPin), label: 'relabelled' })), CKR.SLOT_ID_INVALID);
+    // The user's login still works: nothing above changed a password.
+    assert.equal(rvOf(await client.call('C_Logout', { session: s })), CKR.OK);
+    assert.equal(rvOf(await client.call('C_Login', { session: s, userType: CKU_USER, pin: utf8(bridge.pin) })), CKR.OK);
+  } finally {
+    client.close();
+    so.client.close();
+  }
+  const old = await RpcClient.open(bridge.socketPath, 0);
+  try {
+    assert.equal(rvOf(await old.initialize()), CKR.OK);
+    assert.equal(rvOf(await old.call('C_InitToken', { slotId: 1n, pin: utf8(bridge.soPin), label: utf8('relabelled') })), CKR.FUNCTION_NOT_SUPPORTED);
+  } finally {
+    old.close();
+  }
+});
