@@ -579,7 +579,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     if (typeof object === 'number') return bad(object);
     const { info, key } = object;
     if (info.class === 'PRIVATE_KEY' || info.class === 'SECRET_KEY') return bad(CKR.ACTION_PROHIBITED);
-    const t = copyTemplate(info, req.template);
+    const t = copyTemplate(info, req.template, CERTIFICATE_READ_ONLY);
     if (t instanceof TemplateRefusal) return bad(t.rv);
     if (t.token === true && !isRw(l.s)) return bad(CKR.SESSION_READ_ONLY);
     if (info.class === 'CERTIFICATE') {

@@ -302,11 +302,12 @@ export interface CopyTemplate {
 
 /**
  * C_CopyObject's template (§5.7) over the object's own attributes: label, id, token, modifiable,
- * destroyable and (public keys) the usage flags may change; CKA_PRIVATE, class and key type may be
- * repeated unchanged; anything else, or a change of those, is CKR_ATTRIBUTE_READ_ONLY. CKA_TRUSTED is
- * not copied (only the SO sets it).
+ * destroyable and (public keys) the usage flags may change; CKA_PRIVATE, class and (keys) key type may
+ * be repeated unchanged; a change of those, a key's other attributes and a certificate's `fields` are
+ * CKR_ATTRIBUTE_READ_ONLY, anything else CKR_ATTRIBUTE_TYPE_INVALID. CKA_TRUSTED is not copied (only
+ * the SO sets it).
  */
-export function copyTemplate(info: KeyInfo, template: readonly Attribute[]): CopyTemplate | TemplateRefusal {
+export function copyTemplate(info: KeyInfo, template: readonly Attribute[], fields: ReadonlySet<number> = new Set()): CopyTemplate | TemplateRefusal {
   const attrs = byType(template);
   if (attrs instanceof TemplateRefusal) return attrs;
   const a = info.attributes;
@@ -318,7 +319,9 @@ export function copyTemplate(info: KeyInfo, template: readonly Attribute[]): Cop
     if (flag !== undefined) r = out[flag] = asBool(v) as boolean;
     else if (type === CKA.LABEL) r = v.kind === 'bytes' ? (out.label = new TextDecoder().decode(v.value)) : new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID);
     else if (type === CKA.ID) r = out.id = asBytes(v) as Uint8Array;
-    else if (type === CKA.PRIVATE || type === CKA.CLASS || (type === CKA.KEY_TYPE && info.class !== 'CERTIFICATE')) r = matches(lookup(info, type), { type, value: v }) ? undefined : new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY);
+    else if (type === CKA.PRIVATE || type === CKA.CLASS) r = matches(lookup(info, type), { type, value: v }) ? undefined : new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY);
+    else if (info.class === 'CERTIFICATE') r = new TemplateRefusal(fields.has(type) ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID);
+    else if (type === CKA.KEY_TYPE) r = matches(lookup(info, type), { type, value: v }) ? undefined : new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY);
     else r = new TemplateRefusal(READ_ONLY.has(type) || type === CKA.TRUSTED ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID);
     if (r instanceof TemplateRefusal) return new TemplateRefusal(r.rv, type);
   }

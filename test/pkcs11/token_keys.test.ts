@@ -7,6 +7,8 @@
 // unlisted mechanism (a byte array), which no p11-kit client sends (docs/pkcs11.md section 4).
 
 import { test, before, after } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { createCipheriv, createDecipheriv, createPublicKey, diffieHellman, generateKeyPairSync, privateDecrypt, constants, randomBytes, createPrivateKey } from 'node:crypto';
 import { CKA, CKM, CKR } from '../../src/pkcs11/constants.js';
@@ -15,7 +17,7 @@ import type { CallName } from '../../src/pkcs11/rpc_calls.js';
 import type { DecodedResponse, RequestOf, ResponseOf } from '../../src/pkcs11/rpc_messages.js';
 import { decodeResponse, encodeRequest } from '../../src/pkcs11/rpc_messages.js';
 import { RpcClient } from './rpc_client.js';
-import { startBridge, type Bridge } from './bridge_support.js';
+import { run, startBridge, type Bridge } from './bridge_support.js';
 
 // PKCS#11 v2.40 values written from the specification, not from the code under test.
 const CKF_RW_SERIAL = 0x6n;
@@ -26,6 +28,8 @@ const CKO_PUBLIC_KEY = 2n;
 const CKO_PRIVATE_KEY = 3n;
 const CKO_SECRET_KEY = 4n;
 const CKK_RSA = 0n;
+const CKO_CERTIFICATE = 1n;
+const CKC_X_509 = 0n;
 const CKK_GENERIC_SECRET = 0x10n;
 const CKK_AES = 0x1fn;
 const CKD_NULL = 1n;
@@ -344,7 +348,7 @@ test('C_DeriveKey2 (protocol 2) and C_DeriveKey (protocol 1): ECDH with the null
   }
 });
 
-test('C_CopyObject: a public key copied with a new label and id; private and secret keys are CKR_ACTION_PROHIBITED', async () => {
+test('C_CopyObject: a public key and a certificate copied with a new label; private and secret keys are CKR_ACTION_PROHIBITED', async () => {
   const { client, s } = await application(0, bridge.pin);
   try {
     const pair = answer(await client.call('C_GenerateKeyPair', {
@@ -368,6 +372,20 @@ test('C_CopyObject: a public key copied with a new label and id; private and sec
     assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: pair.publicKey, template: [ulong(CKA.CLASS, CKO_PRIVATE_KEY)] })), CKR.ATTRIBUTE_READ_ONLY);
     assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: pair.publicKey, template: [bytes(CKA.EC_POINT, new Uint8Array(67))] })), CKR.ATTRIBUTE_READ_ONLY);
     assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: 999_999n, template: [] })), CKR.OBJECT_HANDLE_INVALID);
+
+    // A certificate OpenSSL made: the copy holds the same DER under its new label.
+    const key = join(bridge.dir, 'copy-cert.key');
+    const cert = join(bridge.dir, 'copy-cert.der');
+    const made = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=copied', '-days', '2', '-keyout', key, '-outform', 'DER', '-out', cert]);
+    assert.equal(made.code, 0, made.stderr);
+    const der = Uint8Array.from(readFileSync(cert));
+    const certObject = answer(await client.call('C_CreateObject', { session: s, template: [
+      ulong(CKA.CLASS, CKO_CERTIFICATE), ulong(CKA.CERTIFICATE_TYPE, CKC_X_509), bytes(CKA.VALUE, der), bytes(CKA.LABEL, utf8('cert')),
+    ] })).object;
+    const certCopy = answer(await client.call('C_CopyObject', { session: s, object: certObject, template: [bytes(CKA.LABEL, utf8('cert-copy'))] })).newObject;
+    const readCert = answer(await client.call('C_GetAttributeValue', { session: s, object: certCopy, template: [{ type: CKA.VALUE, length: 4096 }, { type: CKA.LABEL, length: 64 }] })).template;
+    assert.deepEqual(readCert, [{ type: CKA.VALUE, value: { kind: 'bytes', value: der } }, { type: CKA.LABEL, value: { kind: 'bytes', value: utf8('cert-copy') } }]);
+    assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: certObject, template: [ulong(CKA.KEY_TYPE, CKK_RSA)] })), CKR.ATTRIBUTE_TYPE_INVALID);
   } finally {
     client.close();
   }
