@@ -19,6 +19,9 @@
 //   P11_MULTIPART_BYTES_MAX (then CKR_DATA_LEN_RANGE) and sent at Final in one call, so every
 //   mechanism's result is the node's, never a partial computation here.
 // - Digests use no key and no login: they are computed here with node:crypto, hashed part by part.
+// - Wrap, unwrap and derive check what §5.14 names before the HSM is asked (token_keys.ts); C_CopyObject
+//   copies public objects only; C_SetPIN / C_InitPIN change passwords through the SDK, C_InitToken is
+//   refused (a cluster is initialised by its ceremony); only the SO changes CKA_TRUSTED.
 
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import type { Cluster, Credentials, Key, KeyInfo } from '../client/index.js';

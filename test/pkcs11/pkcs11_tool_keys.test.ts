@@ -2,7 +2,8 @@
 // that client can drive of key wrapping and PINs (docs/pkcs11.md "Wrapping and derivation", "PINs"):
 // `--wrap -m RSA-PKCS` of a cluster AES key under a public key OpenSSL made, unwrapped by the OpenSSL
 // CLI with the private half; `--unwrap -m RSA-PKCS` refused (no PKCS#1 v1.5 decryption);
-// `--change-pin` logged in and not; `--init-pin` by the SO; `--init-token` refused. Each PIN change is
+// `--change-pin` logged in and not; `--init-pin` by the SO; `--init-token` refused; `--derive` with ECDH,
+// which the 0.24 client cannot carry. Each PIN change is
 // checked by logging in through the SDK with the new password, and the old one refused.
 // Skipped, with the reason, where pkcs11-tool, p11-kit-client.so or the OpenSSL CLI is missing —
 // except under COFFER_REQUIRE_PKCS11=1, where that fails.
@@ -110,4 +111,15 @@ test('pkcs11-tool --change-pin (not logged in, then logged in), --init-pin as th
   assert.match(token.stderr + token.stdout, /C_InitToken.*CKR_FUNCTION_NOT_SUPPORTED/);
   // No PIN reaches the bridge's output: the processes' outputs above never echo a password back.
   for (const r of [change, loggedIn, init, token]) assert.doesNotMatch(r.stdout + r.stderr, /password-|set-by-the-so/);
+});
+
+test('pkcs11-tool --derive -m ECDH1-DERIVE: p11-kit 0.24\'s client cannot carry the parameter and refuses it itself', { skip: missing }, async () => {
+  const b = bridge as Bridge;
+  await b.sdk.generateKeyPair({ curve: 'P-256', id: Uint8Array.of(0x0e), label: 'ecdh', privateAttributes: { derive: true, sign: false } });
+  assert.equal((await run('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('peer.pem')])).code, 0);
+  assert.equal((await run('openssl', ['pkey', '-in', f('peer.pem'), '-pubout', '-outform', 'DER', '-out', f('peer.der')])).code, 0);
+  const derive = await tool(['--login', '--pin', b.pin, '--derive', '-m', 'ECDH1-DERIVE', '--id', '0e', '--input-file', f('peer.der')]);
+  assert.notEqual(derive.code, 0);
+  // CK_ECDH1_DERIVE_PARAMS has no layout in 0.24 (docs/pkcs11.md section 4): protocol 1 and 2 clients carry it.
+  assert.match(derive.stderr + derive.stdout, /C_DeriveKey.*CKR_MECHANISM_INVALID/);
 });
