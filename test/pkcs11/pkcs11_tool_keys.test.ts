@@ -59,6 +59,12 @@ test('pkcs11-tool --wrap -m RSA-PKCS: the OpenSSL CLI unwraps the cluster key\'s
   assert.equal(unwrapped.code, 0, unwrapped.stderr);
   assert.deepEqual(Uint8Array.from(readFileSync(f('unwrapped.bin'))), Uint8Array.from(await aes.exportPlaintext()));
 
+  // pkcs11-tool 0.23 sends OAEP without its CK_RSA_PKCS_OAEP_PARAMS, which p11-kit's client cannot encode.
+  const oaep = await tool(['--login', '--pin', b.pin, '--wrap', '-m', 'RSA-PKCS-OAEP', '--id', '77', '--application-id', '55', '--output-file', f('oaep.bin')]);
+  // The client's encoder fails (rpc-message.c p11_rpc_buffer_add_rsa_pkcs_oaep_mechanism_value) and it
+  // answers CKR_HOST_MEMORY without sending the call.
+  assert.notEqual(oaep.code, 0);
+  assert.match(oaep.stderr + oaep.stdout, /C_WrapKey.*CKR_HOST_MEMORY/);
   // The cluster's own RSA pair may unwrap only with OAEP, which pkcs11-tool 0.23 sends without its parameter.
   await b.sdk.generateKeyPair({ keyType: 'RSA', bits: 2048, id: Uint8Array.of(0x78), label: 'cluster-unwrapper', privateAttributes: { unwrap: true }, publicAttributes: { wrap: true } });
   writeFileSync(f('junk.bin'), Buffer.alloc(256, 1));
