@@ -19,6 +19,9 @@
 //   P11_MULTIPART_BYTES_MAX (then CKR_DATA_LEN_RANGE) and sent at Final in one call, so every
 //   mechanism's result is the node's, never a partial computation here.
 // - Digests use no key and no login: they are computed here with node:crypto, hashed part by part.
+// - Wrap, unwrap and derive check what §5.14 names before the HSM is asked (token_keys.ts); C_CopyObject
+//   copies public objects only; C_SetPIN / C_InitPIN change passwords through the SDK, C_InitToken is
+//   refused (a cluster is initialised by its ceremony); only the SO changes CKA_TRUSTED.
 
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import type { Cluster, Credentials, Key, KeyInfo } from '../client/index.js';
@@ -31,7 +34,8 @@ import type { Attribute, ByteArray, Mechanism, OutBuffer } from './rpc_codec.js'
 import type { RequestOf } from './rpc_messages.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
 import { CERTIFICATE_READ_ONLY, CKO_CERTIFICATE, certificateLookup, readCertificateTemplate } from './token_certificates.js';
-import { TemplateRefusal, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type Lookup, type PublicParts, type ReadTemplate } from './token_objects.js';
+import { deriveParams, deriveTemplate, unwrapParams, unwrapTemplate, wrapParams, wrapRefusal } from './token_keys.js';
+import { TemplateRefusal, copyTemplate, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type Lookup, type PublicParts, type ReadTemplate } from './token_objects.js';
 
 /** Bytes of multi-part input kept per operation: what one node call takes (CRYPTO_INPUT_BYTES_MAX). */
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
@@ -48,6 +52,9 @@ const COFFER_VERSION = { major: 0, minor: 1 };
 /** PIN lengths: a username of 1–31 characters, a colon, a password of 8–32 (docs/architecture.md §4). */
 const PIN_LEN_MIN = 10n;
 const PIN_LEN_MAX = 64n;
+/** A password's bytes: 8–32 characters (docs/architecture.md §4) of up to 4 UTF-8 bytes; the HSM checks the characters. */
+const PASSWORD_BYTES_MIN = 8;
+const PASSWORD_BYTES_MAX = 32 * 4;
 
 export interface ClusterTokenOptions {
   /** Connects and logs in as `credentials` (the command passes Cluster.connect with its target). */
@@ -86,7 +93,7 @@ interface Session {
 
 interface Application {
   readonly sessions: Map<bigint, Session>;
-  login?: { readonly cluster: Cluster; readonly userType: bigint };
+  login?: { readonly cluster: Cluster; readonly userType: bigint; readonly username: string };
   /** The SDK's Key per handle used, so that a key is located among the HSMs once, not per call. */
   readonly keys: Map<bigint, Key>;
   /** Each key's description as last read, for the checks of an operation's Init (`described`). */
@@ -176,7 +183,12 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const m = mechanismEntry(req.type);
       return m === undefined ? bad(CKR.MECHANISM_INVALID) : ok({ minKeySize: m.minKeySize, maxKeySize: m.maxKeySize, flags: m.flags });
     },
-    C_InitToken: () => bad(CKR.FUNCTION_NOT_SUPPORTED),
+    // A cluster's token is initialised by the cluster's own ceremony (activation, docs/architecture.md
+    // §6), never through PKCS#11: C_InitToken would erase every key of every user (docs/pkcs11.md §7).
+    C_InitToken: (req) => initToken(req.slotId, req.pin),
+    C_InitToken2: (req) => initToken(req.slotId, req.pin),
+    C_InitPIN: (req, c) => initPin(req, c),
+    C_SetPIN: (req, c) => setPin(req, c),
     C_OpenSession: (req, c) => {
       if (req.slotId !== SLOT_ID) return bad(CKR.SLOT_ID_INVALID);
       // §5.6: CKF_SERIAL_SESSION must be set; a read-only session cannot open while the SO is logged in.
@@ -291,12 +303,16 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (object.info.attributes.token && (found.s.flags & CKF.RW_SESSION) === 0n) return bad(CKR.SESSION_READ_ONLY);
       if (!object.info.attributes.modifiable) return bad(CKR.ACTION_PROHIBITED); // §4.4 CKA_MODIFIABLE
       if (object.info.class === 'CERTIFICATE' && req.template.some((a) => CERTIFICATE_READ_ONLY.has(a.type))) return bad(CKR.ATTRIBUTE_READ_ONLY);
+      // Only the SO sets CKA_TRUSTED (PKCS#11 v2.40 §4.8), and the SO (an admin) changes nothing else.
+      const so = found.a.login?.userType === CKU.SO;
+      if (req.template.some((a) => (a.type === CKA.TRUSTED) !== so)) return bad(CKR.ATTRIBUTE_READ_ONLY);
       const changes = readChanges(object.info, req.template);
       if (changes instanceof TemplateRefusal) return bad(changes.rv);
       found.a.described.delete(req.object);
       for (const change of changes) await object.key.setAttribute(change.name, change.value);
       return ok({});
     },
+    C_CopyObject: (req, c) => copy(req, c),
     // §5.7: the size may be CK_UNAVAILABLE_INFORMATION; the HSM does not report one.
     C_GetObjectSize: async (req, c) => {
       const found = sessionOf(c, req.session);
@@ -335,6 +351,17 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (typeof spec === 'number') return bad(spec);
       const key = await cluster.generateKey(spec);
       return ok({ key: BigInt(key.handle) });
+    },
+    C_WrapKey: (req, c) => wrap(req, c),
+    C_UnwrapKey: (req, c) => unwrap(req, c),
+    C_DeriveKey: async (req, c) => {
+      const r = await derive(req, c);
+      return typeof r === 'number' ? bad(r) : ok({ key: r });
+    },
+    // p11-kit 0.25.6 and later: the same, with the mechanism's updated parameter (none for ECDH).
+    C_DeriveKey2: async (req, c) => {
+      const r = await derive(req, c);
+      return typeof r === 'number' ? bad(r) : ok({ mechanismUpdate: { mechanism: req.mechanism?.type ?? 0, present: false }, key: r });
     },
     C_DigestInit: (req, c) => {
       const found = sessionOf(c, req.session);
@@ -471,12 +498,166 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
         await cluster.close();
         return bad(CKR.CRYPTOKI_NOT_INITIALIZED);
       }
-      a.login = { cluster, userType: req.userType };
+      a.login = { cluster, userType: req.userType, username };
       return ok({});
     } finally {
       pin.fill(0);
       if (req.pin instanceof Uint8Array) req.pin.fill(0);
     }
+  }
+
+  // ── PINs and the token (PKCS#11 v2.40 §5.6) ────────────────────────────────────────────────
+  function initToken(slotId: bigint, pin: ByteArray): { rv: number } {
+    if (pin instanceof Uint8Array) pin.fill(0);
+    return bad(slotId === SLOT_ID ? CKR.FUNCTION_NOT_SUPPORTED : CKR.SLOT_ID_INVALID);
+  }
+
+  /** C_InitPIN: the SO (an admin) sets a crypto user's password; the PIN is `username:password`. */
+  async function initPin(req: RequestOf<'C_InitPIN'>, c: Pkcs11Connection): Promise<{ rv: number; out?: Record<string, never> }> {
+    const found = sessionOf(c, req.session);
+    if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+    const login = found.a.login;
+    // §5.6: only in the "R/W SO Functions" state, else CKR_USER_NOT_LOGGED_IN.
+    if (login?.userType !== CKU.SO || !isRw(found.s)) return bad(CKR.USER_NOT_LOGGED_IN);
+    if (!isBytes(req.pin)) return bad(CKR.ARGUMENTS_BAD);
+    const pin = splitPin(req.pin);
+    try {
+      if (pin === undefined) return bad(CKR.PIN_INVALID);
+      const users = await login.cluster.users.list();
+      const user = users.find((u) => u.name.toLowerCase() === pin.username.toLowerCase());
+      if (user?.role !== 'crypto-user') return bad(CKR.PIN_INVALID); // the PIN names no crypto user
+      await login.cluster.users.changePassword(user.name, pin.password);
+      return ok({});
+    } finally {
+      pin?.password.fill(0);
+    }
+  }
+
+  /**
+   * C_SetPIN: the old PIN is `username:password`, the new PIN the new password alone. Logged in, it
+   * changes the logged-in user's password (the old PIN must name that user); not logged in, the
+   * crypto user's the old PIN names (§5.6: "the CKU_USER PIN if the session is not logged in").
+   */
+  async function setPin(req: RequestOf<'C_SetPIN'>, c: Pkcs11Connection): Promise<{ rv: number; out?: Record<string, never> }> {
+    const found = sessionOf(c, req.session);
+    if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
+    if (!isRw(found.s)) return bad(CKR.SESSION_READ_ONLY);
+    if (!isBytes(req.oldPin) || !isBytes(req.newPin)) return bad(CKR.ARGUMENTS_BAD);
+    const old = splitPin(req.oldPin);
+    const next = Uint8Array.from(req.newPin);
+    req.newPin.fill(0);
+    try {
+      if (old === undefined) return bad(CKR.PIN_INCORRECT);
+      if (next.length < PASSWORD_BYTES_MIN || next.length > PASSWORD_BYTES_MAX) return bad(CKR.PIN_LEN_RANGE);
+      const login = found.a.login;
+      if (login !== undefined) {
+        if (login.username.toLowerCase() !== old.username.toLowerCase()) return bad(CKR.PIN_INCORRECT);
+        await login.cluster.users.changeOwnPassword(old.password, next);
+        return ok({});
+      }
+      const cluster = await options.connect({ username: old.username, password: old.password, role: 'crypto-user' });
+      try {
+        await cluster.users.changeOwnPassword(old.password, next);
+      } finally {
+        await cluster.close();
+      }
+      return ok({});
+    } finally {
+      old?.password.fill(0);
+      next.fill(0);
+    }
+  }
+
+  /**
+   * C_CopyObject (§5.7) of a public key or a certificate: made again from its public value (SPKI,
+   * DER) with its label, id, token, usage and policy attributes, changed by the template. A private
+   * or secret key has no copy: the HSM keeps one object per key value it made or took in, so that
+   * its CKA_LOCAL, CKA_NEVER_EXTRACTABLE and sharing stay true of the only copy (CKA_COPYABLE false:
+   * CKR_ACTION_PROHIBITED).
+   */
+  async function copy(req: RequestOf<'C_CopyObject'>, c: Pkcs11Connection): Promise<Answer<'C_CopyObject'>> {
+    const l = loggedIn(c, req.session);
+    if (typeof l === 'number') return bad(l);
+    const object = await objectOf(l.a, req.object);
+    if (typeof object === 'number') return bad(object);
+    const { info, key } = object;
+    if (info.class === 'PRIVATE_KEY' || info.class === 'SECRET_KEY') return bad(CKR.ACTION_PROHIBITED);
+    const t = copyTemplate(info, req.template, CERTIFICATE_READ_ONLY);
+    if (t instanceof TemplateRefusal) return bad(t.rv);
+    if (t.token === true && !isRw(l.s)) return bad(CKR.SESSION_READ_ONLY);
+    if (info.class === 'CERTIFICATE') {
+      const { certificate, category } = await key.certificate();
+      return ok({ newObject: BigInt((await l.cluster.importCertificate(certificate, { ...t, category })).handle) });
+    }
+    const usage = { encrypt: info.attributes.encrypt, verify: info.attributes.verify, wrap: info.attributes.wrap };
+    const made = await l.cluster.importPublicKeyPem(await key.exportPublicPem(), { attributes: { ...usage, ...t } });
+    return ok({ newObject: BigInt(made.handle) });
+  }
+
+  // ── wrap, unwrap, derive (token_keys.ts) ───────────────────────────────────────────────────
+  /** The session of a logged-in application, or the CK_RV. */
+  function loggedIn(c: Pkcs11Connection, session: bigint): { a: Application; s: Session; cluster: Cluster } | number {
+    const found = sessionOf(c, session);
+    if (found === undefined) return CKR.SESSION_HANDLE_INVALID;
+    const cluster = found.a.login?.cluster;
+    return cluster === undefined ? CKR.USER_NOT_LOGGED_IN : { ...found, cluster };
+  }
+
+  /** C_WrapKey, with the two-call rule (§5.2): a length query wraps too, to learn the length. */
+  async function wrap(req: RequestOf<'C_WrapKey'>, c: Pkcs11Connection): Promise<Answer<'C_WrapKey'>> {
+    const l = loggedIn(c, req.session);
+    if (typeof l === 'number') return bad(l);
+    if (req.mechanism === null) return bad(CKR.ARGUMENTS_BAD);
+    const wrapping = await objectOf(l.a, req.wrappingKey);
+    if (typeof wrapping === 'number' || wrapping.info.class === 'CERTIFICATE') return bad(CKR.WRAPPING_KEY_HANDLE_INVALID);
+    const params = wrapParams(req.mechanism, wrapping.info);
+    if (typeof params === 'number') return bad(params);
+    const target = await objectOf(l.a, req.key);
+    if (typeof target === 'number') return bad(CKR.KEY_HANDLE_INVALID);
+    const refusal = wrapRefusal(params, wrapping.info, target.info);
+    if (refusal !== undefined) return bad(refusal);
+    const fit = fitBytes(req.wrappedKey, await wrapping.key.wrap(target.key, params));
+    return { rv: fit.rv, out: { wrappedKey: fit.value } };
+  }
+
+  async function unwrap(req: RequestOf<'C_UnwrapKey'>, c: Pkcs11Connection): Promise<Answer<'C_UnwrapKey'>> {
+    const l = loggedIn(c, req.session);
+    if (typeof l === 'number') return bad(l);
+    if (req.mechanism === null || !isBytes(req.wrappedKey)) return bad(CKR.ARGUMENTS_BAD);
+    const unwrapping = await objectOf(l.a, req.unwrappingKey);
+    if (typeof unwrapping === 'number' || unwrapping.info.class === 'CERTIFICATE') return bad(CKR.UNWRAPPING_KEY_HANDLE_INVALID);
+    const params = unwrapParams(req.mechanism, unwrapping.info, req.wrappedKey);
+    if (typeof params === 'number') return bad(params);
+    const t = unwrapTemplate(req.template, params);
+    if (t instanceof TemplateRefusal) return bad(t.rv);
+    if (t.token && !isRw(l.s)) return bad(CKR.SESSION_READ_ONLY);
+    if (t.valueLen === undefined) return ok({ key: BigInt((await l.cluster.unwrapKey(unwrapping.key, req.wrappedKey, t.template, params)).handle) });
+    // CKA_VALUE_LEN: the length comes from the wrapped value; a key of another length is destroyed
+    // again (CKR_TEMPLATE_INCONSISTENT), so it is made destroyable and modifiable until checked.
+    const { destroyable, modifiable } = t.template;
+    const key = await l.cluster.unwrapKey(unwrapping.key, req.wrappedKey, { ...t.template, destroyable: true, modifiable: true }, params);
+    if ((await key.attributes()).bits !== t.valueLen * 8) {
+      await key.destroy();
+      return bad(CKR.TEMPLATE_INCONSISTENT);
+    }
+    if (destroyable === false) await key.setAttribute('destroyable', false);
+    if (modifiable === false) await key.setAttribute('modifiable', false);
+    return ok({ key: BigInt(key.handle) });
+  }
+
+  /** C_DeriveKey and C_DeriveKey2: the new key's handle, or the CK_RV. */
+  async function derive(req: RequestOf<'C_DeriveKey'>, c: Pkcs11Connection): Promise<bigint | number> {
+    const l = loggedIn(c, req.session);
+    if (typeof l === 'number') return l;
+    if (req.mechanism === null) return CKR.ARGUMENTS_BAD;
+    const base = await objectOf(l.a, req.baseKey);
+    if (typeof base === 'number') return CKR.KEY_HANDLE_INVALID;
+    const params = deriveParams(req.mechanism, base.info);
+    if (typeof params === 'number') return params;
+    const t = deriveTemplate(req.template, base.info);
+    if (t instanceof TemplateRefusal) return t.rv;
+    if (t.token && !isRw(l.s)) return CKR.SESSION_READ_ONLY;
+    return BigInt((await l.cluster.deriveKey(base.key, params, t.template)).handle);
   }
 
   // ── operations ─────────────────────────────────────────────────────────────────────────────
@@ -721,6 +902,18 @@ function run(o: Operation, input: Uint8Array): Promise<Uint8Array> {
   if (o.use === 'sign') return o.key.sign(input, o.params);
   if (o.use === 'encrypt') return o.key.encrypt(input, o.params);
   return o.key.decrypt(input, o.params);
+}
+
+function isRw(s: Session): boolean {
+  return (s.flags & CKF.RW_SESSION) !== 0n;
+}
+
+/** A PIN `username:password` split at the first colon (the password a copy the caller zeroises), or undefined. */
+function splitPin(pin: Uint8Array): { readonly username: string; readonly password: Uint8Array } | undefined {
+  const colon = pin.indexOf(0x3a);
+  const out = colon <= 0 || colon === pin.length - 1 ? undefined : { username: new TextDecoder().decode(pin.subarray(0, colon)), password: pin.slice(colon + 1) };
+  pin.fill(0);
+  return out;
 }
 
 function isBytes(v: ByteArray): v is Uint8Array {

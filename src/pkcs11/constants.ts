@@ -260,6 +260,9 @@ export const CKM = {
   AES_CFB8: 0x2106,
   AES_CFB128: 0x2107,
   AES_CFB1: 0x2108,
+  // Not in p11-kit's tables (no p11-kit release carries them): the token's AES key wraps.
+  AES_KEY_WRAP: 0x2109,
+  AES_KEY_WRAP_PAD: 0x210a,
 } as const;
 
 /** Attribute types whose RPC value encoding is not "byte array" (rpc-message.c map_attribute_to_value_type). */

@@ -17,7 +17,7 @@ import type { Mechanism } from './rpc_codec.js';
 /** CK_MECHANISM_INFO flags (PKCS#11 v2.40 §5.10). */
 export const CKF_MECH = {
   HW: 0x1n, ENCRYPT: 0x100n, DECRYPT: 0x200n, DIGEST: 0x400n, SIGN: 0x800n, VERIFY: 0x2000n,
-  GENERATE: 0x8000n, GENERATE_KEY_PAIR: 0x10000n, EC_F_P: 0x100000n, EC_NAMEDCURVE: 0x800000n, EC_UNCOMPRESS: 0x1000000n,
+  GENERATE: 0x8000n, WRAP: 0x20000n, UNWRAP: 0x40000n, DERIVE: 0x80000n, GENERATE_KEY_PAIR: 0x10000n, EC_F_P: 0x100000n, EC_NAMEDCURVE: 0x800000n, EC_UNCOMPRESS: 0x1000000n,
 } as const;
 
 /** What the operation does with a key of which type and class. */
@@ -47,7 +47,9 @@ const aes = (type: number, multiPart: boolean): MechanismEntry => ({ type, minKe
 
 export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
   { type: CKM.RSA_PKCS_KEY_PAIR_GEN, minKeySize: 2048n, maxKeySize: 4096n, flags: CKF_MECH.GENERATE_KEY_PAIR | CKF_MECH.HW, multiPart: false },
-  rsa(CKM.RSA_PKCS, SV, false),
+  // CKM_RSA_PKCS wraps (a secret key, under a public key) but neither decrypts nor unwraps: the
+  // token offers no PKCS#1 v1.5 decryption, against padding oracles (section "Operations").
+  rsa(CKM.RSA_PKCS, SV | CKF_MECH.WRAP, false),
   rsa(CKM.SHA256_RSA_PKCS, SV, true),
   rsa(CKM.SHA384_RSA_PKCS, SV, true),
   rsa(CKM.SHA512_RSA_PKCS, SV, true),
@@ -55,15 +57,18 @@ export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
   rsa(CKM.SHA256_RSA_PKCS_PSS, SV, true),
   rsa(CKM.SHA384_RSA_PKCS_PSS, SV, true),
   rsa(CKM.SHA512_RSA_PKCS_PSS, SV, true),
-  rsa(CKM.RSA_PKCS_OAEP, ED, false),
+  rsa(CKM.RSA_PKCS_OAEP, ED | CKF_MECH.WRAP | CKF_MECH.UNWRAP, false),
   { type: CKM.EC_KEY_PAIR_GEN, minKeySize: 256n, maxKeySize: 521n, flags: CKF_MECH.GENERATE_KEY_PAIR | EC_FLAGS | CKF_MECH.HW, multiPart: false },
   ec(CKM.ECDSA, false),
   ec(CKM.ECDSA_SHA256, true),
   ec(CKM.ECDSA_SHA384, true),
   ec(CKM.ECDSA_SHA512, true),
+  { type: CKM.ECDH1_DERIVE, minKeySize: 256n, maxKeySize: 521n, flags: CKF_MECH.DERIVE | EC_FLAGS | CKF_MECH.HW, keyType: 'EC', multiPart: false },
   { type: CKM.AES_KEY_GEN, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.GENERATE | CKF_MECH.HW, multiPart: false },
   aes(CKM.AES_GCM, true),
   aes(CKM.AES_CBC_PAD, true),
+  { type: CKM.AES_KEY_WRAP, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.WRAP | CKF_MECH.UNWRAP | CKF_MECH.HW, keyType: 'AES', multiPart: false },
+  { type: CKM.AES_KEY_WRAP_PAD, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.WRAP | CKF_MECH.UNWRAP | CKF_MECH.HW, keyType: 'AES', multiPart: false },
   ...[CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512].map((type) => ({ type, minKeySize: 0n, maxKeySize: 0n, flags: CKF_MECH.DIGEST, multiPart: true })),
 ];
 
@@ -119,14 +124,8 @@ export function sdkMechanism(m: Mechanism, use: Use, keyType: KeyType | undefine
       const name = `CKM_SHA${fixed.slice(4)}_RSA_PKCS_PSS` as 'CKM_SHA256_RSA_PKCS_PSS';
       return { mechanism: name, saltBytes };
     }
-    case CKM.RSA_PKCS_OAEP: {
-      if (p.kind !== 'rsaOaep') return refuse(CKR.MECHANISM_PARAM_INVALID);
-      const hash = HASHES.get(p.hashAlg);
-      if (hash === undefined || hash.mgf !== p.mgf) return refuse(CKR.MECHANISM_PARAM_INVALID);
-      if (p.source !== 0n && p.source !== CKZ_DATA_SPECIFIED) return refuse(CKR.MECHANISM_PARAM_INVALID);
-      const label = p.sourceData !== null && p.sourceData.length > 0 ? { label: p.sourceData } : {};
-      return { mechanism: 'CKM_RSA_PKCS_OAEP', hash: hash.name, ...label };
-    }
+    case CKM.RSA_PKCS_OAEP:
+      return oaepParams(p);
     case CKM.AES_GCM: {
       if (p.kind !== 'gcm' || p.iv === null || p.tagBits % 8n !== 0n || p.tagBits > 128n || p.ivBits !== BigInt(p.iv.length) * 8n) {
         return refuse(CKR.MECHANISM_PARAM_INVALID);
@@ -143,6 +142,62 @@ export function sdkMechanism(m: Mechanism, use: Use, keyType: KeyType | undefine
       if (p.kind !== 'none') return refuse(CKR.MECHANISM_PARAM_INVALID);
       return { mechanism: parameterlessName(m.type) };
   }
+}
+
+/** CK_RSA_PKCS_OAEP_PARAMS (PKCS#11 v2.40 §2.1.8): the MGF must match the hash; a label is taken. */
+function oaepParams(p: Mechanism['parameter']): MechanismParams | MechanismRefusal {
+  if (p.kind !== 'rsaOaep') return refuse(CKR.MECHANISM_PARAM_INVALID);
+  const hash = HASHES.get(p.hashAlg);
+  if (hash === undefined || hash.mgf !== p.mgf) return refuse(CKR.MECHANISM_PARAM_INVALID);
+  if (p.source !== 0n && p.source !== CKZ_DATA_SPECIFIED) return refuse(CKR.MECHANISM_PARAM_INVALID);
+  const label = p.sourceData !== null && p.sourceData.length > 0 ? { label: p.sourceData } : {};
+  return { mechanism: 'CKM_RSA_PKCS_OAEP', hash: hash.name, ...label };
+}
+
+/** What a key does in C_WrapKey, C_UnwrapKey and C_DeriveKey. */
+export type KeyUse = 'wrap' | 'unwrap' | 'derive';
+
+/** CKD_NULL (PKCS#11 v2.40 §2.3.8): the only KDF of CKM_ECDH1_DERIVE the HSM runs; Z goes through HKDF or SP 800-108 on the HSM afterwards. */
+const CKD_NULL = 1n;
+
+/**
+ * The SDK mechanism parameters for `m` used to wrap, unwrap or derive with a key of `keyType`, or the
+ * refusal: a mechanism not offered for `use` is CKR_MECHANISM_INVALID, a key of another type
+ * CKR_KEY_TYPE_INCONSISTENT (the caller names the wrapping / unwrapping variant), a parameter the
+ * HSM cannot honour CKR_MECHANISM_PARAM_INVALID.
+ */
+export function keyMechanism(m: Mechanism, use: KeyUse, keyType: KeyType | undefined): MechanismParams | MechanismRefusal {
+  const entry = mechanismEntry(m.type);
+  const wanted = use === 'wrap' ? CKF_MECH.WRAP : use === 'unwrap' ? CKF_MECH.UNWRAP : CKF_MECH.DERIVE;
+  if (entry === undefined || (entry.flags & wanted) === 0n) return refuse(CKR.MECHANISM_INVALID);
+  if (keyType !== entry.keyType) return refuse(CKR.KEY_TYPE_INCONSISTENT);
+  const p = m.parameter;
+  switch (m.type) {
+    case CKM.RSA_PKCS_OAEP:
+      return oaepParams(p);
+    case CKM.AES_KEY_WRAP:
+    case CKM.AES_KEY_WRAP_PAD:
+      // §2.14.3: the parameter is an optional IV; the HSM uses the default IV of SP 800-38F (none given).
+      if (p.kind !== 'none' && !(p.kind === 'bytes' && p.bytes.length === 0)) return refuse(CKR.MECHANISM_PARAM_INVALID);
+      return { mechanism: m.type === CKM.AES_KEY_WRAP ? 'CKM_AES_KEY_WRAP' : 'CKM_AES_KEY_WRAP_PAD' };
+    case CKM.ECDH1_DERIVE: {
+      // CK_ECDH1_DERIVE_PARAMS (§2.3.8), carried from p11-kit 0.25.0 (docs/pkcs11.md section 4).
+      if (p.kind !== 'ecdh1Derive' || p.kdf !== CKD_NULL || (p.sharedData !== null && p.sharedData.length > 0) || p.publicData === null) {
+        return refuse(CKR.MECHANISM_PARAM_INVALID);
+      }
+      return { mechanism: 'CKM_ECDH1_DERIVE', publicKey: bareEcPoint(p.publicData) };
+    }
+    default:
+      if (p.kind !== 'none') return refuse(CKR.MECHANISM_PARAM_INVALID);
+      return { mechanism: 'CKM_RSA_PKCS' };
+  }
+}
+
+/** The peer's point of ECDH (§2.3.8 pPublicData): the bare point, or the point in a DER OCTET STRING (as CKA_EC_POINT holds it), unwrapped. */
+export function bareEcPoint(data: Uint8Array): Uint8Array {
+  if (data[0] === 0x04 && data.length >= 2 && data[1] === data.length - 2 && data[2] === 0x04) return data.subarray(2);
+  if (data[0] === 0x04 && data[1] === 0x81 && data[2] === data.length - 3 && data[3] === 0x04) return data.subarray(3);
+  return data;
 }
 
 function parameterlessName(type: number): Extract<MechanismParams, { mechanism: 'CKM_RSA_PKCS' | 'CKM_SHA256_RSA_PKCS' | 'CKM_ECDSA' | 'CKM_ECDSA_SHA256' }>['mechanism'] {

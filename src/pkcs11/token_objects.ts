@@ -26,6 +26,11 @@ export const CKK = { RSA: 0n, EC: 3n, GENERIC_SECRET: 0x10n, AES: 0x1fn, EC_EDWA
 const CLASS_OF: Record<ObjectClass, bigint> = { PUBLIC_KEY: CKO.PUBLIC_KEY, PRIVATE_KEY: CKO.PRIVATE_KEY, SECRET_KEY: CKO.SECRET_KEY, CERTIFICATE: CKO.CERTIFICATE };
 const KEY_TYPE_OF: Record<KeyType, bigint> = { RSA: CKK.RSA, EC: CKK.EC, GENERIC_SECRET: CKK.GENERIC_SECRET, AES: CKK.AES, EC_EDWARDS: CKK.EC_EDWARDS };
 
+/** The SDK's key type for a CKK_* value, if the cluster has it. */
+export function keyTypeOfCkk(value: bigint): KeyType | undefined {
+  return (Object.keys(KEY_TYPE_OF) as KeyType[]).find((k) => KEY_TYPE_OF[k] === value);
+}
+
 /** DER of the named curves' OIDs, the form CKA_EC_PARAMS takes (PKCS#11 v2.40 §2.3.3, RFC 5480 §2.1.1.1). */
 const CURVE_OIDS: readonly (readonly [Curve, string])[] = [
   ['P-256', '06082a8648ce3d030107'],
@@ -174,15 +179,21 @@ export interface ReadTemplate {
 }
 
 /** Attributes a generation template may hold beyond the settable booleans, by object class. */
-const EXTRA: Readonly<Record<'public' | 'private' | 'secret' | 'import', ReadonlySet<number>>> = {
+const EXTRA: Readonly<Record<TemplateKind, ReadonlySet<number>>> = {
   public: new Set([CKA.MODULUS_BITS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS]),
   import: new Set([CKA.MODULUS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS, CKA.EC_POINT]),
   private: new Set([]),
   secret: new Set([CKA.VALUE_LEN]),
+  // C_UnwrapKey: a secret key's length (checked against what was unwrapped), an EC private key's curve.
+  unwrap: new Set([CKA.VALUE_LEN, CKA.EC_PARAMS]),
+  derive: new Set([CKA.VALUE_LEN]),
 };
 
+/** Which call a template is read for. */
+export type TemplateKind = 'public' | 'private' | 'secret' | 'import' | 'unwrap' | 'derive';
+
 /** Reads a C_GenerateKey / C_GenerateKeyPair template for an object of `kind` (§4.1.1, §5.14). */
-export function readTemplate(template: readonly Attribute[], kind: 'public' | 'private' | 'secret' | 'import'): ReadTemplate | TemplateRefusal {
+export function readTemplate(template: readonly Attribute[], kind: TemplateKind): ReadTemplate | TemplateRefusal {
   const attrs = byType(template);
   if (attrs instanceof TemplateRefusal) return attrs;
   const t: Record<string, unknown> = {};
@@ -273,6 +284,46 @@ export function readChanges(info: KeyInfo, template: readonly Attribute[]): read
     if (name === 'sensitive' && info.attributes.sensitive && value === false) return new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY, type);
     if (name === 'extractable' && !info.attributes.extractable && value === true) return new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY, type);
     out.push({ name, value });
+  }
+  return out;
+}
+
+/** What C_CopyObject's copy of a public key or certificate keeps and its template may change. */
+export interface CopyTemplate {
+  label: string;
+  id: Uint8Array;
+  token: boolean;
+  modifiable: boolean;
+  destroyable: boolean;
+  encrypt?: boolean;
+  verify?: boolean;
+  wrap?: boolean;
+}
+
+/**
+ * C_CopyObject's template (§5.7) over the object's own attributes: label, id, token, modifiable,
+ * destroyable and (public keys) the usage flags may change; CKA_PRIVATE, class and (keys) key type may
+ * be repeated unchanged; a change of those, a key's other attributes and a certificate's `fields` are
+ * CKR_ATTRIBUTE_READ_ONLY, anything else CKR_ATTRIBUTE_TYPE_INVALID. CKA_TRUSTED is not copied (only
+ * the SO sets it).
+ */
+export function copyTemplate(info: KeyInfo, template: readonly Attribute[], fields: ReadonlySet<number> = new Set()): CopyTemplate | TemplateRefusal {
+  const attrs = byType(template);
+  if (attrs instanceof TemplateRefusal) return attrs;
+  const a = info.attributes;
+  const out: CopyTemplate = { label: info.label, id: info.id, token: a.token, modifiable: a.modifiable, destroyable: a.destroyable };
+  const usage = info.class === 'PUBLIC_KEY' ? new Map<number, 'encrypt' | 'verify' | 'wrap'>([[CKA.ENCRYPT, 'encrypt'], [CKA.VERIFY, 'verify'], [CKA.WRAP, 'wrap']]) : new Map<number, never>();
+  for (const [type, v] of attrs) {
+    const flag = type === CKA.TOKEN ? 'token' : type === CKA.MODIFIABLE ? 'modifiable' : type === CKA_DESTROYABLE ? 'destroyable' : usage.get(type);
+    let r: unknown;
+    if (flag !== undefined) r = out[flag] = asBool(v) as boolean;
+    else if (type === CKA.LABEL) r = v.kind === 'bytes' ? (out.label = new TextDecoder().decode(v.value)) : new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID);
+    else if (type === CKA.ID) r = out.id = asBytes(v) as Uint8Array;
+    else if (type === CKA.PRIVATE || type === CKA.CLASS) r = matches(lookup(info, type), { type, value: v }) ? undefined : new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY);
+    else if (info.class === 'CERTIFICATE') r = new TemplateRefusal(fields.has(type) ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID);
+    else if (type === CKA.KEY_TYPE) r = matches(lookup(info, type), { type, value: v }) ? undefined : new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY);
+    else r = new TemplateRefusal(READ_ONLY.has(type) || type === CKA.TRUSTED ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID);
+    if (r instanceof TemplateRefusal) return new TemplateRefusal(r.rv, type);
   }
   return out;
 }

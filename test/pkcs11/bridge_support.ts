@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from '../../src/client/cluster.js';
+import type { Credentials } from '../../src/client/index.js';
 import { startDevelopmentCluster } from '../../src/cli/dev_cluster.js';
 import { clusterBackend, type ClusterBackend } from '../../src/pkcs11/cluster_backend.js';
 import { startPkcs11Server } from '../../src/pkcs11/server.js';
@@ -21,8 +22,14 @@ export interface Bridge {
   readonly address: string;
   /** `username:password` of the cluster's crypto user. */
   readonly pin: string;
+  /** `username:password` of the cluster's admin, the token's SO. */
+  readonly soPin: string;
+  /** The bridge's socket. */
+  readonly socketPath: string;
   /** The SDK, logged in as that crypto user. */
   readonly sdk: Cluster;
+  /** An SDK connection to the same cluster as another user (the caller closes it). */
+  connect(credentials: Credentials): Promise<Cluster>;
   /** A token of its own on the same cluster, to call without the transport. */
   backend(): ClusterBackend;
   /** The mechanisms the clients passed to C_SignInit and C_DecryptInit on the socket, in order. */
@@ -50,7 +57,8 @@ export async function startBridge(name: string): Promise<Bridge> {
   const server = await startPkcs11Server({ socketPath, backend: recording, onBug: (e) => console.error('bridge bug', e) });
   const sdk = await Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials: { username: dev.cryptoUser.name, password: dev.cryptoUser.password } });
   return {
-    dir, address: `unix:path=${socketPath}`, pin: `${dev.cryptoUser.name}:${dev.cryptoUser.password}`, sdk, backend: token, inits,
+    dir, address: `unix:path=${socketPath}`, pin: `${dev.cryptoUser.name}:${dev.cryptoUser.password}`, soPin: `${dev.admin.name}:${dev.admin.password}`,
+    socketPath, sdk, backend: token, inits, connect: (credentials) => Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials }),
     close: async () => {
       await sdk.close();
       await server.close();
