@@ -93,7 +93,13 @@ export class Cluster {
     this.router = new Router(links, retries);
     this.router.acknowledge = (origin, position, k) => acknowledge(this.#view, links, origin, position, k ?? acks, ackTimeoutMs);
     for (const l of links) l.onPosition = (link, seq, hash) => this.#view.observe(link, seq, hash);
-    this.users = new Users(this.router, (node, pw) => (links[node] as NodeLink).replacePassword(pw));
+    // On a relayed cluster a password change is a journal entry that reaches every HSM, so every link
+    // logs in again with the new password; on a solo cluster only the HSM that made it holds it.
+    this.users = new Users(this.router, (node, pw) => {
+      const origin = links[node] as NodeLink;
+      const all = origin.journalMode === 'relayed' ? links.filter((l) => l.journalMode === 'relayed') : [origin];
+      all.forEach((l, i) => l.replacePassword(i === all.length - 1 ? pw : Uint8Array.from(pw)));
+    });
     this.quorum = new Quorum(this.router);
   }
 

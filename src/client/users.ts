@@ -45,7 +45,8 @@ export class Users {
   async changePassword(name: string, newPassword: string | Uint8Array, options: ChangeOptions = {}): Promise<Acknowledgement> {
     return withPasswords([newPassword], async ([pw]) => (await this.#router.change('CHANGE_PASSWORD', { name, newPassword: pw as Uint8Array }, undefined, options)).acknowledgement);
   }
-  /** Changes the logged-in user's password; the SDK then logs in with the new one on that node. */
+  /** Changes the logged-in user's password; the SDK then logs in with the new one on that node, and on
+   * a relayed cluster on every node (the change reaches each through the journal). */
   async changeOwnPassword(currentPassword: string | Uint8Array, newPassword: string | Uint8Array, options: ChangeOptions = {}): Promise<Acknowledgement> {
     return withPasswords([currentPassword, newPassword], async ([cur, pw]) => {
       const { node, acknowledgement } = await this.#router.change('CHANGE_OWN_PASSWORD', { currentPassword: cur as Uint8Array, newPassword: pw as Uint8Array }, undefined, options);

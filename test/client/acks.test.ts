@@ -11,6 +11,7 @@ import { Cluster } from '../../src/client/cluster.js';
 import { isCofferError } from '../../src/errors.js';
 import { ADMIN_PW } from '../hsm/backup/backup_support.js';
 import { loggedIn } from '../hsm/state/journal_support.js';
+import { startDataPlane } from '../../src/node/data_plane.js';
 import { startRelayedPlanes, type RelayedPlanes } from '../node/relayed_plane_support.js';
 import { ALICE, until } from './support.js';
 
@@ -100,6 +101,21 @@ test('users and their changes are acknowledged and reach every HSM', { timeout: 
     const s = await loggedIn(d, 'carol');
     s.close();
   }
+});
+
+test('a changed own password reaches every HSM: a node that reconnects later logs in with the new one', { timeout: 300_000 }, async () => {
+  const c = await connect({ username: 'carol', password: 'carol-password', acks: 3 });
+  const ack = await c.users.changeOwnPassword('carol-password', 'carol-password-2');
+  assert.equal(ack.nodes.length, 3);
+  // Node 1's data plane goes away and comes back on its port: the SDK logs in there again.
+  const port = planes.planes[1]!.port;
+  await planes.planes[1]!.close();
+  await until(() => c.nodes[1]?.state !== 'up', 'node 1 seen down', WAIT_MS);
+  planes.planes[1] = await startDataPlane({ hsm: planes.devices[1]!, port });
+  await until(() => c.nodes[1]?.state === 'up', 'node 1 up again, logged in with the new password', WAIT_MS);
+  const before = completed(c)[1] ?? 0;
+  for (let i = 0; i < 12; i++) await c.random(8);
+  assert.ok((completed(c)[1] ?? 0) > before, 'node 1 serves again');
 });
 
 test('a forked HSM is found by the acknowledgement, named with the position, and never used again', { timeout: 300_000 }, async () => {
