@@ -106,13 +106,14 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
     ok(['--hash', '-m', 'SHA256', '-i', f('msg0'), '-o', f('msg0.sha256')]);
     assert.deepEqual(readFileSync(f('msg0.sha256')), createHash('sha256').update('digest me').digest());
 
-    // Key generation. The device permits only `sign` on an EC private key, so EC pairs are made with --usage-sign.
+    // Key generation. With no usage flag pkcs11-tool asks for sign and derive (CKA_DERIVE on both halves).
     assert.match(ok([...login, '--keypairgen', '--key-type', 'EC:prime256v1', '--usage-sign', '--label', 'p11-ec', '--id', 'e1']), /EC_PARAMS:\s+06082a8648ce3d030107/);
+    assert.match(ok([...login, '--keypairgen', '--key-type', 'EC:prime256v1', '--label', 'p11-ec-default', '--id', 'e2']), /Usage:\s+sign, derive/);
     assert.match(ok([...login, '--keypairgen', '--key-type', 'rsa:2048', '--label', 'p11-rsa', '--id', 'a1']), /Public Key Object; RSA 2048 bits/);
     assert.match(ok([...login, '--keygen', '--key-type', 'AES:32', '--label', 'p11-aes', '--id', 'c1']), /Secret Key Object; AES length 32/);
     const objects = ok([...login, '--list-objects']);
     for (const label of ['p11-ec', 'p11-rsa', 'p11-aes']) assert.match(objects, new RegExp(`label:\\s+${label}`));
-    assert.equal(objects.match(/Private Key Object/g)?.length, 2);
+    assert.equal(objects.match(/Private Key Object/g)?.length, 3);
 
     // Public keys read from the token, as OpenSSL sees them.
     ok([...login, '--read-object', '--type', 'pubkey', '--id', 'e1', '-o', f('ec.der')]);

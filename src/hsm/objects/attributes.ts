@@ -67,7 +67,10 @@ export const PERMITTED_FUNCTIONS: Readonly<Partial<Record<KeyKind, readonly KeyF
   'PRIVATE_KEY/RSA': ['decrypt', 'sign', 'unwrap'],
   'PUBLIC_KEY/RSA': ['encrypt', 'verify', 'wrap'],
   'PRIVATE_KEY/EC': ['sign', 'derive'],
-  'PUBLIC_KEY/EC': ['verify'],
+  // CKA_DERIVE on an EC public key is accepted and kept, as other tokens do (pkcs11-tool sets it on
+  // both halves of a key pair made for ECDH): no mechanism takes a public key as its base key, so
+  // it allows nothing (ECDH refuses one with COFFER_KEY_TYPE_INCONSISTENT).
+  'PUBLIC_KEY/EC': ['verify', 'derive'],
   'PRIVATE_KEY/EC_EDWARDS': ['sign'],
   'PUBLIC_KEY/EC_EDWARDS': ['verify'],
 };

@@ -113,6 +113,14 @@ test('FIPS refuses an ECDH null-KDF result other than a generic secret (Z must g
   allowedInBoth((mode) => mech.checkMechanism(mode, params, 'derive', P256.privateKey, { keyType: 'GENERIC_SECRET', bits: 256 }), 'ECDH to a generic secret');
 });
 
+test('ECDH takes only a private key as its base: an EC public key (whose CKA_DERIVE a template may set) is refused', () => {
+  const spki = mech.generateKeyPair({ keyType: 'EC', curve: 'P-256' }).publicKey.key.export({ format: 'der', type: 'spki' });
+  const params: MechanismParams = { mechanism: 'CKM_ECDH1_DERIVE', publicKey: new Uint8Array(spki.subarray(spki.length - 65)) };
+  for (const mode of ['FIPS', 'NON_FIPS'] as const) {
+    throwsCode(() => mech.checkMechanism(mode, params, 'derive', P256.publicKey, { keyType: 'GENERIC_SECRET', bits: 256 }), 'COFFER_KEY_TYPE_INCONSISTENT');
+  }
+});
+
 test('FIPS allows Ed25519 (FIPS 186-5), KW/KWP with AES-128, CMAC and every SHA-2 mechanism', () => {
   allowedInBoth((mode) => mech.checkKeyGen(mode, { keyType: 'EC_EDWARDS', curve: 'Ed25519' }), 'Ed25519 keygen');
   allowedInBoth((mode) => mech.checkMechanism(mode, { mechanism: 'CKM_EDDSA' }, 'sign', ED.privateKey), 'EdDSA');
