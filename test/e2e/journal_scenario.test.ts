@@ -41,6 +41,8 @@ const STEPS_PER_PHASE = [3, 6, 6, 3];
 /** While a disruption lasts, a worker waits up to this long between steps (less if it ends), so that
  * its steps spread over the disruption instead of all landing at its start. */
 const DISRUPTED_PACE_MS = 1_000;
+/** The password the lockout steps try: a secret like any other, never to be logged. */
+const WRONG_PASSWORD = `wrong-${randomBytes(9).toString('hex')}`;
 /** Failed logins that lock a user (docs/device.md "Users"). */
 const LOCKOUT_FAILURES = 5;
 
@@ -85,6 +87,8 @@ interface Scenario {
   readonly phase: Milestones;
   readonly outcomes: Map<string, number>;
   readonly unexpected: string[];
+  /** Every password the scenario set or tried: none may be stored or logged in the clear. */
+  readonly secrets: string[];
 }
 
 interface Worker {
@@ -155,6 +159,7 @@ async function userStep(w: Worker, n: number): Promise<void> {
   if (pick < 0.3 || live.length === 0) {
     const name = `${w.name}-${n}`;
     const password = `${name}-${randomPassword(w.rand)}`;
+    w.s.secrets.push(password);
     const o = await attempt(w.s, 'create-user', () => w.client.users.create(name, password, 'crypto-user'));
     const r = next(o, [false], [true]);
     w.s.users.push({ name, exists: r.allowed, passwords: [password], locked: [false], touchable: r.known });
@@ -166,6 +171,7 @@ async function userStep(w: Worker, n: number): Promise<void> {
     [u.exists, u.touchable] = [r.allowed, r.known && r.allowed[0] === true];
   } else if (pick < 0.65) {
     const password = `${u.name}-${randomPassword(w.rand)}`;
+    w.s.secrets.push(password);
     const r = next(await attempt(w.s, 'password', () => w.client.users.changePassword(u.name, password)), [u.passwords[0] as string], [password]);
     [u.passwords, u.touchable] = [r.allowed.reverse(), r.known];
   } else if (pick < 0.85 || w.name !== 'a0') {
@@ -186,7 +192,7 @@ async function lockThenUnlock(w: Worker, u: UserModel): Promise<void> {
   let refused = 0;
   for (let i = 0; i < LOCKOUT_FAILURES; i++) {
     try {
-      const c = await Cluster.connect({ endpoints: [through], ca: w.s.config.ca, credentials: { username: u.name, password: 'not-the-password' } });
+      const c = await Cluster.connect({ endpoints: [through], ca: w.s.config.ca, credentials: { username: u.name, password: WRONG_PASSWORD } });
       await c.close();
       w.s.unexpected.push(`a wrong password logged ${u.name} in`);
     } catch (e) {
@@ -271,6 +277,7 @@ async function disrupt(region: ScenarioRegion, s: Scenario, rand: () => number, 
 async function setup(s: Scenario): Promise<void> {
   const admin = await connect(s, s.file.admin, s.config.endpoints, 'admin');
   const qadmin = { name: 'qadmin', password: `qadmin-${randomBytes(9).toString('hex')}` };
+  s.secrets.push(qadmin.password);
   await admin.users.create(qadmin.name, qadmin.password, 'admin', { acks: 3 });
   const keys = new Map<string, KeyObject>();
   for (const [who, c] of [[s.file.admin.name, admin], [qadmin.name, await connect(s, qadmin, s.config.endpoints, 'admin')]] as const) {
@@ -289,7 +296,7 @@ test('seeded scenario: concurrent clients through three relayed HSMs, one HSM ki
   const ready = await region.start();
   const s: Scenario = {
     config: loadClusterConfig(ready.clusterFile), file: JSON.parse(readFileSync(ready.clusterFile, 'utf8')) as ClusterFile,
-    keys: [], users: [], quorum: [1], quorumKeys: new Map(), steps: new Milestones(), phase: new Milestones(), outcomes: new Map(), unexpected: [],
+    keys: [], users: [], quorum: [1], quorumKeys: new Map(), steps: new Milestones(), phase: new Milestones(), outcomes: new Map(), unexpected: [], secrets: [WRONG_PASSWORD],
   };
   assert.equal(s.config.endpoints.length, 3);
   await setup(s);
@@ -317,6 +324,8 @@ test('seeded scenario: concurrent clients through three relayed HSMs, one HSM ki
   }
   await checkPasswords(s);
   assertIdentical(await region.settled(3));
+  const inTheClear = region.filesHolding(s.secrets);
+  assert.deepEqual(inTheClear, [], 'no password in the service\'s store, archive or logs, nor in the HSMs\' files');
   assert.deepEqual(s.unexpected, [], `errors an honest cluster does not give (seed=${seed})`);
 });
 

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CloudHSMV2Client, DescribeClustersCommand, type Cluster as ApiCluster } from '@aws-sdk/client-cloudhsm-v2';
 import { isCofferError } from '../../src/errors.js';
@@ -141,6 +141,27 @@ export class ScenarioRegion {
       const client = new ManagementClient({ host: d.host, port: d.managementPort, ...roots, expectedSerial: d.serial });
       return { ...(await client.health()), host: d.host };
     }));
+  }
+
+  /** The files under the region directories (metadata store, archive, logs, the HSMs' data) that
+   * hold one of `secrets` as UTF-8, each named with the secret's index. */
+  filesHolding(secrets: readonly string[]): string[] {
+    const found: string[] = [];
+    for (const entry of readdirSync(join(this.dir, 'regions'), { recursive: true, withFileTypes: true })) {
+      if (!entry.isFile()) continue;
+      const path = join(entry.parentPath, entry.name);
+      let bytes: Buffer;
+      try {
+        bytes = readFileSync(path);
+      } catch (e) {
+        if ((e as { code?: unknown }).code === 'ENOENT') continue; // a spool file gone meanwhile
+        throw e;
+      }
+      secrets.forEach((secret, i) => {
+        if (bytes.includes(secret)) found.push(`${path}: secret ${i}`);
+      });
+    }
+    return found;
   }
 
   /** Polls `check` until it holds; `what` names it if the generous bound passes first. */
