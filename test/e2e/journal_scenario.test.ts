@@ -172,8 +172,10 @@ async function userStep(w: Worker, n: number): Promise<void> {
   } else if (pick < 0.65) {
     const password = `${u.name}-${randomPassword(w.rand)}`;
     w.s.secrets.push(password);
-    const r = next(await attempt(w.s, 'password', () => w.client.users.changePassword(u.name, password)), [u.passwords[0] as string], [password]);
-    [u.passwords, u.touchable] = [r.allowed.reverse(), r.known];
+    const o = await attempt(w.s, 'password', () => w.client.users.changePassword(u.name, password));
+    const r = next(o, [u.passwords[0] as string], [password]);
+    // An admin's password reset clears the failed-login count: it unlocks the user too.
+    [u.passwords, u.locked, u.touchable] = [r.allowed.reverse(), next(o, u.locked, [false]).allowed, r.known];
   } else if (pick < 0.85 || w.name !== 'a0') {
     await lockThenUnlock(w, u);
   } else {
@@ -186,7 +188,8 @@ function randomPassword(rand: () => number): string {
   return Array.from({ length: 12 }, () => 'abcdefghijkmnpqrstuvwxyz23456789'[Math.floor(rand() * 32)]).join('');
 }
 
-/** Five failed logins through one HSM lock `u`; the admin then unlocks it through the primary. */
+/** Five failed logins through one HSM lock `u`; the admin then unlocks it through the primary, or
+ * (one time in three) leaves it locked, so that the end checks a lock on every HSM as well. */
 async function lockThenUnlock(w: Worker, u: UserModel): Promise<void> {
   const through = pickOf(w.rand, w.s.config.endpoints);
   let refused = 0;
@@ -202,6 +205,7 @@ async function lockThenUnlock(w: Worker, u: UserModel): Promise<void> {
   // Each refusal was counted in the journal before it was answered: five lock the user. A login
   // that failed otherwise (the journal or the HSM unreachable) may or may not have been counted.
   u.locked = refused === LOCKOUT_FAILURES ? [true] : [true, false];
+  if (w.rand() < 1 / 3) return;
   const r = next(await attempt(w.s, 'unlock', () => w.client.users.unlock(u.name)), u.locked, [false]);
   [u.locked, u.touchable] = [r.allowed, r.known];
 }
@@ -322,6 +326,9 @@ test('seeded scenario: concurrent clients through three relayed HSMs, one HSM ki
     assert.deepEqual(v, views[0], `HSM ${i} shows what HSM 0 shows`);
     checkAgainstModel(s, v, i);
   }
+  const view = views[0] as View;
+  const locked = Object.values(view.users).filter((u) => u.locked).length;
+  console.log(`checked through each HSM: ${s.keys.length} keys, ${s.users.length} users (${locked} locked), quorum value ${view.quorum}`);
   await checkPasswords(s);
   assertIdentical(await region.settled(3));
   const inTheClear = region.filesHolding(s.secrets);
