@@ -4,7 +4,8 @@
 // given a backup older than the newest, and an HSM rolled back to a backup from before entries it
 // applied — entries it sealed itself among them — replay the journal from the backup's position
 // and end at the same head with the same state digest as their peers; a backup of another cluster is
-// refused at the first entry delivered (another sync key): nothing applied, the HSM not caught up.
+// refused at the first entry delivered (another sync key), and a backup of a forked branch at the
+// first entry of the journal after its position (FORK): nothing applied, the HSM not caught up.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -82,6 +83,8 @@ function identical(h: NodeHealth, peer: NodeHealth, what: string): void {
 }
 
 let firstBackup: string;
+/** The HSMs the first test leaves relayed, at the journal head. */
+let relayed: FleetDevice[] = [];
 
 test('an older backup than the newest, or a roll-back to before entries the HSM applied and sealed itself, replays the journal from its position and ends identical', LONG, async () => {
   firstBackup = join(env.dir, 'position-0.bin');
@@ -128,7 +131,8 @@ test('an older backup than the newest, or a roll-back to before entries the HSM 
   identical(await m0.health(), reference, 'rolled back, then caught up (its own entries are not forgeries)');
   // A login is a journaled change: the relay serves the three HSMs again.
   const ids = ['hsm-oldbackupaaaa', 'hsm-oldbackupbbbb', 'hsm-oldbackupcccc'];
-  relay().sync([d0, d1, d2].map((device, i) => ({ clusterId: CLUSTER_ID, hsmId: ids[i] as string, device })));
+  relayed = [d0, d1, d2];
+  relay().sync(relayed.map((device, i) => ({ clusterId: CLUSTER_ID, hsmId: ids[i] as string, device })));
   const late = await Cluster.connect({ endpoints: [{ host: d0.host, port: d0.port }], ca: env.customerCa.certificatePem, credentials: { username: 'late1', password: 'late1-password' } });
   assert.equal((await late.random(8)).length, 8, 'a user made after the backup it was rolled back to');
   await late.close();
@@ -148,4 +152,53 @@ test('a backup of another cluster is refused at the first entry delivered: anoth
   assert.equal(afterwards.journalPosition, 0n, 'nothing applied');
   assert.equal(afterwards.stateDigest, before.stateDigest, 'records unchanged');
   assert.notEqual(afterwards.clusterId, CLUSTER_ID, 'its health names the other cluster (the orchestrator probe refuses that)');
+});
+
+/** Lets `mgmt`'s device apply its own entries alone — a hostile relay that appends them nowhere —
+ * until `done` settles: its journal leaves the cluster's. */
+async function applyAlone<T>(mgmt: ManagementClient, done: Promise<T>): Promise<T> {
+  let settled = false;
+  const watched = done.finally(() => (settled = true));
+  watched.catch(() => undefined); // awaited below
+  while (!settled) {
+    const offer = await mgmt.takeJournalOffer(200);
+    if (offer !== undefined) assert.equal((await mgmt.deliverJournal([offer])).applied, 1);
+  }
+  return watched;
+}
+
+test('a backup of a forked branch is refused at the first entry of the journal that follows its position: FORK, nothing applied', LONG, async () => {
+  assert.equal(relayed.length, 3, 'the HSMs of the first test');
+  const peerDevice = relayed[1] as FleetDevice;
+  const peer = fleet.management(peerDevice);
+  const head = BigInt(await store.journalHead(CLUSTER_ID));
+  await until('the peer at the journal head', async () => (await peer.health()).journalPosition === head);
+  const current = join(env.dir, 'current.bin');
+  await peer.backupToFile(current);
+  // A branch: an HSM restored from the current backup applies changes of its own that the journal
+  // never holds (a login is two), and a backup of it is taken.
+  const db = await fleet.provision({ clusterId: CLUSTER_ID, hsmId: 'hsm-oldbackupffff', dataPlanePort: 0 });
+  const mb = fleet.management(db);
+  await mb.restoreFromFile(current);
+  const login = await applyAlone(mb, admin(db));
+  await login.close();
+  const forked = join(env.dir, 'forked.bin');
+  await mb.backupToFile(forked);
+  const branch = (await mb.health()).journalPosition;
+  assert.ok(branch > head);
+  // The journal goes on past the branch's position with other entries.
+  const via = await admin(peerDevice);
+  await via.users.create('afterbranch', 'afterbranch-password', 'crypto-user');
+  await via.close();
+  assert.ok(BigInt(await store.journalHead(CLUSTER_ID)) > branch);
+  // A replacement given the forked backup.
+  const dr = await fleet.provision({ clusterId: CLUSTER_ID, hsmId: 'hsm-oldbackupgggg', dataPlanePort: 0 });
+  const mr = fleet.management(dr);
+  await mr.restoreFromFile(forked);
+  const before = await mr.health();
+  await assert.rejects(relay().catchUp(CLUSTER_ID, dr), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['fault'] === 'COFFER_JOURNAL_FORK' && e.detail['seq'] === String(branch + 1n));
+  const afterwards = await mr.health();
+  assert.equal(afterwards.journalFault?.code, 'COFFER_JOURNAL_FORK');
+  assert.equal(afterwards.journalPosition, branch, 'nothing applied');
+  assert.equal(afterwards.stateDigest, before.stateDigest, 'records unchanged');
 });
