@@ -2,14 +2,15 @@
 // up --cluster 3` — a real service relaying the journal and three real HSM processes — and several
 // concurrent SDK clients, each with a different HSM as its primary, making random state changes
 // with k = 2: keys generated, renamed and destroyed; users created, deleted, given new passwords,
-// locked by failed logins and unlocked; the admin quorum value raised and, with a token two admins
-// approved, lowered again. Meanwhile one HSM process is SIGKILLed (the orchestrator replaces it and
+// locked by failed logins through one HSM and unlocked or left locked (each admin client ends by
+// leaving one locked); the admin quorum value raised and, with a token two admins approved, lowered
+// again. Meanwhile one HSM process is SIGKILLed (the orchestrator replaces it and
 // catches it up) and then the `coffer up` process is SIGKILLed and started again on its directory
 // (the HSM processes run on, reattached). At the end every HSM is ACTIVE at one journal head with
 // one state digest, every change the SDK acknowledged is there through every HSM, a change that
 // failed COFFER_ACKS_NOT_MET is there too (it is in the journal), one that failed
 // COFFER_JOURNAL_NOT_APPENDED is nowhere, and one of unknown outcome is wholly there or wholly absent,
-// the same on every HSM. The seed is printed (`seed=<n>`); COFFER_SCENARIO_SEED=<n> replays the
+// the same on every HSM, and no password is in the clear in any file of the region. The seed is printed (`seed=<n>`); COFFER_SCENARIO_SEED=<n> replays the
 // choices (which step, which HSM, which names); the timing of the processes does not replay.
 
 import { after, test } from 'node:test';
@@ -43,6 +44,8 @@ const STEPS_PER_PHASE = [3, 6, 6, 3];
 const DISRUPTED_PACE_MS = 1_000;
 /** The password the lockout steps try: a secret like any other, never to be logged. */
 const WRONG_PASSWORD = `wrong-${randomBytes(9).toString('hex')}`;
+/** How long a lockout step waits for its HSM to apply the user's creation (a down HSM may never). */
+const APPLIED_WAIT_MS = 60_000;
 /** Failed logins that lock a user (docs/device.md "Users"). */
 const LOCKOUT_FAILURES = 5;
 
@@ -74,6 +77,8 @@ interface UserModel {
   passwords: string[];
   locked: boolean[];
   touchable: boolean;
+  /** The journal entry that created it, when the creation was acknowledged. */
+  readonly createdAt?: bigint;
 }
 
 interface Scenario {
@@ -160,9 +165,10 @@ async function userStep(w: Worker, n: number): Promise<void> {
     const name = `${w.name}-${n}`;
     const password = `${name}-${randomPassword(w.rand)}`;
     w.s.secrets.push(password);
-    const o = await attempt(w.s, 'create-user', () => w.client.users.create(name, password, 'crypto-user'));
+    let createdAt: bigint | undefined;
+    const o = await attempt(w.s, 'create-user', async () => (createdAt = (await w.client.users.create(name, password, 'crypto-user')).position?.seq));
     const r = next(o, [false], [true]);
-    w.s.users.push({ name, exists: r.allowed, passwords: [password], locked: [false], touchable: r.known });
+    w.s.users.push({ name, exists: r.allowed, passwords: [password], locked: [false], touchable: r.known, ...(createdAt === undefined ? {} : { createdAt }) });
     return;
   }
   const u = pickOf(w.rand, live);
@@ -177,7 +183,7 @@ async function userStep(w: Worker, n: number): Promise<void> {
     // An admin's password reset clears the failed-login count: it unlocks the user too.
     [u.passwords, u.locked, u.touchable] = [r.allowed.reverse(), next(o, u.locked, [false]).allowed, r.known];
   } else if (pick < 0.85 || w.name !== 'a0') {
-    await lockThenUnlock(w, u);
+    await lockThenUnlock(w, u, w.rand() >= 1 / 3);
   } else {
     await quorumStep(w);
   }
@@ -189,9 +195,12 @@ function randomPassword(rand: () => number): string {
 }
 
 /** Five failed logins through one HSM lock `u`; the admin then unlocks it through the primary, or
- * (one time in three) leaves it locked, so that the end checks a lock on every HSM as well. */
-async function lockThenUnlock(w: Worker, u: UserModel): Promise<void> {
+ * leaves it locked. */
+async function lockThenUnlock(w: Worker, u: UserModel, unlock: boolean): Promise<void> {
   const through = pickOf(w.rand, w.s.config.endpoints);
+  // k = 2: the HSM the logins go through may not have applied the creation yet, and a login of a
+  // name it does not know is refused without a count. Wait for it, bounded; else the count is unsure.
+  const known = await appliedOn(w, through, u.createdAt);
   let refused = 0;
   for (let i = 0; i < LOCKOUT_FAILURES; i++) {
     try {
@@ -204,10 +213,22 @@ async function lockThenUnlock(w: Worker, u: UserModel): Promise<void> {
   }
   // Each refusal was counted in the journal before it was answered: five lock the user. A login
   // that failed otherwise (the journal or the HSM unreachable) may or may not have been counted.
-  u.locked = refused === LOCKOUT_FAILURES ? [true] : [true, false];
-  if (w.rand() < 1 / 3) return;
+  u.locked = known && refused === LOCKOUT_FAILURES ? [true] : [true, false];
+  if (!unlock) return;
   const r = next(await attempt(w.s, 'unlock', () => w.client.users.unlock(u.name)), u.locked, [false]);
   [u.locked, u.touchable] = [r.allowed, r.known];
+}
+
+/** Whether the HSM at `endpoint` reports a journal head at or past `seq` (a known one) in time. */
+async function appliedOn(w: Worker, endpoint: Endpoint, seq: bigint | undefined): Promise<boolean> {
+  if (seq === undefined) return false;
+  const deadline = Date.now() + APPLIED_WAIT_MS;
+  while (Date.now() < deadline) {
+    const node = (await w.client.status()).find((n) => n.endpoint.host === endpoint.host && n.endpoint.port === endpoint.port);
+    if (node !== undefined && 'status' in node && node.status.journalPosition >= seq) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
 }
 
 /** Raises the admin quorum value to 2, or lowers it to 1 with a token both quorum admins approved. */
@@ -224,6 +245,12 @@ async function quorumStep(w: Worker): Promise<void> {
     return w.client.quorum.setValue('quorum', 1);
   });
   w.s.quorum = next(o, [2], [1]).allowed;
+}
+
+/** The worker's last step: one of its users locked and left so, for the end to find locked on every HSM. */
+async function lockOneLeft(w: Worker): Promise<void> {
+  const live = w.s.users.filter((u) => u.touchable && u.name.startsWith(`${w.name}-`) && u.exists.length === 1 && u.exists[0] === true);
+  if (live.length > 0) await lockThenUnlock(w, pickOf(w.rand, live), false);
 }
 
 // ── the run ─────────────────────────────────────────────────────────────────────────────────────
@@ -312,7 +339,8 @@ test('seeded scenario: concurrent clients through three relayed HSMs, one HSM ki
   }
   for (let i = 0; i < 2; i++) {
     const client = await connect(s, s.file.admin, rotated(s.config.endpoints, i + 1), 'admin');
-    workers.push(runWorker({ name: `a${i}`, client, rand: mulberry32(seed + 11 + i), s }, userStep));
+    const w: Worker = { name: `a${i}`, client, rand: mulberry32(seed + 11 + i), s };
+    workers.push(runWorker(w, userStep).then(() => lockOneLeft(w)));
   }
   const [victim] = await Promise.all([disrupt(region, s, rand, workers.length), ...workers]);
   for (const c of clients.splice(0)) await c.close().catch(() => undefined);

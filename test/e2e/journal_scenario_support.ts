@@ -43,8 +43,13 @@ export type Outcome =
   | 'unknown';
 
 const IN_JOURNAL = new Set(['COFFER_ACKS_NOT_MET']);
-/** Refused before or while deciding: nothing of it in the journal (docs/errors.md). */
-const ABSENT = new Set(['COFFER_JOURNAL_NOT_APPENDED', 'COFFER_NODE_BUSY', 'COFFER_KEY_UNAVAILABLE', 'COFFER_QUORUM_TOKEN_INVALID', 'COFFER_QUORUM_REQUIRED']);
+/** Refused before or while deciding: nothing of it in the journal (docs/errors.md). A user change
+ * refused COFFER_USER_NOT_FOUND is a primary that took over and has not applied the user's creation
+ * yet (acknowledged by k = 2 others): user changes are not routed by journal position as keys are
+ * (docs/sdk.md "Which HSM serves a key"); the end checks that the user is there all the same. */
+const ABSENT = new Set([
+  'COFFER_JOURNAL_NOT_APPENDED', 'COFFER_NODE_BUSY', 'COFFER_KEY_UNAVAILABLE', 'COFFER_QUORUM_TOKEN_INVALID', 'COFFER_QUORUM_REQUIRED', 'COFFER_USER_NOT_FOUND',
+]);
 /** The call may have reached an HSM and its answer was lost or late. */
 const UNKNOWN = new Set(['COFFER_JOURNAL_OUTCOME_UNKNOWN', 'COFFER_CONNECTION_LOST', 'COFFER_REQUEST_TIMEOUT', 'COFFER_CLUSTER_UNAVAILABLE']);
 
