@@ -10,8 +10,11 @@
 // one state digest, every change the SDK acknowledged is there through every HSM, a change that
 // failed COFFER_ACKS_NOT_MET is there too (it is in the journal), one that failed
 // COFFER_JOURNAL_NOT_APPENDED is nowhere, and one of unknown outcome is wholly there or wholly absent,
-// the same on every HSM, and no password is in the clear in any file of the region. The seed is printed (`seed=<n>`); COFFER_SCENARIO_SEED=<n> replays the
-// choices (which step, which HSM, which names); the timing of the processes does not replay.
+// the same on every HSM, and no password is in the clear in any file of the region.
+// The seed is printed (`seed=<n>`); COFFER_SCENARIO_SEED=<n> replays the random draws (the HSM
+// killed, each client's sequence of choices, names and passwords). How many steps a disruption
+// spans and how each change ends depend on the processes' timing, which does not replay, so a replay
+// follows the same path only as far as the timing agrees.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';

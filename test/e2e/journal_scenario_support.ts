@@ -27,7 +27,7 @@ export function scenarioSeed(): { seed: number; rand: () => number } {
   const given = process.env[SEED_VARIABLE];
   const seed = given === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(given);
   assert.ok(Number.isSafeInteger(seed) && seed >= 0, `${SEED_VARIABLE} must be a non-negative integer`);
-  console.log(`seed=${seed} (${SEED_VARIABLE}=${seed} replays the scenario's choices; the timing of processes does not replay)`);
+  console.log(`seed=${seed} (${SEED_VARIABLE}=${seed} replays the random draws; the processes' timing does not replay)`);
   return { seed, rand: mulberry32(seed) };
 }
 
