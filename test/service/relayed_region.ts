@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import {
   CloudHSMV2Client, CreateClusterCommand, type CreateClusterCommandInput, CreateHsmCommand, DescribeBackupsCommand, DescribeClustersCommand, InitializeClusterCommand,
   type Cluster as ApiCluster,
@@ -59,8 +59,9 @@ export class RelayedRegion implements RegionParts {
     this.clock = o.clock;
   }
 
-  /** A region named `name` (its temporary directory), with data-plane addresses for `hsms` HSMs. */
-  static async open(name: string, hsms: number): Promise<RelayedRegion> {
+  /** A region named `name` (its temporary directory), with data-plane addresses for `hsms` HSMs;
+   * the service logs to `logger` (default: nowhere). */
+  static async open(name: string, hsms: number, logger: Logger = pino({ level: 'silent' })): Promise<RelayedRegion> {
     const key = { accessKeyId: 'AKIDRELAYEDREGION000', secretAccessKey: randomBytes(30).toString('base64'), accountId: '111122223333', actions: ['*'] };
     const env = await fleetEnvironment(name);
     const metadata = SqliteMetadataStore.open({ path: join(env.dir, 'metadata.sqlite') });
@@ -69,7 +70,7 @@ export class RelayedRegion implements RegionParts {
     const clock = new ManualClock(Date.now());
     const addresses = Array.from({ length: hsms }, (_, i) => `127.0.0.${i + 2}`);
     const service = await startService({
-      region: REGION, host: '127.0.0.1', port: 0, metadata, archive, fleet, accessKeys: [key], workDir: env.dir, logger: pino({ level: 'silent' }),
+      region: REGION, host: '127.0.0.1', port: 0, metadata, archive, fleet, accessKeys: [key], workDir: env.dir, logger,
       clock, orchestrate: false, relayJournal: true, dataPlanePort: await freePort(addresses),
       roots: { manufacturerRoot: env.credentials.manufacturerRootPem, operatorRoot: env.credentials.operatorRootPem },
     });
