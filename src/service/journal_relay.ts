@@ -113,16 +113,42 @@ export class JournalRelay {
    */
   async catchUp(clusterId: string, device: FleetDevice): Promise<bigint> {
     const mgmt = this.#o.fleet.management(device);
-    let head = (await mgmt.health()).journalPosition;
+    const health = await mgmt.health();
+    let head = health.journalPosition;
+    let headHash = health.journalHeadHash;
     for (let i = 0; i < CATCH_UP_DELIVERIES_MAX; i++) {
       const journalHead = BigInt(await this.#o.store.journalHead(clusterId));
-      if (head >= journalHead) return head;
+      if (head >= journalHead) {
+        await this.#checkSameHead(clusterId, head, journalHead, headHash);
+        return head;
+      }
       const r = await this.#deliverFrom(mgmt, clusterId, head);
       if (r.fault !== null) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'fault', fault: r.fault.code, seq: String(r.fault.seq) });
       if (r.headSeq <= head) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'no-progress', seq: String(head) });
       head = r.headSeq;
+      headHash = r.headHash;
     }
     return fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'too-far-behind', seq: String(head) });
+  }
+
+  /**
+   * An HSM that reached the journal head by position must hold the journal's entry there, not another
+   * one of the same number (a backup of a forked branch, or of another cluster, served to it): its
+   * head hash is compared with the stored entry's chain hash (the genesis value at 0). An HSM ahead
+   * of the store holds entries the journal does not. Either is COFFER_JOURNAL_NOT_CAUGHT_UP, and the
+   * HSM is not reported ACTIVE. A head whose entry was compacted away, or an HSM that does not report
+   * its head hash, cannot be checked here; the next delivery checks it (docs/journal-format.md).
+   */
+  async #checkSameHead(clusterId: string, head: bigint, journalHead: bigint, headHash: string | null): Promise<void> {
+    if (head > journalHead) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'ahead-of-journal', seq: String(head) });
+    if (headHash === null) return;
+    let expected: Uint8Array | undefined;
+    if (head === 0n) expected = journalGenesis(clusterId);
+    else {
+      const [row] = await this.#o.store.readJournal(clusterId, Number(head), 1);
+      if (row?.seq === Number(head)) expected = journalEntryHash(row.entry);
+    }
+    if (expected !== undefined && Buffer.from(expected).toString('hex') !== headHash) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'other-head', seq: String(head) });
   }
 
   /** The journal from `head` + 1, one bounded delivery. */

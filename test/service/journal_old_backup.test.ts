@@ -202,3 +202,31 @@ test('a backup of a forked branch is refused at the first entry of the journal t
   assert.equal(afterwards.journalPosition, branch, 'nothing applied');
   assert.equal(afterwards.stateDigest, before.stateDigest, 'records unchanged');
 });
+
+test('a backup of a forked branch at the journal head itself: caught up by position but not by hash, refused (other-head), never reported caught up', LONG, async () => {
+  const peerDevice = relayed[1] as FleetDevice;
+  const peer = fleet.management(peerDevice);
+  const head = BigInt(await store.journalHead(CLUSTER_ID));
+  await until('the peer at the journal head', async () => (await peer.health()).journalPosition === head);
+  const current = join(env.dir, 'current-2.bin');
+  await peer.backupToFile(current);
+  // A branch of two entries of its own (a login), backed up.
+  const db = await fleet.provision({ clusterId: CLUSTER_ID, hsmId: 'hsm-oldbackuphhhh', dataPlanePort: 0 });
+  const mb = fleet.management(db);
+  await mb.restoreFromFile(current);
+  await (await applyAlone(mb, admin(db))).close();
+  const forked = join(env.dir, 'forked-at-head.bin');
+  await mb.backupToFile(forked);
+  const branch = (await mb.health()).journalPosition;
+  assert.equal(branch, head + 2n);
+  // The journal gets two other entries (a login through the peer): the same position, other entries.
+  await (await admin(peerDevice)).close();
+  assert.equal(BigInt(await store.journalHead(CLUSTER_ID)), branch, 'the journal head is the branch position');
+  const dr = await fleet.provision({ clusterId: CLUSTER_ID, hsmId: 'hsm-oldbackupiiii', dataPlanePort: 0 });
+  const mr = fleet.management(dr);
+  await mr.restoreFromFile(forked);
+  await assert.rejects(relay().catchUp(CLUSTER_ID, dr), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['reason'] === 'other-head' && e.detail['seq'] === String(branch));
+  // The peer itself, at the same position with the journal's entry, is caught up.
+  await until('the peer at the journal head', async () => (await peer.health()).journalPosition === branch);
+  assert.equal(await relay().catchUp(CLUSTER_ID, peerDevice), branch);
+});
