@@ -117,6 +117,8 @@ class Connection {
   readonly #decoder = new StreamDecoder();
   readonly #id = randomUUID();
   #version: ProtocolVersion | undefined;
+  /** What every call is handed, made once when the version is negotiated. */
+  #handedOut: Pkcs11Connection | undefined;
   #initialized = false;
   /** Calls being served (at most P11_CALLS_IN_FLIGHT_MAX). */
   #serving = 0;
@@ -148,8 +150,8 @@ class Connection {
   }
 
   get #connection(): Pkcs11Connection {
-    assert(this.#version !== undefined, 'version negotiated before any call');
-    return { id: this.#id, version: this.#version };
+    assert(this.#handedOut !== undefined, 'version negotiated before any call');
+    return this.#handedOut;
   }
 
   close(reason: string, detail: Record<string, unknown> = {}): void {
@@ -191,6 +193,7 @@ class Connection {
       if (item === undefined) break;
       if (item.kind === 'version') {
         this.#version = negotiateVersion(item.offered);
+        this.#handedOut = Object.freeze({ id: this.#id, version: this.#version });
         this.socket.write(Uint8Array.of(this.#version));
         clearTimeout(this.#timer);
         this.#timer = undefined;
