@@ -36,8 +36,8 @@ import { CKR, type CkrName } from './constants.js';
 import { P11_CALLS_IN_FLIGHT_MAX, P11_CONNECTIONS_MAX, P11_HANDSHAKE_TIMEOUT_MS, P11_PARTIAL_FRAME_TIMEOUT_MS, P11_PENDING_OUTPUT_BYTES_MAX } from './limits.js';
 import { callByName, type CallName } from './rpc_calls.js';
 import type { ProtocolVersion } from './rpc_codec.js';
-import { decodeRequest, encodeErrorResponse, encodeResponse, type AnyRequest } from './rpc_messages.js';
-import { P11_RPC_HANDSHAKE, StreamDecoder, encodeFrame, negotiateVersion, type Frame } from './rpc_transport.js';
+import { decodeRequest, encodeErrorFrame, encodeResponseFrame, type AnyRequest } from './rpc_messages.js';
+import { P11_RPC_HANDSHAKE, StreamDecoder, negotiateVersion, type Frame } from './rpc_transport.js';
 
 export interface Pkcs11ServerOptions {
   readonly socketPath: string;
@@ -237,7 +237,7 @@ class Connection {
     this.#timer = undefined;
     let answer: Uint8Array;
     try {
-      answer = await this.#answer(decodeRequest(this.#connection.version, frame.body));
+      answer = await this.#answer(frame.code, decodeRequest(this.#connection.version, frame.body));
     } catch (e) {
       if (!isCofferError(e)) throw e;
       if (CLOSING.has(e.code)) {
@@ -245,35 +245,36 @@ class Connection {
         return;
       }
       this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: e.code, detail: e.detail }, 'call refused');
-      answer = encodeErrorResponse(ckrOf(e));
+      answer = encodeErrorFrame(frame.code, ckrOf(e));
     }
-    if (!this.#closed) this.#out.push(encodeFrame(frame.code, answer));
+    if (!this.#closed) this.#out.push(answer);
   }
 
-  async #answer(call: AnyRequest): Promise<Uint8Array> {
-    if (call.name === 'C_Initialize') return this.#initialize(call.request);
-    if (!this.#initialized) return encodeErrorResponse(CKR.CRYPTOKI_NOT_INITIALIZED);
+  /** The answer to `call`, framed under the request's `code`. */
+  async #answer(code: number, call: AnyRequest): Promise<Uint8Array> {
+    if (call.name === 'C_Initialize') return this.#initialize(code, call.request);
+    if (!this.#initialized) return encodeErrorFrame(code, CKR.CRYPTOKI_NOT_INITIALIZED);
     if (call.name === 'C_Finalize') {
       const rv = await this.#invoke(call);
       if (rv.rv === CKR.OK) {
         this.#initialized = false;
         await this.backend.release?.(this.#connection);
       }
-      return this.#encode(call.name, rv);
+      return this.#encode(code, call.name, rv);
     }
-    return this.#encode(call.name, await this.#invoke(call));
+    return this.#encode(code, call.name, await this.#invoke(call));
   }
 
-  async #initialize(request: Extract<AnyRequest, { name: 'C_Initialize' }>['request']): Promise<Uint8Array> {
+  async #initialize(code: number, request: Extract<AnyRequest, { name: 'C_Initialize' }>['request']): Promise<Uint8Array> {
     const h = request.handshake;
     if (!(h instanceof Uint8Array) || h.length !== P11_RPC_HANDSHAKE.length || !h.every((b, i) => b === P11_RPC_HANDSHAKE[i])) {
       this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: 'COFFER_P11_HANDSHAKE_INVALID' }, 'call refused');
-      return encodeErrorResponse(ckrOf(new CofferError('COFFER_P11_HANDSHAKE_INVALID')));
+      return encodeErrorFrame(code, ckrOf(new CofferError('COFFER_P11_HANDSHAKE_INVALID')));
     }
-    if (this.#initialized) return encodeErrorResponse(CKR.CRYPTOKI_ALREADY_INITIALIZED);
+    if (this.#initialized) return encodeErrorFrame(code, CKR.CRYPTOKI_ALREADY_INITIALIZED);
     const answer = await this.#invoke({ name: 'C_Initialize', request });
     if (answer.rv === CKR.OK) this.#initialized = true;
-    return this.#encode('C_Initialize', answer);
+    return this.#encode(code, 'C_Initialize', answer);
   }
 
   /** Runs the backend's handler; a missing one is CKR_FUNCTION_NOT_SUPPORTED, a CofferError its CKR. */
@@ -292,15 +293,15 @@ class Connection {
     }
   }
 
-  #encode(name: CallName, answer: Answer<CallName>): Uint8Array {
+  #encode(code: number, name: CallName, answer: Answer<CallName>): Uint8Array {
     const call = callByName(name);
     const withRv = call.response.some((f) => f[0] === 'rv');
     const carried = answer.rv === CKR.OK
       || (answer.rv === CKR.BUFFER_TOO_SMALL && (hasSizedOutput(call) || withRv))
       || (name === 'C_GetAttributeValue' && ATTRIBUTE_ANSWER_RVS.has(answer.rv));
-    if (!carried) return encodeErrorResponse(answer.rv);
+    if (!carried) return encodeErrorFrame(code, answer.rv);
     assert(answer.out !== undefined, `the backend answered ${name} with its outputs`);
     const response = withRv ? { ...answer.out, rv: BigInt(answer.rv) } : answer.out;
-    return encodeResponse(this.#connection.version, name, response as never);
+    return encodeResponseFrame(code, this.#connection.version, name, response as never);
   }
 }
