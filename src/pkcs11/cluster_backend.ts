@@ -672,8 +672,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     const object = await describedOf(found.a, req.key);
     if (typeof object === 'number') return bad(CKR.KEY_HANDLE_INVALID);
     const { key, info } = object;
-    const classes: Record<Use, readonly string[]> = { sign: ['PRIVATE_KEY'], verify: ['PUBLIC_KEY'], encrypt: ['PUBLIC_KEY', 'SECRET_KEY'], decrypt: ['PRIVATE_KEY', 'SECRET_KEY'] };
-    if (!classes[use].includes(info.class)) return bad(CKR.KEY_TYPE_INCONSISTENT);
+    if (!INIT_CLASSES[use].includes(info.class)) return bad(CKR.KEY_TYPE_INCONSISTENT);
     const params = sdkMechanism(req.mechanism, use, info.keyType);
     if (params instanceof MechanismRefusal) return bad(params.rv);
     if (!info.attributes[use]) return bad(CKR.KEY_FUNCTION_NOT_PERMITTED);
@@ -723,6 +722,9 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   /** Runs the operation on `input` (or reuses the output kept for it) and applies the two-call rule. */
   return backend;
 }
+
+/** The object classes each operation's Init accepts (PKCS#11 v2.40 §5.8, §5.9, §5.11, §5.12). */
+const INIT_CLASSES: Readonly<Record<Use, readonly string[]>> = { sign: ['PRIVATE_KEY'], verify: ['PUBLIC_KEY'], encrypt: ['PUBLIC_KEY', 'SECRET_KEY'], decrypt: ['PRIVATE_KEY', 'SECRET_KEY'] };
 
 // ── objects (below the factory: they need no state of its own) ──────────────────────────────
 /** The key and its description, or the CK_RV: no login shows no objects (every object is private). */

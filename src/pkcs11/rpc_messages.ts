@@ -11,6 +11,7 @@
 import { fail } from '../errors.js';
 import { Writer } from '../formats/wire_codec.js';
 import { CALLS, LAST_CALL_ID, callById, callByName, signatureOf, type AnyCall, type CallName, type CallOf, type FieldSpec } from './rpc_calls.js';
+import { FRAME_HEADER_BYTES } from './rpc_transport.js';
 import { codecContext, malformed, readByteArray, readField, reader, writeByteArray, writeField, writeU64, type FieldTypes, type ProtocolVersion } from './rpc_codec.js';
 
 type FieldsOf<F extends readonly FieldSpec[]> = { readonly [E in F[number] as E[0]]: FieldTypes[E[1]] };
@@ -37,10 +38,48 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 function encode(call: AnyCall, version: ProtocolVersion, fields: readonly FieldSpec[], signature: Uint8Array, values: Record<string, unknown>): Uint8Array {
   const w = new Writer(256);
+  writeMessage(w, call, version, fields, signature, values);
+  return w.buf.slice(0, w.pos);
+}
+
+function writeMessage(w: Writer, call: AnyCall, version: ProtocolVersion, fields: readonly FieldSpec[], signature: Uint8Array, values: Record<string, unknown>): void {
   w.u32(call.id);
   writeByteArray(w, signature);
   for (const f of fields) writeField(w, version, f, values[f[0]]);
-  return w.buf.slice(0, w.pos);
+}
+
+/** The server's answers are written here after their frame header and copied out once (the
+ * data plane's way, formats/wire.ts): no buffer of its own per answer, which at 8 sessions is a
+ * visible share of the bridge's allocation and garbage collection. Wiped after each answer. */
+const answerScratch = new Writer(64 * 1024);
+
+/** A whole transport frame (rpc_transport.ts: code ‖ options length 0 ‖ body length ‖ body) around
+ * the body `write` produces; the same bytes as encodeFrame(code, body). */
+function framed(code: number, write: (w: Writer) => void): Uint8Array {
+  const w = answerScratch;
+  try {
+    w.u32(code);
+    w.u32(0);
+    w.u32(0);
+    write(w);
+    w.view.setUint32(8, w.pos - FRAME_HEADER_BYTES);
+    return w.take();
+  } finally {
+    w.buf.fill(0, 0, w.pos); // a value refused midway may have left part of a secret behind
+    w.pos = 0;
+  }
+}
+
+/** encodeFrame(code, encodeResponse(version, name, response)) in one pass. */
+export function encodeResponseFrame<N extends CallName>(code: number, version: ProtocolVersion, name: N, response: ResponseOf<N>): Uint8Array {
+  const call = callByName(name) as AnyCall;
+  const sig = SIGNATURES.get(call.id)?.response ?? new Uint8Array(0);
+  return framed(code, (w) => writeMessage(w, call, version, call.response, sig, response));
+}
+
+/** encodeFrame(code, encodeErrorResponse(rv)) in one pass. */
+export function encodeErrorFrame(code: number, rv: number): Uint8Array {
+  return framed(code, (w) => writeError(w, rv));
 }
 
 export function encodeRequest<N extends CallName>(version: ProtocolVersion, name: N, request: RequestOf<N>): Uint8Array {
@@ -58,10 +97,16 @@ export function encodeResponse<N extends CallName>(version: ProtocolVersion, nam
 /** The ERROR message: call id 0, signature "u", the CK_RV (rpc-server.c p11_rpc_server_handle). */
 export function encodeErrorResponse(rv: number): Uint8Array {
   const w = new Writer(32);
-  w.u32(ERROR_CALL.id);
-  writeByteArray(w, new TextEncoder().encode('u'));
-  writeU64(w, BigInt(rv));
+  writeError(w, rv);
   return w.buf.slice(0, w.pos);
+}
+
+const ERROR_SIGNATURE = new TextEncoder().encode('u');
+
+function writeError(w: Writer, rv: number): void {
+  w.u32(ERROR_CALL.id);
+  writeByteArray(w, ERROR_SIGNATURE);
+  writeU64(w, BigInt(rv));
 }
 
 /** Reads the call id and checks the signature; returns the call and the reader positioned at the fields. */

@@ -100,12 +100,19 @@ export class StreamDecoder {
     if (this.#payload === undefined) {
       this.#headerFill += this.#fill(this.#header, this.#headerFill);
       if (this.#headerFill < FRAME_HEADER_BYTES) return undefined;
-      this.#startPayload();
+      const bytes = this.#startPayload();
+      // A payload wholly inside the chunk at hand is handed out as a view of it, not copied.
+      const inPlace = this.#takeInPlace(bytes);
+      if (inPlace !== undefined) return this.#frame(inPlace);
+      this.#payload = new Uint8Array(bytes);
     }
     const payload = this.#payload;
-    if (payload === undefined) return undefined;
     this.#payloadFill += this.#fill(payload, this.#payloadFill);
     if (this.#payloadFill < payload.length) return undefined;
+    return this.#frame(payload);
+  }
+
+  #frame(payload: Uint8Array): Incoming {
     const frame: Frame = { code: this.#code, options: payload.subarray(0, this.#optionsBytes), body: payload.subarray(this.#optionsBytes) };
     this.#payload = undefined;
     this.#payloadFill = 0;
@@ -113,7 +120,8 @@ export class StreamDecoder {
     return { kind: 'frame', frame };
   }
 
-  #startPayload(): void {
+  /** Checks the header just filled; returns the payload's length (options and body). */
+  #startPayload(): number {
     const v = new DataView(this.#header.buffer);
     const code = v.getUint32(0);
     const options = v.getUint32(4);
@@ -123,7 +131,18 @@ export class StreamDecoder {
     if (body > P11_FRAME_BODY_BYTES_MAX) this.#fail({ reason: 'body too long', length: body, max: P11_FRAME_BODY_BYTES_MAX });
     this.#code = code;
     this.#optionsBytes = options;
-    this.#payload = new Uint8Array(options + body);
+    return options + body;
+  }
+
+  /** The next `n` queued bytes as a view, when the first queued chunk holds them all. The view is a
+   * plain Uint8Array even over a Buffer chunk, as a copy was: Buffer's slice() is a view, not a copy. */
+  #takeInPlace(n: number): Uint8Array | undefined {
+    const head = this.#chunks[0];
+    if (head === undefined || head.length < n) return undefined;
+    this.#queued -= n;
+    if (n === head.length) this.#chunks.shift();
+    else this.#chunks[0] = head.subarray(n);
+    return new Uint8Array(head.buffer, head.byteOffset, n);
   }
 
   #fail(detail: Record<string, string | number>): never {

@@ -8,7 +8,10 @@
 // matches answers to calls by that code, so an application's threads need not wait for each other
 // behind the one socket); the socket is not read at that limit or while more than
 // P11_PENDING_OUTPUT_BYTES_MAX of answers wait to be written, so a connection holds at most that many
-// frames and answers and one read chunk. Calls before C_Initialize answer
+// frames and answers and one read chunk. Answers finished during one turn of the event loop leave
+// in one write (formats/wire.ts TickWriter): the answers of several threads' calls, which a node's
+// reply brings back together, then cost one system call and one wake-up of the client instead of
+// one each, which at 8 sessions is a large share of the bridge's CPU. Calls before C_Initialize answer
 // CKR_CRYPTOKI_NOT_INITIALIZED; C_Initialize must carry p11-kit's handshake string.
 //
 // Refusals (each logged with its reason, never with call contents: PINs travel in calls):
@@ -27,13 +30,14 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { assert } from '../assert.js';
 import { CofferError, isCofferError, type ErrorCode } from '../errors.js';
+import { TickWriter } from '../formats/wire.js';
 import { hasSizedOutput, type Answer, type Pkcs11Backend, type Pkcs11Connection, type Pkcs11Handler } from './backend.js';
 import { CKR, type CkrName } from './constants.js';
 import { P11_CALLS_IN_FLIGHT_MAX, P11_CONNECTIONS_MAX, P11_HANDSHAKE_TIMEOUT_MS, P11_PARTIAL_FRAME_TIMEOUT_MS, P11_PENDING_OUTPUT_BYTES_MAX } from './limits.js';
 import { callByName, type CallName } from './rpc_calls.js';
 import type { ProtocolVersion } from './rpc_codec.js';
-import { decodeRequest, encodeErrorResponse, encodeResponse, type AnyRequest } from './rpc_messages.js';
-import { P11_RPC_HANDSHAKE, StreamDecoder, encodeFrame, negotiateVersion, type Frame } from './rpc_transport.js';
+import { decodeRequest, encodeErrorFrame, encodeResponseFrame, type AnyRequest } from './rpc_messages.js';
+import { P11_RPC_HANDSHAKE, StreamDecoder, negotiateVersion, type Frame } from './rpc_transport.js';
 
 export interface Pkcs11ServerOptions {
   readonly socketPath: string;
@@ -113,11 +117,19 @@ class Connection {
   readonly #decoder = new StreamDecoder();
   readonly #id = randomUUID();
   #version: ProtocolVersion | undefined;
+  /** What every call is handed, made once when the version is negotiated. */
+  #handedOut: Pkcs11Connection | undefined;
   #initialized = false;
   /** Calls being served (at most P11_CALLS_IN_FLIGHT_MAX). */
   #serving = 0;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
+  /** Answers finished in one turn of the event loop leave in one write (see the header). */
+  readonly #out = new TickWriter((bytes) => {
+    if (this.#closed) return;
+    this.socket.write(bytes);
+    if (this.socket.isPaused()) this.#pump(); // reading may have stopped for these answers
+  });
 
   constructor(
     private readonly socket: Socket,
@@ -138,8 +150,8 @@ class Connection {
   }
 
   get #connection(): Pkcs11Connection {
-    assert(this.#version !== undefined, 'version negotiated before any call');
-    return { id: this.#id, version: this.#version };
+    assert(this.#handedOut !== undefined, 'version negotiated before any call');
+    return this.#handedOut;
   }
 
   close(reason: string, detail: Record<string, unknown> = {}): void {
@@ -169,7 +181,7 @@ class Connection {
    * own call code as it finishes; reading pauses at that limit or while answers pile up. */
   #pump(): void {
     while (!this.#closed && this.#serving < P11_CALLS_IN_FLIGHT_MAX) {
-      if (this.socket.writableLength > P11_PENDING_OUTPUT_BYTES_MAX) break;
+      if (this.#pendingOutputBytes > P11_PENDING_OUTPUT_BYTES_MAX) break;
       let item;
       try {
         item = this.#decoder.next();
@@ -181,6 +193,7 @@ class Connection {
       if (item === undefined) break;
       if (item.kind === 'version') {
         this.#version = negotiateVersion(item.offered);
+        this.#handedOut = Object.freeze({ id: this.#id, version: this.#version });
         this.socket.write(Uint8Array.of(this.#version));
         clearTimeout(this.#timer);
         this.#timer = undefined;
@@ -200,7 +213,7 @@ class Connection {
       );
     }
     if (this.#closed) return;
-    const busy = this.#serving >= P11_CALLS_IN_FLIGHT_MAX || this.socket.writableLength > P11_PENDING_OUTPUT_BYTES_MAX;
+    const busy = this.#serving >= P11_CALLS_IN_FLIGHT_MAX || this.#pendingOutputBytes > P11_PENDING_OUTPUT_BYTES_MAX;
     if (busy) this.socket.pause();
     else this.socket.resume();
     // A frame begun must finish in time; a version byte is watched from the start.
@@ -214,12 +227,17 @@ class Connection {
     }
   }
 
+  /** Answers not yet handed to the kernel: queued for this turn's write, and buffered by the socket. */
+  get #pendingOutputBytes(): number {
+    return this.#out.pendingBytes + this.socket.writableLength;
+  }
+
   async #serve(frame: Frame): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     let answer: Uint8Array;
     try {
-      answer = await this.#answer(decodeRequest(this.#connection.version, frame.body));
+      answer = await this.#answer(frame.code, decodeRequest(this.#connection.version, frame.body));
     } catch (e) {
       if (!isCofferError(e)) throw e;
       if (CLOSING.has(e.code)) {
@@ -227,35 +245,36 @@ class Connection {
         return;
       }
       this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: e.code, detail: e.detail }, 'call refused');
-      answer = encodeErrorResponse(ckrOf(e));
+      answer = encodeErrorFrame(frame.code, ckrOf(e));
     }
-    if (!this.#closed) this.socket.write(encodeFrame(frame.code, answer));
+    if (!this.#closed) this.#out.push(answer);
   }
 
-  async #answer(call: AnyRequest): Promise<Uint8Array> {
-    if (call.name === 'C_Initialize') return this.#initialize(call.request);
-    if (!this.#initialized) return encodeErrorResponse(CKR.CRYPTOKI_NOT_INITIALIZED);
+  /** The answer to `call`, framed under the request's `code`. */
+  async #answer(code: number, call: AnyRequest): Promise<Uint8Array> {
+    if (call.name === 'C_Initialize') return this.#initialize(code, call.request);
+    if (!this.#initialized) return encodeErrorFrame(code, CKR.CRYPTOKI_NOT_INITIALIZED);
     if (call.name === 'C_Finalize') {
       const rv = await this.#invoke(call);
       if (rv.rv === CKR.OK) {
         this.#initialized = false;
         await this.backend.release?.(this.#connection);
       }
-      return this.#encode(call.name, rv);
+      return this.#encode(code, call.name, rv);
     }
-    return this.#encode(call.name, await this.#invoke(call));
+    return this.#encode(code, call.name, await this.#invoke(call));
   }
 
-  async #initialize(request: Extract<AnyRequest, { name: 'C_Initialize' }>['request']): Promise<Uint8Array> {
+  async #initialize(code: number, request: Extract<AnyRequest, { name: 'C_Initialize' }>['request']): Promise<Uint8Array> {
     const h = request.handshake;
     if (!(h instanceof Uint8Array) || h.length !== P11_RPC_HANDSHAKE.length || !h.every((b, i) => b === P11_RPC_HANDSHAKE[i])) {
       this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: 'COFFER_P11_HANDSHAKE_INVALID' }, 'call refused');
-      return encodeErrorResponse(ckrOf(new CofferError('COFFER_P11_HANDSHAKE_INVALID')));
+      return encodeErrorFrame(code, ckrOf(new CofferError('COFFER_P11_HANDSHAKE_INVALID')));
     }
-    if (this.#initialized) return encodeErrorResponse(CKR.CRYPTOKI_ALREADY_INITIALIZED);
+    if (this.#initialized) return encodeErrorFrame(code, CKR.CRYPTOKI_ALREADY_INITIALIZED);
     const answer = await this.#invoke({ name: 'C_Initialize', request });
     if (answer.rv === CKR.OK) this.#initialized = true;
-    return this.#encode('C_Initialize', answer);
+    return this.#encode(code, 'C_Initialize', answer);
   }
 
   /** Runs the backend's handler; a missing one is CKR_FUNCTION_NOT_SUPPORTED, a CofferError its CKR. */
@@ -274,15 +293,15 @@ class Connection {
     }
   }
 
-  #encode(name: CallName, answer: Answer<CallName>): Uint8Array {
+  #encode(code: number, name: CallName, answer: Answer<CallName>): Uint8Array {
     const call = callByName(name);
     const withRv = call.response.some((f) => f[0] === 'rv');
     const carried = answer.rv === CKR.OK
       || (answer.rv === CKR.BUFFER_TOO_SMALL && (hasSizedOutput(call) || withRv))
       || (name === 'C_GetAttributeValue' && ATTRIBUTE_ANSWER_RVS.has(answer.rv));
-    if (!carried) return encodeErrorResponse(answer.rv);
+    if (!carried) return encodeErrorFrame(code, answer.rv);
     assert(answer.out !== undefined, `the backend answered ${name} with its outputs`);
     const response = withRv ? { ...answer.out, rv: BigInt(answer.rv) } : answer.out;
-    return encodeResponse(this.#connection.version, name, response as never);
+    return encodeResponseFrame(code, this.#connection.version, name, response as never);
   }
 }

@@ -200,11 +200,13 @@ export function bareEcPoint(data: Uint8Array): Uint8Array {
   return data;
 }
 
+/** Built once: every C_*Init of a parameterless mechanism looks its name up here. */
+const PARAMETERLESS_NAMES: Readonly<Record<number, string>> = {
+  [CKM.RSA_PKCS]: 'CKM_RSA_PKCS', [CKM.SHA256_RSA_PKCS]: 'CKM_SHA256_RSA_PKCS', [CKM.SHA384_RSA_PKCS]: 'CKM_SHA384_RSA_PKCS',
+  [CKM.SHA512_RSA_PKCS]: 'CKM_SHA512_RSA_PKCS', [CKM.ECDSA]: 'CKM_ECDSA', [CKM.ECDSA_SHA256]: 'CKM_ECDSA_SHA256',
+  [CKM.ECDSA_SHA384]: 'CKM_ECDSA_SHA384', [CKM.ECDSA_SHA512]: 'CKM_ECDSA_SHA512',
+};
+
 function parameterlessName(type: number): Extract<MechanismParams, { mechanism: 'CKM_RSA_PKCS' | 'CKM_SHA256_RSA_PKCS' | 'CKM_ECDSA' | 'CKM_ECDSA_SHA256' }>['mechanism'] {
-  const names: Record<number, string> = {
-    [CKM.RSA_PKCS]: 'CKM_RSA_PKCS', [CKM.SHA256_RSA_PKCS]: 'CKM_SHA256_RSA_PKCS', [CKM.SHA384_RSA_PKCS]: 'CKM_SHA384_RSA_PKCS',
-    [CKM.SHA512_RSA_PKCS]: 'CKM_SHA512_RSA_PKCS', [CKM.ECDSA]: 'CKM_ECDSA', [CKM.ECDSA_SHA256]: 'CKM_ECDSA_SHA256',
-    [CKM.ECDSA_SHA384]: 'CKM_ECDSA_SHA384', [CKM.ECDSA_SHA512]: 'CKM_ECDSA_SHA512',
-  };
-  return names[type] as 'CKM_RSA_PKCS';
+  return PARAMETERLESS_NAMES[type] as 'CKM_RSA_PKCS';
 }

@@ -9,7 +9,7 @@ import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import { CKA, CKM, CKR } from '../../src/pkcs11/constants.js';
 import { CALLS, signatureOf, type CallName } from '../../src/pkcs11/rpc_calls.js';
 import { codecContext, readMechanism, reader, writeMechanism, type Mechanism, type ProtocolVersion } from '../../src/pkcs11/rpc_codec.js';
-import { callInVersion, decodeRequest, decodeResponse, encodeErrorResponse, encodeRequest, encodeResponse } from '../../src/pkcs11/rpc_messages.js';
+import { callInVersion, decodeRequest, decodeResponse, encodeErrorFrame, encodeErrorResponse, encodeRequest, encodeResponse, encodeResponseFrame } from '../../src/pkcs11/rpc_messages.js';
 import { Writer } from '../../src/formats/wire_codec.js';
 import { sampleFields } from './rpc_samples.js';
 
@@ -131,6 +131,31 @@ test('calls exist from the version that introduced them (0.24: 1-65, 0.25.0: 66-
   assert.deepEqual(ids(0), Array.from({ length: 65 }, (_, i) => i + 1));
   assert.deepEqual(ids(1), Array.from({ length: 88 }, (_, i) => i + 1));
   assert.deepEqual(ids(2), Array.from({ length: 89 }, (_, i) => i + 1));
+});
+
+test('known answers: the server\'s framed answers are the transport header (code, options length 0, body length) and the same body', () => {
+  // C_GenerateRandom's answer under code 0x11: 12-byte header, then the 17-byte body of the test below.
+  assert.equal(toHex(encodeResponseFrame(0x11, 0, 'C_GenerateRandom', { randomData: Uint8Array.of(0xaa, 0xbb) })),
+    toHex(hex('00000011 00000000 00000011 00000040 00000002 6179 01 00000002 aabb')));
+  assert.equal(toHex(encodeErrorFrame(0x12345678, CKR.FUNCTION_NOT_SUPPORTED)), toHex(hex('12345678 00000000 00000011 00000000 00000001 75 0000000000000054')));
+  // Consecutive answers come from one scratch buffer: each is its own bytes, not a view the next overwrites.
+  const big = new Uint8Array(100_000).fill(7); // grows the scratch past its first size
+  const first = encodeResponseFrame(0x10, 2, 'C_GenerateRandom', { randomData: Uint8Array.of(1, 2, 3) });
+  const large = encodeResponseFrame(0x11, 2, 'C_GenerateRandom', { randomData: big });
+  const third = encodeResponseFrame(0x12, 2, 'C_GenerateRandom', { randomData: Uint8Array.of(9) });
+  assert.equal(toHex(first), toHex(hex('00000010 00000000 00000012 00000040 00000002 6179 01 00000003 010203')));
+  assert.equal(large.length, 12 + 4 + 6 + 1 + 4 + big.length);
+  assert.ok(large.subarray(27).every((b) => b === 7));
+  assert.equal(toHex(third), toHex(hex('00000012 00000000 00000010 00000040 00000002 6179 01 00000001 09')));
+  // every response of the sample table frames as encodeResponse does
+  for (const call of CALLS) {
+    if (call.id === 0 || call.response.length === 0) continue;
+    const sample = sampleFields(call.response, 2);
+    const body = encodeResponse(2, call.name, sample as never);
+    const framed = encodeResponseFrame(0x77, 2, call.name, sample as never);
+    assert.equal(toHex(framed.subarray(12)), toHex(body), call.name);
+    assert.equal(toHex(framed.subarray(0, 12)), toHex(hex(`00000077 00000000 ${body.length.toString(16).padStart(8, '0')}`)), call.name);
+  }
 });
 
 test('known answers: whole messages as p11-kit writes them', () => {

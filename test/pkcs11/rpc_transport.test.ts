@@ -31,6 +31,32 @@ test('version byte then frames, split at every point', () => {
   }
 });
 
+test('frames whole in one chunk, several in a chunk, and one byte at a time decode alike', () => {
+  const frames = [encodeFrame(0x10, Uint8Array.of(1, 2, 3), Uint8Array.of(9)), encodeFrame(0x11, new Uint8Array(0)), encodeFrame(0x12, new Uint8Array(300).fill(5), Uint8Array.of(7, 7))];
+  const expected = [
+    { kind: 'version', offered: 1 },
+    { kind: 'frame', frame: { code: 0x10, options: Uint8Array.of(9), body: Uint8Array.of(1, 2, 3) } },
+    { kind: 'frame', frame: { code: 0x11, options: new Uint8Array(0), body: new Uint8Array(0) } },
+    { kind: 'frame', frame: { code: 0x12, options: Uint8Array.of(7, 7), body: new Uint8Array(300).fill(5) } },
+  ];
+  const stream = Uint8Array.from([1, ...frames.flatMap((f) => [...f])]);
+  const whole = new StreamDecoder();
+  whole.push(stream);
+  assert.deepEqual(drain(whole), expected);
+  const bytes = new StreamDecoder();
+  const items: Incoming[] = [];
+  for (const b of stream) {
+    bytes.push(Uint8Array.of(b));
+    items.push(...drain(bytes));
+  }
+  assert.deepEqual(items, expected);
+  assert.equal(bytes.bufferedBytes, 0);
+  // A view of a Buffer chunk is still a plain Uint8Array (Buffer's slice() would not copy).
+  const fromBuffer = new StreamDecoder();
+  fromBuffer.push(Buffer.from(stream));
+  assert.deepEqual(drain(fromBuffer), expected);
+});
+
 test('oversize lengths and code 0 are refused at the header, and the stream stays dead', () => {
   const header = (code: number, opt: number, body: number) => {
     const h = new Uint8Array(12);

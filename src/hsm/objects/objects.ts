@@ -386,6 +386,8 @@ export class ObjectTable implements StateView {
   }
 
   async signAsync(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array): Promise<Uint8Array> {
+    // Raw ECDSA has no thread-pool form: the synchronous path, which reads d from the stored PKCS#8.
+    if (params.mechanism === 'CKM_ECDSA') return this.sign(actor, ref, params, data);
     checkInput(data);
     return mech.signAsync(params, this.use(actor, ref, 'sign', params), data);
   }

@@ -73,8 +73,17 @@ void test('raw ECDSA (CKM_ECDSA) signs with d read from the stored key, token or
         const signature = t.sign(alice, pair.privateHandle, RAW, digest);
         assert.ok(verifyDigest(curve, publicKey, digest, signature, { dsaEncoding: 'ieee-p1363' }), `${curve} token=${token} evicted=${evicted}`);
         assert.ok(t.verify(alice, pair.publicHandle, RAW, digest, signature));
+        // The data plane's path (signAsync) takes the same stored scalar.
+        if (evicted) t.sign(alice, other, HMAC, DATA);
+        const viaAsync = await t.signAsync(alice, pair.privateHandle, RAW, digest);
+        assert.ok(verifyDigest(curve, publicKey, digest, viaAsync, { dsaEncoding: 'ieee-p1363' }), `signAsync ${curve} token=${token} evicted=${evicted}`);
       }
       assert.throws(() => t.sign(alice, pair.privateHandle, RAW, new Uint8Array(65)), (e) => isCofferError(e, 'COFFER_DATA_LEN_RANGE'));
+      await assert.rejects(t.signAsync(alice, pair.privateHandle, RAW, new Uint8Array(65)), (e) => isCofferError(e, 'COFFER_DATA_LEN_RANGE'));
+      // A public key cannot sign: both paths refuse it with the same code.
+      let refused: unknown;
+      assert.throws(() => t.sign(alice, pair.publicHandle, RAW, digest), (e) => ((refused = e), isCofferError(e)));
+      await assert.rejects(t.signAsync(alice, pair.publicHandle, RAW, digest), (e) => isCofferError(e) && isCofferError(refused) && e.code === refused.code);
     }
   }
 });
