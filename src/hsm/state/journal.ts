@@ -93,13 +93,11 @@ export interface DeliverResult {
 
 /** The entry in flight: sealed, in the outbox until taken, settled when its position is applied. */
 interface Pending {
-  /** Where the caller that proposed it collects the positions of its own applied entries (`withOwnEntries`). */
-  readonly sink: JournalHead[] | undefined;
   readonly seq: bigint;
   readonly hash: Uint8Array;
   readonly entry: Uint8Array;
   taken: boolean;
-  readonly onOwn: () => void;
+  readonly onOwn: (head: JournalHead) => void;
   readonly resolve: (outcome: 'own' | 'other') => void;
   readonly reject: (e: unknown) => void;
   timer: NodeJS.Timeout | undefined;
@@ -252,7 +250,12 @@ export class Journal implements StateSequencer {
 
   // ── StateSequencer (DeviceState.submit) ──────────────────────────────────────────────────────
 
-  propose(cs: ChangeSet, onOwn: () => void): Promise<'own' | 'other'> {
+  ownEntrySink(): ((head: JournalHead) => void) | undefined {
+    const sink = ownEntries.getStore();
+    return sink === undefined ? undefined : (head) => void sink.push({ seq: head.seq, hash: head.hash.slice() });
+  }
+
+  propose(cs: ChangeSet, onOwn: (head: JournalHead) => void): Promise<'own' | 'other'> {
     return new Promise<'own' | 'other'>((resolve, reject) => {
       if (this.#fault !== undefined) throw halted(this.#fault, false);
       assert(this.#pending === undefined, 'one entry in flight per device (the writer queue is held)');
@@ -261,7 +264,7 @@ export class Journal implements StateSequencer {
       const sealed = this.#cluster().seal(cs, { seq, predecessor: head.hash });
       this.#prepared.set(hex(sealed.hash), seq);
       if (seq > this.#highWater) this.#highWater = seq;
-      const pending: Pending = { sink: ownEntries.getStore(), seq, hash: sealed.hash, entry: sealed.entry, taken: false, onOwn, resolve, reject, timer: undefined };
+      const pending: Pending = { seq, hash: sealed.hash, entry: sealed.entry, taken: false, onOwn, resolve, reject, timer: undefined };
       this.#pending = pending;
       if (!this.#relayed) {
         pending.taken = true;
@@ -381,8 +384,7 @@ export class Journal implements StateSequencer {
       return;
     }
     try {
-      p.onOwn();
-      p.sink?.push({ seq, hash: hash.slice() });
+      p.onOwn({ seq, hash: hash.slice() });
       p.resolve('own');
     } catch (e) {
       p.reject(e);
