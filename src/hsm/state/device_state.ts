@@ -16,12 +16,23 @@
 // ONE entry (several are concatenated into one change set of the first one's kind), to the
 // sequencer, which seals the entry and settles when the journal's entry at its position has been
 // applied — through `applyJournalEntry`, the same commit with the journal head advanced in the same
-// transaction. If it was this decision's entry, the decision's local change sets are applied right
-// after it and its result returned; if another HSM's entry took the position, the decision is made
-// again on the new state (at most JOURNAL_DECIDE_ATTEMPTS_MAX times). The writer queue is held while
-// an entry is in flight (one journaled change at a time per device); delivered entries are applied
-// outside the queue, synchronously, which is safe because every queued step is synchronous except
-// that wait, so a delivery never interleaves with a decision or an apply.
+// transaction. If it was this entry, the decisions' local change sets are applied right after it and
+// their results returned; if another HSM's entry took the position, they are made again on the new
+// state (each at most JOURNAL_DECIDE_ATTEMPTS_MAX times). The writer queue is held while an entry is
+// in flight (one entry at a time per device); delivered entries are applied outside the queue,
+// synchronously, which is safe because every queued step is synchronous except that wait, so a
+// delivery never interleaves with a decision or an apply.
+//
+// Batches: one entry carries every submit waiting at the head of the queue when the writer takes its
+// turn (up to JOURNAL_BATCH_DECISIONS_MAX, within one change set's limits), so a round trip to the
+// journal orders them all. A later decision is decided against the state the earlier ones leave: the
+// earlier ones' change sets are applied to a speculation — an overlay that get/list/count read
+// through, and the views told of each op as apply tells them — never to the store. Whatever entry
+// takes the batch's position ends the speculation first (each op reverted in the views, last first),
+// then it is applied as on every HSM, so the store only ever holds journal entries and apply stays
+// the one deterministic door. Only a decision that says it reads nothing else (`batchable`) is
+// decided on top of another; one that is not is put back, abandoned as 'superseded', and decided
+// again on the next turn. A decision that throws fails its own caller only.
 //
 // Decisions must therefore be safe to run again: a decider keeps its effects outside the returned
 // change sets (counters in memory, quorum tokens) out of the decision itself and registers them with

@@ -30,9 +30,10 @@
 //   highest position it could have sealed at then (the head at start + 1, or the highest position
 //   seen before the restore): an entry naming it at or below that position is accepted unjudged.
 //
-// Delivery never waits for the writer queue: a journaled submit holds the queue while its entry is in
-// flight, and its fate arrives by delivery. It applies synchronously, so it never interleaves with a
-// decision or an apply (device_state.ts). Crypto operations never wait on the journal.
+// Delivery never waits for the writer queue: the writer holds the queue while its entry (a batch of
+// decisions: device_state.ts) is in flight, and its fate arrives by delivery. It applies
+// synchronously, so it never interleaves with a decision or an apply (device_state.ts). Crypto
+// operations never wait on the journal.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 
