@@ -27,10 +27,11 @@
 // turn (up to JOURNAL_BATCH_DECISIONS_MAX, within one change set's limits), so a round trip to the
 // journal orders them all. A later decision is decided against the state the earlier ones leave: the
 // earlier ones' change sets are applied to a speculation — an overlay that get/list/count read
-// through, and the views told of each op as apply tells them — never to the store. Whatever entry
-// takes the batch's position ends the speculation first (each op reverted in the views, last first),
-// then it is applied as on every HSM, so the store only ever holds journal entries and apply stays
-// the one deterministic door. Only a decision that says it reads nothing else (`batchable`) is
+// through, and the views told of each op as apply tells them — never to the store. The speculation
+// lives only while the batch's decisions run, synchronously: it is ended (each op reverted in the
+// views, last first) before the entry is proposed, so nothing else ever reads it. The entry that takes
+// the batch's position is then applied as on every HSM, so the store only ever holds journal entries
+// and apply stays the one deterministic door. Only a decision that says it reads nothing else (`batchable`) is
 // decided on top of another; one that is not is put back, abandoned as 'superseded', and decided
 // again on the next turn. A decision that throws fails its own caller only.
 //
@@ -343,6 +344,9 @@ export class DeviceState implements StateReader {
       if (next === undefined || batch.length >= JOURNAL_BATCH_DECISIONS_MAX || !this.#batchable(member.decision)) break;
       this.#speculate(member.decision.changes);
     }
+    // The speculation ends with the decisions, before anything waits: no read outside them (a crypto
+    // operation, a listing, a backup) ever sees a change the journal has not ordered.
+    this.#rollback();
     if (batch.length > 0) await this.#order(batch);
   }
 

@@ -113,6 +113,7 @@ test('the submits queued behind an entry are ONE change set, each decided on the
   const p2 = await seq.next();
   assert.deepEqual(p2.ops.map((o) => `${o.op} ${o.id}`), ['put b', 'delete a', 'put c', 'put b'], 'the three decisions in queue order, the refused one left out');
   assert.deepEqual(records(store), [['a', 1]], 'nothing of the batch is in the store while it is in flight');
+  assert.deepEqual([[...state.list('user')].map(([id]) => id), state.count('user'), state.get('user', 'c')], [['a'], 1, undefined], 'nor read through the state');
   seq.own(p2);
   const [b, refused, delA, c] = await Promise.allSettled(calls);
   assert.deepEqual(b, { status: 'fulfilled', value: { ids: ['a'], count: 1, value: 1 } });
@@ -136,7 +137,9 @@ test('a batch another entry took the position of is undone and decided again on 
   await head;
   const lost = await seq.next();
   assert.deepEqual(lost.ops.map((o) => o.id), ['e'], 'the batch stops before a decision that cannot join it');
-  assert.deepEqual([...state.list('user')].map(([id]) => id), ['e', 'h'], 'e is speculated: the batch reads it, the store does not hold it');
+  assert.deepEqual([...state.list('user')].map(([id]) => id), ['h'], 'e is in flight: no read outside the batch\'s decisions sees it');
+  assert.equal(state.get('user', 'e'), undefined);
+  assert.equal(state.count('user'), 1);
   assert.deepEqual(records(store), [['h', 0]]);
   seq.other(lost, [put('z', 7)]);
   assert.deepEqual(records(store), [['h', 0], ['z', 7]]);

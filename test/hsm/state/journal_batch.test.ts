@@ -66,6 +66,9 @@ test('the calls queued behind an entry in flight are ordered by ONE entry; each 
   const e2 = await offered(d0);
   assert.equal(e2.seq, base + 2n);
   assert.equal(await d0.journal.takeOffer(0), undefined, 'the six queued calls are in that one entry');
+  // While the batch's entry is in flight nothing of it shows on the HSM that made it.
+  assert.deepEqual(alice.find({}).map((o) => o.label).filter((l) => labels.includes(l ?? '')), [], 'no key of the batch is listed before its entry is applied');
+  assert.equal(d0.status().tokenObjects, d1.status().tokenObjects, 'nor counted');
   assert.ok(await relay.append(e2));
   await relay.deliverAll();
   assert.equal(relay.appended, appended + 2, 'two entries for seven calls');
@@ -159,11 +162,10 @@ test('a batch whose entry loses its position is undone and decided again whole o
   await head;
   const lost = await offered(d0); // the batch, at base + 2
   assert.equal(lost.seq, base + 2n);
-  // While it is in flight, d0 reads the batch's keys (speculated: docs/device.md "The journal").
-  // (All but the last decision: nothing was decided on top of that one.)
-  const speculated = labels.slice(0, -1).map((label) => alice.find({ label }).map((o) => o.handle));
-  assert.ok(speculated.every((h) => h.length === 1));
-  assert.equal(alice.find({ label: 'x' }).length, 0);
+  // While it is in flight, nothing of it is read on d0 (docs/device.md "The journal"): its keys are
+  // not listed and x is still there.
+  for (const label of labels) assert.equal(alice.find({ label }).length, 0, `${label} not listed before its entry is applied`);
+  assert.equal(alice.find({ label: 'x' }).length, 1);
 
   // d1 takes that position first: x destroyed there. No handle taken, so only an undone
   // speculation puts the batch's keys back where they were.
@@ -182,7 +184,7 @@ test('a batch whose entry loses its position is undone and decided again whole o
 
   const handles = await Promise.all(batch);
   await rejectsCode(() => destroyX, 'COFFER_OBJECT_NOT_FOUND', 'decided again after x was destroyed by the winner');
-  assert.deepEqual(handles.slice(0, -1), speculated.map(([h]) => h), 'the same handles, decided again on a state where none was taken');
+  assert.equal(new Set(handles).size, handles.length, 'every key its own handle');
   for (const [i, h] of handles.entries()) assert.equal(alice.getAttributes(h).label, labels[i]);
   for (const session of [alice, alice1]) for (const label of labels) assert.equal(session.find({ label }).length, 1, `${label} made once`);
   assert.equal(d0.journal.head().seq, base + 3n);
