@@ -126,7 +126,7 @@ export async function run(): Promise<Section> {
       rows,
       notes: [
         `Two regions started as a user starts one (\`coffer up --cluster 3\` and \`coffer up --cluster 1\`, journal relayed by default, SQLite metadata store with WAL and synchronous FULL), all on this machine: 4 HSM processes, 2 service processes and this bench share its cores. SDK clients with acks 2 (3 HSMs) and 1 (1 HSM); ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s per subject, medians; latencies are per call, as the client sees them.`,
-        'A key generation returns when its entry is appended by the service, applied by the HSM that made it and reported applied by another (JOURNAL_WAIT); the 1-HSM cluster relays its journal the same way, with k = 1.',
+        'A key generation returns when its entry is appended by the service, applied by the HSM that made it and reported applied by another (JOURNAL_WAIT); the 1-HSM cluster relays its journal the same way, with k = 1. State changes go to one HSM (the SDK\'s primary), which orders the calls queued behind its entry in flight as one entry (docs/device.md "The journal", batches).',
         `The bare INSERT is measured in this process after the rounds: ${BARE_INSERTS} rows of ${ENTRY_BYTES} bytes per round, one per commit.`,
       ],
     };

@@ -95,6 +95,17 @@ function keyBytes(s: string, max: number, field: string): Uint8Array {
   return b;
 }
 
+/** One op's bytes in the encoding: its code, the namespace and id with their lengths, a put's value with its length. */
+function opBytes(nsBytes: number, idBytes: number, op: RecordOp): number {
+  return 1 + 1 + nsBytes + 2 + idBytes + (op.op === 'put' ? 4 + op.value.length : 0);
+}
+
+/** The bytes `ops` take encoded as one change set (what encodeChangeSet checks against
+ * CHANGE_SET_BYTES_MAX), without encoding them: for whoever gathers ops into one change set. */
+export function changeSetBytes(ops: readonly RecordOp[]): number {
+  return ops.reduce((n, op) => n + opBytes(Buffer.byteLength(op.ns, 'utf8'), Buffer.byteLength(op.id, 'utf8'), op), HEADER_BYTES);
+}
+
 /** Encodes a change set; refuses (typed) what the decoder would refuse. The output holds the values:
  * the caller wipes it. */
 export function encodeChangeSet(cs: ChangeSet): Uint8Array {
@@ -105,7 +116,7 @@ export function encodeChangeSet(cs: ChangeSet): Uint8Array {
     if (op.op === 'put' && op.value.length > SEALED_RECORD_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { format: 'change set', field: 'value', max: SEALED_RECORD_BYTES_MAX });
     return { op, ns, id };
   });
-  const size = parts.reduce((n, p) => n + 1 + 1 + p.ns.length + 2 + p.id.length + (p.op.op === 'put' ? 4 + p.op.value.length : 0), HEADER_BYTES);
+  const size = parts.reduce((n, p) => n + opBytes(p.ns.length, p.id.length, p.op), HEADER_BYTES);
   if (size > CHANGE_SET_BYTES_MAX) fail('COFFER_FORMAT_LIMIT', { format: 'change set', field: 'bytes', max: CHANGE_SET_BYTES_MAX });
   const out = new Uint8Array(new ArrayBuffer(size));
   const v = new DataView(out.buffer);

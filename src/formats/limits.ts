@@ -306,6 +306,11 @@ export const STATE_QUEUE_MAX = 4096;
  * HSM's. Every loss means another entry was appended, so the cluster progressed; with N HSMs racing
  * fairly a decision loses 64 times in a row with probability ((N-1)/N)^64 (under 1e-11 for N = 3). */
 export const JOURNAL_DECIDE_ATTEMPTS_MAX = 64;
+/** Decisions one journal entry carries at most (docs/device.md "The journal", batches): enough to
+ * order every call a loaded client keeps in flight in one round trip, few enough that a batch that
+ * loses its position (every decision in it decided again) or is decided before it leaves (EC and
+ * RSA key generations take milliseconds each) holds the writer only briefly. */
+export const JOURNAL_BATCH_DECISIONS_MAX = 32;
 /** How long a journaled state change waits for the journal to order its entry, by default: long
  * enough for a control plane under load, short enough that a client is not left hanging. */
 export const JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT = 10_000;

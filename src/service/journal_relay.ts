@@ -66,6 +66,8 @@ interface Link {
   stopped: boolean;
   faulted: boolean;
   wake: (() => void) | undefined;
+  /** The head moved while the delivery loop was not sleeping: its next sleep returns at once. */
+  signalled: boolean;
   readonly loops: Promise<void>[];
 }
 
@@ -103,7 +105,11 @@ export class JournalRelay {
 
   /** Wakes the delivery loops of a cluster (its journal head moved). */
   signal(clusterId: string): void {
-    for (const link of this.#links.values()) if (link.target.clusterId === clusterId) link.wake?.();
+    for (const link of this.#links.values()) {
+      if (link.target.clusterId !== clusterId) continue;
+      if (link.wake === undefined) link.signalled = true;
+      else link.wake();
+    }
   }
 
   /**
@@ -167,7 +173,7 @@ export class JournalRelay {
   // ── the loops ───────────────────────────────────────────────────────────────────────────────
 
   #start(target: RelayTarget): Link {
-    const link: Link = { target, stopped: false, faulted: false, wake: undefined, loops: [] };
+    const link: Link = { target, stopped: false, faulted: false, wake: undefined, signalled: false, loops: [] };
     link.loops.push(this.#offers(link).catch((e: unknown) => this.#bug(link, e)), this.#deliveries(link).catch((e: unknown) => this.#bug(link, e)));
     return link;
   }
@@ -254,9 +260,13 @@ export class JournalRelay {
     }
   }
 
-  /** Waits `ms`, or less when the cluster's head moves or the link stops. */
+  /** Waits `ms`, or less when the cluster's head moves or the link stops. A move signalled while the
+   * loop was busy (between its read of the head and this sleep) ends the sleep at once: otherwise an
+   * append would wait for the next poll to be delivered. */
   #sleep(link: Link, ms: number): Promise<void> {
-    if (link.stopped) return Promise.resolve();
+    const signalled = link.signalled;
+    link.signalled = false;
+    if (link.stopped || signalled) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = (): void => {
         clearTimeout(timer);

@@ -568,7 +568,8 @@ export class ObjectTable implements StateView {
       }
       if (token.length > 0) token.push({ op: 'put', ns: CONFIG_NS, id: COUNTER_ID, value: u64(nextToken) });
       this.#state.afterDecision({ committed: () => void (this.#nextSessionHandle = Math.max(this.#nextSessionHandle, nextSession)) });
-      return { changes: changeSets(kind, token, session), result: handles };
+      // Token objects only: the decision reads the index and counter, which apply tells (batches, device.md "The journal").
+      return { changes: changeSets(kind, token, session), result: handles, batchable: session.length === 0 };
     });
   }
 
@@ -595,7 +596,7 @@ export class ObjectTable implements StateView {
         const isToken = this.#index.isToken(slot);
         (isToken ? token : session).push({ op: 'delete', ns: isToken ? OBJECT_NAMESPACE : SESSION_OBJECT_NAMESPACE, id: recordId(this.#index.handle(slot)) });
       }
-      return { changes: changeSets(kind, token, session), result: undefined };
+      return { changes: changeSets(kind, token, session), result: undefined, batchable: session.length === 0 };
     });
   }
 

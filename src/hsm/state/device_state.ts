@@ -16,12 +16,24 @@
 // ONE entry (several are concatenated into one change set of the first one's kind), to the
 // sequencer, which seals the entry and settles when the journal's entry at its position has been
 // applied — through `applyJournalEntry`, the same commit with the journal head advanced in the same
-// transaction. If it was this decision's entry, the decision's local change sets are applied right
-// after it and its result returned; if another HSM's entry took the position, the decision is made
-// again on the new state (at most JOURNAL_DECIDE_ATTEMPTS_MAX times). The writer queue is held while
-// an entry is in flight (one journaled change at a time per device); delivered entries are applied
-// outside the queue, synchronously, which is safe because every queued step is synchronous except
-// that wait, so a delivery never interleaves with a decision or an apply.
+// transaction. If it was this entry, the decisions' local change sets are applied right after it and
+// their results returned; if another HSM's entry took the position, they are made again on the new
+// state (each at most JOURNAL_DECIDE_ATTEMPTS_MAX times). The writer queue is held while an entry is
+// in flight (one entry at a time per device); delivered entries are applied outside the queue,
+// synchronously, which is safe because every queued step is synchronous except that wait, so a
+// delivery never interleaves with a decision or an apply.
+//
+// Batches: one entry carries every submit waiting at the head of the queue when the writer takes its
+// turn (up to JOURNAL_BATCH_DECISIONS_MAX, within one change set's limits), so a round trip to the
+// journal orders them all. A later decision is decided against the state the earlier ones leave: the
+// earlier ones' change sets are applied to a speculation — an overlay that get/list/count read
+// through, and the views told of each op as apply tells them — never to the store. The speculation
+// lives only while the batch's decisions run, synchronously: it is ended (each op reverted in the
+// views, last first) before the entry is proposed, so nothing else ever reads it. The entry that takes
+// the batch's position is then applied as on every HSM, so the store only ever holds journal entries
+// and apply stays the one deterministic door. Only a decision that says it reads nothing else (`batchable`) is
+// decided on top of another; one that is not is put back, abandoned as 'superseded', and decided
+// again on the next turn. A decision that throws fails its own caller only.
 //
 // Decisions must therefore be safe to run again: a decider keeps its effects outside the returned
 // change sets (counters in memory, quorum tokens) out of the decision itself and registers them with
@@ -32,13 +44,15 @@
 // a backup); 'session-object' is volatile (local, memory only: session objects die with the
 // process); 'state' is apply's own (the state position); every other namespace is cluster-wide.
 
+import { AsyncResource } from 'node:async_hooks';
+
 import { assert } from '../../assert.js';
 import { CofferError, fail, isCofferError } from '../../errors.js';
 import {
-  INITIAL_STATE_POSITION, STATE_NAMESPACE, STATE_POSITION_ID, decodeStatePosition, encodeChangeSet, encodeStatePosition, nextStatePosition, wipeChangeSet,
+  INITIAL_STATE_POSITION, STATE_NAMESPACE, STATE_POSITION_ID, changeSetBytes, decodeStatePosition, encodeChangeSet, encodeStatePosition, nextStatePosition, wipeChangeSet,
   type ChangeSet, type JournalHead, type RecordOp, type StatePosition,
 } from '../../formats/change_set.js';
-import { JOURNAL_DECIDE_ATTEMPTS_MAX, STATE_QUEUE_MAX } from '../../formats/limits.js';
+import { CHANGE_SET_BYTES_MAX, CHANGE_SET_OPS_MAX, JOURNAL_BATCH_DECISIONS_MAX, JOURNAL_DECIDE_ATTEMPTS_MAX, STATE_QUEUE_MAX } from '../../formats/limits.js';
 import { OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE } from '../../formats/object_record.js';
 import { MemoryRecordStore, type RecordStaging, type RecordStore, type RecordTx } from '../store/store_port.js';
 
@@ -81,6 +95,11 @@ export interface Decision<T> {
    * key the new journal is sealed under), and the journal head goes back to (0, genesis) in the same
    * transaction. The sequencer then forgets the journal it followed. */
   readonly startsJournal?: boolean;
+  /** Later decisions may be decided on top of this one before its entry is ordered (docs/device.md
+   * "The journal", batches): it reads the state only through the StateReader and the views apply
+   * tells, its hooks change nothing a later decision reads, and all its change sets are
+   * cluster-wide. Undefined: it is ordered in an entry of its own. */
+  readonly batchable?: boolean;
 }
 
 /** Why a decision's change sets did not take effect: the decision or its apply threw, or its entry
@@ -101,16 +120,55 @@ export interface DecisionHooks {
  * What orders cluster-wide change sets when the cluster has a journal (journal.ts implements it).
  * `propose` seals `cs` (its values stay the caller's) as the entry after the journal head and
  * settles once the journal's entry at that position has been applied: 'own' when it was this entry
- * (`onOwn` has then run, synchronously, right after it was applied), 'other' when another entry
+ * (`onOwn` has then run with its position, synchronously, right after it was applied; it does not
+ * throw), 'other' when another entry
  * took the position. It rejects with COFFER_JOURNAL_NOT_APPENDED (withdrawn: not in the journal),
  * COFFER_JOURNAL_OUTCOME_UNKNOWN or COFFER_JOURNAL_HALTED.
  */
 export interface StateSequencer {
   /** True when cluster-wide change sets go through the journal: the state holds a sync key. */
   journaled(): boolean;
-  propose(cs: ChangeSet, onOwn: () => void): Promise<'own' | 'other'>;
+  propose(cs: ChangeSet, onOwn: (head: JournalHead) => void): Promise<'own' | 'other'>;
+  /** Where the caller running now collects the positions of the entries applied as its own (asked
+   * when it submits; the entry may be proposed from another caller's turn). */
+  ownEntrySink(): ((head: JournalHead) => void) | undefined;
   /** The state was replaced wholesale (restore, zeroise), or a new journal started: the head was read again. */
   replaced(): void;
+}
+
+/** A submit waiting in the writer queue. */
+interface Submitted {
+  readonly decide: () => Decision<unknown>;
+  readonly resolve: (result: unknown) => void;
+  readonly reject: (e: unknown) => void;
+  /** Runs a function in the async context of the caller that submitted (its decision runs there). */
+  readonly inCaller: <R>(f: () => R) => R;
+  /** Where the caller collects the positions of its own applied entries. */
+  readonly sink: ((head: JournalHead) => void) | undefined;
+  /** Times it was decided and its entry proposed (JOURNAL_DECIDE_ATTEMPTS_MAX). */
+  attempts: number;
+}
+
+/** A wholesale replacement waiting in the writer queue: synchronous, it settles its own caller. */
+interface Write {
+  readonly write: () => void;
+}
+
+/** A decided submit in a batch; `failure`: its local change sets failed to apply after its entry did. */
+interface Member {
+  readonly sub: Submitted;
+  readonly decision: Decision<unknown>;
+  readonly hooks: DecisionHooks[];
+  failure: { readonly error: unknown } | undefined;
+}
+
+/** The batch's earlier decisions as later ones see them: what they wrote (null: deleted; values are
+ * copies), each op with the value it replaced (for the views, when they are told it is undone), and
+ * the change in each namespace's count. */
+interface Speculation {
+  readonly overlay: Map<string, Map<string, Uint8Array | null>>;
+  readonly undo: { readonly ns: string; readonly id: string; readonly prior: Uint8Array | undefined }[];
+  readonly counts: Map<string, number>;
 }
 
 export class DeviceState implements StateReader {
@@ -122,9 +180,11 @@ export class DeviceState implements StateReader {
   #sequencer: StateSequencer | undefined;
   /** The hooks of the decision running now (undefined outside a decision). */
   #deciding: DecisionHooks[] | undefined;
-  /** The tail of the writer queue, and how many writes wait in it. */
-  #tail: Promise<unknown> = Promise.resolve();
-  #waiting = 0;
+  /** The writes waiting for the one writer, in order, and whether it runs. */
+  readonly #queue: (Submitted | Write)[] = [];
+  #draining = false;
+  /** While a batch is decided and its entry in flight: what its decisions wrote, as later ones read it. */
+  #speculation: Speculation | undefined;
 
   readonly #onChange: ((summary: ChangeSummary) => void) | undefined;
 
@@ -141,15 +201,20 @@ export class DeviceState implements StateReader {
   }
 
   get(ns: string, id: string): Uint8Array | undefined {
+    const speculated = this.#speculation?.overlay.get(ns)?.get(id);
+    if (speculated !== undefined) return speculated === null ? undefined : speculated.slice();
     return VOLATILE.has(ns) ? this.#volatile.get(ns, id) : this.#store.get(ns, id);
   }
 
   list(ns: string): IterableIterator<[string, Uint8Array]> {
-    return VOLATILE.has(ns) ? this.#volatile.list(ns) : this.#store.list(ns);
+    const base = VOLATILE.has(ns) ? this.#volatile.list(ns) : this.#store.list(ns);
+    const over = this.#speculation?.overlay.get(ns);
+    return over === undefined ? base : overlaid(base, over);
   }
 
   count(ns: string): number {
-    return VOLATILE.has(ns) ? this.#volatile.count(ns) : this.#store.count(ns);
+    const base = VOLATILE.has(ns) ? this.#volatile.count(ns) : this.#store.count(ns);
+    return base + (this.#speculation?.counts.get(ns) ?? 0);
   }
 
   /** The cluster-wide change sets applied so far (their count and hash chain) and the journal head. */
@@ -203,44 +268,176 @@ export class DeviceState implements StateReader {
    * STATE_QUEUE_MAX writes wait (COFFER_DEVICE_BUSY beyond).
    */
   submit<T>(decide: () => Decision<T>): Promise<T> {
-    return this.#enqueue(() => this.#decideAndApply(decide));
+    if (this.#queue.length >= STATE_QUEUE_MAX) return Promise.reject(new CofferError('COFFER_DEVICE_BUSY', { max: STATE_QUEUE_MAX }));
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({
+        decide,
+        resolve: resolve as (result: unknown) => void,
+        reject,
+        inCaller: AsyncResource.bind(<R>(f: () => R): R => f()),
+        sink: this.#sequencer?.ownEntrySink(),
+        attempts: 0,
+      });
+      this.#kick();
+    });
   }
 
-  async #decideAndApply<T>(decide: () => Decision<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      const [decision, hooks] = this.#decide(decide);
-      if (decision.startsJournal === true) {
-        this.#startJournal(decision.changes, hooks);
-        return decision.result;
-      }
-      const sequencer = this.#sequencer;
-      if (sequencer === undefined || !sequencer.journaled() || !decision.changes.some((cs) => cs.scope === 'cluster')) {
-        this.#applyAll(decision.changes, hooks);
-        return decision.result;
-      }
-      const local = decision.changes.filter((cs) => cs.scope === 'local');
-      const entry = oneClusterChange(decision.changes);
-      let outcome: 'own' | 'other';
-      let ownApplied = false; // the local change sets and the hooks were then settled by #applyAll
-      try {
-        outcome = await sequencer.propose(entry, () => {
-          ownApplied = true;
-          this.#applyAll(local, hooks);
-        });
-      } catch (e) {
-        if (!ownApplied) {
-          for (const cs of local) wipeChangeSet(cs);
-          settle(hooks, certainlyNotAppended(e) ? 'refused' : 'unknown');
+  /** Starts the writer when it is idle, in a later microtask (a write never runs inside its caller). */
+  #kick(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    void Promise.resolve().then(() => this.#drain());
+  }
+
+  /** The one writer: runs the queue in order, a wholesale replacement alone, decisions in batches. */
+  async #drain(): Promise<void> {
+    try {
+      for (let job = this.#queue[0]; job !== undefined; job = this.#queue[0]) {
+        if ('write' in job) {
+          this.#queue.shift();
+          job.write();
+        } else {
+          await this.#decideBatch();
         }
-        throw e;
-      } finally {
-        wipeChangeSet(entry); // sealed (or withdrawn): the entry that is applied is the one opened from the journal
       }
-      if (outcome === 'own') return decision.result;
-      for (const cs of local) wipeChangeSet(cs);
-      settle(hooks, 'superseded');
-      if (attempt >= JOURNAL_DECIDE_ATTEMPTS_MAX) fail('COFFER_JOURNAL_RETRIES_EXHAUSTED', { attempts: attempt });
+    } finally {
+      this.#draining = false;
     }
+  }
+
+  /**
+   * Decides the submits at the head of the queue: each in its caller's async context, the first
+   * against the state, every later one against the state as the earlier ones leave it (speculated:
+   * module header). A decision that is not journaled is applied at once (only as a batch's first);
+   * one that cannot join the batch is put back for the next turn. The batch's entry is then proposed.
+   */
+  async #decideBatch(): Promise<void> {
+    const batch: Member[] = [];
+    let ops = 0;
+    let bytes = 0;
+    for (let sub = this.#nextSubmit(); sub !== undefined && batch.length < JOURNAL_BATCH_DECISIONS_MAX; sub = this.#nextSubmit()) {
+      this.#queue.shift();
+      sub.attempts++;
+      let decided: [Decision<unknown>, DecisionHooks[]];
+      try {
+        decided = sub.inCaller(() => this.#decide(sub.decide));
+      } catch (e) {
+        sub.reject(e); // its own failure only: nothing of it was applied or speculated
+        continue;
+      }
+      const member: Member = { sub, decision: decided[0], hooks: decided[1], failure: undefined };
+      const journaled = this.#journaled(member.decision);
+      if (batch.length === 0 && !journaled) {
+        this.#settleDirect(member);
+        continue;
+      }
+      const clusterOps = member.decision.changes.flatMap((cs) => cs.ops);
+      const joins = journaled && (batch.length === 0 || (this.#batchable(member.decision) && ops + clusterOps.length <= CHANGE_SET_OPS_MAX && changeSetBytes(clusterOps) + bytes <= CHANGE_SET_BYTES_MAX));
+      if (!joins) {
+        this.#putBack(member);
+        break;
+      }
+      batch.push(member);
+      ops += clusterOps.length;
+      bytes += changeSetBytes(clusterOps);
+      const next = this.#nextSubmit();
+      if (next === undefined || batch.length >= JOURNAL_BATCH_DECISIONS_MAX || !this.#batchable(member.decision)) break;
+      this.#speculate(member.decision.changes);
+    }
+    // The speculation ends with the decisions, before anything waits: no read outside them (a crypto
+    // operation, a listing, a backup) ever sees a change the journal has not ordered.
+    this.#rollback();
+    if (batch.length > 0) await this.#order(batch);
+  }
+
+  #nextSubmit(): Submitted | undefined {
+    const job = this.#queue[0];
+    return job === undefined || 'write' in job ? undefined : job;
+  }
+
+  /** True when the decision's change sets go through the journal as an entry. */
+  #journaled(decision: Decision<unknown>): boolean {
+    const sequencer = this.#sequencer;
+    return decision.startsJournal !== true && sequencer !== undefined && sequencer.journaled() && decision.changes.some((cs) => cs.scope === 'cluster');
+  }
+
+  #batchable(decision: Decision<unknown>): boolean {
+    return decision.batchable === true && decision.changes.every((cs) => cs.scope === 'cluster');
+  }
+
+  /** A decision the journal does not carry: applied now (a journal's start, local or no changes). */
+  #settleDirect({ sub, decision, hooks }: Member): void {
+    try {
+      if (decision.startsJournal === true) this.#startJournal(decision.changes, hooks);
+      else this.#applyAll(decision.changes, hooks);
+    } catch (e) {
+      sub.reject(e);
+      return;
+    }
+    sub.resolve(decision.result);
+  }
+
+  /** A decision made on top of a batch it cannot join: forgotten (decided again on its next turn). */
+  #putBack({ sub, decision, hooks }: Member): void {
+    for (const cs of decision.changes) wipeChangeSet(cs);
+    settle(hooks, 'superseded');
+    sub.attempts--;
+    this.#queue.unshift(sub);
+  }
+
+  /**
+   * Proposes the batch's cluster-wide change sets as ONE entry and settles every member by its fate:
+   * its own entry — each member's local change sets applied and hooks committed, in order, then its
+   * result; another entry — each decided again (front of the queue, in order); refused or unknown —
+   * each fails with the sequencer's error.
+   */
+  async #order(batch: readonly Member[]): Promise<void> {
+    const sequencer = this.#sequencer;
+    assert(sequencer !== undefined, 'a journaled batch has a sequencer');
+    const entry = oneClusterChange(batch.flatMap((m) => m.decision.changes));
+    const locals = batch.map((m) => m.decision.changes.filter((cs) => cs.scope === 'local'));
+    let outcome: 'own' | 'other';
+    let ownApplied = false; // the local change sets and the hooks were then settled by #applyAll
+    try {
+      outcome = await sequencer.propose(entry, (head) => {
+        ownApplied = true;
+        batch.forEach((m, i) => this.#settleOwn(m, locals[i] ?? [], head));
+      });
+    } catch (e) {
+      this.#rollback();
+      if (!ownApplied) {
+        for (const cs of locals.flat()) wipeChangeSet(cs);
+        for (const m of batch) settle(m.hooks, certainlyNotAppended(e) ? 'refused' : 'unknown');
+      }
+      for (const m of batch) m.sub.reject(e);
+      return;
+    } finally {
+      wipeChangeSet(entry); // sealed (or withdrawn): the entry that is applied is the one opened from the journal
+    }
+    assert(this.#speculation === undefined, 'the entry at the batch\'s position ended its speculation');
+    if (outcome === 'own') {
+      for (const m of batch) {
+        if (m.failure === undefined) m.sub.resolve(m.decision.result);
+        else m.sub.reject(m.failure.error);
+      }
+      return;
+    }
+    for (const cs of locals.flat()) wipeChangeSet(cs);
+    for (const m of batch) settle(m.hooks, 'superseded');
+    const again = batch.filter((m) => m.sub.attempts < JOURNAL_DECIDE_ATTEMPTS_MAX);
+    for (const m of batch) if (m.sub.attempts >= JOURNAL_DECIDE_ATTEMPTS_MAX) m.sub.reject(new CofferError('COFFER_JOURNAL_RETRIES_EXHAUSTED', { attempts: m.sub.attempts }));
+    this.#queue.unshift(...again.map((m) => m.sub));
+  }
+
+  /** One member of the batch whose entry was applied: its local change sets, its hooks, its position. */
+  #settleOwn(m: Member, local: readonly ChangeSet[], head: JournalHead): void {
+    try {
+      this.#applyAll(local, m.hooks);
+    } catch (e) {
+      m.failure = { error: e };
+      return;
+    }
+    m.sub.sink?.(head);
   }
 
   /** Runs one decision, collecting the hooks it registers; a decision that throws is abandoned. */
@@ -338,6 +535,7 @@ export class DeviceState implements StateReader {
    */
   apply(cs: ChangeSet): void {
     try {
+      assert(this.#speculation === undefined, 'nothing is applied while a batch is speculated');
       checkScope(cs);
       this.#commit(cs, undefined);
     } finally {
@@ -357,6 +555,9 @@ export class DeviceState implements StateReader {
         fail('COFFER_FORMAT_MALFORMED', { format: 'journal entry', field: 'namespace' });
       }
       assert(head.seq === this.#position.journal.seq + 1n, 'journal entries are applied in order');
+      // The entry at the position of the batch in flight, its own or another HSM's: what the batch
+      // speculated is undone first, then the entry is applied as on every HSM.
+      this.#rollback();
       this.#commit(cs, head);
     } finally {
       wipeChangeSet(cs);
@@ -385,7 +586,7 @@ export class DeviceState implements StateReader {
     }
     if (volatile.length > 0) this.#volatile.transaction((tx) => writeOps(tx, volatile));
     if (next !== undefined) this.#position = next;
-    for (const op of cs.ops) for (const view of this.#views) if (view.namespaces.includes(op.ns)) view.applied(op);
+    for (const op of cs.ops) this.#tellViews(op);
     if (encoded !== undefined) this.#tell(encoded);
     this.#onChange?.({ kind: cs.kind, scope: cs.scope, ops: cs.ops.map(({ op, ns, id }) => ({ op, ns, id })) });
   }
@@ -403,15 +604,57 @@ export class DeviceState implements StateReader {
     encoded.fill(0);
   }
 
-  #enqueue<T>(run: () => T | Promise<T>): Promise<T> {
-    if (this.#waiting >= STATE_QUEUE_MAX) return Promise.reject(new CofferError('COFFER_DEVICE_BUSY', { max: STATE_QUEUE_MAX }));
-    this.#waiting++;
-    const turn = this.#tail.then(() => {
-      this.#waiting--;
-      return run();
+  /** Queues a wholesale replacement: it runs alone, between batches, in its caller's async context. */
+  #enqueue<T>(run: () => T): Promise<T> {
+    if (this.#queue.length >= STATE_QUEUE_MAX) return Promise.reject(new CofferError('COFFER_DEVICE_BUSY', { max: STATE_QUEUE_MAX }));
+    return new Promise<T>((resolve) => {
+      const inCaller = AsyncResource.bind(<R>(f: () => R): R => f());
+      // What `run` throws rejects the inner promise, which the caller's adopts.
+      this.#queue.push({ write: () => resolve(new Promise<T>((ran) => ran(inCaller(run)))) });
+      this.#kick();
     });
-    this.#tail = turn.catch(() => undefined);
-    return turn;
+  }
+
+  /**
+   * Applies a batch decision's change sets to the speculation, not the store: later decisions of the
+   * batch read them (get, list, count) and the views are told of each op, as apply tells them. The
+   * entry that takes the batch's position ends it (`#rollback` first, then that entry is applied).
+   */
+  #speculate(changes: readonly ChangeSet[]): void {
+    for (const cs of changes) {
+      assert(cs.scope === 'cluster', 'only cluster-wide change sets are speculated');
+      checkScope(cs);
+    }
+    const spec: Speculation = (this.#speculation ??= { overlay: new Map<string, Map<string, Uint8Array | null>>(), undo: [], counts: new Map<string, number>() });
+    for (const cs of changes) {
+      for (const op of cs.ops) {
+        const prior = this.get(op.ns, op.id);
+        spec.undo.push({ ns: op.ns, id: op.id, prior });
+        let over = spec.overlay.get(op.ns);
+        if (over === undefined) spec.overlay.set(op.ns, (over = new Map<string, Uint8Array | null>()));
+        over.get(op.id)?.fill(0);
+        over.set(op.id, op.op === 'put' ? op.value.slice() : null);
+        const delta = (op.op === 'put' ? 1 : 0) - (prior === undefined ? 0 : 1);
+        spec.counts.set(op.ns, (spec.counts.get(op.ns) ?? 0) + delta);
+        this.#tellViews(op);
+      }
+    }
+  }
+
+  /** Ends the speculation: its values wiped, the views told of each op undone, last first. */
+  #rollback(): void {
+    const spec = this.#speculation;
+    if (spec === undefined) return;
+    this.#speculation = undefined;
+    for (const over of spec.overlay.values()) for (const value of over.values()) value?.fill(0);
+    for (const { ns, id, prior } of spec.undo.reverse()) {
+      this.#tellViews(prior === undefined ? { op: 'delete', ns, id } : { op: 'put', ns, id, value: prior });
+      prior?.fill(0);
+    }
+  }
+
+  #tellViews(op: RecordOp): void {
+    for (const view of this.#views) if (view.namespaces.includes(op.ns)) view.applied(op);
   }
 
   #readPosition(): StatePosition {
@@ -451,6 +694,17 @@ function oneClusterChange(changes: readonly ChangeSet[]): ChangeSet {
   const [first] = cluster;
   assert(first !== undefined, 'a journaled decision has a cluster-wide change set');
   return cluster.length === 1 ? first : { scope: 'cluster', kind: first.kind, ops: cluster.flatMap((cs) => cs.ops) };
+}
+
+/** A namespace's records with the speculated writes over them, in ascending id order (the store's). */
+function* overlaid(base: IterableIterator<[string, Uint8Array]>, over: ReadonlyMap<string, Uint8Array | null>): IterableIterator<[string, Uint8Array]> {
+  const records = new Map<string, Uint8Array>();
+  for (const [id, value] of base) {
+    if (over.has(id)) value.fill(0);
+    else records.set(id, value);
+  }
+  for (const [id, value] of over) if (value !== null) records.set(id, value.slice());
+  for (const id of [...records.keys()].sort()) yield [id, records.get(id) as Uint8Array];
 }
 
 function writeOps(tx: RecordTx, ops: readonly RecordOp[]): void {

@@ -30,9 +30,10 @@
 //   highest position it could have sealed at then (the head at start + 1, or the highest position
 //   seen before the restore): an entry naming it at or below that position is accepted unjudged.
 //
-// Delivery never waits for the writer queue: a journaled submit holds the queue while its entry is in
-// flight, and its fate arrives by delivery. It applies synchronously, so it never interleaves with a
-// decision or an apply (device_state.ts). Crypto operations never wait on the journal.
+// Delivery never waits for the writer queue: the writer holds the queue while its entry (a batch of
+// decisions: device_state.ts) is in flight, and its fate arrives by delivery. It applies
+// synchronously, so it never interleaves with a decision or an apply (device_state.ts). Crypto
+// operations never wait on the journal.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 
@@ -93,13 +94,11 @@ export interface DeliverResult {
 
 /** The entry in flight: sealed, in the outbox until taken, settled when its position is applied. */
 interface Pending {
-  /** Where the caller that proposed it collects the positions of its own applied entries (`withOwnEntries`). */
-  readonly sink: JournalHead[] | undefined;
   readonly seq: bigint;
   readonly hash: Uint8Array;
   readonly entry: Uint8Array;
   taken: boolean;
-  readonly onOwn: () => void;
+  readonly onOwn: (head: JournalHead) => void;
   readonly resolve: (outcome: 'own' | 'other') => void;
   readonly reject: (e: unknown) => void;
   timer: NodeJS.Timeout | undefined;
@@ -252,7 +251,12 @@ export class Journal implements StateSequencer {
 
   // ── StateSequencer (DeviceState.submit) ──────────────────────────────────────────────────────
 
-  propose(cs: ChangeSet, onOwn: () => void): Promise<'own' | 'other'> {
+  ownEntrySink(): ((head: JournalHead) => void) | undefined {
+    const sink = ownEntries.getStore();
+    return sink === undefined ? undefined : (head) => void sink.push({ seq: head.seq, hash: head.hash.slice() });
+  }
+
+  propose(cs: ChangeSet, onOwn: (head: JournalHead) => void): Promise<'own' | 'other'> {
     return new Promise<'own' | 'other'>((resolve, reject) => {
       if (this.#fault !== undefined) throw halted(this.#fault, false);
       assert(this.#pending === undefined, 'one entry in flight per device (the writer queue is held)');
@@ -261,7 +265,7 @@ export class Journal implements StateSequencer {
       const sealed = this.#cluster().seal(cs, { seq, predecessor: head.hash });
       this.#prepared.set(hex(sealed.hash), seq);
       if (seq > this.#highWater) this.#highWater = seq;
-      const pending: Pending = { sink: ownEntries.getStore(), seq, hash: sealed.hash, entry: sealed.entry, taken: false, onOwn, resolve, reject, timer: undefined };
+      const pending: Pending = { seq, hash: sealed.hash, entry: sealed.entry, taken: false, onOwn, resolve, reject, timer: undefined };
       this.#pending = pending;
       if (!this.#relayed) {
         pending.taken = true;
@@ -381,8 +385,7 @@ export class Journal implements StateSequencer {
       return;
     }
     try {
-      p.onOwn();
-      p.sink?.push({ seq, hash: hash.slice() });
+      p.onOwn({ seq, hash: hash.slice() });
       p.resolve('own');
     } catch (e) {
       p.reject(e);
