@@ -343,7 +343,10 @@ export class Hsm {
 
   /** @internal Reports a login's outcome (Session.login). */
   loginEvent(user: string, outcome: 'ok' | 'failed', detail: { readonly code?: string; readonly role?: Role } = {}, session = ''): void {
-    this.audit?.record({ kind: 'login', outcome, user: auditName(user), session, code: detail.code ?? '', detail: detail.role ?? '', handles: [] });
+    // The audit log keeps failed names only when they are users': a password typed as the name
+    // would otherwise be archived for good (docs/audit.md "What is recorded").
+    const known = this.#users.roleOf(user) !== undefined;
+    this.audit?.record({ kind: 'login', outcome, user: known ? auditName(user) : '(unknown user)', session, code: detail.code ?? '', detail: detail.role ?? '', handles: [] });
     this.#onEvent?.({ event: 'login', user, outcome, ...detail });
   }
 
