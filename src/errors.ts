@@ -201,6 +201,7 @@ export const ERRORS = {
   COFFER_AUDIT_FULL: { message: 'Audit log is full of records not yet collected: the operation is refused until the control plane collects them', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
   COFFER_AUDIT_POSITION: { message: 'Audit log position is past the end of the log', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_AUDIT_DAMAGED: { message: 'Audit log file is damaged', ckr: 'CKR_DEVICE_ERROR', http: 500 },
+  COFFER_AUDIT_UNVERIFIED: { message: 'Audit log does not verify: a record is altered, missing, out of order, foreign or unsigned', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
