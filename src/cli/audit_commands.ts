@@ -6,13 +6,14 @@
 // the order of their first record. Prints a summary, or the report as JSON with --json. A log that
 // does not verify fails with COFFER_AUDIT_UNVERIFIED (exit 1) after its report is printed.
 
-import { readdirSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { fail, isCofferError } from '../errors.js';
 import { AUDIT_BUNDLE_MAGIC, decodeAuditBundle, decodeAuditRecord, type AuditBundle } from '../formats/audit_record.js';
 import { parseAuditJsonLines } from '../formats/audit_json.js';
 import { verifyAuditBundles, type AuditReport } from '../formats/audit_verify.js';
+import { certifiedSerial } from '../formats/device_chain.js';
 import { readBytes } from '../factory/ceremony.js';
 
 /** Where command output goes; tests pass their own. */
@@ -48,7 +49,7 @@ export function registerAuditCommands(program: Command, io: AuditIo = defaultIo)
 }
 
 function verifyCommand(path: string, opts: VerifyOptions, io: AuditIo): void {
-  const bundles = readAuditPath(path);
+  const bundles = readAuditPath(path, opts.serial);
   const report = verifyAuditBundles({
     bundles, manufacturerRoot: readRoot(opts.manufacturerRoot), operatorRoot: readRoot(opts.operatorRoot), atMs: Date.now(),
     ...(opts.serial === undefined ? {} : { expectedSerial: opts.serial }),
@@ -57,8 +58,13 @@ function verifyCommand(path: string, opts: VerifyOptions, io: AuditIo): void {
   if (!report.ok) fail('COFFER_AUDIT_UNVERIFIED', { reason: report.failure?.reason ?? 'unknown', seq: report.failure?.seq?.toString() ?? 'none' });
 }
 
-/** The bundles in a file or a folder, the folder's in the order of their first record. */
-export function readAuditPath(path: string): AuditBundle[] {
+/**
+ * The bundles in a file or a folder, the folder's in the order of their first record. In a folder,
+ * files that are not audit logs (no bundle magic, not `.jsonl`) are passed over, and with `serial`
+ * only that device's bundles are kept: the filesystem archive keeps every HSM's chunks and the
+ * backups in one directory.
+ */
+export function readAuditPath(path: string, serial?: string): AuditBundle[] {
   let isDir: boolean;
   try {
     isDir = statSync(path).isDirectory();
@@ -68,8 +74,29 @@ export function readAuditPath(path: string): AuditBundle[] {
   if (!isDir) return readAuditFile(path);
   const names = readdirSync(path).filter((n) => statSync(join(path, n)).isFile()).sort();
   if (names.length > AUDIT_DIR_FILES_MAX) fail('COFFER_FORMAT_LIMIT', { field: 'files', max: AUDIT_DIR_FILES_MAX });
-  const bundles = names.flatMap((n) => readAuditFile(join(path, n)));
+  const bundles = names.filter((n) => isAuditFile(join(path, n))).flatMap((n) => readAuditFile(join(path, n))).filter((b) => serial === undefined || serialOf(b) !== undefined && serialOf(b) === serial);
   return bundles.map((b, i) => ({ b, i, first: firstSeq(b) })).sort((x, y) => (x.first === y.first ? x.i - y.i : x.first < y.first ? -1 : 1)).map((x) => x.b);
+}
+
+function isAuditFile(path: string): boolean {
+  if (path.endsWith('.jsonl')) return true;
+  const head = Buffer.alloc(AUDIT_BUNDLE_MAGIC.length);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return AUDIT_BUNDLE_MAGIC.every((m, i) => head[i] === m);
+}
+
+/** The serial the bundle's device certificate names (undefined when it cannot be read: the verifier reports it). */
+function serialOf(b: AuditBundle): string | undefined {
+  try {
+    return certifiedSerial(b.deviceCertificateDer);
+  } catch {
+    return undefined;
+  }
 }
 
 function readAuditFile(path: string): AuditBundle[] {

@@ -24,6 +24,7 @@ import { JournalRelay, compactionFloor, type RelayTarget } from './journal_relay
 import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
 import type { Repository } from './repository.js';
 import type { ServiceMetrics } from './metrics.js';
+import type { AuditCollector } from './audit_collector.js';
 
 const DAY_MS = 24 * 3600_000;
 /** The lease outlives a few ticks, so one slow tick does not hand orchestration to another process. */
@@ -43,7 +44,12 @@ export interface OrchestratorOptions {
   readonly metrics?: ServiceMetrics;
   /** This process's name in the lease. */
   readonly holder: string;
+  /** Collects the HSMs' audit logs into the archive (audit_collector.ts); absent: not collected. */
+  readonly audit?: AuditCollector;
 }
+
+/** How often each HSM's audit log is collected (docs/audit.md "Collection"), on the probe after it is due. */
+export const AUDIT_COLLECT_INTERVAL_MS = 60_000;
 
 export class Orchestrator {
   readonly #o: OrchestratorOptions;
@@ -53,6 +59,8 @@ export class Orchestrator {
   #ticking: Promise<void> | undefined;
   /** The cluster journal's relay (journal_relay.ts): runs only while this process holds the lease. */
   readonly #relay: JournalRelay;
+  /** When each HSM's audit log was last collected (config clock), by HSM id. */
+  readonly #auditCollectedMs = new Map<string, number>();
 
   constructor(options: OrchestratorOptions) {
     this.#o = options;
@@ -344,6 +352,7 @@ export class Orchestrator {
     }
     if (healthy) {
       if (doc.failedProbes !== 0) await this.#setHsm(doc.hsmId, { failedProbes: 0 });
+      this.#collectAudit(doc);
       return;
     }
     const failed = doc.failedProbes + 1;
@@ -351,6 +360,23 @@ export class Orchestrator {
     if (failed < FAILED_PROBES_MAX) return this.#setHsm(doc.hsmId, { failedProbes: failed });
     await this.#setHsm(doc.hsmId, { state: 'DEGRADED', stateMessage: 'The HSM failed and is being replaced.', failedProbes: failed });
     this.#task(doc.hsmId, () => this.#replace(doc.hsmId));
+  }
+
+  /** Collects the HSM's audit log when due, as a task beside the tick (a failure is logged and retried when next due). */
+  #collectAudit(doc: HsmDoc): void {
+    const audit = this.#o.audit;
+    const device = doc.device;
+    const now = this.#o.config.clock.nowMs();
+    if (audit === undefined || device === null || now - (this.#auditCollectedMs.get(doc.hsmId) ?? -Infinity) < AUDIT_COLLECT_INTERVAL_MS) return;
+    this.#auditCollectedMs.set(doc.hsmId, now);
+    this.#task(`audit:${doc.hsmId}`, async () => {
+      try {
+        const r = await audit.collect(device.serial, this.#mgmt(device));
+        if (r.records > 0) this.#o.log.info({ event: 'audit.collected', hsmId: doc.hsmId, serial: device.serial, records: r.records, nextSeq: r.nextSeq.toString() }, 'audit records archived');
+      } catch (e) {
+        this.#o.log.warn({ event: 'audit.collect.failed', hsmId: doc.hsmId, err: errorWords(e) }, 'audit collection failed');
+      }
+    });
   }
 
   /** CloudHSM's replacement: a new device for the same HSM (same id, zone and, on a local fleet,
