@@ -17,13 +17,14 @@ import type { Logger } from 'pino';
 import { auditJsonLines } from '../formats/audit_json.js';
 import { verifyAuditBundles } from '../formats/audit_verify.js';
 import type { BackupRoots } from '../formats/backup.js';
+import { GET_AUDIT_LOG_ACTION } from './api/access_keys.js';
 import { ProtocolError, protocolFail } from './api/api_errors.js';
 import { SIGNING_NAME, authorizeAction, verifySigV4, type AccessKey, type RawRequest } from './api/sigv4.js';
 import type { AuditCollector } from './audit_collector.js';
 
 export const AUDIT_HTTP_PATH = '/audit';
 /** The action an access key needs (docs/api.md "Access keys"). */
-export const AUDIT_ACTION = 'coffer:GetAuditLog';
+export const AUDIT_ACTION = GET_AUDIT_LOG_ACTION;
 /** Chunks in one answer (each at most AUDIT_BUNDLE_RECORDS_MAX records): a caller pages on with
  * `from` = the verification line's lastSeq + 1. */
 export const AUDIT_EXPORT_CHUNKS_MAX = 16;
