@@ -326,7 +326,13 @@ export class Orchestrator {
         this.#o.log.warn({ event: 'backup.failed', hsmId, err: errorWords(e) }, 'backup before deletion failed; the newest archived backup stands');
       });
     }
-    if (device !== null) await this.#o.fleet.release(device);
+    if (device !== null) {
+      // The device's audit log goes with it: its last records are archived first (docs/audit.md "Collection").
+      await this.#o.audit?.collect(device.serial, this.#mgmt(device)).catch((e: unknown) => {
+        this.#o.log.warn({ event: 'audit.collect.failed', hsmId, err: errorWords(e) }, 'audit collection before deletion failed');
+      });
+      await this.#o.fleet.release(device);
+    }
     const writes = [deleteWrite(COLLECTION.hsm, hsmId, h.doc.clusterId, h.version)];
     if (c !== undefined && c.doc.csrHsmId === hsmId && c.doc.state === 'UNINITIALIZED') {
       writes.push(clusterWrite({ ...c.doc, certificates: {}, csrHsmId: null }, c.version));
