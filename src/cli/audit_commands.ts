@@ -5,8 +5,13 @@
 // control plane's audit endpoint; DIR holds such files (an HSM's folder of the archive), read in
 // the order of their first record. Prints a summary, or the report as JSON with --json. A log that
 // does not verify fails with COFFER_AUDIT_UNVERIFIED (exit 1) after its report is printed.
+//
+// `coffer audit export SERIAL --endpoint-url URL [--region R] [--from N] [--out FILE]`: fetches an
+// HSM's archived log from the control plane's audit endpoint (GET /audit/<serial>, SigV4 with the
+// AWS credentials found as the AWS CLI finds them), page after page, and writes the JSON lines as
+// they came; `coffer audit verify` then checks the file offline, trusting nothing the service said.
 
-import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Command } from 'commander';
 import { fail, isCofferError } from '../errors.js';
@@ -15,6 +20,8 @@ import { parseAuditJsonLines } from '../formats/audit_json.js';
 import { verifyAuditBundles, type AuditReport } from '../formats/audit_verify.js';
 import { certifiedSerial } from '../formats/device_chain.js';
 import { readBytes } from '../factory/ceremony.js';
+import { awsCredentials } from '../client/control_plane.js';
+import { amzDate, authorization } from '../formats/sigv4.js';
 
 /** Where command output goes; tests pass their own. */
 export interface AuditIo {
@@ -46,6 +53,95 @@ export function registerAuditCommands(program: Command, io: AuditIo = defaultIo)
     .action((path: string, opts: VerifyOptions) => {
       verifyCommand(path, opts, io);
     });
+  audit
+    .command('export')
+    .description('fetch an HSM\'s archived audit log from the control plane as JSON lines (docs/audit.md "Endpoint")')
+    .argument('<serial>', 'the HSM serial (CFR-…)')
+    .requiredOption('--endpoint-url <url>', 'the service\'s API endpoint, e.g. http://127.0.0.1:8443')
+    .option('--region <region>', 'the service\'s region (default: AWS_REGION)')
+    .option('--from <seq>', 'the first sequence number wanted', '0')
+    .option('--out <file>', 'write the lines to this file (default: stdout)')
+    .action(async (serial: string, opts: ExportOptions) => {
+      await exportCommand(serial, opts, io);
+    });
+}
+
+interface ExportOptions {
+  readonly endpointUrl: string;
+  readonly region?: string;
+  readonly from: string;
+  readonly out?: string;
+}
+
+/** One answer of the endpoint: AUDIT_EXPORT_CHUNKS_MAX chunks of at most 4096 records, well under this. */
+const EXPORT_ANSWER_BYTES_MAX = 256 * 1024 * 1024;
+/** Answers fetched in one export: about 64 million records; a service that never ends is cut off. */
+const EXPORT_PAGES_MAX = 1024;
+const EXPORT_CALL_TIMEOUT_MS = 120_000;
+
+async function exportCommand(serial: string, opts: ExportOptions, io: AuditIo): Promise<void> {
+  if (!/^CFR-[0-9A-F]{16}$/.test(serial)) fail('COFFER_CLI_USAGE', { reason: 'the serial must be CFR- and 16 hex digits' });
+  if (!/^(0|[1-9][0-9]{0,19})$/.test(opts.from)) fail('COFFER_CLI_USAGE', { reason: '--from must be a sequence number' });
+  let url: URL;
+  try {
+    url = new URL(opts.endpointUrl);
+  } catch {
+    return fail('COFFER_CLI_USAGE', { reason: '--endpoint-url must be an http(s) URL' });
+  }
+  const region = opts.region ?? (process.env['AWS_REGION'] || process.env['AWS_DEFAULT_REGION'] || '');
+  if (!/^[a-z]{2}(-gov)?-[a-z]+-\d$/.test(region)) fail('COFFER_CLI_USAGE', { reason: '--region is required (or AWS_REGION), e.g. us-east-1' });
+  const lines: string[] = [];
+  let from = BigInt(opts.from);
+  for (let page = 0; page < EXPORT_PAGES_MAX; page++) {
+    const answer = await fetchAuditPage(url, region, serial, from);
+    if (answer === undefined) break;
+    lines.push(...answer.lines);
+    if (answer.lastSeq === null) break;
+    from = BigInt(answer.lastSeq) + 1n;
+  }
+  if (lines.length === 0) fail('COFFER_SERVICE_REFUSED', { type: 'CloudHsmResourceNotFoundException', reason: 'no audit records archived for this HSM from there' });
+  const text = lines.map((l) => l + '\n').join('');
+  if (opts.out === undefined) io.out(text);
+  else writeFileSync(opts.out, text, { mode: 0o644 });
+}
+
+/** One signed GET; its lines and last seq, or undefined when nothing is archived from `from`. */
+async function fetchAuditPage(url: URL, region: string, serial: string, from: bigint): Promise<{ lines: string[]; lastSeq: string | null } | undefined> {
+  const path = `/audit/${serial}`;
+  const query = `from=${from.toString(10)}`;
+  const date = amzDate(Date.now());
+  const headers: [string, string][] = [['host', url.host], ['x-amz-date', date]];
+  const auth = authorization({ method: 'GET', target: `${path}?${query}`, headers, body: new Uint8Array(0) }, headers.map(([n]) => n), awsCredentials(process.env), region, 'cloudhsm', date);
+  let res: Response;
+  try {
+    res = await fetch(new URL(`${path}?${query}`, url), { method: 'GET', headers: { 'x-amz-date': date, authorization: auth }, signal: AbortSignal.timeout(EXPORT_CALL_TIMEOUT_MS) });
+  } catch (e) {
+    return fail('COFFER_SERVICE_UNREACHABLE', { reason: e instanceof Error && e.name === 'TimeoutError' ? 'timeout' : 'connection failed' });
+  }
+  if (Number(res.headers.get('content-length') ?? '0') > EXPORT_ANSWER_BYTES_MAX) fail('COFFER_SERVICE_REFUSED', { reason: 'answer too large', status: res.status });
+  const text = await res.text();
+  if (res.status !== 200) {
+    const type = (() => {
+      try {
+        const t = (JSON.parse(text) as { __type?: unknown }).__type;
+        return typeof t === 'string' ? t.slice(0, 64) : String(res.status);
+      } catch {
+        return String(res.status);
+      }
+    })();
+    if (type === 'CloudHsmResourceNotFoundException') return undefined;
+    return fail('COFFER_SERVICE_REFUSED', { type, status: res.status });
+  }
+  const lines = text.split('\n').filter((l) => l !== '');
+  const last = lines.at(-1);
+  let lastSeq: string | null = null;
+  try {
+    const v = JSON.parse(last ?? '{}') as { type?: unknown; lastSeq?: unknown };
+    if (v.type === 'verification' && typeof v.lastSeq === 'string' && /^[0-9]{1,20}$/.test(v.lastSeq)) lastSeq = v.lastSeq;
+  } catch {
+    return fail('COFFER_SERVICE_REFUSED', { reason: 'answer is not JSON lines', status: res.status });
+  }
+  return { lines, lastSeq };
 }
 
 function verifyCommand(path: string, opts: VerifyOptions, io: AuditIo): void {

@@ -9,9 +9,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ManagementClient } from '../../src/management/client.js';
 import { createDevelopmentAuthorities, issueManagementClientCertificate, saveDevelopmentAuthorities } from '../../src/factory/development.js';
 import { decodeAuditBundle, decodeAuditRecord, encodeAuditBundle, encodeAuditRecord } from '../../src/formats/audit_record.js';
@@ -26,6 +28,16 @@ import { openFsArchive } from '../../src/storage/archive_fs.js';
 import { ADMIN, READER, REGION, rawRequest, signedRequest } from './api/api_support.js';
 
 const log = createLogger({ level: 'silent' });
+const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+
+/** The `coffer` command as a child process, not blocking this process (which serves the endpoint it calls). */
+function coffer(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { encoding: 'utf8', env }, (error, stdout, stderr) => {
+      resolve({ status: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
+    });
+  });
+}
 
 test('the control plane collects a node\'s audit log into the archive and serves it as verifiable JSON lines', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-audit-service-'));
@@ -105,6 +117,20 @@ test('the control plane collects a node\'s audit log into the archive and serves
     const later = await signedRequest(url, { method: 'GET', path: `/audit/${serial}`, query: { from: (chunks[1]?.from ?? 0n).toString() }, body: '' });
     assert.equal(later.status, 200, later.text);
     assert.equal((JSON.parse(later.text.trim().split('\n').at(-1) ?? '{}') as { firstSeq?: string }).firstSeq, chunks[1]?.from.toString(), 'from a position: from its chunk on');
+
+    // `coffer audit export` (the real command), then `coffer audit verify` on its file.
+    const out = join(dir, 'export.jsonl');
+    const env = { ...process.env, AWS_ACCESS_KEY_ID: ADMIN.accessKeyId, AWS_SECRET_ACCESS_KEY: ADMIN.secretAccessKey, AWS_REGION: REGION };
+    const exported = await coffer(['audit', 'export', serial, '--endpoint-url', url, '--out', out], env);
+    assert.equal(exported.status, 0, exported.stderr);
+    writeFileSync(join(dir, 'm.pem'), rootsPem.manufacturerRootPem);
+    writeFileSync(join(dir, 'o.pem'), rootsPem.operatorRootPem);
+    const verified = await coffer(['audit', 'verify', out, '--manufacturer-root', join(dir, 'm.pem'), '--operator-root', join(dir, 'o.pem'), '--json']);
+    assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+    assert.equal((JSON.parse(verified.stdout) as { lastSeq?: string }).lastSeq, String(verdict?.['lastSeq']));
+    const none = await coffer(['audit', 'export', 'CFR-0000000000000000', '--endpoint-url', url], env);
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /COFFER_SERVICE_REFUSED/);
 
     assert.equal((await get(`/audit/${serial}`, READER)).status, 403, `a key without ${AUDIT_ACTION}`);
     const unsigned = await rawRequest(url, { method: 'GET', path: `/audit/${serial}`, headers: {} });
