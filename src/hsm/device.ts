@@ -352,7 +352,7 @@ export class Hsm {
 
   /** An audited call made to the device itself (the management interface, a ceremony): no user, no session. */
   #deviceCall(kind: AuditedCall['kind']): AuditedCall {
-    return { kind, user: '', session: '' };
+    return { kind, user: '', session: '', always: true };
   }
 
   /** A committed change set, as an event: its kind and the handles and user names it touched. */

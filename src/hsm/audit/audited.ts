@@ -20,12 +20,15 @@ export interface AuditedCall {
   readonly session: string;
   readonly detail?: string;
   readonly refs?: readonly KeyRef[];
+  /** Never refused when the log is full (backup, restore, zeroise: the operator's means to recover
+   * and to erase must not wait for a collection); recorded past the bound instead. */
+  readonly always?: boolean;
 }
 
 /** Runs `call` as an audited call; `made` names the handles a successful call created. */
 export function audited<T>(audit: AuditLog | undefined, c: AuditedCall, call: () => T, made?: (result: Awaited<T>) => readonly Handle[]): T {
   if (audit === undefined) return call();
-  audit.room();
+  if (c.always !== true) audit.room();
   const done = (outcome: 'ok' | 'failed', code: string, extra: readonly Handle[]): void => {
     const handles = [...(c.refs ?? []).map(handleOf), ...extra].filter((h) => Number.isSafeInteger(h) && h >= 0).slice(0, AUDIT_HANDLES_MAX);
     audit.record({ kind: c.kind, outcome, user: c.user, session: c.session, code, detail: c.detail ?? '', handles });

@@ -146,3 +146,35 @@ test('audited device: logins, lockout, user and key changes, export, backup, res
   assert.equal(bytes.indexOf(keyBytes), -1, 'no key bytes in the log');
   assert.equal(bytes.indexOf(keyBytes.toString('hex')), -1);
 });
+
+test('audited device with a full log: audited calls are refused before they act, logins too; a backup is not; a collection frees room', async () => {
+  const { hsm, log } = await auditedDevice(authorities, { bytesMax: 80 * AUDIT_RECORD_BYTES_MAX });
+  const admin = hsm.openSession();
+  await admin.login('admin', ADMIN_PW);
+  await admin.createUser('erin', 'erin-password-1', 'crypto-user');
+  const erin = hsm.openSession();
+  await erin.login('erin', 'erin-password-1');
+  let refused = false;
+  for (let i = 0; i < 1000 && !refused; i++) {
+    try {
+      await erin.generateKey({ keyType: 'AES', bits: 128 }, { label: `fill-${i}` });
+    } catch (e) {
+      assert.ok(e instanceof Error && (e as { code?: string }).code === 'COFFER_AUDIT_FULL', String(e));
+      refused = true;
+    }
+  }
+  assert.ok(refused, 'the log filled up');
+  const keys = erin.find({}).length;
+  const digest = Buffer.from(hsm.stateDigest()).toString('hex');
+  await rejectsCode(() => erin.generateKey({ keyType: 'AES', bits: 128 }, { label: 'one more' }), 'COFFER_AUDIT_FULL');
+  await rejectsCode(() => hsm.openSession().login('erin', 'erin-password-1'), 'COFFER_AUDIT_FULL');
+  assert.equal(erin.find({}).length, keys, 'a refused call made nothing');
+  assert.equal(Buffer.from(hsm.stateDigest()).toString('hex'), digest);
+  assert.equal(log.firstSeq, 0n, 'no uncollected record was dropped');
+  backupOf(hsm); // never refused: recorded past the bound
+  const records = log.records().map((r) => decodeAuditRecord(r));
+  assert.ok(records.some((r) => r.type === 'event' && r.event.kind === 'backup' && r.event.outcome === 'ok'));
+  log.collect(log.nextSeq, 1); // the control plane holds everything so far
+  await erin.generateKey({ keyType: 'AES', bits: 128 }, { label: 'after collection' });
+  assert.ok(log.firstSeq > 0n, 'collected records were dropped to make room');
+});
