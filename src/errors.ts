@@ -197,6 +197,11 @@ export const ERRORS = {
   // ── certificate objects (hsm/objects/certificates.ts, docs/device.md "Certificates") ─────────────
   COFFER_CERT_VALUE_INVALID: { message: 'Certificate value is not a DER X.509 certificate the HSM can store', ckr: 'CKR_ATTRIBUTE_VALUE_INVALID', http: 400 },
   COFFER_CERT_TEMPLATE_MISMATCH: { message: 'Certificate template disagrees with the certificate it carries', ckr: 'CKR_TEMPLATE_INCONSISTENT', http: 400 },
+  // ── audit log (src/hsm/audit/, src/formats/audit_*.ts, docs/audit.md) ─────────────────────────────
+  COFFER_AUDIT_FULL: { message: 'Audit log is full of records not yet collected: the operation is refused until the control plane collects them', ckr: 'CKR_DEVICE_MEMORY', http: 503 },
+  COFFER_AUDIT_POSITION: { message: 'Audit log position is past the end of the log', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
+  COFFER_AUDIT_DAMAGED: { message: 'Audit log file is damaged', ckr: 'CKR_DEVICE_ERROR', http: 500 },
+  COFFER_AUDIT_UNVERIFIED: { message: 'Audit log does not verify: a record is altered, missing, out of order, foreign or unsigned', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -65,6 +65,8 @@ export interface DevelopmentClusterOptions {
   readonly host?: string;
   /** The nodes' Prometheus metrics (`coffer hsm serve --metrics`); default 'on'. */
   readonly nodeMetrics?: 'on' | 'off';
+  /** The nodes' audit logs (`coffer hsm serve --audit`); default 'on'. */
+  readonly nodeAudit?: 'on' | 'off';
   /** The CLI's main.js; default: the one beside this file. */
   readonly mainJs?: string;
   /** Called when a node process exits without `kill` or `stop` having asked it to, after
@@ -98,6 +100,7 @@ interface Setup {
   readonly customerCa: DevelopmentCustomerCa;
   readonly managementClient: Omit<ManagementClientOptions, 'host' | 'port'>;
   readonly nodeMetrics: 'on' | 'off';
+  readonly nodeAudit: 'on' | 'off';
 }
 
 /** A random password of `chars` base64url characters (CloudHSM's 8–32 rule holds for 8 ≤ chars ≤ 32). */
@@ -159,6 +162,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
       dir, authoritiesDir, customerCa,
       host: options.host ?? '127.0.0.1',
       nodeMetrics: options.nodeMetrics ?? 'on',
+      nodeAudit: options.nodeAudit ?? 'on',
       mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'),
       managementClient: { ...client, manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate) },
     };
@@ -168,7 +172,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
 }
 
 function nodeOptions(setup: Setup, index: number): Parameters<typeof spawnNode>[0] {
-  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host, metrics: setup.nodeMetrics };
+  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host, metrics: setup.nodeMetrics, audit: setup.nodeAudit };
 }
 
 /** Runs `fn` with a management client of `node`, closed afterwards. */

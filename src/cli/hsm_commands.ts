@@ -26,6 +26,7 @@ interface ServeFlags {
   readonly journal: string;
   readonly logLevel: string;
   readonly metrics: string;
+  readonly audit: string;
 }
 
 function portOf(value: string, flag: string): number {
@@ -54,11 +55,12 @@ async function serve(opts: ServeFlags): Promise<void> {
   if (opts.mode !== 'FIPS' && opts.mode !== 'NON_FIPS') fail('COFFER_CLI_USAGE', { reason: '--mode must be FIPS or NON_FIPS' });
   if (opts.journal !== 'relayed' && opts.journal !== 'solo') fail('COFFER_CLI_USAGE', { reason: '--journal must be relayed or solo' });
   if (opts.metrics !== 'on' && opts.metrics !== 'off') fail('COFFER_CLI_USAGE', { reason: '--metrics must be on or off' });
+  if (opts.audit !== 'on' && opts.audit !== 'off') fail('COFFER_CLI_USAGE', { reason: '--audit must be on or off' });
   const log = createLogger({ level: opts.logLevel });
   const clientTrustAnchors = opts.clientCa.map((f) => readFileSync(f, 'utf8'));
   const stopping = stopSignal(); // listen before the (slow) start, so an early SIGTERM still stops cleanly
   const node = await serveNode({
-    dataDir: opts.data, development: true, host: opts.host, port, log, mode: opts.mode, journal: opts.journal, metrics: opts.metrics,
+    dataDir: opts.data, development: true, host: opts.host, port, log, mode: opts.mode, journal: opts.journal, metrics: opts.metrics, audit: opts.audit,
     ...(opts.authorities === undefined ? {} : { authoritiesDir: opts.authorities }),
     ...(managementPort === undefined ? {} : { managementPort }),
     ...(clientTrustAnchors.length === 0 ? {} : { clientTrustAnchors }),
@@ -92,6 +94,7 @@ export function registerHsmCommands(program: Command): void {
     .option('--mode <mode>', 'the mode a new device is commissioned in: FIPS | NON_FIPS (an existing device keeps its own)', 'NON_FIPS')
     .option('--journal <mode>', 'cluster journal: relayed (a control plane orders and relays the entries; fleets start nodes so) | solo (the node orders its own)', 'solo')
     .option('--metrics <on|off>', 'Prometheus metrics at GET /metrics on the management interface (docs/metrics.md); off measures nothing', 'on')
+    .option('--audit <on|off>', 'the device\'s audit log in the data directory, served at GET /v1/audit (docs/audit.md); off keeps none', 'on')
     .option('--log-level <level>', `structured log on stderr (JSON lines): ${LOG_LEVELS.join(' | ')}`, LOG_LEVEL_DEFAULT)
     .action(serve);
 }

@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isCofferError, renderErrorsDoc } from '../errors.js';
+import { registerAuditCommands } from './audit_commands.js';
 import { registerBackupCommands } from './backup_commands.js';
 import { registerCeremonyCommands } from './ceremony_commands.js';
 import { registerHsmCommands } from './hsm_commands.js';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
     .exitOverride(exitOnUsage((text) => void process.stderr.write(text)));
   registerCeremonyCommands(program);
   registerBackupCommands(program);
+  registerAuditCommands(program);
   registerHsmCommands(program);
   registerDevCommands(program);
   registerServiceCommands(program);

@@ -366,3 +366,27 @@ export const NODE_JOURNAL_WAITS_MAX = 1024;
 /** How long a state change waits for its acknowledgements by default (docs/sdk.md "Acknowledgements"):
  * several relay rounds (the relay delivers as the head moves) on a busy machine. */
 export const CLIENT_ACK_TIMEOUT_MS = 10_000;
+
+// ── the audit log (formats/audit_record.ts, docs/audit.md) ──────────────────────────────────────
+
+/** A text field of an audit record (user name, session id, error code, detail): user names are at
+ * most 31 characters, session ids are UUIDs (36), error codes and details are short fixed words. */
+export const AUDIT_TEXT_BYTES_MAX = 64;
+/** Handles one audit record names: a key pair's two, a wrap's wrapping key and target. */
+export const AUDIT_HANDLES_MAX = 4;
+/** One encoded audit record: 58 bytes of header, four texts, four handles and a checkpoint's
+ * 96-byte signature fit well inside. Checked before a record's body is read. */
+export const AUDIT_RECORD_BYTES_MAX = 1024;
+/** Records in one collected bundle (one page of the management route, one archive chunk): a few
+ * hundred KiB at most, so a page is read into memory whole on either side. */
+export const AUDIT_BUNDLE_RECORDS_MAX = 4096;
+/** A checkpoint (a signed record) follows at most this many records, so any page of
+ * AUDIT_BUNDLE_RECORDS_MAX records holds one and can end on a signature. */
+export const AUDIT_CHECKPOINT_RECORDS = 256;
+/** ...and at most this long after the first unsigned record (checked as records are written). */
+export const AUDIT_CHECKPOINT_INTERVAL_MS = 60_000;
+/** The node's audit log on disk: about 300,000 records. Past it the oldest collected records are
+ * dropped; when only uncollected records remain, audited operations are refused (docs/audit.md). */
+export const AUDIT_LOG_BYTES_MAX = 64 * 1024 * 1024;
+/** One audit bundle: its records at their largest and two certificates. */
+export const AUDIT_BUNDLE_BYTES_MAX = 16 + 2 * (2 + CERTIFICATE_BYTES_MAX) + AUDIT_BUNDLE_RECORDS_MAX * (2 + AUDIT_RECORD_BYTES_MAX);

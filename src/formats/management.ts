@@ -31,7 +31,28 @@ export const MANAGEMENT_ROUTES = {
   zeroise: { method: 'POST', path: '/v1/zeroise' },
   journalOffer: { method: 'GET', path: '/v1/journal/offer' },
   journalEntries: { method: 'POST', path: '/v1/journal/entries' },
+  audit: { method: 'GET', path: '/v1/audit' },
 } as const;
+
+/** GET /v1/audit (docs/audit.md "Collection"): the first seq wanted and the most records in the
+ * page; the answer is an audit bundle (src/formats/audit_record.ts), application/octet-stream. */
+export const AUDIT_FROM_PARAM = 'from';
+export const AUDIT_MAX_PARAM = 'max';
+
+/** The `from` of an audit page: a decimal u64 (absent: 0). */
+export function decodeAuditFrom(value: string | null): bigint {
+  if (value === null) return 0n;
+  if (!/^(0|[1-9][0-9]{0,19})$/.test(value) || BigInt(value) >= 2n ** 64n) fail('COFFER_MANAGEMENT_REQUEST', { reason: 'bad-parameter', field: AUDIT_FROM_PARAM });
+  return BigInt(value);
+}
+
+/** The `max` of an audit page: 1 to `recordsMax` (absent: `recordsMax`). */
+export function decodeAuditMax(value: string | null, recordsMax: number): number {
+  if (value === null) return recordsMax;
+  const n = Number(value);
+  if (!/^[1-9][0-9]{0,9}$/.test(value) || n > recordsMax) fail('COFFER_FORMAT_LIMIT', { field: AUDIT_MAX_PARAM, max: recordsMax });
+  return n;
+}
 
 /** GET /v1/journal/offer: the query parameter bounding the long-poll (ms), and the response header
  * giving the offered entry's position (the body is the sealed entry, application/octet-stream). */

@@ -50,6 +50,8 @@ import { USER_NAMESPACE } from '../formats/user_record.js';
 import type { RecordStore } from './store/store_port.js';
 import type { Actor, Handle, KeyRef, MechanismParams, Mode, Role } from './types.js';
 import { Users, type ManagedRole, type UserInfo } from './users/users.js';
+import type { AuditLog } from './audit/audit_log.js';
+import { audited, auditName, auditWord, type AuditedCall } from './audit/audited.js';
 
 export interface HsmOptions {
   readonly store: RecordStore;
@@ -63,6 +65,8 @@ export interface HsmOptions {
   readonly onEvent?: (event: HsmEvent) => void;
   /** How the cluster journal is ordered: relayed by the control plane, or solo (the default). */
   readonly journal?: JournalOptions;
+  /** The device's audit log (audit/audit_log.ts, docs/audit.md); none: nothing is audited. */
+  readonly audit?: AuditLog;
 }
 
 /**
@@ -108,6 +112,8 @@ export class Hsm {
   readonly provisioning: Provisioning;
   /** The cluster journal on this device: its head, outbox and delivery (state/journal.ts). */
   readonly journal: Journal;
+  /** The audit log, when the device keeps one (docs/audit.md). */
+  readonly audit: AuditLog | undefined;
   /** The cluster key, its certificate and the customer's trust anchor; rebuilt after a restore. */
   #cluster: ClusterIdentity;
   readonly #store: RecordStore;
@@ -134,7 +140,9 @@ export class Hsm {
     this.#kdfParams = options.kdfParams;
     this.#store = options.store;
     this.#onEvent = options.onEvent;
-    this.#state = new DeviceState(options.store, options.onEvent === undefined ? undefined : (summary) => this.#changed(summary));
+    this.audit = options.audit;
+    const hear = options.onEvent !== undefined || options.audit !== undefined;
+    this.#state = new DeviceState(options.store, hear ? (summary) => this.#changed(summary) : undefined);
     this.#firmware = options.firmware;
     this.provisioning = new Provisioning(this.#state, this.#clock);
     [this.#users, this.#quorum] = this.#userModules();
@@ -177,7 +185,10 @@ export class Hsm {
       random: this.#random,
       ...(this.#kdfParams === undefined ? {} : { kdfParams: this.#kdfParams }),
       ownsObjects: (userId) => this.#objects !== undefined && (this.#objects.countOwnedBy(userId) > 0 || this.#objects.countSharedWith(userId) > 0),
-      onLockout: (user) => this.#onEvent?.({ event: 'lockout', user }),
+      onLockout: (user) => {
+        this.audit?.record({ kind: 'lockout', outcome: 'ok', user: auditName(user), session: '', code: '', detail: '', handles: [] });
+        this.#onEvent?.({ event: 'lockout', user });
+      },
     });
     return [users, new Quorum(this.#state, users, { clock: this.#clock, random: this.#random })];
   }
@@ -219,12 +230,12 @@ export class Hsm {
   /** Cluster initialisation on this device: creates the unactivated admin and the appliance user. */
   async initialiseUsers(preCoPassword: PasswordInput, applianceCredential: PasswordInput): Promise<void> {
     this.objects(); // users of a device that cannot hold keys would be pointless
-    await this.#users.initialise(preCoPassword, applianceCredential);
+    await audited(this.audit, this.#deviceCall('cluster.initialise-users'), () => this.#users.initialise(preCoPassword, applianceCredential));
   }
 
   /** CloudHSM CLI's `cluster activate`: sets the admin's password. */
   async activate(preCoPassword: PasswordInput, newAdminPassword: PasswordInput): Promise<void> {
-    await this.#users.activate(preCoPassword, newAdminPassword);
+    await audited(this.audit, this.#deviceCall('cluster.activate'), () => this.#users.activate(preCoPassword, newAdminPassword));
   }
 
   openSession(options: SessionOptions = {}): Session {
@@ -295,7 +306,7 @@ export class Hsm {
    */
   createBackup(sink: backup.BackupSink, options: backup.CreateBackupOptions): backup.BackupSummary {
     this.objects(); // commissioned, and a FIPS device's firmware verified
-    const summary = backup.createBackup(this.#backupDevice(), sink, { journalPosition: this.#state.journalHead().seq, ...options });
+    const summary = audited(this.audit, this.#deviceCall('backup'), () => backup.createBackup(this.#backupDevice(), sink, { journalPosition: this.#state.journalHead().seq, ...options }));
     this.#onEvent?.({ event: 'backup', backupId: summary.backupId, records: summary.records });
     return summary;
   }
@@ -307,7 +318,7 @@ export class Hsm {
    */
   async restoreBackup(source: BackupSource, options: backup.RestoreBackupOptions = {}): Promise<backup.BackupSummary> {
     this.objects();
-    const summary = await backup.restoreBackup(this.#backupDevice(), source, options);
+    const summary = await audited(this.audit, this.#deviceCall('restore'), () => backup.restoreBackup(this.#backupDevice(), source, options));
     this.#onEvent?.({ event: 'restore', backupId: summary.backupId, records: summary.records });
     return summary;
   }
@@ -320,19 +331,28 @@ export class Hsm {
    * store is then scrubbed, so the erased records do not survive in its files either.
    */
   async zeroise(): Promise<void> {
-    await this.#state.replace((tx) => {
+    await audited(this.audit, this.#deviceCall('zeroise'), () => this.#state.replace((tx) => {
       for (const ns of this.#store.namespaces()) if (ns !== DEVICE_NS) tx.clear(ns);
     }, () => {
       this.#reloadState();
       this.#restoredAt = undefined;
-    });
+    }));
     this.#store.scrub?.(); // after the commit: the erased records must not survive in freed space
     this.#onEvent?.({ event: 'zeroise' });
   }
 
   /** @internal Reports a login's outcome (Session.login). */
-  loginEvent(user: string, outcome: 'ok' | 'failed', detail: { readonly code?: string; readonly role?: Role } = {}): void {
+  loginEvent(user: string, outcome: 'ok' | 'failed', detail: { readonly code?: string; readonly role?: Role } = {}, session = ''): void {
+    // The audit log keeps failed names only when they are users': a password typed as the name
+    // would otherwise be archived for good (docs/audit.md "What is recorded").
+    const known = this.#users.roleOf(user) !== undefined;
+    this.audit?.record({ kind: 'login', outcome, user: known ? auditName(user) : '(unknown user)', session, code: detail.code ?? '', detail: detail.role ?? '', handles: [] });
     this.#onEvent?.({ event: 'login', user, outcome, ...detail });
+  }
+
+  /** An audited call made to the device itself (the management interface, a ceremony): no user, no session. */
+  #deviceCall(kind: AuditedCall['kind']): AuditedCall {
+    return { kind, user: '', session: '', always: true };
   }
 
   /** A committed change set, as an event: its kind and the handles and user names it touched. */
@@ -340,6 +360,10 @@ export class Hsm {
     const handles = summary.ops.filter((op) => op.ns === OBJECT_NAMESPACE || op.ns === SESSION_OBJECT_NAMESPACE).map((op) => Number(op.id));
     const users = summary.ops.filter((op) => op.ns === USER_NAMESPACE).map((op) => op.id);
     const position = summary.scope === 'cluster' ? String(this.#state.position().position) : '';
+    // Provisioning and cluster identity changes are made by no session: recorded here, by kind.
+    if (summary.kind.startsWith('device.') || summary.kind.startsWith('cluster.')) {
+      this.audit?.record({ kind: 'device.change', outcome: 'ok', user: '', session: '', code: '', detail: auditWord(summary.kind), handles: [] });
+    }
     this.#onEvent?.({ event: 'state-change', kind: summary.kind, scope: summary.scope, handles, users, position });
   }
 
@@ -378,6 +402,7 @@ export class Hsm {
     for (const s of [...this.#sessions.values()]) s.close();
     this.#objects?.close();
     this.#store.close();
+    this.audit?.close();
   }
 }
 
@@ -410,24 +435,27 @@ export class Session {
   async login(name: string, password: PasswordInput, role?: Role): Promise<Actor> {
     this.#open();
     if (this.#actor !== undefined) fail('COFFER_ALREADY_LOGGED_IN');
+    this.#hsm.audit?.room();
     let actor: Actor;
     try {
       actor = await this.#users.login(name, password, role);
     } catch (e) {
       // The name as typed, cut to the longest a name may be: a mistyped password never lands here.
-      if (isCofferError(e)) this.#hsm.loginEvent(loggableName(name), 'failed', { code: e.code });
+      if (isCofferError(e)) this.#hsm.loginEvent(loggableName(name), 'failed', { code: e.code }, this.id);
       throw e;
     }
-    this.#hsm.loginEvent(actor.userId, 'ok', { role: actor.role });
+    this.#hsm.loginEvent(actor.userId, 'ok', { role: actor.role }, this.id);
     if (this.#actor !== undefined) fail('COFFER_ALREADY_LOGGED_IN'); // another login won the race
     this.#actor = this.#scope === undefined ? actor : { ...actor, scope: this.#scope };
     return actor;
   }
 
   logout(): void {
-    this.#as();
-    this.#actor = undefined;
-    this.#hsm.objects().dropSessionObjects(this.id);
+    this.#audited('logout', {}, () => {
+      this.#as();
+      this.#actor = undefined;
+      this.#hsm.objects().dropSessionObjects(this.id);
+    });
   }
 
   close(): void {
@@ -440,32 +468,32 @@ export class Session {
   // ── users ─────────────────────────────────────────────────────────────────────────────────
 
   createUser(name: string, password: PasswordInput, role: ManagedRole): Promise<void> {
-    return this.#users.createUser(this.#as(), name, password, role);
+    return this.#audited('user.create', { detail: auditName(name) }, () => this.#users.createUser(this.#as(), name, password, role));
   }
   deleteUser(name: string): Promise<void> {
-    return this.#users.deleteUser(this.#as(), name);
+    return this.#audited('user.delete', { detail: auditName(name) }, () => this.#users.deleteUser(this.#as(), name));
   }
   listUsers(): UserInfo[] {
     return this.#users.listUsers(this.#as());
   }
   /** An admin sets another user's password (and so unlocks it). */
   changePassword(name: string, newPassword: PasswordInput): Promise<void> {
-    return this.#users.changePassword(this.#as(), name, newPassword);
+    return this.#audited('user.password', { detail: auditName(name) }, () => this.#users.changePassword(this.#as(), name, newPassword));
   }
   changeOwnPassword(currentPassword: PasswordInput, newPassword: PasswordInput): Promise<void> {
-    return this.#users.changeOwnPassword(this.#as(), currentPassword, newPassword);
+    return this.#audited('user.password', { detail: auditName(this.#actor?.userId) }, () => this.#users.changeOwnPassword(this.#as(), currentPassword, newPassword));
   }
   unlockUser(name: string): Promise<void> {
-    return this.#users.unlock(this.#as(), name);
+    return this.#audited('user.unlock', { detail: auditName(name) }, () => this.#users.unlock(this.#as(), name));
   }
 
   // ── quorum ────────────────────────────────────────────────────────────────────────────────
 
   registerQuorumKey(spkiDer: Uint8Array): Promise<void> {
-    return this.#users.registerQuorumKey(this.#as(), spkiDer);
+    return this.#audited('quorum.register-key', {}, () => this.#users.registerQuorumKey(this.#as(), spkiDer));
   }
   setQuorumValue(service: AdminService, m: number): Promise<void> {
-    return this.#quorum.setQuorumValue(this.#as(), service, m);
+    return this.#audited('quorum.value', { detail: auditWord(service) }, () => this.#quorum.setQuorumValue(this.#as(), service, m));
   }
   quorumValues(): Readonly<Record<AdminService, number>> {
     return this.#quorum.listQuorumValues(this.#as());
@@ -476,7 +504,7 @@ export class Session {
   /** Approvals authenticate by signature: no login needed, but the session must be open. */
   approveQuorumToken(tokenBytes: Uint8Array, approverName: string, signature: Uint8Array): number {
     this.#open();
-    return this.#quorum.approve(tokenBytes, approverName, signature);
+    return this.#audited('quorum.approve', { detail: auditName(approverName) }, () => this.#quorum.approve(tokenBytes, approverName, signature));
   }
   listQuorumTokens(): TokenSummary[] {
     return this.#quorum.listTokens(this.#as());
@@ -487,24 +515,24 @@ export class Session {
   // the object there is another one).
 
   generateKey(spec: mech.SecretKeySpec, template: ObjectTemplate = {}): Promise<Handle> {
-    return this.#hsm.objects().generateKey(this.#as(), spec, this.#scoped(template));
+    return this.#audited('key.generate', { detail: auditWord(spec.keyType) }, () => this.#hsm.objects().generateKey(this.#as(), spec, this.#scoped(template)), (h) => [h]);
   }
   generateKeyPair(spec: mech.KeyPairSpec, publicTemplate: ObjectTemplate = {}, privateTemplate: ObjectTemplate = {}): Promise<{ publicHandle: Handle; privateHandle: Handle }> {
-    return this.#hsm.objects().generateKeyPair(this.#as(), spec, this.#scoped(publicTemplate), this.#scoped(privateTemplate));
+    return this.#audited('key.generate', { detail: auditWord(spec.keyType) }, () => this.#hsm.objects().generateKeyPair(this.#as(), spec, this.#scoped(publicTemplate), this.#scoped(privateTemplate)), (p) => [p.publicHandle, p.privateHandle]);
   }
   /** As generateKeyPair, the generation itself on libuv's thread pool (RSA takes long). */
   generateKeyPairAsync(spec: mech.KeyPairSpec, publicTemplate: ObjectTemplate = {}, privateTemplate: ObjectTemplate = {}): Promise<{ publicHandle: Handle; privateHandle: Handle }> {
-    return this.#hsm.objects().generateKeyPairAsync(this.#as(), spec, this.#scoped(publicTemplate), this.#scoped(privateTemplate));
+    return this.#audited('key.generate', { detail: auditWord(spec.keyType) }, () => this.#hsm.objects().generateKeyPairAsync(this.#as(), spec, this.#scoped(publicTemplate), this.#scoped(privateTemplate)), (p) => [p.publicHandle, p.privateHandle]);
   }
   importPublicKey(key: Uint8Array | string, template: ObjectTemplate = {}): Promise<Handle> {
-    return this.#hsm.objects().importPublicKey(this.#as(), key, this.#scoped(template));
+    return this.#audited('key.import', { detail: 'public' }, () => this.#hsm.objects().importPublicKey(this.#as(), key, this.#scoped(template)), (h) => [h]);
   }
   importPrivateKey(key: Uint8Array | string, template: ObjectTemplate = {}): Promise<Handle> {
-    return this.#hsm.objects().importPrivateKey(this.#as(), key, this.#scoped(template));
+    return this.#audited('key.import', { detail: 'private' }, () => this.#hsm.objects().importPrivateKey(this.#as(), key, this.#scoped(template)), (h) => [h]);
   }
   /** Stores an X.509 certificate (DER) as a certificate object (docs/device.md "Certificates"). */
   importCertificate(der: Uint8Array, template: CertificateTemplate = {}): Promise<Handle> {
-    return this.#hsm.objects().importCertificate(this.#as(), der, template.token === false ? { ...template, sessionId: this.id } : template);
+    return this.#audited('key.import', { detail: 'certificate' }, () => this.#hsm.objects().importCertificate(this.#as(), der, template.token === false ? { ...template, sessionId: this.id } : template), (h) => [h]);
   }
   /** A certificate object's DER and CKA_CERTIFICATE_CATEGORY. */
   certificate(ref: KeyRef): { readonly der: Uint8Array; readonly category: number } {
@@ -517,32 +545,32 @@ export class Session {
     return this.#hsm.objects().getAttributes(this.#as(), key);
   }
   setAttribute(key: KeyRef, name: SettableAttribute, value: boolean | string | Uint8Array): Promise<void> {
-    return this.#hsm.objects().setAttribute(this.#as(), key, name, value);
+    return this.#audited('key.attribute', { refs: [key], detail: auditWord(name) }, () => this.#hsm.objects().setAttribute(this.#as(), key, name, value));
   }
   share(key: KeyRef, userName: string): Promise<void> {
-    return this.#hsm.objects().share(this.#as(), key, userName);
+    return this.#audited('key.share', { refs: [key], detail: auditName(userName) }, () => this.#hsm.objects().share(this.#as(), key, userName));
   }
   unshare(key: KeyRef, userName: string): Promise<void> {
-    return this.#hsm.objects().unshare(this.#as(), key, userName);
+    return this.#audited('key.unshare', { refs: [key], detail: auditName(userName) }, () => this.#hsm.objects().unshare(this.#as(), key, userName));
   }
   destroy(key: KeyRef): Promise<void> {
-    return this.#hsm.objects().destroy(this.#as(), key);
+    return this.#audited('key.destroy', { refs: [key] }, () => this.#hsm.objects().destroy(this.#as(), key));
   }
   /** PKCS#11 CKA_VALUE of a non-sensitive, extractable key (never in FIPS mode). Destroy the result. */
   exportPlaintext(key: KeyRef): SecretBytes {
-    return this.#hsm.objects().exportPlaintext(this.#as(), key);
+    return this.#audited('key.export', { refs: [key], detail: 'plaintext' }, () => this.#hsm.objects().exportPlaintext(this.#as(), key));
   }
   exportPublic(key: KeyRef): string {
-    return this.#hsm.objects().exportPublic(this.#as(), key);
+    return this.#audited('key.export', { refs: [key], detail: 'public' }, () => this.#hsm.objects().exportPublic(this.#as(), key));
   }
   wrapKey(wrapping: KeyRef, target: KeyRef, params: MechanismParams): Uint8Array {
-    return this.#hsm.objects().wrapKey(this.#as(), wrapping, target, params);
+    return this.#audited('key.wrap', { refs: [wrapping, target] }, () => this.#hsm.objects().wrapKey(this.#as(), wrapping, target, params));
   }
   unwrapKey(unwrapping: KeyRef, wrapped: Uint8Array, params: MechanismParams, template: UnwrapTemplate): Promise<Handle> {
-    return this.#hsm.objects().unwrapKey(this.#as(), unwrapping, wrapped, params, this.#scoped(template));
+    return this.#audited('key.unwrap', { refs: [unwrapping] }, () => this.#hsm.objects().unwrapKey(this.#as(), unwrapping, wrapped, params, this.#scoped(template)), (h) => [h]);
   }
   deriveKey(base: KeyRef, params: MechanismParams, template: DeriveTemplate): Promise<Handle> {
-    return this.#hsm.objects().deriveKey(this.#as(), base, params, this.#scoped(template));
+    return this.#audited('key.derive', { refs: [base] }, () => this.#hsm.objects().deriveKey(this.#as(), base, params, this.#scoped(template)), (h) => [h]);
   }
 
   // ── crypto ────────────────────────────────────────────────────────────────────────────────
@@ -582,6 +610,11 @@ export class Session {
 
   #open(): void {
     if (this.#closed) fail('COFFER_SESSION_CLOSED');
+  }
+
+  /** Runs a call the audit log records (docs/audit.md "What is recorded"), as this session's user. */
+  #audited<T>(kind: AuditedCall['kind'], c: Omit<AuditedCall, 'kind' | 'user' | 'session'>, call: () => T, made?: (result: Awaited<T>) => readonly Handle[]): T {
+    return audited(this.#hsm.audit, { ...c, kind, user: this.#actor?.userId ?? '', session: this.id }, call, made);
   }
 
   #as(): Actor {

@@ -27,8 +27,9 @@ import { tlsAttestationHolds } from '../formats/attestation.js';
 import { checkDeviceChain } from '../formats/device_chain.js';
 import { MANAGEMENT_CLIENT_IDLE_TIMEOUT_MS, MANAGEMENT_RESPONSE_JSON_BYTES_MAX } from '../formats/limits.js';
 import { encodeJournalFrames, type JournalFrame } from '../formats/journal_frames.js';
-import { JOURNAL_ENTRY_SEALED_BYTES_MAX } from '../formats/limits.js';
+import { AUDIT_BUNDLE_BYTES_MAX, JOURNAL_ENTRY_SEALED_BYTES_MAX } from '../formats/limits.js';
 import {
+  AUDIT_FROM_PARAM, AUDIT_MAX_PARAM,
   BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer,
   decodeErrorAnswer, decodeJournalDelivery, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary, type ClusterCsrRequest, type ClusterInitialisation,
   type JournalDelivery, type NodeHealth, type NodeIdentity, type RestoreSummary,
@@ -152,6 +153,17 @@ export class ManagementClient {
   /** Delivers journal entries to the node's device, in order; answers what the delivery did. */
   async deliverJournal(frames: readonly JournalFrame[]): Promise<JournalDelivery> {
     return answer(decodeJournalDelivery, await this.#json({ ...MANAGEMENT_ROUTES.journalEntries, bytes: encodeJournalFrames(frames) }));
+  }
+
+  /**
+   * A page of the node's audit log from `fromSeq` (docs/audit.md "Collection"): an audit bundle,
+   * ending on a signed checkpoint, verified by its reader (formats/audit_verify.ts), not here.
+   */
+  async auditPage(fromSeq: bigint, recordsMax: number): Promise<Uint8Array> {
+    const { method, path } = MANAGEMENT_ROUTES.audit;
+    const res = await this.#call({ method, path: `${path}?${AUDIT_FROM_PARAM}=${fromSeq.toString(10)}&${AUDIT_MAX_PARAM}=${recordsMax}` });
+    if (res.statusCode !== 200) return errorOf(res);
+    return new Uint8Array(await readBounded(res, AUDIT_BUNDLE_BYTES_MAX, 'auditBundleBytes'));
   }
 
   /** Closes pooled connections. */

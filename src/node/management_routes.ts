@@ -8,10 +8,12 @@ import { createReadStream, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { fail } from '../errors.js';
+import { encodeAuditBundle } from '../formats/audit_record.js';
+import { AUDIT_BUNDLE_RECORDS_MAX } from '../formats/limits.js';
 import { decodeJournalFrames } from '../formats/journal_frames.js';
 import { MANAGEMENT_JOURNAL_BODY_BYTES_MAX, MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX } from '../formats/limits.js';
 import {
-  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
+  AUDIT_FROM_PARAM, AUDIT_MAX_PARAM, decodeAuditFrom, decodeAuditMax, BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
   decodeClusterInitialisation, decodeOfferWaitMs, encodeJournalDelivery, encodeNodeHealth, encodeNodeIdentity, type ClusterCsrResponse, type JournalDeliveryJson,
   type JournalFaultReport, type NodeFigures, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
 } from '../formats/management.js';
@@ -237,8 +239,26 @@ async function zeroise(ctx: ManagementContext): Promise<Record<string, never>> {
   });
 }
 
+/**
+ * A page of the audit log (docs/audit.md "Collection"): the device first closes its log with a
+ * signed checkpoint, so the page ends on one; asking from `from` marks what lies before it as
+ * collected (droppable when the log is full). The page travels as an audit bundle with the device's
+ * certificates, so it verifies on its own. Records hold no secret.
+ */
+function audit(ctx: ManagementContext, _req: IncomingMessage, res: ServerResponse, url: URL): Promise<undefined> {
+  const log = ctx.hsm.audit ?? fail('COFFER_MANAGEMENT_REQUEST', { reason: 'audit-off' });
+  const from = decodeAuditFrom(url.searchParams.get(AUDIT_FROM_PARAM));
+  const max = decodeAuditMax(url.searchParams.get(AUDIT_MAX_PARAM), AUDIT_BUNDLE_RECORDS_MAX);
+  const chain = ctx.hsm.provisioning.chain();
+  const records = log.collect(from, max);
+  const body = encodeAuditBundle({ deviceCertificateDer: chain.deviceCertificate.der, operatorCertificateDer: chain.operatorCertificate?.der ?? new Uint8Array(0), records });
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-store' });
+  res.end(body);
+  return Promise.resolve(undefined);
+}
+
 const HANDLERS: Readonly<Record<keyof typeof MANAGEMENT_ROUTES, Handler>> = {
-  identity, health, backup, restore, clusterCsr, clusterInitialise, zeroise, journalOffer, journalEntries,
+  identity, health, backup, restore, clusterCsr, clusterInitialise, zeroise, journalOffer, journalEntries, audit,
 };
 
 /** Path → method → handler. A Map, so that no request path can reach an object's prototype. */

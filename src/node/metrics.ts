@@ -86,6 +86,7 @@ export class NodeMetrics implements DataPlaneMetrics {
   readonly #lockouts: Counter;
   readonly #backups: Counter;
   readonly #restores: Counter;
+  readonly #auditRecords: Counter;
   readonly #busyChildren = new Map<number, Counter.Internal>();
   #busyTotal = 0;
   #sources: NodeMetricsSources | undefined;
@@ -104,6 +105,7 @@ export class NodeMetrics implements DataPlaneMetrics {
     this.#lockouts = new Counter({ name: 'coffer_node_lockouts_total', help: 'Users locked after too many failed logins', registers });
     this.#backups = new Counter({ name: 'coffer_node_backups_total', help: 'Sealed backups this node made since it started', registers });
     this.#restores = new Counter({ name: 'coffer_node_restores_total', help: 'Backups this node restored since it started', registers });
+    this.#auditRecords = new Counter({ name: 'coffer_node_audit_records_total', help: 'Records written to the audit log since the node started, checkpoints included (docs/audit.md)', registers });
     for (const outcome of ['ok', 'failed']) this.#logins.labels(outcome).inc(0);
     this.#gauges(registers);
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
@@ -137,6 +139,11 @@ export class NodeMetrics implements DataPlaneMetrics {
   }
 
   /** Counts what the device reports (logins, lockouts, backups, restores). */
+  /** One record written to the audit log (AuditLog onRecord). */
+  auditRecord(): void {
+    this.#auditRecords.inc();
+  }
+
   onHsmEvent(event: HsmEvent): void {
     switch (event.event) {
       case 'login':

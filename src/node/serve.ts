@@ -14,6 +14,9 @@ import { join } from 'node:path';
 import { fail } from '../errors.js';
 import { SecretBytes } from '../crypto/secret_bytes.js';
 import { Hsm } from '../hsm/device.js';
+import { AuditLog } from '../hsm/audit/audit_log.js';
+import { FileAuditStore } from '../hsm/audit/audit_store.js';
+import { systemClock } from '../hsm/ports.js';
 import { createDevelopmentAuthorities, loadDevelopmentAuthorities, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../factory/development.js';
 import { signFirmware } from '../factory/ceremony.js';
 import { computeFirmwareDigest, defaultFirmwareRoot, encodeFirmwareManifest, parseFirmwareManifest } from '../hsm/identity/firmware.js';
@@ -27,6 +30,7 @@ import { NodeMetrics } from './metrics.js';
 
 export const DEVICE_SECRET_FILE = 'device.secret';
 export const STORE_FILE = 'store.sqlite';
+export const AUDIT_FILE = 'audit.log';
 
 export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm' | 'metrics'> {
   readonly dataDir: string;
@@ -49,6 +53,9 @@ export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm' | 'metrics'> 
   /** Prometheus metrics at GET /metrics on the management interface (docs/metrics.md); default 'on'.
    * 'off' measures nothing on the request path and serves no /metrics. */
   readonly metrics?: 'on' | 'off';
+  /** The device's audit log in dataDir/audit.log (docs/audit.md); default 'on'. 'off' keeps none
+   * (the bench compares the two). */
+  readonly audit?: 'on' | 'off';
 }
 
 export interface ServedNode {
@@ -136,15 +143,17 @@ function firmwareEvidence(dataDir: string, mode: 'FIPS' | 'NON_FIPS', authoritie
 
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', journal = 'solo', log = createLogger(), onBug = loggedCrash(log), metrics: metricsSwitch = 'on', ...planeOptions } = options;
+  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', journal = 'solo', log = createLogger(), onBug = loggedCrash(log), metrics: metricsSwitch = 'on', audit: auditSwitch = 'on', ...planeOptions } = options;
   const metrics = metricsSwitch === 'on' ? new NodeMetrics() : undefined;
   const isNew = !existsSync(join(dataDir, STORE_FILE));
   const authorities = isNew ? (authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir)) : undefined;
   const firmware = firmwareEvidence(dataDir, mode, authorities);
-  const hsm = Hsm.open({ store: openStore(dataDir), onEvent: (event) => {
+  const store = openStore(dataDir);
+  const audit = auditSwitch === 'on' ? openAuditLog(dataDir, () => hsm, metrics) : undefined;
+  const hsm: Hsm = Hsm.open({ store, onEvent: (event) => {
     logHsmEvent(log, event);
     metrics?.onHsmEvent(event);
-  }, journal: { mode: journal }, ...(firmware === undefined ? {} : { firmware }) });
+  }, journal: { mode: journal }, ...(firmware === undefined ? {} : { firmware }), ...(audit === undefined ? {} : { audit }) });
   let dataPlane: DataPlane | undefined;
   try {
     if (hsm.status().provisioning === 'NEW') {
@@ -182,6 +191,17 @@ export async function serveNode(options: ServeOptions): Promise<ServedNode> {
     hsm.close();
     throw e;
   }
+}
+
+/** The audit log in dataDir (docs/audit.md "On the node"), signed by the device identity once it has one. */
+function openAuditLog(dataDir: string, hsm: () => Hsm, metrics: NodeMetrics | undefined): AuditLog {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  return new AuditLog({
+    store: new FileAuditStore(join(dataDir, AUDIT_FILE)),
+    clock: systemClock,
+    signer: () => (hsm().provisioning.state() === 'NEW' ? undefined : hsm().provisioning.identity()),
+    ...(metrics === undefined ? {} : { onRecord: () => metrics.auditRecord() }),
+  });
 }
 
 /** A bug stops the node (an HSM must not run on in an unknown state): one fatal log line that names

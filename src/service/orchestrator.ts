@@ -25,6 +25,7 @@ import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type Back
 import type { Repository } from './repository.js';
 import type { HsmFigures } from './figures.js';
 import type { ServiceMetrics } from './metrics.js';
+import type { AuditCollector } from './audit_collector.js';
 
 const DAY_MS = 24 * 3600_000;
 /** The lease outlives a few ticks, so one slow tick does not hand orchestration to another process. */
@@ -46,7 +47,12 @@ export interface OrchestratorOptions {
   readonly figures?: HsmFigures;
   /** This process's name in the lease. */
   readonly holder: string;
+  /** Collects the HSMs' audit logs into the archive (audit_collector.ts); absent: not collected. */
+  readonly audit?: AuditCollector;
 }
+
+/** How often each HSM's audit log is collected (docs/audit.md "Collection"), on the probe after it is due. */
+export const AUDIT_COLLECT_INTERVAL_MS = 60_000;
 
 export class Orchestrator {
   readonly #o: OrchestratorOptions;
@@ -56,6 +62,8 @@ export class Orchestrator {
   #ticking: Promise<void> | undefined;
   /** The cluster journal's relay (journal_relay.ts): runs only while this process holds the lease. */
   readonly #relay: JournalRelay;
+  /** When each HSM's audit log was last collected (config clock), by HSM id. */
+  readonly #auditCollectedMs = new Map<string, number>();
 
   constructor(options: OrchestratorOptions) {
     this.#o = options;
@@ -321,7 +329,13 @@ export class Orchestrator {
         this.#o.log.warn({ event: 'backup.failed', hsmId, err: errorWords(e) }, 'backup before deletion failed; the newest archived backup stands');
       });
     }
-    if (device !== null) await this.#o.fleet.release(device);
+    if (device !== null) {
+      // The device's audit log goes with it: its last records are archived first (docs/audit.md "Collection").
+      await this.#o.audit?.collect(device.serial, this.#mgmt(device)).catch((e: unknown) => {
+        this.#o.log.warn({ event: 'audit.collect.failed', hsmId, err: errorWords(e) }, 'audit collection before deletion failed');
+      });
+      await this.#o.fleet.release(device);
+    }
     const writes = [deleteWrite(COLLECTION.hsm, hsmId, h.doc.clusterId, h.version)];
     if (c !== undefined && c.doc.csrHsmId === hsmId && c.doc.state === 'UNINITIALIZED') {
       writes.push(clusterWrite({ ...c.doc, certificates: {}, csrHsmId: null }, c.version));
@@ -349,6 +363,7 @@ export class Orchestrator {
     }
     if (healthy) {
       if (doc.failedProbes !== 0) await this.#setHsm(doc.hsmId, { failedProbes: 0 });
+      this.#collectAudit(doc);
       return;
     }
     const failed = doc.failedProbes + 1;
@@ -356,6 +371,23 @@ export class Orchestrator {
     if (failed < FAILED_PROBES_MAX) return this.#setHsm(doc.hsmId, { failedProbes: failed });
     await this.#setHsm(doc.hsmId, { state: 'DEGRADED', stateMessage: 'The HSM failed and is being replaced.', failedProbes: failed });
     this.#task(doc.hsmId, () => this.#replace(doc.hsmId));
+  }
+
+  /** Collects the HSM's audit log when due, as a task beside the tick (a failure is logged and retried when next due). */
+  #collectAudit(doc: HsmDoc): void {
+    const audit = this.#o.audit;
+    const device = doc.device;
+    const now = this.#o.config.clock.nowMs();
+    if (audit === undefined || device === null || now - (this.#auditCollectedMs.get(doc.hsmId) ?? -Infinity) < AUDIT_COLLECT_INTERVAL_MS) return;
+    this.#auditCollectedMs.set(doc.hsmId, now);
+    this.#task(`audit:${doc.hsmId}`, async () => {
+      try {
+        const r = await audit.collect(device.serial, this.#mgmt(device));
+        if (r.records > 0) this.#o.log.info({ event: 'audit.collected', hsmId: doc.hsmId, serial: device.serial, records: r.records, nextSeq: r.nextSeq.toString() }, 'audit records archived');
+      } catch (e) {
+        this.#o.log.warn({ event: 'audit.collect.failed', hsmId: doc.hsmId, err: errorWords(e) }, 'audit collection failed');
+      }
+    });
   }
 
   /** CloudHSM's replacement: a new device for the same HSM (same id, zone and, on a local fleet,

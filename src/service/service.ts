@@ -19,6 +19,8 @@ import { systemClock, type Clock } from './clock.js';
 import { BACKUP_INTERVAL_MS_DEFAULT, DATA_PLANE_PORT_DEFAULT, PROBE_INTERVAL_MS_DEFAULT, defaultZones, type ServiceConfig } from './config.js';
 import { controlPlaneOperations, type CopyToRegion } from './control_plane.js';
 import { withConsole } from './console_http.js';
+import { AuditCollector } from './audit_collector.js';
+import { withAuditLog } from './audit_http.js';
 import { backupCopyRoute, httpCopy } from './copy_http.js';
 import type { Fleet } from './fleet/fleet_port.js';
 import { RemoteFleet } from './fleet/remote_fleet.js';
@@ -94,11 +96,12 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   const metrics = new ServiceMetrics();
   metrics.attach({ repository, store: o.metadata, clock: config.clock, relayJournal: config.relayJournal === true });
   const backups = new BackupFlow({ archive: o.archive, roots: o.roots, clock: config.clock, workDir: o.workDir, metrics });
+  const audit = new AuditCollector({ archive: o.archive, roots: o.roots, clock: config.clock, log: o.logger.child({ part: 'audit' }) });
   const copyTo = o.copyTo ?? (o.peers === undefined ? undefined : httpCopy({ region: o.region, archive: o.archive, workDir: o.workDir, logger: o.logger.child({ part: 'copy' }) }, o.peers));
   const operations = controlPlaneOperations(repository, config, copyTo);
   const figures = new HsmFigures();
   const orchestrator = new Orchestrator({
-    repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), metrics, figures, holder: `${hostname()}:${process.pid}:${randomUUID()}`,
+    repo: repository, fleet: o.fleet, backups, config, log: o.logger.child({ part: 'orchestrator' }), metrics, figures, holder: `${hostname()}:${process.pid}:${randomUUID()}`, audit,
   });
   // SigV4's clock-skew check compares with the client's wall clock: always the system's, whatever
   // clock drives the orchestrator (a test moves that one by days).
@@ -111,7 +114,10 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
     ...(o.fleet instanceof RemoteFleet ? { fleet: fleetOperations(o.fleet, o.logger.child({ part: 'fleet' })) } : {}),
   });
   // The web console's static files share the API's port (console_http.ts); it calls the API like any client.
-  const server = createServer(withConsole(handler));
+  // The audit endpoint shares the API's port and its access keys (audit_http.ts).
+  const server = createServer(withAuditLog(withConsole(handler), {
+    collector: audit, accessKeys: o.accessKeys, region: o.region, roots: o.roots, clock: config.clock, logger: o.logger.child({ part: 'audit' }),
+  }));
   await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;
   let metricsServer: MetricsServer | undefined;

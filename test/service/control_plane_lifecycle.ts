@@ -258,6 +258,7 @@ test(`${storage.name}: a cluster from creation to deletion, through the AWS SDK;
   await metadata.close();
   const haystack = [await storage.contents(archive, env.dir), logLines.join('')].join('\n');
   assert.ok(haystack.includes(clusterId) && haystack.includes('CFBK'), 'the search reads what the store holds and the archived backups (their magic)');
+  assert.ok(haystack.includes('CAUB'), 'the orchestrator collected the HSMs\' audit logs into the archive (their magic), and the search reads them');
   for (const secret of [ADMIN_PASSWORD, CRYPTO_PASSWORD, preCo, keyBytes, KEY.secretAccessKey]) {
     for (const form of forms(secret)) assert.ok(!haystack.includes(form), `a secret is in the store, the archive or the log (${form.slice(0, 6)}…)`);
   }

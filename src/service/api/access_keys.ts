@@ -28,8 +28,10 @@ const ACCOUNT_ID = /^[0-9]{12}$/;
 /** Taking in a backup copy a peer region's service sends (docs/control-plane.md "Copies to other
  * regions"): not a CloudHSMv2 operation, so it has a name of Coffer's own. */
 export const RECEIVE_BACKUP_COPY_ACTION = 'coffer:ReceiveBackupCopy';
+/** Reading the archived audit logs (src/service/audit_http.ts, docs/audit.md "Endpoint"). */
+export const GET_AUDIT_LOG_ACTION = 'coffer:GetAuditLog';
 /** The actions beyond the CloudHSMv2 operations that a key may be granted. */
-export const COFFER_ACTIONS: readonly string[] = [RECEIVE_BACKUP_COPY_ACTION, ...FLEET_OPERATION_NAMES.map(fleetActionOf), ...MONITORING_OPERATION_NAMES.map(fleetActionOf)];
+export const COFFER_ACTIONS: readonly string[] = [RECEIVE_BACKUP_COPY_ACTION, GET_AUDIT_LOG_ACTION, ...FLEET_OPERATION_NAMES.map(fleetActionOf), ...MONITORING_OPERATION_NAMES.map(fleetActionOf)];
 const ACTIONS: ReadonlySet<string> = new Set(['*', ...OPERATION_NAMES.map(actionOf), ...COFFER_ACTIONS]);
 
 function field(entry: Record<string, unknown>, name: string, index: number): unknown {

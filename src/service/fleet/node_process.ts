@@ -61,6 +61,8 @@ export interface SpawnNodeOptions {
   readonly journal?: 'relayed' | 'solo';
   /** Prometheus metrics on the management interface (`--metrics`); default 'on'. */
   readonly metrics?: 'on' | 'off';
+  /** The device's audit log (`--audit`, docs/audit.md); default 'on'. */
+  readonly audit?: 'on' | 'off';
 }
 
 /** Starts a node process and resolves once it is ready; COFFER_FLEET_DEVICE_START (with its log's
@@ -72,7 +74,7 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<NodeProcess>
   const args = [
     options.mainJs, 'hsm', 'serve', '--data', options.dataDir, '--development', '--authorities', options.authoritiesDir,
     '--host', options.host, '--port', String(options.port ?? 0), '--management-port', String(options.managementPort ?? 0),
-    '--mode', options.mode ?? 'NON_FIPS', '--journal', options.journal ?? 'solo', '--metrics', options.metrics ?? 'on',
+    '--mode', options.mode ?? 'NON_FIPS', '--journal', options.journal ?? 'solo', '--metrics', options.metrics ?? 'on', '--audit', options.audit ?? 'on',
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', log], detached: options.detached ?? false });
   closeSync(log); // the child holds its own descriptor

@@ -2,6 +2,7 @@
 // from development authorities (NON_FIPS, or FIPS with firmware evidence signed by the
 // manufacturer over a temporary code folder), activated clusters with users, and blobs.
 
+import type { AuditLog } from '../../../src/hsm/audit/audit_log.js';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,7 @@ export interface DeviceOptions {
   readonly random?: Random;
   readonly onEvent?: (event: HsmEvent) => void;
   readonly journal?: JournalOptions;
+  readonly audit?: AuditLog;
 }
 
 /** A commissioned device, no users yet. FIPS mode needs `firmware` (see firmwareEvidence). */
@@ -45,6 +47,7 @@ export async function commissionedDevice(authorities: DevelopmentAuthorities, o:
     ...(o.random === undefined ? {} : { random: o.random }),
     ...(o.onEvent === undefined ? {} : { onEvent: o.onEvent }),
     ...(o.journal === undefined ? {} : { journal: o.journal }),
+    ...(o.audit === undefined ? {} : { audit: o.audit }),
   });
   const mode = o.mode ?? 'NON_FIPS';
   await provisionDevelopmentDevice(hsm, authorities, { mode, ...(o.firmware === undefined ? {} : { firmware: o.firmware }) });

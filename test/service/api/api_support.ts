@@ -160,6 +160,8 @@ export interface SignedRequestOptions {
   readonly headers?: Record<string, string>;
   readonly method?: string;
   readonly path?: string;
+  /** The query, signed as the SDK signs one (sent after `path`). */
+  readonly query?: Record<string, string>;
   /** Aborts the request (the client leaves). */
   readonly signal?: AbortSignal;
   /** Changes the request after it was signed. */
@@ -183,12 +185,13 @@ export async function signedRequest(url: string, options: SignedRequestOptions):
   });
   const signed = await signer.sign({
     method: options.method ?? 'POST', protocol: 'http:', hostname: endpoint.hostname, port: Number(endpoint.port),
-    path: options.path ?? '/', headers, body,
+    path: options.path ?? '/', headers, body, ...(options.query === undefined ? {} : { query: options.query }),
   }, options.signingDate === undefined ? {} : { signingDate: options.signingDate });
   let finalHeaders = signed.headers as Record<string, string>;
   let finalBody = body;
   if (options.tamper !== undefined) ({ headers: finalHeaders, body: finalBody } = options.tamper({ ...finalHeaders }, body));
-  return rawRequest(url, { method: options.method ?? 'POST', path: options.path ?? '/', headers: finalHeaders, body: finalBody, ...(options.signal === undefined ? {} : { signal: options.signal }) });
+  const query = options.query === undefined ? '' : `?${new URLSearchParams(options.query).toString()}`;
+  return rawRequest(url, { method: options.method ?? 'POST', path: `${options.path ?? '/'}${query}`, headers: finalHeaders, body: finalBody, ...(options.signal === undefined ? {} : { signal: options.signal }) });
 }
 
 /** A request exactly as given (no signature unless the headers carry one). */
