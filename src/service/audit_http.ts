@@ -8,6 +8,9 @@
 //
 // SigV4 like the JSON API (signing name `cloudhsm`, the service's region and access keys; `host` and
 // `x-amz-date` signed, empty body), and the key must be granted `coffer:GetAuditLog` (or `*`).
+// Whose logs: a key granted `coffer:GetAuditLog` reads the logs of the devices now serving its
+// account's HSMs (each listed with its HSM and cluster); a key granted `*` (the region's operator)
+// reads every archived log. Another serial is not found, as another account's cluster is.
 // Errors are the API's `{"__type","Message"}`. The records hold no secret; the answer says what the
 // verifier found, and carries each record's bytes so that `coffer audit verify` can check it again
 // offline rather than trust this service.
@@ -31,8 +34,17 @@ export const AUDIT_EXPORT_CHUNKS_MAX = 16;
 const SERIAL = /^CFR-[0-9A-F]{16}$/;
 const SEQ = /^(0|[1-9][0-9]{0,19})$/;
 
+/** A device now serving one of an account's HSMs. */
+export interface AuditDevice {
+  readonly serial: string;
+  readonly hsmId: string;
+  readonly clusterId: string;
+}
+
 export interface AuditHttpOptions {
   readonly collector: AuditCollector;
+  /** The devices now serving `accountId`'s HSMs. */
+  readonly devicesOf: (accountId: string) => Promise<readonly AuditDevice[]>;
   readonly accessKeys: readonly AccessKey[];
   readonly region: string;
   readonly roots: BackupRoots;
@@ -58,23 +70,34 @@ export function withAuditLog(next: Handler, o: AuditHttpOptions): Handler {
 
 async function answer(req: IncomingMessage, res: ServerResponse, o: AuditHttpOptions, keys: ReadonlyMap<string, AccessKey>): Promise<void> {
   req.resume(); // no body is read
+  let operator = false;
+  let accountId = '';
   try {
     if (req.method !== 'GET') protocolFail('SerializationException', 'The audit endpoint answers GET only');
     const raw: RawRequest = { method: 'GET', target: req.url ?? '', headers: headerPairs(req), body: new Uint8Array(0) };
     const key = verifySigV4(raw, { region: o.region, service: SIGNING_NAME, keys, nowMs: Date.now(), requiredSignedHeaders: ['host', 'x-amz-date'] });
     authorizeAction(key, AUDIT_ACTION);
+    operator = key.actions.includes('*');
+    accountId = key.accountId;
   } catch (e) {
     if (e instanceof ProtocolError) return sendError(res, e.status, e.type, e.message);
     throw e;
   }
   const url = new URL(req.url ?? '/', 'http://audit');
   const serial = url.pathname.slice(AUDIT_HTTP_PATH.length + 1);
+  const devices = new Map((await o.devicesOf(accountId)).map((d) => [d.serial, d]));
+  const archived = await o.collector.serials();
   if (serial === '') {
-    const lines = (await o.collector.serials()).map((s) => JSON.stringify({ serial: s }));
+    const listed = archived.filter((s) => operator || devices.has(s));
+    const lines = listed.map((s) => {
+      const d = devices.get(s);
+      return JSON.stringify({ serial: s, ...(d === undefined ? {} : { hsmId: d.hsmId, clusterId: d.clusterId }) });
+    });
     return sendLines(res, lines);
   }
   const from = url.searchParams.get('from') ?? '0';
   if (!SERIAL.test(serial) || !SEQ.test(from)) return sendError(res, 400, 'ValidationException', 'The path must be /audit/<HSM serial> and from a decimal sequence number');
+  if (!operator && !devices.has(serial)) return sendError(res, 400, 'CloudHsmResourceNotFoundException', 'No audit records are archived for this HSM from that position');
   const bundles = await o.collector.read(serial, BigInt(from), AUDIT_EXPORT_CHUNKS_MAX);
   if (bundles.length === 0) return sendError(res, 400, 'CloudHsmResourceNotFoundException', 'No audit records are archived for this HSM from that position');
   const report = verifyAuditBundles({ bundles, ...o.roots, expectedSerial: serial, atMs: o.clock.nowMs() });

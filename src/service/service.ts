@@ -117,6 +117,11 @@ export async function startService(o: ServiceOptions): Promise<RunningService> {
   // The audit endpoint shares the API's port and its access keys (audit_http.ts).
   const server = createServer(withAuditLog(withConsole(handler), {
     collector: audit, accessKeys: o.accessKeys, region: o.region, roots: o.roots, clock: config.clock, logger: o.logger.child({ part: 'audit' }),
+    devicesOf: async (accountId) => {
+      const clusters = (await repository.clusters()).filter((c) => c.doc.accountId === accountId);
+      const hsms = (await Promise.all(clusters.map((c) => repository.hsmsOf(c.doc.clusterId)))).flat();
+      return hsms.flatMap((h) => (h.doc.device === null ? [] : [{ serial: h.doc.device.serial, hsmId: h.doc.hsmId, clusterId: h.doc.clusterId }]));
+    },
   }));
   await listen(server, o.host, o.port);
   const port = (server.address() as AddressInfo).port;

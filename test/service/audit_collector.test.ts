@@ -5,6 +5,7 @@
 // requests (the AWS SDK's signer) with JSON lines that verify, refuses unsigned and unauthorised
 // ones, and its export verifies again offline with the same code `coffer audit verify` runs.
 
+import type { AccessKey } from '../../src/service/api/sigv4.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -48,12 +49,18 @@ test('the control plane collects a node\'s audit log into the archive and serves
   const roots = { manufacturerRoot: rootsPem.manufacturerRootPem, operatorRoot: rootsPem.operatorRootPem };
   const node = await serveNode({ dataDir: join(dir, 'node'), development: true, log, authoritiesDir: join(dir, 'authorities'), managementPort: 0 });
   const archive = await openFsArchive({ directory: join(dir, 'archive') });
+  // Two keys granted only the audit action: one of the account whose HSM the device serves, one of another.
+  const owner: AccessKey = { ...READER, accessKeyId: 'AKIAAUDITOWNER000001', accountId: '123456789012', actions: [AUDIT_ACTION] };
+  const stranger: AccessKey = { ...READER, accessKeyId: 'AKIAAUDITSTRANGER001', accountId: '210987654321', actions: [AUDIT_ACTION] };
+  let servedSerial = '';
   const server = createServer(withAuditLog((_req, res) => res.writeHead(404).end(), {
-    collector: new AuditCollector({ archive, roots, clock: { nowMs: () => Date.now() }, log }), accessKeys: [ADMIN, READER], region: REGION, roots, clock: { nowMs: () => Date.now() }, logger: log,
+    collector: new AuditCollector({ archive, roots, clock: { nowMs: () => Date.now() }, log }), accessKeys: [ADMIN, READER, owner, stranger], region: REGION, roots, clock: { nowMs: () => Date.now() }, logger: log,
+    devicesOf: (accountId) => Promise.resolve(accountId === owner.accountId ? [{ serial: servedSerial, hsmId: 'hsm-auditowner234', clusterId: 'cluster-auditowner234' }] : []),
   }));
   try {
     const hsm = node.hsm;
     const serial = hsm.provisioning.identity().serial;
+    servedSerial = serial;
     await hsm.initialiseUsers('preco-password-8', 'appliance-credential-888');
     await hsm.activate('preco-password-8', 'admin-password-88');
     await assert.rejects(hsm.openSession().login('admin', 'wrong-password-88'));
@@ -133,6 +140,13 @@ test('the control plane collects a node\'s audit log into the archive and serves
     assert.match(none.stderr, /COFFER_SERVICE_REFUSED/);
 
     assert.equal((await get(`/audit/${serial}`, READER)).status, 403, `a key without ${AUDIT_ACTION}`);
+    // A key of the account the device serves sees its log, named with its HSM; another account's does not.
+    const owned = await get('/audit', owner);
+    assert.deepEqual(owned.text.trim().split('\n').map((l) => JSON.parse(l) as unknown), [{ serial, hsmId: 'hsm-auditowner234', clusterId: 'cluster-auditowner234' }]);
+    assert.equal((await get(`/audit/${serial}`, owner)).status, 200);
+    assert.equal((await get('/audit', stranger)).text, '', 'another account lists nothing');
+    const foreign = await get(`/audit/${serial}`, stranger);
+    assert.deepEqual([foreign.status, foreign.json?.['__type']], [400, 'CloudHsmResourceNotFoundException'], "another account's device is not found");
     const unsigned = await rawRequest(url, { method: 'GET', path: `/audit/${serial}`, headers: {} });
     assert.equal(unsigned.status, 403);
     assert.equal(unsigned.json?.['__type'], 'MissingAuthenticationTokenException');
