@@ -54,6 +54,8 @@ export interface Api {
   readonly accessKeyId: string;
   /** `prefix`: the X-Amz-Target prefix; Coffer's own operations have their own (docs/console.md). */
   call(operation: string, input: Json, prefix?: string): Promise<Json>;
+  /** A signed GET of one of Coffer's own routes on the same port (the audit log): its body as text. */
+  getText(path: string, query?: Record<string, string>): Promise<string>;
 }
 
 /** Coffer's monitoring operations (the live figures), beside the CloudHSMv2 API on the same port. */
@@ -71,6 +73,33 @@ export function connect(credentials: Credentials, origin: string): Api {
   return {
     region: credentials.region,
     accessKeyId: credentials.accessKeyId,
+    getText: async (path, query = {}) => {
+      const request: SigningRequest = {
+        method: 'GET', protocol: url.protocol, hostname: url.hostname, ...(url.port === '' ? {} : { port: Number(url.port) }),
+        path, query, headers: { host: url.host }, body: '',
+      };
+      const signed = await (await config.signer()).sign(request, { signingDate: new Date() });
+      const headers = Object.fromEntries(Object.entries(signed.headers).filter(([name]) => name.toLowerCase() !== 'host'));
+      const target = new URL(path, origin);
+      for (const [k, v] of Object.entries(query)) target.searchParams.set(k, v);
+      let response: Response;
+      try {
+        response = await fetch(target, { method: 'GET', headers, credentials: 'omit', cache: 'no-store', signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
+      } catch (e) {
+        throw new ApiCallError('NetworkError', `The service could not be reached: ${e instanceof Error ? e.message : String(e)}`, 0);
+      }
+      const text = await response.text();
+      if (!response.ok) {
+        let answer: Json = {};
+        try {
+          answer = JSON.parse(text) as Json;
+        } catch {
+          // not JSON: the status says it
+        }
+        throw new ApiCallError(typeof answer.__type === 'string' ? answer.__type : `HTTP ${response.status}`, typeof answer.Message === 'string' ? answer.Message : `HTTP ${response.status}`, response.status);
+      }
+      return text;
+    },
     call: async (operation, input, prefix = TARGET_PREFIX) => {
       const body = JSON.stringify(input);
       const request: SigningRequest = {

@@ -5,6 +5,7 @@
 import { useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { allPages, type Api, type Json } from './api.js';
+import { AuditPanel } from './audit.js';
 import { BackupsPanel } from './backups.js';
 import { CertificatesPanel } from './certificates.js';
 import { FiguresPanel } from './figures.js';
@@ -25,6 +26,7 @@ const SECTIONS: readonly { readonly id: string; readonly title: string; readonly
   { id: 'certificates', title: 'Certificates', show: (c) => c.Certificates !== undefined, Panel: CertificatesPanel },
   { id: 'backups', title: 'Backups', show: () => true, Panel: BackupsPanel },
   { id: 'tags', title: 'Tags', show: () => true, Panel: TagsPanel },
+  { id: 'audit', title: 'Audit log', show: (c) => c.State === 'ACTIVE' || c.State === 'DEGRADED', Panel: AuditPanel },
 ];
 
 export function ClusterView({ api, clusterId, back, open }: { api: Api; clusterId: string; back: () => void; open: (clusterId: string) => void }) {

@@ -214,6 +214,15 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   assert.match(await figures.locator('[data-testid=journal-head]').innerText(), /^\d+$/);
   await figures.screenshot({ path: join(shots, 'figures.png') });
 
+  // The audit log: the service collects each HSM's log and verifies what it archived; the page shows
+  // the verdict and the newest records (the activation the CLI made, on the first HSM's device).
+  const audit = page.locator('[data-testid=panel-audit]');
+  await audit.locator('[data-testid=audit-verdict].verified').first().waitFor({ timeout: CLUSTER_WAIT_MS });
+  await audit.screenshot({ path: join(shots, 'audit.png') });
+  assert.match(await audit.locator('[data-testid=audit-verdict]').first().innerText(), /^Verified: records 0–\d+ \(\d+ records, [1-9]\d* signed checkpoints?\)/);
+  await audit.locator('tr[data-kind="cluster.activate"] [data-status=signed]').first().waitFor({ timeout: CLUSTER_WAIT_MS });
+  await audit.screenshot({ path: join(shots, 'audit.png') });
+
   // Delete: PENDING_DELETION with the countdown to its purge; restore: READY again.
   const row = page.locator(`[data-testid=backups] li[data-backup="${backupId}"]`);
   await row.getByRole('button', { name: 'Delete' }).click();
