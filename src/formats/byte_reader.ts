@@ -41,7 +41,7 @@ export class ByteReader {
 
   /** A copy of the next `n` bytes, the caller's own. */
   copy(n: number): Uint8Array {
-    return this.view(n).slice();
+    return new Uint8Array(this.view(n)); // not .slice(): on a Buffer it would be a view
   }
 }
 

@@ -347,7 +347,8 @@ export class Hsm {
     // would otherwise be archived for good (docs/audit.md "What is recorded").
     const known = this.#users.roleOf(user) !== undefined;
     this.audit?.record({ kind: 'login', outcome, user: known ? auditName(user) : '(unknown user)', session, code: detail.code ?? '', detail: detail.role ?? '', handles: [] });
-    this.#onEvent?.({ event: 'login', user, outcome, ...detail });
+    // The same for the device's events (the node's log): a name that is no user's is not repeated.
+    this.#onEvent?.({ event: 'login', user: known ? user : '(unknown user)', outcome, ...detail });
   }
 
   /** An audited call made to the device itself (the management interface, a ceremony): no user, no session. */
