@@ -12,6 +12,7 @@
 // database exactly one orchestrates; another takes over when the lease expires. Time comes from the
 // injected clock: tests move it by hand and call tick().
 
+import { isCofferError } from '../errors.js';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -406,7 +407,17 @@ export class Orchestrator {
     const c = await this.#o.repo.cluster(h.doc.clusterId);
     if (c === undefined) return;
     await this.#bringUp(c.doc, fresh.doc);
-    await this.#catchUp(c.doc.clusterId, fresh.doc.device as FleetDevice);
+    try {
+      await this.#catchUp(c.doc.clusterId, fresh.doc.device as FleetDevice);
+    } catch (e) {
+      // Said where the API shows it, not only in the log: the replacement holds the backup but not
+      // the journal after it (docs/journal-format.md "Test coverage").
+      if (isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP')) {
+        const why = String(e.detail['reason'] ?? 'refused');
+        await this.#setHsm(hsmId, { stateMessage: `The replacement could not catch up with the cluster journal (${why}${e.detail['seq'] === undefined ? '' : ` at entry ${String(e.detail['seq'])}`}); it needs a newer backup or a healthy peer.` });
+      }
+      throw e;
+    }
     await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null, failedProbes: 0, replacements: h.doc.replacements + 1 });
     this.#o.metrics?.replacementDone((performance.now() - startedMs) / 1000);
     this.#o.log.info({ event: 'hsm.replaced', clusterId: h.doc.clusterId, hsmId, serial: fresh.doc.device?.serial }, 'failed HSM replaced');
@@ -548,6 +559,7 @@ function faultMessage(fault: JournalFaultReport): string {
 
 /** An error as log words: its code or name and message, never its detail objects. */
 function errorWords(e: unknown): string {
+  if (isCofferError(e)) return `${e.code}: ${e.message}${typeof e.detail['reason'] === 'string' ? ` (${e.detail['reason']})` : ''}`;
   if (e instanceof Error) return `${(e as { code?: string }).code ?? e.name}: ${e.message}`;
   return String(e);
 }

@@ -80,6 +80,8 @@ test('a replacement given a backup older than the compaction point is refused it
   const c = await region.describe(clusterId);
   assert.notEqual(c.Hsms?.[0]?.State, 'ACTIVE', 'the replacement is not ACTIVE');
   assert.notEqual(c.State, 'ACTIVE', 'nor is its cluster');
+  assert.match(c.Hsms?.[0]?.StateMessage ?? '', /could not catch up with the cluster journal \(compacted at entry \d+\)/, 'the API says why');
+  assert.ok(logLines.some((l) => l.includes('(compacted)')), 'and so does the log');
   const fresh = await region.device(hsmId);
   assert.notEqual(fresh.serial, dead.serial, 'a new device, restored from the older backup');
   const health = await region.health(hsmId);
