@@ -32,11 +32,16 @@ export function fleetActionOf(name: string): string {
 /** The fleet operation an X-Amz-Target names; undefined when the target is not under
  * FLEET_TARGET_PREFIX (the CloudHSMv2 path decides then); an unknown name under it is refused. */
 export function fleetOperationOf(target: string | undefined): FleetOperationName | undefined {
-  const prefix = `${FLEET_TARGET_PREFIX}.`;
+  return operationUnder(target, FLEET_TARGET_PREFIX, NAMES);
+}
+
+/** The operation `target` names under `prefix`; undefined when it is not under it; an unknown name under it is refused. */
+function operationUnder<N extends string>(target: string | undefined, targetPrefix: string, names: ReadonlySet<string>): N | undefined {
+  const prefix = `${targetPrefix}.`;
   if (target?.startsWith(prefix) !== true) return undefined;
   const name = target.slice(prefix.length);
-  if (!NAMES.has(name)) protocolFail('UnknownOperationException', `X-Amz-Target must be ${prefix}<Operation> with one of ${FLEET_OPERATION_NAMES.join(', ')}`);
-  return name as FleetOperationName;
+  if (!names.has(name)) protocolFail('UnknownOperationException', `X-Amz-Target must be ${prefix}<Operation> with one of ${[...names].join(', ')}`);
+  return name as N;
 }
 
 // ── monitoring ───────────────────────────────────────────────────────────────────────────────
@@ -53,9 +58,5 @@ const MONITORING_NAMES: ReadonlySet<string> = new Set(MONITORING_OPERATION_NAMES
 /** The monitoring operation an X-Amz-Target names; undefined when the target is not under
  * MONITORING_TARGET_PREFIX; an unknown name under it is refused. */
 export function monitoringOperationOf(target: string | undefined): MonitoringOperationName | undefined {
-  const prefix = `${MONITORING_TARGET_PREFIX}.`;
-  if (target?.startsWith(prefix) !== true) return undefined;
-  const name = target.slice(prefix.length);
-  if (!MONITORING_NAMES.has(name)) protocolFail('UnknownOperationException', `X-Amz-Target must be ${prefix}<Operation> with one of ${MONITORING_OPERATION_NAMES.join(', ')}`);
-  return name as MonitoringOperationName;
+  return operationUnder(target, MONITORING_TARGET_PREFIX, MONITORING_NAMES);
 }
