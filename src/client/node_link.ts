@@ -538,7 +538,10 @@ export class NodeLink {
       this.#sawStatus(st);
       this.capacityOpsPerSecond = st.capacityOpsPerSecond;
       this.loadPermille = st.loadPermille;
-      const others = st.inFlightMax > 0 ? (st.inFlight - this.inFlight) / st.inFlightMax : 0;
+      // The node counts this STATUS among its in-flight requests; this client's count does not hold it.
+      // Left in, every idle node would show a little load of "others" that a busy one sometimes does
+      // not, and sequential callers would keep to the node they used last.
+      const others = st.inFlightMax > 0 ? (st.inFlight - 1 - this.inFlight) / st.inFlightMax : 0;
       this.othersLoad = Math.min(0.9, Math.max(0, others));
     } finally {
       this.#polling = false;

@@ -41,6 +41,24 @@ test('3 cloned nodes: connect trusting only the customer CA, sign on all three, 
   }
 });
 
+test('sequential calls spread over idle nodes of equal weight, after their STATUS polls too', async () => {
+  const tc = await startTestCluster({ nodes: 3 });
+  const cluster = await Cluster.connect({ endpoints: tc.endpoints, ca: tc.ca, credentials: ALICE });
+  try {
+    // A few rounds of STATUS polls (CLIENT_STATUS_POLL_MS) while one node alone is used: the STATUS
+    // each node counts in flight is the client's own, not load of others.
+    const deadline = Date.now() + 3500;
+    while (Date.now() < deadline) await cluster.random(8);
+    const before = cluster.router.links.map((l) => l.completed);
+    for (let i = 0; i < 90; i++) await cluster.random(8);
+    const per = cluster.router.links.map((l, i) => l.completed - (before[i] ?? 0));
+    assert.ok(per.every((c) => c >= 10), `every node served sequential calls: ${per.join(',')}`);
+  } finally {
+    await cluster.close();
+    await tc.close();
+  }
+});
+
 test('traffic follows reported capacity: a node reporting 3x the capacity gets roughly 3x the calls', async () => {
   const tc = await startTestCluster({ nodes: 2, plane: (i) => ({ capacityOpsPerSecond: i === 0 ? 1000 : 3000 }) });
   const cluster = await Cluster.connect({ endpoints: tc.endpoints, ca: tc.ca, credentials: ALICE });
