@@ -69,7 +69,8 @@ export const BACKUP_ID_HEADER = 'x-coffer-backup-id';
 export const RESTORE_CLONE_CLUSTER_ID_PARAM = 'cloneClusterId';
 
 /** CloudHSM's cluster id shape (docs/architecture.md §6). */
-const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
+/** A cluster id, as the CloudHSMv2 model's pattern (cluster-[2-7a-zA-Z]{11,16}) matched whole. */
+export const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
 /** PEM text of a certificate or CSR: base64 (4/3 of the DER) plus armour and line breaks. */
 export const PEM_CHARS_MAX = 2 * CERTIFICATE_BYTES_MAX;
 /** Ids, serials, modes and states: short names (a backup header holds its strings in 256 bytes too). */

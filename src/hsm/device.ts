@@ -45,7 +45,6 @@ import { Quorum, type AdminService, type QuorumService, type QuorumToken, type T
 import { DeviceState, SESSION_OBJECT_NAMESPACE, type ChangeSummary } from './state/device_state.js';
 import { Journal, type JournalCluster, type JournalOptions } from './state/journal.js';
 import { OBJECT_NAMESPACE } from '../formats/object_record.js';
-import { USER_NAME_CHARS_MAX } from '../formats/limits.js';
 import { USER_NAMESPACE } from '../formats/user_record.js';
 import type { RecordStore } from './store/store_port.js';
 import type { Actor, Handle, KeyRef, MechanismParams, Mode, Role } from './types.js';
@@ -442,7 +441,7 @@ export class Session {
       actor = await this.#users.login(name, password, role);
     } catch (e) {
       // The name as typed, cut to the longest a name may be: a mistyped password never lands here.
-      if (isCofferError(e)) this.#hsm.loginEvent(loggableName(name), 'failed', { code: e.code }, this.id);
+      if (isCofferError(e)) this.#hsm.loginEvent(auditName(name), 'failed', { code: e.code }, this.id);
       throw e;
     }
     this.#hsm.loginEvent(actor.userId, 'ok', { role: actor.role }, this.id);
@@ -629,9 +628,3 @@ export class Session {
   }
 }
 
-/** A login name fit for a log: only the characters a user name may have, at most its length. Anything
- * else (a password typed into the name field, control characters) is replaced, never logged. */
-function loggableName(name: string): string {
-  if (typeof name !== 'string') return '?';
-  return name.length <= USER_NAME_CHARS_MAX && /^[A-Za-z0-9_-]+$/.test(name) ? name.toLowerCase() : '(invalid name)';
-}

@@ -22,7 +22,7 @@ import { verifyAuditBundles } from '../formats/audit_verify.js';
 import type { BackupRoots } from '../formats/backup.js';
 import { GET_AUDIT_LOG_ACTION } from './api/access_keys.js';
 import { ProtocolError, protocolFail } from './api/api_errors.js';
-import { SIGNING_NAME, authorizeAction, verifySigV4, type AccessKey, type RawRequest } from './api/sigv4.js';
+import { SIGNING_NAME, authorizeAction, headerPairs, verifySigV4, type AccessKey, type RawRequest } from './api/sigv4.js';
 import type { AuditCollector } from './audit_collector.js';
 
 export const AUDIT_HTTP_PATH = '/audit';
@@ -114,10 +114,4 @@ function sendError(res: ServerResponse, status: number, type: string, message: s
   const body = JSON.stringify({ __type: type, Message: message });
   res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', 'content-length': Buffer.byteLength(body) });
   res.end(body);
-}
-
-function headerPairs(req: IncomingMessage): [string, string][] {
-  const headers: [string, string][] = [];
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i] ?? '', req.rawHeaders[i + 1] ?? '']);
-  return headers;
 }

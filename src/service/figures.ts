@@ -10,9 +10,9 @@
 // service restarts or another service instance takes the orchestrator's lease. Nothing in them is
 // secret: counts, rates, durations, positions.
 
-import type { NodeFigures, NodeHealth } from '../formats/management.js';
+import { CLUSTER_ID, type NodeFigures, type NodeHealth } from '../formats/management.js';
 import { protocolFail } from './api/api_errors.js';
-import type { MonitoringOperations } from './api/coffer_operations.js';
+import { requestMembers, type MonitoringOperations } from './api/coffer_operations.js';
 import { apiFail } from './api/operations.js';
 import type { BackupDoc, HsmDoc } from './records.js';
 import type { Repository } from './repository.js';
@@ -188,16 +188,13 @@ export interface FigureOperationSources {
   readonly relayJournal: boolean;
 }
 
-const CLUSTER_ID = /^cluster-[2-7a-zA-Z]{11,16}$/;
 
 /** `CofferMonitoringService.DescribeHsmFigures { ClusterId }` → ClusterFigures; another account's
  * cluster is not found, as in the CloudHSMv2 operations. */
 export function monitoringOperations(src: FigureOperationSources): MonitoringOperations {
   return {
     DescribeHsmFigures: async (input, caller) => {
-      if (typeof input !== 'object' || input === null || Array.isArray(input)) protocolFail('ValidationException', 'The request must be a JSON object');
-      for (const name of Object.keys(input)) if (name !== 'ClusterId') protocolFail('ValidationException', 'Unknown member; expected only ClusterId');
-      const clusterId = (input as Record<string, unknown>)['ClusterId'];
+      const clusterId = requestMembers(input, ['ClusterId'])['ClusterId'];
       if (typeof clusterId !== 'string' || !CLUSTER_ID.test(clusterId)) protocolFail('ValidationException', 'ClusterId must match cluster-[2-7a-zA-Z]{11,16}');
       const cluster = await src.repo.cluster(clusterId);
       if (cluster === undefined || cluster.doc.accountId !== caller.accountId) apiFail('CloudHsmResourceNotFoundException', `Cluster ${clusterId} was not found.`);

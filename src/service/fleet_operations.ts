@@ -19,7 +19,7 @@
 
 import type { Logger } from 'pino';
 import { protocolFail } from './api/api_errors.js';
-import type { FleetOperations } from './api/coffer_operations.js';
+import { requestMembers as members, type FleetOperations, type Members } from './api/coffer_operations.js';
 import type { RegisteredNode, RemoteFleet, RemoteNodeSelector } from './fleet/remote_fleet.js';
 import { REMOTE_DEVICE_ID } from './fleet/remote_registry.js';
 
@@ -27,15 +27,6 @@ const TCP_PORT_MAX = 65535;
 /** Host names and addresses; the fleet checks them again (remote_registry.ts REMOTE_HOST). */
 const HOST_CHARS_MAX = 253;
 
-type Members = Readonly<Record<string, unknown>>;
-
-function members(input: unknown, allowed: readonly string[]): Members {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) protocolFail('ValidationException', 'The request must be a JSON object');
-  for (const name of Object.keys(input)) {
-    if (!allowed.includes(name)) protocolFail('ValidationException', `Unknown member; expected only ${allowed.join(', ')}`);
-  }
-  return input as Members;
-}
 
 function host(m: Members, name: string): string {
   const v = m[name];

@@ -148,13 +148,8 @@ export class JournalRelay {
   async #checkSameHead(clusterId: string, head: bigint, journalHead: bigint, headHash: string | null): Promise<void> {
     if (head > journalHead) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'ahead-of-journal', seq: String(head) });
     if (headHash === null) return;
-    let expected: Uint8Array | undefined;
-    if (head === 0n) expected = journalGenesis(clusterId);
-    else {
-      const [row] = await this.#o.store.readJournal(clusterId, Number(head), 1);
-      if (row?.seq === Number(head)) expected = journalEntryHash(row.entry);
-    }
-    if (expected !== undefined && Buffer.from(expected).toString('hex') !== headHash) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'other-head', seq: String(head) });
+    const expected = await storedChainHash(this.#o.store, clusterId, head, clusterId);
+    if (expected !== undefined && hexOf(expected) !== headHash) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'other-head', seq: String(head) });
   }
 
   /** The journal from `head` + 1, one bounded delivery. */
@@ -297,15 +292,17 @@ export async function journalLinkRefusal(store: MetadataStore, clusterId: string
   const stored = BigInt(await store.journalHead(clusterId));
   if (offer.seq <= stored) return 'lost';
   if (offer.seq > stored + 1n) return 'skips-positions';
-  let expected: Uint8Array;
-  if (offer.seq === 1n) {
-    expected = journalGenesis(header.clusterId);
-  } else {
-    const [prev] = await store.readJournal(clusterId, Number(offer.seq - 1n), 1);
-    if (prev?.seq !== Number(offer.seq - 1n)) return 'predecessor-not-stored';
-    expected = journalEntryHash(prev.entry);
-  }
+  const expected = await storedChainHash(store, clusterId, offer.seq - 1n, header.clusterId);
+  if (expected === undefined) return 'predecessor-not-stored';
   return hexOf(expected) === hexOf(header.predecessor) ? undefined : 'predecessor-mismatch';
+}
+
+/** The chain hash the stored journal of `clusterId` holds at `seq`: at 0 the genesis value of
+ * `genesisClusterId`, else the stored entry's hash; undefined when that entry is not stored. */
+async function storedChainHash(store: MetadataStore, clusterId: string, seq: bigint, genesisClusterId: string): Promise<Uint8Array | undefined> {
+  if (seq === 0n) return journalGenesis(genesisClusterId);
+  const [row] = await store.readJournal(clusterId, Number(seq), 1);
+  return row?.seq === Number(seq) ? journalEntryHash(row.entry) : undefined;
 }
 
 /**

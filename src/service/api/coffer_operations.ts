@@ -22,6 +22,18 @@ export type FleetOperationName = (typeof FLEET_OPERATION_NAMES)[number];
 export type FleetOperationHandler = (input: unknown, caller: Caller) => Promise<Record<string, unknown>>;
 export type FleetOperations = Readonly<Record<FleetOperationName, FleetOperationHandler>>;
 
+/** A request's members (there is no service model for Coffer's own operations). */
+export type Members = Readonly<Record<string, unknown>>;
+
+/** The request as a JSON object with only `allowed` members; anything else is ValidationException. */
+export function requestMembers(input: unknown, allowed: readonly string[]): Members {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) protocolFail('ValidationException', 'The request must be a JSON object');
+  for (const name of Object.keys(input)) {
+    if (!allowed.includes(name)) protocolFail('ValidationException', `Unknown member; expected only ${allowed.join(', ')}`);
+  }
+  return input as Members;
+}
+
 const NAMES: ReadonlySet<string> = new Set(FLEET_OPERATION_NAMES);
 
 /** The access-keys action of one of Coffer's own operations: `coffer:RegisterNode`, … */

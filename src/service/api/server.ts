@@ -31,7 +31,7 @@ import {
 } from './coffer_operations.js';
 import { ApiError, OPERATION_NAMES, type Caller, type OperationName, type Operations } from './operations.js';
 import { INTERNAL_FAILURE_MESSAGE, ProtocolError, apiErrorStatus, protocolFail, type AnyErrorType } from './api_errors.js';
-import { SIGNING_NAME, authorize, authorizeAction, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
+import { SIGNING_NAME, authorize, authorizeAction, headerPairs, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
 import { serializeOutput, validateInput } from './validate.js';
 import { CLOUDHSMV2_MODEL } from './model.js';
 import { discardBody, receiveStreamed, type StreamedRoute } from './streamed.js';
@@ -223,9 +223,7 @@ async function answer(options: ApiServiceOptions, keys: ReadonlyMap<string, Acce
 }
 
 function rawRequest(req: IncomingMessage, body: Buffer): RawRequest {
-  const headers: [string, string][] = [];
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i] ?? '', req.rawHeaders[i + 1] ?? '']);
-  return { method: req.method ?? '', target: req.url ?? '', headers, body };
+  return { method: req.method ?? '', target: req.url ?? '', headers: headerPairs(req), body };
 }
 
 function operationOf(target: string | undefined): OperationName {

@@ -19,6 +19,7 @@
 // signature or the canonical request appears in a message.
 
 import { timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { protocolFail } from './api_errors.js';
 import { SIGV4_ALGORITHM, canonicalRequest, credentialScope, headerValue, sha256Hex, signatureHex, signingKey, stringToSign, type RawRequest } from '../../formats/sigv4.js';
 
@@ -168,4 +169,11 @@ export function authorize(key: AccessKey, operation: string): void {
 export function authorizeAction(key: AccessKey, action: string): void {
   if (key.actions.includes('*') || key.actions.includes(action)) return;
   protocolFail('AccessDeniedException', `The access key is not authorized to perform: ${action}`);
+}
+
+/** A request's headers as sent, in order, as (name, value) pairs (what RawRequest.headers holds). */
+export function headerPairs(req: IncomingMessage): [string, string][] {
+  const headers: [string, string][] = [];
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i] ?? '', req.rawHeaders[i + 1] ?? '']);
+  return headers;
 }

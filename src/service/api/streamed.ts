@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import { ApiError, apiFail, type Caller } from './operations.js';
 import { INTERNAL_FAILURE_MESSAGE, ProtocolError, apiErrorStatus, protocolFail, type AnyErrorType } from './api_errors.js';
-import { SIGNING_NAME, authorizeAction, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
+import { SIGNING_NAME, authorizeAction, headerPairs, headerValue, verifySigV4, type AccessKey, type RawRequest } from './sigv4.js';
 
 /** No byte of a streamed body for this long: the client has stalled, and its connection is cut. */
 export const STREAMED_BODY_IDLE_MS = 30_000;
@@ -126,12 +126,6 @@ export function discardBody(req: IncomingMessage): void {
   });
   req.on('error', () => req.destroy());
   req.resume();
-}
-
-function headerPairs(req: IncomingMessage): [string, string][] {
-  const headers: [string, string][] = [];
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i] ?? '', req.rawHeaders[i + 1] ?? '']);
-  return headers;
 }
 
 function declaredLength(raw: RawRequest, bytesMax: number): number {
