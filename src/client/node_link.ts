@@ -143,6 +143,8 @@ export class NodeLink {
   #closed = false;
   #probing = true;
   #polling = false;
+  /** JOURNAL_WAITs in flight, by seq: what each asks and when its wait ends on the node. */
+  readonly #journalWaits = new Map<bigint, { readonly answer: Promise<WireResponse<'JOURNAL_WAIT'>>; readonly endsMs: number }>();
   #progressMark = -1;
   #stalledSinceMs = 0;
   /** The channel the next STATUS poll goes to (round robin: a keepalive for each). */
@@ -308,7 +310,23 @@ export class NodeLink {
    * `seq` or `waitMs` (≤ WIRE_JOURNAL_WAIT_MS_MAX) passes. Not counted in flight: it only waits, and
    * the stuck-node check must not take a parked wait for a node that stopped answering.
    */
-  async waitJournal(seq: bigint, waitMs: number): Promise<WireResponse<'JOURNAL_WAIT'>> {
+  waitJournal(seq: bigint, waitMs: number): Promise<WireResponse<'JOURNAL_WAIT'>> {
+    // The state changes one journal entry made (a batch) all wait for the same seq: one wait asks
+    // for them all. A caller joins a wait in flight only if it ends no later than its own would.
+    const nowMs = Date.now();
+    const joined = this.#journalWaits.get(seq);
+    if (joined !== undefined && joined.endsMs <= nowMs + waitMs) return joined.answer;
+    const answer = this.#askJournal(seq, waitMs);
+    const wait = { answer, endsMs: nowMs + waitMs };
+    this.#journalWaits.set(seq, wait);
+    const done = (): void => {
+      if (this.#journalWaits.get(seq) === wait) this.#journalWaits.delete(seq);
+    };
+    answer.then(done, done);
+    return answer;
+  }
+
+  async #askJournal(seq: bigint, waitMs: number): Promise<WireResponse<'JOURNAL_WAIT'>> {
     const answer = await this.#plain('JOURNAL_WAIT', { seq, waitMs }, this.#channel());
     this.#sawHead(answer.mode, answer.head);
     if (answer.hashAtSeq !== undefined && answer.mode === 'relayed') this.onPosition?.(this, seq, answer.hashAtSeq);

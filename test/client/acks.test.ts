@@ -8,6 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { verify as nodeVerify } from 'node:crypto';
 import { Cluster } from '../../src/client/cluster.js';
+import { Connection } from '../../src/client/connection.js';
+import type { WireRequest } from '../../src/formats/wire.js';
 import { isCofferError } from '../../src/errors.js';
 import { ADMIN_PW } from '../hsm/backup/backup_support.js';
 import { loggedIn } from '../hsm/state/journal_support.js';
@@ -90,6 +92,37 @@ test('k cannot be met: COFFER_ACKS_NOT_MET says who acknowledged, and the change
   assert.ok(found !== undefined);
   await until(() => (found.nodes ?? []).length === 3, 'node 2 caught up', WAIT_MS);
   for (let i = 0; i < 9; i++) await found.encrypt(new Uint8Array([i]));
+});
+
+test('the changes one journal entry made share their acknowledgement: one JOURNAL_WAIT per HSM and entry', { timeout: 300_000 }, async () => {
+  const c = await connect();
+  const asked: bigint[] = [];
+  const proto = Connection.prototype;
+  const original = Object.getOwnPropertyDescriptor(proto, 'call') as PropertyDescriptor;
+  const call = original.value as (this: Connection, name: string, request: unknown) => Promise<unknown>;
+  Object.defineProperty(proto, 'call', {
+    ...original,
+    value: function (this: Connection, name: string, request: unknown) {
+      if (name === 'JOURNAL_WAIT') asked.push((request as WireRequest<'JOURNAL_WAIT'>).seq);
+      return call.call(this, name, request);
+    },
+  });
+  let keys;
+  try {
+    keys = await Promise.all(Array.from({ length: 16 }, (_, i) => c.generateKey({ type: 'AES', bits: 256, label: `batched-${i}` })));
+  } finally {
+    Object.defineProperty(proto, 'call', original);
+  }
+  const seqs = keys.map((k) => k.acknowledgement?.position?.seq);
+  assert.ok(seqs.every((s) => s !== undefined), 'every change names its entry');
+  const entries = new Set(seqs);
+  // Sent together to one HSM, the calls queue behind one another and share entries (batches).
+  assert.ok(entries.size <= 8, `16 changes in at most 8 entries: ${entries.size}`);
+  for (const k of keys) assert.ok((k.acknowledgement?.nodes.length ?? 0) >= 2, 'each change acknowledged by two HSMs');
+  // Each of the two other HSMs is asked at most once per entry (a wait that ran out is asked again:
+  // none does here, with the HSMs applying at once).
+  assert.ok(asked.length <= 2 * entries.size, `${asked.length} JOURNAL_WAITs for ${entries.size} entries`);
+  assert.ok(asked.every((s) => entries.has(s)), 'each asks for an entry the changes made');
 });
 
 test('users and their changes are acknowledged and reach every HSM', { timeout: 300_000 }, async () => {
