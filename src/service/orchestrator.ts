@@ -5,8 +5,9 @@
 // first makes the cluster CSR; later ones are cloned from a fresh backup of a healthy HSM, or from
 // the cluster's newest archived backup when none is healthy), initialises, notices activation,
 // backs up on schedule, expires and purges backups, and probes every HSM, replacing one that stops
-// answering. Slow steps (a provision, a restore, a zeroise) run as tasks beside the tick, one per
-// HSM or cluster at a time; `settled()` waits for them (tests, shutdown).
+// answering and checking its journal head against the stored journal (a missing entry, a fork).
+// Slow steps (a provision, a restore, a zeroise) run as tasks beside the tick, one per HSM or
+// cluster at a time; `settled()` waits for them (tests, shutdown).
 //
 // Only the holder of the `orchestrator` lease acts, so with several service processes on one
 // database exactly one orchestrates; another takes over when the lease expires. Time comes from the
@@ -29,13 +30,6 @@ import type { ServiceMetrics } from './metrics.js';
 import type { AuditCollector } from './audit_collector.js';
 
 const DAY_MS = 24 * 3600_000;
-
-/** What a health report's journal head shows against the stored journal (Orchestrator.#journalHead). */
-interface HeadFinding {
-  readonly event: 'hsm.journal.missing' | 'hsm.journal.fork';
-  readonly seq: bigint;
-  readonly message: string;
-}
 /** The lease outlives a few ticks, so one slow tick does not hand orchestration to another process. */
 const LEASE_TICKS = 5;
 /** PreCo passwords: CloudHSM's are 7–32 characters. */
@@ -651,6 +645,13 @@ export class Orchestrator {
       return { writes: now === undefined ? [] : [hsmWrite({ ...now.doc, ...change }, now.version)], result: undefined };
     });
   }
+}
+
+/** What a health report's journal head shows against the stored journal (Orchestrator.#journalHead). */
+interface HeadFinding {
+  readonly event: 'hsm.journal.missing' | 'hsm.journal.fork';
+  readonly seq: bigint;
+  readonly message: string;
 }
 
 /** Every journal-fault state message starts so (the cluster's message quotes the HSM's). */
