@@ -316,6 +316,12 @@ export const JOURNAL_BATCH_DECISIONS_MAX = 32;
 export const JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT = 10_000;
 /** The longest wait a caller may configure or ask for (a decision's entry, an offer, a head). */
 export const JOURNAL_WAIT_MS_MAX = 10 * 60_000;
+/** How long a device waits for a missing journal entry — one below a later entry it was delivered —
+ * before it reports it (docs/journal-format.md "Detecting a bad journal"). The relay delivers from the
+ * store in order, so a gap is seen only when a delivery raced a restore (gone at the relay's next
+ * delivery, within a second or two) or when something withholds the entry; 30 s is three decide
+ * timeouts, long past the first and short enough that an operator learns of the second at once. */
+export const JOURNAL_MISSING_ENTRY_WAIT_MS = 30_000;
 /** Entries in one delivery: a page of the metadata store's journal read (JOURNAL_READ_LIMIT_MAX). */
 export const JOURNAL_DELIVER_ENTRIES_MAX = 1000;
 /** Chain hashes of the entries applied last that a device keeps, to tell a repeated delivery of an

@@ -133,6 +133,9 @@ export interface NodeHealth {
   readonly journalHeadHash: string | null;
   /** The refusal that halted the device's journal, if any (null: none, or an older node). */
   readonly journalFault: JournalFaultReport | null;
+  /** The journal entry the device has waited for past its bound (docs/journal-format.md "Detecting a
+   * bad journal"): not a fault; null when none is missing, or an older node. */
+  readonly journalMissing: JournalMissingReport | null;
   /** 'relayed' or 'solo' (docs/node.md "Journal endpoints"); null: an older node does not say. */
   readonly journalMode: 'relayed' | 'solo' | null;
   /** The data plane's running totals since the node started (null: metrics are off, or an older
@@ -151,9 +154,10 @@ export interface NodeFigures {
   /** Requests per latency bucket (not cumulative; a batch is one request): one more entry than latencyBoundsS. */
   readonly latencyCounts: readonly number[];
 }
-export type NodeHealthJson = Omit<NodeHealth, 'journalPosition' | 'journalFault'> & {
+export type NodeHealthJson = Omit<NodeHealth, 'journalPosition' | 'journalFault' | 'journalMissing'> & {
   readonly journalPosition: string;
   readonly journalFault: JournalFaultJson | null;
+  readonly journalMissing: JournalMissingJson | null;
 };
 
 /** A journal fault as reported: the refusal's code, the position, its reason (all non-secret). */
@@ -163,6 +167,13 @@ export interface JournalFaultReport {
   readonly reason: string;
 }
 export type JournalFaultJson = Omit<JournalFaultReport, 'seq'> & { readonly seq: string };
+
+/** A missing journal entry as reported: its position and how long the device has waited for it (ms). */
+export interface JournalMissingReport {
+  readonly seq: bigint;
+  readonly waitedMs: number;
+}
+export type JournalMissingJson = Omit<JournalMissingReport, 'seq'> & { readonly seq: string };
 
 /** POST /v1/journal/entries: what the delivery did (src/hsm/state/journal.ts DeliverResult). */
 export interface JournalDelivery {
@@ -174,11 +185,14 @@ export interface JournalDelivery {
   /** The position the device waits for when an entry came ahead of its head; null otherwise. */
   readonly waitingFor: bigint | null;
   readonly fault: JournalFaultReport | null;
+  /** The entry the device has waited for past its bound (health's journalMissing); null: none, or an older node. */
+  readonly missing: JournalMissingReport | null;
 }
-export type JournalDeliveryJson = Omit<JournalDelivery, 'headSeq' | 'waitingFor' | 'fault'> & {
+export type JournalDeliveryJson = Omit<JournalDelivery, 'headSeq' | 'waitingFor' | 'fault' | 'missing'> & {
   readonly headSeq: string;
   readonly waitingFor: string | null;
   readonly fault: JournalFaultJson | null;
+  readonly missing: JournalMissingJson | null;
 };
 
 /** PUT /v1/restore: the restore summary. */
@@ -298,6 +312,17 @@ class Fields {
     }
   }
 
+  /** A missing-entry report, or null when absent or null (a field added after the first version). */
+  optionalMissing(name: string): JournalMissingReport | null {
+    const v = this.#o[name];
+    if (v === undefined || v === null) return null;
+    try {
+      return decodeJournalMissing(v);
+    } catch {
+      return this.#bad(name, true);
+    }
+  }
+
   /** Data-plane figures, or null when absent or null (a field added after the first version). */
   optionalFigures(name: string): NodeFigures | null {
     const v = this.#o[name];
@@ -359,7 +384,19 @@ export function decodeNodeIdentity(json: unknown): NodeIdentity {
 }
 
 export function encodeNodeHealth(v: NodeHealth): NodeHealthJson {
-  return { ...v, journalPosition: encodeU64(v.journalPosition), journalFault: v.journalFault === null ? null : encodeJournalFault(v.journalFault) };
+  return {
+    ...v, journalPosition: encodeU64(v.journalPosition), journalFault: v.journalFault === null ? null : encodeJournalFault(v.journalFault),
+    journalMissing: v.journalMissing === null ? null : encodeJournalMissing(v.journalMissing),
+  };
+}
+
+export function encodeJournalMissing(v: JournalMissingReport): JournalMissingJson {
+  return { seq: encodeU64(v.seq), waitedMs: v.waitedMs };
+}
+
+export function decodeJournalMissing(json: unknown): JournalMissingReport {
+  const f = new Fields(json);
+  return { seq: f.u64('seq'), waitedMs: f.count('waitedMs') };
 }
 
 export function encodeJournalFault(v: JournalFaultReport): JournalFaultJson {
@@ -375,6 +412,7 @@ export function encodeJournalDelivery(v: JournalDelivery): JournalDeliveryJson {
   return {
     headSeq: encodeU64(v.headSeq), headHash: v.headHash, applied: v.applied, ignored: v.ignored,
     waitingFor: v.waitingFor === null ? null : encodeU64(v.waitingFor), fault: v.fault === null ? null : encodeJournalFault(v.fault),
+    missing: v.missing === null ? null : encodeJournalMissing(v.missing),
   };
 }
 
@@ -382,7 +420,7 @@ export function decodeJournalDelivery(json: unknown): JournalDelivery {
   const f = new Fields(json);
   return {
     headSeq: f.u64('headSeq'), headHash: f.matching('headHash', DIGEST_HEX, 64), applied: f.count('applied'), ignored: f.count('ignored'),
-    waitingFor: f.optionalU64('waitingFor'), fault: f.optionalFault('fault'),
+    waitingFor: f.optionalU64('waitingFor'), fault: f.optionalFault('fault'), missing: f.optionalMissing('missing'),
   };
 }
 
@@ -406,7 +444,7 @@ export function decodeNodeHealth(json: unknown): NodeHealth {
     restoring: f.optionalBoolean('restoring'), backingUp: f.optionalBoolean('backingUp'),
     dataPlaneHost: f.optionalString('dataPlaneHost', NAME_CHARS_MAX), dataPlanePort: f.optionalPort('dataPlanePort'),
     journalHeadHash: f.optionalString('journalHeadHash', 64) === null ? null : f.matching('journalHeadHash', DIGEST_HEX, 64),
-    journalFault: f.optionalFault('journalFault'), journalMode: journalModeOf(f.optionalString('journalMode', NAME_CHARS_MAX)),
+    journalFault: f.optionalFault('journalFault'), journalMissing: f.optionalMissing('journalMissing'), journalMode: journalModeOf(f.optionalString('journalMode', NAME_CHARS_MAX)),
     figures: f.optionalFigures('figures'),
   };
 }

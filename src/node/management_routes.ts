@@ -91,6 +91,7 @@ function health(ctx: ManagementContext): Promise<NodeHealthJson> {
     dataPlanePort: ctx.dataPlane.port,
     journalHeadHash: hexOf(ctx.hsm.journal.head().hash),
     journalFault: faultOf(ctx.hsm.journal.fault()),
+    journalMissing: ctx.hsm.journal.missing() ?? null,
     journalMode: ctx.hsm.journal.mode(),
     figures: ctx.figures?.() ?? null,
   }));
@@ -127,6 +128,7 @@ async function journalEntries(ctx: ManagementContext, req: IncomingMessage): Pro
   const r = await ctx.hsm.journal.deliver(frames);
   return encodeJournalDelivery({
     headSeq: r.head.seq, headHash: hexOf(r.head.hash), applied: r.applied, ignored: r.ignored, waitingFor: r.waitingFor ?? null, fault: faultOf(r.fault),
+    missing: r.missing ?? null,
   });
 }
 

@@ -46,6 +46,9 @@ export interface ServeOptions extends Omit<DataPlaneOptions, 'hsm' | 'metrics'> 
   /** How the device orders its cluster journal (docs/node.md "Journal endpoints"): 'relayed' when a
    * control plane relays it (nodes a fleet starts), 'solo' (default) when the node is on its own. */
   readonly journal?: 'relayed' | 'solo';
+  /** How long the device waits for a missing journal entry before it reports it (docs/device.md
+   * "The journal"); default JOURNAL_MISSING_ENTRY_WAIT_MS. Tests shorten it. */
+  readonly journalMissingEntryWaitMs?: number;
   /** Serve the management interface on this port (0: any free port); absent: no management server. */
   readonly managementPort?: number;
   /** The node's structured log (docs/node.md "Logs"); default: JSON lines on stderr at `info`. */
@@ -143,7 +146,7 @@ function firmwareEvidence(dataDir: string, mode: 'FIPS' | 'NON_FIPS', authoritie
 
 /** Opens (or creates and provisions) the node in `dataDir` and serves its data plane. */
 export async function serveNode(options: ServeOptions): Promise<ServedNode> {
-  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', journal = 'solo', log = createLogger(), onBug = loggedCrash(log), metrics: metricsSwitch = 'on', audit: auditSwitch = 'on', ...planeOptions } = options;
+  const { dataDir, development: _development, authoritiesDir, managementPort, mode = 'NON_FIPS', journal = 'solo', journalMissingEntryWaitMs, log = createLogger(), onBug = loggedCrash(log), metrics: metricsSwitch = 'on', audit: auditSwitch = 'on', ...planeOptions } = options;
   const metrics = metricsSwitch === 'on' ? new NodeMetrics() : undefined;
   const isNew = !existsSync(join(dataDir, STORE_FILE));
   const authorities = isNew ? (authoritiesDir === undefined ? await createDevelopmentAuthorities() : await loadDevelopmentAuthorities(authoritiesDir)) : undefined;
@@ -153,7 +156,7 @@ export async function serveNode(options: ServeOptions): Promise<ServedNode> {
   const hsm: Hsm = Hsm.open({ store, onEvent: (event) => {
     logHsmEvent(log, event);
     metrics?.onHsmEvent(event);
-  }, journal: { mode: journal }, ...(firmware === undefined ? {} : { firmware }), ...(audit === undefined ? {} : { audit }) });
+  }, journal: { mode: journal, ...(journalMissingEntryWaitMs === undefined ? {} : { missingEntryWaitMs: journalMissingEntryWaitMs }) }, ...(firmware === undefined ? {} : { firmware }), ...(audit === undefined ? {} : { audit }) });
   let dataPlane: DataPlane | undefined;
   try {
     if (hsm.status().provisioning === 'NEW') {

@@ -128,13 +128,25 @@ export class JournalRelay {
         await this.#checkSameHead(clusterId, head, journalHead, headHash);
         return head;
       }
-      const r = await this.#deliverFrom(mgmt, clusterId, head);
+      const r = await this.#deliverFrom(mgmt, clusterId, head).catch((e: unknown) => this.#gapInStore(clusterId, head, e));
       if (r.fault !== null) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'fault', fault: r.fault.code, seq: String(r.fault.seq) });
       if (r.headSeq <= head) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'no-progress', seq: String(head) });
       head = r.headSeq;
       headHash = r.headHash;
     }
     return fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'too-far-behind', seq: String(head) });
+  }
+
+  /**
+   * A catch-up the store cannot serve from `head` + 1: compacted away when the store's first entry is
+   * above it; otherwise the store holds entries before and after it but lacks this one — the store is
+   * damaged (`reason: missing-in-store`), which no newer backup mends.
+   */
+  async #gapInStore(clusterId: string, head: bigint, e: unknown): Promise<never> {
+    if (!isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') || e.detail['reason'] !== 'compacted') throw e;
+    const [first] = await this.#o.store.readJournal(clusterId, 1, 1);
+    if (first !== undefined && BigInt(first.seq) <= head) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'missing-in-store', seq: String(head + 1n) });
+    throw e;
   }
 
   /**
@@ -299,7 +311,7 @@ export async function journalLinkRefusal(store: MetadataStore, clusterId: string
 
 /** The chain hash the stored journal of `clusterId` holds at `seq`: at 0 the genesis value of
  * `genesisClusterId`, else the stored entry's hash; undefined when that entry is not stored. */
-async function storedChainHash(store: MetadataStore, clusterId: string, seq: bigint, genesisClusterId: string): Promise<Uint8Array | undefined> {
+export async function storedChainHash(store: MetadataStore, clusterId: string, seq: bigint, genesisClusterId: string): Promise<Uint8Array | undefined> {
   if (seq === 0n) return journalGenesis(genesisClusterId);
   const [row] = await store.readJournal(clusterId, Number(seq), 1);
   return row?.seq === Number(seq) ? journalEntryHash(row.entry) : undefined;

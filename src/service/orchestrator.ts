@@ -5,23 +5,24 @@
 // first makes the cluster CSR; later ones are cloned from a fresh backup of a healthy HSM, or from
 // the cluster's newest archived backup when none is healthy), initialises, notices activation,
 // backs up on schedule, expires and purges backups, and probes every HSM, replacing one that stops
-// answering. Slow steps (a provision, a restore, a zeroise) run as tasks beside the tick, one per
-// HSM or cluster at a time; `settled()` waits for them (tests, shutdown).
+// answering and checking its journal head against the stored journal (a missing entry, a fork).
+// Slow steps (a provision, a restore, a zeroise) run as tasks beside the tick, one per HSM or
+// cluster at a time; `settled()` waits for them (tests, shutdown).
 //
 // Only the holder of the `orchestrator` lease acts, so with several service processes on one
 // database exactly one orchestrates; another takes over when the lease expires. Time comes from the
 // injected clock: tests move it by hand and call tick().
 
-import { isCofferError } from '../errors.js';
+import { isCofferError, type CofferError } from '../errors.js';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ManagementClient } from '../management/client.js';
+import type { ManagementClient, NodeHealth } from '../management/client.js';
 import { UntrustedBackupError, type BackupFlow } from './backup_flow.js';
 import { FAILED_PROBES_MAX, PENDING_DELETION_MS, type ServiceConfig } from './config.js';
 import type { Fleet, FleetDevice } from './fleet/fleet_port.js';
 import type { JournalFaultReport } from '../formats/management.js';
-import { JournalRelay, compactionFloor, type RelayTarget } from './journal_relay.js';
+import { JournalRelay, compactionFloor, storedChainHash, type RelayTarget } from './journal_relay.js';
 import { backupWrite, clusterWrite, deleteWrite, hsmWrite, COLLECTION, type BackupDoc, type ClusterDoc, type HsmDoc, type Versioned } from './records.js';
 import type { Repository } from './repository.js';
 import type { HsmFigures } from './figures.js';
@@ -184,6 +185,70 @@ export class Orchestrator {
     return false;
   }
 
+  /**
+   * What a health report shows of an HSM's journal that the HSM cannot judge alone
+   * (docs/control-plane.md "Heads and gaps"), checked against the stored journal:
+   *
+   * - **a missing entry**: the HSM reports one (it was delivered a later entry and has waited its
+   *   bound), or the store lacks the entry after the HSM's head below its own head (a damaged store:
+   *   the relay cannot deliver past it). DEGRADED, naming the position, until the HSM's head passes
+   *   it: then ACTIVE again — nothing was applied out of order, so nothing needs replacing.
+   * - **a fork**: the HSM's head hash is not the stored entry's chain hash at its position (it applied
+   *   another entry there). DEGRADED, naming the position; not replaced by this alone — the next
+   *   entry delivered to it is refused as a FORK fault, and the fault rule above applies. Not checked
+   *   at position 0, nor when the entry at the HSM's position is no longer stored (compacted).
+   */
+  async #journalHead(hsmId: string, serial: string, health: NodeHealth): Promise<void> {
+    const h = await this.#o.repo.hsm(hsmId);
+    if (h === undefined || h.doc.device?.serial !== serial) return;
+    // A DEGRADED HSM for another reason (a fault, a replacement that could not catch up) keeps its message.
+    const ours = [MISSING_MESSAGE_PREFIX, FORK_MESSAGE_PREFIX].some((p) => h.doc.stateMessage?.startsWith(p) === true);
+    if (h.doc.state !== 'ACTIVE' && !(h.doc.state === 'DEGRADED' && ours)) return;
+    const { clusterId } = h.doc;
+    const finding = (await this.#missing(clusterId, health)) ?? (await this.#fork(clusterId, health));
+    if (finding !== undefined) {
+      if (h.doc.state === 'DEGRADED' && h.doc.stateMessage === finding.message) return;
+      await this.#setHsm(hsmId, { state: 'DEGRADED', stateMessage: finding.message });
+      this.#o.log.warn({ event: finding.event, clusterId, hsmId, seq: finding.seq.toString() }, finding.message);
+      await this.#health(clusterId);
+      return;
+    }
+    // The missing entry arrived and was applied: the HSM is itself again (a fault or a fork is not cleared so).
+    if (h.doc.state === 'DEGRADED' && h.doc.stateMessage?.startsWith(MISSING_MESSAGE_PREFIX) === true) {
+      await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null });
+      this.#o.log.info({ event: 'hsm.journal.resumed', clusterId, hsmId, seq: String(health.journalPosition) }, 'HSM received the journal entry it was missing');
+      await this.#health(clusterId);
+    }
+  }
+
+  /** The entry an HSM misses, with its state message; undefined when it misses none. */
+  async #missing(clusterId: string, health: NodeHealth): Promise<HeadFinding | undefined> {
+    const store = this.#o.repo.store;
+    const storeHead = BigInt(await store.journalHead(clusterId));
+    const reported = health.journalMissing?.seq;
+    const seq = reported ?? health.journalPosition + 1n;
+    if (reported === undefined && seq > storeHead) return undefined;
+    const stored = seq <= storeHead ? await storedChainHash(store, clusterId, seq, clusterId) : undefined;
+    if (reported === undefined && stored !== undefined) return undefined; // behind, and the relay has it to deliver
+    const [first] = await store.readJournal(clusterId, 1, 1);
+    const where = stored !== undefined ? 'the metadata store holds it, but deliveries to the HSM do not bring it'
+      : seq > storeHead ? 'the metadata store does not hold it either'
+        : first !== undefined && BigInt(first.seq) > seq ? 'the metadata store no longer holds it (compacted)'
+          : 'the metadata store holds entries before and after it but not this one: the store is damaged';
+    const message = `${MISSING_MESSAGE_PREFIX} ${seq.toString()}: ${reported === undefined ? 'the journal goes on past it' : 'later entries reached the HSM, this one has not'}; ${where}.`;
+    return { event: 'hsm.journal.missing', seq, message };
+  }
+
+  /** The position where an HSM's head is not the stored journal's entry, with its state message; undefined when it is. */
+  async #fork(clusterId: string, health: NodeHealth): Promise<HeadFinding | undefined> {
+    const seq = health.journalPosition;
+    if (seq === 0n || health.journalHeadHash === null) return undefined;
+    const stored = await storedChainHash(this.#o.repo.store, clusterId, seq, clusterId);
+    if (stored === undefined || Buffer.from(stored).toString('hex') === health.journalHeadHash) return undefined;
+    const message = `${FORK_MESSAGE_PREFIX} ${seq.toString()}: its head there is not the cluster journal's entry (COFFER_JOURNAL_FORK). Replace the HSM, or check the metadata store if every HSM reports it.`;
+    return { event: 'hsm.journal.fork', seq, message };
+  }
+
   // ── per cluster ────────────────────────────────────────────────────────────────────────────
 
   async #reconcile(c: Versioned<ClusterDoc>): Promise<void> {
@@ -212,8 +277,8 @@ export class Orchestrator {
     if (c === undefined || (c.doc.state !== 'ACTIVE' && c.doc.state !== 'DEGRADED')) return;
     const hsms = (await this.#o.repo.hsmsOf(clusterId)).map((h) => h.doc);
     const state = hsms.every((h) => h.state === 'ACTIVE') ? 'ACTIVE' : 'DEGRADED';
-    // A journal fault names itself; any other DEGRADED HSM is being created or replaced.
-    const faulted = hsms.find((h) => h.state === 'DEGRADED' && h.stateMessage?.startsWith(FAULT_MESSAGE_PREFIX) === true);
+    // A journal fault, a missing entry or a fork names itself; any other DEGRADED HSM is being created or replaced.
+    const faulted = hsms.find((h) => h.state === 'DEGRADED' && JOURNAL_MESSAGE_PREFIXES.some((p) => h.stateMessage?.startsWith(p) === true));
     const stateMessage = state === 'ACTIVE' ? null : faulted !== undefined ? `${faulted.hsmId}: ${faulted.stateMessage ?? ''}` : 'An HSM of the cluster is being created or replaced.';
     if (state !== c.doc.state || stateMessage !== c.doc.stateMessage) await this.#setCluster(c, { state, stateMessage });
     const due = c.doc.lastBackupMs === null || this.#o.config.clock.nowMs() - c.doc.lastBackupMs >= this.#o.config.backupIntervalMs;
@@ -307,16 +372,24 @@ export class Orchestrator {
 
   /** A fresh backup from a healthy HSM of the cluster; else its archived READY backups, newest first. */
   async #freshOrNewestBackups(clusterId: string, exceptHsmId: string): Promise<BackupDoc[]> {
+    const fresh = await this.#freshPeerBackup(clusterId, exceptHsmId);
+    if (fresh !== undefined) return [fresh];
+    const ready = (await this.#o.repo.backupsOf(clusterId)).map((b) => b.doc).filter((b) => b.state === 'READY' && b.archiveKey !== null);
+    return ready.sort((a, b) => b.createdMs - a.createdMs);
+  }
+
+  /** A fresh backup, archived, of the first ACTIVE HSM of the cluster other than `exceptHsmId` that
+   * gives one; undefined when none does. */
+  async #freshPeerBackup(clusterId: string, exceptHsmId: string): Promise<BackupDoc | undefined> {
     for (const h of await this.#o.repo.hsmsOf(clusterId)) {
       if (h.doc.hsmId === exceptHsmId || h.doc.state !== 'ACTIVE' || h.doc.device === null) continue;
       try {
-        return [await this.#backupFrom(clusterId, h.doc.device, 'clone')];
+        return await this.#backupFrom(clusterId, h.doc.device, 'clone');
       } catch (e) {
         this.#o.log.warn({ event: 'backup.failed', clusterId, hsmId: h.doc.hsmId, err: errorWords(e) }, 'backup from a peer failed');
       }
     }
-    const ready = (await this.#o.repo.backupsOf(clusterId)).map((b) => b.doc).filter((b) => b.state === 'READY' && b.archiveKey !== null);
-    return ready.sort((a, b) => b.createdMs - a.createdMs);
+    return undefined;
   }
 
   async #deleteHsm(hsmId: string): Promise<void> {
@@ -356,6 +429,7 @@ export class Orchestrator {
       this.#o.metrics?.hsmHead(doc.hsmId, health.journalPosition);
       this.#o.figures?.observe(doc.hsmId, doc.clusterId, this.#o.config.clock.nowMs(), health);
       if (health.journalFault !== null) this.#task(`fault:${doc.hsmId}`, () => this.#journalFault(doc.hsmId, doc.device?.serial ?? '', health.journalFault as JournalFaultReport));
+      else if (this.#o.config.relayJournal === true) this.#task(`journal:${doc.hsmId}`, () => this.#journalHead(doc.hsmId, doc.device?.serial ?? '', health));
       const c = await this.#o.repo.cluster(doc.clusterId);
       // A device that lost its cluster (zeroised, or replaced by another) is as bad as a dead one.
       healthy = health.restoring === true || c?.doc.state === 'UNINITIALIZED' || health.clusterId === doc.clusterId;
@@ -410,18 +484,42 @@ export class Orchestrator {
     try {
       await this.#catchUp(c.doc.clusterId, fresh.doc.device as FleetDevice);
     } catch (e) {
-      // Said where the API shows it, not only in the log: the replacement holds the backup but not
-      // the journal after it (docs/journal-format.md "Test coverage").
-      if (isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP')) {
-        const why = String(e.detail['reason'] ?? 'refused');
-        await this.#setHsm(hsmId, { stateMessage: `The replacement could not catch up with the cluster journal (${why}${e.detail['seq'] === undefined ? '' : ` at entry ${String(e.detail['seq'])}`}); it needs a newer backup or a healthy peer.` });
-      }
-      throw e;
+      if (!isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP')) throw e;
+      await this.#catchUpFromPeer(c.doc.clusterId, hsmId, fresh.doc.device as FleetDevice, e);
     }
     await this.#setHsm(hsmId, { state: 'ACTIVE', stateMessage: null, failedProbes: 0, replacements: h.doc.replacements + 1 });
     this.#o.metrics?.replacementDone((performance.now() - startedMs) / 1000);
     this.#o.log.info({ event: 'hsm.replaced', clusterId: h.doc.clusterId, hsmId, serial: fresh.doc.device?.serial }, 'failed HSM replaced');
     await this.#health(h.doc.clusterId);
+  }
+
+  /**
+   * A replacement that could not catch up from the backup it restored — an archived backup older than
+   * the compaction point (no peer could be backed up when it was brought up), or one whose head is
+   * not the journal's — is restored once more, from a fresh backup of a healthy ACTIVE peer, and
+   * caught up again. Without such a peer, or when that fails too, the refusal is said where the API
+   * shows it, not only in the log (docs/journal-format.md "Test coverage"), and the step fails.
+   */
+  async #catchUpFromPeer(clusterId: string, hsmId: string, device: FleetDevice, first: CofferError): Promise<void> {
+    this.#o.log.warn({ event: 'hsm.replace.catch-up.failed', clusterId, hsmId, err: errorWords(first) }, 'the replacement could not catch up; restoring it from a fresh backup of a healthy peer');
+    let refusal = first;
+    const peerBackup = await this.#freshPeerBackup(clusterId, hsmId);
+    if (peerBackup !== undefined) {
+      try {
+        await this.#o.backups.restore(this.#mgmt(device), peerBackup.archiveKey as string, peerBackup.bodySha256);
+        await this.#catchUp(clusterId, device);
+        this.#o.log.info({ event: 'hsm.replace.caught-up', clusterId, hsmId, backupId: peerBackup.backupId }, 'the replacement caught up from a fresh backup of a healthy peer');
+        return;
+      } catch (e) {
+        if (!isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP')) throw e;
+        refusal = e;
+      }
+    }
+    const why = String(refusal.detail['reason'] ?? 'refused');
+    const at = refusal.detail['seq'] === undefined ? '' : ` at entry ${String(refusal.detail['seq'])}`;
+    const tried = peerBackup === undefined ? 'no healthy peer could give a fresh backup' : 'nor from a fresh backup of a healthy peer';
+    await this.#setHsm(hsmId, { stateMessage: `The replacement could not catch up with the cluster journal (${why}${at}); ${tried}; it needs a newer backup or a healthy peer.` });
+    throw refusal;
   }
 
   // ── initialisation ─────────────────────────────────────────────────────────────────────────
@@ -549,8 +647,21 @@ export class Orchestrator {
   }
 }
 
+/** What a health report's journal head shows against the stored journal (Orchestrator.#journalHead). */
+interface HeadFinding {
+  readonly event: 'hsm.journal.missing' | 'hsm.journal.fork';
+  readonly seq: bigint;
+  readonly message: string;
+}
+
 /** Every journal-fault state message starts so (the cluster's message quotes the HSM's). */
 const FAULT_MESSAGE_PREFIX = 'The HSM refused cluster journal entry';
+/** The state message of an HSM that misses an entry starts so; it clears when the entry is applied. */
+const MISSING_MESSAGE_PREFIX = 'The HSM is missing cluster journal entry';
+/** The state message of an HSM whose head is not the journal's entry at its position starts so. */
+const FORK_MESSAGE_PREFIX = "The HSM's cluster journal forked at entry";
+/** The messages the cluster's own message quotes, naming the HSM. */
+const JOURNAL_MESSAGE_PREFIXES = [FAULT_MESSAGE_PREFIX, MISSING_MESSAGE_PREFIX, FORK_MESSAGE_PREFIX];
 
 /** The state message of an HSM whose journal halted: the refusal's code, position and reason. */
 function faultMessage(fault: JournalFaultReport): string {

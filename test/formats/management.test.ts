@@ -28,6 +28,7 @@ const HEALTH: NodeHealth = {
   usersInitialised: true, activated: true, tokenObjects: 2, sessions: 1, inFlight: 0, inFlightMax: 4096, connections: 1,
   capacityOpsPerSecond: 0, loadPermille: 0, journalPosition: 0n, stateDigest: 'ab'.repeat(32),
   journalHeadHash: 'cd'.repeat(32), journalFault: { code: 'COFFER_JOURNAL_TAMPERED', seq: 7n, reason: 'authentication' }, journalMode: 'relayed',
+  journalMissing: { seq: (1n << 60n) + 1n, waitedMs: 30_001 },
   restoring: true, backingUp: false, dataPlaneHost: '127.0.0.7', dataPlanePort: 2223,
   figures: { operations: 12, busy: 1, latencyBoundsS: [0.001, 0.01], latencyCounts: [9, 2, 0] },
 };
@@ -135,24 +136,30 @@ test('answers: the restore summary, the CSR, the empty answer and errors', () =>
   assert.deepEqual(decodeErrorAnswer('garbage'), { code: null, message: '', detail: {} });
 });
 
-test('journal delivery: u64 positions as decimal strings, the fault and waitingFor optional', () => {
+test('journal delivery: u64 positions as decimal strings, the fault, waitingFor and missing optional', () => {
   const delivery = {
     headSeq: (1n << 53n) + 3n, headHash: 'ef'.repeat(32), applied: 2, ignored: 1, waitingFor: 9n,
-    fault: { code: 'COFFER_JOURNAL_FORK', seq: 4n, reason: 'another-entry-at-applied-position' },
+    fault: { code: 'COFFER_JOURNAL_FORK', seq: 4n, reason: 'another-entry-at-applied-position' }, missing: { seq: 9n, waitedMs: 30_000 },
   };
   const json = overJson(encodeJournalDelivery(delivery)) as Record<string, unknown>;
   assert.equal(json['headSeq'], ((1n << 53n) + 3n).toString());
+  assert.deepEqual(json['missing'], { seq: '9', waitedMs: 30_000 });
   assert.deepEqual(decodeJournalDelivery(json), delivery);
-  assert.deepEqual(decodeJournalDelivery({ ...json, waitingFor: null, fault: null }), { ...delivery, waitingFor: null, fault: null });
+  assert.deepEqual(decodeJournalDelivery({ ...json, waitingFor: null, fault: null, missing: null }), { ...delivery, waitingFor: null, fault: null, missing: null });
+  const { missing: _m, ...older } = json;
+  assert.deepEqual(decodeJournalDelivery(older), { ...delivery, missing: null }, 'an older node says nothing of a missing entry');
+  refuses(() => decodeJournalDelivery({ ...json, missing: { seq: 9 } }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'missing' });
   refuses(() => decodeJournalDelivery({ ...json, headHash: 'xy' }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'headHash' });
   refuses(() => decodeJournalDelivery({ ...json, fault: { code: 'C', seq: 4 } }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'fault' });
 });
 
-test('health: the journal head hash, fault and mode round-trip, and an older node that sends none decodes as null', () => {
+test('health: the journal head hash, fault, missing entry and mode round-trip, and an older node that sends none decodes as null', () => {
   const json = overJson(encodeNodeHealth(HEALTH)) as Record<string, unknown>;
   assert.deepEqual((json['journalFault'] as Record<string, unknown>)['seq'], '7');
+  assert.deepEqual(json['journalMissing'], { seq: ((1n << 60n) + 1n).toString(), waitedMs: 30_001 });
   assert.deepEqual(decodeNodeHealth(json), HEALTH);
-  const { journalHeadHash: _h, journalFault: _f, journalMode: _m, ...older } = json;
-  assert.deepEqual(decodeNodeHealth(older), { ...HEALTH, journalHeadHash: null, journalFault: null, journalMode: null });
+  const { journalHeadHash: _h, journalFault: _f, journalMode: _m, journalMissing: _g, ...older } = json;
+  assert.deepEqual(decodeNodeHealth(older), { ...HEALTH, journalHeadHash: null, journalFault: null, journalMode: null, journalMissing: null });
+  refuses(() => decodeNodeHealth({ ...json, journalMissing: { seq: '1', waitedMs: -1 } }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'journalMissing' });
   refuses(() => decodeNodeHealth({ ...json, journalMode: 'other' }), 'COFFER_MANAGEMENT_REQUEST', { reason: 'bad-field', field: 'journalMode' });
 });

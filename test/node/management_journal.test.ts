@@ -12,7 +12,8 @@ import { ManagementClient } from '../../src/management/client.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities } from '../../src/factory/development.js';
 import { pemOf } from '../../src/formats/x509.js';
 import { isCofferError } from '../../src/errors.js';
-import { MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX } from '../../src/formats/limits.js';
+import { JOURNAL_MISSING_ENTRY_WAIT_MS, MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX } from '../../src/formats/limits.js';
+import { ManualClock } from '../../src/hsm/ports.js';
 import { MANAGEMENT_ROUTES } from '../../src/formats/management.js';
 import { codeOf, issueClientCredential, raw, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
 
@@ -23,13 +24,15 @@ let authorities: DevelopmentAuthorities;
 let credential: ClientCredential;
 let a: TestNode;
 let b: TestNode;
+/** b's clock: its wait for a missing entry is measured on it. */
+const bClock = new ManualClock();
 const dirs: string[] = [];
 
 before(async () => {
   authorities = await createDevelopmentAuthorities();
   credential = await issueClientCredential(authorities.operator);
   const relayed = { mode: 'relayed' as const, decideTimeoutMs: WAIT_MS };
-  [a, b] = await Promise.all([startTestNode(authorities, {}, undefined, relayed), startTestNode(authorities, {}, undefined, relayed)]);
+  [a, b] = await Promise.all([startTestNode(authorities, {}, undefined, relayed), startTestNode(authorities, {}, undefined, { ...relayed, clock: bClock })]);
 });
 after(async () => {
   for (const n of [a, b]) {
@@ -89,14 +92,23 @@ test('offer, delivery and heads over the management interface; health answers du
   assert.equal(ha2.stateDigest, hb2.stateDigest);
   assert.equal(hb2.activated, true);
 
-  // An entry ahead of the head waits; an altered one halts b's journal, reported in health.
+  // An entry ahead of the head waits; past the bound on b's clock the entry below it is reported
+  // missing, in health and in the delivery's answer; an altered one halts b's journal, reported in health.
   const ahead = await cb.deliverJournal([{ seq: 3n, entry: offer.entry }]);
   assert.equal(ahead.waitingFor, 2n);
+  assert.equal(ahead.missing, null);
+  assert.equal((await cb.health()).journalMissing, null, 'not before the bound');
+  bClock.advance(JOURNAL_MISSING_ENTRY_WAIT_MS);
+  assert.deepEqual((await cb.health()).journalMissing, { seq: 2n, waitedMs: JOURNAL_MISSING_ENTRY_WAIT_MS });
+  assert.equal((await ca1.health()).journalMissing, null, 'a has no gap');
+  const stillAhead = await cb.deliverJournal([{ seq: 3n, entry: offer.entry }]);
+  assert.deepEqual([stillAhead.waitingFor, stillAhead.missing?.seq, stillAhead.fault], [2n, 2n, null]);
   const altered = offer.entry.slice();
   altered[altered.length - 1]! ^= 1;
   const bad = await cb.deliverJournal([{ seq: 2n, entry: altered }]);
   assert.equal(bad.fault?.seq, 2n);
   assert.equal((await cb.health()).journalFault?.seq, 2n);
+  assert.equal((await cb.health()).journalMissing, null, 'a halted journal reports its fault instead');
   for (const c of [ca1, cb]) c.close();
 });
 

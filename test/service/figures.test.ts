@@ -18,7 +18,7 @@ function health(figures: NodeFigures | null, journalPosition = 0n): NodeHealth {
     provisioning: 'COMMISSIONED', serial: 'CFR-0123456789ABCDEF', mode: 'NON_FIPS', cluster: 'ACTIVE', clusterId: 'cluster-abcdefgh234',
     usersInitialised: true, activated: true, tokenObjects: 0, sessions: 0, inFlight: 3, inFlightMax: 100, connections: 1,
     capacityOpsPerSecond: 5000, loadPermille: 30, journalPosition, stateDigest: 'ab'.repeat(32), restoring: false, backingUp: false,
-    dataPlaneHost: '127.0.0.2', dataPlanePort: 2223, journalHeadHash: null, journalFault: null, journalMode: 'relayed', figures,
+    dataPlaneHost: '127.0.0.2', dataPlanePort: 2223, journalHeadHash: null, journalFault: null, journalMissing: null, journalMode: 'relayed', figures,
   };
 }
 const figures = (operations: number, busy: number, latencyCounts: number[]): NodeFigures => ({ operations, busy, latencyBoundsS: BOUNDS, latencyCounts });

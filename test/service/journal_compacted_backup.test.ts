@@ -3,8 +3,9 @@
 // newer one is altered in the archive and the stored journal is compacted past the older one's
 // position behind the orchestrator's back, so the entries after the older backup are gone. The HSM
 // is killed: its replacement restores the older backup, is refused its catch-up (the entry after the
-// backup's position is not stored) and never reports ACTIVE; nothing is delivered to it, it has no
-// fault of its own, and the service log names the refusal.
+// backup's position is not stored), finds no healthy peer to take a fresh backup from, and never
+// reports ACTIVE; nothing is delivered to it, it has no fault of its own, and the service log names
+// the refusal.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,6 +82,7 @@ test('a replacement given a backup older than the compaction point is refused it
   assert.notEqual(c.Hsms?.[0]?.State, 'ACTIVE', 'the replacement is not ACTIVE');
   assert.notEqual(c.State, 'ACTIVE', 'nor is its cluster');
   assert.match(c.Hsms?.[0]?.StateMessage ?? '', /could not catch up with the cluster journal \(compacted at entry \d+\)/, 'the API says why');
+  assert.match(c.Hsms?.[0]?.StateMessage ?? '', /no healthy peer could give a fresh backup/, 'and that no peer could give a newer one');
   assert.ok(logLines.some((l) => l.includes('(compacted)')), 'and so does the log');
   const fresh = await region.device(hsmId);
   assert.notEqual(fresh.serial, dead.serial, 'a new device, restored from the older backup');

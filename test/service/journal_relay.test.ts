@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { Cluster } from '../../src/client/cluster.js';
 import { isCofferError } from '../../src/errors.js';
@@ -172,5 +173,23 @@ test('relay: an HSM that needs entries compaction dropped is not caught up — i
   await assert.rejects(relayOver(store).catchUp(CLUSTER_ID, d4), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['reason'] === 'compacted');
   const h = await m4.health();
   assert.equal(h.journalPosition, 0n, 'nothing delivered');
+  assert.equal(h.journalFault, null, 'not a fault of the HSM');
+});
+
+test('relay: a store that lacks an entry between others is named damaged, not compacted, by the catch-up', { timeout: 300_000 }, async () => {
+  assert.ok(entries.length >= 3, 'an entry before and after the one the store loses');
+  const path = join(env.dir, 'gap.sqlite');
+  const store = SqliteMetadataStore.open({ path });
+  stores.push(store);
+  for (const e of entries) await store.appendJournal(CLUSTER_ID, e.seq, e.entry);
+  const db = new Database(path);
+  assert.equal(db.prepare('DELETE FROM journal WHERE cluster_id = ? AND seq = 2').run(CLUSTER_ID).changes, 1);
+  db.close();
+  const d5 = await provision('hsm-relayunitfff');
+  const m5 = fleet.management(d5);
+  await m5.restoreFromFile(backupPath);
+  await assert.rejects(relayOver(store).catchUp(CLUSTER_ID, d5), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['reason'] === 'missing-in-store' && e.detail['seq'] === '2');
+  const h = await m5.health();
+  assert.equal(h.journalPosition, 1n, 'the entry before the gap applied, nothing after it');
   assert.equal(h.journalFault, null, 'not a fault of the HSM');
 });

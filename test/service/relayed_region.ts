@@ -28,6 +28,11 @@ const REGION = 'us-east-1';
 /** Generous bound on a wait that ends on an event (the relay runs on its own timers). */
 export const RELAY_WAIT_MS = 300_000;
 
+export interface RegionOptions {
+  readonly archive?: (archive: Archive) => Archive;
+  readonly missingEntryWaitMs?: number;
+}
+
 interface RegionParts {
   readonly env: FleetEnvironment;
   readonly metadata: SqliteMetadataStore;
@@ -60,13 +65,19 @@ export class RelayedRegion implements RegionParts {
   }
 
   /** A region named `name` (its temporary directory), with data-plane addresses for `hsms` HSMs;
-   * the service logs to `logger` (default: nowhere). */
-  static async open(name: string, hsms: number, logger: Logger = pino({ level: 'silent' })): Promise<RelayedRegion> {
+   * the service logs to `logger` (default: nowhere). `options.archive` wraps the archive the service
+   * uses (a test's hostile or failing archive); `options.missingEntryWaitMs`: the devices' wait for
+   * a missing journal entry. */
+  static async open(name: string, hsms: number, logger: Logger = pino({ level: 'silent' }), options: RegionOptions = {}): Promise<RelayedRegion> {
     const key = { accessKeyId: 'AKIDRELAYEDREGION000', secretAccessKey: randomBytes(30).toString('base64'), accountId: '111122223333', actions: ['*'] };
     const env = await fleetEnvironment(name);
     const metadata = SqliteMetadataStore.open({ path: join(env.dir, 'metadata.sqlite') });
-    const archive = await openFsArchive({ directory: join(env.dir, 'archive') });
-    const fleet = await InProcessFleet.open({ dir: join(env.dir, 'fleet'), authoritiesDir: env.authoritiesDir, ...env.credentials, journal: 'relayed' });
+    const fsArchive = await openFsArchive({ directory: join(env.dir, 'archive') });
+    const archive = options.archive?.(fsArchive) ?? fsArchive;
+    const fleet = await InProcessFleet.open({
+      dir: join(env.dir, 'fleet'), authoritiesDir: env.authoritiesDir, ...env.credentials, journal: 'relayed',
+      ...(options.missingEntryWaitMs === undefined ? {} : { journalMissingEntryWaitMs: options.missingEntryWaitMs }),
+    });
     const clock = new ManualClock(Date.now());
     const addresses = Array.from({ length: hsms }, (_, i) => `127.0.0.${i + 2}`);
     const service = await startService({

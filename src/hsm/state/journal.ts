@@ -20,7 +20,10 @@
 // - **Delivery** applies entries strictly in order: one already applied is ignored when it is the same
 //   entry and is a fork when it is not (checked against the last JOURNAL_APPLIED_HASHES_KEPT
 //   applied; older ones cannot be checked and are ignored); one ahead of the head stops the delivery
-//   without a fault (`waitingFor`: the missing entries may still come); any other refusal — an entry
+//   without a fault (`waitingFor`: the missing entries may still come) — but once the device has
+//   waited JOURNAL_MISSING_ENTRY_WAIT_MS (its clock) with its head below an entry it was delivered,
+//   it reports the entry after its head as **missing** (`missing()`, and in every delivery's answer)
+//   until that entry arrives and is applied: not a halt, nothing out of order is applied; any other refusal — an entry
 //   that does not open against the head, or one that names this HSM as originator though it never
 //   prepared it — becomes the journal's **fault**: nothing after it is applied and every later
 //   delivery and journaled change is refused (COFFER_JOURNAL_HALTED) until the state is restored or
@@ -42,8 +45,10 @@ import { CofferError, fail, isCofferError, type ErrorCode } from '../../errors.j
 import { wipeChangeSet, type ChangeSet, type JournalHead } from '../../formats/change_set.js';
 import { journalEntryHash, journalGenesis, type OpenedJournalEntry, type SealedJournalEntry } from '../../formats/journal_entry.js';
 import {
-  JOURNAL_APPLIED_HASHES_KEPT, JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT, JOURNAL_DELIVER_ENTRIES_MAX, JOURNAL_HEAD_WAITERS_MAX, JOURNAL_WAIT_MS_MAX,
+  JOURNAL_APPLIED_HASHES_KEPT, JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT, JOURNAL_DELIVER_ENTRIES_MAX, JOURNAL_HEAD_WAITERS_MAX, JOURNAL_MISSING_ENTRY_WAIT_MS,
+  JOURNAL_WAIT_MS_MAX,
 } from '../../formats/limits.js';
+import { systemClock, type Clock } from '../ports.js';
 import type { DeviceState, StateSequencer } from './device_state.js';
 
 /** What the journal needs of the cluster identity (hsm.cluster; rebuilt after a restore). */
@@ -64,6 +69,26 @@ export interface JournalOptions {
   readonly mode?: 'relayed' | 'solo';
   /** How long a journaled change waits for its entry to be ordered (JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT). */
   readonly decideTimeoutMs?: number;
+  /** The clock a missing entry's wait is measured on (default: the system clock). */
+  readonly clock?: Clock;
+  /** How long an entry missing below a delivered one is waited for before it is reported
+   * (JOURNAL_MISSING_ENTRY_WAIT_MS). */
+  readonly missingEntryWaitMs?: number;
+}
+
+/** An entry the device has waited for longer than its bound: the position after its head, below an
+ * entry it was delivered (not a fault: applied when it comes, and the report clears). */
+export interface JournalMissing {
+  readonly seq: bigint;
+  /** How long the head has stood still below the later entry (ms, the device's clock). */
+  readonly waitedMs: number;
+}
+
+/** A gap seen: entries up to `aheadSeq` exist, the head was at `headSeq` since `sinceMs`. */
+interface Gap {
+  aheadSeq: bigint;
+  headSeq: bigint;
+  sinceMs: number;
 }
 
 /** The refusal that halted the journal: its error code, the position, and the reason (non-secret). */
@@ -90,6 +115,8 @@ export interface DeliverResult {
   readonly waitingFor?: bigint;
   /** The journal's fault, if it is halted (by this delivery or an earlier one). */
   readonly fault?: JournalFault;
+  /** The entry reported missing after the bounded wait (`Journal.missing`), if any. */
+  readonly missing?: JournalMissing;
 }
 
 /** The entry in flight: sealed, in the outbox until taken, settled when its position is applied. */
@@ -131,6 +158,10 @@ export class Journal implements StateSequencer {
   readonly #cluster: () => JournalCluster;
   readonly #relayed: boolean;
   readonly #decideTimeoutMs: number;
+  readonly #clock: Clock;
+  readonly #missingEntryWaitMs: number;
+  /** An entry delivered ahead of the head that the head has not reached yet. */
+  #gap: Gap | undefined;
   #pending: Pending | undefined;
   #fault: JournalFault | undefined;
   /** Entries this device sealed whose position the head has not passed: hash (hex) → seq. */
@@ -153,6 +184,9 @@ export class Journal implements StateSequencer {
     this.#cluster = cluster;
     this.#relayed = (options.mode ?? 'solo') === 'relayed';
     this.#decideTimeoutMs = timeoutMs;
+    this.#missingEntryWaitMs = options.missingEntryWaitMs ?? JOURNAL_MISSING_ENTRY_WAIT_MS;
+    checkWaitMs(this.#missingEntryWaitMs, 'missingEntryWaitMs');
+    this.#clock = options.clock ?? systemClock;
     this.#highWater = state.journalHead().seq + 1n;
     this.#unverifiableThrough = this.#highWater;
     state.attachSequencer(this);
@@ -191,6 +225,17 @@ export class Journal implements StateSequencer {
   /** The refusal that halted the journal, if any (for health). */
   fault(): JournalFault | undefined {
     return this.#fault === undefined ? undefined : { ...this.#fault };
+  }
+
+  /**
+   * The entry after the head, when an entry beyond it was delivered and the head has not moved for
+   * the missing-entry wait (module header); undefined otherwise, and while the journal is halted.
+   */
+  missing(): JournalMissing | undefined {
+    const gap = this.#gap;
+    if (gap === undefined || this.#fault !== undefined) return undefined;
+    const waitedMs = this.#clock.nowMs() - gap.sinceMs;
+    return waitedMs >= this.#missingEntryWaitMs ? { seq: gap.headSeq + 1n, waitedMs } : undefined;
   }
 
   /**
@@ -286,6 +331,7 @@ export class Journal implements StateSequencer {
     this.#prepared.clear();
     this.#applied.clear();
     this.#fault = undefined;
+    this.#gap = undefined;
     const head = this.head();
     if (head.seq + 1n > this.#highWater) this.#highWater = head.seq + 1n;
     this.#tellHead(head);
@@ -326,13 +372,39 @@ export class Journal implements StateSequencer {
         continue;
       }
       const outcome = seq === head.seq + 1n ? this.#applyNext(seq, entry) : 'ahead';
-      if (outcome === 'ahead') waitingFor = head.seq + 1n;
+      if (outcome === 'ahead') {
+        waitingFor = head.seq + 1n;
+        this.#noteAhead(seq, head.seq);
+      }
       if (outcome !== 'applied') break;
       applied++;
     }
     const head = this.head();
     if (applied > 0) this.#tellHead(head);
-    return { head, applied, ignored, ...(waitingFor === undefined ? {} : { waitingFor }), ...(this.#fault === undefined ? {} : { fault: { ...this.#fault } }) };
+    const missing = this.missing();
+    return {
+      head, applied, ignored, ...(waitingFor === undefined ? {} : { waitingFor }), ...(this.#fault === undefined ? {} : { fault: { ...this.#fault } }),
+      ...(missing === undefined ? {} : { missing }),
+    };
+  }
+
+  /** An entry at `seq` came ahead of the head at `headSeq`: the entries between are waited for, from
+   * now unless a wait for them already runs. */
+  #noteAhead(seq: bigint, headSeq: bigint): void {
+    const gap = this.#gap;
+    if (gap === undefined) this.#gap = { aheadSeq: seq, headSeq, sinceMs: this.#clock.nowMs() };
+    else if (seq > gap.aheadSeq) gap.aheadSeq = seq;
+  }
+
+  /** The head moved to `seq`: a gap it closed is forgotten; one it narrowed is waited for afresh. */
+  #headMoved(seq: bigint): void {
+    const gap = this.#gap;
+    if (gap === undefined) return;
+    if (seq >= gap.aheadSeq) this.#gap = undefined;
+    else if (seq !== gap.headSeq) {
+      gap.headSeq = seq;
+      gap.sinceMs = this.#clock.nowMs();
+    }
   }
 
   /** Opens the entry after the head and applies it; settles the entry in flight at its position. */
@@ -366,6 +438,7 @@ export class Journal implements StateSequencer {
   }
 
   #noteApplied(seq: bigint, hash: Uint8Array): void {
+    this.#headMoved(seq);
     this.#applied.set(seq, hash);
     this.#applied.delete(seq - BigInt(JOURNAL_APPLIED_HASHES_KEPT));
     for (const [h, s] of this.#prepared) if (s <= seq) this.#prepared.delete(h);

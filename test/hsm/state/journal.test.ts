@@ -18,6 +18,8 @@ import { isCofferError, type ErrorCode } from '../../../src/errors.js';
 import type { Hsm, Session } from '../../../src/hsm/device.js';
 import type { DeliverResult, JournalItem } from '../../../src/hsm/state/journal.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
+import { ManualClock } from '../../../src/hsm/ports.js';
+import { JOURNAL_MISSING_ENTRY_WAIT_MS } from '../../../src/formats/limits.js';
 import { STATE_NAMESPACE, STATE_POSITION_ID } from '../../../src/formats/change_set.js';
 import { rejectsCode } from '../../helpers.js';
 import { ADMIN_PW, CLUSTER, activeDevice, backupOf, hex } from '../backup/backup_support.js';
@@ -374,4 +376,68 @@ test('deliver and takeOffer refuse what is out of bounds', async () => {
   assert.equal(await d.journal.waitForHead(0n, 0), true);
   assert.equal(await d.journal.waitForHead(1n, 0), false);
   d.close();
+});
+
+test('an entry withheld while later ones come is reported missing after the bounded wait (the device clock), never applied out of order, and the report clears when it comes', LONG, async () => {
+  const clock = new ManualClock();
+  const { devices } = await clonedCluster(authorities, ca, 3, { clock });
+  const [d0, d1, d2] = devices as [Hsm, Hsm, Hsm];
+  const relay = TestRelay.open(devices);
+  relay.start();
+  await activateCluster(d0);
+  const alice = await loggedIn(d0, 'alice');
+  await relay.close();
+  const h = d1.journal.head().seq;
+  // Three genuine entries from d0 at h+1 … h+3 (d0 applies each as it goes); d1 has none of them.
+  const made: JournalItem[] = [];
+  for (const label of ['one', 'two', 'three']) {
+    const e = await offerOf(d0, () => alice.generateKey({ keyType: 'AES', bits: 256 }, { label }));
+    await d0.journal.deliver([e.offer]);
+    await e.done;
+    made.push(e.offer);
+  }
+  const [one, two, three] = made as [JournalItem, JournalItem, JournalItem];
+
+  // Entry h+1 withheld, h+3 delivered: d1 waits, without a report while its clock has not run the bound.
+  const before = snapshot(d1);
+  let r = await d1.journal.deliver([three]);
+  assert.deepEqual([r.applied, r.waitingFor, r.missing, r.fault], [0, h + 1n, undefined, undefined]);
+  clock.advance(JOURNAL_MISSING_ENTRY_WAIT_MS - 1);
+  assert.equal(d1.journal.missing(), undefined, 'not reported before the bound');
+  r = await d1.journal.deliver([three]);
+  assert.equal(r.missing, undefined);
+  clock.advance(1);
+  assert.deepEqual(d1.journal.missing(), { seq: h + 1n, waitedMs: JOURNAL_MISSING_ENTRY_WAIT_MS });
+  r = await d1.journal.deliver([two, three]);
+  assert.deepEqual([r.applied, r.waitingFor, r.missing?.seq, r.fault], [0, h + 1n, h + 1n, undefined], 'the delivery answer carries it; not a fault');
+  assert.deepEqual(snapshot(d1), before, 'nothing out of order applied');
+  assert.equal(d1.journal.fault(), undefined);
+
+  // h+1 comes: applied, and the wait starts afresh for h+2 (h+3 is known to exist).
+  r = await d1.journal.deliver([one]);
+  assert.deepEqual([r.applied, r.missing], [1, undefined]);
+  assert.equal(d1.journal.missing(), undefined, 'the report cleared');
+  clock.advance(JOURNAL_MISSING_ENTRY_WAIT_MS);
+  assert.equal(d1.journal.missing()?.seq, h + 2n, 'h+2 still missing below h+3');
+  r = await d1.journal.deliver([two, three]);
+  assert.deepEqual([r.applied, r.missing, r.waitingFor], [2, undefined, undefined]);
+  clock.advance(JOURNAL_MISSING_ENTRY_WAIT_MS);
+  assert.equal(d1.journal.missing(), undefined, 'nothing known beyond the head: nothing missing');
+  assert.equal(hex(d1.stateDigest()), hex(d0.stateDigest()));
+
+  // A restore forgets a gap, as it forgets everything the journal knew.
+  await d2.journal.deliver([three]);
+  clock.advance(JOURNAL_MISSING_ENTRY_WAIT_MS);
+  assert.equal(d2.journal.missing()?.seq, h + 1n);
+  await d2.restoreBackup(bufferSource(backupOf(d1)));
+  assert.equal(d2.journal.missing(), undefined);
+  // A halted journal reports its fault, not a missing entry.
+  await d1.journal.deliver([{ seq: h + 5n, entry: three.entry }]);
+  clock.advance(JOURNAL_MISSING_ENTRY_WAIT_MS);
+  assert.equal(d1.journal.missing()?.seq, h + 4n);
+  r = await d1.journal.deliver([{ seq: h + 4n, entry: one.entry }]);
+  assert.equal(r.fault?.code, 'COFFER_JOURNAL_OUT_OF_ORDER');
+  assert.equal(r.missing, undefined);
+  assert.equal(d1.journal.missing(), undefined);
+  for (const d of devices) d.close();
 });

@@ -59,6 +59,8 @@ interface Record {
 export interface InProcessFleetOptions extends FleetCredentials {
   /** How its devices order the cluster journal; default 'solo' (no relay needed). */
   readonly journal?: 'relayed' | 'solo';
+  /** Its devices' wait for a missing journal entry (serve.ts); default the node's. */
+  readonly journalMissingEntryWaitMs?: number;
   readonly dir: string;
   readonly authoritiesDir: string;
 }
@@ -170,6 +172,7 @@ export class InProcessFleet implements Fleet {
     const dataDir = this.dataDir(deviceId);
     const node = await serveNode({
       dataDir, development: true, authoritiesDir: this.#options.authoritiesDir, host, port, managementPort: 0, mode, journal: this.#options.journal ?? 'solo',
+      ...(this.#options.journalMissingEntryWaitMs === undefined ? {} : { journalMissingEntryWaitMs: this.#options.journalMissingEntryWaitMs }),
       log: createLogger({ level: 'silent' }),
     });
     const served: Served = { node, id: randomUUID(), onExit: new Set() };
