@@ -146,7 +146,7 @@ export class Hsm {
     this.provisioning = new Provisioning(this.#state, this.#clock);
     [this.#users, this.#quorum] = this.#userModules();
     this.#cluster = this.#clusterModule();
-    this.journal = new Journal(this.#state, () => this.#journalCluster(), options.journal);
+    this.journal = new Journal(this.#state, () => this.#journalCluster(), { clock: this.#clock, ...options.journal });
   }
 
   /** What the journal needs of the cluster identity as it now is (it is rebuilt after a restore). */
