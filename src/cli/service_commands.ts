@@ -46,7 +46,8 @@ export function registerServiceCommands(program: Command): void {
     .option('--journal <mode>', "relayed (default): the service relays every cluster's journal and the HSMs act as one; solo: each HSM orders its own (docs/control-plane.md)", 'relayed')
     .option('--log-level <level>', 'service log level (JSON lines in regions/<region>/service.log)', 'info')
     .option('--metrics-port <port>', 'serve each region\'s Prometheus metrics at GET /metrics on this port (the next regions take the next ports), unauthenticated (docs/metrics.md)')
-    .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; journal: string; logLevel: string; metricsPort?: string }) => {
+    .option('--metadata <url>', 'keep the metadata in this PostgreSQL database (postgres://…), schema coffer_<region>, instead of an SQLite file per region; a new data directory only (docs/getting-started.md)')
+    .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; journal: string; logLevel: string; metricsPort?: string; metadata?: string }) => {
       const regions = opts.regions.split(',').map((r) => r.trim());
       if (regions.length === 0 || !regions.every((r) => REGION.test(r)) || new Set(regions).size !== regions.length) fail('COFFER_CLI_USAGE', { reason: '--regions must list distinct AWS-style regions, e.g. us-east-1,eu-west-1' });
       if (opts.journal !== 'relayed' && opts.journal !== 'solo') fail('COFFER_CLI_USAGE', { reason: '--journal must be relayed or solo' });
@@ -57,7 +58,7 @@ export function registerServiceCommands(program: Command): void {
         process.once('SIGTERM', () => resolve());
       });
       const u = await up({ dataDir: opts.dataDir, port: port(opts.port, '--port'), regions, dataPlanePort: port(opts.dataPlanePort, '--data-plane-port'), journal: opts.journal, logLevel: opts.logLevel,
-        ...(opts.metricsPort === undefined ? {} : { metricsPort: port(opts.metricsPort, '--metrics-port') }) });
+        ...(opts.metricsPort === undefined ? {} : { metricsPort: port(opts.metricsPort, '--metrics-port') }), ...(opts.metadata === undefined ? {} : { metadata: opts.metadata }) });
       try {
         const clusterFile = hsms > 0 ? await ensureDevCluster(u, hsms) : undefined;
         const endpoints = u.regions.map((r) => ({ region: r.region, endpoint: r.service.endpoint, ...(r.service.metricsPort === undefined ? {} : { metricsPort: r.service.metricsPort }) }));

@@ -11,6 +11,9 @@
 //   service.json (0600)          the account id and access key the API accepts (secret)
 //   credentials (0600), config   AWS shared-credentials and config files, profile `coffer`
 //   regions/<region>/            metadata.sqlite, archive/, fleet/, work/, service.log
+//   metadata.json                where the metadata lives when it is not the SQLite files above: a
+//                                PostgreSQL database (`--metadata`; the URL's password is not kept)
+//                                and the prefix of this directory's schemas there, one per region
 
 import { randomBytes, randomInt } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,9 +29,17 @@ import { LocalFleet } from '../service/fleet/local_fleet.js';
 import { startService, type RunningService } from '../service/service.js';
 import { openFsArchive } from '../storage/archive_fs.js';
 import type { Archive } from '../storage/archive_port.js';
+import { fail } from '../errors.js';
+import type { MetadataStore } from '../storage/metadata_port.js';
+import { metadataLocationForLog, openMetadataStore } from '../storage/metadata_open.js';
 import { SqliteMetadataStore } from '../storage/metadata_sqlite.js';
 
 export const SERVICE_FILE = 'service.json';
+export const METADATA_FILE = 'metadata.json';
+/** The schema of a region's metadata on a PostgreSQL store: the data directory's prefix (coffer_ and
+ * 8 random hex digits, so that two data directories never share a schema) and the region, `_` for `-`. */
+export const upSchemaOf = (prefix: string, region: string): string => `${prefix}_${region.replaceAll('-', '_')}`;
+const POSTGRES_URL = /^postgres(ql)?:\/\//i;
 export const CREDENTIALS_FILE = 'credentials';
 export const CONFIG_FILE = 'config';
 export const PROFILE = 'coffer';
@@ -49,6 +60,9 @@ export interface UpOptions {
   readonly logger?: Logger;
   /** Each region's Prometheus metrics on this port + its index (0: any free port); absent: not served. */
   readonly metricsPort?: number;
+  /** A postgres:// URL: every region's metadata in that database, one schema each (upSchemaOf). Absent:
+   * an SQLite file per region under the data directory. */
+  readonly metadata?: string;
 }
 
 export interface RunningRegion {
@@ -56,7 +70,7 @@ export interface RunningRegion {
   readonly service: RunningService;
   readonly fleet: LocalFleet;
   readonly archive: Archive;
-  readonly metadata: SqliteMetadataStore;
+  readonly metadata: MetadataStore;
 }
 
 export interface Up {
@@ -77,6 +91,7 @@ interface ServiceFile {
 export async function up(options: UpOptions): Promise<Up> {
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const schemaPrefix = metadataChoice(dataDir, options.metadata);
   const managementClient = await ceremonies(dataDir);
   const accessKey = serviceKey(dataDir);
   writeAwsFiles(dataDir, accessKey, options.regions[0] ?? 'us-east-1');
@@ -84,7 +99,7 @@ export async function up(options: UpOptions): Promise<Up> {
   const peers = new Map<string, RegionPeer>();
   try {
     for (const [i, region] of options.regions.entries()) {
-      const running = await startRegion(dataDir, region, options.port === 0 ? 0 : options.port + i, { ...options, regionIndex: i }, managementClient, accessKey, peers);
+      const running = await startRegion(dataDir, region, options.port === 0 ? 0 : options.port + i, { ...options, regionIndex: i, schemaPrefix }, managementClient, accessKey, peers);
       regions.push(running);
       peers.set(region, {
         region, archive: running.archive, repository: running.service.repository, backups: running.service.backups,
@@ -99,7 +114,7 @@ export async function up(options: UpOptions): Promise<Up> {
 }
 
 async function startRegion(
-  dataDir: string, region: string, port: number, options: UpOptions & { readonly regionIndex: number }, management: Up['managementClient'], accessKey: AccessKey, peers: ReadonlyMap<string, RegionPeer>,
+  dataDir: string, region: string, port: number, options: UpOptions & { readonly regionIndex: number; readonly schemaPrefix: string | undefined }, management: Up['managementClient'], accessKey: AccessKey, peers: ReadonlyMap<string, RegionPeer>,
 ): Promise<RunningRegion> {
   const dir = join(dataDir, 'regions', region);
   const workDir = join(dir, 'work');
@@ -109,7 +124,9 @@ async function startRegion(
   // same directory must not find the SQLite file still held.
   const opened: (() => Promise<void>)[] = [];
   try {
-    const metadata = SqliteMetadataStore.open({ path: join(dir, 'metadata.sqlite') });
+    const metadata: MetadataStore = options.metadata === undefined || options.schemaPrefix === undefined
+      ? SqliteMetadataStore.open({ path: join(dir, 'metadata.sqlite') })
+      : await openMetadataStore(options.metadata, { schema: upSchemaOf(options.schemaPrefix, region) });
     opened.push(() => metadata.close());
     const archive = await openFsArchive({ directory: join(dir, 'archive') });
     opened.push(() => archive.close());
@@ -139,6 +156,44 @@ async function stopAll(regions: readonly RunningRegion[], stopDevices: boolean):
     await r.fleet.close({ stopDevices });
     await r.archive.close();
     await r.metadata.close();
+  }
+}
+
+/**
+ * A data directory keeps its metadata where it was first put: its fleet's devices and archive belong
+ * to the clusters that metadata holds, so starting it on another store would orphan them. The first
+ * start with `--metadata` records the database (the URL without its password) and a fresh schema
+ * prefix in metadata.json; a later start with another choice is refused (COFFER_CLI_USAGE), and so is
+ * `--metadata` for a directory that already has SQLite regions. Returns the schema prefix, or
+ * undefined for SQLite.
+ */
+function metadataChoice(dataDir: string, metadata: string | undefined): string | undefined {
+  if (metadata !== undefined && !POSTGRES_URL.test(metadata)) fail('COFFER_CLI_USAGE', { reason: '--metadata must be a postgres:// URL (without it, each region keeps its metadata in an SQLite file)' });
+  const path = join(dataDir, METADATA_FILE);
+  const wanted = metadata === undefined ? undefined : withoutPassword(metadata);
+  if (existsSync(path)) {
+    const recorded = JSON.parse(readFileSync(path, 'utf8')) as { readonly postgres?: unknown; readonly schemaPrefix?: unknown };
+    if (recorded.postgres !== wanted) fail('COFFER_CLI_USAGE', { reason: `this data directory keeps its metadata in ${String(recorded.postgres)}: start it with --metadata naming that database` });
+    if (typeof recorded.schemaPrefix !== 'string' || !/^coffer_[0-9a-f]{8}$/.test(recorded.schemaPrefix)) fail('COFFER_CLI_USAGE', { reason: `${METADATA_FILE} is damaged: no schema prefix` });
+    return recorded.schemaPrefix;
+  }
+  if (wanted === undefined) return undefined;
+  if (existsSync(join(dataDir, 'regions'))) fail('COFFER_CLI_USAGE', { reason: 'this data directory keeps its metadata in SQLite files: --metadata applies to a new data directory only' });
+  const schemaPrefix = `coffer_${randomBytes(4).toString('hex')}`;
+  writeFileSync(path, JSON.stringify({ postgres: wanted, schemaPrefix }, null, 2) + '\n', { mode: 0o600 });
+  return schemaPrefix;
+}
+
+/** A database URL as a data directory records it: without its password (which may change between
+ * starts) and its query; the rest names the database. */
+function withoutPassword(url: string): string {
+  const clean = metadataLocationForLog(url);
+  try {
+    const u = new URL(clean);
+    u.password = '';
+    return u.toString();
+  } catch {
+    return clean;
   }
 }
 

@@ -31,7 +31,10 @@ export function startUp(args: readonly string[], started: (proc: ChildProcess) =
   });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ready line in time:\n${stderr}`)), UP_WAIT_MS);
-    proc.once('exit', (code) => reject(new Error(`coffer up exited with ${String(code)}:\n${stderr}`)));
+    proc.once('exit', (code) => {
+      clearTimeout(timer); // a pending timer would hold the test process for the whole wait
+      reject(new Error(`coffer up exited with ${String(code)}:\n${stderr}`));
+    });
     createInterface({ input: proc.stdout as NodeJS.ReadableStream }).once('line', (line) => {
       clearTimeout(timer);
       resolve(JSON.parse(line) as UpReady);
