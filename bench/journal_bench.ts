@@ -38,7 +38,7 @@ const ENTRIES = 2000;
 const ROUNDS = 5;
 const APPENDS = 1500;
 const RACERS = 8;
-const POSTGRES_URL = process.env['COFFER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const POSTGRES_URL = process.env['COFFER_TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const KDF = { log2N: 4, r: 1, p: 1 };
 const PRECO = 'bench-preco';
 const ADMIN_PW = 'bench-admin-pw';
@@ -182,6 +182,17 @@ export function sqliteBareInsertRate(path: string, bytes: number, rows: number):
   }
 }
 
+/** Rows/s of `rows` bare INSERTs of a `bytes`-sized row, one per commit (autocommit), one writer,
+ * into a new table of a new schema `schema` (left for the caller to drop) on `admin`'s database. */
+export async function postgresBareInsertRate(admin: pg.Client, schema: string, bytes: number, rows: number): Promise<number> {
+  await admin.query(`CREATE SCHEMA "${schema}"`);
+  await admin.query(`CREATE TABLE "${schema}".t (k BIGINT PRIMARY KEY, v BYTEA NOT NULL)`);
+  const value = randomBytes(bytes);
+  const start = performance.now();
+  for (let i = 1; i <= rows; i++) await admin.query(`INSERT INTO "${schema}".t (k, v) VALUES ($1, $2)`, [i, value]);
+  return rows / ((performance.now() - start) / 1000);
+}
+
 function sqliteSide(dir: string): StoreSide {
   const stores: MetadataStore[] = [];
   let n = 0;
@@ -216,15 +227,10 @@ async function postgresSide(): Promise<StoreSide | string> {
       stores.push(s);
       return s;
     },
-    bareInsert: async (bytes) => {
+    bareInsert: (bytes) => {
       const schema = schemaName();
       schemas.push(schema);
-      await admin.query(`CREATE SCHEMA "${schema}"`);
-      await admin.query(`CREATE TABLE "${schema}".t (k BIGINT PRIMARY KEY, v BYTEA NOT NULL)`);
-      const value = randomBytes(bytes);
-      const start = performance.now();
-      for (let i = 1; i <= APPENDS; i++) await admin.query(`INSERT INTO "${schema}".t (k, v) VALUES ($1, $2)`, [i, value]);
-      return APPENDS / ((performance.now() - start) / 1000);
+      return postgresBareInsertRate(admin, schema, bytes, APPENDS);
     },
     close: async () => {
       for (const s of stores) await s.close();

@@ -20,7 +20,9 @@ import { fileURLToPath } from 'node:url';
 import { Cluster } from '../src/client/cluster.js';
 import { loadClusterConfig } from '../src/client/discovery.js';
 import { freePort } from './control_plane_region.js';
-import { sqliteBareInsertRate } from './journal_bench.js';
+import pg from 'pg';
+import { METADATA_FILE, upSchemaOf } from '../src/cli/up.js';
+import { POSTGRES_URL, postgresBareInsertRate, sqliteBareInsertRate } from './journal_bench.js';
 import { median, renderMarkdown, type Row, type Section } from './harness.js';
 import { figuresOf, measureInterleaved, type Subject } from './load.js';
 
@@ -42,9 +44,10 @@ interface Region {
   stop(): Promise<void>;
 }
 
-async function up(dir: string, hsms: number, hosts: readonly string[]): Promise<Region> {
+async function up(dir: string, hsms: number, hosts: readonly string[], metadata?: string): Promise<Region> {
   const port = await freePort(hosts);
-  const child = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', String(hsms), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(port), '--cluster', String(hsms), '--log-level', 'warn', ...(metadata === undefined ? [] : ['--metadata', metadata])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -86,6 +89,8 @@ export async function run(): Promise<Section> {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-journal-cluster-bench-'));
   const regions: Region[] = [];
   const clients: Cluster[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
   try {
     const three = await up(join(dir, 'three'), 3, ['127.0.0.2', '127.0.0.3', '127.0.0.4']);
     regions.push(three);
@@ -95,6 +100,20 @@ export async function run(): Promise<Section> {
     clients.push(sdk3);
     const sdk1 = await connect(one, 1);
     clients.push(sdk1);
+    // The same 3-HSM cluster with its metadata and journal in PostgreSQL (`coffer up --metadata`).
+    const pgError = await admin.connect().then(() => undefined, (e: unknown) => (e instanceof Error ? e.message : String(e)));
+    let sdkPg: Cluster | undefined;
+    if (pgError === undefined) {
+      const onPg = await up(join(dir, 'three-pg'), 3, ['127.0.0.6', '127.0.0.7', '127.0.0.8'], POSTGRES_URL);
+      regions.push(onPg);
+      const prefix = (JSON.parse(readFileSync(join(dir, 'three-pg', METADATA_FILE), 'utf8')) as { schemaPrefix: string }).schemaPrefix;
+      cleanups.push(async () => {
+        await admin.query(`DROP SCHEMA IF EXISTS "${upSchemaOf(prefix, 'us-east-1')}" CASCADE`);
+      });
+      sdkPg = await connect(onPg, 2);
+      clients.push(sdkPg);
+    }
+
     const signer3 = (await sdk3.generateKeyPair({ curve: 'P-256', label: 'bench-sign' })).privateKey;
     const signer1 = (await sdk1.generateKeyPair({ curve: 'P-256', label: 'bench-sign' })).privateKey;
     const subjects: Subject[] = [
@@ -102,11 +121,25 @@ export async function run(): Promise<Section> {
       { name: 'aes-1', inFlight: CHANGES_IN_FLIGHT, call: () => sdk1.generateKey({ type: 'AES', bits: 256 }) },
       { name: 'ec-3', inFlight: CHANGES_IN_FLIGHT, call: () => sdk3.generateKeyPair({ curve: 'P-256' }) },
       { name: 'ec-1', inFlight: CHANGES_IN_FLIGHT, call: () => sdk1.generateKeyPair({ curve: 'P-256' }) },
+      ...(sdkPg === undefined ? [] : [
+        { name: 'aes-3pg', inFlight: CHANGES_IN_FLIGHT, call: () => sdkPg.generateKey({ type: 'AES', bits: 256 }) },
+        { name: 'ec-3pg', inFlight: CHANGES_IN_FLIGHT, call: () => sdkPg.generateKeyPair({ curve: 'P-256' }) },
+      ]),
       { name: 'sign-3', inFlight: SIGN_IN_FLIGHT, call: () => signer3.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
       { name: 'sign-1', inFlight: SIGN_IN_FLIGHT, call: () => signer1.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
     ];
     const results = await measureInterleaved(subjects, ROUNDS, ROUND_MS);
     const bare = median(Array.from({ length: ROUNDS }, (_, r) => sqliteBareInsertRate(join(dir, `bare-${r}.db`), ENTRY_BYTES, BARE_INSERTS)));
+    const barePg: number[] = [];
+    if (sdkPg !== undefined) {
+      for (let r = 0; r < ROUNDS; r++) {
+        const schema = `bench_bare_${process.pid}_${r}`;
+        cleanups.push(async () => {
+          await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        });
+        barePg.push(await postgresBareInsertRate(admin, schema, ENTRY_BYTES, BARE_INSERTS));
+      }
+    }
     const rows: Row[] = [];
     for (const [kind, label] of [['aes', 'AES-256 key generation'], ['ec', 'EC P-256 key pair generation']] as const) {
       const k2 = figuresOf(results, `${kind}-3`);
@@ -118,6 +151,17 @@ export async function run(): Promise<Section> {
         { name: `${label}, k = 2 of 3: p99 latency`, value: k2.p99Us, unit: 'µs', anchorName: 'k = 1 on 1 HSM', anchorValue: k1.p99Us },
       );
     }
+    if (sdkPg !== undefined) {
+      const bp = median(barePg);
+      for (const [kind, label] of [['aes', 'AES-256 key generation'], ['ec', 'EC P-256 key pair generation']] as const) {
+        const k2 = figuresOf(results, `${kind}-3pg`);
+        rows.push(
+          { name: `${label}, k = 2 of 3 HSMs, PostgreSQL metadata, beside its bare append`, value: k2.opsPerSecond, unit: 'ops/s', anchorName: `bare INSERT of a ${ENTRY_BYTES}-byte row, 1 writer (PostgreSQL)`, anchorValue: bp, target: `≥ 0.5 × bare: ${k2.opsPerSecond >= 0.5 * bp ? 'met' : 'not met'}` },
+          { name: `${label}, k = 2 of 3 HSMs, PostgreSQL metadata, beside the same on SQLite`, value: k2.opsPerSecond, unit: 'ops/s', anchorName: 'k = 2 of 3, SQLite metadata', anchorValue: figuresOf(results, `${kind}-3`).opsPerSecond },
+          { name: `${label}, k = 2 of 3, PostgreSQL metadata: p50 latency`, value: k2.p50Us, unit: 'µs', anchorName: 'SQLite metadata', anchorValue: figuresOf(results, `${kind}-3`).p50Us },
+        );
+      }
+    }
     const s3 = figuresOf(results, 'sign-3');
     const s1 = figuresOf(results, 'sign-1');
     rows.push({ name: `ECDSA P-256 sign, key made through the journal, 3 HSMs, ${SIGN_IN_FLIGHT} in flight`, value: s3.opsPerSecond, unit: 'ops/s', anchorName: 'the same on 1 HSM', anchorValue: s1.opsPerSecond, target: `≥ 1.0 × 1 HSM: ${s3.opsPerSecond >= s1.opsPerSecond ? 'met' : 'not met'}` });
@@ -128,6 +172,9 @@ export async function run(): Promise<Section> {
         `Two regions started as a user starts one (\`coffer up --cluster 3\` and \`coffer up --cluster 1\`, journal relayed by default, SQLite metadata store with WAL and synchronous FULL), all on this machine: 4 HSM processes, 2 service processes and this bench share its cores. SDK clients with acks 2 (3 HSMs) and 1 (1 HSM); ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s per subject, medians; latencies are per call, as the client sees them.`,
         'A key generation returns when its entry is appended by the service, applied by the HSM that made it and reported applied by another (JOURNAL_WAIT); the 1-HSM cluster relays its journal the same way, with k = 1. State changes go to one HSM (the SDK\'s primary), which orders the calls queued behind its entry in flight as one entry (docs/device.md "The journal", batches).',
         `The bare INSERT is measured in this process after the rounds: ${BARE_INSERTS} rows of ${ENTRY_BYTES} bytes per round, one per commit.`,
+        pgError === undefined
+          ? 'PostgreSQL rows: a third region, `coffer up --cluster 3 --metadata postgres://…` (the server at 127.0.0.1, default fsync; the region\'s metadata and journal in a schema of its own), measured in the same interleaved rounds with acks 2; its bare INSERT anchor is one autocommit INSERT per row over one connection (node-postgres), in this process, after the rounds.'
+          : `PostgreSQL rows skipped: ${pgError}.`,
       ],
     };
   } catch (e) {
@@ -135,6 +182,8 @@ export async function run(): Promise<Section> {
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
     for (const r of regions) await r.stop();
+    for (const c of cleanups) await c().catch(() => undefined);
+    await admin.end().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
   }
 }
