@@ -40,6 +40,9 @@ export const RELAY_POLL_INTERVAL_MS = 1_000;
 const RELAY_RETRY_MS = 1_000;
 /** Entries read from the store per delivery (also bounded by the request's bytes). */
 const RELAY_PAGE_ENTRIES = Math.min(JOURNAL_READ_LIMIT_MAX, JOURNAL_DELIVER_ENTRIES_MAX);
+/** Entries of its own appends the relay keeps per cluster (its tail of the journal), so that it
+ * checks the next offer's link and delivers what it just appended without reading them back. */
+const RELAY_TAIL_ENTRIES = 16;
 /** Deliveries one catch-up makes at most: a page each, so a million entries behind; a journal that
  * long is compacted after the next backup. */
 const CATCH_UP_DELIVERIES_MAX = 1000;
@@ -71,6 +74,13 @@ interface Link {
   readonly loops: Promise<void>[];
 }
 
+/** An entry this relay appended, with its chain hash. */
+interface TailEntry {
+  readonly seq: bigint;
+  readonly entry: Uint8Array;
+  readonly hash: Uint8Array;
+}
+
 const keyOf = (t: RelayTarget): string => `${t.hsmId}/${t.device.serial}`;
 const hexOf = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 
@@ -79,6 +89,12 @@ export class JournalRelay {
   readonly #links = new Map<string, Link>();
   /** Appends serialised per cluster in this process, so two of its own offers never race each other. */
   readonly #appending = new Map<string, Promise<unknown>>();
+  /**
+   * Per cluster, the last entries this relay appended, consecutive, oldest first. An entry at a
+   * position never changes, so what the tail holds is the store's; appends by other processes (one
+   * PostgreSQL store) only make it short of the head, and then the store is read.
+   */
+  readonly #tails = new Map<string, TailEntry[]>();
 
   constructor(options: JournalRelayOptions) {
     this.#o = options;
@@ -94,6 +110,8 @@ export class JournalRelay {
       this.#links.delete(key);
     }
     for (const [key, target] of wanted) if (!this.#links.has(key)) this.#links.set(key, this.#start(target));
+    const relayed = new Set(targets.map((t) => t.clusterId));
+    for (const clusterId of this.#tails.keys()) if (!relayed.has(clusterId)) this.#tails.delete(clusterId);
   }
 
   /** Stops every loop and waits for them (an offer long-poll ends within its short wait). */
@@ -166,13 +184,22 @@ export class JournalRelay {
 
   /** The journal from `head` + 1, one bounded delivery. */
   async #deliverFrom(mgmt: ManagementClient, clusterId: string, head: bigint): Promise<JournalDelivery> {
-    const rows = await this.#o.store.readJournal(clusterId, Number(head + 1n), RELAY_PAGE_ENTRIES);
-    if (rows[0]?.seq !== Number(head + 1n)) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'compacted', seq: String(head + 1n) });
+    const tail = this.#tails.get(clusterId);
+    const first = tail?.[0];
+    let page: readonly JournalFrame[];
+    if (tail !== undefined && first !== undefined && first.seq <= head + 1n && head + 1n <= (tail.at(-1) as TailEntry).seq) {
+      page = tail.slice(Number(head + 1n - first.seq));
+    } else {
+      const rows = await this.#o.store.readJournal(clusterId, Number(head + 1n), RELAY_PAGE_ENTRIES);
+      if (rows[0]?.seq !== Number(head + 1n)) fail('COFFER_JOURNAL_NOT_CAUGHT_UP', { reason: 'compacted', seq: String(head + 1n) });
+      page = rows.map((row) => ({ seq: BigInt(row.seq), entry: row.entry }));
+    }
     const frames: JournalFrame[] = [];
-    for (const row of rows) {
-      const next = [...frames, { seq: BigInt(row.seq), entry: row.entry }];
-      if (frames.length > 0 && journalFramesBytes(next) > MANAGEMENT_JOURNAL_BODY_BYTES_MAX) break;
-      frames.push({ seq: BigInt(row.seq), entry: row.entry });
+    let bytes = journalFramesBytes([]);
+    for (const f of page) {
+      bytes += journalFramesBytes([f]) - journalFramesBytes([]);
+      if (frames.length > 0 && bytes > MANAGEMENT_JOURNAL_BODY_BYTES_MAX) break;
+      frames.push({ seq: f.seq, entry: f.entry });
     }
     return mgmt.deliverJournal(frames);
   }
@@ -222,19 +249,49 @@ export class JournalRelay {
   async #append(clusterId: string, hsmId: string, offer: JournalFrame): Promise<void> {
     const seq = Number(offer.seq);
     try {
-      const refusal = await journalLinkRefusal(this.#o.store, clusterId, offer);
-      if (refusal === 'lost') return;
-      if (refusal !== undefined) {
-        this.#o.log.warn({ event: 'journal.append.refused', clusterId, hsmId, seq, reason: refusal }, 'journal entry not appended');
-        return;
+      // The entry after the one this relay appended last, linked to it: checked against the tail
+      // (what the store holds there) instead of read back; any other goes through the full check.
+      if (!this.#followsTail(clusterId, offer)) {
+        const refusal = await journalLinkRefusal(this.#o.store, clusterId, offer);
+        if (refusal === 'lost') return;
+        if (refusal !== undefined) {
+          this.#o.log.warn({ event: 'journal.append.refused', clusterId, hsmId, seq, reason: refusal }, 'journal entry not appended');
+          return;
+        }
       }
       await this.#o.store.appendJournal(clusterId, seq, offer.entry);
+      this.#extendTail(clusterId, offer);
       this.#o.log.debug({ event: 'journal.appended', clusterId, hsmId, seq, bytes: offer.entry.length }, 'journal entry appended');
       this.signal(clusterId);
     } catch (e) {
       if (isCofferError(e, 'COFFER_JOURNAL_CONFLICT')) return; // another entry won the position
       this.#o.log.warn({ event: 'journal.append.failed', clusterId, hsmId, seq, err: words(e) }, 'journal append failed');
     }
+  }
+
+  /** True when `offer` names the position after the tail's last entry and links to it (its header
+   * decodes, names that position, and its predecessor is the last entry's chain hash). */
+  #followsTail(clusterId: string, offer: JournalFrame): boolean {
+    const last = this.#tails.get(clusterId)?.at(-1);
+    if (last === undefined || offer.seq !== last.seq + 1n) return false;
+    try {
+      const header = decodeJournalEntryHeader(offer.entry);
+      return header.seq === offer.seq && Buffer.compare(header.predecessor, last.hash) === 0;
+    } catch {
+      return false; // the full check names the refusal
+    }
+  }
+
+  /** `offer` was appended: the tail goes on with it (or starts again from it), bounded. */
+  #extendTail(clusterId: string, offer: JournalFrame): void {
+    const tail = this.#tails.get(clusterId);
+    const entry: TailEntry = { seq: offer.seq, entry: offer.entry, hash: journalEntryHash(offer.entry) };
+    if (tail === undefined || tail.at(-1)?.seq !== offer.seq - 1n) {
+      this.#tails.set(clusterId, [entry]);
+      return;
+    }
+    tail.push(entry);
+    if (tail.length > RELAY_TAIL_ENTRIES) tail.shift();
   }
 
   async #deliveries(link: Link): Promise<void> {
