@@ -393,6 +393,30 @@ void test('invertModPrime against the plain extended Euclid, edges included', ()
   assert.throws(() => invertModPrime(0n, curveParameters('P-256').n), /inverse/);
 });
 
+void test('invertModPrime near powers of two and on small and Mersenne primes (the leading-digit paths)', () => {
+  // Values whose double rounds up to the next power of two (2^k − 1 for k > 53), exact powers of
+  // two, and moduli below the 48-bit leading digit (no shift: the double steps run on whole values).
+  const euclid = (x: bigint, m: bigint): bigint => {
+    let [r0, r1, t0, t1] = [m, ((x % m) + m) % m, 0n, 1n];
+    while (r1 !== 0n) {
+      const q = r0 / r1;
+      [r0, r1, t0, t1] = [r1, r0 - q * r1, t1, t0 - q * t1];
+    }
+    return ((t0 % m) + m) % m;
+  };
+  const primes = [3n, 7n, 65_537n, 2n ** 31n - 1n, 2n ** 61n - 1n, 2n ** 89n - 1n, 2n ** 127n - 1n, ...ECDSA_CURVES.map((c) => curveParameters(c).p)];
+  for (const m of primes) {
+    const xs: bigint[] = [1n, m - 1n];
+    for (let k = 1n; 2n ** k < m; k++) xs.push(2n ** k, 2n ** k - 1n, 2n ** k + 1n);
+    for (const x of xs) {
+      if (x % m === 0n) continue;
+      const inverse = invertModPrime(x, m);
+      assert.equal(inverse, euclid(x, m), `${m} ${x}`);
+      assert.equal((inverse * x) % m, 1n);
+    }
+  }
+});
+
 /** Runs the OpenSSL CLI in `dir`; null when it is not installed. */
 function openssl(dir: string, args: readonly string[]): { status: number | null; out: string } | null {
   const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
