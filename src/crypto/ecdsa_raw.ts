@@ -8,7 +8,10 @@
 //            BigInt. The inversion is blinded (s = (b·k)⁻¹(b·e + b·d·r) with a random b per
 //            signature), so its variable-time extended Euclid sees a value independent of k. s is
 //            NOT normalised to low-s: signatures are what OpenSSL would produce; verifiers here
-//            accept both halves.
+//            accept both halves. signDigestBatched settles at the end of the turn and makes every
+//            signature asked for in it together, with one inversion of the product of their blinded
+//            nonces (Montgomery's trick): the node serves a socket read's worth of SIGN requests in
+//            one turn, and an inversion is about a third of a P-256 signature's instructions.
 //   verify:  x(u1·G + u2·Q) = x(u2·(Q + t·G)) with t = e·r⁻¹, so OpenSSL does t·G (full point),
 //            one affine addition is done in BigInt, and OpenSSL's ECDH gives x(u2·P). All inputs
 //            are public, so variable-time BigInt is fine there. ECDH.setPrivateKey(u2) also
@@ -26,8 +29,9 @@
 // multiplications dominate, and sign runs at node's own speed. Keygen is the default nonce source
 // because OpenSSL then samples k itself; rejection sampling + setPrivateKey stays selectable.
 // Honest limits: BigInt arithmetic is not constant-time (the same posture as noble-curves), and
-// BigInt intermediates (d among them) cannot be zeroised: a signature drops them when it returns,
-// and they stay in the heap until the garbage collector reuses that memory.
+// BigInt intermediates (d among them) cannot be zeroised: a signature drops them when it returns
+// (a batched one when its batch is signed, at the end of the turn it was asked in), and they stay
+// in the heap until the garbage collector reuses that memory.
 //
 // Digests (SEC 1 §4.1.3 step 5, FIPS 186-5 §6.4.1 step 2): a digest longer than the order's bit
 // length is truncated to its leftmost bits; a shorter one is used as it is. Any length from 1 to
@@ -52,6 +56,10 @@ export interface SignDigestOptions {
   readonly nonceSource?: NonceSource;
 }
 export interface VerifyDigestOptions {
+  readonly dsaEncoding?: DsaEncoding;
+}
+/** signDigestBatched always takes its nonces from OpenSSL's key generation. */
+export interface SignDigestBatchedOptions {
   readonly dsaEncoding?: DsaEncoding;
 }
 
@@ -111,35 +119,78 @@ function mod(x: bigint, m: bigint): bigint {
 /** Bits of the leading "digit" in Lehmer's algorithm: cosequence values stay below 2^50, exact in doubles. */
 const LEHMER_BITS = 48;
 
+/** A double's bits, to read its exponent: the bit length of an integer without Math.log2. */
+const lengthProbe = new DataView(new ArrayBuffer(8));
+
+/**
+ * The bit length of x ≥ 1 (x < 2^1023), or one more when Number(x) rounds up to the next power of
+ * two; 0 or less for x = 0. Read from the exponent of Number(x) (IEEE 754 binary64: bits 52–62,
+ * bias 1023): a few instructions, where Math.log2 was a visible share of an inversion.
+ */
+function approximateBitLength(x: bigint): number {
+  lengthProbe.setFloat64(0, Number(x)); // big-endian: the sign and exponent lead
+  return (lengthProbe.getUint16(0) >>> 4) - 1022;
+}
+
 /**
  * x⁻¹ mod m (m prime, x ≢ 0) by Lehmer's extended Euclid (Knuth, TAOCP vol. 2, §4.5.2,
  * Algorithm L): runs of quotients are found on the leading 48 bits in doubles, then applied to the
  * BigInts at once, which is 2× (P-256) to 4× (P-521) faster than the plain algorithm here.
- * Variable time: called only on blinded or public values. The result is checked before use.
+ * Written without array destructuring and Math.log2: on P-256 that is about 18 % fewer
+ * instructions per inversion (valgrind --tool=callgrind, 20,000 inversions) than the same
+ * algorithm written with them. Variable time: called only on blinded or public values. The result
+ * is checked before use.
  */
 export function invertModPrime(x: bigint, m: bigint): bigint {
   const a = mod(x, m);
-  let [u, v, x0, x1] = [m, a, 0n, 1n]; // invariant: x0·a ≡ u, x1·a ≡ v (mod m)
+  let u = m; // invariant: x0·a ≡ u, x1·a ≡ v (mod m)
+  let v = a;
+  let x0 = 0n;
+  let x1 = 1n;
   while (v !== 0n) {
-    const approx = Number(u); // u < 2^1024, so a finite double
-    const bits = approx < 1 ? 0 : Math.floor(Math.log2(approx)) + 1;
-    const shift = BigInt(Math.max(0, bits - LEHMER_BITS));
-    let [uh, vh] = [Number(u >> shift), Number(v >> shift)];
-    let [A, B, C, D] = [1, 0, 0, 1];
+    const bits = approximateBitLength(u); // u < 2^1023: m is at most 521 bits here
+    const shift = BigInt(bits > LEHMER_BITS ? bits - LEHMER_BITS : 0);
+    let uh = Number(u >> shift);
+    let vh = Number(v >> shift);
+    let A = 1;
+    let B = 0;
+    let C = 0;
+    let D = 1;
     for (;;) {
-      if (vh + C === 0 || vh + D === 0) break;
-      const q = Math.floor((uh + A) / (vh + C));
-      if (q !== Math.floor((uh + B) / (vh + D))) break; // the quotient is not yet certain
-      [A, C] = [C, A - q * C];
-      [B, D] = [D, B - q * D];
-      [uh, vh] = [vh, uh - q * vh];
+      const vC = vh + C;
+      const vD = vh + D;
+      if (vC === 0 || vD === 0) break;
+      const q = Math.floor((uh + A) / vC);
+      if (q !== Math.floor((uh + B) / vD)) break; // the quotient is not yet certain
+      const nextC = A - q * C;
+      A = C;
+      C = nextC;
+      const nextD = B - q * D;
+      B = D;
+      D = nextD;
+      const nextVh = uh - q * vh;
+      uh = vh;
+      vh = nextVh;
     }
     if (B === 0) {
       const q = u / v; // no certain quotient from the leading bits: one full-precision step
-      [u, v, x0, x1] = [v, u - q * v, x1, x0 - q * x1];
+      const nextV = u - q * v;
+      u = v;
+      v = nextV;
+      const nextX1 = x0 - q * x1;
+      x0 = x1;
+      x1 = nextX1;
     } else {
-      const [bA, bB, bC, bD] = [BigInt(A), BigInt(B), BigInt(C), BigInt(D)];
-      [u, v, x0, x1] = [bA * u + bB * v, bC * u + bD * v, bA * x0 + bB * x1, bC * x0 + bD * x1];
+      const bA = BigInt(A);
+      const bB = BigInt(B);
+      const bC = BigInt(C);
+      const bD = BigInt(D);
+      const nextU = bA * u + bB * v;
+      v = bC * u + bD * v;
+      u = nextU;
+      const nextX0 = bA * x0 + bB * x1;
+      x1 = bC * x0 + bD * x1;
+      x0 = nextX0;
     }
   }
   const inverse = mod(x0, m);
@@ -503,11 +554,121 @@ export function signDigest(curve: EcdsaCurve, privateKey: KeyObject | SecretByte
   const c = curveSpec(curve);
   const e = digestToInt(c, digest);
   const d = privateScalar(c, privateKey);
-  const source = options.nonceSource ?? 'openssl-keygen';
+  return encodeSignature(c, signScalars(c, d, e, options.nonceSource ?? 'openssl-keygen'), options.dsaEncoding ?? 'der');
+}
+
+/** FIPS 186-5 §6.4.1 steps 3–11 for one signature: new nonces until r and s are both nonzero. */
+function signScalars(c: CurveSpec, d: bigint, e: bigint, source: NonceSource): Signature {
   for (;;) {
     const nonce = source === 'openssl-keygen' ? nonceFromKeygen(c) : nonceFromScalar(c, randomScalar(c));
     const sig = signWithNonce(c, d, e, nonce);
-    if (sig !== undefined) return encodeSignature(c, sig, options.dsaEncoding ?? 'der');
+    if (sig !== undefined) return sig;
+  }
+}
+
+// ── the signatures of one turn, together ────────────────────────────────────────────────────
+
+/**
+ * Signatures asked for with signDigestBatched in one turn of the event loop share their modular
+ * inversion (Montgomery's trick, "Speeding the Pollard and elliptic curve methods of
+ * factorization", 1987, §10.3.1): one inversion of the product of the blinded nonces, then three
+ * multiplications per signature, where each signature would make an inversion of its own. At most
+ * this many share one: past it the saving per signature no longer grows, and the queue (which holds
+ * each d as a BigInt until its batch is signed) stays bounded.
+ */
+export const ECDSA_BATCH_SIGNATURES_MAX = 64;
+
+interface Queued {
+  readonly c: CurveSpec;
+  readonly d: bigint;
+  readonly e: bigint;
+  readonly encoding: DsaEncoding;
+  readonly resolve: (signature: Uint8Array) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+let queued: Queued[] = [];
+
+/**
+ * signDigest, settled at the end of the current turn (a microtask): every signature asked for
+ * before then is computed in one batch, with one modular inversion per curve. The key and the
+ * digest are read now, so the caller may destroy its SecretBytes as soon as this returns; what the
+ * promise holds until the batch runs is d and e as BigInts, as signDigest holds them while it
+ * runs. A refused key or digest rejects the promise with signDigest's error. Nonces always come
+ * from OpenSSL's key generation. Each signature keeps its own random blinding factor, so the
+ * inversion sees only a product of blinded nonces.
+ */
+export function signDigestBatched(curve: EcdsaCurve, privateKey: KeyObject | SecretBytes, digest: Uint8Array, options: SignDigestBatchedOptions = {}): Promise<Uint8Array> {
+  let c: CurveSpec;
+  let e: bigint;
+  let d: bigint;
+  try {
+    c = curveSpec(curve);
+    e = digestToInt(c, digest);
+    d = privateScalar(c, privateKey);
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+  const encoding = options.dsaEncoding ?? 'der';
+  return new Promise((resolve, reject) => {
+    if (queued.length === 0) queueMicrotask(signQueued);
+    queued.push({ c, d, e, encoding, resolve, reject });
+    if (queued.length >= ECDSA_BATCH_SIGNATURES_MAX) signQueued(); // a full batch goes at once
+  });
+}
+
+function signQueued(): void {
+  const items = queued;
+  if (items.length === 0) return;
+  queued = [];
+  const byCurve = new Map<CurveSpec, Queued[]>();
+  for (const item of items) {
+    const group = byCurve.get(item.c);
+    if (group === undefined) byCurve.set(item.c, [item]);
+    else group.push(item);
+  }
+  for (const [c, group] of byCurve) {
+    try {
+      signTogether(c, group);
+    } catch (error) {
+      for (const item of group) item.reject(error); // a settled one ignores it
+    }
+  }
+}
+
+/** FIPS 186-5 §6.4.1 for every item, with one inversion of Π bᵢ·kᵢ for all of them. */
+function signTogether(c: CurveSpec, items: readonly Queued[]): void {
+  const { n } = c;
+  const count = items.length;
+  const r: bigint[] = [];
+  const b: bigint[] = [];
+  const blinded: bigint[] = []; // bᵢ·kᵢ mod n
+  const prefix: bigint[] = []; // b₀k₀ ⋯ bᵢkᵢ mod n
+  for (let i = 0; i < count; i++) {
+    let nonce: Nonce;
+    let ri: bigint;
+    do {
+      nonce = nonceFromKeygen(c);
+      ri = mod(nonce.x, n);
+    } while (ri === 0n);
+    const bi = randomScalar(c, fillFromBlindingPool); // blinding: independent of k, as in signWithNonce
+    const wi = mod(bi * nonce.k, n); // nonzero: n is prime and bᵢ, kᵢ are in [1, n−1]
+    r.push(ri);
+    b.push(bi);
+    blinded.push(wi);
+    prefix.push(i === 0 ? wi : mod((prefix[i - 1] ?? 1n) * wi, n));
+  }
+  let inverse = invertModPrime(prefix[count - 1] ?? 0n, n); // (b₀k₀ ⋯ bᵢkᵢ)⁻¹, i from the last down
+  for (let i = count - 1; i >= 0; i--) {
+    const item = items[i] as Queued;
+    const ri = r[i] ?? 0n;
+    const bi = b[i] ?? 0n;
+    const wInverse = i === 0 ? inverse : mod(inverse * (prefix[i - 1] ?? 0n), n); // (bᵢkᵢ)⁻¹
+    inverse = mod(inverse * (blinded[i] ?? 0n), n);
+    const s = mod(wInverse * mod(bi * item.e + mod(bi * item.d, n) * ri, n), n);
+    // s = 0 (probability about 1/n): this one signs again on its own with a new nonce.
+    const sig = s === 0n ? signScalars(c, item.d, item.e, 'openssl-keygen') : { r: ri, s };
+    item.resolve(encodeSignature(c, sig, item.encoding));
   }
 }
 

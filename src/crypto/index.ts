@@ -25,13 +25,16 @@ export {
 export { kcvAes, kcvPublicKey, kcvSecret, checkKcv, KCV_BYTES } from './kcv.js';
 export {
   signDigest,
+  signDigestBatched,
   verifyDigest,
   ecPrivateScalarFromPkcs8,
   ECDSA_CURVES,
   ECDSA_DIGEST_BYTES_MAX,
+  ECDSA_BATCH_SIGNATURES_MAX,
   type EcdsaCurve,
   type DsaEncoding,
   type NonceSource,
   type SignDigestOptions,
+  type SignDigestBatchedOptions,
   type VerifyDigestOptions,
 } from './ecdsa_raw.js';

@@ -17,7 +17,9 @@ import {
   curveParameters,
   ecPrivateScalarFromPkcs8,
   invertModPrime,
+  ECDSA_BATCH_SIGNATURES_MAX,
   signDigest,
+  signDigestBatched,
   signDigestWithNonceForTest,
   verifyDigest,
   type DsaEncoding,
@@ -393,6 +395,30 @@ void test('invertModPrime against the plain extended Euclid, edges included', ()
   assert.throws(() => invertModPrime(0n, curveParameters('P-256').n), /inverse/);
 });
 
+void test('invertModPrime near powers of two and on small and Mersenne primes (the leading-digit paths)', () => {
+  // Values whose double rounds up to the next power of two (2^k − 1 for k > 53), exact powers of
+  // two, and moduli below the 48-bit leading digit (no shift: the double steps run on whole values).
+  const euclid = (x: bigint, m: bigint): bigint => {
+    let [r0, r1, t0, t1] = [m, ((x % m) + m) % m, 0n, 1n];
+    while (r1 !== 0n) {
+      const q = r0 / r1;
+      [r0, r1, t0, t1] = [r1, r0 - q * r1, t1, t0 - q * t1];
+    }
+    return ((t0 % m) + m) % m;
+  };
+  const primes = [3n, 7n, 65_537n, 2n ** 31n - 1n, 2n ** 61n - 1n, 2n ** 89n - 1n, 2n ** 127n - 1n, ...ECDSA_CURVES.map((c) => curveParameters(c).p)];
+  for (const m of primes) {
+    const xs: bigint[] = [1n, m - 1n];
+    for (let k = 1n; 2n ** k < m; k++) xs.push(2n ** k, 2n ** k - 1n, 2n ** k + 1n);
+    for (const x of xs) {
+      if (x % m === 0n) continue;
+      const inverse = invertModPrime(x, m);
+      assert.equal(inverse, euclid(x, m), `${m} ${x}`);
+      assert.equal((inverse * x) % m, 1n);
+    }
+  }
+});
+
 /** Runs the OpenSSL CLI in `dir`; null when it is not installed. */
 function openssl(dir: string, args: readonly string[]): { status: number | null; out: string } | null {
   const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
@@ -400,7 +426,57 @@ function openssl(dir: string, args: readonly string[]): { status: number | null;
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
-void test('the OpenSSL CLI verifies our raw signatures (pkeyutl -verify over the digest) and we verify its', (t) => {
+void test('signDigestBatched: the signatures of one turn, every curve and key form, both encodings, each verified by node and @noble/curves', async () => {
+  const pairs = ECDSA_CURVES.flatMap((curve) => [keyPair(curve), keyPair(curve)].map((k) => ({ curve, ...k })));
+  const asked: Array<{ curve: EcdsaCurve; publicKey: KeyObject; d: Uint8Array; m: Uint8Array; digest: Uint8Array; encoding: DsaEncoding; signature: Promise<Uint8Array> }> = [];
+  for (let i = 0; i < 40; i++) {
+    const { curve, privateKey, publicKey, d } = pairs[i % pairs.length] as (typeof pairs)[number];
+    const m = randomBytes(1 + i);
+    const digest = digestOf(HASH[curve], m);
+    const encoding: DsaEncoding = i % 3 === 0 ? 'der' : 'ieee-p1363';
+    // A SecretBytes is read when the call is made: destroyed at once, it still signs.
+    const scalar = owned(d);
+    const signature = signDigestBatched(curve, i % 2 === 0 ? privateKey : scalar, digest, { dsaEncoding: encoding });
+    scalar.destroy();
+    asked.push({ curve, publicKey, d, m, digest, encoding, signature });
+  }
+  const signatures = await Promise.all(asked.map((a) => a.signature));
+  const rs = new Set<string>();
+  asked.forEach((a, i) => {
+    const signature = signatures[i] as Uint8Array;
+    assert.ok(verify(HASH[a.curve], a.m, { key: a.publicKey, dsaEncoding: a.encoding }, signature), `node ${a.curve} #${i}`);
+    assert.ok(!verify(HASH[a.curve], randomBytes(8), { key: a.publicKey, dsaEncoding: a.encoding }, signature), 'node refuses it for another message');
+    assert.ok(NOBLE[a.curve].verify(signature, a.digest, NOBLE[a.curve].getPublicKey(a.d, false), { prehash: false, lowS: false, format: a.encoding === 'der' ? 'der' : 'compact' }), `noble ${a.curve} #${i}`);
+    rs.add(toHex(signature.subarray(0, 8)));
+  });
+  assert.equal(rs.size, asked.length, 'every signature has its own nonce');
+});
+
+void test('signDigestBatched: a refused item fails alone; more than a batch in one turn all sign', async () => {
+  const { privateKey, publicKey } = keyPair('P-256');
+  const other = keyPair('P-384');
+  const digest = digestOf('sha256', Uint8Array.of(1, 2, 3));
+  const results = await Promise.allSettled([
+    signDigestBatched('P-256', privateKey, digest),
+    signDigestBatched('P-256', privateKey, new Uint8Array(0)),
+    signDigestBatched('P-256', privateKey, new Uint8Array(65)),
+    signDigestBatched('P-256', other.privateKey, digest), // a P-384 key named as P-256
+    signDigestBatched('P-256', publicKey, digest),
+    signDigestBatched('P-256', privateKey, digest),
+  ]);
+  const codes = results.map((r) => (r.status === 'fulfilled' ? 'ok' : isCofferError(r.reason) ? r.reason.code : 'untyped'));
+  assert.deepEqual(codes, ['ok', 'COFFER_CRYPTO_DIGEST_LENGTH', 'COFFER_CRYPTO_DIGEST_LENGTH', 'COFFER_CRYPTO_KEY_INVALID', 'COFFER_CRYPTO_KEY_INVALID', 'ok']);
+  for (const r of [results[0], results[5]]) {
+    assert.ok(r?.status === 'fulfilled' && verifyDigest('P-256', publicKey, digest, r.value));
+  }
+  await assert.rejects(signDigestBatched('P-256', new Uint8Array(32) as unknown as SecretBytes, digest), AssertionFailure); // plain bytes
+  const many = 2 * ECDSA_BATCH_SIGNATURES_MAX + 7;
+  const signatures = await Promise.all(Array.from({ length: many }, () => signDigestBatched('P-256', privateKey, digest, { dsaEncoding: 'ieee-p1363' })));
+  for (const signature of signatures) assert.ok(verifyDigest('P-256', publicKey, digest, signature, { dsaEncoding: 'ieee-p1363' }));
+  assert.equal(new Set(signatures.map(toHex)).size, many);
+});
+
+void test('the OpenSSL CLI verifies our raw signatures (pkeyutl -verify over the digest) and we verify its', async (t) => {
   if (spawnSync('openssl', ['version']).error !== undefined) {
     t.skip('openssl CLI not installed: cross-check with OpenSSL skipped');
     return;
@@ -431,6 +507,9 @@ void test('the OpenSSL CLI verifies our raw signatures (pkeyutl -verify over the
       assert.equal(good.status, 0, `${curve}/${hash}: ${good.out}`);
       assert.match(good.out, /Signature Verified Successfully/);
       assert.notEqual(check(flipped(ours, ours.length * 8 - 3)).status, 0, `${curve}/${hash}: OpenSSL must refuse a flipped signature`);
+      // Signatures made together in one turn (one shared inversion) verify there too.
+      const together = await Promise.all([0, 1, 2].map(() => signDigestBatched(curve, privateKey, digest)));
+      for (const sig of together) assert.equal(check(sig).status, 0, `${curve}/${hash}: a batched signature`);
       // And the other way: OpenSSL signs the raw digest, we verify.
       const signed = openssl(dir, ['pkeyutl', '-sign', '-inkey', 'key.pem', '-in', 'digest.bin', '-out', 'theirs.der']);
       assert.equal(signed?.status, 0, signed?.out);

@@ -13,7 +13,8 @@
 
 import { createPublicKey, diffieHellman, ECDH, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { CofferError, fail, isCofferError } from '../../errors.js';
-import { ecPrivateScalarFromPkcs8, signDigest, verifyDigest } from '../../crypto/index.js';
+import type { SecretBytes } from '../../crypto/secret_bytes.js';
+import { ecPrivateScalarFromPkcs8, signDigest, signDigestBatched, verifyDigest } from '../../crypto/index.js';
 import { EC_CURVES, type EcCurve, type KeyMaterial } from './mech_keys.js';
 import { NODE_HASH } from './mech_hash.js';
 import type { HashName } from '../types.js';
@@ -55,6 +56,24 @@ export function ecdsaSignDigest(key: KeyMaterial, digest: Uint8Array, stored?: U
   }
 }
 
+/**
+ * ecdsaSignDigest, settled at the end of this turn of the event loop with the other raw ECDSA
+ * signatures asked for in it: they share one modular inversion (crypto/ecdsa_raw.ts
+ * signDigestBatched). d is read from `stored` now and its SecretBytes destroyed before this returns.
+ */
+export function ecdsaSignDigestBatched(key: KeyMaterial, digest: Uint8Array, stored?: Uint8Array): Promise<Uint8Array> {
+  let d: SecretBytes | undefined;
+  try {
+    const curve = ecCurveOf(key);
+    d = stored === undefined ? undefined : ecPrivateScalarFromPkcs8(curve, stored);
+    return signDigestBatched(curve, d ?? key.key, digest, { dsaEncoding: P1363 }).catch((e: unknown) => Promise.reject(digestError(e)));
+  } catch (e) {
+    return Promise.reject(digestError(e));
+  } finally {
+    d?.destroy();
+  }
+}
+
 export function ecdsaVerifyDigest(key: KeyMaterial, digest: Uint8Array, signature: Uint8Array): boolean {
   try {
     return verifyDigest(ecCurveOf(key), key.key, digest, signature, { dsaEncoding: P1363 });
@@ -64,11 +83,11 @@ export function ecdsaVerifyDigest(key: KeyMaterial, digest: Uint8Array, signatur
 }
 
 /** The crypto layer's digest-length refusal, in the mechanism layer's terms (CKR_DATA_LEN_RANGE). */
-function digestError(e: unknown): unknown {
+function digestError(e: unknown): Error {
   if (isCofferError(e, 'COFFER_CRYPTO_DIGEST_LENGTH') || isCofferError(e, 'COFFER_CRYPTO_INPUT_LENGTH')) {
     return new CofferError('COFFER_DATA_LEN_RANGE', { reason: 'digest length' });
   }
-  return e;
+  return e instanceof Error ? e : new Error(String(e)); // the crypto layer throws Errors only
 }
 
 export function eddsaSign(key: KeyMaterial, data: Uint8Array): Uint8Array {

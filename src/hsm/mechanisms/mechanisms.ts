@@ -350,13 +350,17 @@ function nodeSignArgs(params: MechanismParams, info: MechanismInfo, key: KeyMate
 
 /**
  * As sign, on libuv's thread pool where node offers it (hashed ECDSA and RSA, PSS, Ed25519), so
- * the event loop keeps serving while OpenSSL works. The rest (HMAC, CMAC, raw PKCS#1, raw PSS, raw
- * ECDSA) run synchronously: they are short or node has no asynchronous form of them.
+ * the event loop keeps serving while OpenSSL works. Raw ECDSA (CKM_ECDSA) is made at the end of
+ * the current turn together with the other raw ECDSA signatures asked for in it, which share one
+ * modular inversion (mech_ec.ts ecdsaSignDigestBatched; `stored` as for sign). The rest (HMAC,
+ * CMAC, raw PKCS#1, raw PSS) run synchronously: they are short or node has no asynchronous form.
  */
-export function signAsync(params: MechanismParams, key: KeyMaterial, data: Uint8Array): Promise<Uint8Array> {
+export function signAsync(params: MechanismParams, key: KeyMaterial, data: Uint8Array, stored?: Uint8Array): Promise<Uint8Array> {
   let args: ReturnType<typeof nodeSignArgs>;
   try {
-    args = nodeSignArgs(params, usable(params.mechanism, 'sign', key, data.length), key);
+    const info = usable(params.mechanism, 'sign', key, data.length);
+    if (params.mechanism === 'CKM_ECDSA') return ec.ecdsaSignDigestBatched(key, data, stored);
+    args = nodeSignArgs(params, info, key);
     if (args === undefined) return Promise.resolve(sign(params, key, data));
   } catch (e) {
     return Promise.reject(asError(e));

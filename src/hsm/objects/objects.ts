@@ -386,10 +386,15 @@ export class ObjectTable implements StateView {
   }
 
   async signAsync(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array): Promise<Uint8Array> {
-    // Raw ECDSA has no thread-pool form: the synchronous path, which reads d from the stored PKCS#8.
-    if (params.mechanism === 'CKM_ECDSA') return this.sign(actor, ref, params, data);
     checkInput(data);
-    return mech.signAsync(params, this.use(actor, ref, 'sign', params), data);
+    if (params.mechanism !== 'CKM_ECDSA') return mech.signAsync(params, this.use(actor, ref, 'sign', params), data);
+    // Raw ECDSA has no thread-pool form: d is read from the stored PKCS#8 now, and the signature is
+    // made at the end of this turn with the other raw ECDSA signatures of the turn (one shared
+    // inversion, mechanisms.ts signAsync).
+    const slot = this.#usable(actor, ref, 'sign', params);
+    this.#gate(actor, 'key-usage', slot);
+    const key = this.#material(slot);
+    return this.#index.withMaterial(slot, (stored) => mech.signAsync(params, key, data, stored));
   }
 
   verify(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array, signature: Uint8Array): boolean {

@@ -88,6 +88,30 @@ void test('raw ECDSA (CKM_ECDSA) signs with d read from the stored key, token or
   }
 });
 
+void test('raw ECDSA asked for in one turn (signed together, one shared inversion): each verifies; a refused one fails alone', async () => {
+  const t = table();
+  const RAW: MechanismParams = { mechanism: 'CKM_ECDSA' };
+  const keys: Array<{ curve: 'P-256' | 'P-384' | 'secp256k1'; pair: { publicHandle: Handle; privateHandle: Handle }; publicKey: ReturnType<typeof createPublicKey> }> = [];
+  for (const curve of ['P-256', 'P-256', 'P-384', 'secp256k1'] as const) {
+    const pair = await t.generateKeyPair(alice, { keyType: 'EC', curve }, {}, { sign: true });
+    keys.push({ curve, pair, publicKey: createPublicKey(t.exportPublic(alice, pair.publicHandle)) });
+  }
+  const asked = Array.from({ length: 12 }, (_, i) => {
+    const k = keys[i % keys.length] as (typeof keys)[number];
+    const digest = new Uint8Array(createHash('sha256').update(`digest ${i}`).digest());
+    return { ...k, digest, signature: t.signAsync(alice, k.pair.privateHandle, RAW, digest) };
+  });
+  const refused = t.signAsync(alice, keys[0]?.pair.publicHandle ?? 0, RAW, new Uint8Array(32));
+  const tooLong = t.signAsync(alice, keys[0]?.pair.privateHandle ?? 0, RAW, new Uint8Array(65));
+  for (const a of asked) {
+    const signature = await a.signature;
+    assert.ok(verifyDigest(a.curve, a.publicKey, a.digest, signature, { dsaEncoding: 'ieee-p1363' }), a.curve);
+    assert.ok(!verifyDigest(a.curve, a.publicKey, new Uint8Array(32), signature, { dsaEncoding: 'ieee-p1363' }));
+  }
+  await assert.rejects(refused, (e) => isCofferError(e, 'COFFER_KEY_FUNCTION_NOT_PERMITTED')); // a public key has no sign attribute
+  await assert.rejects(tooLong, (e) => isCofferError(e, 'COFFER_DATA_LEN_RANGE'));
+});
+
 void test('close() zeroises every buffer the index holds key material or identities in', async () => {
   const index = new ObjectIndex();
   const t = table({ index });
