@@ -202,7 +202,7 @@ function openAuditLog(dataDir: string, hsm: () => Hsm, metrics: NodeMetrics | un
   return new AuditLog({
     store: new FileAuditStore(join(dataDir, AUDIT_FILE)),
     clock: systemClock,
-    signer: () => (hsm().provisioning.state() === 'NEW' ? undefined : hsm().provisioning.identity()),
+    signer: () => hsm().provisioning.identityIfAny(),
     ...(metrics === undefined ? {} : { onRecord: () => metrics.auditRecord() }),
   });
 }

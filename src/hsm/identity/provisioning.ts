@@ -173,6 +173,12 @@ export class Provisioning {
     return this.#identity ?? fail('COFFER_DEVICE_NO_IDENTITY');
   }
 
+  /** The identity key, or undefined before the device has one (state NEW): no store read, so fit
+   * for what asks on every operation (the audit log's signer). */
+  identityIfAny(): DeviceIdentity | undefined {
+    return this.#identity;
+  }
+
   // ── IDENTIFIED → MANUFACTURED ─────────────────────────────────────────────────────────────
 
   /** Installs the factory's outputs. Every input is checked before anything is written. */
