@@ -274,7 +274,7 @@ export class DeviceState implements StateReader {
         decide,
         resolve: resolve as (result: unknown) => void,
         reject,
-        inCaller: AsyncResource.bind(<R>(f: () => R): R => f()),
+        inCaller: inCallerOf(),
         sink: this.#sequencer?.ownEntrySink(),
         attempts: 0,
       });
@@ -608,7 +608,7 @@ export class DeviceState implements StateReader {
   #enqueue<T>(run: () => T): Promise<T> {
     if (this.#queue.length >= STATE_QUEUE_MAX) return Promise.reject(new CofferError('COFFER_DEVICE_BUSY', { max: STATE_QUEUE_MAX }));
     return new Promise<T>((resolve) => {
-      const inCaller = AsyncResource.bind(<R>(f: () => R): R => f());
+      const inCaller = inCallerOf();
       // What `run` throws rejects the inner promise, which the caller's adopts.
       this.#queue.push({ write: () => resolve(new Promise<T>((ran) => ran(inCaller(run)))) });
       this.#kick();
@@ -712,4 +712,12 @@ function writeOps(tx: RecordTx, ops: readonly RecordOp[]): void {
     if (op.op === 'put') tx.put(op.ns, op.id, op.value);
     else tx.delete(op.ns, op.id);
   }
+}
+
+/** Runs a function in the async context of whoever called this (a submit's caller), later, from the
+ * writer. An AsyncResource of its own: AsyncResource.bind would also build a deprecation wrapper for
+ * each call, a cost every state change paid. */
+function inCallerOf(): <R>(f: () => R) => R {
+  const resource = new AsyncResource('CofferStateSubmit');
+  return (f) => resource.runInAsyncScope(f);
 }
