@@ -46,7 +46,7 @@ import { DeviceState, SESSION_OBJECT_NAMESPACE, type ChangeSummary } from './sta
 import { Journal, type JournalCluster, type JournalOptions } from './state/journal.js';
 import { OBJECT_NAMESPACE } from '../formats/object_record.js';
 import { USER_NAMESPACE } from '../formats/user_record.js';
-import type { RecordStore } from './store/store_port.js';
+import { CountingStore, type RecordStore } from './store/store_port.js';
 import type { Actor, Handle, KeyRef, MechanismParams, Mode, Role } from './types.js';
 import { Users, type ManagedRole, type UserInfo } from './users/users.js';
 import type { AuditLog } from './audit/audit_log.js';
@@ -115,7 +115,9 @@ export class Hsm {
   readonly audit: AuditLog | undefined;
   /** The cluster key, its certificate and the customer's trust anchor; rebuilt after a restore. */
   #cluster: ClusterIdentity;
-  readonly #store: RecordStore;
+  readonly #store: CountingStore;
+  /** The last state digest and the store's write count it was computed at (stateDigest). */
+  #digest: { readonly writes: number; readonly value: Uint8Array } | undefined;
   readonly #state: DeviceState;
   readonly #onEvent: ((event: HsmEvent) => void) | undefined;
   readonly #clock: Clock;
@@ -137,11 +139,11 @@ export class Hsm {
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? systemRandom;
     this.#kdfParams = options.kdfParams;
-    this.#store = options.store;
+    this.#store = new CountingStore(options.store);
     this.#onEvent = options.onEvent;
     this.audit = options.audit;
     const hear = options.onEvent !== undefined || options.audit !== undefined;
-    this.#state = new DeviceState(options.store, hear ? (summary) => this.#changed(summary) : undefined);
+    this.#state = new DeviceState(this.#store, hear ? (summary) => this.#changed(summary) : undefined);
     this.#firmware = options.firmware;
     this.provisioning = new Provisioning(this.#state, this.#clock);
     [this.#users, this.#quorum] = this.#userModules();
@@ -370,7 +372,11 @@ export class Hsm {
   /** SHA-256 over every record outside 'device' and 'state' (backup.ts stateDigestOf): equal on two devices
    * with the same state; unchanged by any refused operation. Like a KCV: not for publication. */
   stateDigest(): Uint8Array {
-    return backup.stateDigestOf(this.#store);
+    // A full decrypting scan: kept until the next write, so that health probes of a large, quiet
+    // device do not scan it again and again.
+    const writes = this.#store.writes;
+    if (this.#digest?.writes !== writes) this.#digest = { writes, value: backup.stateDigestOf(this.#store) };
+    return this.#digest.value.slice();
   }
 
   #backupDevice(): backup.BackupDevice {

@@ -17,6 +17,7 @@ import { verifyCeremonyTranscript } from '../../src/hsm/identity/provisioning.js
 import { isCofferError, type ErrorCode } from '../../src/errors.js';
 import type { ScryptParams } from '../../src/hsm/users/password.js';
 import { rejectsCode } from '../helpers.js';
+import { stateDigestOf } from '../../src/hsm/backup/backup.js';
 
 const FAST_KDF: ScryptParams = { log2N: 4, r: 1, p: 1 }; // tests only: logins in microseconds
 const PRECO = 'preco-password';
@@ -215,4 +216,32 @@ test('FIPS mode needs verified firmware at commissioning and at every start', as
     provisionDevelopmentDevice(Hsm.open({ store: new MemoryRecordStore(), kdfParams: FAST_KDF }), authorities, { mode: 'FIPS' }),
     'COFFER_FIRMWARE_UNVERIFIED',
   );
+});
+
+test('the state digest is kept until the next write: equal to a fresh scan, never a stale one', async () => {
+  // A memory store that counts the namespace scans a digest is made of.
+  let scans = 0;
+  class ScanCountingStore extends MemoryRecordStore {
+    override list(ns: string): IterableIterator<[string, Uint8Array]> {
+      scans++;
+      return super.list(ns);
+    }
+  }
+  const store = new ScanCountingStore();
+  const { hsm, alice } = await activeDevice(store);
+  const fresh = (): string => Buffer.from(stateDigestOf(store)).toString('hex');
+  const digest = (): string => Buffer.from(hsm.stateDigest()).toString('hex');
+  const first = digest();
+  assert.equal(first, fresh());
+  const before = scans;
+  assert.equal(digest(), first);
+  assert.equal(scans, before, 'no write since: the digest is not made again');
+  const handle = await alice.generateKey({ keyType: 'AES', bits: 256 }, { label: 'digest-key' });
+  const second = digest();
+  assert.notEqual(second, first, 'a new key changes the digest');
+  assert.equal(second, fresh());
+  await alice.destroy(handle);
+  assert.equal(digest(), fresh(), 'and so does its destruction');
+  await assert.rejects(alice.destroy(handle));
+  assert.equal(digest(), fresh(), 'a refused write leaves it right');
 });

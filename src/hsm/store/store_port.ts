@@ -274,3 +274,68 @@ class MemoryStaging implements RecordStaging {
 function copy(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(bytes);
 }
+
+/**
+ * A store that counts its write transactions (`writes`), so that what is computed from every record
+ * (the device's state digest) can be kept until the next write instead of read again. Every write
+ * goes through `transaction` (a staging lands by `adopt`, inside one); a transaction that fails
+ * counts too, which only costs one recomputation.
+ */
+export class CountingStore implements RecordStore {
+  readonly #inner: RecordStore;
+  #writes = 0;
+
+  constructor(inner: RecordStore) {
+    this.#inner = inner;
+  }
+
+  /** Write transactions begun on this store so far. */
+  get writes(): number {
+    return this.#writes;
+  }
+
+  get(ns: string, id: string): Uint8Array | undefined {
+    return this.#inner.get(ns, id);
+  }
+
+  list(ns: string): IterableIterator<[string, Uint8Array]> {
+    return this.#inner.list(ns);
+  }
+
+  count(ns: string): number {
+    return this.#inner.count(ns);
+  }
+
+  sizes(ns: string): IterableIterator<[string, number]> {
+    return this.#inner.sizes(ns);
+  }
+
+  summary(ns: string): NamespaceSummary {
+    return this.#inner.summary(ns);
+  }
+
+  namespaces(): string[] {
+    return this.#inner.namespaces();
+  }
+
+  transaction<T>(fn: (tx: RecordTx) => T): T {
+    this.#writes++;
+    try {
+      return this.#inner.transaction(fn);
+    } finally {
+      this.#writes++; // also after: a read made while it ran must not be kept as the state after it
+    }
+  }
+
+  stage(): RecordStaging {
+    return this.#inner.stage();
+  }
+
+  scrub(): void {
+    this.#inner.scrub?.();
+  }
+
+  close(): void {
+    this.#inner.close();
+  }
+}
