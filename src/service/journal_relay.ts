@@ -42,7 +42,7 @@ const RELAY_RETRY_MS = 1_000;
 const RELAY_PAGE_ENTRIES = Math.min(JOURNAL_READ_LIMIT_MAX, JOURNAL_DELIVER_ENTRIES_MAX);
 /** Entries of its own appends the relay keeps per cluster (its tail of the journal), so that it
  * checks the next offer's link and delivers what it just appended without reading them back. */
-const RELAY_TAIL_ENTRIES = 16;
+export const RELAY_TAIL_ENTRIES = 16;
 /** Deliveries one catch-up makes at most: a page each, so a million entries behind; a journal that
  * long is compacted after the next backup. */
 const CATCH_UP_DELIVERIES_MAX = 1000;

@@ -13,6 +13,7 @@ import { Readable, Writable } from 'node:stream';
 import { pino } from 'pino';
 import { CofferError } from '../../src/errors.js';
 import type { Archive } from '../../src/storage/archive_port.js';
+import { RELAY_TAIL_ENTRIES } from '../../src/service/journal_relay.js';
 import { killInProcess } from './fleet/in_process_fleet.js';
 import { RelayedRegion } from './relayed_region.js';
 
@@ -62,7 +63,10 @@ test('a replacement restored from a backup older than the compaction point is re
   const cluster = await region.describe(clusterId);
   const [keeperId, victimId] = (cluster.Hsms ?? []).map((h) => h.HsmId as string) as [string, string];
   const admin0 = await region.admin(cluster, 0);
-  for (const name of ['retry0', 'retry1']) await admin0.users.create(name, `${name}-password`, 'crypto-user');
+  // More entries after the archived backups than the relay keeps in its tail (which would serve a
+  // catch-up without the store): the replacement's first catch-up needs entries only the store had.
+  const names = Array.from({ length: RELAY_TAIL_ENTRIES + 2 }, (_, i) => `retry${i}`);
+  for (const name of names) await admin0.users.create(name, `${name}-password`, 'crypto-user');
   const head = BigInt(await metadata.journalHead(clusterId));
   await region.until('both HSMs at the journal head', async () => (await region.healths(cluster)).every((h) => h.journalPosition === head));
   const archived = (await service.repository.backupsOf(clusterId)).filter((b) => b.doc.state === 'READY').map((b) => BigInt(b.doc.journalPosition ?? assert.fail('position recorded')));
@@ -90,6 +94,7 @@ test('a replacement restored from a backup older than the compaction point is re
   assert.equal(replacement.journalHeadHash, keeper.journalHeadHash);
   assert.equal(replacement.stateDigest, keeper.stateDigest, 'identical to its peer');
   await region.step(); // the relay serves the replacement from the tick after it is ACTIVE
-  const onReplacement = await region.connect(c, 1, { username: 'retry1', password: 'retry1-password' });
+  const last = names.at(-1) as string;
+  const onReplacement = await region.connect(c, 1, { username: last, password: `${last}-password` });
   assert.equal((await onReplacement.random(8)).length, 8, 'a user made after the archived backups is on the replacement');
 });
