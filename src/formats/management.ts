@@ -57,6 +57,8 @@ export function decodeAuditMax(value: string | null, recordsMax: number): number
 /** GET /v1/journal/offer: the query parameter bounding the long-poll (ms), and the response header
  * giving the offered entry's position (the body is the sealed entry, application/octet-stream). */
 export const JOURNAL_OFFER_WAIT_PARAM = 'waitMs';
+/** `GET /v1/health?digest=1` also answers the state digest (a scan of the whole state after a write). */
+export const HEALTH_DIGEST_PARAM = 'digest';
 export const JOURNAL_SEQ_HEADER = 'x-coffer-journal-seq';
 
 /** GET /v1/backup: the optional query parameter naming the cluster, and the response header naming the backup. */
@@ -117,8 +119,8 @@ export interface NodeHealth {
   readonly loadPermille: number;
   /** The last cluster journal entry applied (docs/architecture.md §5), a u64. */
   readonly journalPosition: bigint;
-  /** The device's state digest, hex (treat it like a KCV). */
-  readonly stateDigest: string;
+  /** The device's state digest, hex (treat it like a KCV); null unless asked for (HEALTH_DIGEST_PARAM). */
+  readonly stateDigest: string | null;
   /** A restore is being received or applied right now (null: an older node does not say). A node
    * that answers this is alive, however long the restore takes. */
   readonly restoring: boolean | null;
@@ -440,7 +442,7 @@ export function decodeNodeHealth(json: unknown): NodeHealth {
     usersInitialised: f.boolean('usersInitialised'), activated: f.boolean('activated'),
     tokenObjects: f.count('tokenObjects'), sessions: f.count('sessions'), inFlight: f.count('inFlight'), inFlightMax: f.count('inFlightMax'),
     connections: f.count('connections'), capacityOpsPerSecond: f.count('capacityOpsPerSecond'), loadPermille: f.count('loadPermille'),
-    journalPosition: f.u64('journalPosition'), stateDigest: f.matching('stateDigest', DIGEST_HEX, 64),
+    journalPosition: f.u64('journalPosition'), stateDigest: f.optionalString('stateDigest', 64) === null ? null : f.matching('stateDigest', DIGEST_HEX, 64),
     restoring: f.optionalBoolean('restoring'), backingUp: f.optionalBoolean('backingUp'),
     dataPlaneHost: f.optionalString('dataPlaneHost', NAME_CHARS_MAX), dataPlanePort: f.optionalPort('dataPlanePort'),
     journalHeadHash: f.optionalString('journalHeadHash', 64) === null ? null : f.matching('journalHeadHash', DIGEST_HEX, 64),

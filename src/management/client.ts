@@ -30,7 +30,7 @@ import { encodeJournalFrames, type JournalFrame } from '../formats/journal_frame
 import { AUDIT_BUNDLE_BYTES_MAX, JOURNAL_ENTRY_SEALED_BYTES_MAX } from '../formats/limits.js';
 import {
   AUDIT_FROM_PARAM, AUDIT_MAX_PARAM,
-  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer,
+  BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, HEALTH_DIGEST_PARAM, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, decodeClusterCsrResponse, decodeEmptyAnswer,
   decodeErrorAnswer, decodeJournalDelivery, decodeNodeHealth, decodeNodeIdentity, decodeRestoreSummary, type ClusterCsrRequest, type ClusterInitialisation,
   type JournalDelivery, type NodeHealth, type NodeIdentity, type RestoreSummary,
 } from '../formats/management.js';
@@ -92,8 +92,9 @@ export class ManagementClient {
 
   /** The node's health. A node answers it while it receives or applies a restore or makes a backup,
    * and says so (`restoring`, `backingUp`; null from a node too old to say): docs/node.md "Endpoints". */
-  async health(): Promise<NodeHealth> {
-    return answer(decodeNodeHealth, await this.#json({ ...MANAGEMENT_ROUTES.health }));
+  async health(options: { readonly digest?: boolean } = {}): Promise<NodeHealth> {
+    const { method, path } = MANAGEMENT_ROUTES.health;
+    return answer(decodeNodeHealth, await this.#json({ method, path: options.digest === true ? `${path}?${HEALTH_DIGEST_PARAM}=1` : path }));
   }
 
   /** Streams a sealed backup into a new file (0600, refused if it exists). Default cluster id: the node's. */

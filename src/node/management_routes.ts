@@ -13,7 +13,7 @@ import { AUDIT_BUNDLE_RECORDS_MAX } from '../formats/limits.js';
 import { decodeJournalFrames } from '../formats/journal_frames.js';
 import { MANAGEMENT_JOURNAL_BODY_BYTES_MAX, MANAGEMENT_JOURNAL_OFFER_WAIT_MS_MAX } from '../formats/limits.js';
 import {
-  AUDIT_FROM_PARAM, AUDIT_MAX_PARAM, decodeAuditFrom, decodeAuditMax, BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
+  AUDIT_FROM_PARAM, AUDIT_MAX_PARAM, HEALTH_DIGEST_PARAM, decodeAuditFrom, decodeAuditMax, BACKUP_CLUSTER_ID_PARAM, BACKUP_ID_HEADER, JOURNAL_OFFER_WAIT_PARAM, RESTORE_CLONE_CLUSTER_ID_PARAM, JOURNAL_SEQ_HEADER, MANAGEMENT_ROUTES, checkClusterId, decodeClusterCsrRequest,
   decodeClusterInitialisation, decodeOfferWaitMs, encodeJournalDelivery, encodeNodeHealth, encodeNodeIdentity, type ClusterCsrResponse, type JournalDeliveryJson,
   type JournalFaultReport, type NodeFigures, type NodeHealthJson, type NodeIdentityJson, type RestoreSummary,
 } from '../formats/management.js';
@@ -65,7 +65,7 @@ function identity(ctx: ManagementContext): Promise<NodeIdentityJson> {
  * restore) the event loop is busy and the answer waits for that step (seconds at 100k objects,
  * docs/bench.md); the long parts — receiving the upload, streaming the backup out — do not block it.
  */
-function health(ctx: ManagementContext): Promise<NodeHealthJson> {
+function health(ctx: ManagementContext, _req: IncomingMessage, _res: ServerResponse, url: URL): Promise<NodeHealthJson> {
   const status = ctx.hsm.status();
   const load = ctx.dataPlane.load();
   return Promise.resolve(encodeNodeHealth({
@@ -84,7 +84,8 @@ function health(ctx: ManagementContext): Promise<NodeHealthJson> {
     capacityOpsPerSecond: load.capacityOpsPerSecond,
     loadPermille: load.inFlightMax === 0 ? 0 : Math.round((load.inFlight * 1000) / load.inFlightMax),
     journalPosition: status.journalPosition,
-    stateDigest: Buffer.from(ctx.hsm.stateDigest()).toString('hex'),
+    // Asked for only: after a write it is a scan of the whole state, and probes need none of it.
+    stateDigest: url.searchParams.get(HEALTH_DIGEST_PARAM) === '1' ? Buffer.from(ctx.hsm.stateDigest()).toString('hex') : null,
     restoring: ctx.activity.restores > 0,
     backingUp: ctx.activity.backups > 0,
     dataPlaneHost: ctx.dataPlaneHost,

@@ -144,7 +144,7 @@ export class ScenarioRegion {
     const ready = fleet.devices.filter((d) => d.state === 'ready').sort((a, b) => a.host.localeCompare(b.host));
     return Promise.all(ready.map(async (d) => {
       const client = new ManagementClient({ host: d.host, port: d.managementPort, ...roots, expectedSerial: d.serial });
-      return { ...(await client.health()), host: d.host };
+      return { ...(await client.health({ digest: true })), host: d.host };
     }));
   }
 

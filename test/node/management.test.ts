@@ -91,7 +91,7 @@ test('the client verifies the node by its attested leaf, pins it, and reads heal
   const node = await c.identity();
   assert.equal(node.serial, a.hsm.status().serial);
   assert.equal(node.leafFingerprint256, new X509Certificate(a.management.tls.certificatePem).fingerprint256);
-  const h = await c.health();
+  const h = await c.health({ digest: true });
   assert.equal(h.provisioning, 'COMMISSIONED');
   assert.equal(h.serial, a.hsm.status().serial);
   assert.equal(h.mode, 'NON_FIPS');
@@ -150,7 +150,7 @@ test('mutual TLS: no client certificate, a foreign CA, or a certificate without 
   for (const [what, cred] of [['none', undefined], ['foreign', foreign], ['serverAuth', serverAuthOnly]] as const) {
     await assert.rejects(raw(a.management.port, cred, 'GET', '/v1/health'), (e: NodeJS.ErrnoException) => !isCofferError(e), `${what} must be refused`);
   }
-  await rejectsWith(client(a, foreign).health(), 'COFFER_CONNECTION_LOST');
+  await rejectsWith(client(a, foreign).health({ digest: true }), 'COFFER_CONNECTION_LOST');
   assert.equal((await raw(a.management.port, credential, 'GET', '/v1/health')).status, 200); // the right one works
 });
 
@@ -164,7 +164,7 @@ test('a client configured with other roots, or a leaf the attestation does not c
   const impostorLeaf = await createTlsIdentity(b.hsm, ['127.0.0.1']);
   const impostor = await startTestNode(authorities, { tls: { ...real, keyPem: impostorLeaf.keyPem, certificatePem: impostorLeaf.certificatePem } });
   try {
-    await rejectsWith(client(impostor).health(), 'COFFER_NODE_UNTRUSTED');
+    await rejectsWith(client(impostor).health({ digest: true }), 'COFFER_NODE_UNTRUSTED');
   } finally {
     await impostor.close();
     rmSync(impostor.dataDir, { recursive: true, force: true });
@@ -220,7 +220,7 @@ test('50 requests on one client reuse a socket without piling listeners on it, a
   subscribe('http.client.request.start', onRequest);
   const c = client(a);
   try {
-    for (let i = 0; i < 50; i++) assert.equal((await c.health()).serial, a.hsm.status().serial);
+    for (let i = 0; i < 50; i++) assert.equal((await c.health({ digest: true })).serial, a.hsm.status().serial);
   } finally {
     c.close();
     unsubscribe('http.client.request.start', onRequest);
@@ -293,7 +293,7 @@ test('cluster CSR and initialise, backup out of one node, restore into another: 
   await initialiseWithKey(a);
   assert.ok(a.refreshes.count >= 1, 'initialise re-issues the data-plane TLS identity');
   const ca = client(a);
-  const health = await ca.health();
+  const health = await ca.health({ digest: true });
   assert.equal(health.cluster, 'INITIALISED');
   assert.equal(health.clusterId, CLUSTER_ID);
   assert.equal(health.activated, true);
@@ -320,7 +320,7 @@ test('cluster CSR and initialise, backup out of one node, restore into another: 
   assert.equal(summary.objects, 2);
   assert.equal(hex(b.hsm.stateDigest()), hex(a.hsm.stateDigest()));
   assert.equal(b.refreshes.count, 1);
-  const hb = await cb.health();
+  const hb = await cb.health({ digest: true });
   assert.equal(hb.cluster, 'INITIALISED');
   assert.equal(hb.clusterId, CLUSTER_ID);
   assert.equal(hb.stateDigest, health.stateDigest);
@@ -384,7 +384,7 @@ test('the client re-verifies when the node presents a new leaf (a restart on the
   await node.management.close();
   const again = await startManagement({ hsm: node.hsm, dataPlane: node.dataPlane, dataDir: node.dataDir, port });
   try {
-    assert.equal((await c.health()).serial, node.hsm.status().serial); // the pin fails, the client verifies afresh
+    assert.equal((await c.health({ digest: true })).serial, node.hsm.status().serial); // the pin fails, the client verifies afresh
     const second = await c.identity();
     assert.notEqual(second.leafFingerprint256, first.leafFingerprint256);
     assert.equal(second.leafFingerprint256, new X509Certificate(again.tls.certificatePem).fingerprint256);
@@ -403,7 +403,7 @@ test('zeroise erases the cluster, users and keys; the device stays commissioned'
   const before = b.refreshes.count;
   await c.zeroise();
   assert.equal(b.refreshes.count, before + 1);
-  const h = await c.health();
+  const h = await c.health({ digest: true });
   assert.equal(h.provisioning, 'COMMISSIONED');
   assert.equal(h.serial, serial);
   assert.equal(h.cluster, 'UNINITIALISED');

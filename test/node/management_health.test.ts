@@ -46,7 +46,7 @@ function client(node: TestNode): ManagementClient {
 async function healthUntil(c: ManagementClient, until: (h: NodeHealth) => boolean): Promise<NodeHealth> {
   const deadline = Date.now() + EVENT_WAIT_MS;
   for (;;) {
-    const h = await c.health();
+    const h = await c.health({ digest: true });
     if (until(h)) return h;
     assert.ok(Date.now() < deadline, `health never reached the expected state: ${JSON.stringify({ restoring: h.restoring, backingUp: h.backingUp })}`);
     await new Promise((r) => setImmediate(r));
@@ -102,7 +102,7 @@ test('health answers during a restore (upload and apply) and a queued backup, an
   target.refreshes.onHeld = held;
   upload.end(blob.subarray(blob.length >> 1));
   await heldNow;
-  const applying = await ct.health(); // answered although the restore holds the node's queue
+  const applying = await ct.health({ digest: true }); // answered although the restore holds the node's queue
   assert.equal(applying.restoring, true);
   assert.equal(applying.cluster, 'INITIALISED', 'the state was replaced in one step before the held one');
   assert.equal(applying.stateDigest, sourceHealth.stateDigest);
@@ -132,7 +132,17 @@ test('a restore that fails still ends as not restoring', async () => {
   upload.end(new Uint8Array(64).fill(1));
   const answer = await upload.answer;
   assert.notEqual(answer.status, 200);
-  const h = await ct.health();
+  const h = await ct.health({ digest: true });
   assert.deepEqual([h.restoring, h.backingUp], [false, false]);
+  ct.close();
+});
+
+test('the state digest is answered when asked for, and only then', async () => {
+  const ct = client(target);
+  const plain = await ct.health();
+  assert.equal(plain.stateDigest, null, 'a probe gets no digest: it would scan the whole state after a write');
+  const asked = await ct.health({ digest: true });
+  assert.match(asked.stateDigest ?? '', /^[0-9a-f]{64}$/);
+  assert.equal(asked.stateDigest, Buffer.from(target.hsm.stateDigest()).toString('hex'));
   ct.close();
 });

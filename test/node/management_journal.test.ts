@@ -58,7 +58,7 @@ test('offer, delivery and heads over the management interface; health answers du
   dirs.push(dir);
   await ca1.backupToFile(join(dir, 'b.bin'));
   await cb.restoreFromFile(join(dir, 'b.bin'));
-  const [ha, hb] = [await ca1.health(), await cb.health()];
+  const [ha, hb] = [await ca1.health({ digest: true }), await cb.health({ digest: true })];
   assert.equal(ha.journalMode, 'relayed');
   assert.equal(ha.journalPosition, 0n);
   assert.equal(ha.journalHeadHash, hb.journalHeadHash, 'clones start at one genesis');
@@ -67,7 +67,7 @@ test('offer, delivery and heads over the management interface; health answers du
   // An open long-poll does not hold health up.
   let offerDone = false;
   const idle = ca1.takeJournalOffer(2_000).finally(() => (offerDone = true));
-  const during = await ca1.health();
+  const during = await ca1.health({ digest: true });
   assert.equal(offerDone, false, 'health answered while the offer long-poll was open');
   assert.equal(during.journalPosition, 0n);
   assert.equal(await idle, undefined, 'nothing offered: 204');
@@ -86,7 +86,7 @@ test('offer, delivery and heads over the management interface; health answers du
   assert.equal(onA.headHash, onB.headHash);
   const again = await cb.deliverJournal([offer]);
   assert.deepEqual([again.applied, again.ignored, again.fault], [0, 1, null], 'a re-delivery is ignored');
-  const [ha2, hb2] = [await ca1.health(), await cb.health()];
+  const [ha2, hb2] = [await ca1.health({ digest: true }), await cb.health({ digest: true })];
   assert.equal(ha2.journalPosition, 1n);
   assert.equal(ha2.journalHeadHash, hb2.journalHeadHash);
   assert.equal(ha2.stateDigest, hb2.stateDigest);
@@ -97,18 +97,18 @@ test('offer, delivery and heads over the management interface; health answers du
   const ahead = await cb.deliverJournal([{ seq: 3n, entry: offer.entry }]);
   assert.equal(ahead.waitingFor, 2n);
   assert.equal(ahead.missing, null);
-  assert.equal((await cb.health()).journalMissing, null, 'not before the bound');
+  assert.equal((await cb.health({ digest: true })).journalMissing, null, 'not before the bound');
   bClock.advance(JOURNAL_MISSING_ENTRY_WAIT_MS);
-  assert.deepEqual((await cb.health()).journalMissing, { seq: 2n, waitedMs: JOURNAL_MISSING_ENTRY_WAIT_MS });
-  assert.equal((await ca1.health()).journalMissing, null, 'a has no gap');
+  assert.deepEqual((await cb.health({ digest: true })).journalMissing, { seq: 2n, waitedMs: JOURNAL_MISSING_ENTRY_WAIT_MS });
+  assert.equal((await ca1.health({ digest: true })).journalMissing, null, 'a has no gap');
   const stillAhead = await cb.deliverJournal([{ seq: 3n, entry: offer.entry }]);
   assert.deepEqual([stillAhead.waitingFor, stillAhead.missing?.seq, stillAhead.fault], [2n, 2n, null]);
   const altered = offer.entry.slice();
   altered[altered.length - 1]! ^= 1;
   const bad = await cb.deliverJournal([{ seq: 2n, entry: altered }]);
   assert.equal(bad.fault?.seq, 2n);
-  assert.equal((await cb.health()).journalFault?.seq, 2n);
-  assert.equal((await cb.health()).journalMissing, null, 'a halted journal reports its fault instead');
+  assert.equal((await cb.health({ digest: true })).journalFault?.seq, 2n);
+  assert.equal((await cb.health({ digest: true })).journalMissing, null, 'a halted journal reports its fault instead');
   for (const c of [ca1, cb]) c.close();
 });
 

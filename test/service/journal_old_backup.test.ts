@@ -98,37 +98,37 @@ test('an older backup than the newest, or a roll-back to before entries the HSM 
   const via1 = await admin(d1);
   await via1.users.create('early', 'early-password', 'crypto-user');
   await via1.close();
-  await until('both HSMs at the journal head', async () => (await m0.health()).journalPosition === BigInt(await store.journalHead(CLUSTER_ID)) && (await m1.health()).journalPosition === BigInt(await store.journalHead(CLUSTER_ID)));
+  await until('both HSMs at the journal head', async () => (await m0.health({ digest: true })).journalPosition === BigInt(await store.journalHead(CLUSTER_ID)) && (await m1.health({ digest: true })).journalPosition === BigInt(await store.journalHead(CLUSTER_ID)));
   const middle = join(env.dir, 'middle.bin');
   await m1.backupToFile(middle);
-  const middlePosition = (await m1.health()).journalPosition;
+  const middlePosition = (await m1.health({ digest: true })).journalPosition;
   // Entries after the middle backup, sealed by HSM 0 (the originator) — and a newer backup.
   const via0 = await admin(d0);
   for (const name of ['late0', 'late1']) await via0.users.create(name, `${name}-password`, 'crypto-user');
   await via0.close();
   const head = BigInt(await store.journalHead(CLUSTER_ID));
   assert.ok(head > middlePosition && middlePosition > 0n);
-  await until('both HSMs at the journal head', async () => (await m0.health()).journalPosition === head && (await m1.health()).journalPosition === head);
+  await until('both HSMs at the journal head', async () => (await m0.health({ digest: true })).journalPosition === head && (await m1.health({ digest: true })).journalPosition === head);
   await m1.backupToFile(join(env.dir, 'newest.bin'));
   await live.stop();
-  const reference = await m1.health();
+  const reference = await m1.health({ digest: true });
   assert.equal(reference.journalPosition, head);
 
   // A replacement given the middle backup, not the newest: caught up from its position.
   const d2 = await fleet.provision({ clusterId: CLUSTER_ID, hsmId: 'hsm-oldbackupcccc', dataPlanePort: 0 });
   const m2 = fleet.management(d2);
   await m2.restoreFromFile(middle);
-  assert.equal((await m2.health()).journalPosition, middlePosition);
+  assert.equal((await m2.health({ digest: true })).journalPosition, middlePosition);
   assert.equal(await relay().catchUp(CLUSTER_ID, d2), head);
-  identical(await m2.health(), reference, 'restored from an older backup');
+  identical(await m2.health({ digest: true }), reference, 'restored from an older backup');
 
   // HSM 0 rolled back to the first backup: before every entry, its own among them.
   await m0.restoreFromFile(firstBackup);
-  const rolledBack = await m0.health();
+  const rolledBack = await m0.health({ digest: true });
   assert.equal(rolledBack.journalPosition, 0n);
   assert.notEqual(rolledBack.stateDigest, reference.stateDigest, 'the roll-back lost the changes');
   assert.equal(await relay().catchUp(CLUSTER_ID, d0), head);
-  identical(await m0.health(), reference, 'rolled back, then caught up (its own entries are not forgeries)');
+  identical(await m0.health({ digest: true }), reference, 'rolled back, then caught up (its own entries are not forgeries)');
   // A login is a journaled change: the relay serves the three HSMs again.
   const ids = ['hsm-oldbackupaaaa', 'hsm-oldbackupbbbb', 'hsm-oldbackupcccc'];
   relayed = [d0, d1, d2];
@@ -144,10 +144,10 @@ test('a backup of another cluster is refused at the first entry delivered: anoth
   const wrong = await fleet.provision({ clusterId: CLUSTER_ID, hsmId: 'hsm-oldbackupeeee', dataPlanePort: 0 });
   const mw = fleet.management(wrong);
   await mw.restoreFromFile(join(env.dir, 'other-0.bin'));
-  const before = await mw.health();
-  assert.equal(before.stateDigest, (await other.health()).stateDigest, 'it holds the other cluster');
+  const before = await mw.health({ digest: true });
+  assert.equal(before.stateDigest, (await other.health({ digest: true })).stateDigest, 'it holds the other cluster');
   await assert.rejects(relay().catchUp(CLUSTER_ID, wrong), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['fault'] === 'COFFER_JOURNAL_WRONG_KEY' && e.detail['seq'] === '1');
-  const afterwards = await mw.health();
+  const afterwards = await mw.health({ digest: true });
   assert.equal(afterwards.journalFault?.code, 'COFFER_JOURNAL_WRONG_KEY');
   assert.equal(afterwards.journalPosition, 0n, 'nothing applied');
   assert.equal(afterwards.stateDigest, before.stateDigest, 'records unchanged');
@@ -172,7 +172,7 @@ test('a backup of a forked branch is refused at the first entry of the journal t
   const peerDevice = relayed[1] as FleetDevice;
   const peer = fleet.management(peerDevice);
   const head = BigInt(await store.journalHead(CLUSTER_ID));
-  await until('the peer at the journal head', async () => (await peer.health()).journalPosition === head);
+  await until('the peer at the journal head', async () => (await peer.health({ digest: true })).journalPosition === head);
   const current = join(env.dir, 'current.bin');
   await peer.backupToFile(current);
   // A branch: an HSM restored from the current backup applies changes of its own that the journal
@@ -184,7 +184,7 @@ test('a backup of a forked branch is refused at the first entry of the journal t
   await login.close();
   const forked = join(env.dir, 'forked.bin');
   await mb.backupToFile(forked);
-  const branch = (await mb.health()).journalPosition;
+  const branch = (await mb.health({ digest: true })).journalPosition;
   assert.ok(branch > head);
   // The journal goes on past the branch's position with other entries.
   const via = await admin(peerDevice);
@@ -195,9 +195,9 @@ test('a backup of a forked branch is refused at the first entry of the journal t
   const dr = await fleet.provision({ clusterId: CLUSTER_ID, hsmId: 'hsm-oldbackupgggg', dataPlanePort: 0 });
   const mr = fleet.management(dr);
   await mr.restoreFromFile(forked);
-  const before = await mr.health();
+  const before = await mr.health({ digest: true });
   await assert.rejects(relay().catchUp(CLUSTER_ID, dr), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['fault'] === 'COFFER_JOURNAL_FORK' && e.detail['seq'] === String(branch + 1n));
-  const afterwards = await mr.health();
+  const afterwards = await mr.health({ digest: true });
   assert.equal(afterwards.journalFault?.code, 'COFFER_JOURNAL_FORK');
   assert.equal(afterwards.journalPosition, branch, 'nothing applied');
   assert.equal(afterwards.stateDigest, before.stateDigest, 'records unchanged');
@@ -207,7 +207,7 @@ test('a backup of a forked branch at the journal head itself: caught up by posit
   const peerDevice = relayed[1] as FleetDevice;
   const peer = fleet.management(peerDevice);
   const head = BigInt(await store.journalHead(CLUSTER_ID));
-  await until('the peer at the journal head', async () => (await peer.health()).journalPosition === head);
+  await until('the peer at the journal head', async () => (await peer.health({ digest: true })).journalPosition === head);
   const current = join(env.dir, 'current-2.bin');
   await peer.backupToFile(current);
   // A branch of two entries of its own (a login), backed up.
@@ -217,7 +217,7 @@ test('a backup of a forked branch at the journal head itself: caught up by posit
   await (await applyAlone(mb, admin(db))).close();
   const forked = join(env.dir, 'forked-at-head.bin');
   await mb.backupToFile(forked);
-  const branch = (await mb.health()).journalPosition;
+  const branch = (await mb.health({ digest: true })).journalPosition;
   assert.equal(branch, head + 2n);
   // The journal gets two other entries (a login through the peer): the same position, other entries.
   await (await admin(peerDevice)).close();
@@ -227,6 +227,6 @@ test('a backup of a forked branch at the journal head itself: caught up by posit
   await mr.restoreFromFile(forked);
   await assert.rejects(relay().catchUp(CLUSTER_ID, dr), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['reason'] === 'other-head' && e.detail['seq'] === String(branch));
   // The peer itself, at the same position with the journal's entry, is caught up.
-  await until('the peer at the journal head', async () => (await peer.health()).journalPosition === branch);
+  await until('the peer at the journal head', async () => (await peer.health({ digest: true })).journalPosition === branch);
   assert.equal(await relay().catchUp(CLUSTER_ID, peerDevice), branch);
 });

@@ -95,9 +95,9 @@ test('relay: an activation and a user made through one HSM reach the other, in o
   await admin.close();
   const head = BigInt(await store.journalHead(CLUSTER_ID));
   assert.ok(head >= 2n, 'activation and the new user are entries');
-  await until('both HSMs at the journal head', async () => (await m0.health()).journalPosition === head && (await m1.health()).journalPosition === head);
+  await until('both HSMs at the journal head', async () => (await m0.health({ digest: true })).journalPosition === head && (await m1.health({ digest: true })).journalPosition === head);
   assert.equal(readBack, 0, 'each entry was checked against, and delivered from, what the relay appended before it: nothing read back');
-  const [h0, h1] = [await m0.health(), await m1.health()];
+  const [h0, h1] = [await m0.health({ digest: true }), await m1.health({ digest: true })];
   assert.equal(h0.journalHeadHash, h1.journalHeadHash);
   assert.equal(h0.stateDigest, h1.stateDigest);
   const carol = await Cluster.connect({ endpoints: [{ host: d0.host, port: d0.port }], ca: env.customerCa.certificatePem, credentials: { username: 'carol', password: 'carol-password' } });
@@ -107,11 +107,11 @@ test('relay: an activation and a user made through one HSM reach the other, in o
   const d2 = await provision('hsm-relayunitccc');
   const m2 = fleet.management(d2);
   await m2.restoreFromFile(backupPath);
-  assert.equal((await m2.health()).journalPosition, 0n);
+  assert.equal((await m2.health({ digest: true })).journalPosition, 0n);
   const reached = await relay.catchUp(CLUSTER_ID, d2);
   assert.ok(reached >= head);
-  await until('the first HSM at the same position', async () => (await m0.health()).journalPosition === reached);
-  assert.equal((await m2.health()).journalHeadHash, (await m0.health()).journalHeadHash, 'the same head');
+  await until('the first HSM at the same position', async () => (await m0.health({ digest: true })).journalPosition === reached);
+  assert.equal((await m2.health({ digest: true })).journalHeadHash, (await m0.health({ digest: true })).journalHeadHash, 'the same head');
   await relay.stop();
   entries = await store.readJournal(CLUSTER_ID, 1, 1000);
   assert.equal(BigInt(entries.length), BigInt(await store.journalHead(CLUSTER_ID)));
@@ -150,7 +150,7 @@ test('relay: an HSM catching up on an edited stored entry refuses it — nothing
   const faults: JournalFaultReport[] = [];
   const relay = relayOver(edited, faults);
   await assert.rejects(relay.catchUp(CLUSTER_ID, d3), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['seq'] === String(at) && e.detail['fault'] === 'COFFER_JOURNAL_TAMPERED');
-  const h = await m3.health();
+  const h = await m3.health({ digest: true });
   assert.equal(h.journalPosition, BigInt(at - 1), 'every entry before the edited one applied, not the edited one');
   assert.equal(h.journalFault?.code, 'COFFER_JOURNAL_TAMPERED');
   assert.equal(h.journalFault?.seq, BigInt(at));
@@ -179,7 +179,7 @@ test('relay: an HSM that needs entries compaction dropped is not caught up — i
   const m4 = fleet.management(d4);
   await m4.restoreFromFile(backupPath);
   await assert.rejects(relayOver(store).catchUp(CLUSTER_ID, d4), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['reason'] === 'compacted');
-  const h = await m4.health();
+  const h = await m4.health({ digest: true });
   assert.equal(h.journalPosition, 0n, 'nothing delivered');
   assert.equal(h.journalFault, null, 'not a fault of the HSM');
 });
@@ -197,7 +197,7 @@ test('relay: a store that lacks an entry between others is named damaged, not co
   const m5 = fleet.management(d5);
   await m5.restoreFromFile(backupPath);
   await assert.rejects(relayOver(store).catchUp(CLUSTER_ID, d5), (e) => isCofferError(e, 'COFFER_JOURNAL_NOT_CAUGHT_UP') && e.detail['reason'] === 'missing-in-store' && e.detail['seq'] === '2');
-  const h = await m5.health();
+  const h = await m5.health({ digest: true });
   assert.equal(h.journalPosition, 1n, 'the entry before the gap applied, nothing after it');
   assert.equal(h.journalFault, null, 'not a fault of the HSM');
 });

@@ -75,8 +75,9 @@ async function initialise(h: FleetHarness, fleet: Fleet, device: FleetDevice): P
     certificatePem: await h.env.customerCa.signClusterCsr(csr), trustAnchorPem: h.env.customerCa.certificatePem,
     preCoPassword: 'preco-password', applianceCredential: 'appliance-credential-0123456789',
   });
-  const health = await client.health();
+  const health = await client.health({ digest: true });
   assert.equal(health.cluster, 'INITIALISED');
+  assert.ok(health.stateDigest !== null, "asked for, the digest is answered");
   return health.stateDigest;
 }
 
@@ -99,14 +100,14 @@ export function fleetConformance(h: FleetHarness): void {
       assert.deepEqual([device.host, device.port, device.managementHost], [address, port, address]);
       const own = independentClient(h.env, device);
       assert.equal((await own.identity()).serial, device.serial, 'the attested serial');
-      const health = await own.health();
+      const health = await own.health({ digest: true });
       own.close();
       assert.deepEqual(
         [health.provisioning, health.serial, health.cluster, health.usersInitialised, health.tokenObjects, health.dataPlanePort, health.restoring],
         ['COMMISSIONED', device.serial, 'UNINITIALISED', false, 0, port, false],
       );
       await dataPlaneAnswers(device);
-      assert.equal((await fleet.management(device).health()).serial, device.serial, "the fleet's client, pinned to the serial");
+      assert.equal((await fleet.management(device).health({ digest: true })).serial, device.serial, "the fleet's client, pinned to the serial");
       await rejectsWith(fleet.provision(request(1, address, port)), 'COFFER_FLEET_ADDRESS_UNAVAILABLE');
     } finally {
       await fleet.release(device);
@@ -136,7 +137,7 @@ export function fleetConformance(h: FleetHarness): void {
       rmSync(file);
       assert.equal(summary.backupId, backupId);
       const own = independentClient(h.env, b);
-      const restored = await own.health();
+      const restored = await own.health({ digest: true });
       own.close();
       assert.deepEqual([restored.cluster, restored.clusterId, restored.stateDigest], ['INITIALISED', CLUSTER, digest]);
     } finally {
@@ -150,7 +151,7 @@ export function fleetConformance(h: FleetHarness): void {
     const again = await fleet.provision(request(3, a.host, port)); // the address is free again
     try {
       assert.equal(again.host, a.host);
-      const health = await fleet.management(again).health();
+      const health = await fleet.management(again).health({ digest: true });
       assert.deepEqual([health.cluster, health.tokenObjects], ['UNINITIALISED', 0], 'handed out blank');
     } finally {
       await fleet.release(again);
@@ -173,7 +174,7 @@ export function fleetConformance(h: FleetHarness): void {
       const found = await second.reattach(device);
       assert.deepEqual([found.deviceId, found.serial, found.host, found.port], [device.deviceId, device.serial, device.host, device.port]);
       assert.equal(h.processOf(found), process, 'found running, not restarted');
-      assert.equal((await second.management(found).health()).serial, device.serial);
+      assert.equal((await second.management(found).health({ digest: true })).serial, device.serial);
       await second.release(found);
       assert.deepEqual(exits, [], 'a release is no exit to report');
     } finally {
@@ -199,7 +200,7 @@ export function fleetConformance(h: FleetHarness): void {
     assert.deepEqual([restarted.serial, restarted.host, restarted.port], [device.serial, device.host, device.port]);
     assert.notEqual(h.processOf(restarted), before, 'a new process');
     const own = independentClient(h.env, restarted);
-    const health = await own.health();
+    const health = await own.health({ digest: true });
     own.close();
     assert.deepEqual([health.cluster, health.stateDigest], ['INITIALISED', digest], 'restarted from its own data');
 
@@ -215,7 +216,7 @@ export function fleetConformance(h: FleetHarness): void {
       await h.recover?.(found);
       const again = await second.reattach(found);
       assert.notEqual(h.processOf(again), running);
-      assert.equal((await second.management(again).health()).stateDigest, digest);
+      assert.equal((await second.management(again).health({ digest: true })).stateDigest, digest);
       await second.release(again);
     } finally {
       await second.close();
