@@ -43,6 +43,12 @@ export function kcvPublicKey(key: KeyObject | Uint8Array): Uint8Array {
   } catch {
     return fail('COFFER_CRYPTO_KEY_INVALID');
   }
+  return kcvOfSpki(spki);
+}
+
+/** KCV of a public key from SPKI DER that this code exported from a KeyObject itself (not parsed
+ * again: kcvPublicKey checks bytes of other origin): first 3 bytes of SHA-1(SPKI DER). */
+export function kcvOfSpki(spki: Uint8Array): Uint8Array {
   return Uint8Array.from(createHash('sha1').update(spki).digest().subarray(0, KCV_BYTES));
 }
 

@@ -44,6 +44,9 @@ export interface KeyMaterial {
   /** AES/generic: key length in bits; RSA: modulus bits; EC: order bits of the curve; Ed25519: 256. */
   readonly bits: number;
   readonly curve?: Curve;
+  /** SPKI DER of the key's public half when it is already at hand (a pair just generated: exported
+   * once for both keys), so that its KCV and a public key's bytes need no export again. Not secret. */
+  readonly spki?: Uint8Array;
 }
 
 export interface SecretKeySpec {
@@ -174,7 +177,9 @@ export async function generateKeyPairAsync(spec: KeyPairSpec): Promise<{ publicK
 }
 
 function pairOf(keyType: KeyType, pair: { publicKey: KeyObject; privateKey: KeyObject }, bits: number, curve?: Curve): { publicKey: KeyMaterial; privateKey: KeyMaterial } {
-  const extra = curve === undefined ? {} : { curve };
+  // One SPKI export serves the public key's bytes and both keys' KCV (an EC export costs tens of µs).
+  const spki = new Uint8Array(pair.publicKey.export({ format: 'der', type: 'spki' }));
+  const extra = curve === undefined ? { spki } : { curve, spki };
   return {
     publicKey: { class: 'PUBLIC_KEY', keyType, key: pair.publicKey, bits, ...extra },
     privateKey: { class: 'PRIVATE_KEY', keyType, key: pair.privateKey, bits, ...extra },
@@ -239,7 +244,7 @@ export function materialToBytes(key: KeyMaterial): Uint8Array {
     case 'PRIVATE_KEY':
       return key.key.export({ format: 'der', type: 'pkcs8' });
     case 'PUBLIC_KEY':
-      return key.key.export({ format: 'der', type: 'spki' });
+      return key.spki === undefined ? key.key.export({ format: 'der', type: 'spki' }) : Buffer.from(key.spki);
   }
 }
 

@@ -38,7 +38,7 @@ import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'n
 import { fail, isCofferError } from '../../errors.js';
 import { assert } from '../../assert.js';
 import { SecretBytes, constantTimeEqual } from '../../crypto/secret_bytes.js';
-import { kcvAes, kcvPublicKey, kcvSecret } from '../../crypto/kcv.js';
+import { kcvAes, kcvOfSpki, kcvPublicKey, kcvSecret } from '../../crypto/kcv.js';
 import type { ChangeKind, ChangeSet, RecordOp } from '../../formats/change_set.js';
 import {
   BOOLEAN_ATTRIBUTE_NAMES, OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE, encodeObjectRecord, encodeSessionObjectRecord, readObjectRecordLayout, readSessionObjectEnvelope,
@@ -1023,7 +1023,7 @@ function certificateRecord(handle: Handle, owner: string, c: NewCertificate): Ob
 function kcvOf(material: mech.KeyMaterial): Uint8Array {
   if (material.keyType === 'AES') return kcvAes(material.key);
   if (material.keyType === 'GENERIC_SECRET') return kcvSecret(material.key);
-  return kcvPublicKey(material.key);
+  return material.spki === undefined ? kcvPublicKey(material.key) : kcvOfSpki(material.spki);
 }
 
 /** Is the record a token object's (its token attribute)? */

@@ -4,8 +4,8 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import { kcvAes } from '../../../src/crypto/kcv.js';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { kcvAes, kcvPublicKey } from '../../../src/crypto/kcv.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
 import { DeviceState } from '../../../src/hsm/state/device_state.js';
 import { ObjectTable, type KeyQuorumGate } from '../../../src/hsm/objects/objects.js';
@@ -212,4 +212,19 @@ void test('per-key quorum: the gate is asked before use or management when the v
   const noGate = setup();
   const q = await noGate.generateKey(alice, { keyType: 'AES', bits: 256 }, { useKeyQuorum: 2 });
   throwsCode(() => noGate.encrypt(alice, q, GCM(), DATA), 'COFFER_QUORUM_REQUIRED');
+});
+
+test('a generated pair: both keys carry the KCV of the public key, and the public key its SPKI, exported once', async () => {
+  const t = setup();
+  for (const spec of [{ keyType: 'EC', curve: 'P-256' }, { keyType: 'EC', curve: 'P-384' }, { keyType: 'EC_EDWARDS', curve: 'Ed25519' }, { keyType: 'RSA', bits: 2048 }] as const) {
+    for (const generate of [t.generateKeyPair.bind(t), t.generateKeyPairAsync.bind(t)]) {
+      const { publicHandle, privateHandle } = await generate(alice, spec);
+      const pem = t.exportPublic(alice, publicHandle);
+      // Computed apart: the public key parsed from what the table exports, its SPKI exported again.
+      const expected = kcvPublicKey(createPublicKey(pem));
+      assert.deepEqual(t.getAttributes(alice, publicHandle).kcv, expected, `${spec.keyType}: the public key's KCV`);
+      assert.deepEqual(t.getAttributes(alice, privateHandle).kcv, expected, `${spec.keyType}: the private key's KCV is its public half's`);
+      assert.equal(t.exportPublic(alice, privateHandle), pem, `${spec.keyType}: the private key's public half is the public key`);
+    }
+  }
 });
