@@ -374,15 +374,17 @@ void test('raw ECDSA with freshly generated KeyObjects never hangs the process (
   assert.equal(r.out, 'done');
 });
 
+/** The inverse of x mod m by the plain extended Euclid: the reference invertModPrime is checked against. */
+function euclid(x: bigint, m: bigint): bigint {
+  let [r0, r1, t0, t1] = [m, ((x % m) + m) % m, 0n, 1n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1, t0, t1] = [r1, r0 - q * r1, t1, t0 - q * t1];
+  }
+  return ((t0 % m) + m) % m;
+}
+
 void test('invertModPrime against the plain extended Euclid, edges included', () => {
-  const euclid = (x: bigint, m: bigint): bigint => {
-    let [r0, r1, t0, t1] = [m, ((x % m) + m) % m, 0n, 1n];
-    while (r1 !== 0n) {
-      const q = r0 / r1;
-      [r0, r1, t0, t1] = [r1, r0 - q * r1, t1, t0 - q * t1];
-    }
-    return ((t0 % m) + m) % m;
-  };
   for (const curve of ECDSA_CURVES) {
     const { p, n } = curveParameters(curve);
     for (const m of [p, n]) {
@@ -398,14 +400,6 @@ void test('invertModPrime against the plain extended Euclid, edges included', ()
 void test('invertModPrime near powers of two and on small and Mersenne primes (the leading-digit paths)', () => {
   // Values whose double rounds up to the next power of two (2^k − 1 for k > 53), exact powers of
   // two, and moduli below the 48-bit leading digit (no shift: the double steps run on whole values).
-  const euclid = (x: bigint, m: bigint): bigint => {
-    let [r0, r1, t0, t1] = [m, ((x % m) + m) % m, 0n, 1n];
-    while (r1 !== 0n) {
-      const q = r0 / r1;
-      [r0, r1, t0, t1] = [r1, r0 - q * r1, t1, t0 - q * t1];
-    }
-    return ((t0 % m) + m) % m;
-  };
   const primes = [3n, 7n, 65_537n, 2n ** 31n - 1n, 2n ** 61n - 1n, 2n ** 89n - 1n, 2n ** 127n - 1n, ...ECDSA_CURVES.map((c) => curveParameters(c).p)];
   for (const m of primes) {
     const xs: bigint[] = [1n, m - 1n];
