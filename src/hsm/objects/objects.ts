@@ -376,25 +376,26 @@ export class ObjectTable implements StateView {
   }
 
   sign(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array): Uint8Array {
-    checkInput(data);
-    const slot = this.#usable(actor, ref, 'sign', params);
-    this.#gate(actor, 'key-usage', slot);
-    const key = this.#material(slot);
-    if (params.mechanism !== 'CKM_ECDSA') return mech.sign(params, key, data);
-    // Raw ECDSA does its own arithmetic on d: read from the stored PKCS#8, not exported from the KeyObject.
-    return this.#index.withMaterial(slot, (stored) => mech.sign(params, key, data, stored));
+    return this.#withSigningKey(actor, ref, params, data, (key, stored) => mech.sign(params, key, data, stored));
   }
 
+  /** As sign, asynchronously: on libuv's thread pool where node offers it; raw ECDSA, which has no
+   * thread-pool form, at the end of this turn with the other raw ECDSA signatures of the turn (one
+   * shared inversion, mechanisms.ts signAsync). */
   async signAsync(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array): Promise<Uint8Array> {
+    return this.#withSigningKey(actor, ref, params, data, (key, stored) => mech.signAsync(params, key, data, stored));
+  }
+
+  /** Checks the input and the key for signing, then signs with its material; raw ECDSA also gets the
+   * key's stored PKCS#8, since it does its own arithmetic on d: read from those bytes, not exported
+   * from the KeyObject. */
+  #withSigningKey<T>(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array, sign: (key: mech.KeyMaterial, stored?: Uint8Array) => T): T {
     checkInput(data);
-    if (params.mechanism !== 'CKM_ECDSA') return mech.signAsync(params, this.use(actor, ref, 'sign', params), data);
-    // Raw ECDSA has no thread-pool form: d is read from the stored PKCS#8 now, and the signature is
-    // made at the end of this turn with the other raw ECDSA signatures of the turn (one shared
-    // inversion, mechanisms.ts signAsync).
     const slot = this.#usable(actor, ref, 'sign', params);
     this.#gate(actor, 'key-usage', slot);
     const key = this.#material(slot);
-    return this.#index.withMaterial(slot, (stored) => mech.signAsync(params, key, data, stored));
+    if (params.mechanism !== 'CKM_ECDSA') return sign(key);
+    return this.#index.withMaterial(slot, (stored) => sign(key, stored));
   }
 
   verify(actor: Actor, ref: KeyRef, params: MechanismParams, data: Uint8Array, signature: Uint8Array): boolean {
