@@ -25,7 +25,7 @@ import { startService, type RunningService } from '../service/service.js';
 import { openFsArchive } from '../storage/archive_fs.js';
 import type { Archive } from '../storage/archive_port.js';
 import { openS3Archive } from '../storage/archive_s3.js';
-import { metadataLocationForLog, openMetadataStore } from '../storage/metadata_open.js';
+import { isPostgresLocation, metadataLocationForLog, openMetadataStore } from '../storage/metadata_open.js';
 import type { MetadataStore } from '../storage/metadata_port.js';
 import { POSTGRES_SCHEMA_PATTERN } from '../storage/metadata_postgres.js';
 
@@ -36,7 +36,6 @@ export const PROBE_INTERVAL_MS_MIN = 50;
 /** A probe interval over an hour leaves a dead HSM unnoticed for hours (3 failed probes). */
 export const PROBE_INTERVAL_MS_MAX = 3_600_000;
 const S3_URL = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/([A-Za-z0-9._/-]*))?$/;
-const POSTGRES_URL = /^postgres(ql)?:\/\//i;
 const TCP_PORT_MAX = 65535;
 
 /** The options as commander hands them over (strings). */
@@ -147,7 +146,7 @@ export function serviceConfig(o: ServiceCommandOptions): ServiceCommandConfig {
   if (!SERVICE_REGION.test(region)) usage('--region must be an AWS-style region, e.g. us-east-1');
   const metadata = required(o.metadata, '--metadata');
   if (o.schema !== undefined) {
-    if (!POSTGRES_URL.test(metadata)) usage('--schema applies to a postgres:// metadata store only');
+    if (!isPostgresLocation(metadata)) usage('--schema applies to a postgres:// metadata store only');
     if (!POSTGRES_SCHEMA_PATTERN.test(o.schema)) usage('--schema must be a lower-case PostgreSQL identifier ([a-z_][a-z0-9_]*, at most 63)');
   }
   const probeIntervalMs = Number(o.probeIntervalMs);

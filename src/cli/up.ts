@@ -31,7 +31,7 @@ import { openFsArchive } from '../storage/archive_fs.js';
 import type { Archive } from '../storage/archive_port.js';
 import { fail } from '../errors.js';
 import type { MetadataStore } from '../storage/metadata_port.js';
-import { metadataLocationForLog, openMetadataStore } from '../storage/metadata_open.js';
+import { isPostgresLocation, metadataLocationForLog, openMetadataStore } from '../storage/metadata_open.js';
 import { SqliteMetadataStore } from '../storage/metadata_sqlite.js';
 
 export const SERVICE_FILE = 'service.json';
@@ -39,7 +39,6 @@ export const METADATA_FILE = 'metadata.json';
 /** The schema of a region's metadata on a PostgreSQL store: the data directory's prefix (coffer_ and
  * 8 random hex digits, so that two data directories never share a schema) and the region, `_` for `-`. */
 export const upSchemaOf = (prefix: string, region: string): string => `${prefix}_${region.replaceAll('-', '_')}`;
-const POSTGRES_URL = /^postgres(ql)?:\/\//i;
 export const CREDENTIALS_FILE = 'credentials';
 export const CONFIG_FILE = 'config';
 export const PROFILE = 'coffer';
@@ -168,7 +167,7 @@ async function stopAll(regions: readonly RunningRegion[], stopDevices: boolean):
  * undefined for SQLite.
  */
 function metadataChoice(dataDir: string, metadata: string | undefined): string | undefined {
-  if (metadata !== undefined && !POSTGRES_URL.test(metadata)) fail('COFFER_CLI_USAGE', { reason: '--metadata must be a postgres:// URL (without it, each region keeps its metadata in an SQLite file)' });
+  if (metadata !== undefined && !isPostgresLocation(metadata)) fail('COFFER_CLI_USAGE', { reason: '--metadata must be a postgres:// URL (without it, each region keeps its metadata in an SQLite file)' });
   const path = join(dataDir, METADATA_FILE);
   const wanted = metadata === undefined ? undefined : withoutPassword(metadata);
   if (existsSync(path)) {

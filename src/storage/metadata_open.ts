@@ -15,13 +15,18 @@ export interface MetadataLocationOptions {
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//i;
 
+/** True when `location` names a PostgreSQL store (`postgres://…` or `postgresql://…`), not an SQLite file. */
+export function isPostgresLocation(location: string): boolean {
+  return POSTGRES_URL.test(location);
+}
+
 /**
  * `postgres://…` or `postgresql://…`: the PostgreSQL adapter on that database. `:memory:`: a private
  * in-memory SQLite store (tests). Anything else: the path of an SQLite file, created if absent.
  */
 export async function openMetadataStore(location: string, options: MetadataLocationOptions = {}): Promise<MetadataStore> {
   if (location.length === 0) fail('COFFER_METADATA_INVALID', { field: 'location' });
-  if (POSTGRES_URL.test(location)) {
+  if (isPostgresLocation(location)) {
     return PostgresMetadataStore.open({ url: location, ...(options.schema === undefined ? {} : { schema: options.schema }) });
   }
   if (options.schema !== undefined) fail('COFFER_METADATA_INVALID', { field: 'schema', reason: 'only a PostgreSQL store has a schema' });
@@ -31,7 +36,7 @@ export async function openMetadataStore(location: string, options: MetadataLocat
 /** The location as a log line may show it: a URL without its password (and without its query,
  * which may carry one too); a path as it is. */
 export function metadataLocationForLog(location: string): string {
-  if (!POSTGRES_URL.test(location)) return location;
+  if (!isPostgresLocation(location)) return location;
   try {
     const url = new URL(location);
     if (url.password !== '') url.password = 'redacted';
