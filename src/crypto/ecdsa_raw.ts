@@ -44,6 +44,7 @@
 import { createECDH, createPublicKey, ECDH, KeyObject, randomFillSync } from 'node:crypto';
 import { assert } from '../assert.js';
 import { fail } from '../errors.js';
+import { EC_PUBLIC_KEY_OID, derElement as element, type Tlv } from './ec_key_der.js';
 import { SecretBytes, constantTimeEqual } from './secret_bytes.js';
 
 export type EcdsaCurve = 'P-256' | 'P-384' | 'P-521' | 'secp256k1';
@@ -410,32 +411,8 @@ function decodeSignature(c: CurveSpec, sig: Uint8Array, encoding: DsaEncoding): 
 // the process on a freshly generated key. DER exports allocate after the lock is released, and the
 // curve is read from the DER's OID instead of asymmetricKeyDetails.
 
-/** id-ecPublicKey (RFC 5480 §2.1.1), the algorithm of every EC SubjectPublicKeyInfo and PKCS#8. */
-const EC_PUBLIC_KEY_OID = new Uint8Array([0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]);
-
 /** Public points are public: kept per KeyObject (weakly, so they go with the key) to skip the export. */
 const publicPoints = new WeakMap<KeyObject, { readonly curve: string; readonly Q: Point }>();
-
-/** One DER element: where its contents start and end. */
-interface Tlv {
-  readonly start: number;
-  readonly end: number;
-}
-
-/**
- * The element at `at`, which must carry `tag`: definite short or 1–2-byte long lengths, all within
- * `der`. OpenSSL's own exports always are; a key it holds in an unexpected form (explicit curve
- * parameters, say) is refused as an unusable key.
- */
-function element(der: Uint8Array, at: number, tag: number): Tlv {
-  const first = der[at + 1] ?? 0xff;
-  if (der[at] !== tag || !(first < 0x80 || first === 0x81 || first === 0x82)) return fail('COFFER_CRYPTO_KEY_INVALID');
-  const longBytes = first < 0x80 ? 0 : first - 0x80;
-  let length = first < 0x80 ? first : 0;
-  for (let i = 0; i < longBytes; i++) length = length * 256 + (der[at + 2 + i] ?? 0);
-  const start = at + 2 + longBytes;
-  return start + length <= der.length ? { start, end: start + length } : fail('COFFER_CRYPTO_KEY_INVALID');
-}
 
 function contentIs(der: Uint8Array, e: Tlv, expected: Uint8Array): boolean {
   return constantTimeEqual(der.subarray(e.start, e.end), expected);

@@ -23,6 +23,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { promisify } from 'node:util';
+import { ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate } from '../../crypto/index.js';
 import { fail } from '../../errors.js';
 import {
   GENERIC_SECRET_BITS_MAX,
@@ -177,8 +178,9 @@ export async function generateKeyPairAsync(spec: KeyPairSpec): Promise<{ publicK
 }
 
 function pairOf(keyType: KeyType, pair: { publicKey: KeyObject; privateKey: KeyObject }, bits: number, curve?: Curve): { publicKey: KeyMaterial; privateKey: KeyMaterial } {
-  // One SPKI export serves the public key's bytes and both keys' KCV (an EC export costs tens of µs).
-  const spki = new Uint8Array(pair.publicKey.export({ format: 'der', type: 'spki' }));
+  // One SPKI serves the public key's bytes and both keys' KCV. An EC pair's is written from the
+  // private key's SEC 1 form (crypto/ec_key_der.ts): OpenSSL's SPKI export costs about 100 µs.
+  const spki = (keyType === 'EC' ? ecPublicSpkiOfPrivate(pair.privateKey) : undefined) ?? new Uint8Array(pair.publicKey.export({ format: 'der', type: 'spki' }));
   const extra = curve === undefined ? { spki } : { curve, spki };
   return {
     publicKey: { class: 'PUBLIC_KEY', keyType, key: pair.publicKey, bits, ...extra },
@@ -242,7 +244,8 @@ export function materialToBytes(key: KeyMaterial): Uint8Array {
     case 'SECRET_KEY':
       return key.key.export();
     case 'PRIVATE_KEY':
-      return key.key.export({ format: 'der', type: 'pkcs8' });
+      // EC: the same bytes as OpenSSL's PKCS#8 export, without its encoder lookup (ec_key_der.ts).
+      return key.keyType === 'EC' ? ecPrivateKeyPkcs8(key.key) : key.key.export({ format: 'der', type: 'pkcs8' });
     case 'PUBLIC_KEY':
       return key.spki === undefined ? key.key.export({ format: 'der', type: 'spki' }) : Buffer.from(key.spki);
   }
