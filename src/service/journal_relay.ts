@@ -13,7 +13,8 @@
 //   relay is not trusted for that; this only keeps a confused or stale HSM from poisoning the store.
 // - **The journal → the HSM.** Delivers the stored entries from the HSM's head + 1 whenever the
 //   cluster's journal head moves: signalled in-process after an append, and polled on an interval
-//   for appends by other service processes on one PostgreSQL store. A delivery answer that carries a
+//   for appends by other service processes on one PostgreSQL store (only a poll, a start or a failure
+//   reads the store's head; its own append tells the relay the head). A delivery answer that carries a
 //   fault is reported (`onFault`): the orchestrator marks the HSM and the cluster DEGRADED with a
 //   message naming the code and position, and the relay delivers nothing more to that device.
 //
@@ -95,6 +96,9 @@ export class JournalRelay {
    * PostgreSQL store) only make it short of the head, and then the store is read.
    */
   readonly #tails = new Map<string, TailEntry[]>();
+  /** Per cluster, the journal head as this relay last saw it: read from the store, or its own
+   * append. The delivery loops use it when an append of this relay wakes them, without a read. */
+  readonly #heads = new Map<string, bigint>();
 
   constructor(options: JournalRelayOptions) {
     this.#o = options;
@@ -112,6 +116,7 @@ export class JournalRelay {
     for (const [key, target] of wanted) if (!this.#links.has(key)) this.#links.set(key, this.#start(target));
     const relayed = new Set(targets.map((t) => t.clusterId));
     for (const clusterId of this.#tails.keys()) if (!relayed.has(clusterId)) this.#tails.delete(clusterId);
+    for (const clusterId of this.#heads.keys()) if (!relayed.has(clusterId)) this.#heads.delete(clusterId);
   }
 
   /** Stops every loop and waits for them (an offer long-poll ends within its short wait). */
@@ -261,6 +266,7 @@ export class JournalRelay {
       }
       await this.#o.store.appendJournal(clusterId, seq, offer.entry);
       this.#extendTail(clusterId, offer);
+      if ((this.#heads.get(clusterId) ?? 0n) < offer.seq) this.#heads.set(clusterId, offer.seq);
       this.#o.log.debug({ event: 'journal.appended', clusterId, hsmId, seq, bytes: offer.entry.length }, 'journal entry appended');
       this.signal(clusterId);
     } catch (e) {
@@ -298,6 +304,9 @@ export class JournalRelay {
     const { clusterId, device } = link.target;
     const mgmt = this.#o.fleet.management(device);
     let head: bigint | undefined;
+    // The store's head is read at the start, after a failure and at every poll (appends by other
+    // service processes); woken by this relay's own append, the loop uses the head it appended.
+    let poll = true;
     while (!link.stopped) {
       try {
         if (head === undefined) {
@@ -305,7 +314,7 @@ export class JournalRelay {
           head = health.journalPosition;
           if (health.journalFault !== null) link.faulted = true;
         }
-        const journalHead = BigInt(await this.#o.store.journalHead(clusterId));
+        const journalHead = poll ? await this.#storeHead(clusterId) : (this.#heads.get(clusterId) ?? (await this.#storeHead(clusterId)));
         if (!link.faulted && head < journalHead) {
           const r = await this.#deliverFrom(mgmt, clusterId, head);
           head = r.headSeq;
@@ -313,32 +322,46 @@ export class JournalRelay {
             link.faulted = true;
             this.#o.onFault(link.target, r.fault);
           }
-          if (r.applied > 0) continue;
+          if (r.applied > 0) {
+            poll = false;
+            continue;
+          }
         }
       } catch (e) {
         head = undefined;
+        this.#heads.delete(clusterId);
         if (!(e instanceof CofferError) || e.code !== 'COFFER_JOURNAL_NOT_CAUGHT_UP') this.#o.log.debug({ event: 'journal.deliver.retry', hsmId: link.target.hsmId, err: words(e) }, 'journal delivery failed; retrying');
         else this.#o.log.warn({ event: 'journal.deliver.behind', hsmId: link.target.hsmId, err: words(e) }, 'HSM needs entries the journal no longer holds');
       }
-      await this.#sleep(link, this.#o.pollIntervalMs ?? RELAY_POLL_INTERVAL_MS);
+      poll = (await this.#sleep(link, this.#o.pollIntervalMs ?? RELAY_POLL_INTERVAL_MS)) || head === undefined;
     }
   }
 
-  /** Waits `ms`, or less when the cluster's head moves or the link stops. A move signalled while the
-   * loop was busy (between its read of the head and this sleep) ends the sleep at once: otherwise an
-   * append would wait for the next poll to be delivered. */
-  #sleep(link: Link, ms: number): Promise<void> {
+  /** The store's journal head. What the relay knows is raised to it, never lowered: a read that
+   * began before one of its own appends may answer after it. A failed delivery forgets the known head. */
+  async #storeHead(clusterId: string): Promise<bigint> {
+    const head = BigInt(await this.#o.store.journalHead(clusterId));
+    const known = this.#heads.get(clusterId);
+    if (known === undefined || head > known) this.#heads.set(clusterId, head);
+    return head;
+  }
+
+  /** Waits `ms`, or less when the cluster's head moves or the link stops; true when the whole `ms`
+   * passed (a poll is due). A move signalled while the loop was busy (between its read of the head
+   * and this sleep) ends the sleep at once: otherwise an append would wait for the next poll to be
+   * delivered. */
+  #sleep(link: Link, ms: number): Promise<boolean> {
     const signalled = link.signalled;
     link.signalled = false;
-    if (link.stopped || signalled) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
+    if (link.stopped || signalled) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const done = (elapsed: boolean): void => {
         clearTimeout(timer);
         link.wake = undefined;
-        resolve();
+        resolve(elapsed);
       };
-      const timer = setTimeout(done, ms);
-      link.wake = done;
+      const timer = setTimeout(() => done(true), ms);
+      link.wake = () => done(false);
     });
   }
 }
