@@ -44,7 +44,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(DATA_PLANE_PORT_DEFAULT))
     .option('--cluster <n>', `also create an activated cluster of n HSMs (1-${UP_CLUSTER_HSMS_MAX}) with a crypto user, and write cluster.json`)
     .option('--journal <mode>', "relayed (default): the service relays every cluster's journal and the HSMs act as one; solo: each HSM orders its own (docs/control-plane.md)", 'relayed')
-    .option('--log-level <level>', 'service log level (JSON lines in regions/<region>/service.log)', 'info')
+    .option('--log-level <level>', 'log level of the service (JSON lines in regions/<region>/service.log) and of the HSM processes it starts (their node.log)', 'info')
     .option('--metrics-port <port>', 'serve each region\'s Prometheus metrics at GET /metrics on this port (the next regions take the next ports), unauthenticated (docs/metrics.md)')
     .option('--metadata <url>', 'keep the metadata in this PostgreSQL database (postgres://…), schema coffer_<region>, instead of an SQLite file per region; a new data directory only (docs/getting-started.md)')
     .action(async (opts: { dataDir: string; port: string; regions: string; dataPlanePort: string; cluster?: string; journal: string; logLevel: string; metricsPort?: string; metadata?: string }) => {
@@ -101,7 +101,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--data-plane-port <port>', 'the port every HSM listens on at its own 127.0.0.N address', String(SERVICE_DEFAULTS.dataPlanePort))
     .option('--probe-interval-ms <ms>', "the orchestrator's tick and health-probe interval", String(SERVICE_DEFAULTS.probeIntervalMs))
     .option('--journal <mode>', "relayed (default): this service relays every cluster's journal, so its HSMs act as one (the fleet's devices must be relayed); solo: each HSM orders its own (docs/control-plane.md)", SERVICE_DEFAULTS.journal)
-    .option('--log-level <level>', 'log level (JSON lines on stderr)', 'info')
+    .option('--log-level <level>', 'log level of the service (JSON lines on stderr) and of the HSM processes a local fleet starts (their node.log)', 'info')
     .option('--metrics-port <port>', 'serve Prometheus metrics at GET /metrics on this port of --host, unauthenticated: ids, states, counts, no secret (docs/metrics.md); 0: any free port')
     .action(async (opts: ServiceCommandOptions) => {
       const config = serviceConfig(opts);

@@ -238,7 +238,7 @@ export async function startServiceProcess(config: ServiceCommandConfig, logger: 
       ? await RemoteFleet.open({ metadata, ...management, journal: config.journal })
       : await LocalFleet.open({
         dir: config.fleet.fleetDir, authoritiesDir: config.fleet.authoritiesDir, mainJs: join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
-        journal: config.journal,
+        journal: config.journal, nodeLogLevel: config.logLevel,
       });
     closers.push(() => fleet.close({ stopDevices: false }));
     const service = await startService({

@@ -131,7 +131,7 @@ async function startRegion(
     opened.push(() => archive.close());
     const fleet = await LocalFleet.open({
       dir: join(dir, 'fleet'), authoritiesDir: join(dataDir, 'authorities'), mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'), ...management,
-      journal: options.journal ?? 'relayed',
+      journal: options.journal ?? 'relayed', nodeLogLevel: options.logLevel,
     });
     opened.push(() => fleet.close());
     // Peers, this region among them, are looked up at call time: a region started later is a peer too.

@@ -2,16 +2,17 @@
 // command itself and its HSM node processes — then the AWS CLI with nothing but the credentials and
 // config files it wrote, then the `coffer` CLI with the cluster.json it wrote; killed (SIGKILL) and
 // started again on the same directory, it brings back the cluster, its HSMs and its keys; Ctrl-C
-// (SIGINT) stops it all.
+// (SIGINT) stops it all. Its --log-level reaches the HSM processes it starts.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import { NODE_LOG_FILE } from '../../src/service/fleet/node_process.js';
 import { MAIN_JS, freePort } from '../service/fleet/fleet_support.js';
 
 const run = promisify(execFile);
@@ -33,8 +34,8 @@ interface Ready {
   readonly clusterFile: string;
 }
 
-async function start(dataPlanePort: number): Promise<{ readonly proc: ChildProcess; readonly ready: Ready }> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(dataPlanePort), '--cluster', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function start(dataPlanePort: number, extra: readonly string[] = []): Promise<{ readonly proc: ChildProcess; readonly ready: Ready }> {
+  const proc = spawn(process.execPath, [MAIN_JS, 'up', '--data-dir', dir, '--port', '0', '--data-plane-port', String(dataPlanePort), '--cluster', '2', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   child = proc; // stopped by the after hook whatever happens next
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => {
@@ -86,7 +87,8 @@ type Clusters = { readonly Clusters: readonly { readonly ClusterId: string; read
 
 test('coffer up --cluster 2: the AWS CLI sees an active cluster, the coffer CLI uses it, and a restart after SIGKILL brings it back', { timeout: 900_000 }, async () => {
   const dataPlanePort = await freePort(['127.0.0.2', '127.0.0.3']);
-  const first = await start(dataPlanePort);
+  // The HSM processes it starts log at its --log-level too.
+  const first = await start(dataPlanePort, ['--log-level', 'warn']);
   const endpoint = first.ready.regions[0]?.endpoint as string;
   const described = (await aws(endpoint, 'describe-clusters')) as Clusters;
   const cluster = described.Clusters[0];
@@ -97,6 +99,10 @@ test('coffer up --cluster 2: the AWS CLI sees an active cluster, the coffer CLI 
   assert.ok(backups.Backups.some((b) => b.BackupState === 'READY'), 'backups were taken and archived');
 
   await coffer(first.ready.clusterFile, 'key', 'generate-symmetric', 'aes', '--key-length-bytes', '32', '--label', 'up-key');
+  const devices = join(dir, 'regions', 'us-east-1', 'fleet', 'devices');
+  const nodeLogs = readdirSync(devices).map((d) => readFileSync(join(devices, d, NODE_LOG_FILE), 'utf8'));
+  assert.equal(nodeLogs.length, 2);
+  for (const log of nodeLogs) assert.doesNotMatch(log, /"level":"(info|debug|trace)"/, 'a node started with --log-level warn logs no state change, no start line at info');
   // A crash, not a clean stop: the HSM processes run on, and the next start reattaches them.
   const killed = new Promise((resolve) => first.proc.once('exit', resolve));
   first.proc.kill('SIGKILL');

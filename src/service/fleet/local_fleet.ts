@@ -74,6 +74,9 @@ export interface LocalFleetOptions extends FleetCredentials {
   /** How the devices order their cluster journal (`coffer hsm serve --journal`): 'relayed' when
    * the service relays it (ServiceOptions.relayJournal), else 'solo' (the default). */
   readonly journal?: 'relayed' | 'solo';
+  /** The log level of the HSM processes this fleet starts (their node.log); default 'info'. A
+   * device started by an earlier run keeps the level it was started with. */
+  readonly nodeLogLevel?: string;
 }
 
 /** What fleet.json holds about a device. */
@@ -299,7 +302,8 @@ export class LocalFleet implements Fleet {
   }
 
   #spawnOptions(record: LocalRecord): Parameters<typeof spawnNode>[0] {
-    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true, journal: this.#journal() };
+    return { mainJs: this.#options.mainJs, dataDir: this.#dataDir(record.deviceId), authoritiesDir: this.#options.authoritiesDir, host: record.host, detached: true, journal: this.#journal(),
+      ...(this.#options.nodeLogLevel === undefined ? {} : { logLevel: this.#options.nodeLogLevel }) };
   }
 
   #allocate(eniIp: string | undefined): string {

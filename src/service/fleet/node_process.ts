@@ -63,6 +63,8 @@ export interface SpawnNodeOptions {
   readonly metrics?: 'on' | 'off';
   /** The device's audit log (`--audit`, docs/audit.md); default 'on'. */
   readonly audit?: 'on' | 'off';
+  /** The node's log level (`--log-level`: what node.log keeps); default 'info'. */
+  readonly logLevel?: string;
 }
 
 /** Starts a node process and resolves once it is ready; COFFER_FLEET_DEVICE_START (with its log's
@@ -75,6 +77,7 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<NodeProcess>
     options.mainJs, 'hsm', 'serve', '--data', options.dataDir, '--development', '--authorities', options.authoritiesDir,
     '--host', options.host, '--port', String(options.port ?? 0), '--management-port', String(options.managementPort ?? 0),
     '--mode', options.mode ?? 'NON_FIPS', '--journal', options.journal ?? 'solo', '--metrics', options.metrics ?? 'on', '--audit', options.audit ?? 'on',
+    '--log-level', options.logLevel ?? 'info',
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', log], detached: options.detached ?? false });
   closeSync(log); // the child holds its own descriptor
