@@ -35,7 +35,7 @@ import type { RequestOf } from './rpc_messages.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
 import { CERTIFICATE_READ_ONLY, CKO_CERTIFICATE, certificateLookup, readCertificateTemplate } from './token_certificates.js';
 import { deriveParams, deriveTemplate, unwrapParams, unwrapTemplate, wrapParams, wrapRefusal } from './token_keys.js';
-import { TemplateRefusal, copyTemplate, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type Lookup, type PublicParts, type ReadTemplate } from './token_objects.js';
+import { CKO, TemplateRefusal, copyTemplate, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type Lookup, type PublicParts, type ReadTemplate } from './token_objects.js';
 
 /** Bytes of multi-part input kept per operation: what one node call takes (CRYPTO_INPUT_BYTES_MAX). */
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
@@ -281,8 +281,14 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
       const cluster = found.a.login?.cluster;
       if (cluster === undefined) return bad(CKR.USER_NOT_LOGGED_IN);
-      if (req.template.some((a) => a.type === CKA.CLASS && 'value' in a && a.value.kind === 'ulong' && a.value.value === CKO_CERTIFICATE)) {
-        return createCertificate(cluster, req.template, (found.s.flags & CKF.RW_SESSION) !== 0n);
+      const cls = templateClass(req.template);
+      if (cls === CKO_CERTIFICATE) return createCertificate(cluster, req.template, (found.s.flags & CKF.RW_SESSION) !== 0n);
+      // Private and secret keys and data objects are not made from plaintext attributes (docs/pkcs11.md
+      // "Object creation"): refused by their class before any attribute is read, and a key value
+      // that came with them is wiped.
+      if (cls !== undefined && cls !== CKO.PUBLIC_KEY) {
+        wipeValues(req.template);
+        return bad(CKR.TEMPLATE_INCONSISTENT);
       }
       const t = readTemplate(req.template, 'import');
       if (t instanceof TemplateRefusal) return bad(t.rv);
@@ -787,6 +793,17 @@ async function attributeReader(key: Key, info: KeyInfo, types: readonly number[]
   }
   const parts = types.some((t) => needsPublicParts(t)) ? await partsOf(key, info) : {};
   return (type) => lookup(info, type, parts);
+}
+
+/** The CKA_CLASS a template names (its first, as a CK_ULONG), if any. */
+function templateClass(template: readonly Attribute[]): bigint | undefined {
+  for (const a of template) if (a.type === CKA.CLASS && 'value' in a && a.value.kind === 'ulong') return a.value.value;
+  return undefined;
+}
+
+/** Zeroes the byte values of a refused template (a plaintext key value among them). */
+function wipeValues(template: readonly Attribute[]): void {
+  for (const a of template) if ('value' in a && a.value.kind === 'bytes') a.value.value.fill(0);
 }
 
 /** C_CreateObject of an X.509 certificate (token_certificates.ts); §5.6: a token object needs a read/write session. */

@@ -127,7 +127,9 @@ export function sdkMechanism(m: Mechanism, use: Use, keyType: KeyType | undefine
     case CKM.RSA_PKCS_OAEP:
       return oaepParams(p);
     case CKM.AES_GCM: {
-      if (p.kind !== 'gcm' || p.iv === null || p.tagBits % 8n !== 0n || p.tagBits > 128n || p.ivBits !== BigInt(p.iv.length) * 8n) {
+      // ulIvBits is not read: v2.40 §2.12.3 (CK_GCM_PARAMS) says not to use it for the IV's length,
+      // ulIvLen is, and applications leave it 0 (PyKCS11) or set it to ulIvLen × 8 (OpenSC).
+      if (p.kind !== 'gcm' || p.iv === null || p.tagBits % 8n !== 0n || p.tagBits > 128n) {
         return refuse(CKR.MECHANISM_PARAM_INVALID);
       }
       return { mechanism: 'CKM_AES_GCM', iv: p.iv, ...(p.aad === null || p.aad.length === 0 ? {} : { aad: p.aad }), tagBytes: Number(p.tagBits / 8n) };

@@ -170,6 +170,13 @@ test('key generation templates: incomplete, inconsistent, invalid type, size and
     assert.equal((await create([ulong(CKA.KEY_TYPE, 0n)])).rv, CKR.TEMPLATE_INCOMPLETE);
     assert.equal((await create(rsaPub)).rv, CKR.TEMPLATE_INCOMPLETE);
     assert.equal((await create([ulong(CKA.CLASS, CKO_PRIVATE_KEY), ulong(CKA.KEY_TYPE, 0n)])).rv, CKR.TEMPLATE_INCONSISTENT);
+    // A secret key with its value, as pkcs11-tool --write-object --type secrkey sends it: refused by
+    // its class (not CKR_ATTRIBUTE_TYPE_INVALID for CKA_VALUE), and the value it carried is wiped.
+    const value = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
+    const secret = [ulong(CKA.CLASS, 4n), ulong(CKA.KEY_TYPE, 0x1fn), bytes(CKA.VALUE, value), bytes(CKA.LABEL, Buffer.from('plain')), bytes(CKA.ID, Uint8Array.of(0x29))];
+    assert.equal((await create(secret)).rv, CKR.TEMPLATE_INCONSISTENT);
+    assert.deepEqual(value, new Uint8Array(32), 'the plaintext value is zeroed');
+    assert.equal((await create([ulong(CKA.CLASS, 0n), bytes(CKA.VALUE, Uint8Array.of(1))])).rv, CKR.TEMPLATE_INCONSISTENT, 'a data object');
     assert.equal((await create([ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 3n), bytes(CKA.EC_PARAMS, Uint8Array.of(6, 3, 1, 2, 3)), bytes(CKA.EC_POINT, Uint8Array.of(4, 1, 4))])).rv, CKR.CURVE_NOT_SUPPORTED);
     assert.equal((await create([ulong(CKA.CLASS, CKO_PUBLIC_KEY), ulong(CKA.KEY_TYPE, 3n), bytes(CKA.EC_PARAMS, P256_PARAMS), bytes(CKA.EC_POINT, Uint8Array.of(4, 3, 4, 1, 2))])).rv, CKR.ATTRIBUTE_VALUE_INVALID);
     // A modulus too small is the HSM's refusal, answered with its registry CK_RV by the server.
@@ -366,6 +373,12 @@ test('AES-GCM and CBC-PAD through the token agree with node:crypto; destroy', as
     assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: ct.subarray(0, 5), part: buf(100) }, c)).rv, CKR.OK);
     assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: ct.subarray(5), part: buf(100) }, c)).rv, CKR.OK);
     assert.deepEqual(Buffer.from((await call(b, 'C_DecryptFinal', { session: s, lastPart: buf(100) }, c)).out?.['lastPart'] as Uint8Array), plain);
+    // ulIvBits left 0, as PyKCS11 sends it through p11-kit 0.26: the IV's length is ulIvLen's (§2.12.3).
+    const gcmNoBits = mech(CKM.AES_GCM, { kind: 'gcm', iv, ivBits: 0n, aad: Buffer.from('aad'), tagBits: 128n });
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: gcmNoBits, key }, c)).rv, CKR.OK);
+    assert.deepEqual(Buffer.from((await call(b, 'C_Encrypt', { session: s, data: plain, encryptedData: buf(1024) }, c)).out?.['encryptedData'] as Uint8Array), expected);
+    const badTag = mech(CKM.AES_GCM, { kind: 'gcm', iv, ivBits: 96n, aad: null, tagBits: 100n });
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: badTag, key }, c)).rv, CKR.MECHANISM_PARAM_INVALID, 'a tag length that is not whole bytes');
 
     const cbcIv = Uint8Array.from(Buffer.alloc(16, 3));
     const cbc = mech(CKM.AES_CBC_PAD, { kind: 'bytes', bytes: cbcIv });
