@@ -14,22 +14,26 @@ export interface Polled<T> {
   readonly refresh: () => void;
 }
 
-/** Calls `load` now, every POLL_INTERVAL_MS, and on refresh(); keeps the last good answer. */
+/**
+ * Calls `load` now, every POLL_INTERVAL_MS, and on refresh(); keeps the last good answer. An answer
+ * belongs to the `key` it was loaded for: when the key changes (another cluster opened), the view
+ * gets no data until the new key's first answer, never the previous key's answer under the new key.
+ */
 export function usePoll<T>(load: () => Promise<T>, key: string): Polled<T> {
-  const [data, setData] = useState<T | undefined>(undefined);
-  const [error, setError] = useState<unknown>(undefined);
+  const [answer, setAnswer] = useState<{ readonly key: string; readonly data: T } | undefined>(undefined);
+  const [failure, setFailure] = useState<{ readonly key: string; readonly error: unknown } | undefined>(undefined);
   const [tick, setTick] = useState(0);
   const loadRef = useRef(load);
   loadRef.current = load;
   useEffect(() => {
     let live = true;
     const run = (): void => {
-      loadRef.current().then((d) => {
+      loadRef.current().then((data) => {
         if (!live) return;
-        setData(d);
-        setError(undefined);
-      }, (e: unknown) => {
-        if (live) setError(e);
+        setAnswer({ key, data });
+        setFailure(undefined);
+      }, (error: unknown) => {
+        if (live) setFailure({ key, error });
       });
     };
     run();
@@ -39,9 +43,8 @@ export function usePoll<T>(load: () => Promise<T>, key: string): Polled<T> {
       clearInterval(timer);
     };
   }, [key, tick]);
-  useEffect(() => setData(undefined), [key]);
   const refresh = useCallback(() => setTick((t) => t + 1), []);
-  return { data, error, refresh };
+  return { data: answer?.key === key ? answer.data : undefined, error: failure?.key === key ? failure.error : undefined, refresh };
 }
 
 /** Runs one action at a time with its error shown; `done` runs after success. */

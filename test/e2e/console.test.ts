@@ -247,9 +247,24 @@ test('the whole customer path in a real browser: sign in, create, initialise, ac
   await page.locator('[data-testid="hsms-us-east-1b"] tbody tr').getByRole('button', { name: 'Delete' }).click();
   await page.locator('[data-testid="hsms-us-east-1b"] tbody tr').first().waitFor({ state: 'detached', timeout: CLUSTER_WAIT_MS });
   await page.locator(`[data-testid=backups] li[data-backup="${backupId}"] a`).click();
+  // Every state of the cluster section the page goes through is recorded: once the new cluster's id
+  // is in its heading, it shows that cluster's facts, never for a moment those of the cluster opened
+  // before (a poll's answer belongs to the id it asked for).
+  await page.evaluate(`{
+    const frames = [];
+    globalThis.clusterFrames = frames;
+    new MutationObserver(() => {
+      const section = document.querySelector('[data-testid=cluster]');
+      if (section !== null) frames.push(section.textContent ?? '');
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  }`);
   await page.locator('[data-testid=backup-detail] form[data-testid=create-cluster] button[type=submit]').click();
   await page.locator('[data-testid=cluster] h2').filter({ hasNotText: clusterId }).waitFor();
   assert.match(await page.locator('[data-testid=cluster]').innerText(), new RegExp(`Source backup\\s+${backupId}`));
+  const frames = await page.evaluate<string[]>('globalThis.clusterFrames');
+  const ofNew = frames.filter((f) => !f.includes(clusterId));
+  assert.ok(ofNew.length > 0, 'the new cluster\'s section was seen');
+  for (const f of ofNew) assert.match(f, new RegExp(`Source backup${backupId}`), `a frame of the new cluster's page with another cluster's facts: ${f.slice(0, 200)}`);
 
   // The secret stayed in the tab's memory.
   assert.ok(!page.url().includes(key.secretAccessKey));
