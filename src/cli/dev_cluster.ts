@@ -67,6 +67,8 @@ export interface DevelopmentClusterOptions {
   readonly nodeMetrics?: 'on' | 'off';
   /** The nodes' audit logs (`coffer hsm serve --audit`); default 'on'. */
   readonly nodeAudit?: 'on' | 'off';
+  /** The mode the nodes' devices are commissioned in (`coffer hsm serve --mode`); default NON_FIPS. */
+  readonly mode?: 'FIPS' | 'NON_FIPS';
   /** The CLI's main.js; default: the one beside this file. */
   readonly mainJs?: string;
   /** Called when a node process exits without `kill` or `stop` having asked it to, after
@@ -101,6 +103,7 @@ interface Setup {
   readonly managementClient: Omit<ManagementClientOptions, 'host' | 'port'>;
   readonly nodeMetrics: 'on' | 'off';
   readonly nodeAudit: 'on' | 'off';
+  readonly mode: 'FIPS' | 'NON_FIPS';
 }
 
 /** A random password of `chars` base64url characters (CloudHSM's 8–32 rule holds for 8 ≤ chars ≤ 32). */
@@ -163,6 +166,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
       host: options.host ?? '127.0.0.1',
       nodeMetrics: options.nodeMetrics ?? 'on',
       nodeAudit: options.nodeAudit ?? 'on',
+      mode: options.mode ?? 'NON_FIPS',
       mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'),
       managementClient: { ...client, manufacturerRootPem: pemOf(authorities.manufacturer.rootCertificate), operatorRootPem: pemOf(authorities.operator.rootCertificate) },
     };
@@ -172,7 +176,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
 }
 
 function nodeOptions(setup: Setup, index: number): Parameters<typeof spawnNode>[0] {
-  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host, metrics: setup.nodeMetrics, audit: setup.nodeAudit };
+  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host, metrics: setup.nodeMetrics, audit: setup.nodeAudit, mode: setup.mode };
 }
 
 /** Runs `fn` with a management client of `node`, closed afterwards. */
