@@ -96,9 +96,6 @@ export class JournalRelay {
    * PostgreSQL store) only make it short of the head, and then the store is read.
    */
   readonly #tails = new Map<string, TailEntry[]>();
-  /** Per cluster, the journal head as this relay last saw it: read from the store, or its own
-   * append. The delivery loops use it when an append of this relay wakes them, without a read. */
-  readonly #heads = new Map<string, bigint>();
 
   constructor(options: JournalRelayOptions) {
     this.#o = options;
@@ -116,7 +113,6 @@ export class JournalRelay {
     for (const [key, target] of wanted) if (!this.#links.has(key)) this.#links.set(key, this.#start(target));
     const relayed = new Set(targets.map((t) => t.clusterId));
     for (const clusterId of this.#tails.keys()) if (!relayed.has(clusterId)) this.#tails.delete(clusterId);
-    for (const clusterId of this.#heads.keys()) if (!relayed.has(clusterId)) this.#heads.delete(clusterId);
   }
 
   /** Stops every loop and waits for them (an offer long-poll ends within its short wait). */
@@ -266,7 +262,6 @@ export class JournalRelay {
       }
       await this.#o.store.appendJournal(clusterId, seq, offer.entry);
       this.#extendTail(clusterId, offer);
-      if ((this.#heads.get(clusterId) ?? 0n) < offer.seq) this.#heads.set(clusterId, offer.seq);
       this.#o.log.debug({ event: 'journal.appended', clusterId, hsmId, seq, bytes: offer.entry.length }, 'journal entry appended');
       this.signal(clusterId);
     } catch (e) {
@@ -305,8 +300,10 @@ export class JournalRelay {
     const mgmt = this.#o.fleet.management(device);
     let head: bigint | undefined;
     // The store's head is read at the start, after a failure and at every poll (appends by other
-    // service processes); woken by this relay's own append, the loop uses the head it appended.
+    // service processes). Woken by this relay's own append, the loop delivers up to the later of
+    // that read and the last entry the relay appended (its tail's), without reading the store.
     let poll = true;
+    let read = 0n;
     while (!link.stopped) {
       try {
         if (head === undefined) {
@@ -314,7 +311,9 @@ export class JournalRelay {
           head = health.journalPosition;
           if (health.journalFault !== null) link.faulted = true;
         }
-        const journalHead = poll ? await this.#storeHead(clusterId) : (this.#heads.get(clusterId) ?? (await this.#storeHead(clusterId)));
+        if (poll) read = BigInt(await this.#o.store.journalHead(clusterId));
+        const appended = this.#tails.get(clusterId)?.at(-1)?.seq ?? 0n;
+        const journalHead = appended > read ? appended : read;
         if (!link.faulted && head < journalHead) {
           const r = await this.#deliverFrom(mgmt, clusterId, head);
           head = r.headSeq;
@@ -329,21 +328,11 @@ export class JournalRelay {
         }
       } catch (e) {
         head = undefined;
-        this.#heads.delete(clusterId);
         if (!(e instanceof CofferError) || e.code !== 'COFFER_JOURNAL_NOT_CAUGHT_UP') this.#o.log.debug({ event: 'journal.deliver.retry', hsmId: link.target.hsmId, err: words(e) }, 'journal delivery failed; retrying');
         else this.#o.log.warn({ event: 'journal.deliver.behind', hsmId: link.target.hsmId, err: words(e) }, 'HSM needs entries the journal no longer holds');
       }
       poll = (await this.#sleep(link, this.#o.pollIntervalMs ?? RELAY_POLL_INTERVAL_MS)) || head === undefined;
     }
-  }
-
-  /** The store's journal head. What the relay knows is raised to it, never lowered: a read that
-   * began before one of its own appends may answer after it. A failed delivery forgets the known head. */
-  async #storeHead(clusterId: string): Promise<bigint> {
-    const head = BigInt(await this.#o.store.journalHead(clusterId));
-    const known = this.#heads.get(clusterId);
-    if (known === undefined || head > known) this.#heads.set(clusterId, head);
-    return head;
   }
 
   /** Waits `ms`, or less when the cluster's head moves or the link stops; true when the whole `ms`
