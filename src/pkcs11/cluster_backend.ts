@@ -30,7 +30,7 @@ import { CRYPTO_INPUT_BYTES_MAX, RANDOM_BYTES_MAX } from '../formats/limits.js';
 import type { MechanismParams } from '../formats/mechanism_params.js';
 import { fitBytes, fitUlongs, type Answer, type Pkcs11Backend, type Pkcs11Connection } from './backend.js';
 import { CKA, CKM, CKR } from './constants.js';
-import type { Attribute, ByteArray, Mechanism, OutBuffer } from './rpc_codec.js';
+import { mechanismCarried, type Attribute, type ByteArray, type Mechanism, type OutBuffer } from './rpc_codec.js';
 import type { RequestOf } from './rpc_messages.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
 import { CERTIFICATE_READ_ONLY, CKO_CERTIFICATE, certificateLookup, readCertificateTemplate } from './token_certificates.js';
@@ -43,7 +43,10 @@ export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
 export const SLOT_ID = 1n;
 
 /** PKCS#11 v2.40 §5.1 flags and values the token reports. */
-const CKF = { TOKEN_PRESENT: 0x1n, HW_SLOT: 0x4n, RNG: 0x1n, LOGIN_REQUIRED: 0x4n, USER_PIN_INITIALIZED: 0x8n, TOKEN_INITIALIZED: 0x400n, RW_SESSION: 0x2n, SERIAL_SESSION: 0x4n } as const;
+const CKF = {
+  TOKEN_PRESENT: 0x1n, HW_SLOT: 0x4n, RNG: 0x1n, LOGIN_REQUIRED: 0x4n, USER_PIN_INITIALIZED: 0x8n, TOKEN_INITIALIZED: 0x400n,
+  USER_PIN_COUNT_LOW: 0x10000n, SO_PIN_COUNT_LOW: 0x100000n, RW_SESSION: 0x2n, SERIAL_SESSION: 0x4n,
+} as const;
 const CKU = { SO: 0n, USER: 1n, CONTEXT_SPECIFIC: 2n } as const;
 const CKS = { RO_PUBLIC: 0n, RO_USER: 1n, RW_PUBLIC: 2n, RW_USER: 3n, RW_SO: 4n } as const;
 const CK_UNAVAILABLE_INFORMATION = 0xffff_ffff_ffff_ffffn;
@@ -120,6 +123,9 @@ export interface ClusterBackend extends Pkcs11Backend {
 export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   const apps = new Map<string, Application>();
   let nextSession = 1n;
+  /** The user types (CKU_USER, CKU_SO) a wrong PIN was given for through this bridge since their last
+   * successful login: CKF_USER_PIN_COUNT_LOW and CKF_SO_PIN_COUNT_LOW (§5.5 CK_TOKEN_INFO). */
+  const pinCountLow = new Set<bigint>();
   const app = (c: Pkcs11Connection): Application => {
     let a = apps.get(c.id);
     if (a === undefined) apps.set(c.id, (a = { sessions: new Map(), keys: new Map(), described: new Map() }));
@@ -165,7 +171,8 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const sessions = [...app(c).sessions.values()];
       return ok({
         label: options.label.slice(0, 32), manufacturerId: 'Coffer', model: 'cluster', serialNumber: options.serial.slice(0, 16),
-        flags: CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED,
+        flags: CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED
+          | (pinCountLow.has(CKU.USER) ? CKF.USER_PIN_COUNT_LOW : 0n) | (pinCountLow.has(CKU.SO) ? CKF.SO_PIN_COUNT_LOW : 0n),
         maxSessionCount: 0n, sessionCount: BigInt(sessions.length), maxRwSessionCount: 0n,
         rwSessionCount: BigInt(sessions.filter((s) => (s.flags & CKF.RW_SESSION) !== 0n).length),
         maxPinLen: PIN_LEN_MAX, minPinLen: PIN_LEN_MIN, totalPublicMemory: CK_UNAVAILABLE_INFORMATION, freePublicMemory: CK_UNAVAILABLE_INFORMATION,
@@ -173,9 +180,12 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
         hardwareVersion: COFFER_VERSION, firmwareVersion: COFFER_VERSION, utcTime: '',
       });
     },
-    C_GetMechanismList: (req) => {
+    C_GetMechanismList: (req, c) => {
       if (req.slotId !== SLOT_ID) return bad(CKR.SLOT_ID_INVALID);
-      const { rv, value } = fitUlongs(req.mechanismList, TOKEN_MECHANISMS.map((m) => BigInt(m.type)));
+      // What the client's p11-kit can carry (§4): its client would drop the rest from the list it
+      // was given, leaving fewer than the length query said (C_GetMechanismInfo still answers all).
+      const carried = TOKEN_MECHANISMS.filter((m) => mechanismCarried(m.type, c.version));
+      const { rv, value } = fitUlongs(req.mechanismList, carried.map((m) => BigInt(m.type)));
       return { rv, out: { mechanismList: value } };
     },
     C_GetMechanismInfo: (req) => {
@@ -234,6 +244,9 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
       const cluster = found.a.login?.cluster;
       if (cluster === undefined) return bad(CKR.USER_NOT_LOGGED_IN);
+      // From protocol 1 (p11-kit 0.25.0) the client tells a NULL buffer (§5.15: CKR_ARGUMENTS_BAD) from
+      // an empty one; p11-kit 0.24's sends both as "no buffer", answered below as the empty request.
+      if (!req.randomData.present && c.version >= 1) return bad(CKR.ARGUMENTS_BAD);
       const want = req.randomData.present ? req.randomData.length : 0;
       const out = new Uint8Array(want);
       for (let at = 0; at < want; at += RANDOM_BYTES_MAX) out.set(await cluster.random(Math.min(RANDOM_BYTES_MAX, want - at)), at);
@@ -282,6 +295,11 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const cluster = found.a.login?.cluster;
       if (cluster === undefined) return bad(CKR.USER_NOT_LOGGED_IN);
       const cls = templateClass(req.template);
+      // §4.2: every object has a class; a template without one is incomplete, whatever else it holds.
+      if (!req.template.some((a) => a.type === CKA.CLASS)) {
+        wipeValues(req.template);
+        return bad(CKR.TEMPLATE_INCOMPLETE);
+      }
       if (cls === CKO_CERTIFICATE) return createCertificate(cluster, req.template, (found.s.flags & CKF.RW_SESSION) !== 0n);
       // Private and secret keys and data objects are not made from plaintext attributes (docs/pkcs11.md
       // "Object creation"): refused by their class before any attribute is read, and a key value
@@ -496,9 +514,19 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     const pin = Uint8Array.from(req.pin);
     try {
       const colon = pin.indexOf(0x3a);
-      if (colon <= 0 || colon === pin.length - 1) return bad(CKR.PIN_INCORRECT); // not username:password
+      if (colon <= 0 || colon === pin.length - 1) {
+        pinCountLow.add(req.userType);
+        return bad(CKR.PIN_INCORRECT); // not username:password
+      }
       const username = new TextDecoder().decode(pin.subarray(0, colon));
-      const cluster = await options.connect({ username, password: pin.slice(colon + 1), role: req.userType === CKU.SO ? 'admin' : 'crypto-user' });
+      let cluster: Cluster;
+      try {
+        cluster = await options.connect({ username, password: pin.slice(colon + 1), role: req.userType === CKU.SO ? 'admin' : 'crypto-user' });
+      } catch (e) {
+        if (isCofferError(e) && e.ckr === 'CKR_PIN_INCORRECT') pinCountLow.add(req.userType);
+        throw e;
+      }
+      pinCountLow.delete(req.userType);
       // The application may have gone (connection closed, C_Finalize) while the login was under way.
       if (apps.get(c.id) !== a) {
         await cluster.close();

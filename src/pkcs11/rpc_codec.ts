@@ -34,7 +34,7 @@ import { fail } from '../errors.js';
 import { ByteReader } from '../formats/byte_reader.js';
 import type { Writer } from '../formats/wire_codec.js';
 import {
-  CKA, CK_VENDOR_DEFINED, NO_PARAMETER_MECHANISMS_025, PARAMETER_LAYOUTS_024, PARAMETER_LAYOUTS_025, type ParameterLayout,
+  CKA, CK_VENDOR_DEFINED, NO_PARAMETER_MECHANISMS_024, NO_PARAMETER_MECHANISMS_025, PARAMETER_LAYOUTS_024, PARAMETER_LAYOUTS_025, type ParameterLayout,
 } from './constants.js';
 import { P11_ATTRIBUTES_MAX, P11_TEMPLATE_DEPTH_MAX, P11_ULONG_ITEMS_MAX } from './limits.js';
 import type { FieldCode, FieldSpec } from './rpc_calls.js';
@@ -407,6 +407,17 @@ const NULL_MECHANISM = 0xffff_ffff;
 
 function layoutOf(type: number, version: ProtocolVersion): ParameterLayout | undefined {
   return (version === 0 ? PARAMETER_LAYOUTS_024 : PARAMETER_LAYOUTS_025).get(type);
+}
+
+/**
+ * Whether p11-kit's client of this protocol version can send the mechanism at all: parameterless in
+ * its list, or with a layout in its table (rpc-message.c p11_rpc_mechanism_is_supported). Its client
+ * drops every other mechanism from C_GetMechanismList's answer (mechanism_list_purge) and refuses it
+ * at every call, so the token lists only these (docs/pkcs11.md §4).
+ */
+export function mechanismCarried(type: number, version: ProtocolVersion): boolean {
+  if (type >= CK_VENDOR_DEFINED) return false;
+  return (version === 0 ? NO_PARAMETER_MECHANISMS_024 : NO_PARAMETER_MECHANISMS_025).has(type) || layoutOf(type, version) !== undefined;
 }
 
 /**

@@ -127,6 +127,58 @@ test('sessions and login: handle, user type, already logged in, wrong PIN, read-
   assert.equal(b.applications(), 0);
 });
 
+test('what pkcs11test checks of the token: a wrong PIN shows in the token flags until a good login, the mechanism list is what the client can carry, random into no buffer, a template without a class', async () => {
+  const CKF_USER_PIN_COUNT_LOW = 0x10000n;
+  const CKF_SO_PIN_COUNT_LOW = 0x100000n;
+  const { backend: b, c } = token();
+  const flags = async (conn: Pkcs11Connection): Promise<bigint> => (await call(b, 'C_GetTokenInfo', { slotId: 1n }, conn)).out?.['flags'] as bigint;
+  const s = await session(b, c);
+  assert.equal((await flags(c)) & (CKF_USER_PIN_COUNT_LOW | CKF_SO_PIN_COUNT_LOW), 0n);
+  await assert.rejects(call(b, 'C_Login', { session: s, userType: CKU_USER, pin: new TextEncoder().encode(`${dev.cryptoUser.name}:wrong-password`) }, c), { ckr: 'CKR_PIN_INCORRECT' });
+  // The token's flag, so another application of this bridge sees it too; the SO's is its own.
+  const other: Pkcs11Connection = { id: `c${++connections}`, version: 2 };
+  assert.equal((await flags(other)) & (CKF_USER_PIN_COUNT_LOW | CKF_SO_PIN_COUNT_LOW), CKF_USER_PIN_COUNT_LOW);
+  assert.equal((await call(b, 'C_Login', { session: s, userType: CKU_SO, pin: new TextEncoder().encode('no-colon-here') }, c)).rv, CKR.PIN_INCORRECT);
+  assert.equal((await flags(c)) & (CKF_USER_PIN_COUNT_LOW | CKF_SO_PIN_COUNT_LOW), CKF_USER_PIN_COUNT_LOW | CKF_SO_PIN_COUNT_LOW);
+  assert.equal((await call(b, 'C_Login', { session: s, userType: CKU_USER, pin: pin.slice() }, c)).rv, CKR.OK);
+  assert.equal((await flags(c)) & (CKF_USER_PIN_COUNT_LOW | CKF_SO_PIN_COUNT_LOW), CKF_SO_PIN_COUNT_LOW);
+
+  // C_GetMechanismList: the length query and the list agree, and hold only what the client's p11-kit
+  // can send; C_GetMechanismInfo still answers the others.
+  const list = async (conn: Pkcs11Connection): Promise<bigint[]> => {
+    const count = (await call(b, 'C_GetMechanismList', { slotId: 1n, mechanismList: none }, conn)).out?.['mechanismList'] as { lengthOnly: number };
+    const full = (await call(b, 'C_GetMechanismList', { slotId: 1n, mechanismList: buf(count.lengthOnly + 3) }, conn)).out?.['mechanismList'] as bigint[];
+    assert.equal(full.length, count.lengthOnly);
+    return full;
+  };
+  const v0 = await list(c);
+  const v2 = await list(other);
+  for (const m of [CKM.ECDSA, CKM.RSA_PKCS_PSS, CKM.RSA_PKCS_OAEP, CKM.SHA256_RSA_PKCS, CKM.EC_KEY_PAIR_GEN, CKM.SHA256]) assert.ok(v0.includes(BigInt(m)), `0.24 carries 0x${m.toString(16)}`);
+  for (const m of [CKM.ECDSA_SHA256, CKM.AES_GCM, CKM.AES_CBC_PAD, CKM.ECDH1_DERIVE, CKM.SHA224]) {
+    assert.ok(!v0.includes(BigInt(m)), `0.24 cannot carry 0x${m.toString(16)}`);
+    assert.ok(v2.includes(BigInt(m)), `0.25.6 carries 0x${m.toString(16)}`);
+  }
+  // No p11-kit release carries the key wrap mechanisms: listed to none, served to a client that sends them.
+  for (const list of [v0, v2]) assert.ok(!list.includes(BigInt(CKM.AES_KEY_WRAP)) && !list.includes(BigInt(CKM.AES_KEY_WRAP_PAD)));
+  assert.equal((await call(b, 'C_GetMechanismInfo', { slotId: 1n, type: BigInt(CKM.AES_KEY_WRAP) }, c)).rv, CKR.OK);
+
+  // C_GenerateRandom into a NULL buffer: from protocol 1 the client says so, and it is CKR_ARGUMENTS_BAD
+  // (§5.15); p11-kit 0.24 sends a NULL and an empty buffer alike, so protocol 0 gets the empty answer.
+  const s2 = await session(b, other);
+  assert.equal((await call(b, 'C_Login', { session: s2, userType: CKU_USER, pin: pin.slice() }, other)).rv, CKR.OK);
+  assert.equal((await call(b, 'C_GenerateRandom', { session: s2, randomData: none }, other)).rv, CKR.ARGUMENTS_BAD);
+  assert.equal(((await call(b, 'C_GenerateRandom', { session: s2, randomData: buf(0) }, other)).out?.['randomData'] as Uint8Array).length, 0);
+  assert.equal(((await call(b, 'C_GenerateRandom', { session: s, randomData: none }, c)).out?.['randomData'] as Uint8Array).length, 0);
+
+  // A template without CKA_CLASS is incomplete, before any other attribute is judged; its values are wiped.
+  const value = Uint8Array.from([0xde, 0xad, 0xbe, 0xef]);
+  assert.equal((await call(b, 'C_CreateObject', { session: s, template: [bytes(CKA.VALUE, value)] }, c)).rv, CKR.TEMPLATE_INCOMPLETE);
+  assert.deepEqual([...value], [0, 0, 0, 0]);
+  assert.equal((await call(b, 'C_CreateObject', { session: s, template: [] }, c)).rv, CKR.TEMPLATE_INCOMPLETE);
+  await b.release?.(c);
+  await b.release?.(other);
+});
+
 test('an application that goes while its login is under way leaves no cluster connection behind', async () => {
   const made: Cluster[] = [];
   const b = clusterBackend({
