@@ -26,7 +26,7 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import type { Cluster, Credentials, Key, KeyInfo } from '../client/index.js';
 import { CofferError, isCofferError } from '../errors.js';
-import { CRYPTO_INPUT_BYTES_MAX, RANDOM_BYTES_MAX } from '../formats/limits.js';
+import { CRYPTO_INPUT_BYTES_MAX, GENERIC_SECRET_BITS_MAX, GENERIC_SECRET_BITS_MIN, RANDOM_BYTES_MAX } from '../formats/limits.js';
 import type { MechanismParams } from '../formats/mechanism_params.js';
 import { fitBytes, fitUlongs, type Answer, type Pkcs11Backend, type Pkcs11Connection } from './backend.js';
 import { CKA, CKM, CKR } from './constants.js';
@@ -35,7 +35,7 @@ import type { RequestOf } from './rpc_messages.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
 import { CERTIFICATE_READ_ONLY, CKO_CERTIFICATE, certificateLookup, readCertificateTemplate } from './token_certificates.js';
 import { deriveParams, deriveTemplate, unwrapParams, unwrapTemplate, wrapParams, wrapRefusal } from './token_keys.js';
-import { CKO, TemplateRefusal, copyTemplate, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type Lookup, type PublicParts, type ReadTemplate } from './token_objects.js';
+import { CKK, CKO, TemplateRefusal, copyTemplate, curveOfParams, findFilterOf, lookup, matches, needsPublicParts, publicKeyPem, publicParts, readChanges, readTemplate, type Lookup, type PublicParts, type ReadTemplate } from './token_objects.js';
 
 /** Bytes of multi-part input kept per operation: what one node call takes (CRYPTO_INPUT_BYTES_MAX). */
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
@@ -758,7 +758,10 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
 }
 
 /** The object classes each operation's Init accepts (PKCS#11 v2.40 §5.8, §5.9, §5.11, §5.12). */
-const INIT_CLASSES: Readonly<Record<Use, readonly string[]>> = { sign: ['PRIVATE_KEY'], verify: ['PUBLIC_KEY'], encrypt: ['PUBLIC_KEY', 'SECRET_KEY'], decrypt: ['PRIVATE_KEY', 'SECRET_KEY'] };
+const INIT_CLASSES: Readonly<Record<Use, readonly string[]>> = {
+  // A secret key signs and verifies with an HMAC mechanism (the mechanism's key type decides which).
+  sign: ['PRIVATE_KEY', 'SECRET_KEY'], verify: ['PUBLIC_KEY', 'SECRET_KEY'], encrypt: ['PUBLIC_KEY', 'SECRET_KEY'], decrypt: ['PRIVATE_KEY', 'SECRET_KEY'],
+};
 
 // ── objects (below the factory: they need no state of its own) ──────────────────────────────
 /** The key and its description, or the CK_RV: no login shows no objects (every object is private). */
@@ -905,18 +908,24 @@ function keyPairSpec(m: Mechanism | null, pubT: readonly Attribute[], privT: rea
   return { curve, ...attrs };
 }
 
+/** C_GenerateKey: CKM_AES_KEY_GEN (16, 24 or 32 bytes) or CKM_GENERIC_SECRET_KEY_GEN (1–1024 bytes, for HMAC). */
 function secretKeySpec(m: Mechanism | null, template: readonly Attribute[], rw: boolean) {
   if (m === null) return CKR.ARGUMENTS_BAD;
-  if (m.type !== CKM.AES_KEY_GEN) return CKR.MECHANISM_INVALID;
+  const keyType = m.type === CKM.AES_KEY_GEN ? CKK.AES : m.type === CKM.GENERIC_SECRET_KEY_GEN ? CKK.GENERIC_SECRET : undefined;
+  if (keyType === undefined) return CKR.MECHANISM_INVALID;
   if (m.parameter.kind !== 'none') return CKR.MECHANISM_PARAM_INVALID;
   const t = readTemplate(template, 'secret');
   if (t instanceof TemplateRefusal) return t.rv;
-  if ((t.cls ?? 4n) !== 4n || (t.keyType ?? 0x1fn) !== 0x1fn) return CKR.TEMPLATE_INCONSISTENT;
+  if ((t.cls ?? 4n) !== 4n || (t.keyType ?? keyType) !== keyType) return CKR.TEMPLATE_INCONSISTENT;
   const rule = sessionRule(t, rw);
   if (rule !== undefined) return rule;
   if (t.valueLen === undefined) return CKR.TEMPLATE_INCOMPLETE;
-  if (t.valueLen !== 16n && t.valueLen !== 24n && t.valueLen !== 32n) return CKR.KEY_SIZE_RANGE;
-  return { type: 'AES' as const, bits: Number(t.valueLen) * 8, attributes: withToken(t) };
+  if (keyType === CKK.AES) {
+    if (t.valueLen !== 16n && t.valueLen !== 24n && t.valueLen !== 32n) return CKR.KEY_SIZE_RANGE;
+    return { type: 'AES' as const, bits: Number(t.valueLen) * 8, attributes: withToken(t) };
+  }
+  if (t.valueLen * 8n < BigInt(GENERIC_SECRET_BITS_MIN) || t.valueLen * 8n > BigInt(GENERIC_SECRET_BITS_MAX)) return CKR.KEY_SIZE_RANGE;
+  return { type: 'GENERIC_SECRET' as const, bits: Number(t.valueLen) * 8, attributes: withToken(t) };
 }
 
 /** §5.6: a token object needs a read/write session. */

@@ -2,7 +2,8 @@
 // C_GetMechanismInfo reports for each, and the translation of a CK_MECHANISM with its parameter into
 // the SDK's mechanism parameters. The list is what the HSM's mechanism vocabulary
 // (formats/mechanism_params.ts) can serve for the key types the token generates; key sizes are the
-// device's (docs/architecture.md §4: RSA 2048–4096, EC P-256/384/521, AES 128–256).
+// device's (docs/architecture.md §4: RSA 2048–4096, EC P-256/384/521, AES 128–256, generic
+// secrets of 8–8192 bits for HMAC).
 //
 // Refusals follow PKCS#11 v2.40 §5.8 (C_SignInit, C_EncryptInit …): a mechanism not listed here is
 // CKR_MECHANISM_INVALID, a parameter of the wrong layout or with values the device cannot honour
@@ -10,6 +11,7 @@
 // CKR_MECHANISM_PARAM_INVALID, a key of another type is CKR_KEY_TYPE_INCONSISTENT.
 
 import type { KeyType } from '../client/index.js';
+import { GENERIC_SECRET_BITS_MAX, GENERIC_SECRET_BITS_MIN } from '../formats/limits.js';
 import type { HashName, MechanismParams } from '../formats/mechanism_params.js';
 import { CKM, CKR } from './constants.js';
 import type { Mechanism } from './rpc_codec.js';
@@ -69,6 +71,11 @@ export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
   aes(CKM.AES_CBC_PAD, true),
   { type: CKM.AES_KEY_WRAP, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.WRAP | CKF_MECH.UNWRAP | CKF_MECH.HW, keyType: 'AES', multiPart: false },
   { type: CKM.AES_KEY_WRAP_PAD, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.WRAP | CKF_MECH.UNWRAP | CKF_MECH.HW, keyType: 'AES', multiPart: false },
+  // Generic secrets and their HMACs; key sizes in bits (PKCS#11 v2.40 Current Mechanisms §2.20, §2.21).
+  { type: CKM.GENERIC_SECRET_KEY_GEN, minKeySize: BigInt(GENERIC_SECRET_BITS_MIN), maxKeySize: BigInt(GENERIC_SECRET_BITS_MAX), flags: CKF_MECH.GENERATE | CKF_MECH.HW, multiPart: false },
+  ...[CKM.SHA224_HMAC, CKM.SHA256_HMAC, CKM.SHA384_HMAC, CKM.SHA512_HMAC].map((type): MechanismEntry => ({
+    type, minKeySize: BigInt(GENERIC_SECRET_BITS_MIN), maxKeySize: BigInt(GENERIC_SECRET_BITS_MAX), flags: SV | CKF_MECH.HW, keyType: 'GENERIC_SECRET', multiPart: true,
+  })),
   ...[CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512].map((type) => ({ type, minKeySize: 0n, maxKeySize: 0n, flags: CKF_MECH.DIGEST, multiPart: true })),
 ];
 
@@ -207,8 +214,9 @@ const PARAMETERLESS_NAMES: Readonly<Record<number, string>> = {
   [CKM.RSA_PKCS]: 'CKM_RSA_PKCS', [CKM.SHA256_RSA_PKCS]: 'CKM_SHA256_RSA_PKCS', [CKM.SHA384_RSA_PKCS]: 'CKM_SHA384_RSA_PKCS',
   [CKM.SHA512_RSA_PKCS]: 'CKM_SHA512_RSA_PKCS', [CKM.ECDSA]: 'CKM_ECDSA', [CKM.ECDSA_SHA256]: 'CKM_ECDSA_SHA256',
   [CKM.ECDSA_SHA384]: 'CKM_ECDSA_SHA384', [CKM.ECDSA_SHA512]: 'CKM_ECDSA_SHA512',
+  [CKM.SHA224_HMAC]: 'CKM_SHA224_HMAC', [CKM.SHA256_HMAC]: 'CKM_SHA256_HMAC', [CKM.SHA384_HMAC]: 'CKM_SHA384_HMAC', [CKM.SHA512_HMAC]: 'CKM_SHA512_HMAC',
 };
 
-function parameterlessName(type: number): Extract<MechanismParams, { mechanism: 'CKM_RSA_PKCS' | 'CKM_SHA256_RSA_PKCS' | 'CKM_ECDSA' | 'CKM_ECDSA_SHA256' }>['mechanism'] {
+function parameterlessName(type: number): Extract<MechanismParams, { mechanism: 'CKM_RSA_PKCS' | 'CKM_SHA256_RSA_PKCS' | 'CKM_ECDSA' | 'CKM_ECDSA_SHA256' | 'CKM_SHA256_HMAC' }>['mechanism'] {
   return PARAMETERLESS_NAMES[type] as 'CKM_RSA_PKCS';
 }

@@ -151,6 +151,15 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
     ok([...login, '--decrypt', '--id', 'a1', '-m', 'RSA-PKCS-OAEP', '--hash-algorithm', 'SHA256', '--mgf', 'MGF1-SHA256', '-i', f('oaep.ct'), '-o', f('oaep.pt')]);
     assert.equal(readFileSync(f('oaep.pt'), 'utf8'), 'the OAEP plaintext');
 
+    // HMAC, which every p11-kit client carries (SHA-256/384/512): a generic secret made by the token,
+    // its MAC equal to OpenSSL's under the value pkcs11-tool reads back (the key was made extractable).
+    assert.match(ok([...login, '--keygen', '--key-type', 'GENERIC:32', '--label', 'p11-hmac', '--id', 'b1', '--usage-sign', '--extractable']), /Secret Key Object; Generic secret length 32/);
+    ok([...login, '--sign', '--id', 'b1', '-m', 'SHA256-HMAC', '-i', f('msg'), '-o', f('hmac')]);
+    ok([...login, '--read-object', '--type', 'secrkey', '--id', 'b1', '-o', f('hmac.key')]);
+    const hmacKey = readFileSync(f('hmac.key'));
+    assert.equal(hmacKey.length, 32);
+    assert.match(openssl(['dgst', '-sha256', '-mac', 'HMAC', '-macopt', `hexkey:${hmacKey.toString('hex')}`, f('msg')]), new RegExp(`= ${readFileSync(f('hmac')).toString('hex')}$`, 'm'));
+
     // What only a client of protocol version 2 (p11-kit 0.25.6 and later) carries: ECDSA-SHA256 over
     // the message, the hashed RSA-PSS mechanisms, AES-CBC-PAD with its IV. p11-kit 0.24's client
     // (Debian 12's) refuses them itself with CKR_MECHANISM_INVALID before anything reaches the bridge.

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createCipheriv, createHash, createPublicKey, verify as nodeVerify } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { Cluster } from '../../src/client/cluster.js';
 import { isCofferError } from '../../src/errors.js';
 import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
@@ -375,6 +375,60 @@ test('an Init checked against a remembered description never lets a key sign aft
   } finally {
     await one.b.release?.(one.c);
     await two.b.release?.(two.c);
+  }
+});
+
+test('HMAC: a generic secret made by CKM_GENERIC_SECRET_KEY_GEN signs and verifies SHA-2 HMACs equal to node:crypto\'s under its value, single and multi-part', async () => {
+  const { b, c, s } = await loggedIn();
+  try {
+    const CKK_GENERIC_SECRET = 0x10n;
+    const gen = (template: Attribute[], type: number = CKM.GENERIC_SECRET_KEY_GEN) => call(b, 'C_GenerateKey', { session: s, mechanism: mech(type), template }, c);
+    assert.equal((await gen([bool(CKA.SIGN, true)])).rv, CKR.TEMPLATE_INCOMPLETE, 'no CKA_VALUE_LEN');
+    assert.equal((await gen([ulong(CKA.VALUE_LEN, 0n)])).rv, CKR.KEY_SIZE_RANGE);
+    assert.equal((await gen([ulong(CKA.VALUE_LEN, 1025n)])).rv, CKR.KEY_SIZE_RANGE);
+    assert.equal((await gen([ulong(CKA.VALUE_LEN, 32n), ulong(CKA.KEY_TYPE, 0x1fn)])).rv, CKR.TEMPLATE_INCONSISTENT, 'an AES key type from the generic generator');
+    assert.equal((await gen([ulong(CKA.VALUE_LEN, 32n), ulong(CKA.KEY_TYPE, CKK_GENERIC_SECRET)], CKM.AES_KEY_GEN)).rv, CKR.TEMPLATE_INCONSISTENT);
+    const made = await gen([ulong(CKA.VALUE_LEN, 48n), bool(CKA.SIGN, true), bool(CKA.VERIFY, true), bool(CKA.SENSITIVE, false), bool(CKA.EXTRACTABLE, true)]);
+    assert.equal(made.rv, CKR.OK);
+    const key = made.out?.['key'] as bigint;
+    const shown = (await call(b, 'C_GetAttributeValue', { session: s, object: key, template: [{ type: CKA.KEY_TYPE, length: 8 }, { type: CKA.VALUE_LEN, length: 8 }, { type: CKA.VALUE, length: 48 }] }, c)).out?.['template'] as { value: { value: unknown } }[];
+    assert.equal(shown[0]!.value.value, CKK_GENERIC_SECRET);
+    assert.equal(shown[1]!.value.value, 48n);
+    const value = shown[2]!.value.value as Uint8Array;
+    assert.equal(value.length, 48);
+
+    const info = (await call(b, 'C_GetMechanismInfo', { slotId: 1n, type: BigInt(CKM.SHA256_HMAC) }, c)).out as { minKeySize: bigint; maxKeySize: bigint; flags: bigint };
+    assert.deepEqual([info.minKeySize, info.maxKeySize, info.flags & 0x2800n], [8n, 8192n, 0x2800n], 'sizes in bits, sign and verify');
+    const data = Buffer.from('what the HMAC covers');
+    for (const [type, hash, length] of [[CKM.SHA224_HMAC, 'sha224', 28], [CKM.SHA256_HMAC, 'sha256', 32], [CKM.SHA384_HMAC, 'sha384', 48], [CKM.SHA512_HMAC, 'sha512', 64]] as const) {
+      const expected = createHmac(hash, value).update(data).digest();
+      assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(type), key }, c)).rv, CKR.OK);
+      assert.deepEqual(await call(b, 'C_Sign', { session: s, data, signature: none }, c), { rv: CKR.OK, out: { signature: { lengthOnly: length } } });
+      const mac = (await call(b, 'C_Sign', { session: s, data, signature: buf(length) }, c)).out?.['signature'] as Uint8Array;
+      assert.deepEqual(Buffer.from(mac), expected, hash);
+      assert.equal((await call(b, 'C_VerifyInit', { session: s, mechanism: mech(type), key }, c)).rv, CKR.OK);
+      assert.equal((await call(b, 'C_Verify', { session: s, data, signature: mac }, c)).rv, CKR.OK);
+      const wrong = Uint8Array.from(mac);
+      wrong[0] = wrong[0]! ^ 1;
+      assert.equal((await call(b, 'C_VerifyInit', { session: s, mechanism: mech(type), key }, c)).rv, CKR.OK);
+      assert.equal((await call(b, 'C_Verify', { session: s, data, signature: wrong }, c)).rv, CKR.SIGNATURE_INVALID);
+    }
+    // Multi-part: the parts are one message.
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.SHA512_HMAC), key }, c)).rv, CKR.OK);
+    for (const part of ['what the ', 'HMAC ', 'covers']) assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from(part) }, c)).rv, CKR.OK);
+    const multi = (await call(b, 'C_SignFinal', { session: s, signature: buf(64) }, c)).out?.['signature'] as Uint8Array;
+    assert.deepEqual(Buffer.from(multi), createHmac('sha512', value).update(data).digest());
+
+    // An HMAC needs a generic secret; a generic secret neither encrypts nor signs ECDSA.
+    const aes = (await call(b, 'C_GenerateKey', { session: s, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n)] }, c)).out?.['key'] as bigint;
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.SHA256_HMAC), key: aes }, c)).rv, CKR.KEY_TYPE_INCONSISTENT);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA), key }, c)).rv, CKR.KEY_TYPE_INCONSISTENT);
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.SHA256_HMAC, { kind: 'bytes', bytes: Uint8Array.of(1) }), key }, c)).rv, CKR.MECHANISM_PARAM_INVALID);
+    // A key made without CKA_SIGN cannot sign.
+    const noSign = (await gen([ulong(CKA.VALUE_LEN, 32n), bool(CKA.SIGN, false)])).out?.['key'] as bigint;
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.SHA256_HMAC), key: noSign }, c)).rv, CKR.KEY_FUNCTION_NOT_PERMITTED);
+  } finally {
+    await b.release?.(c);
   }
 });
 
