@@ -69,6 +69,8 @@ export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
   { type: CKM.AES_KEY_GEN, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.GENERATE | CKF_MECH.HW, multiPart: false },
   aes(CKM.AES_GCM, true),
   aes(CKM.AES_CBC_PAD, true),
+  aes(CKM.AES_CTR, true),
+  { type: CKM.AES_CMAC, minKeySize: 16n, maxKeySize: 32n, flags: SV | CKF_MECH.HW, keyType: 'AES', multiPart: true },
   { type: CKM.AES_KEY_WRAP, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.WRAP | CKF_MECH.UNWRAP | CKF_MECH.HW, keyType: 'AES', multiPart: false },
   { type: CKM.AES_KEY_WRAP_PAD, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.WRAP | CKF_MECH.UNWRAP | CKF_MECH.HW, keyType: 'AES', multiPart: false },
   // Generic secrets and their HMACs; key sizes in bits (PKCS#11 v2.40 Current Mechanisms §2.20, §2.21).
@@ -146,6 +148,14 @@ export function sdkMechanism(m: Mechanism, use: Use, keyType: KeyType | undefine
       if (iv?.length !== 16) return refuse(CKR.MECHANISM_PARAM_INVALID);
       return { mechanism: 'CKM_AES_CBC_PAD', iv };
     }
+    case CKM.AES_CTR:
+      // CK_AES_CTR_PARAMS (§2.8.5): the low ulCounterBits (1–128) of the 16-byte block cb count; a
+      // message that would wrap them is refused by the HSM (CKR_DATA_LEN_RANGE), never a reused block.
+      if (p.kind !== 'aesCtr' || p.counterBits < 1n || p.counterBits > 128n) return refuse(CKR.MECHANISM_PARAM_INVALID);
+      return { mechanism: 'CKM_AES_CTR', iv: p.cb, counterBits: Number(p.counterBits) };
+    case CKM.AES_CMAC:
+      if (p.kind !== 'none') return refuse(CKR.MECHANISM_PARAM_INVALID);
+      return { mechanism: 'CKM_AES_CMAC' };
     default:
       // The parameterless ones (§2.1.6, §2.3.6): a parameter given is not one they take.
       if (p.kind !== 'none') return refuse(CKR.MECHANISM_PARAM_INVALID);

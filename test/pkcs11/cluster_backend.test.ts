@@ -5,7 +5,8 @@
 
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCipheriv, createHash, createHmac, createPublicKey, verify as nodeVerify } from 'node:crypto';
@@ -457,7 +458,7 @@ test('digest: no login needed, two-call rule, multi-part, refusals', async () =>
   }
 });
 
-test('AES-GCM and CBC-PAD through the token agree with node:crypto; destroy', async () => {
+test('AES-GCM, CBC-PAD and CTR through the token agree with node:crypto, CMAC with OpenSSL; destroy', async () => {
   const { b, c, s } = await loggedIn();
   try {
     const made = await call(b, 'C_GenerateKey', { session: s, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n), bool(CKA.EXTRACTABLE, true), bool(CKA.SENSITIVE, false)] }, c);
@@ -493,6 +494,45 @@ test('AES-GCM and CBC-PAD through the token agree with node:crypto; destroy', as
     const cbcCt = (await call(b, 'C_Encrypt', { session: s, data: plain, encryptedData: buf(1024) }, c)).out?.['encryptedData'] as Uint8Array;
     const ref = createCipheriv('aes-256-cbc', raw, cbcIv);
     assert.deepEqual(Buffer.from(cbcCt), Buffer.concat([ref.update(plain), ref.final()]));
+
+    // AES-CTR (CK_AES_CTR_PARAMS: counter bits and the 16-byte counter block), multi-part, as
+    // node:crypto's aes-256-ctr with the block as its IV; a counter that would wrap is refused.
+    const cb = Uint8Array.from(Buffer.from('f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff', 'hex'));
+    const ctr = mech(CKM.AES_CTR, { kind: 'aesCtr', counterBits: 128n, cb });
+    const long = Buffer.alloc(100, 0x5a);
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: ctr, key }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_EncryptUpdate', { session: s, part: long.subarray(0, 33), encryptedPart: buf(100) }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_EncryptUpdate', { session: s, part: long.subarray(33), encryptedPart: buf(100) }, c)).rv, CKR.OK);
+    const ctrCt = (await call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: buf(100) }, c)).out?.['lastEncryptedPart'] as Uint8Array;
+    const ctrRef = createCipheriv('aes-256-ctr', raw, cb);
+    assert.deepEqual(Buffer.from(ctrCt), Buffer.concat([ctrRef.update(long), ctrRef.final()]));
+    assert.equal((await call(b, 'C_DecryptInit', { session: s, mechanism: ctr, key }, c)).rv, CKR.OK);
+    assert.deepEqual(Buffer.from((await call(b, 'C_Decrypt', { session: s, encryptedData: ctrCt, data: buf(100) }, c)).out?.['data'] as Uint8Array), long);
+    for (const counterBits of [0n, 129n]) {
+      assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_CTR, { kind: 'aesCtr', counterBits, cb }), key }, c)).rv, CKR.MECHANISM_PARAM_INVALID);
+    }
+    // 4 counter bits at 0xf: one block left before they wrap.
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_CTR, { kind: 'aesCtr', counterBits: 4n, cb }), key }, c)).rv, CKR.OK);
+    await assert.rejects(call(b, 'C_Encrypt', { session: s, data: Buffer.alloc(17), encryptedData: buf(100) }, c), { ckr: 'CKR_DATA_LEN_RANGE' });
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_CTR, { kind: 'aesCtr', counterBits: 4n, cb }), key }, c)).rv, CKR.OK);
+    assert.equal(((await call(b, 'C_Encrypt', { session: s, data: Buffer.alloc(16), encryptedData: buf(100) }, c)).out?.['encryptedData'] as Uint8Array).length, 16);
+
+    // AES-CMAC (SP 800-38B) signs and verifies with the key, as OpenSSL's CMAC computes it.
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.AES_CMAC), key }, c)).rv, CKR.KEY_FUNCTION_NOT_PERMITTED, 'made without CKA_SIGN');
+    const signer = (await call(b, 'C_GenerateKey', { session: s, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 16n), bool(CKA.SIGN, true), bool(CKA.VERIFY, true), bool(CKA.EXTRACTABLE, true), bool(CKA.SENSITIVE, false)] }, c)).out?.['key'] as bigint;
+    const signerValue = ((await call(b, 'C_GetAttributeValue', { session: s, object: signer, template: [{ type: CKA.VALUE, length: 16 }] }, c)).out?.['template'] as { value: { value: Uint8Array } }[])[0]!.value.value;
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.AES_CMAC), key: signer }, c)).rv, CKR.OK);
+    const cmac = (await call(b, 'C_Sign', { session: s, data: plain, signature: buf(16) }, c)).out?.['signature'] as Uint8Array;
+    const macFile = join(dir, 'cmac-input');
+    writeFileSync(macFile, plain);
+    const openssl = execFileSync('openssl', ['mac', '-cipher', 'AES-128-CBC', '-macopt', `hexkey:${Buffer.from(signerValue).toString('hex')}`, '-in', macFile, 'CMAC'], { encoding: 'utf8' }).trim();
+    assert.equal(Buffer.from(cmac).toString('hex').toUpperCase(), openssl.toUpperCase());
+    assert.equal((await call(b, 'C_VerifyInit', { session: s, mechanism: mech(CKM.AES_CMAC), key: signer }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_Verify', { session: s, data: plain, signature: cmac }, c)).rv, CKR.OK);
+    const forged = Uint8Array.from(cmac);
+    forged[15] = forged[15]! ^ 1;
+    assert.equal((await call(b, 'C_VerifyInit', { session: s, mechanism: mech(CKM.AES_CMAC), key: signer }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_Verify', { session: s, data: plain, signature: forged }, c)).rv, CKR.SIGNATURE_INVALID);
 
     assert.equal((await call(b, 'C_DestroyObject', { session: s, object: key }, c)).rv, CKR.OK);
     assert.equal((await call(b, 'C_GetAttributeValue', { session: s, object: key, template: [{ type: CKA.CLASS, length: 8 }] }, c)).rv, CKR.OBJECT_HANDLE_INVALID);
