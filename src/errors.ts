@@ -100,6 +100,7 @@ export const ERRORS = {
   COFFER_DATA_INVALID: { message: 'Input data is invalid for this operation', ckr: 'CKR_DATA_INVALID', http: 400 },
   COFFER_DATA_LEN_RANGE: { message: 'Input data length is out of range', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },
   COFFER_ENCRYPTED_DATA_INVALID: { message: 'Ciphertext failed authentication or is malformed', ckr: 'CKR_ENCRYPTED_DATA_INVALID', http: 400 },
+  COFFER_ENCRYPTED_DATA_LEN_RANGE: { message: 'Ciphertext length is out of range for this mechanism', ckr: 'CKR_ENCRYPTED_DATA_LEN_RANGE', http: 400 },
   COFFER_SIGNATURE_INVALID: { message: 'Signature did not verify', ckr: 'CKR_SIGNATURE_INVALID', http: 400 },
   COFFER_WRAPPED_KEY_INVALID: { message: 'Wrapped key failed its integrity check or is malformed', ckr: 'CKR_WRAPPED_KEY_INVALID', http: 400 },
   COFFER_SESSION_OBJECT_NOT_SHAREABLE: { message: 'Session objects cannot be shared', ckr: 'CKR_ACTION_PROHIBITED', http: 400 },

@@ -7,6 +7,8 @@ export type HashName = 'SHA-1' | 'SHA-224' | 'SHA-256' | 'SHA-384' | 'SHA-512';
 export type MechanismParams =
   | { readonly mechanism: 'CKM_AES_GCM'; readonly iv?: Uint8Array; readonly aad?: Uint8Array; readonly tagBytes?: number }
   | { readonly mechanism: 'CKM_AES_CBC_PAD'; readonly iv: Uint8Array }
+  | { readonly mechanism: 'CKM_AES_CBC'; readonly iv: Uint8Array }
+  | { readonly mechanism: 'CKM_AES_ECB' }
   | { readonly mechanism: 'CKM_AES_CTR'; readonly iv: Uint8Array; readonly counterBits?: number }
   | { readonly mechanism: 'CKM_AES_CMAC' }
   | { readonly mechanism: 'CKM_AES_KEY_WRAP' }

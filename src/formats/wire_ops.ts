@@ -75,6 +75,8 @@ const MECHANISMS = [
   [0x0104, 'CKM_AES_CMAC', none],
   [0x0105, 'CKM_AES_KEY_WRAP', none],
   [0x0106, 'CKM_AES_KEY_WRAP_PAD', none],
+  [0x0107, 'CKM_AES_CBC', { iv }],
+  [0x0108, 'CKM_AES_ECB', none],
   [0x0201, 'CKM_RSA_PKCS', none],
   [0x0202, 'CKM_SHA224_RSA_PKCS', none],
   [0x0203, 'CKM_SHA256_RSA_PKCS', none],

@@ -18,6 +18,8 @@ export const MECHANISM_SAMPLES: { [M in MechanismName]: WireMechanismParams & { 
   CKM_AES_CMAC: { mechanism: 'CKM_AES_CMAC' },
   CKM_AES_KEY_WRAP: { mechanism: 'CKM_AES_KEY_WRAP' },
   CKM_AES_KEY_WRAP_PAD: { mechanism: 'CKM_AES_KEY_WRAP_PAD' },
+  CKM_AES_CBC: { mechanism: 'CKM_AES_CBC', iv: new Uint8Array(16).fill(9) },
+  CKM_AES_ECB: { mechanism: 'CKM_AES_ECB' },
   CKM_RSA_PKCS: { mechanism: 'CKM_RSA_PKCS' },
   CKM_SHA224_RSA_PKCS: { mechanism: 'CKM_SHA224_RSA_PKCS' },
   CKM_SHA256_RSA_PKCS: { mechanism: 'CKM_SHA256_RSA_PKCS' },

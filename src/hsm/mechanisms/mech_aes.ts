@@ -1,4 +1,4 @@
-// AES mechanisms of the device (docs/architecture.md §4): GCM, CBC-PAD, CTR, CMAC, KW and KWP, on node:crypto
+// AES mechanisms of the device (docs/architecture.md §4): GCM, CBC-PAD, CBC, ECB, CTR, CMAC, KW and KWP, on node:crypto
 // with the key kept as a KeyObject. Decisions (copied into docs/ by the lead):
 //   - GCM IV (SP 800-38D §8.2): with no `iv` parameter the device draws a random 12-byte IV and
 //     encryption returns iv || ciphertext || tag; decryption then takes iv || ciphertext || tag.
@@ -9,6 +9,12 @@
 //   - CBC-PAD: PKCS#7 padding (RFC 5652 §6.3). Every decryption failure — length not a positive
 //     multiple of 16, or bad padding — is the same COFFER_ENCRYPTED_DATA_INVALID with no detail, and
 //     the padding is checked without data-dependent branches, so the device is no padding oracle.
+//   - CBC and ECB without padding (SP 800-38A §6.1, §6.2; PKCS#11's CKM_AES_CBC and CKM_AES_ECB):
+//     whole blocks only, as PKCS#11 specifies: other plaintext lengths are COFFER_DATA_LEN_RANGE,
+//     other ciphertext lengths COFFER_ENCRYPTED_DATA_LEN_RANGE (a length says nothing about a key or
+//     a plaintext; there is no padding to check). ECB shows equal plaintext blocks as equal
+//     ciphertext blocks: it is for what needs it (a single block, a key check value, a protocol that
+//     asks for it), not for messages.
 //   - CTR: `iv` is the whole 16-byte initial counter block; `counterBits` (1..128, default 128) is how
 //     many low-order bits count (PKCS#11 CK_AES_CTR_PARAMS). A message that would wrap the counter is
 //     refused (COFFER_DATA_LEN_RANGE) rather than reuse a counter block (SP 800-38A §B.2).
@@ -25,6 +31,7 @@ import type { MechanismParams } from '../types.js';
 type GcmParams = Extract<MechanismParams, { mechanism: 'CKM_AES_GCM' }>;
 type CbcParams = Extract<MechanismParams, { mechanism: 'CKM_AES_CBC_PAD' }>;
 type CtrParams = Extract<MechanismParams, { mechanism: 'CKM_AES_CTR' }>;
+type BlocksParams = Extract<MechanismParams, { mechanism: 'CKM_AES_CBC' | 'CKM_AES_ECB' }>;
 
 export const AES_BLOCK_BYTES = 16;
 /** SP 800-38D §8.2.2: a random IV of 96 bits is the recommended construction. */
@@ -37,6 +44,7 @@ const CTR_COUNTER_BITS_MAX = 128;
 const GCM_NAME: Readonly<Record<number, CipherGCMTypes>> = { 128: 'aes-128-gcm', 192: 'aes-192-gcm', 256: 'aes-256-gcm' };
 const CBC_NAME: Readonly<Record<number, string>> = { 128: 'aes-128-cbc', 192: 'aes-192-cbc', 256: 'aes-256-cbc' };
 const CTR_NAME: Readonly<Record<number, string>> = { 128: 'aes-128-ctr', 192: 'aes-192-ctr', 256: 'aes-256-ctr' };
+const ECB_NAME: Readonly<Record<number, string>> = { 128: 'aes-128-ecb', 192: 'aes-192-ecb', 256: 'aes-256-ecb' };
 
 function cipherName<T>(table: Readonly<Record<number, T>>, key: KeyMaterial): T {
   return table[key.bits] ?? fail('COFFER_KEY_SIZE_RANGE', { keyType: 'AES', bits: key.bits });
@@ -126,6 +134,18 @@ export function pkcs7PadBytes(padded: Uint8Array): number {
     bad |= inPad & ((diff | -diff) >>> 31);
   }
   return pad & (bad - 1); // pad when bad == 0, else 0
+}
+
+// ── CBC and ECB without padding ─────────────────────────────────────────────────────────────
+
+/** CKM_AES_CBC and CKM_AES_ECB, either way: whole blocks in, the same number of blocks out. */
+export function blocksCrypt(direction: 'encrypt' | 'decrypt', p: BlocksParams, key: KeyMaterial, input: Uint8Array): Uint8Array {
+  if (p.mechanism === 'CKM_AES_CBC') checkBlockIv(p.iv);
+  if (input.length % AES_BLOCK_BYTES !== 0) fail(direction === 'encrypt' ? 'COFFER_DATA_LEN_RANGE' : 'COFFER_ENCRYPTED_DATA_LEN_RANGE', { blockBytes: AES_BLOCK_BYTES });
+  const name = p.mechanism === 'CKM_AES_CBC' ? cipherName(CBC_NAME, key) : cipherName(ECB_NAME, key);
+  const iv = p.mechanism === 'CKM_AES_CBC' ? p.iv : null;
+  const cipher = (direction === 'encrypt' ? createCipheriv(name, key.key, iv) : createDecipheriv(name, key.key, iv)).setAutoPadding(false);
+  return Buffer.concat([cipher.update(input), cipher.final()]);
 }
 
 // ── CTR ─────────────────────────────────────────────────────────────────────────────────────

@@ -95,6 +95,8 @@ function m(ckm: number, functions: MechanismInfo['functions'], keys: (typeof KEY
 export const MECHANISMS: Readonly<Record<MechanismName, MechanismInfo>> = Object.freeze({
   CKM_AES_GCM: m(0x1087, CIPHER_WRAP, KEYS.aes),
   CKM_AES_CBC_PAD: m(0x1085, CIPHER, KEYS.aes),
+  CKM_AES_CBC: m(0x1082, CIPHER, KEYS.aes),
+  CKM_AES_ECB: m(0x1081, CIPHER, KEYS.aes),
   CKM_AES_CTR: m(0x1086, CIPHER, KEYS.aes),
   CKM_AES_CMAC: m(0x108a, SIGN_VERIFY, KEYS.aes),
   CKM_AES_KEY_WRAP: m(0x2109, CIPHER_WRAP, KEYS.aes),
@@ -184,6 +186,7 @@ function checkParams(params: MechanismParams, key: KeyMaterial): void {
     case 'CKM_AES_GCM':
       return aes.checkGcmParams(params);
     case 'CKM_AES_CBC_PAD':
+    case 'CKM_AES_CBC':
       return aes.checkBlockIv(params.iv);
     case 'CKM_AES_CTR':
       return aes.checkCtrParams(params);
@@ -404,6 +407,9 @@ function encryptBytes(params: MechanismParams, key: KeyMaterial, data: Uint8Arra
       return aes.gcmEncrypt(params, key, data);
     case 'CKM_AES_CBC_PAD':
       return aes.cbcPadEncrypt(params, key, data);
+    case 'CKM_AES_CBC':
+    case 'CKM_AES_ECB':
+      return aes.blocksCrypt('encrypt', params, key, data);
     case 'CKM_AES_CTR':
       return aes.ctrCrypt(params, key, data);
     case 'CKM_AES_KEY_WRAP':
@@ -431,6 +437,9 @@ function decryptBytes(params: MechanismParams, key: KeyMaterial, data: Uint8Arra
       return aes.gcmDecrypt(params, key, data);
     case 'CKM_AES_CBC_PAD':
       return aes.cbcPadDecrypt(params, key, data);
+    case 'CKM_AES_CBC':
+    case 'CKM_AES_ECB':
+      return aes.blocksCrypt('decrypt', params, key, data);
     case 'CKM_AES_CTR':
       return aes.ctrCrypt(params, key, data);
     case 'CKM_AES_KEY_WRAP':

@@ -1,5 +1,5 @@
 // Symmetric mechanisms and KDFs through src/hsm/mechanisms/mechanisms.ts, against published vectors:
-// AES-GCM (McGrew–Viega 13–18), CBC-PAD and CTR (SP 800-38A F.2.5/F.2.6, F.5.5/F.5.6), CMAC
+// AES-GCM (McGrew–Viega 13–18), CBC-PAD, CBC, ECB and CTR (SP 800-38A F.1, F.2, F.5.5/F.5.6), CMAC
 // (RFC 4493, SP 800-38B D.3), HMAC-SHA-2 (RFC 4231), SHA-2 (FIPS 180-2), Ed25519 (RFC 8032 §7.1),
 // HKDF (RFC 5869 A.1), SP 800-108 (one CAVP record). Tampering and malformed input must fail.
 
@@ -151,6 +151,44 @@ test('PKCS#7 unpadding accepts 1..16 equal bytes and rejects everything else', (
   assert.equal(pkcs7PadBytes(zero), 0);
   assert.equal(pkcs7PadBytes(new Uint8Array(16).fill(17)), 0);
   assert.equal(pkcs7PadBytes(new Uint8Array(16).fill(0xff)), 0);
+});
+
+// ── CBC and ECB without padding ─────────────────────────────────────────────────────────────
+
+const BLOCKS = vectors<{ ecb: BlockCase[]; cbc: BlockCase[] }>('aes_ecb_cbc.json');
+
+test('ECB and CBC without padding: SP 800-38A F.1.1–F.1.6 and F.2.1–F.2.6, AES-128 and AES-256, block for block', () => {
+  assert.deepEqual([BLOCKS.ecb.length, BLOCKS.cbc.length], [2, 2]);
+  const cases: [MechanismParams, BlockCase][] = [
+    ...BLOCKS.ecb.map((v): [MechanismParams, BlockCase] => [{ mechanism: 'CKM_AES_ECB' }, v]),
+    ...BLOCKS.cbc.map((v): [MechanismParams, BlockCase] => [{ mechanism: 'CKM_AES_CBC', iv: hex(v.iv) }, v]),
+  ];
+  for (const [params, { section, key, pt, ct }] of cases) {
+    assert.equal(toHex(mech.encrypt(params, aesKey(key), hex(pt))), ct, section);
+    assert.equal(toHex(mech.decrypt(params, aesKey(key), hex(ct))), pt, section);
+    mech.checkMechanism('FIPS', params, 'encrypt', aesKey(key)); // SP 800-38A modes: approved
+  }
+  // ECB encrypts each block alone: the second block of F.1.5 alone gives the second ciphertext block.
+  const [, ecb256] = BLOCKS.ecb;
+  assert.equal(toHex(mech.encrypt({ mechanism: 'CKM_AES_ECB' }, aesKey(ecb256!.key), hex(ecb256!.pt.slice(32, 64)))), ecb256!.ct.slice(32, 64));
+});
+
+test('ECB and CBC without padding take whole blocks only: CKR_DATA_LEN_RANGE in, CKR_ENCRYPTED_DATA_LEN_RANGE back; an IV is 16 bytes', () => {
+  const k = aesKey(BLOCKS.cbc[0]!.key);
+  for (const params of [{ mechanism: 'CKM_AES_ECB' }, { mechanism: 'CKM_AES_CBC', iv: new Uint8Array(16) }] as MechanismParams[]) {
+    assert.equal(mech.encrypt(params, k, new Uint8Array(0)).length, 0);
+    for (const n of [1, 15, 17, 33]) {
+      throwsCode(() => mech.encrypt(params, k, new Uint8Array(n)), 'COFFER_DATA_LEN_RANGE');
+      throwsCode(() => mech.decrypt(params, k, new Uint8Array(n)), 'COFFER_ENCRYPTED_DATA_LEN_RANGE');
+    }
+  }
+  for (const n of [0, 8, 15, 17]) {
+    throwsCode(() => mech.encrypt({ mechanism: 'CKM_AES_CBC', iv: new Uint8Array(n) }, k, new Uint8Array(16)), 'COFFER_MECHANISM_PARAM_INVALID');
+    throwsCode(() => mech.checkMechanism('NON_FIPS', { mechanism: 'CKM_AES_CBC', iv: new Uint8Array(n) }, 'decrypt', k), 'COFFER_MECHANISM_PARAM_INVALID');
+  }
+  // Neither signs, wraps or takes another key type.
+  throwsCode(() => mech.checkMechanism('NON_FIPS', { mechanism: 'CKM_AES_ECB' }, 'wrap', k), 'COFFER_MECHANISM_INVALID');
+  throwsCode(() => mech.encrypt({ mechanism: 'CKM_AES_ECB' }, secretKey('00112233445566778899aabbccddeeff'), new Uint8Array(16)), 'COFFER_KEY_TYPE_INCONSISTENT');
 });
 
 test('CTR: SP 800-38A F.5.5 encrypts and F.5.6 decrypts', () => {

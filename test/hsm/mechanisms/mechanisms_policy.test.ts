@@ -257,12 +257,14 @@ test('input beyond CRYPTO_INPUT_BYTES_MAX is refused before any crypto runs', ()
 
 test('MECHANISMS: PKCS#11 values are distinct, hashed mechanisms name their hash, functions are consistent', () => {
   const entries = Object.entries(mech.MECHANISMS) as [MechanismName, mech.MechanismInfo][];
-  assert.equal(entries.length, 34);
+  assert.equal(entries.length, 36);
   const ckms = entries.flatMap(([, i]) => [i.ckm, ...i.ckmAliases]);
   assert.equal(new Set(ckms).size, ckms.length);
   assert.equal(mech.MECHANISMS.CKM_SHA256_RSA_PKCS.ckm, 0x40);
   assert.equal(mech.MECHANISMS.CKM_ECDSA.ckm, 0x1041);
   assert.equal(mech.MECHANISMS.CKM_AES_GCM.ckm, 0x1087);
+  // PKCS#11 v2.40 Current Mechanisms §2.8: CKM_AES_ECB 0x1081, CKM_AES_CBC 0x1082.
+  assert.deepEqual([mech.MECHANISMS.CKM_AES_ECB.ckm, mech.MECHANISMS.CKM_AES_CBC.ckm], [0x1081, 0x1082]);
   for (const [name, info] of entries) {
     if (/SHA\d+/.test(name)) assert.ok(info.hash !== undefined, `${name} names its hash`);
     assert.ok(info.minKeyBits <= info.maxKeyBits);
