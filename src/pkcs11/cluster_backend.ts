@@ -419,6 +419,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
       const d = found.s.digest;
       if (d === undefined) return bad(CKR.OPERATION_NOT_INITIALIZED);
+      if (!d.updated && d.kept !== undefined) return bad(CKR.OPERATION_ACTIVE); // as `update` below
       if (!isBytes(req.part)) {
         delete found.s.digest;
         return bad(CKR.ARGUMENTS_BAD);
@@ -728,6 +729,10 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     // A single-part mechanism (§2.1.6, §2.3.6): the function is not supported for it; SoftHSM answers
     // the same, and pkcs11-tool --test expects it.
     if (!op.o.multiPart) return end(CKR.FUNCTION_NOT_SUPPORTED);
+    // A single-part call whose output waits (a length query, a buffer too small) made this a
+    // single-part operation: it stays active for that call, and an update is refused (as C_Sign
+    // after an update is).
+    if (!op.o.updated && op.o.kept !== undefined) return CKR.OPERATION_ACTIVE;
     if (!isBytes(part)) return end(CKR.ARGUMENTS_BAD);
     if (op.o.bytes + part.length > P11_MULTIPART_BYTES_MAX) return end(CKR.DATA_LEN_RANGE);
     op.o.parts.push(Uint8Array.from(part));

@@ -69,6 +69,8 @@ export const TOKEN_MECHANISMS: readonly MechanismEntry[] = [
   { type: CKM.AES_KEY_GEN, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.GENERATE | CKF_MECH.HW, multiPart: false },
   aes(CKM.AES_GCM, true),
   aes(CKM.AES_CBC_PAD, true),
+  aes(CKM.AES_CBC, true),
+  aes(CKM.AES_ECB, true),
   aes(CKM.AES_CTR, true),
   { type: CKM.AES_CMAC, minKeySize: 16n, maxKeySize: 32n, flags: SV | CKF_MECH.HW, keyType: 'AES', multiPart: true },
   { type: CKM.AES_KEY_WRAP, minKeySize: 16n, maxKeySize: 32n, flags: CKF_MECH.WRAP | CKF_MECH.UNWRAP | CKF_MECH.HW, keyType: 'AES', multiPart: false },
@@ -143,11 +145,17 @@ export function sdkMechanism(m: Mechanism, use: Use, keyType: KeyType | undefine
       }
       return { mechanism: 'CKM_AES_GCM', iv: p.iv, ...(p.aad === null || p.aad.length === 0 ? {} : { aad: p.aad }), tagBytes: Number(p.tagBits / 8n) };
     }
-    case CKM.AES_CBC_PAD: {
+    case CKM.AES_CBC_PAD:
+    case CKM.AES_CBC: {
       const iv = p.kind === 'iv' ? p.iv : p.kind === 'bytes' ? p.bytes : undefined;
       if (iv?.length !== 16) return refuse(CKR.MECHANISM_PARAM_INVALID);
-      return { mechanism: 'CKM_AES_CBC_PAD', iv };
+      return { mechanism: m.type === CKM.AES_CBC ? 'CKM_AES_CBC' : 'CKM_AES_CBC_PAD', iv };
     }
+    case CKM.AES_ECB:
+      // Whole blocks only (§2.8.2): the HSM answers other lengths with CKR_DATA_LEN_RANGE or
+      // CKR_ENCRYPTED_DATA_LEN_RANGE at the call that sends the data (C_Encrypt or C_EncryptFinal).
+      if (p.kind !== 'none') return refuse(CKR.MECHANISM_PARAM_INVALID);
+      return { mechanism: 'CKM_AES_ECB' };
     case CKM.AES_CTR:
       // CK_AES_CTR_PARAMS (§2.8.5): the low ulCounterBits (1–128) of the 16-byte block cb count; a
       // message that would wrap them is refused by the HSM (CKR_DATA_LEN_RANGE), never a reused block.

@@ -160,6 +160,17 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
     assert.equal(hmacKey.length, 32);
     assert.match(openssl(['dgst', '-sha256', '-mac', 'HMAC', '-macopt', `hexkey:${hmacKey.toString('hex')}`, f('msg')]), new RegExp(`= ${readFileSync(f('hmac')).toString('hex')}$`, 'm'));
 
+    // AES-ECB, the one AES cipher p11-kit 0.24 carries (no parameter): pkcs11-tool's multi-part
+    // encryption of two blocks equals OpenSSL's under the key's value, and decrypts back.
+    ok([...login, '--keygen', '--key-type', 'AES:32', '--label', 'p11-ecb', '--id', 'c2', '--extractable']);
+    writeFileSync(f('blocks'), Buffer.from('two AES blocks, 32 bytes exactly'));
+    ok([...login, '--encrypt', '-m', 'AES-ECB', '--id', 'c2', '-i', f('blocks'), '-o', f('blocks.ecb')]);
+    ok([...login, '--read-object', '--type', 'secrkey', '--id', 'c2', '-o', f('ecb.key')]);
+    execFileSync('openssl', ['enc', '-aes-256-ecb', '-nopad', '-K', readFileSync(f('ecb.key')).toString('hex'), '-in', f('blocks'), '-out', f('blocks.openssl')]);
+    assert.deepEqual(readFileSync(f('blocks.ecb')), readFileSync(f('blocks.openssl')));
+    ok([...login, '--decrypt', '-m', 'AES-ECB', '--id', 'c2', '-i', f('blocks.ecb'), '-o', f('blocks.back')]);
+    assert.equal(readFileSync(f('blocks.back'), 'utf8'), 'two AES blocks, 32 bytes exactly');
+
     // What only a client of protocol version 2 (p11-kit 0.25.6 and later) carries: ECDSA-SHA256 over
     // the message, the hashed RSA-PSS mechanisms, AES-CBC-PAD with its IV. p11-kit 0.24's client
     // (Debian 12's) refuses them itself with CKR_MECHANISM_INVALID before anything reaches the bridge.

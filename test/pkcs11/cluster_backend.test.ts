@@ -324,6 +324,14 @@ test('sign and verify: init rules, the two-call rule keeps the operation, multi-
     assert.ok(nodeVerify('sha256', Buffer.from('two-call'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig));
     assert.equal((await call(b, 'C_Sign', { session: s, data: digest, signature: buf(64) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED, 'a successful C_Sign ends the operation');
 
+    // And the other way: once a single-part C_Sign's output waits (a length query), an update is
+    // refused and the operation stays active for that C_Sign.
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: priv }, c)).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_Sign', { session: s, data: Buffer.from('one-shot'), signature: none }, c), { rv: CKR.OK, out: { signature: { lengthOnly: 64 } } });
+    assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('more') }, c)).rv, CKR.OPERATION_ACTIVE);
+    const oneShot = (await call(b, 'C_Sign', { session: s, data: Buffer.from('one-shot'), signature: buf(64) }, c)).out?.['signature'] as Uint8Array;
+    assert.ok(nodeVerify('sha256', Buffer.from('one-shot'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, oneShot));
+
     // Multi-part ECDSA-SHA256, and C_Sign after an update is refused.
     assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: priv }, c)).rv, CKR.OK);
     assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
@@ -444,6 +452,7 @@ test('digest: no login needed, two-call rule, multi-part, refusals', async () =>
     assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OPERATION_ACTIVE);
     assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
     assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(47) }, c), { rv: CKR.BUFFER_TOO_SMALL, out: { digest: { lengthOnly: 48 } } });
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('d') }, c)).rv, CKR.OPERATION_ACTIVE, 'a single-part digest waits for its buffer');
     assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('abc') } });
     assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Uint8Array.of(1) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
     assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
@@ -458,7 +467,7 @@ test('digest: no login needed, two-call rule, multi-part, refusals', async () =>
   }
 });
 
-test('AES-GCM, CBC-PAD and CTR through the token agree with node:crypto, CMAC with OpenSSL; destroy', async () => {
+test('AES-GCM, CBC-PAD, CBC, ECB and CTR through the token agree with node:crypto, CMAC with OpenSSL; destroy', async () => {
   const { b, c, s } = await loggedIn();
   try {
     const made = await call(b, 'C_GenerateKey', { session: s, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n), bool(CKA.EXTRACTABLE, true), bool(CKA.SENSITIVE, false)] }, c);
@@ -494,6 +503,26 @@ test('AES-GCM, CBC-PAD and CTR through the token agree with node:crypto, CMAC wi
     const cbcCt = (await call(b, 'C_Encrypt', { session: s, data: plain, encryptedData: buf(1024) }, c)).out?.['encryptedData'] as Uint8Array;
     const ref = createCipheriv('aes-256-cbc', raw, cbcIv);
     assert.deepEqual(Buffer.from(cbcCt), Buffer.concat([ref.update(plain), ref.final()]));
+
+    // AES-ECB and AES-CBC without padding: whole blocks, as node:crypto with padding off; other
+    // lengths refused by the HSM with the PKCS#11 return values of §2.8.
+    const blocks = Buffer.alloc(48, 0x3c);
+    for (const [m, name, ivOf] of [[mech(CKM.AES_ECB), 'aes-256-ecb', null], [mech(CKM.AES_CBC, { kind: 'iv', iv: cbcIv }), 'aes-256-cbc', cbcIv]] as const) {
+      assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
+      const out = (await call(b, 'C_Encrypt', { session: s, data: blocks, encryptedData: buf(48) }, c)).out?.['encryptedData'] as Uint8Array;
+      const reference = createCipheriv(name, raw, ivOf).setAutoPadding(false);
+      assert.deepEqual(Buffer.from(out), Buffer.concat([reference.update(blocks), reference.final()]), name);
+      assert.equal((await call(b, 'C_DecryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
+      assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(0, 20), part: buf(48) }, c)).rv, CKR.OK);
+      assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(20), part: buf(48) }, c)).rv, CKR.OK);
+      assert.deepEqual(Buffer.from((await call(b, 'C_DecryptFinal', { session: s, lastPart: buf(48) }, c)).out?.['lastPart'] as Uint8Array), blocks);
+      assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
+      await assert.rejects(call(b, 'C_Encrypt', { session: s, data: blocks.subarray(1), encryptedData: buf(48) }, c), { ckr: 'CKR_DATA_LEN_RANGE' });
+      assert.equal((await call(b, 'C_DecryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
+      await assert.rejects(call(b, 'C_Decrypt', { session: s, encryptedData: out.subarray(1), data: buf(48) }, c), { ckr: 'CKR_ENCRYPTED_DATA_LEN_RANGE' });
+    }
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_CBC, { kind: 'iv', iv: cbcIv.subarray(0, 8) }), key }, c)).rv, CKR.MECHANISM_PARAM_INVALID);
+    assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_ECB, { kind: 'bytes', bytes: cbcIv }), key }, c)).rv, CKR.MECHANISM_PARAM_INVALID);
 
     // AES-CTR (CK_AES_CTR_PARAMS: counter bits and the 16-byte counter block), multi-part, as
     // node:crypto's aes-256-ctr with the block as its IV; a counter that would wrap is refused.
