@@ -15,7 +15,8 @@
 // - An operation (find, sign, verify, encrypt, decrypt) is kept per session and kind; a second Init
 //   is CKR_OPERATION_ACTIVE, a call without Init CKR_OPERATION_NOT_INITIALIZED. A length query or
 //   CKR_BUFFER_TOO_SMALL leaves it active with its computed output kept for the call that follows
-//   (§5.2); any other end, success or failure, ends it. Multi-part input is buffered up to
+//   (§5.2); any other end, success or failure, ends it — a call that mixes single-part and
+//   multi-part (CKR_OPERATION_ACTIVE) too. Multi-part input is buffered up to
 //   P11_MULTIPART_BYTES_MAX (then CKR_DATA_LEN_RANGE) and sent at Final in one call, so every
 //   mechanism's result is the node's, never a partial computation here.
 // - Digests use no key and no login: they are computed here with node:crypto, hashed part by part.
@@ -75,6 +76,8 @@ interface Operation {
   readonly parts: Uint8Array[];
   bytes: number;
   updated: boolean;
+  /** A single-part call (C_Sign, C_Encrypt, C_Decrypt) left its output waiting: only that call may follow. */
+  oneShot?: true;
   /** The output computed for a length query or a too-small buffer, for the input it was computed on. */
   kept?: { readonly input: Uint8Array; readonly output: Uint8Array };
 }
@@ -84,6 +87,8 @@ interface Digest {
   readonly algorithm: string;
   readonly hash: Hash;
   updated: boolean;
+  /** C_Digest left its output waiting: only C_Digest may follow. */
+  oneShot?: true;
   kept?: { readonly input: Uint8Array; readonly output: Uint8Array };
 }
 
@@ -403,7 +408,12 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
       const d = found.s.digest;
       if (d === undefined) return bad(CKR.OPERATION_NOT_INITIALIZED);
-      if (d.updated) return bad(CKR.OPERATION_ACTIVE);
+      // §5.12: a C_Digest that fails (here: after an update, which only C_DigestFinal may end) ends
+      // the operation; so do C_DigestUpdate and C_DigestFinal after a waiting C_Digest, below.
+      if (d.updated) {
+        delete found.s.digest;
+        return bad(CKR.OPERATION_ACTIVE);
+      }
       if (!isBytes(req.data)) {
         delete found.s.digest;
         return bad(CKR.ARGUMENTS_BAD);
@@ -411,7 +421,10 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const output = d.kept !== undefined && Buffer.from(d.kept.input).equals(req.data) ? d.kept.output : Uint8Array.from(createHash(d.algorithm).update(req.data).digest());
       const fit = fitBytes(req.digest, output);
       if (req.digest.present && fit.rv === CKR.OK) delete found.s.digest;
-      else d.kept = { input: Uint8Array.from(req.data), output };
+      else {
+        d.kept = { input: Uint8Array.from(req.data), output };
+        d.oneShot = true;
+      }
       return { rv: fit.rv, out: { digest: fit.value } };
     },
     C_DigestUpdate: (req, c) => {
@@ -419,7 +432,10 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
       const d = found.s.digest;
       if (d === undefined) return bad(CKR.OPERATION_NOT_INITIALIZED);
-      if (!d.updated && d.kept !== undefined) return bad(CKR.OPERATION_ACTIVE); // as `update` below
+      if (d.oneShot) {
+        delete found.s.digest;
+        return bad(CKR.OPERATION_ACTIVE);
+      }
       if (!isBytes(req.part)) {
         delete found.s.digest;
         return bad(CKR.ARGUMENTS_BAD);
@@ -434,6 +450,10 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (found === undefined) return bad(CKR.SESSION_HANDLE_INVALID);
       const d = found.s.digest;
       if (d === undefined) return bad(CKR.OPERATION_NOT_INITIALIZED);
+      if (d.oneShot) {
+        delete found.s.digest;
+        return bad(CKR.OPERATION_ACTIVE);
+      }
       // digest() ends a Hash, so a length query hashes a copy and leaves the operation running.
       const output = d.kept?.output ?? Uint8Array.from(d.hash.copy().digest());
       const fit = fitBytes(req.digest, output);
@@ -488,8 +508,8 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     C_Verify: async (req, c) => {
       const op = operation(c, req.session, 'verify');
       if (typeof op === 'number') return bad(op);
+      op.s.ops.delete('verify'); // whatever the answer (§5.11), even after an update
       if (op.o.updated) return bad(CKR.OPERATION_ACTIVE);
-      op.s.ops.delete('verify');
       if (!isBytes(req.data) || !isBytes(req.signature)) return bad(CKR.ARGUMENTS_BAD);
       return (await op.o.key.verify(req.data, req.signature, op.o.params)) ? ok({}) : bad(CKR.SIGNATURE_INVALID);
     },
@@ -730,9 +750,8 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     // the same, and pkcs11-tool --test expects it.
     if (!op.o.multiPart) return end(CKR.FUNCTION_NOT_SUPPORTED);
     // A single-part call whose output waits (a length query, a buffer too small) made this a
-    // single-part operation: it stays active for that call, and an update is refused (as C_Sign
-    // after an update is).
-    if (!op.o.updated && op.o.kept !== undefined) return CKR.OPERATION_ACTIVE;
+    // single-part operation: an update is refused, and (as every failed update, §5.8) ends it.
+    if (op.o.oneShot) return end(CKR.OPERATION_ACTIVE);
     if (!isBytes(part)) return end(CKR.ARGUMENTS_BAD);
     if (op.o.bytes + part.length > P11_MULTIPART_BYTES_MAX) return end(CKR.DATA_LEN_RANGE);
     op.o.parts.push(Uint8Array.from(part));
@@ -744,17 +763,27 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   async function single(c: Pkcs11Connection, session: bigint, use: Use, input: ByteArray, buffer: OutBuffer): Promise<Fit> {
     const op = operation(c, session, use);
     if (typeof op === 'number') return bad(op);
-    if (op.o.updated) return bad(CKR.OPERATION_ACTIVE); // a multi-part operation ends with Final only
+    // A multi-part operation ends with Final only; this failed call ends it (§5.8: every call but a
+    // length query or CKR_BUFFER_TOO_SMALL does).
+    if (op.o.updated) {
+      op.s.ops.delete(use);
+      return bad(CKR.OPERATION_ACTIVE);
+    }
     if (!isBytes(input)) {
       op.s.ops.delete(use);
       return bad(CKR.ARGUMENTS_BAD);
     }
+    op.o.oneShot = true;
     return finish(op.s, op.o, input, buffer);
   }
 
   async function final(c: Pkcs11Connection, session: bigint, use: Use, buffer: OutBuffer): Promise<Fit> {
     const op = operation(c, session, use);
     if (typeof op === 'number') return bad(op);
+    if (op.o.oneShot) { // a single-part call's output waits
+      op.s.ops.delete(use);
+      return bad(CKR.OPERATION_ACTIVE);
+    }
     return finish(op.s, op.o, joined(op.o.parts), buffer);
   }
 

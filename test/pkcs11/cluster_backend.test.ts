@@ -324,18 +324,25 @@ test('sign and verify: init rules, the two-call rule keeps the operation, multi-
     assert.ok(nodeVerify('sha256', Buffer.from('two-call'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig));
     assert.equal((await call(b, 'C_Sign', { session: s, data: digest, signature: buf(64) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED, 'a successful C_Sign ends the operation');
 
-    // And the other way: once a single-part C_Sign's output waits (a length query), an update is
-    // refused and the operation stays active for that C_Sign.
-    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: priv }, c)).rv, CKR.OK);
-    assert.deepEqual(await call(b, 'C_Sign', { session: s, data: Buffer.from('one-shot'), signature: none }, c), { rv: CKR.OK, out: { signature: { lengthOnly: 64 } } });
-    assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('more') }, c)).rv, CKR.OPERATION_ACTIVE);
-    const oneShot = (await call(b, 'C_Sign', { session: s, data: Buffer.from('one-shot'), signature: buf(64) }, c)).out?.['signature'] as Uint8Array;
-    assert.ok(nodeVerify('sha256', Buffer.from('one-shot'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, oneShot));
-
-    // Multi-part ECDSA-SHA256, and C_Sign after an update is refused.
+    // Single-part and multi-part do not mix, and the call that tries ends the operation (§5.9: every
+    // C_Sign, C_SignUpdate and C_SignFinal does but a length query and CKR_BUFFER_TOO_SMALL). Once
+    // C_Sign's output waits (a length query), an update or a final is refused...
+    for (const mixed of ['C_SignUpdate', 'C_SignFinal'] as const) {
+      assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: priv }, c)).rv, CKR.OK);
+      assert.deepEqual(await call(b, 'C_Sign', { session: s, data: Buffer.from('one-shot'), signature: none }, c), { rv: CKR.OK, out: { signature: { lengthOnly: 64 } } });
+      const r = mixed === 'C_SignUpdate' ? await call(b, mixed, { session: s, part: Buffer.from('more') }, c) : await call(b, mixed, { session: s, signature: buf(64) }, c);
+      assert.equal(r.rv, CKR.OPERATION_ACTIVE, mixed);
+      assert.equal((await call(b, 'C_Sign', { session: s, data: Buffer.from('one-shot'), signature: buf(64) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED, `${mixed} ended it`);
+    }
+    // ...and after an update, C_Sign is.
     assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: priv }, c)).rv, CKR.OK);
     assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
     assert.equal((await call(b, 'C_Sign', { session: s, data: Uint8Array.of(1), signature: buf(64) }, c)).rv, CKR.OPERATION_ACTIVE);
+    assert.equal((await call(b, 'C_SignFinal', { session: s, signature: buf(64) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
+
+    // Multi-part ECDSA-SHA256.
+    assert.equal((await call(b, 'C_SignInit', { session: s, mechanism: mech(CKM.ECDSA_SHA256), key: priv }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
     assert.equal((await call(b, 'C_SignUpdate', { session: s, part: Buffer.from('part') }, c)).rv, CKR.OK);
     const multi = (await call(b, 'C_SignFinal', { session: s, signature: buf(64) }, c)).out?.['signature'] as Uint8Array;
     assert.ok(nodeVerify('sha256', Buffer.from('multi-part'), { key: publicKey, dsaEncoding: 'ieee-p1363' }, multi));
@@ -452,15 +459,28 @@ test('digest: no login needed, two-call rule, multi-part, refusals', async () =>
     assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OPERATION_ACTIVE);
     assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
     assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(47) }, c), { rv: CKR.BUFFER_TOO_SMALL, out: { digest: { lengthOnly: 48 } } });
-    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('d') }, c)).rv, CKR.OPERATION_ACTIVE, 'a single-part digest waits for its buffer');
     assert.deepEqual(await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('abc') } });
+    // Single-part and multi-part do not mix; the call that tries ends the digest (§5.12).
+    for (const mixed of ['C_DigestUpdate', 'C_DigestFinal'] as const) {
+      assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
+      assert.equal((await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: none }, c)).rv, CKR.OK);
+      const r = mixed === 'C_DigestUpdate' ? await call(b, mixed, { session: s, part: Buffer.from('d') }, c) : await call(b, mixed, { session: s, digest: buf(48) }, c);
+      assert.equal(r.rv, CKR.OPERATION_ACTIVE, mixed);
+      assert.equal((await call(b, 'C_Digest', { session: s, data: Buffer.from('abc'), digest: buf(48) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED, `${mixed} ended it`);
+    }
+    // A final length query with no update at all is still a final: C_DigestFinal follows it.
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
+    assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('') } });
     assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Uint8Array.of(1) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
     assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
     assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
     assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: none }, c), { rv: CKR.OK, out: { digest: { lengthOnly: 48 } } });
     assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('part') }, c)).rv, CKR.OK);
-    assert.equal((await call(b, 'C_Digest', { session: s, data: Uint8Array.of(1), digest: buf(48) }, c)).rv, CKR.OPERATION_ACTIVE);
     assert.deepEqual(await call(b, 'C_DigestFinal', { session: s, digest: buf(48) }, c), { rv: CKR.OK, out: { digest: sha384('multi-part') } });
+    assert.equal((await call(b, 'C_DigestInit', { session: s, mechanism: mech(CKM.SHA384) }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_DigestUpdate', { session: s, part: Buffer.from('multi-') }, c)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_Digest', { session: s, data: Uint8Array.of(1), digest: buf(48) }, c)).rv, CKR.OPERATION_ACTIVE);
     assert.equal((await call(b, 'C_DigestFinal', { session: s, digest: buf(48) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
   } finally {
     await b.release?.(c);
