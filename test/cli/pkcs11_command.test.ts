@@ -59,8 +59,8 @@ function openssl(args: readonly string[]): string {
   return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-async function startBridge(socket: string, env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; ready: Record<string, string>; stderr: () => string }> {
-  const child = spawn(process.execPath, [MAIN, 'pkcs11', '--socket', socket], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+async function startBridge(socket: string, env: NodeJS.ProcessEnv, args: readonly string[] = []): Promise<{ child: ChildProcess; ready: Record<string, string>; stderr: () => string }> {
+  const child = spawn(process.execPath, [MAIN, 'pkcs11', '--socket', socket, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const line = await new Promise<string>((ok, ko) => {
@@ -235,6 +235,45 @@ test('coffer pkcs11 serves the cluster to pkcs11-tool; signatures verify with Op
     assert.ok(!existsSync(socket), 'the socket is removed');
   } finally {
     bridge.child.kill('SIGKILL');
+  }
+});
+
+test('coffer pkcs11 with two --cluster-config files: two slots, a login and the keys of each cluster apart', { skip: missing, timeout: 300_000 }, async () => {
+  const first = await startDevelopmentCluster({ dir: join(dir, 'slot-1'), nodes: 1 });
+  const second = await startDevelopmentCluster({ dir: join(dir, 'slot-2'), nodes: 1 });
+  const socket = join(dir, 'slots.sock');
+  const env = { ...process.env };
+  delete env['COFFER_CLUSTER_CONFIG'];
+  const bridge = await startBridge(socket, env, ['--cluster-config', join(first.dir, CLUSTER_FILE), '--cluster-config', join(second.dir, CLUSTER_FILE)]);
+  try {
+    const address = bridge.ready['P11_KIT_SERVER_ADDRESS'] ?? assert.fail('no address');
+    const ok = (args: readonly string[]): string => {
+      const r = tool(address, args);
+      assert.equal(r.code, 0, `pkcs11-tool ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const slots = ok(['--list-slots']);
+    assert.match(slots, /Slot 0 \(0x1\): Coffer cluster coffer-1\n\s+token label\s+: coffer-1/);
+    assert.match(slots, /Slot 1 \(0x2\): Coffer cluster coffer-2\n\s+token label\s+: coffer-2/);
+    const pinOf = (d: DevelopmentCluster): string => `${d.cryptoUser.name}:${d.cryptoUser.password}`;
+    // A key made in slot 2 with the second cluster's user is that cluster's, and not the first's.
+    ok(['--slot', '2', '--login', '--pin', pinOf(second), '--keygen', '--key-type', 'AES:32', '--label', 'in-slot-2']);
+    assert.match(ok(['--slot', '2', '--login', '--pin', pinOf(second), '--list-objects']), /in-slot-2/);
+    assert.doesNotMatch(ok(['--slot', '1', '--login', '--pin', pinOf(first), '--list-objects']), /in-slot-2/);
+    const sdk = await Cluster.connect({ endpoints: second.nodes.map((n) => ({ host: n.host, port: n.port })), ca: second.customerCaPem, credentials: { username: second.cryptoUser.name, password: second.cryptoUser.password } });
+    try {
+      assert.equal((await sdk.findKeys({ label: 'in-slot-2' })).length, 1);
+    } finally {
+      await sdk.close();
+    }
+    // Each slot takes its own cluster's users only.
+    const crossed = tool(address, ['--slot', '1', '--login', '--pin', pinOf(second), '--list-objects']);
+    assert.notEqual(crossed.code, 0);
+    assert.match(crossed.stderr, /CKR_PIN_INCORRECT/);
+  } finally {
+    bridge.child.kill('SIGTERM');
+    await first.stop();
+    await second.stop();
   }
 });
 
