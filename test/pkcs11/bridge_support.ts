@@ -35,6 +35,8 @@ export interface Bridge {
   /** The mechanisms the clients passed to C_SignInit and C_DecryptInit on the socket, in order. */
   /** Every sign and decrypt init, with the protocol version of its connection. */
   readonly inits: { readonly call: 'C_SignInit' | 'C_DecryptInit'; readonly mechanism: Mechanism | null; readonly version: number }[];
+  /** The protocol version of the last session opened on the socket (what the client speaks). */
+  lastVersion(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -47,18 +49,21 @@ export async function startBridge(name: string): Promise<Bridge> {
   const inits: Bridge['inits'][number][] = [];
   const signInit = backend.C_SignInit;
   const decryptInit = backend.C_DecryptInit;
-  assert(signInit !== undefined && decryptInit !== undefined, 'the token signs and decrypts');
+  const openSession = backend.C_OpenSession;
+  assert(signInit !== undefined && decryptInit !== undefined && openSession !== undefined, 'the token signs and decrypts');
+  let lastVersion: number | undefined;
   const recording: ClusterBackend = {
     ...backend,
     C_SignInit: (req, c) => (inits.push({ call: 'C_SignInit', mechanism: req.mechanism, version: c.version }), signInit(req, c)),
     C_DecryptInit: (req, c) => (inits.push({ call: 'C_DecryptInit', mechanism: req.mechanism, version: c.version }), decryptInit(req, c)),
+    C_OpenSession: (req, c) => ((lastVersion = c.version), openSession(req, c)),
   };
   const socketPath = join(dir, 'p11.sock');
   const server = await startPkcs11Server({ socketPath, backend: recording, onBug: (e) => console.error('bridge bug', e) });
   const sdk = await Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials: { username: dev.cryptoUser.name, password: dev.cryptoUser.password } });
   return {
     dir, address: `unix:path=${socketPath}`, pin: `${dev.cryptoUser.name}:${dev.cryptoUser.password}`, soPin: `${dev.admin.name}:${dev.admin.password}`,
-    socketPath, sdk, backend: token, inits, connect: (credentials) => Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials }),
+    socketPath, sdk, backend: token, inits, lastVersion: () => lastVersion, connect: (credentials) => Cluster.connect({ endpoints, ca: dev.customerCaPem, credentials }),
     close: async () => {
       await sdk.close();
       await server.close();
