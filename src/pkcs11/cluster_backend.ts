@@ -42,6 +42,8 @@ import { CKK, CKO, TemplateRefusal, copyTemplate, curveOfParams, findFilterOf, l
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
 
 export const SLOT_ID = 1n;
+/** AES's block: what a streamed ECB or CBC update sends at a time (multiples of). */
+const AES_BLOCK_BYTES = 16;
 
 /** PKCS#11 v2.40 §5.1 flags and values the token reports. */
 const CKF = {
@@ -71,9 +73,11 @@ export interface ClusterTokenOptions {
 interface Operation {
   readonly use: Use;
   readonly key: Key;
-  readonly params: MechanismParams;
+  /** The mechanism; a streamed CBC's IV moves on to the last ciphertext block after each update. */
+  params: MechanismParams;
   readonly multiPart: boolean;
-  readonly parts: Uint8Array[];
+  /** The parts not yet sent (a streamed ECB or CBC keeps only its incomplete last block here). */
+  parts: Uint8Array[];
   bytes: number;
   updated: boolean;
   /** A single-part call (C_Sign, C_Encrypt, C_Decrypt) left its output waiting: only that call may follow. */
@@ -485,13 +489,13 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       const r = update(c, req.session, 'verify', req.part);
       return r === CKR.OK ? ok({}) : bad(r);
     },
-    C_EncryptUpdate: (req, c) => {
-      const r = update(c, req.session, 'encrypt', req.part);
-      return r === CKR.OK ? { rv: CKR.OK, out: { encryptedPart: fitBytes(req.encryptedPart, new Uint8Array(0)).value } } : bad(r);
+    C_EncryptUpdate: async (req, c) => {
+      const r = await cipherUpdate(c, req.session, 'encrypt', req.part, req.encryptedPart);
+      return r.value === undefined ? bad(r.rv) : { rv: r.rv, out: { encryptedPart: r.value } };
     },
-    C_DecryptUpdate: (req, c) => {
-      const r = update(c, req.session, 'decrypt', req.encryptedPart);
-      return r === CKR.OK ? { rv: CKR.OK, out: { part: fitBytes(req.part, new Uint8Array(0)).value } } : bad(r);
+    C_DecryptUpdate: async (req, c) => {
+      const r = await cipherUpdate(c, req.session, 'decrypt', req.encryptedPart, req.part);
+      return r.value === undefined ? bad(r.rv) : { rv: r.rv, out: { part: r.value } };
     },
     C_SignFinal: async (req, c) => {
       const r = await final(c, req.session, 'sign', req.signature);
@@ -758,6 +762,47 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     op.o.bytes += part.length;
     op.o.updated = true;
     return CKR.OK;
+  }
+
+  /**
+   * C_EncryptUpdate / C_DecryptUpdate. AES-ECB and AES-CBC stream: each update sends the whole blocks
+   * it completes to the HSM and returns their output (a CBC continues from the last ciphertext block),
+   * keeping an incomplete block for the next part; a length query or a buffer too small changes
+   * nothing (§5.2). Every other mechanism buffers its parts and answers all at Final.
+   */
+  async function cipherUpdate(c: Pkcs11Connection, session: bigint, use: 'encrypt' | 'decrypt', part: ByteArray, buffer: OutBuffer): Promise<Fit> {
+    const op = operation(c, session, use);
+    if (typeof op === 'number') return bad(op);
+    const { o } = op;
+    if (o.params.mechanism !== 'CKM_AES_ECB' && o.params.mechanism !== 'CKM_AES_CBC') {
+      const r = update(c, session, use, part);
+      return r === CKR.OK ? { rv: CKR.OK, value: fitBytes(buffer, new Uint8Array(0)).value } : bad(r);
+    }
+    if (o.oneShot || !isBytes(part)) {
+      op.s.ops.delete(use);
+      return bad(o.oneShot ? CKR.OPERATION_ACTIVE : CKR.ARGUMENTS_BAD);
+    }
+    const pending = joined([...o.parts, part]);
+    const whole = pending.length - (pending.length % AES_BLOCK_BYTES);
+    if (!buffer.present || buffer.length < whole) return { rv: buffer.present ? CKR.BUFFER_TOO_SMALL : CKR.OK, value: { lengthOnly: whole } };
+    let output: Uint8Array = new Uint8Array(0);
+    if (whole > 0) {
+      const blocks = pending.subarray(0, whole);
+      try {
+        output = await (use === 'encrypt' ? o.key.encrypt(blocks, o.params) : o.key.decrypt(blocks, o.params));
+      } catch (e) {
+        op.s.ops.delete(use);
+        throw e;
+      }
+      if (o.params.mechanism === 'CKM_AES_CBC') {
+        const ciphertext = use === 'encrypt' ? output : blocks;
+        o.params = { mechanism: 'CKM_AES_CBC', iv: ciphertext.slice(ciphertext.length - AES_BLOCK_BYTES) };
+      }
+    }
+    o.parts = [pending.slice(whole)];
+    o.bytes = pending.length - whole;
+    o.updated = true;
+    return { rv: CKR.OK, value: output };
   }
 
   async function single(c: Pkcs11Connection, session: bigint, use: Use, input: ByteArray, buffer: OutBuffer): Promise<Fit> {

@@ -532,10 +532,30 @@ test('AES-GCM, CBC-PAD, CBC, ECB and CTR through the token agree with node:crypt
       const out = (await call(b, 'C_Encrypt', { session: s, data: blocks, encryptedData: buf(48) }, c)).out?.['encryptedData'] as Uint8Array;
       const reference = createCipheriv(name, raw, ivOf).setAutoPadding(false);
       assert.deepEqual(Buffer.from(out), Buffer.concat([reference.update(blocks), reference.final()]), name);
+      // Multi-part streams: each update answers the whole blocks it completes (a CBC goes on from
+      // the last ciphertext block), a length query or a short buffer consumes nothing, and Final
+      // answers the rest, which must be nothing.
       assert.equal((await call(b, 'C_DecryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
-      assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(0, 20), part: buf(48) }, c)).rv, CKR.OK);
-      assert.equal((await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(20), part: buf(48) }, c)).rv, CKR.OK);
-      assert.deepEqual(Buffer.from((await call(b, 'C_DecryptFinal', { session: s, lastPart: buf(48) }, c)).out?.['lastPart'] as Uint8Array), blocks);
+      assert.deepEqual(await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(0, 20), part: none }, c), { rv: CKR.OK, out: { part: { lengthOnly: 16 } } });
+      assert.deepEqual(await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(0, 20), part: buf(15) }, c), { rv: CKR.BUFFER_TOO_SMALL, out: { part: { lengthOnly: 16 } } });
+      const first = (await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(0, 20), part: buf(48) }, c)).out?.['part'] as Uint8Array;
+      assert.equal(first.length, 16);
+      const rest = (await call(b, 'C_DecryptUpdate', { session: s, encryptedPart: out.subarray(20), part: buf(48) }, c)).out?.['part'] as Uint8Array;
+      const last = (await call(b, 'C_DecryptFinal', { session: s, lastPart: buf(48) }, c)).out?.['lastPart'] as Uint8Array;
+      assert.equal(last.length, 0);
+      assert.deepEqual(Buffer.concat([first, rest]), blocks);
+      assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
+      const streamed: Uint8Array[] = [];
+      for (const [from, to] of [[0, 5], [5, 21], [21, 40], [40, 48]] as const) {
+        streamed.push((await call(b, 'C_EncryptUpdate', { session: s, part: blocks.subarray(from, to), encryptedPart: buf(48) }, c)).out?.['encryptedPart'] as Uint8Array);
+      }
+      assert.deepEqual(streamed.map((p) => p.length), [0, 16, 16, 16]);
+      assert.equal(((await call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: buf(16) }, c)).out?.['lastEncryptedPart'] as Uint8Array).length, 0);
+      assert.deepEqual(Buffer.concat(streamed), Buffer.from(out), `${name} streamed equals one-shot`);
+      assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
+      assert.equal((await call(b, 'C_EncryptUpdate', { session: s, part: blocks.subarray(0, 24), encryptedPart: buf(48) }, c)).rv, CKR.OK);
+      await assert.rejects(call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: buf(16) }, c), { ckr: 'CKR_DATA_LEN_RANGE' }, 'an incomplete last block');
+      assert.equal((await call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: buf(16) }, c)).rv, CKR.OPERATION_NOT_INITIALIZED);
       assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
       await assert.rejects(call(b, 'C_Encrypt', { session: s, data: blocks.subarray(1), encryptedData: buf(48) }, c), { ckr: 'CKR_DATA_LEN_RANGE' });
       assert.equal((await call(b, 'C_DecryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
