@@ -829,7 +829,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       op.s.ops.delete(use);
       return bad(CKR.OPERATION_ACTIVE);
     }
-    return finish(op.s, op.o, joined(op.o.parts), buffer);
+    return finish(op.s, op.o, joined(op.o.parts), buffer, c.version === 0);
   }
 
   /** Runs the operation on `input` (or reuses the output kept for it) and applies the two-call rule. */
@@ -1017,7 +1017,14 @@ function withToken(t: ReadTemplate) {
 }
 
 // ── running an operation ───────────────────────────────────────────────────────────────────
-async function finish(s: Session, o: Operation, input: Uint8Array, buffer: OutBuffer): Promise<Fit> {
+/**
+ * `emptyCompletes`: p11-kit 0.24 (protocol 0) sends a caller's empty buffer as "no buffer", and reads
+ * a length-only answer to a buffer as CKR_BUFFER_TOO_SMALL; a Final whose output is empty (an ECB or
+ * CBC stream's, all of it already returned by the updates) is then answered with its empty output
+ * and ends, as Java's SunPKCS11 needs at every AES/ECB doFinal. A NULL query that meant to call again
+ * finds the operation ended (CKR_OPERATION_NOT_INITIALIZED): loud, where the other way never works.
+ */
+async function finish(s: Session, o: Operation, input: Uint8Array, buffer: OutBuffer, emptyCompletes = false): Promise<Fit> {
   let output = o.kept !== undefined && Buffer.from(o.kept.input).equals(input) ? o.kept.output : undefined;
   if (output === undefined) {
     try {
@@ -1026,6 +1033,10 @@ async function finish(s: Session, o: Operation, input: Uint8Array, buffer: OutBu
       s.ops.delete(o.use);
       throw e;
     }
+  }
+  if (emptyCompletes && !buffer.present && output.length === 0) {
+    s.ops.delete(o.use);
+    return { rv: CKR.OK, value: output };
   }
   const fit = fitBytes(buffer, output);
   if (buffer.present && fit.rv === CKR.OK) s.ops.delete(o.use);

@@ -552,6 +552,15 @@ test('AES-GCM, CBC-PAD, CBC, ECB and CTR through the token agree with node:crypt
       assert.deepEqual(streamed.map((p) => p.length), [0, 16, 16, 16]);
       assert.equal(((await call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: buf(16) }, c)).out?.['lastEncryptedPart'] as Uint8Array).length, 0);
       assert.deepEqual(Buffer.concat(streamed), Buffer.from(out), `${name} streamed equals one-shot`);
+      // Java's doFinal after the updates took every block: C_EncryptFinal into an empty buffer, which
+      // p11-kit 0.24 (protocol 0) sends as "no buffer". Answered with the empty output, and ended.
+      assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
+      assert.equal((await call(b, 'C_EncryptUpdate', { session: s, part: blocks, encryptedPart: buf(48) }, c)).rv, CKR.OK);
+      const empty = await call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: none }, c);
+      assert.equal(empty.rv, CKR.OK);
+      assert.ok(empty.out?.['lastEncryptedPart'] instanceof Uint8Array && empty.out['lastEncryptedPart'].length === 0, 'the empty output, not a length');
+      assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK, 'the Final ended the operation');
+      assert.equal((await call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: buf(16) }, c)).rv, CKR.OK);
       assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
       assert.equal((await call(b, 'C_EncryptUpdate', { session: s, part: blocks.subarray(0, 24), encryptedPart: buf(48) }, c)).rv, CKR.OK);
       await assert.rejects(call(b, 'C_EncryptFinal', { session: s, lastEncryptedPart: buf(16) }, c), { ckr: 'CKR_DATA_LEN_RANGE' }, 'an incomplete last block');
@@ -561,6 +570,17 @@ test('AES-GCM, CBC-PAD, CBC, ECB and CTR through the token agree with node:crypt
       assert.equal((await call(b, 'C_DecryptInit', { session: s, mechanism: m, key }, c)).rv, CKR.OK);
       await assert.rejects(call(b, 'C_Decrypt', { session: s, encryptedData: out.subarray(1), data: buf(48) }, c), { ckr: 'CKR_ENCRYPTED_DATA_LEN_RANGE' });
     }
+    // From protocol 1 the client tells "no buffer" from an empty one: a Final's length query stays one.
+    const v2: Pkcs11Connection = { id: `c${++connections}`, version: 2 };
+    const s2 = await session(b, v2);
+    assert.equal((await call(b, 'C_Login', { session: s2, userType: CKU_USER, pin: pin.slice() }, v2)).rv, CKR.OK);
+    const key2 = (await call(b, 'C_GenerateKey', { session: s2, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 16n)] }, v2)).out?.['key'] as bigint;
+    assert.equal((await call(b, 'C_EncryptInit', { session: s2, mechanism: mech(CKM.AES_ECB), key: key2 }, v2)).rv, CKR.OK);
+    assert.equal((await call(b, 'C_EncryptUpdate', { session: s2, part: blocks, encryptedPart: buf(48) }, v2)).rv, CKR.OK);
+    assert.deepEqual(await call(b, 'C_EncryptFinal', { session: s2, lastEncryptedPart: none }, v2), { rv: CKR.OK, out: { lastEncryptedPart: { lengthOnly: 0 } } });
+    assert.equal(((await call(b, 'C_EncryptFinal', { session: s2, lastEncryptedPart: buf(0) }, v2)).out?.['lastEncryptedPart'] as Uint8Array).length, 0);
+    assert.equal((await call(b, 'C_EncryptFinal', { session: s2, lastEncryptedPart: buf(0) }, v2)).rv, CKR.OPERATION_NOT_INITIALIZED);
+    await b.release?.(v2);
     assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_CBC, { kind: 'iv', iv: cbcIv.subarray(0, 8) }), key }, c)).rv, CKR.MECHANISM_PARAM_INVALID);
     assert.equal((await call(b, 'C_EncryptInit', { session: s, mechanism: mech(CKM.AES_ECB, { kind: 'bytes', bytes: cbcIv }), key }, c)).rv, CKR.MECHANISM_PARAM_INVALID);
 

@@ -11,6 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createCipheriv, createHmac } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { P11_KIT_CLIENT, realClientMissing } from './real_client.js';
@@ -23,6 +24,7 @@ const KEYTOOL = join(JAVA_HOME, 'bin/keytool');
 const JAVAC = join(JAVA_HOME, 'bin/javac');
 const ENGINE = '/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so';
 const SIGN_JAVA = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/pkcs11/java/Sign.java');
+const SECRET_JAVA = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/pkcs11/java/Secret.java');
 
 function javaMissing(): string | undefined {
   const clients = realClientMissing();
@@ -102,4 +104,18 @@ test('Sign.java signs through KeyStore.getInstance("PKCS11") with SHA256withECDS
     const forged = await run('openssl', ['dgst', '-sha256', '-verify', f(`${k.alias}.pub.pem`), '-signature', sig, f('other')]);
     assert.notEqual(forged.code, 0);
   }
+});
+
+test('Secret.java: HmacSHA256 and AES/ECB/NoPadding with the cluster\'s secret keys through the PKCS11 KeyStore equal node:crypto under their values', { skip: missing, timeout: 300_000 }, async () => {
+  const b = bridge as Bridge;
+  const hmac = await b.sdk.generateKey({ type: 'GENERIC_SECRET', bits: 256, label: 'java-hmac', extractable: true, attributes: { sensitive: false, sign: true, verify: true } });
+  const aes = await b.sdk.generateKey({ type: 'AES', bits: 256, label: 'java-aes', extractable: true, attributes: { sensitive: false, encrypt: true, decrypt: true } });
+  const data = Buffer.from('32 bytes for two AES-ECB blocks!');
+  writeFileSync(f('secret-data'), data);
+  const out = await must(JAVA, [SECRET_JAVA, f('sunpkcs11.cfg'), b.pin, 'java-hmac', 'java-aes', f('secret-data')]);
+  const hmacValue = await hmac.exportPlaintext();
+  const aesValue = await aes.exportPlaintext();
+  assert.match(out, new RegExp(`^hmac ${createHmac('sha256', hmacValue).update(data).digest('hex')}$`, 'm'));
+  const ecb = createCipheriv('aes-256-ecb', aesValue, null).setAutoPadding(false);
+  assert.match(out, new RegExp(`^ecb ${Buffer.concat([ecb.update(data), ecb.final()]).toString('hex')}$`, 'm'));
 });
