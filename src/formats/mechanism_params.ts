@@ -3,6 +3,9 @@
 
 export type HashName = 'SHA-1' | 'SHA-224' | 'SHA-256' | 'SHA-384' | 'SHA-512';
 
+/** AES's block (FIPS 197): the CBC and CTR IV, and the unit of ECB and CBC input (SP 800-38A). */
+export const AES_BLOCK_BYTES = 16;
+
 /** Mechanism parameters: one variant per mechanism family (PKCS#11 CKM_* names). */
 export type MechanismParams =
   | { readonly mechanism: 'CKM_AES_GCM'; readonly iv?: Uint8Array; readonly aad?: Uint8Array; readonly tagBytes?: number }

@@ -28,7 +28,7 @@ import { createHash, randomUUID, type Hash } from 'node:crypto';
 import type { Cluster, Credentials, Key, KeyInfo } from '../client/index.js';
 import { CofferError, isCofferError } from '../errors.js';
 import { CRYPTO_INPUT_BYTES_MAX, GENERIC_SECRET_BITS_MAX, GENERIC_SECRET_BITS_MIN, RANDOM_BYTES_MAX } from '../formats/limits.js';
-import type { MechanismParams } from '../formats/mechanism_params.js';
+import { AES_BLOCK_BYTES, type MechanismParams } from '../formats/mechanism_params.js';
 import { fitBytes, fitUlongs, type Answer, type Pkcs11Backend, type Pkcs11Connection } from './backend.js';
 import { CKA, CKM, CKR } from './constants.js';
 import { mechanismCarried, type Attribute, type ByteArray, type Mechanism, type OutBuffer } from './rpc_codec.js';
@@ -42,8 +42,6 @@ import { CKK, CKO, TemplateRefusal, copyTemplate, curveOfParams, findFilterOf, l
 export const P11_MULTIPART_BYTES_MAX = CRYPTO_INPUT_BYTES_MAX;
 
 export const SLOT_ID = 1n;
-/** AES's block: what a streamed ECB or CBC update sends at a time (multiples of). */
-const AES_BLOCK_BYTES = 16;
 
 /** PKCS#11 v2.40 §5.1 flags and values the token reports. */
 const CKF = {
@@ -748,16 +746,16 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
 
   function update(c: Pkcs11Connection, session: bigint, use: Use, part: ByteArray): number {
     const op = operation(c, session, use);
-    if (typeof op === 'number') return op;
-    const end = (rv: number): number => (op.s.ops.delete(use), rv);
-    // A single-part mechanism (§2.1.6, §2.3.6): the function is not supported for it; SoftHSM answers
-    // the same, and pkcs11-tool --test expects it.
-    if (!op.o.multiPart) return end(CKR.FUNCTION_NOT_SUPPORTED);
-    // A single-part call whose output waits (a length query, a buffer too small) made this a
-    // single-part operation: an update is refused, and (as every failed update, §5.8) ends it.
-    if (op.o.oneShot) return end(CKR.OPERATION_ACTIVE);
-    if (!isBytes(part)) return end(CKR.ARGUMENTS_BAD);
-    if (op.o.bytes + part.length > P11_MULTIPART_BYTES_MAX) return end(CKR.DATA_LEN_RANGE);
+    return typeof op === 'number' ? op : buffered(op, part);
+  }
+
+  /** An update's part kept for Final, or the refusal that ended the operation. */
+  function buffered(op: { s: Session; o: Operation }, part: ByteArray): number {
+    const refused = updateRefusal(op.o, part);
+    if (refused !== undefined || !isBytes(part)) {
+      op.s.ops.delete(op.o.use);
+      return refused ?? CKR.ARGUMENTS_BAD;
+    }
     op.o.parts.push(Uint8Array.from(part));
     op.o.bytes += part.length;
     op.o.updated = true;
@@ -775,12 +773,13 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     if (typeof op === 'number') return bad(op);
     const { o } = op;
     if (o.params.mechanism !== 'CKM_AES_ECB' && o.params.mechanism !== 'CKM_AES_CBC') {
-      const r = update(c, session, use, part);
+      const r = buffered(op, part);
       return r === CKR.OK ? { rv: CKR.OK, value: fitBytes(buffer, new Uint8Array(0)).value } : bad(r);
     }
-    if (o.oneShot || !isBytes(part)) {
+    const refused = updateRefusal(o, part);
+    if (refused !== undefined || !isBytes(part)) {
       op.s.ops.delete(use);
-      return bad(o.oneShot ? CKR.OPERATION_ACTIVE : CKR.ARGUMENTS_BAD);
+      return bad(refused ?? CKR.ARGUMENTS_BAD);
     }
     const pending = joined([...o.parts, part]);
     const whole = pending.length - (pending.length % AES_BLOCK_BYTES);
@@ -834,6 +833,20 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
 
   /** Runs the operation on `input` (or reuses the output kept for it) and applies the two-call rule. */
   return backend;
+}
+
+/**
+ * Why an update (C_SignUpdate … C_DecryptUpdate) is refused before its part is taken, or undefined;
+ * a refusal ends the operation (§5.8). A single-part mechanism (§2.1.6, §2.3.6): the function is not
+ * supported for it, as SoftHSM answers and pkcs11-tool --test expects. A single-part call whose output
+ * waits (a length query, a buffer too small) made the operation single-part: CKR_OPERATION_ACTIVE.
+ */
+function updateRefusal(o: Operation, part: ByteArray): number | undefined {
+  if (!o.multiPart) return CKR.FUNCTION_NOT_SUPPORTED;
+  if (o.oneShot) return CKR.OPERATION_ACTIVE;
+  if (!isBytes(part)) return CKR.ARGUMENTS_BAD;
+  if (o.bytes + part.length > P11_MULTIPART_BYTES_MAX) return CKR.DATA_LEN_RANGE;
+  return undefined;
 }
 
 /** The object classes each operation's Init accepts (PKCS#11 v2.40 §5.8, §5.9, §5.11, §5.12). */

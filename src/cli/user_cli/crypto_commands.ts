@@ -15,7 +15,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { fail } from '../../errors.js';
 import { CLI_BATCH_IN_FLIGHT_MAX, CRYPTO_CIPHERTEXT_BYTES_MAX, CRYPTO_INPUT_BYTES_MAX } from '../../formats/limits.js';
-import type { HashName, MechanismParams } from '../../formats/mechanism_params.js';
+import { AES_BLOCK_BYTES, type HashName, type MechanismParams } from '../../formats/mechanism_params.js';
 import { parseBase64, parseHash, parseHex, readData, readSignature, type DataOptions } from './args.js';
 import { act, keySelector, oneKey, withCommon, writeOutputFile } from './common.js';
 import type { CliContext, CommonOptions } from './context.js';
@@ -190,8 +190,6 @@ interface CipherPlan {
   readonly output?: (out: Uint8Array) => Uint8Array;
 }
 
-/** AES's block, and so the CBC IV (SP 800-38A §6.2). */
-const AES_BLOCK_BYTES = 16;
 
 /**
  * AES-CBC-PAD. With --iv the data is the ciphertext alone, both ways. Without it, encrypt draws a

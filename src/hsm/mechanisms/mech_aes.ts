@@ -26,6 +26,7 @@ import { CRYPTO_INPUT_BYTES_MAX, GCM_IV_BYTES_MAX } from '../../formats/limits.j
 import { aesCmac, aesCmacVerify } from '../../crypto/cmac.js';
 import { kwpUnwrap, kwpWrap, kwUnwrap, kwWrap } from '../../crypto/index.js';
 import type { KeyMaterial } from './mech_keys.js';
+import { AES_BLOCK_BYTES } from '../../formats/mechanism_params.js';
 import type { MechanismParams } from '../types.js';
 
 type GcmParams = Extract<MechanismParams, { mechanism: 'CKM_AES_GCM' }>;
@@ -33,7 +34,6 @@ type CbcParams = Extract<MechanismParams, { mechanism: 'CKM_AES_CBC_PAD' }>;
 type CtrParams = Extract<MechanismParams, { mechanism: 'CKM_AES_CTR' }>;
 type BlocksParams = Extract<MechanismParams, { mechanism: 'CKM_AES_CBC' | 'CKM_AES_ECB' }>;
 
-export const AES_BLOCK_BYTES = 16;
 /** SP 800-38D §8.2.2: a random IV of 96 bits is the recommended construction. */
 export const GCM_DEVICE_IV_BYTES = 12;
 export const GCM_TAG_BYTES_MIN = 12;
