@@ -13,6 +13,9 @@
 //   key export, and so do private keys (common practice, so that an application can match pairs).
 // - Template attributes the token does not keep (CKA_SUBJECT, CKA_START_DATE, CKA_END_DATE) are
 //   refused with CKR_ATTRIBUTE_TYPE_INVALID rather than silently dropped.
+// - The cluster has no signature with recovery: a private key's CKA_SIGN_RECOVER and a public key's
+//   CKA_VERIFY_RECOVER read false, and a template may say false (NSS's do, for every key pair) but
+//   not true (CKR_ATTRIBUTE_VALUE_INVALID).
 
 import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import type { Curve, FindFilter, KeyInfo, KeyType, ObjectClass, SettableAttribute, Template } from '../client/index.js';
@@ -60,6 +63,16 @@ const SETTABLE = new Set<number>([CKA.TOKEN, CKA.SENSITIVE, CKA.EXTRACTABLE, CKA
 
 /** CKA_DESTROYABLE (PKCS#11 v2.40 §4.4): p11-kit 0.24 carries it as a byte array of one byte. */
 export const CKA_DESTROYABLE = 0x172;
+/** The recovery capabilities (§4.8, §4.9): false on every key that has them (header). */
+const RECOVERY = new Set<number>([CKA.SIGN_RECOVER, CKA.VERIFY_RECOVER]);
+
+/** A template's recovery capability: false is what every key is, true is refused (header). */
+function recoveryOff(v: AttributeValue): true | TemplateRefusal {
+  const b = asBool(v);
+  if (b instanceof TemplateRefusal) return b;
+  return b ? new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID) : true;
+}
+
 /** Private-key components (§2.1.3, §2.3.4) and CKA_VALUE: sensitive on a private key. */
 const PRIVATE_COMPONENTS = new Set<number>([CKA.VALUE, 0x123, 0x124, 0x125, 0x126, 0x127, 0x128]);
 
@@ -107,6 +120,8 @@ export function lookup(info: KeyInfo, type: number, parts: PublicParts = {}): Lo
     case CKA.ID: return bytes(info.id);
     case CKA_DESTROYABLE: return bytes(Uint8Array.of(info.attributes.destroyable ? 1 : 0));
     case CKA.ALWAYS_AUTHENTICATE: return info.class === 'PRIVATE_KEY' ? byte(false) : 'invalid';
+    case CKA.SIGN_RECOVER: return info.class === 'PRIVATE_KEY' ? byte(false) : 'invalid';
+    case CKA.VERIFY_RECOVER: return info.class === 'PUBLIC_KEY' ? byte(false) : 'invalid';
     default: break;
   }
   if (info.class === 'SECRET_KEY') {
@@ -209,6 +224,7 @@ export function readTemplate(template: readonly Attribute[], kind: TemplateKind)
     else if (type === CKA.KEY_TYPE) r = out.keyType = asUlong(v) as bigint;
     // Every cluster object needs a login to be seen (header): CKA_PRIVATE is read, and has no effect.
     else if (type === CKA.PRIVATE) r = asBool(v);
+    else if (RECOVERY.has(type) && kind !== 'secret' && kind !== 'derive') r = recoveryOff(v);
     else if (EXTRA[kind].has(type)) {
       if (type === CKA.MODULUS_BITS) r = out.modulusBits = asUlong(v) as bigint;
       else if (type === CKA.PUBLIC_EXPONENT) r = out.publicExponent = asBytes(v) as Uint8Array;
@@ -279,7 +295,11 @@ export function readChanges(info: KeyInfo, template: readonly Attribute[]): read
     else if (type === CKA_DESTROYABLE) [name, value] = ['destroyable', asBool(v)];
     else if (type === CKA.LABEL) [name, value] = ['label', v.kind === 'bytes' ? new TextDecoder().decode(v.value) : new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID)];
     else if (type === CKA.ID) [name, value] = ['id', asBytes(v)];
-    else return new TemplateRefusal(READ_ONLY.has(type) ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID, type);
+    else if (RECOVERY.has(type) && lookup(info, type) !== 'invalid') {
+      const off = recoveryOff(v);
+      if (off instanceof TemplateRefusal) return new TemplateRefusal(off.rv, type);
+      continue; // false, as it already is
+    } else return new TemplateRefusal(READ_ONLY.has(type) ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID, type);
     if (value instanceof TemplateRefusal) return new TemplateRefusal(value.rv, type);
     if (name === 'sensitive' && info.attributes.sensitive && value === false) return new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY, type);
     if (name === 'extractable' && !info.attributes.extractable && value === true) return new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY, type);

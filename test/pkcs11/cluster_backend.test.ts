@@ -297,6 +297,37 @@ test('attributes: sensitive and invalid ones unavailable, the two-call length ru
   }
 });
 
+test('signature with recovery: templates may say false (as NSS\'s do) and not true; the pair reads false; setting false changes nothing, true is refused', async () => {
+  const { b, c, s } = await loggedIn();
+  try {
+    const gen = (pub: Attribute[], priv: Attribute[]) => call(b, 'C_GenerateKeyPair', {
+      session: s, mechanism: mech(CKM.EC_KEY_PAIR_GEN), publicKeyTemplate: [bytes(CKA.EC_PARAMS, P256_PARAMS), bool(CKA.TOKEN, true), ...pub], privateKeyTemplate: [bool(CKA.TOKEN, true), ...priv],
+    }, c);
+    // NSS's certutil templates for an EC pair (PKCS#11 spy log), recovery false on both halves.
+    const made = await gen(
+      [bool(CKA.DERIVE, false), bool(CKA.WRAP, false), bool(CKA.VERIFY, true), bool(CKA.VERIFY_RECOVER, false), bool(CKA.ENCRYPT, false)],
+      [bool(CKA.PRIVATE, true), bool(CKA.SENSITIVE, true), bool(CKA.DERIVE, false), bool(CKA.UNWRAP, false), bool(CKA.SIGN, true), bool(CKA.SIGN_RECOVER, false), bool(CKA.DECRYPT, false)],
+    );
+    assert.equal(made.rv, CKR.OK);
+    assert.equal((await gen([bool(CKA.VERIFY_RECOVER, true)], [])).rv, CKR.ATTRIBUTE_VALUE_INVALID);
+    assert.equal((await gen([], [bool(CKA.SIGN_RECOVER, true)])).rv, CKR.ATTRIBUTE_VALUE_INVALID);
+    const keygen = await call(b, 'C_GenerateKey', { session: s, mechanism: mech(CKM.AES_KEY_GEN), template: [ulong(CKA.VALUE_LEN, 32n), bool(CKA.SIGN_RECOVER, false)] }, c);
+    assert.equal(keygen.rv, CKR.ATTRIBUTE_TYPE_INVALID, 'a secret key has no recovery attribute');
+    const pub = made.out?.['publicKey'] as bigint;
+    const priv = made.out?.['privateKey'] as bigint;
+    const get = (object: bigint, type: number) => call(b, 'C_GetAttributeValue', { session: s, object, template: [{ type, length: 1 }] }, c);
+    assert.deepEqual((await get(priv, CKA.SIGN_RECOVER)).out?.['template'], [{ type: CKA.SIGN_RECOVER, value: { kind: 'byte', value: 0 } }]);
+    assert.deepEqual((await get(pub, CKA.VERIFY_RECOVER)).out?.['template'], [{ type: CKA.VERIFY_RECOVER, value: { kind: 'byte', value: 0 } }]);
+    assert.equal((await get(pub, CKA.SIGN_RECOVER)).rv, CKR.ATTRIBUTE_TYPE_INVALID, 'a public key has no CKA_SIGN_RECOVER');
+    const set = (object: bigint, template: Attribute[]) => call(b, 'C_SetAttributeValue', { session: s, object, template }, c);
+    assert.equal((await set(priv, [bool(CKA.SIGN_RECOVER, false)])).rv, CKR.OK);
+    assert.equal((await set(priv, [bool(CKA.SIGN_RECOVER, true)])).rv, CKR.ATTRIBUTE_VALUE_INVALID);
+    assert.equal((await set(priv, [bool(CKA.VERIFY_RECOVER, false)])).rv, CKR.ATTRIBUTE_TYPE_INVALID);
+  } finally {
+    await b.release?.(c);
+  }
+});
+
 test('sign and verify: init rules, the two-call rule keeps the operation, multi-part, signatures verified by node:crypto', async () => {
   const { b, c, s } = await loggedIn();
   try {
