@@ -11,26 +11,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPublicKey, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { P11_KIT_CLIENT, realClientMissing } from './real_client.js';
+import { P11_KIT_CLIENT, clientsMissing } from './real_client.js';
 import { run, startBridge, type Bridge } from './bridge_support.js';
 
 const NSS_TOOLS = ['/usr/bin/certutil', '/usr/bin/modutil'];
 /** The token's label: startBridge labels the token with the name it is given. */
 const TOKEN = 'nss';
 
-function nssMissing(): string | undefined {
-  const clients = realClientMissing();
-  if (clients !== undefined) return clients;
-  const missing = [...NSS_TOOLS, '/usr/bin/openssl'].filter((p) => !existsSync(p));
-  if (missing.length === 0) return undefined;
-  const why = `needs ${missing.join(' and ')} (Debian packages libnss3-tools and openssl)`;
-  if (process.env['COFFER_REQUIRE_PKCS11'] === '1') throw new Error(`${why}; COFFER_REQUIRE_PKCS11=1 makes this a failure`);
-  return why;
-}
-
-const missing = nssMissing();
+const missing = clientsMissing([...NSS_TOOLS, '/usr/bin/openssl'], 'libnss3-tools and openssl');
 if (missing !== undefined) console.log(`NSS certutil tests skipped: ${missing}`);
 
 let bridge: Bridge | undefined;

@@ -9,25 +9,15 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Key } from '../../src/client/index.js';
-import { P11_KIT_CLIENT, realClientMissing } from './real_client.js';
+import { P11_KIT_CLIENT, clientsMissing } from './real_client.js';
 import { run, startBridge, type Bridge } from './bridge_support.js';
 
 export const PKCS11_ENGINE = '/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so';
 
-function engineMissing(): string | undefined {
-  const clients = realClientMissing();
-  if (clients !== undefined) return clients;
-  const missing = [PKCS11_ENGINE, '/usr/bin/openssl'].filter((p) => !existsSync(p));
-  if (missing.length === 0) return undefined;
-  const why = `needs ${missing.join(' and ')} (Debian packages libengine-pkcs11-openssl and openssl)`;
-  if (process.env['COFFER_REQUIRE_PKCS11'] === '1') throw new Error(`${why}; COFFER_REQUIRE_PKCS11=1 makes this a failure`);
-  return why;
-}
-
-const missing = engineMissing();
+const missing = clientsMissing([PKCS11_ENGINE, '/usr/bin/openssl'], 'libengine-pkcs11-openssl and openssl');
 if (missing !== undefined) console.log(`OpenSSL pkcs11 engine tests skipped: ${missing}`);
 
 let bridge: Bridge | undefined;

@@ -24,6 +24,19 @@ export function realClientMissing(): string | undefined {
   return why;
 }
 
+/** Why a test of real clients beyond pkcs11-tool cannot run here: `realClientMissing`, or the first
+ * of `paths` that is missing (from Debian's `packages`); undefined when all are there. Under
+ * COFFER_REQUIRE_PKCS11=1 a missing client throws instead. */
+export function clientsMissing(paths: readonly string[], packages: string): string | undefined {
+  const clients = realClientMissing();
+  if (clients !== undefined) return clients;
+  const missing = paths.filter((p) => !existsSync(p));
+  if (missing.length === 0) return undefined;
+  const why = `needs ${missing.join(' and ')} (Debian packages ${packages})`;
+  if (process.env['COFFER_REQUIRE_PKCS11'] === '1') throw new Error(`${why}; COFFER_REQUIRE_PKCS11=1 makes this a failure`);
+  return why;
+}
+
 export interface ToolRun {
   readonly code: number;
   readonly stdout: string;
