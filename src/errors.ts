@@ -96,6 +96,7 @@ export const ERRORS = {
   COFFER_KEY_NOT_WRAPPABLE: { message: 'Key may not be wrapped with this wrapping key', ckr: 'CKR_KEY_NOT_WRAPPABLE', http: 403 },
   COFFER_KEY_UNEXTRACTABLE: { message: 'Key is not extractable', ckr: 'CKR_KEY_UNEXTRACTABLE', http: 403 },
   COFFER_OBJECT_NOT_DESTROYABLE: { message: 'Object is not destroyable', ckr: 'CKR_ACTION_PROHIBITED', http: 403 },
+  COFFER_OBJECT_NOT_COPYABLE: { message: 'Only public keys and session objects of private and secret keys can be copied', ckr: 'CKR_ACTION_PROHIBITED', http: 403 },
   COFFER_SHARE_LIMIT: { message: 'An object can be shared with at most 7 users', ckr: 'CKR_ARGUMENTS_BAD', http: 400 },
   COFFER_DATA_INVALID: { message: 'Input data is invalid for this operation', ckr: 'CKR_DATA_INVALID', http: 400 },
   COFFER_DATA_LEN_RANGE: { message: 'Input data length is out of range', ckr: 'CKR_DATA_LEN_RANGE', http: 400 },

@@ -253,6 +253,20 @@ export class Cluster {
   }
 
   /**
+   * Copies `key` into a new object the user owns (docs/device.md "Copies"): the same key and
+   * attributes; the template may set where it lives (`token`), its label and id, and turn modifiable
+   * or destroyable off. A private or secret key is copied only from a session object (a key made for
+   * a session, then kept); a token one is COFFER_OBJECT_NOT_COPYABLE. A token copy is acknowledged
+   * like any state change (`options.acks`).
+   */
+  async copyKey(key: Key, template: WireRequest<'COPY_OBJECT'>['template'] = {}, options: ChangeOptions = {}): Promise<Key> {
+    const { route, identity } = await keyRoute(key);
+    const { response, node, acknowledgement } = await this.router.change('COPY_OBJECT', { handle: key.handle, template, ...identity }, route, options);
+    const known = { ...(key.class === undefined ? {} : { class: key.class }), ...(key.keyType === undefined ? {} : { keyType: key.keyType }), curve: key.curve };
+    return this.#made(response, node, acknowledgement, known);
+  }
+
+  /**
    * Every key the user can see that matches, all pages, read on one node (the primary first). Each
    * key goes only to that node and to the nodes known to hold the same state (docs/sdk.md "Which
    * HSM serves a key"), and names its object's identity in every request.

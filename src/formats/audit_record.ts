@@ -48,7 +48,7 @@ export const AUDIT_KINDS = {
   'key.generate': 11, 'key.import': 12, 'key.export': 13, 'key.wrap': 14, 'key.unwrap': 15,
   'key.derive': 16, 'key.share': 17, 'key.unshare': 18, 'key.attribute': 19, 'key.destroy': 20,
   'backup': 21, 'restore': 22, 'zeroise': 23,
-  'cluster.initialise-users': 24, 'cluster.activate': 25, 'device.change': 26,
+  'cluster.initialise-users': 24, 'cluster.activate': 25, 'device.change': 26, 'key.copy': 27,
 } as const;
 export type AuditKind = keyof typeof AUDIT_KINDS;
 const KIND_OF_CODE = new Map<number, AuditKind>(Object.entries(AUDIT_KINDS).map(([k, c]) => [c, k as AuditKind]));

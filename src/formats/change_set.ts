@@ -57,6 +57,7 @@ export const CHANGE_KINDS = {
   'key.share': 0x0008,
   'key.unshare': 0x0009,
   'certificate.import': 0x000a,
+  'key.copy': 0x000b,
   'user.create': 0x0010,
   'user.delete': 0x0011,
   'user.password': 0x0012,

@@ -170,6 +170,8 @@ const templateFields = {
 const template = struct(templateFields);
 const unwrapTemplate = struct({ ...templateFields, class: objectClass, keyType, curve: opt(curve) });
 const deriveTemplate = struct({ ...templateFields, keyType: enumeration(['AES', 'GENERIC_SECRET'] as const), bits: u16 });
+/** hsm/objects/attributes.ts CopyTemplate without sessionId. */
+const copyTemplate = struct({ label: opt(string(LABEL_BYTES_MAX)), id: opt(bytes(OBJECT_ID_BYTES_MAX)), token: opt(bool), modifiable: opt(bool), destroyable: opt(bool) });
 
 /** hsm/objects/attributes.ts CertificateTemplate without sessionId (as `template`). */
 const certificateTemplate = struct({
@@ -320,6 +322,7 @@ export const OPS = {
   WRAP_KEY: op(0x004c, struct({ session, wrappingHandle: handle, targetHandle: handle, params: mechanism, identities: trailing(wrapIdentities) }), struct({ wrapped: bytes(WRAPPED_KEY_BYTES_MAX) })),
   UNWRAP_KEY: op(0x004d, struct({ session, unwrappingHandle: handle, wrapped: bytes(WRAPPED_KEY_BYTES_MAX), params: mechanism, template: unwrapTemplate, identity: trailing(identity) }), handleOut),
   DERIVE_KEY: op(0x004e, struct({ session, baseHandle: handle, params: mechanism, template: deriveTemplate, identity: trailing(identity) }), handleOut),
+  COPY_OBJECT: op(0x004f, struct({ session, handle, template: copyTemplate, identity: trailing(identity) }), handleOut),
   // Certificate objects (docs/device.md "Certificates"): a DER X.509 certificate in, and its DER and
   // CKA_CERTIFICATE_CATEGORY out; everything else (find, attributes, destroy) is the ops above.
   IMPORT_CERTIFICATE: op(0x0070, struct({ session, certificate: bytes(CERTIFICATE_OBJECT_BYTES_MAX), template: certificateTemplate }), handleOut),

@@ -37,7 +37,7 @@ import { ClusterIdentity, type ClusterState } from './identity/cluster.js';
 import { DEVICE_NS } from './identity/identity.js';
 import * as mech from './mechanisms/mechanisms.js';
 import { ObjectTable, StagedObjects, type CertificateTemplate, type DeriveTemplate, type KeyQuorumService, type ObjectFilter, type ObjectInfo, type ObjectTemplate, type UnwrapTemplate } from './objects/objects.js';
-import type { SettableAttribute } from './objects/attributes.js';
+import type { CopyTemplate, SettableAttribute } from './objects/attributes.js';
 import type { PasswordInput, ScryptParams } from './users/password.js';
 import { systemClock, systemRandom, type Clock, type Random } from './ports.js';
 import { Provisioning, type FirmwareEvidence } from './identity/provisioning.js';
@@ -577,6 +577,11 @@ export class Session {
   }
   deriveKey(base: KeyRef, params: MechanismParams, template: DeriveTemplate): Promise<Handle> {
     return this.#audited('key.derive', { refs: [base] }, () => this.#hsm.objects().deriveKey(this.#as(), base, params, this.#scoped(template)), (h) => [h]);
+  }
+  /** Copies an object the user owns (docs/device.md "Copies"): a public key, or a session object of a private or secret key. */
+  copyObject(key: KeyRef, template: CopyTemplate = {}): Promise<Handle> {
+    const scoped = template.token === false ? { ...template, sessionId: this.id } : template;
+    return this.#audited('key.copy', { refs: [key] }, () => this.#hsm.objects().copyObject(this.#as(), key, scoped), (h) => [h]);
   }
 
   // ── crypto ────────────────────────────────────────────────────────────────────────────────

@@ -11,7 +11,7 @@ import { keyRef, type Handlers, type SessionTable } from './dispatch.js';
 
 type KeyOps =
   | 'GENERATE_KEY' | 'GENERATE_KEY_PAIR' | 'IMPORT_PUBLIC_KEY' | 'IMPORT_PRIVATE_KEY' | 'FIND' | 'GET_ATTRIBUTES' | 'SET_ATTRIBUTE'
-  | 'SHARE' | 'UNSHARE' | 'DESTROY' | 'EXPORT_PLAINTEXT' | 'EXPORT_PUBLIC' | 'WRAP_KEY' | 'UNWRAP_KEY' | 'DERIVE_KEY'
+  | 'SHARE' | 'UNSHARE' | 'DESTROY' | 'EXPORT_PLAINTEXT' | 'EXPORT_PUBLIC' | 'WRAP_KEY' | 'UNWRAP_KEY' | 'DERIVE_KEY' | 'COPY_OBJECT'
   | 'SIGN' | 'VERIFY' | 'ENCRYPT' | 'DECRYPT' | 'DIGEST' | 'IMPORT_CERTIFICATE' | 'GET_CERTIFICATE';
 
 export const KEY_HANDLERS: Handlers<KeyOps> = {
@@ -44,6 +44,7 @@ export const KEY_HANDLERS: Handlers<KeyOps> = {
   }),
   UNWRAP_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).unwrapKey(keyRef(r.unwrappingHandle, r.identity), r.wrapped, r.params, r.template)),
   DERIVE_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).deriveKey(keyRef(r.baseHandle, r.identity), r.params, r.template)),
+  COPY_OBJECT: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).copyObject(keyRef(r.handle, r.identity), r.template)),
   SIGN: async ({ sessions: s }, r) => ({ signature: await s.get(r.session).signAsync(keyRef(r.handle, r.identity), r.params, r.data) }),
   VERIFY: async ({ sessions: s }, r) => ({ valid: await s.get(r.session).verifyAsync(keyRef(r.handle, r.identity), r.params, r.data, r.signature) }),
   ENCRYPT: ({ sessions: s }, r) => ({ data: s.get(r.session).encrypt(keyRef(r.handle, r.identity), r.params, r.data) }),

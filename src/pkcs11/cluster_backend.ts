@@ -626,11 +626,12 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   }
 
   /**
-   * C_CopyObject (§5.7) of a public key or a certificate: made again from its public value (SPKI,
+   * C_CopyObject (§5.7). A public key or a certificate is made again from its public value (SPKI,
    * DER) with its label, id, token, usage and policy attributes, changed by the template. A private
-   * or secret key has no copy: the HSM keeps one object per key value it made or took in, so that
-   * its CKA_LOCAL, CKA_NEVER_EXTRACTABLE and sharing stay true of the only copy (CKA_COPYABLE false:
-   * CKR_ACTION_PROHIBITED).
+   * or secret key is copied by the HSM (docs/device.md "Copies") from a session object only — a key
+   * made for a session and then kept, as Java's KeyStore keeps the pairs keytool makes — so that a key
+   * the cluster keeps has one object and its CKA_LOCAL, CKA_NEVER_EXTRACTABLE and sharing stay true of
+   * it; a token one is CKR_ACTION_PROHIBITED.
    */
   async function copy(req: RequestOf<'C_CopyObject'>, c: Pkcs11Connection): Promise<Answer<'C_CopyObject'>> {
     const l = loggedIn(c, req.session);
@@ -638,10 +639,14 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
     const object = await objectOf(l.a, req.object);
     if (typeof object === 'number') return bad(object);
     const { info, key } = object;
-    if (info.class === 'PRIVATE_KEY' || info.class === 'SECRET_KEY') return bad(CKR.ACTION_PROHIBITED);
     const t = copyTemplate(info, req.template, CERTIFICATE_READ_ONLY);
     if (t instanceof TemplateRefusal) return bad(t.rv);
     if (t.token === true && !isRw(l.s)) return bad(CKR.SESSION_READ_ONLY);
+    if (info.class === 'PRIVATE_KEY' || info.class === 'SECRET_KEY') {
+      if (info.attributes.token) return bad(CKR.ACTION_PROHIBITED);
+      const made = await l.cluster.copyKey(key, { label: t.label, id: t.id, token: t.token, modifiable: t.modifiable, destroyable: t.destroyable });
+      return ok({ newObject: BigInt(made.handle) });
+    }
     if (info.class === 'CERTIFICATE') {
       const { certificate, category } = await key.certificate();
       return ok({ newObject: BigInt((await l.cluster.importCertificate(certificate, { ...t, category })).handle) });

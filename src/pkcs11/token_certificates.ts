@@ -7,7 +7,9 @@
 //   CKA_SUBJECT, which §4.6.3 also marks required, is taken from the certificate when a template
 //   leaves it out. A given CKA_SUBJECT, CKA_ISSUER or CKA_SERIAL_NUMBER must equal the certificate's
 //   own (the HSM checks: CKR_TEMPLATE_INCONSISTENT); a value that is no DER certificate is
-//   CKR_ATTRIBUTE_VALUE_INVALID.
+//   CKR_ATTRIBUTE_VALUE_INVALID. CKA_SERIAL_NUMBER is the DER INTEGER (§4.6.3); Java's SunPKCS11
+//   (keytool, KeyStore.setKeyEntry) sends the INTEGER's contents without its tag and length, which
+//   is taken as that INTEGER when it is the certificate's serial number.
 // - CKA_TRUSTED is false and only false (§4.6.2: only the SO sets it true, and the cluster's admins
 //   use no keys): true is CKR_ATTRIBUTE_READ_ONLY. CKA_CERTIFICATE_CATEGORY 0–3 is kept.
 // - CKA_START_DATE and CKA_END_DATE are accepted empty and shown empty (§4.6.2 allows it; the
@@ -102,7 +104,23 @@ export function readCertificateTemplate(template: readonly Attribute[]): Certifi
   }
   if (type === undefined || der === undefined) return new TemplateRefusal(CKR.TEMPLATE_INCOMPLETE);
   if (type !== CKC_X_509) return new TemplateRefusal(CKR.ATTRIBUTE_VALUE_INVALID, CKA.CERTIFICATE_TYPE);
+  if (t.serialNumber !== undefined) t.serialNumber = serialAsDer(t.serialNumber, der);
   return { der, template: t };
+}
+
+/** A template's CKA_SERIAL_NUMBER as the DER INTEGER: itself, or — when it is the contents of the
+ * certificate's serial number INTEGER, as Java sends it (header) — that INTEGER. Anything else is
+ * left for the HSM to refuse. */
+function serialAsDer(given: Uint8Array, der: Uint8Array): Uint8Array {
+  let serial: Uint8Array;
+  try {
+    serial = certificateFields(der).serialNumber;
+  } catch {
+    return given; // no certificate: the HSM says so
+  }
+  if (Buffer.from(serial).equals(given)) return given;
+  const at = serial[1] !== undefined && serial[1] < 0x80 ? 2 : 2 + ((serial[1] ?? 0) & 0x7f);
+  return Buffer.from(serial.subarray(at)).equals(given) ? serial : given;
 }
 
 /** The attribute `type` of a certificate object `info`, whose DER and category are `value` (§4.6). */

@@ -324,8 +324,8 @@ export interface CopyTemplate {
  * C_CopyObject's template (§5.7) over the object's own attributes: label, id, token, modifiable,
  * destroyable and (public keys) the usage flags may change; CKA_PRIVATE, class and (keys) key type may
  * be repeated unchanged; a change of those, a key's other attributes and a certificate's `fields` are
- * CKR_ATTRIBUTE_READ_ONLY, anything else CKR_ATTRIBUTE_TYPE_INVALID. CKA_TRUSTED is not copied (only
- * the SO sets it).
+ * CKR_ATTRIBUTE_READ_ONLY, as is any other attribute the object has (a key's usage flags are its
+ * source's), anything else CKR_ATTRIBUTE_TYPE_INVALID. CKA_TRUSTED is not copied (only the SO sets it).
  */
 export function copyTemplate(info: KeyInfo, template: readonly Attribute[], fields: ReadonlySet<number> = new Set()): CopyTemplate | TemplateRefusal {
   const attrs = byType(template);
@@ -342,7 +342,7 @@ export function copyTemplate(info: KeyInfo, template: readonly Attribute[], fiel
     else if (type === CKA.PRIVATE || type === CKA.CLASS) r = matches(lookup(info, type), { type, value: v }) ? undefined : new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY);
     else if (info.class === 'CERTIFICATE') r = new TemplateRefusal(fields.has(type) ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID);
     else if (type === CKA.KEY_TYPE) r = matches(lookup(info, type), { type, value: v }) ? undefined : new TemplateRefusal(CKR.ATTRIBUTE_READ_ONLY);
-    else r = new TemplateRefusal(READ_ONLY.has(type) || type === CKA.TRUSTED ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID);
+    else r = new TemplateRefusal(READ_ONLY.has(type) || type === CKA.TRUSTED || lookup(info, type) !== 'invalid' ? CKR.ATTRIBUTE_READ_ONLY : CKR.ATTRIBUTE_TYPE_INVALID);
     if (r instanceof TemplateRefusal) return new TemplateRefusal(r.rv, type);
   }
   return out;

@@ -127,6 +127,7 @@ export const OP_SAMPLES: { [N in OpName]: { request: WireRequest<N>; response: W
     response: { handle: 6, identity: id16(6) },
   },
   DERIVE_KEY: { request: { session: 1, baseHandle: 6, params: MECHANISM_SAMPLES.CKM_ECDH1_DERIVE, template: { keyType: 'AES', bits: 128, encrypt: true }, identity: id16(6) }, response: { handle: 7, identity: id16(7) } },
+  COPY_OBJECT: { request: { session: 1, handle: 0x1_0000_0004, template: { token: true, label: 'kept', id: b(1, 2), modifiable: false }, identity: id16(4) }, response: { handle: 8, identity: id16(8) } },
   SIGN: { request: { session: 1, handle: 3, params: MECHANISM_SAMPLES.CKM_ECDSA_SHA256, data: new Uint8Array(32).fill(0xee) }, response: { signature: new Uint8Array(64).fill(0x5c) } },
   VERIFY: { request: { session: 1, handle: 2, params: MECHANISM_SAMPLES.CKM_SHA256_RSA_PKCS_PSS, data: b(1, 2, 3), signature: new Uint8Array(384).fill(1) }, response: { valid: false } },
   ENCRYPT: { request: { session: 1, handle: 1, params: MECHANISM_SAMPLES.CKM_AES_GCM, data: b(1, 2, 3) }, response: { data: new Uint8Array(31).fill(2) } },

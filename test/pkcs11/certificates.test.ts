@@ -184,4 +184,9 @@ test('certificate templates: missing, inconsistent and bad values are refused wi
   // The right serial and issuer are accepted.
   assert.equal(await create(certTemplate(EC.der, [bytes(CKA_SERIAL_NUMBER, derInteger(EC.serialHex)), bytes(CKA.LABEL, text('with serial'))])), CKR.OK);
   assert.equal((await bridge.sdk.findCertificates({ label: 'with serial' })).length, 1);
+  // Java's SunPKCS11 sends the serial number's contents without the INTEGER's tag and length: taken
+  // as that INTEGER when it is the certificate's serial, refused as any other value otherwise.
+  assert.equal(await create(certTemplate(EC.der, [bytes(CKA_SERIAL_NUMBER, Buffer.from(EC.serialHex, 'hex')), bytes(CKA.LABEL, text('java serial'))])), CKR.OK);
+  assert.equal((await bridge.sdk.findCertificates({ label: 'java serial' })).length, 1);
+  assert.equal(await create(certTemplate(EC.der, [bytes(CKA_SERIAL_NUMBER, Uint8Array.of(1))])), CKR.TEMPLATE_INCONSISTENT);
 });

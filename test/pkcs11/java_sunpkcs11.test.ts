@@ -4,18 +4,21 @@
 // (made by OpenSSL's pkcs11 engine with the cluster key) stored on the token under the key's CKA_ID,
 // so `keytool -list -storetype PKCS11` shows PrivateKeyEntries; then test/pkcs11/java/Sign.java
 // signs through KeyStore.getInstance("PKCS11") with SHA256withECDSA and SHA256withRSA, and the OpenSSL
-// CLI verifies each signature against the public key the SDK exports. Skipped, with the reason,
-// where a JDK (java with its compiler, keytool), the engine or p11-kit-client.so is missing — except
-// under COFFER_REQUIRE_PKCS11=1, where that fails.
+// CLI verifies each signature against the public key the SDK exports. `keytool -genkeypair` makes
+// pairs on the cluster (C_GenerateKeyPair, C_Sign, C_CopyObject into a token object, C_CreateObject
+// of the certificate), checked by OpenSSL and the SDK. Skipped, with the reason, where a JDK (java
+// with its compiler, keytool), the engine or p11-kit-client.so is missing — except under
+// COFFER_REQUIRE_PKCS11=1, where that fails.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createCipheriv, createHmac } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { X509Certificate, createCipheriv, createHmac, createPublicKey } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { P11_KIT_CLIENT, realClientMissing } from './real_client.js';
+import { P11_KIT_CLIENT, clientsMissing } from './real_client.js';
 import { run, startBridge, type Bridge } from './bridge_support.js';
+import type { Key } from '../../src/client/index.js';
 
 const JAVA_HOME = '/usr/lib/jvm/java-17-openjdk-amd64';
 const JAVA = join(JAVA_HOME, 'bin/java');
@@ -26,17 +29,7 @@ const ENGINE = '/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so';
 const SIGN_JAVA = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/pkcs11/java/Sign.java');
 const SECRET_JAVA = resolve(dirname(fileURLToPath(import.meta.url)), '../../../test/pkcs11/java/Secret.java');
 
-function javaMissing(): string | undefined {
-  const clients = realClientMissing();
-  if (clients !== undefined) return clients;
-  const missing = [JAVA, KEYTOOL, JAVAC, ENGINE, '/usr/bin/openssl'].filter((p) => !existsSync(p));
-  if (missing.length === 0) return undefined;
-  const why = `needs ${missing.join(', ')} (Debian packages openjdk-17-jdk-headless, libengine-pkcs11-openssl, openssl)`;
-  if (process.env['COFFER_REQUIRE_PKCS11'] === '1') throw new Error(`${why}; COFFER_REQUIRE_PKCS11=1 makes this a failure`);
-  return why;
-}
-
-const missing = javaMissing();
+const missing = clientsMissing([JAVA, KEYTOOL, JAVAC, ENGINE, '/usr/bin/openssl'], 'openjdk-17-jdk-headless, libengine-pkcs11-openssl, openssl');
 if (missing !== undefined) console.log(`Java SunPKCS11 tests skipped: ${missing}`);
 
 let bridge: Bridge | undefined;
@@ -118,4 +111,36 @@ test('Secret.java: HmacSHA256 and AES/ECB/NoPadding with the cluster\'s secret k
   assert.match(out, new RegExp(`^hmac ${createHmac('sha256', hmacValue).update(data).digest('hex')}$`, 'm'));
   const ecb = createCipheriv('aes-256-ecb', aesValue, null).setAutoPadding(false);
   assert.match(out, new RegExp(`^ecb ${Buffer.concat([ecb.update(data), ecb.final()]).toString('hex')}$`, 'm'));
+});
+
+test('keytool -genkeypair makes an EC and an RSA key pair on the cluster with a self-signed certificate each: PrivateKeyEntries, token objects the SDK sees, certificates OpenSSL accepts', { skip: missing, timeout: 300_000 }, async () => {
+  const b = bridge as Bridge;
+  const store = ['-storetype', 'PKCS11', '-providerclass', 'sun.security.pkcs11.SunPKCS11', '-providerarg', f('sunpkcs11.cfg'), '-storepass', b.pin];
+  // SunPKCS11 generates the pair as session objects (C_GenerateKeyPair), signs the certificate with
+  // it (C_Sign), keeps the private key as a token object (C_CopyObject with CKA_TOKEN true) and stores
+  // the certificate (C_CreateObject). keytool takes RSA pairs from the first provider that makes them
+  // (Java's own, in software) unless told the PKCS#11 provider's name; the cluster takes no private
+  // key from outside in plaintext, so RSA needs -providername.
+  const made = [
+    { alias: 'keytool-ec', args: ['-keyalg', 'EC', '-groupname', 'secp256r1', '-sigalg', 'SHA256withECDSA'], keyType: 'EC' },
+    { alias: 'keytool-rsa', args: ['-keyalg', 'RSA', '-keysize', '2048', '-sigalg', 'SHA256withRSA', '-providername', 'SunPKCS11-Coffer'], keyType: 'RSA' },
+  ] as const;
+  for (const k of made) await must(KEYTOOL, ['-genkeypair', '-alias', k.alias, ...k.args, '-dname', `CN=${k.alias}`, ...store]);
+  const listed = await must(KEYTOOL, ['-list', ...store]);
+  for (const k of made) {
+    assert.match(listed, new RegExp(`${k.alias}, PrivateKeyEntry`));
+    const pem = f(`${k.alias}.crt.pem`);
+    await must(KEYTOOL, ['-exportcert', '-rfc', '-alias', k.alias, '-file', pem, ...store]);
+    const check = await run('openssl', ['verify', '-check_ss_sig', '-CAfile', pem, pem]);
+    assert.equal(check.code, 0, `openssl verify: ${check.stdout}${check.stderr}`);
+    // The private key is a token object of the cluster (Java names it by CKA_ID = the alias), and
+    // the certificate carries its public key.
+    const keys = await b.sdk.findKeys({ class: 'PRIVATE_KEY', id: new TextEncoder().encode(k.alias) });
+    assert.equal(keys.length, 1, `one private key with the id ${k.alias}`);
+    const [key] = keys as [Key];
+    assert.equal((await key.attributes()).keyType, k.keyType);
+    assert.equal((await key.attributes()).attributes.local, true, 'made on the cluster');
+    const spki = (pemText: string): Buffer => createPublicKey(pemText).export({ format: 'der', type: 'spki' });
+    assert.ok(spki(await key.exportPublicPem()).equals(new X509Certificate(readFileSync(pem)).publicKey.export({ format: 'der', type: 'spki' })));
+  }
 });

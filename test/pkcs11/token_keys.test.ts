@@ -348,7 +348,7 @@ test('C_DeriveKey2 (protocol 2) and C_DeriveKey (protocol 1): ECDH with the null
   }
 });
 
-test('C_CopyObject: a public key and a certificate copied with a new label; private and secret keys are CKR_ACTION_PROHIBITED', async () => {
+test('C_CopyObject: a public key and a certificate copied with a new label; a session private or secret key kept as a token object (as Java\'s KeyStore does); a token private or secret key is CKR_ACTION_PROHIBITED', async () => {
   const { client, s } = await application(0, bridge.pin);
   try {
     const pair = answer(await client.call('C_GenerateKeyPair', {
@@ -366,9 +366,22 @@ test('C_CopyObject: a public key and a certificate copied with a new label; priv
     assert.deepEqual(verify, { type: CKA.VERIFY, value: { kind: 'byte', value: 0 } });
     assert.deepEqual(point, original[3]);
     assert.deepEqual(original[0], { type: CKA.LABEL, value: { kind: 'bytes', value: utf8('original') } });
-    assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: pair.privateKey, template: [] })), CKR.ACTION_PROHIBITED);
+    // The pair is made of session objects (no CKA_TOKEN): its private key is kept as a token object,
+    // the same key (its CKA_EC_POINT), CKA_LOCAL still true; a copy of that token key is refused.
+    const kept = answer(await client.call('C_CopyObject', { session: s, object: pair.privateKey, template: [bool(CKA.TOKEN, true), bytes(CKA.ID, Uint8Array.of(0x4b))] })).newObject;
+    const keptAttrs = answer(await client.call('C_GetAttributeValue', { session: s, object: kept, template: [
+      { type: CKA.TOKEN, length: 1 }, { type: CKA.LOCAL, length: 1 }, { type: CKA.ID, length: 8 }, { type: CKA.EC_POINT, length: 256 },
+    ] })).template;
+    assert.deepEqual(keptAttrs.slice(0, 3), [
+      { type: CKA.TOKEN, value: { kind: 'byte', value: 1 } }, { type: CKA.LOCAL, value: { kind: 'byte', value: 1 } }, { type: CKA.ID, value: { kind: 'bytes', value: Uint8Array.of(0x4b) } },
+    ]);
+    assert.deepEqual(keptAttrs[3], original[3]);
+    assert.ok((await bridge.sdk.findKeys({ class: 'PRIVATE_KEY', id: Uint8Array.of(0x4b) })).length === 1, 'a token object the SDK sees');
+    assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: kept, template: [] })), CKR.ACTION_PROHIBITED);
     const secret = await aesKey(client, s, []);
-    assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: secret, template: [] })), CKR.ACTION_PROHIBITED);
+    const keptSecret = answer(await client.call('C_CopyObject', { session: s, object: secret, template: [bool(CKA.TOKEN, true)] })).newObject;
+    assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: keptSecret, template: [] })), CKR.ACTION_PROHIBITED);
+    assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: secret, template: [bool(CKA.SIGN, true)] })), CKR.ATTRIBUTE_READ_ONLY, 'a usage flag of a secret key is the source\'s');
     assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: pair.publicKey, template: [ulong(CKA.CLASS, CKO_PRIVATE_KEY)] })), CKR.ATTRIBUTE_READ_ONLY);
     assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: pair.publicKey, template: [bytes(CKA.EC_POINT, new Uint8Array(67))] })), CKR.ATTRIBUTE_READ_ONLY);
     assert.equal(rvOf(await client.call('C_CopyObject', { session: s, object: 999_999n, template: [] })), CKR.OBJECT_HANDLE_INVALID);

@@ -211,6 +211,66 @@ export function resolveTemplate(cls: ObjectClass, keyType: KeyType, template: Ob
 }
 
 /**
+ * What a copy of an object may change (PKCS#11 v2.40 §5.7 C_CopyObject; docs/device.md "Copies"):
+ * where it lives, its label and id, and CKA_MODIFIABLE / CKA_DESTROYABLE from true to false. All
+ * else is the source's.
+ */
+export interface CopyTemplate {
+  readonly token?: boolean;
+  readonly sessionId?: string;
+  readonly label?: string;
+  readonly id?: Uint8Array;
+  readonly modifiable?: boolean;
+  readonly destroyable?: boolean;
+}
+
+const COPY_TEMPLATE_KEYS = new Set<string>(['token', 'sessionId', 'label', 'id', 'modifiable', 'destroyable']);
+
+/** What a copy keeps of its source. */
+export interface CopySource {
+  readonly attributes: Readonly<BooleanAttributes>;
+  readonly label: string;
+  readonly id: Uint8Array;
+  readonly manageKeyQuorum: number;
+  readonly useKeyQuorum: number;
+}
+
+/**
+ * Resolves a copy's template over its source: the source's attributes and quorum values (local,
+ * always-sensitive and never-extractable too: the key never left the device), not trusted (only the
+ * SO sets that); token, label and id as the template says, else the source's; modifiable and
+ * destroyable may go from true to false only (COFFER_ATTRIBUTE_READ_ONLY). Anything else in the
+ * template is COFFER_ATTRIBUTE_INVALID.
+ */
+export function resolveCopyTemplate(source: CopySource, template: CopyTemplate): ResolvedTemplate {
+  for (const [key, value] of Object.entries(template)) {
+    if (value === undefined) continue;
+    if (!COPY_TEMPLATE_KEYS.has(key)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+    if ((key === 'token' || key === 'modifiable' || key === 'destroyable') && typeof value !== 'boolean') fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+  }
+  const token = template.token ?? source.attributes.token;
+  if (token === (template.sessionId !== undefined)) fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'sessionId' });
+  for (const name of ['modifiable', 'destroyable'] as const) {
+    if (template[name] === true && !source.attributes[name]) fail('COFFER_ATTRIBUTE_READ_ONLY', { attribute: name });
+  }
+  const attributes: BooleanAttributes = {
+    ...source.attributes,
+    token,
+    trusted: false,
+    modifiable: template.modifiable ?? source.attributes.modifiable,
+    destroyable: template.destroyable ?? source.attributes.destroyable,
+  };
+  const base = {
+    attributes,
+    label: checkLabel(template.label ?? source.label),
+    id: checkId(template.id ?? source.id),
+    manageKeyQuorum: source.manageKeyQuorum,
+    useKeyQuorum: source.useKeyQuorum,
+  };
+  return template.sessionId === undefined ? base : { ...base, sessionId: template.sessionId };
+}
+
+/**
  * What a caller may say when it stores a certificate (PKCS#11 v2.40 §4.6): where it lives, its label
  * and id, whether it may change or go, its category, and — optionally — the subject, issuer and
  * serial number it expects the certificate to carry (checked against the DER by the device).

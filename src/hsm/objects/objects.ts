@@ -49,7 +49,10 @@ import {
 } from '../../formats/limits.js';
 import * as mech from '../mechanisms/mechanisms.js';
 import { certificateFields } from '../../formats/certificate_fields.js';
-import { applyAttributeChange, resolveCertificateTemplate, resolveTemplate, type CertificateTemplate, type ObjectTemplate, type Origin, type ResolvedTemplate, type SettableAttribute } from './attributes.js';
+import {
+  applyAttributeChange, resolveCertificateTemplate, resolveCopyTemplate, resolveTemplate, type CertificateTemplate, type CopyTemplate, type ObjectTemplate, type Origin, type ResolvedTemplate,
+  type SettableAttribute,
+} from './attributes.js';
 import { KeyCache } from './key_cache.js';
 import { ATTRIBUTE_BIT, ObjectIndex, labelQuery, type LabelQuery } from './object_index.js';
 import { SESSION_OBJECT_NAMESPACE, type DeviceState, type StateView } from '../state/device_state.js';
@@ -528,6 +531,30 @@ export class ObjectTable implements StateView {
       }
       this.#checkCapacity([resolved]);
       return [{ der: der.slice(), keyType: key.keyType, bits: key.bits, curve: key.curve, resolved }];
+    }).then(one);
+  }
+
+  /**
+   * Copies an object `actor` owns into a new one it owns (PKCS#11 C_CopyObject; docs/device.md
+   * "Copies"): the same key, class, attributes and quorum values, not shared, not trusted; the
+   * template may set where it lives, its label and id, and narrow modifiable / destroyable. A private
+   * or secret key is copied only from a session object — a key made for a session and then kept, as
+   * Java's KeyStore keeps the pairs keytool makes — so a key the cluster keeps has one object; a
+   * token one is COFFER_OBJECT_NOT_COPYABLE, as is a certificate (store it again). Copying is
+   * managing the source: its management quorum applies.
+   */
+  copyObject(actor: Actor, ref: KeyRef, template: CopyTemplate = {}): Promise<Handle> {
+    return this.#create('key.copy', actor, () => {
+      const slot = this.#owned(actor, ref);
+      const index = this.#index;
+      const cls = index.cls(slot);
+      if (cls === 'CERTIFICATE' || (cls !== 'PUBLIC_KEY' && index.isToken(slot))) fail('COFFER_OBJECT_NOT_COPYABLE', { class: cls });
+      const resolved = resolveCopyTemplate({
+        attributes: index.attributes(slot), label: index.label(slot), id: index.id(slot), manageKeyQuorum: index.manageKeyQuorum(slot), useKeyQuorum: index.useKeyQuorum(slot),
+      }, template);
+      this.#checkCapacity([resolved]);
+      this.#gate(actor, 'key-management', slot);
+      return [[this.#material(slot), resolved]];
     }).then(one);
   }
 

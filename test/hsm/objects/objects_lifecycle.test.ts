@@ -236,3 +236,45 @@ void test('find filters by handle, label, id, class, key type and boolean attrib
   assert.equal(t.countOwnedBy('alice'), 6);
   assert.equal(t.countOwnedBy('bob'), 0);
 });
+
+void test('copies (C_CopyObject): a session key kept as a token object — same key and attributes, the copy\'s own handle and label; token private and secret keys and certificates are not copied', async () => {
+  const store = new MemoryRecordStore();
+  const t = open(store);
+  const pair = await t.generateKeyPair(alice, { keyType: 'EC', curve: 'P-256' }, { token: false, sessionId: 's1' }, { token: false, sessionId: 's1', extractable: false, label: 'made' });
+  const aes = await t.generateKey(alice, { keyType: 'AES', bits: 256 }, { token: false, sessionId: 's1', useKeyQuorum: 0 });
+  const before = t.stateDigest();
+  const kept = await t.copyObject(alice, pair.privateHandle, { token: true, label: 'kept', id: Uint8Array.of(4, 2) });
+  assert.ok(kept < SESSION_HANDLE_BASE, 'a token handle');
+  assert.notEqual(hex(t.stateDigest()), hex(before), 'the copy is state');
+  const source = t.getAttributes(alice, pair.privateHandle);
+  const copy = t.getAttributes(alice, kept);
+  assert.deepEqual({ ...copy.attributes, token: false }, source.attributes, 'every attribute but token is the source\'s');
+  assert.equal(copy.attributes.token, true);
+  assert.equal(copy.attributes.local, true, 'made on the device: the copy never left it');
+  assert.equal(copy.attributes.neverExtractable, true);
+  assert.deepEqual([copy.label, hex(copy.id), copy.owner, copy.sharees], ['kept', '0402', 'alice', []]);
+  // The same key: a signature by the copy verifies under the session pair's public key.
+  const sig = t.sign(alice, kept, ECDSA, DATA);
+  assert.equal(t.verify(alice, pair.publicHandle, ECDSA, DATA, sig), true);
+  // The token copy outlives the session; its state survives a reopen.
+  assert.equal(t.dropSessionObjects('s1'), 3);
+  assert.equal(hex(t.sign(alice, kept, { mechanism: 'CKM_ECDSA' }, new Uint8Array(32))).length, 128, 'the copy signs after its source is gone');
+  const reopened = open(store);
+  assert.equal(reopened.getAttributes(alice, kept).label, 'kept');
+  // Refusals: a token private or secret key, a certificate, another user's key, a wider template.
+  await rejectsCode(() => t.copyObject(alice, kept, { label: 'twice' }), 'COFFER_OBJECT_NOT_COPYABLE');
+  const tokenAes = await t.generateKey(alice, { keyType: 'AES', bits: 128 });
+  await rejectsCode(() => t.copyObject(alice, tokenAes, {}), 'COFFER_OBJECT_NOT_COPYABLE');
+  const pub = await t.importPublicKey(alice, PUBLIC_PEMS[0] as string, { label: 'pub' });
+  const pubCopy = await t.copyObject(alice, pub, { label: 'pub-copy', modifiable: false });
+  assert.deepEqual([t.getAttributes(alice, pubCopy).label, t.getAttributes(alice, pubCopy).attributes.modifiable], ['pub-copy', false]);
+  await rejectsCode(() => t.copyObject(alice, pubCopy, { modifiable: true }), 'COFFER_ATTRIBUTE_READ_ONLY');
+  await rejectsCode(() => t.copyObject(alice, pub, { sensitive: true } as never), 'COFFER_ATTRIBUTE_INVALID');
+  await rejectsCode(() => t.copyObject(bob, pub, {}), 'COFFER_PERMISSION_DENIED');
+  const s2 = await t.generateKey(alice, { keyType: 'AES', bits: 128 }, { token: false, sessionId: 's2' });
+  await rejectsCode(() => t.copyObject(bob, s2, { token: true }), 'COFFER_OBJECT_NOT_FOUND');
+  await rejectsCode(() => t.copyObject(admin, s2, { token: true }), 'COFFER_PERMISSION_DENIED');
+  const s2Copy = await t.copyObject(alice, s2, { token: false, sessionId: 's2' });
+  assert.ok(s2Copy >= SESSION_HANDLE_BASE, 'a session copy of a session key');
+  void aes;
+});

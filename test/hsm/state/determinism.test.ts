@@ -106,6 +106,9 @@ test('every kind of change set, applied in order on a device restored from the s
   const peer = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   await alice.importPublicKey(peer.publicKey.export({ type: 'spki', format: 'pem' }).toString(), { label: 'peer' }); // key.import
   await alice.importCertificate(selfSigned('ec', 'determinism').der, { label: 'cert', id: Uint8Array.of(9) }); // certificate.import
+  const sessionPair = await alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { token: false }, { token: false });
+  await alice.copyObject(sessionPair.privateHandle, { token: true, label: 'kept' }); // key.copy
+  for (const h of [sessionPair.publicHandle, sessionPair.privateHandle]) await alice.destroy(h); // session objects: local, no entry
   const hmac = await alice.generateKey({ keyType: 'GENERIC_SECRET', bits: 256 }, { label: 'hmac', extractable: true });
   const wrapped = alice.wrapKey(aes, hmac, { mechanism: 'CKM_AES_KEY_WRAP_PAD' });
   await alice.unwrapKey(aes, wrapped, { mechanism: 'CKM_AES_KEY_WRAP_PAD' }, { class: 'SECRET_KEY', keyType: 'GENERIC_SECRET', label: 'unwrapped', sign: true }); // key.unwrap

@@ -8,6 +8,7 @@
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { verify as nodeVerify } from 'node:crypto';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../../src/factory/development.js';
 import type { Hsm, Session } from '../../../src/hsm/device.js';
 import { withOwnEntries, type JournalItem } from '../../../src/hsm/state/journal.js';
@@ -271,4 +272,26 @@ test('a batch nobody takes is withdrawn whole: every caller gets NOT_APPENDED, n
   assert.equal(alice.getAttributes(after).label, 'after');
   await relay.close();
   assert.equal(hex(d1.stateDigest()), hex(d0.stateDigest()));
+});
+
+test('a session key copied into a token object (key.copy) is a journal entry: every HSM holds the copy under one handle, and it signs there', LONG, async () => {
+  const { d0, d1, relay, alice } = await pausedCluster();
+  relay.start();
+  const alice1 = await loggedIn(d1, 'alice');
+  const pair = await alice.generateKeyPair({ keyType: 'EC', curve: 'P-256' }, { token: false }, { token: false, label: 'session' });
+  const base = d0.journal.head().seq;
+  await relay.stop();
+  await relay.deliverAll();
+  assert.equal(d0.journal.head().seq, base, 'session objects make no entry');
+  relay.start();
+  const kept = await withOwnEntries(() => alice.copyObject(pair.privateHandle, { token: true, label: 'kept' }));
+  assert.deepEqual(kept.entries.map((e) => e.seq), [base + 1n], 'the copy is one entry');
+  await relay.stop();
+  await relay.deliverAll();
+  assert.equal(alice1.getAttributes(kept.value).label, 'kept');
+  const data = new TextEncoder().encode('signed on the other HSM');
+  const signature = alice1.sign(kept.value, { mechanism: 'CKM_ECDSA_SHA256' }, data);
+  assert.ok(nodeVerify('sha256', data, { key: alice.exportPublic(pair.publicHandle), dsaEncoding: 'ieee-p1363' }, signature));
+  assert.equal(hex(d1.stateDigest()), hex(d0.stateDigest()));
+  await relay.close();
 });
