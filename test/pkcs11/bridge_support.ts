@@ -85,6 +85,9 @@ export function run(file: string, args: readonly string[], env: NodeJS.ProcessEn
     const child = execFile(file, args, { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 240_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
     });
+    // A client that exits before reading its input (ssh-agent forks and its parent returns at once)
+    // closes the pipe: the write's EPIPE is its business, not this process's.
+    child.stdin?.on('error', () => undefined);
     if (input !== undefined) child.stdin?.end(input);
   });
 }
