@@ -143,4 +143,13 @@ test('keytool -genkeypair makes an EC and an RSA key pair on the cluster with a 
     const spki = (pemText: string): Buffer => createPublicKey(pemText).export({ format: 'der', type: 'spki' });
     assert.ok(spki(await key.exportPublicPem()).equals(new X509Certificate(readFileSync(pem)).publicKey.export({ format: 'der', type: 'spki' })));
   }
+  // What a keystore user does next: a certificate request signed by the key, a new alias, deletion.
+  await must(KEYTOOL, ['-certreq', '-alias', 'keytool-ec', '-file', f('keytool-ec.csr'), ...store]);
+  assert.match(await must('openssl', ['req', '-in', f('keytool-ec.csr'), '-noout', '-verify', '-subject'], {}), /subject=CN ?= ?keytool-ec\n[\s\S]*verify OK/);
+  await must(KEYTOOL, ['-changealias', '-alias', 'keytool-ec', '-destalias', 'keytool-ec-renamed', ...store]);
+  assert.match(await must(KEYTOOL, ['-list', ...store]), /keytool-ec-renamed, PrivateKeyEntry/);
+  const privateKeys = (await b.sdk.findKeys({ class: 'PRIVATE_KEY' })).length;
+  await must(KEYTOOL, ['-delete', '-alias', 'keytool-ec-renamed', ...store]);
+  assert.doesNotMatch(await must(KEYTOOL, ['-list', ...store]), /keytool-ec-renamed/);
+  assert.equal((await b.sdk.findKeys({ class: 'PRIVATE_KEY' })).length, privateKeys - 1, 'the private key is gone from the cluster');
 });
