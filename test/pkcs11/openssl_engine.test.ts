@@ -2,18 +2,21 @@
 // (docs/pkcs11.md "Tested with"): an openssl.cnf made here loads the engine with MODULE_PATH =
 // p11-kit-client.so, and P11_KIT_SERVER_ADDRESS points at the bridge. The OpenSSL CLI then signs with
 // an EC and an RSA key of the cluster (`openssl dgst -sign`), decrypts with the RSA key (`openssl
-// pkeyutl -decrypt`), and makes a self-signed certificate with the EC key (`openssl req -x509`);
-// every result is checked by the OpenSSL CLI without the engine, against the public keys the SDK
-// exports. Skipped, with the reason, where the engine, p11-kit-client.so or the CLI is missing —
+// pkeyutl -decrypt`), makes a self-signed certificate with the EC key (`openssl req -x509`), and
+// serves TLS 1.3 and 1.2 with both keys (`openssl s_server`, checked by `openssl s_client`). Every
+// result is checked by the OpenSSL CLI without the engine, against the public keys the SDK exports.
+// Skipped, with the reason, where the engine, p11-kit-client.so or the CLI is missing —
 // except under COFFER_REQUIRE_PKCS11=1, where that fails.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Key } from '../../src/client/index.js';
 import { P11_KIT_CLIENT, clientsMissing } from './real_client.js';
 import { run, startBridge, type Bridge } from './bridge_support.js';
+import { freePort } from '../service/fleet/fleet_support.js';
 
 export const PKCS11_ENGINE = '/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so';
 
@@ -62,6 +65,7 @@ const uri = (label: string): string => `pkcs11:object=${label};type=private`;
 // PKCS#11 v2.40 mechanism values, from the specification (§2.1, §2.3).
 const CKM_RSA_PKCS = 0x1;
 const CKM_RSA_PKCS_OAEP = 0x9;
+const CKM_RSA_PKCS_PSS = 0xd;
 const CKM_ECDSA = 0x1041;
 const CKM_SHA_1 = 0x220n;
 
@@ -108,4 +112,36 @@ test('openssl req -x509 with the cluster\'s EC key makes a self-signed certifica
   const certKey = await openssl(['x509', '-in', f('self.pem'), '-noout', '-pubkey'], false);
   assert.equal(certKey.trim(), ec.publicPem.trim());
   assert.match(await openssl(['x509', '-in', f('self.pem'), '-noout', '-subject'], false), /CN\s*=\s*cluster signed/);
+});
+
+test('openssl s_server serves TLS 1.3 and 1.2 with the cluster\'s EC and RSA keys; openssl s_client verifies the handshake signatures (ECDSA, RSA-PSS) made on the cluster', { skip: missing, timeout: 300_000 }, async () => {
+  const b = bridge as Bridge;
+  for (const [kind, signature, mechanism] of [['ec', /Peer signature type: ECDSA/, CKM_ECDSA], ['rsa', /Peer signature type: RSA-PSS/, CKM_RSA_PKCS_PSS]] as const) {
+    const cert = f(`tls-${kind}.pem`);
+    await openssl(['req', '-new', '-x509', '-engine', 'pkcs11', '-keyform', 'engine', '-key', uri(`engine-${kind}`), '-subj', '/CN=localhost', '-days', '2', '-out', cert]);
+    const port = await freePort(['127.0.0.1']);
+    const server = spawn('openssl', ['s_server', '-engine', 'pkcs11', '-keyform', 'engine', '-key', uri(`engine-${kind}`), '-cert', cert, '-accept', `127.0.0.1:${port}`, '-www'], {
+      env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        server.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('ACCEPT')) resolve();
+        });
+        server.once('exit', (code) => reject(new Error(`s_server exited ${String(code)}: ${out}`)));
+      });
+      for (const version of ['-tls1_3', '-tls1_2']) {
+        const from = b.inits.length;
+        const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', cert, '-verify_return_error', version], {}, 'GET / HTTP/1.0\r\n\r\n');
+        assert.equal(r.code, 0, `${kind} ${version}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stdout + r.stderr, /Verify return code: 0 \(ok\)/);
+        assert.match(r.stdout + r.stderr, signature);
+        assert.ok(b.inits.slice(from).some((i) => i.call === 'C_SignInit' && i.mechanism?.type === mechanism), `${kind} ${version}: the handshake was signed on the cluster`);
+      }
+    } finally {
+      server.kill('SIGTERM');
+    }
+  }
 });
