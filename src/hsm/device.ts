@@ -538,7 +538,7 @@ export class Session {
   }
   /** Stores an X.509 certificate (DER) as a certificate object (docs/device.md "Certificates"). */
   importCertificate(der: Uint8Array, template: CertificateTemplate = {}): Promise<Handle> {
-    return this.#audited('key.import', { detail: 'certificate' }, () => this.#hsm.objects().importCertificate(this.#as(), der, template.token === false ? { ...template, sessionId: this.id } : template), (h) => [h]);
+    return this.#audited('key.import', { detail: 'certificate' }, () => this.#hsm.objects().importCertificate(this.#as(), der, this.#scoped(template)), (h) => [h]);
   }
   /** A certificate object's DER and CKA_CERTIFICATE_CATEGORY. */
   certificate(ref: KeyRef): { readonly der: Uint8Array; readonly category: number } {
@@ -580,8 +580,7 @@ export class Session {
   }
   /** Copies an object the user owns (docs/device.md "Copies"): a public key, or a session object of a private or secret key. */
   copyObject(key: KeyRef, template: CopyTemplate = {}): Promise<Handle> {
-    const scoped = template.token === false ? { ...template, sessionId: this.id } : template;
-    return this.#audited('key.copy', { refs: [key] }, () => this.#hsm.objects().copyObject(this.#as(), key, scoped), (h) => [h]);
+    return this.#audited('key.copy', { refs: [key] }, () => this.#hsm.objects().copyObject(this.#as(), key, this.#scoped(template)), (h) => [h]);
   }
 
   // ── crypto ────────────────────────────────────────────────────────────────────────────────
@@ -634,7 +633,7 @@ export class Session {
   }
 
   /** Session objects (token: false) belong to this session. */
-  #scoped<T extends ObjectTemplate>(template: T): T {
+  #scoped<T extends { readonly token?: boolean; readonly sessionId?: string }>(template: T): T {
     return template.token === false ? { ...template, sessionId: this.id } : template;
   }
 }

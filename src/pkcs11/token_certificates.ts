@@ -21,6 +21,7 @@
 
 import { createHash } from 'node:crypto';
 import type { CertificateTemplate, CertificateValue, KeyInfo } from '../client/index.js';
+import { derElement } from '../crypto/ec_key_der.js';
 import { certificateFields } from '../formats/certificate_fields.js';
 import { CKA, CKR } from './constants.js';
 import type { Attribute, AttributeValue } from './rpc_codec.js';
@@ -119,8 +120,8 @@ function serialAsDer(given: Uint8Array, der: Uint8Array): Uint8Array {
     return given; // no certificate: the HSM says so
   }
   if (Buffer.from(serial).equals(given)) return given;
-  const at = serial[1] !== undefined && serial[1] < 0x80 ? 2 : 2 + ((serial[1] ?? 0) & 0x7f);
-  return Buffer.from(serial.subarray(at)).equals(given) ? serial : given;
+  const contents = derElement(serial, 0, 0x02);
+  return Buffer.from(serial.subarray(contents.start, contents.end)).equals(given) ? serial : given;
 }
 
 /** The attribute `type` of a certificate object `info`, whose DER and category are `value` (§4.6). */

@@ -149,6 +149,25 @@ export function checkKeyQuorum(value: unknown): number {
   return value;
 }
 
+/** A certificate's or a copy's template: each field a known one, the boolean ones booleans and the
+ * byte-string ones byte strings (else COFFER_ATTRIBUTE_INVALID), in one pass over its fields. */
+function checkFields(template: object, keys: ReadonlySet<string>, booleans: readonly string[], byteStrings: readonly string[] = []): void {
+  for (const [key, value] of Object.entries(template)) {
+    if (value === undefined) continue;
+    if (!keys.has(key)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+    if (booleans.includes(key) && typeof value !== 'boolean') fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+    if (byteStrings.includes(key) && !(value instanceof Uint8Array)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
+  }
+}
+
+/** Where a new object lives: `token` (default `fallback`); a session object, and only one, names its
+ * session (else COFFER_TEMPLATE_INCONSISTENT). */
+function tokenOf(template: { readonly token?: boolean; readonly sessionId?: string }, fallback: boolean): boolean {
+  const token = template.token ?? fallback;
+  if (token === (template.sessionId !== undefined)) fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'sessionId' });
+  return token;
+}
+
 function checkTemplateShape(template: ObjectTemplate): void {
   for (const [key, value] of Object.entries(template)) {
     if (value === undefined) continue;
@@ -183,8 +202,7 @@ export function resolveTemplate(cls: ObjectClass, keyType: KeyType, template: Ob
   permittedFunctions(cls, keyType); // refuses a class/type pair that does not exist
   const defaults = DEFAULT_FUNCTIONS[`${cls}/${keyType}`] ?? [];
   if (template.trusted === true) fail('COFFER_ATTRIBUTE_READ_ONLY', { attribute: 'trusted' });
-  const token = template.token ?? true;
-  if (token === (template.sessionId !== undefined)) fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'sessionId' });
+  const token = tokenOf(template, true);
   if (template.sessionId !== undefined) assert(typeof template.sessionId === 'string' && template.sessionId.length > 0, 'session ids come from the facade');
   const sensitive = template.sensitive ?? cls !== 'PUBLIC_KEY';
   const extractable = template.extractable ?? true;
@@ -225,6 +243,8 @@ export interface CopyTemplate {
 }
 
 const COPY_TEMPLATE_KEYS = new Set<string>(['token', 'sessionId', 'label', 'id', 'modifiable', 'destroyable']);
+/** The booleans a certificate's or a copy's template may hold. */
+const PLACEMENT_BOOLEANS = ['token', 'modifiable', 'destroyable'] as const;
 
 /** What a copy keeps of its source. */
 export interface CopySource {
@@ -243,13 +263,8 @@ export interface CopySource {
  * template is COFFER_ATTRIBUTE_INVALID.
  */
 export function resolveCopyTemplate(source: CopySource, template: CopyTemplate): ResolvedTemplate {
-  for (const [key, value] of Object.entries(template)) {
-    if (value === undefined) continue;
-    if (!COPY_TEMPLATE_KEYS.has(key)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
-    if ((key === 'token' || key === 'modifiable' || key === 'destroyable') && typeof value !== 'boolean') fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
-  }
-  const token = template.token ?? source.attributes.token;
-  if (token === (template.sessionId !== undefined)) fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'sessionId' });
+  checkFields(template, COPY_TEMPLATE_KEYS, PLACEMENT_BOOLEANS);
+  const token = tokenOf(template, source.attributes.token);
   for (const name of ['modifiable', 'destroyable'] as const) {
     if (template[name] === true && !source.attributes[name]) fail('COFFER_ATTRIBUTE_READ_ONLY', { attribute: name });
   }
@@ -298,16 +313,10 @@ const CERTIFICATE_TEMPLATE_KEYS = new Set<string>(['label', 'id', 'token', 'sess
  * default to true. An unknown field is ATTRIBUTE_INVALID; a category outside 0..3 too.
  */
 export function resolveCertificateTemplate(template: CertificateTemplate): ResolvedTemplate & { readonly category: number } {
-  for (const [key, value] of Object.entries(template)) {
-    if (value === undefined) continue;
-    if (!CERTIFICATE_TEMPLATE_KEYS.has(key)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
-    if ((key === 'token' || key === 'modifiable' || key === 'destroyable') && typeof value !== 'boolean') fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
-    if ((key === 'subject' || key === 'issuer' || key === 'serialNumber') && !(value instanceof Uint8Array)) fail('COFFER_ATTRIBUTE_INVALID', { attribute: key });
-  }
+  checkFields(template, CERTIFICATE_TEMPLATE_KEYS, PLACEMENT_BOOLEANS, ['subject', 'issuer', 'serialNumber']);
   const category = template.category ?? 0;
   if (!Number.isInteger(category) || category < 0 || category > 3) fail('COFFER_ATTRIBUTE_INVALID', { attribute: 'category' });
-  const token = template.token ?? true;
-  if (token === (template.sessionId !== undefined)) fail('COFFER_TEMPLATE_INCONSISTENT', { attribute: 'sessionId' });
+  const token = tokenOf(template, true);
   const attributes: BooleanAttributes = {
     token, sensitive: false, extractable: false, encrypt: false, decrypt: false, sign: false, verify: false, wrap: false, unwrap: false,
     derive: false, trusted: false, wrapWithTrusted: false, local: false, neverExtractable: false, alwaysSensitive: false,
