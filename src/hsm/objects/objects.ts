@@ -446,10 +446,14 @@ export class ObjectTable implements StateView {
   }
 
   /**
-   * As generateKeyPair, with the generation on libuv's thread pool (RSA-4096 takes seconds). The
-   * checks run before, and again when the pair is decided, since the table may change meanwhile.
+   * As generateKeyPair, with an RSA generation on libuv's thread pool (RSA-4096 takes seconds); the
+   * checks run before, and again when the pair is decided, since the table may change meanwhile. An
+   * EC or Ed25519 pair (tens of µs) is generated in its decision, as generateKeyPair does: a pair
+   * made on the pool would reach the writer alone, as its generation ends, and start an entry of its
+   * own instead of joining the batch of the calls queued with it (docs/device.md "Batches").
    */
   async generateKeyPairAsync(actor: Actor, spec: mech.KeyPairSpec, publicTemplate: ObjectTemplate = {}, privateTemplate: ObjectTemplate = {}): Promise<KeyPairHandles> {
+    if (spec.keyType !== 'RSA') return this.generateKeyPair(actor, spec, publicTemplate, privateTemplate);
     this.#checkKeyPair(actor, spec, publicTemplate, privateTemplate);
     const pair = await mech.generateKeyPairAsync(spec);
     return this.#create('key.generate-pair', actor, () => {

@@ -94,6 +94,23 @@ test('the calls queued behind an entry in flight are ordered by ONE entry; each 
   await relay.close();
 });
 
+test('EC and Ed25519 pairs asked for together (the node\'s generateKeyPairAsync, as one socket read dispatches them) are ordered by ONE entry', LONG, async () => {
+  const { d0, d1, relay, alice } = await pausedCluster();
+  const base = d0.journal.head().seq;
+  const specs = [{ keyType: 'EC', curve: 'P-256' }, { keyType: 'EC', curve: 'P-384' }, { keyType: 'EC_EDWARDS', curve: 'Ed25519' }, { keyType: 'EC', curve: 'P-256' }] as const;
+  const pairs = specs.map((spec, i) => withOwnEntries(() => alice.generateKeyPairAsync(spec, {}, { label: `pair-${i}` })));
+  const entry = await offered(d0);
+  await turns();
+  assert.equal(await d0.journal.takeOffer(0), undefined, 'the four pairs are in the first entry: none was generated apart and proposed alone');
+  assert.ok(await relay.append(entry));
+  await relay.deliverAll();
+  const made = await Promise.all(pairs);
+  assert.deepEqual(made.map((m) => m.entries.map((e) => e.seq)), specs.map(() => [base + 1n]));
+  assert.deepEqual(made.map((m) => alice.getAttributes(m.value.privateHandle).label), specs.map((_, i) => `pair-${i}`));
+  assert.equal(hex(d1.stateDigest()), hex(d0.stateDigest()));
+  await relay.close();
+});
+
 test('in a batch, a decision that throws fails only its caller; later decisions see the earlier ones (a key renamed, then destroyed, then not found)', LONG, async () => {
   const { d0, d1, relay, alice } = await pausedCluster();
   relay.start();
