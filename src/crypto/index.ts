@@ -22,7 +22,7 @@ export {
   AEAD_SEGMENT_BYTES_MAX,
   AEAD_SEGMENTS_MAX,
 } from './aead_stream.js';
-export { ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate } from './ec_key_der.js';
+export { ecKeyPairDer, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate, ecSec1OfPkcs8 } from './ec_key_der.js';
 export { kcvAes, kcvPublicKey, kcvSecret, checkKcv, KCV_BYTES } from './kcv.js';
 export {
   signDigest,

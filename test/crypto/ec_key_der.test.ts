@@ -4,8 +4,8 @@
 
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { derElement, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate } from '../../src/crypto/ec_key_der.js';
+import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { derElement, ecKeyPairDer, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate, ecSec1OfPkcs8 } from '../../src/crypto/ec_key_der.js';
 import { isCofferError } from '../../src/errors.js';
 
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
@@ -78,4 +78,79 @@ void test('DER elements that are not what they claim are refused', () => {
   refused(hex('3083000001'), 0x30); // a 3-byte length: never in a key
   refused(hex('3080'), 0x30); // indefinite length
   refused(new Uint8Array(), 0x30);
+});
+
+// The curves' OIDs (RFC 5480 §2.1.1.1, SEC 2 v2 §A.2) and order lengths, as ecKeyPairDer takes them.
+const CURVES = [
+  { openssl: 'prime256v1', oid: hex('2a8648ce3d030107'), orderBytes: 32 },
+  { openssl: 'secp384r1', oid: hex('2b81040022'), orderBytes: 48 },
+  { openssl: 'secp521r1', oid: hex('2b81040023'), orderBytes: 66 },
+  { openssl: 'secp256k1', oid: hex('2b8104000a'), orderBytes: 32 },
+] as const;
+const ecKeyInvalid = (e: unknown): boolean => isCofferError(e, 'COFFER_CRYPTO_KEY_INVALID');
+
+void test('a pair written from its numbers (d, point) is the OpenSSL CLI’s PKCS#8 and SPKI for the known keys', () => {
+  // d and the point as they sit in the known keys' SEC 1 forms above.
+  const p256 = ecKeyPairDer(CURVES[0].oid, 32, hex(P256_SEC1.slice(14, 78)), hex(P256_SEC1.slice(-130)));
+  assert.equal(toHex(p256.pkcs8), P256_PKCS8);
+  assert.equal(toHex(p256.spki), P256_SPKI);
+  const p521 = ecKeyPairDer(CURVES[2].oid, 66, hex(P521_SEC1.slice(16, 148)), hex(P521_SEC1.slice(-266)));
+  assert.equal(toHex(p521.pkcs8), P521_PKCS8);
+  assert.equal(toHex(p521.spki), P521_SPKI);
+});
+
+void test('a pair written from node’s ECDH numbers equals OpenSSL’s own exports of the same key, scalars shorter than the order included', () => {
+  for (const { openssl, oid, orderBytes } of CURVES) {
+    let short = 0;
+    for (let i = 0; i < 300; i++) {
+      const ecdh = createECDH(openssl);
+      ecdh.generateKeys();
+      const d = ecdh.getPrivateKey();
+      if (d.length < orderBytes) short++;
+      const { pkcs8, spki } = ecKeyPairDer(oid, orderBytes, d, ecdh.getPublicKey());
+      const key = createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' });
+      assert.equal(toHex(pkcs8), key.export({ format: 'der', type: 'pkcs8' }).toString('hex'), `${openssl} PKCS#8`);
+      assert.equal(toHex(spki), createPublicKey(key).export({ format: 'der', type: 'spki' }).toString('hex'), `${openssl} SPKI`);
+    }
+    // P-521's scalar has 521 bits in 66 bytes: node drops the leading byte whenever it is zero (about 1 in 2).
+    if (openssl === 'secp521r1') assert.ok(short > 0, 'some P-521 scalars came without their leading zero byte');
+  }
+  // d = 1 (its point is the generator G): 31 bytes of padding, as OpenSSL writes it.
+  const g = hex('046b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5');
+  const one = ecKeyPairDer(CURVES[0].oid, 32, Uint8Array.of(1), g);
+  const key = createPrivateKey({ key: Buffer.from(one.pkcs8), format: 'der', type: 'pkcs8' });
+  assert.equal(toHex(one.pkcs8), key.export({ format: 'der', type: 'pkcs8' }).toString('hex'));
+});
+
+void test('numbers that are no key are refused: an empty or too long scalar, a point not uncompressed', () => {
+  const point = hex(P256_SPKI.slice(-130));
+  assert.throws(() => ecKeyPairDer(CURVES[0].oid, 32, new Uint8Array(), point), ecKeyInvalid);
+  assert.throws(() => ecKeyPairDer(CURVES[0].oid, 32, new Uint8Array(33).fill(1), point), ecKeyInvalid);
+  assert.throws(() => ecKeyPairDer(CURVES[0].oid, 32, Uint8Array.of(1), Uint8Array.of(0x02, ...point.subarray(1, 33))), ecKeyInvalid);
+});
+
+void test('the SEC 1 form of an EC PKCS#8 is the OpenSSL CLI’s SEC 1 for the known keys, and the same key for random ones', () => {
+  assert.equal(toHex(ecSec1OfPkcs8(hex(P256_PKCS8)) ?? new Uint8Array()), P256_SEC1);
+  assert.equal(toHex(ecSec1OfPkcs8(hex(P521_PKCS8)) ?? new Uint8Array()), P521_SEC1);
+  for (const namedCurve of ['prime256v1', 'secp384r1', 'secp521r1', 'secp256k1']) {
+    for (let i = 0; i < 50; i++) {
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve });
+      const pkcs8 = privateKey.export({ format: 'der', type: 'pkcs8' });
+      const sec1 = ecSec1OfPkcs8(pkcs8);
+      assert.ok(sec1 !== undefined, namedCurve);
+      assert.deepEqual(sec1, new Uint8Array(privateKey.export({ format: 'der', type: 'sec1' })), `${namedCurve} SEC 1`);
+    }
+  }
+});
+
+void test('no SEC 1 form for any other PKCS#8: no public key in it, not EC, malformed', () => {
+  const bare = hex('3041020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721');
+  assert.equal(ecSec1OfPkcs8(bare), undefined);
+  for (const pair of [generateKeyPairSync('ed25519'), generateKeyPairSync('rsa', { modulusLength: 1024 })]) {
+    assert.equal(ecSec1OfPkcs8(pair.privateKey.export({ format: 'der', type: 'pkcs8' })), undefined);
+  }
+  const good = hex(P256_PKCS8);
+  assert.equal(ecSec1OfPkcs8(good.subarray(0, good.length - 1)), undefined);
+  assert.equal(ecSec1OfPkcs8(Buffer.concat([good, Buffer.of(0)])), undefined);
+  assert.equal(ecSec1OfPkcs8(new Uint8Array()), undefined);
 });

@@ -14,6 +14,7 @@
 //   - Ed25519: allowed in FIPS mode, since FIPS 186-5 (2023) approves EdDSA (§7).
 
 import {
+  createECDH,
   createPrivateKey,
   createPublicKey,
   createSecretKey,
@@ -23,7 +24,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { promisify } from 'node:util';
-import { ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate } from '../../crypto/index.js';
+import { ecKeyPairDer, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate, ecSec1OfPkcs8 } from '../../crypto/index.js';
 import { fail } from '../../errors.js';
 import {
   GENERIC_SECRET_BITS_MAX,
@@ -69,12 +70,14 @@ export const FIPS_RSA_EXPONENT_MIN = 65537;
 const RSA_EXPONENT_DEFAULT = 65537;
 
 /** Weierstrass curves and their OpenSSL names (node's asymmetricKeyDetails.namedCurve). */
+/** The EC curves: OpenSSL's name, the order's bits, the field's bytes, and the OID's contents (hex;
+ * RFC 5480 §2.1.1.1, SEC 2 v2 §A.2). Every curve here has an order of as many bytes as its field. */
 export const EC_CURVES = {
-  'P-256': { openssl: 'prime256v1', bits: 256, fieldBytes: 32 },
-  'P-384': { openssl: 'secp384r1', bits: 384, fieldBytes: 48 },
-  'P-521': { openssl: 'secp521r1', bits: 521, fieldBytes: 66 },
-  secp256k1: { openssl: 'secp256k1', bits: 256, fieldBytes: 32 },
-} as const satisfies Record<Exclude<Curve, 'Ed25519'>, { openssl: string; bits: number; fieldBytes: number }>;
+  'P-256': { openssl: 'prime256v1', bits: 256, fieldBytes: 32, oid: '2a8648ce3d030107' },
+  'P-384': { openssl: 'secp384r1', bits: 384, fieldBytes: 48, oid: '2b81040022' },
+  'P-521': { openssl: 'secp521r1', bits: 521, fieldBytes: 66, oid: '2b81040023' },
+  secp256k1: { openssl: 'secp256k1', bits: 256, fieldBytes: 32, oid: '2b8104000a' },
+} as const satisfies Record<Exclude<Curve, 'Ed25519'>, { openssl: string; bits: number; fieldBytes: number; oid: string }>;
 export type EcCurve = keyof typeof EC_CURVES;
 
 const ED25519_BITS = 256;
@@ -158,6 +161,42 @@ export function generateKeyPair(spec: KeyPairSpec): { publicKey: KeyMaterial; pr
   }
 }
 
+/** A key as the bytes its record stores (PKCS#8 DER for a private key, SPKI DER for a public one),
+ * with the facts a record needs; no KeyObject (one is built from the bytes when the key is used). */
+export interface EncodedKey {
+  readonly class: 'PUBLIC_KEY' | 'PRIVATE_KEY';
+  readonly keyType: 'EC';
+  readonly bits: number;
+  readonly curve: EcCurve;
+  /** PKCS#8 or SPKI DER: the caller owns these bytes and wipes them. */
+  readonly encoded: Uint8Array;
+  /** SPKI DER of the pair's public key (its KCV). Not secret. */
+  readonly spki: Uint8Array;
+}
+
+/**
+ * Generates an EC key pair with OpenSSL's EC key generation (node's ECDH, which hands over the
+ * scalar and the point) and writes it as OpenSSL would export it (crypto/ec_key_der.ts). What a
+ * generated pair needs is its bytes: a KeyObject pair costs about 40 µs more to generate and 50 µs
+ * more to export (P-256, docs/device.md "Batches"), and its KeyObjects would not be kept. The
+ * private scalar as node returns it is wiped here; the PKCS#8 is the caller's to wipe.
+ */
+export function generateEcKeyPairEncoded(curve: EcCurve): { publicKey: EncodedKey; privateKey: EncodedKey } {
+  if (!isEcCurve(curve)) fail('COFFER_CRYPTO_UNSUPPORTED_CURVE');
+  const { openssl, bits, fieldBytes, oid } = EC_CURVES[curve];
+  const ecdh = createECDH(openssl);
+  ecdh.generateKeys();
+  const d = ecdh.getPrivateKey();
+  let der: { pkcs8: Uint8Array; spki: Uint8Array };
+  try {
+    der = ecKeyPairDer(Buffer.from(oid, 'hex'), fieldBytes, d, ecdh.getPublicKey());
+  } finally {
+    d.fill(0);
+  }
+  const facts = { keyType: 'EC', bits, curve, spki: der.spki } as const;
+  return { publicKey: { class: 'PUBLIC_KEY', ...facts, encoded: der.spki.slice() }, privateKey: { class: 'PRIVATE_KEY', ...facts, encoded: der.pkcs8 } };
+}
+
 const generateKeyPairAsyncRaw = promisify(nodeGenerateKeyPair);
 
 /** As generateKeyPair, on libuv's thread pool: RSA-4096 generation takes seconds and must not stall the loop. */
@@ -208,11 +247,23 @@ export function materialFromBytes(cls: ObjectClass, keyType: KeyType, bytes: Uin
   const der = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let key: KeyObject;
   try {
-    key = cls === 'PRIVATE_KEY' ? createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) : createPublicKey({ key: der, format: 'der', type: 'spki' });
+    key = cls === 'PRIVATE_KEY' ? privateKeyOf(keyType, der) : createPublicKey({ key: der, format: 'der', type: 'spki' });
   } catch {
     fail('COFFER_ATTRIBUTE_INVALID', { attribute: 'value' });
   }
   return materialFromKeyObject(cls, keyType, key, curve);
+}
+
+/** A private KeyObject from PKCS#8: an EC key through its SEC 1 form, which OpenSSL parses about four
+ * times faster (crypto/ec_key_der.ts ecSec1OfPkcs8); the same key either way. */
+function privateKeyOf(keyType: KeyType, pkcs8: Buffer): KeyObject {
+  const sec1 = keyType === 'EC' ? ecSec1OfPkcs8(pkcs8) : undefined;
+  if (sec1 === undefined) return createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+  try {
+    return createPrivateKey({ key: Buffer.from(sec1.buffer, sec1.byteOffset, sec1.byteLength), format: 'der', type: 'sec1' });
+  } finally {
+    sec1.fill(0);
+  }
 }
 
 /** Describes an asymmetric KeyObject, checking it is what the caller says it is. */

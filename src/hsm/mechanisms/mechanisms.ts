@@ -45,6 +45,7 @@ import type { Curve, HashName, KeyFunction, KeyType, MechanismName, MechanismPar
 export {
   checkKeyGen,
   checkKeyMaterial,
+  generateEcKeyPairEncoded,
   generateKeyPair,
   generateKeyPairAsync,
   generateSecretKey,
@@ -52,6 +53,7 @@ export {
   materialFromKeyObject,
   materialToBytes,
   publicFromPrivate,
+  type EncodedKey,
   type KeyMaterial,
   type KeyPairSpec,
   type SecretKeySpec,

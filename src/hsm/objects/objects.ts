@@ -139,8 +139,15 @@ interface NewCertificate {
   readonly resolved: ResolvedTemplate & { readonly category: number };
 }
 
-/** What a creating operation hands to the change builder: the key and its resolved template, or a certificate. */
-type NewObject = readonly [mech.KeyMaterial, ResolvedTemplate] | NewCertificate;
+/** A key a creating operation hands over as the bytes its record stores (a generated EC pair's). */
+interface NewEncodedKey {
+  readonly encoded: mech.EncodedKey;
+  readonly resolved: ResolvedTemplate;
+}
+
+/** What a creating operation hands to the change builder: the key and its resolved template, a key
+ * as its stored bytes, or a certificate. */
+type NewObject = readonly [mech.KeyMaterial, ResolvedTemplate] | NewEncodedKey | NewCertificate;
 
 /** What a change makes of an existing object (the rest of its record stays). */
 interface Patch {
@@ -440,6 +447,10 @@ export class ObjectTable implements StateView {
   generateKeyPair(actor: Actor, spec: mech.KeyPairSpec, publicTemplate: ObjectTemplate = {}, privateTemplate: ObjectTemplate = {}): Promise<KeyPairHandles> {
     return this.#create('key.generate-pair', actor, () => {
       const [pub, priv] = this.#checkKeyPair(actor, spec, publicTemplate, privateTemplate);
+      if (spec.keyType === 'EC') {
+        const encoded = mech.generateEcKeyPairEncoded(spec.curve);
+        return [{ encoded: encoded.publicKey, resolved: pub }, { encoded: encoded.privateKey, resolved: priv }];
+      }
       const pair = mech.generateKeyPair(spec);
       return [[pair.publicKey, pub], [pair.privateKey, priv]];
     }).then(pairOf);
@@ -587,10 +598,10 @@ export class ObjectTable implements StateView {
       const handles: Handle[] = [];
       try {
         for (const item of items) {
-          const resolved = 'der' in item ? item.resolved : item[1];
+          const resolved = 'der' in item || 'encoded' in item ? item.resolved : item[1];
           const isToken = resolved.attributes.token;
           const handle = isToken ? nextToken++ : nextSession++;
-          const record = 'der' in item ? certificateRecord(handle, actor.userId, item) : newRecord(handle, actor.userId, item[0], item[1]);
+          const record = 'der' in item ? certificateRecord(handle, actor.userId, item) : 'encoded' in item ? encodedRecord(handle, actor.userId, item) : newRecord(handle, actor.userId, item[0], item[1]);
           try {
             if (isToken) token.push({ op: 'put', ns: OBJECT_NAMESPACE, id: recordId(handle), value: encodeObjectRecord(record) });
             else session.push(sessionPut(record, resolved.sessionId, actor.scope));
@@ -1027,7 +1038,17 @@ function checkInput(data: Uint8Array, max = CRYPTO_INPUT_BYTES_MAX): void {
 }
 
 function newRecord(handle: Handle, owner: string, material: mech.KeyMaterial, resolved: ResolvedTemplate): ObjectRecord {
-  const bytes = mech.materialToBytes(material);
+  return keyRecord(handle, owner, material, mech.materialToBytes(material), kcvOf(material), resolved);
+}
+
+/** The record of a key handed over as its bytes; they are wiped once copied. */
+function encodedRecord(handle: Handle, owner: string, { encoded: key, resolved }: NewEncodedKey): ObjectRecord {
+  return keyRecord(handle, owner, key, key.encoded, kcvOfSpki(key.spki), resolved);
+}
+
+/** A key's record from its stored bytes (raw / PKCS#8 / SPKI), which it takes over: copied into the
+ * record's SecretBytes, then wiped. */
+function keyRecord(handle: Handle, owner: string, key: Pick<mech.KeyMaterial, 'class' | 'keyType' | 'bits' | 'curve'>, bytes: Uint8Array, kcv: Uint8Array, resolved: ResolvedTemplate): ObjectRecord {
   let secret: SecretBytes;
   try {
     secret = SecretBytes.copyOf(bytes);
@@ -1035,11 +1056,11 @@ function newRecord(handle: Handle, owner: string, material: mech.KeyMaterial, re
     bytes.fill(0);
   }
   const base = {
-    handle, class: material.class, keyType: material.keyType, bits: material.bits,
+    handle, class: key.class, keyType: key.keyType, bits: key.bits,
     attributes: resolved.attributes, manageKeyQuorum: resolved.manageKeyQuorum, useKeyQuorum: resolved.useKeyQuorum,
-    owner, sharees: [], label: resolved.label, id: resolved.id, kcv: kcvOf(material), material: secret,
+    owner, sharees: [], label: resolved.label, id: resolved.id, kcv, material: secret,
   };
-  return material.curve === undefined ? base : { ...base, curve: material.curve };
+  return key.curve === undefined ? base : { ...base, curve: key.curve };
 }
 
 function certificateRecord(handle: Handle, owner: string, c: NewCertificate): ObjectRecord {

@@ -8,6 +8,7 @@ import * as assert from 'node:assert/strict';
 import {
   constants,
   createHash,
+  createPublicKey,
   diffieHellman,
   ECDH,
   generateKeyPairSync,
@@ -204,6 +205,19 @@ for (const [curve, sigBytes] of CURVES) {
     }
     throwsCode(() => mech.sign({ mechanism: 'CKM_ECDSA' }, pair.privateKey, new Uint8Array(65)), 'COFFER_DATA_LEN_RANGE');
     throwsCode(() => mech.sign({ mechanism: 'CKM_ECDSA' }, pair.privateKey, new Uint8Array(0)), 'COFFER_DATA_LEN_RANGE');
+  });
+
+  test(`EC ${curve}: a pair generated as its stored bytes (PKCS#8, SPKI) is one key pair, read back as the mechanisms' material`, () => {
+    const pair = mech.generateEcKeyPairEncoded(curve);
+    assert.deepEqual([pair.privateKey.class, pair.publicKey.class, pair.privateKey.curve, pair.publicKey.curve], ['PRIVATE_KEY', 'PUBLIC_KEY', curve, curve]);
+    assert.deepEqual(pair.publicKey.encoded, pair.publicKey.spki);
+    const privateKey = mech.materialFromBytes('PRIVATE_KEY', 'EC', pair.privateKey.encoded, curve);
+    const publicKey = mech.materialFromBytes('PUBLIC_KEY', 'EC', pair.publicKey.encoded, curve);
+    assert.equal(privateKey.bits, pair.privateKey.bits);
+    assert.equal(toHex(createPublicKey(privateKey.key).export({ format: 'der', type: 'spki' })), toHex(pair.publicKey.spki), 'the public key is the private key\'s');
+    const sig = mech.sign({ mechanism: 'CKM_ECDSA_SHA256' }, privateKey, MSG);
+    assert.equal(mech.verify({ mechanism: 'CKM_ECDSA_SHA256' }, publicKey, MSG, sig), true);
+    assert.notDeepEqual(mech.generateEcKeyPairEncoded(curve).privateKey.encoded, pair.privateKey.encoded, 'a new key each time');
   });
 
   test(`ECDH ${curve}: both sides derive the same key, equal to the tail of node's shared secret`, () => {
