@@ -122,10 +122,12 @@ export class JournalRelay {
     await Promise.allSettled(links.flatMap((l) => l.loops));
   }
 
-  /** Wakes the delivery loops of a cluster (its journal head moved). */
-  signal(clusterId: string): void {
-    for (const link of this.#links.values()) {
-      if (link.target.clusterId !== clusterId) continue;
+  /** Wakes the delivery loops of a cluster (its journal head moved); `first`: that HSM's loop before
+   * the others, so that its delivery is written first. The relay wakes the HSM whose entry it just
+   * appended first: that HSM answers the callers of the change, and its apply is on their path. */
+  signal(clusterId: string, first?: string): void {
+    const links = [...this.#links.values()].filter((l) => l.target.clusterId === clusterId);
+    for (const link of [...links.filter((l) => l.target.hsmId === first), ...links.filter((l) => l.target.hsmId !== first)]) {
       if (link.wake === undefined) link.signalled = true;
       else link.wake();
     }
@@ -263,7 +265,7 @@ export class JournalRelay {
       await this.#o.store.appendJournal(clusterId, seq, offer.entry);
       this.#extendTail(clusterId, offer);
       this.#o.log.debug({ event: 'journal.appended', clusterId, hsmId, seq, bytes: offer.entry.length }, 'journal entry appended');
-      this.signal(clusterId);
+      this.signal(clusterId, hsmId);
     } catch (e) {
       if (isCofferError(e, 'COFFER_JOURNAL_CONFLICT')) return; // another entry won the position
       this.#o.log.warn({ event: 'journal.append.failed', clusterId, hsmId, seq, err: words(e) }, 'journal append failed');
