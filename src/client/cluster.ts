@@ -11,7 +11,7 @@ import {
   CLIENT_ACK_TIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS, CLIENT_CONNECTIONS_PER_NODE_MAX, CLIENT_FIND_PAGE_OBJECTS, CLIENT_REQUEST_TIMEOUT_MS, CLIENT_RETRIES_DEFAULT, CLIENT_RETRIES_MAX,
 } from '../formats/limits.js';
 import type { WireMechanismParams, WireRequest, WireResponse } from '../formats/wire.js';
-import { JournalView, acknowledge, checkAcks, type Acknowledgement } from './acks.js';
+import { JournalView, acknowledge, checkAcks, watchHeads, type Acknowledgement } from './acks.js';
 import { Connection } from './connection.js';
 import { checkEndpoints } from './discovery.js';
 import { Key, type CertificateTemplate, type Curve, type KeyInfo, type KeyType, type ObjectClass, type Placement, type Template } from './keys.js';
@@ -92,6 +92,7 @@ export class Cluster {
     this.#links = links;
     this.router = new Router(links, retries);
     this.router.acknowledge = (origin, position, k) => acknowledge(this.#view, links, origin, position, k ?? acks, ackTimeoutMs);
+    this.router.watch = (origin, k) => watchHeads(links, origin, k ?? acks, ackTimeoutMs);
     for (const l of links) l.onPosition = (link, seq, hash) => this.#view.observe(link, seq, hash);
     // On a relayed cluster a password change is a journal entry that reaches every HSM, so every link
     // logs in again with the new password; on a solo cluster only the HSM that made it holds it.

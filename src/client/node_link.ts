@@ -83,6 +83,9 @@ interface Channel {
   reopening?: Promise<Channel>;
 }
 
+/** The positions a link remembers a node holds: a few entries' worth of acknowledgements in flight. */
+const CLIENT_HELD_POSITIONS_KEPT = 64;
+
 /** node:tls verification failures: the node did not prove it belongs to the customer's cluster. */
 const UNTRUSTED_TLS_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
@@ -132,6 +135,9 @@ export class NodeLink {
   headSeq = -1n;
   /** Told of every (seq, hash) the node reports, for the fork check (docs/sdk.md "Forks"). */
   onPosition: ((link: NodeLink, seq: bigint, hash: Uint8Array) => void) | undefined;
+  /** The entries the node said it holds since it was last logged in to (seq → chain hash; its
+   * relayed heads and JOURNAL_WAIT answers), the latest CLIENT_HELD_POSITIONS_KEPT. */
+  readonly #held = new Map<bigint, Uint8Array>();
   /** Set when the client stopped using this node for good (it holds a forked journal). */
   retired: CofferError | undefined;
   readonly #o: LinkOptions;
@@ -201,6 +207,7 @@ export class NodeLink {
     await first.connection.login(first.session, o.username, o.password, o.role);
     await Promise.all(rest.map((c) => c.connection.login(c.session, o.username, o.password, o.role)));
     this.headSeq = -1n; // the node may have been restored since: learn its head again
+    this.#held.clear(); // and what it holds
     await this.#pollStatus();
     this.inFlightMax = this.#channels.reduce((n, c) => n + c.connection.hello.inFlightMax, 0);
     this.batchItemsMax = Math.max(1, Math.min(...this.#channels.map((c) => c.connection.hello.batchItemsMax)));
@@ -329,8 +336,25 @@ export class NodeLink {
   async #askJournal(seq: bigint, waitMs: number): Promise<WireResponse<'JOURNAL_WAIT'>> {
     const answer = await this.#plain('JOURNAL_WAIT', { seq, waitMs }, this.#channel());
     this.#sawHead(answer.mode, answer.head);
-    if (answer.hashAtSeq !== undefined && answer.mode === 'relayed') this.onPosition?.(this, seq, answer.hashAtSeq);
+    if (answer.hashAtSeq !== undefined && answer.mode === 'relayed') {
+      this.#hold(seq, answer.hashAtSeq);
+      this.onPosition?.(this, seq, answer.hashAtSeq);
+    }
     return answer;
+  }
+
+  /** The chain hash of the entry at `seq` when the node said it holds one there (relayed journal)
+   * since it was last logged in to; undefined when it has not said. */
+  heldHash(seq: bigint): Uint8Array | undefined {
+    return this.#held.get(seq);
+  }
+
+  #hold(seq: bigint, hash: Uint8Array): void {
+    this.#held.set(seq, hash.slice());
+    if (this.#held.size > CLIENT_HELD_POSITIONS_KEPT) {
+      const oldest = this.#held.keys().next();
+      if (oldest.done !== true) this.#held.delete(oldest.value);
+    }
   }
 
   /** Records a position this node answered as the entry that made a change (its own). */
@@ -348,7 +372,10 @@ export class NodeLink {
     this.journalMode = mode;
     if (head.seq > this.headSeq) this.headSeq = head.seq;
     // Only a relayed journal is the cluster's: solo HSMs each order their own and differ by design.
-    if (mode === 'relayed') this.onPosition?.(this, head.seq, head.hash);
+    if (mode === 'relayed') {
+      if (head.seq > 0n) this.#hold(head.seq, head.hash);
+      this.onPosition?.(this, head.seq, head.hash);
+    }
   }
 
   async #plain<N extends 'STATUS' | 'JOURNAL_WAIT'>(name: N, request: WireRequest<N>, picked: Channel): Promise<WireResponse<N>> {

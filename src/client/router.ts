@@ -42,6 +42,8 @@ export class Router {
   #start = 0;
   /** Set by the cluster: how a state change is acknowledged. */
   acknowledge: Acknowledge = (origin) => Promise.resolve({ nodes: [origin.index], required: 1 });
+  /** Set by the cluster: what a state change asks of the other HSMs as it leaves (acks.ts watchHeads). */
+  watch: (origin: NodeLink, k: number | undefined) => void = () => undefined;
 
   constructor(links: readonly NodeLink[], retries: number) {
     this.links = links;
@@ -55,6 +57,9 @@ export class Router {
    */
   async change<N extends SessionOp>(name: N, body: SessionBody<N>, route?: Route, options: ChangeOptions = {}): Promise<{ response: WireResponse<N>; node: number; acknowledgement: Acknowledgement }> {
     if (options.acks !== undefined) checkAcks(options.acks, this.links.length); // refused before anything is sent
+    const nodes = route?.nodes ?? ALL_NODES;
+    const origin = this.links.find((l) => l.state === 'up' && (nodes & (1 << l.index)) !== 0);
+    if (origin !== undefined) this.watch(origin, options.acks); // none up: primary() says so
     const { response, node } = await this.primary(name, body, route);
     const position = (response as { readonly position?: JournalPosition }).position;
     const acknowledgement = await this.acknowledge(this.links[node] as NodeLink, position, options.acks);

@@ -125,6 +125,38 @@ test('the changes one journal entry made share their acknowledgement: one JOURNA
   assert.ok(asked.every((s) => entries.has(s)), 'each asks for an entry the changes made');
 });
 
+test('the other HSMs are asked to wait for the next entry as the change leaves, so the acknowledgement is often known when the answer comes', { timeout: 300_000 }, async () => {
+  const c = await connect();
+  const events: string[] = [];
+  const proto = Connection.prototype;
+  const original = Object.getOwnPropertyDescriptor(proto, 'call') as PropertyDescriptor;
+  const call = original.value as (this: Connection, name: string, request: unknown) => Promise<unknown>;
+  Object.defineProperty(proto, 'call', {
+    ...original,
+    value: function (this: Connection, name: string, request: unknown) {
+      if (name === 'JOURNAL_WAIT') events.push(`wait ${String((request as WireRequest<'JOURNAL_WAIT'>).seq)}`);
+      const answer = call.call(this, name, request);
+      if (name === 'GENERATE_KEY') void answer.then(() => events.push('answered'), () => undefined);
+      return answer;
+    },
+  });
+  let key;
+  try {
+    key = await c.generateKey({ type: 'AES', bits: 256, label: 'watched' });
+  } finally {
+    Object.defineProperty(proto, 'call', original);
+  }
+  const ack = key.acknowledgement;
+  assert.ok(ack?.position !== undefined && ack.nodes.length >= 2, 'acknowledged by two HSMs');
+  const seq = String(ack.position.seq);
+  const answered = events.indexOf('answered');
+  assert.ok(answered > 0, `the originator answered: ${events.join(', ')}`);
+  // Both other HSMs were asked for the entry before the originator's answer, which it cannot give
+  // before the entry is appended and applied.
+  assert.deepEqual(events.slice(0, answered), [`wait ${seq}`, `wait ${seq}`], events.join(', '));
+  assert.ok(events.length <= 4, `no more than one more wait per HSM: ${events.join(', ')}`);
+});
+
 test('users and their changes are acknowledged and reach every HSM', { timeout: 300_000 }, async () => {
   const admin = await connect({ username: 'admin', password: ADMIN_PW, role: 'admin', acks: 3 });
   const ack = await admin.users.create('carol', 'carol-password', 'crypto-user');
