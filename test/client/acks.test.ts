@@ -41,6 +41,26 @@ async function connect(options: { acks?: number; ackTimeoutMs?: number; username
   return c;
 }
 
+/** Runs `fn` while every request the SDK's connections send is shown to `seen` (with its answer). */
+async function seeingCalls<T>(seen: (name: string, request: unknown, answer: Promise<unknown>) => void, fn: () => Promise<T>): Promise<T> {
+  const proto = Connection.prototype;
+  const original = Object.getOwnPropertyDescriptor(proto, 'call') as PropertyDescriptor;
+  const call = original.value as (this: Connection, name: string, request: unknown) => Promise<unknown>;
+  Object.defineProperty(proto, 'call', {
+    ...original,
+    value: function (this: Connection, name: string, request: unknown) {
+      const answer = call.call(this, name, request);
+      seen(name, request, answer);
+      return answer;
+    },
+  });
+  try {
+    return await fn();
+  } finally {
+    Object.defineProperty(proto, 'call', original);
+  }
+}
+
 /** Each node's count of answered calls (the SDK's own per-node counter). */
 const completed = (c: Cluster): number[] => c.router.links.map((l) => l.completed);
 
@@ -97,22 +117,9 @@ test('k cannot be met: COFFER_ACKS_NOT_MET says who acknowledged, and the change
 test('the changes one journal entry made share their acknowledgement: one JOURNAL_WAIT per HSM and entry', { timeout: 300_000 }, async () => {
   const c = await connect();
   const asked: bigint[] = [];
-  const proto = Connection.prototype;
-  const original = Object.getOwnPropertyDescriptor(proto, 'call') as PropertyDescriptor;
-  const call = original.value as (this: Connection, name: string, request: unknown) => Promise<unknown>;
-  Object.defineProperty(proto, 'call', {
-    ...original,
-    value: function (this: Connection, name: string, request: unknown) {
-      if (name === 'JOURNAL_WAIT') asked.push((request as WireRequest<'JOURNAL_WAIT'>).seq);
-      return call.call(this, name, request);
-    },
-  });
-  let keys;
-  try {
-    keys = await Promise.all(Array.from({ length: 16 }, (_, i) => c.generateKey({ type: 'AES', bits: 256, label: `batched-${i}` })));
-  } finally {
-    Object.defineProperty(proto, 'call', original);
-  }
+  const keys = await seeingCalls((name, request) => {
+    if (name === 'JOURNAL_WAIT') asked.push((request as WireRequest<'JOURNAL_WAIT'>).seq);
+  }, () => Promise.all(Array.from({ length: 16 }, (_, i) => c.generateKey({ type: 'AES', bits: 256, label: `batched-${i}` }))));
   const seqs = keys.map((k) => k.acknowledgement?.position?.seq);
   assert.ok(seqs.every((s) => s !== undefined), 'every change names its entry');
   const entries = new Set(seqs);
@@ -128,24 +135,10 @@ test('the changes one journal entry made share their acknowledgement: one JOURNA
 test('the other HSMs are asked to wait for the next entry as the change leaves, so the acknowledgement is often known when the answer comes', { timeout: 300_000 }, async () => {
   const c = await connect();
   const events: string[] = [];
-  const proto = Connection.prototype;
-  const original = Object.getOwnPropertyDescriptor(proto, 'call') as PropertyDescriptor;
-  const call = original.value as (this: Connection, name: string, request: unknown) => Promise<unknown>;
-  Object.defineProperty(proto, 'call', {
-    ...original,
-    value: function (this: Connection, name: string, request: unknown) {
-      if (name === 'JOURNAL_WAIT') events.push(`wait ${String((request as WireRequest<'JOURNAL_WAIT'>).seq)}`);
-      const answer = call.call(this, name, request);
-      if (name === 'GENERATE_KEY') void answer.then(() => events.push('answered'), () => undefined);
-      return answer;
-    },
-  });
-  let key;
-  try {
-    key = await c.generateKey({ type: 'AES', bits: 256, label: 'watched' });
-  } finally {
-    Object.defineProperty(proto, 'call', original);
-  }
+  const key = await seeingCalls((name, request, answer) => {
+    if (name === 'JOURNAL_WAIT') events.push(`wait ${String((request as WireRequest<'JOURNAL_WAIT'>).seq)}`);
+    if (name === 'GENERATE_KEY') void answer.then(() => events.push('answered'), () => undefined);
+  }, () => c.generateKey({ type: 'AES', bits: 256, label: 'watched' }));
   const ack = key.acknowledgement;
   assert.ok(ack?.position !== undefined && ack.nodes.length >= 2, 'acknowledged by two HSMs');
   const seq = String(ack.position.seq);
