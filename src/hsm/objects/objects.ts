@@ -612,6 +612,7 @@ export class ObjectTable implements StateView {
         }
       } catch (e) {
         for (const op of [...token, ...session]) if (op.op === 'put') op.value.fill(0);
+        for (const item of items) if ('encoded' in item) item.encoded.encoded.fill(0); // those not made into records yet
         throw e;
       }
       if (token.length > 0) token.push({ op: 'put', ns: CONFIG_NS, id: COUNTER_ID, value: u64(nextToken) });
