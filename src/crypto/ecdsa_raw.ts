@@ -106,6 +106,13 @@ export function curveParameters(curve: EcdsaCurve): { p: bigint; a: bigint; n: b
   return { p: c.p, a: c.a, n: c.n };
 }
 
+/** What a key's DER names the curve by and pads its scalar to: the OID's contents and the order's
+ * length in bytes (crypto/ec_key_der.ts ecKeyPairDer). */
+export function curveEncoding(curve: EcdsaCurve): { readonly oid: Uint8Array; readonly orderBytes: number } {
+  const c = curveSpec(curve);
+  return { oid: c.oid.slice(), orderBytes: c.orderBytes };
+}
+
 function curveSpec(curve: EcdsaCurve): CurveSpec {
   return (Object.hasOwn(CURVES, curve) ? CURVES[curve] : undefined) ?? fail('COFFER_CRYPTO_UNSUPPORTED_CURVE');
 }

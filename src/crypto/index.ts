@@ -29,6 +29,7 @@ export {
   signDigestBatched,
   verifyDigest,
   ecPrivateScalarFromPkcs8,
+  curveEncoding,
   ECDSA_CURVES,
   ECDSA_DIGEST_BYTES_MAX,
   ECDSA_BATCH_SIGNATURES_MAX,

@@ -24,7 +24,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { promisify } from 'node:util';
-import { ecKeyPairDer, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate, ecSec1OfPkcs8 } from '../../crypto/index.js';
+import { curveEncoding, ecKeyPairDer, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate, ecSec1OfPkcs8 } from '../../crypto/index.js';
 import { fail } from '../../errors.js';
 import {
   GENERIC_SECRET_BITS_MAX,
@@ -70,14 +70,12 @@ export const FIPS_RSA_EXPONENT_MIN = 65537;
 const RSA_EXPONENT_DEFAULT = 65537;
 
 /** Weierstrass curves and their OpenSSL names (node's asymmetricKeyDetails.namedCurve). */
-/** The EC curves: OpenSSL's name, the order's bits, the field's bytes, and the OID's contents (hex;
- * RFC 5480 §2.1.1.1, SEC 2 v2 §A.2). Every curve here has an order of as many bytes as its field. */
 export const EC_CURVES = {
-  'P-256': { openssl: 'prime256v1', bits: 256, fieldBytes: 32, oid: '2a8648ce3d030107' },
-  'P-384': { openssl: 'secp384r1', bits: 384, fieldBytes: 48, oid: '2b81040022' },
-  'P-521': { openssl: 'secp521r1', bits: 521, fieldBytes: 66, oid: '2b81040023' },
-  secp256k1: { openssl: 'secp256k1', bits: 256, fieldBytes: 32, oid: '2b8104000a' },
-} as const satisfies Record<Exclude<Curve, 'Ed25519'>, { openssl: string; bits: number; fieldBytes: number; oid: string }>;
+  'P-256': { openssl: 'prime256v1', bits: 256, fieldBytes: 32 },
+  'P-384': { openssl: 'secp384r1', bits: 384, fieldBytes: 48 },
+  'P-521': { openssl: 'secp521r1', bits: 521, fieldBytes: 66 },
+  secp256k1: { openssl: 'secp256k1', bits: 256, fieldBytes: 32 },
+} as const satisfies Record<Exclude<Curve, 'Ed25519'>, { openssl: string; bits: number; fieldBytes: number }>;
 export type EcCurve = keyof typeof EC_CURVES;
 
 const ED25519_BITS = 256;
@@ -183,13 +181,14 @@ export interface EncodedKey {
  */
 export function generateEcKeyPairEncoded(curve: EcCurve): { publicKey: EncodedKey; privateKey: EncodedKey } {
   if (!isEcCurve(curve)) fail('COFFER_CRYPTO_UNSUPPORTED_CURVE');
-  const { openssl, bits, fieldBytes, oid } = EC_CURVES[curve];
+  const { openssl, bits } = EC_CURVES[curve];
+  const { oid, orderBytes } = curveEncoding(curve);
   const ecdh = createECDH(openssl);
   ecdh.generateKeys();
   const d = ecdh.getPrivateKey();
   let der: { pkcs8: Uint8Array; spki: Uint8Array };
   try {
-    der = ecKeyPairDer(Buffer.from(oid, 'hex'), fieldBytes, d, ecdh.getPublicKey());
+    der = ecKeyPairDer(oid, orderBytes, d, ecdh.getPublicKey());
   } finally {
     d.fill(0);
   }
