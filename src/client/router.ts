@@ -57,8 +57,7 @@ export class Router {
    */
   async change<N extends SessionOp>(name: N, body: SessionBody<N>, route?: Route, options: ChangeOptions = {}): Promise<{ response: WireResponse<N>; node: number; acknowledgement: Acknowledgement }> {
     if (options.acks !== undefined) checkAcks(options.acks, this.links.length); // refused before anything is sent
-    const nodes = route?.nodes ?? ALL_NODES;
-    const origin = this.links.find((l) => l.state === 'up' && (nodes & (1 << l.index)) !== 0);
+    const origin = this.#firstUp(route?.nodes);
     if (origin !== undefined) this.watch(origin, options.acks); // none up: primary() says so
     const { response, node } = await this.primary(name, body, route);
     const position = (response as { readonly position?: JournalPosition }).position;
@@ -110,8 +109,13 @@ export class Router {
 
   /** The first up node in endpoint order, of the `nodes` mask when given. */
   primaryLink(nodes = ALL_NODES): NodeLink {
-    for (const l of this.links) if (l.state === 'up' && (nodes & (1 << l.index)) !== 0) return l;
-    throw this.#unavailable(undefined, nodes);
+    const link = this.#firstUp(nodes);
+    if (link === undefined) throw this.#unavailable(undefined, nodes);
+    return link;
+  }
+
+  #firstUp(nodes = ALL_NODES): NodeLink | undefined {
+    return this.links.find((l) => l.state === 'up' && (nodes & (1 << l.index)) !== 0);
   }
 
   /** A sequence of calls that must see one node (FIND pages): run on one node, all again elsewhere if it fails. */
