@@ -273,6 +273,26 @@ const same = (a: mech.KeyMaterial, b: mech.KeyMaterial): void => {
   assert.equal(toHex(mech.materialToBytes(a)), toHex(mech.materialToBytes(b)));
 };
 
+test('EC pairs generated in turn across curves: each public key verifies its own private key\'s signature, and no pair repeats', () => {
+  // One generator per curve is reused (mech_keys.ts): a point or scalar left over from an earlier
+  // generation, or from another curve's, would pair keys that do not belong together.
+  const seen = new Set<string>();
+  for (let round = 0; round < 3; round++) {
+    for (const [curve] of CURVES) {
+      const pair = mech.generateEcKeyPairEncoded(curve);
+      const privateKey = mech.materialFromBytes('PRIVATE_KEY', 'EC', pair.privateKey.encoded, curve);
+      const publicKey = mech.materialFromBytes('PUBLIC_KEY', 'EC', pair.publicKey.encoded, curve);
+      // A signature checks the scalar against the point (the PKCS#8 carries the point too, so
+      // comparing exports alone would take a stale point for the key's own).
+      const sig = mech.sign({ mechanism: 'CKM_ECDSA_SHA256' }, privateKey, MSG);
+      assert.equal(mech.verify({ mechanism: 'CKM_ECDSA_SHA256' }, publicKey, MSG, sig), true, `${curve}, round ${round}`);
+      const d = toHex(pair.privateKey.encoded);
+      assert.ok(!seen.has(d), `${curve}, round ${round}: a new key`);
+      seen.add(d);
+    }
+  }
+});
+
 test('AES keys round-trip under KW, KWP and GCM; tampering is COFFER_WRAPPED_KEY_INVALID', () => {
   const kek = mech.generateSecretKey({ keyType: 'AES', bits: 256 });
   const mechanisms: MechanismParams[] = [{ mechanism: 'CKM_AES_KEY_WRAP' }, { mechanism: 'CKM_AES_KEY_WRAP_PAD' }, { mechanism: 'CKM_AES_GCM' }];
