@@ -689,11 +689,35 @@ function certainlyNotAppended(e: unknown): boolean {
 /** A decision's cluster-wide change sets as the one change set its journal entry carries: itself
  * when there is one, else their ops concatenated in order under the first one's kind (apply runs
  * ops in order in one transaction, so the outcome is the same). */
+/**
+ * A batch's cluster-wide change sets as the one its entry carries: their ops in the order decided,
+ * each record once — a record that later decisions write again (every key generation writes the
+ * handle counter) keeps its place and takes its last op. The store and the views end as the ops in
+ * full would leave them, and every HSM applies the same list; what is dropped is wiped.
+ */
 function oneClusterChange(changes: readonly ChangeSet[]): ChangeSet {
   const cluster = changes.filter((cs) => cs.scope === 'cluster');
   const [first] = cluster;
   assert(first !== undefined, 'a journaled decision has a cluster-wide change set');
-  return cluster.length === 1 ? first : { scope: 'cluster', kind: first.kind, ops: cluster.flatMap((cs) => cs.ops) };
+  if (cluster.length === 1) return first;
+  const ops: RecordOp[] = [];
+  const placed = new Map<string, Map<string, number>>(); // ns → id → index in ops
+  for (const cs of cluster) {
+    for (const op of cs.ops) {
+      let ids = placed.get(op.ns);
+      if (ids === undefined) placed.set(op.ns, (ids = new Map<string, number>()));
+      const at = ids.get(op.id);
+      if (at === undefined) {
+        ids.set(op.id, ops.length);
+        ops.push(op);
+        continue;
+      }
+      const earlier = ops[at];
+      if (earlier?.op === 'put') earlier.value.fill(0);
+      ops[at] = op;
+    }
+  }
+  return { scope: 'cluster', kind: first.kind, ops };
 }
 
 /** A namespace's records with the speculated writes over them, in ascending id order (the store's). */

@@ -12,6 +12,8 @@ import { verify as nodeVerify } from 'node:crypto';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../../src/factory/development.js';
 import type { Hsm, Session } from '../../../src/hsm/device.js';
 import { withOwnEntries, type JournalItem } from '../../../src/hsm/state/journal.js';
+import { decodeChangeSet, wipeChangeSet, type ChangeSet } from '../../../src/formats/change_set.js';
+import { OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE } from '../../../src/formats/object_record.js';
 import { rejectsCode, throwsCode } from '../../helpers.js';
 import { hex } from '../backup/backup_support.js';
 import { JOURNAL_TEST_TIMEOUT_MS, TestRelay, activateCluster, clonedCluster, loggedIn } from './journal_support.js';
@@ -91,6 +93,45 @@ test('the calls queued behind an entry in flight are ordered by ONE entry; each 
   for (const [i, h] of handles.entries()) assert.equal(alice1.getAttributes(h).label, labels[i]);
   await relay.stop();
   assert.equal(hex(d1.stateDigest()), hex(d0.stateDigest()), 'one state on both HSMs');
+  await relay.close();
+});
+
+test('a batch\'s entry writes each record once: six key generations carry six keys and the handle counter once, at its last value', LONG, async () => {
+  const { d0, d1, relay, alice } = await pausedCluster();
+  const heard: ChangeSet[] = [];
+  const stop = d1.observeChanges((encoded) => {
+    heard.push(decodeChangeSet(encoded));
+    encoded.fill(0);
+  });
+  const first = alice.generateKey(AES, { label: 'first' });
+  const e1 = await offered(d0);
+  const batch = ['b0', 'b1', 'b2', 'b3', 'b4', 'b5'].map((label) => alice.generateKey(AES, { label }));
+  await turns();
+  assert.ok(await relay.append(e1));
+  await relay.deliverAll();
+  await first;
+  const e2 = await offered(d0);
+  assert.ok(await relay.append(e2));
+  await relay.deliverAll();
+  const handles = await Promise.all(batch);
+  stop();
+  const entry = heard.at(-1);
+  assert.ok(entry !== undefined);
+  const where = entry.ops.map((op) => `${op.op} ${op.ns}`);
+  assert.deepEqual(where.filter((w) => w === `put ${OBJECT_NAMESPACE}`).length, 6, 'one record per key');
+  const counters = entry.ops.filter((op) => op.ns === OBJECT_CONFIG_NAMESPACE);
+  assert.equal(counters.length, 1, 'the handle counter once, not once per key');
+  const counter = counters[0];
+  assert.ok(counter?.op === 'put');
+  assert.equal(new DataView(counter.value.buffer, counter.value.byteOffset).getBigUint64(0), BigInt(Math.max(...handles) + 1), 'at the value the last key left it');
+  assert.equal(entry.ops.length, 7);
+  for (const wipe of heard) wipeChangeSet(wipe);
+  assert.equal(hex(d1.stateDigest()), hex(d0.stateDigest()), 'one state on both HSMs');
+  // The next key takes the next handle on either HSM.
+  relay.start();
+  const next = await alice.generateKey(AES, { label: 'next' });
+  assert.equal(next, Math.max(...handles) + 1);
+  await relay.stop();
   await relay.close();
 });
 
