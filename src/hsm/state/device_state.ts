@@ -686,9 +686,6 @@ function certainlyNotAppended(e: unknown): boolean {
   return isCofferError(e) && !isCofferError(e, 'COFFER_JOURNAL_OUTCOME_UNKNOWN');
 }
 
-/** A decision's cluster-wide change sets as the one change set its journal entry carries: itself
- * when there is one, else their ops concatenated in order under the first one's kind (apply runs
- * ops in order in one transaction, so the outcome is the same). */
 /**
  * A batch's cluster-wide change sets as the one its entry carries: their ops in the order decided,
  * each record once — a record that later decisions write again (every key generation writes the
