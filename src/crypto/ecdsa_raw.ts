@@ -106,6 +106,18 @@ export function curveParameters(curve: EcdsaCurve): { p: bigint; a: bigint; n: b
   return { p: c.p, a: c.a, n: c.n };
 }
 
+/**
+ * A new EC key pair as numbers, from OpenSSL's EC key generation: the private scalar `d` (big-endian
+ * as node returns it, leading zeros left out; the caller wipes it) and the public point (SEC 1
+ * uncompressed, as `generateKeys` returns it: asking `getPublicKey` would encode it again). A fresh
+ * ECDH object per pair cost 9 µs beside the 12 µs of the generation (P-256).
+ */
+export function generateEcPair(curve: EcdsaCurve): { readonly d: Buffer; readonly point: Buffer } {
+  const e = ecdhFor(generators, curveSpec(curve));
+  const point = e.generateKeys();
+  return { d: e.getPrivateKey(), point };
+}
+
 /** What a key's DER names the curve by and pads its scalar to: the OID's contents and the order's
  * length in bytes (crypto/ec_key_der.ts ecKeyPairDer). */
 export function curveEncoding(curve: EcdsaCurve): { readonly oid: Uint8Array; readonly orderBytes: number } {
@@ -290,9 +302,11 @@ function addPoints(c: CurveSpec, P: Point, Q: Point): Point | null {
 
 // One ECDH object per curve and purpose, reused: creating one costs as much as a multiplication.
 // Single-threaded JS runs each call to completion, so sharing is safe. The signing object keeps the
-// last nonce until the next signature (as any OpenSSL key object would until freed).
+// last nonce until the next signature, the generating object the last generated pair's scalar until
+// the next generation (as any OpenSSL key object would until freed; OpenSSL overwrites it in place).
 const signers = new Map<string, ECDH>();
 const verifiers = new Map<string, ECDH>();
+const generators = new Map<string, ECDH>();
 
 function ecdhFor(pool: Map<string, ECDH>, c: CurveSpec): ECDH {
   let e = pool.get(c.opensslName);

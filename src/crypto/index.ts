@@ -30,6 +30,7 @@ export {
   verifyDigest,
   ecPrivateScalarFromPkcs8,
   curveEncoding,
+  generateEcPair,
   ECDSA_CURVES,
   ECDSA_DIGEST_BYTES_MAX,
   ECDSA_BATCH_SIGNATURES_MAX,

@@ -14,18 +14,16 @@
 //   - Ed25519: allowed in FIPS mode, since FIPS 186-5 (2023) approves EdDSA (§7).
 
 import {
-  createECDH,
   createPrivateKey,
   createPublicKey,
   createSecretKey,
   generateKeyPair as nodeGenerateKeyPair,
   generateKeyPairSync,
   generateKeySync,
-  type ECDH,
   type KeyObject,
 } from 'node:crypto';
 import { promisify } from 'node:util';
-import { curveEncoding, ecKeyPairDer, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate, ecSec1OfPkcs8 } from '../../crypto/index.js';
+import { curveEncoding, ecKeyPairDer, generateEcPair, ecPrivateKeyPkcs8, ecPublicSpkiOfPrivate, ecSec1OfPkcs8 } from '../../crypto/index.js';
 import { fail } from '../../errors.js';
 import {
   GENERIC_SECRET_BITS_MAX,
@@ -173,21 +171,6 @@ export interface EncodedKey {
   readonly spki: Uint8Array;
 }
 
-// One ECDH object per curve generates every pair: making a fresh one cost 9 µs beside the 12 µs of the
-// generation itself (P-256, this machine). OpenSSL's generation overwrites the object's scalar in place, so it holds
-// only the last pair's until the next, where fresh objects would each hold theirs until collected.
-// Single-threaded JS runs each generation to completion, so sharing is safe.
-const generators = new Map<EcCurve, ECDH>();
-
-function generatorOf(curve: EcCurve): ECDH {
-  let e = generators.get(curve);
-  if (e === undefined) {
-    e = createECDH(EC_CURVES[curve].openssl);
-    generators.set(curve, e);
-  }
-  return e;
-}
-
 /**
  * Generates an EC key pair with OpenSSL's EC key generation (node's ECDH, which hands over the
  * scalar and the point) and writes it as OpenSSL would export it (crypto/ec_key_der.ts). What a
@@ -199,10 +182,7 @@ export function generateEcKeyPairEncoded(curve: EcCurve): { publicKey: EncodedKe
   if (!isEcCurve(curve)) fail('COFFER_CRYPTO_UNSUPPORTED_CURVE');
   const { bits } = EC_CURVES[curve];
   const { oid, orderBytes } = curveEncoding(curve);
-  const ecdh = generatorOf(curve);
-  // generateKeys answers the new point already encoded; getPublicKey would encode it once more.
-  const point = ecdh.generateKeys();
-  const d = ecdh.getPrivateKey();
+  const { d, point } = generateEcPair(curve); // one generating object per curve (crypto/ecdsa_raw.ts)
   let der: { pkcs8: Uint8Array; spki: Uint8Array };
   try {
     der = ecKeyPairDer(oid, orderBytes, d, point);
