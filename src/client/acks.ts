@@ -133,7 +133,7 @@ export async function acknowledge(
     // The reference may retire an HSM that reported another entry here before the answer came (a
     // watch's answer, watchHeads): a fork this acknowledgement sees, like one found while it waits.
     view.observe(origin, position.seq, position.hash, true);
-    const others = links.filter((l) => l !== origin && l.state === 'up' && l.retired === undefined);
+    const others = othersUp(links, origin);
     await new Promise<void>((resolve) => {
       let open = others.length;
       const finished = (): void => {
@@ -171,10 +171,15 @@ export async function acknowledge(
  */
 export function watchHeads(links: readonly NodeLink[], origin: NodeLink, k: number, waitMs: number): void {
   if (k <= 1 || origin.journalMode !== 'relayed') return;
-  for (const link of links) {
-    if (link === origin || link.state !== 'up' || link.retired !== undefined || link.journalMode !== 'relayed' || link.headSeq < 0n) continue;
+  for (const link of othersUp(links, origin)) {
+    if (link.journalMode !== 'relayed' || link.headSeq < 0n) continue;
     link.waitJournal(link.headSeq + 1n, Math.min(WIRE_JOURNAL_WAIT_MS_MAX, waitMs)).catch(() => undefined); // a failed watch only leaves the asking to the acknowledgement
   }
+}
+
+/** The HSMs other than `origin` that an acknowledgement may ask: up, and not retired as forked. */
+function othersUp(links: readonly NodeLink[], origin: NodeLink): NodeLink[] {
+  return links.filter((l) => l !== origin && l.state === 'up' && l.retired === undefined);
 }
 
 /** True once `link` holds the entry at `position` (its hash there is the entry's), false when the
