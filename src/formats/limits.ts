@@ -324,6 +324,10 @@ export const JOURNAL_WAIT_MS_MAX = 10 * 60_000;
 export const JOURNAL_MISSING_ENTRY_WAIT_MS = 30_000;
 /** Entries in one delivery: a page of the metadata store's journal read (JOURNAL_READ_LIMIT_MAX). */
 export const JOURNAL_DELIVER_ENTRIES_MAX = 1000;
+/** Sealed bytes of the delivered entries a device commits in one store transaction (a group): a
+ * catching-up HSM pays one durable commit per group instead of one per entry, and holds at most
+ * this much opened change-set data at a time. An entry larger than this is a group of its own. */
+export const JOURNAL_APPLY_GROUP_BYTES_MAX = 4 * 1024 * 1024;
 /** Chain hashes of the entries applied last that a device keeps, to tell a repeated delivery of an
  * applied entry (ignored) from a different entry at an applied position (a fork). */
 export const JOURNAL_APPLIED_HASHES_KEPT = 1024;

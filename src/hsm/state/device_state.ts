@@ -476,7 +476,7 @@ export class DeviceState implements StateReader {
     assert(changes.length === 1 && cs !== undefined && cs.scope === 'cluster', 'a journal starts with one cluster-wide change set');
     try {
       checkScope(cs);
-      this.#commit(cs, 'genesis');
+      this.#commit([{ cs, head: 'genesis' }]);
     } catch (e) {
       settle(hooks, 'refused');
       throw e;
@@ -537,58 +537,72 @@ export class DeviceState implements StateReader {
     try {
       assert(this.#speculation === undefined, 'nothing is applied while a batch is speculated');
       checkScope(cs);
-      this.#commit(cs, undefined);
+      this.#commit([{ cs }]);
     } finally {
       wipeChangeSet(cs);
     }
   }
 
   /**
-   * Commits the change set of the journal entry `head` names (opened and authenticated by the
-   * journal), as `apply` does, with the journal head moved to `head` in the same transaction. The
-   * entry comes from outside the device: a change set that writes a local namespace or the state
-   * position is refused (COFFER_FORMAT_MALFORMED), not asserted. Wipes the values.
+   * Commits the change sets of consecutive journal entries (opened and authenticated by the journal,
+   * each passed by `checkJournalChangeSet`), the first one right after the head, in ONE store
+   * transaction with the journal head moved to the last one's: a catching-up HSM pays one durable
+   * commit per group, not one per entry (docs/device.md "The journal", delivery). The store ends as
+   * applying them one by one would leave it; the views, the observers and onChange hear of each
+   * entry in order afterwards, as if each had been applied alone. A failure commits none of them.
+   * The values stay the caller's.
    */
-  applyJournalEntry(cs: ChangeSet, head: JournalHead): void {
-    try {
-      if (cs.scope !== 'cluster' || cs.ops.length === 0 || cs.ops.some((op) => op.ns === STATE_NAMESPACE || LOCAL.has(op.ns))) {
-        fail('COFFER_FORMAT_MALFORMED', { format: 'journal entry', field: 'namespace' });
-      }
-      assert(head.seq === this.#position.journal.seq + 1n, 'journal entries are applied in order');
-      // The entry at the position of the batch in flight, its own or another HSM's: what the batch
-      // speculated is undone first, then the entry is applied as on every HSM.
-      this.#rollback();
-      this.#commit(cs, head);
-    } finally {
-      wipeChangeSet(cs);
+  applyJournalEntries(entries: readonly { readonly cs: ChangeSet; readonly head: JournalHead }[]): void {
+    let seq = this.#position.journal.seq;
+    for (const { cs, head } of entries) {
+      checkJournalChangeSet(cs);
+      assert(head.seq === ++seq, 'journal entries are applied in order');
     }
+    // The entry at the position of the batch in flight, its own or another HSM's: what the batch
+    // speculated is undone first, then the entry is applied as on every HSM.
+    this.#rollback();
+    this.#commit(entries);
   }
 
-  /** `head`: the journal entry applied (its head), 'genesis' (the head goes back to seq 0), or
-   * undefined (the head stays). */
-  #commit(cs: ChangeSet, head: JournalHead | 'genesis' | undefined): void {
-    const durable = cs.ops.filter((op) => !VOLATILE.has(op.ns));
-    const volatile = cs.ops.filter((op) => VOLATILE.has(op.ns));
-    let next: StatePosition | undefined;
-    let encoded: Uint8Array | undefined;
-    if (cs.scope === 'cluster') {
-      encoded = encodeChangeSet(cs);
-      next = nextStatePosition(this.#position, encoded, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)), head === 'genesis' ? undefined : head);
+  /**
+   * Commits change sets in order: their durable writes in one store transaction (with the state
+   * position advanced past each cluster-wide one and, where `head` says, the journal head: the
+   * applied entry's, or 'genesis', back to seq 0), their volatile writes in memory, then every view
+   * hears of each op, and the observers of each change set, in order. Values stay the caller's.
+   */
+  #commit(changes: readonly { readonly cs: ChangeSet; readonly head?: JournalHead | 'genesis' }[]): void {
+    let position = this.#position;
+    let moved = false;
+    const encoded: (Uint8Array | undefined)[] = [];
+    for (const { cs, head } of changes) {
+      if (cs.scope !== 'cluster') {
+        encoded.push(undefined);
+        continue;
+      }
+      const bytes = encodeChangeSet(cs);
+      encoded.push(bytes);
+      position = nextStatePosition(position, bytes, cs.ops.some((op) => OBJECT_NAMESPACES.has(op.ns)), head === 'genesis' ? undefined : head);
       // At seq 0 the head's hash is stored as zeros and stands for the (new) cluster's genesis value.
-      if (head === 'genesis') next = { ...next, journal: { seq: 0n, hash: new Uint8Array(32) } };
+      if (head === 'genesis') position = { ...position, journal: { seq: 0n, hash: new Uint8Array(32) } };
+      moved = true;
     }
-    if (durable.length > 0 || next !== undefined) {
-      const position = next;
+    const ops = changes.flatMap(({ cs }) => cs.ops);
+    const durable = ops.filter((op) => !VOLATILE.has(op.ns));
+    const volatile = ops.filter((op) => VOLATILE.has(op.ns));
+    if (durable.length > 0 || moved) {
       this.#store.transaction((tx) => {
         writeOps(tx, durable);
-        if (position !== undefined) tx.put(STATE_NAMESPACE, STATE_POSITION_ID, encodeStatePosition(position));
+        if (moved) tx.put(STATE_NAMESPACE, STATE_POSITION_ID, encodeStatePosition(position));
       });
     }
     if (volatile.length > 0) this.#volatile.transaction((tx) => writeOps(tx, volatile));
-    if (next !== undefined) this.#position = next;
-    for (const op of cs.ops) this.#tellViews(op);
-    if (encoded !== undefined) this.#tell(encoded);
-    this.#onChange?.({ kind: cs.kind, scope: cs.scope, ops: cs.ops.map(({ op, ns, id }) => ({ op, ns, id })) });
+    this.#position = position;
+    changes.forEach(({ cs }, i) => {
+      for (const op of cs.ops) this.#tellViews(op);
+      const bytes = encoded[i];
+      if (bytes !== undefined) this.#tell(bytes);
+      this.#onChange?.({ kind: cs.kind, scope: cs.scope, ops: cs.ops.map(({ op, ns, id }) => ({ op, ns, id })) });
+    });
   }
 
   /** After a wholesale replacement: volatile namespaces emptied, the position read again, `after` run. */
@@ -670,6 +684,17 @@ function checkScope(cs: ChangeSet): void {
   for (const op of cs.ops) {
     assert(op.ns !== STATE_NAMESPACE, 'only apply writes the state position');
     assert(LOCAL.has(op.ns) === (cs.scope === 'local'), `namespace ${op.ns} in a ${cs.scope} change set`);
+  }
+}
+
+/**
+ * A journal entry's change set may be applied: cluster-wide, not empty, and writing neither a local
+ * namespace nor the state position. The entry comes from outside the device, so a violation is
+ * refused (COFFER_FORMAT_MALFORMED), not asserted.
+ */
+export function checkJournalChangeSet(cs: ChangeSet): void {
+  if (cs.scope !== 'cluster' || cs.ops.length === 0 || cs.ops.some((op) => op.ns === STATE_NAMESPACE || LOCAL.has(op.ns))) {
+    fail('COFFER_FORMAT_MALFORMED', { format: 'journal entry', field: 'namespace' });
   }
 }
 

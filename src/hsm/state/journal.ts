@@ -45,11 +45,11 @@ import { CofferError, fail, isCofferError, type ErrorCode } from '../../errors.j
 import { wipeChangeSet, type ChangeSet, type JournalHead } from '../../formats/change_set.js';
 import { journalEntryHash, journalGenesis, type OpenedJournalEntry, type SealedJournalEntry } from '../../formats/journal_entry.js';
 import {
-  JOURNAL_APPLIED_HASHES_KEPT, JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT, JOURNAL_DELIVER_ENTRIES_MAX, JOURNAL_HEAD_WAITERS_MAX, JOURNAL_MISSING_ENTRY_WAIT_MS,
+  JOURNAL_APPLIED_HASHES_KEPT, JOURNAL_APPLY_GROUP_BYTES_MAX, JOURNAL_DECIDE_TIMEOUT_MS_DEFAULT, JOURNAL_DELIVER_ENTRIES_MAX, JOURNAL_HEAD_WAITERS_MAX, JOURNAL_MISSING_ENTRY_WAIT_MS,
   JOURNAL_WAIT_MS_MAX,
 } from '../../formats/limits.js';
 import { systemClock, type Clock } from '../ports.js';
-import type { DeviceState, StateSequencer } from './device_state.js';
+import { checkJournalChangeSet, type DeviceState, type StateSequencer } from './device_state.js';
 
 /** What the journal needs of the cluster identity (hsm.cluster; rebuilt after a restore). */
 export interface JournalCluster {
@@ -129,6 +129,13 @@ interface Pending {
   readonly resolve: (outcome: 'own' | 'other') => void;
   readonly reject: (e: unknown) => void;
   timer: NodeJS.Timeout | undefined;
+}
+
+/** A delivered entry opened at its position and checked, waiting for its group's commit. */
+interface OpenedItem {
+  readonly seq: bigint;
+  readonly hash: Uint8Array;
+  readonly changeSet: ChangeSet;
 }
 
 /** The positions of the entries applied as this device's own while a caller's calls ran (`withOwnEntries`). */
@@ -363,21 +370,45 @@ export class Journal implements StateSequencer {
     let applied = 0;
     let ignored = 0;
     let waitingFor: bigint | undefined;
-    for (const { seq, entry } of entries) {
-      if (this.#fault !== undefined) break;
-      const head = this.#state.journalHead();
-      if (seq <= head.seq) {
-        if (!this.#sameAsApplied(seq, entry)) break;
-        ignored++;
-        continue;
+    // Entries opened and checked, not yet applied: committed together (#applyGroup) when the group
+    // is full, before anything that reads the head or settles the entry in flight, and at the end.
+    const group: OpenedItem[] = [];
+    let groupBytes = 0;
+    const flush = (): void => {
+      applied += this.#applyGroup(group.splice(0));
+      groupBytes = 0;
+    };
+    try {
+      for (const { seq, entry } of entries) {
+        if (this.#fault !== undefined) break;
+        const last = group.at(-1) ?? this.head();
+        if (seq <= last.seq) {
+          flush();
+          if (this.#fault !== undefined || !this.#sameAsApplied(seq, entry)) break;
+          ignored++;
+          continue;
+        }
+        const next = seq === last.seq + 1n ? this.#openNext(seq, entry, last.hash) : 'ahead';
+        if (next === 'ahead' || 'fault' in next) {
+          flush();
+          if (this.#fault !== undefined) break;
+          if (next === 'ahead') {
+            const headSeq = this.head().seq;
+            waitingFor = headSeq + 1n;
+            this.#noteAhead(seq, headSeq);
+          } else {
+            this.#halt(next.fault);
+          }
+          break;
+        }
+        group.push(next);
+        groupBytes += entry.length;
+        // The entry in flight learns its fate right after its position is applied, as alone.
+        if (groupBytes >= JOURNAL_APPLY_GROUP_BYTES_MAX || this.#pending?.seq === seq) flush();
       }
-      const outcome = seq === head.seq + 1n ? this.#applyNext(seq, entry) : 'ahead';
-      if (outcome === 'ahead') {
-        waitingFor = head.seq + 1n;
-        this.#noteAhead(seq, head.seq);
-      }
-      if (outcome !== 'applied') break;
-      applied++;
+      flush();
+    } finally {
+      for (const item of group) wipeChangeSet(item.changeSet); // left by a throw
     }
     const head = this.head();
     if (applied > 0) this.#tellHead(head);
@@ -407,34 +438,67 @@ export class Journal implements StateSequencer {
     }
   }
 
-  /** Opens the entry after the head and applies it; settles the entry in flight at its position. */
-  #applyNext(seq: bigint, entry: Uint8Array): 'applied' | 'ahead' | 'refused' {
-    const head = this.head();
+  /**
+   * Opens the entry at `seq`, right after `predecessor` (the head's hash, or the group's last), and
+   * checks that it may be applied: 'ahead' when it says it belongs further on; a fault, with nothing
+   * applied or recorded, when it is refused.
+   */
+  #openNext(seq: bigint, entry: Uint8Array, predecessor: Uint8Array): OpenedItem | 'ahead' | { readonly fault: JournalFault } {
     let opened: OpenedJournalEntry;
     try {
-      opened = this.#cluster().open(entry, { seq, predecessor: head.hash });
+      opened = this.#cluster().open(entry, { seq, predecessor });
     } catch (e) {
       if (!isCofferError(e)) throw e;
       if (e.code === 'COFFER_JOURNAL_OUT_OF_ORDER' && e.detail['reason'] === 'skips-entries') return 'ahead';
-      this.#halt({ code: e.code, seq, reason: reasonOf(e.code, e.detail) });
-      return 'refused';
+      return { fault: { code: e.code, seq, reason: reasonOf(e.code, e.detail) } };
     }
     const own = this.#prepared.has(hex(opened.hash));
     if (!own && opened.header.originator === this.#cluster().serial() && seq > this.#unverifiableThrough) {
       wipeChangeSet(opened.changeSet);
-      this.#halt({ code: 'COFFER_JOURNAL_FORGED', seq, reason: 'not-prepared-here' });
-      return 'refused';
+      return { fault: { code: 'COFFER_JOURNAL_FORGED', seq, reason: 'not-prepared-here' } };
     }
     try {
-      this.#state.applyJournalEntry(opened.changeSet, { seq, hash: opened.hash });
+      checkJournalChangeSet(opened.changeSet);
     } catch (e) {
+      wipeChangeSet(opened.changeSet);
       if (!isCofferError(e)) throw e;
-      this.#halt({ code: e.code, seq, reason: reasonOf(e.code, e.detail) });
-      return 'refused';
+      return { fault: { code: e.code, seq, reason: reasonOf(e.code, e.detail) } };
     }
-    this.#noteApplied(seq, opened.hash);
-    this.#settle(seq, opened.hash);
-    return 'applied';
+    return { seq, hash: opened.hash, changeSet: opened.changeSet };
+  }
+
+  /**
+   * Applies a group of consecutive opened entries in one commit, then notes each and settles the
+   * entry in flight at its position; returns how many were applied. If the commit fails with a
+   * typed error, nothing of it took effect, and the entries are applied again one by one, each in
+   * its own commit, so that the one that fails is the one the journal halts at. Wipes the values.
+   */
+  #applyGroup(group: readonly OpenedItem[]): number {
+    if (group.length === 0) return 0;
+    try {
+      this.#state.applyJournalEntries(group.map(({ seq, hash, changeSet }) => ({ cs: changeSet, head: { seq, hash } })));
+    } catch (e) {
+      if (!isCofferError(e) || group.length === 1) {
+        for (const item of group) wipeChangeSet(item.changeSet);
+        if (!isCofferError(e)) throw e;
+        const [item] = group;
+        assert(item !== undefined, 'a group has entries');
+        this.#halt({ code: e.code, seq: item.seq, reason: reasonOf(e.code, e.detail) });
+        return 0;
+      }
+      let applied = 0;
+      for (const [i, item] of group.entries()) {
+        if (this.#fault !== undefined) wipeChangeSet(item.changeSet);
+        else applied += this.#applyGroup(group.slice(i, i + 1));
+      }
+      return applied;
+    }
+    for (const { seq, hash, changeSet } of group) {
+      wipeChangeSet(changeSet);
+      this.#noteApplied(seq, hash);
+      this.#settle(seq, hash);
+    }
+    return group.length;
   }
 
   #noteApplied(seq: bigint, hash: Uint8Array): void {

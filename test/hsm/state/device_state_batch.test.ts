@@ -7,7 +7,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChangeSet, JournalHead, RecordOp } from '../../../src/formats/change_set.js';
+import { wipeChangeSet, type ChangeSet, type JournalHead, type RecordOp } from '../../../src/formats/change_set.js';
 import { DeviceState, type Decision, type StateSequencer } from '../../../src/hsm/state/device_state.js';
 import { MemoryRecordStore } from '../../../src/hsm/store/store_port.js';
 
@@ -70,7 +70,9 @@ class HandSequencer implements StateSequencer {
 
   #apply(ops: readonly RecordOp[]): JournalHead {
     const head = { seq: ++this.#seq, hash: new Uint8Array(32).fill(Number(this.#seq)) };
-    this.#state.applyJournalEntry({ scope: 'cluster', kind: 'user.create', ops: ops.map(copyOp) }, head);
+    const cs: ChangeSet = { scope: 'cluster', kind: 'user.create', ops: ops.map(copyOp) };
+    this.#state.applyJournalEntries([{ cs, head }]);
+    wipeChangeSet(cs);
     return head;
   }
 }
