@@ -1,8 +1,10 @@
 // The cluster journal (docs/journal-format.md, src/hsm/state/journal.ts) and what it stands on:
 //
 // - Replay: a catching-up HSM applying the journal's entries (journal.deliver: open each entry
-//   against its head, check the chain, apply), beside the device's own apply of the same change
-//   sets with no journal (DeviceState.apply of each decoded change set, onto an empty state).
+//   against its head, check the chain, apply a delivery's entries in grouped commits), beside the
+//   device's own apply of the same change sets with no journal (DeviceState.apply of each decoded
+//   change set, one commit each, onto an empty state); in memory, and on a sealed store in a file
+//   with sync full, where each commit is an fsync.
 // - The metadata store's journal: appendJournal (compare-and-append on the sequence number) by one
 //   writer, and by 8 writers racing for the next position, beside a bare INSERT of an entry-sized
 //   row by one writer in the same database, for SQLite (WAL, synchronous FULL) and PostgreSQL.
@@ -10,7 +12,7 @@
 // The entries are real: AES-256 key generations by a crypto user on an HSM whose journal the bench
 // relays in process (take its offer, deliver it back), as the control plane's relay does.
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,12 +24,14 @@ import { isCofferError } from '../src/errors.js';
 import { bufferSource } from '../src/formats/backup.js';
 import { bufferSink } from '../src/hsm/backup/backup.js';
 import { decodeChangeSet } from '../src/formats/change_set.js';
-import { JOURNAL_DELIVER_ENTRIES_MAX } from '../src/formats/limits.js';
+import { JOURNAL_APPLY_GROUP_BYTES_MAX, JOURNAL_DELIVER_ENTRIES_MAX } from '../src/formats/limits.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, provisionDevelopmentDevice, type DevelopmentAuthorities } from '../src/factory/development.js';
 import { Hsm } from '../src/hsm/device.js';
 import type { JournalItem } from '../src/hsm/state/journal.js';
 import { DeviceState } from '../src/hsm/state/device_state.js';
-import { MemoryRecordStore } from '../src/hsm/store/store_port.js';
+import { MemoryRecordStore, type RecordStore } from '../src/hsm/store/store_port.js';
+import { SealedStore } from '../src/hsm/store/sealed_store.js';
+import { SecretBytes } from '../src/crypto/secret_bytes.js';
 import { PostgresMetadataStore } from '../src/storage/metadata_postgres.js';
 import { SqliteMetadataStore } from '../src/storage/metadata_sqlite.js';
 import type { MetadataStore } from '../src/storage/metadata_port.js';
@@ -43,10 +47,24 @@ const KDF = { log2N: 4, r: 1, p: 1 };
 const PRECO = 'bench-preco';
 const ADMIN_PW = 'bench-admin-pw';
 
-async function device(authorities: DevelopmentAuthorities, mode: 'relayed' | 'solo'): Promise<Hsm> {
-  const hsm = Hsm.open({ store: new MemoryRecordStore(), kdfParams: KDF, journal: { mode, decideTimeoutMs: 60_000 } });
+async function device(authorities: DevelopmentAuthorities, mode: 'relayed' | 'solo', store: RecordStore = new MemoryRecordStore()): Promise<Hsm> {
+  const hsm = Hsm.open({ store, kdfParams: KDF, journal: { mode, decideTimeoutMs: 60_000 } });
   await provisionDevelopmentDevice(hsm, authorities, { mode: 'NON_FIPS' });
   return hsm;
+}
+
+/** Where a replay or an apply writes: in memory, or a sealed store in a fresh file (sync full, as
+ * an HSM keeps its state), removed afterwards. */
+type StoreKind = 'memory' | 'sealed';
+
+function freshStore(kind: StoreKind, dir: string, tag: string): RecordStore {
+  if (kind === 'memory') return new MemoryRecordStore();
+  const storageKey = SecretBytes.random(32);
+  try {
+    return SealedStore.create({ path: join(dir, `${tag}.db`), storageKey });
+  } finally {
+    storageKey.destroy();
+  }
 }
 
 /** The relay the control plane runs, in process and for one HSM: take its offer, deliver it back. */
@@ -103,9 +121,9 @@ async function makeJournal(): Promise<Journal> {
   return { backup: sink.bytes(), entries, changeSets, authorities };
 }
 
-/** Entries per second a fresh HSM, restored from the backup, applies while catching up. */
-async function replayRate(j: Journal): Promise<number> {
-  const hsm = await device(j.authorities, 'relayed');
+/** Entries per second a fresh HSM on a `kind` store, restored from the backup, applies while catching up. */
+async function replayRate(j: Journal, kind: StoreKind, dir: string): Promise<number> {
+  const hsm = await device(j.authorities, 'relayed', freshStore(kind, dir, `replay-${randomUUID()}`));
   try {
     await hsm.restoreBackup(bufferSource(j.backup));
     const start = performance.now();
@@ -121,12 +139,18 @@ async function replayRate(j: Journal): Promise<number> {
   }
 }
 
-/** The same change sets applied with no journal: decoded and applied onto an empty state. */
-function applyRate(j: Journal): number {
-  const state = new DeviceState(new MemoryRecordStore());
-  const start = performance.now();
-  for (const encoded of j.changeSets) state.apply(decodeChangeSet(encoded));
-  return j.changeSets.length / ((performance.now() - start) / 1000);
+/** The same change sets applied with no journal, each as the device commits a change it makes
+ * (its own transaction): decoded and applied onto an empty state on a `kind` store. */
+function applyRate(j: Journal, kind: StoreKind, dir: string): number {
+  const store = freshStore(kind, dir, `apply-${randomUUID()}`);
+  try {
+    const state = new DeviceState(store);
+    const start = performance.now();
+    for (const encoded of j.changeSets) state.apply(decodeChangeSet(encoded));
+    return j.changeSets.length / ((performance.now() - start) / 1000);
+  } finally {
+    store.close();
+  }
 }
 
 interface StoreSide {
@@ -267,15 +291,23 @@ export async function run(): Promise<Section> {
   const journal = await makeJournal();
   const sizes = journal.entries.map((e) => e.entry.length);
   const entryBytes = Math.round(median(sizes));
-  const replay: number[] = [];
-  const apply: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    replay.push(await replayRate(journal));
-    apply.push(applyRate(journal));
+  const replayDir = mkdtempSync(join(tmpdir(), 'coffer-journal-replay-'));
+  try {
+    for (const kind of ['memory', 'sealed'] as const) {
+      const replay: number[] = [];
+      const apply: number[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        replay.push(await replayRate(journal, kind, replayDir));
+        apply.push(applyRate(journal, kind, replayDir));
+      }
+      const where = kind === 'memory' ? 'in memory' : 'on a sealed store (sync full)';
+      rows.push({ name: `Replay: ${ENTRIES} entries delivered to a catching-up HSM ${where} (batches of ${JOURNAL_DELIVER_ENTRIES_MAX})`, value: median(replay), unit: 'entries/s', anchorName: `the same change sets applied with no journal ${where} (DeviceState.apply, one commit each)`, anchorValue: median(apply) });
+    }
+  } finally {
+    rmSync(replayDir, { recursive: true, force: true });
   }
-  rows.push({ name: `Replay: ${ENTRIES} entries delivered to a catching-up HSM (batches of ${JOURNAL_DELIVER_ENTRIES_MAX})`, value: median(replay), unit: 'entries/s', anchorName: 'the same change sets applied with no journal (DeviceState.apply)', anchorValue: median(apply) });
   notes.push(
-    `Replay: each of ${ROUNDS} rounds restores the backup taken before the entries into a fresh in-memory HSM and delivers all ${ENTRIES} (AES-256 token key generations by a crypto user, median sealed entry ${entryBytes} bytes); each entry is opened (HKDF + AES-GCM) against the head, its chain hash checked, its change set applied with the head in one store transaction. The anchor decodes and applies the same change sets onto an empty state in memory: no opening, no chain.`,
+    `Replay: each of ${ROUNDS} rounds restores the backup taken before the entries into a fresh HSM and delivers all ${ENTRIES} (AES-256 token key generations by a crypto user, median sealed entry ${entryBytes} bytes); each entry is opened (HKDF + AES-GCM) against the head and its chain hash checked, and the entries of a delivery are committed in groups (one store transaction per ${JOURNAL_APPLY_GROUP_BYTES_MAX / 1024 / 1024} MiB of entries, with the head: docs/device.md "The journal"). The HSM is in memory, or on a sealed store in a file with sync full as an HSM keeps its state (an fsync per commit). The anchor decodes and applies the same change sets onto an empty state on the same kind of store, one commit per change set as the device commits the changes it makes with no journal: no opening, no chain.`,
   );
   const dir = mkdtempSync(join(tmpdir(), 'coffer-journal-bench-'));
   try {
