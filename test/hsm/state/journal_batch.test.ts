@@ -10,13 +10,13 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { verify as nodeVerify } from 'node:crypto';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../../src/factory/development.js';
-import type { Hsm, Session } from '../../../src/hsm/device.js';
+import type { Hsm } from '../../../src/hsm/device.js';
 import { withOwnEntries, type JournalItem } from '../../../src/hsm/state/journal.js';
 import { decodeChangeSet, wipeChangeSet, type ChangeSet } from '../../../src/formats/change_set.js';
 import { OBJECT_CONFIG_NAMESPACE, OBJECT_NAMESPACE } from '../../../src/formats/object_record.js';
 import { rejectsCode, throwsCode } from '../../helpers.js';
 import { hex } from '../backup/backup_support.js';
-import { JOURNAL_TEST_TIMEOUT_MS, TestRelay, activateCluster, clonedCluster, loggedIn } from './journal_support.js';
+import { JOURNAL_TEST_TIMEOUT_MS, loggedIn, pausedCluster as pausedClusterOf } from './journal_support.js';
 
 let authorities: DevelopmentAuthorities;
 let ca: DevelopmentCustomerCa;
@@ -28,16 +28,7 @@ before(async () => {
 });
 
 /** Two HSMs of one activated cluster, the relay stopped (the test relays by hand), alice on the first. */
-async function pausedCluster(): Promise<{ d0: Hsm; d1: Hsm; relay: TestRelay; alice: Session }> {
-  const { devices } = await clonedCluster(authorities, ca, 2);
-  const [d0, d1] = devices as [Hsm, Hsm];
-  const relay = TestRelay.open(devices);
-  relay.start();
-  await activateCluster(d0);
-  const alice = await loggedIn(d0, 'alice');
-  await relay.stop();
-  return { d0, d1, relay, alice };
-}
+const pausedCluster = (): ReturnType<typeof pausedClusterOf> => pausedClusterOf(authorities, ca);
 
 /** The entry `hsm` offers next (waits for it). */
 async function offered(hsm: Hsm): Promise<JournalItem> {
@@ -302,13 +293,7 @@ test('decisions that cannot join a batch (a login, a session object) wait for an
 });
 
 test('a batch nobody takes is withdrawn whole: every caller gets NOT_APPENDED, nothing it speculated is left, and the next change is ordered as usual', LONG, async () => {
-  const { devices } = await clonedCluster(authorities, ca, 2, { decideTimeoutMs: 2_000 });
-  const [d0, d1] = devices as [Hsm, Hsm];
-  const relay = TestRelay.open(devices);
-  relay.start();
-  await activateCluster(d0);
-  const alice = await loggedIn(d0, 'alice');
-  await relay.stop();
+  const { d0, d1, relay, alice } = await pausedClusterOf(authorities, ca, { decideTimeoutMs: 2_000 });
   const before = { head: d0.journal.head().seq, digest: hex(d0.stateDigest()) };
 
   const head = alice.generateKey(AES, { label: 'head' });

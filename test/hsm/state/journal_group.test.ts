@@ -15,7 +15,7 @@ import type { Hsm } from '../../../src/hsm/device.js';
 import type { JournalItem } from '../../../src/hsm/state/journal.js';
 import { MemoryRecordStore, type RecordTx } from '../../../src/hsm/store/store_port.js';
 import { backupOf, commissionedDevice, hex } from '../backup/backup_support.js';
-import { JOURNAL_TEST_TIMEOUT_MS, TestRelay, activateCluster, clonedCluster, loggedIn } from './journal_support.js';
+import { JOURNAL_TEST_TIMEOUT_MS, pausedCluster } from './journal_support.js';
 
 let authorities: DevelopmentAuthorities;
 let ca: DevelopmentCustomerCa;
@@ -59,12 +59,7 @@ interface Journal {
 
 /** ENTRIES AES key generations by alice, each its own entry, applied on the HSM that made them. */
 async function journal(): Promise<Journal> {
-  const { devices } = await clonedCluster(authorities, ca, 2);
-  const [maker, other] = devices as [Hsm, Hsm];
-  const relay = TestRelay.open(devices);
-  relay.start();
-  await activateCluster(maker);
-  const alice = await loggedIn(maker, 'alice');
+  const { d0: maker, d1: other, relay, alice } = await pausedCluster(authorities, ca);
   await relay.close();
   const backup = backupOf(maker);
   other.close();

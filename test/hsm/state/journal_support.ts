@@ -66,6 +66,19 @@ export async function activateCluster(hsm: Hsm): Promise<void> {
   admin.close();
 }
 
+/** Two HSMs of one activated cluster (`journal`: their journal options), the relay stopped (the
+ * test relays by hand), alice logged in on the first. */
+export async function pausedCluster(authorities: DevelopmentAuthorities, ca: DevelopmentCustomerCa, journal: JournalOptions = {}): Promise<{ d0: Hsm; d1: Hsm; relay: TestRelay; alice: Session }> {
+  const { devices } = await clonedCluster(authorities, ca, 2, journal);
+  const [d0, d1] = devices as [Hsm, Hsm];
+  const relay = TestRelay.open(devices);
+  relay.start();
+  await activateCluster(d0);
+  const alice = await loggedIn(d0, 'alice');
+  await relay.stop();
+  return { d0, d1, relay, alice };
+}
+
 /** A session of `name` on `hsm`, logged in (a journaled change: the journal must be relayed). */
 export async function loggedIn(hsm: Hsm, name: string, password = name === 'admin' ? ADMIN_PW : `${name}-password`): Promise<Session> {
   const session = hsm.openSession();
