@@ -467,34 +467,42 @@ export class Journal implements StateSequencer {
     return { seq, hash: opened.hash, changeSet: opened.changeSet };
   }
 
-  /**
-   * Applies a group of consecutive opened entries in one commit, then notes each and settles the
-   * entry in flight at its position; returns how many were applied. If the commit fails with a
-   * typed error, nothing of it took effect, and the entries are applied again one by one, each in
-   * its own commit, so that the one that fails is the one the journal halts at. Wipes the values.
-   */
+  /** Applies a group of consecutive opened entries (#commitGroup); returns how many were applied.
+   * Wipes their values, however it ends. */
   #applyGroup(group: readonly OpenedItem[]): number {
     if (group.length === 0) return 0;
     try {
+      return this.#commitGroup(group);
+    } finally {
+      for (const item of group) wipeChangeSet(item.changeSet);
+    }
+  }
+
+  /**
+   * Commits a group of consecutive opened entries in one store transaction, then notes each and
+   * settles the entry in flight at its position; returns how many were applied. If the commit fails
+   * with a typed error, nothing of it took effect, and the entries are committed again one by one, so
+   * that the one that fails is the one the journal halts at. The values stay the caller's.
+   */
+  #commitGroup(group: readonly OpenedItem[]): number {
+    try {
       this.#state.applyJournalEntries(group.map(({ seq, hash, changeSet }) => ({ cs: changeSet, head: { seq, hash } })));
     } catch (e) {
-      if (!isCofferError(e) || group.length === 1) {
-        for (const item of group) wipeChangeSet(item.changeSet);
-        if (!isCofferError(e)) throw e;
-        const [item] = group;
-        assert(item !== undefined, 'a group has entries');
-        this.#halt({ code: e.code, seq: item.seq, reason: reasonOf(e.code, e.detail) });
+      if (!isCofferError(e)) throw e;
+      const [first] = group;
+      assert(first !== undefined, 'a group has entries');
+      if (group.length === 1) {
+        this.#halt({ code: e.code, seq: first.seq, reason: reasonOf(e.code, e.detail) });
         return 0;
       }
       let applied = 0;
-      for (const [i, item] of group.entries()) {
-        if (this.#fault !== undefined) wipeChangeSet(item.changeSet);
-        else applied += this.#applyGroup(group.slice(i, i + 1));
+      for (const item of group) {
+        if (this.#fault !== undefined) break;
+        applied += this.#commitGroup([item]);
       }
       return applied;
     }
-    for (const { seq, hash, changeSet } of group) {
-      wipeChangeSet(changeSet);
+    for (const { seq, hash } of group) {
       this.#noteApplied(seq, hash);
       this.#settle(seq, hash);
     }
