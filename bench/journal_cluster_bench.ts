@@ -7,12 +7,14 @@
 //     durable append rate (a bare INSERT of an entry-sized row by one writer, target ≥ 0.5 ×);
 //   - ECDSA P-256 signing (64 in flight) on the 3 HSMs with a key made through the journal, beside
 //     signing on the 1 HSM: the journal must not cost signing anything.
-// The subjects are measured in interleaved rounds, so a slow moment of the machine hits all.
+// The subjects are measured in interleaved rounds, so a slow moment of the machine hits all. The
+// CPU each operation costs the region's processes (service and HSMs) and the client is reported
+// beside its throughput: on a machine whose cores all of them share, it bounds the throughput.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -72,6 +74,16 @@ async function up(dir: string, hsms: number, hosts: readonly string[], metadata?
   return { child, clusterFile, stop };
 }
 
+/** This machine's cores, as the CPU ceiling in the notes counts them. */
+const CORES = availableParallelism();
+
+/** The region's `coffer up` process: the CPU sampled for a subject is its tree (service and HSMs). */
+function pidsOf(region: Region): number[] {
+  const pid = region.child.pid;
+  if (pid === undefined) throw new Error('coffer up has no pid');
+  return [pid];
+}
+
 /** An SDK client of the region's cluster; `firstOnly`: connected to its first HSM alone. */
 async function connect(region: Region, acks: number, firstOnly = false): Promise<Cluster> {
   const config = loadClusterConfig(region.clusterFile);
@@ -123,17 +135,20 @@ export async function run(): Promise<Section> {
     const signer3 = (await sdk3.generateKeyPair({ curve: 'P-256', label: 'bench-sign' })).privateKey;
     const signer1 = (await sdk1.generateKeyPair({ curve: 'P-256', label: 'bench-sign' })).privateKey;
     const signer3one = (await sdk3one.generateKeyPair({ curve: 'P-256', label: 'bench-sign-one' })).privateKey;
+    // The CPU of a region: its `coffer up` process and every process it started (service and HSMs).
+    const pids3 = pidsOf(three);
+    const pids1 = pidsOf(one);
     const subjects: Subject[] = [
-      { name: 'aes-3', inFlight: CHANGES_IN_FLIGHT, call: () => sdk3.generateKey({ type: 'AES', bits: 256 }) },
-      { name: 'aes-1', inFlight: CHANGES_IN_FLIGHT, call: () => sdk1.generateKey({ type: 'AES', bits: 256 }) },
-      { name: 'ec-3', inFlight: CHANGES_IN_FLIGHT, call: () => sdk3.generateKeyPair({ curve: 'P-256' }) },
-      { name: 'ec-1', inFlight: CHANGES_IN_FLIGHT, call: () => sdk1.generateKeyPair({ curve: 'P-256' }) },
+      { name: 'aes-3', inFlight: CHANGES_IN_FLIGHT, nodePids: pids3, call: () => sdk3.generateKey({ type: 'AES', bits: 256 }) },
+      { name: 'aes-1', inFlight: CHANGES_IN_FLIGHT, nodePids: pids1, call: () => sdk1.generateKey({ type: 'AES', bits: 256 }) },
+      { name: 'ec-3', inFlight: CHANGES_IN_FLIGHT, nodePids: pids3, call: () => sdk3.generateKeyPair({ curve: 'P-256' }) },
+      { name: 'ec-1', inFlight: CHANGES_IN_FLIGHT, nodePids: pids1, call: () => sdk1.generateKeyPair({ curve: 'P-256' }) },
       ...(sdkPg === undefined ? [] : [
         { name: 'aes-3pg', inFlight: CHANGES_IN_FLIGHT, call: () => sdkPg.generateKey({ type: 'AES', bits: 256 }) },
         { name: 'ec-3pg', inFlight: CHANGES_IN_FLIGHT, call: () => sdkPg.generateKeyPair({ curve: 'P-256' }) },
       ]),
-      { name: 'sign-3', inFlight: SIGN_IN_FLIGHT, call: () => signer3.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
-      { name: 'sign-1', inFlight: SIGN_IN_FLIGHT, call: () => signer1.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
+      { name: 'sign-3', inFlight: SIGN_IN_FLIGHT, nodePids: pids3, call: () => signer3.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
+      { name: 'sign-1', inFlight: SIGN_IN_FLIGHT, nodePids: pids1, call: () => signer1.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
       { name: 'sign-3one', inFlight: SIGN_IN_FLIGHT, call: () => signer3one.sign(DATA_64, { mechanism: 'CKM_ECDSA_SHA256' }) },
     ];
     const results = await measureInterleaved(subjects, ROUNDS, ROUND_MS);
@@ -149,6 +164,7 @@ export async function run(): Promise<Section> {
       }
     }
     const rows: Row[] = [];
+    const ceilings: string[] = [];
     for (const [kind, label] of [['aes', 'AES-256 key generation'], ['ec', 'EC P-256 key pair generation']] as const) {
       const k2 = figuresOf(results, `${kind}-3`);
       const k1 = figuresOf(results, `${kind}-1`);
@@ -157,7 +173,10 @@ export async function run(): Promise<Section> {
         { name: `${label}, k = 2 of 3 HSMs, beside the store's bare append`, value: k2.opsPerSecond, unit: 'ops/s', anchorName: `bare INSERT of a ${ENTRY_BYTES}-byte row, 1 writer (SQLite)`, anchorValue: bare, target: `≥ 0.5 × bare: ${k2.opsPerSecond >= 0.5 * bare ? 'met' : 'not met'}` },
         { name: `${label}, k = 2 of 3: p50 latency`, value: k2.p50Us, unit: 'µs', anchorName: 'k = 1 on 1 HSM', anchorValue: k1.p50Us },
         { name: `${label}, k = 2 of 3: p99 latency`, value: k2.p99Us, unit: 'µs', anchorName: 'k = 1 on 1 HSM', anchorValue: k1.p99Us },
+        { name: `${label}, k = 2 of 3: CPU per operation, service and HSM processes`, value: k2.nodeCpuUs, unit: 'µs', anchorName: 'k = 1 on 1 HSM', anchorValue: k1.nodeCpuUs },
+        { name: `${label}, k = 2 of 3: CPU per operation, SDK client (this process)`, value: k2.clientCpuUs, unit: 'µs', anchorName: 'k = 1 on 1 HSM', anchorValue: k1.clientCpuUs },
       );
+      ceilings.push(`${label}: ${Math.round(k2.nodeCpuUs + k2.clientCpuUs)} µs of CPU per operation with k = 2 of 3 (${Math.round(k1.nodeCpuUs + k1.clientCpuUs)} µs with k = 1 on 1 HSM), so at most ${Math.round((CORES * 1e6) / (k2.nodeCpuUs + k2.clientCpuUs)).toLocaleString('en-US')} operations/s on ${CORES} cores fully busy, against ${Math.round(0.5 * bare).toLocaleString('en-US')}/s for 0.5 × the SQLite bare append`);
     }
     if (sdkPg !== undefined) {
       const bp = median(barePg);
@@ -176,6 +195,7 @@ export async function run(): Promise<Section> {
     rows.push(
       { name: `ECDSA P-256 sign, key made through the journal, 3 HSMs, ${SIGN_IN_FLIGHT} in flight`, value: s3.opsPerSecond, unit: 'ops/s', anchorName: 'the same on 1 HSM', anchorValue: s1.opsPerSecond, target: `≥ 1.0 × 1 HSM: ${s3.opsPerSecond >= s1.opsPerSecond ? 'met' : 'not met'}` },
       { name: `ECDSA P-256 sign on one HSM of the 3-HSM cluster (journal relayed), ${SIGN_IN_FLIGHT} in flight`, value: s3one.opsPerSecond, unit: 'ops/s', anchorName: 'the 1-HSM cluster', anchorValue: s1.opsPerSecond },
+      { name: `ECDSA P-256 sign, key made through the journal, 3 HSMs: CPU per signature, service and HSM processes`, value: s3.nodeCpuUs, unit: 'µs', anchorName: 'the same on 1 HSM', anchorValue: s1.nodeCpuUs },
     );
     return {
       title,
@@ -185,6 +205,7 @@ export async function run(): Promise<Section> {
         'A key generation returns when its entry is appended by the service, applied by the HSM that made it and reported applied by another (JOURNAL_WAIT); the 1-HSM cluster relays its journal the same way, with k = 1. State changes go to one HSM (the SDK\'s primary), which orders the calls queued behind its entry in flight as one entry (docs/device.md "The journal", batches).',
         'Signing on one HSM of the 3-HSM cluster: an SDK client given only that HSM\'s endpoint, with a key it made through the journal. Both clusters relay their journals, and signing writes no entry; beside the 1-HSM cluster this row shows what belonging to a 3-HSM cluster (its relay, probes and idle peers) costs a signing HSM, and the row above it adds what spreading the calls over 3 HSM processes costs on this machine\'s 2 cores (fewer requests per socket read, more process wake-ups: more CPU per signature).',
         `The bare INSERT is measured in this process after the rounds: ${BARE_INSERTS} rows of ${ENTRY_BYTES} bytes per round, one per commit.`,
+        `CPU per operation: user + system time (/proc) of the region's \`coffer up\` process and every process it started — its service and its HSMs — and, in its own row, of this process (the SDK client), over the rounds, divided by the operations. It bounds what the machine can do whatever the journal's design: ${ceilings.join('; ')}.`,
         pgError === undefined
           ? 'PostgreSQL rows: a third region, `coffer up --cluster 3 --metadata postgres://…` (the server at 127.0.0.1, default fsync; the region\'s metadata and journal in a schema of its own), measured in the same interleaved rounds with acks 2; its bare INSERT anchor is one autocommit INSERT per row over one connection (node-postgres), in this process, after the rounds.'
           : `PostgreSQL rows skipped: ${pgError}.`,
