@@ -69,9 +69,13 @@ export async function loadRound(subject: Subject, roundMs: number): Promise<Roun
   };
 }
 
-/** Every subject for `rounds` rounds, interleaved (the order reversed every other round). */
-export async function measureInterleaved(subjects: readonly Subject[], rounds: number, roundMs: number): Promise<Map<string, LoadFigures>> {
-  for (const s of subjects) await loadRound(s, Math.min(300, roundMs)); // warm-up: JIT, TLS buffers, thread pool
+/** Warm-up load per subject before the measured rounds, by default: JIT, TLS buffers, thread pool. */
+export const WARM_UP_MS_DEFAULT = 300;
+
+/** Every subject for `rounds` rounds, interleaved (the order reversed every other round), after
+ * `warmUpMs` of the same load on each (not measured). */
+export async function measureInterleaved(subjects: readonly Subject[], rounds: number, roundMs: number, warmUpMs = Math.min(WARM_UP_MS_DEFAULT, roundMs)): Promise<Map<string, LoadFigures>> {
+  for (const s of subjects) await loadRound(s, warmUpMs);
   const results = new Map<string, Round[]>(subjects.map((s) => [s.name, []]));
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 0 ? subjects : [...subjects].reverse();
