@@ -547,7 +547,7 @@ export class DeviceState implements StateReader {
    * Commits the change sets of consecutive journal entries (opened and authenticated by the journal,
    * each passed by `checkJournalChangeSet`), the first one right after the head, in ONE store
    * transaction with the journal head moved to the last one's: a catching-up HSM pays one durable
-   * commit per group, not one per entry (docs/device.md "The journal", delivery). The store ends as
+   * commit per group, not one per entry (docs/device.md "The journal", groups). The store ends as
    * applying them one by one would leave it; the views, the observers and onChange hear of each
    * entry in order afterwards, as if each had been applied alone. A failure commits none of them.
    * The values stay the caller's.

@@ -27,7 +27,10 @@
 //   that does not open against the head, or one that names this HSM as originator though it never
 //   prepared it — becomes the journal's **fault**: nothing after it is applied and every later
 //   delivery and journaled change is refused (COFFER_JOURNAL_HALTED) until the state is restored or
-//   zeroised.
+//   zeroised. The entries of a delivery that open in a row are committed in groups
+//   (DeviceState.applyJournalEntries: one store transaction each, up to JOURNAL_APPLY_GROUP_BYTES_MAX,
+//   ending at the entry in flight and before anything refused), so an entry refused leaves exactly
+//   the entries before it applied.
 // - **Recognising its own entries.** The device remembers the hashes of the entries it sealed until
 //   the head passes them. After a start or a restore it cannot know what it sealed before, up to the
 //   highest position it could have sealed at then (the head at start + 1, or the highest position
