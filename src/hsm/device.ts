@@ -550,6 +550,10 @@ export class Session {
   getAttributes(key: KeyRef): ObjectInfo {
     return this.#hsm.objects().getAttributes(this.#as(), key);
   }
+  /** The object's identity (getAttributes(key).identity, without the other attributes). */
+  identityOf(key: KeyRef): Uint8Array {
+    return this.#hsm.objects().identityOf(this.#as(), key);
+  }
   setAttribute(key: KeyRef, name: SettableAttribute, value: boolean | string | Uint8Array): Promise<void> {
     return this.#audited('key.attribute', { refs: [key], detail: auditWord(name) }, () => this.#hsm.objects().setAttribute(this.#as(), key, name, value));
   }

@@ -21,7 +21,7 @@ export const KEY_HANDLERS: Handlers<KeyOps> = {
     const pair = await session.generateKeyPairAsync(r.spec, r.publicTemplate, r.privateTemplate);
     return {
       publicHandle: pair.publicHandle, privateHandle: pair.privateHandle,
-      publicIdentity: session.getAttributes(pair.publicHandle).identity, privateIdentity: session.getAttributes(pair.privateHandle).identity,
+      publicIdentity: session.identityOf(pair.publicHandle), privateIdentity: session.identityOf(pair.privateHandle),
     };
   },
   IMPORT_PUBLIC_KEY: async ({ sessions: s }, r) => made(s.get(r.session), await s.get(r.session).importPublicKey(r.key, r.template)),
@@ -54,7 +54,7 @@ export const KEY_HANDLERS: Handlers<KeyOps> = {
 
 /** A new object's handle and identity, for the reply. */
 function made(session: Session, handle: number): { handle: number; identity: Uint8Array } {
-  return { handle, identity: session.getAttributes(handle).identity };
+  return { handle, identity: session.identityOf(handle) };
 }
 
 /** A DER private key arrives in a fresh buffer (wire_ops secretBytes): zeroised once imported.

@@ -738,6 +738,12 @@ export class ObjectTable implements StateView {
     return this.#info(actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref));
   }
 
+  /** The identity of the object `ref` names, under getAttributes' rules, without building the rest
+   * of its attributes: what a creating call answers with its handle. */
+  identityOf(actor: Actor, ref: KeyRef): Uint8Array {
+    return this.#index.identity(actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref)).slice();
+  }
+
   /**
    * Changes one attribute (attributes.ts has the rules). The owner changes anything settable but
    * `trusted`; an admin changes `trusted` only, on any token object (CloudHSM's rule).

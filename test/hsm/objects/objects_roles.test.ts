@@ -163,3 +163,35 @@ void test('only the owner destroys; a destroyed handle is gone for everyone', as
   throwsCode(() => t.getAttributes(admin, k), 'COFFER_OBJECT_NOT_FOUND');
   throwsCode(() => t.encrypt(bob, k, { mechanism: 'CKM_AES_GCM', iv: new Uint8Array(12) }, DATA), 'COFFER_OBJECT_NOT_FOUND');
 });
+
+void test('identityOf answers what getAttributes(…).identity answers, under the same rules, for whoever may read the object', async () => {
+  const { t } = setup();
+  const { publicHandle, privateHandle } = await ecPair(t);
+  const secret = await t.generateKey(alice, { keyType: 'AES', bits: 256 });
+  let refused = 0;
+  for (const actor of [alice, bob, mallory, admin, appliance, unactivated]) {
+    for (const handle of [privateHandle, publicHandle, secret, 999_999]) {
+      let info: { identity: Uint8Array } | string;
+      try {
+        info = t.getAttributes(actor, handle);
+      } catch (e) {
+        info = isCofferError(e) ? e.code : 'untyped';
+      }
+      if (typeof info === 'string') {
+        refused++;
+        throwsCode(() => t.identityOf(actor, handle), info as Parameters<typeof throwsCode>[1]);
+      } else {
+        assert.deepEqual(t.identityOf(actor, handle), info.identity, `${actor.userId} ${handle}`);
+      }
+    }
+  }
+  assert.ok(refused >= 10, 'the refusals were exercised too');
+  assert.notDeepEqual(t.identityOf(alice, privateHandle), t.identityOf(alice, publicHandle), 'each object its own');
+  // Named by handle and identity: the identity must be this object's.
+  const identity = t.identityOf(alice, privateHandle);
+  assert.deepEqual(t.identityOf(alice, { handle: privateHandle, identity }), identity);
+  throwsCode(() => t.identityOf(alice, { handle: privateHandle, identity: t.identityOf(alice, publicHandle) }), 'COFFER_OBJECT_MISMATCH');
+  // The copy is the caller's: changing it changes nothing in the table.
+  identity.fill(0);
+  assert.notDeepEqual(t.identityOf(alice, privateHandle), identity);
+});
