@@ -1,4 +1,4 @@
-// A delivery of several entries is committed in groups (docs/device.md "The journal", delivery): a
+// A delivery of several entries is committed in groups (docs/device.md "The journal", groups): a
 // catching-up HSM pays one store transaction for a run of entries, not one per entry, and ends
 // exactly as an HSM that applied them one delivery at a time; a bad entry inside a run stops the
 // run there with the entries before it applied; a typed failure of the group's commit is narrowed
