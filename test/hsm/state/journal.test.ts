@@ -7,12 +7,10 @@
 
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSecretKey, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { bufferSource, decodeBackupHeader, peekBackupHeaderLength } from '../../../src/formats/backup.js';
 import { sealJournalEntry } from '../../../src/formats/journal_entry.js';
 import { encodeQuorumValue } from '../../../src/formats/quorum_record.js';
-import { CLUSTER_NS } from '../../../src/formats/cluster_record.js';
-import { SYNC_KEY_ID, decodeSyncKeyRecord } from '../../../src/formats/sync_key_record.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../../src/factory/development.js';
 import { isCofferError, type ErrorCode } from '../../../src/errors.js';
 import type { Hsm, Session } from '../../../src/hsm/device.js';
@@ -23,7 +21,7 @@ import { JOURNAL_MISSING_ENTRY_WAIT_MS } from '../../../src/formats/limits.js';
 import { STATE_NAMESPACE, STATE_POSITION_ID } from '../../../src/formats/change_set.js';
 import { rejectsCode } from '../../helpers.js';
 import { ADMIN_PW, CLUSTER, activeDevice, backupOf, hex } from '../backup/backup_support.js';
-import { JOURNAL_TEST_TIMEOUT_MS, TestRelay, activateCluster, clonedCluster, loggedIn } from './journal_support.js';
+import { JOURNAL_TEST_TIMEOUT_MS, TestRelay, activateCluster, clonedCluster, loggedIn, syncKeyOf } from './journal_support.js';
 
 let authorities: DevelopmentAuthorities;
 let ca: DevelopmentCustomerCa;
@@ -54,13 +52,6 @@ function assertHalted(result: DeliverResult, hsm: Hsm, code: ErrorCode, seq: big
 
 function snapshot(hsm: Hsm): { head: bigint; digest: string } {
   return { head: hsm.journal.head().seq, digest: hex(hsm.stateDigest()) };
-}
-
-/** The sync key, read from a store (tests only: the device has no call that returns it). */
-function syncKeyOf(store: MemoryRecordStore): KeyObject {
-  const record = store.get(CLUSTER_NS, SYNC_KEY_ID);
-  assert.ok(record !== undefined);
-  return decodeSyncKeyRecord(record).use((b) => createSecretKey(b));
 }
 
 test('the journal begins after initialisation at (0, genesis); every clone applies the same entries; status and backups carry the head', LONG, async () => {

@@ -7,15 +7,16 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { bufferSource } from '../../../src/formats/backup.js';
-import { decodeChangeSet } from '../../../src/formats/change_set.js';
+import { STATE_NAMESPACE, STATE_POSITION_ID, decodeChangeSet, type RecordOp } from '../../../src/formats/change_set.js';
+import { journalEntryHash, sealJournalEntry } from '../../../src/formats/journal_entry.js';
 import { OBJECT_NAMESPACE } from '../../../src/formats/object_record.js';
 import { fail } from '../../../src/errors.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../../src/factory/development.js';
 import type { Hsm } from '../../../src/hsm/device.js';
 import type { JournalItem } from '../../../src/hsm/state/journal.js';
 import { MemoryRecordStore, type RecordTx } from '../../../src/hsm/store/store_port.js';
-import { backupOf, commissionedDevice, hex } from '../backup/backup_support.js';
-import { JOURNAL_TEST_TIMEOUT_MS, pausedCluster } from './journal_support.js';
+import { CLUSTER, backupOf, commissionedDevice, hex } from '../backup/backup_support.js';
+import { JOURNAL_TEST_TIMEOUT_MS, pausedCluster, syncKeyOf } from './journal_support.js';
 
 let authorities: DevelopmentAuthorities;
 let ca: DevelopmentCustomerCa;
@@ -152,6 +153,37 @@ test('an altered entry inside a delivery: the entries before it are applied (one
   assert.equal(hex(hsm.stateDigest()), hex(prefix.hsm.stateDigest()), 'exactly the entries before it');
   hsm.close();
   prefix.hsm.close();
+});
+
+test('an authentic entry whose change set writes a local namespace or the state position, inside a delivery: refused as malformed at its position, the entries before it applied, nothing of it written', LONG, async () => {
+  const j = await theJournal();
+  const base = baseOf(j);
+  const good = 6;
+  const last = at(j.entries, good - 1);
+  const malformed: readonly (() => RecordOp)[] = [
+    () => ({ op: 'put', ns: 'device', id: 'injected', value: new Uint8Array(8).fill(1) }),
+    () => ({ op: 'put', ns: STATE_NAMESPACE, id: STATE_POSITION_ID, value: new Uint8Array(8).fill(2) }),
+  ];
+  for (const make of malformed) {
+    const op = make();
+    const { hsm, store } = await catchingUp(j);
+    // Sealed with the cluster's own sync key in another HSM's name: it opens, and is refused only for what it writes.
+    const forged = sealJournalEntry({
+      syncKey: syncKeyOf(store), clusterId: CLUSTER, originator: j.maker.status().serial ?? '', seq: last.seq + 1n,
+      predecessor: journalEntryHash(last.entry), salt: new Uint8Array(32).fill(5),
+      changeSet: { scope: 'cluster', kind: 'quorum.value', ops: [make()] },
+    });
+    const result = await hsm.journal.deliver([...j.entries.slice(0, good), { seq: last.seq + 1n, entry: forged.entry }, ...j.entries.slice(good + 1)]);
+    assert.equal(result.applied, good, op.ns);
+    assert.deepEqual([result.fault?.code, result.fault?.seq], ['COFFER_FORMAT_MALFORMED', base + BigInt(good) + 1n]);
+    assert.equal(hsm.journal.head().seq, base + BigInt(good));
+    assert.equal(store.get('device', 'injected'), undefined, 'nothing of it written');
+    const prefix = await catchingUp(j);
+    assert.equal((await prefix.hsm.journal.deliver(j.entries.slice(0, good))).applied, good);
+    assert.equal(hex(hsm.stateDigest()), hex(prefix.hsm.stateDigest()), 'exactly the entries before it');
+    hsm.close();
+    prefix.hsm.close();
+  }
 });
 
 test('a typed failure of a group\'s commit leaves nothing of it; the entries are applied one by one and the journal halts at the one that fails', LONG, async () => {

@@ -4,7 +4,11 @@
 // sequence number in a real metadata store (SQLite, in memory), and delivers the journal to every
 // HSM from its head. The relay knows no key: it moves sealed bytes.
 
+import assert from 'node:assert/strict';
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { bufferSource } from '../../../src/formats/backup.js';
+import { CLUSTER_NS } from '../../../src/formats/cluster_record.js';
+import { SYNC_KEY_ID, decodeSyncKeyRecord } from '../../../src/formats/sync_key_record.js';
 import { isCofferError } from '../../../src/errors.js';
 import type { DevelopmentAuthorities, DevelopmentCustomerCa } from '../../../src/factory/development.js';
 import type { Hsm, Session } from '../../../src/hsm/device.js';
@@ -54,6 +58,13 @@ export async function clonedCluster(authorities: DevelopmentAuthorities, ca: Dev
     stores.push(store);
   }
   return { devices, stores };
+}
+
+/** The sync key, read from a store (tests only: the device has no call that returns it). */
+export function syncKeyOf(store: MemoryRecordStore): KeyObject {
+  const record = store.get(CLUSTER_NS, SYNC_KEY_ID);
+  assert.ok(record !== undefined);
+  return decodeSyncKeyRecord(record).use((b) => createSecretKey(b));
 }
 
 /** Activates the cluster through `hsm` (admin password ADMIN_PW) and makes the crypto users
