@@ -544,13 +544,15 @@ export class DeviceState implements StateReader {
   }
 
   /**
-   * Commits the change sets of consecutive journal entries (opened and authenticated by the journal,
-   * each passed by `checkJournalChangeSet`), the first one right after the head, in ONE store
+   * Commits the change sets of consecutive journal entries (opened and authenticated by the journal),
+   * the first one right after the head, in ONE store
    * transaction with the journal head moved to the last one's: a catching-up HSM pays one durable
    * commit per group, not one per entry (docs/device.md "The journal", groups). The store ends as
    * applying them one by one would leave it; the views, the observers and onChange hear of each
-   * entry in order afterwards, as if each had been applied alone. A failure commits none of them.
-   * The values stay the caller's.
+   * entry in order afterwards, as if each had been applied alone. An entry comes from outside the
+   * device: a change set that writes a local namespace or the state position is refused
+   * (COFFER_FORMAT_MALFORMED), not asserted. A failure commits none of them. The values stay the
+   * caller's.
    */
   applyJournalEntries(entries: readonly { readonly cs: ChangeSet; readonly head: JournalHead }[]): void {
     let seq = this.#position.journal.seq;
@@ -687,12 +689,9 @@ function checkScope(cs: ChangeSet): void {
   }
 }
 
-/**
- * A journal entry's change set may be applied: cluster-wide, not empty, and writing neither a local
- * namespace nor the state position. The entry comes from outside the device, so a violation is
- * refused (COFFER_FORMAT_MALFORMED), not asserted.
- */
-export function checkJournalChangeSet(cs: ChangeSet): void {
+/** A journal entry's change set may be applied: cluster-wide, not empty, and writing neither a local
+ * namespace nor the state position (else COFFER_FORMAT_MALFORMED). */
+function checkJournalChangeSet(cs: ChangeSet): void {
   if (cs.scope !== 'cluster' || cs.ops.length === 0 || cs.ops.some((op) => op.ns === STATE_NAMESPACE || LOCAL.has(op.ns))) {
     fail('COFFER_FORMAT_MALFORMED', { format: 'journal entry', field: 'namespace' });
   }

@@ -29,8 +29,9 @@
 //   delivery and journaled change is refused (COFFER_JOURNAL_HALTED) until the state is restored or
 //   zeroised. The entries of a delivery that open in a row are committed in groups
 //   (DeviceState.applyJournalEntries: one store transaction each, up to JOURNAL_APPLY_GROUP_BYTES_MAX,
-//   ending at the entry in flight and before anything refused), so an entry refused leaves exactly
-//   the entries before it applied.
+//   ending at the entry in flight and before anything that does not open); a group whose commit is
+//   refused is committed again entry by entry, so an entry refused leaves exactly the entries before
+//   it applied.
 // - **Recognising its own entries.** The device remembers the hashes of the entries it sealed until
 //   the head passes them. After a start or a restore it cannot know what it sealed before, up to the
 //   highest position it could have sealed at then (the head at start + 1, or the highest position
@@ -52,7 +53,7 @@ import {
   JOURNAL_WAIT_MS_MAX,
 } from '../../formats/limits.js';
 import { systemClock, type Clock } from '../ports.js';
-import { checkJournalChangeSet, type DeviceState, type StateSequencer } from './device_state.js';
+import type { DeviceState, StateSequencer } from './device_state.js';
 
 /** What the journal needs of the cluster identity (hsm.cluster; rebuilt after a restore). */
 export interface JournalCluster {
@@ -442,9 +443,9 @@ export class Journal implements StateSequencer {
   }
 
   /**
-   * Opens the entry at `seq`, right after `predecessor` (the head's hash, or the group's last), and
-   * checks that it may be applied: 'ahead' when it says it belongs further on; a fault, with nothing
-   * applied or recorded, when it is refused.
+   * Opens the entry at `seq`, right after `predecessor` (the head's hash, or the group's last):
+   * 'ahead' when it says it belongs further on; a fault, with nothing applied or recorded, when it is
+   * refused. What its change set may write is checked when its group is committed (#commitGroup).
    */
   #openNext(seq: bigint, entry: Uint8Array, predecessor: Uint8Array): OpenedItem | 'ahead' | { readonly fault: JournalFault } {
     let opened: OpenedJournalEntry;
@@ -459,13 +460,6 @@ export class Journal implements StateSequencer {
     if (!own && opened.header.originator === this.#cluster().serial() && seq > this.#unverifiableThrough) {
       wipeChangeSet(opened.changeSet);
       return { fault: { code: 'COFFER_JOURNAL_FORGED', seq, reason: 'not-prepared-here' } };
-    }
-    try {
-      checkJournalChangeSet(opened.changeSet);
-    } catch (e) {
-      wipeChangeSet(opened.changeSet);
-      if (!isCofferError(e)) throw e;
-      return { fault: { code: e.code, seq, reason: reasonOf(e.code, e.detail) } };
     }
     return { seq, hash: opened.hash, changeSet: opened.changeSet };
   }
@@ -484,8 +478,9 @@ export class Journal implements StateSequencer {
   /**
    * Commits a group of consecutive opened entries in one store transaction, then notes each and
    * settles the entry in flight at its position; returns how many were applied. If the commit fails
-   * with a typed error, nothing of it took effect, and the entries are committed again one by one, so
-   * that the one that fails is the one the journal halts at. The values stay the caller's.
+   * with a typed error — a change set that writes what no entry may (COFFER_FORMAT_MALFORMED), a
+   * store that refuses a record — nothing of it took effect, and the entries are committed again one
+   * by one, so that the one that fails is the one the journal halts at. The values stay the caller's.
    */
   #commitGroup(group: readonly OpenedItem[]): number {
     try {
