@@ -322,6 +322,12 @@ export class ObjectTable implements StateView {
     return slot;
   }
 
+  /** The slot `ref` names if `actor` may read its metadata: an admin any token object's, a crypto
+   * user what it may see (#visible); the one-object form of #readable. */
+  #readableSlot(actor: Actor, ref: KeyRef): number {
+    return actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref);
+  }
+
   /** A token object's slot, whoever may see it (an admin's view), else NOT_FOUND. */
   #token(ref: KeyRef): number {
     const slot = this.#index.slotOf(handleOf(ref));
@@ -735,13 +741,13 @@ export class ObjectTable implements StateView {
   }
 
   getAttributes(actor: Actor, ref: KeyRef): ObjectInfo {
-    return this.#info(actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref));
+    return this.#info(this.#readableSlot(actor, ref));
   }
 
   /** The identity of the object `ref` names, under getAttributes' rules, without building the rest
    * of its attributes: what a creating call answers with its handle. */
   identityOf(actor: Actor, ref: KeyRef): Uint8Array {
-    return this.#index.identity(actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref)).slice();
+    return this.#index.identity(this.#readableSlot(actor, ref)).slice();
   }
 
   /**
@@ -809,7 +815,7 @@ export class ObjectTable implements StateView {
 
   /** A certificate object's DER and category: public, for whoever may see it (an admin: any token certificate). */
   certificate(actor: Actor, ref: KeyRef): { readonly der: Uint8Array; readonly category: number } {
-    const slot = actor.role === 'admin' ? this.#token(ref) : this.#visible(actor, ref);
+    const slot = this.#readableSlot(actor, ref);
     const index = this.#index;
     if (!index.isCertificate(slot)) fail('COFFER_KEY_TYPE_INCONSISTENT', { class: index.cls(slot) });
     return { der: index.withMaterial(slot, (m) => m.slice()), category: index.category(slot) };
