@@ -70,7 +70,7 @@ export async function loadRound(subject: Subject, roundMs: number): Promise<Roun
 }
 
 /** Warm-up load per subject before the measured rounds, by default: JIT, TLS buffers, thread pool. */
-export const WARM_UP_MS_DEFAULT = 300;
+const WARM_UP_MS_DEFAULT = 300;
 
 /** Every subject for `rounds` rounds, interleaved (the order reversed every other round), after
  * `warmUpMs` of the same load on each (not measured). */
