@@ -10,10 +10,10 @@ import { bufferSource } from '../../../src/formats/backup.js';
 import { STATE_NAMESPACE, STATE_POSITION_ID, decodeChangeSet, type RecordOp } from '../../../src/formats/change_set.js';
 import { journalEntryHash, sealJournalEntry } from '../../../src/formats/journal_entry.js';
 import { OBJECT_NAMESPACE } from '../../../src/formats/object_record.js';
-import { fail } from '../../../src/errors.js';
+import { fail, type ErrorCode } from '../../../src/errors.js';
 import { createDevelopmentAuthorities, createDevelopmentCustomerCa, type DevelopmentAuthorities, type DevelopmentCustomerCa } from '../../../src/factory/development.js';
 import type { Hsm } from '../../../src/hsm/device.js';
-import type { JournalItem } from '../../../src/hsm/state/journal.js';
+import type { DeliverResult, JournalItem } from '../../../src/hsm/state/journal.js';
 import { MemoryRecordStore, type RecordTx } from '../../../src/hsm/store/store_port.js';
 import { CLUSTER, backupOf, commissionedDevice, hex } from '../backup/backup_support.js';
 import { JOURNAL_TEST_TIMEOUT_MS, pausedCluster, syncKeyOf } from './journal_support.js';
@@ -104,6 +104,19 @@ function at<T>(items: readonly T[], i: number): T {
   return item;
 }
 
+/** `hsm` applied the first `applied` entries of the delivery and halted with `code` at the next
+ * position: its head is there, and its state is exactly an HSM's that got only those entries. */
+async function assertHaltedAfter(j: Journal, hsm: Hsm, result: DeliverResult, applied: number, code: ErrorCode): Promise<void> {
+  const base = baseOf(j);
+  assert.equal(result.applied, applied);
+  assert.deepEqual([result.fault?.code, result.fault?.seq], [code, base + BigInt(applied) + 1n]);
+  assert.equal(hsm.journal.head().seq, base + BigInt(applied));
+  const prefix = await catchingUp(j);
+  assert.equal((await prefix.hsm.journal.deliver(j.entries.slice(0, applied))).applied, applied);
+  assert.equal(hex(hsm.stateDigest()), hex(prefix.hsm.stateDigest()), 'exactly the entries before it');
+  prefix.hsm.close();
+}
+
 let shared: Journal | undefined;
 const theJournal = async (): Promise<Journal> => (shared ??= await journal());
 
@@ -133,7 +146,6 @@ test('a delivery of many entries is committed in one store transaction and ends 
 
 test('an altered entry inside a delivery: the entries before it are applied (one commit), it and those after are not, and the journal halts at it', LONG, async () => {
   const j = await theJournal();
-  const base = baseOf(j);
   const bad = 5;
   const entries = j.entries.map((item, i) => {
     if (i !== bad) return item;
@@ -142,22 +154,13 @@ test('an altered entry inside a delivery: the entries before it are applied (one
     return { seq: item.seq, entry };
   });
   const { hsm, store } = await catchingUp(j);
-  const result = await hsm.journal.deliver(entries);
-  assert.equal(result.applied, bad);
-  assert.deepEqual([result.fault?.code, result.fault?.seq], ['COFFER_JOURNAL_TAMPERED', base + BigInt(bad) + 1n]);
-  assert.equal(hsm.journal.head().seq, base + BigInt(bad));
+  await assertHaltedAfter(j, hsm, await hsm.journal.deliver(entries), bad, 'COFFER_JOURNAL_TAMPERED');
   assert.equal(store.transactions, 1);
-
-  const prefix = await catchingUp(j);
-  assert.equal((await prefix.hsm.journal.deliver(j.entries.slice(0, bad))).applied, bad);
-  assert.equal(hex(hsm.stateDigest()), hex(prefix.hsm.stateDigest()), 'exactly the entries before it');
   hsm.close();
-  prefix.hsm.close();
 });
 
 test('an authentic entry whose change set writes a local namespace or the state position, inside a delivery: refused as malformed at its position, the entries before it applied, nothing of it written', LONG, async () => {
   const j = await theJournal();
-  const base = baseOf(j);
   const good = 6;
   const last = at(j.entries, good - 1);
   const malformed: readonly (() => RecordOp)[] = [
@@ -165,7 +168,6 @@ test('an authentic entry whose change set writes a local namespace or the state 
     () => ({ op: 'put', ns: STATE_NAMESPACE, id: STATE_POSITION_ID, value: new Uint8Array(8).fill(2) }),
   ];
   for (const make of malformed) {
-    const op = make();
     const { hsm, store } = await catchingUp(j);
     // Sealed with the cluster's own sync key in another HSM's name: it opens, and is refused only for what it writes.
     const forged = sealJournalEntry({
@@ -174,35 +176,20 @@ test('an authentic entry whose change set writes a local namespace or the state 
       changeSet: { scope: 'cluster', kind: 'quorum.value', ops: [make()] },
     });
     const result = await hsm.journal.deliver([...j.entries.slice(0, good), { seq: last.seq + 1n, entry: forged.entry }, ...j.entries.slice(good + 1)]);
-    assert.equal(result.applied, good, op.ns);
-    assert.deepEqual([result.fault?.code, result.fault?.seq], ['COFFER_FORMAT_MALFORMED', base + BigInt(good) + 1n]);
-    assert.equal(hsm.journal.head().seq, base + BigInt(good));
+    await assertHaltedAfter(j, hsm, result, good, 'COFFER_FORMAT_MALFORMED');
     assert.equal(store.get('device', 'injected'), undefined, 'nothing of it written');
-    const prefix = await catchingUp(j);
-    assert.equal((await prefix.hsm.journal.deliver(j.entries.slice(0, good))).applied, good);
-    assert.equal(hex(hsm.stateDigest()), hex(prefix.hsm.stateDigest()), 'exactly the entries before it');
     hsm.close();
-    prefix.hsm.close();
   }
 });
 
 test('a typed failure of a group\'s commit leaves nothing of it; the entries are applied one by one and the journal halts at the one that fails', LONG, async () => {
   const j = await theJournal();
-  const base = baseOf(j);
   const failing = 7;
   const { hsm, store } = await catchingUp(j);
   store.refuse = { ns: OBJECT_NAMESPACE, id: at(j.keyIds, failing) };
-  const result = await hsm.journal.deliver(j.entries);
-  assert.equal(result.applied, failing);
-  assert.deepEqual([result.fault?.code, result.fault?.seq], ['COFFER_FORMAT_LIMIT', base + BigInt(failing) + 1n]);
-  assert.equal(hsm.journal.head().seq, base + BigInt(failing));
+  await assertHaltedAfter(j, hsm, await hsm.journal.deliver(j.entries), failing, 'COFFER_FORMAT_LIMIT');
   // The group (refused whole), then each entry alone up to the one that fails, which halts.
   assert.equal(store.transactions, 1 + failing + 1);
-
-  const prefix = await catchingUp(j);
-  assert.equal((await prefix.hsm.journal.deliver(j.entries.slice(0, failing))).applied, failing);
-  assert.equal(hex(hsm.stateDigest()), hex(prefix.hsm.stateDigest()));
   hsm.close();
-  prefix.hsm.close();
   j.maker.close();
 });
