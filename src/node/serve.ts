@@ -176,6 +176,7 @@ export async function serveNode(options: ServeOptions): Promise<ServedNode> {
     log.info({
       event: 'started', serial: status.serial, mode: status.mode, cluster: status.cluster, clusterId: status.clusterId,
       dataPlane: `${host}:${plane.port}`, management: management === undefined ? null : `${host}:${management.port}`,
+      threadPool: threadPoolSize(process.env),
     }, 'listening');
     return {
       hsm,
@@ -218,6 +219,26 @@ function loggedCrash(log: Logger): (error: unknown) => never {
 }
 
 /** An operation's name for the log, or its number when it has none. */
+/** libuv's default thread pool size, used when UV_THREADPOOL_SIZE is not set. */
+const LIBUV_THREAD_POOL_DEFAULT = 4;
+/** libuv's ceiling on UV_THREADPOOL_SIZE. */
+const LIBUV_THREAD_POOL_MAX = 1024;
+
+/**
+ * The threads in this process's libuv pool, which signs and verifies (docs/node.md "Thread pool"),
+ * as libuv reads UV_THREADPOOL_SIZE: unset → 4; else its leading integer (atoi: none is 0), 0 → 1,
+ * and anything above 1024 — a negative number too, which libuv reads as unsigned — → 1024. The log
+ * states it, since libuv fixes it before the node's code runs.
+ */
+export function threadPoolSize(env: NodeJS.ProcessEnv): number {
+  const set = env['UV_THREADPOOL_SIZE'];
+  if (set === undefined) return LIBUV_THREAD_POOL_DEFAULT;
+  const parsed = Number.parseInt(set, 10);
+  const n = Number.isNaN(parsed) ? 0 : parsed;
+  if (n === 0) return 1;
+  return n < 0 || n > LIBUV_THREAD_POOL_MAX ? LIBUV_THREAD_POOL_MAX : n;
+}
+
 function opLabel(op: number): string {
   try {
     return opName(op);

@@ -5,9 +5,13 @@
 // with those authorities on its first start, and reopens it from the same directory afterwards.
 // Its stderr goes to `<dataDir>/node.log` (the node logs nothing secret), so a full pipe can never
 // stall it. The local fleet and `coffer dev cluster` both start their nodes here.
+//
+// Each node gets a libuv thread pool sized to the machine (nodeThreadPoolSize): the node signs and
+// verifies there, and libuv's own default of 4 threads oversubscribes a small machine.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CofferError, fail } from '../../errors.js';
@@ -22,6 +26,22 @@ export const LOG_TAIL_CHARS = 2000;
 const LOG_LAST_LINE_CHARS = 300;
 /** The node's stderr, in its data directory. */
 export const NODE_LOG_FILE = 'node.log';
+
+/** The fewest threads a node's pool gets: a long job there (an RSA-4096 generation, a login's
+ * scrypt) must leave a thread for the signatures asked for meanwhile. */
+export const NODE_THREAD_POOL_MIN = 2;
+
+/**
+ * UV_THREADPOOL_SIZE for a node process: the operator's own setting when this process has one (it
+ * passes through unchanged), else one thread per core the machine offers, at least
+ * NODE_THREAD_POOL_MIN. libuv reads it once, before a node's code runs (an ES module entry point
+ * has started the pool by then), so it is given in the child's environment. docs/node.md "Thread pool".
+ */
+export function nodeThreadPoolSize(env: NodeJS.ProcessEnv = process.env, cores = availableParallelism()): string {
+  const set = env['UV_THREADPOOL_SIZE'];
+  if (set !== undefined && set !== '') return set;
+  return String(Math.max(NODE_THREAD_POOL_MIN, cores));
+}
 
 export interface NodeProcess {
   readonly host: string;
@@ -79,7 +99,8 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<NodeProcess>
     '--mode', options.mode ?? 'NON_FIPS', '--journal', options.journal ?? 'solo', '--metrics', options.metrics ?? 'on', '--audit', options.audit ?? 'on',
     '--log-level', options.logLevel ?? 'info',
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', log], detached: options.detached ?? false });
+  const env = { ...process.env, UV_THREADPOOL_SIZE: nodeThreadPoolSize() };
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', log], detached: options.detached ?? false, env });
   closeSync(log); // the child holds its own descriptor
   try {
     const ready = await readyLine(child);
