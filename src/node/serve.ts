@@ -218,7 +218,6 @@ function loggedCrash(log: Logger): (error: unknown) => never {
   };
 }
 
-/** An operation's name for the log, or its number when it has none. */
 /** libuv's default thread pool size, used when UV_THREADPOOL_SIZE is not set. */
 const LIBUV_THREAD_POOL_DEFAULT = 4;
 /** libuv's ceiling on UV_THREADPOOL_SIZE. */
@@ -239,6 +238,7 @@ export function threadPoolSize(env: NodeJS.ProcessEnv): number {
   return n < 0 || n > LIBUV_THREAD_POOL_MAX ? LIBUV_THREAD_POOL_MAX : n;
 }
 
+/** An operation's name for the log, or its number when it has none. */
 function opLabel(op: number): string {
   try {
     return opName(op);
