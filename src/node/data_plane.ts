@@ -31,6 +31,7 @@ import type { Hsm } from '../hsm/device.js';
 import { parseCertificate, pemOf } from '../formats/x509.js';
 import { SessionTable, dispatch, type DispatchContext, type NodeLoad } from './dispatch.js';
 import { OUTCOME_OK, type DataPlaneMetrics } from './metrics.js';
+import { trackSockets } from './server_sockets.js';
 import { currentTlsIdentity, type TlsIdentity } from './tls_identity.js';
 
 export interface DataPlaneOptions {
@@ -295,6 +296,7 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     ...(anchors === undefined ? {} : { requestCert: true, rejectUnauthorized: true }),
   });
   watchConnections(server, node);
+  const sockets = trackSockets(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, host, () => resolve());
@@ -309,11 +311,11 @@ export async function startDataPlane(options: DataPlaneOptions): Promise<DataPla
     bytesHeld: () => [...node.connections].reduce((sum, c) => sum + c.bytesHeld, 0),
     refreshTls: () => tls.refresh(),
     stats: () => ({ ...node.counters, connectionsOpen: [...node.perAddress.values()].reduce((a, b) => a + b, 0) }),
-    close: () => new Promise<void>((resolve) => {
+    close: async () => {
       tls.close();
       for (const c of node.connections) c.destroy();
-      server.close(() => resolve());
-    }),
+      await sockets.close();
+    },
   };
 }
 

@@ -29,6 +29,7 @@ import type { NodeLoad } from './dispatch.js';
 import { METRICS_PATH, serveMetrics, type NodeMetrics } from './metrics.js';
 import { ROUTES, type ManagementContext } from './management_routes.js';
 import { sendError, sendJson } from './management_http.js';
+import { trackSockets } from './server_sockets.js';
 import { createTlsIdentity, type TlsIdentity } from './tls_identity.js';
 
 /** RFC 5280 §4.2.1.12 id-kp-clientAuth. */
@@ -97,6 +98,7 @@ export async function startManagement(options: ManagementOptions): Promise<Manag
     if (!hasClientAuthUsage(socket)) socket.destroy();
   });
   server.on('tlsClientError', () => undefined); // refused handshakes (no or foreign client certificate) just end
+  const sockets = trackSockets(server);
   const requestsMax = options.requestsMax ?? MANAGEMENT_REQUESTS_MAX;
   let active = 0;
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -116,10 +118,7 @@ export async function startManagement(options: ManagementOptions): Promise<Manag
   return {
     port: (server.address() as AddressInfo).port,
     tls,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () => sockets.close(),
   };
 }
 
