@@ -15,7 +15,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { MANAGEMENT_ROUTES } from '../../src/formats/management.js';
 import { encodeRequest } from '../../src/formats/wire.js';
 import { createDevelopmentAuthorities, type DevelopmentAuthorities } from '../../src/factory/development.js';
-import { issueClientCredential, startTestNode, type ClientCredential } from './management_support.js';
+import { issueClientCredential, startTestNode, type ClientCredential, type TestNode } from './management_support.js';
 
 let authorities: DevelopmentAuthorities;
 let credential: ClientCredential;
@@ -98,30 +98,36 @@ async function requestAcrossClose(serverPort: number, options: ConnectionOptions
   return { served, closed };
 }
 
-test('management: a connection still handshaking when close() begins is ended, not served; close() resolves', async () => {
-  const node = await startTestNode(authorities);
-  try {
-    const get = `GET ${MANAGEMENT_ROUTES.identity.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`;
-    const r = await requestAcrossClose(node.management.port, { cert: credential.certificatePem, key: credential.keyPem }, get, () => node.management.close());
-    assert.equal(r.served, false, 'nothing is served on it after close() began');
-    assert.equal(r.closed, true);
-  } finally {
-    await node.dataPlane.close();
-    node.hsm.close();
-    rmSync(node.dataDir, { recursive: true, force: true });
-  }
-});
+const SERVERS = [
+  {
+    name: 'management',
+    port: (n: TestNode) => n.management.port,
+    options: (): ConnectionOptions => ({ cert: credential.certificatePem, key: credential.keyPem }),
+    request: (): Uint8Array | string => `GET ${MANAGEMENT_ROUTES.identity.path} HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+    close: (n: TestNode) => n.management.close(),
+    other: (n: TestNode) => n.dataPlane.close(),
+  },
+  {
+    name: 'data plane',
+    port: (n: TestNode) => n.dataPlane.port,
+    options: (): ConnectionOptions => ({}),
+    request: (): Uint8Array | string => encodeRequest(1, 'HELLO', { versionMin: 1, versionMax: 1 }),
+    close: (n: TestNode) => n.dataPlane.close(),
+    other: (n: TestNode) => n.management.close(),
+  },
+];
 
-test('data plane: a connection still handshaking when close() begins is ended, not served; close() resolves', async () => {
-  const node = await startTestNode(authorities);
-  try {
-    const hello = encodeRequest(1, 'HELLO', { versionMin: 1, versionMax: 1 });
-    const r = await requestAcrossClose(node.dataPlane.port, {}, hello, () => node.dataPlane.close());
-    assert.equal(r.served, false, 'nothing is served on it after close() began');
-    assert.equal(r.closed, true);
-  } finally {
-    await node.management.close();
-    node.hsm.close();
-    rmSync(node.dataDir, { recursive: true, force: true });
-  }
-});
+for (const server of SERVERS) {
+  test(`${server.name}: a connection still handshaking when close() begins is ended, not served; close() resolves`, async () => {
+    const node = await startTestNode(authorities);
+    try {
+      const r = await requestAcrossClose(server.port(node), server.options(), server.request(), () => server.close(node));
+      assert.equal(r.served, false, 'nothing is served on it after close() began');
+      assert.equal(r.closed, true);
+    } finally {
+      await server.other(node);
+      node.hsm.close();
+      rmSync(node.dataDir, { recursive: true, force: true });
+    }
+  });
+}
