@@ -33,6 +33,7 @@ import { fitBytes, fitUlongs, type Answer, type Pkcs11Backend, type Pkcs11Connec
 import { CKA, CKM, CKR } from './constants.js';
 import { mechanismCarried, type Attribute, type ByteArray, type Mechanism, type OutBuffer } from './rpc_codec.js';
 import type { RequestOf } from './rpc_messages.js';
+import { RandomGroups } from './random_groups.js';
 import { DIGESTS, MechanismRefusal, TOKEN_MECHANISMS, mechanismEntry, sdkMechanism, type Use } from './token_mechanisms.js';
 import { CERTIFICATE_READ_ONLY, CKO_CERTIFICATE, certificateLookup, readCertificateTemplate } from './token_certificates.js';
 import { deriveParams, deriveTemplate, unwrapParams, unwrapTemplate, wrapParams, wrapRefusal } from './token_keys.js';
@@ -130,6 +131,7 @@ export interface ClusterBackend extends Pkcs11Backend {
 export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
   const apps = new Map<string, Application>();
   let nextSession = 1n;
+  const randoms = new RandomGroups();
   /** The user types (CKU_USER, CKU_SO) a wrong PIN was given for through this bridge since their last
    * successful login: CKF_USER_PIN_COUNT_LOW and CKF_SO_PIN_COUNT_LOW (§5.5 CK_TOKEN_INFO). */
   const pinCountLow = new Set<bigint>();
@@ -256,7 +258,7 @@ export function clusterBackend(options: ClusterTokenOptions): ClusterBackend {
       if (!req.randomData.present && c.version >= 1) return bad(CKR.ARGUMENTS_BAD);
       const want = req.randomData.present ? req.randomData.length : 0;
       const out = new Uint8Array(want);
-      for (let at = 0; at < want; at += RANDOM_BYTES_MAX) out.set(await cluster.random(Math.min(RANDOM_BYTES_MAX, want - at)), at);
+      for (let at = 0; at < want; at += RANDOM_BYTES_MAX) out.set(await randoms.take(cluster, Math.min(RANDOM_BYTES_MAX, want - at)), at);
       // §5.15: ulRandomLen is what to generate, not a buffer to size; there is no length query. A
       // zero-length request arrives as "no buffer" from p11-kit's client and still gets its 0 bytes
       // (a length-only answer would read as CKR_BUFFER_TOO_SMALL there; pkcs11-tool --test checks it).

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createCipheriv, createHash, createHmac, createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { Cluster } from '../../src/client/cluster.js';
 import { isCofferError } from '../../src/errors.js';
+import { RANDOM_BYTES_MAX } from '../../src/formats/limits.js';
 import { startDevelopmentCluster, type DevelopmentCluster } from '../../src/cli/dev_cluster.js';
 import { clusterBackend, type ClusterBackend } from '../../src/pkcs11/cluster_backend.js';
 import type { Pkcs11Connection } from '../../src/pkcs11/backend.js';
@@ -198,6 +199,69 @@ test('an application that goes while its login is under way leaves no cluster co
   assert.equal(made.length, 1);
   assert.ok(made[0]!.nodes.every((n) => n.state === 'down'), 'the cluster made for it is closed');
   assert.equal(b.applications(), 0);
+});
+
+test('C_GenerateRandom calls that arrive together share one HSM call, each with its own bytes; a group holds at most RANDOM_BYTES_MAX; a failed call fails its whole group', async () => {
+  // The real cluster, watched: every RANDOM the backend asks of it is recorded with its length.
+  const asked: number[] = [];
+  let cluster: Cluster | undefined;
+  const b = clusterBackend({
+    connect: async (credentials) => {
+      const real = await Cluster.connect({ endpoints: dev.nodes.map((n) => ({ host: n.host, port: n.port })), ca: dev.customerCaPem, credentials });
+      cluster = real;
+      return new Proxy(real, {
+        get(target, prop) {
+          if (prop === 'random') return async (length: number) => (asked.push(length), target.random(length));
+          const v = Reflect.get(target, prop, target) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+    },
+    label: 'test', serial: '1',
+  });
+  const c: Pkcs11Connection = { id: `c${++connections}`, version: 0 };
+  const s = await session(b, c);
+  assert.equal((await call(b, 'C_Login', { session: s, userType: CKU_USER, pin: pin.slice() }, c)).rv, CKR.OK);
+  const together = async (lengths: readonly number[]): Promise<Uint8Array[]> => {
+    // Started in one synchronous loop, as the frames of one socket read are served.
+    const answers = await Promise.all(lengths.map((n) => call(b, 'C_GenerateRandom', { session: s, randomData: buf(n) }, c)));
+    return answers.map((r, i) => {
+      assert.equal(r.rv, CKR.OK);
+      const bytes = r.out?.['randomData'] as Uint8Array;
+      assert.equal(bytes.length, lengths[i]);
+      return bytes;
+    });
+  };
+
+  asked.length = 0;
+  const four = await together([32, 1, 100, 32]);
+  assert.deepEqual(asked, [165]);
+  const hex = four.map((x) => Buffer.from(x).toString('hex'));
+  assert.equal(new Set(hex).size, 4, 'no two calls get the same bytes');
+
+  // Calls of separate turns are not held back for one another.
+  asked.length = 0;
+  for (const n of [16, 16]) await together([n]);
+  assert.deepEqual(asked, [16, 16]);
+
+  // A call that would take a group past one RANDOM's most starts the next group; a call longer than
+  // that is served in pieces, the later ones in later turns.
+  asked.length = 0;
+  await together([RANDOM_BYTES_MAX, 16, RANDOM_BYTES_MAX - 10, 3]);
+  assert.deepEqual(asked, [RANDOM_BYTES_MAX, 16, RANDOM_BYTES_MAX - 10 + 3]);
+  asked.length = 0;
+  await together([RANDOM_BYTES_MAX + 5]);
+  assert.deepEqual(asked, [RANDOM_BYTES_MAX, 5]);
+
+  // The HSM call fails (its cluster closed under it): every call of the group fails with its error,
+  // which the server answers as that error's CK_RV.
+  assert.ok(cluster !== undefined);
+  await cluster.close();
+  asked.length = 0;
+  const failed = await Promise.allSettled([8, 8, 8].map((n) => call(b, 'C_GenerateRandom', { session: s, randomData: buf(n) }, c)));
+  assert.deepEqual(asked, [24]);
+  for (const r of failed) assert.ok(r.status === 'rejected' && isCofferError(r.reason) && r.reason.code === 'COFFER_CLUSTER_UNAVAILABLE', String(r.status === 'rejected' ? r.reason : r.value.rv));
+  await b.release?.(c);
 });
 
 test('key generation templates: incomplete, inconsistent, invalid type, size and curve', async () => {
