@@ -14,7 +14,7 @@
 // `username:password` PIN and makes session keys, as it does on SoftHSM2.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -49,6 +49,7 @@ async function startBridge(socket: string, clusterFile: string): Promise<Bridge>
   const child: ChildProcess = spawn(process.execPath, [MAIN, 'pkcs11', '--socket', socket, '--log-level', 'warn'], {
     env: { ...process.env, COFFER_CLUSTER_CONFIG: clusterFile },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -103,8 +104,10 @@ const keyOf = (kind: Kind, sessions: number): string => `${kind}/${sessions}`;
 
 async function measureIn(dir: string, tools: Tools): Promise<Measured> {
   const { env, binary } = prepare(dir);
-  const softhsm = await startServer(dir, tools, env);
-  const dev = await startDevelopmentCluster({ dir: join(dir, 'cluster'), nodes: 1 });
+  // Every server in a session of its own, as each runs as a service (p11-kit server, coffer pkcs11)
+  // or on a device of its own (the node); p11_sign, the application, stays in this one.
+  const softhsm = await startServer(dir, tools, env, { detached: true });
+  const dev = await startDevelopmentCluster({ dir: join(dir, 'cluster'), nodes: 1, detached: true });
   let bridge: Bridge | undefined;
   try {
     const socket = join(dir, 'coffer.sock');
@@ -162,6 +165,14 @@ function rows(m: Measured): { rates: Row[]; cpu: Row[] } {
   return { rates, cpu };
 }
 
+function autogroup(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim();
+  } catch {
+    return 'unreadable';
+  }
+}
+
 export async function run(): Promise<Section> {
   const title = 'PKCS#11 through p11-kit-client.so: the bridge vs SoftHSM2';
   const tools = findTools();
@@ -176,6 +187,7 @@ export async function run(): Promise<Section> {
       notes: [
         `One harness for both: bench/p11_sign.c loads Debian's p11-kit-client.so (P11_KIT_SERVER_ADDRESS=unix:path=…), logs in, makes a session key pair (none for random) and runs its threads, each with its own session, for ${SECONDS} s; ${ROUNDS} rounds per figure, the two sides interleaved with alternating order; medians of ops/s.`,
         'Coffer: `coffer pkcs11 --socket PATH` (one Node process) on a one-node development cluster; the node is a separate process reached over TLS, as in a deployment. SoftHSM2: `p11-kit server --provider libsofthsm2.so`, which serves each client connection in one forked p11-kit-remote process, one call at a time.',
+        `Sessions: p11-kit server, \`coffer pkcs11\` and the node each run in a session of their own (spawned detached, as a service or a device of its own runs), p11_sign in the bench's. Linux's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled: ${autogroup()}) shares the cores between sessions before threads, so where each process runs changes the figures: docs/pkcs11.md, "CPU per signature".`,
         'ECDSA is CKM_ECDSA over a 32-byte digest on both sides (SoftHSM2 2.6 has no hashed ECDSA mechanism).',
         'CPU per op over the measured windows: the bridge process and the node process (user + system, /proc/<pid>/stat, their process trees), p11-kit server with its p11-kit-remote children and SoftHSM2 in them, and p11_sign itself (getrusage). Client, bridge, node and SoftHSM2 share the machine\'s cores.',
       ],

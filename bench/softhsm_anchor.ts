@@ -96,9 +96,10 @@ export interface Server {
 }
 
 /** SoftHSM2's token "bench" exported by `p11-kit server` on a socket in `dir`. */
-export async function startServer(dir: string, tools: Tools, env: NodeJS.ProcessEnv): Promise<Server> {
+/** `detached`: the server in a session of its own, as a service runs (bench/p11_bench.ts). */
+export async function startServer(dir: string, tools: Tools, env: NodeJS.ProcessEnv, options: { readonly detached?: boolean } = {}): Promise<Server> {
   const socket = join(dir, 'p11-kit.sock');
-  const child = spawn('p11-kit', ['server', '--provider', tools.softhsm, '-f', '-n', socket, 'pkcs11:token=bench'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('p11-kit', ['server', '--provider', tools.softhsm, '-f', '-n', socket, 'pkcs11:token=bench'], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: options.detached ?? false });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -71,6 +71,11 @@ export interface DevelopmentClusterOptions {
   readonly mode?: 'FIPS' | 'NON_FIPS';
   /** The CLI's main.js; default: the one beside this file. */
   readonly mainJs?: string;
+  /** Each node process in a session (and process group) of its own, as `coffer up`'s fleet starts
+   * its HSMs; default false: the nodes share the caller's, so a terminal's Ctrl-C reaches them too.
+   * The bench uses it so that the scheduler treats a node as the separate service it is
+   * (docs/bench.md). */
+  readonly detached?: boolean;
   /** Called when a node process exits without `kill` or `stop` having asked it to, after
    * cluster.json was rewritten with `running: false` for it. */
   readonly onNodeExit?: (exit: NodeExit) => void;
@@ -104,6 +109,7 @@ interface Setup {
   readonly nodeMetrics: 'on' | 'off';
   readonly nodeAudit: 'on' | 'off';
   readonly mode: 'FIPS' | 'NON_FIPS';
+  readonly detached: boolean;
 }
 
 /** A random password of `chars` base64url characters (CloudHSM's 8–32 rule holds for 8 ≤ chars ≤ 32). */
@@ -165,6 +171,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
       dir, authoritiesDir, customerCa,
       host: options.host ?? '127.0.0.1',
       nodeMetrics: options.nodeMetrics ?? 'on',
+      detached: options.detached ?? false,
       nodeAudit: options.nodeAudit ?? 'on',
       mode: options.mode ?? 'NON_FIPS',
       mainJs: options.mainJs ?? join(dirname(fileURLToPath(import.meta.url)), 'main.js'),
@@ -176,7 +183,7 @@ async function prepare(options: DevelopmentClusterOptions): Promise<Setup> {
 }
 
 function nodeOptions(setup: Setup, index: number): Parameters<typeof spawnNode>[0] {
-  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host, metrics: setup.nodeMetrics, audit: setup.nodeAudit, mode: setup.mode };
+  return { mainJs: setup.mainJs, dataDir: join(setup.dir, 'nodes', `node-${index}`), authoritiesDir: setup.authoritiesDir, host: setup.host, detached: setup.detached, metrics: setup.nodeMetrics, audit: setup.nodeAudit, mode: setup.mode };
 }
 
 /** Runs `fn` with a management client of `node`, closed afterwards. */

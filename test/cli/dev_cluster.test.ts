@@ -22,11 +22,11 @@ async function cryptoUser(cluster: DevelopmentCluster, node: DevNode): Promise<{
   return { conn, session };
 }
 
-async function withCluster(nodes: number, fn: (cluster: DevelopmentCluster) => Promise<void>): Promise<void> {
+async function withCluster(nodes: number, fn: (cluster: DevelopmentCluster) => Promise<void>, options: { readonly detached?: boolean } = {}): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-dev-cluster-'));
   let cluster: DevelopmentCluster | undefined;
   try {
-    cluster = await startDevelopmentCluster({ dir, nodes });
+    cluster = await startDevelopmentCluster({ dir, nodes, ...options });
     await fn(cluster);
   } finally {
     await cluster?.stop();
@@ -61,6 +61,37 @@ test('a 1-node development cluster: initialised, activated, a crypto user logs i
     for (const secret of [cluster.admin.password, cluster.cryptoUser.password]) assert.ok(!log.includes(secret));
   });
 });
+
+/** The session id of a process (proc(5): the field after the parenthesised command, state, ppid, pgrp). */
+function sessionOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+}
+
+test('detached: the node runs in a session of its own and stop() still stops it; by default it shares the caller\'s', { skip: process.platform !== 'linux' }, async () => {
+  const ours = sessionOf(process.pid);
+  let pid = 0;
+  await withCluster(1, (cluster) => {
+    pid = (cluster.nodes[0] as DevNode).pid;
+    assert.equal(sessionOf(pid), pid, 'a detached node leads its own session');
+    assert.notEqual(sessionOf(pid), ours);
+    return Promise.resolve();
+  }, { detached: true });
+  assert.equal(isAlive(pid), false, 'stop() ended the detached node');
+  await withCluster(1, (cluster) => {
+    assert.equal(sessionOf((cluster.nodes[0] as DevNode).pid), ours);
+    return Promise.resolve();
+  });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 test('3 nodes: a key made on node 1 before the clones signs on all three; a killed node leaves the others serving', async () => {
   await withCluster(1, async (cluster) => {
