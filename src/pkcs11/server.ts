@@ -8,10 +8,11 @@
 // matches answers to calls by that code, so an application's threads need not wait for each other
 // behind the one socket); the socket is not read at that limit or while more than
 // P11_PENDING_OUTPUT_BYTES_MAX of answers wait to be written, so a connection holds at most that many
-// frames and answers and one read chunk. Answers finished during one turn of the event loop leave
-// in one write (formats/wire.ts TickWriter): the answers of several threads' calls, which a node's
-// reply brings back together, then cost one system call and one wake-up of the client instead of
-// one each, which at 8 sessions is a large share of the bridge's CPU. Calls before C_Initialize answer
+// frames and answers and one read chunk. Each answer is written as soon as it is made. Holding the
+// answers of one event-loop turn for one write (as the node and the SDK do) was measured slower here:
+// p11-kit's client reads one answer at a time and hands each to the thread waiting for it, so a
+// write of several answers saves the bridge system calls but costs the application's threads more
+// wake-ups (docs/pkcs11.md "CPU per signature"). Calls before C_Initialize answer
 // CKR_CRYPTOKI_NOT_INITIALIZED; C_Initialize must carry p11-kit's handshake string.
 //
 // Refusals (each logged with its reason, never with call contents: PINs travel in calls):
@@ -30,7 +31,6 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { assert } from '../assert.js';
 import { CofferError, isCofferError, type ErrorCode } from '../errors.js';
-import { TickWriter } from '../formats/wire.js';
 import { hasSizedOutput, type Answer, type Pkcs11Backend, type Pkcs11Connection, type Pkcs11Handler } from './backend.js';
 import { CKR, type CkrName } from './constants.js';
 import { P11_CALLS_IN_FLIGHT_MAX, P11_CONNECTIONS_MAX, P11_HANDSHAKE_TIMEOUT_MS, P11_PARTIAL_FRAME_TIMEOUT_MS, P11_PENDING_OUTPUT_BYTES_MAX } from './limits.js';
@@ -124,12 +124,12 @@ class Connection {
   #serving = 0;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
-  /** Answers finished in one turn of the event loop leave in one write (see the header). */
-  readonly #out = new TickWriter((bytes) => {
+  /** Writes an answer at once (see the header). */
+  #send(answer: Uint8Array): void {
     if (this.#closed) return;
-    this.socket.write(bytes);
-    if (this.socket.isPaused()) this.#pump(); // reading may have stopped for these answers
-  });
+    this.socket.write(answer);
+    if (this.socket.isPaused()) this.#pump(); // reading may have stopped for this answer
+  }
 
   constructor(
     private readonly socket: Socket,
@@ -227,9 +227,9 @@ class Connection {
     }
   }
 
-  /** Answers not yet handed to the kernel: queued for this turn's write, and buffered by the socket. */
+  /** Answers not yet handed to the kernel: buffered by the socket. */
   get #pendingOutputBytes(): number {
-    return this.#out.pendingBytes + this.socket.writableLength;
+    return this.socket.writableLength;
   }
 
   async #serve(frame: Frame): Promise<void> {
@@ -247,7 +247,7 @@ class Connection {
       this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: e.code, detail: e.detail }, 'call refused');
       answer = encodeErrorFrame(frame.code, ckrOf(e));
     }
-    if (!this.#closed) this.#out.push(answer);
+    this.#send(answer);
   }
 
   /** The answer to `call`, framed under the request's `code`. */
