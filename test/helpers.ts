@@ -49,3 +49,13 @@ export async function rejectsCode(fn: () => unknown, code: ErrorCode, what = `ex
     await fn();
   }, (e: unknown) => isCofferError(e, code), what);
 }
+
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

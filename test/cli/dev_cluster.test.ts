@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Connection } from '../../src/client/connection.js';
 import { CLUSTER_FILE, startDevelopmentCluster, type DevelopmentCluster, type DevNode, type NodeExit } from '../../src/cli/dev_cluster.js';
+import { alive } from '../helpers.js';
 
 const ECDSA_SHA256 = { mechanism: 'CKM_ECDSA_SHA256' } as const;
 
@@ -77,21 +78,12 @@ test('detached: the node runs in a session of its own and stop() still stops it;
     assert.notEqual(sessionOf(pid), ours);
     return Promise.resolve();
   }, { detached: true });
-  assert.equal(isAlive(pid), false, 'stop() ended the detached node');
+  assert.equal(alive(pid), false, 'stop() ended the detached node');
   await withCluster(1, (cluster) => {
     assert.equal(sessionOf((cluster.nodes[0] as DevNode).pid), ours);
     return Promise.resolve();
   });
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('3 nodes: a key made on node 1 before the clones signs on all three; a killed node leaves the others serving', async () => {
   await withCluster(1, async (cluster) => {

@@ -10,17 +10,9 @@ import { tmpdir } from 'node:os';
 import { delimiter, join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { alive } from '../helpers.js';
 
 const MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('coffer dev cluster --nodes 2 runs in the foreground and stops its nodes on SIGTERM', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-dev-cmd-'));
