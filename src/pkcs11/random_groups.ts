@@ -33,23 +33,26 @@ export class RandomGroups {
     return new Promise<Uint8Array>((resolve, reject) => {
       let group = this.#open.get(cluster);
       if (group !== undefined && group.length + length > RANDOM_BYTES_MAX) {
-        this.#open.delete(cluster);
-        void this.#send(cluster, group);
+        this.#dispatch(cluster, group);
         group = undefined;
       }
       if (group === undefined) {
         const opened: Group = { length: 0, waiters: [] };
         this.#open.set(cluster, opened);
         queueMicrotask(() => {
-          if (this.#open.get(cluster) !== opened) return;
-          this.#open.delete(cluster);
-          void this.#send(cluster, opened);
+          if (this.#open.get(cluster) === opened) this.#dispatch(cluster, opened);
         });
         group = opened;
       }
       group.length += length;
       group.waiters.push({ length, resolve, reject });
     });
+  }
+
+  /** Closes `cluster`'s open group and sends it. */
+  #dispatch(cluster: Cluster, group: Group): void {
+    this.#open.delete(cluster);
+    void this.#send(cluster, group);
   }
 
   async #send(cluster: Cluster, group: Group): Promise<void> {

@@ -124,13 +124,6 @@ class Connection {
   #serving = 0;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
-  /** Writes an answer at once (see the header). */
-  #send(answer: Uint8Array): void {
-    if (this.#closed) return;
-    this.socket.write(answer);
-    if (this.socket.isPaused()) this.#pump(); // reading may have stopped for this answer
-  }
-
   constructor(
     private readonly socket: Socket,
     private readonly backend: Pkcs11Backend,
@@ -247,7 +240,8 @@ class Connection {
       this.logger.info({ event: 'p11.call.refused', connection: this.#id, code: e.code, detail: e.detail }, 'call refused');
       answer = encodeErrorFrame(frame.code, ckrOf(e));
     }
-    this.#send(answer);
+    // Written at once (see the header); #pump runs when this call settles.
+    if (!this.#closed) this.socket.write(answer);
   }
 
   /** The answer to `call`, framed under the request's `code`. */
